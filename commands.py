@@ -1,7 +1,7 @@
 """Assembles the command line from the subcommands each package offers.
 
-A package offers subcommands through a `commands` module with `add_subcommands(subparsers)`;
-that function adds parsers whose default `func(args) -> int` does the work. Heavy imports
+A module listed in COMMAND_MODULES offers subcommands through `add_subcommands(subparsers)`,
+which adds parsers whose default `func(args) -> int` does the work. Heavy imports
 (bpy, torch) belong inside `func`, so `--help` is instant and a machine without Blender can
 still run the subcommands that do not need it.
 """
@@ -10,11 +10,12 @@ import argparse
 import importlib
 import sys
 
-# Packages whose `commands` module adds subcommands, in the order --help lists them.
-COMMAND_PACKAGES = (
-    "render",
-    "neural",
-    "lipsync",
+# Modules that add subcommands, in the order --help lists them.
+COMMAND_MODULES = (
+    "render.commands",
+    "render.dataset_commands",
+    "neural.commands",
+    "lipsync.commands",
 )
 
 
@@ -28,13 +29,8 @@ def build_parser():
         description="THA Studio: MMD datasets for Talking Head Anime, and THA-posed characters.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
-    for name in COMMAND_PACKAGES:
-        try:
-            module = importlib.import_module(f"{__package__}.{name}.commands")
-        except ModuleNotFoundError as error:
-            if error.name != f"{__package__}.{name}.commands":
-                raise
-            continue
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"{__package__}.{name}")
         module.add_subcommands(subparsers)
     return parser
 
