@@ -1,0 +1,225 @@
+"""THA1 networks (2019): face morpher, two-algorithm face rotator, combiner.
+
+THA1 names its blocks its own way (`main_body.module_list.N`, ResNet blocks with `conv1/norm1/conv2/norm2`,
+a U-Net with `downward_modules` / `bottleneck_modules` / `upsampling_modules` indexed from the output side), so
+its blocks are defined here rather than shared. THA2 reuses the rotator and combiner (tha2.py imports them).
+Facts: shared/reference/tha.md §2.3-2.4.
+
+Conventions that matter for parity:
+* every body conv has no bias; InstanceNorm2d(affine=True); ReLU everywhere;
+* heads are 7x7 convs with 4-channel alphas, and THA1 blends `alpha * input + (1 - alpha) * change`
+  (alpha weights the *input*, the opposite of THA2+'s new networks);
+* the rotator's appearance-flow warp uses `align_corners=True` with border padding.
+"""
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+IMAGE_SIZE = 256
+IMAGE_CHANNELS = 4
+INTERMEDIATE_CHANNELS = 64
+BOTTLENECK_SIZE = 32
+BOTTLENECK_BLOCKS = 6
+
+
+def conv7(in_channels: int, out_channels: int) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel_size=7, stride=1, padding=3, bias=False)
+
+
+def conv3(in_channels: int, out_channels: int) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+
+
+def conv7_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(conv7(in_channels, out_channels), nn.InstanceNorm2d(out_channels, affine=True), nn.ReLU())
+
+
+def downsample_block(in_channels: int) -> nn.Sequential:
+    """Halve the size, double the channels."""
+    out_channels = 2 * in_channels
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=4, stride=2, padding=1, bias=False),
+        nn.InstanceNorm2d(out_channels, affine=True),
+        nn.ReLU())
+
+
+def upsample_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    """Double the size (transposed convolution)."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(in_channels, out_channels, kernel_size=4, stride=2, padding=1, bias=False),
+        nn.InstanceNorm2d(out_channels, affine=True),
+        nn.ReLU())
+
+
+class ResNetBlock(nn.Module):
+    """x + norm2(conv2(relu(norm1(conv1(x))))): no activation after the sum."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = conv3(channels, channels)
+        self.norm1 = nn.InstanceNorm2d(channels, affine=True)
+        self.conv2 = conv3(channels, channels)
+        self.norm2 = nn.InstanceNorm2d(channels, affine=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.norm2(self.conv2(F.relu(self.norm1(self.conv1(x)))))
+
+
+class EncoderDecoder(nn.Module):
+    """Conv7 block, stride-2 downsamples to the bottleneck, ResNet blocks, transposed-conv upsamples back.
+
+    All of it sits in one `module_list` (the official key names)."""
+
+    def __init__(self, in_channels: int, out_channels: int = INTERMEDIATE_CHANNELS, image_size: int = IMAGE_SIZE,
+                 bottleneck_size: int = BOTTLENECK_SIZE, bottleneck_blocks: int = BOTTLENECK_BLOCKS):
+        super().__init__()
+        self.module_list = nn.ModuleList([conv7_block(in_channels, out_channels)])
+        size, channels = image_size, out_channels
+        while size > bottleneck_size:
+            self.module_list.append(downsample_block(channels))
+            size, channels = size // 2, channels * 2
+        self.module_list.extend(ResNetBlock(channels) for _ in range(bottleneck_blocks))
+        while size < image_size:
+            self.module_list.append(upsample_block(channels, channels // 2))
+            size, channels = size * 2, channels // 2
+
+    def forward(self, x: Tensor) -> Tensor:
+        for module in self.module_list:
+            x = module(x)
+        return x
+
+
+class UNet(nn.Module):
+    """THA1's U-Net. `upsampling_modules[0]` is the last block applied (the official, output-side indexing);
+    skips are concatenated as cat([decoder feature, encoder feature])."""
+
+    def __init__(self, in_channels: int, out_channels: int = INTERMEDIATE_CHANNELS, image_size: int = IMAGE_SIZE,
+                 bottleneck_size: int = BOTTLENECK_SIZE, bottleneck_blocks: int = BOTTLENECK_BLOCKS):
+        super().__init__()
+        self.downward_modules = nn.ModuleList([conv7_block(in_channels, out_channels)])
+        channels_at = {image_size: out_channels}
+        size, channels = image_size, out_channels
+        while size > bottleneck_size:
+            self.downward_modules.append(downsample_block(channels))
+            size, channels = size // 2, channels * 2
+            channels_at[size] = channels
+        self.bottleneck_modules = nn.ModuleList(ResNetBlock(channels) for _ in range(bottleneck_blocks))
+        # Built from the bottleneck outwards, then reversed so that index 0 is the output side.
+        upsampling = []
+        while size < image_size:
+            block_in = channels if size == bottleneck_size else channels + channels_at[size]
+            upsampling.append(upsample_block(block_in, channels // 2))
+            size, channels = size * 2, channels // 2
+        upsampling.append(conv7_block(channels + out_channels, out_channels))
+        self.upsampling_modules = nn.ModuleList(reversed(upsampling))
+
+    def forward(self, x: Tensor) -> Tensor:
+        skips = []
+        for module in self.downward_modules:
+            x = module(x)
+            skips.append(x)
+        for module in self.bottleneck_modules:
+            x = module(x)
+        x = self.upsampling_modules[-1](x)
+        for i in range(len(self.upsampling_modules) - 2, -1, -1):
+            x = self.upsampling_modules[i](torch.cat([x, skips[i]], dim=1))
+        return x
+
+
+def pose_planes(pose: Tensor, like: Tensor) -> Tensor:
+    """The pose vector (n, p) as p constant planes of `like`'s size."""
+    n, p = pose.shape
+    return pose.view(n, p, 1, 1).expand(n, p, like.shape[2], like.shape[3])
+
+
+def head(in_channels: int, out_channels: int, activation: nn.Module) -> nn.Sequential:
+    """A 7x7 output head (keys `<name>.0.weight`)."""
+    return nn.Sequential(conv7(in_channels, out_channels), activation)
+
+
+class FaceMorpher(nn.Module):
+    """Closes eyes and opens the mouth: (image, pose[:, 3:6]) -> [output_image, alpha_mask, color_change]."""
+
+    def __init__(self, pose_size: int = 3):
+        super().__init__()
+        self.main_body = EncoderDecoder(IMAGE_CHANNELS + pose_size)
+        self.color_change = head(INTERMEDIATE_CHANNELS, IMAGE_CHANNELS, nn.Tanh())
+        self.alpha_mask = head(INTERMEDIATE_CHANNELS, IMAGE_CHANNELS, nn.Sigmoid())
+
+    def forward(self, image: Tensor, pose: Tensor) -> list:
+        features = self.main_body(torch.cat([image, pose_planes(pose, image)], dim=1))
+        color = self.color_change(features)
+        alpha = self.alpha_mask(features)
+        return [alpha * image + (1 - alpha) * color, alpha, color]
+
+
+def identity_grid(n: int, height: int, width: int, like: Tensor, align_corners: bool) -> Tensor:
+    """(n, h, w, 2) sampling grid of the identity transform."""
+    identity = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], device=like.device, dtype=like.dtype)
+    return F.affine_grid(identity.expand(n, 2, 3), [n, 1, height, width], align_corners=align_corners)
+
+
+class TwoAlgoFaceRotator(nn.Module):
+    """Turns the head two ways at once: a colour change (Pumarola) and an appearance flow (Zhou).
+
+    forward(image, pose[:, 0:3]) -> [color_changed_image, resampled_image, color_change, alpha_mask,
+    grid_change (n, h, w, 2), grid (n, h, w, 2)] (THA1's list; THA2 returns a different one, see tha2.py).
+    """
+
+    def __init__(self, pose_size: int = 3, align_corners: bool = True):
+        super().__init__()
+        self.align_corners = align_corners
+        self.main_body = EncoderDecoder(IMAGE_CHANNELS + pose_size)
+        self.pumarola_color_change = head(INTERMEDIATE_CHANNELS, IMAGE_CHANNELS, nn.Tanh())
+        self.pumarola_alpha_mask = head(INTERMEDIATE_CHANNELS, IMAGE_CHANNELS, nn.Sigmoid())
+        self.zhou_grid_change = conv7(INTERMEDIATE_CHANNELS, 2)
+
+    def rotate(self, image: Tensor, pose: Tensor) -> dict:
+        """Every intermediate by name; grid_change is the network's (n, 2, h, w) offset field."""
+        n, _, h, w = image.shape
+        features = self.main_body(torch.cat([image, pose_planes(pose, image)], dim=1))
+        color_change = self.pumarola_color_change(features)
+        alpha_mask = self.pumarola_alpha_mask(features)
+        grid_change = self.zhou_grid_change(features)
+        grid = identity_grid(n, h, w, image, self.align_corners) + grid_change.permute(0, 2, 3, 1)
+        resampled = F.grid_sample(image, grid, mode="bilinear", padding_mode="border",
+                                  align_corners=self.align_corners)
+        return {
+            "color_changed_image": alpha_mask * image + (1 - alpha_mask) * color_change,
+            "resampled_image": resampled,
+            "color_change": color_change,
+            "alpha_mask": alpha_mask,
+            "grid_change": grid_change,
+            "grid": grid,
+        }
+
+    def forward(self, image: Tensor, pose: Tensor) -> list:
+        r = self.rotate(image, pose)
+        return [r["color_changed_image"], r["resampled_image"], r["color_change"], r["alpha_mask"],
+                r["grid_change"].permute(0, 2, 3, 1), r["grid"]]
+
+
+class Combiner(nn.Module):
+    """Merges the rotator's two images and retouches the result.
+
+    forward(first_image, second_image, pose[:, 0:3]) -> [final_image, combined_image, combine_alpha_mask,
+    retouch_alpha_mask, retouch_color_change].
+    """
+
+    def __init__(self, pose_size: int = 3):
+        super().__init__()
+        self.main_body = UNet(2 * IMAGE_CHANNELS + pose_size)
+        self.combine_alpha_mask = head(INTERMEDIATE_CHANNELS, IMAGE_CHANNELS, nn.Sigmoid())
+        self.retouch_alpha_mask = head(INTERMEDIATE_CHANNELS, IMAGE_CHANNELS, nn.Sigmoid())
+        self.retouch_color_change = head(INTERMEDIATE_CHANNELS, IMAGE_CHANNELS, nn.Tanh())
+
+    def forward(self, first_image: Tensor, second_image: Tensor, pose: Tensor) -> list:
+        x = torch.cat([first_image, second_image, pose_planes(pose, first_image)], dim=1)
+        features = self.main_body(x)
+        combine_alpha = self.combine_alpha_mask(features)
+        combined = combine_alpha * first_image + (1 - combine_alpha) * second_image
+        retouch_alpha = self.retouch_alpha_mask(features)
+        retouch_color = self.retouch_color_change(features)
+        final = retouch_alpha * combined + (1 - retouch_alpha) * retouch_color
+        return [final, combined, combine_alpha, retouch_alpha, retouch_color]

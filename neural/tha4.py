@@ -1,0 +1,158 @@
+"""THA4 student ("character model"): two small SIREN networks trained for one character.
+
+The face morpher draws the 128x128 face crop from the pose alone (no image input); the body morpher warps and
+recolours the whole 512x512 picture. Attribute names follow the official modules, so the official per-character
+`face_morpher.pt` and `body_morpher.pt` load with strict=True (shared/reference/tha.md §5).
+
+Conventions that matter for parity:
+* SIREN layer: sin(omega_0 * (W x + b)) with omega_0 = 30 on every layer, as 1x1 convolutions over an image of
+  coordinates; the coordinates are pixel centres in [-1, 1] (x first), i.e. `affine_grid(identity,
+  align_corners=False)`.
+* Between body-morpher levels the features are resized bilinearly (align_corners=False) and the coordinates and
+  pose are concatenated again after them.
+* The body morpher's 7 outputs are grid change (2), alpha (1, no sigmoid), colour (4); the final image is
+  (1 - alpha) * warp(image) + alpha * colour.
+* The THA4 input image has its RGB premultiplied by alpha (unlike THA1-THA3).
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+OMEGA_0 = 30.0
+
+# Where the face morpher's 128x128 output goes in the 512x512 picture (centre x 256, centre y 144).
+FACE_ROWS = slice(80, 208)
+FACE_COLS = slice(192, 320)
+
+FACE_POSE_SIZE = 39
+BODY_POSE_SIZE = 45
+
+
+def position_image(n: int, size: int, device, dtype=torch.float32) -> Tensor:
+    """(n, 2, size, size) pixel-centre coordinates in [-1, 1]: channel 0 = x, channel 1 = y."""
+    identity = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]], device=device, dtype=dtype)
+    grid = F.affine_grid(identity, [1, 1, size, size], align_corners=False)  # (1, size, size, 2)
+    return grid.permute(0, 3, 1, 2).expand(n, 2, size, size)
+
+
+def pose_image(pose: Tensor, size: int) -> Tensor:
+    """The pose vector (n, p) as p constant planes (n, p, size, size)."""
+    n, p = pose.shape
+    return pose.view(n, p, 1, 1).expand(n, p, size, size)
+
+
+def warp(image: Tensor, grid_change: Tensor) -> Tensor:
+    """Resample `image` at identity + grid_change (normalised offsets, channel 0 = x), border padding."""
+    n, c, h, w = image.shape
+    identity = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], device=image.device, dtype=image.dtype)
+    base = F.affine_grid(identity.expand(n, 2, 3), [n, c, h, w], align_corners=False)
+    grid = base + grid_change.permute(0, 2, 3, 1)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+class SineLayer(nn.Module):
+    """sin(omega_0 * linear(x)), linear being a 1x1 convolution with bias."""
+
+    def __init__(self, in_channels: int, out_channels: int, omega_0: float = OMEGA_0):
+        super().__init__()
+        self.omega_0 = omega_0
+        self.linear = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sin(self.omega_0 * self.linear(x))
+
+
+class Siren(nn.Module):
+    """A stack of sine layers and a plain 1x1 output layer."""
+
+    def __init__(self, in_channels: int, out_channels: int, width: int, num_sine_layers: int):
+        super().__init__()
+        widths = [in_channels] + [width] * num_sine_layers
+        self.sine_layers = nn.ModuleList(SineLayer(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.last_linear = nn.Conv2d(width, out_channels, kernel_size=1, bias=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.sine_layers:
+            x = layer(x)
+        return self.last_linear(x)
+
+
+class SirenFaceMorpher(nn.Module):
+    """The face student: pose[:, 0:39] -> 4x128x128 RGBA face crop (official SirenFaceMorpher00)."""
+
+    def __init__(self, image_size: int = 128, pose_size: int = FACE_POSE_SIZE, width: int = 128,
+                 num_sine_layers: int = 8):
+        super().__init__()
+        self.image_size = image_size
+        self.siren = Siren(2 + pose_size, 4, width, num_sine_layers)
+
+    def forward(self, pose: Tensor) -> Tensor:
+        size = self.image_size
+        position = position_image(pose.shape[0], size, pose.device, pose.dtype)
+        return self.siren(torch.cat([position, pose_image(pose, size)], dim=1))
+
+
+@dataclass(frozen=True)
+class SirenLevel:
+    image_size: int
+    width: int
+    num_sine_layers: int = 3
+
+
+# The official mode_14 body morpher: 128 -> 256 -> 512, narrowing as the resolution grows.
+BODY_LEVELS = (SirenLevel(128, 360), SirenLevel(256, 180), SirenLevel(512, 90))
+
+
+class SirenBodyMorpher(nn.Module):
+    """The body student (official SirenMorpher03): multi-resolution SIREN predicting warp, alpha and colour.
+
+    forward(image, pose) -> [blended_image, alpha, color_change, warped_image, grid_change].
+    """
+
+    def __init__(self, pose_size: int = BODY_POSE_SIZE, levels=BODY_LEVELS, image_channels: int = 4):
+        super().__init__()
+        self.levels = tuple(levels)
+        conditioning = 2 + pose_size
+        self.siren_layers = nn.ModuleList()
+        for i, level in enumerate(self.levels):
+            first_in = conditioning if i == 0 else level.width + conditioning
+            last_out = self.levels[i + 1].width if i + 1 < len(self.levels) else level.width
+            widths = [first_in] + [level.width] * (level.num_sine_layers - 1) + [last_out]
+            self.siren_layers.append(nn.Sequential(*(SineLayer(a, b) for a, b in zip(widths[:-1], widths[1:]))))
+        self.last_linear = nn.Conv2d(self.levels[-1].width, 2 + 1 + image_channels, kernel_size=1, bias=True)
+
+    def features(self, pose: Tensor) -> Tensor:
+        """The last level's features (n, width, 512, 512); they depend on the pose only."""
+        n = pose.shape[0]
+        x = None
+        for level, layers in zip(self.levels, self.siren_layers):
+            size = level.image_size
+            conditioning = torch.cat([position_image(n, size, pose.device, pose.dtype), pose_image(pose, size)], dim=1)
+            if x is None:
+                x = conditioning
+            else:
+                x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+                x = torch.cat([x, conditioning], dim=1)
+            x = layers(x)
+        return x
+
+    def forward(self, image: Tensor, pose: Tensor) -> list:
+        output = self.last_linear(self.features(pose))
+        grid_change = output[:, 0:2]
+        alpha = output[:, 2:3]
+        color_change = output[:, 3:]
+        warped_image = warp(image, grid_change)
+        blended_image = (1 - alpha) * warped_image + alpha * color_change
+        return [blended_image, alpha, color_change, warped_image, grid_change]
+
+
+def compose_face(image: Tensor, face: Tensor) -> Tensor:
+    """The picture with the face student's crop pasted in (a new tensor; `image` is left as it is).
+
+    A single picture (batch 1) is repeated to the batch of faces."""
+    image = image.expand(face.shape[0], -1, -1, -1).clone()
+    image[:, :, FACE_ROWS, FACE_COLS] = face
+    return image
