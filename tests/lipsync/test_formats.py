@@ -1,0 +1,257 @@
+"""Rhubarb's cue files read and written back byte for byte, tolerant reading, line-numbered errors."""
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import SHARED
+from tha_studio.lipsync import formats
+from tha_studio.lipsync.cues import Cue, CueTrack
+from tha_studio.lipsync.formats import CueFileError
+
+RHUBARB = SHARED / "assets" / "lipsync" / "rhubarb"
+# Rhubarb runs several threads on long files, so the kittens' files come from runs that differ.
+SAME_RUN_RECORDINGS = [
+    "en_male_electricity.ogg", "en_male_watchingtv.ogg", "s1_plosives.wav", "s2_rounded.wav",
+    "s3_pauses.wav", "s4_bilabials.wav", "s5_fricatives.wav",
+]
+
+
+def output_files():
+    if not RHUBARB.is_dir():
+        return []
+    return sorted(p for p in RHUBARB.glob("*/*") if not p.name.endswith(".stderr.txt"))
+
+
+def dat_options(path):
+    """The --datFrameRate and --datUsePrestonBlair each DAT fixture was made with."""
+    return (30 if "dat30" in path.name else 24), "prestonblair" in path.name
+
+
+@pytest.mark.parametrize("path", output_files(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_rhubarb_output_reads_and_writes_back_byte_identical(shared, path):
+    frame_rate, preston_blair = dat_options(path)
+    track = formats.read_cues(path, frame_rate=frame_rate)
+    assert len(track) > 0 and track.duration > 0
+    written = formats.format_cues(track, formats.format_of_path(path), frame_rate, preston_blair)
+    assert written.encode("utf-8") == path.read_bytes()
+
+
+def test_all_output_kinds_are_covered(shared):
+    names = {p.name for p in output_files()}
+    for kind in ("ps_tsv.tsv", "ps_json.json", "ps_xml.xml", "ps_dat24.dat", "ps_dat30.dat",
+                 "ps_dat24_prestonblair.dat", "ps_basicshapes_tsv.tsv", "ps_dialog_json.json"):
+        assert kind in names
+    assert len(output_files()) >= 8 * 10
+
+
+@pytest.mark.parametrize("recording", SAME_RUN_RECORDINGS)
+@pytest.mark.parametrize(
+    "target", ["ps_tsv.tsv", "ps_xml.xml", "ps_dat24.dat", "ps_dat30.dat", "ps_dat24_prestonblair.dat"]
+)
+def test_json_written_in_another_format_matches_rhubarbs_own(shared, recording, target):
+    folder = shared / "assets" / "lipsync" / "rhubarb" / recording
+    track = formats.read_cues(folder / "ps_json.json")
+    frame_rate, preston_blair = dat_options(Path(target))
+    written = formats.format_cues(track, formats.format_of_path(target), frame_rate, preston_blair)
+    assert written == (folder / target).read_text()
+
+
+def test_the_same_track_from_every_format(shared):
+    folder = shared / "assets" / "lipsync" / "rhubarb" / "s3_pauses.wav"
+    from_json = formats.read_cues(folder / "ps_json.json")
+    for name in ("ps_tsv.tsv", "ps_xml.xml"):
+        other = formats.read_cues(folder / name)
+        assert [(c.start, c.end, c.shape) for c in other] == [(c.start, c.end, c.shape) for c in from_json]
+        assert other.duration == from_json.duration
+    dat = formats.read_cues(folder / "ps_dat24_prestonblair.dat")
+    # DAT keeps frames only: each cue starts at its frame's time, within 1/24 s of the original.
+    assert set(dat.shapes_used) <= set(from_json.shapes_used)
+    assert abs(dat.duration - from_json.duration) <= 1 / 24 + 1e-9
+    assert formats.read_cues(folder / "ps_tsv.tsv").closed_shape == "X"
+    assert formats.read_cues(folder / "ps_basicshapes_tsv.tsv").closing_shape() == "A"
+
+
+def test_ng_addon_json_with_numbers_as_strings(shared):
+    track = formats.read_cues(shared / "assets" / "lipsync" / "audio" / "en_male_electricity-expected.json")
+    assert track.sound_file == "en_male_electricity.ogg"
+    assert track.duration == pytest.approx(1.06)
+    assert [(c.start, c.end, c.shape) for c in track] == [
+        (0.00, 0.10, "X"), (0.10, 0.15, "B"), (0.15, 0.19, "H"), (0.19, 0.26, "C"),
+        (0.26, 0.54, "B"), (0.54, 0.61, "C"), (0.61, 0.96, "B"), (0.96, 1.06, "X"),
+    ]
+    # Written back, it is Rhubarb's own layout with real numbers.
+    assert '{ "start": 0.54, "end": 0.61, "value": "C" },' in formats.write_json(track)
+
+
+def test_dat_frames_use_rhubarbs_double_arithmetic():
+    # 1.16 s x 25 fps is 28.999999999999996 in doubles, so Rhubarb writes frame 29, not 30.
+    track = CueTrack((Cue(0.0, 1.16, "X"), Cue(1.16, 2.0, "D")), duration=2.0)
+    assert formats.write_dat(track, 25) == "MohoSwitch1\n1 X\n29 D\n51 X\n"
+    # A DAT file read at one rate and written at the same rate keeps its frames.
+    text = "MohoSwitch1\n1 X\n29 D\n51 X\n"
+    assert formats.write_dat(formats.read_dat(text, frame_rate=25), 25) == text
+    for rate in (24, 25, 29.97, 30, 48, 60, 100):
+        text = "MohoSwitch1\n" + "".join(f"{f} {'DX'[i % 2]}\n" for i, f in enumerate(range(1, 400, 7)))
+        assert formats.write_dat(formats.read_dat(text, frame_rate=rate), rate) == text
+
+
+def test_dat_frame_rate_limits_as_rhubarbs():
+    track = CueTrack((Cue(0.0, 1.0, "D"),))
+    with pytest.raises(ValueError, match="Frame rate must be between 24 and 100 fps"):
+        formats.write_dat(track, 12)
+
+
+def test_empty_track_gets_rhubarbs_dummy_cue():
+    empty = CueTrack((), duration=0.0)
+    assert '{ "start": 0.00, "end": 0.00, "value": "X" }' in formats.write_json(empty)
+    assert '<mouthCue start="0.00" end="0.00">X</mouthCue>' in formats.write_xml(empty)
+    assert formats.read_json(formats.write_json(empty)).duration == 0.0
+    assert formats.write_tsv(empty) == "0.00\tX\n"
+    assert formats.write_dat(empty) == "MohoSwitch1\n1 X\n"
+
+
+def test_escaping_of_the_sound_file():
+    track = CueTrack((Cue(0.0, 0.5, "B"),), sound_file='C:\\voices\\"Ünïcode" <&> 😀.wav')
+    text = formats.write_json(track)
+    assert '"soundFile": "C:\\\\voices\\\\\\"\\u00dcn\\u00efcode\\" <&> \\ud83d\\ude00.wav"' in text
+    assert formats.read_json(text).sound_file == track.sound_file
+    xml_text = formats.write_xml(track)
+    assert "&quot;Ünïcode&quot; &lt;&amp;&gt;" in xml_text
+    assert formats.read_xml(xml_text).sound_file == track.sound_file
+
+
+def test_save_is_atomic_and_picks_the_format_from_the_extension(tmp_path, shared):
+    track = formats.read_cues(shared / "assets" / "lipsync" / "rhubarb" / "s2_rounded.wav" / "ps_json.json")
+    for extension in (".tsv", ".json", ".xml", ".dat"):
+        target = tmp_path / f"cues{extension}"
+        target.write_text("old content")
+        formats.save_cues(track, target)
+        again = formats.read_cues(target)
+        assert [c.shape for c in again.joined()] == [c.shape for c in track.joined()] or extension == ".dat"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cues.dat", "cues.json", "cues.tsv", "cues.xml"]
+
+
+MALFORMED = [
+    ("tsv", "0.00\tX\n0.10\tB\n0.05\tC\n0.30\tX\n", 3, "earlier than the line before"),
+    ("tsv", "0.00\tX\n0.10\tQ\n0.30\tX\n", 2, "'Q' is not a mouth shape"),
+    ("tsv", "0.00\tX\nabc\tB\n", 2, "must be a number of seconds"),
+    ("tsv", "0.00\tX\n0.10 B extra\n", 2, "expected '<seconds> <shape>'"),
+    ("tsv", "0.00\tX\n-1.0\tB\n", 2, "must not be negative"),
+    ("tsv", "\n\n", None, "no cues"),
+    ("json", '{\n  "mouthCues": [\n    { "start": 0.00, "end": 0.10, "value": "X" },\n'
+             '    { "start": 0.10, "end": "soon", "value": "B" }\n  ]\n}\n', 4, "\"end\" must be a number"),
+    ("json", '{\n  "mouthCues": [\n    { "start": 0.00, "end": 0.10, "value": "X" },\n'
+             '    { "start": 0.10, "value": "B" }\n  ]\n}\n', 4, "has no \"end\""),
+    ("json", '{\n  "mouthCues": [\n    { "start": 0.00, "end": 0.10, "value": "Z" }\n  ]\n}\n', 3, "'Z' is not a mouth shape"),
+    ("json", '{\n  "mouthCues": [\n    { "start": 0.00, "end": 0.10, "value": "X" }\n    { "start": 0.1 }\n', 4,
+     "not valid JSON"),
+    ("json", '{\n  "mouthCues": [\n    { "start": 0.20, "end": 0.10, "value": "X" }\n  ]\n}\n', 3, "before it starts"),
+    ("json", '{\n  "mouthCues": [\n    { "start": 0.00, "end": 0.30, "value": "X" },\n'
+             '    { "start": 0.20, "end": 0.40, "value": "B" }\n  ]\n}\n', 4, "before the previous cue ends"),
+    ("json", '{\n  "metadata": {\n    "duration": -2\n  },\n  "mouthCues": []\n}\n', 2, "must not be negative"),
+    ("json", '[1, 2]\n', 1, "expected a JSON object"),
+    ("xml", '<?xml version="1.0"?>\n<rhubarbResult>\n  <mouthCues>\n    <mouthCue start="0.00" end="0.10">X</mouthCue>\n'
+            '    <mouthCue start="0.10">B</mouthCue>\n  </mouthCues>\n</rhubarbResult>\n', 5, "no 'end' attribute"),
+    ("xml", '<?xml version="1.0"?>\n<rhubarbResult>\n  <mouthCues>\n    <mouthCue start="0.00" end="0.10">X</mouthCues>\n',
+     4, "not valid XML: mismatched tag"),
+    ("xml", '<?xml version="1.0"?>\n<result/>\n', 2, "expected a <rhubarbResult> element"),
+    ("dat", "MohoSwitch1\n1 X\n5 B\n3 C\n", 4, "frame 3 does not come after frame 5"),
+    ("dat", "MohoSwitch1\n1 X\n0 B\n", 3, "expected '<frame number from 1> <shape>'"),
+    ("dat", "MohoSwitch1\n1 rest\n5 XYZ\n9 rest\n", 3, "not a Preston Blair mouth name"),
+    ("dat", "Switch\n1 X\n", 1, "expected the header 'MohoSwitch1'"),
+]
+
+
+@pytest.mark.parametrize("format, text, line, problem", MALFORMED)
+def test_malformed_files_name_the_line(tmp_path, format, text, line, problem):
+    path = tmp_path / f"bad.{format}"
+    path.write_text(text)
+    with pytest.raises(CueFileError) as caught:
+        formats.read_cues(path)
+    assert caught.value.line == line
+    assert problem in str(caught.value)
+    prefix = f"{path}, line {line}: " if line else f"{path}: "
+    assert str(caught.value).startswith(prefix)
+
+
+def test_unreadable_files_are_named(tmp_path):
+    with pytest.raises(CueFileError, match="missing.tsv: no such file"):
+        formats.read_cues(tmp_path / "missing.tsv")
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b'{\n"a": "\xff\xfe"}')
+    with pytest.raises(CueFileError, match=r"binary.json, line 2: not UTF-8"):
+        formats.read_cues(binary)
+    with pytest.raises(CueFileError, match="cannot tell the cue format"):
+        formats.save_cues(CueTrack(()), tmp_path / "cues.wav")
+
+
+def _fixture_texts():
+    texts = []
+    for recording in ("en_male_electricity.ogg", "s3_pauses.wav"):
+        folder = RHUBARB / recording
+        for name in ("ps_tsv.tsv", "ps_json.json", "ps_xml.xml", "ps_dat24_prestonblair.dat"):
+            if (folder / name).is_file():
+                texts.append((formats.format_of_path(name), (folder / name).read_text()))
+    return texts or [("tsv", "0.00\tX\n0.10\tB\n0.20\tX\n")]
+
+
+FIXTURE_TEXTS = _fixture_texts()
+
+
+@st.composite
+def mutated_cue_files(draw):
+    format, text = draw(st.sampled_from(FIXTURE_TEXTS))
+    for _ in range(draw(st.integers(1, 4))):
+        position = draw(st.integers(0, len(text)))
+        action = draw(st.sampled_from(["insert", "delete", "replace"]))
+        piece = draw(st.text(alphabet=st.sampled_from(list('0123456789.-eE\t \n"{}[]<>/=,:ABCDXZ\\\x00é')), max_size=6))
+        if action == "insert":
+            text = text[:position] + piece + text[position:]
+        elif action == "delete":
+            text = text[:position] + text[position + len(piece) + 1 :]
+        else:
+            text = text[:position] + piece + text[position + len(piece) :]
+    return format, text
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_cue_files())
+def test_fuzzed_files_give_a_track_or_a_cue_file_error(case):
+    format, text = case
+    try:
+        track = formats.parse_cues(text, format, source="fuzz")
+    except CueFileError as error:
+        assert str(error).startswith("fuzz")
+        return
+    # Whatever reads must also write, in every format.
+    for other in formats.FORMATS:
+        formats.format_cues(track, other)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(formats.FORMATS), st.text(max_size=200))
+def test_random_text_gives_a_track_or_a_cue_file_error(format, text):
+    try:
+        formats.parse_cues(text, format, source="fuzz")
+    except CueFileError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 60), st.sampled_from("ABCDEFGHX")), min_size=1, max_size=30))
+def test_generated_tracks_round_trip_through_every_text_format(steps):
+    time, cues = 0, []
+    for length, shape in steps:
+        if length and (not cues or cues[-1].shape != shape):
+            cues.append(Cue(time / 100, (time + length) / 100, shape))
+            time += length
+    track = CueTrack(tuple(cues), duration=time / 100 + 0.05)
+    for format in ("tsv", "json", "xml"):
+        text = formats.format_cues(track, format)
+        again = formats.parse_cues(text, format)
+        assert formats.format_cues(again, format) == text
+        assert again.frame_shapes() == track.frame_shapes()
+        assert again.duration == pytest.approx(track.duration)
