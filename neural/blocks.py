@@ -1,0 +1,242 @@
+"""The named building blocks the THA networks are composed of (shared/reference/tha.md §1).
+
+Attribute names and `nn.Sequential` positions are chosen so that the state_dict keys equal the
+official ones (`X.0.weight` for a block's conv, `X.1.weight/bias` for its InstanceNorm, ...):
+that is what lets official weight files load with strict=True. Every body conv has no bias;
+every norm is InstanceNorm2d(affine=True) without running statistics.
+
+A "separable" conv is a depthwise conv followed by a 1x1 pointwise conv (THA3 separable
+variants); in a block it takes two Sequential slots, so the norm moves from `.1` to `.2`.
+
+Activations are passed as factories (a callable returning a fresh module) because the
+networks differ: ReLU in the THA2-era nets, LeakyReLU(0.1) in the THA3 rotator and editor.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def relu():
+    return nn.ReLU(inplace=False)
+
+
+def leaky_relu():
+    """The THA3 rotator's and editor's activation."""
+    return nn.LeakyReLU(negative_slope=0.1, inplace=False)
+
+
+def instance_norm(channels):
+    return nn.InstanceNorm2d(channels, affine=True)
+
+
+def conv(in_channels, out_channels, kernel_size, stride=1, separable=False):
+    """The convolution(s) of a block, without norm or activation, as a list of modules.
+
+    Plain: one Conv2d with padding k//2 (k=4 with stride 2 uses padding 1).
+    Separable: depthwise Conv2d (groups=in) then pointwise 1x1 Conv2d.
+    """
+    padding = 1 if kernel_size == 4 else kernel_size // 2
+    if not separable:
+        return [nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)]
+    return [
+        nn.Conv2d(in_channels, in_channels, kernel_size, stride, padding, groups=in_channels, bias=False),
+        nn.Conv2d(in_channels, out_channels, 1, bias=False),
+    ]
+
+
+def conv_transpose(in_channels, out_channels, separable=False):
+    """A x2 upsampling ConvTranspose2d(4, stride 2, padding 1); separable: depthwise then 1x1."""
+    if not separable:
+        return [nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1, bias=False)]
+    return [
+        nn.ConvTranspose2d(in_channels, in_channels, 4, 2, 1, groups=in_channels, bias=False),
+        nn.Conv2d(in_channels, out_channels, 1, bias=False),
+    ]
+
+
+def conv_block(in_channels, out_channels, kernel_size=3, stride=1, activation=relu, separable=False):
+    """conv (+ pointwise when separable) + InstanceNorm + activation, as one Sequential."""
+    return nn.Sequential(
+        *conv(in_channels, out_channels, kernel_size, stride, separable),
+        instance_norm(out_channels),
+        activation(),
+    )
+
+
+def downsample_block(in_channels, out_channels, activation=relu, separable=False):
+    """Halves the resolution: 4x4 stride-2 conv + InstanceNorm + activation."""
+    return conv_block(in_channels, out_channels, 4, 2, activation, separable)
+
+
+def upsample_block(in_channels, out_channels, activation=relu, separable=False):
+    """Doubles the resolution: 4x4 stride-2 transposed conv + InstanceNorm + activation."""
+    return nn.Sequential(
+        *conv_transpose(in_channels, out_channels, separable),
+        instance_norm(out_channels),
+        activation(),
+    )
+
+
+def resize_conv_block(in_channels, out_channels, activation=relu, separable=False):
+    """Doubles the resolution: nearest x2 resize, then a 3x3 conv block (keys `.1.*`)."""
+    return nn.Sequential(
+        nn.Upsample(scale_factor=2, mode="nearest"),
+        conv_block(in_channels, out_channels, 3, 1, activation, separable),
+    )
+
+
+class ResnetBlock(nn.Module):
+    """x + (conv3, IN, act, conv3, IN)(x), no activation after the sum (THA2+ naming).
+
+    Separable: each conv3 is Sequential(depthwise, pointwise), hence `resnet_path.0.0/.0.1`.
+    """
+
+    def __init__(self, channels, activation=relu, separable=False):
+        super().__init__()
+
+        def conv3():
+            layers = conv(channels, channels, 3, 1, separable)
+            return nn.Sequential(*layers) if separable else layers[0]
+
+        self.resnet_path = nn.Sequential(
+            conv3(), instance_norm(channels), activation(), conv3(), instance_norm(channels)
+        )
+
+    def forward(self, x):
+        return x + self.resnet_path(x)
+
+
+class LegacyResnetBlock(nn.Module):
+    """THA1's ResNet block (also in THA2's back-compatible rotator and combiner).
+
+    x + norm2(conv2(relu(norm1(conv1(x))))), attributes conv1, norm1, conv2, norm2.
+    """
+
+    def __init__(self, channels):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
+        self.norm1 = instance_norm(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
+        self.norm2 = instance_norm(channels)
+
+    def forward(self, x):
+        return x + self.norm2(self.conv2(torch.relu(self.norm1(self.conv1(x)))))
+
+
+# Output heads: never separable, even in the separable variants.
+
+
+def alpha_head(in_channels, out_channels=1):
+    """Conv3 with bias + sigmoid (keys `.0.weight`, `.0.bias`)."""
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=True), nn.Sigmoid())
+
+
+def color_change_head(in_channels, out_channels=4):
+    """Conv3 with bias + tanh (keys `.0.weight`, `.0.bias`)."""
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=True), nn.Tanh())
+
+
+def grid_change_head(in_channels):
+    """Conv3 without bias to a 2-channel flow offset (key `.weight`)."""
+    return nn.Conv2d(in_channels, 2, 3, 1, 1, bias=False)
+
+
+class PoserEncoderDecoder(nn.Module):
+    """THA2/THA3's encoder-decoder where the pose enters only at the bottleneck.
+
+    Conv3 block at full size; downsample blocks doubling channels (capped at max_channels) to
+    the bottleneck size; bottleneck block 0 is a conv block over features + pose planes, then
+    ResNet blocks; upsample blocks back to `start_channels`. Because the pose enters only at
+    the bottleneck, `encode` (pose-independent) and `decode` can run separately.
+    """
+
+    def __init__(
+        self,
+        image_size,
+        in_channels,
+        pose_size,
+        start_channels=64,
+        bottleneck_size=16,
+        bottleneck_blocks=6,
+        max_channels=512,
+        activation=relu,
+        separable=False,
+    ):
+        super().__init__()
+        self.pose_size = pose_size
+
+        def channels_at(size):
+            # Channels double each time the size halves, capped (the official rule).
+            return min(start_channels * (image_size // size), max_channels)
+
+        self.downsample_blocks = nn.ModuleList([conv_block(in_channels, start_channels, 3, 1, activation, separable)])
+        size = image_size
+        while size > bottleneck_size:
+            self.downsample_blocks.append(downsample_block(channels_at(size), channels_at(size // 2), activation, separable))
+            size //= 2
+        channels = channels_at(bottleneck_size)
+        self.bottleneck_blocks = nn.ModuleList([conv_block(channels + pose_size, channels, 3, 1, activation, separable)])
+        for _ in range(bottleneck_blocks - 1):
+            self.bottleneck_blocks.append(ResnetBlock(channels, activation, separable))
+        self.upsample_blocks = nn.ModuleList()
+        while size < image_size:
+            self.upsample_blocks.append(upsample_block(channels_at(size), channels_at(size * 2), activation, separable))
+            size *= 2
+
+    def encode(self, image):
+        feature = image
+        for block in self.downsample_blocks:
+            feature = block(feature)
+        return feature
+
+    def decode(self, encoded, pose=None):
+        feature = encoded
+        if self.pose_size:
+            n, _, h, w = encoded.shape
+            planes = pose.view(n, self.pose_size, 1, 1).expand(n, self.pose_size, h, w)
+            feature = torch.cat([feature, planes.to(feature.dtype)], dim=1)
+        for block in self.bottleneck_blocks:
+            feature = block(feature)
+        for block in self.upsample_blocks:
+            feature = block(feature)
+        return feature
+
+    def forward(self, image, pose=None):
+        return self.decode(self.encode(image), pose)
+
+
+# Image operations shared by the networks.
+
+
+def pose_planes(pose, height, width):
+    """A (n, p) pose vector as p constant planes of height x width."""
+    n, p = pose.shape
+    return pose.view(n, p, 1, 1).expand(n, p, height, width)
+
+
+def apply_color_change(alpha, color_change, image):
+    """color_change where alpha is 1, image where it is 0 (THA2+ convention)."""
+    return color_change * alpha + image * (1 - alpha)
+
+
+def apply_rgb_change(alpha, color_change, image):
+    """apply_color_change on RGB only; the image keeps its own alpha channel."""
+    rgb = color_change[:, 0:3] * alpha + image[:, 0:3] * (1 - alpha)
+    return torch.cat([rgb, image[:, 3:4]], dim=1)
+
+
+def identity_grid(like, align_corners=False):
+    """The (n, h, w, 2) sampling grid that reproduces `like` (n, c, h, w)."""
+    n, c, h, w = like.shape
+    identity = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=like.dtype, device=like.device)
+    return F.affine_grid(identity.unsqueeze(0).expand(n, 2, 3), [n, c, h, w], align_corners=align_corners)
+
+
+def apply_grid_change(grid_change, image, align_corners=False):
+    """Warp `image` by a flow offset (n, 2, h, w) in normalized units (channel 0 = x).
+
+    Bilinear with border padding, as in every THA warp.
+    """
+    grid = identity_grid(image, align_corners) + grid_change.permute(0, 2, 3, 1)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=align_corners)

@@ -1,0 +1,318 @@
+"""Talking Head Anime 3: its five networks and the pipeline that chains them.
+
+Variants (official folder names): standard_float, standard_half, separable_float, separable_half.
+"separable" variants replace every body conv by depthwise + pointwise; "half" variants are the
+same modules with float16 weights. Architecture facts: shared/reference/tha.md §4.
+
+Pipeline (tha.md §4.1), image 4x512x512 in the network convention, pose 45:
+  1. eyebrow_decomposer(face crop rows 64:192, cols 192:320)        (pose-independent: cached)
+  2. eyebrow_morphing_combiner(background, eyebrow layer, pose[0:12])
+  3. face_morpher(crop rows 32:224, cols 160:352 with step 2 pasted at [32:160, 32:160], pose[12:39])
+  4. two_algo_face_body_rotator(whole image with step 3 pasted, halved to 256, pose[39:45])
+  5. editor(full image, rotator warp and flow doubled to 512, pose[39:45]) -> final image
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import blocks
+from .blocks import apply_color_change, apply_grid_change, apply_rgb_change, pose_planes
+
+FAMILY = "tha3"
+SCHEMA = "tha3"
+IMAGE_SIZE = 512
+VARIANTS = ("separable_float", "separable_half", "standard_float", "standard_half")
+NETWORKS = (
+    "eyebrow_decomposer",
+    "eyebrow_morphing_combiner",
+    "face_morpher",
+    "two_algo_face_body_rotator",
+    "editor",
+)
+
+EYEBROW_POSE = slice(0, 12)
+FACE_POSE = slice(12, 39)
+ROTATION_POSE = slice(39, 45)
+
+# Where the networks look (rows, cols) in the 512 picture.
+EYEBROW_BOX = (slice(64, 192), slice(192, 320))
+FACE_BOX = (slice(32, 224), slice(160, 352))
+EYEBROW_IN_FACE = (slice(32, 160), slice(32, 160))
+
+
+class EyebrowDecomposer(nn.Module):
+    """Splits the 128x128 eyebrow crop into an eyebrow layer and the background behind it."""
+
+    OUTPUTS = (
+        "eyebrow_layer",
+        "eyebrow_layer_alpha",
+        "eyebrow_layer_color_change",
+        "background_layer",
+        "background_layer_alpha",
+        "background_layer_color_change",
+    )
+
+    def __init__(self, separable=False):
+        super().__init__()
+        self.body = blocks.PoserEncoderDecoder(128, 4, 0, 64, 16, 6, 512, blocks.relu, separable)
+        self.background_layer_alpha = blocks.alpha_head(64)
+        self.background_layer_color_change = blocks.color_change_head(64)
+        self.eyebrow_layer_alpha = blocks.alpha_head(64)
+        self.eyebrow_layer_color_change = blocks.color_change_head(64)
+
+    def forward(self, image):
+        feature = self.body(image)
+        background_alpha = self.background_layer_alpha(feature)
+        background_change = self.background_layer_color_change(feature)
+        background = apply_color_change(background_alpha, background_change, image)
+        eyebrow_alpha = self.eyebrow_layer_alpha(feature)
+        eyebrow_change = self.eyebrow_layer_color_change(feature)
+        # Here alpha selects the image, not the change (official argument order).
+        eyebrow = apply_color_change(eyebrow_alpha, image, eyebrow_change)
+        return [eyebrow, eyebrow_alpha, eyebrow_change, background, background_alpha, background_change]
+
+
+class EyebrowMorphingCombiner(nn.Module):
+    """Warps and recolours the eyebrow layer for the eyebrow pose and lays it over the background."""
+
+    OUTPUTS = (
+        "eyebrow_image",
+        "combine_alpha",
+        "eyebrow_image_no_combine_alpha",
+        "morphed_eyebrow_layer",
+        "morphed_eyebrow_layer_alpha",
+        "morphed_eyebrow_layer_color_change",
+        "warped_eyebrow_layer",
+        "morphed_eyebrow_layer_grid_change",
+    )
+
+    def __init__(self, separable=False):
+        super().__init__()
+        self.body = blocks.PoserEncoderDecoder(128, 8, 12, 64, 16, 6, 512, blocks.relu, separable)
+        self.morphed_eyebrow_layer_grid_change = blocks.grid_change_head(64)
+        self.morphed_eyebrow_layer_alpha = blocks.alpha_head(64)
+        self.morphed_eyebrow_layer_color_change = blocks.color_change_head(64)
+        self.combine_alpha = blocks.alpha_head(64)
+
+    def forward(self, background_layer, eyebrow_layer, pose):
+        feature = self.body(torch.cat([background_layer, eyebrow_layer], dim=1), pose)
+        grid_change = self.morphed_eyebrow_layer_grid_change(feature)
+        alpha = self.morphed_eyebrow_layer_alpha(feature)
+        color_change = self.morphed_eyebrow_layer_color_change(feature)
+        warped = apply_grid_change(grid_change, eyebrow_layer)
+        morphed = apply_color_change(alpha, color_change, warped)
+        combine_alpha = self.combine_alpha(feature)
+        eyebrow_image = apply_rgb_change(combine_alpha, morphed, background_layer)
+        # The same blend weighted by the morphed layer's own alpha; the poser uses this one.
+        no_combine_alpha = apply_rgb_change((morphed[:, 3:4] + 1) / 2, morphed, background_layer)
+        return [eyebrow_image, combine_alpha, no_combine_alpha, morphed, alpha, color_change, warped, grid_change]
+
+
+class FaceMorpherHeads(nn.Module):
+    """The face morpher's output heads and blends: iris/mouth warp + change, then eye change."""
+
+    OUTPUTS = (
+        "output_image",
+        "eye_alpha",
+        "eye_color_change",
+        "iris_mouth_image_1",
+        "iris_mouth_alpha",
+        "iris_mouth_color_change",
+        "iris_mouth_image_0",
+    )
+
+    def add_heads(self, channels=64):
+        self.iris_mouth_grid_change = blocks.grid_change_head(channels)
+        self.iris_mouth_color_change = blocks.color_change_head(channels)
+        self.iris_mouth_alpha = blocks.alpha_head(channels)
+        self.eye_color_change = blocks.color_change_head(channels)
+        self.eye_alpha = blocks.alpha_head(channels)
+
+    def heads(self, feature, image):
+        iris_mouth_grid_change = self.iris_mouth_grid_change(feature)
+        iris_mouth_image_0 = apply_grid_change(iris_mouth_grid_change, image)
+        iris_mouth_color_change = self.iris_mouth_color_change(feature)
+        iris_mouth_alpha = self.iris_mouth_alpha(feature)
+        iris_mouth_image_1 = apply_color_change(iris_mouth_alpha, iris_mouth_color_change, iris_mouth_image_0)
+        eye_color_change = self.eye_color_change(feature)
+        eye_alpha = self.eye_alpha(feature)
+        output = apply_color_change(eye_alpha, eye_color_change, iris_mouth_image_1)
+        return [
+            output,
+            eye_alpha,
+            eye_color_change,
+            iris_mouth_image_1,
+            iris_mouth_alpha,
+            iris_mouth_color_change,
+            iris_mouth_image_0,
+        ]
+
+
+class StandardFaceMorpher(blocks.PoserEncoderDecoder, FaceMorpherHeads):
+    """FaceMorpher08: the encoder-decoder's blocks sit directly on the module (no `body.`)."""
+
+    def __init__(self):
+        blocks.PoserEncoderDecoder.__init__(self, 192, 4, 27, 64, 24, 6, 512, blocks.relu, False)
+        self.add_heads()
+
+    def forward(self, image, pose):
+        return self.heads(self.decode(self.encode(image), pose), image)
+
+
+class SeparableFaceMorpher(FaceMorpherHeads):
+    """FaceMorpher09: the same with separable convs, nested under `body.`."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = blocks.PoserEncoderDecoder(192, 4, 27, 64, 24, 6, 512, blocks.relu, True)
+        self.add_heads()
+
+    def encode(self, image):
+        return self.body.encode(image)
+
+    def decode(self, encoded, pose):
+        return self.body.decode(encoded, pose)
+
+    def forward(self, image, pose):
+        return self.heads(self.body(image, pose), image)
+
+
+def face_morpher(separable=False):
+    return SeparableFaceMorpher() if separable else StandardFaceMorpher()
+
+
+def _downsample_activation(separable):
+    # The standard variants' stride-2 blocks use plain ReLU (as the official weights were trained).
+    return blocks.leaky_relu if separable else blocks.relu
+
+
+class ResizeConvEncoderDecoder(nn.Module):
+    """The rotator's body: conv7 in, stride-2 downsampling, ResNet bottleneck, resize-conv up."""
+
+    def __init__(self, in_channels, separable=False):
+        super().__init__()
+        act, down_act = blocks.leaky_relu, _downsample_activation(separable)
+        self.downsample_blocks = nn.ModuleList(
+            [
+                blocks.conv_block(in_channels, 64, 7, 1, act, separable),
+                blocks.downsample_block(64, 128, down_act, separable),
+                blocks.downsample_block(128, 256, down_act, separable),
+                blocks.downsample_block(256, 512, down_act, separable),
+            ]
+        )
+        self.bottleneck_blocks = nn.ModuleList([blocks.ResnetBlock(512, act, separable) for _ in range(6)])
+        self.upsample_blocks = nn.ModuleList(
+            [
+                blocks.resize_conv_block(512, 256, act, separable),
+                blocks.resize_conv_block(256, 128, act, separable),
+                blocks.resize_conv_block(128, 64, act, separable),
+            ]
+        )
+
+    def forward(self, x):
+        for block in (*self.downsample_blocks, *self.bottleneck_blocks, *self.upsample_blocks):
+            x = block(x)
+        return x
+
+
+class TwoAlgoFaceBodyRotator(nn.Module):
+    """Turns head and body at 256x256: a directly drawn image and a flow-warped one."""
+
+    OUTPUTS = ("direct_image", "warped_image", "grid_change")
+
+    def __init__(self, separable=False):
+        super().__init__()
+        self.encoder_decoder = ResizeConvEncoderDecoder(4 + 6, separable)
+        self.direct_creator = blocks.color_change_head(64)
+        self.grid_change_creator = blocks.grid_change_head(64)
+
+    def forward(self, image, pose):
+        n, _, h, w = image.shape
+        feature = self.encoder_decoder(torch.cat([image, pose_planes(pose, h, w)], dim=1))
+        grid_change = self.grid_change_creator(feature)
+        direct_image = self.direct_creator(feature)
+        warped_image = apply_grid_change(grid_change, image)
+        return [direct_image, warped_image, grid_change]
+
+
+class ResizeConvUNet(nn.Module):
+    """The editor's body: a U-Net whose decoder resizes (nearest) then concatenates the skip."""
+
+    def __init__(self, in_channels, separable=False):
+        super().__init__()
+        act, down_act = blocks.leaky_relu, _downsample_activation(separable)
+        self.downsample_blocks = nn.ModuleList(
+            [
+                blocks.conv_block(in_channels, 32, 3, 1, act, separable),
+                blocks.downsample_block(32, 64, down_act, separable),
+                blocks.downsample_block(64, 128, down_act, separable),
+                blocks.downsample_block(128, 256, down_act, separable),
+            ]
+        )
+        self.bottleneck_blocks = nn.ModuleList([blocks.ResnetBlock(256, act, separable) for _ in range(6)])
+        self.upsample_blocks = nn.ModuleList(
+            [
+                blocks.conv_block(256 + 128, 128, 3, 1, act, separable),
+                blocks.conv_block(128 + 64, 64, 3, 1, act, separable),
+                blocks.conv_block(64 + 32, 32, 3, 1, act, separable),
+            ]
+        )
+
+    def forward(self, x):
+        skips = []
+        for block in self.downsample_blocks:
+            x = block(x)
+            skips.append(x)
+        for block in self.bottleneck_blocks:
+            x = block(x)
+        for block, skip in zip(self.upsample_blocks, reversed(skips[:-1])):
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+            x = block(torch.cat([x, skip], dim=1))
+        return x
+
+
+class Editor(nn.Module):
+    """Refines the rotation at 512x512: corrects the flow, re-warps the original, retouches colour."""
+
+    OUTPUTS = ("color_changed_image", "color_change_alpha", "color_change_image", "warped_image", "grid_change")
+
+    def __init__(self, separable=False):
+        super().__init__()
+        self.body = ResizeConvUNet(4 + 4 + 2 + 6, separable)
+        self.color_change_creator = blocks.color_change_head(32)
+        self.alpha_creator = blocks.alpha_head(32, 4)
+        self.grid_change_creator = blocks.grid_change_head(32)
+
+    def forward(self, original_image, warped_image, grid_change, pose):
+        n, _, h, w = original_image.shape
+        feature = self.body(torch.cat([original_image, warped_image, grid_change, pose_planes(pose, h, w)], dim=1))
+        output_grid_change = grid_change + self.grid_change_creator(feature)
+        color_change = self.color_change_creator(feature)
+        alpha = self.alpha_creator(feature)
+        output_warped = apply_grid_change(output_grid_change, original_image)
+        color_changed = apply_color_change(alpha, color_change, output_warped)
+        return [color_changed, alpha, color_change, output_warped, output_grid_change]
+
+
+_CONSTRUCTORS = {
+    "eyebrow_decomposer": EyebrowDecomposer,
+    "eyebrow_morphing_combiner": EyebrowMorphingCombiner,
+    "face_morpher": face_morpher,
+    "two_algo_face_body_rotator": TwoAlgoFaceBodyRotator,
+    "editor": Editor,
+}
+
+
+def variant_dtype(variant):
+    return torch.float16 if variant.endswith("_half") else torch.float32
+
+
+def build_network(name, variant):
+    """A network of `variant` with freshly initialised weights (to load a state_dict into)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown THA3 variant {variant!r}; variants are {', '.join(VARIANTS)}")
+    if name not in _CONSTRUCTORS:
+        raise ValueError(f"THA3 has no network {name!r}; networks are {', '.join(NETWORKS)}")
+    network = _CONSTRUCTORS[name](separable=variant.startswith("separable"))
+    return network.to(variant_dtype(variant)).eval()

@@ -1,0 +1,52 @@
+"""Every THA3 network (standard and separable) against the official code's golden outputs.
+
+Weights: the synthetic golden rule (PROTOCOL.md §2) at the unit-case scale, loaded strictly;
+inputs: the stored tensors; every output the official forward returns is compared.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from golden import assert_outputs_match, case_inputs, keys_of
+from tha_studio.neural import tha3
+from tha_studio.neural.synthetic import synthetic_state_dict
+
+CASES = [(variant, network) for variant in ("separable_float", "standard_float") for network in tha3.NETWORKS]
+
+
+@pytest.fixture(autouse=True)
+def two_threads():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("variant,network", CASES, ids=[f"{v}-{n}" for v, n in CASES])
+def test_state_dict_keys_and_shapes_equal_the_official_ones(shared, variant, network):
+    ours = tha3.build_network(network, variant).state_dict()
+    official = keys_of(shared / f"assets/golden/tha3_{variant}/{network}.keys.txt")
+    assert [(key, tuple(value.shape)) for key, value in ours.items()] == official
+
+
+@pytest.mark.parametrize("variant,network", CASES, ids=[f"{v}-{n}" for v, n in CASES])
+def test_outputs_equal_the_official_forward(shared, variant, network):
+    module = tha3.build_network(network, variant)
+    module.load_state_dict(synthetic_state_dict(module, f"tha3_{variant}/{network}", 0.05), strict=True)
+    for case in (0, 1):
+        npz = np.load(shared / f"assets/golden/tha3_{variant}/{network}_case{case}.npz")
+        with torch.inference_mode():
+            outputs = module(*case_inputs(npz))
+        assert len(outputs) == len(module.OUTPUTS)
+        assert_outputs_match(outputs, npz, f"{variant} {network} case {case}")
+
+
+def test_real_separable_editor_equals_the_official_forward(shared, tha3_data):
+    module = tha3.build_network("editor", "separable_float")
+    state = torch.load(tha3_data / "models/separable_float/editor.pt", map_location="cpu", weights_only=True)
+    module.load_state_dict(state, strict=True)
+    npz = np.load(shared / "assets/golden/tha3_separable_float_real_editor/editor_real_case0.npz")
+    with torch.inference_mode():
+        outputs = module(*case_inputs(npz))
+    assert_outputs_match(outputs, npz, "real separable editor")
