@@ -1,8 +1,8 @@
 """THA1 networks (2019): face morpher, two-algorithm face rotator, combiner.
 
-THA1 names its blocks its own way (`main_body.module_list.N`, ResNet blocks with `conv1/norm1/conv2/norm2`,
+THA1 names its modules its own way (`main_body.module_list.N`, ResNet blocks with `conv1/norm1/conv2/norm2`,
 a U-Net with `downward_modules` / `bottleneck_modules` / `upsampling_modules` indexed from the output side), so
-its blocks are defined here rather than shared. THA2 reuses the rotator and combiner (tha2.py imports them).
+its encoder-decoder and U-Net are defined here, built from the shared blocks (blocks.py) whose keys match. THA2 reuses the rotator and combiner (tha2.py imports them).
 Facts: shared/reference/tha.md §2.3-2.4.
 
 Conventions that matter for parity:
@@ -16,6 +16,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from . import blocks
+
 IMAGE_SIZE = 256
 IMAGE_CHANNELS = 4
 INTERMEDIATE_CHANNELS = 64
@@ -27,43 +29,8 @@ def conv7(in_channels: int, out_channels: int) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel_size=7, stride=1, padding=3, bias=False)
 
 
-def conv3(in_channels: int, out_channels: int) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1, bias=False)
-
-
 def conv7_block(in_channels: int, out_channels: int) -> nn.Sequential:
-    return nn.Sequential(conv7(in_channels, out_channels), nn.InstanceNorm2d(out_channels, affine=True), nn.ReLU())
-
-
-def downsample_block(in_channels: int) -> nn.Sequential:
-    """Halve the size, double the channels."""
-    out_channels = 2 * in_channels
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=4, stride=2, padding=1, bias=False),
-        nn.InstanceNorm2d(out_channels, affine=True),
-        nn.ReLU())
-
-
-def upsample_block(in_channels: int, out_channels: int) -> nn.Sequential:
-    """Double the size (transposed convolution)."""
-    return nn.Sequential(
-        nn.ConvTranspose2d(in_channels, out_channels, kernel_size=4, stride=2, padding=1, bias=False),
-        nn.InstanceNorm2d(out_channels, affine=True),
-        nn.ReLU())
-
-
-class ResNetBlock(nn.Module):
-    """x + norm2(conv2(relu(norm1(conv1(x))))): no activation after the sum."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.conv1 = conv3(channels, channels)
-        self.norm1 = nn.InstanceNorm2d(channels, affine=True)
-        self.conv2 = conv3(channels, channels)
-        self.norm2 = nn.InstanceNorm2d(channels, affine=True)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.norm2(self.conv2(F.relu(self.norm1(self.conv1(x)))))
+    return blocks.conv_block(in_channels, out_channels, kernel_size=7)
 
 
 class EncoderDecoder(nn.Module):
@@ -77,11 +44,11 @@ class EncoderDecoder(nn.Module):
         self.module_list = nn.ModuleList([conv7_block(in_channels, out_channels)])
         size, channels = image_size, out_channels
         while size > bottleneck_size:
-            self.module_list.append(downsample_block(channels))
+            self.module_list.append(blocks.downsample_block(channels, 2 * channels))
             size, channels = size // 2, channels * 2
-        self.module_list.extend(ResNetBlock(channels) for _ in range(bottleneck_blocks))
+        self.module_list.extend(blocks.LegacyResnetBlock(channels) for _ in range(bottleneck_blocks))
         while size < image_size:
-            self.module_list.append(upsample_block(channels, channels // 2))
+            self.module_list.append(blocks.upsample_block(channels, channels // 2))
             size, channels = size * 2, channels // 2
 
     def forward(self, x: Tensor) -> Tensor:
@@ -101,15 +68,15 @@ class UNet(nn.Module):
         channels_at = {image_size: out_channels}
         size, channels = image_size, out_channels
         while size > bottleneck_size:
-            self.downward_modules.append(downsample_block(channels))
+            self.downward_modules.append(blocks.downsample_block(channels, 2 * channels))
             size, channels = size // 2, channels * 2
             channels_at[size] = channels
-        self.bottleneck_modules = nn.ModuleList(ResNetBlock(channels) for _ in range(bottleneck_blocks))
+        self.bottleneck_modules = nn.ModuleList(blocks.LegacyResnetBlock(channels) for _ in range(bottleneck_blocks))
         # Built from the bottleneck outwards, then reversed so that index 0 is the output side.
         upsampling = []
         while size < image_size:
             block_in = channels if size == bottleneck_size else channels + channels_at[size]
-            upsampling.append(upsample_block(block_in, channels // 2))
+            upsampling.append(blocks.upsample_block(block_in, channels // 2))
             size, channels = size * 2, channels // 2
         upsampling.append(conv7_block(channels + out_channels, out_channels))
         self.upsampling_modules = nn.ModuleList(reversed(upsampling))
@@ -129,8 +96,7 @@ class UNet(nn.Module):
 
 def pose_planes(pose: Tensor, like: Tensor) -> Tensor:
     """The pose vector (n, p) as p constant planes of `like`'s size."""
-    n, p = pose.shape
-    return pose.view(n, p, 1, 1).expand(n, p, like.shape[2], like.shape[3])
+    return blocks.pose_planes(pose, like.shape[2], like.shape[3])
 
 
 def head(in_channels: int, out_channels: int, activation: nn.Module) -> nn.Sequential:
@@ -154,12 +120,6 @@ class FaceMorpher(nn.Module):
         return [alpha * image + (1 - alpha) * color, alpha, color]
 
 
-def identity_grid(n: int, height: int, width: int, like: Tensor, align_corners: bool) -> Tensor:
-    """(n, h, w, 2) sampling grid of the identity transform."""
-    identity = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], device=like.device, dtype=like.dtype)
-    return F.affine_grid(identity.expand(n, 2, 3), [n, 1, height, width], align_corners=align_corners)
-
-
 class TwoAlgoFaceRotator(nn.Module):
     """Turns the head two ways at once: a colour change (Pumarola) and an appearance flow (Zhou).
 
@@ -177,12 +137,11 @@ class TwoAlgoFaceRotator(nn.Module):
 
     def rotate(self, image: Tensor, pose: Tensor) -> dict:
         """Every intermediate by name; grid_change is the network's (n, 2, h, w) offset field."""
-        n, _, h, w = image.shape
         features = self.main_body(torch.cat([image, pose_planes(pose, image)], dim=1))
         color_change = self.pumarola_color_change(features)
         alpha_mask = self.pumarola_alpha_mask(features)
         grid_change = self.zhou_grid_change(features)
-        grid = identity_grid(n, h, w, image, self.align_corners) + grid_change.permute(0, 2, 3, 1)
+        grid = blocks.identity_grid(image, self.align_corners) + grid_change.permute(0, 2, 3, 1)
         resampled = F.grid_sample(image, grid, mode="bilinear", padding_mode="border",
                                   align_corners=self.align_corners)
         return {
@@ -223,3 +182,14 @@ class Combiner(nn.Module):
         retouch_color = self.retouch_color_change(features)
         final = retouch_alpha * combined + (1 - retouch_alpha) * retouch_color
         return [final, combined, combine_alpha, retouch_alpha, retouch_color]
+
+
+NETWORKS = ("face_morpher", "two_algo_face_rotator", "combiner")
+_CONSTRUCTORS = {"face_morpher": FaceMorpher, "two_algo_face_rotator": TwoAlgoFaceRotator, "combiner": Combiner}
+
+
+def build_network(name: str) -> nn.Module:
+    """A THA1 network with freshly initialised weights (to load a state_dict into)."""
+    if name not in _CONSTRUCTORS:
+        raise ValueError(f"THA1 has no network {name!r}; networks are {', '.join(NETWORKS)}")
+    return _CONSTRUCTORS[name]().eval()

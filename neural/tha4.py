@@ -21,6 +21,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from . import blocks
+
 OMEGA_0 = 30.0
 
 # Where the face morpher's 128x128 output goes in the 512x512 picture (centre x 256, centre y 144).
@@ -36,21 +38,6 @@ def position_image(n: int, size: int, device, dtype=torch.float32) -> Tensor:
     identity = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]], device=device, dtype=dtype)
     grid = F.affine_grid(identity, [1, 1, size, size], align_corners=False)  # (1, size, size, 2)
     return grid.permute(0, 3, 1, 2).expand(n, 2, size, size)
-
-
-def pose_image(pose: Tensor, size: int) -> Tensor:
-    """The pose vector (n, p) as p constant planes (n, p, size, size)."""
-    n, p = pose.shape
-    return pose.view(n, p, 1, 1).expand(n, p, size, size)
-
-
-def warp(image: Tensor, grid_change: Tensor) -> Tensor:
-    """Resample `image` at identity + grid_change (normalised offsets, channel 0 = x), border padding."""
-    n, c, h, w = image.shape
-    identity = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], device=image.device, dtype=image.dtype)
-    base = F.affine_grid(identity.expand(n, 2, 3), [n, c, h, w], align_corners=False)
-    grid = base + grid_change.permute(0, 2, 3, 1)
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 class SineLayer(nn.Module):
@@ -92,7 +79,7 @@ class SirenFaceMorpher(nn.Module):
     def forward(self, pose: Tensor) -> Tensor:
         size = self.image_size
         position = position_image(pose.shape[0], size, pose.device, pose.dtype)
-        return self.siren(torch.cat([position, pose_image(pose, size)], dim=1))
+        return self.siren(torch.cat([position, blocks.pose_planes(pose, size, size)], dim=1))
 
 
 @dataclass(frozen=True)
@@ -130,7 +117,7 @@ class SirenBodyMorpher(nn.Module):
         x = None
         for level, layers in zip(self.levels, self.siren_layers):
             size = level.image_size
-            conditioning = torch.cat([position_image(n, size, pose.device, pose.dtype), pose_image(pose, size)], dim=1)
+            conditioning = torch.cat([position_image(n, size, pose.device, pose.dtype), blocks.pose_planes(pose, size, size)], dim=1)
             if x is None:
                 x = conditioning
             else:
@@ -144,7 +131,7 @@ class SirenBodyMorpher(nn.Module):
         grid_change = output[:, 0:2]
         alpha = output[:, 2:3]
         color_change = output[:, 3:]
-        warped_image = warp(image, grid_change)
+        warped_image = blocks.apply_grid_change(grid_change, image, align_corners=False)
         blended_image = (1 - alpha) * warped_image + alpha * color_change
         return [blended_image, alpha, color_change, warped_image, grid_change]
 

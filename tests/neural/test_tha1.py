@@ -5,54 +5,64 @@ import pytest
 import torch
 
 from tha_studio.neural import tha1
+from tha_studio.neural.synthetic import synthetic_state_dict
 
-from golden import assert_outputs_match, case_inputs, read_keys, synthetic_state_dict
+from golden import assert_outputs_match, case_inputs, keys_of
 
-NETWORKS = {
-    # network: (class, forward argument names, outputs that are resampled images or blends of them)
-    "face_morpher": (tha1.FaceMorpher, ["image", "pose"], ()),
-    "two_algo_face_rotator": (tha1.TwoAlgoFaceRotator, ["image", "pose"], ("resampled_image",)),
-    "combiner": (tha1.Combiner, ["first_image", "second_image", "pose"], ()),
-}
+UNIT_SCALE = 0.05  # PROTOCOL.md §2: the SCALE of every unit case
 
 
 @pytest.fixture(scope="module")
 def golden(shared):
-    return shared / "assets" / "golden"
+    return shared / "assets" / "golden" / "tha1"
 
 
 @pytest.fixture(scope="module")
-def networks(golden):
+def networks():
     """Each network once per module (about 34M parameters each), loaded strictly with the unit-case weights."""
     loaded = {}
-    for name, (cls, _, _) in NETWORKS.items():
-        module = cls()
-        module.load_state_dict(synthetic_state_dict(golden, f"tha1/{name}", 0.05), strict=True)
-        loaded[name] = module.eval()
+    for name in tha1.NETWORKS:
+        network = tha1.build_network(name)
+        network.load_state_dict(synthetic_state_dict(network, f"tha1/{name}", UNIT_SCALE), strict=True)
+        loaded[name] = network
     return loaded
 
 
-@pytest.mark.parametrize("name", NETWORKS)
+@pytest.mark.parametrize("name", tha1.NETWORKS)
 def test_state_dict_matches_official_key_list(name, golden):
-    ours = [(k, tuple(v.shape)) for k, v in NETWORKS[name][0]().state_dict().items()]
-    official = [(k, shape) for k, shape, _ in read_keys(golden / "tha1" / f"{name}.keys.txt")]
-    assert ours == official
+    ours = [(k, tuple(v.shape)) for k, v in tha1.build_network(name).state_dict().items()]
+    assert ours == keys_of(golden / f"{name}.keys.txt")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case_index", [0, 1])
-@pytest.mark.parametrize("name", NETWORKS)
+@pytest.mark.parametrize("name", tha1.NETWORKS)
 def test_every_output_matches_official(name, case_index, networks, golden):
-    _, argument_names, resampled = NETWORKS[name]
-    case = np.load(golden / "tha1" / f"{name}_case{case_index}.npz")
+    case = np.load(golden / f"{name}_case{case_index}.npz")
     with torch.no_grad():
-        outputs = networks[name](*case_inputs(case, argument_names))
-    assert_outputs_match(outputs, case, resampled)
+        outputs = networks[name](*case_inputs(case))
+    assert_outputs_match(outputs, case, f"tha1 {name} case {case_index}")
 
 
-def test_wrong_weights_are_refused():
-    module = tha1.Combiner()
-    state = module.state_dict()
+def test_rotator_blends_toward_the_input_where_alpha_is_one():
+    # THA1's convention (alpha weights the input) is the opposite of THA2+'s new networks.
+    rotator = tha1.TwoAlgoFaceRotator()
+    torch.nn.init.constant_(rotator.pumarola_alpha_mask[0].weight, 0.0)  # sigmoid(0) = 0.5 everywhere
+    image = torch.rand(1, 4, 256, 256) * 2 - 1
+    with torch.no_grad():
+        color_changed, _, color_change, alpha, *_ = rotator(image, torch.zeros(1, 3))
+    torch.testing.assert_close(alpha, torch.full_like(alpha, 0.5))
+    torch.testing.assert_close(color_changed, 0.5 * image + 0.5 * color_change)
+
+
+def test_missing_key_is_refused():
+    network = tha1.build_network("combiner")
+    state = network.state_dict()
     state.pop("retouch_color_change.0.weight")
     with pytest.raises(RuntimeError, match="retouch_color_change"):
-        module.load_state_dict(state, strict=True)
+        network.load_state_dict(state, strict=True)
+
+
+def test_unknown_network_is_named():
+    with pytest.raises(ValueError, match="editor.*networks are face_morpher"):
+        tha1.build_network("editor")

@@ -7,7 +7,7 @@ import torch
 from tha_studio.neural import tha4
 from tha_studio.pose.schema import THA4
 
-from golden import assert_outputs_match, read_keys
+from golden import assert_outputs_match, keys_of
 
 POSES = ["pose0_neutral", "pose1_mouth_aaa", "pose2_left_wink_head_y", "pose3_body_y_breathing"]
 
@@ -29,8 +29,7 @@ def students(character):
 @pytest.mark.parametrize("name, cls", [("face_morpher", tha4.SirenFaceMorpher), ("body_morpher", tha4.SirenBodyMorpher)])
 def test_state_dict_matches_official_key_list(name, cls, character):
     ours = [(k, tuple(v.shape)) for k, v in cls().state_dict().items()]
-    official = [(k, shape) for k, shape, _ in read_keys(character / f"{name}.keys.txt")]
-    assert ours == official
+    assert ours == keys_of(character / f"{name}.keys.txt")
 
 
 @pytest.mark.parametrize("pose_name", POSES)
@@ -43,4 +42,4 @@ def test_student_matches_official_final_and_face(pose_name, students, character)
         face = face_morpher(pose[:, THA4.slice_for("face_morpher")])
         final = body_morpher(tha4.compose_face(image, face), pose)[0]
     # The final image is a warp of the picture: resampled tolerance; the face is a direct SIREN output.
-    assert_outputs_match([final, face], case, resampled=("final_image",))
+    assert_outputs_match([final, face], case, f"tha4 lambda_00 {pose_name}", resampled=("final_image",))
