@@ -8,6 +8,7 @@ import importlib
 
 MODULES = (
     "preferences",
+    "import_mmd",
 )
 
 
