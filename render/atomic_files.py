@@ -1,0 +1,65 @@
+"""Files that are either whole or absent: write to a temporary name in the same folder, then rename.
+
+A killed process leaves at worst a temporary file (named `.<name>.<tag>.tmp`), never a
+half-written file under the real name. `os.replace` is atomic on one file system, which is
+why the temporary file lives beside the target.
+"""
+
+import hashlib
+import os
+from pathlib import Path
+
+TEMP_SUFFIX = ".tmp"
+
+
+def temp_path_for(path, tag=None):
+    """The temporary name for `path`: hidden, in the same folder, tagged (default: this process)."""
+    path = Path(path)
+    tag = tag if tag is not None else str(os.getpid())
+    return path.with_name(f".{path.name}.{tag}{TEMP_SUFFIX}")
+
+
+def write_bytes_atomic(path, data, tag=None):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = temp_path_for(path, tag)
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(path, text, tag=None):
+    return write_bytes_atomic(path, text.encode("utf-8"), tag)
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def remove_stale_temps(folder, tag_prefix=""):
+    """Delete temporary files under `folder` whose tag starts with `tag_prefix`; return how many.
+
+    A resumed run calls this for its own tag prefix only, so another shard writing into the
+    same folder at the same time keeps its files.
+    """
+    removed = 0
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    for temp in folder.rglob(f".*{TEMP_SUFFIX}"):
+        tag = temp.name[: -len(TEMP_SUFFIX)].rsplit(".", 1)[-1]
+        if tag.startswith(tag_prefix):
+            temp.unlink(missing_ok=True)
+            removed += 1
+    return removed
