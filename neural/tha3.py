@@ -316,3 +316,57 @@ def build_network(name, variant):
         raise ValueError(f"THA3 has no network {name!r}; networks are {', '.join(NETWORKS)}")
     network = _CONSTRUCTORS[name](separable=variant.startswith("separable"))
     return network.to(variant_dtype(variant)).eval()
+
+
+class Pipeline:
+    """The five THA3 networks chained as the official poser does (see neural/poser.py for the
+    protocol). The eyebrow decomposer runs once per picture, in `prepare`."""
+
+    def __init__(self, networks):
+        self.eyebrow_decomposer = networks["eyebrow_decomposer"]
+        self.eyebrow_morphing_combiner = networks["eyebrow_morphing_combiner"]
+        self.face_morpher = networks["face_morpher"]
+        self.rotator = networks["two_algo_face_body_rotator"]
+        self.editor = networks["editor"]
+
+    def prepare(self, image):
+        decomposed = self.eyebrow_decomposer(image[:, :, EYEBROW_BOX[0], EYEBROW_BOX[1]])
+        return {"image": image, "eyebrow_layer": decomposed[0], "background_layer": decomposed[3]}
+
+    def morph_eyebrows(self, cache, eyebrow_pose):
+        n = eyebrow_pose.shape[0]
+        background = cache["background_layer"].expand(n, -1, -1, -1)
+        eyebrow_layer = cache["eyebrow_layer"].expand(n, -1, -1, -1)
+        # Output 2 (blended by the morphed layer's own alpha) is what the official poser uses.
+        return self.eyebrow_morphing_combiner(background, eyebrow_layer, eyebrow_pose)[2]
+
+    def morph_face(self, image, eyebrow_image, face_pose):
+        face = image[:, :, FACE_BOX[0], FACE_BOX[1]].clone()
+        face[:, :, EYEBROW_IN_FACE[0], EYEBROW_IN_FACE[1]] = eyebrow_image
+        morphed_face = self.face_morpher(face, face_pose)[0]
+        full = image.clone()
+        full[:, :, FACE_BOX[0], FACE_BOX[1]] = morphed_face
+        return full
+
+    def rotate(self, face_morphed, rotation_pose):
+        half = F.interpolate(face_morphed, size=(256, 256), mode="bilinear", align_corners=False)
+        _direct, warped, grid_change = self.rotator(half, rotation_pose)
+        size = face_morphed.shape[-2:]
+        warped = F.interpolate(warped, size=size, mode="bilinear", align_corners=False)
+        # Offsets are in normalised units, so the doubled flow needs no rescaling.
+        grid_change = F.interpolate(grid_change, size=size, mode="bilinear", align_corners=False)
+        return self.editor(face_morphed, warped, grid_change, rotation_pose)
+
+    def pose(self, cache, pose):
+        n = pose.shape[0]
+        image = cache["image"].expand(n, -1, -1, -1)
+        eyebrow_image = self.morph_eyebrows(cache, pose[:, EYEBROW_POSE])
+        face_morphed = self.morph_face(image, eyebrow_image, pose[:, FACE_POSE])
+        edited = self.rotate(face_morphed, pose[:, ROTATION_POSE])
+        return {
+            "image": edited[0],
+            "eyebrow_image": eyebrow_image,
+            "face_morphed_image": face_morphed,
+            "alpha": edited[1],
+            "grid_change": edited[4],
+        }

@@ -1,0 +1,143 @@
+"""The poser: a character picture and pose vectors in, posed pictures out, for any THA family.
+
+    poser = Poser("tha3")                      # weights source, device="auto", precision="auto"
+    poser.set_image("character.png")           # pose-independent work, done once per picture
+    images = poser.pose(poses)                 # (B, P) -> (B, 4, H, W) network images
+    rgba = poser.pose_rgba(poses)              # (B, H, W, 4) uint8
+
+Family protocol: every network family is one module, neural/<family>.py (tha1, tha2, tha3,
+tha4), that provides
+
+    FAMILY      "tha3"                 the family's name
+    SCHEMA      "tha3"                 its pose schema's name (pose/schema.py)
+    IMAGE_SIZE  512                    input/output picture size
+    VARIANTS    ("separable_float", …) variant names; the official folder names where they exist
+    NETWORKS    ("eyebrow_decomposer", …) network names = the official file stems (<name>.pt)
+    build_network(name, variant) -> nn.Module
+                                       freshly initialised, eval mode, the variant's dtype; its
+                                       state_dict keys/shapes equal the official file's
+    class Pipeline:
+        __init__(self, networks)       networks: {name: loaded nn.Module}, on the device and in
+                                       the compute dtype already
+        prepare(self, image) -> cache  image (1, 4, H, W) network image; does the pose-independent
+                                       work (e.g. THA3's eyebrow decomposer) and returns anything
+                                       `pose` needs
+        pose(self, cache, pose) -> dict
+                                       pose (B, P) tensor; returns {"image": (B, 4, H, W) final
+                                       image, ...any named intermediate outputs}
+
+The Poser runs the pipeline under torch.inference_mode(); pipelines need not. Weight files are
+found and checked by neural/weights.py, which also uses VARIANTS, NETWORKS and build_network.
+"""
+
+import numpy as np
+import torch
+
+from ..pose.schema import get_schema
+from . import image as image_io
+from . import weights as weights_io
+
+PRECISIONS = ("auto", "float32", "float16")
+
+
+def resolve_device(device="auto"):
+    """A torch.device: "auto" picks CUDA, then Apple's MPS, then the CPU."""
+    if device in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"unknown device {device!r} ({error})") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for, but this torch has no usable CUDA GPU")
+    if resolved.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device 'mps' asked for, but Apple's Metal backend is not available")
+    return resolved
+
+
+def resolve_dtype(precision, variant, device):
+    """The compute dtype. "auto": the variant's own, except that half weights run in float32
+    on the CPU (CPU float16 kernels are slow and some are missing)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "float32":
+        return torch.float32
+    if precision == "float16":
+        return torch.float16
+    half = variant.endswith("half")
+    return torch.float16 if half and device.type != "cpu" else torch.float32
+
+
+class Poser:
+    """Poses one character picture at a time with one family's networks."""
+
+    def __init__(self, weights=None, device="auto", precision="auto", family=None, variant=None):
+        weight_set = weights if isinstance(weights, weights_io.WeightSet) else weights_io.open_weights(
+            weights, family, variant
+        )
+        self.weights = weight_set
+        self.family = weight_set.family
+        self.variant = weight_set.variant
+        self.module = weights_io.family_module(self.family)
+        self.schema = get_schema(self.module.SCHEMA)
+        self.image_size = self.module.IMAGE_SIZE
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(precision, self.variant, self.device)
+        networks = {}
+        for name in self.module.NETWORKS:
+            network = self.module.build_network(name, self.variant)
+            network.load_state_dict(weight_set.state_dicts[name], strict=True)
+            networks[name] = network.to(device=self.device, dtype=self.dtype).eval()
+        self.networks = networks
+        self.pipeline = self.module.Pipeline(networks)
+        self._cache = None
+
+    def __repr__(self):
+        return f"Poser({self.family} {self.variant}, {self.device}, {str(self.dtype).replace('torch.', '')})"
+
+    def set_image(self, image):
+        """Take a new character picture and do its pose-independent work.
+
+        `image`: a path or an RGBA uint8 array (checked and prepared for the schema), or a
+        network-convention tensor (4, H, W) or (1, 4, H, W).
+        """
+        if isinstance(image, torch.Tensor):
+            tensor = image if image.dim() == 4 else image.unsqueeze(0)
+            expected = (1, 4, self.image_size, self.image_size)
+            if tuple(tensor.shape) != expected:
+                raise ValueError(f"network image of shape {tuple(tensor.shape)}; {self.family} needs {expected}")
+        else:
+            tensor = image_io.load_character(image, self.schema)
+        tensor = tensor.to(device=self.device, dtype=self.dtype).contiguous()
+        with torch.inference_mode():
+            self._cache = self.pipeline.prepare(tensor)
+        return self
+
+    def pose_tensor(self, poses):
+        """(B, P) float tensor on the device from an array, tensor, or one (P,) vector."""
+        array = poses if isinstance(poses, torch.Tensor) else torch.as_tensor(np.asarray(poses, dtype=np.float32))
+        if array.dim() == 1:
+            array = array.unsqueeze(0)
+        if array.dim() != 2 or array.shape[1] != self.schema.size:
+            raise ValueError(f"{self.family} poses need shape (B, {self.schema.size}), got {tuple(array.shape)}")
+        return array.to(device=self.device, dtype=self.dtype)
+
+    def pose_outputs(self, poses):
+        """The pipeline's named outputs for a batch of poses."""
+        if self._cache is None:
+            raise RuntimeError("call set_image() before pose()")
+        with torch.inference_mode():
+            return self.pipeline.pose(self._cache, self.pose_tensor(poses))
+
+    def pose(self, poses):
+        """(B, 4, H, W) posed images in the network convention, float32."""
+        return self.pose_outputs(poses)["image"].float()
+
+    def pose_rgba(self, poses):
+        """(B, H, W, 4) RGBA uint8 posed pictures (straight alpha, sRGB)."""
+        return image_io.tensor_to_rgba(self.pose(poses))
