@@ -12,12 +12,13 @@ Headless facts these helpers are built around (reference/blender.md):
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import bpy
 import numpy as np
 from mathutils import Matrix, Vector
+
+from .atomic_files import temp_path_for
 
 # View directions for `aim_orthographic_camera`: where the camera looks (Blender axes). Models
 # imported by THA Studio face -Y, so FRONT looks along +Y at their face.
@@ -166,31 +167,46 @@ def set_world_color(color=(1.0, 1.0, 1.0), strength=1.0, scene=None):
     return scene.world
 
 
-def render_to_png(path, scene=None):
-    """Render the scene's camera view to a PNG at `path`, atomically; returns the Path.
+def write_atomically(path, write):
+    """Have `write(temporary_path)` make a file, then move it to `path` in one step.
 
-    Blender writes to a temporary file in the same folder, which then replaces `path`, so a
-    killed render never leaves a half-written image under the final name.
+    The temporary file sits beside `path` (see atomic_files.temp_path_for), so a killed
+    process never leaves a half-written file under the final name. Returns the resolved path.
     """
+    path = Path(path).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = temp_path_for(path)
+    try:
+        write(str(temporary))
+        if not temporary.is_file() or temporary.stat().st_size == 0:
+            raise RuntimeError(f"Blender wrote nothing to {temporary} for {path}")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def render_to_png(path, scene=None):
+    """Render the scene's camera view to a PNG at `path`, atomically; returns the Path."""
     scene = scene or bpy.context.scene
     if scene.camera is None:
         raise ValueError(f"scene {scene.name!r} has no camera to render from")
-    path = Path(path).resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(handle)
     render = scene.render
     previous = (render.filepath, render.image_settings.file_format, render.use_file_extension)
-    try:
+
+    def write(temporary):
         render.filepath = temporary
         render.image_settings.file_format = "PNG"
-        render.use_file_extension = False
+        render.use_file_extension = False  # the temporary name is not a .png
         bpy.ops.render.render(write_still=True, scene=scene.name)
-        if os.path.getsize(temporary) == 0:
-            raise RuntimeError(f"Blender wrote nothing to {temporary} while rendering {path}")
-        os.replace(temporary, path)
+
+    try:
+        return write_atomically(path, write)
     finally:
         render.filepath, render.image_settings.file_format, render.use_file_extension = previous
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return path
+
+
+def save_blend(path):
+    """Save the open file as a copy at `path` (the session keeps its own file name), atomically."""
+    return write_atomically(path, lambda temporary: bpy.ops.wm.save_as_mainfile(
+        filepath=temporary, copy=True, compress=True, check_existing=False))
