@@ -1,0 +1,406 @@
+"""THA Studio's own audio analyser: a cue track from a recording, with no external program.
+
+It works as Rhubarb Lip Sync does (shared/reference/rhubarb.md §1.5), on the `pocketsphinx`
+package and its bundled US English model:
+
+1. the audio (wav, ogg or flac, read by libsndfile through `soundfile`) is mixed to mono,
+   resampled to 16 kHz and its DC offset removed;
+2. voice activity detection (WebRTC's, as packaged in pocketsphinx, aggressiveness 2 in 10 ms
+   frames; gaps up to 10 cs filled, blips under 5 cs dropped) splits it into utterances, so
+   silence stays X;
+3. each utterance (padded by 3 cs) is turned into timed phones, by one of two recognizers:
+   - "phonetic": PocketSphinx's allphone search over the English phone language model;
+   - "words" (Rhubarb's default): word recognition with the English language model (or, given
+     the dialog text, a language model made from it), then forced alignment of those words
+     for phone timings;
+   parts of an utterance where no phone was heard become noise (mouth slightly open);
+4. the phones become mouth shapes by Rhubarb's rules and timing steps (shapes.py).
+
+`Analysis` is a steppable job (start, then `step()` until done, `cancel()` at any time) so a
+Blender modal operator can run it without blocking the interface; `analyse()` runs one to the end.
+"""
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .cues import parse_shape_set
+from .shapes import PHONES, animate, cue_track
+
+SAMPLE_RATE = 16000
+AUDIO_EXTENSIONS = (".wav", ".ogg", ".flac")
+RECOGNIZERS = ("words", "phonetic")
+# "auto": words when there is dialog text to guide them, else the phonetic recognizer, which here
+# agrees as well with Rhubarb and runs several times faster (bench/bench_lipsync.py).
+RECOGNIZER_CHOICES = ("auto",) + RECOGNIZERS
+
+VAD_MODE = 2
+VAD_MAX_GAP_CS = 10
+VAD_MIN_SEGMENT_CS = 5
+UTTERANCE_PADDING_CS = 3
+MIN_NOISE_CS = 12
+SCHWA_CS = 6  # PocketSphinx does not tell AH from schwa; short ones are taken as schwa
+
+# Word variants whose first pronunciation animates better (Rhubarb's fixPronunciation).
+PREFERRED_PRONUNCIATION = {
+    "into(2)": "into", "to(2)": "to", "to(3)": "to", "today(2)": "today",
+    "tomorrow(2)": "tomorrow", "tonight(2)": "tonight",
+}
+
+
+class AudioError(ValueError):
+    """A recording that cannot be analysed; the message names the file and says why."""
+
+
+class AnalysisCancelled(Exception):
+    """The analysis was cancelled before it finished."""
+
+
+# --------------------------------------------------------------------------------------------
+# audio
+
+
+def read_audio(path):
+    """(mono float32 samples at 16 kHz, duration in seconds) of a wav, ogg or flac file."""
+    import soundfile
+
+    path = Path(path)
+    opening = f"Could not open sound file {path}."
+    extension = path.suffix.lower()
+    if extension not in AUDIO_EXTENSIONS:
+        supported = ", ".join(f"'{e}'" for e in AUDIO_EXTENSIONS)
+        raise AudioError(f"{opening} Unsupported file extension '{path.suffix}'. Supported extensions are {supported}.")
+    if not path.exists():
+        raise AudioError(f"{opening} No such file.")
+    if path.is_dir():
+        raise AudioError(f"{opening} It is a folder.")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{opening} The file is empty (0 bytes).")
+    try:
+        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except soundfile.LibsndfileError as error:
+        reason = str(error.error_string if hasattr(error, "error_string") else error)
+        kind = {".wav": "WAVE", ".ogg": "Ogg Vorbis", ".flac": "FLAC"}[extension]
+        raise AudioError(f"{opening} It is not readable {kind} audio ({reason.rstrip('.')}).") from None
+    except (RuntimeError, OSError) as error:
+        raise AudioError(f"{opening} {error}") from None
+    if samples.shape[0] == 0:
+        raise AudioError(f"{opening} It holds no audio frames.")
+    mono = samples.mean(axis=1)
+    return resample(mono, rate, SAMPLE_RATE), samples.shape[0] / rate
+
+
+def resample(samples, rate, target_rate):
+    """Band-limited resampling through the spectrum (cut above the lower Nyquist frequency)."""
+    if rate == target_rate:
+        return samples.astype(np.float32)
+    count = int(round(len(samples) * target_rate / rate))
+    spectrum = np.fft.rfft(samples)
+    bins = count // 2 + 1
+    if bins <= len(spectrum):
+        spectrum = spectrum[:bins]
+    else:
+        spectrum = np.concatenate([spectrum, np.zeros(bins - len(spectrum), dtype=spectrum.dtype)])
+    return (np.fft.irfft(spectrum, count) * (count / len(samples))).astype(np.float32)
+
+
+def to_pcm16(samples):
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
+
+
+# --------------------------------------------------------------------------------------------
+# voice activity
+
+
+def voice_activity(pcm):
+    """Speech stretches [(start cs, end cs)] in 16-bit 16 kHz audio."""
+    from pocketsphinx import Vad
+
+    vad = Vad(VAD_MODE, SAMPLE_RATE, 0.01)
+    frame = vad.frame_bytes // 2
+    active = [
+        vad.is_speech(pcm[i * frame : (i + 1) * frame].tobytes())
+        for i in range(len(pcm) // frame)
+    ]
+    stretches = []
+    for index, speech in enumerate(active):
+        if not speech:
+            continue
+        if stretches and index - stretches[-1][1] <= VAD_MAX_GAP_CS:
+            stretches[-1][1] = index + 1
+        else:
+            stretches.append([index, index + 1])
+    return [(s, e) for s, e in stretches if e - s >= VAD_MIN_SEGMENT_CS]
+
+
+# --------------------------------------------------------------------------------------------
+# recognition
+
+
+def model_path(*parts):
+    from pocketsphinx import get_model_path
+
+    return os.path.join(get_model_path(), *parts)
+
+
+def _phone_name(name, duration):
+    """Our phone name for a PocketSphinx one (None for silence and fillers)."""
+    name = name.upper()
+    if name == "AH" and duration < SCHWA_CS:
+        return "Schwa"
+    return name if name in PHONES else None
+
+
+def tokenize_dialog(text):
+    """Lower-case words of a dialog text as the dictionary spells them."""
+    return re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.lower())
+
+
+class PhoneticRecognizer:
+    """PocketSphinx allphone search (Rhubarb's "phonetic" recognizer)."""
+
+    name = "phonetic"
+
+    def __init__(self, dialog=None):
+        from pocketsphinx import Decoder
+
+        self.decoder = Decoder(
+            allphone=model_path("en-us", "en-us-phone.lm.bin"), lm=None, allphone_ci=True, lw=0.8,
+            beam=1e-20, pbeam=1e-20, dither=True, seed=1, cmn="batch", loglevel="FATAL",
+        )
+        self.unknown_words = []
+
+    def phones(self, pcm):
+        """[(start cs, end cs, phone)] relative to the start of `pcm`."""
+        decoder = self.decoder
+        decoder.start_utt()
+        decoder.process_raw(pcm.tobytes(), False, True)
+        decoder.end_utt()
+        result = []
+        for segment in decoder.seg():
+            start, end = segment.start_frame, segment.end_frame + 1
+            phone = _phone_name(segment.word, end - start)
+            if phone:
+                result.append((start, end, phone))
+        return result
+
+
+class WordRecognizer:
+    """Word recognition then forced alignment (Rhubarb's default "pocketSphinx" recognizer).
+
+    With dialog text, the words are recognized with a language model built from the dialog
+    alone (Rhubarb mixes it 9:1 with the general one; pocketsphinx's Python API has no mixing).
+    """
+
+    name = "words"
+
+    def __init__(self, dialog=None):
+        from pocketsphinx import Decoder
+
+        common = dict(dither=True, seed=1, cmn="batch", loglevel="FATAL")
+        self.unknown_words = []
+        if dialog and dialog.strip():
+            self.decoder = Decoder(lm=self._dialog_language_model(dialog, Decoder), **common)
+        else:
+            self.decoder = Decoder(**common)
+        # Alignment runs on its own decoder: no language model, and no bestpath pass, which
+        # would give the sentence start an impossible one-frame phone.
+        self.aligner = Decoder(lm=None, bestpath=False, **common)
+
+    def _dialog_language_model(self, dialog, Decoder):
+        from pocketsphinx.lm import ArpaBoLM
+
+        probe = Decoder(lm=None, loglevel="FATAL")
+        known, unknown = [], []
+        for word in tokenize_dialog(dialog):
+            (known if probe.lookup_word(word) else unknown).append(word)
+        self.unknown_words = sorted(set(unknown))
+        if not known:
+            raise AudioError("None of the dialog's words is in the pronunciation dictionary.")
+        model = ArpaBoLM(text=" ".join(known), add_start=True)
+        model.compute()
+        handle, path = tempfile.mkstemp(suffix=".arpa", prefix="tha_studio_dialog_")
+        os.close(handle)
+        self._dialog_lm_path = path
+        model.write_file(path)
+        return path
+
+    def __del__(self):
+        path = getattr(self, "_dialog_lm_path", None)
+        if path and os.path.exists(path):
+            os.unlink(path)
+
+    def words(self, pcm):
+        decoder = self.decoder
+        decoder.start_utt()
+        decoder.process_raw(pcm.tobytes(), False, True)
+        decoder.end_utt()
+        if decoder.hyp() is None:
+            return []
+        words = []
+        for segment in decoder.seg():
+            word = segment.word
+            if word.startswith("<") or word.startswith("[") or word.startswith("+"):
+                continue
+            words.append(PREFERRED_PRONUNCIATION.get(word, word))
+        return words
+
+    def phones(self, pcm):
+        words = self.words(pcm)
+        if not words:
+            return []
+        aligner = self.aligner
+        data = pcm.tobytes()
+        try:
+            aligner.set_align_text(" ".join(words))
+            aligner.start_utt()
+            aligner.process_raw(data, False, True)
+            aligner.end_utt()
+            aligner.set_alignment()
+            aligner.start_utt()
+            aligner.process_raw(data, False, True)
+            aligner.end_utt()
+            alignment = aligner.get_alignment()
+        except RuntimeError:
+            return []  # the words could not be aligned: the utterance stays noise
+        if alignment is None:
+            return []
+        result = []
+        for phone in alignment.phones():
+            start, end = phone.start, phone.start + phone.duration
+            name = _phone_name(phone.name, end - start)
+            if name:
+                result.append((start, end, name))
+        return result
+
+
+def make_recognizer(name, dialog=None):
+    if name == "phonetic":
+        return PhoneticRecognizer(dialog)
+    if name == "words":
+        return WordRecognizer(dialog)
+    raise ValueError(f"unknown recognizer {name!r}; recognizers are {', '.join(RECOGNIZERS)}")
+
+
+def noise_stretches(utterance, phones):
+    """Parts of an utterance with no phone, 12 cs or longer and not at time 0: noise."""
+    start, end = utterance
+    covered = np.zeros(end - start, dtype=bool)
+    for s, e, _ in phones:
+        covered[max(s, start) - start : max(min(e, end) - start, 0)] = True
+    stretches, index = [], 0
+    while index < len(covered):
+        if covered[index]:
+            index += 1
+            continue
+        stop = index
+        while stop < len(covered) and not covered[stop]:
+            stop += 1
+        if stop - index >= MIN_NOISE_CS and start + index > 0:
+            stretches.append((start + index, start + stop, "Noise"))
+        index = stop
+    return stretches
+
+
+# --------------------------------------------------------------------------------------------
+# the job
+
+
+@dataclass
+class AnalysisResult:
+    track: object
+    phones: list
+    utterances: list
+    unknown_words: list = field(default_factory=list)
+
+
+class Analysis:
+    """One recording analysed step by step: `step()` does one utterance and returns the progress
+    (0..1); `done` tells when `result` is there. Nothing is shared between analyses except a
+    recognizer passed in, which may be reused for the next recording."""
+
+    def __init__(self, audio_path, recognizer="auto", dialog=None, extended_shapes="GHX", recognizer_object=None):
+        self.audio_path = Path(audio_path)
+        self.shape_set = parse_shape_set(extended_shapes)
+        if recognizer == "auto":
+            recognizer = "words" if dialog and dialog.strip() else "phonetic"
+        self.recognizer_name = recognizer if recognizer_object is None else recognizer_object.name
+        if self.recognizer_name not in RECOGNIZERS:
+            raise ValueError(f"unknown recognizer {recognizer!r}; recognizers are {', '.join(RECOGNIZERS)}")
+        self.dialog = dialog
+        self._recognizer = recognizer_object
+        self._pending = None
+        self.phones = []
+        self.utterances = []
+        self.result = None
+        self.cancelled = False
+        self.progress = 0.0
+
+    @property
+    def done(self):
+        return self.result is not None
+
+    def start(self):
+        """Read the audio and find the utterances (raises AudioError for bad audio)."""
+        samples, self.duration = read_audio(self.audio_path)
+        samples = samples - float(np.mean(samples))  # DC offset would fool the VAD
+        self.pcm = to_pcm16(samples)
+        self.length_cs = int(self.duration * 100)
+        self.utterances = voice_activity(self.pcm)
+        if self._recognizer is None:
+            self._recognizer = make_recognizer(self.recognizer_name, self.dialog)
+        self._pending = list(self.utterances)
+        self._total_cs = max(sum(e - s for s, e in self.utterances), 1)
+        return self
+
+    def step(self):
+        """Recognize one more utterance (or finish); returns the progress, 0..1."""
+        if self.cancelled:
+            raise AnalysisCancelled(f"analysis of {self.audio_path} was cancelled")
+        if self._pending is None:
+            self.start()
+            return self.progress
+        if self._pending:
+            self._recognize(self._pending.pop(0))
+            done_cs = self._total_cs - sum(e - s for s, e in self._pending)
+            self.progress = 0.95 * done_cs / self._total_cs
+            return self.progress
+        if self.result is None:
+            self._finish()
+        return self.progress
+
+    def cancel(self):
+        self.cancelled = True
+
+    def run(self):
+        while not self.done:
+            self.step()
+        return self.result
+
+    def _recognize(self, utterance):
+        start, end = utterance
+        first = max(start - UTTERANCE_PADDING_CS, 0)
+        last = min(end + UTTERANCE_PADDING_CS, len(self.pcm) * 100 // SAMPLE_RATE)
+        chunk = self.pcm[first * SAMPLE_RATE // 100 : last * SAMPLE_RATE // 100]
+        phones = [(s + first, e + first, p) for s, e, p in self._recognizer.phones(chunk)]
+        phones += noise_stretches(utterance, phones)
+        self.phones += sorted(phones)
+
+    def _finish(self):
+        self.phones.sort()
+        animation = animate(self.phones, self.length_cs, self.shape_set)
+        track = cue_track(animation, self.length_cs, self.shape_set, str(self.audio_path.resolve()), "analyser")
+        self.result = AnalysisResult(track, self.phones, self.utterances, list(self._recognizer.unknown_words))
+        self.progress = 1.0
+
+
+def analyse(audio_path, recognizer="auto", dialog=None, extended_shapes="GHX"):
+    """The cue track of a recording (AudioError for unreadable audio)."""
+    return Analysis(audio_path, recognizer, dialog, extended_shapes).run().track
+
+
+__all__ = ["Analysis", "AnalysisCancelled", "AnalysisResult", "AudioError", "RECOGNIZERS", "RECOGNIZER_CHOICES", "analyse", "read_audio"]
