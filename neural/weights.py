@@ -21,7 +21,6 @@ import json
 import os
 import pickle
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,8 +91,9 @@ def load_pt(path):
             f"{path}: refused: the file holds Python objects other than tensors, which could run code "
             f"when loaded ({first_line})"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
-        raise WeightsError(f"{path}: not a readable PyTorch weights file ({error})") from None
+    except Exception as error:  # torch raises many kinds for a file that is not a checkpoint
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise WeightsError(f"{path}: not a readable PyTorch weights file ({reason})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path}: expected a state_dict (names to tensors), found {type(state).__name__}")
     return dict(state)

