@@ -1,5 +1,225 @@
-"""Subcommands of this package (see the root commands.py)."""
+"""Subcommands of this package (see the root commands.py): `lipsync`."""
+
+import argparse
+import sys
+
+from ..commands import CommandError
+
+CUE_FORMATS = ("tsv", "json", "xml", "dat")
+VALUE_FORMATS = ("values-csv", "values-json")
+AUDIO_EXTENSIONS = (".wav", ".ogg", ".flac")
+
+DESCRIPTION = """\
+Lip sync: a recording or a Rhubarb cue file in; a cue file, or THA mouth values per frame, out.
+
+Audio (.wav .ogg .flac) is analysed by Rhubarb Lip Sync when it is installed (on PATH, or
+--rhubarb PATH), else by THA Studio's own analyser (PocketSphinx). Cue files (.tsv .json .xml
+.dat, as Rhubarb writes them) are read as they are. The output format follows -o's extension
+(.tsv .json .xml .dat for cues, .csv for per-frame values) unless --format says otherwise.
+"""
+
+EXAMPLES = """\
+examples:
+  lipsync voice.ogg -o voice.tsv                      cues, like `rhubarb -f tsv voice.ogg`
+  lipsync voice.wav --dialog text.txt -o cues.json    words guided by the script
+  lipsync cues.json -o cues.dat --dat-frame-rate 30 --dat-preston-blair
+  lipsync cues.tsv -o mouth.csv --fps 30 --style linear --blend 0.08
+  lipsync voice.ogg --format values-json --mapping my_mouth.json > mouth.json
+"""
 
 
 def add_subcommands(subparsers):
-    pass
+    parser = subparsers.add_parser(
+        "lipsync",
+        help="mouth cues from audio (Rhubarb or built-in analyser); cue files converted; THA mouth curves",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("input", help="recording (.wav .ogg .flac) or cue file (.tsv .json .xml .dat)")
+    parser.add_argument("-o", "--output", help="file to write (atomically); standard output if left out")
+    parser.add_argument(
+        "-f", "--format", choices=CUE_FORMATS + VALUE_FORMATS,
+        help="output format (default: from -o's extension, .csv meaning values-csv; tsv on standard output)",
+    )
+    analysis = parser.add_argument_group("audio analysis")
+    analysis.add_argument(
+        "--engine", choices=("auto", "builtin", "rhubarb"), default="auto",
+        help="who analyses audio: auto = Rhubarb if installed, else built-in (default: auto)",
+    )
+    analysis.add_argument("--rhubarb", metavar="PATH", help="Rhubarb Lip Sync executable (or its folder)")
+    analysis.add_argument(
+        "--recognizer", choices=("auto", "words", "phonetic"), default="auto",
+        help="words: word recognition + alignment (Rhubarb's pocketSphinx); phonetic: phone recognition, "
+        "faster, any language; auto: words with --dialog, else phonetic for the built-in analyser "
+        "and words for Rhubarb (default: auto)",
+    )
+    analysis.add_argument("--dialog", metavar="FILE", help="the spoken text (UTF-8), to guide word recognition")
+    analysis.add_argument(
+        "--extended-shapes", default="GHX", metavar="SHAPES",
+        help='extended mouth shapes to use besides A-F, as in Rhubarb (default: GHX; "" for A-F only)',
+    )
+    cues = parser.add_argument_group("cue files")
+    cues.add_argument("--input-frame-rate", type=float, default=24.0, metavar="FPS",
+                      help="frame rate of a .dat input (default: 24)")
+    cues.add_argument("--dat-frame-rate", type=float, default=24.0, metavar="FPS",
+                      help="frame rate of a .dat output, 24-100 (default: 24)")
+    cues.add_argument("--dat-preston-blair", action="store_true",
+                      help="write .dat shapes with Preston Blair names (MBP, etc, E, AI, O, U, FV, L, rest)")
+    curves = parser.add_argument_group("THA mouth values (values-csv, values-json)")
+    curves.add_argument("--schema", default="tha3", help="pose schema: tha1, tha2, tha3 or tha4 (default: tha3)")
+    curves.add_argument("--mapping", metavar="FILE",
+                        help='JSON {"A": {"mouth_aaa": 0.0}, ...} replacing the default mouth mapping per shape')
+    curves.add_argument("--style", choices=("linear", "eased", "stepped"), default="eased",
+                        help="transitions between shapes (default: eased)")
+    curves.add_argument("--blend", type=float, default=0.06, metavar="SECONDS",
+                        help="how long a transition takes (default: 0.06)")
+    curves.add_argument("--fps", type=float, default=24.0, help="frame rate of the values (default: 24)")
+    curves.add_argument("--start-frame", type=float, default=1.0, help="frame number at time 0 (default: 1)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on standard error")
+    parser.set_defaults(func=run)
+
+
+def run(args):
+    from pathlib import Path
+
+    from ..lipsync import formats
+
+    source = Path(args.input)
+    output_format = _output_format(args)
+    if source.suffix.lower() in AUDIO_EXTENSIONS:
+        track = _analyse(source, args)
+    elif source.suffix.lower() in formats.EXTENSIONS:
+        try:
+            track = formats.read_cues(source, frame_rate=args.input_frame_rate)
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+    elif not source.exists():
+        raise CommandError(f"{source}: no such file")
+    else:
+        raise CommandError(
+            f"{source}: unsupported input '{source.suffix}'; give audio ({', '.join(AUDIO_EXTENSIONS)}) "
+            f"or a cue file ({', '.join(formats.EXTENSIONS)})"
+        )
+    text = _render(track, output_format, args)
+    if args.output:
+        formats.write_text_atomically(args.output, text)
+        if not args.quiet:
+            print(f"{len(track)} cues, {track.duration:.2f} s -> {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _output_format(args):
+    from pathlib import Path
+
+    if args.format:
+        return args.format
+    if not args.output:
+        return "tsv"
+    extension = Path(args.output).suffix.lower()
+    known = {".tsv": "tsv", ".txt": "tsv", ".json": "json", ".xml": "xml", ".dat": "dat", ".csv": "values-csv"}
+    if extension not in known:
+        raise CommandError(f"{args.output}: cannot tell the output format from '{extension}'; give --format")
+    return known[extension]
+
+
+def _progress(args, fraction):
+    if not args.quiet:
+        print(f"\rProgress: {fraction:4.0%}", end="", file=sys.stderr, flush=True)
+
+
+def _analyse(source, args):
+    from pathlib import Path
+
+    from . import analyser, rhubarb
+
+    dialog = None
+    if args.dialog:
+        try:
+            dialog = Path(args.dialog).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise CommandError(f"{args.dialog}: cannot read the dialog text: {error}") from None
+    executable = None
+    if args.engine != "builtin":
+        try:
+            executable = rhubarb.find_rhubarb(args.rhubarb)
+        except rhubarb.RhubarbError as error:
+            raise CommandError(str(error)) from None
+        if executable is None and args.engine == "rhubarb":
+            raise CommandError("Rhubarb Lip Sync is not installed (no 'rhubarb' on PATH); give --rhubarb PATH")
+    try:
+        if executable is not None:
+            recognizer = "words" if args.recognizer == "auto" else args.recognizer
+            job = rhubarb.RhubarbJob(source, executable, recognizer, dialog, args.extended_shapes).start()
+            while not job.poll():
+                _progress(args, job.progress)
+                import time
+
+                time.sleep(0.05)
+            track = job.track
+        else:
+            job = analyser.Analysis(source, args.recognizer, dialog, args.extended_shapes)
+            while not job.done:
+                _progress(args, job.step())
+            if job.result.unknown_words and not args.quiet:
+                print(f"\nwords not in the dictionary, left out: {' '.join(job.result.unknown_words)}", file=sys.stderr)
+            track = job.result.track
+    except (analyser.AudioError, rhubarb.RhubarbError, ValueError) as error:
+        if not args.quiet:
+            print(file=sys.stderr)
+        raise CommandError(str(error)) from None
+    if not args.quiet:
+        print(file=sys.stderr)
+    return track
+
+
+def _render(track, output_format, args):
+    from . import formats
+
+    if output_format in CUE_FORMATS:
+        try:
+            return formats.format_cues(track, output_format, args.dat_frame_rate, args.dat_preston_blair)
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+    return _render_values(track, output_format, args)
+
+
+def _render_values(track, output_format, args):
+    import io
+    import json
+    from pathlib import Path
+
+    from .curves import CurveSettings, MappingError, MouthMapping, mouth_curves
+
+    try:
+        if args.mapping:
+            mapping = MouthMapping.from_json(Path(args.mapping).read_text(encoding="utf-8"), args.schema, args.mapping)
+        else:
+            mapping = MouthMapping.default(args.schema)
+        settings = CurveSettings(args.style, args.blend, args.fps, args.start_frame)
+    except (MappingError, KeyError, ValueError, OSError) as error:
+        raise CommandError(str(error).strip('"')) from None
+    curves = mouth_curves(track, settings, mapping)
+    frames, values = curves.per_frame()
+    if output_format == "values-json":
+        document = {
+            "schema": curves.schema_name,
+            "frame_rate": settings.frame_rate,
+            "start_frame": settings.start_frame,
+            "style": settings.style,
+            "blend": settings.blend,
+            "parameters": list(curves.parameters),
+            "frames": [int(f) for f in frames],
+            "values": [[round(float(v), 6) for v in row] for row in values],
+            "keyframes": {
+                name: [[k.frame, k.value, k.interpolation] for k in keys] for name, keys in curves.keyframes.items()
+            },
+        }
+        return json.dumps(document, indent=1) + "\n"
+    out = io.StringIO()
+    out.write(",".join(["frame"] + list(curves.parameters)) + "\n")
+    for frame, row in zip(frames, values):
+        out.write(",".join([str(int(frame))] + [f"{v:.6f}" for v in row]) + "\n")
+    return out.getvalue()

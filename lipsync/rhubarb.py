@@ -1,0 +1,213 @@
+"""Running Rhubarb Lip Sync, when the user has it, as a job to step (Blender has no event loop).
+
+    job = RhubarbJob(audio, executable=find_rhubarb()).start()
+    while not job.poll():      # a modal operator calls poll() from its timer
+        show(job.progress)
+    track = job.track          # or RhubarbError with Rhubarb's own message
+
+Rhubarb runs with `--machineReadable`, so its stderr is one JSON object per line (rhubarb.md
+§1.2): progress, and on failure the reason it gives. It writes JSON cues to a temporary file,
+which is read back with formats.read_json. `cancel()` stops it.
+"""
+
+import json
+import os
+import queue
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+from .cues import parse_shape_set
+from .formats import read_cues
+
+RECOGNIZER_NAMES = {"words": "pocketSphinx", "phonetic": "phonetic"}
+EXECUTABLE_NAMES = ("rhubarb", "rhubarb.exe")
+
+
+class RhubarbError(RuntimeError):
+    """Rhubarb failed, could not be started, or was cancelled; the message says which and why."""
+
+
+def find_rhubarb(path=None):
+    """The Rhubarb executable: `path` (a file, or a folder holding it) if given, else on PATH;
+    None when there is none."""
+    if path:
+        path = Path(path).expanduser()
+        candidates = [path / name for name in EXECUTABLE_NAMES] if path.is_dir() else [path]
+        for candidate in candidates:
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return candidate
+        raise RhubarbError(f"{path}: no runnable Rhubarb Lip Sync executable there")
+    for name in EXECUTABLE_NAMES:
+        found = shutil.which(name)
+        if found:
+            return Path(found)
+    return None
+
+
+def rhubarb_arguments(executable, audio, output, recognizer="words", dialog_file=None, extended_shapes="GHX", threads=None):
+    """The command line for one run (JSON out, machine-readable progress)."""
+    parse_shape_set(extended_shapes)  # refuse what Rhubarb would refuse, before starting it
+    if recognizer not in RECOGNIZER_NAMES:
+        raise ValueError(f"unknown recognizer {recognizer!r}; recognizers are {', '.join(RECOGNIZER_NAMES)}")
+    arguments = [
+        str(executable), "--machineReadable", "-f", "json", "-o", str(output),
+        "-r", RECOGNIZER_NAMES[recognizer], "--extendedShapes", extended_shapes,
+    ]
+    if dialog_file:
+        arguments += ["-d", str(dialog_file)]
+    if threads:
+        arguments += ["--threads", str(int(threads))]
+    return arguments + [str(audio)]
+
+
+class RhubarbJob:
+    """One Rhubarb run. `start()`, then `poll()` until it returns True; then `track` holds the
+    cue track, or `poll()` has raised RhubarbError. `progress` is 0..1."""
+
+    def __init__(self, audio, executable=None, recognizer="words", dialog=None, extended_shapes="GHX", threads=None):
+        self.audio = Path(audio)
+        self.executable = Path(executable) if executable else find_rhubarb()
+        if self.executable is None:
+            raise RhubarbError("Rhubarb Lip Sync is not installed (no 'rhubarb' on PATH); give its path")
+        self.recognizer = recognizer
+        self.dialog = dialog
+        self.extended_shapes = extended_shapes
+        self.threads = threads
+        self.progress = 0.0
+        self.track = None
+        self.log = []
+        self._failure = None
+        self._process = None
+        self._lines = queue.Queue()
+        self._folder = None
+
+    def start(self):
+        self._folder = tempfile.TemporaryDirectory(prefix="tha_studio_rhubarb_")
+        folder = Path(self._folder.name)
+        dialog_file = None
+        if self.dialog:
+            dialog_file = folder / "dialog.txt"
+            dialog_file.write_text(self.dialog, encoding="utf-8")
+        self._output = folder / "cues.json"
+        arguments = rhubarb_arguments(
+            self.executable, self.audio, self._output, self.recognizer, dialog_file, self.extended_shapes, self.threads
+        )
+        try:
+            self._process = subprocess.Popen(
+                arguments, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                text=True, encoding="utf-8", errors="replace",
+            )
+        except OSError as error:
+            self._cleanup()
+            raise RhubarbError(f"could not start Rhubarb Lip Sync ({self.executable}): {error.strerror or error}") from None
+        # A thread reads stderr so that poll() never blocks on a pipe.
+        threading.Thread(target=self._read_stderr, args=(self._process.stderr,), daemon=True).start()
+        return self
+
+    def _read_stderr(self, stream):
+        for line in stream:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def _take_lines(self):
+        finished = False
+        while True:
+            try:
+                line = self._lines.get_nowait()
+            except queue.Empty:
+                return finished
+            if line is None:
+                finished = True
+                continue
+            self._read_event(line.strip())
+
+    def _read_event(self, line):
+        if not line:
+            return
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            self.log.append(line)  # not machine-readable output: keep it for the error message
+            return
+        if not isinstance(event, dict):
+            return
+        kind = event.get("type")
+        message = (event.get("log") or {}).get("message")
+        if message:
+            self.log.append(message)
+        if kind == "progress" and isinstance(event.get("value"), (int, float)):
+            self.progress = max(self.progress, min(float(event["value"]), 1.0))
+        elif kind == "failure":
+            self._failure = str(event.get("reason", "")).strip()
+
+    def poll(self):
+        """Read what Rhubarb said; True once it has finished (RhubarbError if it failed)."""
+        if self._process is None:
+            raise RhubarbError("the Rhubarb job has not been started")
+        if self.track is not None:
+            return True
+        self._take_lines()
+        if self._process.poll() is None:
+            return False
+        # Finished: wait for the rest of stderr, then judge.
+        self._drain(timeout=5.0)
+        try:
+            return self._finish(self._process.returncode)
+        finally:
+            self._cleanup()
+
+    def _drain(self, timeout):
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._lines.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if line is None:
+                return
+            self._read_event(line.strip())
+
+    def _finish(self, code):
+        if self._failure == "cancelled":
+            raise RhubarbError(f"Rhubarb Lip Sync was cancelled on {self.audio}")
+        if code != 0 or self._failure is not None:
+            reason = self._failure or "\n".join(self.log[-5:]) or f"exit code {code}"
+            raise RhubarbError(f"Rhubarb Lip Sync failed on {self.audio}: {reason.replace(chr(10), ' ').strip()}")
+        if not self._output.exists():
+            raise RhubarbError(f"Rhubarb Lip Sync finished but wrote no cues for {self.audio}")
+        self.track = read_cues(self._output, "json")
+        self.progress = 1.0
+        return True
+
+    def wait(self, interval=0.05):
+        """Poll until done (for the command line); returns the track."""
+        import time
+
+        while not self.poll():
+            time.sleep(interval)
+        return self.track
+
+    def cancel(self):
+        """Stop Rhubarb (the job then raises RhubarbError on poll)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._failure = "cancelled"
+        self._cleanup()
+
+    def _cleanup(self):
+        if self._folder is not None:
+            try:
+                self._folder.cleanup()
+            except OSError:
+                pass
+            self._folder = None
