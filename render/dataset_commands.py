@@ -1,5 +1,221 @@
-"""Subcommands of this package (see the root commands.py)."""
+"""Dataset subcommands: annotate, render-dataset, merge-shards, review-sheet (see the root commands.py)."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..commands import CommandError
 
 
 def add_subcommands(subparsers):
-    pass
+    _annotate_parser(subparsers)
+    _render_parser(subparsers)
+    _merge_parser(subparsers)
+    _review_parser(subparsers)
+
+
+# --- annotate
+
+
+def _annotate_parser(subparsers):
+    parser = subparsers.add_parser(
+        "annotate",
+        help="find each model's head band and eye/mouth/bone roles; write its sidecar JSON",
+        description="Annotate MMD models (.pmx, .pmd) for dataset rendering: the head's top and bottom "
+        "(chin to skull, upward hair left out), the morphs playing the THA roles (winks, mouth shapes, "
+        "eyebrows...) and the neck/head/upper-body bones. Writes <model>.tha.json beside each model, or "
+        "into --annotations. Entries a person set (in Blender's annotation panel) are kept. No Blender needed.",
+    )
+    parser.add_argument("models", nargs="+", type=Path, help="model files or folders (searched recursively)")
+    parser.add_argument("--annotations", type=Path, help="write sidecars into this folder (by path relative to the "
+                        "folder given) instead of beside the models")
+    parser.add_argument("--fresh", action="store_true", help="ignore existing sidecars (drop a person's edits)")
+    parser.add_argument("--quiet", action="store_true", help="print only problems and the final count")
+    parser.set_defaults(func=run_annotate)
+
+
+def _model_files(inputs):
+    from .batch import find_model_files
+
+    for item in inputs:
+        if item.is_dir():
+            for path in find_model_files(item):
+                yield item, path
+        elif item.exists():
+            yield item.parent, item
+        else:
+            raise CommandError(f"{item}: no such file or folder")
+
+
+def run_annotate(args):
+    from .annotation import AnnotationError, annotate_file
+    from .mmd.model import MMDFormatError
+
+    done, problems = 0, 0
+    for root, path in _model_files(args.models):
+        model_id = path.relative_to(root).as_posix()
+        try:
+            annotation, sidecar = annotate_file(path, args.annotations, model_id if args.annotations else None,
+                                                keep_person_edits=not args.fresh)
+        except (MMDFormatError, AnnotationError, OSError) as error:
+            print(f"{path}: {error}", file=sys.stderr)
+            problems += 1
+            continue
+        done += 1
+        flagged = annotation.review.get("flagged")
+        if flagged or not args.quiet:
+            head = annotation.head
+            band = f"head {head['bottom']:.2f}..{head['top']:.2f}" if head else "head ?"
+            roles = ", ".join(
+                f"{role}={annotation.morphs_for(role)[0][0] if annotation.morphs_for(role) else '-'}"
+                for role in ("eye_wink_left", "eye_wink_right", "mouth_aaa")
+            )
+            mark = "FLAGGED " + "; ".join(annotation.review.get("reasons", [])) if flagged else "ok"
+            print(f"{model_id}: {band}; {roles}; {len(annotation.morph_roles)} morph roles; {mark} -> {sidecar}")
+    print(f"annotated {done} model(s)" + (f", {problems} could not be read" if problems else ""))
+    return 1 if problems and not done else 0
+
+
+# --- render-dataset
+
+
+def _render_parser(subparsers):
+    from .dataset_settings import ENGINES
+
+    parser = subparsers.add_parser(
+        "render-dataset",
+        help="render THA training triplets for a folder tree of models (resumable, sharded)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""Render THA training data from a folder tree of MMD models: per model a rest image, then
+per sampled pose an expression-only image and an expression+rotation image, with a manifest.
+
+Splits come from top-level folders named train/, validation/ (or val/) and test/, from
+--split-file (lines "FOLDER SPLIT"), or --default-split. Rerun the same command to resume: finished
+images are skipped. Models that fail (unreadable, missing roles) are listed with the reason and the
+others go on. The same options give the same dataset, byte for byte.
+
+Cluster job arrays: give every task the same OUT and its own --shard K/N (SLURM arrays and
+Kubernetes indexed jobs are read from the environment if --shard is left out: SLURM_ARRAY_TASK_ID /
+SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with THA_SHARD_COUNT), then run merge-shards OUT.""",
+    )
+    parser.add_argument("models", type=Path, help="folder of models (searched recursively for .pmx/.pmd)")
+    parser.add_argument("out", type=Path, help="dataset folder (created; reused to resume)")
+    parser.add_argument("--schema", default="tha1", choices=("tha1", "tha2", "tha3"), help="pose schema (default tha1)")
+    parser.add_argument("--poses-per-model", type=int, default=16, help="sampled poses per model (default 16)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    parser.add_argument("--engine", default="workbench", choices=ENGINES,
+                        help="workbench (shaded), flat (toon-like unlit Workbench) or cycles (default workbench)")
+    parser.add_argument("--samples", type=int, default=16, help="Cycles samples per pixel (default 16)")
+    parser.add_argument("--workers", type=int, default=1, help="processes rendering at once on this machine (default 1)")
+    parser.add_argument("--shard", help="K/N: render only the K-th of N shares of the models")
+    parser.add_argument("--split-file", type=Path, help='lines "FOLDER SPLIT" assigning models to train/validation/test')
+    parser.add_argument("--default-split", default="train", choices=("train", "validation", "test"),
+                        help="split of models no rule places (default train)")
+    parser.add_argument("--annotations", type=Path, help="folder of sidecars made by 'annotate --annotations'")
+    parser.add_argument("--retry-failed", action="store_true", help="try again the models an earlier run recorded as failed")
+    parser.add_argument("--limit-models", type=int, help="render at most this many models of the shard (for a trial)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run_render_dataset)
+
+
+def run_render_dataset(args):
+    from .batch import DatasetConfig, DatasetError, DatasetRun, parse_shard, read_split_file, shard_from_environment
+
+    try:
+        shard = parse_shard(args.shard) if args.shard else (shard_from_environment() or (1, 1))
+        rules = read_split_file(args.split_file) if args.split_file else ()
+        config = DatasetConfig(schema=args.schema, seed=args.seed, poses_per_model=args.poses_per_model,
+                               engine=args.engine, samples=args.samples)
+        run = DatasetRun(args.models, args.out, config, shard=shard, workers=args.workers, split_rules=rules,
+                         default_split=args.default_split, annotations_dir=args.annotations,
+                         retry_failed=args.retry_failed, show_progress=not args.no_progress,
+                         limit_models=args.limit_models)
+        summary = run.run()
+    except DatasetError as error:
+        raise CommandError(str(error)) from None
+    rate = summary.images / summary.seconds if summary.seconds else 0.0
+    print(f"shard {shard[0]}/{shard[1]}: {summary.models} model(s), {summary.images} image(s) rendered "
+          f"({summary.examples} example(s)) in {summary.seconds:.1f} s, {rate:.2f} images/s")
+    for model_id, reason in sorted(summary.failures.items()):
+        print(f"  skipped {model_id}: {reason}")
+    if shard[1] > 1:
+        print(f"when every shard is done: merge-shards {args.out}")
+    return 0
+
+
+# --- merge-shards
+
+
+def _merge_parser(subparsers):
+    parser = subparsers.add_parser(
+        "merge-shards",
+        help="merge the shard journals of a dataset folder into manifest.jsonl and failures.jsonl",
+        description="Merge parts/shard-K-of-N.jsonl of a dataset folder into one manifest.jsonl (sorted by split, "
+        "model and example) and failures.jsonl. Safe to run again; shards that disagree are reported.",
+    )
+    parser.add_argument("out", type=Path, help="the dataset folder every shard wrote into")
+    parser.set_defaults(func=run_merge_shards)
+
+
+def run_merge_shards(args):
+    from .batch import DatasetError, merge_dataset
+    from .manifest import ManifestError
+
+    try:
+        progress = merge_dataset(args.out)
+    except (DatasetError, ManifestError) as error:
+        raise CommandError(str(error)) from None
+    models = len(progress.of_type("model"))
+    examples = len(progress.of_type("example"))
+    failures = progress.of_type("failure")
+    print(f"{args.out}: {models} model(s), {examples} example(s), {len(failures)} failure(s) -> manifest.jsonl")
+    return 0
+
+
+# --- review-sheet
+
+
+def _review_parser(subparsers):
+    parser = subparsers.add_parser(
+        "review-sheet",
+        help="tile a dataset's rest renders with head bands and roles into one image to check by eye",
+        description="Make a review sheet of a dataset folder: every model's rest image with the head box's rows "
+        "in red and the confidence of its wink and mouth roles; flagged and failed models framed in red. "
+        "Writes SHEET (PNG) and SHEET.json (tile numbers). With --flag N..., marks those tiles' models as "
+        "flagged in their sidecars (under the dataset's annotations/) and redraws the sheet.",
+    )
+    parser.add_argument("dataset", type=Path, help="a dataset folder made by render-dataset")
+    parser.add_argument("--out", type=Path, help="sheet PNG (default DATASET/review_sheet.png)")
+    parser.add_argument("--flag", type=int, nargs="+", metavar="N", help="tile numbers to flag (from the last sheet's index)")
+    parser.add_argument("--reason", default="flagged on the review sheet", help="the reason written with --flag")
+    parser.add_argument("--columns", type=int, default=10, help="tiles per row (default 10)")
+    parser.add_argument("--tile", type=int, default=160, help="tile size in pixels (default 160)")
+    parser.set_defaults(func=run_review_sheet)
+
+
+def run_review_sheet(args):
+    import json
+
+    from ..pose.schema import get_schema
+    from .batch import CONFIG_NAME
+    from .review_sheet import build_sheet, dataset_entries, flag_tiles, save_sheet
+
+    config_path = args.dataset / CONFIG_NAME
+    if not config_path.exists():
+        raise CommandError(f"{args.dataset}: not a dataset folder (no {CONFIG_NAME})")
+    schema = get_schema(json.loads(config_path.read_text(encoding="utf-8"))["schema"])
+    out = args.out or args.dataset / "review_sheet.png"
+    try:
+        if args.flag:
+            index = out.with_name(out.name + ".json")
+            if not index.exists():
+                raise CommandError(f"{index}: no sheet index to find tile numbers in; make the sheet first")
+            for model_id in flag_tiles(args.dataset, index, args.flag, args.reason):
+                print(f"flagged {model_id}")
+        entries = dataset_entries(args.dataset, schema.head_box)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    save_sheet(build_sheet(entries, tile=args.tile, columns=args.columns), entries, out)
+    flagged = sum(e.flagged for e in entries)
+    print(f"{out}: {len(entries)} model(s), {flagged} flagged")
+    return 0

@@ -1,0 +1,514 @@
+"""Dataset batch rendering: a folder tree of models in, THA triplets and a manifest out.
+
+The plan is pure: models are found under a root (.pmx, .pmd), given a split (THA1 write-up
+§5.4: by top-level folder, or by a split file), ordered by id and dealt to shards (`--shard
+K/N`: every N-th model from the K-th, so the nodes of a cluster job array share one output
+folder without coordination). A shard's journal (`parts/shard-K-of-N.jsonl`, see
+render.manifest) lists what is finished; a rerun skips it, so a killed run resumes where it
+stopped, and `merge` writes the one sorted manifest.
+
+The rendering (`render_model_job`) runs in Blender: one model per job, annotated from its
+sidecar (or automatically, the result saved under `annotations/` in the dataset), imported,
+then its rest image and each pending example rendered. Jobs run in this process or in
+`--workers N` forked processes (fork: blender.md §0.10); only this process writes the journal.
+A model that fails to read, lacks a needed role or breaks while rendering is recorded as a
+failure with its reason, and the others go on.
+
+Every pose comes from (seed, model id, example index) and every image is written whole with
+fixed PNG bytes, so the same options give the same dataset byte for byte, however it was split
+across workers, shards and reruns.
+
+Layout of a dataset folder:
+
+    dataset.json                       the options it was made with (a rerun must match)
+    parts/shard-K-of-N.jsonl           journals
+    manifest.jsonl, failures.jsonl     merged, sorted
+    annotations/<model id>.tha.json    the annotation each model was rendered with
+    images/<split>/<model folder>/rest.png, 000000_expression.png, 000000_posed.png, ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import manifest
+from .atomic_files import remove_stale_temps, write_text_atomic
+
+MODEL_SUFFIXES = (".pmx", ".pmd")
+SPLITS = ("train", "validation", "test")
+SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "val": "validation",
+                 "valid": "validation", "test": "test", "testing": "test"}
+DATASET_FORMAT = "tha_studio.dataset"
+DATASET_VERSION = 1
+CONFIG_NAME = "dataset.json"
+ANNOTATIONS_FOLDER = "annotations"
+IMAGES_FOLDER = "images"
+
+
+class DatasetError(ValueError):
+    """A dataset run that cannot start: bad options, a folder made with other options."""
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """The options that decide a dataset's content (stored in dataset.json)."""
+
+    schema: str = "tha1"
+    seed: int = 0
+    poses_per_model: int = 16
+    engine: str = "workbench"
+    samples: int = 16
+
+    def to_json(self):
+        return {"format": DATASET_FORMAT, "version": DATASET_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, data, source):
+        if data.get("format") != DATASET_FORMAT or data.get("version") != DATASET_VERSION:
+            raise DatasetError(f"{source}: not a THA Studio dataset description (version {DATASET_VERSION})")
+        try:
+            return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        except (KeyError, TypeError) as error:
+            raise DatasetError(f"{source}: malformed dataset description ({error})") from None
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    model_id: str  # path relative to the models root, with forward slashes
+    path: Path
+    split: str
+
+    @property
+    def folder(self):
+        """images/<split>/<readable stem>-<hash of the id>: unique, ASCII, stable."""
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(self.model_id).stem).strip("._") or "model"
+        digest = hashlib.sha1(self.model_id.encode("utf-8")).hexdigest()[:10]
+        return f"{IMAGES_FOLDER}/{self.split}/{stem[:40]}-{digest}"
+
+    def rest_path(self):
+        return f"{self.folder}/rest.png"
+
+    def example_paths(self, index):
+        return f"{self.folder}/{index:06d}_expression.png", f"{self.folder}/{index:06d}_posed.png"
+
+
+# ----------------------------------------------------------------------------------------------
+# Planning (pure)
+
+
+def read_split_file(path):
+    """Lines "PREFIX SPLIT" (a folder or file path relative to the models root); # comments."""
+    rules = []
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise DatasetError(f"{path}: cannot read the split file ({error.strerror})") from None
+    for number, line in enumerate(lines, start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.rsplit(None, 1)
+        if len(parts) != 2 or parts[1].lower() not in SPLIT_ALIASES:
+            raise DatasetError(f"{path}: line {number}: expected 'FOLDER SPLIT' with SPLIT one of {', '.join(SPLITS)}")
+        rules.append((parts[0].strip().strip("/"), SPLIT_ALIASES[parts[1].lower()]))
+    return rules
+
+
+def split_for(model_id, rules, default_split):
+    """The split of a model: the longest matching prefix rule, its top-level folder's name, or the default."""
+    best = None
+    for prefix, split in rules:
+        if model_id == prefix or model_id.startswith(prefix + "/"):
+            if best is None or len(prefix) > len(best[0]):
+                best = (prefix, split)
+    if best:
+        return best[1]
+    top = model_id.split("/", 1)[0] if "/" in model_id else ""
+    return SPLIT_ALIASES.get(top.lower(), default_split)
+
+
+def discover_models(root, split_rules=(), default_split="train"):
+    """The models under `root`, sorted by id, each with its split."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such folder of models")
+    entries = []
+    for path in find_model_files(root):
+        model_id = path.relative_to(root).as_posix()
+        entries.append(ModelEntry(model_id, path, split_for(model_id, split_rules, default_split)))
+    entries.sort(key=lambda e: e.model_id)
+    return entries
+
+
+def find_model_files(root):
+    """Model files under `root`, sorted; linked folders are followed (datasets are often assembled from links)."""
+    found = []
+    for folder, _, files in os.walk(root, followlinks=True):
+        found += [Path(folder) / name for name in files if Path(name).suffix.lower() in MODEL_SUFFIXES]
+    return sorted(path for path in found if path.is_file())
+
+
+def parse_shard(text):
+    """"K/N" -> (K, N) with 1 <= K <= N."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise DatasetError(f"shard {text!r}: expected K/N with 1 <= K <= N, e.g. 2/8")
+    return int(match.group(1)), int(match.group(2))
+
+
+def shard_models(entries, shard, shards):
+    return [entry for i, entry in enumerate(entries) if i % shards == shard - 1]
+
+
+def shard_from_environment():
+    """K/N from a SLURM array or a Kubernetes indexed job, or None."""
+    if "SLURM_ARRAY_TASK_ID" in os.environ and "SLURM_ARRAY_TASK_COUNT" in os.environ:
+        first = int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
+        return int(os.environ["SLURM_ARRAY_TASK_ID"]) - first + 1, int(os.environ["SLURM_ARRAY_TASK_COUNT"])
+    if "JOB_COMPLETION_INDEX" in os.environ and "THA_SHARD_COUNT" in os.environ:
+        return int(os.environ["JOB_COMPLETION_INDEX"]) + 1, int(os.environ["THA_SHARD_COUNT"])
+    return None
+
+
+def journal_name(shard, shards):
+    return f"{manifest.PARTS_FOLDER}/shard-{shard}-of-{shards}.jsonl"
+
+
+def temp_tag_prefix(shard, shards):
+    return f"s{shard}of{shards}-"
+
+
+def ensure_config(out_dir, config):
+    """Write dataset.json, or check that the folder's matches these options."""
+    path = Path(out_dir) / CONFIG_NAME
+    if path.exists():
+        try:
+            existing = DatasetConfig.from_json(json.loads(path.read_text(encoding="utf-8")), path)
+        except json.JSONDecodeError as error:
+            raise DatasetError(f"{path}: not valid JSON ({error})") from None
+        if existing != config:
+            differences = ", ".join(
+                f"{name} {getattr(existing, name)!r} (now {getattr(config, name)!r})"
+                for name in config.__dataclass_fields__ if getattr(existing, name) != getattr(config, name)
+            )
+            raise DatasetError(f"{path.parent} was made with other options: {differences}; use the same options or another folder")
+        return
+    write_text_atomic(path, json.dumps(config.to_json(), indent=1, sort_keys=True) + "\n")
+
+
+@dataclass
+class ModelJob:
+    """One model's pending work: whether its rest image is needed and which examples."""
+
+    entry: ModelEntry
+    rest: bool
+    indices: list = field(default_factory=list)
+
+    @property
+    def images(self):
+        return int(self.rest) + 2 * len(self.indices)
+
+
+def plan_jobs(entries, progress, config, out_dir, retry_failed=False):
+    """The jobs left to do, and the failures already recorded (model id -> reason) that are skipped."""
+    out_dir = Path(out_dir)
+    jobs, skipped = [], {}
+    for entry in entries:
+        reason = progress.failure(entry.model_id)
+        if reason and not retry_failed:
+            skipped[entry.model_id] = reason
+            continue
+        rest = not (progress.has_model(entry.model_id) and (out_dir / entry.rest_path()).exists())
+        indices = [
+            i for i in range(config.poses_per_model)
+            if not (progress.has_example(entry.model_id, i) and all((out_dir / p).exists() for p in entry.example_paths(i)))
+        ]
+        if rest or indices:
+            jobs.append(ModelJob(entry, rest, indices))
+    return jobs, skipped
+
+
+# ----------------------------------------------------------------------------------------------
+# Rendering one model (Blender)
+
+
+@contextlib.contextmanager
+def quiet_output():
+    """Send Blender's per-render "Saved: ..." lines (C-level stdout) to /dev/null."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+def load_or_make_annotation(entry, out_dir, annotations_dir=None):
+    """The model's annotation: a sidecar (given folder, beside the model, or the dataset's), else automatic."""
+    from . import annotation as annotations
+    from .atomic_files import sha256_file
+    from .mmd import read_model
+
+    places = []
+    if annotations_dir is not None:
+        places.append(annotations.sidecar_path(entry.path, annotations_dir, entry.model_id))
+    places.append(annotations.sidecar_path(entry.path))
+    dataset_copy = annotations.sidecar_path(entry.path, Path(out_dir) / ANNOTATIONS_FOLDER, entry.model_id)
+    for place in places:
+        if place.exists():
+            found = annotations.load_sidecar(place)
+            annotations.save_sidecar(found, dataset_copy)
+            return found
+    if dataset_copy.exists():
+        return annotations.load_sidecar(dataset_copy)
+    made = annotations.annotate_model(read_model(entry.path), entry.path.name, sha256_file(entry.path))
+    annotations.save_sidecar(made, dataset_copy)
+    return made
+
+
+def render_model_job(job, config, out_dir, emit, annotations_dir=None, temp_tag=None):
+    """Render one model's pending images, calling emit(record) as each unit is finished.
+
+    Any failure becomes a failure record naming the reason; nothing is raised.
+    """
+    from ..pose.schema import get_schema
+    from .sampling import sample_pose
+
+    entry = job.entry
+    out_dir = Path(out_dir)
+    schema = get_schema(config.schema)
+    try:
+        annotation = load_or_make_annotation(entry, out_dir, annotations_dir)
+        missing = annotation.missing_roles(schema)
+        if missing:
+            raise DatasetError(f"lacks {', '.join(missing)}")
+        available = annotation.available_parameters(schema)
+        renderer = _open_model(entry, annotation, schema, config, temp_tag)
+        with quiet_output():
+            if job.rest:
+                data = renderer.render_rest(out_dir / entry.rest_path())
+                emit({"type": "model", "model": entry.model_id, "split": entry.split, "rest": entry.rest_path(),
+                      "sha256": {"rest": hashlib.sha256(data).hexdigest()}, "available": available})
+            for index in job.indices:
+                pose = sample_pose(schema, config.seed, entry.model_id, index, available)
+                expression_path, posed_path = entry.example_paths(index)
+                expression, posed = renderer.render_example(pose, out_dir / expression_path, out_dir / posed_path)
+                emit({"type": "example", "model": entry.model_id, "split": entry.split, "index": index,
+                      "pose": [float(v) for v in pose], "expression": expression_path, "posed": posed_path,
+                      "sha256": {"expression": hashlib.sha256(expression).hexdigest(),
+                                 "posed": hashlib.sha256(posed).hexdigest()}})
+    except Exception as error:  # noqa: BLE001 - one model's failure must not stop the others
+        emit({"type": "failure", "model": entry.model_id, "split": entry.split, "reason": _reason(error)})
+        if os.environ.get("THA_STUDIO_DEBUG"):
+            traceback.print_exc()
+
+
+def _open_model(entry, annotation, schema, config, temp_tag):
+    import bpy
+
+    from .blender_import import import_model
+    from .dataset_settings import RenderSettings
+    from .triplets import TripletRenderer
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    with quiet_output():
+        imported = import_model(entry.path)
+    return TripletRenderer(imported, annotation, schema, RenderSettings(config.engine, config.samples), temp_tag=temp_tag)
+
+
+def _reason(error):
+    text = str(error).strip() or type(error).__name__
+    return " ".join(text.split())
+
+
+# ----------------------------------------------------------------------------------------------
+# Running
+
+
+@dataclass
+class RunSummary:
+    models: int = 0  # in this shard
+    jobs: int = 0  # models with work left at the start
+    images: int = 0  # images rendered in this run
+    examples: int = 0
+    failures: dict = field(default_factory=dict)  # model id -> reason (this run and earlier ones)
+    seconds: float = 0.0
+
+
+class DatasetRun:
+    """One run over a shard of a models folder into a dataset folder (see the module docstring)."""
+
+    def __init__(self, models_root, out_dir, config, shard=(1, 1), workers=1, split_rules=(),
+                 default_split="train", annotations_dir=None, retry_failed=False, show_progress=True,
+                 limit_models=None):
+        if config.poses_per_model < 0:
+            raise DatasetError("poses per model must be 0 or more")
+        if workers < 1:
+            raise DatasetError("workers must be 1 or more")
+        from ..pose.schema import get_schema
+        from .dataset_settings import ENGINES
+
+        get_schema(config.schema)
+        if config.engine not in ENGINES:
+            raise DatasetError(f"engine {config.engine!r}: expected one of {', '.join(ENGINES)}")
+        self.models_root = Path(models_root)
+        self.out_dir = Path(out_dir)
+        self.config = config
+        self.shard, self.shards = shard
+        self.workers = workers
+        self.split_rules = split_rules
+        self.default_split = default_split
+        self.annotations_dir = Path(annotations_dir) if annotations_dir else None
+        self.retry_failed = retry_failed
+        self.show_progress = show_progress
+        self.limit_models = limit_models
+        self.journal = self.out_dir / journal_name(self.shard, self.shards)
+
+    def plan(self):
+        entries = discover_models(self.models_root, self.split_rules, self.default_split)
+        mine = shard_models(entries, self.shard, self.shards)
+        if self.limit_models is not None:
+            mine = mine[: self.limit_models]
+        progress = manifest.read_progress([self.journal])
+        jobs, skipped = plan_jobs(mine, progress, self.config, self.out_dir, self.retry_failed)
+        return mine, jobs, skipped
+
+    def run(self):
+        started = time.perf_counter()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        ensure_config(self.out_dir, self.config)
+        remove_stale_temps(self.out_dir, temp_tag_prefix(self.shard, self.shards))
+        entries, jobs, skipped = self.plan()
+        summary = RunSummary(models=len(entries), jobs=len(jobs), failures=dict(skipped))
+        bar = self._progress_bar(sum(job.images for job in jobs))
+
+        def record(item):
+            manifest.append_record(self.journal, item)
+            if item["type"] == "failure":
+                summary.failures[item["model"]] = item["reason"]
+                bar.write(f"skipped {item['model']}: {item['reason']}")
+            else:
+                rendered = 1 if item["type"] == "model" else 2
+                summary.images += rendered
+                summary.examples += item["type"] == "example"
+                bar.update(rendered)
+
+        try:
+            if self.workers == 1 or len(jobs) <= 1:
+                tag = f"{temp_tag_prefix(self.shard, self.shards)}{os.getpid()}"
+                for job in jobs:
+                    render_model_job(job, self.config, self.out_dir, record, self.annotations_dir, tag)
+            else:
+                run_in_workers(jobs, self, record)
+        finally:
+            bar.close()
+        if self.shards == 1:
+            manifest.merge(self.out_dir)
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    def _progress_bar(self, total):
+        from tqdm import tqdm
+
+        return tqdm(total=total, unit="img", desc=f"shard {self.shard}/{self.shards}", disable=not self.show_progress,
+                    dynamic_ncols=True, file=sys.stderr, smoothing=0.1)
+
+
+def _worker_main(jobs, results, run, worker_number):
+    tag = f"{temp_tag_prefix(run.shard, run.shards)}{os.getpid()}"
+    while True:
+        job = jobs.get()
+        if job is None:
+            break
+        results.put(("start", worker_number, job.entry.model_id, job.entry.split))
+        render_model_job(job, run.config, run.out_dir, lambda item: results.put(("record", item)), run.annotations_dir, tag)
+        results.put(("done", worker_number, job.entry.model_id, job.entry.split))
+    results.put(("exit", worker_number, None, None))
+
+
+def run_in_workers(jobs, run, record):
+    """Render jobs in `run.workers` forked processes; this process writes every journal line.
+
+    A worker that dies (Blender can crash on a broken model) has its model recorded as a
+    failure, and a new worker takes its place.
+    """
+    import multiprocessing
+    import queue
+
+    context = multiprocessing.get_context("fork")
+    job_queue, results = context.Queue(), context.Queue()
+    for job in jobs:
+        job_queue.put(job)
+    count = min(run.workers, len(jobs))
+    for _ in range(count):
+        job_queue.put(None)
+    processes, current = {}, {}
+
+    def start(number):
+        process = context.Process(target=_worker_main, args=(job_queue, results, run, number), daemon=True)
+        process.start()
+        processes[number] = process
+
+    for number in range(count):
+        start(number)
+    finished = set()
+    try:
+        while len(finished) < len(processes):
+            try:
+                kind, number, model_id, split = _unpack(results.get(timeout=1.0))
+            except queue.Empty:
+                for number, process in list(processes.items()):
+                    if number not in finished and not process.is_alive():
+                        crashed = current.pop(number, None)
+                        if crashed:
+                            record({"type": "failure", "model": crashed[0], "split": crashed[1],
+                                    "reason": f"the worker rendering it died (exit code {process.exitcode})"})
+                            job_queue.put(None)
+                            start(number)
+                        else:
+                            finished.add(number)
+                continue
+            if kind == "record":
+                record(model_id)
+            elif kind == "start":
+                current[number] = (model_id, split)
+            elif kind == "done":
+                current.pop(number, None)
+            elif kind == "exit":
+                finished.add(number)
+    finally:
+        for process in processes.values():
+            if process.is_alive():
+                process.terminate()
+            process.join()
+
+
+def _unpack(message):
+    if message[0] == "record":
+        return "record", None, message[1], None
+    return message
+
+
+def merge_dataset(out_dir):
+    """Merge every shard's journal in a dataset folder; returns the Progress."""
+    out_dir = Path(out_dir)
+    if not (out_dir / CONFIG_NAME).exists():
+        raise DatasetError(f"{out_dir}: not a dataset folder (no {CONFIG_NAME})")
+    if not manifest.journal_paths(out_dir):
+        raise DatasetError(f"{out_dir}: no shard journals under {manifest.PARTS_FOLDER}/ to merge")
+    return manifest.merge(out_dir)
