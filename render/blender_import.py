@@ -210,8 +210,13 @@ def created_data_guard():
 def build_model(model, name, folder, scale=DEFAULT_SCALE, source=None, collection=None):
     """Build Blender objects from a parsed MMD `Model`; textures are looked up under `folder`."""
     check_model(model, source or name)
-    with created_data_guard():
-        return ModelBuilder(model, name, Path(folder), scale, source, collection).build()
+    try:
+        with created_data_guard():
+            return ModelBuilder(model, name, Path(folder), scale, source, collection).build()
+    except Exception as error:
+        # check_model catches the known ways a model breaks; anything else still gets a message
+        # that names the file (the guard has already removed what was built).
+        raise ModelImportError(source or name, f"cannot be built in Blender: {type(error).__name__}: {error}") from error
 
 
 def check_model(model, source):
@@ -229,8 +234,12 @@ def check_model(model, source):
     if used.size and used.max() >= bone_count:
         raise ModelImportError(source, f"a vertex weight names bone {used.max()} of {bone_count}")
     for bone in model.bones:
-        if bone.parent >= bone_count:
+        if not -1 <= bone.parent < bone_count:
             raise ModelImportError(source, f"bone {bone.name!r} has parent {bone.parent} of {bone_count}")
+    for morph in model.morphs:
+        if morph.kind == "vertex" and len(morph.vertex_indices):
+            if morph.vertex_indices.min() < 0 or morph.vertex_indices.max() >= vertex_count:
+                raise ModelImportError(source, f"morph {morph.name!r} moves a vertex outside 0..{vertex_count - 1}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -477,6 +486,8 @@ class ModelBuilder:
     def build_vertex_groups(self, obj):
         groups = [obj.vertex_groups.new(name=bone_name) for bone_name in self.bone_names]
         vertices, bones, weights = self.weight_triples()
+        if not len(vertices):
+            return
         # One call per (bone, weight) pair: vertex_groups have no bulk setter, and most MMD
         # weights repeat (BDEF1 is all 1.0), so this is a few thousand calls for 28k vertices.
         order = np.lexsort((weights, bones))
@@ -636,8 +647,9 @@ class ModelBuilder:
 def import_avatar(path, collection=None):
     """Import a .vrm/.glb/.gltf through Blender's glTF importer and record its expressions."""
     path = check_model_path(path)
-    description = avatar_expressions.read_description(path)  # raises ModelImportError-like ValueError
     started = time.perf_counter()
+    description = avatar_expressions.read_description(path)  # AvatarFormatError, a ValueError
+    parsed = time.perf_counter()
     target = collection or bpy.context.scene.collection
     with created_data_guard():
         before = {obj.as_pointer() for obj in bpy.data.objects}
@@ -654,15 +666,13 @@ def import_avatar(path, collection=None):
             for owner in list(obj.users_collection):
                 owner.objects.unlink(obj)
             group.objects.link(obj)
-        tops = [obj for obj in new_objects if obj.parent is None]
+        root = avatar_root(new_objects, group, path.stem)
+        if root not in new_objects:
+            new_objects.insert(0, root)
         armatures = [obj for obj in new_objects if obj.type == "ARMATURE"]
-        root = armatures[0] if len(tops) > 1 or not tops else tops[0]
-        if armatures and armatures[0] in tops:
-            root = armatures[0]
         if description.faces_back:
             # VRM 0.x avatars face glTF's -Z, which is Blender's +Y: turn them to face -Y like MMD.
-            for obj in tops:
-                obj.matrix_world = rotation_z_180() @ obj.matrix_world
+            root.matrix_world = rotation_z_180() @ root.matrix_world
 
         mesh_objects = [obj for obj in new_objects if obj.type == "MESH"]
         blender_meshes = claim_gltf_meshes(description.mesh_names, new_meshes)
@@ -694,8 +704,22 @@ def import_avatar(path, collection=None):
         morphs=morphs,
         warnings=warnings,
         collection=group,
-        timings={"build": time.perf_counter() - started},
+        timings={"parse": parsed - started, "build": time.perf_counter() - parsed},
     )
+
+
+def avatar_root(objects, collection, name):
+    """The one top-level object of an import, or a new empty at the origin holding them all."""
+    tops = [obj for obj in objects if obj.parent is None]
+    if len(tops) == 1:
+        return tops[0]
+    root = bpy.data.objects.new(name, None)
+    collection.objects.link(root)
+    for obj in tops:
+        matrix = obj.matrix_world.copy()
+        obj.parent = root
+        obj.matrix_world = matrix
+    return root
 
 
 def rotation_z_180():
@@ -750,10 +774,10 @@ def build_expression_keys(description, blender_meshes, mesh_objects):
             mesh = blender_meshes.get(bind.mesh)
             if mesh is None or mesh.shape_keys is None:
                 continue
-            names = description.target_names[bind.mesh]
-            if not 0 <= bind.target < len(names) or names[bind.target] not in mesh.shape_keys.key_blocks:
+            key_name = target_name(description, bind)
+            if key_name is None or key_name not in mesh.shape_keys.key_blocks:
                 continue
-            per_mesh.setdefault(mesh.as_pointer(), (mesh, []))[1].append((names[bind.target], bind.weight))
+            per_mesh.setdefault(mesh.as_pointer(), (mesh, []))[1].append((key_name, bind.weight))
         shape_keys = {}
         for mesh, parts in per_mesh.values():
             key_name = expression_key(mesh, expression.name, parts)
@@ -769,12 +793,19 @@ def build_expression_keys(description, blender_meshes, mesh_objects):
         )
         record["preset"] = expression.preset
         record["elements"] = [
-            {"mesh": bind.mesh, "target": bind.target, "weight": bind.weight} for bind in expression.binds
+            {"shape_key": target_name(description, bind), "mesh": bind.mesh, "target": bind.target,
+             "weight": bind.weight}
+            for bind in expression.binds
         ]
         if expression.other_binds:
             record["other_binds"] = expression.other_binds
         records.append(record)
     return records
+
+
+def target_name(description, bind):
+    names = description.target_names[bind.mesh]
+    return names[bind.target] if 0 <= bind.target < len(names) else None
 
 
 def expression_key(mesh, name, parts):
