@@ -203,36 +203,47 @@ class WordRecognizer:
 
         common = dict(dither=True, seed=1, cmn="batch", loglevel="FATAL")
         self.unknown_words = []
+        self._folder = None
         if dialog and dialog.strip():
-            self.decoder = Decoder(lm=self._dialog_language_model(dialog, Decoder), **common)
+            language_model, dictionary = self._dialog_model(dialog, Decoder)
+            self.decoder = Decoder(lm=language_model, dict=dictionary, **common)
         else:
             self.decoder = Decoder(**common)
         # Alignment runs on its own decoder: no language model, and no bestpath pass, which
         # would give the sentence start an impossible one-frame phone.
         self.aligner = Decoder(lm=None, bestpath=False, **common)
 
-    def _dialog_language_model(self, dialog, Decoder):
+    def _dialog_model(self, dialog, Decoder):
+        """(language model, dictionary) files for the dialog's words. The dictionary holds just
+        those words (with their alternative pronunciations): loading all of CMUdict beside a
+        text language model takes seconds."""
         from pocketsphinx.lm import ArpaBoLM
 
         probe = Decoder(lm=None, loglevel="FATAL")
-        known, unknown = [], []
+        known, unknown, pronunciations = [], [], []
         for word in tokenize_dialog(dialog):
-            (known if probe.lookup_word(word) else unknown).append(word)
+            if not probe.lookup_word(word):
+                unknown.append(word)
+                continue
+            known.append(word)
+            variant, number = word, 1
+            while variant not in {p.split(" ", 1)[0] for p in pronunciations}:
+                pronunciation = probe.lookup_word(variant)
+                if not pronunciation:
+                    break
+                pronunciations.append(f"{variant} {pronunciation}")
+                number += 1
+                variant = f"{word}({number})"
         self.unknown_words = sorted(set(unknown))
         if not known:
-            raise AudioError("None of the dialog's words is in the pronunciation dictionary.")
+            raise ValueError("None of the dialog text's words is in the pronunciation dictionary.")
+        self._folder = tempfile.TemporaryDirectory(prefix="tha_studio_dialog_")
+        folder = Path(self._folder.name)
         model = ArpaBoLM(text=" ".join(known), add_start=True)
         model.compute()
-        handle, path = tempfile.mkstemp(suffix=".arpa", prefix="tha_studio_dialog_")
-        os.close(handle)
-        self._dialog_lm_path = path
-        model.write_file(path)
-        return path
-
-    def __del__(self):
-        path = getattr(self, "_dialog_lm_path", None)
-        if path and os.path.exists(path):
-            os.unlink(path)
+        model.write_file(str(folder / "dialog.arpa"))
+        (folder / "dialog.dict").write_text("\n".join(pronunciations) + "\n", encoding="utf-8")
+        return str(folder / "dialog.arpa"), str(folder / "dialog.dict")
 
     def words(self, pcm):
         decoder = self.decoder

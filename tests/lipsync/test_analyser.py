@@ -1,0 +1,127 @@
+"""The built-in analyser on real recordings, against Rhubarb's own output; bad audio; the job."""
+
+import numpy as np
+import pytest
+import soundfile
+
+from tha_studio.lipsync import analyser, formats
+from tha_studio.lipsync.analyser import Analysis, AnalysisCancelled, AudioError
+from tha_studio.lipsync.cues import agreement
+
+
+def lipsync(shared, *parts):
+    return shared.joinpath("assets", "lipsync", *parts)
+
+
+@pytest.fixture(scope="module")
+def phonetic():
+    return analyser.make_recognizer("phonetic")
+
+
+@pytest.fixture(scope="module")
+def words():
+    return analyser.make_recognizer("words")
+
+
+def test_phonetic_analysis_agrees_with_rhubarbs_phonetic_recognizer(shared, phonetic):
+    for name in ("en_male_watchingtv.ogg", "s3_pauses.wav"):
+        result = Analysis(lipsync(shared, "audio", name), recognizer_object=phonetic).run()
+        reference = formats.read_cues(lipsync(shared, "rhubarb", name, "phonetic_json.json"))
+        same, same_group = agreement(result.track, reference)
+        assert same_group >= 0.7, (name, same, same_group)
+        assert result.track.duration == pytest.approx(reference.duration, abs=0.011)
+
+
+def test_word_analysis_agrees_with_rhubarbs_default_recognizer(shared, words):
+    path = lipsync(shared, "audio", "en_male_watchingtv.ogg")
+    result = Analysis(path, recognizer_object=words).run()
+    reference = formats.read_cues(lipsync(shared, "rhubarb", path.name, "ps_threads1_json.json"))
+    same, same_group = agreement(result.track, reference)
+    assert same_group >= 0.7, (same, same_group)
+    assert {"W", "AA", "CH", "T", "IY", "V", "M"} <= {p for _, _, p in result.phones}  # "watching TV at home"
+
+
+def test_dialog_text_guides_word_recognition(shared):
+    path = lipsync(shared, "audio", "s1_plosives.wav")
+    dialog = lipsync(shared, "audio", "s1_plosives.dialog.txt").read_text()
+    job = Analysis(path, "auto", dialog)
+    result = job.run()
+    assert job.recognizer_name == "words"
+    reference = formats.read_cues(lipsync(shared, "rhubarb", path.name, "ps_dialog_json.json"))
+    assert agreement(result.track, reference)[1] >= 0.6
+    # "Peter Piper picked a peck of pickled peppers": the lips close for every P.
+    assert result.track.shapes_used.count("A") == 1 and sum(c.shape == "A" for c in result.track) >= 8
+
+
+def test_silence_stays_closed(shared, phonetic):
+    # s3 has pauses of 800, 1200 and 500 ms: Rhubarb shows X through each, and so must we.
+    path = lipsync(shared, "audio", "s3_pauses.wav")
+    track = Analysis(path, recognizer_object=phonetic).run().track
+    reference = formats.read_cues(lipsync(shared, "rhubarb", path.name, "ps_json.json"))
+    long_rests = [c for c in reference if c.shape == "X" and c.duration >= 0.4]
+    assert len(long_rests) == 3
+    for rest in long_rests:
+        inner = track.frame_shapes()[int(rest.start * 100) + 20 : int(rest.end * 100) - 20]
+        assert set(inner) == {"X"}, rest
+
+
+def test_flac_and_stereo_and_any_rate(shared, tmp_path, phonetic):
+    samples, rate = soundfile.read(lipsync(shared, "audio", "en_male_electricity.ogg"), dtype="float32")
+    stereo = np.stack([samples, samples * 0.5], axis=1)
+    flac = tmp_path / "voice.flac"
+    soundfile.write(flac, stereo, rate)
+    mono16k, duration = analyser.read_audio(flac)
+    assert duration == pytest.approx(len(samples) / rate)
+    assert len(mono16k) == round(len(samples) * 16000 / rate)
+    track = Analysis(flac, recognizer_object=phonetic).run().track
+    assert set(track.shapes_used) - {"X"}  # the mouth moves
+    assert track.cues[0].shape == "X" and track.cues[-1].shape == "X"
+
+
+def test_resampling_keeps_a_tone():
+    rate = 44100
+    tone = np.sin(2 * np.pi * 440 * np.arange(rate) / rate).astype(np.float32)
+    resampled = analyser.resample(tone, rate, 16000)
+    expected = np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)
+    assert np.abs(resampled[100:-100] - expected[100:-100]).max() < 0.01
+
+
+def test_bad_audio_gets_clear_messages(shared, tmp_path):
+    bad = lipsync(shared, "bad_inputs")
+    cases = {
+        tmp_path / "missing.wav": "Could not open sound file .*missing.wav. No such file.",
+        bad / "empty.wav": "Could not open sound file .*empty.wav. The file is empty",
+        bad / "text_renamed.wav": "Could not open sound file .*text_renamed.wav. It is not readable WAVE audio",
+        tmp_path / "voice.mp3": "Unsupported file extension '.mp3'. Supported extensions are '.wav', '.ogg', '.flac'.",
+    }
+    (tmp_path / "voice.mp3").write_bytes(b"ID3")
+    for path, message in cases.items():
+        with pytest.raises(AudioError, match=message):
+            analyser.analyse(path)
+    silent = tmp_path / "zero_frames.wav"
+    soundfile.write(silent, np.zeros(0, dtype=np.float32), 16000)
+    with pytest.raises(AudioError, match="holds no audio frames"):
+        analyser.read_audio(silent)
+
+
+def test_silence_gives_one_closed_cue(tmp_path, phonetic):
+    path = tmp_path / "quiet.wav"
+    soundfile.write(path, np.zeros(16000, dtype=np.float32), 16000)
+    track = Analysis(path, recognizer_object=phonetic).run().track
+    assert [(c.start, c.end, c.shape) for c in track] == [(0.0, 1.0, "X")]
+
+
+def test_the_job_steps_reports_progress_and_cancels(shared, phonetic):
+    path = lipsync(shared, "audio", "s3_pauses.wav")
+    job = Analysis(path, recognizer_object=phonetic)
+    progress = []
+    while not job.done:
+        progress.append(job.step())
+    assert progress == sorted(progress) and progress[-1] == 1.0 and len(progress) >= 4
+    assert len(job.result.utterances) >= 4  # split at the pauses
+    cancelled = Analysis(path, recognizer_object=phonetic)
+    cancelled.step()
+    cancelled.cancel()
+    with pytest.raises(AnalysisCancelled):
+        cancelled.step()
+    assert not cancelled.done
