@@ -47,6 +47,7 @@ from .model import (
     DisplayFrame,
     IKLink,
     Joint,
+    MMDFormatError,
     Material,
     Model,
     Morph,
@@ -253,6 +254,11 @@ class _PMDParser:
                     r.fail(f"bone {i} {what} is {value}, but there are {count} bones",
                            r.section_starts["bones"] + 2 + i * BONE.size)
             m.bones.append(self._bone(decode_name(name), parent, tail, kind, ik_parent, (x, y, z), records))
+        if m.vertex_count and m.bone_indices.max() >= count:
+            vertex = int(np.argmax((m.bone_indices >= count).any(axis=1)))
+            raise MMDFormatError(r.path, "vertices", r.section_starts["vertices"] + 4 + vertex * VERTEX.itemsize,
+                                 f"vertex {vertex} is weighted to bone {int(m.bone_indices[vertex].max())}, "
+                                 f"but there are {count} bones")
 
     def _bone(self, name, parent, tail, kind, ik_parent, position, records):
         flags = BONE_ROTATABLE | BONE_ENABLED

@@ -322,7 +322,7 @@ class _PMXParser:
     def _bones(self):
         r, m = self.r, self.model
         r.enter("bones")
-        count = r.check_count(r.i32("the bone count"), 8 + 12 + 3 + 4 + 2, "bone")
+        count = r.check_count(r.i32("the bone count"), 8 + 12 + 1 + 4 + 2 + 1, "bone")
         head = struct.Struct("<3f" + self.index_structs["bone"].format[1:] + "iH")
         starts = []
         for i in range(count):
@@ -479,7 +479,7 @@ class _PMXParser:
     def _rigid_bodies(self):
         r, m = self.r, self.model
         r.enter("rigid bodies")
-        count = r.check_count(r.i32("the rigid body count"), 8 + 1 + 84, "rigid body")
+        count = r.check_count(r.i32("the rigid body count"), 8 + 1 + 61, "rigid body")
         body = struct.Struct("<BHB3f3f3f5fB")
         for i in range(count):
             what = f"rigid body {i}"

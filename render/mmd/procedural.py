@@ -18,12 +18,11 @@ writer) and its texture PNG beside it. It is the built-in default model and a te
 from __future__ import annotations
 
 import math
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 
+from ..png import encode_png
 from . import pmx
 from .model import (
     BDEF1,
@@ -458,14 +457,20 @@ def make_character() -> Model:
     return model
 
 
+def _f32(values):
+    """Numbers as the file stores them (float32), so a written character reads back equal."""
+    return tuple(float(np.float32(v)) for v in values)
+
+
 def _material(spec, index_count):
     name, name_en, rgb, extra_flags, textured = spec
     flags = MATERIAL_GROUND_SHADOW | MATERIAL_DRAW_SHADOW | MATERIAL_RECEIVE_SHADOW | extra_flags
     if name in ("肌", "服", "髪"):
         flags |= MATERIAL_EDGE
     return Material(
-        name=name, name_en=name_en, diffuse=(*rgb, 1.0), specular=(0.0, 0.0, 0.0), specular_strength=5.0,
-        ambient=tuple(0.5 * v for v in rgb), flags=flags, edge_color=(0.25, 0.15, 0.15, 1.0), edge_size=0.6,
+        name=name, name_en=name_en, diffuse=_f32((*rgb, 1.0)), specular=(0.0, 0.0, 0.0), specular_strength=5.0,
+        ambient=_f32(0.5 * v for v in rgb), flags=flags, edge_color=_f32((0.25, 0.15, 0.15, 1.0)),
+        edge_size=_f32([0.6])[0],
         texture=0 if textured else -1, toon_shared=True, toon=0 if name in ("肌", "服") else 1,
         index_count=index_count,
     )
@@ -477,7 +482,7 @@ def _bones():
         flags = BONE_ROTATABLE | BONE_VISIBLE | BONE_ENABLED
         if i in (ROOT, CENTER):
             flags |= BONE_MOVABLE
-        bone = Bone(name=name, name_en=name_en, position=position, parent=parent, flags=flags)
+        bone = Bone(name=name, name_en=name_en, position=_f32(position), parent=parent, flags=flags)
         if i in (UPPER_BODY, NECK):
             bone.flags |= BONE_TAIL_IS_BONE
             bone.tail_bone = i + 1
@@ -539,21 +544,11 @@ def clothes_texture(width=128, height=64) -> np.ndarray:
     return np.round(image * 255).astype(np.uint8)
 
 
-def png_bytes(rgb: np.ndarray) -> bytes:
-    """A PNG file of an RGB uint8 image (stdlib zlib: Blender's Python has no Pillow)."""
-    height, width, _ = rgb.shape
-    rows = np.hstack([np.zeros((height, 1), np.uint8), rgb.reshape(height, width * 3)])
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 9)) + chunk(b"IEND", b"")
-
-
 def write_character(folder) -> Path:
     """Write the sample character (PMX and its texture) into `folder`; return the .pmx path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    pmx.write_atomic(folder / TEXTURE_NAME, png_bytes(clothes_texture()))
+    rgb = clothes_texture()
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    pmx.write_atomic(folder / TEXTURE_NAME, encode_png(rgba))
     return pmx.write(make_character(), folder / PMX_NAME)
