@@ -82,6 +82,7 @@ class RhubarbJob:
         self._failure = None
         self._process = None
         self._lines = queue.Queue()
+        self._stderr_closed = False
         self._folder = None
 
     def start(self):
@@ -113,14 +114,13 @@ class RhubarbJob:
         self._lines.put(None)
 
     def _take_lines(self):
-        finished = False
         while True:
             try:
                 line = self._lines.get_nowait()
             except queue.Empty:
-                return finished
+                return
             if line is None:
-                finished = True
+                self._stderr_closed = True
                 continue
             self._read_event(line.strip())
 
@@ -163,12 +163,13 @@ class RhubarbJob:
         import time
 
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while not self._stderr_closed and time.monotonic() < deadline:
             try:
                 line = self._lines.get(timeout=0.05)
             except queue.Empty:
                 continue
             if line is None:
+                self._stderr_closed = True
                 return
             self._read_event(line.strip())
 

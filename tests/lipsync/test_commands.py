@@ -1,0 +1,77 @@
+"""The `lipsync` subcommand, run as a user would through the command line's main()."""
+
+import json
+
+import pytest
+
+from tha_studio.commands import main
+from tha_studio.lipsync import formats
+
+
+def rhubarb_file(shared, recording, name):
+    return shared / "assets" / "lipsync" / "rhubarb" / recording / name
+
+
+def test_help_lists_the_subcommand(capsys):
+    with pytest.raises(SystemExit):
+        main(["lipsync", "--help"])
+    text = capsys.readouterr().out
+    assert "values-csv" in text and "--dialog" in text and "--dat-preston-blair" in text
+
+
+def test_cue_file_converted_like_rhubarb_would_write_it(shared, tmp_path):
+    source = rhubarb_file(shared, "s2_rounded.wav", "ps_json.json")
+    for name, extra in (("ps_tsv.tsv", []), ("ps_xml.xml", []), ("ps_dat30.dat", ["--dat-frame-rate", "30"]),
+                        ("ps_dat24_prestonblair.dat", ["--dat-preston-blair"])):
+        target = tmp_path / name
+        assert main(["lipsync", "-q", str(source), "-o", str(target)] + extra) == 0
+        assert target.read_bytes() == rhubarb_file(shared, "s2_rounded.wav", name).read_bytes()
+
+
+def test_values_per_frame_as_csv_and_json(shared, tmp_path, capsys):
+    source = rhubarb_file(shared, "en_male_electricity.ogg", "ps_tsv.tsv")
+    target = tmp_path / "mouth.csv"
+    assert main(["lipsync", "-q", str(source), "-o", str(target), "--fps", "30", "--style", "linear"]) == 0
+    lines = target.read_text().splitlines()
+    assert lines[0] == "frame,mouth_aaa,mouth_iii,mouth_uuu,mouth_eee,mouth_ooo"
+    assert len(lines) - 1 == 33  # 1.06 s at 30 fps, frames 1..33
+    assert main(["lipsync", "-q", str(source), "--format", "values-json", "--schema", "tha1"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["parameters"] == ["mouth"] and document["frame_rate"] == 24
+    assert len(document["frames"]) == len(document["values"]) == 27
+    assert max(v[0] for v in document["values"]) > 0.3
+
+
+def test_audio_in_cues_out_with_the_builtin_analyser(shared, tmp_path):
+    audio = shared / "assets" / "lipsync" / "audio" / "en_male_electricity.ogg"
+    target = tmp_path / "cues.json"
+    assert main(["lipsync", "-q", "--engine", "builtin", str(audio), "-o", str(target)]) == 0
+    track = formats.read_cues(target)
+    assert track.duration == pytest.approx(1.06) and track.sound_file == str(audio.resolve())
+    assert track.cues[0].shape == "X" and len(track) >= 3
+
+
+def test_errors_are_one_line_and_name_the_file(shared, tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{\n  "mouthCues": [\n    { "start": 0.0, "end": 0.1, "value": "Q" }\n  ]\n}\n')
+    mapping = tmp_path / "mapping.json"
+    mapping.write_text('{"D": {"head_x": 1}}')
+    cases = [
+        (["lipsync", str(bad)], f"{bad}, line 3: 'Q' is not a mouth shape"),
+        (["lipsync", str(shared / "assets" / "lipsync" / "bad_inputs" / "empty.wav"), "--engine", "builtin"],
+         "The file is empty"),
+        (["lipsync", str(tmp_path / "nothing.mp3")], "no such file"),
+        (["lipsync", str(rhubarb_file(shared, "s2_rounded.wav", "ps_tsv.tsv")), "-o", str(tmp_path / "x.png")],
+         "cannot tell the output format"),
+        (["lipsync", str(rhubarb_file(shared, "s2_rounded.wav", "ps_tsv.tsv")), "-f", "dat", "--dat-frame-rate", "12"],
+         "Frame rate must be between 24 and 100 fps"),
+        (["lipsync", str(rhubarb_file(shared, "s2_rounded.wav", "ps_tsv.tsv")), "-f", "values-csv", "--mapping", str(mapping)],
+         "'head_x' is not a tha3 mouth parameter"),
+        (["lipsync", "-q", str(tmp_path / "v.wav"), "--engine", "rhubarb", "--rhubarb", str(tmp_path)],
+         "no runnable Rhubarb Lip Sync executable"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 1, argv
+        error = capsys.readouterr().err.strip().splitlines()[-1]
+        assert error.startswith("tha_studio lipsync: error: ") and message in error, (argv, error)
+    assert not (tmp_path / "x.png").exists()

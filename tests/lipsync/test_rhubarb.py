@@ -1,0 +1,110 @@
+"""The Rhubarb job: command line, machine-readable progress, failures in Rhubarb's words, cancel.
+
+Rhubarb itself is not installed here, so these tests run a stand-in executable that replays what
+the real Rhubarb 1.14 printed and wrote for the same inputs (../shared/assets/lipsync: its JSON
+output and its recorded --machineReadable failure lines).
+"""
+
+import json
+import os
+import stat
+import sys
+import time
+
+import pytest
+
+from tha_studio.lipsync import formats
+from tha_studio.lipsync.rhubarb import RhubarbError, RhubarbJob, find_rhubarb, rhubarb_arguments
+
+STAND_IN = r'''#!{python}
+import json, os, shutil, sys, time
+args = sys.argv[1:]
+with open(os.environ["RHUBARB_STAND_IN_LOG"], "a") as log:
+    log.write(json.dumps(args) + "\n")
+audio = args[-1]
+output = args[args.index("-o") + 1]
+def say(event):
+    sys.stderr.write(json.dumps(event).replace('", "', '", "') + "\n"); sys.stderr.flush()
+say({{"type": "start", "file": audio, "log": {{"level": "Info", "message": "Application startup. Input file: " + audio + "."}}}})
+recorded = os.path.join({shared!r}, "assets", "lipsync", "rhubarb", os.path.basename(audio), "ps_json.json")
+if not os.path.exists(audio):
+    reason = "Error processing file " + audio + ".\nCould not open sound file " + audio + ".\n"
+    say({{"type": "failure", "reason": reason, "log": {{"level": "Fatal", "message": "Application terminating with error: " + reason}}}})
+    sys.exit(1)
+for percent in (6, 40, 68, 100):
+    time.sleep(float(os.environ.get("RHUBARB_STAND_IN_DELAY", "0.02")))
+    say({{"type": "progress", "value": percent / 100, "log": {{"level": "Trace", "message": "Progress: %d%%" % percent}}}})
+shutil.copyfile(recorded, output)
+say({{"type": "success", "log": {{"level": "Info", "message": "Application terminating normally."}}}})
+'''
+
+
+@pytest.fixture
+def stand_in(shared, tmp_path, monkeypatch):
+    path = tmp_path / "bin" / "rhubarb"
+    path.parent.mkdir()
+    path.write_text(STAND_IN.format(python=sys.executable, shared=str(shared)))
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    log = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("RHUBARB_STAND_IN_LOG", str(log))
+    monkeypatch.setenv("PATH", f"{path.parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    return path, log
+
+
+def test_finds_rhubarb_on_path_or_where_given(stand_in, tmp_path):
+    path, _ = stand_in
+    assert find_rhubarb() == path
+    assert find_rhubarb(path.parent) == path
+    with pytest.raises(RhubarbError, match="no runnable Rhubarb"):
+        find_rhubarb(tmp_path / "nowhere")
+
+
+def test_command_line():
+    arguments = rhubarb_arguments("rhubarb", "voice.wav", "out.json", "phonetic", "dialog.txt", "", 2)
+    assert arguments == ["rhubarb", "--machineReadable", "-f", "json", "-o", "out.json", "-r", "phonetic",
+                         "--extendedShapes", "", "-d", "dialog.txt", "--threads", "2", "voice.wav"]
+    with pytest.raises(ValueError, match="'Z' is not a mouth shape"):
+        rhubarb_arguments("rhubarb", "voice.wav", "out.json", extended_shapes="GZ")
+
+
+def test_a_run_reports_progress_and_gives_rhubarbs_cues(shared, stand_in):
+    _, log = stand_in
+    audio = shared / "assets" / "lipsync" / "audio" / "en_male_watchingtv.ogg"
+    job = RhubarbJob(audio, dialog="I was watching TV at home", recognizer="words").start()
+    seen = []
+    while not job.poll():
+        seen.append(job.progress)
+        time.sleep(0.005)
+    assert job.progress == 1.0 and any(0 < p < 1 for p in seen)
+    expected = formats.read_cues(shared / "assets" / "lipsync" / "rhubarb" / audio.name / "ps_json.json")
+    assert [(c.start, c.end, c.shape) for c in job.track] == [(c.start, c.end, c.shape) for c in expected]
+    call = json.loads(log.read_text().splitlines()[-1])
+    assert call[:4] == ["--machineReadable", "-f", "json", "-o"] and call[-1] == str(audio)
+    assert "-d" in call and "pocketSphinx" in call
+    assert "Application terminating normally." in job.log
+
+
+def test_failures_are_reported_with_rhubarbs_own_message(stand_in, tmp_path):
+    job = RhubarbJob(tmp_path / "missing_file.wav").start()
+    with pytest.raises(RhubarbError) as caught:
+        job.wait()
+    message = str(caught.value)
+    assert "Rhubarb Lip Sync failed on" in message
+    assert f"Could not open sound file {tmp_path / 'missing_file.wav'}." in message
+
+
+def test_cancel_stops_the_run(shared, stand_in, monkeypatch):
+    monkeypatch.setenv("RHUBARB_STAND_IN_DELAY", "5")
+    job = RhubarbJob(shared / "assets" / "lipsync" / "audio" / "s2_rounded.wav").start()
+    assert job.poll() is False
+    started = time.monotonic()
+    job.cancel()
+    assert time.monotonic() - started < 4
+    with pytest.raises(RhubarbError, match="cancelled"):
+        job.poll()
+
+
+def test_missing_rhubarb_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(RhubarbError, match="not installed"):
+        RhubarbJob(tmp_path / "voice.wav")
