@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .binary import F32, I32, U8, U16, VEC3, VEC4, BinaryReader
+from .binary import F32, I32, U8, VEC3, BinaryReader
 from .model import (
     BDEF1,
     BDEF2,

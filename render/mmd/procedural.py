@@ -258,7 +258,7 @@ def _lofted(sections, columns, center_z, exponent):
 
 
 def _neck(builder):
-    sections = [(y, 0.4, 0.42) for y in np.linspace(17.0, 15.4, 8)]
+    sections = [(y, 0.45, 0.45) for y in np.linspace(17.0, 15.4, 8)]
     positions, _ = _lofted(sections, 24, 0.1, 2.0)
     faces = ring_faces(len(sections), 24)
     y = positions[:, 1]
@@ -521,7 +521,7 @@ def _morphs(rest, eyes, mouth_shapes):
 # The clothes texture and writing
 
 
-def clothes_texture(width=128, height=64) -> np.ndarray:
+def clothes_texture(width=256, height=128) -> np.ndarray:
     """RGB uint8 (height, width): a white shirt with a navy sailor collar and a red ribbon.
 
     u runs round the torso with the front at 0.5; v runs down from the neck (row 0).

@@ -10,7 +10,7 @@ from mmd_helpers import assert_models_equal
 from tha_studio.render.mmd import MMDFormatError, pmx, read_model
 from tha_studio.render.mmd.model import (
     BDEF1, BDEF2, BDEF4, BONE_EXTERNAL_PARENT, BONE_FIXED_AXIS, BONE_IK, BONE_INHERIT_ROTATION,
-    BONE_LOCAL_AXIS, BONE_TAIL_IS_BONE, IK, QDEF, SDEF, Bone, DisplayFrame, IKLink, ImpulseOffset, Joint,
+    BONE_LOCAL_AXIS, IK, QDEF, SDEF, Bone, DisplayFrame, IKLink, ImpulseOffset, Joint,
     Material, MaterialOffset, Model, Morph, RigidBody, SoftBody,
 )
 

@@ -135,7 +135,7 @@ def test_written_character_reads_back_equal(character, tmp_path):
     assert path.name == procedural.PMX_NAME
     assert_models_equal(read_model(path), character)
     texture = Image.open(path.parent / character.textures[0])
-    assert texture.size == (128, 64)
+    assert texture.size == (256, 128)
     pixels = np.asarray(texture.convert("RGB"))
     assert (pixels[0, 0] < 100).all() or pixels[0, 0, 2] > pixels[0, 0, 0]  # navy collar at the back top
     assert sorted(p.name for p in path.parent.iterdir()) == sorted([procedural.PMX_NAME, procedural.TEXTURE_NAME])
