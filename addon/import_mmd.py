@@ -46,7 +46,7 @@ class THA_OT_import_model(bpy.types.Operator, ImportHelper):
 
 
 def menu_import(self, context):
-    self.layout.operator(THA_OT_import_model.bl_idname, text="MMD model / VRM (THA Studio) (.pmx/.pmd/.vrm/.glb)")
+    self.layout.operator(THA_OT_import_model.bl_idname, text="MMD model (.pmx/.pmd) or VRM/glb (THA Studio)")
 
 
 def register():

@@ -71,6 +71,20 @@ def setup_render(scene=None, engine="WORKBENCH", resolution=(256, 256), transpar
     return scene
 
 
+def evaluated_vertices(obj, depsgraph=None):
+    """A mesh object's vertices as rendered (deformed, shape keys applied), (N, 3) in world space."""
+    depsgraph = depsgraph or bpy.context.evaluated_depsgraph_get()
+    evaluated = obj.evaluated_get(depsgraph)
+    mesh = evaluated.to_mesh()
+    try:
+        co = np.empty(len(mesh.vertices) * 3, np.float32)
+        mesh.vertices.foreach_get("co", co)
+    finally:
+        evaluated.to_mesh_clear()
+    matrix = np.array(evaluated.matrix_world)
+    return co.reshape(-1, 3) @ matrix[:3, :3].T + matrix[:3, 3]
+
+
 def world_bounds(objects, depsgraph=None):
     """(min corner, max corner) of the objects' evaluated geometry (deformed, shape keys applied).
 
@@ -80,23 +94,13 @@ def world_bounds(objects, depsgraph=None):
     depsgraph = depsgraph or bpy.context.evaluated_depsgraph_get()
     corners = []
     for obj in objects:
-        evaluated = obj.evaluated_get(depsgraph)
         if obj.type == "MESH":
-            mesh = evaluated.to_mesh()
-            try:
-                co = np.empty(len(mesh.vertices) * 3, np.float32)
-                mesh.vertices.foreach_get("co", co)
-            finally:
-                evaluated.to_mesh_clear()
-            if not len(co):
-                continue
-            co = co.reshape(-1, 3)
-            matrix = np.array(evaluated.matrix_world)
-            world = co @ matrix[:3, :3].T + matrix[:3, 3]
-            corners.extend([world.min(axis=0), world.max(axis=0)])
+            world = evaluated_vertices(obj, depsgraph)
+            if len(world):
+                corners.extend([world.min(axis=0), world.max(axis=0)])
         elif obj.type in ("ARMATURE", "CURVE", "SURFACE", "FONT"):
-            matrix = evaluated.matrix_world
-            corners.extend(np.array(matrix @ Vector(c)) for c in evaluated.bound_box)
+            evaluated = obj.evaluated_get(depsgraph)
+            corners.extend(np.array(evaluated.matrix_world @ Vector(c)) for c in evaluated.bound_box)
     if not corners:
         raise ValueError("nothing to bound: the objects have no geometry")
     corners = np.array(corners)
