@@ -6,6 +6,10 @@ Layout: shared/reference/mmd.md §3. The reader keeps everything the file holds,
 are read and written with numpy: one cheap pass finds where each vertex record starts (the
 record size depends on its weight type), then every field is gathered at once.
 
+Bytes after the last section (the joints in 2.0, the soft bodies in 2.1, which a 2.1 file may
+also leave out) are ignored, as MMD does. Every reference is checked against its count, so a
+Model that reads without error is safe to build from.
+
 Index signedness: vertex indices of size 1 and 2 are unsigned, size 4 signed; every other
 index (texture, material, bone, morph, rigid body) is signed with -1 meaning "none".
 """
@@ -491,6 +495,13 @@ class _PMXParser:
                 size=v[3:6], position=v[6:9], rotation=v[9:12], mass=v[12], linear_damping=v[13],
                 angular_damping=v[14], restitution=v[15], friction=v[16], mode=v[17],
             ))
+        # Impulse morphs (read earlier) refer forward to rigid bodies.
+        for i, morph in enumerate(m.morphs):
+            for j, offset in enumerate(morph.impulse_offsets):
+                if not -1 <= offset.rigid_body < count:
+                    raise MMDFormatError(r.path, "morphs", r.section_starts["morphs"],
+                                         f"morph {i} ({morph.name}) offset {j} refers to rigid body "
+                                         f"{offset.rigid_body}, but there are {count}")
 
     def _joints(self):
         r, m = self.r, self.model
@@ -663,9 +674,9 @@ class _PMXWriter:
 
     def _header(self):
         m = self.m
-        additional = m.additional_uvs.shape[1] if m.additional_uvs.ndim == 3 and len(m.additional_uvs) else 0
-        if m.vertex_count and m.additional_uvs.shape[:1] != (m.vertex_count,) and additional:
-            raise ValueError("additional_uvs must have one row per vertex")
+        additional = m.additional_uvs.shape[1] if m.additional_uvs.ndim == 3 else 0
+        if additional and m.additional_uvs.shape[0] != m.vertex_count:
+            raise ValueError(f"additional_uvs has {m.additional_uvs.shape[0]} rows for {m.vertex_count} vertices")
         self.additional = additional
         settings = bytes([ENCODINGS.index(self.encoding), additional] + [self.sizes[k] for k in INDEX_KINDS])
         self.parts.append(MAGIC + F32.pack(self.version) + U8.pack(len(settings)) + settings)

@@ -103,6 +103,10 @@ def test_broken_references_name_the_item():
     model = full_model(2.0)
     model.materials[0].texture = 5
     assert "material 0 texture index is 5, but there are 3 textures" in parse_error(pmx.to_bytes(model)).problem
+    model = full_model(2.1)
+    model.morphs[-1].impulse_offsets[0].rigid_body = 2
+    error = parse_error(pmx.to_bytes(model))
+    assert error.section == "morphs" and "refers to rigid body 2, but there are 2" in error.problem
     model = full_model(2.0)
     model.materials[1].index_count = 9
     assert "draw 12 face indices, the file has 6" in parse_error(pmx.to_bytes(model)).problem
