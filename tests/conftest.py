@@ -15,8 +15,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("THA_STUDIO_SHARED", ROOT.parent / "shared"))
 
-# Before anything imports bpy: keep Blender's user profile out of the home folder.
-os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="tha_studio_blender_user_"))
+# Before anything imports bpy: keep Blender's user profile out of the home folder. Each
+# pytest-xdist worker gets its own profile: two installs into one repository collide on its lock.
+if os.environ.get("PYTEST_XDIST_WORKER") or "BLENDER_USER_RESOURCES" not in os.environ:
+    os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="tha_studio_blender_user_")
 
 sys.path.insert(0, str(ROOT))
 import cli  # noqa: E402
