@@ -67,6 +67,7 @@ class DatasetConfig:
     poses_per_model: int = 16
     engine: str = "workbench"
     samples: int = 16
+    antialias: str = "5"
 
     def to_json(self):
         return {"format": DATASET_FORMAT, "version": DATASET_VERSION, **asdict(self)}
@@ -328,7 +329,7 @@ def _open_model(entry, annotation, schema, config, temp_tag):
     bpy.ops.wm.read_homefile(use_empty=True)
     with quiet_output():
         imported = import_model(entry.path)
-    return TripletRenderer(imported, annotation, schema, RenderSettings(config.engine, config.samples), temp_tag=temp_tag)
+    return TripletRenderer(imported, annotation, schema, RenderSettings(config.engine, config.samples, config.antialias), temp_tag=temp_tag)
 
 
 def _reason(error):
@@ -361,11 +362,13 @@ class DatasetRun:
         if workers < 1:
             raise DatasetError("workers must be 1 or more")
         from ..pose.schema import get_schema
-        from .dataset_settings import ENGINES
+        from .dataset_settings import RenderSettings
 
         get_schema(config.schema)
-        if config.engine not in ENGINES:
-            raise DatasetError(f"engine {config.engine!r}: expected one of {', '.join(ENGINES)}")
+        try:
+            RenderSettings(config.engine, config.samples, config.antialias)
+        except ValueError as error:
+            raise DatasetError(str(error)) from None
         self.models_root = Path(models_root)
         self.out_dir = Path(out_dir)
         self.config = config

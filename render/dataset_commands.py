@@ -80,7 +80,7 @@ def run_annotate(args):
 
 
 def _render_parser(subparsers):
-    from .dataset_settings import ENGINES
+    from .dataset_settings import ANTIALIAS, ENGINES
 
     parser = subparsers.add_parser(
         "render-dataset",
@@ -106,6 +106,7 @@ SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with THA_SHARD_COUNT), then run 
     parser.add_argument("--engine", default="workbench", choices=ENGINES,
                         help="workbench (shaded), flat (toon-like unlit Workbench) or cycles (default workbench)")
     parser.add_argument("--samples", type=int, default=16, help="Cycles samples per pixel (default 16)")
+    parser.add_argument("--antialias", default="5", choices=ANTIALIAS, help="Workbench anti-aliasing samples (default 5)")
     parser.add_argument("--workers", type=int, default=1, help="processes rendering at once on this machine (default 1)")
     parser.add_argument("--shard", help="K/N: render only the K-th of N shares of the models")
     parser.add_argument("--split-file", type=Path, help='lines "FOLDER SPLIT" assigning models to train/validation/test')
@@ -125,7 +126,7 @@ def run_render_dataset(args):
         shard = parse_shard(args.shard) if args.shard else (shard_from_environment() or (1, 1))
         rules = read_split_file(args.split_file) if args.split_file else ()
         config = DatasetConfig(schema=args.schema, seed=args.seed, poses_per_model=args.poses_per_model,
-                               engine=args.engine, samples=args.samples)
+                               engine=args.engine, samples=args.samples, antialias=args.antialias)
         run = DatasetRun(args.models, args.out, config, shard=shard, workers=args.workers, split_rules=rules,
                          default_split=args.default_split, annotations_dir=args.annotations,
                          retry_failed=args.retry_failed, show_progress=not args.no_progress,

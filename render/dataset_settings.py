@@ -5,13 +5,19 @@ from dataclasses import dataclass
 # workbench: shaded Workbench (fast); flat: Workbench with texture colours unlit (toon-like,
 # closest to MMD and drawings); cycles: the THA1 write-up's sun along the view axis plus ambient.
 ENGINES = ("workbench", "flat", "cycles")
+# Workbench anti-aliasing samples. 5 looks like 8 at 256² (thin hair strands stay smooth; FXAA
+# leaves them jagged) and renders in about two thirds of the time (bench/bench_dataset.py).
+ANTIALIAS = ("FXAA", "5", "8", "11", "16", "32")
 
 
 @dataclass
 class RenderSettings:
     engine: str = "workbench"  # one of ENGINES
     samples: int = 16  # Cycles only
+    antialias: str = "5"  # Workbench only, one of ANTIALIAS
 
     def __post_init__(self):
         if self.engine not in ENGINES:
             raise ValueError(f"engine {self.engine!r}: expected one of {', '.join(ENGINES)}")
+        if self.antialias not in ANTIALIAS:
+            raise ValueError(f"anti-aliasing {self.antialias!r}: expected one of {', '.join(ANTIALIAS)}")

@@ -50,6 +50,8 @@ def setup_scene(framing, settings, scene=None):
     engine = "CYCLES" if settings.engine == "cycles" else "WORKBENCH"
     scenes.setup_render(scene, engine=engine, resolution=(framing.image_size, framing.image_size),
                         transparent=True, samples=settings.samples, color_type="TEXTURE")
+    if engine == "WORKBENCH":
+        scene.display.render_aa = settings.antialias
     if settings.engine == "flat":
         scene.display.shading.light = "FLAT"
     _quiet_metadata(scene)
