@@ -1,4 +1,4 @@
-"""THA1 networks (2019): face morpher, two-algorithm face rotator, combiner.
+"""THA1 networks (2019): face morpher, two-algorithm face rotator, combiner, and their pipeline.
 
 THA1 names its modules its own way (`main_body.module_list.N`, ResNet blocks with `conv1/norm1/conv2/norm2`,
 a U-Net with `downward_modules` / `bottleneck_modules` / `upsampling_modules` indexed from the output side), so
@@ -10,6 +10,11 @@ Conventions that matter for parity:
 * heads are 7x7 convs with 4-channel alphas, and THA1 blends `alpha * input + (1 - alpha) * change`
   (alpha weights the *input*, the opposite of THA2+'s new networks);
 * the rotator's appearance-flow warp uses `align_corners=True` with border padding.
+
+Pipeline (official MorphRotateCombinePoser256Param6), image 4x256x256, pose 6 (head_x, head_y, neck_z,
+left_eye, right_eye, mouth): face_morpher(image, pose[3:6]) -> rotator(morphed, pose[0:3]) ->
+combiner(rotator's two images, pose[0:3]). Every network sees the pose at its input, so no work is
+pose-independent: `prepare` only keeps the picture.
 """
 
 import torch
@@ -184,12 +189,52 @@ class Combiner(nn.Module):
         return [final, combined, combine_alpha, retouch_alpha, retouch_color]
 
 
+FAMILY = "tha1"
+SCHEMA = "tha1"
 NETWORKS = ("face_morpher", "two_algo_face_rotator", "combiner")
+# The official files are float32; "half" is the same networks with float16 weights (our converted files).
+VARIANTS = ("float", "half")
 _CONSTRUCTORS = {"face_morpher": FaceMorpher, "two_algo_face_rotator": TwoAlgoFaceRotator, "combiner": Combiner}
 
 
-def build_network(name: str) -> nn.Module:
+def variant_dtype(variant: str) -> torch.dtype:
+    return torch.float16 if variant == "half" else torch.float32
+
+
+def build_network(name: str, variant: str = "float") -> nn.Module:
     """A THA1 network with freshly initialised weights (to load a state_dict into)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown THA1 variant {variant!r}; variants are {', '.join(VARIANTS)}")
     if name not in _CONSTRUCTORS:
         raise ValueError(f"THA1 has no network {name!r}; networks are {', '.join(NETWORKS)}")
-    return _CONSTRUCTORS[name]().eval()
+    return _CONSTRUCTORS[name]().to(variant_dtype(variant)).eval()
+
+
+# The pose slices each network takes (pose/schema.py's THA1 schema).
+MORPH_POSE = slice(3, 6)
+ROTATION_POSE = slice(0, 3)
+
+
+class Pipeline:
+    """The three THA1 networks chained as the official poser does (protocol: neural/poser.py)."""
+
+    def __init__(self, networks: dict):
+        self.face_morpher = networks["face_morpher"]
+        self.rotator = networks["two_algo_face_rotator"]
+        self.combiner = networks["combiner"]
+
+    def prepare(self, image: Tensor) -> dict:
+        return {"image": image}
+
+    def pose(self, cache: dict, pose: Tensor) -> dict:
+        image = cache["image"].expand(pose.shape[0], -1, -1, -1)
+        rotation_pose = pose[:, ROTATION_POSE]
+        morphed = self.face_morpher(image, pose[:, MORPH_POSE])[0]
+        rotated = self.rotator.rotate(morphed, rotation_pose)
+        combined = self.combiner(rotated["color_changed_image"], rotated["resampled_image"], rotation_pose)
+        return {
+            "image": combined[0],
+            "face_morphed_image": morphed,
+            "color_changed_image": rotated["color_changed_image"],
+            "resampled_image": rotated["resampled_image"],
+        }

@@ -18,6 +18,11 @@ from torch import Tensor
 
 from . import tha1, tha3
 
+FAMILY = "tha2"
+SCHEMA = "tha2"
+IMAGE_SIZE = 256
+# The official files are float32; "half" is the same networks with float16 weights (our converted files).
+VARIANTS = tha1.VARIANTS
 NETWORKS = (
     "eyebrow_decomposer",
     "eyebrow_morphing_combiner",
@@ -30,6 +35,11 @@ NETWORKS = (
 EYEBROW_BOX = (slice(64, 192), slice(64, 192))
 FACE_BOX = (slice(32, 224), slice(32, 224))
 EYEBROW_IN_FACE = (slice(32, 160), slice(32, 160))
+
+# The pose slices each network takes (pose/schema.py's THA2 schema).
+EYEBROW_POSE = slice(0, 12)
+FACE_POSE = slice(12, 39)
+ROTATION_POSE = slice(39, 42)
 
 # Which eyebrow-combiner output feeds the face morpher (the official default: the image blended by the
 # morphed layer's own alpha, not by combine_alpha).
@@ -54,11 +64,13 @@ _CONSTRUCTORS = {
 }
 
 
-def build_network(name: str):
+def build_network(name: str, variant: str = "float"):
     """A THA2 network with freshly initialised weights (to load a state_dict into)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown THA2 variant {variant!r}; variants are {', '.join(VARIANTS)}")
     if name not in _CONSTRUCTORS:
         raise ValueError(f"THA2 has no network {name!r}; networks are {', '.join(NETWORKS)}")
-    return _CONSTRUCTORS[name]().eval()
+    return _CONSTRUCTORS[name]().to(tha1.variant_dtype(variant)).eval()
 
 
 def paste(image: Tensor, part: Tensor, box) -> Tensor:
@@ -67,3 +79,47 @@ def paste(image: Tensor, part: Tensor, box) -> Tensor:
     result = image.expand(part.shape[0], -1, -1, -1).clone()
     result[:, :, rows, cols] = part
     return result
+
+
+class Pipeline:
+    """The five THA2 networks chained as the official mode_20 poser does (protocol: neural/poser.py).
+
+    The eyebrow decomposer sees only the picture, so it runs once per picture, in `prepare`."""
+
+    def __init__(self, networks: dict):
+        self.eyebrow_decomposer = networks["eyebrow_decomposer"]
+        self.eyebrow_morphing_combiner = networks["eyebrow_morphing_combiner"]
+        self.face_morpher = networks["face_morpher"]
+        self.rotator = networks["two_algo_face_rotator"]
+        self.combiner = networks["combiner"]
+
+    def prepare(self, image: Tensor) -> dict:
+        rows, cols = EYEBROW_BOX
+        decomposed = self.eyebrow_decomposer(image[:, :, rows, cols])
+        return {"image": image, "eyebrow_layer": decomposed[0], "background_layer": decomposed[3]}
+
+    def morph_eyebrows(self, cache: dict, eyebrow_pose: Tensor) -> Tensor:
+        n = eyebrow_pose.shape[0]
+        background = cache["background_layer"].expand(n, -1, -1, -1)
+        eyebrow_layer = cache["eyebrow_layer"].expand(n, -1, -1, -1)
+        return self.eyebrow_morphing_combiner(background, eyebrow_layer, eyebrow_pose)[EYEBROW_IMAGE_INDEX]
+
+    def morph_face(self, image: Tensor, eyebrow_image: Tensor, face_pose: Tensor) -> Tensor:
+        rows, cols = FACE_BOX
+        face = paste(image[:, :, rows, cols], eyebrow_image, EYEBROW_IN_FACE)
+        return paste(image, self.face_morpher(face, face_pose)[0], FACE_BOX)
+
+    def pose(self, cache: dict, pose: Tensor) -> dict:
+        image = cache["image"].expand(pose.shape[0], -1, -1, -1)
+        eyebrow_image = self.morph_eyebrows(cache, pose[:, EYEBROW_POSE])
+        face_morphed = self.morph_face(image, eyebrow_image, pose[:, FACE_POSE])
+        rotation_pose = pose[:, ROTATION_POSE]
+        rotated = self.rotator.rotate(face_morphed, rotation_pose)
+        combined = self.combiner(rotated["color_changed_image"], rotated["resampled_image"], rotation_pose)
+        return {
+            "image": combined[0],
+            "eyebrow_image": eyebrow_image,
+            "face_morphed_image": face_morphed,
+            "color_changed_image": rotated["color_changed_image"],
+            "resampled_image": rotated["resampled_image"],
+        }

@@ -12,16 +12,32 @@ Conventions that matter for parity:
   pose are concatenated again after them.
 * The body morpher's 7 outputs are grid change (2), alpha (1, no sigmoid), colour (4); the final image is
   (1 - alpha) * warp(image) + alpha * colour.
-* The THA4 input image has its RGB premultiplied by alpha (unlike THA1-THA3).
+* The THA4 networks work on RGB premultiplied by alpha (unlike THA1-THA3); the pipeline converts the
+  Poser's straight-alpha picture on the way in and its result back on the way out.
+
+Pipeline (official mode_14): face = face_morpher(pose[0:39]) pasted into rows 80:208, cols 192:320 of the
+picture; final = body_morpher(that picture, pose). Neither network sees the picture before the paste, so
+there is no pose-independent picture work beyond the premultiplication.
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from . import blocks
+
+FAMILY = "tha4"
+SCHEMA = "tha4"
+IMAGE_SIZE = 512
+# Only the per-character students are implemented (the THA4 teacher is not): "student" is float32 as
+# trained, "student_half" the same networks with float16 weights (our converted files).
+VARIANTS = ("student", "student_half")
+NETWORKS = ("face_morpher", "body_morpher")
+# A character model folder may hold the picture the students were distilled for.
+CHARACTER_IMAGE = "character.png"
 
 OMEGA_0 = 30.0
 
@@ -136,6 +152,20 @@ class SirenBodyMorpher(nn.Module):
         return [blended_image, alpha, color_change, warped_image, grid_change]
 
 
+def premultiply(image: Tensor) -> Tensor:
+    """Straight-alpha network image -> RGB premultiplied by alpha (both in [-1, 1])."""
+    alpha = (image[:, 3:4] + 1) / 2
+    return torch.cat([(image[:, 0:3] + 1) * alpha - 1, image[:, 3:4]], dim=1)
+
+
+def unpremultiply(image: Tensor) -> Tensor:
+    """Premultiplied network image -> straight alpha; alpha clipped to [0, 1], RGB 0 where it is 0."""
+    alpha = ((image[:, 3:4] + 1) / 2).clamp(0, 1)
+    colour = ((image[:, 0:3] + 1) / 2).clamp(min=0)
+    straight = torch.where(alpha > 0, colour / alpha.clamp(min=1e-6), torch.zeros_like(colour)).clamp(max=1)
+    return torch.cat([straight * 2 - 1, alpha * 2 - 1], dim=1)
+
+
 def compose_face(image: Tensor, face: Tensor) -> Tensor:
     """The picture with the face student's crop pasted in (a new tensor; `image` is left as it is).
 
@@ -143,3 +173,50 @@ def compose_face(image: Tensor, face: Tensor) -> Tensor:
     image = image.expand(face.shape[0], -1, -1, -1).clone()
     image[:, :, FACE_ROWS, FACE_COLS] = face
     return image
+
+
+_CONSTRUCTORS = {"face_morpher": SirenFaceMorpher, "body_morpher": SirenBodyMorpher}
+
+
+def variant_dtype(variant: str) -> torch.dtype:
+    return torch.float16 if variant.endswith("_half") else torch.float32
+
+
+def build_network(name: str, variant: str = "student") -> nn.Module:
+    """A THA4 student network with freshly initialised weights (to load a state_dict into)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown THA4 variant {variant!r}; variants are {', '.join(VARIANTS)}")
+    if name not in _CONSTRUCTORS:
+        raise ValueError(f"THA4 has no network {name!r}; networks are {', '.join(NETWORKS)}")
+    return _CONSTRUCTORS[name]().to(variant_dtype(variant)).eval()
+
+
+class Pipeline:
+    """The two THA4 students chained as the official mode_14 poser does (protocol: neural/poser.py)."""
+
+    def __init__(self, networks: dict):
+        self.face_morpher = networks["face_morpher"]
+        self.body_morpher = networks["body_morpher"]
+
+    def prepare(self, image: Tensor) -> dict:
+        return {"premultiplied_image": premultiply(image)}
+
+    def pose(self, cache: dict, pose: Tensor) -> dict:
+        face = self.face_morpher(pose[:, 0:FACE_POSE_SIZE])
+        body = self.body_morpher(compose_face(cache["premultiplied_image"], face), pose)
+        return {
+            "image": unpremultiply(body[0]),
+            "premultiplied_image": body[0],
+            "face_image": face,
+            "alpha": body[1],
+            "grid_change": body[4],
+        }
+
+
+def character_image_file(weight_set):
+    """The character picture beside a student's weight files (official character model folders hold one), or None."""
+    for path in weight_set.sources.values():
+        candidate = Path(path).parent / CHARACTER_IMAGE
+        if candidate.is_file():
+            return candidate
+    return None
