@@ -9,6 +9,7 @@ import importlib
 MODULES = (
     "preferences",
     "import_mmd",
+    "annotate",
 )
 
 

@@ -62,10 +62,11 @@ class ModelPoser:
         self.armature = imported.armature
         self.touched_keys = set()
         self.key_weights = {}  # parameter index -> [(shape key, weight)]
+        center_x = float(annotation.head.get("center_x", 0.0)) * model_scale(imported)
         for name, role in morph_roles_for_schema(schema).items():
             if name in self.available:
                 self.key_weights[schema.index(name)] = [
-                    (self._shape_key(morph, side), weight) for morph, weight, side in annotation.morphs_for(role)
+                    (shape_key_for(imported, morph, side, center_x), weight) for morph, weight, side in annotation.morphs_for(role)
                 ]
         self.bones = {}
         for role in ("neck", "head", "upper_body", "eye_left", "eye_right", "shoulder_left", "shoulder_right"):
@@ -77,47 +78,6 @@ class ModelPoser:
                 self.bones[role] = self.armature.pose.bones[bone.name]
         for pose_bone in self.bones.values():
             pose_bone.rotation_mode = "QUATERNION"
-
-    # --- shape keys
-
-    def _shape_key(self, morph_name, side):
-        record = self.imported.morph(morph_name)
-        if record is None or not record.get("shape_keys"):
-            raise PoseError(f"{self.imported.source}: the annotation names morph {morph_name!r}, which has no shape key in the model")
-        mesh_name, key_name = next(iter(record["shape_keys"].items()))
-        obj = bpy.data.objects[mesh_name]
-        keys = obj.data.shape_keys.key_blocks
-        if side is None:
-            return keys[key_name]
-        return self._side_key(obj, keys[key_name], side)
-
-    def _side_key(self, obj, key, side):
-        """A copy of `key` that moves only the character's `side` half (made once, then reused)."""
-        name = f"{key.name}.tha_{side}"
-        keys = obj.data.shape_keys.key_blocks
-        if name in keys:
-            return keys[name]
-        group = self._side_group(obj, side)
-        copy = obj.shape_key_add(name=name, from_mix=False)
-        copy.value = 0.0
-        co = np.empty(len(obj.data.vertices) * 3, np.float32)
-        key_points(key).foreach_get("co", co)
-        key_points(copy).foreach_set("co", co)
-        copy.vertex_group = group.name
-        return copy
-
-    def _side_group(self, obj, side):
-        name = SIDE_GROUP[side]
-        if name in obj.vertex_groups:
-            return obj.vertex_groups[name]
-        center_x = float(self.annotation.head.get("center_x", 0.0)) * model_scale(self.imported)
-        co = np.empty(len(obj.data.vertices) * 3, np.float32)
-        obj.data.vertices.foreach_get("co", co)
-        x = co.reshape(-1, 3)[:, 0] - center_x
-        on_side = x > 0 if side == LEFT else x < 0
-        group = obj.vertex_groups.new(name=name)
-        group.add(np.flatnonzero(on_side).tolist(), 1.0, "REPLACE")
-        return group
 
     # --- posing
 
@@ -166,6 +126,46 @@ class ModelPoser:
             turns["shoulder_right"] = rotation(AXIS_Z, -lift)
         for role, turn in turns.items():
             self.bones[role].rotation_quaternion = _local_rotation(self.bones[role], turn)
+
+
+def shape_key_for(imported, morph_name, side=None, center_x=0.0):
+    """The shape key that shows a morph; with `side`, a copy restricted to that half (made once)."""
+    record = imported.morph(morph_name)
+    if record is None or not record.get("shape_keys"):
+        raise PoseError(f"{imported.source}: the annotation names morph {morph_name!r}, which has no shape key in the model")
+    mesh_name, key_name = next(iter(record["shape_keys"].items()))
+    obj = bpy.data.objects[mesh_name]
+    key = obj.data.shape_keys.key_blocks[key_name]
+    return key if side is None else _side_key(obj, key, side, center_x)
+
+
+def _side_key(obj, key, side, center_x):
+    name = f"{key.name}.tha_{side}"
+    keys = obj.data.shape_keys.key_blocks
+    if name in keys:
+        return keys[name]
+    group = _side_group(obj, side, center_x)
+    copy = obj.shape_key_add(name=name, from_mix=False)
+    copy.value = 0.0
+    co = np.empty(len(obj.data.vertices) * 3, np.float32)
+    key_points(key).foreach_get("co", co)
+    key_points(copy).foreach_set("co", co)
+    copy.vertex_group = group.name
+    return copy
+
+
+def _side_group(obj, side, center_x):
+    """A vertex group of the character's `side` half (its left is +X)."""
+    name = SIDE_GROUP[side]
+    if name in obj.vertex_groups:
+        return obj.vertex_groups[name]
+    co = np.empty(len(obj.data.vertices) * 3, np.float32)
+    obj.data.vertices.foreach_get("co", co)
+    x = co.reshape(-1, 3)[:, 0] - center_x
+    on_side = x > 0 if side == LEFT else x < 0
+    group = obj.vertex_groups.new(name=name)
+    group.add(np.flatnonzero(on_side).tolist(), 1.0, "REPLACE")
+    return group
 
 
 def _local_rotation(pose_bone, turn):
