@@ -112,7 +112,6 @@ def save_sheet(sheet, entries, path):
 def dataset_entries(dataset_dir, head_box):
     """Sheet entries for a dataset folder: every model of its manifest, then its failures."""
     from . import annotation as annotations
-    from .batch import ANNOTATIONS_FOLDER
     from .manifest import FAILURES_NAME, MANIFEST_NAME, read_records
 
     dataset_dir = Path(dataset_dir)
