@@ -26,8 +26,8 @@ from .png import encode_png, read_targa, zero_transparent_rgb
 from .posing import ModelPoser, model_scale
 from .sampling import expression_part
 
-SUN_STRENGTH = 2.5  # W/m², along the view axis
-AMBIENT_STRENGTH = 0.6  # world colour strength: the ambient term
+SUN_STRENGTH = 1.6  # W/m², along the view axis (Gene_light: bright, no clipped hair)
+AMBIENT_STRENGTH = 0.45  # world colour strength: the ambient term
 
 
 def head_framing(imported, annotation, schema):
