@@ -7,7 +7,7 @@ recolours the whole 512x512 picture. Attribute names follow the official modules
 Conventions that matter for parity:
 * SIREN layer: sin(omega_0 * (W x + b)) with omega_0 = 30 on every layer, as 1x1 convolutions over an image of
   coordinates; the coordinates are pixel centres in [-1, 1] (x first), i.e. `affine_grid(identity,
-  align_corners=False)`.
+  align_corners=False)`. We compute the same channels-last, with the pose folded into a bias (SineLayer).
 * Between body-morpher levels the features are resized bilinearly (align_corners=False) and the coordinates and
   pose are concatenated again after them.
 * The body morpher's 7 outputs are grid change (2), alpha (1, no sigmoid), colour (4); the final image is
@@ -27,7 +27,6 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from . import blocks
 
 FAMILY = "tha4"
 SCHEMA = "tha4"
@@ -49,27 +48,61 @@ FACE_POSE_SIZE = 39
 BODY_POSE_SIZE = 45
 
 
-def position_image(n: int, size: int, device, dtype=torch.float32) -> Tensor:
-    """(n, 2, size, size) pixel-centre coordinates in [-1, 1]: channel 0 = x, channel 1 = y."""
-    identity = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]], device=device, dtype=dtype)
-    grid = F.affine_grid(identity, [1, 1, size, size], align_corners=False)  # (1, size, size, 2)
-    return grid.permute(0, 3, 1, 2).expand(n, 2, size, size)
+def positions(size: int, device, dtype=torch.float32) -> Tensor:
+    """(1, size, size, 2) pixel-centre coordinates in [-1, 1], x then y: the grid of
+    affine_grid(identity, align_corners=False), without its matrix product."""
+    centres = (torch.arange(size, device=device, dtype=dtype) * 2 + 1) / size - 1
+    return torch.stack(torch.meshgrid(centres, centres, indexing="xy"), dim=-1)[None]
 
 
 class SineLayer(nn.Module):
-    """sin(omega_0 * linear(x)), linear being a 1x1 convolution with bias."""
+    """sin(omega_0 * (W x + b)); W is stored as the official 1x1 convolution's weight.
+
+    The official networks run it as a convolution over (n, C, H, W) images whose input channels are
+    [previous features, x, y, pose...]. Here features are kept channels-last, (n, H, W, C), where a 1x1
+    convolution is one matrix product, and the coordinate and pose channels are not materialised: their
+    share of W x is added as a (1, H, W, out) coordinate term and an (n, 1, 1, out) pose term. The same
+    arithmetic, summed in a different order (differences ~1e-6), and much less memory traffic.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, omega_0: float = OMEGA_0):
         super().__init__()
         self.omega_0 = omega_0
         self.linear = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=True)
 
+    def scaled(self):
+        """(omega_0 W, omega_0 b): the frequency folded into the (small) weights rather than applied to the
+        (large) activations."""
+        return self.omega_0 * self.linear.weight.flatten(1), self.omega_0 * self.linear.bias
+
     def forward(self, x: Tensor) -> Tensor:
-        return torch.sin(self.omega_0 * self.linear(x))
+        """x: (n, H, W, in_channels) channels-last features."""
+        weight, bias = self.scaled()
+        return torch.sin(F.linear(x, weight, bias))
+
+    def forward_conditioned(self, features, position: Tensor, pose: Tensor) -> Tensor:
+        """The layer on [features (n, H, W, F) or None, position (1, H, W, 2), pose (n, P) as planes]."""
+        weight, bias = self.scaled()
+        width = 0 if features is None else features.shape[-1]
+        position_term = F.linear(position, weight[:, width:width + 2])  # (1, H, W, out): pose-independent
+        pose_term = F.linear(pose, weight[:, width + 2:], bias)  # (n, out): constant over the picture
+        if features is None:
+            pre = position_term + pose_term[:, None, None, :]
+        else:
+            # Each sample's pose term is the bias of its own matrix product (no extra pass over the pixels).
+            feature_weight = weight[:, :width]
+            pre = torch.stack([F.linear(features[i], feature_weight, pose_term[i]) for i in range(len(pose))])
+            pre = pre + position_term
+        return torch.sin(pre)
+
+
+def linear_channels_last(layer: nn.Conv2d, x: Tensor) -> Tensor:
+    """A 1x1 convolution applied to channels-last features (n, H, W, C)."""
+    return F.linear(x, layer.weight.flatten(1), layer.bias)
 
 
 class Siren(nn.Module):
-    """A stack of sine layers and a plain 1x1 output layer."""
+    """A stack of sine layers and a plain 1x1 output layer (the first layer takes [x, y, pose])."""
 
     def __init__(self, in_channels: int, out_channels: int, width: int, num_sine_layers: int):
         super().__init__()
@@ -77,10 +110,12 @@ class Siren(nn.Module):
         self.sine_layers = nn.ModuleList(SineLayer(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.last_linear = nn.Conv2d(width, out_channels, kernel_size=1, bias=True)
 
-    def forward(self, x: Tensor) -> Tensor:
-        for layer in self.sine_layers:
+    def forward(self, position: Tensor, pose: Tensor) -> Tensor:
+        """position (1, H, W, 2), pose (n, P) -> (n, H, W, out_channels)."""
+        x = self.sine_layers[0].forward_conditioned(None, position, pose)
+        for layer in self.sine_layers[1:]:
             x = layer(x)
-        return self.last_linear(x)
+        return linear_channels_last(self.last_linear, x)
 
 
 class SirenFaceMorpher(nn.Module):
@@ -93,9 +128,8 @@ class SirenFaceMorpher(nn.Module):
         self.siren = Siren(2 + pose_size, 4, width, num_sine_layers)
 
     def forward(self, pose: Tensor) -> Tensor:
-        size = self.image_size
-        position = position_image(pose.shape[0], size, pose.device, pose.dtype)
-        return self.siren(torch.cat([position, blocks.pose_planes(pose, size, size)], dim=1))
+        position = positions(self.image_size, pose.device, pose.dtype)
+        return self.siren(position, pose).permute(0, 3, 1, 2)
 
 
 @dataclass(frozen=True)
@@ -112,7 +146,7 @@ BODY_LEVELS = (SirenLevel(128, 360), SirenLevel(256, 180), SirenLevel(512, 90))
 class SirenBodyMorpher(nn.Module):
     """The body student (official SirenMorpher03): multi-resolution SIREN predicting warp, alpha and colour.
 
-    forward(image, pose) -> [blended_image, alpha, color_change, warped_image, grid_change].
+    forward(image, pose) -> [blended_image, alpha, color_change, warped_image, grid_change] (NCHW).
     """
 
     def __init__(self, pose_size: int = BODY_POSE_SIZE, levels=BODY_LEVELS, image_channels: int = 4):
@@ -128,28 +162,29 @@ class SirenBodyMorpher(nn.Module):
         self.last_linear = nn.Conv2d(self.levels[-1].width, 2 + 1 + image_channels, kernel_size=1, bias=True)
 
     def features(self, pose: Tensor) -> Tensor:
-        """The last level's features (n, width, 512, 512); they depend on the pose only."""
-        n = pose.shape[0]
+        """The last level's features, channels-last (n, 512, 512, width); they depend on the pose only."""
         x = None
         for level, layers in zip(self.levels, self.siren_layers):
             size = level.image_size
-            conditioning = torch.cat([position_image(n, size, pose.device, pose.dtype), blocks.pose_planes(pose, size, size)], dim=1)
-            if x is None:
-                x = conditioning
-            else:
-                x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-                x = torch.cat([x, conditioning], dim=1)
-            x = layers(x)
+            if x is not None:
+                # Bilinear resize (align_corners=False) of the NCHW view; the result stays channels-last.
+                x = F.interpolate(x.permute(0, 3, 1, 2), size=(size, size), mode="bilinear", align_corners=False)
+                x = x.permute(0, 2, 3, 1)
+            x = layers[0].forward_conditioned(x, positions(size, pose.device, pose.dtype), pose)
+            for layer in layers[1:]:
+                x = layer(x)
         return x
 
     def forward(self, image: Tensor, pose: Tensor) -> list:
-        output = self.last_linear(self.features(pose))
-        grid_change = output[:, 0:2]
-        alpha = output[:, 2:3]
-        color_change = output[:, 3:]
-        warped_image = blocks.apply_grid_change(grid_change, image, align_corners=False)
+        output = linear_channels_last(self.last_linear, self.features(pose))  # (n, H, W, 7)
+        grid_change = output[..., 0:2]
+        alpha = output[..., 2:3].permute(0, 3, 1, 2)
+        color_change = output[..., 3:].permute(0, 3, 1, 2)
+        image = image.expand(pose.shape[0], -1, -1, -1)
+        grid = positions(image.shape[-1], image.device, image.dtype) + grid_change
+        warped_image = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
         blended_image = (1 - alpha) * warped_image + alpha * color_change
-        return [blended_image, alpha, color_change, warped_image, grid_change]
+        return [blended_image, alpha, color_change, warped_image, grid_change.permute(0, 3, 1, 2)]
 
 
 def premultiply(image: Tensor) -> Tensor:
