@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("THA_STUDIO_SHARED", ROOT.parent / "shared"))
 
 # Before anything imports bpy: keep Blender's user profile out of the home folder. Each
 # pytest-xdist worker gets its own profile: two installs into one repository collide on its lock.
@@ -21,18 +20,11 @@ if os.environ.get("PYTEST_XDIST_WORKER") or "BLENDER_USER_RESOURCES" not in os.e
     os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="tha_studio_blender_user_")
 
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # for the shared test helpers (shared_assets, ...)
 import cli  # noqa: E402
+from shared_assets import SHARED, shared_path  # noqa: E402,F401
 
 cli.load_package(ROOT)
-
-
-def shared_path(*parts):
-    """A path under ../shared, or a skip naming what is missing (only where ../shared is absent)."""
-    path = SHARED.joinpath(*parts)
-    if not SHARED.is_dir():
-        pytest.skip(f"../shared is absent ({SHARED}); this test needs {'/'.join(parts)}")
-    assert path.exists(), f"{path} is missing from ../shared"
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import SHARED
+from shared_assets import SHARED
 from tha_studio.lipsync import formats
 from tha_studio.lipsync.cues import Cue, CueTrack
 from tha_studio.lipsync.formats import CueFileError
