@@ -3,6 +3,7 @@
 import argparse
 import sys
 
+from ..atomic_files import write_text_atomic
 from ..commands import CommandError
 
 CUE_FORMATS = ("tsv", "json", "xml", "dat")
@@ -103,7 +104,7 @@ def run(args):
         )
     text = _render(track, output_format, args)
     if args.output:
-        formats.write_text_atomically(args.output, text)
+        write_text_atomic(args.output, text)
         if not args.quiet:
             print(f"{len(track)} cues, {track.duration:.2f} s -> {args.output}", file=sys.stderr)
     else:

@@ -11,11 +11,10 @@ everything else: a malformed file raises CueFileError naming the file and the li
 import json
 import json.scanner
 import math
-import os
-import tempfile
 import xml.parsers.expat
 from pathlib import Path
 
+from ..atomic_files import write_text_atomic
 from .cues import Cue, CueError, CueTrack, check_frame_rate, check_shape
 
 FORMATS = ("tsv", "json", "xml", "dat")
@@ -474,29 +473,15 @@ def read_cues(path, format=None, frame_rate=DAT_DEFAULT_FRAME_RATE, preston_blai
     return parse_cues(text, format or format_of_path(path, text), str(path), frame_rate, preston_blair)
 
 
-def write_text_atomically(path, text):
-    """Write a text file by replacing it whole, so a reader never sees half of it."""
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-
-
 def save_cues(track, path, format=None, frame_rate=DAT_DEFAULT_FRAME_RATE, preston_blair=False):
     """Write a track to a file (atomically); the format comes from the extension unless given."""
     format = format or format_of_path(path)
-    write_text_atomically(path, format_cues(track, format, frame_rate, preston_blair))
+    write_text_atomic(path, format_cues(track, format, frame_rate, preston_blair))
     return Path(path)
 
 
 __all__ = [
     "CueFileError", "FORMATS", "PRESTON_BLAIR_NAMES", "format_cues", "parse_cues",
     "read_cues", "save_cues", "read_tsv", "write_tsv", "read_json", "write_json", "read_xml", "write_xml",
-    "read_dat", "write_dat", "dat_frame", "format_seconds", "write_text_atomically",
+    "read_dat", "write_dat", "dat_frame", "format_seconds",
 ]

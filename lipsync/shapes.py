@@ -401,7 +401,7 @@ def avoid_static_segments(rules, shape_set):
     def score(candidate_rules, candidate):
         return (len(static_segments(candidate_rules, candidate)) > 0, sum((e - s) ** 2 for s, e, _ in candidate))
 
-    best_rules, best = rules, animation
+    best = animation
     best_score = score(rules, animation)
     for count in range(1, min(len(changeable), MAX_STATIC_FIXES) + 1):
         if not best_score[0]:
@@ -411,7 +411,7 @@ def avoid_static_segments(rules, shape_set):
             candidate = main_steps(candidate_rules, shape_set)
             candidate_score = score(candidate_rules, candidate)
             if candidate_score < best_score:
-                best_rules, best, best_score = candidate_rules, candidate, candidate_score
+                best, best_score = candidate, candidate_score
     return best
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic_files import sha256_file, write_text_atomic
+from ..atomic_files import sha256_file, write_text_atomic
 from .mmd.names import normalize_name
 
 SIDECAR_FORMAT = "tha_studio.annotation"

@@ -59,7 +59,7 @@ def start(root, sidecar=None):
     if path.exists():
         annotation = annotations.load_sidecar(path)
     else:
-        from .atomic_files import sha256_file
+        from ..atomic_files import sha256_file
         from .mmd import read_model
 
         annotation = annotations.annotate_model(read_model(source), source.name, sha256_file(source))

@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import manifest
-from .atomic_files import remove_stale_temps, write_text_atomic
+from ..atomic_files import remove_stale_temps, write_text_atomic
 
 MODEL_SUFFIXES = (".pmx", ".pmd")
 SPLITS = ("train", "validation", "test")
@@ -262,7 +262,7 @@ def quiet_output():
 def load_or_make_annotation(entry, out_dir, annotations_dir=None):
     """The model's annotation: a sidecar (given folder, beside the model, or the dataset's), else automatic."""
     from . import annotation as annotations
-    from .atomic_files import sha256_file
+    from ..atomic_files import sha256_file
     from .mmd import read_model
 
     places = []

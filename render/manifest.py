@@ -22,7 +22,7 @@ import json
 import os
 from pathlib import Path
 
-from .atomic_files import write_text_atomic
+from ..atomic_files import write_text_atomic
 
 MANIFEST_NAME = "manifest.jsonl"
 FAILURES_NAME = "failures.jsonl"

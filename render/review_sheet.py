@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic_files import write_bytes_atomic, write_text_atomic
+from ..atomic_files import write_bytes_atomic, write_text_atomic
 
 ROLE_LABELS = (("eye_wink_left", "L"), ("eye_wink_right", "R"), ("mouth_aaa", "A"))
 FLAG_COLOUR = (220, 30, 30, 255)

@@ -11,14 +11,14 @@ Headless facts these helpers are built around (reference/blender.md):
 
 from __future__ import annotations
 
-import os
+
 from pathlib import Path
 
 import bpy
 import numpy as np
 from mathutils import Matrix, Vector
 
-from .atomic_files import temp_path_for
+from ..atomic_files import write_atomically
 
 # View directions for `aim_orthographic_camera`: where the camera looks (Blender axes). Models
 # imported by THA Studio face -Y, so FRONT looks along +Y at their face.
@@ -171,27 +171,11 @@ def set_world_color(color=(1.0, 1.0, 1.0), strength=1.0, scene=None):
     return scene.world
 
 
-def write_atomically(path, write):
-    """Have `write(temporary_path)` make a file, then move it to `path` in one step.
-
-    The temporary file sits beside `path` (see atomic_files.temp_path_for), so a killed
-    process never leaves a half-written file under the final name. Returns the resolved path.
-    """
-    path = Path(path).resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = temp_path_for(path)
-    try:
-        write(str(temporary))
-        if not temporary.is_file() or temporary.stat().st_size == 0:
-            raise RuntimeError(f"Blender wrote nothing to {temporary} for {path}")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
-
-
 def render_to_png(path, scene=None):
-    """Render the scene's camera view to a PNG at `path`, atomically; returns the Path."""
+    """Render the scene's camera view to a PNG at `path`, atomically; returns the absolute Path.
+
+    Absolute, because Blender reads relative output paths against the .blend, not the
+    working folder."""
     scene = scene or bpy.context.scene
     if scene.camera is None:
         raise ValueError(f"scene {scene.name!r} has no camera to render from")
@@ -205,12 +189,12 @@ def render_to_png(path, scene=None):
         bpy.ops.render.render(write_still=True, scene=scene.name)
 
     try:
-        return write_atomically(path, write)
+        return write_atomically(Path(path).resolve(), write)
     finally:
         render.filepath, render.image_settings.file_format, render.use_file_extension = previous
 
 
 def save_blend(path):
     """Save the open file as a copy at `path` (the session keeps its own file name), atomically."""
-    return write_atomically(path, lambda temporary: bpy.ops.wm.save_as_mainfile(
+    return write_atomically(Path(path).resolve(), lambda temporary: bpy.ops.wm.save_as_mainfile(
         filepath=temporary, copy=True, compress=True, check_existing=False))

@@ -20,7 +20,7 @@ import bpy
 
 from . import scene as scenes
 from .dataset_settings import ENGINES, RenderSettings  # noqa: F401 (re-exported)
-from .atomic_files import temp_path_for, write_bytes_atomic
+from ..atomic_files import temp_path_for, write_bytes_atomic
 from .framing import frame_head
 from .png import encode_png, read_targa, zero_transparent_rgb
 from .posing import ModelPoser, model_scale

@@ -16,13 +16,12 @@ index (texture, material, bone, morph, rigid body) is signed with -1 meaning "no
 
 from __future__ import annotations
 
-import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ...atomic_files import write_bytes_atomic
 from .binary import F32, I32, U8, VEC3, BinaryReader
 from .model import (
     BDEF1,
@@ -596,23 +595,8 @@ def _store_weights(m, kind, rows, fields):
 def write(model: Model, path) -> Path:
     """Write a Model as PMX, atomically (a temp file in the same folder, then os.replace)."""
     path = Path(path)
-    data = to_bytes(model)
-    write_atomic(path, data)
+    write_bytes_atomic(path, to_bytes(model))
     return path
-
-
-def write_atomic(path, data: bytes):
-    """Write bytes to path through a temp file in the same folder, so a reader never sees half a file."""
-    path = Path(path)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
 
 
 def to_bytes(model: Model) -> bytes:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...atomic_files import write_bytes_atomic
 from ..png import encode_png
 from . import pmx
 from .model import (
@@ -550,5 +551,5 @@ def write_character(folder) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rgb = clothes_texture()
     rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
-    pmx.write_atomic(folder / TEXTURE_NAME, encode_png(rgba))
+    write_bytes_atomic(folder / TEXTURE_NAME, encode_png(rgba))
     return pmx.write(make_character(), folder / PMX_NAME)

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from tha_studio.render import manifest
-from tha_studio.render.atomic_files import remove_stale_temps, temp_path_for, write_text_atomic
+from tha_studio.atomic_files import remove_stale_temps, temp_path_for, write_text_atomic
 
 
 def example(model, index, split="train"):

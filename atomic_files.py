@@ -36,10 +36,31 @@ def write_bytes_atomic(path, data, tag=None):
 
 
 def write_text_atomic(path, text, tag=None):
+    """Write UTF-8 text exactly as given (no newline translation)."""
     return write_bytes_atomic(path, text.encode("utf-8"), tag)
 
 
+def write_atomically(path, write, tag=None):
+    """Have `write(temporary_path)` make the file (a library's own saver), then move it to `path`.
+
+    For writers that want a file name rather than bytes: PIL, safetensors, Blender's image and
+    .blend savers. A writer that leaves no file or an empty one is an error, not a success.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = temp_path_for(path, tag)
+    try:
+        write(str(temp))
+        if not temp.is_file() or temp.stat().st_size == 0:
+            raise OSError(f"nothing was written for {path}")
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    return path
+
+
 def sha256_file(path):
+    """Hex SHA-256 of a file's bytes (read in blocks: images and weights can be large)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
