@@ -192,13 +192,9 @@ class Combiner(nn.Module):
 FAMILY = "tha1"
 SCHEMA = "tha1"
 NETWORKS = ("face_morpher", "two_algo_face_rotator", "combiner")
-# The official files are float32; "half" is the same networks with float16 weights (our converted files).
-VARIANTS = ("float", "half")
+# The official files are float32 (the only variant THA1 was released in).
+VARIANTS = ("float",)
 _CONSTRUCTORS = {"face_morpher": FaceMorpher, "two_algo_face_rotator": TwoAlgoFaceRotator, "combiner": Combiner}
-
-
-def variant_dtype(variant: str) -> torch.dtype:
-    return torch.float16 if variant == "half" else torch.float32
 
 
 def build_network(name: str, variant: str = "float") -> nn.Module:
@@ -207,7 +203,7 @@ def build_network(name: str, variant: str = "float") -> nn.Module:
         raise ValueError(f"unknown THA1 variant {variant!r}; variants are {', '.join(VARIANTS)}")
     if name not in _CONSTRUCTORS:
         raise ValueError(f"THA1 has no network {name!r}; networks are {', '.join(NETWORKS)}")
-    return _CONSTRUCTORS[name]().to(variant_dtype(variant)).eval()
+    return _CONSTRUCTORS[name]().eval()
 
 
 # The pose slices each network takes (pose/schema.py's THA1 schema).

@@ -21,8 +21,8 @@ from . import tha1, tha3
 FAMILY = "tha2"
 SCHEMA = "tha2"
 IMAGE_SIZE = 256
-# The official files are float32; "half" is the same networks with float16 weights (our converted files).
-VARIANTS = tha1.VARIANTS
+# The official files are float32 (the only variant THA2 was released in).
+VARIANTS = ("float",)
 NETWORKS = (
     "eyebrow_decomposer",
     "eyebrow_morphing_combiner",
@@ -70,7 +70,7 @@ def build_network(name: str, variant: str = "float"):
         raise ValueError(f"unknown THA2 variant {variant!r}; variants are {', '.join(VARIANTS)}")
     if name not in _CONSTRUCTORS:
         raise ValueError(f"THA2 has no network {name!r}; networks are {', '.join(NETWORKS)}")
-    return _CONSTRUCTORS[name]().to(tha1.variant_dtype(variant)).eval()
+    return _CONSTRUCTORS[name]().eval()
 
 
 def paste(image: Tensor, part: Tensor, box) -> Tensor:

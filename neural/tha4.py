@@ -31,9 +31,8 @@ from torch.nn import functional as F
 FAMILY = "tha4"
 SCHEMA = "tha4"
 IMAGE_SIZE = 512
-# Only the per-character students are implemented (the THA4 teacher is not): "student" is float32 as
-# trained, "student_half" the same networks with float16 weights (our converted files).
-VARIANTS = ("student", "student_half")
+# Only the per-character students (float32, as released) are implemented, not the THA4 teacher.
+VARIANTS = ("student",)
 NETWORKS = ("face_morpher", "body_morpher")
 # A character model folder may hold the picture the students were distilled for.
 CHARACTER_IMAGE = "character.png"
@@ -213,17 +212,13 @@ def compose_face(image: Tensor, face: Tensor) -> Tensor:
 _CONSTRUCTORS = {"face_morpher": SirenFaceMorpher, "body_morpher": SirenBodyMorpher}
 
 
-def variant_dtype(variant: str) -> torch.dtype:
-    return torch.float16 if variant.endswith("_half") else torch.float32
-
-
 def build_network(name: str, variant: str = "student") -> nn.Module:
     """A THA4 student network with freshly initialised weights (to load a state_dict into)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown THA4 variant {variant!r}; variants are {', '.join(VARIANTS)}")
     if name not in _CONSTRUCTORS:
         raise ValueError(f"THA4 has no network {name!r}; networks are {', '.join(NETWORKS)}")
-    return _CONSTRUCTORS[name]().to(variant_dtype(variant)).eval()
+    return _CONSTRUCTORS[name]().eval()
 
 
 class Pipeline:

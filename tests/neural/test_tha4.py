@@ -87,3 +87,10 @@ def test_straight_alpha_round_trip():
     straight = torch.rand(2, 4, 16, 16) * 2 - 1
     straight[:, 3:4] = straight[:, 3:4].clamp(min=-0.9)  # keep alpha away from 0, where colour is lost
     torch.testing.assert_close(tha4.unpremultiply(tha4.premultiply(straight)), straight, rtol=0, atol=1e-5)
+
+
+def test_unknown_variant_and_network_are_named():
+    with pytest.raises(ValueError, match="teacher.*variants are student"):
+        tha4.build_network("face_morpher", "teacher")
+    with pytest.raises(ValueError, match="upscaler.*networks are face_morpher, body_morpher"):
+        tha4.build_network("upscaler")
