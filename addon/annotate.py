@@ -12,6 +12,7 @@ import bpy
 from ..pose.schema import get_schema
 from ..render import annotation_session as session
 from ..render.annotation import morph_roles_for_schema
+from .reporting import reports_errors
 
 
 def _role_items():
@@ -45,6 +46,7 @@ class THA_OT_annotation_start(AnnotationOperator, bpy.types.Operator):
     bl_label = "Start Annotating"
     bl_options = {"REGISTER", "UNDO"}
 
+    @reports_errors
     def execute(self, context):
         annotation = self.run(context, lambda root, scene: session.start(root))
         if annotation is None:
@@ -65,6 +67,7 @@ class THA_OT_annotation_cycle(AnnotationOperator, bpy.types.Operator):
 
     step: bpy.props.IntProperty(default=1, description="+1 next candidate, -1 previous")
 
+    @reports_errors
     def execute(self, context):
         def cycle(root, scene):
             count = len(session.candidates(root, scene.tha_annotation_role))
@@ -86,6 +89,7 @@ class THA_OT_annotation_confirm(AnnotationOperator, bpy.types.Operator):
     bl_label = "Confirm Candidate"
     bl_options = {"REGISTER", "UNDO"}
 
+    @reports_errors
     def execute(self, context):
         chosen = self.run(context, lambda root, scene: session.confirm(root, scene.tha_annotation_role,
                                                                        scene.tha_annotation_candidate))
@@ -102,6 +106,7 @@ class THA_OT_annotation_save(AnnotationOperator, bpy.types.Operator):
     bl_label = "Save Annotation"
     bl_options = {"REGISTER"}
 
+    @reports_errors
     def execute(self, context):
         path = self.run(context, lambda root, scene: session.save(root))
         if path is None:

@@ -5,6 +5,7 @@ import bpy
 from bpy_extras.io_utils import ImportHelper
 
 from ..render import blender_import
+from .reporting import reports_errors
 
 
 class THA_OT_import_model(bpy.types.Operator, ImportHelper):
@@ -25,6 +26,7 @@ class THA_OT_import_model(bpy.types.Operator, ImportHelper):
         soft_max=1.0,
     )
 
+    @reports_errors
     def execute(self, context):
         if context.object is not None and context.object.mode != "OBJECT":
             bpy.ops.object.mode_set(mode="OBJECT")
