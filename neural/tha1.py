@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..pose.schema import get_schema
 from . import blocks
 
 IMAGE_SIZE = 256
@@ -206,9 +207,9 @@ def build_network(name: str, variant: str = "float") -> nn.Module:
     return _CONSTRUCTORS[name]().eval()
 
 
-# The pose slices each network takes (pose/schema.py's THA1 schema).
-MORPH_POSE = slice(3, 6)
-ROTATION_POSE = slice(0, 3)
+# The pose slices each network takes: one definition, pose/schema.py's.
+MORPH_POSE = get_schema(SCHEMA).slice_for("face_morpher")
+ROTATION_POSE = get_schema(SCHEMA).slice_for("two_algo_face_rotator")
 
 
 class Pipeline:

@@ -16,6 +16,7 @@ Pipeline (tha.md §3.1), image 4x256x256 in the network convention, pose 42:
 
 from torch import Tensor
 
+from ..pose.schema import get_schema
 from . import tha1, tha3
 
 FAMILY = "tha2"
@@ -36,10 +37,10 @@ EYEBROW_BOX = (slice(64, 192), slice(64, 192))
 FACE_BOX = (slice(32, 224), slice(32, 224))
 EYEBROW_IN_FACE = (slice(32, 160), slice(32, 160))
 
-# The pose slices each network takes (pose/schema.py's THA2 schema).
-EYEBROW_POSE = slice(0, 12)
-FACE_POSE = slice(12, 39)
-ROTATION_POSE = slice(39, 42)
+# The pose slices each network takes: one definition, pose/schema.py's.
+EYEBROW_POSE = get_schema(SCHEMA).slice_for("eyebrow_morphing_combiner")
+FACE_POSE = get_schema(SCHEMA).slice_for("face_morpher")
+ROTATION_POSE = get_schema(SCHEMA).slice_for("two_algo_face_rotator")
 
 # Which eyebrow-combiner output feeds the face morpher (the official default: the image blended by the
 # morphed layer's own alpha, not by combine_alpha).

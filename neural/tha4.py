@@ -27,6 +27,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..pose.schema import get_schema
+
 
 FAMILY = "tha4"
 SCHEMA = "tha4"
@@ -43,8 +45,10 @@ OMEGA_0 = 30.0
 FACE_ROWS = slice(80, 208)
 FACE_COLS = slice(192, 320)
 
-FACE_POSE_SIZE = 39
-BODY_POSE_SIZE = 45
+# The pose slice the face student takes (one definition, pose/schema.py's); the body student takes all 45.
+FACE_POSE = get_schema(SCHEMA).slice_for("face_morpher")
+FACE_POSE_SIZE = FACE_POSE.stop - FACE_POSE.start
+BODY_POSE_SIZE = get_schema(SCHEMA).size
 
 
 def positions(size: int, device, dtype=torch.float32) -> Tensor:
@@ -232,7 +236,7 @@ class Pipeline:
         return {"premultiplied_image": premultiply(image)}
 
     def pose(self, cache: dict, pose: Tensor) -> dict:
-        face = self.face_morpher(pose[:, 0:FACE_POSE_SIZE])
+        face = self.face_morpher(pose[:, FACE_POSE])
         body = self.body_morpher(compose_face(cache["premultiplied_image"], face), pose)
         return {
             "image": unpremultiply(body[0]),
