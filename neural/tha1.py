@@ -24,6 +24,12 @@ from torch.nn import functional as F
 from ..pose.schema import get_schema
 from . import blocks
 
+FAMILY = "tha1"
+SCHEMA = "tha1"
+NETWORKS = ("face_morpher", "two_algo_face_rotator", "combiner")
+# The official files are float32 (the only variant THA1 was released in).
+VARIANTS = ("float",)
+
 IMAGE_SIZE = 256
 IMAGE_CHANNELS = 4
 INTERMEDIATE_CHANNELS = 64
@@ -190,11 +196,6 @@ class Combiner(nn.Module):
         return [final, combined, combine_alpha, retouch_alpha, retouch_color]
 
 
-FAMILY = "tha1"
-SCHEMA = "tha1"
-NETWORKS = ("face_morpher", "two_algo_face_rotator", "combiner")
-# The official files are float32 (the only variant THA1 was released in).
-VARIANTS = ("float",)
 _CONSTRUCTORS = {"face_morpher": FaceMorpher, "two_algo_face_rotator": TwoAlgoFaceRotator, "combiner": Combiner}
 
 
