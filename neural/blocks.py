@@ -18,16 +18,32 @@ from torch import nn
 
 
 def relu():
-    return nn.ReLU(inplace=False)
+    # In place: every activation follows a norm whose output nothing else reads.
+    return nn.ReLU(inplace=True)
 
 
 def leaky_relu():
     """The THA3 rotator's and editor's activation."""
-    return nn.LeakyReLU(negative_slope=0.1, inplace=False)
+    return nn.LeakyReLU(negative_slope=0.1, inplace=True)
+
+
+class InstanceNorm(nn.InstanceNorm2d):
+    """InstanceNorm2d(affine=True), computed as a group norm with one channel per group.
+
+    The same statistics and the same state_dict keys; PyTorch's CPU group norm is several times
+    faster than its instance norm on contiguous (NCHW) tensors and as precise. Channels-last
+    tensors keep the instance-norm kernel: the group norm's channels-last path accumulates
+    sums of squares and loses precision on large planes.
+    """
+
+    def forward(self, x):
+        if x.dim() == 4 and x.is_contiguous():
+            return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
+        return super().forward(x)
 
 
 def instance_norm(channels):
-    return nn.InstanceNorm2d(channels, affine=True)
+    return InstanceNorm(channels, affine=True)
 
 
 def conv(in_channels, out_channels, kernel_size, stride=1, separable=False):

