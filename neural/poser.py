@@ -120,7 +120,7 @@ class Poser:
 
     def pose_tensor(self, poses):
         """(B, P) float tensor on the device from an array, tensor, or one (P,) vector."""
-        array = poses if isinstance(poses, torch.Tensor) else torch.as_tensor(np.asarray(poses, dtype=np.float32))
+        array = poses if isinstance(poses, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(poses, dtype=np.float32))
         if array.dim() == 1:
             array = array.unsqueeze(0)
         if array.dim() != 2 or array.shape[1] != self.schema.size:
