@@ -235,9 +235,9 @@ class Pipeline:
     def prepare(self, image: Tensor) -> dict:
         return {"premultiplied_image": premultiply(image)}
 
-    def pose(self, cache: dict, pose: Tensor) -> dict:
+    def pose_one(self, image: Tensor, pose: Tensor) -> dict:
         face = self.face_morpher(pose[:, FACE_POSE])
-        body = self.body_morpher(compose_face(cache["premultiplied_image"], face), pose)
+        body = self.body_morpher(compose_face(image, face), pose)
         return {
             "image": unpremultiply(body[0]),
             "premultiplied_image": body[0],
@@ -245,6 +245,13 @@ class Pipeline:
             "alpha": body[1],
             "grid_change": body[4],
         }
+
+    def pose(self, cache: dict, pose: Tensor) -> dict:
+        # One frame at a time: a frame's 512x512x90 activations (~100 MB each, a few alive at once) already
+        # keep the matrix products busy (batch 8 measured no faster per frame), and a batch would multiply
+        # the peak memory by its size.
+        frames = [self.pose_one(cache["premultiplied_image"], pose[i : i + 1]) for i in range(pose.shape[0])]
+        return {key: torch.cat([frame[key] for frame in frames]) for key in frames[0]}
 
 
 def character_image_file(weight_set):
