@@ -228,11 +228,12 @@ class Pipeline:
         image = cache["image"].expand(pose.shape[0], -1, -1, -1)
         rotation_pose = pose[:, ROTATION_POSE]
         morphed = self.face_morpher(image, pose[:, MORPH_POSE])[0]
-        rotated = self.rotator.rotate(morphed, rotation_pose)
-        combined = self.combiner(rotated["color_changed_image"], rotated["resampled_image"], rotation_pose)
+        # forward (not rotate) so that a compiled rotator is used: [0] colour-changed, [1] resampled image.
+        color_changed, resampled = self.rotator(morphed, rotation_pose)[:2]
+        combined = self.combiner(color_changed, resampled, rotation_pose)
         return {
             "image": combined[0],
             "face_morphed_image": morphed,
-            "color_changed_image": rotated["color_changed_image"],
-            "resampled_image": rotated["resampled_image"],
+            "color_changed_image": color_changed,
+            "resampled_image": resampled,
         }

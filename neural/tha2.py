@@ -115,12 +115,13 @@ class Pipeline:
         eyebrow_image = self.morph_eyebrows(cache, pose[:, EYEBROW_POSE])
         face_morphed = self.morph_face(image, eyebrow_image, pose[:, FACE_POSE])
         rotation_pose = pose[:, ROTATION_POSE]
-        rotated = self.rotator.rotate(face_morphed, rotation_pose)
-        combined = self.combiner(rotated["color_changed_image"], rotated["resampled_image"], rotation_pose)
+        # forward (not rotate) so that a compiled rotator is used: [0] colour-changed, [1] resampled image.
+        color_changed, resampled = self.rotator(face_morphed, rotation_pose)[:2]
+        combined = self.combiner(color_changed, resampled, rotation_pose)
         return {
             "image": combined[0],
             "eyebrow_image": eyebrow_image,
             "face_morphed_image": face_morphed,
-            "color_changed_image": rotated["color_changed_image"],
-            "resampled_image": rotated["resampled_image"],
+            "color_changed_image": color_changed,
+            "resampled_image": resampled,
         }
