@@ -73,10 +73,66 @@ def resolve_dtype(precision, variant, device):
     return torch.float16 if half and device.type != "cpu" else torch.float32
 
 
+def keep_freed_memory():
+    """Ask glibc's malloc to keep freed blocks instead of returning them to the system.
+
+    The networks allocate and free the same large activations every frame; by default glibc
+    maps each one freshly and the kernel zero-fills its pages again (about a tenth of a
+    frame's time in system CPU here). For batch processes (command line, render farm); not
+    called by the add-on, since Blender's memory would then only grow. Returns whether it
+    took effect (False where the C library is not glibc).
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, (1 << 31) - 1))
+
+
+def compile_pipeline(pipeline):
+    """torch.compile a pipeline's networks: its own `compile()` where it has one (to reach
+    methods other than forward), else every network module attribute."""
+    import torch._inductor.config as inductor_config
+
+    # Weights are constants at inference: let the compiler fold and pre-pack them.
+    inductor_config.freezing = True
+    if hasattr(pipeline, "compile"):
+        pipeline.compile()
+        return
+    for name, value in list(vars(pipeline).items()):
+        if isinstance(value, torch.nn.Module):
+            setattr(pipeline, name, torch.compile(value, dynamic=False))
+
+
 class Poser:
     """Poses one character picture at a time with one family's networks."""
 
-    def __init__(self, weights=None, device="auto", precision="auto", family=None, variant=None):
+    def __init__(
+        self,
+        weights=None,
+        device="auto",
+        precision="auto",
+        family=None,
+        variant=None,
+        channels_last=False,
+        compile=False,
+        chunk_size=None,
+    ):
+        """`weights`: a source for neural/weights.py's open_weights, or a WeightSet.
+
+        `channels_last` stores activations NHWC (faster convolutions on some machines);
+        `compile` runs the networks through torch.compile (minutes of compiling on first use
+        of each batch size; then faster; needs a C++ compiler on the CPU). `chunk_size`: the
+        most frames the networks see at once (default: 1 on the CPU or when compiled, so that
+        each frame's activations stay in cache and one compiled graph serves every batch size;
+        on a GPU, the whole batch).
+        """
         weight_set = weights if isinstance(weights, weights_io.WeightSet) else weights_io.open_weights(
             weights, family, variant
         )
@@ -92,9 +148,17 @@ class Poser:
         for name in self.module.NETWORKS:
             network = self.module.build_network(name, self.variant)
             network.load_state_dict(weight_set.state_dicts[name], strict=True)
-            networks[name] = network.to(device=self.device, dtype=self.dtype).eval()
+            network = network.to(device=self.device, dtype=self.dtype).eval()
+            if channels_last:
+                network = network.to(memory_format=torch.channels_last)
+            networks[name] = network
         self.networks = networks
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.pipeline = self.module.Pipeline(networks)
+        if compile:
+            compile_pipeline(self.pipeline)
+        # On the CPU one frame at a time is fastest: a frame's activations fit in cache.
+        self.chunk_size = chunk_size or (1 if compile or self.device.type == "cpu" else None)
         self._cache = None
 
     def __repr__(self):
@@ -113,7 +177,7 @@ class Poser:
                 raise ValueError(f"network image of shape {tuple(tensor.shape)}; {self.family} needs {expected}")
         else:
             tensor = image_io.load_character(image, self.schema)
-        tensor = tensor.to(device=self.device, dtype=self.dtype).contiguous()
+        tensor = tensor.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
         with torch.inference_mode():
             self._cache = self.pipeline.prepare(tensor)
         return self
@@ -131,8 +195,13 @@ class Poser:
         """The pipeline's named outputs for a batch of poses."""
         if self._cache is None:
             raise RuntimeError("call set_image() before pose()")
+        poses = self.pose_tensor(poses)
+        size = self.chunk_size or len(poses)
         with torch.inference_mode():
-            return self.pipeline.pose(self._cache, self.pose_tensor(poses))
+            chunks = [self.pipeline.pose(self._cache, poses[i : i + size]) for i in range(0, len(poses), size)]
+        if len(chunks) == 1:
+            return chunks[0]
+        return {name: torch.cat([chunk[name] for chunk in chunks]) for name in chunks[0]}
 
     def pose(self, poses):
         """(B, 4, H, W) posed images in the network convention, float32."""

