@@ -112,6 +112,15 @@ def to_pcm16(samples):
     return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
 
 
+def dither(pcm, seed):
+    """16-bit audio with one unit added to a random quarter of its samples, as pocketsphinx's own
+    dither does (so digital silence has a finite log energy). Done here rather than by the
+    decoders because their random generator is one for the whole process: with it, a recording's
+    cues depended on what had been decoded before; seeded per utterance, they do not."""
+    noise = np.random.default_rng(seed).integers(0, 4, len(pcm)) == 0
+    return np.minimum(pcm.astype(np.int32) + noise, 32767).astype("<i2")
+
+
 # --------------------------------------------------------------------------------------------
 # voice activity
 
@@ -170,7 +179,7 @@ class PhoneticRecognizer:
 
         self.decoder = Decoder(
             allphone=model_path("en-us", "en-us-phone.lm.bin"), lm=None, allphone_ci=True, lw=0.8,
-            beam=1e-20, pbeam=1e-20, dither=True, seed=1, cmn="batch", loglevel="FATAL",
+            beam=1e-20, pbeam=1e-20, dither=False, cmn="batch", loglevel="FATAL",
         )
         self.unknown_words = []
 
@@ -201,7 +210,7 @@ class WordRecognizer:
     def __init__(self, dialog=None):
         from pocketsphinx import Decoder
 
-        common = dict(dither=True, seed=1, cmn="batch", loglevel="FATAL")
+        common = dict(dither=False, cmn="batch", loglevel="FATAL")  # dithered by Analysis
         self.unknown_words = []
         self._folder = None
         if dialog and dialog.strip():
@@ -398,7 +407,7 @@ class Analysis:
         start, end = utterance
         first = max(start - UTTERANCE_PADDING_CS, 0)
         last = min(end + UTTERANCE_PADDING_CS, len(self.pcm) * 100 // SAMPLE_RATE)
-        chunk = self.pcm[first * SAMPLE_RATE // 100 : last * SAMPLE_RATE // 100]
+        chunk = dither(self.pcm[first * SAMPLE_RATE // 100 : last * SAMPLE_RATE // 100], seed=first)
         phones = [(s + first, e + first, p) for s, e, p in self._recognizer.phones(chunk)]
         phones += noise_stretches(utterance, phones)
         self.phones += sorted(phones)
