@@ -30,6 +30,9 @@ The official code on a quiet 2-CPU machine of this kind (shared/assets/golden/PR
 separable_float 1.91 s uncached / 1.84 s cached, standard_float 3.26 / 3.09 s per frame.
 The machine may be shared: CPU time shows how much of the wall time was this process's work.
 `--families` also runs bench_poser_families.py (THA1, THA2, THA4 student).
+`--keep-freed-memory` first applies neural.poser.keep_freed_memory() (glibc keeps freed blocks):
+on this VM that took eager separable_float from 1.04 to 0.61 s/frame (page faults of freshly
+mapped activations), so compare runs with and without it, never across.
 """
 
 import argparse

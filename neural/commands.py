@@ -87,6 +87,9 @@ def run_pose(args):
     from ..pose.character_image import CharacterImageError
     from .image import save_rgba_png
 
+    from .poser import keep_freed_memory
+
+    keep_freed_memory()  # a short batch process: reusing freed memory saves page faults
     poser = _open_poser(args)
     vector = parse_parameters(poser.schema, args.parameters)
     try:
