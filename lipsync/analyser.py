@@ -46,13 +46,17 @@ MIN_NOISE_CS = 12
 SCHWA_CS = 6  # PocketSphinx does not tell AH from schwa; short ones are taken as schwa
 
 # The word search's pruning. PocketSphinx's defaults (up to 30000 HMMs a frame, word beam 7e-29,
-# last-phone beams 1e-40 and 7e-29, any number of words ending a frame) spend 85% of the analysis
-# on the full-language-model pass; these keep the 4500 best HMMs and 20 best word ends a frame
-# and narrow the word and last-phone beams, and score each frame with the 3 best Gaussians of a
-# codebook instead of 4. On the bench recordings that makes the pass about 2x faster with the
-# shapes agreeing with Rhubarb's as well (bench/bench_lipsync.py; fewer HMMs than 4500, or a
-# last-phone beam of 1e-25, lose words in s5_fricatives or en_male_watchingtv).
-WORD_SEARCH = dict(maxhmmpf=4500, maxwpf=20, wbeam=1e-20, lpbeam=1e-30, lponlybeam=1e-25, topn=3)
+# last-phone beams 1e-40 and 7e-29, any number of words ending a frame, phone-loop lookahead
+# weight 3) spend 85% of the analysis on the full-language-model pass; these keep the 4500 best
+# HMMs and 20 best word ends a frame, narrow the word and last-phone beams, let the phone-loop
+# lookahead veto more word starts (weight 5), and score each frame with the 3 best Gaussians of a
+# codebook instead of 4. On the bench recordings that makes the pass about 2.3x faster with the
+# shapes agreeing with Rhubarb's as well (bench/bench_lipsync.py). Each setting sits where the
+# next step lost words in some recording (maxhmmpf 4000 or lpbeam 1e-25: s5_fricatives or
+# en_male_watchingtv; pl_weight 4 or 6: s4_bilabials or s3_pauses).
+WORD_SEARCH = dict(
+    maxhmmpf=4500, maxwpf=20, wbeam=1e-20, lpbeam=1e-30, lponlybeam=1e-25, pl_weight=5.0, topn=3,
+)
 # The alignment passes score each frame with the 2 best Gaussians of a codebook (4 by default):
 # 10% faster, and the phone boundaries barely move.
 ALIGNMENT_SEARCH = dict(topn=2)
