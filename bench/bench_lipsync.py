@@ -8,7 +8,11 @@ length / wall time, with the recognizer's models already loaded, as when a sessi
 several clips; the one-time load is printed apart). On a machine shared with other work the
 wall-clock figure drops; the CPU-time figure (audio length / this process's CPU time) does not.
 
-    python bench/bench_lipsync.py [--recognizer words|phonetic|both] [--plot /tmp/curves.png]
+    python bench/bench_lipsync.py [--recognizer words|phonetic|both] [--plot /tmp/curves.png] [--profile]
+
+`--profile` also prints where the time went (cProfile, by function's own time): for "words",
+`WordRecognizer.words` is the language-model pass and `WordRecognizer.phones` the two alignment
+passes (pocketsphinx's C code counts as the Python method that called it).
 
 References: `ps_threads1_json.json` (Rhubarb's pocketSphinx recognizer, repeatable) for "words",
 `phonetic_json.json` for "phonetic"; s1 is also run with its dialog text against
@@ -16,6 +20,8 @@ References: `ps_threads1_json.json` (Rhubarb's pocketSphinx recognizer, repeatab
 """
 
 import argparse
+import cProfile
+import pstats
 import sys
 import time
 from pathlib import Path
@@ -82,13 +88,23 @@ def main():
     parser.add_argument("--recognizer", choices=("words", "phonetic", "both"), default="both")
     parser.add_argument("--plot", type=Path, help="also draw the THA mouth curves of a recording to this PNG")
     parser.add_argument("--plot-recording", default="en_male_watchingtv.ogg")
+    parser.add_argument("--profile", action="store_true", help="also print where the time went (cProfile)")
     args = parser.parse_args()
     if not LIPSYNC.is_dir():
         sys.exit(f"../shared is absent ({SHARED}); the benchmark needs its recordings")
-    rows, loads = [], {}
+    rows, loads, profiles = [], {}, {}
     for name in ("words", "phonetic") if args.recognizer == "both" else (args.recognizer,):
+        profiler = cProfile.Profile() if args.profile else None
+        if profiler:
+            profiler.enable()
         loads[name] = run(name, rows)
+        if profiler:
+            profiler.disable()
+            profiles[name] = profiler
     print_table(rows, loads)
+    for name, profiler in profiles.items():
+        print(f"\n{name}: where the time went (profiled run, so slower than the table)")
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(8)
     if args.plot:
         from tha_studio.lipsync import curves, plot
 
