@@ -6,7 +6,6 @@ Images go to a temporary folder; set THA_STUDIO_KEEP_IMAGES=<folder> to keep the
 import os
 from pathlib import Path
 
-import bpy
 import numpy as np
 import pytest
 from PIL import Image
@@ -37,11 +36,17 @@ def image_folder(tmp_path):
     return folder
 
 
+@pytest.fixture
+def scenes(ext_module):
+    """render.scene of the installed extension (evaluated_vertices: the mesh as rendered)."""
+    return ext_module("render.scene")
+
+
 def read(path):
     return np.array(Image.open(path))
 
 
-def head_vertex_rows(imported, annotation, renderer):
+def head_vertex_rows(scenes, imported, annotation, renderer):
     """Image rows of the evaluated (posed) vertices inside the annotated band at rest."""
     mesh = imported.meshes[0]
     scale = 0.08
@@ -50,26 +55,18 @@ def head_vertex_rows(imported, annotation, renderer):
     rest = rest.reshape(-1, 3)
     head = (rest[:, 2] >= annotation.head_bottom * scale) & (rest[:, 2] <= annotation.head_top * scale)
     head &= np.abs(rest[:, 0]) < 0.6 * (annotation.head_top - annotation.head_bottom) * scale  # no side locks
-    depsgraph = bpy.context.evaluated_depsgraph_get()
-    evaluated = mesh.evaluated_get(depsgraph)
-    posed_mesh = evaluated.to_mesh()
-    try:
-        posed = np.empty(len(posed_mesh.vertices) * 3, np.float32)
-        posed_mesh.vertices.foreach_get("co", posed)
-    finally:
-        evaluated.to_mesh_clear()
-    posed = posed.reshape(-1, 3) @ np.array(mesh.matrix_world)[:3, :3].T
+    posed = scenes.evaluated_vertices(mesh)
     return renderer.framing.world_to_pixel(posed[head])[:, 1]
 
 
 @pytest.mark.slow
-def test_gene_rest_render_puts_the_annotated_head_in_the_box(gene, image_folder):
+def test_gene_rest_render_puts_the_annotated_head_in_the_box(gene, scenes, image_folder):
     imported, annotation, schema, renderer = gene
     renderer.render_rest(image_folder / "gene_rest.png")
     image = read(image_folder / "gene_rest.png")
     assert image.shape == (256, 256, 4)
     assert (image[image[..., 3] == 0, :3] == 0).all()  # RGB zero where alpha is zero
-    rows = head_vertex_rows(imported, annotation, renderer)
+    rows = head_vertex_rows(scenes, imported, annotation, renderer)
     assert rows.min() == pytest.approx(64, abs=1.0) and rows.max() == pytest.approx(192, abs=1.0)
     # The picture: the head fills the band's rows, centred; nothing of the character above the
     # band but the upward hair; the shoulders below it.
@@ -103,17 +100,17 @@ def test_gene_eye_roles_close_the_eyes_and_change_nothing_else(gene, image_folde
 
 
 @pytest.mark.slow
-def test_gene_head_stays_in_the_box_for_sampled_poses_and_a_triplet_looks_right(gene, ext_module, image_folder):
+def test_gene_head_stays_in_the_box_for_sampled_poses_and_a_triplet_looks_right(gene, ext_module, scenes, image_folder):
     imported, annotation, schema, renderer = gene
     sampling = ext_module("render.sampling")
     overshoot = []
     for index in range(12):
         pose = sampling.sample_pose(schema, 0, "gene", index)
         renderer.poser.apply(sampling.expression_part(schema, pose))
-        rows = head_vertex_rows(imported, annotation, renderer)
+        rows = head_vertex_rows(scenes, imported, annotation, renderer)
         assert 63 <= rows.min() and rows.max() <= 193  # the expression keeps the head still
         renderer.poser.apply(pose)
-        rows = head_vertex_rows(imported, annotation, renderer)
+        rows = head_vertex_rows(scenes, imported, annotation, renderer)
         overshoot.append(max(64 - rows.min(), rows.max() - 192, 0.0))
     # ±15° turns about the neck joints swing the chin and the skull by up to 15° about a pivot
     # ~0.7 head heights away: about an eighth of the box at the sampled extremes, no more.
@@ -130,26 +127,20 @@ def test_gene_head_stays_in_the_box_for_sampled_poses_and_a_triplet_looks_right(
     assert not turn_change[230:].any() or turn_change[230:].mean() < 0.02  # the body stays
     # head_y > 0 turns the face toward the character's right (the image's left), head_x > 0
     # tilts it up, neck_z > 0 tilts the head toward the character's left shoulder (image right).
-    rest_positions = evaluated_positions(imported.meshes[0], renderer, schema.neutral())
+    rest_positions = evaluated_positions(scenes, imported.meshes[0], renderer, schema.neutral())
     in_band = (rest_positions[:, 2] > annotation.head_bottom * 0.08) & (rest_positions[:, 2] < annotation.head_top * 0.08)
     in_band &= np.abs(rest_positions[:, 0]) < 0.02
     nose = int(np.argmin(np.where(in_band, rest_positions[:, 1], np.inf)))  # front-most in the head, centred
     top = int(np.argmax(rest_positions[:, 2]))
-    turned = evaluated_positions(imported.meshes[0], renderer, schema.vector(head_y=1.0))
+    turned = evaluated_positions(scenes, imported.meshes[0], renderer, schema.vector(head_y=1.0))
     assert turned[nose, 0] < rest_positions[nose, 0] - 0.01
-    raised = evaluated_positions(imported.meshes[0], renderer, schema.vector(head_x=1.0))
+    raised = evaluated_positions(scenes, imported.meshes[0], renderer, schema.vector(head_x=1.0))
     assert raised[nose, 2] > rest_positions[nose, 2] + 0.005
-    tilted = evaluated_positions(imported.meshes[0], renderer, schema.vector(neck_z=1.0))
+    tilted = evaluated_positions(scenes, imported.meshes[0], renderer, schema.vector(neck_z=1.0))
     assert tilted[top, 0] > rest_positions[top, 0] + 0.02
 
 
-def evaluated_positions(mesh, renderer, pose):
+def evaluated_positions(scenes, mesh, renderer, pose):
     renderer.poser.apply(pose)
-    evaluated = mesh.evaluated_get(bpy.context.evaluated_depsgraph_get())
-    posed_mesh = evaluated.to_mesh()
-    try:
-        co = np.empty(len(posed_mesh.vertices) * 3, np.float32)
-        posed_mesh.vertices.foreach_get("co", co)
-    finally:
-        evaluated.to_mesh_clear()
-    return co.reshape(-1, 3)
+    return scenes.evaluated_vertices(mesh)
+
