@@ -5,7 +5,6 @@ Both work from plain Python with the `bpy` module (`python cli.py demo`) and ins
 `--help` stays instant and machines without Blender can still list the commands.
 """
 
-import argparse
 import tempfile
 from pathlib import Path
 
@@ -22,13 +21,12 @@ def add_subcommands(subparsers):
         ".blend and print a summary: counts, morphs, missing textures, time taken. The morphs "
         "(with bone and material morphs' data) are stored on the model's root object, so later "
         "steps re-read them from the .blend.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("model", type=Path, help="the .pmx, .pmd, .vrm, .glb or .gltf file")
     parser.add_argument("-o", "--output", type=Path, default=None,
                         help="the .blend to write (default: out/<model name>.blend)")
     parser.add_argument("--scale", type=float, default=0.08,
-                        help="Blender units per MMD unit (VRM/glb keep their own size)")
+                        help="Blender units per MMD unit (default: 0.08; VRM/glb keep their own size)")
     parser.set_defaults(func=run_import)
 
     parser = subparsers.add_parser(
@@ -37,10 +35,10 @@ def add_subcommands(subparsers):
         description="Write THA Studio's built-in procedural MMD character to a temporary folder, "
         "import it like any .pmx, render it from the front with Workbench (transparent "
         "background) and print where the picture is.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("-o", "--output", type=Path, default=DEFAULT_DEMO_IMAGE, help="the PNG to write")
-    parser.add_argument("--size", type=int, default=256, help="width and height in pixels")
+    parser.add_argument("-o", "--output", type=Path, default=DEFAULT_DEMO_IMAGE,
+                        help=f"the PNG to write (default: {DEFAULT_DEMO_IMAGE})")
+    parser.add_argument("--size", type=int, default=256, help="width and height in pixels (default: 256)")
     parser.add_argument("--model-dir", type=Path, default=None,
                         help="keep the sample .pmx and its texture in this folder (default: a "
                         "temporary folder, removed afterwards)")
