@@ -226,14 +226,13 @@ class Pipeline:
 
     def pose(self, cache: dict, pose: Tensor) -> dict:
         image = cache["image"].expand(pose.shape[0], -1, -1, -1)
-        rotation_pose = pose[:, ROTATION_POSE]
         morphed = self.face_morpher(image, pose[:, MORPH_POSE])[0]
-        # forward (not rotate) so that a compiled rotator is used: [0] colour-changed, [1] resampled image.
-        color_changed, resampled = self.rotator(morphed, rotation_pose)[:2]
-        combined = self.combiner(color_changed, resampled, rotation_pose)
-        return {
-            "image": combined[0],
-            "face_morphed_image": morphed,
-            "color_changed_image": color_changed,
-            "resampled_image": resampled,
-        }
+        return {"face_morphed_image": morphed, **rotate_and_combine(self.rotator, self.combiner, morphed, pose[:, ROTATION_POSE])}
+
+
+def rotate_and_combine(rotator, combiner, image: Tensor, rotation_pose: Tensor) -> dict:
+    """THA1's second half, also THA2's: turn the face two ways, then combine and retouch."""
+    # forward (not rotate) so that a compiled rotator is used: [0] colour-changed, [1] resampled image.
+    color_changed, resampled = rotator(image, rotation_pose)[:2]
+    combined = combiner(color_changed, resampled, rotation_pose)
+    return {"image": combined[0], "color_changed_image": color_changed, "resampled_image": resampled}

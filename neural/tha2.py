@@ -114,14 +114,8 @@ class Pipeline:
         image = cache["image"].expand(pose.shape[0], -1, -1, -1)
         eyebrow_image = self.morph_eyebrows(cache, pose[:, EYEBROW_POSE])
         face_morphed = self.morph_face(image, eyebrow_image, pose[:, FACE_POSE])
-        rotation_pose = pose[:, ROTATION_POSE]
-        # forward (not rotate) so that a compiled rotator is used: [0] colour-changed, [1] resampled image.
-        color_changed, resampled = self.rotator(face_morphed, rotation_pose)[:2]
-        combined = self.combiner(color_changed, resampled, rotation_pose)
         return {
-            "image": combined[0],
             "eyebrow_image": eyebrow_image,
             "face_morphed_image": face_morphed,
-            "color_changed_image": color_changed,
-            "resampled_image": resampled,
+            **tha1.rotate_and_combine(self.rotator, self.combiner, face_morphed, pose[:, ROTATION_POSE]),
         }
