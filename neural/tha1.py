@@ -227,7 +227,8 @@ class Pipeline:
     def pose(self, cache: dict, pose: Tensor) -> dict:
         image = cache["image"].expand(pose.shape[0], -1, -1, -1)
         morphed = self.face_morpher(image, pose[:, MORPH_POSE])[0]
-        return {"face_morphed_image": morphed, **rotate_and_combine(self.rotator, self.combiner, morphed, pose[:, ROTATION_POSE])}
+        rotated = rotate_and_combine(self.rotator, self.combiner, morphed, pose[:, ROTATION_POSE])
+        return {"face_morphed_image": morphed, **rotated}
 
 
 def rotate_and_combine(rotator, combiner, image: Tensor, rotation_pose: Tensor) -> dict:
