@@ -8,7 +8,7 @@ import importlib
 
 MODULES = (
     "preferences",
-    "import_mmd",
+    "import_model",
     "annotate",
 )
 

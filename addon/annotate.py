@@ -10,8 +10,8 @@ render.annotation_session and reports its outcome.
 import bpy
 
 from ..pose.schema import get_schema
-from ..render import annotation_session as session
-from ..render.annotation import morph_roles_for_schema
+from ..render.blender import annotation_session as session
+from ..render.dataset.annotation import morph_roles_for_schema
 from .reporting import reports_errors
 
 

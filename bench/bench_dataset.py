@@ -12,7 +12,7 @@ sample character), after one warm-up render each:
 - bare: right after each pipeline image, `bpy.ops.render.render(write_still=True)` of the scene
   as it stands to a PNG, nothing else (Blender's own cost). Interleaving the two makes them
   share the machine's load, so the ratio holds on a busy machine;
-- pipeline + import: `render.batch.render_model_job` for the whole model (annotation, import,
+- pipeline + import: `render.blender.dataset_run.render_model_job` for the whole model (annotation, import,
   rest image, examples), per image.
 
 The aims: at most 1.25x the bare render per image, and 3 images per second at 256².
@@ -38,12 +38,13 @@ def paired_times(model_path, folder, config):
     import bpy
 
     from tha_studio.pose.schema import get_schema
-    from tha_studio.render import manifest
-    from tha_studio.render.batch import ModelEntry, load_or_make_annotation, quiet_output
-    from tha_studio.render.dataset_settings import RenderSettings
-    from tha_studio.render.blender_import import import_model
-    from tha_studio.render.sampling import expression_part, sample_pose
-    from tha_studio.render.triplets import TripletRenderer
+    from tha_studio.render.dataset import manifest
+    from tha_studio.render.dataset.plan import ModelEntry, load_or_make_annotation
+    from tha_studio.render.blender.dataset_run import quiet_output
+    from tha_studio.render.dataset.settings import RenderSettings
+    from tha_studio.render.blender.model_import import import_model
+    from tha_studio.render.dataset.sampling import expression_part, sample_pose
+    from tha_studio.render.blender.triplets import TripletRenderer
 
     schema = get_schema(config.schema)
     entry = ModelEntry(model_path.name, model_path, "train")
@@ -74,10 +75,11 @@ def paired_times(model_path, folder, config):
 
 def job_run(model_path, folder, config):
     """The batch's whole job for one model (annotation, import, rest, examples): seconds per image."""
-    from tha_studio.render import batch, manifest
+    from tha_studio.render.blender.dataset_run import render_model_job
+    from tha_studio.render.dataset import manifest, plan
 
-    entry = batch.ModelEntry(model_path.name, model_path, "train")
-    job = batch.ModelJob(entry, rest=True, indices=list(range(config.poses_per_model)))
+    entry = plan.ModelEntry(model_path.name, model_path, "train")
+    job = plan.ModelJob(entry, rest=True, indices=list(range(config.poses_per_model)))
     journal = folder / "parts" / "job.jsonl"
     records = []
 
@@ -86,7 +88,7 @@ def job_run(model_path, folder, config):
         records.append(record)
 
     started = time.perf_counter()
-    batch.render_model_job(job, config, folder, emit, temp_tag="bench")
+    render_model_job(job, config, folder, emit, temp_tag="bench")
     if any(r["type"] == "failure" for r in records):
         raise SystemExit(f"the model failed: {records[-1]['reason']}")
     return (time.perf_counter() - started) / job.images
@@ -108,8 +110,8 @@ def main():
     cli.load_package(ROOT)
     import bpy
 
-    from tha_studio.render.batch import DatasetConfig
-    from tha_studio.render.mmd import write_character
+    from tha_studio.render.dataset.plan import DatasetConfig
+    from tha_studio.render.formats.mmd import write_character
 
     model = args.model or (GENE if GENE.is_file() else write_character(tempfile.mkdtemp(prefix="tha_studio_bench_model_")))
     config = DatasetConfig(schema=args.schema, seed=0, poses_per_model=args.poses, engine=args.engine, antialias=args.antialias)

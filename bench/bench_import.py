@@ -23,8 +23,8 @@ GENE = ROOT.parent / "shared" / "assets" / "mmd" / "gene_light" / "Gene_light.pm
 def time_import(path, repeat):
     import bpy
 
-    from tha_studio.render import blender_import
-    from tha_studio.render.mmd import read_model
+    from tha_studio.render.blender import model_import
+    from tha_studio.render.formats.mmd import read_model
 
     parse, build, steps = [], [], {}
     for _ in range(repeat):
@@ -52,7 +52,7 @@ def main():
     import cli
 
     cli.load_package(ROOT)
-    from tha_studio.render.mmd import write_character
+    from tha_studio.render.formats.mmd import write_character
 
     models = list(args.models)
     if not models:

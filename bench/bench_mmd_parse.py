@@ -22,7 +22,7 @@ import cli  # noqa: E402
 
 cli.load_package(ROOT)
 
-from tha_studio.render.mmd import pmx, procedural, read_model  # noqa: E402
+from tha_studio.render.formats.mmd import pmx, procedural, read_model  # noqa: E402
 
 MMD = ROOT.parent / "shared" / "assets" / "mmd"
 

@@ -84,7 +84,7 @@ def add_subcommands(subparsers):
 def run(args):
     from pathlib import Path
 
-    from ..lipsync import formats
+    from . import formats
 
     source = Path(args.input)
     output_format = _output_format(args)

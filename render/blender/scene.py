@@ -1,0 +1,200 @@
+"""Generic render helpers for headless Blender (imports bpy): engine, film, camera, lights, output.
+
+Shared by the demo, the import tests and the dataset renderer. Nothing here knows about MMD or
+THA; each function does one thing to a scene and says in its docstring what it changes.
+
+Headless facts these helpers are built around (reference/blender.md):
+- Workbench and Cycles on the CPU render without a GPU; EEVEE compiles shaders for a minute.
+- The "Render Result" image has size (0, 0) in the bpy module, so `render_to_png` has Blender
+  write the file and moves it into place atomically.
+"""
+
+from __future__ import annotations
+
+
+from pathlib import Path
+
+import bpy
+import numpy as np
+from mathutils import Matrix, Vector
+
+from ...atomic_files import write_atomically
+
+# View directions for `aim_orthographic_camera`: where the camera looks (Blender axes). Models
+# imported by THA Studio face -Y, so FRONT looks along +Y at their face.
+FRONT = (0.0, 1.0, 0.0)
+BACK = (0.0, -1.0, 0.0)
+LEFT = (1.0, 0.0, 0.0)  # the character's right side, seen from the viewer's left
+RIGHT = (-1.0, 0.0, 0.0)
+TOP = (0.0, 0.0, -1.0)
+
+
+def setup_render(scene=None, engine="WORKBENCH", resolution=(256, 256), transparent=True, samples=16,
+                 color_type="TEXTURE", view_transform="Standard"):
+    """Set the engine, output size, film and colour management for plain RGBA stills.
+
+    engine: "WORKBENCH" (fast flat/studio shading; `color_type` picks "TEXTURE", "MATERIAL",
+    "OBJECT" or "SINGLE") or "CYCLES" (on the CPU, `samples` samples, denoising off so
+    results are repeatable). `transparent` gives a transparent background (straight alpha in
+    the PNG). The "Standard" view transform keeps sRGB texture colours as they are (AgX, the
+    default, would tone-map them).
+    """
+    scene = scene or bpy.context.scene
+    render = scene.render
+    if engine == "WORKBENCH":
+        render.engine = "BLENDER_WORKBENCH"
+        shading = scene.display.shading
+        shading.light = "STUDIO"
+        shading.color_type = color_type
+        shading.show_backface_culling = False
+        scene.display.render_aa = "8"
+    elif engine == "CYCLES":
+        render.engine = "CYCLES"
+        scene.cycles.device = "CPU"
+        scene.cycles.samples = samples
+        scene.cycles.use_denoising = False
+        scene.cycles.seed = 0
+    else:
+        raise ValueError(f"engine {engine!r}: expected 'WORKBENCH' or 'CYCLES'")
+    render.resolution_x, render.resolution_y = (int(v) for v in resolution)
+    render.resolution_percentage = 100
+    render.pixel_aspect_x = render.pixel_aspect_y = 1.0
+    render.film_transparent = transparent
+    render.image_settings.file_format = "PNG"
+    render.image_settings.color_mode = "RGBA" if transparent else "RGB"
+    render.image_settings.color_depth = "8"
+    render.use_file_extension = True
+    scene.view_settings.view_transform = view_transform
+    scene.view_settings.look = "None"
+    scene.view_settings.exposure = 0.0
+    scene.view_settings.gamma = 1.0
+    return scene
+
+
+def evaluated_vertices(obj, depsgraph=None):
+    """A mesh object's vertices as rendered (deformed, shape keys applied), (N, 3) in world space."""
+    depsgraph = depsgraph or bpy.context.evaluated_depsgraph_get()
+    evaluated = obj.evaluated_get(depsgraph)
+    mesh = evaluated.to_mesh()
+    try:
+        co = np.empty(len(mesh.vertices) * 3, np.float32)
+        mesh.vertices.foreach_get("co", co)
+    finally:
+        evaluated.to_mesh_clear()
+    matrix = np.array(evaluated.matrix_world)
+    return co.reshape(-1, 3) @ matrix[:3, :3].T + matrix[:3, 3]
+
+
+def world_bounds(objects, depsgraph=None):
+    """(min corner, max corner) of the objects' evaluated geometry (deformed, shape keys applied).
+
+    Meshes count by their evaluated vertices, so a posed or morphed model is bounded as it
+    renders; other objects count by their bounding boxes. Raises ValueError if none has size.
+    """
+    depsgraph = depsgraph or bpy.context.evaluated_depsgraph_get()
+    corners = []
+    for obj in objects:
+        if obj.type == "MESH":
+            world = evaluated_vertices(obj, depsgraph)
+            if len(world):
+                corners.extend([world.min(axis=0), world.max(axis=0)])
+        elif obj.type in ("ARMATURE", "CURVE", "SURFACE", "FONT"):
+            evaluated = obj.evaluated_get(depsgraph)
+            corners.extend(np.array(evaluated.matrix_world @ Vector(c)) for c in evaluated.bound_box)
+    if not corners:
+        raise ValueError("nothing to bound: the objects have no geometry")
+    corners = np.array(corners)
+    return corners.min(axis=0), corners.max(axis=0)
+
+
+def aim_orthographic_camera(box_min, box_max, view=FRONT, up=(0.0, 0.0, 1.0), margin=0.05,
+                            scene=None, camera=None, name="Camera"):
+    """Point an orthographic camera along `view` so the box fills the frame, centred.
+
+    The box's extent across the view (with `margin` added on each side, as a fraction) fits
+    both the width and the height of the output's aspect. Creates the camera (and makes it the
+    scene's camera) unless one is given; returns it.
+    """
+    scene = scene or bpy.context.scene
+    if camera is None:
+        camera = bpy.data.objects.new(name, bpy.data.cameras.new(name))
+        scene.collection.objects.link(camera)
+    scene.camera = camera
+    box_min, box_max = Vector(box_min), Vector(box_max)
+    centre = (box_min + box_max) / 2
+    forward = Vector(view).normalized()
+    right = forward.cross(Vector(up)).normalized()
+    true_up = right.cross(forward)
+    # The camera looks down its -Z with +Y up: its columns are right, up, -forward.
+    rotation = Matrix((right, true_up, -forward)).transposed()
+
+    corners = [Vector((x, y, z)) for x in (box_min.x, box_max.x) for y in (box_min.y, box_max.y)
+               for z in (box_min.z, box_max.z)]
+    width = max(abs((c - centre).dot(right)) for c in corners) * 2
+    height = max(abs((c - centre).dot(true_up)) for c in corners) * 2
+    depth = max(abs((c - centre).dot(forward)) for c in corners) * 2
+    render = scene.render
+    aspect = render.resolution_x / render.resolution_y
+    data = camera.data
+    data.type = "ORTHO"
+    data.sensor_fit = "AUTO"  # ortho_scale spans the longer side of the frame
+    needed_width = max(width, height * aspect) * (1 + 2 * margin)
+    data.ortho_scale = needed_width if aspect >= 1 else needed_width / aspect
+    distance = depth + 1.0
+    data.clip_start = 0.01
+    data.clip_end = distance + depth + 1.0
+    camera.matrix_world = Matrix.Translation(centre - forward * distance) @ rotation.to_4x4()
+    return camera
+
+
+def add_sun(direction=(0.3, 1.0, -0.6), strength=3.0, scene=None, name="Sun"):
+    """A sun light shining along `direction` (Blender axes); returns it. Workbench ignores lights."""
+    scene = scene or bpy.context.scene
+    light = bpy.data.objects.new(name, bpy.data.lights.new(name, "SUN"))
+    light.data.energy = strength
+    light.rotation_euler = (-Vector(direction)).to_track_quat("Z", "Y").to_euler()
+    scene.collection.objects.link(light)
+    return light
+
+
+def set_world_color(color=(1.0, 1.0, 1.0), strength=1.0, scene=None):
+    """A uniform world light (Cycles' ambient); the background stays transparent with the film."""
+    scene = scene or bpy.context.scene
+    if scene.world is None:
+        scene.world = bpy.data.worlds.new("World")
+    scene.world.color = color[:3]
+    tree = scene.world.node_tree
+    background = next((n for n in tree.nodes if n.bl_idname == "ShaderNodeBackground"), None) if tree else None
+    if background is not None:
+        background.inputs["Color"].default_value = (*color[:3], 1.0)
+        background.inputs["Strength"].default_value = strength
+    return scene.world
+
+
+def render_to_png(path, scene=None):
+    """Render the scene's camera view to a PNG at `path`, atomically; returns the absolute Path.
+
+    Absolute, because Blender reads relative output paths against the .blend, not the
+    working folder."""
+    scene = scene or bpy.context.scene
+    if scene.camera is None:
+        raise ValueError(f"scene {scene.name!r} has no camera to render from")
+    render = scene.render
+    previous = (render.filepath, render.image_settings.file_format, render.use_file_extension)
+
+    def write(temporary):
+        render.filepath = temporary
+        render.image_settings.file_format = "PNG"
+        render.use_file_extension = False  # the temporary name is not a .png
+        bpy.ops.render.render(write_still=True, scene=scene.name)
+
+    try:
+        return write_atomically(Path(path).resolve(), write)
+    finally:
+        render.filepath, render.image_settings.file_format, render.use_file_extension = previous
+
+
+def save_blend(path):
+    """Save the open file as a copy at `path` (the session keeps its own file name), atomically."""
+    return write_atomically(Path(path).resolve(), lambda temporary: bpy.ops.wm.save_as_mainfile(
+        filepath=temporary, copy=True, compress=True, check_existing=False))

@@ -1,0 +1,263 @@
+"""The dataset batch plan: a folder tree of models in, the jobs that make THA triplets and a manifest out.
+
+The plan is pure: models are found under a root (.pmx, .pmd), given a split (THA1 write-up
+§5.4: by top-level folder, or by a split file), ordered by id and dealt to shards (`--shard
+K/N`: every N-th model from the K-th, so the nodes of a cluster job array share one output
+folder without coordination). A shard's journal (`parts/shard-K-of-N.jsonl`, see
+render.dataset.manifest) lists what is finished; a rerun skips it, so a killed run resumes where it
+stopped, and `merge` writes the one sorted manifest.
+
+The rendering is Blender side (`render.blender.dataset_run`).
+
+Every pose comes from (seed, model id, example index) and every image is written whole with
+fixed PNG bytes, so the same options give the same dataset byte for byte, however it was split
+across workers, shards and reruns.
+
+Layout of a dataset folder:
+
+    dataset.json                       the options it was made with (a rerun must match)
+    parts/shard-K-of-N.jsonl           journals
+    manifest.jsonl, failures.jsonl     merged, sorted
+    annotations/<model id>.tha.json    the annotation each model was rendered with
+    images/<split>/<model folder>/rest.png, 000000_expression.png, 000000_posed.png, ...
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import manifest
+from ...atomic_files import write_text_atomic
+
+MODEL_SUFFIXES = (".pmx", ".pmd")
+SPLITS = ("train", "validation", "test")
+SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "val": "validation",
+                 "valid": "validation", "test": "test", "testing": "test"}
+DATASET_FORMAT = "tha_studio.dataset"
+DATASET_VERSION = 1
+CONFIG_NAME = "dataset.json"
+ANNOTATIONS_FOLDER = "annotations"
+IMAGES_FOLDER = "images"
+
+
+class DatasetError(ValueError):
+    """A dataset run that cannot start: bad options, a folder made with other options."""
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """The options that decide a dataset's content (stored in dataset.json)."""
+
+    schema: str = "tha1"
+    seed: int = 0
+    poses_per_model: int = 16
+    engine: str = "workbench"
+    samples: int = 16
+    antialias: str = "5"
+
+    def to_json(self):
+        return {"format": DATASET_FORMAT, "version": DATASET_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, data, source):
+        if data.get("format") != DATASET_FORMAT or data.get("version") != DATASET_VERSION:
+            raise DatasetError(f"{source}: not a THA Studio dataset description (version {DATASET_VERSION})")
+        try:
+            return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        except (KeyError, TypeError) as error:
+            raise DatasetError(f"{source}: malformed dataset description ({error})") from None
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    model_id: str  # path relative to the models root, with forward slashes
+    path: Path
+    split: str
+
+    @property
+    def folder(self):
+        """images/<split>/<readable stem>-<hash of the id>: unique, ASCII, stable."""
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(self.model_id).stem).strip("._") or "model"
+        digest = hashlib.sha1(self.model_id.encode("utf-8")).hexdigest()[:10]
+        return f"{IMAGES_FOLDER}/{self.split}/{stem[:40]}-{digest}"
+
+    def rest_path(self):
+        return f"{self.folder}/rest.png"
+
+    def example_paths(self, index):
+        return f"{self.folder}/{index:06d}_expression.png", f"{self.folder}/{index:06d}_posed.png"
+
+
+# ----------------------------------------------------------------------------------------------
+# Planning (pure)
+
+
+def read_split_file(path):
+    """Lines "PREFIX SPLIT" (a folder or file path relative to the models root); # comments."""
+    rules = []
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise DatasetError(f"{path}: cannot read the split file ({error.strerror})") from None
+    for number, line in enumerate(lines, start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.rsplit(None, 1)
+        if len(parts) != 2 or parts[1].lower() not in SPLIT_ALIASES:
+            raise DatasetError(f"{path}: line {number}: expected 'FOLDER SPLIT' with SPLIT one of {', '.join(SPLITS)}")
+        rules.append((parts[0].strip().strip("/"), SPLIT_ALIASES[parts[1].lower()]))
+    return rules
+
+
+def split_for(model_id, rules, default_split):
+    """The split of a model: the longest matching prefix rule, its top-level folder's name, or the default."""
+    best = None
+    for prefix, split in rules:
+        if model_id == prefix or model_id.startswith(prefix + "/"):
+            if best is None or len(prefix) > len(best[0]):
+                best = (prefix, split)
+    if best:
+        return best[1]
+    top = model_id.split("/", 1)[0] if "/" in model_id else ""
+    return SPLIT_ALIASES.get(top.lower(), default_split)
+
+
+def discover_models(root, split_rules=(), default_split="train"):
+    """The models under `root`, sorted by id, each with its split."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such folder of models")
+    entries = []
+    for path in find_model_files(root):
+        model_id = path.relative_to(root).as_posix()
+        entries.append(ModelEntry(model_id, path, split_for(model_id, split_rules, default_split)))
+    entries.sort(key=lambda e: e.model_id)
+    return entries
+
+
+def find_model_files(root):
+    """Model files under `root`, sorted; linked folders are followed (datasets are often assembled from links)."""
+    found = []
+    for folder, _, files in os.walk(root, followlinks=True):
+        found += [Path(folder) / name for name in files if Path(name).suffix.lower() in MODEL_SUFFIXES]
+    return sorted(path for path in found if path.is_file())
+
+
+def parse_shard(text):
+    """"K/N" -> (K, N) with 1 <= K <= N."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise DatasetError(f"shard {text!r}: expected K/N with 1 <= K <= N, e.g. 2/8")
+    return int(match.group(1)), int(match.group(2))
+
+
+def shard_models(entries, shard, shards):
+    return [entry for i, entry in enumerate(entries) if i % shards == shard - 1]
+
+
+def shard_from_environment():
+    """K/N from a SLURM array or a Kubernetes indexed job, or None."""
+    if "SLURM_ARRAY_TASK_ID" in os.environ and "SLURM_ARRAY_TASK_COUNT" in os.environ:
+        first = int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
+        return int(os.environ["SLURM_ARRAY_TASK_ID"]) - first + 1, int(os.environ["SLURM_ARRAY_TASK_COUNT"])
+    if "JOB_COMPLETION_INDEX" in os.environ and "THA_SHARD_COUNT" in os.environ:
+        return int(os.environ["JOB_COMPLETION_INDEX"]) + 1, int(os.environ["THA_SHARD_COUNT"])
+    return None
+
+
+def journal_name(shard, shards):
+    return f"{manifest.PARTS_FOLDER}/shard-{shard}-of-{shards}.jsonl"
+
+
+def temp_tag_prefix(shard, shards):
+    return f"s{shard}of{shards}-"
+
+
+def ensure_config(out_dir, config):
+    """Write dataset.json, or check that the folder's matches these options."""
+    path = Path(out_dir) / CONFIG_NAME
+    if path.exists():
+        try:
+            existing = DatasetConfig.from_json(json.loads(path.read_text(encoding="utf-8")), path)
+        except json.JSONDecodeError as error:
+            raise DatasetError(f"{path}: not valid JSON ({error})") from None
+        if existing != config:
+            differences = ", ".join(
+                f"{name} {getattr(existing, name)!r} (now {getattr(config, name)!r})"
+                for name in config.__dataclass_fields__ if getattr(existing, name) != getattr(config, name)
+            )
+            raise DatasetError(f"{path.parent} was made with other options: {differences}; use the same options or another folder")
+        return
+    write_text_atomic(path, json.dumps(config.to_json(), indent=1, sort_keys=True) + "\n")
+
+
+@dataclass
+class ModelJob:
+    """One model's pending work: whether its rest image is needed and which examples."""
+
+    entry: ModelEntry
+    rest: bool
+    indices: list = field(default_factory=list)
+
+    @property
+    def images(self):
+        return int(self.rest) + 2 * len(self.indices)
+
+
+def plan_jobs(entries, progress, config, out_dir, retry_failed=False):
+    """The jobs left to do, and the failures already recorded (model id -> reason) that are skipped."""
+    out_dir = Path(out_dir)
+    jobs, skipped = [], {}
+    for entry in entries:
+        reason = progress.failure(entry.model_id)
+        if reason and not retry_failed:
+            skipped[entry.model_id] = reason
+            continue
+        rest = not (progress.has_model(entry.model_id) and (out_dir / entry.rest_path()).exists())
+        indices = [
+            i for i in range(config.poses_per_model)
+            if not (progress.has_example(entry.model_id, i) and all((out_dir / p).exists() for p in entry.example_paths(i)))
+        ]
+        if rest or indices:
+            jobs.append(ModelJob(entry, rest, indices))
+    return jobs, skipped
+
+
+def load_or_make_annotation(entry, out_dir, annotations_dir=None):
+    """The model's annotation: a sidecar (given folder, beside the model, or the dataset's), else automatic."""
+    from . import annotation as annotations
+    from ...atomic_files import sha256_file
+    from ..formats.mmd import read_model
+
+    places = []
+    if annotations_dir is not None:
+        places.append(annotations.sidecar_path(entry.path, annotations_dir, entry.model_id))
+    places.append(annotations.sidecar_path(entry.path))
+    dataset_copy = annotations.sidecar_path(entry.path, Path(out_dir) / ANNOTATIONS_FOLDER, entry.model_id)
+    for place in places:
+        if place.exists():
+            found = annotations.load_sidecar(place)
+            annotations.save_sidecar(found, dataset_copy)
+            return found
+    if dataset_copy.exists():
+        return annotations.load_sidecar(dataset_copy)
+    made = annotations.annotate_model(read_model(entry.path), entry.path.name, sha256_file(entry.path))
+    annotations.save_sidecar(made, dataset_copy)
+    return made
+
+
+def merge_dataset(out_dir):
+    """Merge every shard's journal in a dataset folder; returns the Progress."""
+    out_dir = Path(out_dir)
+    if not (out_dir / CONFIG_NAME).exists():
+        raise DatasetError(f"{out_dir}: not a dataset folder (no {CONFIG_NAME})")
+    if not manifest.journal_paths(out_dir):
+        raise DatasetError(f"{out_dir}: no shard journals under {manifest.PARTS_FOLDER}/ to merge")
+    return manifest.merge(out_dir)

@@ -1,0 +1,237 @@
+"""What a VRM/glb avatar's expressions are, read from its glTF JSON (pure: stdlib only).
+
+Blender's glTF importer makes the meshes and shape keys; it ignores the VRM extensions. This
+module reads the same file's JSON and says which morph targets each expression moves, and
+what the importer will call the Blender meshes and shape keys, so the Blender side can record
+the expressions in the same form as MMD morphs (`morph_record`).
+
+- VRM 0.x: `extensions.VRM.blendShapeMaster.blendShapeGroups[]`, each with `name`,
+  `presetName` and `binds` of {mesh, index, weight 0-100}. VRM 0.x avatars face glTF's -Z.
+- VRM 1.0: `extensions.VRMC_vrm.expressions.preset.<name>` and `.custom.<name>`, each with
+  `morphTargetBinds` of {node, index, weight 0-1}. They face +Z, as glTF says.
+- A plain glb/gltf: each distinct morph target name is a morph of its own, across meshes.
+
+Material colour and texture-transform binds are kept as read (`other_binds`); only morph
+targets become shape keys.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+GLB_MAGIC = b"glTF"
+GLB_JSON_CHUNK = 0x4E4F534A  # "JSON"
+
+# MMD morph panels (render.formats.mmd.model): 2 eye, 3 mouth, 4 other.
+PANEL_EYE, PANEL_MOUTH, PANEL_OTHER = 2, 3, 4
+MOUTH_PRESETS = {"a", "i", "u", "e", "o", "aa", "ih", "ou", "ee", "oh"}
+EYE_PRESETS = {"blink", "blink_l", "blink_r", "blinkleft", "blinkright",
+               "lookup", "lookdown", "lookleft", "lookright"}
+
+
+class AvatarFormatError(ValueError):
+    """A glTF/VRM file whose structure cannot be read: names the file and the problem."""
+
+    def __init__(self, path, problem):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+@dataclass
+class Bind:
+    mesh: int  # glTF mesh index
+    target: int  # morph target index in that mesh
+    weight: float  # 0..1
+
+
+@dataclass
+class Expression:
+    name: str
+    preset: str | None  # VRM preset name, None for custom expressions and plain glb targets
+    kind: str  # "group" for VRM expressions, "vertex" for plain morph targets
+    panel: int
+    binds: list = field(default_factory=list)  # [Bind]
+    other_binds: dict = field(default_factory=dict)  # material/texture binds, as read
+
+
+@dataclass
+class AvatarDescription:
+    format: str  # "vrm0", "vrm1", "glb" or "gltf"
+    name: str
+    faces_back: bool  # True: the avatar faces glTF -Z (VRM 0.x)
+    mesh_names: list  # the Blender mesh name the importer gives each glTF mesh
+    target_names: list  # per glTF mesh: the shape key name per morph target (None: no key)
+    expressions: list  # [Expression]
+    warnings: list = field(default_factory=list)
+
+
+def morph_record(name, name_en, normalized, kind, panel, shape_keys):
+    """The shared form of a recorded morph (MMD morph, VRM expression or glb morph target).
+
+    shape_keys maps a mesh object's name to the shape key that shows this morph on it (empty
+    for morphs with no vertex part: bone, material, UV morphs). Importers add kind-specific
+    entries: "elements", "bones", "materials", "vertex_count", "preset".
+    """
+    return {
+        "name": name,
+        "name_en": name_en,
+        "normalized": normalized,
+        "kind": kind,
+        "panel": int(panel),
+        "shape_keys": dict(shape_keys),
+    }
+
+
+def read_gltf_json(path):
+    """The JSON part of a .glb/.vrm (binary glTF) or .gltf file, as a dict."""
+    path = Path(path)
+    data = path.read_bytes()
+    if data[:4] == GLB_MAGIC:
+        if len(data) < 20:
+            raise AvatarFormatError(path, "binary glTF header is truncated")
+        _magic, version, length = struct.unpack_from("<4sII", data, 0)
+        if version != 2:
+            raise AvatarFormatError(path, f"binary glTF version {version}; only 2 is supported")
+        chunk_length, chunk_type = struct.unpack_from("<II", data, 12)
+        if chunk_type != GLB_JSON_CHUNK or 20 + chunk_length > len(data):
+            raise AvatarFormatError(path, "the first chunk is not a complete JSON chunk")
+        text = data[20 : 20 + chunk_length]
+    elif path.suffix.lower() == ".gltf":
+        text = data
+    else:
+        raise AvatarFormatError(path, "not a binary glTF file (no 'glTF' magic at the start)")
+    try:
+        document = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise AvatarFormatError(path, f"its glTF JSON cannot be read: {error}") from error
+    if not isinstance(document, dict) or "asset" not in document:
+        raise AvatarFormatError(path, "its JSON is not a glTF document (no 'asset')")
+    return document
+
+
+def read_description(path):
+    path = Path(path)
+    return describe(read_gltf_json(path), path)
+
+
+def describe(document, path):
+    """The avatar's description from its glTF JSON."""
+    meshes = document.get("meshes", [])
+    mesh_names = [mesh.get("name") or f"Mesh_{index}" for index, mesh in enumerate(meshes)]
+    target_names = [shape_key_names(document, mesh) for mesh in meshes]
+    extensions = document.get("extensions", {})
+    warnings = []
+    if "VRMC_vrm" in extensions:
+        vrm = extensions["VRMC_vrm"]
+        expressions = vrm1_expressions(vrm.get("expressions", {}), document.get("nodes", []), warnings)
+        name = vrm.get("meta", {}).get("name", "")
+        return AvatarDescription("vrm1", name, False, mesh_names, target_names, expressions, warnings)
+    if "VRM" in extensions:
+        vrm = extensions["VRM"]
+        groups = vrm.get("blendShapeMaster", {}).get("blendShapeGroups", [])
+        expressions = vrm0_expressions(groups, len(meshes), warnings)
+        name = vrm.get("meta", {}).get("title", "")
+        return AvatarDescription("vrm0", name, True, mesh_names, target_names, expressions, warnings)
+    kind = "gltf" if Path(path).suffix.lower() == ".gltf" else "glb"
+    return AvatarDescription(kind, "", False, mesh_names, target_names, target_morphs(target_names), warnings)
+
+
+def shape_key_names(document, mesh):
+    """The names Blender's glTF importer gives a mesh's morph targets as shape keys.
+
+    The importer's rule: extras.targetNames[i], else the name of the target's POSITION
+    accessor, else "target_<i>"; never "Basis", and repeated names get ".001"-style suffixes;
+    targets that do not move POSITION make no shape key (None here).
+    """
+    primitives = mesh.get("primitives", [])
+    targets = next((p["targets"] for p in primitives if p.get("targets")), [])
+    extras_names = (mesh.get("extras") or {}).get("targetNames") or []
+    accessors = document.get("accessors", [])
+    used = {"Basis"}
+    names = []
+    for index in range(len(targets)):
+        if not any(index < len(p.get("targets") or []) and "POSITION" in p["targets"][index] for p in primitives):
+            names.append(None)
+            continue
+        name = str(extras_names[index]) if index < len(extras_names) and extras_names[index] != "" else None
+        if name is None:
+            accessor = targets[index].get("POSITION")
+            if accessor is not None and accessor < len(accessors):
+                name = accessors[accessor].get("name")
+        if name is None:
+            name = f"target_{index}"
+        name = unused_name(used, name)
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def unused_name(used, name):
+    if name not in used:
+        return name
+    number = 1
+    while f"{name}.{number:03d}" in used:
+        number += 1
+    return f"{name}.{number:03d}"
+
+
+def panel_of(preset):
+    key = (preset or "").lower()
+    if key in MOUTH_PRESETS:
+        return PANEL_MOUTH
+    if key in EYE_PRESETS:
+        return PANEL_EYE
+    return PANEL_OTHER
+
+
+def vrm0_expressions(groups, mesh_count, warnings):
+    expressions = []
+    for group in groups:
+        preset = group.get("presetName") or None
+        if preset == "unknown":
+            preset = None
+        name = group.get("name") or preset or f"expression{len(expressions)}"
+        binds = []
+        for bind in group.get("binds", []):
+            mesh, target = bind.get("mesh", -1), bind.get("index", -1)
+            if not 0 <= mesh < mesh_count:
+                warnings.append(f"expression {name!r} binds mesh {mesh}, which does not exist")
+                continue
+            binds.append(Bind(mesh, target, float(bind.get("weight", 100)) / 100.0))
+        other = {key: group[key] for key in ("materialValues", "isBinary") if group.get(key)}
+        expressions.append(Expression(name, preset, "group", panel_of(preset), binds, other))
+    return expressions
+
+
+def vrm1_expressions(expressions_json, nodes, warnings):
+    expressions = []
+    for section, is_preset in (("preset", True), ("custom", False)):
+        for name, body in (expressions_json.get(section) or {}).items():
+            binds = []
+            for bind in body.get("morphTargetBinds", []):
+                node = bind.get("node", -1)
+                mesh = nodes[node].get("mesh", -1) if 0 <= node < len(nodes) else -1
+                if mesh < 0:
+                    warnings.append(f"expression {name!r} binds node {node}, which has no mesh")
+                    continue
+                binds.append(Bind(mesh, bind.get("index", -1), float(bind.get("weight", 1.0))))
+            other = {key: body[key] for key in ("materialColorBinds", "textureTransformBinds", "isBinary",
+                                                  "overrideBlink", "overrideLookAt", "overrideMouth")
+                     if body.get(key)}
+            preset = name if is_preset else None
+            expressions.append(Expression(name, preset, "group", panel_of(preset), binds, other))
+    return expressions
+
+
+def target_morphs(target_names):
+    """A plain glb: one morph per distinct shape key name, bound on every mesh that has it."""
+    by_name = {}
+    for mesh, names in enumerate(target_names):
+        for target, name in enumerate(names):
+            if name is not None:
+                by_name.setdefault(name, []).append(Bind(mesh, target, 1.0))
+    return [Expression(name, None, "vertex", PANEL_OTHER, binds) for name, binds in by_name.items()]

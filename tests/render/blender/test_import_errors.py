@@ -1,0 +1,135 @@
+"""Bad input to the importer: a clear error naming the file, no crash, nothing left in the scene."""
+
+import bpy
+import numpy as np
+import pytest
+
+import gltf_fixtures
+
+KINDS = ("objects", "meshes", "armatures", "materials", "images", "collections", "shape_keys", "actions")
+
+
+def data_counts():
+    return {kind: len(getattr(bpy.data, kind)) for kind in KINDS}
+
+
+@pytest.fixture
+def model_import(ext_module):
+    return ext_module("render.blender.model_import")
+
+
+@pytest.fixture
+def pmx_bytes(shared):
+    return shared.joinpath("assets", "mmd", "gene_light", "Gene_light.pmx").read_bytes()
+
+
+def bad_files(folder, pmx_bytes):
+    """name -> (path, words the error must contain)."""
+    (folder / "empty.pmx").write_bytes(b"")
+    (folder / "folder.pmx").mkdir()
+    (folder / "text.pmx").write_text("just some text, not a model\n")
+    (folder / "truncated.pmx").write_bytes(pmx_bytes[: len(pmx_bytes) // 3])
+    (folder / "header_only.pmx").write_bytes(pmx_bytes[:20])
+    (folder / "model.obj").write_text("v 0 0 0\n")
+    (folder / "garbage.glb").write_bytes(b"\x00\x01garbage" * 10)
+    (folder / "pmx_named.vrm").write_bytes(pmx_bytes[:4096])
+    return {
+        "missing": (folder / "missing.pmx", "no such file"),
+        "empty": (folder / "empty.pmx", "empty"),
+        "folder": (folder / "folder.pmx", "not a file"),
+        "text": (folder / "text.pmx", "not an MMD model"),
+        "truncated": (folder / "truncated.pmx", ""),
+        "header_only": (folder / "header_only.pmx", ""),
+        "suffix": (folder / "model.obj", "not a model file"),
+        "garbage_glb": (folder / "garbage.glb", "glTF"),
+        "pmx_named_vrm": (folder / "pmx_named.vrm", "glTF"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "folder", "text", "truncated", "header_only", "suffix",
+                                  "garbage_glb", "pmx_named_vrm"])
+def test_bad_file_is_a_clear_error_and_leaves_nothing(case, tmp_path, pmx_bytes, model_import):
+    path, words = bad_files(tmp_path, pmx_bytes)[case]
+    before = data_counts()
+    with pytest.raises(ValueError) as error:
+        model_import.import_model(path)
+    message = str(error.value)
+    assert str(path) in message and words in message and "\n" not in message
+    assert data_counts() == before
+
+
+def test_glb_whose_binary_data_is_cut_short_leaves_nothing(tmp_path, model_import):
+    glb = gltf_fixtures.export_face_glb(tmp_path / "face.glb")
+    document, rest = gltf_fixtures.read_glb(glb)
+    cut = gltf_fixtures.write_glb(tmp_path / "cut.glb", document, rest[: len(rest) // 4])
+    before = data_counts()
+    with pytest.raises(ValueError) as error:
+        model_import.import_model(cut)
+    assert str(cut) in str(error.value) and "glTF importer" in str(error.value)
+    assert data_counts() == before
+
+
+def test_model_that_fails_halfway_through_building_leaves_nothing(shared, model_import):
+    from tha_studio.render.formats.mmd import read_model
+
+    model = read_model(shared / "assets" / "mmd" / "gene_light" / "Gene_light.pmx")
+    # A broken morph (offsets for fewer vertices than it names) fails in the shape-key step,
+    # after the armature, mesh, materials and images exist.
+    broken = next(m for m in model.morphs if m.kind == "vertex" and len(m.vertex_indices) > 2)
+    broken.vertex_offsets = broken.vertex_offsets[:2]  # numpy cannot broadcast 2 rows to more
+    before = data_counts()
+    with pytest.raises(ValueError) as error:
+        model_import.build_model(model, "broken", shared / "assets" / "mmd" / "gene_light", source="broken.pmx")
+    assert "broken.pmx: cannot be built in Blender" in str(error.value)
+    assert data_counts() == before
+    assert bpy.context.object is None or bpy.context.object.mode == "OBJECT"
+
+
+def test_inconsistent_model_is_refused_before_building(model_import):
+    from tha_studio.render.formats.mmd.model import Material, Model
+
+    model = Model(positions=np.zeros((3, 3), np.float32), faces=np.array([[0, 1, 3]]),
+                  materials=[Material(name="m", index_count=3)])
+    with pytest.raises(ValueError, match="hand.pmx: a face uses a vertex index outside 0..2"):
+        model_import.build_model(model, "hand", ".", source="hand.pmx")
+    model.faces = np.array([[0, 1, 2]])
+    model.materials[0].index_count = 6
+    with pytest.raises(ValueError, match="the materials draw 6 face indices but the model has 3"):
+        model_import.build_model(model, "hand", ".", source="hand.pmx")
+    assert len(bpy.data.objects) == 0
+
+
+def test_missing_texture_is_a_warning_not_a_failure(tmp_path, model_import):
+    from tha_studio.render.formats.mmd import pmx
+    from tha_studio.render.formats.mmd.model import Material, Model
+
+    model = Model(
+        positions=np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32),
+        normals=np.array([[0, 0, -1]] * 3, np.float32),
+        uvs=np.zeros((3, 2), np.float32),
+        weight_types=np.zeros(3, np.uint8),
+        bone_indices=np.array([[-1, -1, -1, -1]] * 3, np.int32),
+        bone_weights=np.zeros((3, 4), np.float32),
+        edge_scales=np.ones(3, np.float32),
+        faces=np.array([[0, 1, 2]]),
+        textures=["tex\\gone.png"],
+        materials=[Material(name="skin", texture=0, index_count=3)],
+    )
+    path = pmx.write(model, tmp_path / "tri.pmx")
+    imported = model_import.import_model(path)
+    assert len(imported.warnings) == 1 and "tex\\\\gone.png" in imported.warnings[0]
+    assert len(imported.meshes[0].data.polygons) == 1
+
+
+def test_operator_reports_bad_files_and_imports_good_ones(tmp_path, shared):
+    bad = tmp_path / "bad.pmx"
+    bad.write_text("not a model")
+    before = data_counts()
+    with pytest.raises(RuntimeError, match="not an MMD model"):  # bpy turns an ERROR report into this
+        bpy.ops.tha_studio.import_model(filepath=str(bad))
+    assert data_counts() == before
+    gene = shared / "assets" / "mmd" / "gene_light" / "Gene_light.pmx"
+    assert bpy.ops.tha_studio.import_model(filepath=str(gene), scale=0.1) == {"FINISHED"}
+    assert bpy.context.view_layer.objects.active.type == "ARMATURE"
+    assert len(bpy.context.selected_objects) == 2
+    assert bpy.data.armatures[0].bones["頭"].head_local.z > 1.6  # 0.1 m per unit: taller than at 0.08

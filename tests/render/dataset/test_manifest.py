@@ -1,0 +1,85 @@
+"""Manifest journals: whole lines only, torn tails dropped, merge sorted and checked."""
+
+import json
+import os
+
+import pytest
+
+from tha_studio.render.dataset import manifest
+from tha_studio.atomic_files import remove_stale_temps, temp_path_for, write_text_atomic
+
+
+def example(model, index, split="train"):
+    return {"type": "example", "model": model, "split": split, "index": index, "pose": [0.5, -1.0],
+            "expression": f"images/{model}/{index:06d}_expression.png", "posed": f"images/{model}/{index:06d}_posed.png",
+            "sha256": {"expression": "a" * 64, "posed": "b" * 64}}
+
+
+def test_append_and_read_back(tmp_path):
+    journal = tmp_path / "parts" / "shard-1-of-1.jsonl"
+    records = [example("m1", 0), example("m1", 1), {"type": "failure", "model": "bad", "split": "test", "reason": "r"}]
+    for record in records:
+        manifest.append_record(journal, record)
+    assert manifest.read_records(journal) == records
+    assert journal.read_text(encoding="utf-8").count("\n") == 3
+
+
+def test_a_torn_last_line_is_dropped_then_cut_off(tmp_path):
+    journal = tmp_path / "j.jsonl"
+    manifest.append_record(journal, example("m", 0))
+    with open(journal, "ab") as handle:
+        handle.write(b'{"type": "example", "mod')  # a killed write
+    assert manifest.read_records(journal) == [example("m", 0)]
+    manifest.append_record(journal, example("m", 1))
+    assert manifest.read_records(journal) == [example("m", 0), example("m", 1)]
+
+
+def test_a_broken_line_in_the_middle_is_an_error_naming_the_line(tmp_path):
+    journal = tmp_path / "j.jsonl"
+    journal.write_text(json.dumps(example("m", 0)) + "\nnot json\n" + json.dumps(example("m", 1)) + "\n")
+    with pytest.raises(manifest.ManifestError, match=r"j.jsonl: line 2 is not JSON"):
+        manifest.read_records(journal)
+
+
+def test_merge_sorts_by_split_model_and_index_whatever_the_journal_order(tmp_path):
+    parts = tmp_path / "parts"
+    manifest.append_record(parts / "a.jsonl", example("m2", 1, "test"))
+    manifest.append_record(parts / "a.jsonl", example("m1", 1))
+    manifest.append_record(parts / "b.jsonl", example("m1", 0))
+    manifest.append_record(parts / "b.jsonl", {"type": "model", "model": "m1", "split": "train", "rest": "r.png",
+                                               "sha256": {"rest": "c" * 64}})
+    manifest.append_record(parts / "b.jsonl", example("m0", 0, "validation"))
+    manifest.append_record(parts / "b.jsonl", {"type": "failure", "model": "x", "split": "train", "reason": "no あ"})
+    progress = manifest.merge(tmp_path)
+    lines = (tmp_path / manifest.MANIFEST_NAME).read_text(encoding="utf-8").splitlines()
+    order = [(json.loads(l)["model"], json.loads(l).get("index")) for l in lines]
+    assert order == [("m1", None), ("m1", 0), ("m1", 1), ("m0", 0), ("m2", 1)]
+    assert progress.has_example("m1", 1) and not progress.has_example("m1", 2)
+    assert progress.failure("x") == "no あ"
+    failures = (tmp_path / manifest.FAILURES_NAME).read_text(encoding="utf-8")
+    assert "no あ" in failures  # kept readable, not escaped
+    # merging again gives the same bytes
+    first = (tmp_path / manifest.MANIFEST_NAME).read_bytes()
+    manifest.merge(tmp_path)
+    assert (tmp_path / manifest.MANIFEST_NAME).read_bytes() == first
+
+
+def test_two_journals_that_disagree_about_one_example_are_refused(tmp_path):
+    manifest.append_record(tmp_path / "parts" / "a.jsonl", example("m", 0))
+    changed = example("m", 0)
+    changed["pose"] = [0.0, 0.0]
+    manifest.append_record(tmp_path / "parts" / "b.jsonl", changed)
+    with pytest.raises(manifest.ManifestError, match="two different records"):
+        manifest.merge(tmp_path)
+
+
+def test_atomic_write_leaves_no_temp_and_stale_temps_of_one_tag_are_removed(tmp_path):
+    target = tmp_path / "sub" / "file.txt"
+    write_text_atomic(target, "whole")
+    assert target.read_text() == "whole"
+    assert os.listdir(target.parent) == ["file.txt"]
+    mine = temp_path_for(target, "s1of2-123")
+    theirs = temp_path_for(target, "s2of2-456")
+    mine.write_text("half"), theirs.write_text("half")
+    assert remove_stale_temps(tmp_path, "s1of2-") == 1
+    assert not mine.exists() and theirs.exists()

@@ -1,0 +1,116 @@
+"""Batch planning without Blender: splits, shards, resume plans, dataset options; the PNG writer."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tha_studio.render.blender.dataset_run import DatasetRun
+from tha_studio.render.dataset import manifest, plan
+from tha_studio.render.formats.png import encode_png, zero_transparent_rgb
+
+
+@pytest.fixture
+def models(tmp_path):
+    root = tmp_path / "models"
+    for name in ("train/anime/a.pmx", "train/anime/b.PMD", "nijisanji/c.pmx", "test/d.pmx", "loose.pmx", "notes.txt"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x")
+    return root
+
+
+def test_splits_by_top_level_folder_split_file_and_default(models, tmp_path):
+    split_file = tmp_path / "splits.txt"
+    split_file.write_text("# THA1 §5.4: one source per split\nnijisanji validation\ntrain/anime/b.PMD  test\n")
+    rules = plan.read_split_file(split_file)
+    entries = plan.discover_models(models, rules, default_split="train")
+    assert [(e.model_id, e.split) for e in entries] == [
+        ("loose.pmx", "train"), ("nijisanji/c.pmx", "validation"), ("test/d.pmx", "test"),
+        ("train/anime/a.pmx", "train"), ("train/anime/b.PMD", "test"),
+    ]
+    assert entries[0].folder.startswith("images/train/loose-")
+    assert entries[3].example_paths(7) == (f"{entries[3].folder}/000007_expression.png", f"{entries[3].folder}/000007_posed.png")
+
+
+def test_a_bad_split_file_line_is_named(tmp_path):
+    split_file = tmp_path / "splits.txt"
+    split_file.write_text("anime train\nvtubers holdout\n")
+    with pytest.raises(plan.DatasetError, match="splits.txt: line 2"):
+        plan.read_split_file(split_file)
+
+
+def test_shards_deal_every_model_to_exactly_one_shard(models):
+    entries = plan.discover_models(models)
+    dealt = [plan.shard_models(entries, k, 3) for k in (1, 2, 3)]
+    assert sorted(e.model_id for part in dealt for e in part) == [e.model_id for e in entries]
+    assert plan.parse_shard("2/3") == (2, 3)
+    for bad in ("0/3", "4/3", "1", "a/b"):
+        with pytest.raises(plan.DatasetError, match="K/N"):
+            plan.parse_shard(bad)
+
+
+def test_shard_from_slurm_and_kubernetes(monkeypatch):
+    for name in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "JOB_COMPLETION_INDEX", "THA_SHARD_COUNT"):
+        monkeypatch.delenv(name, raising=False)
+    assert plan.shard_from_environment() is None
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "0")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
+    assert plan.shard_from_environment() == (1, 4)
+    monkeypatch.delenv("SLURM_ARRAY_TASK_ID")
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "2")
+    monkeypatch.setenv("THA_SHARD_COUNT", "3")
+    assert plan.shard_from_environment() == (3, 3)
+
+
+def test_plan_skips_finished_examples_and_recorded_failures(models, tmp_path):
+    out = tmp_path / "out"
+    config = plan.DatasetConfig(poses_per_model=3)
+    entries = plan.discover_models(models)[:3]
+    done = entries[0]
+    for path in (done.rest_path(), *done.example_paths(0), *done.example_paths(2)):
+        (out / path).parent.mkdir(parents=True, exist_ok=True)
+        (out / path).write_bytes(b"png")
+    records = [
+        {"type": "model", "model": done.model_id, "split": done.split, "rest": done.rest_path(), "sha256": {}},
+        {"type": "example", "model": done.model_id, "split": done.split, "index": 0},
+        {"type": "example", "model": done.model_id, "split": done.split, "index": 2},
+        {"type": "example", "model": done.model_id, "split": done.split, "index": 1},  # listed, but its files are gone
+        {"type": "failure", "model": entries[1].model_id, "split": "train", "reason": "lacks mouth_aaa"},
+    ]
+    jobs, skipped = plan.plan_jobs(entries, manifest.Progress(records), config, out)
+    assert [(j.entry.model_id, j.rest, j.indices) for j in jobs] == [
+        (done.model_id, False, [1]), (entries[2].model_id, True, [0, 1, 2])]
+    assert skipped == {entries[1].model_id: "lacks mouth_aaa"}
+    assert jobs[1].images == 7
+    retried, _ = plan.plan_jobs(entries, manifest.Progress(records), config, out, retry_failed=True)
+    assert entries[1].model_id in [j.entry.model_id for j in retried]
+
+
+def test_a_folder_made_with_other_options_is_refused(tmp_path):
+    plan.ensure_config(tmp_path, plan.DatasetConfig(seed=1))
+    plan.ensure_config(tmp_path, plan.DatasetConfig(seed=1))
+    with pytest.raises(plan.DatasetError, match=r"seed 1 \(now 2\)"):
+        plan.ensure_config(tmp_path, plan.DatasetConfig(seed=2))
+
+
+def test_run_refuses_bad_options_before_rendering(tmp_path):
+    with pytest.raises(plan.DatasetError, match="engine 'eevee'"):
+        DatasetRun(tmp_path, tmp_path / "out", plan.DatasetConfig(engine="eevee"))
+    with pytest.raises(KeyError, match="unknown pose schema"):
+        DatasetRun(tmp_path, tmp_path / "out", plan.DatasetConfig(schema="tha9"))
+    with pytest.raises(plan.DatasetError, match="no such folder"):
+        plan.discover_models(tmp_path / "missing")
+
+
+def test_png_writer_round_trips_and_zeroes_colour_under_transparency():
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (37, 53, 4), dtype=np.uint8)
+    rgba[::3, :, 3] = 0
+    fixed = zero_transparent_rgb(rgba)
+    assert (fixed[fixed[..., 3] == 0, :3] == 0).all()
+    assert np.array_equal(fixed[fixed[..., 3] > 0], rgba[rgba[..., 3] > 0])
+    data = encode_png(fixed)
+    decoded = np.array(Image.open(io.BytesIO(data)))
+    assert decoded.shape == (37, 53, 4) and np.array_equal(decoded, fixed)
+    assert encode_png(fixed) == data
