@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..pose.schema import get_schema
 from . import blocks
 from .blocks import apply_color_change, apply_grid_change, apply_rgb_change, pose_planes
 
@@ -33,14 +34,24 @@ NETWORKS = (
     "editor",
 )
 
-EYEBROW_POSE = slice(0, 12)
-FACE_POSE = slice(12, 39)
-ROTATION_POSE = slice(39, 45)
+# The pose slices each network takes: one definition, pose/schema.py's.
+EYEBROW_POSE = get_schema(SCHEMA).slice_for("eyebrow_morphing_combiner")
+FACE_POSE = get_schema(SCHEMA).slice_for("face_morpher")
+ROTATION_POSE = get_schema(SCHEMA).slice_for("two_algo_face_body_rotator")
 
 # Where the networks look (rows, cols) in the 512 picture.
 EYEBROW_BOX = (slice(64, 192), slice(192, 320))
 FACE_BOX = (slice(32, 224), slice(160, 352))
 EYEBROW_IN_FACE = (slice(32, 160), slice(32, 160))
+
+
+def pose_size(pose_slice):
+    return pose_slice.stop - pose_slice.start
+
+
+def named(outputs, names):
+    """A network's output list keyed by the names its class declares in OUTPUTS (the official order)."""
+    return dict(zip(names, outputs, strict=True))
 
 
 class EyebrowDecomposer(nn.Module):
@@ -57,7 +68,17 @@ class EyebrowDecomposer(nn.Module):
 
     def __init__(self, separable=False):
         super().__init__()
-        self.body = blocks.PoserEncoderDecoder(128, 4, 0, 64, 16, 6, 512, blocks.relu, separable)
+        self.body = blocks.PoserEncoderDecoder(
+            image_size=128,
+            in_channels=4,
+            pose_size=0,
+            start_channels=64,
+            bottleneck_size=16,
+            bottleneck_blocks=6,
+            max_channels=512,
+            activation=blocks.relu,
+            separable=separable,
+        )
         self.background_layer_alpha = blocks.alpha_head(64)
         self.background_layer_color_change = blocks.color_change_head(64)
         self.eyebrow_layer_alpha = blocks.alpha_head(64)
@@ -91,7 +112,17 @@ class EyebrowMorphingCombiner(nn.Module):
 
     def __init__(self, separable=False):
         super().__init__()
-        self.body = blocks.PoserEncoderDecoder(128, 8, 12, 64, 16, 6, 512, blocks.relu, separable)
+        self.body = blocks.PoserEncoderDecoder(
+            image_size=128,
+            in_channels=8,
+            pose_size=pose_size(EYEBROW_POSE),
+            start_channels=64,
+            bottleneck_size=16,
+            bottleneck_blocks=6,
+            max_channels=512,
+            activation=blocks.relu,
+            separable=separable,
+        )
         self.morphed_eyebrow_layer_grid_change = blocks.grid_change_head(64)
         self.morphed_eyebrow_layer_alpha = blocks.alpha_head(64)
         self.morphed_eyebrow_layer_color_change = blocks.color_change_head(64)
@@ -162,7 +193,7 @@ class StandardFaceMorpher(blocks.PoserEncoderDecoder, FaceMorpherHeads):
     """FaceMorpher08: the encoder-decoder's blocks sit directly on the module (no `body.`)."""
 
     def __init__(self):
-        blocks.PoserEncoderDecoder.__init__(self, 192, 4, 27, 64, 24, 6, 512, blocks.relu, False)
+        blocks.PoserEncoderDecoder.__init__(self, **_face_morpher_body(separable=False))
         self.add_heads()
 
     def forward(self, image, pose):
@@ -177,7 +208,7 @@ class SeparableFaceMorpher(FaceMorpherHeads):
 
     def __init__(self):
         super().__init__()
-        self.body = blocks.PoserEncoderDecoder(192, 4, 27, 64, 24, 6, 512, blocks.relu, True)
+        self.body = blocks.PoserEncoderDecoder(**_face_morpher_body(separable=True))
         self.add_heads()
 
     def encode(self, image):
@@ -191,6 +222,21 @@ class SeparableFaceMorpher(FaceMorpherHeads):
 
     def forward_encoded(self, encoded, image, pose):
         return self.heads(self.decode(encoded, pose), image)
+
+
+def _face_morpher_body(separable):
+    """The encoder-decoder both face morphers use, as keyword arguments for PoserEncoderDecoder."""
+    return dict(
+        image_size=192,
+        in_channels=4,
+        pose_size=pose_size(FACE_POSE),
+        start_channels=64,
+        bottleneck_size=24,
+        bottleneck_blocks=6,
+        max_channels=512,
+        activation=blocks.relu,
+        separable=separable,
+    )
 
 
 def face_morpher(separable=False):
@@ -366,8 +412,9 @@ class Pipeline:
         self.editor = compiled(self.editor)
 
     def prepare(self, image):
-        decomposed = self.eyebrow_decomposer(image[:, :, EYEBROW_BOX[0], EYEBROW_BOX[1]])
-        eyebrow_layer, background = decomposed[0], decomposed[3]
+        crop = image[:, :, EYEBROW_BOX[0], EYEBROW_BOX[1]]
+        decomposed = named(self.eyebrow_decomposer(crop), EyebrowDecomposer.OUTPUTS)
+        eyebrow_layer, background = decomposed["eyebrow_layer"], decomposed["background_layer"]
         return {
             "image": image,
             "eyebrow_layer": eyebrow_layer,
@@ -384,8 +431,8 @@ class Pipeline:
             cache["eyebrow_layer"].expand(n, -1, -1, -1),
             eyebrow_pose,
         )
-        # Output 2 (blended by the morphed layer's own alpha) is what the official poser uses.
-        return morphed[2]
+        # The blend by the morphed layer's own alpha (not combine_alpha) is what the official poser uses.
+        return named(morphed, EyebrowMorphingCombiner.OUTPUTS)["eyebrow_image_no_combine_alpha"]
 
     def faces_with_eyebrows(self, cache, eyebrow_pose):
         """(face crops with the morphed eyebrows pasted in, their face-morpher encodings), per row."""
@@ -411,26 +458,28 @@ class Pipeline:
 
     def morph_face(self, cache, eyebrow_pose, face_pose):
         face, encoded = self.faces_with_eyebrows(cache, eyebrow_pose)
-        morphed_face = self.face_morpher.forward_encoded(encoded, face, face_pose)[0]
+        morphed = named(self.face_morpher.forward_encoded(encoded, face, face_pose), FaceMorpherHeads.OUTPUTS)
+        morphed_face = morphed["output_image"]
         full = cache["image"].expand(face_pose.shape[0], -1, -1, -1).clone()
         full[:, :, FACE_BOX[0], FACE_BOX[1]] = morphed_face
         return full
 
     def rotate(self, face_morphed, rotation_pose):
         half = F.interpolate(face_morphed, size=(256, 256), mode="bilinear", align_corners=False)
-        _direct, warped, grid_change = self.rotator(half, rotation_pose)
+        rotated = named(self.rotator(half, rotation_pose), TwoAlgoFaceBodyRotator.OUTPUTS)
         size = face_morphed.shape[-2:]
-        warped = F.interpolate(warped, size=size, mode="bilinear", align_corners=False)
+        warped = F.interpolate(rotated["warped_image"], size=size, mode="bilinear", align_corners=False)
         # Offsets are in normalised units, so the doubled flow needs no rescaling.
-        grid_change = F.interpolate(grid_change, size=size, mode="bilinear", align_corners=False)
-        return self.editor(face_morphed, warped, grid_change, rotation_pose)
+        grid_change = F.interpolate(rotated["grid_change"], size=size, mode="bilinear", align_corners=False)
+        edited = self.editor(face_morphed, warped, grid_change, rotation_pose)
+        return named(edited, Editor.OUTPUTS)
 
     def pose(self, cache, pose):
         face_morphed = self.morph_face(cache, pose[:, EYEBROW_POSE], pose[:, FACE_POSE])
         edited = self.rotate(face_morphed, pose[:, ROTATION_POSE])
         return {
-            "image": edited[0],
+            "image": edited["color_changed_image"],
             "face_morphed_image": face_morphed,
-            "alpha": edited[1],
-            "grid_change": edited[4],
+            "alpha": edited["color_change_alpha"],
+            "grid_change": edited["grid_change"],
         }
