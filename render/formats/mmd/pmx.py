@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -69,6 +70,55 @@ SOFT_BODY_FLOATS = (
 SOFT_BODY_ITERATIONS = ("V_IT", "P_IT", "D_IT", "C_IT")
 SOFT_BODY_MATERIAL = ("LST", "AST", "VST")
 
+# Fixed-size record layouts, shared by the reader and the writer (the variable parts, such as names and
+# indices whose size the header sets, are read and written around them).
+MATERIAL = struct.Struct("<4f3ff3fB4ff")  # diffuse, specular, strength, ambient, flags, edge colour, edge size
+MATERIAL_OFFSET = struct.Struct("<4f3ff3f4ff4f4f4f")
+MORPH_HEAD = struct.Struct("<BB")  # panel, type
+IK_HEAD = struct.Struct("<if")  # loop count, limit angle
+RIGID_BODY = struct.Struct("<BHB3f3f3f5fB")
+JOINT = struct.Struct("<24f")
+SOFT_BODY = struct.Struct("<BHBiiffi18f4i3f")
+
+# Morph types that share another type's offset records.
+MORPH_FAMILIES = {"uv1": "uv", "uv2": "uv", "uv3": "uv", "uv4": "uv", "flip": "group"}
+# Per family whose offsets are plain records: the index kind "i" refers to, and the Morph attribute each
+# record field fills.
+MORPH_OFFSET_FIELDS = {
+    "vertex": ("vertex", {"i": "vertex_indices", "v": "vertex_offsets"}),
+    "uv": ("vertex", {"i": "vertex_indices", "v": "uv_offsets"}),
+    "group": ("morph", {"i": "morph_indices", "w": "weights"}),
+    "bone": ("bone", {"i": "bone_indices", "t": "translations", "q": "rotations"}),
+}
+
+
+class Section(NamedTuple):
+    name: str
+    since: float = 2.0  # the first PMX version that has it
+    optional: bool = False  # a file may end before it
+    model_field: str = ""  # what a version without the section cannot hold
+
+
+# The sections in file order. The parser and the writer both walk this table, calling their method
+# named after the section (`_display_frames` for "display frames").
+SECTIONS = (
+    Section("header"),
+    Section("vertices"),
+    Section("faces"),
+    Section("textures"),
+    Section("materials"),
+    Section("bones"),
+    Section("morphs"),
+    Section("display frames"),
+    Section("rigid bodies"),
+    Section("joints"),
+    Section("soft bodies", since=2.1, optional=True, model_field="soft_bodies"),
+)
+
+
+def section_method(section):
+    return "_" + section.name.replace(" ", "_")
+
 
 def index_dtype(kind, size):
     """The numpy dtype of an index of this kind and byte size."""
@@ -88,6 +138,24 @@ def index_size_for(kind, count):
 
 def _index_struct(kind, size):
     return struct.Struct("<" + index_dtype(kind, size).char)
+
+
+def bone_head(bone_index):
+    """Position, parent bone index (of the header's size), layer, flags."""
+    return struct.Struct("<3f" + bone_index.format[1:] + "iH")
+
+
+def morph_offset_dtype(family, index_sizes):
+    """The numpy record of one offset of a vertex, uv, group or bone morph."""
+    target = MORPH_OFFSET_FIELDS[family][0]
+    index = index_dtype(target, index_sizes[target])
+    values = {
+        "vertex": [("v", "<f4", 3)],
+        "uv": [("v", "<f4", 4)],
+        "group": [("w", "<f4")],
+        "bone": [("t", "<f4", 3), ("q", "<f4", 4)],
+    }[family]
+    return np.dtype([("i", index), *values])
 
 
 # --------------------------------------------------------------------------------------------
@@ -118,18 +186,12 @@ class _PMXParser:
         self.model = Model(format="pmx")
 
     def parse(self):
-        self._header()
-        self._vertices()
-        self._faces()
-        self._textures()
-        self._materials()
-        self._bones()
-        self._morphs()
-        self._display_frames()
-        self._rigid_bodies()
-        self._joints()
-        if self.model.version >= 2.1 and self.r.remaining:
-            self._soft_bodies()
+        for section in SECTIONS:
+            # The header comes first, so the version is known before it matters.
+            if self.model.version < section.since or (section.optional and not self.r.remaining):
+                continue
+            self.r.enter(section.name)
+            getattr(self, section_method(section))()
         return self.model
 
     # -- small helpers -------------------------------------------------------------------
@@ -207,7 +269,6 @@ class _PMXParser:
 
     def _vertices(self):
         r, m = self.r, self.model
-        r.enter("vertices")
         bone_size = self.index_sizes["bone"]
         common = 32 + 16 * self.additional_uvs  # position, normal, uv, additional uvs
         payload = {
@@ -263,7 +324,6 @@ class _PMXParser:
 
     def _faces(self):
         r, m = self.r, self.model
-        r.enter("faces")
         vertex = index_dtype("vertex", self.index_sizes["vertex"])
         count = r.check_count(r.i32("the face index count"), vertex.itemsize, "face index")
         if count % 3:
@@ -274,21 +334,18 @@ class _PMXParser:
 
     def _textures(self):
         r, m = self.r, self.model
-        r.enter("textures")
         count = r.check_count(r.i32("the texture count"), 4, "texture")
         m.textures = [self._text(f"texture {i} path") for i in range(count)]
 
     def _materials(self):
         r, m = self.r, self.model
-        r.enter("materials")
         count = r.check_count(r.i32("the material count"), 8, "material")
         textures = len(m.textures)
-        colors = struct.Struct("<4f3ff3fB4ff")
         total = 0
         for i in range(count):
             what = f"material {i}"
             name, name_en = self._names(what)
-            values = r.unpack(colors, what)
+            values = r.unpack(MATERIAL, what)
             material = Material(
                 name=name,
                 name_en=name_en,
@@ -324,9 +381,8 @@ class _PMXParser:
 
     def _bones(self):
         r, m = self.r, self.model
-        r.enter("bones")
         count = r.check_count(r.i32("the bone count"), 8 + 12 + 1 + 4 + 2 + 1, "bone")
-        head = struct.Struct("<3f" + self.index_structs["bone"].format[1:] + "iH")
+        head = bone_head(self.index_structs["bone"])
         starts = []
         for i in range(count):
             what = f"bone {i}"
@@ -365,8 +421,7 @@ class _PMXParser:
     def _ik(self, what):
         r = self.r
         target = self._index("bone", f"{what} IK target")
-        loop_count = r.i32(f"{what} IK loop count")
-        limit_angle = r.f32(f"{what} IK limit angle")
+        loop_count, limit_angle = r.unpack(IK_HEAD, f"{what} IK loop count and limit angle")
         links = r.check_count(r.i32(f"{what} IK link count"), self.index_sizes["bone"] + 1, "IK link")
         ik = IK(target=target, loop_count=loop_count, limit_angle=limit_angle)
         for j in range(links):
@@ -394,45 +449,29 @@ class _PMXParser:
 
     def _morphs(self):
         r, m = self.r, self.model
-        r.enter("morphs")
         count = r.check_count(r.i32("the morph count"), 8 + 2 + 4, "morph")
         sizes = self.index_sizes
-        vertex = index_dtype("vertex", sizes["vertex"])
-        bone = index_dtype("bone", sizes["bone"])
-        morph = index_dtype("morph", sizes["morph"])
-        layouts = {
-            "vertex": np.dtype([("i", vertex), ("v", "<f4", 3)]),
-            "uv": np.dtype([("i", vertex), ("v", "<f4", 4)]),
-            "group": np.dtype([("i", morph), ("w", "<f4")]),
-            "bone": np.dtype([("i", bone), ("t", "<f4", 3), ("q", "<f4", 4)]),
-        }
-        limits = {"vertex": m.vertex_count, "uv": m.vertex_count, "group": count, "bone": len(m.bones)}
-        targets = {"vertex": "vertex", "uv": "vertex", "group": "morph", "bone": "bone"}
+        layouts = {family: morph_offset_dtype(family, sizes) for family in MORPH_OFFSET_FIELDS}
+        limits = {"vertex": m.vertex_count, "morph": count, "bone": len(m.bones)}
         for i in range(count):
             what = f"morph {i}"
             start = r.pos
             name, name_en = self._names(what)
-            panel = r.u8(f"{what} panel")
-            kind_number = r.u8(f"{what} type")
+            panel, kind_number = r.unpack(MORPH_HEAD, f"{what} panel and type")
             if kind_number >= len(MORPH_KINDS) or (kind_number >= 9 and m.version < 2.1):
                 r.fail(f"{what} ({name}) has unknown type {kind_number} for PMX {m.version}", r.pos - 1)
             kind = MORPH_KINDS[kind_number]
             item = Morph(name=name, name_en=name_en, panel=panel, kind=kind)
-            family = {"uv1": "uv", "uv2": "uv", "uv3": "uv", "uv4": "uv", "flip": "group"}.get(kind, kind)
-            if family in layouts:
+            family = MORPH_FAMILIES.get(kind, kind)
+            if family in MORPH_OFFSET_FIELDS:
                 layout = layouts[family]
                 n = r.check_count(r.i32(f"{what} offset count"), layout.itemsize, f"{what} offset")
                 offsets = r.array(layout, n, f"{what} offsets")
+                target, attributes = MORPH_OFFSET_FIELDS[family]
                 indices = offsets["i"].astype(np.int64)
-                self._check_indices(indices, limits[family], targets[family], f"{what} ({name}) offset", start, False)
-                if family == "vertex":
-                    item.vertex_indices, item.vertex_offsets = indices, offsets["v"].copy()
-                elif family == "uv":
-                    item.vertex_indices, item.uv_offsets = indices, offsets["v"].copy()
-                elif family == "group":
-                    item.morph_indices, item.weights = indices, offsets["w"].copy()
-                else:
-                    item.bone_indices, item.translations, item.rotations = indices, offsets["t"].copy(), offsets["q"].copy()
+                self._check_indices(indices, limits[target], target, f"{what} ({name}) offset", start, False)
+                for field, attribute in attributes.items():
+                    setattr(item, attribute, indices if field == "i" else offsets[field].copy())
             elif kind == "material":
                 n = r.check_count(r.i32(f"{what} offset count"), sizes["material"] + 113, f"{what} offset")
                 item.material_offsets = [self._material_offset(f"{what} offset {j}") for j in range(n)]
@@ -460,7 +499,6 @@ class _PMXParser:
 
     def _display_frames(self):
         r, m = self.r, self.model
-        r.enter("display frames")
         count = r.check_count(r.i32("the display frame count"), 8 + 1 + 4, "display frame")
         for i in range(count):
             what = f"display frame {i}"
@@ -481,14 +519,12 @@ class _PMXParser:
 
     def _rigid_bodies(self):
         r, m = self.r, self.model
-        r.enter("rigid bodies")
         count = r.check_count(r.i32("the rigid body count"), 8 + 1 + 61, "rigid body")
-        body = struct.Struct("<BHB3f3f3f5fB")
         for i in range(count):
             what = f"rigid body {i}"
             name, name_en = self._names(what)
             bone = self._ref("bone", len(m.bones), f"{what} bone")
-            v = r.unpack(body, what)
+            v = r.unpack(RIGID_BODY, what)
             m.rigid_bodies.append(RigidBody(
                 name=name, name_en=name_en, bone=bone, group=v[0], no_collision_mask=v[1], shape=v[2],
                 size=v[3:6], position=v[6:9], rotation=v[9:12], mass=v[12], linear_damping=v[13],
@@ -504,16 +540,14 @@ class _PMXParser:
 
     def _joints(self):
         r, m = self.r, self.model
-        r.enter("joints")
         count = r.check_count(r.i32("the joint count"), 8 + 1 + 96, "joint")
-        values = struct.Struct("<24f")
         for i in range(count):
             what = f"joint {i}"
             name, name_en = self._names(what)
             kind = r.u8(f"{what} type")
             rigid_a = self._ref("rigid body", len(m.rigid_bodies), f"{what} rigid body A")
             rigid_b = self._ref("rigid body", len(m.rigid_bodies), f"{what} rigid body B")
-            v = r.unpack(values, what)
+            v = r.unpack(JOINT, what)
             m.joints.append(Joint(
                 name=name, name_en=name_en, kind=kind, rigid_a=rigid_a, rigid_b=rigid_b,
                 position=v[0:3], rotation=v[3:6], position_min=v[6:9], position_max=v[9:12],
@@ -522,15 +556,13 @@ class _PMXParser:
 
     def _soft_bodies(self):
         r, m = self.r, self.model
-        r.enter("soft bodies")
         count = r.check_count(r.i32("the soft body count"), 8 + 1 + 1 + 1 + 2 + 1 + 120 + 8, "soft body")
-        head = struct.Struct("<BHBiiffi18f4i3f")
         for i in range(count):
             what = f"soft body {i}"
             name, name_en = self._names(what)
             shape = r.u8(f"{what} shape")
             material = self._ref("material", len(m.materials), f"{what} material")
-            v = r.unpack(head, what)
+            v = r.unpack(SOFT_BODY, what)
             fields = {
                 "shape": shape, "material": material, "group": v[0], "no_collision_mask": v[1],
                 "flags": v[2], "b_link_distance": v[3], "cluster_count": v[4], "mass": v[5],
@@ -552,8 +584,6 @@ class _PMXParser:
             fields["pins"] = [self._ref("vertex", m.vertex_count, f"{what} pin {j}", False) for j in range(pins)]
             m.soft_bodies.append(SoftBody(name=name, name_en=name_en, fields=fields))
 
-
-MATERIAL_OFFSET = struct.Struct("<4f3ff3f4ff4f4f4f")
 
 
 def _gather(raw, starts, size):
@@ -638,20 +668,11 @@ class _PMXWriter:
         self.parts.append(I32.pack(n))
 
     def build(self):
-        self._header()
-        self._vertices()
-        self._faces()
-        self._textures()
-        self._materials()
-        self._bones()
-        self._morphs()
-        self._display_frames()
-        self._rigid_bodies()
-        self._joints()
-        if self.version >= 2.1:
-            self._soft_bodies()
-        elif self.m.soft_bodies:
-            raise ValueError("PMX 2.0 cannot hold soft bodies; set version 2.1")
+        for section in SECTIONS:
+            if self.version >= section.since:
+                getattr(self, section_method(section))()
+            elif getattr(self.m, section.model_field):
+                raise ValueError(f"PMX {self.version} cannot hold {section.name}; set version {section.since}")
         return b"".join(self.parts)
 
     # -- sections ------------------------------------------------------------------------
@@ -721,12 +742,11 @@ class _PMXWriter:
             self.text(path)
 
     def _materials(self):
-        colors = struct.Struct("<4f3ff3fB4ff")
         self.count(len(self.m.materials))
         for mat in self.m.materials:
             self.text(mat.name)
             self.text(mat.name_en)
-            self.put(colors, *mat.diffuse, *mat.specular, mat.specular_strength, *mat.ambient, mat.flags,
+            self.put(MATERIAL, *mat.diffuse, *mat.specular, mat.specular_strength, *mat.ambient, mat.flags,
                      *mat.edge_color, mat.edge_size)
             self.index("texture", mat.texture)
             self.index("texture", mat.sphere_texture)
@@ -740,7 +760,7 @@ class _PMXWriter:
             self.put(I32, mat.index_count)
 
     def _bones(self):
-        head = struct.Struct("<3f" + self.idx["bone"].format[1:] + "iH")
+        head = bone_head(self.idx["bone"])
         self.count(len(self.m.bones))
         for bone in self.m.bones:
             self.text(bone.name)
@@ -765,7 +785,7 @@ class _PMXWriter:
                     raise ValueError(f"bone {bone.name!r} has the IK flag but no IK")
                 ik = bone.ik
                 self.index("bone", ik.target)
-                self.put(struct.Struct("<if"), ik.loop_count, ik.limit_angle)
+                self.put(IK_HEAD, ik.loop_count, ik.limit_angle)
                 self.count(len(ik.links))
                 for link in ik.links:
                     self.index("bone", link.bone)
@@ -775,9 +795,6 @@ class _PMXWriter:
                         self.put(VEC3, *link.limits[1])
 
     def _morphs(self):
-        vertex = index_dtype("vertex", self.sizes["vertex"])
-        bone = index_dtype("bone", self.sizes["bone"])
-        morph = index_dtype("morph", self.sizes["morph"])
         self.count(len(self.m.morphs))
         for item in self.m.morphs:
             if item.kind not in MORPH_KINDS:
@@ -787,16 +804,12 @@ class _PMXWriter:
                 raise ValueError(f"PMX 2.0 cannot hold {item.kind} morph {item.name!r}; set version 2.1")
             self.text(item.name)
             self.text(item.name_en)
-            self.put(struct.Struct("<BB"), item.panel, number)
-            if item.kind == "vertex":
-                records = _records([("i", vertex), ("v", "<f4", 3)], i=item.vertex_indices, v=item.vertex_offsets)
-            elif item.kind.startswith("uv"):
-                records = _records([("i", vertex), ("v", "<f4", 4)], i=item.vertex_indices, v=item.uv_offsets)
-            elif item.kind in ("group", "flip"):
-                records = _records([("i", morph), ("w", "<f4")], i=item.morph_indices, w=item.weights)
-            elif item.kind == "bone":
-                records = _records([("i", bone), ("t", "<f4", 3), ("q", "<f4", 4)],
-                                   i=item.bone_indices, t=item.translations, q=item.rotations)
+            self.put(MORPH_HEAD, item.panel, number)
+            family = MORPH_FAMILIES.get(item.kind, item.kind)
+            if family in MORPH_OFFSET_FIELDS:
+                _target, attributes = MORPH_OFFSET_FIELDS[family]
+                columns = {field: getattr(item, attribute) for field, attribute in attributes.items()}
+                records = _records(morph_offset_dtype(family, self.sizes), **columns)
             elif item.kind == "material":
                 self.count(len(item.material_offsets))
                 for o in item.material_offsets:
@@ -828,17 +841,15 @@ class _PMXWriter:
                 self.index("bone" if target == 0 else "morph", index)
 
     def _rigid_bodies(self):
-        body = struct.Struct("<BHB3f3f3f5fB")
         self.count(len(self.m.rigid_bodies))
         for rb in self.m.rigid_bodies:
             self.text(rb.name)
             self.text(rb.name_en)
             self.index("bone", rb.bone)
-            self.put(body, rb.group, rb.no_collision_mask, rb.shape, *rb.size, *rb.position, *rb.rotation,
+            self.put(RIGID_BODY, rb.group, rb.no_collision_mask, rb.shape, *rb.size, *rb.position, *rb.rotation,
                      rb.mass, rb.linear_damping, rb.angular_damping, rb.restitution, rb.friction, rb.mode)
 
     def _joints(self):
-        values = struct.Struct("<24f")
         self.count(len(self.m.joints))
         for joint in self.m.joints:
             if joint.kind and self.version < 2.1:
@@ -848,11 +859,10 @@ class _PMXWriter:
             self.put(U8, joint.kind)
             self.index("rigid body", joint.rigid_a)
             self.index("rigid body", joint.rigid_b)
-            self.put(values, *joint.position, *joint.rotation, *joint.position_min, *joint.position_max,
+            self.put(JOINT, *joint.position, *joint.rotation, *joint.position_min, *joint.position_max,
                      *joint.rotation_min, *joint.rotation_max, *joint.spring_position, *joint.spring_rotation)
 
     def _soft_bodies(self):
-        head = struct.Struct("<BHBiiffi18f4i3f")
         self.count(len(self.m.soft_bodies))
         for soft in self.m.soft_bodies:
             f = soft.fields
@@ -860,7 +870,7 @@ class _PMXWriter:
             self.text(soft.name_en)
             self.put(U8, f["shape"])
             self.index("material", f["material"])
-            self.put(head, f["group"], f["no_collision_mask"], f["flags"], f["b_link_distance"],
+            self.put(SOFT_BODY, f["group"], f["no_collision_mask"], f["flags"], f["b_link_distance"],
                      f["cluster_count"], f["mass"], f["collision_margin"], f["aero_model"],
                      *(f[k] for k in SOFT_BODY_FLOATS), *(f[k] for k in SOFT_BODY_ITERATIONS),
                      *(f[k] for k in SOFT_BODY_MATERIAL))
@@ -881,7 +891,7 @@ def _scatter(out, starts, rows):
 
 def _records(layout, **columns):
     n = len(next(iter(columns.values())))
-    records = np.zeros(n, np.dtype(layout))
+    records = np.zeros(n, layout)
     for name, values in columns.items():
         records[name] = np.asarray(values).reshape(records[name].shape)
     return records
