@@ -16,7 +16,7 @@ import bpy
 
 from ..dataset import annotation as annotations
 from .model_import import ImportedModel, MODEL_PROPERTY, ROOT_PROPERTY
-from .posing import model_scale, shape_key_for
+from .posing import head_extent, model_scale, shape_key_for
 
 ANNOTATION_PROPERTY = "tha_studio_annotation"
 SIDECAR_PROPERTY = "tha_studio_annotation_path"
@@ -67,13 +67,12 @@ def start(root, sidecar=None):
         raise SessionError(f"{source.name}: no head bone to place the head band from; {annotation.review.get('reasons')}")
     store(root, annotation)
     root[SIDECAR_PROPERTY] = str(path)
-    place_handles(root, annotation, model_scale(imported))
+    place_handles(root, head_extent(imported, annotation))
     return annotation
 
 
-def place_handles(root, annotation, scale):
-    head = annotation.head
-    x, y = float(head.get("center_x", 0.0)) * scale, float(head.get("front_z", 0.0)) * scale
+def place_handles(root, head):
+    """Put the top and bottom handles on `head` (a HeadExtent in Blender units), on its centre line."""
     for which in ("top", "bottom"):
         empty = handle(root, which)
         if empty is None:
@@ -84,7 +83,7 @@ def place_handles(root, annotation, scale):
             empty.parent = root
             for collection in root.users_collection:
                 collection.objects.link(empty)
-        empty.location = (x, y, float(head[which]) * scale)
+        empty.location = (head.center_x, head.front_z, getattr(head, which))
         empty.lock_location = (True, True, False)  # drag up and down only
         empty.show_name = True
         empty.show_in_front = True
@@ -112,7 +111,7 @@ def preview(root, role, index):
     found = candidates(root, role)
     name, side, confidence = found[index % len(found)]
     imported = ImportedModel.from_object(root)
-    center_x = float(load(root).head.get("center_x", 0.0)) * model_scale(imported)
+    center_x = head_extent(imported, load(root)).center_x
     for key in imported.meshes[0].data.shape_keys.key_blocks[1:]:
         key.value = 0.0
     shape_key_for(imported, name, side, center_x).value = 1.0

@@ -62,7 +62,8 @@ class ModelPoser:
         self.armature = imported.armature
         self.touched_keys = set()
         self.key_weights = {}  # parameter index -> [(shape key, weight)]
-        center_x = float(annotation.head.get("center_x", 0.0)) * model_scale(imported)
+        # The centre splits a both-sides morph into its halves; without a head band it is x = 0.
+        center_x = head_extent(imported, annotation).center_x if annotation.head else 0.0
         for name, role in morph_roles_for_schema(schema).items():
             if name in self.available:
                 self.key_weights[schema.index(name)] = [
@@ -172,6 +173,11 @@ def _local_rotation(pose_bone, turn):
     """A rotation given in armature axes, as the pose bone's own (rest-relative) rotation."""
     rest = pose_bone.bone.matrix_local.to_3x3()
     return (rest.inverted() @ turn.to_matrix() @ rest).to_quaternion()
+
+
+def head_extent(imported, annotation):
+    """The annotated head band in Blender units: the one place the model's scale is applied to it."""
+    return annotation.head_extent.scaled(model_scale(imported))
 
 
 def model_scale(imported):

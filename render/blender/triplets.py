@@ -23,7 +23,7 @@ from ..dataset.settings import ENGINES, RenderSettings  # noqa: F401 (re-exporte
 from ...atomic_files import temp_path_for, write_bytes_atomic
 from ..dataset.framing import frame_head
 from ..formats.png import encode_png, read_targa, zero_transparent_rgb
-from .posing import ModelPoser, model_scale
+from .posing import ModelPoser, head_extent
 from ..dataset.sampling import expression_part
 
 SUN_STRENGTH = 1.6  # W/m², along the view axis (Gene_light: bright, no clipped hair)
@@ -32,15 +32,14 @@ AMBIENT_STRENGTH = 0.45  # world colour strength: the ambient term
 
 def head_framing(imported, annotation, schema):
     """The orthographic framing of this model's annotated head for the schema's head box."""
-    scale = model_scale(imported)
-    head = annotation.head
+    head = head_extent(imported, annotation)
     return frame_head(
-        head["top"] * scale,
-        head["bottom"] * scale,
+        head.top,
+        head.bottom,
         schema.head_box,
         schema.image_size,
-        center_x=float(head.get("center_x", 0.0)) * scale,
-        front_y=float(head.get("front_z", 0.0)) * scale,  # MMD z becomes Blender y
+        center_x=head.center_x,
+        front_y=head.front_z,  # MMD z becomes Blender y
     )
 
 

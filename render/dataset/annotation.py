@@ -307,16 +307,22 @@ def bone_candidates(model):
 # Head extent
 
 
-@dataclass
+@dataclass(frozen=True)
 class HeadExtent:
+    """The head band in model units (as the sidecar stores it), or in Blender units once `scaled`."""
+
     top: float
     bottom: float
-    center_x: float
-    front_z: float  # the most forward point of the head (MMD: smallest z)
+    center_x: float = 0.0
+    front_z: float = 0.0  # the most forward point of the head (MMD: smallest z)
 
     @property
     def height(self):
         return self.top - self.bottom
+
+    def scaled(self, scale):
+        """The same extent with every length multiplied by `scale` (model units to Blender units)."""
+        return HeadExtent(self.top * scale, self.bottom * scale, self.center_x * scale, self.front_z * scale)
 
 
 def _children(model):
@@ -507,6 +513,19 @@ class Annotation:
     @property
     def head_bottom(self):
         return float(self.head["bottom"])
+
+    @property
+    def head_extent(self):
+        """The sidecar's head entry as a HeadExtent (model units); centre and front default to 0."""
+        if not self.head:
+            raise AnnotationError(f"{self.model_file}: the annotation has no head extent")
+        head = self.head
+        return HeadExtent(
+            top=float(head["top"]),
+            bottom=float(head["bottom"]),
+            center_x=float(head.get("center_x", 0.0)),
+            front_z=float(head.get("front_z", 0.0)),
+        )
 
     def morphs_for(self, role):
         """[(morph name, weight, side or None)] that play `role`; empty if none does."""
