@@ -56,13 +56,7 @@ def start(root, sidecar=None):
     if source.suffix.lower() not in (".pmx", ".pmd"):
         raise SessionError(f"{source.name}: annotation reads MMD models (.pmx, .pmd)")
     path = Path(sidecar) if sidecar else annotations.sidecar_path(source)
-    if path.exists():
-        annotation = annotations.load_sidecar(path)
-    else:
-        from ...atomic_files import sha256_file
-        from ..formats.mmd import read_model
-
-        annotation = annotations.annotate_model(read_model(source), source.name, sha256_file(source))
+    annotation, _ = annotations.load_or_annotate(source, [path])
     if not annotation.head:
         raise SessionError(f"{source.name}: no head bone to place the head band from; {annotation.review.get('reasons')}")
     store(root, annotation)

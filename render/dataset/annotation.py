@@ -695,14 +695,28 @@ def save_sidecar(annotation, path):
     return write_text_atomic(path, text)
 
 
-def annotate_file(model_path, annotations_dir=None, model_id=None, keep_person_edits=True, read_model=None):
-    """Annotate one model file and write its sidecar; return (annotation, sidecar path)."""
+def annotate_model_file(model_path, previous=None, read_model=None):
+    """The automatic annotation of a model file (read, hashed, annotated); a person's entries in `previous` kept."""
     if read_model is None:
         from ..formats.mmd import read_model
     model_path = Path(model_path)
-    model = read_model(model_path)
+    return annotate_model(read_model(model_path), model_path.name, sha256_file(model_path), previous)
+
+
+def load_or_annotate(model_path, sidecars):
+    """(annotation, the sidecar it was read from): the first of `sidecars` that exists, else the model's
+    automatic annotation and None (nothing is written)."""
+    for place in sidecars:
+        if Path(place).exists():
+            return load_sidecar(place), Path(place)
+    return annotate_model_file(model_path), None
+
+
+def annotate_file(model_path, annotations_dir=None, model_id=None, keep_person_edits=True, read_model=None):
+    """Annotate one model file and write its sidecar; return (annotation, sidecar path)."""
+    model_path = Path(model_path)
     path = sidecar_path(model_path, annotations_dir, model_id)
     previous = load_sidecar(path) if keep_person_edits and path.exists() else None
-    annotation = annotate_model(model, model_path.name, sha256_file(model_path), previous)
+    annotation = annotate_model_file(model_path, previous, read_model)
     save_sidecar(annotation, path)
     return annotation, path

@@ -233,24 +233,17 @@ def plan_jobs(entries, progress, config, out_dir, retry_failed=False):
 def load_or_make_annotation(entry, out_dir, annotations_dir=None):
     """The model's annotation: a sidecar (given folder, beside the model, or the dataset's), else automatic."""
     from . import annotation as annotations
-    from ...atomic_files import sha256_file
-    from ..formats.mmd import read_model
 
     places = []
     if annotations_dir is not None:
         places.append(annotations.sidecar_path(entry.path, annotations_dir, entry.model_id))
     places.append(annotations.sidecar_path(entry.path))
     dataset_copy = annotations.sidecar_path(entry.path, Path(out_dir) / ANNOTATIONS_FOLDER, entry.model_id)
-    for place in places:
-        if place.exists():
-            found = annotations.load_sidecar(place)
-            annotations.save_sidecar(found, dataset_copy)
-            return found
-    if dataset_copy.exists():
-        return annotations.load_sidecar(dataset_copy)
-    made = annotations.annotate_model(read_model(entry.path), entry.path.name, sha256_file(entry.path))
-    annotations.save_sidecar(made, dataset_copy)
-    return made
+    annotation, found = annotations.load_or_annotate(entry.path, [*places, dataset_copy])
+    # The dataset keeps the annotation each model was rendered with.
+    if found != dataset_copy:
+        annotations.save_sidecar(annotation, dataset_copy)
+    return annotation
 
 
 def merge_dataset(out_dir):
