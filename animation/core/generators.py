@@ -260,7 +260,10 @@ def blinks(schema, settings=None, frame_start=1, frame_end=250, fps=24.0, busy=(
             break
         blocking = [b for b in busy if start <= b[1] and end >= b[0]]
         if blocking:
-            start = int(math.ceil(max(b[1] for b in blocking) + interval()))
+            resume = max(b[1] for b in blocking)
+            if resume >= frame_end:
+                break  # busy to the end (a wink held past the range)
+            start = int(math.ceil(resume + interval()))
             continue
         first = start
         for _ in range(2 if double else 1):
@@ -283,10 +286,37 @@ def _check_busy(busy):
             first, last = (float(v) for v in interval)
         except (TypeError, ValueError):
             raise GeneratorError(f"blinks: busy intervals are (first frame, last frame), got {interval!r}") from None
-        if not (math.isfinite(first) and math.isfinite(last)) or last < first:
+        if math.isnan(first) or math.isnan(last) or last < first:
             raise GeneratorError(f"blinks: busy interval {interval!r} ends before it starts")
         intervals.append((first, last))
     return intervals
+
+
+def busy_intervals(*tracks, rest=0.0):
+    """(first frame, last frame) spans where any of the keyed curves (lists of keys with `frame`
+    and `value`, such as the eye_wink keys already on a sprite) is away from `rest`: the `busy`
+    argument of `blinks`. A curve that starts or ends away from rest holds that value beyond its
+    keys, so its span runs to -inf or inf."""
+    spans = []
+    for keys in tracks:
+        keys = sorted(keys, key=lambda k: k.frame)
+        if not keys:
+            continue
+        moving = [abs(k.value - rest) > 1e-6 for k in keys]
+        if moving[0]:
+            spans.append((-math.inf, keys[0].frame))
+        for key, following, moves in zip(keys, keys[1:], zip(moving, moving[1:])):
+            if any(moves):
+                spans.append((key.frame, following.frame))
+        if moving[-1]:
+            spans.append((keys[-1].frame, math.inf))
+    merged = []
+    for first, last in sorted(spans):
+        if merged and first <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return merged
 
 
 def _unique_frames(points):

@@ -9,8 +9,8 @@ import pytest
 
 from tha_studio.animation.core.generators import (
     GENERATORS, BlinkSettings, BreathingSettings, GazeSettings, GeneratorError, SwaySettings, blinks, breathing,
-    gaze, keyed_parameters, sway)
-from tha_studio.animation.core.keys import evaluate_keys
+    busy_intervals, gaze, keyed_parameters, sway)
+from tha_studio.animation.core.keys import evaluate_keys, flat_bezier_keys
 from tha_studio.pose.schema import SCHEMAS, PoseParameter, PoseSchema, get_schema
 
 THA3 = get_schema("tha3")
@@ -114,6 +114,17 @@ def test_blinks_keep_clear_of_winks_already_keyed():
     # Without the winks the same seed blinks during some of them: the busy list did the work.
     free = blink_events(blinks(THA3, settings, frame_start=1, frame_end=MINUTES, fps=fps)["eye_wink_left"])
     assert any(not (s + c + h + o < a or s > b) for s, c, h, o in free for a, b in winks)
+
+
+def test_winks_already_keyed_become_the_busy_spans_blinks_avoid():
+    left = flat_bezier_keys([(1, 0.0), (40, 0.0), (44, 1.0), (60, 1.0), (66, 0.0), (300, 0.0), (310, 0.8), (320, 0.0)])
+    right = flat_bezier_keys([(1, 0.0), (62, 0.0), (70, 0.5), (75, 0.0), (500, 0.0), (505, 0.3)])
+    busy = busy_intervals(left, right)
+    assert busy == [(40.0, 75.0), (300.0, 320.0), (500.0, math.inf)]
+    track = blinks(THA3, BlinkSettings(seed=1, interval=(1.0, 2.0)), 1, 1000, 24, busy=busy)
+    for start, close, closed, opening in blink_events(track["eye_wink_left"]):
+        assert start + close + closed + opening < 40 or 75 < start < 300 - close - closed - opening or 320 < start < 500
+    assert busy_intervals([]) == [] and busy_intervals(flat_bezier_keys([(5, 0.0), (9, 0.0)])) == []
 
 
 @pytest.mark.parametrize("schema_name", sorted(SCHEMAS))
