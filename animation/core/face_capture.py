@@ -15,10 +15,12 @@ CSV per take: a header row, then one row per captured frame:
 
 An `ArkitMapping` turns the channels into THA parameters: each parameter is an offset plus a
 weighted sum of channels (rotations in degrees), clamped to the parameter's range. The mapping is
-plain data, saved and edited as JSON. The default follows the official THA3 iFacialMocap
-converter's linear parts (tha.md §6): e.g. eye_wink = EyeBlink / 0.8, mouth_aaa = (JawOpen - 0.1)
-/ 0.3, head_x/head_y/neck_z = -pitch/-yaw/roll over 15 degrees; its smile gating and mouth-shape
-fitting are not linear and are left out. Mapped values are resampled to the scene rate and keyed
+plain data, saved and edited as JSON. The default follows the linear parts of the official
+THA3 demo's iFacialMocap converter (tha3/mocap/ifacialmocap_poser_converter_25.py; tha.md §6
+quotes its head formulas): e.g. eye_wink = EyeBlink / 0.8, mouth_aaa = (JawOpen - 0.1) / 0.3,
+ARKit's Left to THA's left as there. Its smile gating and mouth-shape fitting are not linear and
+are left out. Head pitch/yaw/roll go to head_x/head_y/neck_z at 15 degrees a unit, THA's range
+for all three (that converter gives head_y 10 degrees; edit the weight for that). Mapped values are resampled to the scene rate and keyed
 on every frame where they change (LINEAR).
 """
 

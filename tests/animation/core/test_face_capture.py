@@ -213,3 +213,18 @@ def test_unreadable_files_and_settings_are_refused(tmp_path):
         parse_live_link_csv(live_link_csv(0.5), capture_fps=0)
     with pytest.raises(FaceCaptureError, match="angle units must be one of radians, degrees"):
         parse_live_link_csv(live_link_csv(0.5), angle_units="turns")
+
+
+def test_windows_line_ends_a_bom_and_a_repeated_instant_read_as_expected():
+    text = live_link_csv(0.5)
+    plain = parse_live_link_csv(text)
+    windows = parse_live_link_csv("\ufeff" + text.replace("\n", "\r\n"))
+    np.testing.assert_array_equal(windows.times, plain.times)
+    np.testing.assert_array_equal(windows.channels["JawOpen"], plain.channels["JawOpen"])
+    # The app repeats a row's timecode now and then: the later row wins.
+    lines = text.splitlines()
+    repeated = with_row("\n".join(lines[:4] + [lines[3]] + lines[4:]), 3, "JawOpen", "0.25")
+    capture = parse_live_link_csv(repeated)
+    np.testing.assert_array_equal(capture.times, plain.times)
+    assert capture.channels["JawOpen"][2] == 0.25
+    assert capture.channels["JawOpen"][3] == plain.channels["JawOpen"][3]
