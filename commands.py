@@ -1,7 +1,8 @@
 """Assembles the command line from the subcommands each package offers.
 
 A module listed in COMMAND_MODULES offers subcommands through `add_subcommands(subparsers)`,
-which adds parsers whose default `func(args) -> int` does the work. Heavy imports
+which adds parsers whose default `func(args) -> int` does the work. A subcommand raises a UserError
+(errors.py) for anything the user can fix; `main` prints it on one line. Heavy imports
 (bpy, torch) belong inside `func`, so `--help` is instant and a machine without Blender can
 still run the subcommands that do not need it.
 """
@@ -10,17 +11,20 @@ import argparse
 import importlib
 import sys
 
+from .errors import UserError
+
 # Modules that add subcommands, in the order --help lists them.
 COMMAND_MODULES = (
     "render.commands",
     "render.dataset_commands",
     "neural.commands",
     "lipsync.commands",
+    "animation.commands",
 )
 
 
-class CommandError(Exception):
-    """A failure to report on one line, without a traceback (bad input, missing file)."""
+class CommandError(UserError):
+    """A bad option or argument, found by a subcommand itself (a UserError like any other)."""
 
 
 def build_parser():
@@ -43,7 +47,10 @@ def main(argv=None):
         return 2
     try:
         return args.func(args) or 0
-    except CommandError as error:
+    except (UserError, OSError) as error:
+        # The one place user errors end: one line, no traceback. An OSError is the machine's
+        # answer about a file (missing folder, no permission, disk full), not a bug. Anything
+        # else is a bug and keeps its traceback.
         print(f"tha_studio {args.command}: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

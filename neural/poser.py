@@ -182,6 +182,16 @@ class Poser:
             self._cache = self.pipeline.prepare(tensor)
         return self
 
+    @property
+    def prepared(self):
+        """The current picture's pose-independent work; hand it back to `use_prepared` to switch
+        pictures without redoing it (several sprites share one loaded Poser)."""
+        return self._cache
+
+    def use_prepared(self, prepared):
+        self._cache = prepared
+        return self
+
     def pose_tensor(self, poses):
         """(B, P) float tensor on the device from an array, tensor, or one (P,) vector."""
         array = poses if isinstance(poses, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(poses, dtype=np.float32))

@@ -105,7 +105,7 @@ def ext(extension_zip):
     yield module
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def ext_module(ext):
     """ext_module("render.blender.model_import") -> the installed extension's module."""
     return lambda name: importlib.import_module(f"{PACKAGE}.{name}")

@@ -1,0 +1,197 @@
+"""Talking-head sprites in the interface: Add > THA Talking Head, the sprite panel (pose sliders
+grouped as the schema groups them, live/baked status), reset, and the live/baked switch.
+
+Each operator checks its input, calls one function of animation/blender, and reports.
+"""
+
+import bpy
+from bpy_extras.io_utils import ImportHelper
+
+from ..animation.blender import live
+from ..animation.blender import sprite as sprites
+from ..animation.core.bake_cache import BakeCache
+from ..animation.core.sprite_settings import SpriteSettings
+from ..errors import UserError
+from ..pose.schema import GROUPS, get_schema
+from .preferences import preferences
+from .reporting import reports_errors
+
+SCHEMAS = (
+    ("tha3", "THA3 (45 parameters)", "Talking Head Anime 3 (also THA4 students)"),
+    ("tha2", "THA2 (42 parameters)", "Talking Head Anime 2"),
+    ("tha1", "THA1 (6 parameters)", "Talking Head Anime 1"),
+)
+
+
+def readable(name):
+    """'mouth_aaa' -> 'Mouth aaa' (slider labels)."""
+    return name.replace("_", " ").capitalize()
+
+
+def active_sprite(context):
+    obj = context.object
+    return obj if sprites.is_sprite(obj) else None
+
+
+def settings_from_preferences(context, schema):
+    prefs = preferences(context)
+    device = "auto" if prefs.device == "AUTO" else prefs.device
+    return SpriteSettings(schema=schema, weights=prefs.weights(), device=device, precision=prefs.precision)
+
+
+class THA_OT_add_talking_head(bpy.types.Operator, ImportHelper):
+    """Add a talking-head sprite: a character picture on a plane, posed by THA with pose sliders"""
+
+    bl_idname = "tha_studio.add_talking_head"
+    bl_label = "THA Talking Head"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filename_ext = ".png"
+    filter_glob: bpy.props.StringProperty(default="*.png;*.webp;*.tga;*.tif;*.tiff", options={"HIDDEN"})
+    schema: bpy.props.EnumProperty(name="Pose sliders", items=SCHEMAS, default="tha3")
+    pack: bpy.props.BoolProperty(
+        name="Pack picture", default=True, description="Keep the picture inside the .blend (else refer to the file)"
+    )
+    size: bpy.props.FloatProperty(name="Height", default=sprites.DEFAULT_SIZE, min=0.01, soft_max=10.0,
+                                  unit="LENGTH", description="The picture's height (THA's head box is a quarter of it)")
+
+    @reports_errors
+    def execute(self, context):
+        try:
+            settings = settings_from_preferences(context, self.schema)
+            live.check_weights(settings)
+            obj = sprites.create_sprite(context.scene, self.filepath, settings, size=self.size, pack=self.pack,
+                                        location=tuple(context.scene.cursor.location))
+        except UserError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        for other in context.view_layer.objects:
+            other.select_set(False)
+        obj.select_set(True)
+        context.view_layer.objects.active = obj
+        self.report({"INFO"}, f"Added {obj.name}: {len(get_schema(self.schema).names)} pose sliders")
+        return {"FINISHED"}
+
+
+class THA_OT_reset_pose(bpy.types.Operator):
+    """Put every pose slider of the sprite back to its default"""
+
+    bl_idname = "tha_studio.reset_pose"
+    bl_label = "Reset Pose"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        if active_sprite(context) is None:
+            cls.poll_message_set("Select a THA talking-head sprite")
+            return False
+        return True
+
+    @reports_errors
+    def execute(self, context):
+        try:
+            sprites.reset_pose(active_sprite(context))
+        except UserError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class THA_OT_sprite_mode(bpy.types.Operator):
+    """Show the live THA preview, or play the baked image sequence"""
+
+    bl_idname = "tha_studio.sprite_mode"
+    bl_label = "Sprite Mode"
+    bl_options = {"REGISTER", "UNDO"}
+
+    mode: bpy.props.EnumProperty(items=(("LIVE", "Live", "Posed by THA as frames change"),
+                                        ("BAKED", "Baked", "Play the baked frames (no torch needed)")))
+
+    @classmethod
+    def poll(cls, context):
+        if active_sprite(context) is None:
+            cls.poll_message_set("Select a THA talking-head sprite")
+            return False
+        return True
+
+    @reports_errors
+    def execute(self, context):
+        obj = active_sprite(context)
+        try:
+            if self.mode == "LIVE":
+                sprites.use_live(obj)
+                live.update_sprite(obj)
+                return {"FINISHED"}
+            folder = live.cache_folder(obj)
+            cache = BakeCache(folder) if folder else None
+            if cache is None or not cache.index.frames:
+                self.report({"ERROR"}, f"{obj.name} has no baked frames yet: bake it first")
+                return {"CANCELLED"}
+            first, last = min(cache.index.frames), max(cache.index.frames)
+            sprites.use_sequence(obj, cache.frame_path(first), first, last - first + 1)
+        except UserError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class THA_PT_talking_head(bpy.types.Panel):
+    bl_label = "THA Talking Head"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "THA"
+
+    @classmethod
+    def poll(cls, context):
+        return active_sprite(context) is not None
+
+    def draw(self, context):
+        layout = self.layout
+        obj = active_sprite(context)
+        try:
+            settings = sprites.settings_of(obj)
+            keys = sprites.sliders(obj)
+        except UserError as error:
+            layout.label(text=str(error), icon="ERROR")
+            return
+        weights = "tha3 package" if settings.weights == "tha3" else settings.weights
+        layout.label(text=f"{settings.schema.upper()} · {weights}", icon="IMAGE_DATA")
+        row = layout.row(align=True)
+        row.operator(THA_OT_sprite_mode.bl_idname, text="Live", depress=settings.mode == "LIVE").mode = "LIVE"
+        row.operator(THA_OT_sprite_mode.bl_idname, text="Baked", depress=settings.mode == "BAKED").mode = "BAKED"
+        if settings.mode == "LIVE":
+            layout.label(text=live.status(obj), icon="TIME")
+        bake_operator = getattr(bpy.types, "THA_OT_bake_talking_head", None)
+        if bake_operator is not None:
+            layout.operator(bake_operator.bl_idname, icon="RENDER_ANIMATION")
+        layout.operator(THA_OT_reset_pose.bl_idname, icon="LOOP_BACK")
+        schema = get_schema(settings.schema)
+        for group in GROUPS:
+            names = schema.group_names(group)
+            if not names:
+                continue
+            box = layout.box()
+            box.label(text=group.capitalize())
+            column = box.column(align=True)
+            for name in names:
+                # The shape key's own property: I over it keys it, right-click adds a driver.
+                column.prop(keys[name], "value", text=readable(name), slider=True)
+
+
+def menu_add(self, context):
+    self.layout.operator(THA_OT_add_talking_head.bl_idname, text="THA Talking Head", icon="IMAGE_DATA")
+
+
+CLASSES = (THA_OT_add_talking_head, THA_OT_reset_pose, THA_OT_sprite_mode, THA_PT_talking_head)
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.VIEW3D_MT_add.append(menu_add)
+
+
+def unregister():
+    bpy.types.VIEW3D_MT_add.remove(menu_add)
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

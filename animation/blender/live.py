@@ -1,0 +1,260 @@
+"""Live preview: the sprite's plane shows THA's picture of its current pose.
+
+Moving a slider, scrubbing or playing asks for the current pose of each live sprite. A picture
+already made (in memory, or in the sprite's bake cache) is shown at once. Otherwise:
+- headless (`blender -b`, scripts, tests) and while rendering, the frame is posed in line, so a
+  render of frame N always shows frame N's pose;
+- in an interactive Blender the pose goes to one worker thread; only the newest request per
+  sprite is kept (stale ones are dropped), and a timer on the main thread puts finished pictures
+  on the plane (Blender data may only be touched from the main thread).
+
+The handlers and the timer are registered by the UI layer (addon/handlers.py); this module holds
+what they call. Torch is imported only when a sprite is first posed (the FrameSource).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+
+import bpy
+
+from ...errors import UserError
+from ..core.bake_cache import BakeCache
+from . import sprite as sprites
+
+_sources = {}  # sprite object's name -> (signature, FrameSource)
+_shown = {}  # sprite object's name -> key of the picture on its plane
+_status = {}  # sprite object's name -> one line for the panel
+_suspended = 0
+_rendering = False
+
+
+# --- frame sources -------------------------------------------------------------------------
+
+
+def source_for(obj):
+    """The sprite's FrameSource (weights loaded on first use, shared between sprites)."""
+    from ...neural.sprite_frames import FrameSource
+
+    settings = sprites.settings_of(obj)
+    signature = (settings.schema, settings.weights, settings.variant, settings.device, settings.precision,
+                 settings.picture, settings.picture_digest)
+    known = _sources.get(obj.name)
+    if known is None or known[0] != signature:
+        _status[obj.name] = "loading the THA weights"
+        source = FrameSource(sprites.picture_of(obj), settings.schema, settings.weights, settings.variant,
+                             settings.device, settings.precision)
+        _sources[obj.name] = (signature, source)
+        _status[obj.name] = f"ready on {source.device}"
+    return _sources[obj.name][1]
+
+
+def check_weights(settings):
+    """Load (or reuse) a sprite's weights now, so a bad weights source is reported when the sprite
+    is made rather than at its first frame. Returns the Poser."""
+    try:
+        from ...neural.sprite_frames import shared_poser
+    except ImportError as error:
+        raise UserError(
+            f"posing needs PyTorch, which this Blender's Python cannot import ({error}); see the README's "
+            "'PyTorch inside Blender', or use baked frames") from None
+    try:
+        poser = shared_poser(settings.weights, settings.variant, settings.device, settings.precision)
+    except ValueError as error:  # a device this machine lacks
+        raise UserError(str(error)) from None
+    if poser.schema.name != settings.schema:
+        raise UserError(f"the weights {settings.weights} are {poser.family.upper()} ({poser.schema.name} poses), "
+                        f"not {settings.schema} as the sprite's sliders")
+    return poser
+
+
+def forget():
+    """Drop every sprite's source and state (a new file was loaded)."""
+    worker.clear()
+    _sources.clear()
+    _shown.clear()
+    _status.clear()
+
+
+def status(obj):
+    """One line for the panel: what the live preview is doing for this sprite."""
+    return _status.get(obj.name, "not posed yet")
+
+
+def cache_folder(obj):
+    """The sprite's bake cache folder as an absolute path, or None when it has none yet."""
+    settings = sprites.settings_of(obj)
+    if not settings.cache_dir:
+        return None
+    return bpy.path.abspath(settings.cache_dir)
+
+
+def _from_bake_cache(obj, key):
+    folder = cache_folder(obj)
+    if folder is None:
+        return None
+    cache = BakeCache(folder)
+    if not cache.has_pose(key):
+        return None
+    from PIL import Image
+    import numpy as np
+
+    with Image.open(cache.pose_path(key)) as picture:
+        return np.asarray(picture.convert("RGBA"))
+
+
+# --- showing frames ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def suspended():
+    """No live posing inside (a bake steps through frames itself)."""
+    global _suspended
+    _suspended += 1
+    try:
+        yield
+    finally:
+        _suspended -= 1
+
+
+def set_rendering(active):
+    global _rendering
+    _rendering = bool(active)
+
+
+def in_line():
+    """Pose in the calling thread: headless, or while rendering (the render needs the frame now)."""
+    return bpy.app.background or _rendering
+
+
+def live_sprites(scene):
+    return [obj for obj in sprites.sprites_in(scene) if sprites.settings_of(obj).mode == "LIVE"]
+
+
+def update_scene(scene):
+    """Show the current pose of every live sprite of a scene (the frame-change handler's body)."""
+    if _suspended:
+        return
+    for obj in live_sprites(scene):
+        try:
+            update_sprite(obj)
+        except Exception as error:  # noqa: BLE001 - a handler must not break playback or a render
+            _status[obj.name] = f"error: {error}"
+            print(f"THA Studio: {obj.name}: {error}")
+
+
+def update_sprite(obj, in_line_now=None):
+    """Show the sprite's current pose: at once if its picture is known, else pose it (in line, or
+    through the worker thread in an interactive Blender). Returns True if the plane changed."""
+    source = source_for(obj)
+    pose = sprites.sprite_pose(obj)
+    key = source.key(pose)
+    if _shown.get(obj.name) == key:
+        return False
+    rgba = source.remembered(key)
+    if rgba is None:
+        rgba = _from_bake_cache(obj, key)
+        if rgba is not None:
+            source.remember(key, rgba)
+    if rgba is None:
+        if not (in_line() if in_line_now is None else in_line_now):
+            worker.request(obj.name, source, pose, key)
+            _status[obj.name] = "computing the frame…"
+            return False
+        started = time.perf_counter()
+        key, rgba = source.pose_rgba(pose)
+        _status[obj.name] = f"posed in {time.perf_counter() - started:.2f} s on {source.device}"
+    _show(obj, key, rgba)
+    return True
+
+
+def _show(obj, key, rgba):
+    sprites.show_rgba(sprites.live_image(obj), rgba)
+    _shown[obj.name] = key
+
+
+def apply_finished():
+    """Put the worker's finished pictures on their planes (main thread; the timer calls this).
+    Returns how many planes changed."""
+    changed = 0
+    for name, key, rgba, seconds, device in worker.take_finished():
+        obj = bpy.data.objects.get(name)
+        if obj is None or not sprites.is_sprite(obj):
+            continue
+        _show(obj, key, rgba)
+        _status[name] = f"posed in {seconds:.2f} s on {device}"
+        changed += 1
+    if changed:
+        for window in getattr(bpy.context.window_manager, "windows", ()):
+            for area in window.screen.areas:
+                area.tag_redraw()
+    return changed
+
+
+class PoseWorker:
+    """One background thread that poses the newest request of each sprite."""
+
+    def __init__(self):
+        self._lock = threading.Condition()
+        self._requests = {}  # sprite name -> (source, pose, key); a newer request replaces an older one
+        self._finished = []
+        self._thread = None
+
+    def request(self, name, source, pose, key):
+        with self._lock:
+            self._requests[name] = (source, pose, key)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="THA Studio poser", daemon=True)
+                self._thread.start()
+            self._lock.notify()
+
+    def pending(self):
+        with self._lock:
+            return len(self._requests)
+
+    def take_finished(self):
+        with self._lock:
+            finished, self._finished = self._finished, []
+            return finished
+
+    def clear(self):
+        with self._lock:
+            self._requests.clear()
+            self._finished.clear()
+
+    def wait_idle(self, timeout=60.0):
+        """Block until every request is done (tests; headless scripts)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._requests and not getattr(self, "_busy", False):
+                    return True
+            time.sleep(0.01)
+        return False
+
+    def _run(self):
+        while True:
+            with self._lock:
+                while not self._requests:
+                    if not self._lock.wait(timeout=30.0):
+                        self._thread = None
+                        return
+                name = next(iter(self._requests))
+                source, pose, key = self._requests.pop(name)
+                self._busy = True
+            try:
+                started = time.perf_counter()
+                key, rgba = source.pose_rgba(pose)
+                result = (name, key, rgba, time.perf_counter() - started, source.device)
+            except Exception as error:  # noqa: BLE001 - reported in the panel, the thread goes on
+                _status[name] = f"error: {error}"
+                result = None
+            with self._lock:
+                if result is not None:
+                    self._finished.append(result)
+                self._busy = False
+
+
+worker = PoseWorker()

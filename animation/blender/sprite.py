@@ -1,0 +1,287 @@
+"""The talking-head sprite: a plane that shows a posed character picture, with THA's pose
+parameters as shape-key sliders.
+
+Why shape keys, not a registered property group (the design decision of the sprites issue):
+a sprite's sliders must behave like a 3D character's face shapes, and shape keys are what Blender
+and its animators already use for that. They are keyed with I over the slider, listed in the
+Dope Sheet's Shape Key Editor, Graph Editor and NLA (as the mesh's Key datablock), take drivers
+(so a face-capture add-on or a control bone drives them), are found by name by the tools that
+target shape keys (lip-sync add-ons' shape-key actions, face-capture retargeters), and, being
+Blender's own data, keep their values and animation in a .blend opened where THA Studio is not
+installed. A registered property group would lose all of that there (its F-curves would point
+at a property nobody defines). The keys carry values only: every key's coordinates equal the
+basis, so they never move the plane. Their slider ranges are the schema's ranges; a reset puts
+the schema's defaults back.
+
+The sprite's settings (schema, weights, picture, cache folder, mode) are a plain ID property on
+the object (animation/core/sprite_settings.py), for the same reason.
+
+The material shows either the live image (posed by THA as frames change: animation/blender/live.py)
+or, after a bake, the baked image sequence (animation/blender/bake.py), with its transparency in
+EEVEE, Cycles and Workbench.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from ...errors import UserError
+from ...pose.character_image import CharacterImageError, prepare_character_image
+from ...pose.schema import get_schema
+from ..core.bake_cache import picture_digest
+from ..core.sprite_settings import PROPERTY, SpriteSettings
+
+DEFAULT_SIZE = 1.0  # metres: the picture's height; THA's head box is a quarter of it
+
+
+class SpriteError(UserError):
+    """An object that is not a usable sprite, or a sprite whose data was damaged."""
+
+
+def is_sprite(obj):
+    return obj is not None and obj.type == "MESH" and PROPERTY in obj.keys()
+
+
+def settings_of(obj):
+    if not is_sprite(obj):
+        raise SpriteError(f"{getattr(obj, 'name', obj)!r} is not a THA talking-head sprite")
+    return SpriteSettings.from_dict(obj[PROPERTY], obj.name)
+
+
+def store_settings(obj, settings):
+    obj[PROPERTY] = settings.to_dict()
+
+
+def sprites_in(scene):
+    return [obj for obj in scene.objects if is_sprite(obj)]
+
+
+# --- creating ------------------------------------------------------------------------------
+
+
+def create_sprite(scene, picture_path, settings=None, name=None, size=DEFAULT_SIZE, pack=True, location=(0.0, 0.0, 0.0)):
+    """A new sprite in `scene` from a character picture; returns the object.
+
+    The picture is checked and prepared for the schema first (CharacterImageError names the file
+    and what is wrong: no alpha, opaque background, head outside the box, ...), so nothing is
+    created for a picture the networks cannot use. `pack`: keep the picture inside the .blend
+    (else the .blend refers to the file).
+    """
+    settings = settings or SpriteSettings()
+    schema = get_schema(settings.schema)
+    picture_path = Path(picture_path)
+    if not picture_path.is_file():
+        raise CharacterImageError(picture_path, "no such file")
+    rgba = prepare_character_image(picture_path, schema)
+    name = name or picture_path.stem
+    picture = bpy.data.images.load(str(picture_path), check_existing=False)
+    picture.name = f"{name} picture"
+    if pack:
+        picture.pack()
+    picture.use_fake_user = True  # the source of every frame: never garbage-collected
+
+    mesh = _plane_mesh(f"{name} plane", size)
+    obj = bpy.data.objects.new(name, mesh)
+    obj.location = location
+    scene.collection.objects.link(obj)
+    _add_sliders(obj, schema)
+
+    live = bpy.data.images.new(f"{name} posed", schema.image_size, schema.image_size, alpha=True)
+    live.use_fake_user = True
+    show_rgba(live, rgba)
+    material = _sprite_material(f"{name} material", live)
+    mesh.materials.append(material)
+
+    settings.picture = picture.name
+    settings.picture_digest = picture_digest(rgba)
+    settings.mode = "LIVE"
+    store_settings(obj, settings)
+    return obj
+
+
+def _plane_mesh(name, size):
+    """A plane standing on the origin in the XZ plane, facing the front view (-Y), UVs 0..1."""
+    half = size / 2.0
+    mesh = bpy.data.meshes.new(name)
+    mesh.from_pydata([(-half, 0.0, 0.0), (half, 0.0, 0.0), (half, 0.0, size), (-half, 0.0, size)], [], [(0, 1, 2, 3)])
+    uv = mesh.uv_layers.new(name="UVMap")
+    uv.data.foreach_set("uv", [0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
+    mesh.update()
+    return mesh
+
+
+def _add_sliders(obj, schema):
+    obj.shape_key_add(name="Basis", from_mix=False)
+    for parameter in schema.parameters:
+        key = obj.shape_key_add(name=parameter.name, from_mix=False)
+        key.slider_min = parameter.minimum
+        key.slider_max = parameter.maximum
+        key.value = parameter.default
+    obj.data.shape_keys.name = f"{obj.name} pose"
+
+
+def _sprite_material(name, image):
+    """Unlit picture with its alpha: emission mixed with transparency, blended (not dithered)."""
+    material = bpy.data.materials.new(name)
+    if material.node_tree is None:  # Blender before 5.0 made node trees on request
+        material.use_nodes = True
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    nodes.clear()
+    texture = nodes.new("ShaderNodeTexImage")
+    texture.name = texture.label = "THA frame"
+    texture.image = image
+    texture.interpolation = "Linear"
+    texture.extension = "CLIP"
+    emission = nodes.new("ShaderNodeEmission")
+    transparent = nodes.new("ShaderNodeBsdfTransparent")
+    mix = nodes.new("ShaderNodeMixShader")
+    output = nodes.new("ShaderNodeOutputMaterial")
+    links.new(texture.outputs["Color"], emission.inputs["Color"])
+    links.new(texture.outputs["Alpha"], mix.inputs["Fac"])
+    links.new(transparent.outputs["BSDF"], mix.inputs[1])
+    links.new(emission.outputs["Emission"], mix.inputs[2])
+    links.new(mix.outputs["Shader"], output.inputs["Surface"])
+    for node, x in ((texture, -600), (emission, -250), (transparent, -250), (mix, 0), (output, 250)):
+        node.location = (x, 150 if node is transparent else 0)
+    nodes.active = texture  # Workbench's texture colour shows the active image node
+    if hasattr(material, "surface_render_method"):  # EEVEE (4.2+): true blending of the edges
+        material.surface_render_method = "BLENDED"
+    else:
+        material.blend_method = "BLEND"
+    material.use_backface_culling = False
+    return material
+
+
+def frame_node(obj):
+    """The sprite material's image node (the one that shows the posed picture)."""
+    for slot in obj.material_slots:
+        material = slot.material
+        if material and material.node_tree and "THA frame" in material.node_tree.nodes:
+            return material.node_tree.nodes["THA frame"]
+    raise SpriteError(f"{obj.name}: its THA material is missing (the 'THA frame' image node was removed)")
+
+
+# --- pictures ------------------------------------------------------------------------------
+
+
+def show_rgba(image, rgba):
+    """Put an RGBA uint8 (H, W, 4) picture (top row first) into a Blender image."""
+    height, width = rgba.shape[:2]
+    if tuple(image.size) != (width, height):
+        image.scale(width, height)
+    pixels = np.ascontiguousarray(rgba[::-1], dtype=np.float32).reshape(-1) / 255.0
+    image.pixels.foreach_set(pixels)
+    image.update()
+
+
+def image_rgba(image):
+    """A Blender image's pixels as RGBA uint8 (H, W, 4), top row first (packed or on disk)."""
+    width, height = image.size
+    if width == 0 or height == 0:
+        raise SpriteError(f"image {image.name!r} has no pixels (its file {image.filepath!r} is missing?)")
+    pixels = np.empty(width * height * 4, dtype=np.float32)
+    image.pixels.foreach_get(pixels)
+    return np.round(pixels.reshape(height, width, 4)[::-1] * 255.0).astype(np.uint8)
+
+
+def picture_of(obj):
+    """The sprite's character picture, prepared for its schema (RGBA uint8)."""
+    settings = settings_of(obj)
+    image = bpy.data.images.get(settings.picture)
+    if image is None:
+        raise SpriteError(f"{obj.name}: its picture {settings.picture!r} is no longer in the .blend")
+    return prepare_character_image(image_rgba(image), get_schema(settings.schema))
+
+
+def live_image(obj):
+    """The image the live preview paints into (created again if it was removed)."""
+    name = f"{obj.name} posed"
+    image = bpy.data.images.get(name)
+    if image is None:
+        size = get_schema(settings_of(obj).schema).image_size
+        image = bpy.data.images.new(name, size, size, alpha=True)
+        image.use_fake_user = True
+    return image
+
+
+# --- sliders -------------------------------------------------------------------------------
+
+
+def sliders(obj):
+    """{parameter name: shape key} of a sprite, in schema order."""
+    schema = get_schema(settings_of(obj).schema)
+    keys = obj.data.shape_keys.key_blocks if obj.data.shape_keys else {}
+    missing = [name for name in schema.names if name not in keys]
+    if missing:
+        raise SpriteError(f"{obj.name}: its pose sliders {', '.join(missing[:4])} were removed")
+    return {name: keys[name] for name in schema.names}
+
+
+def sprite_pose(obj):
+    """The sprite's current pose vector (slider values as the scene evaluated them)."""
+    schema = get_schema(settings_of(obj).schema)
+    values = [key.value for key in sliders(obj).values()]
+    return schema.clamp(np.asarray(values, dtype=np.float32))
+
+
+def set_pose(obj, values):
+    """Set sliders from {name: value} (values clamped to each slider's range)."""
+    keys = sliders(obj)
+    for name, value in values.items():
+        if name not in keys:
+            raise SpriteError(f"{obj.name}: no pose slider named {name!r}")
+        keys[name].value = float(value)
+
+
+def reset_pose(obj):
+    schema = get_schema(settings_of(obj).schema)
+    set_pose(obj, {p.name: p.default for p in schema.parameters})
+
+
+def key_pose(obj, values, frame):
+    """Set and keyframe sliders at a frame (as pressing I over each of them would)."""
+    set_pose(obj, values)
+    keys = sliders(obj)
+    for name in values:
+        keys[name].keyframe_insert("value", frame=frame)
+
+
+# --- what the material shows ---------------------------------------------------------------
+
+
+def use_live(obj):
+    """Show the live image (posed as frames change)."""
+    node = frame_node(obj)
+    node.image = live_image(obj)
+    settings = settings_of(obj)
+    settings.mode = "LIVE"
+    store_settings(obj, settings)
+
+
+def use_sequence(obj, first_frame_path, frame_start, frame_count):
+    """Show a baked image sequence whose file numbers are scene frames (frame_0001.png = frame 1)."""
+    node = frame_node(obj)
+    name = f"{obj.name} baked"
+    image = bpy.data.images.get(name)
+    path = bpy.path.relpath(str(first_frame_path)) if bpy.data.filepath else str(first_frame_path)
+    if image is None or image.filepath != path:
+        if image is not None:
+            bpy.data.images.remove(image)
+        image = bpy.data.images.load(str(first_frame_path), check_existing=False)
+        image.name = name
+        image.filepath = path
+    image.source = "SEQUENCE"
+    image.reload()
+    node.image = image
+    user = node.image_user
+    user.frame_start = frame_start
+    user.frame_offset = frame_start - 1  # file number = scene frame
+    user.frame_duration = frame_count
+    user.use_auto_refresh = True
+    user.use_cyclic = False
+    settings = settings_of(obj)
+    settings.mode = "BAKED"
+    store_settings(obj, settings)

@@ -1,0 +1,164 @@
+"""A scene built around talking-head sprites: camera, render settings, keyframes from a file,
+frames or a video out. Used by the command line; the interface uses the user's own scene.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import bpy
+
+from ...errors import UserError
+from ...render.blender import scene as scenes
+from . import sprite as sprites
+
+ENGINES = {"workbench": "WORKBENCH", "cycles": "CYCLES", "eevee": "EEVEE"}
+
+
+class KeyframeFileError(UserError):
+    """A pose keyframe file that cannot be read; the message names the file and the line."""
+
+
+def read_keyframes(path):
+    """{frame: {parameter: value}} from a JSON or CSV file.
+
+    JSON: {"frames": {"1": {"mouth_aaa": 0.0}, "12": {"mouth_aaa": 1.0}}} (or that inner mapping).
+    CSV: a header `frame,<parameter>,<parameter>...` and one row per keyed frame; an empty cell
+    keys nothing for that parameter.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as error:
+        raise KeyframeFileError(f"{path}: cannot read ({error.strerror or error})") from None
+    if path.suffix.lower() == ".json":
+        return _keyframes_from_json(text, path)
+    if path.suffix.lower() == ".csv":
+        return _keyframes_from_csv(text, path)
+    raise KeyframeFileError(f"{path}: keyframes must be a .json or .csv file")
+
+
+def _keyframes_from_json(text, path):
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise KeyframeFileError(f"{path}: line {error.lineno}: not JSON ({error.msg})") from None
+    frames = data.get("frames", data) if isinstance(data, dict) else None
+    if not isinstance(frames, dict):
+        raise KeyframeFileError(f'{path}: expected {{"frames": {{"<frame>": {{"<parameter>": value}}}}}}')
+    keyed = {}
+    for frame, values in frames.items():
+        if not isinstance(values, dict):
+            raise KeyframeFileError(f"{path}: frame {frame}: expected a mapping of parameter to value")
+        keyed[_frame_number(frame, path, f"frame {frame!r}")] = {
+            str(name): _number(value, path, f"frame {frame}, {name}") for name, value in values.items()}
+    return keyed
+
+
+def _keyframes_from_csv(text, path):
+    rows = list(csv.reader(text.splitlines()))
+    if not rows or not rows[0] or rows[0][0].strip().lower() != "frame":
+        raise KeyframeFileError(f"{path}: line 1: the header must start with 'frame'")
+    names = [name.strip() for name in rows[0][1:]]
+    keyed = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) > len(names) + 1:
+            raise KeyframeFileError(f"{path}: line {line}: {len(row)} cells, the header has {len(names) + 1}")
+        frame = _frame_number(row[0], path, f"line {line}")
+        keyed[frame] = {name: _number(cell, path, f"line {line}, {name}")
+                        for name, cell in zip(names, row[1:]) if cell.strip()}
+    return keyed
+
+
+def _frame_number(text, path, where):
+    try:
+        return int(str(text).strip())
+    except ValueError:
+        raise KeyframeFileError(f"{path}: {where}: {text!r} is not a frame number") from None
+
+
+def _number(value, path, where):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise KeyframeFileError(f"{path}: {where}: {value!r} is not a number") from None
+
+
+def key_from_file(obj, path):
+    """Keyframe a sprite's sliders from a keyframe file; returns the keyed frame range."""
+    keyed = read_keyframes(path)
+    if not keyed:
+        raise KeyframeFileError(f"{path}: no keyframes")
+    names = set(sprites.sliders(obj))
+    for frame, values in keyed.items():
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise KeyframeFileError(f"{path}: frame {frame}: {obj.name} has no slider {unknown[0]!r}")
+        sprites.key_pose(obj, values, frame)
+    return min(keyed), max(keyed)
+
+
+def frame_camera(scene, objects, margin=0.02):
+    """An orthographic front camera framing the sprites' planes."""
+    low, high = scenes.world_bounds(objects)
+    return scenes.aim_orthographic_camera(low, high, margin=margin, scene=scene)
+
+
+def setup_sprite_render(scene, engine="workbench", resolution=512, samples=16):
+    """Render settings that show a sprite's picture as drawn: Standard view transform, flat
+    (unlit) Workbench texture colour, transparent film."""
+    if engine not in ENGINES:
+        raise UserError(f"unknown engine {engine!r}; engines are {', '.join(ENGINES)}")
+    if ENGINES[engine] == "EEVEE":
+        scenes.setup_render(scene, engine="WORKBENCH", resolution=(resolution, resolution))
+        scene.render.engine = "BLENDER_EEVEE"
+    else:
+        scenes.setup_render(scene, engine=ENGINES[engine], resolution=(resolution, resolution), samples=samples)
+    scene.display.shading.light = "FLAT"
+    scene.render.use_lock_interface = True  # frame handlers change images while rendering
+    return scene
+
+
+def render_frames(scene, folder, frame_start, frame_end):
+    """Render each frame to <folder>/frame_NNNN.png (atomically); returns the paths."""
+    folder = Path(folder)
+    written = []
+    for frame in range(frame_start, frame_end + 1):
+        scene.frame_set(frame)
+        written.append(scenes.render_to_png(folder / f"frame_{frame:04d}.png", scene))
+    return written
+
+
+def render_video(scene, path, frame_start, frame_end, container="MPEG4"):
+    """Render the frame range to a video (H.264, with the scene's sound as AAC if it has any)."""
+    path = Path(path).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    render = scene.render
+    saved = (render.filepath, render.film_transparent, render.use_file_extension)
+    settings = render.image_settings
+    if hasattr(settings, "media_type"):  # Blender 5.0: video is a media type of its own
+        settings.media_type = "VIDEO"
+    settings.file_format = "FFMPEG"
+    render.ffmpeg.format = container
+    render.ffmpeg.codec = "H264"
+    render.ffmpeg.constant_rate_factor = "HIGH"
+    render.ffmpeg.audio_codec = "AAC"
+    render.ffmpeg.audio_channels = "MONO"
+    render.film_transparent = False  # H.264 has no alpha
+    render.use_file_extension = False
+    render.filepath = str(path)
+    scene.frame_start, scene.frame_end = frame_start, frame_end
+    try:
+        bpy.ops.render.render(animation=True, scene=scene.name)
+    finally:
+        render.filepath, render.film_transparent, render.use_file_extension = saved
+        if hasattr(settings, "media_type"):
+            settings.media_type = "IMAGE"
+        settings.file_format = "PNG"
+    if not path.is_file() or path.stat().st_size == 0:
+        raise UserError(f"{path}: Blender wrote no video (is FFmpeg missing from this Blender?)")
+    return path

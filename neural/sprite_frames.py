@@ -1,0 +1,134 @@
+"""Frames for a talking-head sprite: one picture, one set of weights, pose vectors in, pictures out.
+
+The Blender side (animation/blender) asks a `FrameSource` for the picture of a pose; this module
+knows nothing of Blender. What it adds to the Poser:
+- loaded Posers are shared by every sprite with the same weights, device and precision (loading
+  weights takes seconds), each sprite keeping its own pose-independent picture work;
+- each pose is keyed (animation/core/bake_cache.py: picture, weights, schema, quantised pose), and
+  the networks are given the quantised pose, so a key always names the same pixels;
+- recent pictures are kept in memory, so scrubbing back and forth does not run the networks again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from ..animation.core.bake_cache import POSE_STEP, dequantise_pose, picture_digest, pose_key, quantise_pose
+from ..atomic_files import sha256_file
+from ..pose.character_image import prepare_character_image
+from ..pose.schema import get_schema
+from ..render.formats.png import encode_png
+from .poser import Poser
+
+_posers = {}
+_posers_lock = threading.Lock()
+_file_hashes = {}
+
+
+def shared_poser(weights="tha3", variant="", device="auto", precision="auto"):
+    """One loaded Poser per (weights, variant, device, precision) in this process."""
+    key = (str(weights or "tha3"), variant or None, device, precision)
+    with _posers_lock:
+        if key not in _posers:
+            _posers[key] = Poser(key[0], device=device, precision=precision, variant=key[1])
+        return _posers[key]
+
+
+def forget_posers():
+    """Drop loaded Posers (their memory, GPU memory included, is freed once no sprite holds them)."""
+    with _posers_lock:
+        _posers.clear()
+
+
+def weights_identity(poser):
+    """A short stable name of the weights a Poser runs: family, variant and its files' hashes."""
+    digest = hashlib.sha256(f"{poser.family}\n{poser.variant}\n".encode())
+    for name in sorted(poser.weights.sources):
+        digest.update(f"{name}:{_file_hash(poser.weights.sources[name])}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def _file_hash(path):
+    path = Path(path)
+    stat = path.stat()
+    memo = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if memo not in _file_hashes:
+        _file_hashes[memo] = sha256_file(path)
+    return _file_hashes[memo]
+
+
+class FrameSource:
+    """Posed pictures of one character picture.
+
+    `picture`: a path or RGBA array, checked and prepared for the schema (CharacterImageError
+    names the file and the problem).
+    """
+
+    def __init__(self, picture, schema="tha3", weights="tha3", variant="", device="auto", precision="auto",
+                 memory_frames=96, poser=None):
+        self.schema = get_schema(schema)
+        self.rgba = prepare_character_image(picture, self.schema)
+        self.picture_digest = picture_digest(self.rgba)
+        self.poser = poser or shared_poser(weights, variant, device, precision)
+        if self.poser.schema.name != self.schema.name:
+            raise ValueError(f"the weights are {self.poser.family.upper()} ({self.poser.schema.name} poses); "
+                             f"this sprite's sliders are {self.schema.name}")
+        self.weights_id = weights_identity(self.poser)
+        self._prepared = None
+        self._memory = OrderedDict()
+        self._memory_frames = memory_frames
+        self._lock = threading.Lock()  # one network run at a time per source (live preview thread + bake)
+        self.network_runs = 0
+
+    def key(self, pose):
+        return pose_key(self.picture_digest, self.weights_id, self.schema.name, quantise_pose(pose))
+
+    def remembered(self, key):
+        """The picture of a key if it is in memory, else None."""
+        with self._lock:
+            rgba = self._memory.get(key)
+            if rgba is not None:
+                self._memory.move_to_end(key)
+            return rgba
+
+    def remember(self, key, rgba):
+        with self._lock:
+            self._remember(key, rgba)
+
+    def _remember(self, key, rgba):
+        self._memory[key] = rgba
+        self._memory.move_to_end(key)
+        while len(self._memory) > self._memory_frames:
+            self._memory.popitem(last=False)
+
+    def pose_rgba(self, pose):
+        """(key, RGBA uint8 (H, W, 4)) of one pose vector; from memory when it was posed lately."""
+        pose = self.schema.clamp(np.asarray(pose, dtype=np.float32))
+        key = self.key(pose)
+        found = self.remembered(key)
+        if found is not None:
+            return key, found
+        with self._lock:
+            if self._prepared is None:
+                self._prepared = self.poser.set_image(self.rgba).prepared
+            self.poser.use_prepared(self._prepared)
+            rgba = self.poser.pose_rgba(dequantise_pose(quantise_pose(pose))[None])[0]
+            self.network_runs += 1
+            self._remember(key, rgba)
+        return key, rgba
+
+    @staticmethod
+    def png(rgba):
+        return encode_png(rgba)
+
+    @property
+    def device(self):
+        return str(self.poser.device)
+
+
+__all__ = ["FrameSource", "POSE_STEP", "forget_posers", "picture_digest", "shared_poser", "weights_identity"]

