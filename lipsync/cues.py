@@ -10,6 +10,8 @@ file read and written again comes out the same.
 import math
 from dataclasses import dataclass
 
+from ..errors import UserError
+
 # Rhubarb's mouth shapes: A-F the basic (Hanna-Barbera) set, G, H and X the extended ones.
 BASIC_SHAPES = "ABCDEF"
 EXTENDED_SHAPES = "GHX"
@@ -42,7 +44,7 @@ GROUP_OF_SHAPE = {shape: group for group, shapes in SHAPE_GROUPS.items() for sha
 CENTISECOND = 0.01
 
 
-class CueError(ValueError):
+class CueError(UserError, ValueError):
     """A cue or cue track that breaks the model's rules."""
 
 

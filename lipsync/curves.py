@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import UserError
 from ..pose.schema import get_schema
 from .cues import SHAPES, check_frame_rate, check_shape
 
@@ -48,7 +49,7 @@ DEFAULT_THA1_MAPPING = {
 }
 
 
-class MappingError(ValueError):
+class MappingError(UserError, ValueError):
     """A mouth mapping that names an unknown shape or parameter, or a value out of range."""
 
 

@@ -15,6 +15,7 @@ import xml.parsers.expat
 from pathlib import Path
 
 from ..atomic_files import write_text_atomic
+from ..errors import UserError
 from .cues import Cue, CueError, CueTrack, check_frame_rate, check_shape
 
 FORMATS = ("tsv", "json", "xml", "dat")
@@ -32,7 +33,7 @@ SHAPE_OF_PRESTON_BLAIR = {name.lower(): shape for shape, name in PRESTON_BLAIR_N
 _ONLY_PRESTON_BLAIR = {"mbp", "etc", "ai", "o", "u", "fv", "l", "rest"}
 
 
-class CueFileError(ValueError):
+class CueFileError(UserError, ValueError):
     """A cue file that cannot be read: names the file, the line where known, and the problem."""
 
     def __init__(self, source, problem, line=None):

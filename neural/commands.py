@@ -67,22 +67,17 @@ def parse_parameters(schema, items):
             raise CommandError(f"pose parameter {name}: {text!r} is not a number") from None
     try:
         return schema.vector(values)
-    except KeyError as error:
+    except (KeyError, ValueError) as error:  # pose.schema's own words: an unknown name, a value out of range
         raise CommandError(error.args[0]) from None
-    except ValueError as error:
-        raise CommandError(str(error)) from None
 
 
 def _open_poser(args):
     from .poser import Poser
-    from .weights import WeightsError
 
     try:
         return Poser(args.weights, device=args.device, precision=args.precision, variant=args.variant)
-    except WeightsError as error:
-        raise CommandError(str(error)) from None
-    except ValueError as error:
-        raise CommandError(str(error)) from None
+    except ValueError as error:  # the poser's words on --device or --precision
+        raise CommandError(error.args[0]) from None
 
 
 def _model_character_image(poser):
@@ -99,7 +94,6 @@ def _model_character_image(poser):
 def run_pose(args):
     from pathlib import Path
 
-    from ..pose.character_image import CharacterImageError
     from .image import save_rgba_png
 
     from .poser import keep_freed_memory
@@ -108,10 +102,7 @@ def run_pose(args):
     poser = _open_poser(args)
     vector = parse_parameters(poser.schema, args.parameters)
     image = Path(args.image) if args.image else _model_character_image(poser)
-    try:
-        poser.set_image(image)
-    except CharacterImageError as error:
-        raise CommandError(str(error)) from None
+    poser.set_image(image)
     rgba = poser.pose_rgba(vector[None])[0]
     path = save_rgba_png(rgba, args.out)
     named = ", ".join(f"{n}={v:g}" for n, v in poser.schema.as_dict(vector).items() if v) or "neutral pose"
@@ -133,12 +124,9 @@ def run_weights_list(args):
 
 
 def _open(args):
-    from .weights import WeightsError, open_weights
+    from .weights import open_weights
 
-    try:
-        return open_weights(args.source, variant=args.variant)
-    except WeightsError as error:
-        raise CommandError(str(error)) from None
+    return open_weights(args.source, variant=args.variant)
 
 
 def run_weights_check(args):

@@ -26,12 +26,14 @@ from pathlib import Path
 
 import torch
 
+from ..errors import UserError
+
 FORMAT = "tha_studio.weights"
 FORMAT_VERSION = "1"
 FAMILIES = ("tha1", "tha2", "tha3", "tha4")
 
 
-class WeightsError(Exception):
+class WeightsError(UserError):
     """Weights that cannot be used; the message names the file and what is wrong."""
 
 

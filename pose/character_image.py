@@ -14,8 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UserError
 
-class CharacterImageError(ValueError):
+
+class CharacterImageError(UserError, ValueError):
     """A picture the networks cannot use; the message names the file and the problem."""
 
     def __init__(self, source, problem):

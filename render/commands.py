@@ -45,16 +45,6 @@ def add_subcommands(subparsers):
     parser.set_defaults(func=run_demo)
 
 
-def import_or_fail(path, scale):
-    """import_model with its user errors (bad file, missing file) turned into CommandError."""
-    from .blender import model_import
-
-    try:
-        return model_import.import_model(path, scale=scale)
-    except (ValueError, OSError) as error:
-        raise CommandError(str(error)) from None
-
-
 def empty_scene():
     import bpy
 
@@ -70,7 +60,7 @@ def run_import(args):
     if output.suffix.lower() != ".blend":
         raise CommandError(f"{output}: the output must be a .blend file")
     empty_scene()
-    imported = import_or_fail(args.model, args.scale)
+    imported = model_import.import_model(args.model, scale=args.scale)
     saved = scene.save_blend(output)
     print(model_import.summary(imported))
     print(f"saved {saved}")
@@ -94,7 +84,7 @@ def render_demo(model_path, output, size):
     from .blender import model_import, scene
 
     empty_scene()
-    imported = import_or_fail(model_path, model_import.DEFAULT_SCALE)
+    imported = model_import.import_model(model_path)
     scene.setup_render(engine="WORKBENCH", resolution=(size, size))
     low, high = scene.world_bounds(imported.meshes)
     scene.aim_orthographic_camera(low, high, margin=0.05)

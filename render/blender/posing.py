@@ -26,6 +26,7 @@ import bpy
 import numpy as np
 from mathutils import Quaternion
 
+from ...errors import UserError
 from ..dataset.annotation import LEFT, RIGHT, morph_roles_for_schema
 from .model_import import MODEL_PROPERTY, key_points
 
@@ -41,7 +42,7 @@ AXIS_Z = (0.0, -1.0, 0.0)  # THA z: the character's front
 SIDE_GROUP = {LEFT: "tha_side_left", RIGHT: "tha_side_right"}
 
 
-class PoseError(ValueError):
+class PoseError(UserError, ValueError):
     """A pose that cannot be applied to this model (a role's morph or bone is not in it)."""
 
 

@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 
 from ...atomic_files import write_text_atomic
+from ...errors import UserError
 
 MANIFEST_NAME = "manifest.jsonl"
 FAILURES_NAME = "failures.jsonl"
@@ -31,7 +32,7 @@ RECORD_TYPES = ("model", "example", "failure")
 SPLIT_ORDER = ("train", "validation", "test")
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     """A journal or manifest that contradicts itself: names the file and the record."""
 
 

@@ -22,6 +22,8 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...errors import UserError
+
 GLB_MAGIC = b"glTF"
 GLB_JSON_CHUNK = 0x4E4F534A  # "JSON"
 
@@ -32,7 +34,7 @@ EYE_PRESETS = {"blink", "blink_l", "blink_r", "blinkleft", "blinkright",
                "lookup", "lookdown", "lookleft", "lookright"}
 
 
-class AvatarFormatError(ValueError):
+class AvatarFormatError(UserError, ValueError):
     """A glTF/VRM file whose structure cannot be read: names the file and the problem."""
 
     def __init__(self, path, problem):

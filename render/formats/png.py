@@ -12,10 +12,12 @@ import zlib
 
 import numpy as np
 
+from ...errors import UserError
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-class ImageFormatError(ValueError):
+class ImageFormatError(UserError, ValueError):
     pass
 
 

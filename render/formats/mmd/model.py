@@ -18,6 +18,8 @@ from typing import Optional
 
 import numpy as np
 
+from ....errors import UserError
+
 # Vertex weight (deform) types, as stored in PMX.
 BDEF1, BDEF2, BDEF4, SDEF, QDEF = 0, 1, 2, 3, 4
 
@@ -263,7 +265,7 @@ class Model:
         return -1
 
 
-class MMDFormatError(ValueError):
+class MMDFormatError(UserError, ValueError):
     """A model file that cannot be read: says which file, which section and at what byte."""
 
     def __init__(self, path, section, offset, problem):
