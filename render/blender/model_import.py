@@ -38,6 +38,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
+from ...errors import UserError
 from ..formats import avatar_expressions
 from ..formats.mmd import model as mmd
 from ..formats.mmd.names import normalize_name
@@ -56,7 +57,7 @@ DEFAULT_SCALE = 0.08  # MMD units to metres, as mmd_tools uses: a 20-unit charac
 MIN_BONE_LENGTH = 0.5  # in MMD units: Blender deletes zero-length bones when leaving edit mode
 
 
-class ModelImportError(ValueError):
+class ModelImportError(UserError, ValueError):
     """A model that cannot be imported: says which file and what is wrong."""
 
     def __init__(self, path, problem):

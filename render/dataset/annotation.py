@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ...atomic_files import sha256_file, write_text_atomic
+from ...errors import UserError
 from ..formats.mmd.names import normalize_name
 
 SIDECAR_FORMAT = "tha_studio.annotation"
@@ -114,7 +115,7 @@ _LATIN_SIDE = re.compile(
 _SEPARATORS = re.compile(r"[ _\-.・]")
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UserError, ValueError):
     """An annotation that cannot be made or read: says which model or file and why."""
 
 
