@@ -16,8 +16,8 @@ package and its bundled US English model:
    parts of an utterance where no phone was heard become noise (mouth slightly open);
 4. the phones become mouth shapes by Rhubarb's rules and timing steps (shapes.py).
 
-`Analysis` is a steppable job (start, then `step()` until done, `cancel()` at any time) so a
-Blender modal operator can run it without blocking the interface; `analyse()` runs one to the end.
+`Analysis` is a job (jobs.py: `step()` until done, `cancel()` at any time; one utterance a step)
+so a Blender modal operator can run it without blocking the interface; `analyse()` runs one to the end.
 """
 
 import os
@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UserError
+from ..jobs import Job, Progress
 from .cues import parse_shape_set
 from .shapes import PHONES, animate, cue_track
 
@@ -70,12 +72,8 @@ PREFERRED_PRONUNCIATION = {
 }
 
 
-class AudioError(ValueError):
+class AudioError(UserError, ValueError):
     """A recording that cannot be analysed; the message names the file and says why."""
-
-
-class AnalysisCancelled(Exception):
-    """The analysis was cancelled before it finished."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,7 +263,7 @@ class WordRecognizer:
                 variant = f"{word}({number})"
         self.unknown_words = sorted(set(unknown))
         if not known:
-            raise ValueError("None of the dialog text's words is in the pronunciation dictionary.")
+            raise UserError("None of the dialog text's words is in the pronunciation dictionary.")
         self._folder = tempfile.TemporaryDirectory(prefix="tha_studio_dialog_")
         folder = Path(self._folder.name)
         model = ArpaBoLM(text=" ".join(known), add_start=True)
@@ -358,13 +356,15 @@ class AnalysisResult:
     unknown_words: list = field(default_factory=list)
 
 
-class Analysis:
-    """One recording analysed step by step: `step()` does one utterance and returns the progress
-    (0..1); `done` tells when `result` is there. Nothing is shared between analyses except a
-    recognizer passed in, which may be reused for the next recording."""
+class Analysis(Job):
+    """One recording analysed as a job: `start()` reads the audio and finds the utterances, each
+    `step()` recognizes one utterance; `result` is an AnalysisResult. Nothing is shared between
+    analyses except a recognizer passed in, which may be reused for the next recording."""
 
     def __init__(self, audio_path, recognizer="auto", dialog=None, extended_shapes="GHX", recognizer_object=None):
+        super().__init__()
         self.audio_path = Path(audio_path)
+        self.title = f"Lip sync analysis of {self.audio_path.name}"
         self.shape_set = parse_shape_set(extended_shapes)
         if recognizer == "auto":
             recognizer = "words" if dialog and dialog.strip() else "phonetic"
@@ -373,18 +373,11 @@ class Analysis:
             raise ValueError(f"unknown recognizer {recognizer!r}; recognizers are {', '.join(RECOGNIZERS)}")
         self.dialog = dialog
         self._recognizer = recognizer_object
-        self._pending = None
+        self._pending = []
         self.phones = []
         self.utterances = []
-        self.result = None
-        self.cancelled = False
-        self.progress = 0.0
 
-    @property
-    def done(self):
-        return self.result is not None
-
-    def start(self):
+    def _start(self):
         """Read the audio and find the utterances (raises AudioError for bad audio)."""
         samples, self.duration = read_audio(self.audio_path)
         samples = samples - float(np.mean(samples))  # DC offset would fool the VAD
@@ -395,31 +388,16 @@ class Analysis:
             self._recognizer = make_recognizer(self.recognizer_name, self.dialog)
         self._pending = list(self.utterances)
         self._total_cs = max(sum(e - s for s, e in self.utterances), 1)
-        return self
+        self.progress = Progress(0.0, f"{len(self.utterances)} utterance(s)")
 
-    def step(self):
-        """Recognize one more utterance (or finish); returns the progress, 0..1."""
-        if self.cancelled:
-            raise AnalysisCancelled(f"analysis of {self.audio_path} was cancelled")
-        if self._pending is None:
-            self.start()
-            return self.progress
-        if self._pending:
-            self._recognize(self._pending.pop(0))
-            done_cs = self._total_cs - sum(e - s for s, e in self._pending)
-            self.progress = 0.95 * done_cs / self._total_cs
-            return self.progress
-        if self.result is None:
-            self._finish()
-        return self.progress
-
-    def cancel(self):
-        self.cancelled = True
-
-    def run(self):
-        while not self.done:
-            self.step()
-        return self.result
+    def _step(self):
+        """Recognize one more utterance, or turn the phones into the cue track."""
+        if not self._pending:
+            return self._finish()
+        self._recognize(self._pending.pop(0))
+        done_cs = self._total_cs - sum(e - s for s, e in self._pending)
+        left = len(self._pending)
+        return Progress(0.95 * done_cs / self._total_cs, f"{left} utterance(s) left" if left else "mouth shapes")
 
     def _recognize(self, utterance):
         start, end = utterance
@@ -434,8 +412,7 @@ class Analysis:
         self.phones.sort()
         animation = animate(self.phones, self.length_cs, self.shape_set)
         track = cue_track(animation, self.length_cs, self.shape_set, str(self.audio_path.resolve()), "analyser")
-        self.result = AnalysisResult(track, self.phones, self.utterances, list(self._recognizer.unknown_words))
-        self.progress = 1.0
+        return self.finish(AnalysisResult(track, self.phones, self.utterances, list(self._recognizer.unknown_words)))
 
 
 def analyse(audio_path, recognizer="auto", dialog=None, extended_shapes="GHX"):
@@ -443,4 +420,4 @@ def analyse(audio_path, recognizer="auto", dialog=None, extended_shapes="GHX"):
     return Analysis(audio_path, recognizer, dialog, extended_shapes).run().track
 
 
-__all__ = ["Analysis", "AnalysisCancelled", "AnalysisResult", "AudioError", "RECOGNIZERS", "RECOGNIZER_CHOICES", "analyse", "read_audio"]
+__all__ = ["Analysis", "AnalysisResult", "AudioError", "RECOGNIZERS", "RECOGNIZER_CHOICES", "analyse", "read_audio"]

@@ -91,10 +91,7 @@ def run(args):
     if source.suffix.lower() in AUDIO_EXTENSIONS:
         track = _analyse(source, args)
     elif source.suffix.lower() in formats.EXTENSIONS:
-        try:
-            track = formats.read_cues(source, frame_rate=args.input_frame_rate)
-        except ValueError as error:
-            raise CommandError(str(error)) from None
+        track = formats.read_cues(source, frame_rate=args.input_frame_rate)
     elif not source.exists():
         raise CommandError(f"{source}: no such file")
     else:
@@ -126,9 +123,8 @@ def _output_format(args):
     return known[extension]
 
 
-def _progress(args, fraction):
-    if not args.quiet:
-        print(f"\rProgress: {fraction:4.0%}", end="", file=sys.stderr, flush=True)
+def _show_progress(progress):
+    print(f"\rProgress: {progress.fraction:4.0%}", end="", file=sys.stderr, flush=True)
 
 
 def _analyse(source, args):
@@ -144,46 +140,31 @@ def _analyse(source, args):
             raise CommandError(f"{args.dialog}: cannot read the dialog text: {error}") from None
     executable = None
     if args.engine != "builtin":
-        try:
-            executable = rhubarb.find_rhubarb(args.rhubarb)
-        except rhubarb.RhubarbError as error:
-            raise CommandError(str(error)) from None
+        executable = rhubarb.find_rhubarb(args.rhubarb)
         if executable is None and args.engine == "rhubarb":
             raise CommandError("Rhubarb Lip Sync is not installed (no 'rhubarb' on PATH); give --rhubarb PATH")
+    if executable is not None:
+        recognizer = "words" if args.recognizer == "auto" else args.recognizer
+        job = rhubarb.RhubarbJob(source, executable, recognizer, dialog, args.extended_shapes)
+    else:
+        job = analyser.Analysis(source, args.recognizer, dialog, args.extended_shapes)
     try:
-        if executable is not None:
-            recognizer = "words" if args.recognizer == "auto" else args.recognizer
-            job = rhubarb.RhubarbJob(source, executable, recognizer, dialog, args.extended_shapes).start()
-            while not job.poll():
-                _progress(args, job.progress)
-                import time
-
-                time.sleep(0.05)
-            track = job.track
-        else:
-            job = analyser.Analysis(source, args.recognizer, dialog, args.extended_shapes)
-            while not job.done:
-                _progress(args, job.step())
-            if job.result.unknown_words and not args.quiet:
-                print(f"\nwords not in the dictionary, left out: {' '.join(job.result.unknown_words)}", file=sys.stderr)
-            track = job.result.track
-    except (analyser.AudioError, rhubarb.RhubarbError, ValueError) as error:
+        result = job.run(None if args.quiet else _show_progress)
+    finally:
         if not args.quiet:
-            print(file=sys.stderr)
-        raise CommandError(str(error)) from None
-    if not args.quiet:
-        print(file=sys.stderr)
-    return track
+            print(file=sys.stderr)  # end the progress line, before an error or the summary
+    if executable is not None:
+        return result
+    if result.unknown_words and not args.quiet:
+        print(f"words not in the dictionary, left out: {' '.join(result.unknown_words)}", file=sys.stderr)
+    return result.track
 
 
 def _render(track, output_format, args):
     from . import formats
 
     if output_format in CUE_FORMATS:
-        try:
-            return formats.format_cues(track, output_format, args.dat_frame_rate, args.dat_preston_blair)
-        except ValueError as error:
-            raise CommandError(str(error)) from None
+        return formats.format_cues(track, output_format, args.dat_frame_rate, args.dat_preston_blair)
     return _render_values(track, output_format, args)
 
 
@@ -192,16 +173,25 @@ def _render_values(track, output_format, args):
     import json
     from pathlib import Path
 
-    from .curves import CurveSettings, MappingError, MouthMapping, mouth_curves
+    from ..pose.schema import get_schema
+    from .curves import CurveSettings, MouthMapping, mouth_curves
 
     try:
-        if args.mapping:
-            mapping = MouthMapping.from_json(Path(args.mapping).read_text(encoding="utf-8"), args.schema, args.mapping)
-        else:
-            mapping = MouthMapping.default(args.schema)
+        get_schema(args.schema)
+    except KeyError as error:
+        raise CommandError(f"--schema: {error.args[0]}") from None
+    if args.mapping:
+        try:
+            text = Path(args.mapping).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise CommandError(f"{args.mapping}: cannot read the mouth mapping: {error}") from None
+        mapping = MouthMapping.from_json(text, args.schema, args.mapping)
+    else:
+        mapping = MouthMapping.default(args.schema)
+    try:
         settings = CurveSettings(args.style, args.blend, args.fps, args.start_frame)
-    except (MappingError, KeyError, ValueError, OSError) as error:
-        raise CommandError(str(error).strip('"')) from None
+    except ValueError as error:  # curves' words on --style, --blend or --fps
+        raise CommandError(error.args[0]) from None
     curves = mouth_curves(track, settings, mapping)
     frames, values = curves.per_frame()
     if output_format == "values-json":

@@ -1,9 +1,9 @@
-"""Running Rhubarb Lip Sync, when the user has it, as a job to step (Blender has no event loop).
+"""Running Rhubarb Lip Sync, when the user has it, as a job (jobs.py; Blender has no event loop).
 
     job = RhubarbJob(audio, executable=find_rhubarb()).start()
-    while not job.poll():      # a modal operator calls poll() from its timer
-        show(job.progress)
-    track = job.track          # or RhubarbError with Rhubarb's own message
+    while not job.done:        # a modal operator steps it from its timer
+        show(job.step())
+    track = job.result         # or RhubarbError with Rhubarb's own message
 
 Rhubarb runs with `--machineReadable`, so its stderr is one JSON object per line (rhubarb.md
 §1.2): progress, and on failure the reason it gives. It writes JSON cues to a temporary file,
@@ -17,8 +17,11 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
+from ..errors import UserError
+from ..jobs import Job, Progress
 from .cues import parse_shape_set
 from .formats import read_cues
 
@@ -26,7 +29,7 @@ RECOGNIZER_NAMES = {"words": "pocketSphinx", "phonetic": "phonetic"}
 EXECUTABLE_NAMES = ("rhubarb", "rhubarb.exe")
 
 
-class RhubarbError(RuntimeError):
+class RhubarbError(UserError, RuntimeError):
     """Rhubarb failed, could not be started, or was cancelled; the message says which and why."""
 
 
@@ -63,12 +66,16 @@ def rhubarb_arguments(executable, audio, output, recognizer="words", dialog_file
     return arguments + [str(audio)]
 
 
-class RhubarbJob:
-    """One Rhubarb run. `start()`, then `poll()` until it returns True; then `track` holds the
-    cue track, or `poll()` has raised RhubarbError. `progress` is 0..1."""
+class RhubarbJob(Job):
+    """One Rhubarb run: `start()` starts the process, each `step()` reads what it said (waiting
+    at most STEP_WAIT seconds for it); `result` is the cue track, or a step raises RhubarbError."""
+
+    STEP_WAIT = 0.05  # long enough that a blocking `run()` does not spin, short enough for a UI timer
 
     def __init__(self, audio, executable=None, recognizer="words", dialog=None, extended_shapes="GHX", threads=None):
+        super().__init__()
         self.audio = Path(audio)
+        self.title = f"Rhubarb Lip Sync on {self.audio.name}"
         self.executable = Path(executable) if executable else find_rhubarb()
         if self.executable is None:
             raise RhubarbError("Rhubarb Lip Sync is not installed (no 'rhubarb' on PATH); give its path")
@@ -76,16 +83,15 @@ class RhubarbJob:
         self.dialog = dialog
         self.extended_shapes = extended_shapes
         self.threads = threads
-        self.progress = 0.0
-        self.track = None
         self.log = []
+        self._fraction = 0.0
         self._failure = None
-        self._process = None
+        self.process = None  # the running Rhubarb, once started
         self._lines = queue.Queue()
         self._stderr_closed = False
         self._folder = None
 
-    def start(self):
+    def _start(self):
         self._folder = tempfile.TemporaryDirectory(prefix="tha_studio_rhubarb_")
         folder = Path(self._folder.name)
         dialog_file = None
@@ -93,32 +99,37 @@ class RhubarbJob:
             dialog_file = folder / "dialog.txt"
             dialog_file.write_text(self.dialog, encoding="utf-8")
         self._output = folder / "cues.json"
-        arguments = rhubarb_arguments(
-            self.executable, self.audio, self._output, self.recognizer, dialog_file, self.extended_shapes, self.threads
-        )
         try:
-            self._process = subprocess.Popen(
+            arguments = rhubarb_arguments(
+                self.executable, self.audio, self._output, self.recognizer, dialog_file, self.extended_shapes,
+                self.threads,
+            )
+            self.process = subprocess.Popen(
                 arguments, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                 text=True, encoding="utf-8", errors="replace",
             )
         except OSError as error:
             self._cleanup()
             raise RhubarbError(f"could not start Rhubarb Lip Sync ({self.executable}): {error.strerror or error}") from None
-        # A thread reads stderr so that poll() never blocks on a pipe.
-        threading.Thread(target=self._read_stderr, args=(self._process.stderr,), daemon=True).start()
-        return self
+        except BaseException:
+            self._cleanup()
+            raise
+        # A thread reads stderr so that a step never blocks on a pipe.
+        threading.Thread(target=self._read_stderr, args=(self.process.stderr,), daemon=True).start()
 
     def _read_stderr(self, stream):
         for line in stream:
             self._lines.put(line)
         self._lines.put(None)
 
-    def _take_lines(self):
+    def _take_lines(self, wait=0.0):
+        """Read what Rhubarb has said, waiting up to `wait` seconds for its first line."""
         while True:
             try:
-                line = self._lines.get_nowait()
+                line = self._lines.get(timeout=wait) if wait > 0 else self._lines.get_nowait()
             except queue.Empty:
                 return
+            wait = 0.0
             if line is None:
                 self._stderr_closed = True
                 continue
@@ -139,70 +150,44 @@ class RhubarbJob:
         if message:
             self.log.append(message)
         if kind == "progress" and isinstance(event.get("value"), (int, float)):
-            self.progress = max(self.progress, min(float(event["value"]), 1.0))
+            self._fraction = max(self._fraction, min(float(event["value"]), 1.0))
         elif kind == "failure":
             self._failure = str(event.get("reason", "")).strip()
 
-    def poll(self):
-        """Read what Rhubarb said; True once it has finished (RhubarbError if it failed)."""
-        if self._process is None:
-            raise RhubarbError("the Rhubarb job has not been started")
-        if self.track is not None:
-            return True
-        self._take_lines()
-        if self._process.poll() is None:
-            return False
-        # Finished: wait for the rest of stderr, then judge.
+    def _step(self):
+        """Read what Rhubarb said; finish once it has exited (RhubarbError if it failed)."""
+        self._take_lines(wait=0 if self._stderr_closed else self.STEP_WAIT)
+        if self.process.poll() is None:
+            return Progress(self._fraction, "analysing")
+        # Exited: wait for the rest of stderr, then judge.
         self._drain(timeout=5.0)
         try:
-            return self._finish(self._process.returncode)
+            return self.finish(self._read_result(self.process.returncode))
         finally:
             self._cleanup()
 
     def _drain(self, timeout):
-        import time
-
         deadline = time.monotonic() + timeout
         while not self._stderr_closed and time.monotonic() < deadline:
-            try:
-                line = self._lines.get(timeout=0.05)
-            except queue.Empty:
-                continue
-            if line is None:
-                self._stderr_closed = True
-                return
-            self._read_event(line.strip())
+            self._take_lines(wait=0.05)
 
-    def _finish(self, code):
-        if self._failure == "cancelled":
-            raise RhubarbError(f"Rhubarb Lip Sync was cancelled on {self.audio}")
+    def _read_result(self, code):
         if code != 0 or self._failure is not None:
             reason = self._failure or "\n".join(self.log[-5:]) or f"exit code {code}"
             raise RhubarbError(f"Rhubarb Lip Sync failed on {self.audio}: {reason.replace(chr(10), ' ').strip()}")
         if not self._output.exists():
             raise RhubarbError(f"Rhubarb Lip Sync finished but wrote no cues for {self.audio}")
-        self.track = read_cues(self._output, "json")
-        self.progress = 1.0
-        return True
+        return read_cues(self._output, "json")
 
-    def wait(self, interval=0.05):
-        """Poll until done (for the command line); returns the track."""
-        import time
-
-        while not self.poll():
-            time.sleep(interval)
-        return self.track
-
-    def cancel(self):
-        """Stop Rhubarb (the job then raises RhubarbError on poll)."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
+    def _stop(self):
+        """Stop Rhubarb (the next step raises JobCancelled)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
             try:
-                self._process.wait(timeout=3)
+                self.process.wait(timeout=3)
             except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        self._failure = "cancelled"
+                self.process.kill()
+                self.process.wait()
         self._cleanup()
 
     def _cleanup(self):

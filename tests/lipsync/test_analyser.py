@@ -5,7 +5,9 @@ import pytest
 import soundfile
 
 from tha_studio.lipsync import analyser, formats
-from tha_studio.lipsync.analyser import Analysis, AnalysisCancelled, AudioError
+from tha_studio.errors import UserError
+from tha_studio.jobs import JobCancelled
+from tha_studio.lipsync.analyser import Analysis, AudioError
 from tha_studio.lipsync.cues import agreement
 
 
@@ -116,15 +118,20 @@ def test_the_job_steps_reports_progress_and_cancels(shared, phonetic):
     job = Analysis(path, recognizer_object=phonetic)
     progress = []
     while not job.done:
-        progress.append(job.step())
+        progress.append(job.step().fraction)
     assert progress == sorted(progress) and progress[-1] == 1.0 and len(progress) >= 4
     assert len(job.result.utterances) >= 4  # split at the pauses
     cancelled = Analysis(path, recognizer_object=phonetic)
     cancelled.step()
     cancelled.cancel()
-    with pytest.raises(AnalysisCancelled):
+    with pytest.raises(JobCancelled, match="s3_pauses.wav: cancelled"):
         cancelled.step()
     assert not cancelled.done
+
+
+def test_bad_audio_is_a_user_error():
+    # The one base the command line and the operators report without a traceback.
+    assert issubclass(AudioError, UserError) and issubclass(JobCancelled, UserError)
 
 
 def test_a_recording_gives_the_same_cues_whatever_was_analysed_before(shared, words):

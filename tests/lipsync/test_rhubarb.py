@@ -14,6 +14,7 @@ import time
 import pytest
 
 from tha_studio.lipsync import formats
+from tha_studio.jobs import JobCancelled
 from tha_studio.lipsync.rhubarb import RhubarbError, RhubarbJob, find_rhubarb, rhubarb_arguments
 
 STAND_IN = r'''#!{python}
@@ -72,12 +73,11 @@ def test_a_run_reports_progress_and_gives_rhubarbs_cues(shared, stand_in):
     audio = shared / "assets" / "lipsync" / "audio" / "en_male_watchingtv.ogg"
     job = RhubarbJob(audio, dialog="I was watching TV at home", recognizer="words").start()
     seen = []
-    while not job.poll():
-        seen.append(job.progress)
-        time.sleep(0.005)
-    assert job.progress == 1.0 and any(0 < p < 1 for p in seen)
+    while not job.done:
+        seen.append(job.step().fraction)
+    assert seen[-1] == 1.0 and any(0 < p < 1 for p in seen)
     expected = formats.read_cues(shared / "assets" / "lipsync" / "rhubarb" / audio.name / "ps_json.json")
-    assert [(c.start, c.end, c.shape) for c in job.track] == [(c.start, c.end, c.shape) for c in expected]
+    assert [(c.start, c.end, c.shape) for c in job.result] == [(c.start, c.end, c.shape) for c in expected]
     call = json.loads(log.read_text().splitlines()[-1])
     assert call[:4] == ["--machineReadable", "-f", "json", "-o"] and call[-1] == str(audio)
     assert "-d" in call and "pocketSphinx" in call
@@ -87,7 +87,7 @@ def test_a_run_reports_progress_and_gives_rhubarbs_cues(shared, stand_in):
 def test_failures_are_reported_with_rhubarbs_own_message(stand_in, tmp_path):
     job = RhubarbJob(tmp_path / "missing_file.wav").start()
     with pytest.raises(RhubarbError) as caught:
-        job.wait()
+        job.run()
     message = str(caught.value)
     assert "Rhubarb Lip Sync failed on" in message
     assert f"Could not open sound file {tmp_path / 'missing_file.wav'}." in message
@@ -96,12 +96,15 @@ def test_failures_are_reported_with_rhubarbs_own_message(stand_in, tmp_path):
 def test_cancel_stops_the_run(shared, stand_in, monkeypatch):
     monkeypatch.setenv("RHUBARB_STAND_IN_DELAY", "5")
     job = RhubarbJob(shared / "assets" / "lipsync" / "audio" / "s2_rounded.wav").start()
-    assert job.poll() is False
+    job.step()
+    assert not job.done
+    process = job.process
     started = time.monotonic()
     job.cancel()
     assert time.monotonic() - started < 4
-    with pytest.raises(RhubarbError, match="cancelled"):
-        job.poll()
+    assert process.poll() is not None  # the process is gone, not left running
+    with pytest.raises(JobCancelled, match="s2_rounded.wav: cancelled"):
+        job.step()
 
 
 def test_missing_rhubarb_is_a_clear_error(tmp_path, monkeypatch):
