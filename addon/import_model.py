@@ -1,5 +1,5 @@
-"""File > Import > MMD model (.pmx/.pmd) and VRM/glb avatar: the operator checks its input,
-calls `render.model_import.import_model`, and reports (no tracebacks for bad files)."""
+"""File > Import > MMD model (.pmx/.pmd) and VRM/glb avatar: the operator calls
+`render.blender.model_import.import_model` and reports (a bad file is one line, no traceback)."""
 
 import bpy
 from bpy_extras.io_utils import ImportHelper
@@ -30,12 +30,9 @@ class THA_OT_import_model(bpy.types.Operator, ImportHelper):
     def execute(self, context):
         if context.object is not None and context.object.mode != "OBJECT":
             bpy.ops.object.mode_set(mode="OBJECT")
-        try:
-            imported = model_import.import_model(self.filepath, scale=self.scale)
-        except (ValueError, OSError) as error:
-            # The message names the file and the problem; the guard already removed any partial data.
-            self.report({"ERROR"}, str(error))
-            return {"CANCELLED"}
+        # A bad file raises a UserError naming it and the problem, which reports_errors reports;
+        # the importer has already removed any partial data.
+        imported = model_import.import_model(self.filepath, scale=self.scale)
         for warning in imported.warnings:
             self.report({"WARNING"}, warning)
         for obj in context.view_layer.objects:

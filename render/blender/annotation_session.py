@@ -14,6 +14,7 @@ from pathlib import Path
 
 import bpy
 
+from ...errors import UserError
 from ..dataset import annotation as annotations
 from .model_import import ImportedModel, MODEL_PROPERTY, ROOT_PROPERTY
 from .posing import head_extent, model_scale, shape_key_for
@@ -24,7 +25,7 @@ HANDLE_PROPERTY = "tha_studio_head_handle"  # on the empties: "top" or "bottom"
 HANDLE_NAMES = {"top": "THA head top", "bottom": "THA head bottom"}
 
 
-class SessionError(ValueError):
+class SessionError(UserError, ValueError):
     """Something the panel reports to the person in one line."""
 
 

@@ -1,4 +1,5 @@
-"""An operator's unexpected failure is a report, not a traceback handed to the user."""
+"""An operator's failure is a one-line report, never a traceback handed to the user: a user error
+(or a file the machine refuses) in its own words, a bug with its traceback kept on the console."""
 
 import bpy
 import pytest
@@ -7,13 +8,20 @@ import pytest
 @pytest.fixture
 def failing_operator(ext_module):
     reports_errors = ext_module("addon.reporting").reports_errors
+    UserError = ext_module("errors").UserError
 
     class THA_OT_test_failure(bpy.types.Operator):
         bl_idname = "tha_studio.test_failure"
         bl_label = "Failing Test Operator"
 
+        failure: bpy.props.StringProperty(default="bug")
+
         @reports_errors
         def execute(self, context):
+            if self.failure == "user":
+                raise UserError("model.pmx: not an MMD model")
+            if self.failure == "file":
+                raise PermissionError(13, "Permission denied", "/render/out.png")
             return {"FINISHED"} if 1 / 0 else {"CANCELLED"}
 
     bpy.utils.register_class(THA_OT_test_failure)
@@ -30,6 +38,18 @@ def test_a_bug_is_reported_and_cancels(failing_operator, capfd):
     assert "Failing Test Operator failed: division by zero (ZeroDivisionError" in message
     assert "Traceback" not in message and len(message.splitlines()) == 1
     assert "Traceback" in capfd.readouterr().err  # kept for a bug report, on the console
+
+
+@pytest.mark.parametrize("failure, text", [
+    ("user", "model.pmx: not an MMD model"),
+    ("file", "[Errno 13] Permission denied: '/render/out.png'"),
+])
+def test_a_user_error_is_reported_in_its_own_words(failing_operator, capfd, failure, text):
+    with pytest.raises(RuntimeError) as raised:
+        failing_operator(failure=failure)
+    message = str(raised.value)
+    assert text in message and "failed" not in message and len(message.splitlines()) == 1
+    assert "Traceback" not in capfd.readouterr().err  # not a bug: nothing for a bug report
 
 
 def test_annotation_cycle_without_candidates_reports(ext_module, tmp_path):
