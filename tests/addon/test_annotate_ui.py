@@ -24,9 +24,10 @@ def key_value(mesh, name):
 def test_annotate_gene_by_hand_and_save(ext_module, gene_copy):
     imported = ext_module("render.blender.model_import").import_model(gene_copy)
     bpy.context.view_layer.objects.active = imported.meshes[0]
-    scene = bpy.context.scene
     assert bpy.ops.tha_studio.annotation_start.poll()
+    assert not bpy.ops.tha_studio.annotation_cycle.poll()  # greyed out until the annotation is open
     assert bpy.ops.tha_studio.annotation_start() == {"FINISHED"}
+    assert bpy.ops.tha_studio.annotation_cycle.poll()
     session = ext_module("render.blender.annotation_session")
     top, bottom = (session.handle(imported.root, which) for which in ("top", "bottom"))
     annotation = session.load(imported.root)
@@ -34,8 +35,14 @@ def test_annotate_gene_by_hand_and_save(ext_module, gene_copy):
     assert bottom.location.z == pytest.approx(annotation.head_bottom * 0.08)
     assert tuple(top.lock_location) == (True, True, False)
 
+    # The panel's lines are made when the annotation changes, not parsed while drawing.
+    state = imported.root.tha_annotation
+    assert state.head_text == f"Head {annotation.head_bottom:.2f} .. {annotation.head_top:.2f} (auto)"
+
     # Cycle the left wink's candidates: each previewed alone at full weight.
-    scene.tha_annotation_role = "eye_wink_left"
+    state.candidate = 2
+    state.role = "eye_wink_left"
+    assert state.candidate == 0 and state.role_text.startswith("Now: ウィンク２ (auto, ")
     mesh = imported.meshes[0]
     names = [c[0] for c in session.candidates(imported.root, "eye_wink_left")]
     assert names[:2] == ["ウィンク２", "まば左"]
@@ -45,9 +52,10 @@ def test_annotate_gene_by_hand_and_save(ext_module, gene_copy):
     assert key_value(mesh, "eyeBlinkLeft") == 1.0 and key_value(mesh, "まば左") == 0.0
     assert bpy.ops.tha_studio.annotation_cycle(step=-1) == {"FINISHED"}
     assert bpy.ops.tha_studio.annotation_confirm() == {"FINISHED"}
+    assert state.role_text == "Now: まば左 (person, 1.00)"
 
     # A both-eyes candidate previews on its half only.
-    scene.tha_annotation_candidate = names.index("まばたき") - 1
+    state.candidate = names.index("まばたき") - 1
     bpy.ops.tha_studio.annotation_cycle(step=1)
     assert key_value(mesh, "まばたき.tha_left") == 1.0 and key_value(mesh, "まばたき") == 0.0
 
@@ -59,6 +67,7 @@ def test_annotate_gene_by_hand_and_save(ext_module, gene_copy):
     assert saved["morph_roles"]["eye_wink_left"]["source"] == "person"
     assert saved["head"]["top"] == pytest.approx(annotation.head_top + 0.5, abs=1e-4)
     assert saved["head"]["source"] == "person"
+    assert state.head_text.endswith("(person)")  # the panel shows what was saved
     assert all(k.value == 0.0 for k in mesh.data.shape_keys.key_blocks[1:])  # preview reset
 
     # The batch reads the person's choice from the sidecar beside the model.
