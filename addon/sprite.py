@@ -7,13 +7,14 @@ Each operator checks its input, calls one function of animation/blender, and rep
 import bpy
 from bpy_extras.io_utils import ImportHelper
 
-from ..animation.blender import live
+from ..animation.blender import bake, live
 from ..animation.blender import sprite as sprites
 from ..animation.core.bake_cache import BakeCache
 from ..animation.core.sprite_settings import SpriteSettings
 from ..errors import UserError
 from ..pose.schema import GROUPS, get_schema
-from .preferences import preferences
+from .job_operator import JobOperator
+from .preferences import preferences, user_data_dir
 from .reporting import reports_errors
 
 SCHEMAS = (
@@ -135,6 +136,34 @@ class THA_OT_sprite_mode(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class THA_OT_bake_talking_head(JobOperator, bpy.types.Operator):
+    """Pose every frame of the range into the sprite's cache folder and play them as an image
+    sequence (renders, render farms included, then need neither THA Studio nor torch)"""
+
+    bl_idname = "tha_studio.bake_talking_head"
+    bl_label = "Bake Talking Head"
+
+    use_scene_range: bpy.props.BoolProperty(name="Scene range", default=True)
+    frame_start: bpy.props.IntProperty(name="Start", default=1)
+    frame_end: bpy.props.IntProperty(name="End", default=250)
+
+    @classmethod
+    def poll(cls, context):
+        if active_sprite(context) is None:
+            cls.poll_message_set("Select a THA talking-head sprite")
+            return False
+        return True
+
+    def make_job(self, context):
+        scene = context.scene
+        start, end = (scene.frame_start, scene.frame_end) if self.use_scene_range else (self.frame_start, self.frame_end)
+        return bake.BakeJob(scene, active_sprite(context), start, end, fallback_folder=user_data_dir("cache"))
+
+    def finished(self, context, result):
+        self.report({"INFO"}, f"Baked {result.frames} frames: {result.computed} poses computed, {result.reused} reused "
+                              f"({result.seconds:.0f} s), in {result.folder}")
+
+
 class THA_PT_talking_head(bpy.types.Panel):
     bl_label = "THA Talking Head"
     bl_space_type = "VIEW_3D"
@@ -161,9 +190,9 @@ class THA_PT_talking_head(bpy.types.Panel):
         row.operator(THA_OT_sprite_mode.bl_idname, text="Baked", depress=settings.mode == "BAKED").mode = "BAKED"
         if settings.mode == "LIVE":
             layout.label(text=live.status(obj), icon="TIME")
-        bake_operator = getattr(bpy.types, "THA_OT_bake_talking_head", None)
-        if bake_operator is not None:
-            layout.operator(bake_operator.bl_idname, icon="RENDER_ANIMATION")
+        layout.operator(THA_OT_bake_talking_head.bl_idname, icon="RENDER_ANIMATION")
+        if settings.cache_dir:
+            layout.label(text=f"Cache: {settings.cache_dir}", icon="FILE_FOLDER")
         layout.operator(THA_OT_reset_pose.bl_idname, icon="LOOP_BACK")
         schema = get_schema(settings.schema)
         for group in GROUPS:
@@ -182,7 +211,8 @@ def menu_add(self, context):
     self.layout.operator(THA_OT_add_talking_head.bl_idname, text="THA Talking Head", icon="IMAGE_DATA")
 
 
-CLASSES = (THA_OT_add_talking_head, THA_OT_reset_pose, THA_OT_sprite_mode, THA_PT_talking_head)
+CLASSES = (THA_OT_add_talking_head, THA_OT_reset_pose, THA_OT_sprite_mode, THA_OT_bake_talking_head,
+           THA_PT_talking_head)
 
 
 def register():

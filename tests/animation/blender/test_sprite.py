@@ -311,3 +311,19 @@ def test_a_weights_folder_missing_a_file_is_reported(ext, ext_module, picture, t
     finally:
         preferences.weights_source = "PACKAGE"
     assert not [o for o in bpy.data.objects if o.type == "MESH"]
+
+
+def test_the_bake_operator_steps_its_job_and_reports(ext, ext_module, picture, tmp_path):
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "operator.blend"))
+    sprite = ext_module("animation.blender.sprite")
+    obj = add_sprite(picture)
+    for frame, value in ((1, 0.0), (3, 0.5)):
+        sprite.key_pose(obj, {"mouth_aaa": value}, frame)
+    assert bpy.ops.tha_studio.bake_talking_head(use_scene_range=False, frame_start=1, frame_end=3) == {"RUNNING_MODAL"}
+    (operator,) = [op for op in bpy.context.window.modal_operators if op.bl_idname.endswith("_OT_bake_talking_head")]
+    for _ in range(20):  # Blender's bpy module never calls modal(): step it as the timer would
+        if operator.modal(bpy.context, None) == {"FINISHED"}:
+            break
+    assert operator.outcome == "finished"
+    assert sprite.settings_of(obj).mode == "BAKED" and sprite.settings_of(obj).cache_dir == "//tha_cache/crypko_00/"
+    assert len(list((tmp_path / "tha_cache" / "crypko_00" / "frames").glob("*.png"))) == 3
