@@ -327,3 +327,51 @@ def test_the_bake_operator_steps_its_job_and_reports(ext, ext_module, picture, t
     assert operator.outcome == "finished"
     assert sprite.settings_of(obj).mode == "BAKED" and sprite.settings_of(obj).cache_dir == "//tha_cache/crypko_00/"
     assert len(list((tmp_path / "tha_cache" / "crypko_00" / "frames").glob("*.png"))) == 3
+
+
+def test_the_interactive_preview_poses_off_the_main_thread_and_shows_the_newest_pose(ext, ext_module, picture):
+    sprite, live = ext_module("animation.blender.sprite"), ext_module("animation.blender.live")
+    obj = add_sprite(picture)
+    source = live.source_for(obj)
+    runs = source.network_runs
+    image_before = sprite.image_rgba(sprite.live_image(obj)).copy()
+    for value in (0.3, 0.6, 0.9):  # three slider moves in a row: the worker may skip the stale ones
+        sprite.set_pose(obj, {"mouth_aaa": value})
+        live.update_sprite(obj, in_line_now=False)
+    assert live.status(obj) == "computing the frame…"
+    assert live.worker.wait_idle(timeout=120)
+    assert live.apply_finished() >= 1  # what the main-thread timer does
+    newest = source.key(sprite.sprite_pose(obj))
+    assert live._shown[obj.name] == newest and 1 <= source.network_runs - runs <= 3
+    assert not np.array_equal(sprite.image_rgba(sprite.live_image(obj)), image_before)
+    assert live.status(obj).startswith("posed in")
+
+
+def test_the_sprite_command_keys_bakes_renders_and_saves(tmp_path, picture):
+    from shared_assets import ROOT
+
+    keys = tmp_path / "keys.csv"
+    keys.write_text("frame,mouth_aaa,eye_wink_left\n1,0,0\n2,1,\n")
+    blend = tmp_path / "cli" / "sprite.blend"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "sprite", "--image", str(picture), "--keys", str(keys),
+         "--blend", str(blend), "--render", str(tmp_path / "frames"), "--resolution", "64"],
+        capture_output=True, text=True, timeout=600, env=dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user")))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "baked 2 frames: 2 distinct poses, 2 computed, 0 reused" in done.stderr
+    assert blend.is_file() and len(list((blend.parent / "tha_cache" / "crypko_00" / "frames").glob("*.png"))) == 2
+    first, second = (read_rgba(tmp_path / "frames" / f"frame_{n:04d}.png") for n in (1, 2))
+    assert np.abs(second - first).max() > 24 and coverage(first) > 0.1
+
+
+def test_the_sprite_command_names_a_bad_keyframe_file(tmp_path, picture):
+    from shared_assets import ROOT
+
+    keys = tmp_path / "keys.csv"
+    keys.write_text("frame,mouth_aaa\n1,0\n2,wide\n")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "sprite", "--image", str(picture), "--keys", str(keys),
+         "--blend", str(tmp_path / "s.blend")],
+        capture_output=True, text=True, timeout=600, env=dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user")))
+    assert done.returncode == 1
+    assert f"{keys}: line 3, mouth_aaa: 'wide' is not a number" in done.stderr and "Traceback" not in done.stderr
