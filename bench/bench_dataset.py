@@ -41,7 +41,6 @@ def paired_times(model_path, folder, config):
     from tha_studio.render.dataset import manifest
     from tha_studio.render.dataset.plan import ModelEntry, load_or_make_annotation
     from tha_studio.render.blender.dataset_run import quiet_output
-    from tha_studio.render.dataset.settings import RenderSettings
     from tha_studio.render.blender.model_import import import_model
     from tha_studio.render.dataset.sampling import expression_part, sample_pose
     from tha_studio.render.blender.triplets import TripletRenderer
@@ -50,7 +49,7 @@ def paired_times(model_path, folder, config):
     entry = ModelEntry(model_path.name, model_path, "train")
     annotation = load_or_make_annotation(entry, folder)
     bpy.ops.wm.read_homefile(use_empty=True)
-    renderer = TripletRenderer(import_model(model_path), annotation, schema, RenderSettings(config.engine, config.samples, config.antialias))
+    renderer = TripletRenderer(import_model(model_path), annotation, schema, config.render)
     scene = bpy.context.scene
     journal = folder / "parts" / "paired.jsonl"
     pipeline, bare = [], []
@@ -111,10 +110,12 @@ def main():
     import bpy
 
     from tha_studio.render.dataset.plan import DatasetConfig
+    from tha_studio.render.dataset.settings import RenderSettings
     from tha_studio.render.formats.mmd import write_character
 
     model = args.model or (GENE if GENE.is_file() else write_character(tempfile.mkdtemp(prefix="tha_studio_bench_model_")))
-    config = DatasetConfig(schema=args.schema, seed=0, poses_per_model=args.poses, engine=args.engine, antialias=args.antialias)
+    config = DatasetConfig(schema=args.schema, seed=0, poses_per_model=args.poses,
+                           render=RenderSettings(engine=args.engine, antialias=args.antialias))
     folder = Path(tempfile.mkdtemp(prefix="tha_studio_bench_dataset_"))
 
     amortised = job_run(model, folder / "job", config)

@@ -122,12 +122,13 @@ SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with THA_SHARD_COUNT), then run 
 def run_render_dataset(args):
     from .dataset.plan import DatasetConfig, DatasetError, parse_shard, read_split_file, shard_from_environment
     from .blender.dataset_run import DatasetRun
+    from .dataset.settings import RenderSettings
 
     try:
         shard = parse_shard(args.shard) if args.shard else (shard_from_environment() or (1, 1))
         rules = read_split_file(args.split_file) if args.split_file else ()
         config = DatasetConfig(schema=args.schema, seed=args.seed, poses_per_model=args.poses_per_model,
-                               engine=args.engine, samples=args.samples, antialias=args.antialias)
+                               render=RenderSettings(args.engine, args.samples, args.antialias))
         run = DatasetRun(args.models, args.out, config, shard=shard, workers=args.workers, split_rules=rules,
                          default_split=args.default_split, annotations_dir=args.annotations,
                          retry_failed=args.retry_failed, show_progress=not args.no_progress,

@@ -91,13 +91,12 @@ def _open_model(entry, annotation, schema, config, temp_tag):
     import bpy
 
     from .model_import import import_model
-    from ..dataset.settings import RenderSettings
     from .triplets import TripletRenderer
 
     bpy.ops.wm.read_homefile(use_empty=True)
     with quiet_output():
         imported = import_model(entry.path)
-    return TripletRenderer(imported, annotation, schema, RenderSettings(config.engine, config.samples, config.antialias), temp_tag=temp_tag)
+    return TripletRenderer(imported, annotation, schema, config.render, temp_tag=temp_tag)
 
 
 def _reason(error):
@@ -130,13 +129,8 @@ class DatasetRun:
         if workers < 1:
             raise DatasetError("workers must be 1 or more")
         from ...pose.schema import get_schema
-        from ..dataset.settings import RenderSettings
 
         get_schema(config.schema)
-        try:
-            RenderSettings(config.engine, config.samples, config.antialias)
-        except ValueError as error:
-            raise DatasetError(str(error)) from None
         self.models_root = Path(models_root)
         self.out_dir = Path(out_dir)
         self.config = config

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import manifest
+from .settings import RenderSettings
 from ...atomic_files import write_text_atomic
 
 MODEL_SUFFIXES = (".pmx", ".pmd")
@@ -56,20 +57,21 @@ class DatasetConfig:
     schema: str = "tha1"
     seed: int = 0
     poses_per_model: int = 16
-    engine: str = "workbench"
-    samples: int = 16
-    antialias: str = "5"
+    render: RenderSettings = RenderSettings()
 
     def to_json(self):
-        return {"format": DATASET_FORMAT, "version": DATASET_VERSION, **asdict(self)}
+        """Flat: dataset.json lists the render settings beside the other options."""
+        options = asdict(self)
+        return {"format": DATASET_FORMAT, "version": DATASET_VERSION, **options.pop("render"), **options}
 
     @classmethod
     def from_json(cls, data, source):
         if data.get("format") != DATASET_FORMAT or data.get("version") != DATASET_VERSION:
             raise DatasetError(f"{source}: not a THA Studio dataset description (version {DATASET_VERSION})")
         try:
-            return cls(**{k: data[k] for k in cls.__dataclass_fields__})
-        except (KeyError, TypeError) as error:
+            render = RenderSettings(**{k: data[k] for k in RenderSettings.__dataclass_fields__})
+            return cls(render=render, **{k: data[k] for k in cls.__dataclass_fields__ if k != "render"})
+        except (KeyError, TypeError, ValueError) as error:
             raise DatasetError(f"{source}: malformed dataset description ({error})") from None
 
 
@@ -189,10 +191,8 @@ def ensure_config(out_dir, config):
         except json.JSONDecodeError as error:
             raise DatasetError(f"{path}: not valid JSON ({error})") from None
         if existing != config:
-            differences = ", ".join(
-                f"{name} {getattr(existing, name)!r} (now {getattr(config, name)!r})"
-                for name in config.__dataclass_fields__ if getattr(existing, name) != getattr(config, name)
-            )
+            old, new = existing.to_json(), config.to_json()
+            differences = ", ".join(f"{name} {old[name]!r} (now {new[name]!r})" for name in new if old[name] != new[name])
             raise DatasetError(f"{path.parent} was made with other options: {differences}; use the same options or another folder")
         return
     write_text_atomic(path, json.dumps(config.to_json(), indent=1, sort_keys=True) + "\n")

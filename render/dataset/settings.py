@@ -10,7 +10,7 @@ ENGINES = ("workbench", "flat", "cycles")
 ANTIALIAS = ("FXAA", "5", "8", "11", "16", "32")
 
 
-@dataclass
+@dataclass(frozen=True)
 class RenderSettings:
     engine: str = "workbench"  # one of ENGINES
     samples: int = 16  # Cycles only

@@ -8,6 +8,7 @@ from PIL import Image
 
 from tha_studio.render.blender.dataset_run import DatasetRun
 from tha_studio.render.dataset import manifest, plan
+from tha_studio.render.dataset.settings import RenderSettings
 from tha_studio.render.formats.png import encode_png, zero_transparent_rgb
 
 
@@ -95,8 +96,8 @@ def test_a_folder_made_with_other_options_is_refused(tmp_path):
 
 
 def test_run_refuses_bad_options_before_rendering(tmp_path):
-    with pytest.raises(plan.DatasetError, match="engine 'eevee'"):
-        DatasetRun(tmp_path, tmp_path / "out", plan.DatasetConfig(engine="eevee"))
+    with pytest.raises(ValueError, match="engine 'eevee'"):
+        plan.DatasetConfig(render=RenderSettings(engine="eevee"))
     with pytest.raises(KeyError, match="unknown pose schema"):
         DatasetRun(tmp_path, tmp_path / "out", plan.DatasetConfig(schema="tha9"))
     with pytest.raises(plan.DatasetError, match="no such folder"):
