@@ -12,6 +12,7 @@ MODULES = (
     "annotate",
     "handlers",
     "sprite",
+    "lipsync",
 )
 
 

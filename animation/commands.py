@@ -45,6 +45,7 @@ def add_subcommands(subparsers):
     parser.add_argument("--no-bake", action="store_true",
                         help="render live (posed while rendering) instead of baking first")
     parser.set_defaults(func=run_sprite)
+    add_lipsync_subcommand(subparsers)
 
 
 def parse_range(text):
@@ -133,3 +134,72 @@ def _progress_printer(label):
         print(f"\r{label}: {progress.percent():3d}% {progress.message}".ljust(100), end="", file=sys.stderr, flush=True)
 
     return show
+
+
+# --- sprite-lipsync ----------------------------------------------------------------------------
+
+
+def add_lipsync_subcommand(subparsers):
+    parser = subparsers.add_parser(
+        "sprite-lipsync",
+        help="lip sync a line of dialogue onto a sprite of a saved .blend",
+        description="Put a line of dialogue on a talking-head sprite of a .blend and save it: audio (wav, ogg, "
+        "flac) is analysed by Rhubarb Lip Sync when it is found (--rhubarb, else on PATH), else by the built-in "
+        "analyser; a Rhubarb cue file (tsv, json, xml, dat) is read. The mouth keys go in an NLA strip named after "
+        "the line, the audio in a sound strip at the same frame; a line of that name already there is replaced.",
+    )
+    parser.add_argument("blend", type=Path, metavar="BLEND", help="the .blend holding the sprite (saved in place)")
+    parser.add_argument("--sprite", required=True, help="the sprite object's name")
+    parser.add_argument("source", type=Path, metavar="AUDIO_OR_CUES", help="dialogue audio or a Rhubarb cue file")
+    parser.add_argument("--dialog", type=Path, default=None, help="the line's words as a text file (guides recognition)")
+    parser.add_argument("--start-frame", type=int, default=1, help="the frame the line starts on (default: 1)")
+    parser.add_argument("--name", default=None, help="the line's name (default: the file's name)")
+    parser.add_argument("--audio", type=Path, default=None,
+                        help="for a cue file: the recording to place as its sound (default: the one it names, if found)")
+    parser.add_argument("--rhubarb", default=None, help="the Rhubarb Lip Sync executable (default: on PATH, else built-in)")
+    parser.add_argument("--style", default="eased", choices=("linear", "eased", "stepped"),
+                        help="moves between mouth shapes (default: eased)")
+    parser.add_argument("--blend-time", type=float, default=0.06, help="seconds a move takes (default: 0.06)")
+    parser.add_argument("--no-extend", action="store_true",
+                        help="refuse a line that runs past the scene's end instead of moving the end")
+    parser.set_defaults(func=run_sprite_lipsync)
+
+
+def run_sprite_lipsync(args):
+    import bpy
+
+    from ..animation.blender import sprite, timeline
+    from ..lipsync.curves import CurveSettings
+
+    if not args.blend.is_file():
+        raise CommandError(f"{args.blend}: no such .blend file")
+    dialog = None
+    if args.dialog is not None:
+        try:
+            dialog = args.dialog.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise CommandError(f"{args.dialog}: cannot read the dialog text ({error})") from None
+    try:
+        settings = CurveSettings(style=args.style, blend=args.blend_time)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    try:
+        bpy.ops.wm.open_mainfile(filepath=str(args.blend.resolve()))
+    except RuntimeError as error:
+        raise CommandError(f"{args.blend}: Blender cannot open it ({str(error).strip()})") from None
+    obj = bpy.data.objects.get(args.sprite)
+    if not sprite.is_sprite(obj):
+        names = ", ".join(o.name for o in bpy.data.objects if sprite.is_sprite(o)) or "none"
+        raise CommandError(f"{args.blend}: no talking-head sprite called {args.sprite!r} (sprites: {names})")
+    scene = next((s for s in bpy.data.scenes if obj.name in s.objects), bpy.context.scene)
+    job = timeline.LipSyncJob(scene, obj, args.source, dialog=dialog, start_frame=args.start_frame,
+                              rhubarb=args.rhubarb, name=args.name, audio=args.audio, curve_settings=settings,
+                              extend_scene=not args.no_extend)
+    result = job.run(_progress_printer("lip sync"))
+    print(file=sys.stderr)
+    print(result.message)
+    for warning in result.placed.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    bpy.ops.wm.save_mainfile()
+    print(f"saved {args.blend.resolve()}")
+    return 0

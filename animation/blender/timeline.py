@@ -601,11 +601,12 @@ class LipSyncJob(Job):
             self._track = read_cues(self.source, frame_rate=max(scene_fps(scene), 24.0))
             if self.audio is None:
                 self.audio = self._recording_of(self._track)
-            if self.audio is not None:
-                audio_seconds(self.audio)
+            seconds = audio_seconds(self.audio) if self.audio is not None else None
+            self._check_length(scene, max(seconds or 0.0, self._track.duration, self._track.end))
             return
         self.audio = self.audio or self.source
-        audio_seconds(self.source)  # unreadable audio is reported before Rhubarb or the analyser starts
+        # Unreadable or too long audio is reported before Rhubarb or the analyser starts.
+        self._check_length(scene, audio_seconds(self.source) or 0.0)
         executable = find_rhubarb(self.rhubarb) if self.rhubarb else find_rhubarb()
         if executable is not None:
             self.analyser = "rhubarb"
@@ -616,6 +617,9 @@ class LipSyncJob(Job):
             self._inner = Analysis(self.source, self.recognizer, self.dialog)
         self._inner.start()
         self.progress = Progress(0.0, f"{self.analyser} analysis")
+
+    def _check_length(self, scene, seconds):
+        _fit_scene(scene, int(self.start_frame) + seconds * scene_fps(scene), self.extend_scene, f"line {self.name!r}")
 
     def _recording_of(self, track):
         """The recording a cue file names, where it exists (relative names from the file's folder)."""

@@ -6,6 +6,9 @@ No frame is posed here: the live preview is suspended, and the tests read keys, 
 strips and the sliders' values as the NLA evaluates them."""
 
 import math
+import os
+import subprocess
+import sys
 
 import bpy
 import numpy as np
@@ -411,3 +414,39 @@ def test_a_broken_take_is_reported_with_its_line_and_changes_nothing(m, sprite, 
     with pytest.raises(m.timeline.UserError, match=r"broken\.csv, line 5, column 1"):
         m.expressions.import_face_capture(bpy.context.scene, sprite, take)
     assert scene_state() == before
+
+
+# --- the command line --------------------------------------------------------------------------
+
+
+def sprite_lipsync(tmp_path, *arguments):
+    from shared_assets import ROOT
+
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), "sprite-lipsync", *map(str, arguments)],
+                          capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user")))
+
+
+def test_the_sprite_lipsync_command_puts_a_line_on_a_saved_sprite_or_names_the_bad_line(m, sprite, tmp_path):
+    blend = tmp_path / "talk.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    cues = shared_path(*WATCHING_TV_CUES, "ps_dat24.dat")
+    done = sprite_lipsync(tmp_path, blend, "--sprite", "Anna", cues, "--audio", shared_path(*WATCHING_TV),
+                          "--start-frame", 40, "--name", "tv", "--style", "stepped")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "read from the cue file; placed line 'tv' on Anna: frames 40-" in done.stdout
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    obj = bpy.data.objects["Anna"]
+    track, strip, record = m.timeline.find_line(obj, "tv")
+    assert strip.frame_start == 40 and bpy.context.scene.sequence_editor.strips["Anna: tv"].frame_start == 40
+    assert {k.interpolation for keys in m.timeline.read_keys(strip.action).values() for k in keys} == {"CONSTANT"}
+
+    saved = blend.read_bytes()
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"mouthCues": [\n  {"start": 0.0, "end": 0.2, "value": "X"},\n  {"start": 0.2, "end": "soon", "value": "B"}\n]}\n')
+    done = sprite_lipsync(tmp_path, blend, "--sprite", "Anna", broken)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"{broken}, line 3: " in done.stderr
+    done = sprite_lipsync(tmp_path, blend, "--sprite", "Nobody", cues)
+    assert done.returncode == 1 and "no talking-head sprite called 'Nobody' (sprites: Anna)" in done.stderr
+    assert blend.read_bytes() == saved
