@@ -12,7 +12,7 @@ sample character), after one warm-up render each:
 - bare: right after each pipeline image, `bpy.ops.render.render(write_still=True)` of the scene
   as it stands to a PNG, nothing else (Blender's own cost). Interleaving the two makes them
   share the machine's load, so the ratio holds on a busy machine;
-- pipeline + import: `render.blender.dataset_run.render_model_job` for the whole model (annotation, import,
+- pipeline + import: `render.blender.dataset_run.render_model` for the whole model (annotation, import,
   rest image, examples), per image.
 
 The aims: at most 1.25x the bare render per image, and 3 images per second at 256².
@@ -74,11 +74,11 @@ def paired_times(model_path, folder, config):
 
 def job_run(model_path, folder, config):
     """The batch's whole job for one model (annotation, import, rest, examples): seconds per image."""
-    from tha_studio.render.blender.dataset_run import render_model_job
+    from tha_studio.render.blender.dataset_run import render_model
     from tha_studio.render.dataset import manifest, plan
 
     entry = plan.ModelEntry(model_path.name, model_path, "train")
-    job = plan.ModelJob(entry, rest=True, indices=list(range(config.poses_per_model)))
+    work = plan.ModelWork(entry, rest=True, indices=list(range(config.poses_per_model)))
     journal = folder / "parts" / "job.jsonl"
     records = []
 
@@ -87,10 +87,10 @@ def job_run(model_path, folder, config):
         records.append(record)
 
     started = time.perf_counter()
-    render_model_job(job, config, folder, emit, temp_tag="bench")
+    render_model(work, config, folder, emit, temp_tag="bench")
     if any(r["type"] == "failure" for r in records):
         raise SystemExit(f"the model failed: {records[-1]['reason']}")
-    return (time.perf_counter() - started) / job.images
+    return (time.perf_counter() - started) / work.images
 
 
 def main():

@@ -120,22 +120,19 @@ SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with THA_SHARD_COUNT), then run 
 
 
 def run_render_dataset(args):
-    from .dataset.plan import DatasetConfig, DatasetError, parse_shard, read_split_file, shard_from_environment
+    from .dataset.plan import DatasetConfig, parse_shard, read_split_file, shard_from_environment
     from .blender.dataset_run import DatasetRun
     from .dataset.settings import RenderSettings
 
-    try:
-        shard = parse_shard(args.shard) if args.shard else (shard_from_environment() or (1, 1))
-        rules = read_split_file(args.split_file) if args.split_file else ()
-        config = DatasetConfig(schema=args.schema, seed=args.seed, poses_per_model=args.poses_per_model,
-                               render=RenderSettings(args.engine, args.samples, args.antialias))
-        run = DatasetRun(args.models, args.out, config, shard=shard, workers=args.workers, split_rules=rules,
-                         default_split=args.default_split, annotations_dir=args.annotations,
-                         retry_failed=args.retry_failed, show_progress=not args.no_progress,
-                         limit_models=args.limit_models)
-        summary = run.run()
-    except DatasetError as error:
-        raise CommandError(str(error)) from None
+    shard = parse_shard(args.shard) if args.shard else (shard_from_environment() or (1, 1))
+    rules = read_split_file(args.split_file) if args.split_file else ()
+    config = DatasetConfig(schema=args.schema, seed=args.seed, poses_per_model=args.poses_per_model,
+                           render=RenderSettings(args.engine, args.samples, args.antialias))
+    run = DatasetRun(args.models, args.out, config, shard=shard, workers=args.workers, split_rules=rules,
+                     default_split=args.default_split, annotations_dir=args.annotations,
+                     retry_failed=args.retry_failed, show_progress=not args.no_progress,
+                     limit_models=args.limit_models)
+    summary = run.run()
     rate = summary.images / summary.seconds if summary.seconds else 0.0
     print(f"shard {shard[0]}/{shard[1]}: {summary.models} model(s), {summary.images} image(s) rendered "
           f"({summary.examples} example(s)) in {summary.seconds:.1f} s, {rate:.2f} images/s")
@@ -161,13 +158,9 @@ def _merge_parser(subparsers):
 
 
 def run_merge_shards(args):
-    from .dataset.plan import DatasetError, merge_dataset
-    from .dataset.manifest import ManifestError
+    from .dataset.plan import merge_dataset
 
-    try:
-        progress = merge_dataset(args.out)
-    except (DatasetError, ManifestError) as error:
-        raise CommandError(str(error)) from None
+    progress = merge_dataset(args.out)
     models = len(progress.of_type("model"))
     examples = len(progress.of_type("example"))
     failures = progress.of_type("failure")
@@ -216,8 +209,8 @@ def run_review_sheet(args):
             for model_id in flag_tiles(args.dataset, index, args.flag, args.reason):
                 print(f"flagged {model_id}")
         entries = dataset_entries(args.dataset, schema.head_box)
-    except ValueError as error:
-        raise CommandError(str(error)) from None
+    except ValueError as error:  # review_sheet's words: no models, no such tile
+        raise CommandError(error.args[0]) from None
     save_sheet(build_sheet(entries, tile=args.tile, columns=args.columns), entries, out)
     flagged = sum(e.flagged for e in entries)
     print(f"{out}: {len(entries)} model(s), {flagged} flagged")

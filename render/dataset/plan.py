@@ -1,4 +1,4 @@
-"""The dataset batch plan: a folder tree of models in, the jobs that make THA triplets and a manifest out.
+"""The dataset batch plan: a folder tree of models in, the work that makes THA triplets and a manifest out.
 
 The plan is pure: models are found under a root (.pmx, .pmd), given a split (THA1 write-up
 §5.4: by top-level folder, or by a split file), ordered by id and dealt to shards (`--shard
@@ -34,6 +34,7 @@ from pathlib import Path
 from . import manifest
 from .settings import RenderSettings
 from ...atomic_files import write_text_atomic
+from ...errors import UserError
 
 MODEL_SUFFIXES = (".pmx", ".pmd")
 SPLITS = ("train", "validation", "test")
@@ -46,7 +47,7 @@ ANNOTATIONS_FOLDER = "annotations"
 IMAGES_FOLDER = "images"
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset run that cannot start: bad options, a folder made with other options."""
 
 
@@ -199,8 +200,8 @@ def ensure_config(out_dir, config):
 
 
 @dataclass
-class ModelJob:
-    """One model's pending work: whether its rest image is needed and which examples."""
+class ModelWork:
+    """One model's entry in the plan: whether its rest image is still needed and which examples."""
 
     entry: ModelEntry
     rest: bool
@@ -211,10 +212,10 @@ class ModelJob:
         return int(self.rest) + 2 * len(self.indices)
 
 
-def plan_jobs(entries, progress, config, out_dir, retry_failed=False):
-    """The jobs left to do, and the failures already recorded (model id -> reason) that are skipped."""
+def plan_work(entries, progress, config, out_dir, retry_failed=False):
+    """The ModelWork left to do, and the failures already recorded (model id -> reason) that are skipped."""
     out_dir = Path(out_dir)
-    jobs, skipped = [], {}
+    work, skipped = [], {}
     for entry in entries:
         reason = progress.failure(entry.model_id)
         if reason and not retry_failed:
@@ -226,8 +227,8 @@ def plan_jobs(entries, progress, config, out_dir, retry_failed=False):
             if not (progress.has_example(entry.model_id, i) and all((out_dir / p).exists() for p in entry.example_paths(i)))
         ]
         if rest or indices:
-            jobs.append(ModelJob(entry, rest, indices))
-    return jobs, skipped
+            work.append(ModelWork(entry, rest, indices))
+    return work, skipped
 
 
 def load_or_make_annotation(entry, out_dir, annotations_dir=None):

@@ -79,13 +79,13 @@ def test_plan_skips_finished_examples_and_recorded_failures(models, tmp_path):
         {"type": "example", "model": done.model_id, "split": done.split, "index": 1},  # listed, but its files are gone
         {"type": "failure", "model": entries[1].model_id, "split": "train", "reason": "lacks mouth_aaa"},
     ]
-    jobs, skipped = plan.plan_jobs(entries, manifest.Progress(records), config, out)
-    assert [(j.entry.model_id, j.rest, j.indices) for j in jobs] == [
+    work, skipped = plan.plan_work(entries, manifest.Progress(records), config, out)
+    assert [(w.entry.model_id, w.rest, w.indices) for w in work] == [
         (done.model_id, False, [1]), (entries[2].model_id, True, [0, 1, 2])]
     assert skipped == {entries[1].model_id: "lacks mouth_aaa"}
-    assert jobs[1].images == 7
-    retried, _ = plan.plan_jobs(entries, manifest.Progress(records), config, out, retry_failed=True)
-    assert entries[1].model_id in [j.entry.model_id for j in retried]
+    assert work[1].images == 7
+    retried, _ = plan.plan_work(entries, manifest.Progress(records), config, out, retry_failed=True)
+    assert entries[1].model_id in [w.entry.model_id for w in retried]
 
 
 def test_a_folder_made_with_other_options_is_refused(tmp_path):
