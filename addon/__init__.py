@@ -8,6 +8,7 @@ import importlib
 
 MODULES = (
     "preferences",
+    "migrations",
     "import_model",
     "annotate",
     "handlers",

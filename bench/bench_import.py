@@ -32,7 +32,7 @@ def time_import(path, repeat):
         started = time.perf_counter()
         model = read_model(path)
         parsed = time.perf_counter()
-        imported = blender_import.build_model(model, path.stem, path.parent, source=path)
+        imported = model_import.build_model(model, path.stem, path.parent, source=path)
         for step, seconds in imported.timings["build steps"].items():
             steps.setdefault(step, []).append(seconds)
         parse.append(parsed - started)

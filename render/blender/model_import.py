@@ -1,27 +1,28 @@
 """Blender objects from MMD models (.pmx, .pmd) and VRM/glb avatars (imports bpy, never torch).
 
 `import_model(path)` is what the batch renderer and the import operator call. For MMD it reads
-the file with the pure reader (`render.formats.mmd.read_model`) and builds, with `build_model`:
+the file with the pure reader (`render.formats.mmd.read_model`) and imports in two phases, as
+glTF-Blender-IO does:
 
-- a mesh in Blender's axes: MMD is left-handed and Y up, Blender right-handed and Z up, so an
-  MMD point (x, y, z) becomes (x, z, y) * scale. That swap mirrors the handedness, so the
-  triangles' winding is reversed to keep their fronts facing out. The model faces -Y, as
-  Blender's Front view expects. UVs (V flipped), the file's normals as custom normals, and one
-  material slot per MMD material with its main texture;
-- an armature with one bone per MMD bone (Japanese name as the bone name, the English name in
-  the bone's "name_en" property), parented as in the file;
-- vertex groups from the weights. BDEF1/2/4 are exact; SDEF is approximated by its BDEF2
-  linear blend (the C/R0/R1 sphere is not applied) and QDEF by its BDEF4 linear blend (not
-  dual quaternion): both differ from MMD only on strongly bent joints;
-- a shape key per vertex morph and per group morph with a vertex part (group morphs are
-  flattened: nested groups resolved, each child's offsets times its weight);
-- every morph recorded, with bone and material morphs' data, as JSON on the root object
-  (`MORPHS_PROPERTY`), so a later session re-reads it from a saved .blend with `ImportedModel.
-  from_object`.
+1. `render.formats.mmd.import_plan.plan_import` works out, without bpy, everything the import
+   will create: vertices in Blender's axes (MMD (x, y, z) -> Blender (x, z, y) * scale, winding
+   reversed, the model facing -Y), loops, UVs, normals, materials with their texture files,
+   bones with heads, tails and parents, weight groups, shape-key offsets (group morphs
+   flattened) and a typed record per morph. That module's docstring says how each is derived.
+2. `build_model` makes the Blender objects from that plan, with bulk `foreach_set` calls: a mesh
+   with custom normals and one material slot per MMD material (its main texture shown); an
+   armature with one bone per MMD bone (Japanese name as the bone name, the English name in the
+   bone's "name_en" property); vertex groups; shape keys; and every morph recorded as JSON on
+   the root object (`MORPHS_PROPERTY`), so a later session re-reads it from a saved .blend with
+   `ImportedModel.from_object`.
 
 Avatars (.vrm, .glb, .gltf) go through Blender's bundled glTF importer; their expression
 presets (VRM 0.x blendShapeMaster, VRM 1.0 expressions) or, for a plain glb, the morph targets,
 are recorded in the same form as MMD morphs (see `render.formats.avatar_expressions`).
+
+The root object of every import also carries the model's description as JSON
+(`MODEL_PROPERTY`), built by `model_info` with a `version` field; `migrate_saved_models` brings
+the JSON of older files up to date (the add-on runs it after each file load).
 
 Every import runs inside `created_data_guard`: if anything fails, all it created is removed, so
 nothing half-imported is left in the file.
@@ -40,21 +41,19 @@ import numpy as np
 
 from ...errors import UserError
 from ..formats import avatar_expressions
-from ..formats.mmd import model as mmd
+from ..formats.mmd.import_plan import DEFAULT_SCALE, PlanError, plan_import
 from ..formats.mmd.names import normalize_name
-from ..formats.texture_paths import resolve_texture
 
 MMD_SUFFIXES = (".pmx", ".pmd")
 AVATAR_SUFFIXES = (".vrm", ".glb", ".gltf")
 SUPPORTED_SUFFIXES = MMD_SUFFIXES + AVATAR_SUFFIXES
 
 # Custom properties on the root object (the armature, or the first object of an avatar).
-MODEL_PROPERTY = "tha_studio_model"  # JSON: source, format, names, scale, counts, warnings
-MORPHS_PROPERTY = "tha_studio_morphs"  # JSON list of morph records (see morph_record)
+MODEL_PROPERTY = "tha_studio_model"  # JSON (model_info): version, source, format, names, scale, counts, warnings
+MORPHS_PROPERTY = "tha_studio_morphs"  # JSON list of morph records (see MorphRecord.as_json)
 ROOT_PROPERTY = "tha_studio_root"  # on every other object of the model: the root's name
 
-DEFAULT_SCALE = 0.08  # MMD units to metres, as mmd_tools uses: a 20-unit character is 1.6 m
-MIN_BONE_LENGTH = 0.5  # in MMD units: Blender deletes zero-length bones when leaving edit mode
+MODEL_INFO_VERSION = 1  # of MODEL_PROPERTY's JSON; files without "version" are version 0
 
 
 class ModelImportError(UserError, ValueError):
@@ -210,57 +209,86 @@ def created_data_guard():
 
 def build_model(model, name, folder, scale=DEFAULT_SCALE, source=None, collection=None):
     """Build Blender objects from a parsed MMD `Model`; textures are looked up under `folder`."""
-    check_model(model, source or name)
+    source = source or name
     try:
+        started = time.perf_counter()
+        plan = plan_import(model, scale, Path(folder))
+        planned = time.perf_counter() - started
         with created_data_guard():
-            return ModelBuilder(model, name, Path(folder), scale, source, collection).build()
+            imported = ModelBuilder(plan, name, source, collection).build()
+    except PlanError as error:
+        # A model that would make a broken mesh (indices out of range, materials not covering
+        # the faces, a group morph containing itself) is refused before anything is built.
+        raise ModelImportError(source, error.problem) from error
     except Exception as error:
-        # check_model catches the known ways a model breaks; anything else still gets a message
-        # that names the file (the guard has already removed what was built).
-        raise ModelImportError(source or name, f"cannot be built in Blender: {type(error).__name__}: {error}") from error
+        # Anything else still gets a message that names the file (the guard has already
+        # removed what was built).
+        raise ModelImportError(source, f"cannot be built in Blender: {type(error).__name__}: {error}") from error
+    imported.timings["build steps"] = {"plan": planned, **imported.timings["build steps"]}
+    return imported
 
 
-def check_model(model, source):
-    """Reject what would make a broken mesh: indices out of range, materials not covering faces."""
-    vertex_count, face_count = len(model.positions), len(model.faces)
-    if face_count and (model.faces.min() < 0 or model.faces.max() >= vertex_count):
-        raise ModelImportError(source, f"a face uses a vertex index outside 0..{vertex_count - 1}")
-    drawn = sum(material.index_count for material in model.materials)
-    if drawn != 3 * face_count:
-        raise ModelImportError(
-            source, f"the materials draw {drawn} face indices but the model has {3 * face_count}"
-        )
-    bone_count = len(model.bones)
-    used = model.bone_indices[model.bone_indices >= 0]
-    if used.size and used.max() >= bone_count:
-        raise ModelImportError(source, f"a vertex weight names bone {used.max()} of {bone_count}")
-    for bone in model.bones:
-        if not -1 <= bone.parent < bone_count:
-            raise ModelImportError(source, f"bone {bone.name!r} has parent {bone.parent} of {bone_count}")
-    for morph in model.morphs:
-        if morph.kind == "vertex" and len(morph.vertex_indices):
-            if morph.vertex_indices.min() < 0 or morph.vertex_indices.max() >= vertex_count:
-                raise ModelImportError(source, f"morph {morph.name!r} moves a vertex outside 0..{vertex_count - 1}")
+def model_info(*, name, source, format, model_name, model_name_en, scale, axes, counts, warnings):
+    """The description stored as JSON on a model's root object (MODEL_PROPERTY), for MMD models
+    and avatars alike; `version` says which form it has (migrate_model_info updates older ones)."""
+    return {
+        "version": MODEL_INFO_VERSION,
+        "name": name,
+        "source": source,
+        "format": format,
+        "model_name": model_name,
+        "model_name_en": model_name_en,
+        "scale": scale,
+        "axes": axes,
+        "counts": counts,
+        "warnings": warnings,
+    }
+
+
+def _model_info_0_to_1(info):
+    # Version 0 (files saved before the field existed) had the same keys as version 1.
+    info = {key: value for key, value in info.items() if key != "version"}
+    info.setdefault("warnings", [])
+    return {"version": 1, **info}
+
+
+# version -> the function that turns that version's model JSON into the next version's.
+MODEL_INFO_MIGRATIONS = {0: _model_info_0_to_1}
+
+
+def migrate_model_info(info):
+    """Model JSON of an older version (without a "version" field: 0) in the current form; the
+    current version's, or a newer one's, is returned as it is."""
+    version = info.get("version", 0)
+    while isinstance(version, int) and version < MODEL_INFO_VERSION:
+        info = MODEL_INFO_MIGRATIONS[version](info)
+        version = info["version"]
+    return info
+
+
+def migrate_saved_models():
+    """Bring the model JSON on every object of the open file to the current version (the add-on
+    runs this after a file loads). Linked objects and JSON that cannot be read are left alone.
+    Returns the names of the objects changed."""
+    changed = []
+    for obj in bpy.data.objects:
+        if obj.library is not None or not isinstance(obj.get(MODEL_PROPERTY), str):
+            continue
+        try:
+            info = json.loads(obj[MODEL_PROPERTY])
+        except ValueError:
+            continue
+        if not isinstance(info, dict):
+            continue
+        migrated = migrate_model_info(info)
+        if migrated != info:
+            obj[MODEL_PROPERTY] = json.dumps(migrated, ensure_ascii=False)
+            changed.append(obj.name)
+    return changed
 
 
 # ----------------------------------------------------------------------------------------------
-# MMD model -> Blender
-
-
-def to_blender_axes(points, scale):
-    """MMD (x, y, z), left-handed Y up, to Blender (x, z, y), right-handed Z up, scaled."""
-    points = np.asarray(points, np.float32).reshape(-1, 3)
-    return points[:, (0, 2, 1)] * np.float32(scale)
-
-
-def to_blender_quaternion(xyzw):
-    """An MMD rotation quaternion (x, y, z, w) as a Blender one (w, x, y, z) in Blender's axes.
-
-    The axis swap is a mirror (determinant -1): the axis is swapped like a point and the angle
-    changes sign.
-    """
-    x, y, z, w = (float(v) for v in xyzw)
-    return (w, -x, -z, -y)
+# Import plan -> Blender
 
 
 def key_points(key_block):
@@ -270,14 +298,12 @@ def key_points(key_block):
 
 
 class ModelBuilder:
-    """Turns one parsed Model into a collection with an armature and a mesh; `build()` runs it."""
+    """Makes the Blender objects of an ImportPlan: a collection with an armature and a mesh."""
 
-    def __init__(self, model, name, folder, scale, source, collection):
-        self.model = model
+    def __init__(self, plan, name, source, collection):
+        self.plan = plan
         self.name = name
-        self.folder = folder
-        self.scale = scale
-        self.source = str(source) if source else name
+        self.source = str(source)
         self.parent_collection = collection or bpy.context.scene.collection
         self.warnings = []
         self.bone_names = []  # Blender bone name per MMD bone index
@@ -307,15 +333,26 @@ class ModelBuilder:
         lap("weights")
         self.build_shape_keys(mesh_obj)
         lap("shape keys")
-        morphs = self.morph_records(mesh_obj)
+        morphs = [
+            record.as_json({mesh_obj.name: self.shape_key_names[record.index]}
+                           if record.index in self.shape_key_names else {},
+                           self.bone_names, self.material_names)
+            for record in self.plan.morphs
+        ]
         mesh_obj[ROOT_PROPERTY] = armature.name
-        armature[MODEL_PROPERTY] = json.dumps(self.model_info(), ensure_ascii=False)
+        plan = self.plan
+        armature[MODEL_PROPERTY] = json.dumps(
+            model_info(name=self.name, source=self.source, format=plan.format, model_name=plan.model_name,
+                       model_name_en=plan.model_name_en, scale=plan.scale, axes=plan.axes, counts=plan.counts,
+                       warnings=self.warnings),
+            ensure_ascii=False,
+        )
         armature[MORPHS_PROPERTY] = json.dumps(morphs, ensure_ascii=False)
         lap("morph records")
         return ImportedModel(
             name=self.name,
             source=self.source,
-            format=self.model.format,
+            format=plan.format,
             root=armature,
             armature=armature,
             meshes=[mesh_obj],
@@ -325,37 +362,11 @@ class ModelBuilder:
             timings={"build steps": steps},
         )
 
-    def model_info(self):
-        m = self.model
-        return {
-            "name": self.name,
-            "source": self.source,
-            "format": m.format,
-            "model_name": m.name,
-            "model_name_en": m.name_en,
-            "scale": self.scale,
-            "axes": "Blender (x, y, z) = MMD (x, z, y) * scale; the model faces -Y",
-            "counts": {
-                "vertices": len(m.positions),
-                "faces": len(m.faces),
-                "materials": len(m.materials),
-                "bones": len(m.bones),
-                "morphs": len(m.morphs),
-                "rigid_bodies": len(m.rigid_bodies),
-                "joints": len(m.joints),
-            },
-            "warnings": self.warnings,
-        }
-
-    # -- armature ------------------------------------------------------------------------------
-
     def build_armature(self):
         data = bpy.data.armatures.new(self.name)
         armature = bpy.data.objects.new(self.name, data)
         self.collection.objects.link(armature)
-        bones = self.model.bones
-        heads = to_blender_axes([b.position for b in bones], self.scale) if bones else np.zeros((0, 3))
-        tails = self.bone_tails(heads)
+        bones = self.plan.bones
 
         # Edit bones exist only in edit mode, which needs the armature active in the view layer.
         view_layer = bpy.context.view_layer
@@ -364,10 +375,10 @@ class ModelBuilder:
         bpy.ops.object.mode_set(mode="EDIT")
         try:
             edit_bones = []
-            for bone, head, tail in zip(bones, heads, tails):
-                edit_bone = data.edit_bones.new(bone.name or "bone")
-                edit_bone.head = head
-                edit_bone.tail = tail
+            for bone in bones:
+                edit_bone = data.edit_bones.new(bone.name)
+                edit_bone.head = bone.head
+                edit_bone.tail = bone.tail
                 edit_bones.append(edit_bone)
             for bone, edit_bone in zip(bones, edit_bones):
                 if bone.parent >= 0:
@@ -378,79 +389,46 @@ class ModelBuilder:
             view_layer.objects.active = previous_active
         for bone, bone_name in zip(bones, self.bone_names):
             target = data.bones[bone_name]
-            target["name_j"] = bone.name
+            target["name_j"] = bone.name_j
             target["name_en"] = bone.name_en
         data.display_type = "STICK"
         armature.show_in_front = True
         return armature
 
-    def bone_tails(self, heads):
-        """Each bone's tail: its tail bone's head, or its offset; never at its own head."""
-        bones = self.model.bones
-        tails = heads.copy()
-        for i, bone in enumerate(bones):
-            if bone.flags & mmd.BONE_TAIL_IS_BONE:
-                if 0 <= bone.tail_bone < len(bones):
-                    tails[i] = heads[bone.tail_bone]
-            else:
-                tails[i] = heads[i] + to_blender_axes(bone.tail_offset, self.scale)[0]
-        short = np.linalg.norm(tails - heads, axis=1) < 1e-5 * max(self.scale, 1e-6)
-        tails[short] = heads[short] + np.array([0.0, 0.0, MIN_BONE_LENGTH * self.scale], np.float32)
-        return tails
-
-    # -- mesh ----------------------------------------------------------------------------------
-
     def build_mesh(self):
-        m = self.model
+        plan = self.plan
         mesh = bpy.data.meshes.new(self.name)
-        positions = to_blender_axes(m.positions, self.scale)
-        faces = np.ascontiguousarray(m.faces[:, ::-1], dtype=np.int32)  # winding, see module doc
-        face_count = len(faces)
-
-        mesh.vertices.add(len(positions))
-        mesh.vertices.foreach_set("co", positions.ravel())
-        mesh.loops.add(3 * face_count)
-        mesh.loops.foreach_set("vertex_index", faces.ravel())
-        mesh.polygons.add(face_count)
-        mesh.polygons.foreach_set("loop_start", np.arange(0, 3 * face_count, 3, dtype=np.int32))
+        mesh.vertices.add(len(plan.vertices))
+        mesh.vertices.foreach_set("co", plan.vertices.ravel())
+        mesh.loops.add(len(plan.loops))
+        mesh.loops.foreach_set("vertex_index", plan.loops)
+        mesh.polygons.add(len(plan.loop_starts))
+        mesh.polygons.foreach_set("loop_start", plan.loop_starts)
         # Faces are smooth unless a "sharp_face" attribute says otherwise (Blender 4.1+), so
         # the custom normals below show without setting use_smooth face by face.
-        material_of_face = np.repeat(
-            np.arange(len(m.materials), dtype=np.int32),
-            [material.index_count // 3 for material in m.materials],
-        )
-        mesh.polygons.foreach_set("material_index", material_of_face)
-
-        if len(m.uvs):
-            uv = m.uvs[faces.ravel()].astype(np.float32)
-            uv[:, 1] = 1.0 - uv[:, 1]  # MMD's V runs down the image, Blender's up
-            mesh.uv_layers.new(name="UVMap").data.foreach_set("uv", uv.ravel())
+        mesh.polygons.foreach_set("material_index", plan.face_materials)
+        if plan.uvs is not None:
+            mesh.uv_layers.new(name="UVMap").data.foreach_set("uv", plan.uvs.ravel())
         mesh.update()
-        if len(m.normals):
-            normals = to_blender_axes(m.normals, 1.0)
-            lengths = np.linalg.norm(normals, axis=1, keepdims=True)
-            normals = np.where(lengths > 1e-12, normals / np.maximum(lengths, 1e-12), 0.0)
-            mesh.normals_split_custom_set_from_vertices(normals)
-
-        for index, material in enumerate(m.materials):
-            mesh.materials.append(self.build_material(index, material))
+        if plan.normals is not None:
+            mesh.normals_split_custom_set_from_vertices(plan.normals)
+        for material in plan.materials:
+            mesh.materials.append(self.build_material(material))
 
         obj = bpy.data.objects.new(self.name + "_mesh", mesh)
         self.collection.objects.link(obj)
         return obj
 
-    # -- materials -----------------------------------------------------------------------------
-
-    def build_material(self, index, material):
+    def build_material(self, material):
         """A Principled material: the main texture (if any) times the MMD diffuse colour's alpha."""
-        blender_material = bpy.data.materials.new(material.name or f"material{index}")
+        blender_material = bpy.data.materials.new(material.name)
         self.material_names.append(blender_material.name)
-        blender_material["name_j"] = material.name
+        blender_material["name_j"] = material.name_j
         blender_material["name_en"] = material.name_en
-        red, green, blue, alpha = (float(v) for v in material.diffuse)
+        red, green, blue, alpha = material.diffuse
         blender_material.diffuse_color = (red, green, blue, alpha)
-        blender_material.use_backface_culling = not (material.flags & mmd.MATERIAL_NO_CULL)
-        self.resolve_side_textures(material)
+        blender_material.use_backface_culling = material.backface_culling
+        self.warnings.extend(material.warnings)
 
         nodes = blender_material.node_tree.nodes
         links = blender_material.node_tree.links
@@ -458,7 +436,7 @@ class ModelBuilder:
         bsdf.inputs["Base Color"].default_value = (red, green, blue, 1.0)
         bsdf.inputs["Alpha"].default_value = alpha
         bsdf.inputs["Roughness"].default_value = 0.8
-        image = self.texture_image(material.texture, material.name)
+        image = self.texture_image(material.texture, material.name_j)
         if image is not None:
             texture = nodes.new("ShaderNodeTexImage")
             texture.image = image
@@ -475,14 +453,10 @@ class ModelBuilder:
                 links.new(texture.outputs["Alpha"], bsdf.inputs["Alpha"])
         return blender_material
 
-    def texture_image(self, texture_index, material_name):
-        """The image for a texture index (loaded once per file), or None with a warning if missing."""
-        if not 0 <= texture_index < len(self.model.textures):
-            return None
-        stored = self.model.textures[texture_index]
-        path = resolve_texture(self.folder, stored)
+    def texture_image(self, path, material_name):
+        """The image of a found texture file (loaded once per file), or None with a warning if
+        Blender cannot read it."""
         if path is None:
-            self.warnings.append(f"texture {stored!r} of material {material_name!r} not found under {self.folder}")
             return None
         try:
             return bpy.data.images.load(str(path), check_existing=True)
@@ -490,171 +464,21 @@ class ModelBuilder:
             self.warnings.append(f"texture {path} of material {material_name!r} cannot be read: {error}")
             return None
 
-    def resolve_side_textures(self, material):
-        """Sphere and toon textures are not shaded here, but a missing one is still worth a warning."""
-        for index in (material.sphere_texture, -1 if material.toon_shared else material.toon):
-            if 0 <= index < len(self.model.textures):
-                stored = self.model.textures[index]
-                if resolve_texture(self.folder, stored) is None:
-                    self.warnings.append(f"texture {stored!r} of material {material.name!r} not found under {self.folder}")
-
-    # -- weights -------------------------------------------------------------------------------
-
     def build_vertex_groups(self, obj):
         groups = [obj.vertex_groups.new(name=bone_name) for bone_name in self.bone_names]
-        vertices, bones, weights = self.weight_triples()
-        if not len(vertices):
-            return
-        # One call per (bone, weight) pair: vertex_groups have no bulk setter, and most MMD
-        # weights repeat (BDEF1 is all 1.0), so this is a few thousand calls for 28k vertices.
-        order = np.lexsort((weights, bones))
-        vertices, bones, weights = vertices[order], bones[order], weights[order]
-        starts = np.flatnonzero(np.r_[True, (np.diff(bones) != 0) | (np.diff(weights) != 0)])
-        ends = np.r_[starts[1:], len(vertices)]
-        for start, end in zip(starts.tolist(), ends.tolist()):
-            groups[bones[start]].add(vertices[start:end].tolist(), float(weights[start]), "ADD")
-
-    def weight_triples(self):
-        """(vertex, bone, weight) arrays from the per-vertex deform data, by deform type."""
-        m = self.model
-        count = len(m.positions)
-        if count == 0 or len(m.bones) == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-        indices = np.asarray(m.bone_indices, np.int64).reshape(count, 4)
-        weights = np.asarray(m.bone_weights, np.float32).reshape(count, 4).copy()
-        types = np.asarray(m.weight_types).reshape(count)
-        one = types == mmd.BDEF1
-        weights[one] = (1.0, 0.0, 0.0, 0.0)
-        two = (types == mmd.BDEF2) | (types == mmd.SDEF)  # SDEF as its linear blend
-        weights[two, 1] = 1.0 - weights[two, 0]
-        weights[two, 2:] = 0.0
-        vertex = np.repeat(np.arange(count), 4)
-        bone, weight = indices.ravel(), weights.ravel()
-        keep = (bone >= 0) & (weight > 0.0)
-        return vertex[keep], bone[keep], weight[keep]
-
-    # -- morphs --------------------------------------------------------------------------------
+        for run in self.plan.weight_groups:
+            groups[run.bone].add(run.vertices.tolist(), run.weight, "ADD")
 
     def build_shape_keys(self, obj):
-        vertex_offsets = self.flattened_vertex_offsets()
-        if not vertex_offsets:
+        if not self.plan.shape_keys:
             return
-        base = to_blender_axes(self.model.positions, self.scale)
         obj.shape_key_add(name="Basis", from_mix=False)
-        for index, (indices, offsets) in vertex_offsets.items():
-            co = base.copy()
-            np.add.at(co, indices, to_blender_axes(offsets, self.scale))
-            key = obj.shape_key_add(name=self.model.morphs[index].name or f"morph{index}", from_mix=False)
+        for planned in self.plan.shape_keys:
+            key = obj.shape_key_add(name=planned.name, from_mix=False)
             key.value = 0.0  # Blender 5 creates shape keys at 1.0
-            key_points(key).foreach_set("co", co.ravel())
-            self.shape_key_names[index] = key.name
+            key_points(key).foreach_set("co", planned.coordinates(self.plan.vertices).ravel())
+            self.shape_key_names[planned.morph] = key.name
         obj.data.shape_keys.name = self.name
-
-    def flattened_vertex_offsets(self):
-        """morph index -> (vertex indices, MMD offsets) for vertex morphs and flattened groups."""
-        result = {}
-        for index, morph in enumerate(self.model.morphs):
-            if morph.kind == "vertex" and len(morph.vertex_indices):
-                result[index] = (np.asarray(morph.vertex_indices, np.int64), np.asarray(morph.vertex_offsets, np.float32))
-            elif morph.kind == "group":
-                parts = [(self.model.morphs[child], weight) for child, weight in self.group_leaves(index).items()]
-                parts = [(m, w) for m, w in parts if m.kind == "vertex" and len(m.vertex_indices)]
-                if parts:
-                    indices = np.concatenate([np.asarray(m.vertex_indices, np.int64) for m, _ in parts])
-                    offsets = np.concatenate([np.asarray(m.vertex_offsets, np.float32) * np.float32(w) for m, w in parts])
-                    result[index] = (indices, offsets)
-        return result
-
-    def group_leaves(self, index, weight=1.0, visiting=()):
-        """A group morph flattened: non-group morph index -> total weight (cycles are cut)."""
-        leaves = {}
-        morphs = self.model.morphs
-        morph = morphs[index]
-        for child, child_weight in zip(morph.morph_indices.tolist(), morph.weights.tolist()):
-            if not 0 <= child < len(morphs) or child in visiting or child == index:
-                continue
-            if morphs[child].kind == "group":
-                nested = self.group_leaves(child, weight * child_weight, visiting + (index,))
-                for leaf, leaf_weight in nested.items():
-                    leaves[leaf] = leaves.get(leaf, 0.0) + leaf_weight
-            else:
-                leaves[child] = leaves.get(child, 0.0) + weight * child_weight
-        return leaves
-
-    def morph_records(self, mesh_obj):
-        return [self.morph_record(index, morph, mesh_obj) for index, morph in enumerate(self.model.morphs)]
-
-    def morph_record(self, index, morph, mesh_obj):
-        """One morph in the form shared with avatar expressions (see avatar_expressions.morph_record)."""
-        morphs = self.model.morphs
-        shape_key = self.shape_key_names.get(index)
-        record = avatar_expressions.morph_record(
-            name=morph.name,
-            name_en=morph.name_en,
-            normalized=normalize_name(morph.name),
-            kind=morph.kind,
-            panel=morph.panel,
-            shape_keys={mesh_obj.name: shape_key} if shape_key else {},
-        )
-        if morph.kind in ("group", "flip"):
-            record["elements"] = [
-                {"morph": morphs[child].name, "weight": float(weight)}
-                for child, weight in zip(morph.morph_indices.tolist(), morph.weights.tolist())
-                if 0 <= child < len(morphs)
-            ]
-            if morph.kind == "group":
-                leaves = self.group_leaves(index)
-                record["bones"] = self.bone_offsets(
-                    [(morphs[leaf], weight) for leaf, weight in leaves.items() if morphs[leaf].kind == "bone"]
-                )
-                record["materials"] = [
-                    dict(offset, weight=weight)
-                    for leaf, weight in leaves.items()
-                    if morphs[leaf].kind == "material"
-                    for offset in self.material_offsets(morphs[leaf])
-                ]
-        elif morph.kind == "vertex":
-            record["vertex_count"] = int(len(morph.vertex_indices))
-        elif morph.kind == "bone":
-            record["bones"] = self.bone_offsets([(morph, 1.0)])
-        elif morph.kind == "material":
-            record["materials"] = self.material_offsets(morph)
-        elif morph.kind.startswith("uv"):
-            record["vertex_count"] = int(len(morph.vertex_indices))
-        return record
-
-    def bone_offsets(self, weighted_morphs):
-        """Bone morph entries in Blender axes (armature space): bone name, location, quaternion."""
-        entries = []
-        for morph, weight in weighted_morphs:
-            for bone, move, turn in zip(morph.bone_indices.tolist(), morph.translations, morph.rotations):
-                if 0 <= bone < len(self.bone_names):
-                    entries.append({
-                        "bone": self.bone_names[bone],
-                        "location": to_blender_axes(move, self.scale)[0].tolist(),
-                        "rotation": to_blender_quaternion(turn),
-                        "weight": float(weight),
-                    })
-        return entries
-
-    def material_offsets(self, morph):
-        entries = []
-        for offset in morph.material_offsets:
-            target = self.material_names[offset.material] if 0 <= offset.material < len(self.material_names) else None
-            entries.append({
-                "material": target,  # None: every material
-                "operation": "multiply" if offset.operation == 0 else "add",
-                "diffuse": [float(v) for v in offset.diffuse],
-                "specular": [float(v) for v in offset.specular],
-                "specular_strength": float(offset.specular_strength),
-                "ambient": [float(v) for v in offset.ambient],
-                "edge_color": [float(v) for v in offset.edge_color],
-                "edge_size": float(offset.edge_size),
-                "texture_tint": [float(v) for v in offset.texture_tint],
-                "sphere_tint": [float(v) for v in offset.sphere_tint],
-                "toon_tint": [float(v) for v in offset.toon_tint],
-            })
-        return entries
 
 
 # ----------------------------------------------------------------------------------------------
@@ -699,17 +523,12 @@ def import_avatar(path, collection=None):
             if obj is not root:
                 obj[ROOT_PROPERTY] = root.name
         warnings = list(description.warnings)
-        root[MODEL_PROPERTY] = json.dumps({
-            "name": path.stem,
-            "source": str(path),
-            "format": description.format,
-            "model_name": description.name,
-            "model_name_en": "",
-            "scale": 1.0,
-            "axes": "as glTF, turned to face -Y",
-            "counts": {"meshes": len(mesh_objects), "morphs": len(morphs)},
-            "warnings": warnings,
-        }, ensure_ascii=False)
+        root[MODEL_PROPERTY] = json.dumps(
+            model_info(name=path.stem, source=str(path), format=description.format, model_name=description.name,
+                       model_name_en="", scale=1.0, axes="as glTF, turned to face -Y",
+                       counts={"meshes": len(mesh_objects), "morphs": len(morphs)}, warnings=warnings),
+            ensure_ascii=False,
+        )
         root[MORPHS_PROPERTY] = json.dumps(morphs, ensure_ascii=False)
     return ImportedModel(
         name=path.stem,

@@ -30,6 +30,7 @@ import numpy as np
 
 from ...atomic_files import sha256_file, write_text_atomic
 from ...errors import UserError
+from ..formats.mmd.import_plan import GroupMorphError, flatten_group
 from ..formats.mmd.names import normalize_name
 
 SIDECAR_FORMAT = "tha_studio.annotation"
@@ -163,22 +164,24 @@ def morph_roles_for_schema(schema):
 # Morph geometry
 
 
-def morph_offsets(model, index, _seen=()):
-    """(vertex indices, offsets) a morph moves, group morphs flattened; empty for other kinds."""
+def morph_offsets(model, index):
+    """(vertex indices, offsets) a morph moves, group morphs flattened (`flatten_group`, shared
+    with the importer); empty for other kinds. A group morph that contains itself or nests too
+    deep is an AnnotationError."""
     morph = model.morphs[index]
     if morph.kind == "vertex":
         return np.asarray(morph.vertex_indices, np.int64), np.asarray(morph.vertex_offsets, np.float64)
-    if morph.kind != "group" or index in _seen:
+    if morph.kind != "group":
         return np.zeros(0, np.int64), np.zeros((0, 3))
-    indices, offsets = [], []
-    for child, weight in zip(morph.morph_indices, morph.weights):
-        if 0 <= child < len(model.morphs):
-            child_indices, child_offsets = morph_offsets(model, int(child), (*_seen, index))
-            indices.append(child_indices)
-            offsets.append(child_offsets * float(weight))
-    if not indices:
+    try:
+        leaves = flatten_group(model.morphs, index)
+    except GroupMorphError as error:
+        raise AnnotationError(f"model {model.name!r}: {error}") from None
+    parts = [(model.morphs[leaf], weight) for leaf, weight in leaves.items() if model.morphs[leaf].kind == "vertex"]
+    if not parts:
         return np.zeros(0, np.int64), np.zeros((0, 3))
-    return np.concatenate(indices), np.concatenate(offsets)
+    return (np.concatenate([np.asarray(m.vertex_indices, np.int64) for m, _ in parts]),
+            np.concatenate([np.asarray(m.vertex_offsets, np.float64) * weight for m, weight in parts]))
 
 
 def morph_side(model, index, center_x=0.0):
