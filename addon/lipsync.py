@@ -221,7 +221,7 @@ class THA_OT_generate(bpy.types.Operator):
         except UserError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        keys = sum(len(fcurve.keyframe_points) for fcurve in timeline._fcurves(strip.action))
+        keys = sum(len(fcurve.keyframe_points) for fcurve in timeline.fcurves_of(strip.action))
         self.report({"INFO"}, f"{strip.name}: {keys} keys, frames {start}-{end}, seed {self.seed}")
         return {"FINISHED"}
 

@@ -130,12 +130,12 @@ def _key_expression(obj, values, frame):
         track.strips.remove(strip)  # placed again below over the action's new range
     timeline.ensure_rest(obj, {name: 0.0 for name in values})
     if action is None:
-        action = timeline._new_action(f"{obj.name} expressions", merged, {"kind": "expressions"})
+        action = timeline.new_action(f"{obj.name} expressions", merged, {"kind": "expressions"})
     else:
         timeline.write_keys(action, merged)
     every = timeline.read_keys(action)
     first = min(keys[0].frame for keys in every.values())
-    strip = timeline._place_strip(key, timeline.EXPRESSION_TRACK, timeline.EXPRESSION_TRACK, action, math.floor(first), "ADD", "HOLD")
+    strip = timeline.place_strip(key, timeline.EXPRESSION_TRACK, timeline.EXPRESSION_TRACK, action, math.floor(first), "ADD", "HOLD")
     return strip
 
 
@@ -193,7 +193,7 @@ def import_face_capture(scene, obj, csv_path, mapping=None, start_frame=1, captu
     `start_frame`; importing a take of that name again replaces it. Returns the strip."""
     csv_path = Path(csv_path)
     name = name or csv_path.stem
-    start_frame = timeline._whole_frame(start_frame, "the take's start frame")
+    start_frame = timeline.whole_frame(start_frame, "the take's start frame")
     key = timeline.pose_key(obj)
     mapping = mapping or arkit_mapping(obj)
     capture = read_live_link_csv(csv_path, capture_fps)
@@ -201,17 +201,17 @@ def import_face_capture(scene, obj, csv_path, mapping=None, start_frame=1, captu
     keyframes = {parameter: keys for parameter, keys in keyframes.items() if keys}
     if not keyframes:
         raise TimelineError(f"{csv_path}: the mapping keys no slider from this take")
-    timeline._check_parameters(obj, keyframes, "the ARKit mapping")
+    timeline.check_parameters(obj, keyframes, "the ARKit mapping")
     last = max(keys[-1].frame for keys in keyframes.values())
-    scene_end = timeline._fit_scene(scene, last, extend_scene, f"face capture {name!r}")
+    scene_end = timeline.fit_scene(scene, last, extend_scene, f"face capture {name!r}")
 
     old = find_capture(obj, name)
     if old is not None:
-        timeline._remove_strip(old[0], old[1], key.animation_data)
+        timeline.remove_strip(old[0], old[1], key.animation_data)
     timeline.ensure_rest(obj, {parameter: 0.0 for parameter in keyframes})
-    action = timeline._new_action(f"{obj.name} capture {name}", keyframes,
+    action = timeline.new_action(f"{obj.name} capture {name}", keyframes,
                                   {"kind": "capture", "name": name, "source": str(csv_path)})
-    strip = timeline._place_strip(key, timeline.CAPTURE_TRACK, name, action, start_frame, "REPLACE", "NOTHING")
+    strip = timeline.place_strip(key, timeline.CAPTURE_TRACK, name, action, start_frame, "REPLACE", "NOTHING")
     if scene_end is not None:
         scene.frame_end = scene_end[1]
     return strip

@@ -141,7 +141,7 @@ def parameter_of(path):
     return None
 
 
-def _fcurves(action, create=False):
+def fcurves_of(action, create=False):
     """The action's F-curves for a Key (Blender 4.4+: its one slot's channelbag; before: the action's)."""
     if not hasattr(action, "slots"):
         return action.fcurves
@@ -165,7 +165,7 @@ def _fcurves(action, create=False):
 def write_keys(action, keyframes):
     """Replace the action's curves of these parameters by {parameter: [Keyframe]}: each key's
     interpolation, and BEZIER keys' handles exactly as given (FREE, so Blender keeps them)."""
-    curves = _fcurves(action, create=True)
+    curves = fcurves_of(action, create=True)
     for parameter, keys in keyframes.items():
         path = data_path(parameter)
         fcurve = curves.find(path)
@@ -186,7 +186,7 @@ def write_keys(action, keyframes):
 def read_keys(action):
     """{parameter: [Keyframe]} of an action's slider curves (what `write_keys` wrote)."""
     result = {}
-    for fcurve in _fcurves(action):
+    for fcurve in fcurves_of(action):
         parameter = parameter_of(fcurve.data_path)
         if parameter is None:
             continue
@@ -209,7 +209,7 @@ def record_of(action):
         return {}
 
 
-def _new_action(name, keyframes, record):
+def new_action(name, keyframes, record):
     action = bpy.data.actions.new(name)
     action[RECORD] = json.dumps(record)
     write_keys(action, keyframes)
@@ -243,7 +243,7 @@ def timeline_strips(obj, kind=None):
     return found
 
 
-def _remove_strip(track, strip, animation):
+def remove_strip(track, strip, animation):
     """Remove a strip, its action (when nothing else uses it) and its track if left empty."""
     action = strip.action
     track.strips.remove(strip)
@@ -265,7 +265,7 @@ def _tracks_named(animation, base):
         number += 1
 
 
-def _place_strip(key, base_track, name, action, start_frame, blend_type, extrapolation):
+def place_strip(key, base_track, name, action, start_frame, blend_type, extrapolation):
     """A strip of `action` starting at `start_frame` on the first `base_track` track with room for
     it (a new `base_track N` track when all are taken)."""
     animation = key.animation_data or key.animation_data_create()
@@ -300,14 +300,66 @@ def ensure_rest(obj, values):
         if missing:
             write_keys(action, _rest_keys(missing))
         return strip
-    action = _new_action(f"{obj.name} rest", _rest_keys(values), {"kind": "rest"})
+    # Made again (deleted by hand): it holds what the strips already there animate, too.
+    every = {name: 0.0 for _, strip, _ in timeline_strips(obj) for name in read_keys(strip.action)}
+    action = new_action(f"{obj.name} rest", _rest_keys({**every, **values}), {"kind": "rest"})
     animation = key.animation_data or key.animation_data_create()
     track = animation.nla_tracks.new()
     track.name = REST_TRACK
     strip = track.strips.new(REST_TRACK, 0, action)
     strip.extrapolation = "HOLD"
     strip.blend_type = "REPLACE"
+    _lift_tracks_above(animation, track)
     return strip
+
+
+# What a copied strip takes from the original (frame_*_raw last: they set the range as it was).
+_STRIP_SETTINGS = ("action_frame_start", "action_frame_end", "scale", "repeat", "frame_start_raw", "frame_end_raw",
+                   "extrapolation", "blend_type", "blend_in", "blend_out", "use_auto_blend", "influence",
+                   "use_animated_influence", "use_animated_time", "use_animated_time_cyclic", "strip_time", "mute",
+                   "use_reverse", "use_sync_length")
+_TRACK_SETTINGS = ("mute", "lock", "is_solo")
+
+
+def _lift_tracks_above(animation, bottom):
+    """Make `bottom` the lowest track: the Python API adds tracks on top only, so every track
+    that was below it is copied above it, in order, and removed (the rest track must be lowest;
+    this runs when it is made on a Key that already had tracks, or made again after a delete)."""
+    tracks = list(animation.nla_tracks)
+    below = tracks[:tracks.index(bottom)]
+    if not below:
+        return
+    previous = tracks[-1]
+    for old in below:
+        copy = animation.nla_tracks.new(prev=previous)
+        copies = [(_copy_strip(copy, strip), strip.name) for strip in old.strips]
+        name = old.name
+        settings = {attribute: getattr(old, attribute) for attribute in _TRACK_SETTINGS}
+        animation.nla_tracks.remove(old)
+        copy.name = name
+        for strip, strip_name in copies:  # the names are free now (a Key's strip names are unique)
+            strip.name = strip_name
+        for attribute, value in settings.items():
+            setattr(copy, attribute, value)
+        previous = copy
+
+
+def _copy_strip(track, strip):
+    copy = track.strips.new(strip.name, int(math.floor(strip.frame_start)), strip.action)
+    if hasattr(strip, "action_slot") and strip.action_slot is not None:
+        copy.action_slot = strip.action_slot
+    for attribute in _STRIP_SETTINGS:
+        if hasattr(strip, attribute):
+            setattr(copy, attribute, getattr(strip, attribute))
+    for fcurve in strip.fcurves:  # animated influence or time
+        target = copy.fcurves.find(fcurve.data_path)
+        if target is None:
+            continue
+        target.keyframe_points.clear()
+        for point in fcurve.keyframe_points:
+            new = target.keyframe_points.insert(point.co[0], point.co[1])
+            new.interpolation = point.interpolation
+    return copy
 
 
 def _rest_keys(values):
@@ -315,7 +367,7 @@ def _rest_keys(values):
             for name, value in values.items()}
 
 
-def _check_parameters(obj, parameters, what):
+def check_parameters(obj, parameters, what):
     known = sprites.sliders(obj)
     missing = [name for name in parameters if name not in known]
     if missing:
@@ -331,14 +383,14 @@ def _active_overrides(key, parameters):
     return [name for name in read_keys(action) if name in parameters]
 
 
-def _whole_frame(value, what):
+def whole_frame(value, what):
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
             or value != int(value):
         raise TimelineError(f"{what} must be a whole frame number, got {value!r}")
     return int(value)
 
 
-def _fit_scene(scene, last_frame, extend_scene, what):
+def fit_scene(scene, last_frame, extend_scene, what):
     """(old end, new end) when the scene must grow to hold `last_frame`, else None; a
     TimelineError when it must not grow."""
     needed = int(math.ceil(last_frame - 1e-6))
@@ -382,10 +434,14 @@ def _sound_frames(sound):
         return 0
 
 
+def _sequencer_strips(editor):
+    return editor.strips if hasattr(editor, "strips") else editor.sequences  # 'sequences' before 4.4
+
+
 def _free_channel(editor, first_frame, last_frame):
     """The lowest sequencer channel with nothing between these frames."""
     taken = {}
-    for strip in editor.strips:
+    for strip in _sequencer_strips(editor):
         taken.setdefault(strip.channel, []).append((strip.frame_final_start, strip.frame_final_end))
     channel = 1
     while any(start < last_frame and end > first_frame for start, end in taken.get(channel, ())):
@@ -396,8 +452,7 @@ def _free_channel(editor, first_frame, last_frame):
 def _add_sound(scene, name, audio_path, start_frame, length_frames):
     editor = scene.sequence_editor or scene.sequence_editor_create()
     channel = _free_channel(editor, start_frame, start_frame + max(length_frames, 1))
-    strips = editor.strips if hasattr(editor, "strips") else editor.sequences  # 'sequences' before 4.4
-    sound = strips.new_sound(name, str(audio_path), channel, int(start_frame))
+    sound = _sequencer_strips(editor).new_sound(name, str(audio_path), channel, int(start_frame))
     if scene.sync_mode != "AUDIO_SYNC":
         scene.sync_mode = "AUDIO_SYNC"  # playback drops frames to stay with the sound: heard in sync
     return sound
@@ -407,7 +462,7 @@ def _remove_sound(scene, name):
     editor = scene.sequence_editor
     if editor is None or not name:
         return
-    strips = editor.strips if hasattr(editor, "strips") else editor.sequences
+    strips = _sequencer_strips(editor)
     strip = strips.get(name)
     if strip is not None:
         sound = strip.sound
@@ -449,7 +504,7 @@ def remove_line(scene, obj, name):
         return False
     track, strip, record = found
     _remove_sound(scene, record.get("sound"))
-    _remove_strip(track, strip, obj.data.shape_keys.animation_data)
+    remove_strip(track, strip, obj.data.shape_keys.animation_data)
     return True
 
 
@@ -463,12 +518,12 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
     TimelineError. Returns a PlacedLine: (nla_strip, sound_strip_or_None) with what was done."""
     if not isinstance(name, str) or not name.strip():
         raise TimelineError(f"a line needs a name, got {name!r}")
-    start_frame = _whole_frame(start_frame, "the line's start frame")
+    start_frame = whole_frame(start_frame, "the line's start frame")
     key = pose_key(obj)
     fps = scene_fps(scene)
     settings = dataclasses.replace(curve_settings or CurveSettings(), frame_rate=fps, start_frame=float(start_frame))
     mapping = mapping or mouth_mapping(obj)
-    _check_parameters(obj, mapping.parameters, "the mouth mapping")
+    check_parameters(obj, mapping.parameters, "the mouth mapping")
     if not len(track.cues):
         raise TimelineError(f"line {name!r} ({track.source or 'cues'}): no mouth cues to place")
     if not mapping.parameters:
@@ -480,14 +535,14 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
         seconds = audio_seconds(audio_path)
         if seconds:
             last_frame = max(last_frame, start_frame + seconds * fps)
-    scene_end = _fit_scene(scene, last_frame, extend_scene, f"line {name!r}")
+    scene_end = fit_scene(scene, last_frame, extend_scene, f"line {name!r}")
 
     # Checked: from here on the scene changes.
     replaced = remove_line(scene, obj, name)
     ensure_rest(obj, {name_: value for name_, value in curves.rest.items()})
-    action = _new_action(f"{obj.name} line {name}", curves.keyframes,
+    action = new_action(f"{obj.name} line {name}", curves.keyframes,
                          {"kind": "line", "name": name, "source": track.source or "", "sound": ""})
-    strip = _place_strip(key, LINE_TRACK, name, action, start_frame, "REPLACE", "NOTHING")
+    strip = place_strip(key, LINE_TRACK, name, action, start_frame, "REPLACE", "NOTHING")
     sound = None
     if audio_path is not None:
         sound = _add_sound(scene, f"{obj.name}: {name}", Path(audio_path).resolve(), start_frame,
@@ -497,7 +552,7 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
         action[RECORD] = json.dumps(record)
         last_frame = max(last_frame, sound.frame_final_end - 1)
         if scene_end is None and extend_scene:  # a Blender without `aud` tells the length only now
-            scene_end = _fit_scene(scene, last_frame, True, f"line {name!r}")
+            scene_end = fit_scene(scene, last_frame, True, f"line {name!r}")
     if scene_end is not None:
         scene.frame_end = scene_end[1]
     warnings = []
@@ -593,9 +648,9 @@ class LipSyncJob(Job):
     def _start(self):
         scene, obj = self._targets()
         pose_key(obj)
-        _whole_frame(self.start_frame, "the line's start frame")
+        whole_frame(self.start_frame, "the line's start frame")
         mapping = self.mapping or mouth_mapping(obj)  # a damaged mapping is reported before any work
-        _check_parameters(obj, mapping.parameters, "the mouth mapping")
+        check_parameters(obj, mapping.parameters, "the mouth mapping")
         if source_kind(self.source) == "cues":
             self.analyser = "cue file"
             self._track = read_cues(self.source, frame_rate=max(scene_fps(scene), 24.0))
@@ -619,7 +674,7 @@ class LipSyncJob(Job):
         self.progress = Progress(0.0, f"{self.analyser} analysis")
 
     def _check_length(self, scene, seconds):
-        _fit_scene(scene, int(self.start_frame) + seconds * scene_fps(scene), self.extend_scene, f"line {self.name!r}")
+        fit_scene(scene, int(self.start_frame) + seconds * scene_fps(scene), self.extend_scene, f"line {self.name!r}")
 
     def _recording_of(self, track):
         """The recording a cue file names, where it exists (relative names from the file's folder)."""
@@ -739,20 +794,20 @@ def place_generator(scene, obj, generator_name, settings=None, frame_start=None,
     old = find_generator(obj, generator_name)
     keyframes = generate(scene, obj, generator_name, settings, frame_start, frame_end,
                          skip_action=old[1].action if old else None)
-    _check_parameters(obj, keyframes, generator_name)
+    check_parameters(obj, keyframes, generator_name)
     first = min(keys[0].frame for keys in keyframes.values() if keys)
 
     if old is not None:
-        _remove_strip(old[0], old[1], key.animation_data)
+        remove_strip(old[0], old[1], key.animation_data)
     ensure_rest(obj, {name: 0.0 for name in keyframes})
     record = {"kind": "generator", "generator": generator_name, "settings": _settings_record(settings)}
-    action = _new_action(f"{obj.name} {settings.strip_name}", keyframes, record)
-    return _place_strip(key, settings.strip_name, settings.strip_name, action, math.floor(first), "ADD", "NOTHING")
+    action = new_action(f"{obj.name} {settings.strip_name}", keyframes, record)
+    return place_strip(key, settings.strip_name, settings.strip_name, action, math.floor(first), "ADD", "NOTHING")
 
 
 def remove_generator(obj, generator_name):
     found = find_generator(obj, generator_name)
     if found is None:
         return False
-    _remove_strip(found[0], found[1], obj.data.shape_keys.animation_data)
+    remove_strip(found[0], found[1], obj.data.shape_keys.animation_data)
     return True

@@ -89,7 +89,7 @@ def scene_state():
 def cue_centres_hold_the_mapping(m, obj, strip, cue_track, start_frame, fps):
     mapping = m.timeline.mouth_mapping(obj)
     keyed = m.timeline.read_keys(strip.action)
-    fcurves = {p: fc for p in keyed for fc in m.timeline._fcurves(strip.action) if fc.data_path.endswith(f'"{p}"].value')}
+    fcurves = {p: fc for p in keyed for fc in m.timeline.fcurves_of(strip.action) if fc.data_path.endswith(f'"{p}"].value')}
     checked = 0
     for cue in cue_track.contiguous().cues:
         frame = start_frame + cue.centre * fps
@@ -450,3 +450,76 @@ def test_the_sprite_lipsync_command_puts_a_line_on_a_saved_sprite_or_names_the_b
     done = sprite_lipsync(tmp_path, blend, "--sprite", "Nobody", cues)
     assert done.returncode == 1 and "no talking-head sprite called 'Nobody' (sprites: Anna)" in done.stderr
     assert blend.read_bytes() == saved
+
+
+def test_the_rest_track_goes_below_tracks_already_there_and_comes_back_there_when_deleted(m, sprite):
+    scene = bpy.context.scene
+    # The user's own mouth keys, pushed down to a strip (with an animated influence) before any line.
+    for frame, value in ((300, 0.0), (310, 0.6), (320, 0.0)):
+        m.sprite.key_pose(sprite, {"mouth_ooo": value}, frame)
+    key = sprite.data.shape_keys
+    own = key.animation_data.action
+    key.animation_data.action = None
+    mine = key.animation_data.nla_tracks.new()
+    mine.name = "my mouth"
+    strip = mine.strips.new("oo", 300, own)
+    strip.use_animated_influence = True
+    strip.influence = 0.5
+    strip.keyframe_insert("influence", frame=300)
+    track = m.formats.read_cues(shared_path(*WATCHING_TV_CUES, "ps_tsv.tsv"))
+    m.timeline.place_line(scene, sprite, track, "tv", 1)
+    tracks = key.animation_data.nla_tracks
+    assert [t.name for t in tracks] == ["THA rest", "my mouth", "THA lip sync"]
+    copied = tracks["my mouth"].strips["oo"]
+    assert (copied.frame_start, copied.frame_end, copied.action) == (300, 320, own)
+    assert copied.use_animated_influence and len(copied.fcurves.find("influence").keyframe_points) == 1
+    assert value_at(sprite, "mouth_ooo", 310) == pytest.approx(0.3, abs=1e-5)  # 0.6 at influence 0.5
+    # Deleted by hand, the rest comes back at the bottom with the next strip, and the mouth rests closed.
+    tracks.remove(tracks["THA rest"])
+    m.timeline.place_generator(scene, sprite, "blinks", {"seed": 1}, 1, 120)
+    assert [t.name for t in tracks] == ["THA rest", "my mouth", "THA lip sync", "THA blinks"]
+    assert value_at(sprite, "mouth_aaa", 200) == pytest.approx(0.0)
+    assert m.timeline.line_names(sprite) == ["tv"]
+
+
+STAND_IN_RHUBARB = r'''#!{python}
+# Replays what Rhubarb Lip Sync 1.14 printed and wrote for this recording (../shared's records).
+import json, shutil, sys
+args = sys.argv[1:]
+shutil.copyfile({recorded!r}, args[args.index("-o") + 1])
+for value in (0.25, 0.5, 1.0):
+    sys.stderr.write(json.dumps({{"type": "progress", "value": value}}) + "\n")
+sys.stderr.write(json.dumps({{"type": "success"}}) + "\n")
+'''
+
+
+def test_audio_goes_to_rhubarb_when_its_path_is_given(m, sprite, tmp_path):
+    recorded = shared_path(*WATCHING_TV_CUES, "ps_json.json")
+    rhubarb = tmp_path / "rhubarb"
+    rhubarb.write_text(STAND_IN_RHUBARB.format(python=sys.executable, recorded=str(recorded)))
+    rhubarb.chmod(0o755)
+    job = m.timeline.LipSyncJob(bpy.context.scene, sprite, shared_path(*WATCHING_TV), start_frame=5, rhubarb=tmp_path)
+    result, _ = run(job)
+    assert result.analyser == "rhubarb" and "analysed by Rhubarb Lip Sync" in result.message
+    strip, sound = result.placed
+    assert strip.frame_start == 5 and sound.frame_start == 5
+    assert cue_centres_hold_the_mapping(m, sprite, strip, m.formats.read_cues(recorded), 5, 24) > 40
+
+
+@pytest.mark.slow
+def test_end_to_end_the_line_opens_the_posed_mouth_where_the_cues_say(m, sprite):
+    """The one test that poses: THA3's picture at a wide-open D cue against the resting X at the start."""
+    track = m.formats.read_cues(shared_path(*WATCHING_TV_CUES, "ps_tsv.tsv"))
+    m.timeline.place_line(bpy.context.scene, sprite, track, "tv", 1)
+    wide = max((c for c in track.contiguous().cues if c.shape == "D"), key=lambda c: c.duration)
+    wide_frame = round(1 + wide.centre * 24)
+    pictures = {}
+    for frame in (1, wide_frame):
+        bpy.context.scene.frame_set(frame)
+        m.live.update_sprite(sprite, in_line_now=True)
+        pictures[frame] = m.sprite.image_rgba(m.sprite.live_image(sprite)).astype(np.int16)
+    assert sprite.data.shape_keys.key_blocks["mouth_aaa"].value == pytest.approx(1.0, abs=1e-3)
+    top, bottom, left, right = m.schema.get_schema("tha3").head_box
+    changed = np.abs(pictures[wide_frame] - pictures[1]).max(axis=-1) > 24
+    rows, _ = np.nonzero(changed)
+    assert changed.sum() > 100 and (rows >= (top + bottom) // 2).mean() > 0.9  # the mouth, below the eyes
