@@ -264,12 +264,18 @@ class THA_OT_apply_expression(bpy.types.Operator):
     @reports_errors
     def execute(self, context):
         groups = ("eyebrow", "eye") if self.keep_mouth else expressions.EXPRESSION_GROUPS
+        obj = active_sprite(context)
         try:
-            expressions.apply_preset(active_sprite(context), self.preset,
-                                     context.scene.frame_current if self.key else None, groups)
+            values = expressions.apply_preset(obj, self.preset, context.scene.frame_current if self.key else None, groups)
         except UserError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
+        if not self.key:
+            animated = timeline.animated_parameters(obj) & set(values)
+            if animated:
+                self.report({"WARNING"}, f"{len(animated)} of these sliders are animated ({', '.join(sorted(animated)[:3])}"
+                                         f"{', ...' if len(animated) > 3 else ''}): the next frame change sets them "
+                                         f"back; key the expression to keep it")
         return {"FINISHED"}
 
 

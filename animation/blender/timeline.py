@@ -243,6 +243,16 @@ def timeline_strips(obj, kind=None):
     return found
 
 
+def animated_parameters(obj):
+    """The sliders that anything on the sprite's Key animates (its active action or any strip)."""
+    key = obj.data.shape_keys
+    animation = key.animation_data if key else None
+    if animation is None:
+        return set()
+    actions = [animation.action] + [strip.action for track in animation.nla_tracks for strip in track.strips]
+    return {name for action in actions if action is not None for name in read_keys(action)}
+
+
 def remove_strip(track, strip, animation):
     """Remove a strip, its action (when nothing else uses it) and its track if left empty."""
     action = strip.action

@@ -120,6 +120,7 @@ def test_a_line_from_rhubarbs_cues_puts_strip_and_sound_on_the_start_frame_and_t
     # Keys only on the mapping's mouth parameters.
     mapping = m.timeline.mouth_mapping(sprite)
     assert set(m.timeline.read_keys(strip.action)) == set(mapping.parameters)
+    assert m.timeline.animated_parameters(sprite) == set(mapping.parameters)  # the rest holds the same ones
     track = m.formats.read_cues(cues)
     assert cue_centres_hold_the_mapping(m, sprite, strip, track, 31, 30) > 40
     # And the NLA plays it: the slider at the middle of a long D cue ("wide open") and of the
