@@ -10,18 +10,24 @@ muted, scaled or blended as one piece, and a re-run replaces only its own strip:
   its audio a sound strip starting on the same frame;
 - a generator (blinks, sway, breathing, gaze: animation/core/generators.py): a strip named as its
   settings say ("THA blinks", ...) on a track of that name, ADD (generated values rest at 0);
-- a face-capture take: a strip named after the file on "THA face capture", REPLACE.
+- a face-capture take: a strip named after the file on "THA face capture", REPLACE;
+- keyed expression presets: one ADD strip held over all time on "THA expressions" (expressions.py).
 
 Why a "THA rest" track at the bottom: where no strip covers a frame, Blender's NLA puts an
 animated property back to its RNA default, and a shape key's default value is 1 (a mouth wide open
 between two lines). The rest strip holds every slider the timeline animates at its rest value
 (0: closed, straight, open eyes) over all time, so strips with NOTHING extrapolation fall back to
-rest and ADD strips add to rest.
+rest and ADD strips add to rest. Python can only add tracks on top, so tracks found below a new
+rest track are copied above it.
 
 Each action records what it is in an ID property (RECORD): kind, line name, the sound strip's
 name, a generator's settings. That is how a re-run finds what to replace, and it survives a save.
-Only the sprite's Key is touched, and the scene's end frame and sound strips where a line needs
-them; everything is checked before anything changes, so bad input leaves the scene as it was.
+
+A line longer than the scene (its cues or its audio run past the end frame) moves the scene's end
+by default and says so, since cutting a line of dialogue short is never what is wanted; with
+`extend_scene=False` it is refused instead. Only the sprite's Key, the sound strips, the scene's
+end frame and its sync mode (audio sync, so playback is heard in step) are touched, and only
+after everything was checked: bad input leaves the scene as it was.
 """
 
 from __future__ import annotations
@@ -59,21 +65,22 @@ class TimelineError(UserError):
 
 # --- the mouth mapping of a sprite -----------------------------------------------------------
 
-# A fuller use of THA3's mouth: vowels mixed as the shapes' descriptions suggest (rhubarb.md §1.4).
+# A fuller use of THA2/THA3's mouth: vowels mixed as the shapes' descriptions suggest (rhubarb.md
+# §1.4), each open shape a little open (aaa) besides its own vowel, F/V's teeth a narrow iii.
 THA3_FULL_MAPPING = {
-    "A": {"mouth_delta": 0.1},
+    "A": {},
     "B": {"mouth_iii": 0.6, "mouth_aaa": 0.1},
     "C": {"mouth_eee": 0.7, "mouth_aaa": 0.25},
     "D": {"mouth_aaa": 1.0},
     "E": {"mouth_ooo": 0.7, "mouth_aaa": 0.2},
     "F": {"mouth_uuu": 1.0},
-    "G": {"mouth_iii": 0.3, "mouth_delta": 0.2},
+    "G": {"mouth_iii": 0.3},
     "H": {"mouth_aaa": 0.45, "mouth_eee": 0.3},
     "X": {},
 }
 MAPPING_PRESETS = (
     ("DEFAULT", "Default", "One THA mouth parameter per shape (lipsync/curves.py's default)"),
-    ("THA3_FULL", "THA3 full", "Vowels mixed per shape, with THA3's delta mouth for closed and F/V"),
+    ("THA3_FULL", "THA3 full", "Vowels mixed per shape, each open shape also opening the jaw a little"),
     ("THA1_SINGLE", "THA1 single mouth", "One opening amount per shape (THA1's mouth; mouth_aaa on THA2/THA3)"),
 )
 
@@ -88,8 +95,9 @@ def mapping_preset(preset, schema_name):
             raise TimelineError("the THA3 full mouth mapping needs THA2/THA3 sliders; THA1 has one mouth parameter")
         return MouthMapping(schema.name, THA3_FULL_MAPPING)
     if preset == "THA1_SINGLE":
+        # THA1's one opening amount per shape, on THA1's mouth or on THA2/THA3's aaa.
         opening = "mouth" if schema.name == "tha1" else "mouth_aaa"
-        return MouthMapping(schema.name, {shape: {opening: value for value in values.values()}
+        return MouthMapping(schema.name, {shape: {opening: values["mouth"]} if values else {}
                                           for shape, values in DEFAULT_THA1_MAPPING.items()})
     raise TimelineError(f"unknown mouth mapping preset {preset!r}; presets are "
                         f"{', '.join(p[0] for p in MAPPING_PRESETS)}")
@@ -141,13 +149,15 @@ def parameter_of(path):
     return None
 
 
-def fcurves_of(action, create=False):
-    """The action's F-curves for a Key (Blender 4.4+: its one slot's channelbag; before: the action's)."""
+def fcurves_of(action, create=False, slot=None):
+    """The action's F-curves for a Key (Blender 4.4+: the channelbag of `slot`, by default the
+    action's first, which is the only one in the timeline's actions; before 4.4: the action's)."""
     if not hasattr(action, "slots"):
         return action.fcurves
     from bpy_extras import anim_utils
 
-    slot = action.slots[0] if len(action.slots) else None
+    if slot is None:
+        slot = action.slots[0] if len(action.slots) else None
     if slot is None:
         if not create:
             return ()
@@ -183,10 +193,11 @@ def write_keys(action, keyframes):
         fcurve.update()
 
 
-def read_keys(action):
-    """{parameter: [Keyframe]} of an action's slider curves (what `write_keys` wrote)."""
+def read_keys(action, slot=None):
+    """{parameter: [Keyframe]} of an action's slider curves (what `write_keys` wrote); `slot`:
+    the one a user's action plays for this Key, when it has several."""
     result = {}
-    for fcurve in fcurves_of(action):
+    for fcurve in fcurves_of(action, slot=slot):
         parameter = parameter_of(fcurve.data_path)
         if parameter is None:
             continue
@@ -249,8 +260,14 @@ def animated_parameters(obj):
     animation = key.animation_data if key else None
     if animation is None:
         return set()
-    actions = [animation.action] + [strip.action for track in animation.nla_tracks for strip in track.strips]
-    return {name for action in actions if action is not None for name in read_keys(action)}
+    played = [(animation.action, _slot(animation))]
+    played += [(strip.action, _slot(strip)) for track in animation.nla_tracks for strip in track.strips]
+    return {name for action, slot in played if action is not None for name in read_keys(action, slot)}
+
+
+def _slot(user):
+    """The action slot an AnimData or NLA strip plays (None before Blender 4.4)."""
+    return getattr(user, "action_slot", None)
 
 
 def remove_strip(track, strip, animation):
@@ -390,7 +407,7 @@ def _active_overrides(key, parameters):
     action = key.animation_data.action if key.animation_data else None
     if action is None:
         return []
-    return [name for name in read_keys(action) if name in parameters]
+    return [name for name in read_keys(action, _slot(key.animation_data)) if name in parameters]
 
 
 def whole_frame(value, what):
@@ -762,7 +779,7 @@ def strip_keys_on_frames(obj, parameters, skip_action=None):
     if key is None or key.animation_data is None:
         return curves
     animation = key.animation_data
-    sources = [(animation.action, 0.0, 1.0)] if animation.action else []
+    sources = [(animation.action, _slot(animation), 0.0, 1.0)] if animation.action else []
     for track in animation.nla_tracks:
         if track.mute:
             continue
@@ -772,9 +789,9 @@ def strip_keys_on_frames(obj, parameters, skip_action=None):
             if record_of(strip.action).get("kind") == "rest":
                 continue
             scale = strip.scale or 1.0
-            sources.append((strip.action, strip.frame_start - strip.action_frame_start * scale, scale))
-    for action, offset, scale in sources:
-        keyed = read_keys(action)
+            sources.append((strip.action, _slot(strip), strip.frame_start - strip.action_frame_start * scale, scale))
+    for action, slot, offset, scale in sources:
+        keyed = read_keys(action, slot)
         for parameter in parameters:
             if parameter in keyed:
                 curves.append([dataclasses.replace(k, frame=offset + k.frame * scale) for k in keyed[parameter]])

@@ -524,3 +524,11 @@ def test_end_to_end_the_line_opens_the_posed_mouth_where_the_cues_say(m, sprite)
     changed = np.abs(pictures[wide_frame] - pictures[1]).max(axis=-1) > 24
     rows, _ = np.nonzero(changed)
     assert changed.sum() > 100 and (rows >= (top + bottom) // 2).mean() > 0.9  # the mouth, below the eyes
+
+
+def test_own_keys_on_the_mouth_are_named_as_playing_over_the_line(m, sprite):
+    m.sprite.key_pose(sprite, {"mouth_aaa": 0.2}, 5)  # as I over the slider: the active action
+    track = m.formats.read_cues(shared_path(*WATCHING_TV_CUES, "ps_tsv.tsv"))
+    placed = m.timeline.place_line(bpy.context.scene, sprite, track, "tv", 1)
+    assert len(placed.warnings) == 1 and "mouth_aaa play over the line" in placed.warnings[0]
+    assert value_at(sprite, "mouth_aaa", 30) == pytest.approx(0.2)  # as Blender plays it: the warning is true
