@@ -37,6 +37,13 @@ STYLE_ITEMS = tuple((style.upper(), style.capitalize(), {
 }[style]) for style in STYLES)
 
 
+RECOGNIZER_ITEMS = (
+    ("AUTO", "Automatic", "Words when there is dialog text, else phonetic (the built-in analyser; Rhubarb: words)"),
+    ("WORDS", "Words", "English word recognition, then the words' sounds (Rhubarb's default)"),
+    ("PHONETIC", "Phonetic", "Sounds without words: any language, and voices the word recognizer misses"),
+)
+
+
 def sprite_poll(cls, context):
     if active_sprite(context) is None:
         cls.poll_message_set("Select a THA talking-head sprite")
@@ -68,6 +75,7 @@ class THA_OT_lip_sync(JobOperator, ImportHelper, bpy.types.Operator):
                                         description="The strip's name (empty: the file's name)")
     use_current_frame: bpy.props.BoolProperty(name="Start at the current frame", default=True)
     start_frame: bpy.props.IntProperty(name="Start frame", default=1)
+    recognizer: bpy.props.EnumProperty(name="Recognizer", items=RECOGNIZER_ITEMS, default="AUTO")
     style: bpy.props.EnumProperty(name="Moves", items=STYLE_ITEMS, default="EASED")
     blend: bpy.props.FloatProperty(name="Blend time", default=0.06, min=0.0, max=1.0, unit="TIME_ABSOLUTE",
                                    description="Seconds a move between two shapes takes")
@@ -96,7 +104,7 @@ class THA_OT_lip_sync(JobOperator, ImportHelper, bpy.types.Operator):
             start_frame=context.scene.frame_current if self.use_current_frame else self.start_frame,
             rhubarb=bpy.path.abspath(rhubarb) if rhubarb else None, name=self.line_name.strip() or None,
             audio=bpy.path.abspath(self.audio_path) if self.audio_path else None, curve_settings=settings,
-            extend_scene=self.extend_scene)
+            recognizer=self.recognizer.lower(), extend_scene=self.extend_scene)
 
     def finished(self, context, result):
         self.report({"INFO"}, result.message)

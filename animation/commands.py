@@ -157,6 +157,8 @@ def add_lipsync_subcommand(subparsers):
     parser.add_argument("--audio", type=Path, default=None,
                         help="for a cue file: the recording to place as its sound (default: the one it names, if found)")
     parser.add_argument("--rhubarb", default=None, help="the Rhubarb Lip Sync executable (default: on PATH, else built-in)")
+    parser.add_argument("--recognizer", default="auto", choices=("auto", "words", "phonetic"),
+                        help="auto: words with --dialog, else phonetic (Rhubarb: words unless phonetic)")
     parser.add_argument("--style", default="eased", choices=("linear", "eased", "stepped"),
                         help="moves between mouth shapes (default: eased)")
     parser.add_argument("--blend-time", type=float, default=0.06, help="seconds a move takes (default: 0.06)")
@@ -194,7 +196,7 @@ def run_sprite_lipsync(args):
     scene = next((s for s in bpy.data.scenes if obj.name in s.objects), bpy.context.scene)
     job = timeline.LipSyncJob(scene, obj, args.source, dialog=dialog, start_frame=args.start_frame,
                               rhubarb=args.rhubarb, name=args.name, audio=args.audio, curve_settings=settings,
-                              extend_scene=not args.no_extend)
+                              recognizer=args.recognizer, extend_scene=not args.no_extend)
     result = job.run(_progress_printer("lip sync"))
     print(file=sys.stderr)
     print(result.message)
