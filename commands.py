@@ -15,6 +15,7 @@ from .errors import UserError
 
 # Modules that add subcommands, in the order --help lists them.
 COMMAND_MODULES = (
+    "animation.talk_commands",  # the main job first
     "render.commands",
     "render.dataset_commands",
     "neural.commands",

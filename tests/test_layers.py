@@ -42,7 +42,7 @@ LAYERS = {
     "": "root",  # the package root, cli glue and each package's __init__
 }
 COMMAND_MODULES = {"commands", "render.commands", "render.dataset_commands", "neural.commands", "lipsync.commands",
-                   "animation.commands"}
+                   "animation.commands", "animation.talk_commands"}
 UI_BASES = {"Operator", "Panel", "Menu", "UIList", "Header", "AddonPreferences", "PropertyGroup", "Gizmo",
             "GizmoGroup", "FileHandler"}
 SKIP = {".venv", ".git", "tests", "bench", "scripts", "build", "dist", "out", "__pycache__"}

@@ -148,7 +148,10 @@ def render_video(scene, path, frame_start, frame_end, container="MPEG4"):
     render.ffmpeg.constant_rate_factor = "HIGH"
     render.ffmpeg.audio_codec = "AAC"
     render.ffmpeg.audio_channels = "MONO"
-    render.film_transparent = False  # H.264 has no alpha
+    render.film_transparent = False  # H.264 has no alpha: the sprite stands on the world's colour
+    if scene.world is None:
+        scene.world = bpy.data.worlds.new("THA background")
+        scene.world.color = (0.5, 0.5, 0.5)
     render.use_file_extension = False
     render.filepath = str(path)
     scene.frame_start, scene.frame_end = frame_start, frame_end

