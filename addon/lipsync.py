@@ -14,7 +14,6 @@ from bpy_extras.io_utils import ImportHelper
 
 from ..animation.blender import expressions, timeline
 from ..animation.blender import sprite as sprites
-from ..animation.core import generators
 from ..errors import UserError
 from ..lipsync.curves import STYLES, CurveSettings
 from ..lipsync.cues import SHAPE_DESCRIPTIONS, SHAPES
@@ -22,7 +21,7 @@ from ..pose.schema import get_schema
 from .job_operator import JobOperator
 from .preferences import preferences
 from .reporting import reports_errors
-from .sprite import active_sprite, readable
+from .sprite import active_sprite, readable, sprite_poll
 
 GENERATOR_ITEMS = (
     ("blinks", "Blinks", "Natural blinks, keeping off winks already keyed"),
@@ -42,13 +41,6 @@ RECOGNIZER_ITEMS = (
     ("WORDS", "Words", "English word recognition, then the words' sounds (Rhubarb's default)"),
     ("PHONETIC", "Phonetic", "Sounds without words: any language, and voices the word recognizer misses"),
 )
-
-
-def sprite_poll(cls, context):
-    if active_sprite(context) is None:
-        cls.poll_message_set("Select a THA talking-head sprite")
-        return False
-    return True
 
 
 # --- lip sync ------------------------------------------------------------------------------------
@@ -224,11 +216,7 @@ class THA_OT_generate(bpy.types.Operator):
         scene, obj = context.scene, active_sprite(context)
         start, end = (scene.frame_start, scene.frame_end) if self.use_scene_range else (self.frame_start, self.frame_end)
         settings = {"seed": self.seed, "rate": self.rate, "amplitude": self.amplitude}
-        try:
-            strip = timeline.place_generator(scene, obj, self.generator, settings, start, end)
-        except UserError as error:
-            self.report({"ERROR"}, str(error))
-            return {"CANCELLED"}
+        strip = timeline.place_generator(scene, obj, self.generator, settings, start, end)
         keys = sum(len(fcurve.keyframe_points) for fcurve in timeline.fcurves_of(strip.action))
         self.report({"INFO"}, f"{strip.name}: {keys} keys, frames {start}-{end}, seed {self.seed}")
         return {"FINISHED"}
@@ -273,11 +261,7 @@ class THA_OT_apply_expression(bpy.types.Operator):
     def execute(self, context):
         groups = ("eyebrow", "eye") if self.keep_mouth else expressions.EXPRESSION_GROUPS
         obj = active_sprite(context)
-        try:
-            values = expressions.apply_preset(obj, self.preset, context.scene.frame_current if self.key else None, groups)
-        except UserError as error:
-            self.report({"ERROR"}, str(error))
-            return {"CANCELLED"}
+        values = expressions.apply_preset(obj, self.preset, context.scene.frame_current if self.key else None, groups)
         if not self.key:
             animated = timeline.animated_parameters(obj) & set(values)
             if animated:
@@ -302,11 +286,7 @@ class THA_OT_save_expression(bpy.types.Operator):
 
     @reports_errors
     def execute(self, context):
-        try:
-            preset = expressions.save_user_preset(self.preset, active_sprite(context))
-        except UserError as error:
-            self.report({"ERROR"}, str(error))
-            return {"CANCELLED"}
+        preset = expressions.save_user_preset(self.preset, active_sprite(context))
         self.report({"INFO"}, f"Saved expression {preset.name!r} ({len(preset.values)} sliders) in this .blend")
         return {"FINISHED"}
 
@@ -354,12 +334,8 @@ class THA_OT_import_face_capture(ImportHelper, bpy.types.Operator):
     def execute(self, context):
         scene = context.scene
         start = scene.frame_current if self.use_current_frame else self.start_frame
-        try:
-            strip = expressions.import_face_capture(scene, active_sprite(context), bpy.path.abspath(self.filepath),
-                                                    start_frame=start, capture_fps=self.capture_fps)
-        except UserError as error:
-            self.report({"ERROR"}, str(error))
-            return {"CANCELLED"}
+        strip = expressions.import_face_capture(scene, active_sprite(context), bpy.path.abspath(self.filepath),
+                                                start_frame=start, capture_fps=self.capture_fps)
         self.report({"INFO"}, f"Face capture {strip.name!r}: frames {int(strip.frame_start)}-{int(strip.frame_end)}")
         return {"FINISHED"}
 
@@ -396,11 +372,7 @@ class THA_OT_use_arkit_mapping(bpy.types.Operator):
 
     @reports_errors
     def execute(self, context):
-        try:
-            mapping = expressions.use_edited_arkit_mapping(active_sprite(context))
-        except UserError as error:
-            self.report({"ERROR"}, str(error))
-            return {"CANCELLED"}
+        mapping = expressions.use_edited_arkit_mapping(active_sprite(context))
         self.report({"INFO"}, f"ARKit mapping: {len(mapping.parameters)} sliders from {len(mapping.channels)} channels")
         return {"FINISHED"}
 

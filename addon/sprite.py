@@ -34,6 +34,14 @@ def active_sprite(context):
     return obj if sprites.is_sprite(obj) else None
 
 
+def sprite_poll(cls, context):
+    """Operators that need a sprite: greyed out, saying why, without one."""
+    if active_sprite(context) is None:
+        cls.poll_message_set("Select a THA talking-head sprite")
+        return False
+    return True
+
+
 def settings_from_preferences(context, schema):
     prefs = preferences(context)
     device = "auto" if prefs.device == "AUTO" else prefs.device
@@ -58,14 +66,10 @@ class THA_OT_add_talking_head(bpy.types.Operator, ImportHelper):
 
     @reports_errors
     def execute(self, context):
-        try:
-            settings = settings_from_preferences(context, self.schema)
-            live.check_weights(settings)
-            obj = sprites.create_sprite(context.scene, self.filepath, settings, size=self.size, pack=self.pack,
-                                        location=tuple(context.scene.cursor.location))
-        except UserError as error:
-            self.report({"ERROR"}, str(error))
-            return {"CANCELLED"}
+        settings = settings_from_preferences(context, self.schema)
+        live.check_weights(settings)
+        obj = sprites.create_sprite(context.scene, self.filepath, settings, size=self.size, pack=self.pack,
+                                    location=tuple(context.scene.cursor.location))
         for other in context.view_layer.objects:
             other.select_set(False)
         obj.select_set(True)
@@ -81,20 +85,11 @@ class THA_OT_reset_pose(bpy.types.Operator):
     bl_label = "Reset Pose"
     bl_options = {"REGISTER", "UNDO"}
 
-    @classmethod
-    def poll(cls, context):
-        if active_sprite(context) is None:
-            cls.poll_message_set("Select a THA talking-head sprite")
-            return False
-        return True
+    poll = classmethod(sprite_poll)
 
     @reports_errors
     def execute(self, context):
-        try:
-            sprites.reset_pose(active_sprite(context))
-        except UserError as error:
-            self.report({"ERROR"}, str(error))
-            return {"CANCELLED"}
+        sprites.reset_pose(active_sprite(context))
         return {"FINISHED"}
 
 
@@ -108,31 +103,22 @@ class THA_OT_sprite_mode(bpy.types.Operator):
     mode: bpy.props.EnumProperty(items=(("LIVE", "Live", "Posed by THA as frames change"),
                                         ("BAKED", "Baked", "Play the baked frames (no torch needed)")))
 
-    @classmethod
-    def poll(cls, context):
-        if active_sprite(context) is None:
-            cls.poll_message_set("Select a THA talking-head sprite")
-            return False
-        return True
+    poll = classmethod(sprite_poll)
 
     @reports_errors
     def execute(self, context):
         obj = active_sprite(context)
-        try:
-            if self.mode == "LIVE":
-                sprites.use_live(obj)
-                live.update_sprite(obj)
-                return {"FINISHED"}
-            folder = live.cache_folder(obj)
-            cache = BakeCache(folder) if folder else None
-            if cache is None or not cache.index.frames:
-                self.report({"ERROR"}, f"{obj.name} has no baked frames yet: bake it first")
-                return {"CANCELLED"}
-            first, last = min(cache.index.frames), max(cache.index.frames)
-            sprites.use_sequence(obj, cache.frame_path(first), first, last - first + 1)
-        except UserError as error:
-            self.report({"ERROR"}, str(error))
+        if self.mode == "LIVE":
+            sprites.use_live(obj)
+            live.update_sprite(obj)
+            return {"FINISHED"}
+        folder = live.cache_folder(obj)
+        cache = BakeCache(folder) if folder else None
+        if cache is None or not cache.index.frames:
+            self.report({"ERROR"}, f"{obj.name} has no baked frames yet: bake it first")
             return {"CANCELLED"}
+        first, last = min(cache.index.frames), max(cache.index.frames)
+        sprites.use_sequence(obj, cache.frame_path(first), first, last - first + 1)
         return {"FINISHED"}
 
 
@@ -147,12 +133,7 @@ class THA_OT_bake_talking_head(JobOperator, bpy.types.Operator):
     frame_start: bpy.props.IntProperty(name="Start", default=1)
     frame_end: bpy.props.IntProperty(name="End", default=250)
 
-    @classmethod
-    def poll(cls, context):
-        if active_sprite(context) is None:
-            cls.poll_message_set("Select a THA talking-head sprite")
-            return False
-        return True
+    poll = classmethod(sprite_poll)
 
     def make_job(self, context):
         scene = context.scene

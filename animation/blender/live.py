@@ -19,6 +19,8 @@ import threading
 import time
 
 import bpy
+import numpy as np
+from PIL import Image
 
 from ...errors import UserError
 from ..core.bake_cache import BakeCache
@@ -98,9 +100,6 @@ def _from_bake_cache(obj, key):
     cache = BakeCache(folder)
     if not cache.has_pose(key):
         return None
-    from PIL import Image
-    import numpy as np
-
     with Image.open(cache.pose_path(key)) as picture:
         return np.asarray(picture.convert("RGBA"))
 
@@ -201,6 +200,7 @@ class PoseWorker:
         self._requests = {}  # sprite name -> (source, pose, key); a newer request replaces an older one
         self._finished = []
         self._thread = None
+        self._busy = False  # a pose is being computed
 
     def request(self, name, source, pose, key):
         with self._lock:
@@ -229,7 +229,7 @@ class PoseWorker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
-                if not self._requests and not getattr(self, "_busy", False):
+                if not self._requests and not self._busy:
                     return True
             time.sleep(0.01)
         return False

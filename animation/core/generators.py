@@ -415,7 +415,7 @@ def gaze(schema, settings=None, frame_start=1, frame_end=250, fps=24.0):
     saccade = _frames(settings.saccade_duration, fps)
     frame_start, frame_end = int(math.ceil(frame_start)), int(math.floor(frame_end))
     if frame_end <= frame_start:
-        raise GeneratorError(f"eye movement: no whole frames between frame_start and frame_end")
+        raise GeneratorError("eye movement: no whole frames between frame_start and frame_end")
     points = [(frame_start, 0.0, 0.0)]
     now, point = frame_start, (0.0, 0.0)
     while True:
