@@ -11,8 +11,12 @@ everything else: a malformed file raises CueFileError naming the file and the li
 import json
 import json.scanner
 import math
-import xml.parsers.expat
+import xml.sax
+import xml.sax.handler
 from pathlib import Path
+
+import defusedxml
+import defusedxml.sax
 
 from ..atomic_files import write_text_atomic
 from ..errors import UserError
@@ -233,39 +237,57 @@ class _XmlElement:
         self.attributes = attributes
         self.line = line
         self.children = []
-        self.text = ""
+        self.pieces = []  # text comes in many pieces (one per character reference): joined once
+
+    @property
+    def text(self):
+        return "".join(self.pieces)
 
     def child(self, name):
         return next((c for c in self.children if c.name == name), None)
 
 
+class _XmlTree(xml.sax.handler.ContentHandler):
+    """Elements with their line numbers (ElementTree forgets them)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stack = [_XmlElement("#document", {}, 1)]
+
+    def line(self):
+        return self._locator.getLineNumber() if self._locator else None
+
+    def startElement(self, name, attributes):
+        element = _XmlElement(name, dict(attributes.items()), self.line())
+        self.stack[-1].children.append(element)
+        self.stack.append(element)
+
+    def endElement(self, name):
+        self.stack.pop()
+
+    def characters(self, data):
+        self.stack[-1].pieces.append(data)
+
+
 def _parse_xml(text, source):
-    """Elements with their line numbers (ElementTree forgets them), parsed by the stdlib's expat."""
-    parser = xml.parsers.expat.ParserCreate()
-    stack = [_XmlElement("#document", {}, 1)]
-
-    def start(name, attributes):
-        element = _XmlElement(name, attributes, parser.CurrentLineNumber)
-        stack[-1].children.append(element)
-        stack.append(element)
-
-    def end(name):
-        stack.pop()
-
-    def characters(data):
-        stack[-1].text += data
-
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.CharacterDataHandler = characters
+    """The document's elements, parsed by defusedxml's expat reader: it refuses entity
+    declarations and external references (a cue file needs neither, and nested entities
+    expand a kilobyte into gigabytes)."""
+    tree = _XmlTree()
     try:
-        parser.Parse(text.encode("utf-8") if isinstance(text, str) else text, True)
-    except xml.parsers.expat.ExpatError as error:
-        problem = xml.parsers.expat.ErrorString(error.code)
-        raise CueFileError(source, f"not valid XML: {problem} (column {error.offset + 1})", error.lineno) from None
+        defusedxml.sax.parseString(text.encode("utf-8") if isinstance(text, str) else text, tree)
+    except xml.sax.SAXParseException as error:
+        problem = error.getMessage()
+        raise CueFileError(
+            source, f"not valid XML: {problem} (column {error.getColumnNumber() + 1})", error.getLineNumber()
+        ) from None
+    except defusedxml.EntitiesForbidden as error:
+        raise CueFileError(source, f"entity declarations are not allowed in a cue file (<!ENTITY {error.name}>)", tree.line()) from None
+    except defusedxml.ExternalReferenceForbidden as error:
+        raise CueFileError(source, f"external references are not allowed in a cue file ({error.sysid})", tree.line()) from None
     except (LookupError, ValueError) as error:  # an XML declaration naming an unknown encoding
         raise CueFileError(source, f"not valid XML: {error}", 1) from None
-    return stack[0]
+    return tree.stack[0]
 
 
 def read_xml(text, source="<xml>"):

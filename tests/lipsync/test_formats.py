@@ -1,5 +1,6 @@
 """Rhubarb's cue files read and written back byte for byte, tolerant reading, line-numbered errors."""
 
+import time
 from pathlib import Path
 
 import pytest
@@ -255,3 +256,55 @@ def test_generated_tracks_round_trip_through_every_text_format(steps):
         assert formats.format_cues(again, format) == text
         assert again.frame_shapes() == track.frame_shapes()
         assert again.duration == pytest.approx(track.duration)
+
+
+# --------------------------------------------------------------------------------------------
+# hostile files, each made from a real one: refused quickly, with the file and line named
+
+
+def _real(name, recording="s3_pauses.wav"):
+    path = RHUBARB / recording / name
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    return path.read_text()
+
+
+def _refused(text, format, within=2.0):
+    """The CueFileError that reading `text` raises, in under `within` seconds."""
+    started = time.perf_counter()
+    with pytest.raises(CueFileError) as caught:
+        formats.parse_cues(text, format, source="bad." + format)
+    assert time.perf_counter() - started < within
+    assert str(caught.value).startswith("bad." + format)
+    return caught.value
+
+
+def test_xml_billion_laughs_is_refused_at_the_first_entity(shared):
+    # 10 levels of 10 references each: 10^9 "ha"s from a file under 2 KB.
+    laughs = '<!DOCTYPE rhubarbResult [\n  <!ENTITY a "ha">\n' + "".join(
+        f'  <!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">\n' for i in range(9)
+    ) + "]>\n"
+    text = _real("ps_xml.xml").replace("<rhubarbResult>", laughs + "<rhubarbResult>", 1)
+    text = text.replace(">X</mouthCue>", ">&j;</mouthCue>", 1)
+    error = _refused(text, "xml")
+    assert error.line == 3 and "entity declarations are not allowed" in error.problem
+
+
+def test_xml_external_entities_are_refused(shared):
+    real = _real("ps_xml.xml")
+    text = real.replace("<rhubarbResult>", '<!DOCTYPE r [<!ENTITY e SYSTEM "file:///etc/passwd">]>\n<rhubarbResult>', 1)
+    assert "entity declarations are not allowed" in _refused(text.replace(">X<", ">&e;<", 1), "xml").problem
+    text = real.replace("<rhubarbResult>", '<!DOCTYPE r SYSTEM "file:///etc/passwd">\n<rhubarbResult>', 1)
+    assert _refused(text, "xml").line == 2
+
+
+def test_xml_with_half_a_million_character_references_reads_in_linear_time(shared):
+    # Each reference is its own piece of text: joined once, not added one by one.
+    real = _real("ps_xml.xml")
+    text = real.replace(">X</mouthCue>", ">" + "&#32;" * 500_000 + "X</mouthCue>", 1)
+    started = time.perf_counter()
+    track = formats.read_xml(text)
+    assert time.perf_counter() - started < 2.0
+    assert track.cues == formats.read_xml(real).cues
+    text = real.replace("<soundFile>", "<soundFile>" + "&#65;" * 500_000, 1)
+    assert formats.read_xml(text).sound_file.startswith("A" * 500_000)
