@@ -8,8 +8,10 @@ runs covering [0, length); `set_range` overwrites part of one. The steps follow 
            -> the target shape set; long static segments broken up around all of it.
 """
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import combinations
+from math import comb
 
 from .cues import SHAPES, Cue, CueTrack, basic_shape, closed_shape_of
 
@@ -46,6 +48,9 @@ TWEEN_CS = (4, 8)
 STATIC_SEGMENT_CS = 75
 STATIC_SEGMENT_SYLLABLES = 3
 MAX_STATIC_FIXES = 3
+# Combinations of changes tried per static segment at most: a segment with many changeable vowels
+# would otherwise cost thousands of re-animations.
+MAX_STATIC_CANDIDATES = 600
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,56 @@ def value_at(runs, time):
     return None
 
 
+def set_range_at_end(runs, start, end, value):
+    """`set_range` in place, touching only the runs that end after `start`: writing in time
+    order, that is the last few, so a whole timeline is built in linear time."""
+    first = len(runs)
+    while first > 0 and runs[first - 1][1] > start:
+        first -= 1
+    runs[first:] = set_range(runs[first:], start, end, value)
+
+
+def overlaid(runs, patches):
+    """The runs with each (start, end, value) patch written over them (clipped to the runs'
+    extent), in one pass. The patches must not overlap one another; their order does not matter."""
+    if not runs:
+        return runs
+    low, high = runs[0][0], runs[-1][1]
+    patches = sorted((max(s, low), min(e, high), v) for s, e, v in patches if min(e, high) > max(s, low))
+    result, index, time = [], 0, low
+    for patch_start, patch_end, patch_value in patches:
+        if patch_start < time:
+            raise ValueError(f"overlapping patches at {patch_start}")
+        while index < len(runs) and runs[index][0] < patch_start:
+            start, end, value = runs[index]
+            if min(end, patch_start) > max(start, time):
+                result.append((max(start, time), min(end, patch_start), value))
+            if end > patch_start:
+                break
+            index += 1
+        result.append((patch_start, patch_end, patch_value))
+        time = patch_end
+        while index < len(runs) and runs[index][1] <= time:
+            index += 1
+    for start, end, value in runs[index:]:
+        if end > time:
+            result.append((max(start, time), end, value))
+    return result
+
+
+def clip_indexed(runs, starts, start, end):
+    """`clip` of contiguous runs whose start times are `starts`: found by bisection, so the cost
+    is that of the part clipped, not of the whole timeline."""
+    result = []
+    index = max(bisect_right(starts, start) - 1, 0)
+    while index < len(runs) and runs[index][0] < end:
+        run_start, run_end, value = runs[index]
+        if run_end > start:
+            result.append((max(run_start, start), min(run_end, end), value))
+        index += 1
+    return result
+
+
 # --------------------------------------------------------------------------------------------
 # phones -> shape rules
 
@@ -171,7 +226,7 @@ def shape_rules(phones, length):
             previous_duration = start - previous_end
         for offset_start, offset_end, shapes in phone_shape_sets(phone, end - start, previous_duration):
             rule = ShapeRule(shapes, phone, start, end)
-            rules = set_range(rules, start + offset_start, start + offset_end, rule)
+            set_range_at_end(rules, start + offset_start, start + offset_end, rule)
         previous_end, previous_duration = end, end - start
     return rules
 
@@ -267,7 +322,10 @@ def optimize_timing(animation):
     """Minimum durations: stretches of open or closed mouth last at least 8 cs (borrowing up to
     6 cs from the idle time before them), and shapes inside them at least 7 cs."""
     segments = joined([(s, e, mouth_state(v)) for s, e, v in animation])
-    result = [(animation[0][0], animation[-1][1], "X")]
+    starts = [s for s, _, _ in animation]
+    # Pieces are placed from the end backwards, each before the last: collected, then laid over
+    # an idle timeline in one pass (writing each into the whole timeline was quadratic).
+    pieces = []
     result_start = animation[-1][1]
     index = len(segments) - 1
     while index >= 0:
@@ -277,8 +335,7 @@ def optimize_timing(animation):
             continue
         result_start = min(end, result_start)
         if result_start - start >= MIN_SEGMENT_CS:
-            for piece in retime(clip(animation, start, end), start, result_start):
-                result = set_range(result, *piece)
+            pieces += retime(clip_indexed(animation, starts, start, end), start, result_start)
             result_start = start
             index -= 1
             continue
@@ -295,11 +352,10 @@ def optimize_timing(animation):
         for count, (s, e, _) in enumerate(reversed(group)):
             remaining = len(group) - count
             duration = (result_start - target_start) // remaining
-            for piece in retime(clip(animation, s, e), result_start - duration, result_start):
-                result = set_range(result, *piece)
+            pieces += retime(clip_indexed(animation, starts, s, e), result_start - duration, result_start)
             result_start -= duration
         index = first - 1
-    return joined(result)
+    return joined(overlaid([(animation[0][0], animation[-1][1], "X")], pieces))
 
 
 def clip(runs, start, end):
@@ -324,15 +380,17 @@ def pause_shape(previous, following, duration):
 
 def animate_pauses(animation):
     result = list(animation)
-    for previous, pause, following in zip(animation, animation[1:], animation[2:]):
+    for index, (previous, pause, following) in enumerate(zip(animation, animation[1:], animation[2:]), 1):
         if pause[2] == "X":
-            result = set_range(result, pause[0], pause[1], pause_shape(previous[2], following[2], pause[1] - pause[0]))
+            result[index] = (pause[0], pause[1], pause_shape(previous[2], following[2], pause[1] - pause[0]))
     return joined(result)
 
 
 def insert_tweens(animation):
     low, high = TWEEN_CS
-    result = list(animation)
+    # A tween takes at most a third of a shape from either end (or a quarter, centred), so
+    # tweens never overlap: all are laid over the animation in one pass.
+    tweens = []
     for first, second in zip(animation, animation[1:]):
         tween = TWEENS.get((first[2], second[2]))
         if not tween:
@@ -349,70 +407,111 @@ def insert_tweens(animation):
             duration = min(second_duration // 3, high)
             start = second[0]
         if duration >= low:
-            result = set_range(result, start, start + duration, shape)
-    return joined(result)
+            tweens.append((start, start + duration, shape))
+    return joined(overlaid(animation, tweens))
 
 
 def to_shape_set(animation, shape_set):
     return joined([(s, e, basic_shape(v, shape_set)) for s, e, v in animation])
 
 
-def main_steps(rules, shape_set):
+def main_step_by_step(rules, shape_set):
+    """`main_steps` as a generator yielding after each step; returns the animation."""
     animation = animate_rough(rules)
+    yield "rough animation"
     animation = optimize_timing(animation)
+    yield "timing"
     animation = animate_pauses(animation)
     animation = insert_tweens(animation)
+    yield "pauses and tweens"
     return to_shape_set(animation, shape_set)
+
+
+def run_to_end(steps):
+    """The value a step-by-step generator returns, its steps run without pause."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as finished:
+            return finished.value
+
+
+def main_steps(rules, shape_set):
+    return run_to_end(main_step_by_step(rules, shape_set))
 
 
 # --------------------------------------------------------------------------------------------
 # long static segments (a B held over several syllables looks frozen)
 
 
-def syllables(rules, start, end):
-    phones = {(r.phone, r.phone_start, r.phone_end) for _, _, r in clip(rules, start, end) if r.phone in VOWELS}
+def syllables(rules, starts, start, end):
+    """Vowels of `rules` (run start times `starts`) whose middle lies in [start, end)."""
+    phones = {(r.phone, r.phone_start, r.phone_end) for _, _, r in clip_indexed(rules, starts, start, end)
+              if r.phone in VOWELS}
     return sum(1 for _, s, e in phones if start <= (s + e) // 2 < end)
 
 
 def static_segments(rules, animation):
+    starts = [s for s, _, _ in rules]
     return [
         (s, e) for s, e, _ in animation
-        if e - s >= STATIC_SEGMENT_CS and syllables(rules, s, e) >= STATIC_SEGMENT_SYLLABLES
+        if e - s >= STATIC_SEGMENT_CS and syllables(rules, starts, s, e) >= STATIC_SEGMENT_SYLLABLES
     ]
 
 
-def avoid_static_segments(rules, shape_set):
-    """Animate; where a shape stays put over 3+ syllables and 0.75 s, show up to three of its
-    one-shape B vowels as C instead, choosing the change that leaves the shortest shapes."""
-    animation = main_steps(rules, shape_set)
+def changed_to_c(rules, indices):
+    result = list(rules)
+    for index in indices:
+        s, e, r = result[index]
+        result[index] = (s, e, ShapeRule(frozenset("C"), r.phone, r.phone_start, r.phone_end))
+    return result
+
+
+def static_segment_fix(rules, shape_set):
+    """Indices of the one-shape B vowels among `rules` (one static segment's) to show as C: up
+    to three, the change animating the segment without a static stretch and with the shortest
+    shapes (the least sum of squared durations); none if no change helps."""
+    changeable = [i for i, (_, _, r) in enumerate(rules) if r.is_single_vowel and r.shapes == frozenset("B")]
+
+    def score(candidate_rules):
+        candidate = main_steps(candidate_rules, shape_set)
+        return (len(static_segments(candidate_rules, candidate)) > 0, sum((e - s) ** 2 for s, e, _ in candidate))
+
+    best, best_score = (), score(rules)
+    for count in range(1, min(len(changeable), MAX_STATIC_FIXES) + 1):
+        if not best_score[0] or comb(len(changeable), count) > MAX_STATIC_CANDIDATES:
+            break
+        for indices in combinations(range(len(changeable)), count):
+            chosen = tuple(changeable[i] for i in indices)
+            candidate_score = score(changed_to_c(rules, chosen))
+            if candidate_score < best_score:
+                best, best_score = chosen, candidate_score
+    return best
+
+
+def animation_steps(rules, shape_set):
+    """Animate, in bounded steps: a generator yielding a message after each step (so a job can
+    stop between them) and returning the animation. Where a shape stays put over 3+ syllables
+    and 0.75 s, each such static segment is fixed on its own, as Rhubarb does: up to three of
+    its one-shape B vowels shown as C, searched among that segment's rules only, then the whole
+    is animated again with the fixed rules."""
+    animation = yield from main_step_by_step(rules, shape_set)
     segments = static_segments(rules, animation)
     if not segments:
         return animation
-    changeable = [i for i, (s, e, r) in enumerate(rules) if r.is_single_vowel and r.shapes == frozenset("B")
-                  and any(s < seg_end and e > seg_start for seg_start, seg_end in segments)]
+    fixed = list(rules)
+    starts = [s for s, _, _ in rules]
+    for number, (segment_start, segment_end) in enumerate(segments, 1):
+        first = max(bisect_right(starts, segment_start) - 1, 0)
+        local = clip_indexed(rules, starts, segment_start, segment_end)
+        fixed = changed_to_c(fixed, [first + index for index in static_segment_fix(local, shape_set)])
+        yield f"static segment {number} of {len(segments)}"
+    return (yield from main_step_by_step(fixed, shape_set))
 
-    def changed(indices):
-        result = list(rules)
-        for i in indices:
-            s, e, r = result[i]
-            result[i] = (s, e, ShapeRule(frozenset("C"), r.phone, r.phone_start, r.phone_end))
-        return result
 
-    def score(candidate_rules, candidate):
-        return (len(static_segments(candidate_rules, candidate)) > 0, sum((e - s) ** 2 for s, e, _ in candidate))
-
-    best = animation
-    best_score = score(rules, animation)
-    for count in range(1, min(len(changeable), MAX_STATIC_FIXES) + 1):
-        if not best_score[0]:
-            break
-        for indices in combinations(changeable, count):
-            candidate_rules = changed(indices)
-            candidate = main_steps(candidate_rules, shape_set)
-            candidate_score = score(candidate_rules, candidate)
-            if candidate_score < best_score:
-                best, best_score = candidate, candidate_score
-    return best
+def avoid_static_segments(rules, shape_set):
+    """The animation of the rules, static segments broken up (`animation_steps` run to the end)."""
+    return run_to_end(animation_steps(rules, shape_set))
 
 
 # --------------------------------------------------------------------------------------------
@@ -425,6 +524,12 @@ def animate(phones, length_cs, shape_set=SHAPES):
     `phones`: (start cs, end cs, phone) in time order, phones as in PHONES (ARPAbet, "Schwa",
     and the non-speech "Breath", "Cough", "Smack", "Noise"); silence where there is none.
     """
+    return run_to_end(animate_step_by_step(phones, length_cs, shape_set))
+
+
+def animate_step_by_step(phones, length_cs, shape_set=SHAPES):
+    """`animate` as a generator yielding a message after each bounded step (each linear in the
+    number of phones, or one static segment's fix), returning the runs: a job steps it."""
     if length_cs <= 0:
         return []
     phones = sorted((max(0, s), min(e, length_cs), p) for s, e, p in phones if e > s and s < length_cs)
@@ -433,7 +538,8 @@ def animate(phones, length_cs, shape_set=SHAPES):
             raise ValueError(f"unknown phone {phone!r}")
     rules = shape_rules(phones, length_cs)
     rules = restrict_rules(rules, shape_set + ("" if "X" in shape_set else "X"))
-    return avoid_static_segments(rules, shape_set)
+    yield "shape rules"
+    return (yield from animation_steps(rules, shape_set))
 
 
 def cue_track(animation, length_cs, shape_set=SHAPES, sound_file="", source="analyser"):
