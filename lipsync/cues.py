@@ -42,6 +42,10 @@ SHAPE_GROUPS = {
 GROUP_OF_SHAPE = {shape: group for group, shapes in SHAPE_GROUPS.items() for shape in shapes}
 
 CENTISECOND = 0.01
+# The longest recording a track may describe. Far past any line of dialogue, yet small enough
+# that per-frame output and frame arithmetic stay bounded (a cue file claiming 1e12 s would
+# otherwise make millions of frames, or overflow int()).
+MAX_SECONDS = 12 * 3600.0
 
 
 class CueError(UserError, ValueError):
@@ -87,8 +91,8 @@ class Cue:
         object.__setattr__(self, "shape", check_shape(self.shape))
         for name in ("start", "end"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise CueError(f"cue {name} must be a finite number of seconds >= 0, got {value!r}")
+            if not isinstance(value, (int, float)) or not 0 <= value <= MAX_SECONDS:
+                raise CueError(f"cue {name} must be a number of seconds from 0 to {MAX_SECONDS:g}, got {value!r}")
             object.__setattr__(self, name, float(value))
         if self.end < self.start:
             raise CueError(f"cue ends ({self.end:.3f} s) before it starts ({self.start:.3f} s)")
@@ -129,10 +133,10 @@ class CueTrack:
                 )
         object.__setattr__(self, "cues", cues)
         end = cues[-1].end if cues else 0.0
-        duration = end if self.duration is None else float(self.duration)
-        if not math.isfinite(duration) or duration < 0:
-            raise CueError(f"track duration must be a finite number of seconds >= 0, got {self.duration!r}")
-        object.__setattr__(self, "duration", duration)
+        duration = end if self.duration is None else self.duration
+        if not isinstance(duration, (int, float)) or not 0 <= duration <= MAX_SECONDS:
+            raise CueError(f"track duration must be a number of seconds from 0 to {MAX_SECONDS:g}, got {self.duration!r}")
+        object.__setattr__(self, "duration", float(duration))
         if self.closed_shape is not None:
             object.__setattr__(self, "closed_shape", check_shape(self.closed_shape))
 

@@ -8,9 +8,11 @@ indentation, spaces for tabs, CRLF line ends, Preston Blair names in DAT) and st
 everything else: a malformed file raises CueFileError naming the file and the line.
 """
 
+import bisect
 import json
 import json.scanner
 import math
+import re
 import xml.sax
 import xml.sax.handler
 from pathlib import Path
@@ -20,7 +22,7 @@ import defusedxml.sax
 
 from ..atomic_files import write_text_atomic
 from ..errors import UserError
-from .cues import Cue, CueError, CueTrack, check_frame_rate, check_shape
+from .cues import MAX_SECONDS, Cue, CueError, CueTrack, check_frame_rate, check_shape
 
 FORMATS = ("tsv", "json", "xml", "dat")
 EXTENSIONS = {".tsv": "tsv", ".txt": "tsv", ".json": "json", ".xml": "xml", ".dat": "dat"}
@@ -57,26 +59,42 @@ def format_seconds(seconds):
     return f"{seconds:.2f}"
 
 
+# A decimal number as Rhubarb and other tools write it: ASCII digits only (float() also takes
+# "nan", "1_000" and other scripts' digits, which no cue file means).
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+
+
 def _parse_seconds(value, what, source, line):
-    """A time in seconds from a number or a numeric string (the NG add-on writes "0.10")."""
-    if isinstance(value, bool):
-        raise CueFileError(source, f"{what} must be a number of seconds, got {json.dumps(value)}", line)
+    """A time in seconds from a number or a numeric string (the NG add-on writes "0.10"),
+    refused unless it is from 0 to MAX_SECONDS."""
+    shown = value
     if isinstance(value, str):
-        text = value.strip()
-        try:
-            value = float(text)
-        except ValueError:
-            raise CueFileError(source, f"{what} must be a number of seconds, got {value!r}", line) from None
-    if not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise CueFileError(source, f"{what} must be a number of seconds, got {value!r}", line)
+        shown = value.strip()
+        if not _NUMBER.fullmatch(shown):
+            raise CueFileError(source, f"{what} must be a number of seconds, got {_clip(value)!r}", line)
+        value = float(shown)  # a float has no digit limit: a huge number becomes inf, refused below
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CueFileError(source, f"{what} must be a number of seconds, got {_json_kind(value)}", line)
     if value < 0:
-        raise CueFileError(source, f"{what} must not be negative, got {value}", line)
+        raise CueFileError(source, f"{what} must not be negative, got {_clip(str(shown))}", line)
+    if not value <= MAX_SECONDS:  # also NaN
+        raise CueFileError(
+            source, f"{what} must be at most {MAX_SECONDS:g} seconds ({MAX_SECONDS / 3600:g} hours), got {_clip(str(shown))}", line
+        )
     return float(value)
 
 
+def _clip(text, limit=40):
+    """A piece of a file short enough for a message."""
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _parse_shape(value, source, line):
+    if not isinstance(value, str):
+        raise CueFileError(source, f"a mouth shape is a letter, got {_json_kind(value)}", line)
     try:
-        return check_shape(value)
+        return check_shape(_clip(value))
     except CueError as error:
         raise CueFileError(source, str(error), line) from None
 
@@ -121,13 +139,13 @@ def read_tsv(text, source="<tsv>"):
             continue
         fields = line.split()
         if len(fields) != 2:
-            raise CueFileError(source, f"expected '<seconds> <shape>', got {line.strip()!r}", number)
+            raise CueFileError(source, f"expected '<seconds> <shape>', got {_clip(line.strip())!r}", number)
         time = _parse_seconds(fields[0], "time", source, number)
         if rows and time < rows[-1][0]:
             raise CueFileError(source, f"time {fields[0]} is earlier than the line before ({rows[-1][0]:.2f})", number)
         rows.append((time, _parse_shape(fields[1], source, number), number))
     if not rows:
-        raise CueFileError(source, "no cues: a TSV cue file has one '<seconds> <shape>' line per cue")
+        raise CueFileError(source, "no cues: a TSV cue file has one '<seconds> <shape>' line per cue", 1)
     # The last line marks the end of the recording and the closed-mouth shape, not a cue.
     cues = [(start, end, shape) for (start, shape, _), (end, _, _) in zip(rows, rows[1:])]
     end, closed, _ = rows[-1]
@@ -155,7 +173,8 @@ class _LocatingDecoder(json.JSONDecoder):
     """The stdlib decoder with objects tagged by position, so errors can name a cue's line."""
 
     def __init__(self):
-        super().__init__()
+        # Integers as floats: int() refuses past 4300 digits, and seconds are floats anyway.
+        super().__init__(parse_int=float)
         parse_object = self.parse_object
 
         def parse_located_object(s_and_end, *args):
@@ -168,14 +187,40 @@ class _LocatingDecoder(json.JSONDecoder):
         self.scan_once = json.scanner.py_make_scanner(self)
 
 
+def _too_deep(text, depth=100):
+    """The offset where brackets (outside strings) nest past `depth`, else the end."""
+    level = 0
+    for match in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]', text):
+        token = match.group()
+        if token in "[{":
+            level += 1
+            if level > depth:
+                return match.start()
+        elif token in "]}":
+            level -= 1
+    return len(text)
+
+
+def _json_kind(value):
+    if isinstance(value, (list, dict)):
+        return "a list" if isinstance(value, list) else "an object"
+    return _clip(json.dumps(value))
+
+
 def read_json(text, source="<json>"):
     try:
         document = _LocatingDecoder().decode(text)
     except json.JSONDecodeError as error:
         raise CueFileError(source, f"not valid JSON: {error.msg} (column {error.colno})", error.lineno) from None
+    except RecursionError:
+        offset = _too_deep(text)
+        raise CueFileError(source, "JSON nested too deeply (a cue file has three levels)", text.count("\n", 0, offset) + 1) from None
+
+    # Where each line starts, once: counting newlines from the top for every cue was quadratic.
+    line_starts = [0] + [match.end() for match in re.finditer("\n", text)]
 
     def line_of(value):
-        return text.count("\n", 0, getattr(value, "offset", 0)) + 1
+        return bisect.bisect_right(line_starts, getattr(value, "offset", 0))
 
     if not isinstance(document, dict):
         raise CueFileError(source, "expected a JSON object with \"mouthCues\"", 1)
@@ -196,7 +241,7 @@ def read_json(text, source="<json>"):
     cues, lines = [], []
     for entry in entries:
         if not isinstance(entry, dict):
-            raise CueFileError(source, f"each mouth cue must be an object, got {json.dumps(entry)}", line_of(document))
+            raise CueFileError(source, f"each mouth cue must be an object, got {_json_kind(entry)}", line_of(document))
         line = line_of(entry)
         for key in ("start", "end", "value"):
             if key not in entry:
@@ -296,7 +341,7 @@ def read_xml(text, source="<xml>"):
     if root is None:
         first = document.children[0] if document.children else None
         raise CueFileError(
-            source, f"expected a <rhubarbResult> element, found <{first.name}>" if first else "empty XML", first and first.line
+            source, f"expected a <rhubarbResult> element, found <{first.name}>" if first else "empty XML", first.line if first else 1
         )
     sound_file, duration = "", None
     metadata = root.child("metadata")
@@ -386,9 +431,15 @@ def read_dat(text, source="<dat>", frame_rate=DAT_DEFAULT_FRAME_RATE, preston_bl
         if not line.strip():
             continue
         fields = line.split()
-        if len(fields) != 2 or not fields[0].isdigit() or int(fields[0]) < 1:
-            raise CueFileError(source, f"expected '<frame number from 1> <shape>', got {line.strip()!r}", number)
-        frame = int(fields[0])
+        # ASCII digits only: str.isdigit() takes "²", which int() refuses.
+        digits = fields[0].lstrip("0") if len(fields) == 2 and re.fullmatch("[0-9]+", fields[0]) else ""
+        if not digits:
+            raise CueFileError(source, f"expected '<frame number from 1> <shape>', got {_clip(line.strip())!r}", number)
+        frame = int(digits) if len(digits) <= 20 else math.inf  # no int() of thousands of digits
+        if (frame - 1) / frame_rate > MAX_SECONDS:
+            raise CueFileError(
+                source, f"frame {_clip(fields[0])} is past {MAX_SECONDS / 3600:g} hours at {frame_rate:g} fps", number
+            )
         if rows and frame <= rows[-1][0]:
             raise CueFileError(source, f"frame {frame} does not come after frame {rows[-1][0]}", number)
         rows.append((frame, fields[1], number))
@@ -401,7 +452,7 @@ def read_dat(text, source="<dat>", frame_rate=DAT_DEFAULT_FRAME_RATE, preston_bl
         if preston_blair:
             if name.lower() not in SHAPE_OF_PRESTON_BLAIR:
                 names = ", ".join(PRESTON_BLAIR_NAMES.values())
-                raise CueFileError(source, f"{name!r} is not a Preston Blair mouth name; names are {names}", number)
+                raise CueFileError(source, f"{_clip(name)!r} is not a Preston Blair mouth name; names are {names}", number)
             return SHAPE_OF_PRESTON_BLAIR[name.lower()]
         return _parse_shape(name, source, number)
 

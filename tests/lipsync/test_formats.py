@@ -1,5 +1,6 @@
 """Rhubarb's cue files read and written back byte for byte, tolerant reading, line-numbered errors."""
 
+import re
 import time
 from pathlib import Path
 
@@ -141,7 +142,7 @@ MALFORMED = [
     ("tsv", "0.00\tX\nabc\tB\n", 2, "must be a number of seconds"),
     ("tsv", "0.00\tX\n0.10 B extra\n", 2, "expected '<seconds> <shape>'"),
     ("tsv", "0.00\tX\n-1.0\tB\n", 2, "must not be negative"),
-    ("tsv", "\n\n", None, "no cues"),
+    ("tsv", "\n\n", 1, "no cues"),
     ("json", '{\n  "mouthCues": [\n    { "start": 0.00, "end": 0.10, "value": "X" },\n'
              '    { "start": 0.10, "end": "soon", "value": "B" }\n  ]\n}\n', 4, "\"end\" must be a number"),
     ("json", '{\n  "mouthCues": [\n    { "start": 0.00, "end": 0.10, "value": "X" },\n'
@@ -202,13 +203,23 @@ def _fixture_texts():
 FIXTURE_TEXTS = _fixture_texts()
 
 
+# Pieces that broke readers before: huge and odd numbers, entities, deep nesting.
+HOSTILE_PIECES = [
+    "9" * 5000, "1e308", "1e400", "1e12", "NaN", "Infinity", "١٢", "1_0", "&#32;" * 1000, "&a;",
+    '<!DOCTYPE r [<!ENTITY a "ha">]>', '<!DOCTYPE r SYSTEM "x.dtd">', "[" * 3000, "{" * 3000, '"x":' * 100,
+]
+
+
 @st.composite
 def mutated_cue_files(draw):
     format, text = draw(st.sampled_from(FIXTURE_TEXTS))
     for _ in range(draw(st.integers(1, 4))):
         position = draw(st.integers(0, len(text)))
         action = draw(st.sampled_from(["insert", "delete", "replace"]))
-        piece = draw(st.text(alphabet=st.sampled_from(list('0123456789.-eE\t \n"{}[]<>/=,:ABCDXZ\\\x00é')), max_size=6))
+        piece = draw(
+            st.text(alphabet=st.sampled_from(list('0123456789.-eE\t \n"{}[]<>/=,:ABCDXZ\\\x00é²')), max_size=6)
+            | st.sampled_from(HOSTILE_PIECES)
+        )
         if action == "insert":
             text = text[:position] + piece + text[position:]
         elif action == "delete":
@@ -222,11 +233,15 @@ def mutated_cue_files(draw):
 @given(mutated_cue_files())
 def test_fuzzed_files_give_a_track_or_a_cue_file_error(case):
     format, text = case
+    started = time.perf_counter()
     try:
         track = formats.parse_cues(text, format, source="fuzz")
     except CueFileError as error:
-        assert str(error).startswith("fuzz")
+        assert str(error).startswith(f"fuzz, line {error.line}: ") and error.line >= 1
+        assert len(str(error)) < 300
         return
+    finally:
+        assert time.perf_counter() - started < 1.0  # no hang, whatever the input
     # Whatever reads must also write, in every format.
     for other in formats.FORMATS:
         formats.format_cues(track, other)
@@ -237,8 +252,8 @@ def test_fuzzed_files_give_a_track_or_a_cue_file_error(case):
 def test_random_text_gives_a_track_or_a_cue_file_error(format, text):
     try:
         formats.parse_cues(text, format, source="fuzz")
-    except CueFileError:
-        pass
+    except CueFileError as error:
+        assert str(error).startswith(f"fuzz, line {error.line}: ") and error.line >= 1
 
 
 @settings(max_examples=200, deadline=None)
@@ -308,3 +323,89 @@ def test_xml_with_half_a_million_character_references_reads_in_linear_time(share
     assert track.cues == formats.read_xml(real).cues
     text = real.replace("<soundFile>", "<soundFile>" + "&#65;" * 500_000, 1)
     assert formats.read_xml(text).sound_file.startswith("A" * 500_000)
+
+
+def test_53_minute_json_reads_in_linear_time(shared):
+    # Rhubarb's own cues, repeated end to end to 53 minutes (about 40,000 cues).
+    track = formats.read_cues(RHUBARB / "s3_pauses.wav" / "ps_json.json")
+    cues, offset = [], 0.0
+    while offset < 53 * 60:
+        cues += [Cue(offset + c.start, offset + c.end, c.shape) for c in track.contiguous()]
+        offset += track.duration
+    long = CueTrack(tuple(cues), duration=offset)
+    for format in ("json", "xml", "tsv"):
+        text = formats.format_cues(long, format)
+        started = time.perf_counter()
+        again = formats.parse_cues(text, format)
+        assert time.perf_counter() - started < 5.0, format
+        assert len(again.contiguous()) == len(long.contiguous())
+
+
+def _with_number(format, number):
+    """A real file of the format with its second cue's start (DAT: frame) replaced by `number`."""
+    name = {"tsv": "ps_tsv.tsv", "json": "ps_json.json", "xml": "ps_xml.xml", "dat": "ps_dat24.dat"}[format]
+    lines = _real(name).splitlines(keepends=True)
+    index = {"tsv": 1, "json": 7, "xml": 8, "dat": 2}[format]
+    line = lines[index]
+    if format == "json":
+        line = line.replace('"start": ' + line.split('"start": ')[1].split(",")[0], '"start": ' + number, 1)
+    elif format == "xml":
+        line = line.replace('start="' + line.split('start="')[1].split('"')[0], f'start="{number}', 1)
+    else:
+        line = number + line[line.index(line.split()[0]) + len(line.split()[0]):]
+    lines[index] = line
+    return "".join(lines), index + 1
+
+
+HOSTILE_NUMBERS = [
+    "1" * 400, "9" * 5000, "1e308", "1e400", "1e6", "1e12", "NaN", "-Infinity", "nan", "inf", "1_000", "²", "١٢",
+    "0x10", "43201" + "0" * 4,
+]
+
+
+@pytest.mark.parametrize("format", ["tsv", "json", "xml", "dat"])
+@pytest.mark.parametrize("number", HOSTILE_NUMBERS)
+def test_huge_and_odd_numbers_are_refused_with_the_line(shared, format, number):
+    text, line = _with_number(format, number)
+    error = _refused(text, format)
+    assert error.line == line, str(error)
+    assert len(str(error)) < 200
+
+
+@pytest.mark.parametrize("format, huge", [("tsv", "1e6"), ("tsv", "1e12"), ("json", "1e308"), ("xml", "1e308")])
+def test_an_end_past_the_limit_is_refused(shared, format, huge):
+    # The last TSV line (the end of the recording), JSON's and XML's duration.
+    name = {"tsv": "ps_tsv.tsv", "json": "ps_json.json", "xml": "ps_xml.xml"}[format]
+    text = _real(name)
+    if format == "tsv":
+        lines = text.splitlines(keepends=True)
+        lines[-1] = huge + "\tX\n"
+        text, line = "".join(lines), len(lines)
+    else:
+        text = re.sub(r"(duration.{1,3})[0-9.]+", lambda m: m.group(1) + huge, text, count=1)
+        # JSON names the metadata object's line, XML the <duration> element's.
+        line = 2 if format == "json" else 1 + text[: text.index("<duration>")].count("\n")
+    error = _refused(text, format)
+    assert error.line == line and "at most 43200 seconds (12 hours)" in error.problem
+
+
+def test_a_seventeen_byte_file_cannot_claim_a_million_seconds():
+    error = _refused("0.00\tX\n1e6\tX\n", "tsv")
+    assert str(error) == "bad.tsv, line 2: time must be at most 43200 seconds (12 hours), got 1e6"
+
+
+@pytest.mark.parametrize("depth", [200, 5000, 100_000])
+def test_deeply_nested_json_is_refused_with_a_line(depth):
+    text = '{\n"mouthCues": [\n' + "[" * depth + "]" * depth + "]}"
+    error = _refused(text, "json")
+    if depth > 1000:  # past Python's recursion limit: the line where it goes past 100 levels
+        assert error.line == 3 and "nested too deeply" in error.problem
+    else:
+        assert error.line == 1 and "each mouth cue must be an object, got a list" in error.problem
+
+
+def test_non_string_shapes_and_long_tokens_make_short_messages():
+    text = '{"mouthCues": [{"start": 0, "end": 1, "value": [' + "1," * 10000 + '1]}]}'
+    assert "a mouth shape is a letter, got a list" in str(_refused(text, "json"))
+    assert len(str(_refused("0.00\t" + "Q" * 100000 + "\n1.00\tX\n", "tsv"))) < 200
+    assert len(str(_refused("MohoSwitch1\n1 " + "Q" * 100000 + "\n", "dat"))) < 200
