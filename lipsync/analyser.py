@@ -16,8 +16,10 @@ package and its bundled US English model:
    parts of an utterance where no phone was heard become noise (mouth slightly open);
 4. the phones become mouth shapes by Rhubarb's rules and timing steps (shapes.py).
 
-`Analysis` is a job (jobs.py: `step()` until done, `cancel()` at any time; one utterance a step)
-so a Blender modal operator can run it without blocking the interface; `analyse()` runs one to the end.
+`Analysis` is a job (jobs.py: `step()` until done, `cancel()` at any time) so a Blender modal
+operator can run it without blocking the interface; `analyse()` runs one to the end. A step is
+one utterance, or one step of the mouth-shape animation (each linear in the number of phones, or
+one static segment fixed), so each lasts well under a second and a cancel takes effect as soon.
 """
 
 import os
@@ -30,11 +32,14 @@ import numpy as np
 
 from ..errors import UserError
 from ..jobs import Job, Progress
-from .cues import parse_shape_set
-from .shapes import PHONES, animate, cue_track
+from .cues import MAX_SECONDS, parse_shape_set
+from .shapes import PHONES, animate_step_by_step, cue_track
 
 SAMPLE_RATE = 16000
 AUDIO_EXTENSIONS = (".wav", ".ogg", ".flac")
+# What read_audio accepts: telephone quality to studio rates, up to 7.1 surround plus spares.
+SAMPLE_RATES = (4000, 768000)
+MAX_CHANNELS = 16
 RECOGNIZERS = ("words", "phonetic")
 # "auto": words when there is dialog text to guide them, else the phonetic recognizer, which here
 # agrees as well with Rhubarb and runs about twice as fast (bench/bench_lipsync.py).
@@ -96,18 +101,37 @@ def read_audio(path):
         raise AudioError(f"{opening} It is a folder.")
     if path.stat().st_size == 0:
         raise AudioError(f"{opening} The file is empty (0 bytes).")
+    kind = {".wav": "WAVE", ".ogg": "Ogg Vorbis", ".flac": "FLAC"}[extension]
     try:
+        # The header first: a 32 KB file claiming 1 Hz is 4.4 hours at 16 kHz, one claiming
+        # 2.1 GHz resamples to nothing, so rate, channels and length are checked before decoding.
+        info = soundfile.info(str(path))
+        check_audio_header(info.samplerate, info.channels, info.frames, opening)
         samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except soundfile.LibsndfileError as error:
         reason = str(error.error_string if hasattr(error, "error_string") else error)
-        kind = {".wav": "WAVE", ".ogg": "Ogg Vorbis", ".flac": "FLAC"}[extension]
         raise AudioError(f"{opening} It is not readable {kind} audio ({reason.rstrip('.')}).") from None
     except (RuntimeError, OSError) as error:
         raise AudioError(f"{opening} {error}") from None
     if samples.shape[0] == 0:
         raise AudioError(f"{opening} It holds no audio frames.")
-    mono = samples.mean(axis=1)
+    mono = np.nan_to_num(samples.mean(axis=1), nan=0.0, posinf=1.0, neginf=-1.0)  # float WAVs can hold NaN
     return resample(mono, rate, SAMPLE_RATE), samples.shape[0] / rate
+
+
+def check_audio_header(rate, channels, frames, opening):
+    """Refuse a sample rate, channel count or length that no recording of speech has."""
+    low, high = SAMPLE_RATES
+    if not low <= rate <= high:
+        raise AudioError(f"{opening} Its sample rate is {rate} Hz; supported rates are {low} to {high} Hz.")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioError(f"{opening} It has {channels} channels; at most {MAX_CHANNELS} are supported.")
+    if frames == 0:
+        raise AudioError(f"{opening} It holds no audio frames.")
+    if frames / rate > MAX_SECONDS:
+        raise AudioError(
+            f"{opening} It is {frames / rate / 3600:.1f} hours long; at most {MAX_SECONDS / 3600:g} hours are supported."
+        )
 
 
 def resample(samples, rate, target_rate):
@@ -374,6 +398,7 @@ class Analysis(Job):
         self.dialog = dialog
         self._recognizer = recognizer_object
         self._pending = []
+        self._animation_steps = None
         self.phones = []
         self.utterances = []
 
@@ -386,18 +411,31 @@ class Analysis(Job):
         self.utterances = voice_activity(self.pcm)
         if self._recognizer is None:
             self._recognizer = make_recognizer(self.recognizer_name, self.dialog)
-        self._pending = list(self.utterances)
+        self._pending = list(reversed(self.utterances))  # popped from the end, in time order
         self._total_cs = max(sum(e - s for s, e in self.utterances), 1)
+        self._done_cs = 0
         self.progress = Progress(0.0, f"{len(self.utterances)} utterance(s)")
 
     def _step(self):
-        """Recognize one more utterance, or turn the phones into the cue track."""
-        if not self._pending:
-            return self._finish()
-        self._recognize(self._pending.pop(0))
-        done_cs = self._total_cs - sum(e - s for s, e in self._pending)
-        left = len(self._pending)
-        return Progress(0.95 * done_cs / self._total_cs, f"{left} utterance(s) left" if left else "mouth shapes")
+        """Recognize one more utterance, or take one step of turning the phones into mouth shapes."""
+        if self._pending:
+            utterance = self._pending.pop()
+            self._recognize(utterance)
+            self._done_cs += utterance[1] - utterance[0]
+            left = len(self._pending)
+            return Progress(0.95 * self._done_cs / self._total_cs, f"{left} utterance(s) left" if left else "mouth shapes")
+        if self._animation_steps is None:
+            self.phones.sort()
+            self._animation_steps = animate_step_by_step(self.phones, self.length_cs, self.shape_set)
+            self._animation_step_count = 0
+        try:
+            message = next(self._animation_steps)
+        except StopIteration as finished:
+            return self._finish(finished.value)
+        # The number of steps depends on the static segments found: progress creeps towards 1.
+        self._animation_step_count += 1
+        count = self._animation_step_count
+        return Progress(0.95 + 0.049 * count / (count + 4), f"mouth shapes: {message}")
 
     def _recognize(self, utterance):
         start, end = utterance
@@ -408,9 +446,7 @@ class Analysis(Job):
         phones += noise_stretches(utterance, phones)
         self.phones += sorted(phones)
 
-    def _finish(self):
-        self.phones.sort()
-        animation = animate(self.phones, self.length_cs, self.shape_set)
+    def _finish(self, animation):
         track = cue_track(animation, self.length_cs, self.shape_set, str(self.audio_path.resolve()), "analyser")
         return self.finish(AnalysisResult(track, self.phones, self.utterances, list(self._recognizer.unknown_words)))
 

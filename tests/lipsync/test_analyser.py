@@ -1,5 +1,8 @@
 """The built-in analyser on real recordings, against Rhubarb's own output; bad audio; the job."""
 
+import threading
+import time
+
 import numpy as np
 import pytest
 import soundfile
@@ -143,3 +146,77 @@ def test_a_recording_gives_the_same_cues_whatever_was_analysed_before(shared, wo
     again = Analysis(path, recognizer_object=words).run()
     assert again.phones == first.phones
     assert list(again.track) == list(first.track)
+
+
+# --------------------------------------------------------------------------------------------
+# long recordings
+
+
+def joined_recording(shared, seconds, path):
+    """The shared recordings one after another (half a second apart), over and over, cut to
+    `seconds`: a long recording of real speech, written to `path` (16 kHz wav)."""
+    audio = lipsync(shared, "audio")
+    parts = [analyser.read_audio(p)[0] for p in sorted(audio.iterdir()) if p.suffix in analyser.AUDIO_EXTENSIONS]
+    gap = np.zeros(analyser.SAMPLE_RATE // 2, dtype=np.float32)
+    pieces, total = [], 0
+    while total < seconds * analyser.SAMPLE_RATE:
+        for part in parts:
+            pieces += [part, gap]
+            total += len(part) + len(gap)
+    soundfile.write(path, np.concatenate(pieces)[: seconds * analyser.SAMPLE_RATE], analyser.SAMPLE_RATE)
+    return path
+
+
+@pytest.fixture(scope="module")
+def six_minutes(shared, tmp_path_factory):
+    return joined_recording(shared, 360, tmp_path_factory.mktemp("long") / "six_minutes.wav")
+
+
+@pytest.mark.slow
+def test_a_six_minute_recording_is_analysed_in_short_steps(six_minutes, words):
+    # A 356 s chapter used to sit at 95% for hours: the static-segment fix re-animated the whole
+    # file for every combination of the whole file's changeable vowels.
+    job = Analysis(six_minutes, recognizer_object=words)
+    job.start()
+    final_steps = []
+    while not job.done:
+        started = time.perf_counter()
+        progress = job.step()
+        if progress.fraction >= 0.95:
+            final_steps.append((time.perf_counter() - started, progress.message))
+    track = job.result.track
+    assert track.duration == pytest.approx(360, abs=0.011)
+    assert len(job.result.utterances) > 100 and len(track.cues) > 1000
+    assert track.cues[-1].end == pytest.approx(360, abs=0.011)
+    assert len(final_steps) >= 5 and max(seconds for seconds, _ in final_steps) < 1.0, final_steps
+    assert sum(seconds for seconds, _ in final_steps) < 3.0, final_steps
+
+
+@pytest.mark.slow
+def test_a_six_minute_analysis_cancels_within_a_second_at_95_percent(six_minutes, phonetic):
+    # The job runs in its own thread (as a worker would run it); at 95% it waits until the
+    # cancel has been asked for, then must stop within a second.
+    job = Analysis(six_minutes, recognizer_object=phonetic)
+    at_95, cancel_asked, outcome = threading.Event(), threading.Event(), {}
+
+    def on_progress(progress):
+        if progress.fraction >= 0.95 and not at_95.is_set():
+            at_95.set()
+            cancel_asked.wait(10)
+
+    def work():
+        try:
+            job.run(on_progress)
+        except JobCancelled as error:
+            outcome["cancelled"] = (time.perf_counter(), str(error))
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    assert at_95.wait(300), "the analysis never reached 95%"
+    asked = time.perf_counter()
+    job.cancel()
+    cancel_asked.set()
+    worker.join(5)
+    assert not worker.is_alive() and not job.done
+    stopped, message = outcome["cancelled"]
+    assert stopped - asked < 1.0 and "six_minutes.wav: cancelled" in message
