@@ -32,11 +32,17 @@ import numpy as np
 
 from ..errors import UserError
 from ..jobs import Job, Progress
-from .cues import parse_shape_set
+from .cues import MAX_SECONDS, parse_shape_set
 from .shapes import PHONES, animate_step_by_step, cue_track
 
 SAMPLE_RATE = 16000
 AUDIO_EXTENSIONS = (".wav", ".ogg", ".flac")
+# What read_audio accepts: telephone quality to studio rates, up to 7.1 surround plus spares.
+SAMPLE_RATES = (4000, 768000)
+MAX_CHANNELS = 16
+# What read_audio accepts: telephone quality to studio rates, up to 7.1 surround plus spares.
+SAMPLE_RATES = (4000, 768000)
+MAX_CHANNELS = 16
 RECOGNIZERS = ("words", "phonetic")
 # "auto": words when there is dialog text to guide them, else the phonetic recognizer, which here
 # agrees as well with Rhubarb and runs about twice as fast (bench/bench_lipsync.py).
@@ -98,18 +104,37 @@ def read_audio(path):
         raise AudioError(f"{opening} It is a folder.")
     if path.stat().st_size == 0:
         raise AudioError(f"{opening} The file is empty (0 bytes).")
+    kind = {".wav": "WAVE", ".ogg": "Ogg Vorbis", ".flac": "FLAC"}[extension]
     try:
+        # The header first: a 32 KB file claiming 1 Hz is 4.4 hours at 16 kHz, one claiming
+        # 2.1 GHz resamples to nothing, so rate, channels and length are checked before decoding.
+        info = soundfile.info(str(path))
+        check_audio_header(info.samplerate, info.channels, info.frames, opening)
         samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except soundfile.LibsndfileError as error:
         reason = str(error.error_string if hasattr(error, "error_string") else error)
-        kind = {".wav": "WAVE", ".ogg": "Ogg Vorbis", ".flac": "FLAC"}[extension]
         raise AudioError(f"{opening} It is not readable {kind} audio ({reason.rstrip('.')}).") from None
     except (RuntimeError, OSError) as error:
         raise AudioError(f"{opening} {error}") from None
     if samples.shape[0] == 0:
         raise AudioError(f"{opening} It holds no audio frames.")
-    mono = samples.mean(axis=1)
+    mono = np.nan_to_num(samples.mean(axis=1), nan=0.0, posinf=1.0, neginf=-1.0)  # float WAVs can hold NaN
     return resample(mono, rate, SAMPLE_RATE), samples.shape[0] / rate
+
+
+def check_audio_header(rate, channels, frames, opening):
+    """Refuse a sample rate, channel count or length that no recording of speech has."""
+    low, high = SAMPLE_RATES
+    if not low <= rate <= high:
+        raise AudioError(f"{opening} Its sample rate is {rate} Hz; supported rates are {low} to {high} Hz.")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioError(f"{opening} It has {channels} channels; at most {MAX_CHANNELS} are supported.")
+    if frames == 0:
+        raise AudioError(f"{opening} It holds no audio frames.")
+    if frames / rate > MAX_SECONDS:
+        raise AudioError(
+            f"{opening} It is {frames / rate / 3600:.1f} hours long; at most {MAX_SECONDS / 3600:g} hours are supported."
+        )
 
 
 def resample(samples, rate, target_rate):

@@ -1,0 +1,140 @@
+"""The audio reader on hostile recordings made from real ones: every failure an AudioError that
+names the file, none a traceback or a hang, and headers checked before anything is decoded."""
+
+import struct
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shared_assets import SHARED
+from tha_studio.lipsync import analyser
+from tha_studio.lipsync.analyser import AudioError
+
+AUDIO = SHARED / "assets" / "lipsync" / "audio"
+
+
+def _wav(rate=None, channels=None, size=32 * 1024, byte_rate=None):
+    """The first `size` bytes of a real 16 kHz mono WAV, its sizes fixed and its fmt fields
+    (rate, channels, byte rate) replaced as given: what a damaged or lying header looks like."""
+    path = AUDIO / "s1_plosives.wav"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    data = bytearray(path.read_bytes()[:size])
+    assert data[:4] == b"RIFF" and data[12:16] == b"fmt " and data[36:40] == b"data"
+    struct.pack_into("<I", data, 4, len(data) - 8)
+    struct.pack_into("<I", data, 40, len(data) - 44)
+    if channels is not None:
+        struct.pack_into("<H", data, 22, channels)
+        struct.pack_into("<H", data, 32, 2 * channels)  # block align
+    if rate is not None:
+        struct.pack_into("<I", data, 24, rate)
+    if byte_rate is not None or rate is not None:
+        value = byte_rate if byte_rate is not None else rate * 2 * (channels or 1)
+        struct.pack_into("<I", data, 28, value & 0xFFFFFFFF)
+    return bytes(data)
+
+
+def _read(tmp_path, data, name="bad.wav", within=5.0):
+    """read_audio of `data` written to a file: (result, None) or (None, AudioError), in bounded time."""
+    path = tmp_path / name
+    path.write_bytes(data)
+    started = time.perf_counter()
+    try:
+        return analyser.read_audio(path), None
+    except AudioError as error:
+        assert f"Could not open sound file {path}." in str(error)
+        return None, error
+    finally:
+        assert time.perf_counter() - started < within
+
+
+def test_an_intact_32_kb_wav_reads(tmp_path):
+    (samples, seconds), error = _read(tmp_path, _wav())
+    assert error is None and seconds == pytest.approx((32 * 1024 - 44) / 2 / 16000)
+    assert len(samples) == round(seconds * 16000) and np.isfinite(samples).all()
+
+
+@pytest.mark.parametrize("rate", [1, 100, 3999, 768001, 2_100_000_000])
+def test_a_header_claiming_an_absurd_rate_is_refused_before_decoding(tmp_path, rate):
+    # 1 Hz: 16,000 frames would be 4.4 hours (gigabytes at 16 kHz); 2.1 GHz: nothing left at 16 kHz.
+    _, error = _read(tmp_path, _wav(rate=rate))
+    assert error is not None
+    assert f"sample rate is {rate} Hz; supported rates are 4000 to 768000 Hz" in str(error)
+
+
+@pytest.mark.parametrize("rate", [4000, 8000, 44100, 96000, 768000])
+def test_real_rates_read(tmp_path, rate):
+    (samples, seconds), error = _read(tmp_path, _wav(rate=rate))
+    assert error is None and seconds == pytest.approx(16362 / rate)
+
+
+def test_too_many_channels_are_refused(tmp_path):
+    _, error = _read(tmp_path, _wav(channels=64))
+    assert error is not None and "64 channels; at most 16" in str(error)
+
+
+def test_too_long_is_refused(tmp_path):
+    # A 13-hour recording described by its header; the check uses the header's length.
+    with pytest.raises(AudioError, match=r"It is 13.0 hours long; at most 12 hours"):
+        analyser.check_audio_header(4000, 1, 13 * 3600 * 4000, "Could not open sound file x.wav.")
+
+
+def test_nan_samples_become_silence(tmp_path):
+    import soundfile
+
+    samples = np.zeros(8000, dtype=np.float32)
+    samples[100:200] = np.nan
+    samples[300] = np.inf
+    path = tmp_path / "nan.wav"
+    soundfile.write(path, samples, 8000, subtype="FLOAT")
+    resampled, seconds = analyser.read_audio(path)
+    assert seconds == 1.0 and np.isfinite(resampled).all()
+
+
+def _real_files():
+    names = ["s1_plosives.wav", "en_male_electricity.ogg"]
+    return [(name, (AUDIO / name).read_bytes()[:24 * 1024]) for name in names if (AUDIO / name).is_file()]
+
+
+REAL = _real_files() or [("empty.wav", b"RIFF")]
+
+
+@st.composite
+def mutated_audio(draw):
+    name, data = draw(st.sampled_from(REAL))
+    data = bytearray(data)
+    for _ in range(draw(st.integers(1, 6))):
+        # Mostly the header, where one byte changes what the whole file means.
+        if not data:
+            break
+        position = draw(st.integers(0, min(63, len(data) - 1)) | st.integers(0, len(data) - 1))
+        action = draw(st.sampled_from(["set", "insert", "delete", "truncate", "field"]))
+        if action == "set":
+            data[position] = draw(st.integers(0, 255))
+        elif action == "insert":
+            data[position:position] = draw(st.binary(min_size=1, max_size=8))
+        elif action == "delete":
+            del data[position : position + draw(st.integers(1, 8))]
+        elif action == "truncate":
+            del data[position:]
+        elif position + 4 <= len(data):
+            value = draw(st.sampled_from([0, 1, 2, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF, 2_100_000_000]))
+            struct.pack_into("<I", data, position, value)
+    # A .flac name too: libsndfile reads by content, the reader checks by name.
+    suffix = draw(st.sampled_from([name[name.rindex("."):], ".flac"]))
+    return "fuzz" + suffix, bytes(data)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(mutated_audio())
+def test_fuzzed_audio_gives_samples_or_an_audio_error_naming_the_file(tmp_path, case):
+    name, data = case
+    result, error = _read(tmp_path, data, name, within=5.0)
+    if result is not None:
+        samples, seconds = result
+        assert 0 < seconds <= 12 * 3600 and np.isfinite(samples).all()
+    else:
+        assert "\n" not in str(error) and len(str(error)) < 400
