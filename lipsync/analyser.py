@@ -40,9 +40,6 @@ AUDIO_EXTENSIONS = (".wav", ".ogg", ".flac")
 # What read_audio accepts: telephone quality to studio rates, up to 7.1 surround plus spares.
 SAMPLE_RATES = (4000, 768000)
 MAX_CHANNELS = 16
-# What read_audio accepts: telephone quality to studio rates, up to 7.1 surround plus spares.
-SAMPLE_RATES = (4000, 768000)
-MAX_CHANNELS = 16
 RECOGNIZERS = ("words", "phonetic")
 # "auto": words when there is dialog text to guide them, else the phonetic recognizer, which here
 # agrees as well with Rhubarb and runs about twice as fast (bench/bench_lipsync.py).
