@@ -14,9 +14,11 @@ DESCRIPTION = """\
 Lip sync: a recording or a Rhubarb cue file in; a cue file, or THA mouth values per frame, out.
 
 Audio (.wav .ogg .flac) is analysed by Rhubarb Lip Sync when it is installed (on PATH, or
---rhubarb PATH), else by THA Studio's own analyser (PocketSphinx). Cue files (.tsv .json .xml
-.dat, as Rhubarb writes them) are read as they are. The output format follows -o's extension
-(.tsv .json .xml .dat for cues, .csv for per-frame values) unless --format says otherwise.
+--rhubarb PATH; it reads .wav and .ogg, so a .flac goes to it as a temporary WAV copy), else
+by THA Studio's own analyser (PocketSphinx); the first line on standard error says which ran.
+Cue files (.tsv .json .xml .dat, as Rhubarb writes them) are read as they are. The output
+format follows -o's extension (.tsv .json .xml .dat for cues, .csv for per-frame values)
+unless --format says otherwise.
 """
 
 EXAMPLES = """\
@@ -123,8 +125,31 @@ def _output_format(args):
     return known[extension]
 
 
-def _show_progress(progress):
-    print(f"\rProgress: {progress.fraction:4.0%}", end="", file=sys.stderr, flush=True)
+class _ProgressBar:
+    """tqdm's bar on standard error, moved only when the whole percent changes: a job reports
+    every 50 ms, and in a log each redraw is a line. Off a terminal it redraws at most once a
+    second. Closed, it ends its line, so what follows (an error, "interrupted") starts a new one."""
+
+    def __init__(self, title):
+        from tqdm import tqdm
+
+        terminal = sys.stderr.isatty()
+        self.bar = tqdm(
+            total=100, desc=title, unit="%", file=sys.stderr, dynamic_ncols=terminal, ncols=None if terminal else 70, ascii=not terminal,
+            mininterval=0.1 if terminal else 1.0, bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}",
+        )
+
+    def __call__(self, progress):
+        percent = int(progress.fraction * 100)
+        if percent != self.bar.n:
+            self.bar.update(percent - self.bar.n)
+
+    def close(self):
+        self.bar.close()
+
+
+def _terminate_as_interrupt(signum, frame):
+    raise KeyboardInterrupt  # so the job stops Rhubarb and removes its folder, as on Ctrl-C
 
 
 def _analyse(source, args):
@@ -146,13 +171,28 @@ def _analyse(source, args):
     if executable is not None:
         recognizer = "words" if args.recognizer == "auto" else args.recognizer
         job = rhubarb.RhubarbJob(source, executable, recognizer, dialog, args.extended_shapes)
+        # Rhubarb opens .wav and .ogg; the job converts anything else (.flac) to a temporary WAV.
+        engine = f"Rhubarb Lip Sync ({executable})" + ("" if rhubarb.can_read(source) else ", from a WAV copy")
     else:
         job = analyser.Analysis(source, args.recognizer, dialog, args.extended_shapes)
+        engine = "the built-in analyser"
+    if not args.quiet:
+        print(f"{source.name}: analysed by {engine}", file=sys.stderr)
+    bar = None if args.quiet else _ProgressBar("lip sync")
+    # SIGTERM (a killed script, a stopped service) cleans up as Ctrl-C does; main thread only.
+    import signal
+    import threading
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
-        result = job.run(None if args.quiet else _show_progress)
+        result = job.run(bar)
     finally:
-        if not args.quiet:
-            print(file=sys.stderr)  # end the progress line, before an error or the summary
+        if bar is not None:
+            bar.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if executable is not None:
         return result
     if result.unknown_words and not args.quiet:

@@ -10,6 +10,7 @@ Rhubarb runs with `--machineReadable`, so its stderr is one JSON object per line
 which is read back with formats.read_json. `cancel()` stops it.
 """
 
+import dataclasses
 import json
 import os
 import queue
@@ -27,6 +28,9 @@ from .formats import read_cues
 
 RECOGNIZER_NAMES = {"words": "pocketSphinx", "phonetic": "phonetic"}
 EXECUTABLE_NAMES = ("rhubarb", "rhubarb.exe")
+# What Rhubarb 1.14 opens itself (audioFileReading.cpp); anything else the job converts to WAV.
+RHUBARB_EXTENSIONS = (".wav", ".ogg")
+CONVERT_BLOCK_FRAMES = 1 << 16
 
 
 class RhubarbError(UserError, RuntimeError):
@@ -48,6 +52,32 @@ def find_rhubarb(path=None):
         if found:
             return Path(found)
     return None
+
+
+def can_read(path):
+    """Whether Rhubarb opens this recording itself (.wav, .ogg); others (.flac) RhubarbJob first
+    converts to a temporary WAV."""
+    return Path(path).suffix.lower() in RHUBARB_EXTENSIONS
+
+
+def convert_to_wav(source, target):
+    """A recording libsndfile reads (FLAC, ...) as a 16-bit WAV for Rhubarb, block by block so a
+    long one is never all in memory; its header checked as the built-in analyser checks it."""
+    import soundfile
+
+    from .analyser import check_audio_header
+
+    opening = f"Could not open sound file {source}."
+    try:
+        with soundfile.SoundFile(str(source)) as audio:
+            check_audio_header(audio.samplerate, audio.channels, audio.frames, opening)
+            with soundfile.SoundFile(str(target), "w", audio.samplerate, audio.channels, "PCM_16", format="WAV") as wav:
+                for block in audio.blocks(CONVERT_BLOCK_FRAMES, dtype="float32"):
+                    wav.write(block)
+    except (RuntimeError, OSError) as error:  # libsndfile's errors are RuntimeErrors
+        reason = str(getattr(error, "error_string", None) or error).rstrip(".")
+        raise RhubarbError(f"{opening} It is not readable audio ({reason}).") from None
+    return Path(target)
 
 
 def rhubarb_arguments(executable, audio, output, recognizer="words", dialog_file=None, extended_shapes="GHX", threads=None):
@@ -100,8 +130,11 @@ class RhubarbJob(Job):
             dialog_file.write_text(self.dialog, encoding="utf-8")
         self._output = folder / "cues.json"
         try:
+            audio = self.audio
+            if not can_read(audio):
+                audio = convert_to_wav(audio, folder / (audio.stem + ".wav"))
             arguments = rhubarb_arguments(
-                self.executable, self.audio, self._output, self.recognizer, dialog_file, self.extended_shapes,
+                self.executable, audio, self._output, self.recognizer, dialog_file, self.extended_shapes,
                 self.threads,
             )
             self.process = subprocess.Popen(
@@ -177,7 +210,9 @@ class RhubarbJob(Job):
             raise RhubarbError(f"Rhubarb Lip Sync failed on {self.audio}: {reason.replace(chr(10), ' ').strip()}")
         if not self._output.exists():
             raise RhubarbError(f"Rhubarb Lip Sync finished but wrote no cues for {self.audio}")
-        return read_cues(self._output, "json")
+        track = read_cues(self._output, "json")
+        # Rhubarb names the file it read: the user's, not a temporary WAV made from it.
+        return dataclasses.replace(track, sound_file=str(self.audio)) if not can_read(self.audio) else track
 
     def _stop(self):
         """Stop Rhubarb (the next step raises JobCancelled)."""

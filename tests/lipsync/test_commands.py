@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import soundfile
 
 from tha_studio.commands import main
 from tha_studio.lipsync import formats
@@ -75,3 +76,39 @@ def test_errors_are_one_line_and_name_the_file(shared, tmp_path, capsys):
         error = capsys.readouterr().err.strip().splitlines()[-1]
         assert error.startswith("tha_studio lipsync: error: ") and message in error, (argv, error)
     assert not (tmp_path / "x.png").exists()
+
+
+def test_the_engine_is_named_and_progress_moves_only_when_it_changes(shared, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no Rhubarb: auto means the built-in analyser
+    audio = shared / "assets" / "lipsync" / "audio" / "en_male_electricity.ogg"
+    samples, rate = soundfile.read(audio)
+    flac = tmp_path / "electricity.flac"
+    soundfile.write(flac, samples, rate)
+    assert main(["lipsync", str(flac), "-o", str(tmp_path / "cues.tsv")]) == 0
+    err = capsys.readouterr().err
+    lines = err.split("\n")
+    assert lines[0] == "electricity.flac: analysed by the built-in analyser"
+    # Off a terminal: a redraw ("\r") only when the percent changed, at most once a second.
+    bar = lines[1].split("\r")[1:]
+    percents = [int(draw.split(":")[1].split("%")[0]) for draw in bar]
+    assert percents[-1] == 100 and len(bar) <= 4
+    assert lines[2].endswith("-> " + str(tmp_path / "cues.tsv")) and "" not in lines[:-1]
+
+
+def test_an_error_after_the_progress_bar_starts_its_own_line(shared, capsys):
+    bad = shared / "assets" / "lipsync" / "bad_inputs" / "text_renamed.wav"
+    assert main(["lipsync", str(bad), "--engine", "builtin"]) == 1
+    lines = capsys.readouterr().err.split("\n")
+    assert lines[-2].startswith("tha_studio lipsync: error: Could not open sound file") and lines[-1] == ""
+    assert "" not in lines[:-1]  # no empty line before it
+    assert lines[-3].split("\r")[-1].startswith("lip sync:")
+
+
+def test_a_cue_file_past_the_limit_is_refused_before_any_output(tmp_path, capsys):
+    # 17 bytes that once meant 24 million rows of per-frame values.
+    huge = tmp_path / "huge.tsv"
+    huge.write_text("0.00\tX\n1e6\tX\n")
+    assert main(["lipsync", str(huge), "-o", str(tmp_path / "mouth.csv")]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error == f"tha_studio lipsync: error: {huge}, line 2: time must be at most 43200 seconds (12 hours), got 1e6"
+    assert not (tmp_path / "mouth.csv").exists()

@@ -7,15 +7,21 @@ output and its recorded --machineReadable failure lines).
 
 import json
 import os
+import signal
 import stat
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
+import soundfile
 
+import tha_studio
 from tha_studio.lipsync import formats
+from tha_studio.errors import UserError
 from tha_studio.jobs import JobCancelled
-from tha_studio.lipsync.rhubarb import RhubarbError, RhubarbJob, find_rhubarb, rhubarb_arguments
+from tha_studio.lipsync.rhubarb import RhubarbError, RhubarbJob, can_read, find_rhubarb, rhubarb_arguments
 
 STAND_IN = r'''#!{python}
 import json, os, shutil, sys, time
@@ -23,6 +29,8 @@ args = sys.argv[1:]
 with open(os.environ["RHUBARB_STAND_IN_LOG"], "a") as log:
     log.write(json.dumps(args) + "\n")
 audio = args[-1]
+with open(os.environ["RHUBARB_STAND_IN_LOG"] + ".pid", "w") as pid:
+    pid.write(str(os.getpid()))
 output = args[args.index("-o") + 1]
 def say(event):
     sys.stderr.write(json.dumps(event).replace('", "', '", "') + "\n"); sys.stderr.flush()
@@ -111,3 +119,53 @@ def test_missing_rhubarb_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(RhubarbError, match="not installed"):
         RhubarbJob(tmp_path / "voice.wav")
+
+
+def test_flac_goes_to_rhubarb_as_a_temporary_wav(shared, stand_in, tmp_path):
+    # Rhubarb 1.14 opens only .wav and .ogg: the job hands it a WAV copy and names the FLAC.
+    _, log = stand_in
+    samples, rate = soundfile.read(shared / "assets" / "lipsync" / "audio" / "s1_plosives.wav")
+    flac = tmp_path / "s1_plosives.flac"
+    soundfile.write(flac, samples, rate)
+    assert not can_read(flac) and can_read("a.WAV") and can_read("b.ogg")
+    job = RhubarbJob(flac)
+    track = job.run()
+    given = Path(json.loads(log.read_text().splitlines()[-1])[-1])
+    assert given.name == "s1_plosives.wav" and given.parent.name.startswith("tha_studio_rhubarb_")
+    assert not given.parent.exists()  # removed with the job's folder
+    expected = formats.read_cues(shared / "assets" / "lipsync" / "rhubarb" / "s1_plosives.wav" / "ps_json.json")
+    assert track.cues == expected.cues and track.sound_file == str(flac)
+
+
+def test_unreadable_flac_is_named(stand_in, tmp_path):
+    flac = tmp_path / "noise.flac"
+    flac.write_bytes(b"fLaC" + bytes(100))
+    with pytest.raises(UserError, match=f"Could not open sound file {flac}. It is not readable audio"):
+        RhubarbJob(flac).run()
+    assert not list(tmp_path.glob("tha_studio_rhubarb_*"))
+
+
+def test_sigterm_stops_rhubarb_and_removes_its_folder(shared, stand_in, tmp_path):
+    path, log = stand_in
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    environment = dict(os.environ, TMPDIR=str(temporary), RHUBARB_STAND_IN_DELAY="30")
+    cli = Path(tha_studio.__file__).parent / "cli.py"
+    audio = shared / "assets" / "lipsync" / "audio" / "s2_rounded.wav"
+    process = subprocess.Popen(
+        [sys.executable, str(cli), "lipsync", str(audio), "--engine", "rhubarb", "--rhubarb", str(path)],
+        env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    pid_file = Path(str(log) + ".pid")
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pid_file.exists() and list(temporary.glob("tha_studio_rhubarb_*"))
+    rhubarb_pid = int(pid_file.read_text())
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=20)
+    assert process.returncode == 130 and "Traceback" not in err
+    assert err.splitlines()[-1] == "tha_studio lipsync: interrupted"
+    assert not list(temporary.glob("tha_studio_rhubarb_*"))
+    with pytest.raises(ProcessLookupError):  # Rhubarb is gone (reaped by the command)
+        os.kill(rhubarb_pid, 0)
