@@ -9,6 +9,7 @@ several clips; the one-time load is printed apart). On a machine shared with oth
 wall-clock figure drops; the CPU-time figure (audio length / this process's CPU time) does not.
 
     python bench/bench_lipsync.py [--recognizer words|phonetic|both] [--plot /tmp/curves.png] [--profile]
+    python bench/bench_lipsync.py --sweep [--recognizer ...] [--lengths 30,120,300,600]
 
 `--profile` also prints where the time went (cProfile, by function's own time): for "words",
 `WordRecognizer.words` is the language-model pass and `WordRecognizer.phones` the two alignment
@@ -17,12 +18,21 @@ passes (pocketsphinx's C code counts as the Python method that called it).
 References: `ps_threads1_json.json` (Rhubarb's pocketSphinx recognizer, repeatable) for "words",
 `phonetic_json.json` for "phonetic"; s1 is also run with its dialog text against
 `ps_dialog_json.json`.
+
+`--sweep` measures how speed and memory grow with the length of a recording: the shared
+recordings joined (half a second apart, over and over) to each length, each length analysed in a
+fresh process, printing x real time (wall and CPU) and the process's peak memory (resident set),
+with how much of it the analysis added to the process holding the loaded model.
 """
 
 import argparse
 import cProfile
+import json
 import pstats
+import resource
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -83,15 +93,73 @@ def print_table(rows, loads):
         print(f"{recognizer:<10} model load once: {loads[recognizer]:.2f} s")
 
 
+def joined_recording(seconds, path):
+    """The shared recordings one after another (half a second apart), over and over, cut to
+    `seconds`, written to `path` (16 kHz wav)."""
+    import numpy as np
+    import soundfile
+
+    parts = [analyser.read_audio(p)[0] for p in recordings()]
+    gap = np.zeros(analyser.SAMPLE_RATE // 2, dtype=np.float32)
+    pieces, total = [], 0
+    while total < seconds * analyser.SAMPLE_RATE:
+        for part in parts:
+            pieces += [part, gap]
+            total += len(part) + len(gap)
+    soundfile.write(path, np.concatenate(pieces)[: int(seconds * analyser.SAMPLE_RATE)], analyser.SAMPLE_RATE)
+
+
+def resident_mib():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def measure_one(path, recognizer_name):
+    """Analyse one recording in this process; print its figures as JSON (for `--sweep`)."""
+    recognizer = analyser.make_recognizer(recognizer_name)
+    before = resident_mib()
+    started, cpu_started = time.perf_counter(), time.process_time()
+    track = analyser.Analysis(path, recognizer_object=recognizer).run().track
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps(dict(duration=track.duration, seconds=seconds, cpu_seconds=cpu_seconds,
+                          peak_mib=peak, added_mib=peak - before, cues=len(track.cues))))
+
+
+def sweep(recognizer_names, lengths):
+    print(f"{'recognizer':<10} {'length s':>8} {'cues':>6} {'wall s':>7} {'x real time':>11} {'(CPU time)':>10} "
+          f"{'peak MiB':>8} {'added MiB':>9}")
+    with tempfile.TemporaryDirectory(prefix="tha_lipsync_sweep_") as folder:
+        for seconds in lengths:
+            path = Path(folder) / f"joined_{seconds}s.wav"
+            joined_recording(seconds, path)
+            for name in recognizer_names:
+                # A fresh process per run, so each peak is that run's alone.
+                output = subprocess.run([sys.executable, __file__, "--measure-one", str(path), "--recognizer", name],
+                                        check=True, capture_output=True, text=True).stdout
+                row = json.loads(output.strip().splitlines()[-1])
+                print(f"{name:<10} {seconds:8d} {row['cues']:6d} {row['seconds']:7.1f} "
+                      f"{row['duration'] / row['seconds']:11.1f} {row['duration'] / row['cpu_seconds']:10.1f} "
+                      f"{row['peak_mib']:8.0f} {row['added_mib']:9.0f}", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recognizer", choices=("words", "phonetic", "both"), default="both")
     parser.add_argument("--plot", type=Path, help="also draw the THA mouth curves of a recording to this PNG")
     parser.add_argument("--plot-recording", default="en_male_watchingtv.ogg")
     parser.add_argument("--profile", action="store_true", help="also print where the time went (cProfile)")
+    parser.add_argument("--sweep", action="store_true", help="speed and peak memory against recording length")
+    parser.add_argument("--lengths", default="30,120,300,600", help="the sweep's lengths in seconds")
+    parser.add_argument("--measure-one", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.measure_one:
+        return measure_one(args.measure_one, args.recognizer)
     if not LIPSYNC.is_dir():
         sys.exit(f"../shared is absent ({SHARED}); the benchmark needs its recordings")
+    if args.sweep:
+        names = ("words", "phonetic") if args.recognizer == "both" else (args.recognizer,)
+        return sweep(names, [int(s) for s in args.lengths.split(",")])
     rows, loads, profiles = [], {}, {}
     for name in ("words", "phonetic") if args.recognizer == "both" else (args.recognizer,):
         profiler = cProfile.Profile() if args.profile else None
