@@ -7,7 +7,7 @@ package and its bundled US English model:
    resampled to 16 kHz and its DC offset removed;
 2. voice activity detection (WebRTC's, as packaged in pocketsphinx, aggressiveness 2 in 10 ms
    frames; gaps up to 10 cs filled, blips under 5 cs dropped) splits it into utterances, so
-   silence stays X;
+   silence stays X (any over 7 s is split again at its quietest 10 ms, so a step stays short);
 3. each utterance (padded by 3 cs) is turned into timed phones, by one of two recognizers:
    - "phonetic": PocketSphinx's allphone search over the English phone language model;
    - "words" (Rhubarb's default): word recognition with the English language model (or, given
@@ -49,6 +49,12 @@ VAD_MODE = 2
 VAD_MAX_GAP_CS = 10
 VAD_MIN_SEGMENT_CS = 5
 UTTERANCE_PADDING_CS = 3
+# Utterances longer than this (speech with no pause the VAD hears) are split at their quietest
+# 10 ms, no nearer than 2 s to either end: one utterance is one step of the job, and the word
+# recognizer's ~10x real time keeps a 7 s one under a second. The shared recordings' longest
+# utterance is 6.7 s, so none of them is split.
+MAX_UTTERANCE_CS = 700
+MIN_SPLIT_PART_CS = 200
 MIN_NOISE_CS = 12
 SCHWA_CS = 6  # PocketSphinx does not tell AH from schwa; short ones are taken as schwa
 
@@ -184,6 +190,23 @@ def voice_activity(pcm):
         else:
             stretches.append([index, index + 1])
     return [(s, e) for s, e in stretches if e - s >= VAD_MIN_SEGMENT_CS]
+
+
+def split_long_utterances(pcm, utterances, max_cs=MAX_UTTERANCE_CS):
+    """The utterances with each longer than `max_cs` split at its quietest 10 ms (by energy),
+    at least MIN_SPLIT_PART_CS from either end, until none is longer."""
+    frame = SAMPLE_RATE // 100
+    result, pending = [], list(reversed(utterances))
+    while pending:
+        start, end = pending.pop()
+        if end - start <= max_cs:
+            result.append((start, end))
+            continue
+        low, high = start + min(MIN_SPLIT_PART_CS, max_cs // 2), end - min(MIN_SPLIT_PART_CS, max_cs // 2)
+        frames = pcm[low * frame : high * frame].astype(np.float64).reshape(-1, frame)
+        split = low + int(np.argmin((frames**2).sum(axis=1)))
+        pending += [(split, end), (start, split)]  # the first half is taken next
+    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -408,7 +431,7 @@ class Analysis(Job):
         samples = samples - float(np.mean(samples))  # DC offset would fool the VAD
         self.pcm = to_pcm16(samples)
         self.length_cs = int(self.duration * 100)
-        self.utterances = voice_activity(self.pcm)
+        self.utterances = split_long_utterances(self.pcm, voice_activity(self.pcm))
         if self._recognizer is None:
             self._recognizer = make_recognizer(self.recognizer_name, self.dialog)
         self._pending = list(reversed(self.utterances))  # popped from the end, in time order

@@ -220,3 +220,20 @@ def test_a_six_minute_analysis_cancels_within_a_second_at_95_percent(six_minutes
     assert not worker.is_alive() and not job.done
     stopped, message = outcome["cancelled"]
     assert stopped - asked < 1.0 and "six_minutes.wav: cancelled" in message
+
+
+def test_long_utterances_are_split_at_their_quietest_moment(shared):
+    # One utterance is one step of the job: speech with no pause would make a step too long to
+    # cancel within a second. Here the limit is lowered to 3 s to split real speech.
+    samples, _ = analyser.read_audio(lipsync(shared, "audio", "shorted-threelittlekittens_01_rountreesmith.ogg"))
+    pcm = analyser.to_pcm16(samples - samples.mean())
+    utterances = analyser.voice_activity(pcm)
+    split = analyser.split_long_utterances(pcm, utterances, max_cs=300)
+    assert len(split) > len(utterances) and all(e - s <= 300 for s, e in split)
+    assert split[0][0] == utterances[0][0] and split[-1][1] == utterances[-1][1]
+    assert sum(e - s for s, e in split) == sum(e - s for s, e in utterances)  # nothing lost or doubled
+    assert all(a[1] <= b[0] for a, b in zip(split, split[1:]))
+    energy = (pcm[: len(pcm) // 160 * 160].astype(np.float64).reshape(-1, 160) ** 2).sum(axis=1)
+    cuts = [b[0] for a, b in zip(split, split[1:]) if a[1] == b[0]]
+    assert cuts and all(energy[cut] <= np.median(energy[utterances[0][0] : utterances[-1][1]]) for cut in cuts)
+    assert analyser.split_long_utterances(pcm, utterances) == utterances  # 6.7 s at most: none split
