@@ -1,5 +1,7 @@
 """Rhubarb's phone -> shape rules and timing steps (rhubarb.md §1.5), step by step."""
 
+import time
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -86,3 +88,67 @@ def test_any_phone_sequence_animates_to_a_contiguous_track(steps):
     assert runs[-1][2] == "X" or not phones
     track = shapes.cue_track(runs, length)
     assert track.duration == length / 100
+
+
+# The steps write timelines in one pass (`overlaid`) or at their end (`set_range_at_end`) where
+# they used `set_range` on the whole timeline per change; these must agree with it.
+runs_strategy = st.lists(st.tuples(st.integers(1, 30), st.sampled_from("ABCX")), min_size=1, max_size=30)
+
+
+def contiguous(lengths_and_values, start=0):
+    runs = []
+    for length, value in lengths_and_values:
+        runs.append((start, start + length, value))
+        start += length
+    return runs
+
+
+@settings(max_examples=300, deadline=None)
+@given(runs_strategy, st.lists(st.tuples(st.integers(0, 20), st.integers(1, 15), st.sampled_from("DEFZ")), max_size=12))
+def test_overlaid_is_set_range_for_each_patch(base, gaps_and_patches):
+    runs = contiguous(base, start=5)
+    patches, time = [], 0
+    for gap, length, value in gaps_and_patches:  # disjoint, some outside the runs
+        time += gap
+        patches.append((time, time + length, value))
+        time += length
+    expected = runs
+    for patch in reversed(patches):
+        expected = shapes.set_range(expected, *patch)
+    assert shapes.overlaid(runs, patches) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(runs_strategy, st.integers(-10, 400), st.integers(1, 40), st.sampled_from("DEFZ"))
+def test_set_range_at_end_is_set_range(base, start, length, value):
+    runs = contiguous(base)
+    start = min(start, runs[-1][1] - 1)  # as when rules are written: the range starts inside
+    expected = shapes.set_range(runs, start, start + length, value)
+    shapes.set_range_at_end(runs, start, start + length, value)
+    assert runs == expected
+
+
+def held_vowels(offset):
+    """Three long IY/IH syllables, all B (a static segment), from `offset` cs."""
+    return [(offset + s, offset + e, p) for s, e, p in
+            [(10, 60, "IY"), (60, 65, "N"), (65, 115, "IH"), (115, 120, "N"), (120, 170, "IY")]]
+
+
+def test_static_segments_are_fixed_each_on_its_own():
+    # The fix of one static segment is chosen among its own rules, so it does not depend on
+    # another far away (the whole file's rules were combined, and the file re-animated for each).
+    alone = animate(held_vowels(0), 200)
+    both = animate(held_vowels(0) + held_vowels(1000), 1200)
+    assert shapes.clip(both, 0, 200) == alone
+    assert [(s - 1000, e - 1000, v) for s, e, v in shapes.clip(both, 1000, 1200)] == alone
+
+
+def test_ten_minutes_of_static_segments_animate_quickly():
+    # 300 static segments over 10 minutes: each fixed locally, every step linear. The old search
+    # over combinations of all of them would not have finished.
+    phones = [phone for n in range(300) for phone in held_vowels(200 * n)]
+    started = time.perf_counter()
+    runs = animate(phones, 60000)
+    assert time.perf_counter() - started < 10
+    assert runs[-1][1] == 60000
+    assert all("C" in {v for _, _, v in shapes.clip(runs, 200 * n, 200 * n + 200)} for n in range(300))
