@@ -5,7 +5,13 @@ runs covering [0, length); `set_range` overwrites part of one. The steps follow 
 
     phones -> shape rules -> rough animation (closest shapes, vowels anticipated)
            -> timing (minimum shape and segment durations) -> pauses -> tweens
-           -> the target shape set; long static segments broken up around all of it.
+           -> the target shape set; long static segments broken up around all of it,
+              each on its own (its own rules searched, as Rhubarb does), then all re-animated.
+
+Every step is linear in the number of runs (a 10-minute recording's shapes take about a tenth
+of a second): timelines are written in one pass (`overlaid`) or at their end
+(`set_range_at_end`), never copied whole per change, and parts of them found by bisection.
+`animate_step_by_step` runs the steps as a generator, so a job can stop between any two.
 """
 
 from bisect import bisect_right
