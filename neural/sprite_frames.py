@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import weakref
 from collections import OrderedDict
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from .poser import Poser
 
 _posers = {}
 _posers_lock = threading.Lock()
+_run_locks = weakref.WeakKeyDictionary()  # Poser -> the lock its network runs take
 _file_hashes = {}
 
 
@@ -82,7 +84,10 @@ class FrameSource:
         self._prepared = None
         self._memory = OrderedDict()
         self._memory_frames = memory_frames
-        self._lock = threading.Lock()  # one network run at a time per source (live preview thread + bake)
+        self._lock = threading.Lock()  # guards this source's memory of pictures
+        with _posers_lock:
+            # Sprites sharing a Poser take turns: a run switches the Poser to its own picture first.
+            self._run_lock = _run_locks.setdefault(self.poser, threading.Lock())
         self.network_runs = 0
 
     def key(self, pose):
@@ -113,13 +118,13 @@ class FrameSource:
         found = self.remembered(key)
         if found is not None:
             return key, found
-        with self._lock:
+        with self._run_lock:
             if self._prepared is None:
                 self._prepared = self.poser.set_image(self.rgba).prepared
             self.poser.use_prepared(self._prepared)
             rgba = self.poser.pose_rgba(dequantise_pose(quantise_pose(pose))[None])[0]
             self.network_runs += 1
-            self._remember(key, rgba)
+        self.remember(key, rgba)
         return key, rgba
 
     @staticmethod
