@@ -36,21 +36,35 @@ _rendering = False
 # --- frame sources -------------------------------------------------------------------------
 
 
-def source_for(obj):
-    """The sprite's FrameSource (weights loaded on first use, shared between sprites)."""
+def _signature(settings):
+    return (settings.schema, settings.weights, settings.variant, settings.device, settings.precision,
+            settings.picture, settings.picture_digest)
+
+
+def _known_source(obj):
+    """The sprite's loaded FrameSource, or None when it has none yet or its settings changed."""
+    known = _sources.get(obj.name)
+    if known is None or known[0] != _signature(sprites.settings_of(obj)):
+        return None
+    return known[1]
+
+
+def _load_source(name, settings, picture):
+    """Make a FrameSource (loads the weights the first time: seconds). Safe off the main thread:
+    it is given the picture's pixels, read from Blender on the main thread."""
     from ...neural.sprite_frames import FrameSource
 
-    settings = sprites.settings_of(obj)
-    signature = (settings.schema, settings.weights, settings.variant, settings.device, settings.precision,
-                 settings.picture, settings.picture_digest)
-    known = _sources.get(obj.name)
-    if known is None or known[0] != signature:
-        _status[obj.name] = "loading the THA weights"
-        source = FrameSource(sprites.picture_of(obj), settings.schema, settings.weights, settings.variant,
-                             settings.device, settings.precision)
-        _sources[obj.name] = (signature, source)
-        _status[obj.name] = f"ready on {source.device}"
-    return _sources[obj.name][1]
+    _status[name] = "loading the THA weights…"
+    source = FrameSource(picture, settings.schema, settings.weights, settings.variant, settings.device,
+                         settings.precision)
+    _sources[name] = (_signature(settings), source)
+    _status[name] = f"ready on {source.device}"
+    return source
+
+
+def source_for(obj):
+    """The sprite's FrameSource (weights loaded on first use, shared between sprites)."""
+    return _known_source(obj) or _load_source(obj.name, sprites.settings_of(obj), sprites.picture_of(obj))
 
 
 def check_weights(settings):
@@ -146,9 +160,17 @@ def update_scene(scene):
 
 def update_sprite(obj, in_line_now=None):
     """Show the sprite's current pose: at once if its picture is known, else pose it (in line, or
-    through the worker thread in an interactive Blender). Returns True if the plane changed."""
-    source = source_for(obj)
+    through the worker thread in an interactive Blender, which also loads the weights the first
+    time, so the interface never waits for them). Returns True if the plane changed."""
+    posing_in_line = in_line() if in_line_now is None else in_line_now
     pose = sprites.sprite_pose(obj)
+    source = _known_source(obj)
+    if source is None and not posing_in_line:
+        settings, picture = sprites.settings_of(obj), sprites.picture_of(obj)
+        worker.request(obj.name, lambda: _load_source(obj.name, settings, picture), pose)
+        _status[obj.name] = "loading the THA weights…"
+        return False
+    source = source or source_for(obj)
     key = source.key(pose)
     if _shown.get(obj.name) == key:
         return False
@@ -158,8 +180,8 @@ def update_sprite(obj, in_line_now=None):
         if rgba is not None:
             source.remember(key, rgba)
     if rgba is None:
-        if not (in_line() if in_line_now is None else in_line_now):
-            worker.request(obj.name, source, pose, key)
+        if not posing_in_line:
+            worker.request(obj.name, source, pose)
             _status[obj.name] = "computing the frame…"
             return False
         started = time.perf_counter()
@@ -193,18 +215,19 @@ def apply_finished():
 
 
 class PoseWorker:
-    """One background thread that poses the newest request of each sprite."""
+    """One background thread that poses the newest request of each sprite (a request's source may
+    be a function that makes it: the first pose of a sprite loads its weights here)."""
 
     def __init__(self):
         self._lock = threading.Condition()
-        self._requests = {}  # sprite name -> (source, pose, key); a newer request replaces an older one
+        self._requests = {}  # sprite name -> (source, pose); a newer request replaces an older one
         self._finished = []
         self._thread = None
         self._busy = False  # a pose is being computed
 
-    def request(self, name, source, pose, key):
+    def request(self, name, source, pose):
         with self._lock:
-            self._requests[name] = (source, pose, key)
+            self._requests[name] = (source, pose)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="THA Studio poser", daemon=True)
                 self._thread.start()
@@ -242,9 +265,11 @@ class PoseWorker:
                         self._thread = None
                         return
                 name = next(iter(self._requests))
-                source, pose, key = self._requests.pop(name)
+                source, pose = self._requests.pop(name)
                 self._busy = True
             try:
+                if callable(source):
+                    source = source()
                 started = time.perf_counter()
                 key, rgba = source.pose_rgba(pose)
                 result = (name, key, rgba, time.perf_counter() - started, source.device)

@@ -332,9 +332,14 @@ def test_the_bake_operator_steps_its_job_and_reports(ext, ext_module, picture, t
 def test_the_interactive_preview_poses_off_the_main_thread_and_shows_the_newest_pose(ext, ext_module, picture):
     sprite, live = ext_module("animation.blender.sprite"), ext_module("animation.blender.live")
     obj = add_sprite(picture)
+    image_before = sprite.image_rgba(sprite.live_image(obj)).copy()
+    # A sprite not posed yet (as after opening a file): the worker loads its weights, then poses.
+    live.forget()
+    live.update_sprite(obj, in_line_now=False)
+    assert live.status(obj) == "loading the THA weights…"
+    assert live.worker.wait_idle(timeout=120) and live.apply_finished() == 1
     source = live.source_for(obj)
     runs = source.network_runs
-    image_before = sprite.image_rgba(sprite.live_image(obj)).copy()
     for value in (0.3, 0.6, 0.9):  # three slider moves in a row: the worker may skip the stale ones
         sprite.set_pose(obj, {"mouth_aaa": value})
         live.update_sprite(obj, in_line_now=False)
