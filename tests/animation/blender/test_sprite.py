@@ -380,3 +380,10 @@ def test_the_sprite_command_names_a_bad_keyframe_file(tmp_path, picture):
         capture_output=True, text=True, timeout=600, env=dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user")))
     assert done.returncode == 1
     assert f"{keys}: line 3, mouth_aaa: 'wide' is not a number" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_eevee_renders_the_baked_sprite_with_its_transparency(baked, ext_module, tmp_path):
+    open_baked(baked)
+    expected = coverage(read_rgba(baked["cache"] / "frames" / "frame_0012.png"))
+    rgba = render_frames(ext_module, "eevee", (12,), tmp_path)[12]  # slow on a CPU (shader compiling): one frame
+    assert abs(coverage(rgba) - expected) < 0.03 and rgba[0, 0, 3] == 0
