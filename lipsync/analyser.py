@@ -22,6 +22,8 @@ one utterance, or one step of the mouth-shape animation (each linear in the numb
 one static segment fixed), so each lasts well under a second and a cancel takes effect as soon.
 """
 
+import contextlib
+import math
 import os
 import re
 import tempfile
@@ -93,36 +95,89 @@ class AudioError(UserError, ValueError):
 
 def read_audio(path):
     """(mono float32 samples at 16 kHz, duration in seconds) of a wav, ogg or flac file."""
-    import soundfile
+    reader = AudioReader(path)
+    for _ in reader.steps():
+        pass
+    return reader.samples, reader.duration
 
-    path = Path(path)
-    opening = f"Could not open sound file {path}."
-    extension = path.suffix.lower()
-    if extension not in AUDIO_EXTENSIONS:
-        supported = ", ".join(f"'{e}'" for e in AUDIO_EXTENSIONS)
-        raise AudioError(f"{opening} Unsupported file extension '{path.suffix}'. Supported extensions are {supported}.")
-    if not path.exists():
-        raise AudioError(f"{opening} No such file.")
-    if path.is_dir():
-        raise AudioError(f"{opening} It is a folder.")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{opening} The file is empty (0 bytes).")
-    kind = {".wav": "WAVE", ".ogg": "Ogg Vorbis", ".flac": "FLAC"}[extension]
-    try:
-        # The header first: a 32 KB file claiming 1 Hz is 4.4 hours at 16 kHz, one claiming
-        # 2.1 GHz resamples to nothing, so rate, channels and length are checked before decoding.
-        info = soundfile.info(str(path))
-        check_audio_header(info.samplerate, info.channels, info.frames, opening)
-        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except soundfile.LibsndfileError as error:
-        reason = str(error.error_string if hasattr(error, "error_string") else error)
-        raise AudioError(f"{opening} It is not readable {kind} audio ({reason.rstrip('.')}).") from None
-    except (RuntimeError, OSError) as error:
-        raise AudioError(f"{opening} {error}") from None
-    if samples.shape[0] == 0:
-        raise AudioError(f"{opening} It holds no audio frames.")
-    mono = np.nan_to_num(samples.mean(axis=1), nan=0.0, posinf=1.0, neginf=-1.0)  # float WAVs can hold NaN
-    return resample(mono, rate, SAMPLE_RATE), samples.shape[0] / rate
+
+class AudioReader:
+    """A recording read a block at a time, so a job can stop between blocks (within a second
+    at any length) and memory holds one float32 copy of the audio, not four.
+
+    The constructor checks the file and its header (rate, channels, length: a 32 KB file
+    claiming 1 Hz is 4.4 hours at 16 kHz, one claiming 2.1 GHz resamples to nothing) and raises
+    AudioError naming the file; `steps()` decodes, mixes to mono and resamples block by block;
+    then `samples` (mono float32 at 16 kHz) and `duration` (seconds) are set.
+    """
+
+    BLOCK_SECONDS = 8.0
+
+    def __init__(self, path):
+        import soundfile
+
+        self.path = path = Path(path)
+        self.opening = opening = f"Could not open sound file {path}."
+        extension = path.suffix.lower()
+        if extension not in AUDIO_EXTENSIONS:
+            supported = ", ".join(f"'{e}'" for e in AUDIO_EXTENSIONS)
+            raise AudioError(f"{opening} Unsupported file extension '{path.suffix}'. Supported extensions are {supported}.")
+        if not path.exists():
+            raise AudioError(f"{opening} No such file.")
+        if path.is_dir():
+            raise AudioError(f"{opening} It is a folder.")
+        if path.stat().st_size == 0:
+            raise AudioError(f"{opening} The file is empty (0 bytes).")
+        self.kind = {".wav": "WAVE", ".ogg": "Ogg Vorbis", ".flac": "FLAC"}[extension]
+        with self._decoding_errors():
+            info = soundfile.info(str(path))
+            check_audio_header(info.samplerate, info.channels, info.frames, opening)
+        self.rate = info.samplerate
+        self.samples = None
+        self.duration = None
+
+    @contextlib.contextmanager
+    def _decoding_errors(self):
+        import soundfile
+
+        try:
+            yield
+        except soundfile.LibsndfileError as error:
+            reason = str(error.error_string if hasattr(error, "error_string") else error)
+            raise AudioError(f"{self.opening} It is not readable {self.kind} audio ({reason.rstrip('.')}).") from None
+        except (RuntimeError, OSError) as error:
+            raise AudioError(f"{self.opening} {error}") from None
+
+    def steps(self):
+        """Decode and resample a block per step (yields the fraction done, 0..1)."""
+        import soundfile
+
+        block = max(int(self.rate * self.BLOCK_SECONDS), 1)
+        with self._decoding_errors(), soundfile.SoundFile(str(self.path)) as audio:
+            total = max(audio.frames, 1)
+            mono = np.empty(audio.frames, dtype=np.float32)
+            filled = 0
+            while True:
+                with self._decoding_errors():
+                    samples = audio.read(block, dtype="float32", always_2d=True)
+                if samples.shape[0] == 0:
+                    break
+                # Float WAVs can hold NaN; a file may hold more frames than its header said.
+                part = np.nan_to_num(samples.mean(axis=1), nan=0.0, posinf=1.0, neginf=-1.0)
+                if filled + len(part) > len(mono):
+                    mono = np.concatenate([mono[:filled], np.empty(filled + len(part) - len(mono), np.float32)])
+                mono[filled : filled + len(part)] = part
+                filled += len(part)
+                yield 0.5 * filled / total
+        if filled == 0:
+            raise AudioError(f"{self.opening} It holds no audio frames.")
+        mono = mono[:filled]
+        self.duration = filled / self.rate
+        resampled = []
+        for done, piece in resample_blocks(mono, self.rate, SAMPLE_RATE, self.BLOCK_SECONDS):
+            resampled.append(piece)
+            yield 0.5 + 0.5 * done
+        self.samples = np.concatenate(resampled) if resampled else np.zeros(0, np.float32)
 
 
 def check_audio_header(rate, channels, frames, opening):
@@ -152,6 +207,42 @@ def resample(samples, rate, target_rate):
     else:
         spectrum = np.concatenate([spectrum, np.zeros(bins - len(spectrum), dtype=spectrum.dtype)])
     return (np.fft.irfft(spectrum, count) * (count / len(samples))).astype(np.float32)
+
+
+def resample_blocks(samples, rate, target_rate, block_seconds=8.0, margin_seconds=0.5, whole_seconds=60.0):
+    """`resample` in pieces a step can take: yields (fraction done, resampled samples).
+
+    Up to `whole_seconds` the recording is resampled at once (well under a second), exactly as
+    before. Longer ones go a block at a time: each block is resampled with half a second of its
+    neighbours on both sides and only its own part kept, so the spectral method's wrap-around at
+    the window's edges falls in the margins; block edges sit on sample positions both rates
+    share, so the pieces join on the same grid. Against one transform of the whole file the
+    result differs by less than 3e-4 of full scale away from the file's two ends (where the
+    whole-file transform wraps one end onto the other, and blocks do not).
+    """
+    if rate == target_rate:
+        yield 1.0, samples.astype(np.float32)
+        return
+    if len(samples) <= whole_seconds * rate:
+        yield 1.0, resample(samples, rate, target_rate)
+        return
+    step = rate // math.gcd(rate, target_rate)  # input samples per whole number of output samples
+    out_step = target_rate // math.gcd(rate, target_rate)
+    block = max(int(block_seconds * rate) // step, 1) * step
+    margin = max(int(margin_seconds * rate) // step, 1) * step
+    total = len(samples)
+    count = int(round(total * target_rate / rate))
+    made = 0
+    for start in range(0, total, block):
+        first, last = max(start - margin, 0), min(start + block + margin, total)
+        # Extend the window to whole steps so its output samples fall on the global grid.
+        last = min(first + -(-(last - first) // step) * step, total)
+        piece = resample(samples[first:last], rate, target_rate)
+        offset = (start - first) // step * out_step
+        wanted = min((min(start + block, total) - start) // step * out_step if start + block < total else count - made,
+                     len(piece) - offset)
+        yield min(start + block, total) / total, piece[offset : offset + wanted]
+        made += wanted
 
 
 def to_pcm16(samples):
@@ -404,8 +495,9 @@ class AnalysisResult:
 
 
 class Analysis(Job):
-    """One recording analysed as a job: `start()` reads the audio and finds the utterances, each
-    `step()` recognizes one utterance; `result` is an AnalysisResult. Nothing is shared between
+    """One recording analysed as a job: `start()` checks the audio file, the first steps read it
+    a block at a time and find the utterances, each later `step()` recognizes one utterance or
+    takes one step of the mouth shapes; `result` is an AnalysisResult. Nothing is shared between
     analyses except a recognizer passed in, which may be reused for the next recording."""
 
     def __init__(self, audio_path, recognizer="auto", dialog=None, extended_shapes="GHX", recognizer_object=None):
@@ -421,13 +513,27 @@ class Analysis(Job):
         self.dialog = dialog
         self._recognizer = recognizer_object
         self._pending = []
+        self._reading = None
         self._animation_steps = None
         self.phones = []
         self.utterances = []
 
     def _start(self):
-        """Read the audio and find the utterances (raises AudioError for bad audio)."""
-        samples, self.duration = read_audio(self.audio_path)
+        """Check the audio file and its header (raises AudioError for bad audio); the samples are
+        read block by block in the first steps."""
+        self._reader = AudioReader(self.audio_path)
+        self._reading = self._reader.steps()
+        self.progress = Progress(0.0, "reading the audio")
+
+    def _read_audio_step(self):
+        """Read one block of the audio; once it is all read, find the utterances."""
+        try:
+            fraction = next(self._reading)
+            return Progress(0.02 * fraction, "reading the audio")
+        except StopIteration:
+            pass
+        self._reading = None
+        samples, self.duration = self._reader.samples, self._reader.duration
         samples = samples - float(np.mean(samples))  # DC offset would fool the VAD
         self.pcm = to_pcm16(samples)
         self.length_cs = int(self.duration * 100)
@@ -437,16 +543,20 @@ class Analysis(Job):
         self._pending = list(reversed(self.utterances))  # popped from the end, in time order
         self._total_cs = max(sum(e - s for s, e in self.utterances), 1)
         self._done_cs = 0
-        self.progress = Progress(0.0, f"{len(self.utterances)} utterance(s)")
+        return Progress(0.02, f"{len(self.utterances)} utterance(s)")
 
     def _step(self):
-        """Recognize one more utterance, or take one step of turning the phones into mouth shapes."""
+        """Read a block of the audio, recognize one more utterance, or take one step of turning the
+        phones into mouth shapes."""
+        if self._reading is not None:
+            return self._read_audio_step()
         if self._pending:
             utterance = self._pending.pop()
             self._recognize(utterance)
             self._done_cs += utterance[1] - utterance[0]
             left = len(self._pending)
-            return Progress(0.95 * self._done_cs / self._total_cs, f"{left} utterance(s) left" if left else "mouth shapes")
+            return Progress(0.02 + 0.93 * self._done_cs / self._total_cs,
+                            f"{left} utterance(s) left" if left else "mouth shapes")
         if self._animation_steps is None:
             self.phones.sort()
             self._animation_steps = animate_step_by_step(self.phones, self.length_cs, self.shape_set)

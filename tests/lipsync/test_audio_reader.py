@@ -138,3 +138,39 @@ def test_fuzzed_audio_gives_samples_or_an_audio_error_naming_the_file(tmp_path, 
         assert 0 < seconds <= 12 * 3600 and np.isfinite(samples).all()
     else:
         assert "\n" not in str(error) and len(str(error)) < 400
+
+
+def test_a_long_recording_is_read_in_blocks_a_job_can_stop_between(tmp_path, shared):
+    """Three minutes at 44.1 kHz (the shared recordings repeated): read a block per step, the
+    samples on the same 16 kHz grid as one transform of the whole file, and a cancel between blocks."""
+    import soundfile
+
+    from tha_studio.jobs import JobCancelled
+
+    parts = []
+    for name in ("en_male_watchingtv.ogg", "en_male_electricity.ogg"):
+        data, rate = soundfile.read(str(shared / "assets" / "lipsync" / "audio" / name), dtype="float32")
+        assert rate == 44100
+        parts.append(data if data.ndim == 1 else data.mean(axis=1))
+    one_round = np.concatenate(parts + [np.zeros(22050, np.float32)])
+    samples = np.tile(one_round, int(np.ceil(180 * 44100 / len(one_round))))[: 180 * 44100]
+    path = tmp_path / "long.wav"
+    soundfile.write(str(path), samples, 44100, subtype="PCM_16")
+
+    reader = analyser.AudioReader(path)
+    steps = sum(1 for _ in reader.steps())
+    assert steps >= 2 * 180 / analyser.AudioReader.BLOCK_SECONDS  # decoding and resampling, block by block
+    assert len(reader.samples) == 180 * 16000 and reader.duration == pytest.approx(180.0)
+    decoded, _ = soundfile.read(str(path), dtype="float32")
+    whole = analyser.resample(decoded, 44100, 16000)
+    middle = slice(16000, len(whole) - 16000)  # the whole-file transform wraps its two ends together
+    assert np.abs(reader.samples[middle] - whole[middle]).max() < 3e-4
+
+    job = analyser.Analysis(path, recognizer="phonetic")
+    job.start()
+    job.step()
+    job.step()
+    assert job.progress.fraction < 0.02 and job.progress.message == "reading the audio"
+    job.cancel()
+    with pytest.raises(JobCancelled):
+        job.step()
