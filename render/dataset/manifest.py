@@ -118,7 +118,17 @@ class Progress:
             self.add(record)
 
     def add(self, record, source="journal"):
+        """Add the next record read; a model's newest failure (or a render after it) wins.
+
+        A model retried with --retry-failed can fail again with other wording, or render: the
+        newer record replaces its failure, so the journal never needs editing by hand. Renders
+        are deterministic, so two different renders of one image are still an error.
+        """
         key = record_key(record)
+        if record["type"] == "failure":
+            self.records[key] = record
+            return
+        self.records.pop(("failure", record["model"]), None)
         previous = self.records.get(key)
         if previous is not None and previous != record:
             raise ManifestError(f"{source}: two different records for {key}:\n  {dumps(previous)}\n  {dumps(record)}")
@@ -153,7 +163,8 @@ def read_progress(paths):
 def merge(dataset_dir, paths=None):
     """Merge journals into `manifest.jsonl` (models, examples) and `failures.jsonl`; return the Progress.
 
-    A model that rendered in one journal and failed in another keeps only its renders.
+    A model that rendered in one journal and failed in another keeps only its renders; of two
+    failures of one model the one read last (journals in name order) is kept.
     """
     dataset_dir = Path(dataset_dir)
     paths = journal_paths(dataset_dir) if paths is None else [Path(p) for p in paths]

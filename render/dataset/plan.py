@@ -134,7 +134,9 @@ def split_for(model_id, rules, default_split):
 
 def discover_models(root, split_rules=(), default_split="train"):
     """The models under `root`, sorted by id, each with its split."""
-    root = Path(root)
+    # Absolute, so that failure reasons naming a model's path read the same however the root
+    # was typed ("models", "./models/", "/data/models"), and a rerun's records agree.
+    root = Path(os.path.abspath(root))
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder of models")
     entries = []

@@ -83,3 +83,31 @@ def test_atomic_write_leaves_no_temp_and_stale_temps_of_one_tag_are_removed(tmp_
     mine.write_text("half"), theirs.write_text("half")
     assert remove_stale_temps(tmp_path, "s1of2-") == 1
     assert not mine.exists() and theirs.exists()
+
+
+def failure(model, reason):
+    return {"type": "failure", "model": model, "split": "train", "reason": reason}
+
+
+def test_a_retried_model_that_fails_again_with_other_wording_keeps_the_newest_reason(tmp_path):
+    # --retry-failed: the same model fails again, worded differently; this used to wedge every
+    # later run and merge with "two different records".
+    journal = tmp_path / "parts" / "shard-1-of-1.jsonl"
+    manifest.append_record(journal, failure("m", "old wording"))
+    manifest.append_record(journal, example("ok", 0))
+    manifest.append_record(journal, failure("m", "new wording"))
+    assert manifest.read_progress([journal]).failure("m") == "new wording"
+    manifest.merge(tmp_path)
+    failures = manifest.read_records(tmp_path / manifest.FAILURES_NAME)
+    assert failures == [failure("m", "new wording")]
+
+
+def test_a_retried_model_that_renders_is_no_longer_failed(tmp_path):
+    journal = tmp_path / "parts" / "shard-1-of-1.jsonl"
+    manifest.append_record(journal, failure("m", "broke"))
+    manifest.append_record(journal, example("m", 0))
+    progress = manifest.read_progress([journal])
+    assert progress.failure("m") is None and progress.has_example("m", 0)
+    # a failure after renders (it broke half way) still counts
+    manifest.append_record(journal, failure("m", "broke at 1"))
+    assert manifest.read_progress([journal]).failure("m") == "broke at 1"

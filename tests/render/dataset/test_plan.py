@@ -115,3 +115,11 @@ def test_png_writer_round_trips_and_zeroes_colour_under_transparency():
     decoded = np.array(Image.open(io.BytesIO(data)))
     assert decoded.shape == (37, 53, 4) and np.array_equal(decoded, fixed)
     assert encode_png(fixed) == data
+
+
+def test_model_paths_are_absolute_however_the_root_was_typed(models, monkeypatch):
+    # Failure reasons name the model's path: they must read the same on a rerun typed otherwise.
+    monkeypatch.chdir(models.parent)
+    typed = [plan.discover_models(root) for root in ("models", "./models/", str(models), "models/../models")]
+    assert all([e.path for e in entries] == [e.path for e in typed[2]] for entries in typed)
+    assert all(e.path.is_absolute() for e in typed[0])
