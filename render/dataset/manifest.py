@@ -41,12 +41,31 @@ def dumps(record):
     return json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-def _cut_torn_tail(path):
-    """Truncate a journal after its last newline (a line torn by a killed write)."""
-    with open(path, "rb+") as handle:
-        data = handle.read()
-        if data and not data.endswith(b"\n"):
-            handle.truncate(data.rfind(b"\n") + 1)
+def _cut_torn_tail(handle):
+    """Truncate a journal after its last newline (a line torn by a killed write).
+
+    Looks at the last byte only, so an append costs the same at a million lines as at one; a
+    torn line is short, so the search back for its start reads a block or two.
+    """
+    end = handle.seek(0, os.SEEK_END)
+    if end == 0:
+        return
+    handle.seek(end - 1)
+    if handle.read(1) == b"\n":
+        return
+    position = end
+    while position > 0:
+        start = max(0, position - _TAIL_BLOCK)
+        handle.seek(start)
+        newline = handle.read(position - start).rfind(b"\n")
+        if newline >= 0:
+            handle.truncate(start + newline + 1)
+            return
+        position = start
+    handle.truncate(0)
+
+
+_TAIL_BLOCK = 1 << 16
 
 
 def append_record(path, record):
@@ -56,7 +75,8 @@ def append_record(path, record):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
-        _cut_torn_tail(path)
+        with open(path, "rb+") as handle:
+            _cut_torn_tail(handle)
     line = (dumps(record) + "\n").encode("utf-8")
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:

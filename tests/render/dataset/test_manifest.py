@@ -111,3 +111,18 @@ def test_a_retried_model_that_renders_is_no_longer_failed(tmp_path):
     # a failure after renders (it broke half way) still counts
     manifest.append_record(journal, failure("m", "broke at 1"))
     assert manifest.read_progress([journal]).failure("m") == "broke at 1"
+
+
+def test_a_torn_line_longer_than_a_read_block_or_with_no_line_before_it_is_cut(tmp_path, monkeypatch):
+    # The cut looks back from the end a block at a time: torn lines across blocks, and a journal
+    # that is one torn line, must still be cut to the last whole line.
+    monkeypatch.setattr(manifest, "_TAIL_BLOCK", 7)
+    journal = tmp_path / "j.jsonl"
+    journal.write_bytes(b'{"type": "exam')
+    manifest.append_record(journal, example("m", 0))
+    assert manifest.read_records(journal) == [example("m", 0)]
+    with open(journal, "ab") as handle:
+        handle.write(b'{"type": "example", "model": "m", "index": 1, "pose": [0.1, 0.2, 0.3')
+    manifest.append_record(journal, example("m", 2))
+    assert manifest.read_records(journal) == [example("m", 0), example("m", 2)]
+    assert journal.read_bytes().count(b"\n") == 2
