@@ -37,8 +37,19 @@ class ManifestError(UserError, ValueError):
 
 
 def dumps(record):
-    """One record as one canonical JSON line (sorted keys, no spaces, UTF-8 kept readable)."""
-    return json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    """One record as one canonical JSON line (sorted keys, no spaces, UTF-8 kept readable).
+
+    A file name that is not valid UTF-8 (cp932 from a Japanese zip) reaches us with its bytes
+    surrogate-escaped (PEP 383); those lone surrogates cannot be written as UTF-8, so they are
+    written as JSON escapes ("\\udc82"), which read back as the same string, and so as the
+    same bytes through os.fsencode.
+    """
+    text = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def _cut_torn_tail(handle):

@@ -86,7 +86,8 @@ class ModelEntry:
     def folder(self):
         """images/<split>/<readable stem>-<hash of the id>: unique, ASCII, stable."""
         stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(self.model_id).stem).strip("._") or "model"
-        digest = hashlib.sha1(self.model_id.encode("utf-8")).hexdigest()[:10]
+        # surrogateescape: a name that is not UTF-8 hashes as its real bytes (UTF-8 ids are unchanged)
+        digest = hashlib.sha1(self.model_id.encode("utf-8", "surrogateescape")).hexdigest()[:10]
         return f"{IMAGES_FOLDER}/{self.split}/{stem[:40]}-{digest}"
 
     def rest_path(self):

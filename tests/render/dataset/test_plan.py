@@ -1,6 +1,8 @@
 """Batch planning without Blender: splits, shards, resume plans, dataset options; the PNG writer."""
 
 import io
+import json
+import os
 
 import numpy as np
 import pytest
@@ -123,3 +125,37 @@ def test_model_paths_are_absolute_however_the_root_was_typed(models, monkeypatch
     typed = [plan.discover_models(root) for root in ("models", "./models/", str(models), "models/../models")]
     assert all([e.path for e in entries] == [e.path for e in typed[2]] for entries in typed)
     assert all(e.path.is_absolute() for e in typed[0])
+
+
+def test_a_model_name_that_is_not_utf8_is_planned_journaled_and_merged_with_its_real_bytes(tmp_path):
+    # A cp932 name from a Japanese zip, unpacked as raw bytes: not valid UTF-8, so Python holds
+    # it surrogate-escaped; it used to crash the manifest writer on every rerun.
+    name = "初音ミク.pmx".encode("cp932")
+    folder = os.fsencode(tmp_path / "models" / "train")
+    os.makedirs(folder)
+    with open(os.path.join(folder, name), "wb") as handle:
+        handle.write(b"x")
+    (tmp_path / "models" / "train" / "ok.pmx").write_bytes(b"x")
+    out = tmp_path / "out"
+    config = plan.DatasetConfig(poses_per_model=1)
+    entries = plan.discover_models(tmp_path / "models")
+    ok, odd = entries  # sorted: the escaped bytes come after ASCII
+    assert os.fsencode(odd.model_id) == b"train/" + name and odd.path.is_file()
+    assert odd.folder.isascii() and odd.folder != ok.folder
+    journal = out / plan.journal_name(1, 1)
+    manifest.append_record(journal, {"type": "model", "model": odd.model_id, "split": odd.split,
+                                     "rest": odd.rest_path(), "sha256": {}})
+    manifest.append_record(journal, {"type": "failure", "model": "train/ok.pmx", "split": "train",
+                                     "reason": f"cannot read {odd.path}"})
+    journal.read_bytes().decode("utf-8")  # the journal stays valid UTF-8 (JSON escapes)
+    progress = manifest.read_progress([journal])
+    assert progress.has_model(odd.model_id)
+    assert manifest.read_records(journal)[1]["reason"] == f"cannot read {odd.path}"
+    work, skipped = plan.plan_work(entries, progress, config, out)
+    assert [w.entry.model_id for w in work] == [odd.model_id] and list(skipped) == ["train/ok.pmx"]
+    manifest.merge(out)
+    first = (out / manifest.MANIFEST_NAME).read_bytes()
+    [record] = [json.loads(line) for line in first.decode("utf-8").splitlines()]
+    assert os.fsencode(record["model"]) == b"train/" + name
+    manifest.merge(out)  # and again: the same bytes
+    assert (out / manifest.MANIFEST_NAME).read_bytes() == first
