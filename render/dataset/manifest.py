@@ -22,7 +22,7 @@ import json
 import os
 from pathlib import Path
 
-from ...atomic_files import write_text_atomic
+from ...atomic_files import temp_path_for
 from ...errors import UserError
 
 MANIFEST_NAME = "manifest.jsonl"
@@ -99,29 +99,33 @@ def append_record(path, record):
         os.close(fd)
 
 
-def read_records(path):
-    """The records of a journal or manifest; a torn last line (no newline) is dropped.
+def iter_records(path):
+    """(line number, record) for each line of a journal or manifest, read as a stream; a torn
+    last line (no newline) is dropped.
 
     A line in the middle that is not JSON is an error naming the file and line number.
     """
     path = Path(path)
     if not path.exists():
-        return []
-    data = path.read_bytes()
-    lines = data.split(b"\n")
-    complete = lines[:-1]  # the part after the last newline is empty or torn
-    records = []
-    for number, line in enumerate(complete, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ManifestError(f"{path}: line {number} is not JSON ({error.msg})") from None
-        if not isinstance(record, dict) or record.get("type") not in RECORD_TYPES:
-            raise ManifestError(f"{path}: line {number} is not a manifest record")
-        records.append(record)
-    return records
+        return
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.endswith(b"\n"):
+                return  # torn by a killed write; the next append cuts it off
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ManifestError(f"{path}: line {number} is not JSON ({error.msg})") from None
+            if not isinstance(record, dict) or record.get("type") not in RECORD_TYPES:
+                raise ManifestError(f"{path}: line {number} is not a manifest record")
+            yield number, record
+
+
+def read_records(path):
+    """The records of a journal or manifest, as a list (see iter_records)."""
+    return [record for _, record in iter_records(path)]
 
 
 def record_key(record):
@@ -141,10 +145,16 @@ def sort_key(record):
 
 
 class Progress:
-    """What one or more journals say is finished: done examples, rendered models, failed models."""
+    """What one or more journals say is finished: done examples, rendered models, failed models.
+
+    Each record is held as its canonical line with its split, not as a dict: a million dicts
+    took gigabytes to start a run or merge one (issue 14). Model ids are shared between their
+    records.
+    """
 
     def __init__(self, records=()):
-        self.records = {}
+        self._lines = {}  # record_key -> (split, canonical JSON line)
+        self._models = {}  # model id -> the one string object its keys share
         for record in records:
             self.add(record)
 
@@ -155,28 +165,47 @@ class Progress:
         newer record replaces its failure, so the journal never needs editing by hand. Renders
         are deterministic, so two different renders of one image are still an error.
         """
-        key = record_key(record)
-        if record["type"] == "failure":
-            self.records[key] = record
+        model = self._models.setdefault(record["model"], record["model"])
+        kind = record["type"]
+        key = ("example", model, int(record["index"])) if kind == "example" else (kind, model)
+        value = (record.get("split", ""), dumps(record))
+        if kind == "failure":
+            self._lines[key] = value
             return
-        self.records.pop(("failure", record["model"]), None)
-        previous = self.records.get(key)
-        if previous is not None and previous != record:
-            raise ManifestError(f"{source}: two different records for {key}:\n  {dumps(previous)}\n  {dumps(record)}")
-        self.records[key] = record
+        self._lines.pop(("failure", model), None)
+        previous = self._lines.get(key)
+        if previous is not None and previous != value:
+            raise ManifestError(f"{source}: two different records for {key}:\n  {previous[1]}\n  {value[1]}")
+        self._lines[key] = value
 
     def has_model(self, model_id):
-        return ("model", model_id) in self.records
+        return ("model", model_id) in self._lines
 
     def has_example(self, model_id, index):
-        return ("example", model_id, int(index)) in self.records
+        return ("example", model_id, int(index)) in self._lines
 
     def failure(self, model_id):
-        record = self.records.get(("failure", model_id))
-        return record["reason"] if record else None
+        value = self._lines.get(("failure", model_id))
+        return json.loads(value[1])["reason"] if value else None
+
+    def count(self, kind):
+        return sum(1 for key in self._lines if key[0] == kind)
+
+    def _sorted(self, kinds):
+        """(key, canonical line) of these kinds of record, in sort_key order."""
+        rank = {"model": 0, "example": 1, "failure": 2}
+        splits = {}
+        order = []
+        for key, (split, _) in self._lines.items():
+            if key[0] in kinds:
+                split_rank = splits.get(split) or splits.setdefault(split, _split_rank(split))
+                order.append((split_rank, key[1], rank[key[0]], key[2] if key[0] == "example" else -1, key))
+        order.sort()
+        return ((item[-1], self._lines[item[-1]][1]) for item in order)
 
     def of_type(self, kind):
-        return sorted((r for r in self.records.values() if r["type"] == kind), key=sort_key)
+        """The records of one kind as dicts, sorted (every one parsed: prefer count for a number)."""
+        return [json.loads(line) for _, line in self._sorted((kind,))]
 
 
 def journal_paths(dataset_dir):
@@ -186,23 +215,41 @@ def journal_paths(dataset_dir):
 def read_progress(paths):
     progress = Progress()
     for path in paths:
-        for record in read_records(path):
+        for _, record in iter_records(path):
             progress.add(record, source=str(path))
     return progress
+
+
+def _write_lines_atomic(path, lines):
+    """Write text lines to `path` whole or not at all, a block at a time (as atomic_files does)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = temp_path_for(path)
+    try:
+        with open(temp, "w", encoding="utf-8", newline="\n", buffering=1 << 20) as handle:
+            for line in lines:
+                handle.write(line)
+                handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def merge(dataset_dir, paths=None):
     """Merge journals into `manifest.jsonl` (models, examples) and `failures.jsonl`; return the Progress.
 
     A model that rendered in one journal and failed in another keeps only its renders; of two
-    failures of one model the one read last (journals in name order) is kept.
+    failures of one model the one read last (journals in name order) is kept. The files are
+    written a line at a time from the Progress's canonical lines, not built in memory.
     """
     dataset_dir = Path(dataset_dir)
     paths = journal_paths(dataset_dir) if paths is None else [Path(p) for p in paths]
     progress = read_progress(paths)
-    rendered = {r["model"] for r in progress.of_type("model")}
-    done = sorted(progress.of_type("model") + progress.of_type("example"), key=sort_key)
-    failures = [r for r in progress.of_type("failure") if r["model"] not in rendered]
-    write_text_atomic(dataset_dir / MANIFEST_NAME, "".join(dumps(r) + "\n" for r in done))
-    write_text_atomic(dataset_dir / FAILURES_NAME, "".join(dumps(r) + "\n" for r in failures))
+    rendered = {key[1] for key in progress._lines if key[0] == "model"}
+    _write_lines_atomic(dataset_dir / MANIFEST_NAME, (line for _, line in progress._sorted(("model", "example"))))
+    failures = (line for key, line in progress._sorted(("failure",)) if key[1] not in rendered)
+    _write_lines_atomic(dataset_dir / FAILURES_NAME, failures)
     return progress

@@ -126,3 +126,18 @@ def test_a_torn_line_longer_than_a_read_block_or_with_no_line_before_it_is_cut(t
     manifest.append_record(journal, example("m", 2))
     assert manifest.read_records(journal) == [example("m", 0), example("m", 2)]
     assert journal.read_bytes().count(b"\n") == 2
+
+
+def test_merge_writes_canonical_lines_even_from_a_hand_edited_journal(tmp_path):
+    # Merge writes from the lines it holds, not from dicts: they must still be canonical.
+    journal = tmp_path / "parts" / "a.jsonl"
+    journal.parent.mkdir()
+    records = [example("m", 1), {"type": "model", "model": "m", "split": "train", "rest": "r.png", "sha256": {}},
+               example("m", 0), failure("z", "gone"), failure("m", "superseded by nothing")]
+    journal.write_text("".join(json.dumps(r, indent=None) + "\n" for r in records))  # spaces, key order kept
+    progress = manifest.merge(tmp_path)
+    expected = sorted(records[:3], key=manifest.sort_key)
+    assert (tmp_path / manifest.MANIFEST_NAME).read_text() == "".join(manifest.dumps(r) + "\n" for r in expected)
+    # m rendered, so only z's failure is listed
+    assert (tmp_path / manifest.FAILURES_NAME).read_text() == manifest.dumps(failure("z", "gone")) + "\n"
+    assert progress.count("example") == 2 and progress.of_type("model") == [records[1]]
