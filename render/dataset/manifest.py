@@ -105,6 +105,12 @@ def iter_records(path):
 
     A line in the middle that is not JSON is an error naming the file and line number.
     """
+    for number, _, record in _iter_lines(path):
+        yield number, record
+
+
+def _iter_lines(path):
+    """(line number, line as read, record): see iter_records."""
     path = Path(path)
     if not path.exists():
         return
@@ -120,7 +126,7 @@ def iter_records(path):
                 raise ManifestError(f"{path}: line {number} is not JSON ({error.msg})") from None
             if not isinstance(record, dict) or record.get("type") not in RECORD_TYPES:
                 raise ManifestError(f"{path}: line {number} is not a manifest record")
-            yield number, record
+            yield number, line, record
 
 
 def read_records(path):
@@ -149,16 +155,20 @@ class Progress:
 
     Each record is held as its canonical line with its split, not as a dict: a million dicts
     took gigabytes to start a run or merge one (issue 14). Model ids are shared between their
-    records.
+    records. With lines=False (the start of a run, which only asks what is done) a model's or
+    example's line is held as a hash of the line as read, which is cheaper still; an apparent
+    disagreement is then checked against the earlier record read again from `sources`.
     """
 
-    def __init__(self, records=()):
-        self._lines = {}  # record_key -> (split, canonical JSON line)
+    def __init__(self, records=(), lines=True):
+        self._lines = {}  # record_key -> (split, canonical JSON line, or hash of the line read)
         self._models = {}  # model id -> the one string object its keys share
+        self._keep_lines = lines
+        self.sources = []  # the journals read, in order (to find an earlier record again)
         for record in records:
             self.add(record)
 
-    def add(self, record, source="journal"):
+    def add(self, record, source="journal", raw=None):
         """Add the next record read; a model's newest failure (or a render after it) wins.
 
         A model retried with --retry-failed can fail again with other wording, or render: the
@@ -168,15 +178,30 @@ class Progress:
         model = self._models.setdefault(record["model"], record["model"])
         kind = record["type"]
         key = ("example", model, int(record["index"])) if kind == "example" else (kind, model)
-        value = (record.get("split", ""), dumps(record))
+        split = record.get("split", "")
         if kind == "failure":
-            self._lines[key] = value
+            self._lines[key] = (split, dumps(record))  # few; failure() reads the reason back
             return
         self._lines.pop(("failure", model), None)
+        if self._keep_lines or raw is None:
+            value = (split, dumps(record))
+        else:
+            value = (split, hash(raw.strip()))
         previous = self._lines.get(key)
         if previous is not None and previous != value:
-            raise ManifestError(f"{source}: two different records for {key}:\n  {previous[1]}\n  {value[1]}")
+            earlier = previous[1] if isinstance(previous[1], str) else self._find(key)
+            if earlier is None or json.loads(earlier) != record:
+                raise ManifestError(f"{source}: two different records for {key}:\n  {earlier}\n  {dumps(record)}")
+            return  # the same record written another way (a hand-edited line)
         self._lines[key] = value
+
+    def _find(self, key):
+        """The first record for `key` in the journals read so far, as a canonical line."""
+        for path in self.sources:
+            for _, record in iter_records(path):
+                if record_key(record) == key:
+                    return dumps(record)
+        return None
 
     def has_model(self, model_id):
         return ("model", model_id) in self._lines
@@ -193,6 +218,8 @@ class Progress:
 
     def _sorted(self, kinds):
         """(key, canonical line) of these kinds of record, in sort_key order."""
+        if not self._keep_lines:
+            raise ValueError("this Progress was read with lines=False: it holds no records to list")
         rank = {"model": 0, "example": 1, "failure": 2}
         splits = {}
         order = []
@@ -212,11 +239,14 @@ def journal_paths(dataset_dir):
     return sorted((Path(dataset_dir) / PARTS_FOLDER).glob("*.jsonl"))
 
 
-def read_progress(paths):
-    progress = Progress()
+def read_progress(paths, lines=False):
+    """What the journals at `paths` list as finished: has_model, has_example, failure and count,
+    as a run's start asks; lines=True also keeps the records to list (merge, of_type)."""
+    progress = Progress(lines=lines)
     for path in paths:
-        for _, record in iter_records(path):
-            progress.add(record, source=str(path))
+        progress.sources.append(path)
+        for _, line, record in _iter_lines(path):
+            progress.add(record, source=str(path), raw=line)
     return progress
 
 
@@ -247,7 +277,7 @@ def merge(dataset_dir, paths=None):
     """
     dataset_dir = Path(dataset_dir)
     paths = journal_paths(dataset_dir) if paths is None else [Path(p) for p in paths]
-    progress = read_progress(paths)
+    progress = read_progress(paths, lines=True)
     rendered = {key[1] for key in progress._lines if key[0] == "model"}
     _write_lines_atomic(dataset_dir / MANIFEST_NAME, (line for _, line in progress._sorted(("model", "example"))))
     failures = (line for key, line in progress._sorted(("failure",)) if key[1] not in rendered)

@@ -141,3 +141,21 @@ def test_merge_writes_canonical_lines_even_from_a_hand_edited_journal(tmp_path):
     # m rendered, so only z's failure is listed
     assert (tmp_path / manifest.FAILURES_NAME).read_text() == manifest.dumps(failure("z", "gone")) + "\n"
     assert progress.count("example") == 2 and progress.of_type("model") == [records[1]]
+
+
+def test_a_run_start_reads_hashes_but_still_tells_an_edited_record_from_a_different_one(tmp_path):
+    # read_progress (a run's start) holds a hash of each line as read: a record written again
+    # with other spacing is the same record; one with another pose is still refused.
+    journal = tmp_path / "parts" / "a.jsonl"
+    manifest.append_record(journal, example("m", 0))
+    with open(journal, "a") as handle:
+        handle.write(json.dumps(example("m", 0)) + "\n")  # same record, other bytes
+    progress = manifest.read_progress([journal])
+    assert progress.has_example("m", 0) and progress.count("example") == 1
+    changed = example("m", 0)
+    changed["pose"] = [0.0, 0.0]
+    manifest.append_record(journal, changed)
+    with pytest.raises(manifest.ManifestError, match=r"a.jsonl: two different records .*\n.*0.5,-1.0"):
+        manifest.read_progress([journal])
+    with pytest.raises(ValueError, match="lines=False"):
+        manifest.read_progress([journal][:0]).of_type("example")
