@@ -696,7 +696,9 @@ def load_sidecar(path):
 def save_sidecar(annotation, path):
     annotation.check(str(path))
     text = json.dumps(annotation.to_json(), ensure_ascii=False, indent=1, sort_keys=False) + "\n"
-    return write_text_atomic(path, text)
+    # A model file name that is not UTF-8 (cp932 from a Japanese zip) arrives surrogate-escaped
+    # (PEP 383): those characters go out as JSON escapes, which read back as the same name.
+    return write_text_atomic(path, text.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 def annotate_model_file(model_path, previous=None, read_model=None):

@@ -1,6 +1,7 @@
 """Annotation: head extent from the head bone's vertices, morph and bone roles, the sidecar file."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -239,3 +240,13 @@ def test_bad_sidecars_name_the_file_and_the_problem(tmp_path, text, message):
     with pytest.raises(A.AnnotationError, match=message) as error:
         A.load_sidecar(path)
     assert str(path) in str(error.value)
+
+
+def test_a_sidecar_keeps_a_model_file_name_that_is_not_utf8(tmp_path, shared):
+    name = os.fsdecode("初音ミク".encode("cp932") + b".pmx")  # as a Japanese zip unpacks on Linux
+    model_path = tmp_path / name
+    model_path.symlink_to(shared / "assets/mmd/gene_light/Gene_light.pmx")
+    annotation, path = A.annotate_file(model_path)
+    assert os.fsencode(path.name) == "初音ミク".encode("cp932") + b".pmx.tha.json"
+    path.read_bytes().decode("utf-8")  # the sidecar itself is UTF-8
+    assert A.load_sidecar(path).to_json() == annotation.to_json()
