@@ -241,10 +241,36 @@ class DatasetRun(Job):
                     dynamic_ncols=True, file=sys.stderr, smoothing=0.1)
 
 
-def _worker_main(work_queue, results, run, worker_number):
+def _die_with_parent(parent_pid):
+    """A worker must not outlive the run that records its work (`kill -9` or the OOM killer on
+    the main process): on Linux the kernel ends it then (parent-death signal); elsewhere the
+    worker notices between models. Returns a function that tells whether the parent is gone."""
+    try:
+        import ctypes
+        import signal
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: the check below is the only guard
+    orphaned = lambda: os.getppid() != parent_pid  # noqa: E731
+    if orphaned():  # the parent died before the signal was asked for
+        os._exit(1)
+    return orphaned
+
+
+def _worker_main(work_queue, results, run, worker_number, parent_pid):
+    import queue
+
+    orphaned = _die_with_parent(parent_pid)
     tag = f"{temp_tag_prefix(run.shard, run.shards)}{os.getpid()}"
     while True:
-        work = work_queue.get()
+        try:
+            work = work_queue.get(timeout=1.0)
+        except queue.Empty:
+            if orphaned():
+                os._exit(1)  # nobody would record what this worker makes
+            continue
         if work is None:
             break
         results.put(("start", worker_number, work.entry.model_id, work.entry.split))
@@ -281,8 +307,8 @@ class WorkerPool:
         return len(self.exited) >= len(self.processes)
 
     def _start_worker(self, number):
-        process = self.context.Process(target=_worker_main, args=(self.work_queue, self.results, self.run, number),
-                                       daemon=True)
+        process = self.context.Process(target=_worker_main, daemon=True,
+                                       args=(self.work_queue, self.results, self.run, number, os.getpid()))
         process.start()
         self.processes[number] = process
 
