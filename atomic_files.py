@@ -19,13 +19,16 @@ def temp_path_for(path, tag=None):
     return path.with_name(f".{path.name}.{tag}{TEMP_SUFFIX}")
 
 
-def write_bytes_atomic(path, data, tag=None):
+def write_chunks_atomic(path, chunks, tag=None):
+    """Write an iterable of bytes as one file, a chunk at a time (a file larger than memory, such
+    as a million-line manifest, never needs to be held whole)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = temp_path_for(path, tag)
     try:
-        with open(temp, "wb") as handle:
-            handle.write(data)
+        with open(temp, "wb", buffering=1 << 20) as handle:
+            for chunk in chunks:
+                handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)
@@ -33,6 +36,10 @@ def write_bytes_atomic(path, data, tag=None):
         temp.unlink(missing_ok=True)
         raise
     return path
+
+
+def write_bytes_atomic(path, data, tag=None):
+    return write_chunks_atomic(path, (data,), tag)
 
 
 def write_text_atomic(path, text, tag=None):

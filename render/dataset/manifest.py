@@ -22,7 +22,7 @@ import json
 import os
 from pathlib import Path
 
-from ...atomic_files import temp_path_for
+from ...atomic_files import write_chunks_atomic
 from ...errors import UserError
 
 MANIFEST_NAME = "manifest.jsonl"
@@ -251,21 +251,8 @@ def read_progress(paths, lines=False):
 
 
 def _write_lines_atomic(path, lines):
-    """Write text lines to `path` whole or not at all, a block at a time (as atomic_files does)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = temp_path_for(path)
-    try:
-        with open(temp, "w", encoding="utf-8", newline="\n", buffering=1 << 20) as handle:
-            for line in lines:
-                handle.write(line)
-                handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return path
+    """Write text lines to `path` whole or not at all, a block at a time."""
+    return write_chunks_atomic(path, (f"{line}\n".encode("utf-8") for line in lines))
 
 
 def merge(dataset_dir, paths=None):
