@@ -47,6 +47,10 @@ class PoseSchema:
     slices: dict
     image_size: int
     head_box: tuple
+    # The input picture's pose, as {parameter: value} (the rest not named is 0). THA1's input has
+    # the eyes and the mouth wide open (its mouth parameter closes it from there: write-up §3);
+    # THA2-THA4 take a neutral face. The dataset builder renders its rest image in this pose.
+    input_rest: dict = field(default_factory=dict)
     _index: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -100,6 +104,15 @@ class PoseSchema:
     def neutral(self):
         """The identity pose: the network returns the picture as it is."""
         return np.zeros(self.size, dtype=np.float32)
+
+    def rest_pose(self):
+        """The pose of the picture the networks take as input (`input_rest`): the rest image of a dataset."""
+        return self.vector(self.input_rest)
+
+    @property
+    def rest_convention(self):
+        """A short name of `input_rest` that a dataset records, e.g. "mouth=1" or "neutral"."""
+        return ",".join(f"{name}={float(value):g}" for name, value in sorted(self.input_rest.items())) or "neutral"
 
     def defaults(self):
         """The official demos' slider defaults."""
@@ -205,6 +218,7 @@ THA1 = PoseSchema(
     },
     image_size=256,
     head_box=_HEAD_BOX_256,
+    input_rest={"mouth": 1.0},  # eyes open (0) and mouth wide open
 )
 
 THA2 = PoseSchema(

@@ -129,7 +129,8 @@ class TripletRenderer:
         return render_rgba_png(path, self.scene, self.temp_tag)
 
     def render_rest(self, path):
-        return self.render(self.schema.neutral(), path)
+        """The network's input picture: the schema's rest pose (THA1: eyes and mouth open; others neutral)."""
+        return self.render(self.schema.rest_pose(), path)
 
     def render_example(self, pose, expression_path, posed_path):
         """The expression-only image, then the fully posed one; returns both PNGs' bytes."""

@@ -61,9 +61,11 @@ class DatasetConfig:
     render: RenderSettings = RenderSettings()
 
     def to_json(self):
-        """Flat: dataset.json lists the render settings beside the other options."""
+        """Flat: dataset.json lists the render settings beside the other options, and the schema's
+        rest convention (the pose of the rest image), so a trainer can refuse data made for another."""
         options = asdict(self)
-        return {"format": DATASET_FORMAT, "version": DATASET_VERSION, **options.pop("render"), **options}
+        return {"format": DATASET_FORMAT, "version": DATASET_VERSION, **options.pop("render"), **options,
+                "rest_convention": _rest_convention(self.schema)}
 
     @classmethod
     def from_json(cls, data, source):
@@ -71,9 +73,26 @@ class DatasetConfig:
             raise DatasetError(f"{source}: not a THA Studio dataset description (version {DATASET_VERSION})")
         try:
             render = RenderSettings(**{k: data[k] for k in RenderSettings.__dataclass_fields__})
-            return cls(render=render, **{k: data[k] for k in cls.__dataclass_fields__ if k != "render"})
+            config = cls(render=render, **{k: data[k] for k in cls.__dataclass_fields__ if k != "render"})
         except (KeyError, TypeError, ValueError) as error:
             raise DatasetError(f"{source}: malformed dataset description ({error})") from None
+        # Before the rest convention was recorded, every rest image was the model's own rest
+        # ("neutral"), which is THA1's wrong input (its mouth must be open).
+        recorded, expected = data.get("rest_convention", "neutral"), _rest_convention(config.schema)
+        if recorded != expected:
+            raise DatasetError(
+                f"{source}: its rest images were rendered in the pose {recorded!r}, but {config.schema.upper()} takes "
+                f"{expected!r} as its input; render the dataset again into a new folder")
+        return config
+
+
+def _rest_convention(schema_name):
+    from ...pose.schema import get_schema
+
+    try:
+        return get_schema(schema_name).rest_convention
+    except KeyError as error:
+        raise DatasetError(str(error.args[0])) from None
 
 
 @dataclass(frozen=True)
