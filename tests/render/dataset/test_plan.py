@@ -19,7 +19,7 @@ def models(tmp_path):
     root = tmp_path / "models"
     for name in ("train/anime/a.pmx", "train/anime/b.PMD", "nijisanji/c.pmx", "test/d.pmx", "loose.pmx", "notes.txt"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(b"x")
+        (root / name).write_bytes(name.encode())  # each its own bytes: no two are copies of one model
     return root
 
 
@@ -47,6 +47,11 @@ def test_shards_deal_every_model_to_exactly_one_shard(models):
     entries = plan.discover_models(models)
     dealt = [plan.shard_models(entries, k, 3) for k in (1, 2, 3)]
     assert sorted(e.model_id for part in dealt for e in part) == [e.model_id for e in entries]
+    many = [plan.ModelEntry(f"folder_{i}/model.pmx", models / f"{i}.pmx", "train") for i in range(500)]
+    for shards in (1, 2, 7):
+        dealt = [plan.shard_models(many, k, shards) for k in range(1, shards + 1)]
+        assert sorted(e.model_id for part in dealt for e in part) == sorted(e.model_id for e in many)
+        assert min(map(len, dealt)) > 500 / shards * 0.7  # a hash deals them about evenly
     assert plan.parse_shard("2/3") == (2, 3)
     for bad in ("0/3", "4/3", "1", "a/b"):
         with pytest.raises(plan.DatasetError, match="K/N"):
@@ -134,8 +139,8 @@ def test_a_model_name_that_is_not_utf8_is_planned_journaled_and_merged_with_its_
     folder = os.fsencode(tmp_path / "models" / "train")
     os.makedirs(folder)
     with open(os.path.join(folder, name), "wb") as handle:
-        handle.write(b"x")
-    (tmp_path / "models" / "train" / "ok.pmx").write_bytes(b"x")
+        handle.write(b"one model")
+    (tmp_path / "models" / "train" / "ok.pmx").write_bytes(b"another one")
     out = tmp_path / "out"
     config = plan.DatasetConfig(poses_per_model=1)
     entries = plan.discover_models(tmp_path / "models")
@@ -159,3 +164,113 @@ def test_a_model_name_that_is_not_utf8_is_planned_journaled_and_merged_with_its_
     assert os.fsencode(record["model"]) == b"train/" + name
     manifest.merge(out)  # and again: the same bytes
     assert (out / manifest.MANIFEST_NAME).read_bytes() == first
+
+
+# --- Discovery: folder links, copies of one model; shards that do not move
+
+
+def write_model(path, content):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return path
+
+
+def test_a_link_back_up_the_tree_lists_each_model_once(tmp_path):
+    root = tmp_path / "models"
+    write_model(root / "a" / "one.pmx", b"one")
+    write_model(root / "a" / "b" / "two.pmd", b"two")
+    (root / "a" / "up").symlink_to("..", target_is_directory=True)  # one such link listed a model 40 times
+    assert [e.model_id for e in plan.discover_models(root)] == ["a/b/two.pmd", "a/one.pmx"]
+
+
+def test_two_links_making_a_loop_end_and_list_each_model_once(tmp_path):
+    root = tmp_path / "models"
+    write_model(root / "x" / "m.pmx", b"m")
+    write_model(root / "y" / "n.pmx", b"n")
+    (root / "x" / "to_y").symlink_to("../y", target_is_directory=True)  # x -> y -> x -> ...: endless before
+    (root / "y" / "to_x").symlink_to("../x", target_is_directory=True)
+    (root / "x" / "root").symlink_to(root, target_is_directory=True)
+    assert [e.model_id for e in plan.discover_models(root)] == ["x/m.pmx", "y/n.pmx"]
+
+
+def test_linked_folders_outside_the_root_are_followed_once(tmp_path):
+    elsewhere = tmp_path / "downloads"
+    write_model(elsewhere / "miku" / "miku.pmx", b"miku")
+    root = tmp_path / "models"
+    root.mkdir()
+    (root / "first").symlink_to(elsewhere, target_is_directory=True)
+    (root / "second").symlink_to(elsewhere / "miku", target_is_directory=True)
+    (root / "broken").symlink_to(tmp_path / "nowhere", target_is_directory=True)
+    assert [e.model_id for e in plan.discover_models(root)] == ["first/miku/miku.pmx"]
+
+
+def test_copies_of_one_model_share_the_most_held_out_split_under_any_split_rule(tmp_path):
+    root = tmp_path / "models"
+    model = b"PMX " + bytes(range(256)) * 40
+    write_model(root / "train" / "miku" / "miku.pmx", model)
+    write_model(root / "test" / "miku (1)" / "初音ミク.pmx", model)  # the same file, renamed
+    write_model(root / "train" / "rin" / "rin.pmx", b"PMX " + bytes(range(255, -1, -1)) * 40)  # same size only
+    write_model(root / "validation" / "len" / "len.pmx", b"len")
+    write_model(root / "validation" / "len_copy" / "len.pmx", b"len")
+    write_model(root / "train" / "len" / "len.pmx", b"len")
+    (root / "train" / "linked.pmx").symlink_to(root / "validation" / "len" / "len.pmx")
+    by_id = {e.model_id: e for e in plan.discover_models(root)}
+    assert len(by_id) == 7  # every copy is still a model of its own
+    assert by_id["train/miku/miku.pmx"].split == by_id["test/miku (1)/初音ミク.pmx"].split == "test"
+    assert by_id["train/miku/miku.pmx"].same_as == "test/miku (1)/初音ミク.pmx"  # the first copy by id
+    assert by_id["test/miku (1)/初音ミク.pmx"].same_as == ""
+    assert by_id["train/rin/rin.pmx"].split == "train" and by_id["train/rin/rin.pmx"].same_as == ""
+    lens = ["train/len/len.pmx", "train/linked.pmx", "validation/len/len.pmx", "validation/len_copy/len.pmx"]
+    assert {by_id[i].split for i in lens} == {"validation"}
+
+    # A split file that puts the copies apart still gets one split; no content is in two splits.
+    split_file = tmp_path / "splits.txt"
+    split_file.write_text("train/miku train\ntest train\nvalidation/len_copy test\n")
+    entries = plan.discover_models(root, plan.read_split_file(split_file))
+    splits_of_content = {}
+    for entry in entries:
+        splits_of_content.setdefault(entry.path.read_bytes(), set()).add(entry.split)
+    assert all(len(splits) == 1 for splits in splits_of_content.values())
+    assert {e.split for e in entries if e.path.read_bytes() == b"len"} == {"test"}
+    assert {e.split for e in entries if e.path.read_bytes() == model} == {"train"}
+
+
+def finish(entries, shards, out, config):
+    """Journal every model as rendered by its shard, with its image files, as a finished run leaves it."""
+    for shard in range(1, shards + 1):
+        for entry in plan.shard_models(entries, shard, shards):
+            journal = out / plan.journal_name(shard, shards)
+            paths = [entry.rest_path()] + [p for i in range(config.poses_per_model) for p in entry.example_paths(i)]
+            for path in paths:
+                write_model(out / path, b"png")
+            manifest.append_record(journal, {"type": "model", "model": entry.model_id, "split": entry.split,
+                                             "rest": entry.rest_path(), "sha256": {}})
+            for i in range(config.poses_per_model):
+                manifest.append_record(journal, {"type": "example", "model": entry.model_id, "split": entry.split,
+                                                 "index": i})
+
+
+def test_adding_a_model_to_a_finished_two_shard_dataset_plans_only_that_model(tmp_path):
+    root, out = tmp_path / "models", tmp_path / "out"
+    config = plan.DatasetConfig(poses_per_model=2)
+    for i in range(30):
+        write_model(root / f"m{i:02d}" / "model.pmx", f"model {i}".encode())
+    before = plan.discover_models(root)
+    finish(before, 2, out, config)
+    write_model(root / "m00a" / "model.pmx", b"a new model, sorted near the front")
+    after = plan.discover_models(root)
+    left = []
+    for shard in (1, 2):
+        progress = manifest.read_progress([out / plan.journal_name(shard, 2)])
+        work, _ = plan.plan_work(plan.shard_models(after, shard, 2), progress, config, out)
+        left += [w.entry.model_id for w in work]
+    assert left == ["m00a/model.pmx"]
+    # Each old model kept its shard; the shards still cover every model once, and merge them.
+    assert all(plan.shard_of(e.model_id, 2) == next(k for k in (1, 2) if e in plan.shard_models(before, k, 2))
+               for e in before)
+    finish([e for e in after if e.model_id == "m00a/model.pmx"], 2, out, config)
+    plan.ensure_config(out, config)
+    merged = plan.merge_dataset(out)
+    records = manifest.read_records(out / manifest.MANIFEST_NAME)
+    assert sorted(r["model"] for r in records if r["type"] == "model") == sorted(e.model_id for e in after)
+    assert merged is not None
