@@ -115,15 +115,25 @@ SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with THA_SHARD_COUNT), then run 
     parser.add_argument("--annotations", type=Path, help="folder of sidecars made by 'annotate --annotations'")
     parser.add_argument("--retry-failed", action="store_true", help="try again the models an earlier run recorded as failed")
     parser.add_argument("--limit-models", type=int, help="render at most this many models of the shard (for a trial)")
+    parser.add_argument("--model-timeout", type=float, default=300.0, metavar="SECONDS",
+                        help="seconds one model may take before it is stopped and listed as failed (default 300; "
+                        "0: no limit)")
+    parser.add_argument("--model-memory", type=float, default=8.0, metavar="GB",
+                        help="memory a worker may hold for one model before it is stopped and the model listed as "
+                        "failed (default 8; 0: no limit)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_render_dataset)
 
 
 def run_render_dataset(args):
     from .dataset.plan import DatasetConfig, parse_shard, read_split_file, shard_from_environment
-    from .blender.dataset_run import DatasetRun
+    from .blender.dataset_run import DatasetRun, ModelBudget
     from .dataset.settings import RenderSettings
 
+    if args.model_timeout < 0 or args.model_memory < 0:
+        raise CommandError("--model-timeout and --model-memory must be 0 (no limit) or more")
+    budget = ModelBudget(seconds=args.model_timeout or None,
+                         memory=int(args.model_memory * 1024**3) if args.model_memory else None)
     shard = parse_shard(args.shard) if args.shard else (shard_from_environment() or (1, 1))
     rules = read_split_file(args.split_file) if args.split_file else ()
     config = DatasetConfig(schema=args.schema, seed=args.seed, poses_per_model=args.poses_per_model,
@@ -131,7 +141,8 @@ def run_render_dataset(args):
     run = DatasetRun(args.models, args.out, config, shard=shard, workers=args.workers, split_rules=rules,
                      default_split=args.default_split, annotations_dir=args.annotations,
                      retry_failed=args.retry_failed, show_progress=not args.no_progress,
-                     limit_models=args.limit_models)
+                     limit_models=args.limit_models, budget=budget,
+                     isolate=True)  # models render in a worker process, which can be stopped past its budget
     summary = run.run()
     rate = summary.images / summary.seconds if summary.seconds else 0.0
     print(f"shard {shard[0]}/{shard[1]}: {summary.models} model(s), {summary.images} image(s) rendered "
@@ -173,17 +184,20 @@ def run_merge_shards(args):
 def _review_parser(subparsers):
     parser = subparsers.add_parser(
         "review-sheet",
-        help="tile a dataset's rest renders with head bands and roles into one image to check by eye",
+        help="tile a dataset's rest renders with head bands, roles and flags into pages to check by eye",
         description="Make a review sheet of a dataset folder: every model's rest image with the head box's rows "
-        "in red and the confidence of its wink and mouth roles; flagged and failed models framed in red. "
-        "Writes SHEET (PNG) and SHEET.json (tile numbers). With --flag N..., marks those tiles' models as "
-        "flagged in their sidecars (under the dataset's annotations/) and redraws the sheet.",
+        "in red, its folder and file name, the confidence of its wink and mouth roles and its flags (failed, "
+        "missing textures, low-confidence roles); flagged and failed models framed in red. Writes pages of "
+        "--per-page models (SHEET-p001.png, ...), an index page SHEET (PNG: each page's tiles and the tiles to "
+        "look at) and SHEET.json (tile numbers). With --flag N..., marks those tiles' models as flagged in their "
+        "sidecars (under the dataset's annotations/) and redraws the sheet.",
     )
     parser.add_argument("dataset", type=Path, help="a dataset folder made by render-dataset")
-    parser.add_argument("--out", type=Path, help="sheet PNG (default DATASET/review_sheet.png)")
+    parser.add_argument("--out", type=Path, help="index page PNG (default DATASET/review_sheet.png)")
     parser.add_argument("--flag", type=int, nargs="+", metavar="N", help="tile numbers to flag (from the last sheet's index)")
     parser.add_argument("--reason", default="flagged on the review sheet", help="the reason written with --flag")
     parser.add_argument("--columns", type=int, default=10, help="tiles per row (default 10)")
+    parser.add_argument("--per-page", type=int, default=100, help="models per page (default 100)")
     parser.add_argument("--tile", type=int, default=160, help="tile size in pixels (default 160)")
     parser.set_defaults(func=run_review_sheet)
 
@@ -193,11 +207,13 @@ def run_review_sheet(args):
 
     from ..pose.schema import get_schema
     from .dataset.plan import CONFIG_NAME
-    from .dataset.review_sheet import build_sheet, dataset_entries, flag_tiles, save_sheet
+    from .dataset.review_sheet import dataset_entries, flag_tiles, label_font, save_sheets
 
     config_path = args.dataset / CONFIG_NAME
     if not config_path.exists():
         raise CommandError(f"{args.dataset}: not a dataset folder (no {CONFIG_NAME})")
+    if args.per_page < 1 or args.columns < 1 or args.tile < 32:
+        raise CommandError("--per-page and --columns must be 1 or more, --tile 32 or more")
     schema = get_schema(json.loads(config_path.read_text(encoding="utf-8"))["schema"])
     out = args.out or args.dataset / "review_sheet.png"
     try:
@@ -210,7 +226,11 @@ def run_review_sheet(args):
         entries = dataset_entries(args.dataset, schema.head_box)
     except ValueError as error:  # review_sheet's words: no models, no such tile
         raise CommandError(error.args[0]) from None
-    save_sheet(build_sheet(entries, tile=args.tile, columns=args.columns), entries, out)
+    font, warning = label_font()
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    written = save_sheets(entries, out, tile=args.tile, columns=args.columns, per_page=args.per_page, font=font)
     flagged = sum(e.flagged for e in entries)
-    print(f"{out}: {len(entries)} model(s), {flagged} flagged")
+    print(f"{out}: {len(entries)} model(s), {flagged} flagged, on {len(written) - 1} page(s) "
+          f"({written[1].name}{' ... ' + written[-1].name if len(written) > 2 else ''})")
     return 0

@@ -52,11 +52,14 @@ def quiet_output():
         os.close(devnull)
 
 
-def render_model(work, config, out_dir, emit, annotations_dir=None, temp_tag=None):
+def render_model(work, config, out_dir, emit, annotations_dir=None, temp_tag=None, budget=None):
     """Render one model's pending images (a plan.ModelWork), calling emit(record) as each unit
     is finished.
 
-    Any failure becomes a failure record naming the reason; nothing is raised.
+    A failure of the model becomes a failure record naming the reason; nothing is raised, but
+    for a folder that cannot be written (no space, no permission): that is the machine's fault,
+    not the model's, so it raises manifest.OutputError and records nothing. `budget` (a
+    ModelBudget) is checked between images (in this process; workers are watched from outside).
     """
     from ...pose.schema import get_schema
     from ..dataset.sampling import sample_pose
@@ -64,6 +67,7 @@ def render_model(work, config, out_dir, emit, annotations_dir=None, temp_tag=Non
     entry = work.entry
     out_dir = Path(out_dir)
     schema = get_schema(config.schema)
+    budget = (budget or ModelBudget()).started()
     try:
         annotation = load_or_make_annotation(entry, out_dir, annotations_dir)
         missing = annotation.missing_roles(schema)
@@ -71,11 +75,13 @@ def render_model(work, config, out_dir, emit, annotations_dir=None, temp_tag=Non
             raise DatasetError(f"lacks {', '.join(missing)}")
         available = annotation.available_parameters(schema)
         renderer = _open_model(entry, annotation, schema, config, temp_tag)
+        budget.check()
         with quiet_output():
             if work.rest:
                 data = renderer.render_rest(out_dir / entry.rest_path())
                 emit({"type": "model", "model": entry.model_id, "split": entry.split, "rest": entry.rest_path(),
                       "sha256": {"rest": hashlib.sha256(data).hexdigest()}, "available": available})
+                budget.check()
             for index in work.indices:
                 pose = sample_pose(schema, config.seed, entry.model_id, index, available)
                 expression_path, posed_path = entry.example_paths(index)
@@ -84,7 +90,15 @@ def render_model(work, config, out_dir, emit, annotations_dir=None, temp_tag=Non
                       "pose": [float(v) for v in pose], "expression": expression_path, "posed": posed_path,
                       "sha256": {"expression": hashlib.sha256(expression).hexdigest(),
                                  "posed": hashlib.sha256(posed).hexdigest()}})
+                budget.check()
+    except manifest.OutputError:
+        raise
     except Exception as error:  # noqa: BLE001 - one model's failure must not stop the others
+        problem = output_folder_problem(error, out_dir)
+        if problem:
+            raise manifest.OutputError(f"{out_dir}: {problem} while rendering {entry.model_id}; nothing was "
+                                       "recorded against the model: free space or fix the folder, then rerun "
+                                       "the same command") from None
         emit({"type": "failure", "model": entry.model_id, "split": entry.split, "reason": _reason(error)})
         if os.environ.get("THA_STUDIO_DEBUG"):
             traceback.print_exc()
@@ -108,6 +122,115 @@ def _reason(error):
 
 
 # ----------------------------------------------------------------------------------------------
+# The output folder: space and writability (a full or read-only disk is never a model's fault)
+
+# What one image takes on disk: THA1-size renders (256x256 RGBA PNG) measure 20-50 KB; a build of
+# 2 million images took about 98 GB (49 KB each). Rounded up, so the check errs on the safe side.
+BYTES_PER_IMAGE = 64 * 1024
+# Kept free beyond the images: journals, Blender's temporary Targa (256 KB), annotations, merge.
+SPARE_BYTES = 32 * 1024 * 1024
+_PROBE_BYTES = 1024 * 1024
+
+
+def bytes_needed(images):
+    return images * BYTES_PER_IMAGE + SPARE_BYTES
+
+
+def free_bytes(folder):
+    import shutil
+
+    return shutil.disk_usage(folder).free
+
+
+def _size(count):
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if count < 1024 or unit == "TB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+
+
+def check_free_space(folder, images):
+    """Raise OutputError if `folder`'s disk cannot take `images` more images, naming the figures."""
+    needed, free = bytes_needed(images), free_bytes(folder)
+    if free < needed:
+        raise manifest.OutputError(
+            f"{folder}: {images} image(s) still to render need about {_size(needed)} "
+            f"({_size(BYTES_PER_IMAGE)} an image and {_size(SPARE_BYTES)} spare), but only {_size(free)} is free; "
+            "free space (or render part of the models with --limit-models or --shard) and rerun the same command")
+
+
+def output_folder_problem(error, out_dir):
+    """Why `out_dir` cannot be written, if that is what broke (else None).
+
+    Blender words a failed image write its own way ("Render error (Success)"), so besides an
+    OSError that says so, the folder is asked directly: is there room, can a file be written?
+    """
+    problem = manifest.output_problem(error)
+    if problem:
+        return problem
+    try:
+        if free_bytes(out_dir) < SPARE_BYTES:
+            return f"the disk is full ({_size(free_bytes(out_dir))} free)"
+        probe = Path(out_dir) / f".space-probe.{os.getpid()}.tmp"
+        try:
+            with open(probe, "wb") as handle:
+                handle.write(b"\0" * _PROBE_BYTES)
+                handle.flush()
+                os.fsync(handle.fileno())
+        finally:
+            probe.unlink(missing_ok=True)
+    except OSError as probe_error:
+        return manifest.output_problem(probe_error)
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# A model's time and memory budget
+
+
+def resident_bytes(pid=None):
+    """Resident memory of a process (this one by default), or None where /proc cannot tell."""
+    try:
+        pages = int(Path(f"/proc/{pid or 'self'}/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True)
+class ModelBudget:
+    """How long one model may take (seconds) and how much memory its process may hold (bytes);
+    None for no limit. A model past either is recorded as a failure with that reason."""
+
+    seconds: float | None = None
+    memory: int | None = None
+    since: float = 0.0
+
+    def started(self):
+        return ModelBudget(self.seconds, self.memory, time.monotonic())
+
+    def overrun(self, pid=None):
+        """The reason this model (begun at `since`, rendering in process `pid`) is past its budget, or None."""
+        if self.seconds is not None and time.monotonic() - self.since > self.seconds:
+            return f"took longer than the {self.seconds:g} s allowed a model (--model-timeout)"
+        if self.memory is not None:
+            used = resident_bytes(pid)
+            if used is not None and used > self.memory:
+                return (f"used {_size(used)} of memory, more than the {_size(self.memory)} allowed a model "
+                        "(--model-memory)")
+        return None
+
+    def check(self):
+        reason = self.overrun()
+        if reason:
+            raise ModelOverBudget(reason)
+
+
+class ModelOverBudget(DatasetError):
+    """A model past its time or memory budget (the reason says which)."""
+
+
+# ----------------------------------------------------------------------------------------------
 # Running
 
 
@@ -121,18 +244,50 @@ class RunSummary:
     seconds: float = 0.0
 
 
+# The default time a model may take in render-dataset: a real model (Gene_light, 20 MB of
+# textures) imports in a few seconds and renders 16 poses in under a minute on a CPU; a model
+# still rendering after 5 minutes is stuck (or so slow that it would hold up a batch of thousands).
+DEFAULT_MODEL_SECONDS = 300.0
+
+
+def lock_journal(journal):
+    """Hold a lock on a shard's journal for this run, or raise DatasetError naming it.
+
+    Two runs of the same shard on one folder would render the same images and interleave their
+    journal lines; the lock is per shard journal, so shards of one dataset still run side by
+    side. The lock is the operating system's (filelock: flock on Unix, msvcrt on Windows), so
+    a killed run leaves none behind.
+    """
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(journal.with_suffix(".lock")), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise DatasetError(f"{journal.parent.parent}: another render-dataset run is writing this shard "
+                           f"({journal.name}, locked by {journal.with_suffix('.lock').name}); wait for it to end, "
+                           "or give this run another output folder or --shard") from None
+    return lock
+
+
 class DatasetRun(Job):
     """One run over a shard of a models folder into a dataset folder, as a job: `start()` checks
     the folder and plans, each `step()` renders one model (or, with workers, reads what they
     finished); `result` is the RunSummary. `run()` does it all, with a progress bar on stderr.
     Cancelling stops the workers; every image in the journal is whole, so a rerun resumes.
 
-    Workers (`workers > 1`) are forked: start them from a process that has not rendered yet (the
-    command line), as a fork of one that has can hang on Blender's render locks."""
+    Workers (`workers > 1`, or `isolate`: one worker, so that a model past its time or memory
+    budget can be stopped whatever Blender is doing) are forked: start them from a process that
+    has not rendered yet (the command line), as a fork of one that has can hang on Blender's
+    render locks. In this process the budget is checked between images only.
+
+    A folder that cannot be written (disk full, read-only, no permission) stops the run with
+    manifest.OutputError: nothing is recorded against a model, so a rerun after it is fixed
+    finishes the job."""
 
     def __init__(self, models_root, out_dir, config, shard=(1, 1), workers=1, split_rules=(),
                  default_split="train", annotations_dir=None, retry_failed=False, show_progress=True,
-                 limit_models=None):
+                 limit_models=None, budget=None, isolate=False):
         super().__init__()
         if config.poses_per_model < 0:
             raise DatasetError("poses per model must be 0 or more")
@@ -153,10 +308,13 @@ class DatasetRun(Job):
         self.retry_failed = retry_failed
         self.show_progress = show_progress
         self.limit_models = limit_models
+        self.budget = budget or ModelBudget()
+        self.isolate = isolate
         self.journal = self.out_dir / journal_name(self.shard, self.shards)
         self.summary = None
         self._bar = None
         self._pool = None
+        self._lock = None
 
     def plan(self):
         """(this shard's models, their ModelWork still to do, earlier failures that are skipped)."""
@@ -170,19 +328,34 @@ class DatasetRun(Job):
 
     def _start(self):
         self._started_at = time.perf_counter()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        ensure_config(self.out_dir, self.config)
-        remove_stale_temps(self.out_dir, temp_tag_prefix(self.shard, self.shards))
+        try:
+            self.journal.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = lock_journal(self.journal)
+            ensure_config(self.out_dir, self.config)
+            remove_stale_temps(self.out_dir, temp_tag_prefix(self.shard, self.shards))
+        except OSError as error:
+            if manifest.output_problem(error):
+                self._close()
+                raise manifest.output_error(self.out_dir, error, "the dataset folder") from None
+            raise
+        except BaseException:
+            self._close()
+            raise
         entries, work, skipped = self.plan()
         self.summary = RunSummary(models=len(entries), models_to_render=len(work), failures=dict(skipped))
         self._pending = list(work)
         self._planned = {item.entry.model_id: item.images for item in work}
         self._rendered = {}  # model id -> images rendered in this run
         self._total = sum(self._planned.values())
+        try:
+            check_free_space(self.out_dir, self._total)
+        except manifest.OutputError:
+            self._close()
+            raise
         self._accounted = 0  # images rendered, or given up with their model's failure
         self._tag = f"{temp_tag_prefix(self.shard, self.shards)}{os.getpid()}"
         self._bar = self._progress_bar(self._total)
-        if self.workers > 1 and len(work) > 1:
+        if work and (self.isolate or (self.workers > 1 and len(work) > 1)):
             self._pool = WorkerPool(work, self, self._record)
             self._pending = []
         self.progress = self._progress()
@@ -193,8 +366,9 @@ class DatasetRun(Job):
             if not self._pool.finished:
                 return self._progress()
         elif self._pending:
-            render_model(self._pending.pop(0), self.config, self.out_dir, self._record, self.annotations_dir,
-                         self._tag)
+            work = self._pending.pop(0)
+            check_free_space(self.out_dir, work.images)
+            render_model(work, self.config, self.out_dir, self._record, self.annotations_dir, self._tag, self.budget)
             return self._progress()
         self._close()
         if self.shards == 1:
@@ -212,6 +386,9 @@ class DatasetRun(Job):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def _record(self, item):
         """Journal one finished unit (this process alone writes the journal) and count it."""
@@ -259,113 +436,136 @@ def _die_with_parent(parent_pid):
     return orphaned
 
 
-def _worker_main(work_queue, results, run, worker_number, parent_pid):
-    import queue
-
+def _worker_main(connection, run, parent_pid):
+    """A worker: ask for a model, render it (records go back as they finish), ask again; None ends it."""
     orphaned = _die_with_parent(parent_pid)
     tag = f"{temp_tag_prefix(run.shard, run.shards)}{os.getpid()}"
+    send = lambda item: connection.send(("record", item))  # noqa: E731
     while True:
-        try:
-            work = work_queue.get(timeout=1.0)
-        except queue.Empty:
+        connection.send(("ready", None))
+        while not connection.poll(1.0):
             if orphaned():
                 os._exit(1)  # nobody would record what this worker makes
-            continue
+        work = connection.recv()
         if work is None:
             break
-        results.put(("start", worker_number, work.entry.model_id, work.entry.split))
-        render_model(work, run.config, run.out_dir, lambda item: results.put(("record", item)), run.annotations_dir, tag)
-        results.put(("done", worker_number, work.entry.model_id, work.entry.split))
-    results.put(("exit", worker_number, None, None))
+        try:
+            render_model(work, run.config, run.out_dir, send, run.annotations_dir, tag)
+        except manifest.OutputError as error:
+            connection.send(("stop", str(error)))
+            break
+    connection.close()
 
 
 class WorkerPool:
     """Models rendered in `run.workers` forked processes; `poll` hands their records to `record`
     (this process writes every journal line).
 
-    A worker that dies (Blender can crash on a broken model) has its model recorded as a
-    failure, and a new worker takes its place.
+    Each worker has its own pipe, on which it asks for a model and sends back what it renders
+    (no lock shared between workers, so one killed half way through a message cannot block the
+    others). A worker that dies (Blender can crash on a broken model, the OOM killer) or that
+    this process stops because its model ran past its time or memory budget has that model
+    recorded as a failure, and a new worker takes its place.
     """
 
     def __init__(self, work, run, record):
         import multiprocessing
 
         self.run, self.record = run, record
+        self.budget = run.budget
         self.context = multiprocessing.get_context("fork")
-        self.work_queue, self.results = self.context.Queue(), self.context.Queue()
-        for item in work:
-            self.work_queue.put(item)
-        count = min(run.workers, len(work))
-        for _ in range(count):
-            self.work_queue.put(None)
-        self.processes, self.current, self.exited = {}, {}, set()
-        for number in range(count):
+        self.pending = list(work)
+        self.workers = {}  # number -> (process, connection)
+        self.current = {}  # number -> (ModelWork, ModelBudget started for it)
+        for number in range(min(run.workers, len(work))):
             self._start_worker(number)
 
     @property
     def finished(self):
-        return len(self.exited) >= len(self.processes)
+        return not self.workers
 
     def _start_worker(self, number):
-        process = self.context.Process(target=_worker_main, daemon=True,
-                                       args=(self.work_queue, self.results, self.run, number, os.getpid()))
+        ours, theirs = self.context.Pipe()
+        process = self.context.Process(target=_worker_main, daemon=True, args=(theirs, self.run, os.getpid()))
         process.start()
-        self.processes[number] = process
+        theirs.close()
+        self.workers[number] = (process, ours)
 
     def poll(self, timeout):
-        """Handle the workers' messages for up to `timeout` seconds (less once all have exited)."""
-        import queue
+        """Handle the workers' messages for up to `timeout` seconds, and stop any model past its budget."""
+        from multiprocessing.connection import wait
 
         deadline = time.monotonic() + timeout
-        while not self.finished:
+        while self.workers:
+            self._enforce_budgets()
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            try:
-                self._handle(self.results.get(timeout=left))
-            except queue.Empty:
-                self._replace_dead_workers()
+            by_connection = {connection: number for number, (_, connection) in self.workers.items()}
+            for connection in wait(list(by_connection), timeout=min(left, 0.5)):
+                number = by_connection[connection]
+                try:
+                    message = connection.recv()
+                except (EOFError, OSError):
+                    self._worker_ended(number)
+                    continue
+                self._handle(number, message)
 
-    def _handle(self, message):
-        if message[0] == "record":
-            self.record(message[1])
-            return
-        kind, number, model_id, split = message
-        if kind == "start":
-            self.current[number] = (model_id, split)
-        elif kind == "done":
+    def _handle(self, number, message):
+        kind, payload = message
+        if kind == "record":
+            self.record(payload)
+        elif kind == "ready":
             self.current.pop(number, None)
-        elif kind == "exit":
-            self.exited.add(number)
+            work = self.pending.pop(0) if self.pending else None
+            if work is not None:
+                check_free_space(self.run.out_dir, work.images)
+                self.current[number] = (work, self.budget.started())
+            self.workers[number][1].send(work)
+        elif kind == "stop":
+            raise manifest.OutputError(payload)
 
-    def _replace_dead_workers(self):
-        import queue
+    def _worker_ended(self, number):
+        """A worker's pipe closed: it finished, or it died with a model (recorded as failed)."""
+        process, connection = self.workers.pop(number)
+        connection.close()
+        process.join()
+        crashed = self.current.pop(number, None)
+        if crashed:
+            self._fail(crashed[0], f"the worker rendering it died (exit code {process.exitcode})")
+            self._start_worker(number)
 
-        dead = [number for number, process in self.processes.items()
-                if number not in self.exited and not process.is_alive()]
-        if not dead:
-            return
-        # A worker flushes what it sent before it exits: read that first, so one that finished
-        # just after the wait ended is not taken for one that crashed.
-        while True:
-            try:
-                self._handle(self.results.get(timeout=0.05))
-            except queue.Empty:
-                break
-        for number in dead:
-            if number in self.exited:
-                continue
-            crashed = self.current.pop(number, None)
-            if crashed:
-                self.record({"type": "failure", "model": crashed[0], "split": crashed[1],
-                             "reason": f"the worker rendering it died (exit code {self.processes[number].exitcode})"})
-                self.work_queue.put(None)
+    def _enforce_budgets(self):
+        for number, (work, budget) in list(self.current.items()):
+            process = self.workers[number][0]
+            reason = budget.overrun(process.pid)
+            if reason:
+                process.kill()
+                process.join()
+                self._drain(number)  # records it sent before it was stopped are whole images
+                process, connection = self.workers.pop(number)
+                connection.close()
+                self.current.pop(number, None)
+                self._fail(work, reason)
                 self._start_worker(number)
-            else:
-                self.exited.add(number)
+
+    def _drain(self, number):
+        connection = self.workers[number][1]
+        try:
+            while connection.poll(0):
+                kind, payload = connection.recv()
+                if kind == "record":
+                    self.record(payload)
+        except (EOFError, OSError):
+            pass
+
+    def _fail(self, work, reason):
+        self.record({"type": "failure", "model": work.entry.model_id, "split": work.entry.split, "reason": reason})
 
     def close(self):
-        for process in self.processes.values():
+        for process, connection in self.workers.values():
             if process.is_alive():
                 process.terminate()
             process.join()
+            connection.close()
+        self.workers = {}

@@ -18,6 +18,7 @@ the same bytes whatever the order, sharding or number of workers that produced i
 Paths in records are relative to the dataset folder, with forward slashes.
 """
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -34,6 +35,31 @@ SPLIT_ORDER = ("train", "validation", "test")
 
 class ManifestError(UserError, ValueError):
     """A journal or manifest that contradicts itself: names the file and the record."""
+
+
+class OutputError(UserError):
+    """The dataset folder cannot take more (no space, no permission, a read-only disk).
+
+    The machine's fault, not a model's: a run stops with this and records nothing against the
+    model it was rendering, so a plain rerun after the cause is fixed finishes the job.
+    """
+
+
+# errno values that mean "the output folder cannot be written", whatever file was being written
+OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def output_problem(error):
+    """The OSError's words if it says the output cannot be written (see OUTPUT_ERRNOS), else None."""
+    if isinstance(error, OSError) and error.errno in OUTPUT_ERRNOS:
+        return error.strerror or os.strerror(error.errno)
+    return None
+
+
+def output_error(path, error, what):
+    """An OutputError naming the file and the machine's words, with what to do about it."""
+    return OutputError(f"{path}: cannot write {what} ({output_problem(error) or error}); nothing was recorded "
+                       f"against any model: free space or fix the folder's permissions, then rerun the same command")
 
 
 def dumps(record):
@@ -84,19 +110,24 @@ def append_record(path, record):
     if record.get("type") not in RECORD_TYPES:
         raise ValueError(f"record type must be one of {RECORD_TYPES}: {record!r}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        with open(path, "rb+") as handle:
-            _cut_torn_tail(handle)
     line = (dumps(record) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        written = os.write(fd, line)
-        if written != len(line):
-            raise OSError(f"{path}: short write ({written} of {len(line)} bytes)")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            with open(path, "rb+") as handle:
+                _cut_torn_tail(handle)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            written = os.write(fd, line)
+            if written != len(line):  # a full disk can take part of a line: the next append cuts it off
+                raise OSError(errno.ENOSPC, f"short write ({written} of {len(line)} bytes)")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as error:
+        if output_problem(error):
+            raise output_error(path, error, "the dataset journal") from None
+        raise
 
 
 def iter_records(path):
@@ -258,15 +289,21 @@ def _write_lines_atomic(path, lines):
 def merge(dataset_dir, paths=None):
     """Merge journals into `manifest.jsonl` (models, examples) and `failures.jsonl`; return the Progress.
 
-    A model that rendered in one journal and failed in another keeps only its renders; of two
-    failures of one model the one read last (journals in name order) is kept. The files are
-    written a line at a time from the Progress's canonical lines, not built in memory.
+    A model whose newest record is a failure is listed in failures.jsonl even if some of its
+    images rendered before it broke (a worker that died half way): the manifest lists those
+    images, and the failure says the model is not whole (a plain rerun finishes such a model,
+    see plan.plan_work). Of two failures of one model the one read last (journals in name order)
+    is kept. The files are written a line at a time from the Progress's canonical lines, not
+    built in memory.
     """
     dataset_dir = Path(dataset_dir)
     paths = journal_paths(dataset_dir) if paths is None else [Path(p) for p in paths]
     progress = read_progress(paths, lines=True)
-    rendered = {key[1] for key in progress._lines if key[0] == "model"}
-    _write_lines_atomic(dataset_dir / MANIFEST_NAME, (line for _, line in progress._sorted(("model", "example"))))
-    failures = (line for key, line in progress._sorted(("failure",)) if key[1] not in rendered)
-    _write_lines_atomic(dataset_dir / FAILURES_NAME, failures)
+    for name, kinds in ((MANIFEST_NAME, ("model", "example")), (FAILURES_NAME, ("failure",))):
+        try:
+            _write_lines_atomic(dataset_dir / name, (line for _, line in progress._sorted(kinds)))
+        except OSError as error:
+            if output_problem(error):
+                raise output_error(dataset_dir / name, error, "the merged manifest") from None
+            raise
     return progress

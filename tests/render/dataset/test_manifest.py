@@ -138,8 +138,9 @@ def test_merge_writes_canonical_lines_even_from_a_hand_edited_journal(tmp_path):
     progress = manifest.merge(tmp_path)
     expected = sorted(records[:3], key=manifest.sort_key)
     assert (tmp_path / manifest.MANIFEST_NAME).read_text() == "".join(manifest.dumps(r) + "\n" for r in expected)
-    # m rendered, so only z's failure is listed
-    assert (tmp_path / manifest.FAILURES_NAME).read_text() == manifest.dumps(failure("z", "gone")) + "\n"
+    # m broke after its renders (its newest record), so it is listed as failed beside z
+    assert (tmp_path / manifest.FAILURES_NAME).read_text() == "".join(
+        manifest.dumps(f) + "\n" for f in (failure("m", "superseded by nothing"), failure("z", "gone")))
     assert progress.count("example") == 2 and progress.of_type("model") == [records[1]]
 
 
