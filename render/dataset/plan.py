@@ -1,9 +1,11 @@
 """The dataset batch plan: a folder tree of models in, the work that makes THA triplets and a manifest out.
 
-The plan is pure: models are found under a root (.pmx, .pmd), given a split (THA1 write-up
-§5.4: by top-level folder, or by a split file), ordered by id and dealt to shards (`--shard
-K/N`: every N-th model from the K-th, so the nodes of a cluster job array share one output
-folder without coordination). A shard's journal (`parts/shard-K-of-N.jsonl`, see
+The plan is pure: models are found under a root (.pmx, .pmd; linked folders followed once per
+real folder), given a split (THA1 write-up §5.4: by top-level folder, or by a split file; copies
+of one model, the same bytes under other names, share one split), ordered by id and dealt to
+shards (`--shard K/N`: by a stable hash of the model id, so the nodes of a cluster job array
+share one output folder without coordination, and a model added later lands in one shard
+without moving the others). A shard's journal (`parts/shard-K-of-N.jsonl`, see
 render.dataset.manifest) lists what is finished; a rerun skips it, so a killed run resumes where it
 stopped, and `merge` writes the one sorted manifest.
 
@@ -28,12 +30,12 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import manifest
 from .settings import RenderSettings
-from ...atomic_files import write_text_atomic
+from ...atomic_files import sha256_file, write_text_atomic
 from ...errors import UserError
 
 MODEL_SUFFIXES = (".pmx", ".pmd")
@@ -100,6 +102,7 @@ class ModelEntry:
     model_id: str  # path relative to the models root, with forward slashes
     path: Path
     split: str
+    same_as: str = ""  # the id of the first file under the root with the same bytes, if another
 
     @property
     def folder(self):
@@ -153,7 +156,7 @@ def split_for(model_id, rules, default_split):
 
 
 def discover_models(root, split_rules=(), default_split="train"):
-    """The models under `root`, sorted by id, each with its split."""
+    """The models under `root`, sorted by id, each with its split (copies of one model share one)."""
     # Absolute, so that failure reasons naming a model's path read the same however the root
     # was typed ("models", "./models/", "/data/models"), and a rerun's records agree.
     root = Path(os.path.abspath(root))
@@ -164,15 +167,81 @@ def discover_models(root, split_rules=(), default_split="train"):
         model_id = path.relative_to(root).as_posix()
         entries.append(ModelEntry(model_id, path, split_for(model_id, split_rules, default_split)))
     entries.sort(key=lambda e: e.model_id)
-    return entries
+    return keep_copies_in_one_split(entries)
 
 
 def find_model_files(root):
-    """Model files under `root`, sorted; linked folders are followed (datasets are often assembled from links)."""
-    found = []
-    for folder, _, files in os.walk(root, followlinks=True):
-        found += [Path(folder) / name for name in files if Path(name).suffix.lower() in MODEL_SUFFIXES]
+    """Model files under `root`, sorted. Linked folders are followed (datasets are often assembled
+    from links), but each real folder is entered once: a link back up the tree (`..`) or two links
+    to one folder would otherwise list its models again and again, or never end. The tree itself
+    is walked first, then the links it holds (in sorted order), so a folder reached both ways is
+    listed under its own path."""
+    found, entered = [], set()
+    to_walk = [str(root)]
+    while to_walk:
+        for folder, subfolders, files in os.walk(to_walk.pop(0)):  # links are listed, not entered
+            here = _real_folder(folder)
+            if here is None or here in entered:
+                subfolders.clear()
+                continue
+            entered.add(here)
+            subfolders.sort()  # so which path to a folder is kept does not depend on listing order
+            to_walk += [os.path.join(folder, name) for name in subfolders if os.path.islink(os.path.join(folder, name))]
+            found += [Path(folder) / name for name in files if Path(name).suffix.lower() in MODEL_SUFFIXES]
     return sorted(path for path in found if path.is_file())
+
+
+def _real_folder(path):
+    """(device, inode) of a folder, the same through any link to it; None if it cannot be read."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+# A model held out for evaluation stays held out: when copies of one model sit in different
+# splits, all go to the most held-out one (the training set loses a duplicate, the test set
+# keeps the model a person put there).
+SPLIT_PRECEDENCE = {"test": 0, "validation": 1, "train": 2}
+
+
+def keep_copies_in_one_split(entries):
+    """The entries with copies of one model (the same file bytes under other names, common in
+    download folders) moved into one split, each marked with the id of its first copy
+    (`same_as`): otherwise one model's images could be in train and in test.
+
+    Each copy is still rendered, under its own id: a PMX names its textures relative to its own
+    folder, so the same bytes beside another texture set (a recolour pack) is another look of
+    the character, and whether two copies render alike is known only after rendering; one split
+    is what keeps the evaluation honest. Files are compared by size first, so only files whose
+    size another file shares are read and hashed.
+    """
+    by_size = {}
+    for index, entry in enumerate(entries):
+        try:
+            by_size.setdefault(entry.path.stat().st_size, []).append(index)
+        except OSError:
+            pass  # unreadable: left as it is; its render fails with the reason
+    groups = {}
+    for same_size in by_size.values():
+        if len(same_size) < 2:
+            continue
+        for index in same_size:
+            try:
+                groups.setdefault(sha256_file(entries[index].path), []).append(index)
+            except OSError:
+                pass
+    entries = list(entries)
+    for copies in groups.values():
+        if len(copies) < 2:
+            continue
+        copies.sort(key=lambda i: entries[i].model_id)
+        split = min((entries[i].split for i in copies), key=lambda s: SPLIT_PRECEDENCE.get(s, len(SPLIT_PRECEDENCE)))
+        first = entries[copies[0]].model_id
+        for i in copies:
+            entries[i] = replace(entries[i], split=split, same_as=first if i != copies[0] else "")
+    return entries
 
 
 def parse_shard(text):
@@ -183,8 +252,16 @@ def parse_shard(text):
     return int(match.group(1)), int(match.group(2))
 
 
+def shard_of(model_id, shards):
+    """The shard (1..shards) a model belongs to: a stable hash of its id, not its place in the
+    sorted list, so adding or removing a model moves no other model to another shard (a finished
+    dataset gets one more model, not a re-render of every shard)."""
+    digest = hashlib.sha256(model_id.encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") % shards + 1
+
+
 def shard_models(entries, shard, shards):
-    return [entry for i, entry in enumerate(entries) if i % shards == shard - 1]
+    return [entry for entry in entries if shard_of(entry.model_id, shards) == shard]
 
 
 def shard_from_environment():
