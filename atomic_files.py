@@ -10,13 +10,26 @@ import os
 from pathlib import Path
 
 TEMP_SUFFIX = ".tmp"
+MAX_NAME_BYTES = 255  # a file name's limit on ext4, XFS, Btrfs, APFS and NTFS (in UTF-16 units there)
+TAG_ROOM = 48  # bytes kept for ".<tag>" in a temporary name (tags are a shard and a process id)
+
+
+def temp_stem(path):
+    """The part of a temporary name before its tag: `.<name>`, or `.<hash of the name>` for a name
+    so long that the tag would take it past MAX_NAME_BYTES (a legal 244-byte model file name gave
+    its sidecar's temporary file a name the file system refused). It depends on the name only, so
+    a cleanup can find the temporary files of one target."""
+    name = Path(path).name
+    if len(os.fsencode(name)) + 1 + TAG_ROOM + len(TEMP_SUFFIX) < MAX_NAME_BYTES:
+        return f".{name}"
+    return "." + hashlib.sha256(os.fsencode(name)).hexdigest()[:24]
 
 
 def temp_path_for(path, tag=None):
     """The temporary name for `path`: hidden, in the same folder, tagged (default: this process)."""
     path = Path(path)
     tag = tag if tag is not None else str(os.getpid())
-    return path.with_name(f".{path.name}.{tag}{TEMP_SUFFIX}")
+    return path.with_name(f"{temp_stem(path)}.{tag}{TEMP_SUFFIX}")
 
 
 def write_chunks_atomic(path, chunks, tag=None):

@@ -57,6 +57,7 @@ def start(root, sidecar=None):
     if source.suffix.lower() not in (".pmx", ".pmd"):
         raise SessionError(f"{source.name}: annotation reads MMD models (.pmx, .pmd)")
     path = Path(sidecar) if sidecar else annotations.sidecar_path(source)
+    annotations.remove_stale_sidecar_temps(path)  # a Blender killed while saving left one
     annotation, _ = annotations.load_or_annotate(source, [path])
     if not annotation.head:
         raise SessionError(f"{source.name}: no head bone to place the head band from; {annotation.review.get('reasons')}")

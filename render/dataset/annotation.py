@@ -21,14 +21,17 @@ re-annotating keeps what a person set. Heights are in the model file's own units
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ...atomic_files import sha256_file, write_text_atomic
+from ...atomic_files import MAX_NAME_BYTES, TEMP_SUFFIX, sha256_file, temp_stem, write_text_atomic
 from ...errors import UserError
 from ..formats.mmd.import_plan import GroupMorphError, flatten_group
 from ..formats.mmd.names import normalize_name
@@ -694,11 +697,63 @@ def load_sidecar(path):
 
 
 def save_sidecar(annotation, path):
+    """Write the sidecar atomically, first removing temporary copies of it that a killed process
+    of this machine left (they were never cleaned up)."""
+    path = Path(path)
     annotation.check(str(path))
+    if len(os.fsencode(path.name)) > MAX_NAME_BYTES:
+        raise AnnotationError(f"{path}: the annotation's file name would be {len(os.fsencode(path.name))} bytes, more "
+                              f"than the {MAX_NAME_BYTES} a file system allows; shorten the model's file name")
     text = json.dumps(annotation.to_json(), ensure_ascii=False, indent=1, sort_keys=False) + "\n"
+    remove_stale_sidecar_temps(path)
     # A model file name that is not UTF-8 (cp932 from a Japanese zip) arrives surrogate-escaped
     # (PEP 383): those characters go out as JSON escapes, which read back as the same name.
-    return write_text_atomic(path, text.encode("utf-8", "backslashreplace").decode("utf-8"))
+    return write_text_atomic(path, text.encode("utf-8", "backslashreplace").decode("utf-8"), temp_tag())
+
+
+# Sidecar temporary files are tagged "ann-<machine>-<process id>", so that a later write can tell
+# a temporary file whose writer is dead (killed mid-write) from one another process of this
+# machine, or a process on another machine sharing the folder, is writing right now.
+TEMP_TAG_PREFIX = "ann-"
+
+
+def _machine_key():
+    return hashlib.sha256(socket.gethostname().encode("utf-8", "surrogateescape")).hexdigest()[:8]
+
+
+def temp_tag(pid=None):
+    return f"{TEMP_TAG_PREFIX}{_machine_key()}-{os.getpid() if pid is None else pid}"
+
+
+def remove_stale_sidecar_temps(path):
+    """Remove the temporary files of sidecar `path` left by processes of this machine that have
+    ended; returns how many. Reads one folder, so a write costs little even among thousands."""
+    path = Path(path)
+    stem = temp_stem(path) + "."
+    mine = re.compile(re.escape(f"{TEMP_TAG_PREFIX}{_machine_key()}-") + r"(\d+)" + re.escape(TEMP_SUFFIX))
+    removed = 0
+    try:
+        names = [entry.name for entry in os.scandir(path.parent) if entry.name.startswith(stem)]
+    except OSError:
+        return 0  # no folder yet: nothing left there
+    for name in names:
+        found = mine.fullmatch(name[len(stem):])
+        if found and not _process_alive(int(found.group(1))):
+            (path.parent / name).unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _process_alive(pid):
+    if pid == os.getpid():
+        return False  # this process writes one sidecar at a time: a leftover of its own is stale
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # another user's process, or no way to tell: keep its file
+    return True
 
 
 def annotate_model_file(model_path, previous=None, read_model=None):

@@ -250,3 +250,57 @@ def test_a_sidecar_keeps_a_model_file_name_that_is_not_utf8(tmp_path, shared):
     assert os.fsencode(path.name) == "初音ミク".encode("cp932") + b".pmx.tha.json"
     path.read_bytes().decode("utf-8")  # the sidecar itself is UTF-8
     assert A.load_sidecar(path).to_json() == annotation.to_json()
+
+
+# --- Long names and temporary files
+
+
+def ended_process_id():
+    """The id of a process that has ended (a writer killed mid-write leaves its temporary file)."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_legal_244_byte_model_file_name_is_annotated_beside_and_in_a_dataset(tmp_path):
+    from tha_studio.render.dataset import plan
+    from tha_studio.render.formats.mmd import write_character
+
+    name = "初音ミク" * 20 + ".pmx"  # 240 + 4 bytes: legal (255 at most), its sidecar 253
+    assert len(name.encode()) == 244
+    written = write_character(tmp_path / "models" / "character")
+    model = written.rename(written.with_name(name))
+    annotation, sidecar = A.annotate_file(model)
+    assert sidecar.name == name + ".tha.json" and A.load_sidecar(sidecar).model_file == name
+    entry = plan.discover_models(tmp_path / "models")[0]
+    plan.load_or_make_annotation(entry, tmp_path / "out", annotations_dir=tmp_path / "elsewhere")
+    copied = tmp_path / "out" / plan.ANNOTATIONS_FOLDER / "character" / (name + ".tha.json")
+    assert copied.is_file()
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+    too_long = tmp_path / ("あ" * 82 + ".pmx")  # 250 bytes: legal, but its sidecar's name would not be
+    with pytest.raises(A.AnnotationError, match="259 bytes, more than the 255"):
+        A.save_sidecar(annotation, A.sidecar_path(too_long))
+
+
+@pytest.mark.parametrize("name", ["Gene_light.pmx", "初音ミク" * 20 + ".pmx"])
+def test_temporary_sidecars_a_killed_writer_left_are_removed_by_the_next_write(tmp_path, shared, name):
+    from tha_studio.atomic_files import temp_path_for
+
+    model = tmp_path / name
+    model.symlink_to(shared / "assets/mmd/gene_light/Gene_light.pmx")
+    sidecar = A.sidecar_path(model)
+    dead = temp_path_for(sidecar, A.temp_tag(ended_process_id()))
+    alive = temp_path_for(sidecar, A.temp_tag(os.getppid()))  # a writer still at work
+    other_machine = temp_path_for(sidecar, "ann-00000000-" + str(ended_process_id()))
+    shard_run = temp_path_for(sidecar, "s1of2-123")  # a dataset run's: its own start cleans those
+    for temp in (dead, alive, other_machine, shard_run):
+        assert len(os.fsencode(temp.name)) <= 255
+        temp.write_text("{half a sidecar")
+    A.annotate_file(model)
+    assert not dead.exists()
+    assert alive.exists() and other_machine.exists() and shard_run.exists()
+    assert A.load_sidecar(sidecar).model_file == name
