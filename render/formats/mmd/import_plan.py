@@ -369,8 +369,47 @@ def plan_import(model, scale=DEFAULT_SCALE, folder=None):
     )
 
 
+# Sizes no real model has. Real MMD models have tens to a few hundred materials, a few hundred
+# to about 1,500 bones (long hair and skirts with physics) and up to about 1,000 morphs;
+# Gene_light (the shared sample) has 13 materials, 224 bones, 184 morphs (177 of them vertex
+# morphs) on 28,646 vertices. A crafted file far past that costs Blender minutes (40,000
+# materials or bones took about 2 minutes to build) or gigabytes: Blender keeps every shape key
+# as a full copy of the mesh (12 bytes a vertex), so 20,000 one-vertex morphs took 4.6 GB. The
+# limits are several times the largest real figures, so no real model meets them.
+MAX_MATERIALS = 2_000
+MAX_BONES = 8_000
+MAX_MORPHS = 5_000
+MAX_TEXTURES = 2_000
+# shape keys x vertices: 150 million vertex positions (1.8 GB of shape keys), e.g. 1,000 vertex
+# morphs on a 150,000-vertex model; Gene_light needs 5 million.
+MAX_SHAPE_KEY_VERTICES = 150_000_000
+
+
+class ModelTooLargeError(PlanError):
+    """A model with more of something than any real model has (see MAX_MATERIALS etc.)."""
+
+
+def check_sizes(model):
+    """Refuse counts no real model has, before Blender spends minutes or gigabytes on them."""
+    counts = (("materials", len(model.materials), MAX_MATERIALS), ("bones", len(model.bones), MAX_BONES),
+              ("morphs", len(model.morphs), MAX_MORPHS), ("textures", len(model.textures), MAX_TEXTURES))
+    for what, count, limit in counts:
+        if count > limit:
+            raise ModelTooLargeError(f"{count:,} {what}, more than the {limit:,} this importer takes "
+                                     f"(real models have far fewer; a file with so many is damaged or made to attack)")
+    shape_keys = sum(1 for morph in model.morphs if morph.kind in ("vertex", "group"))
+    vertices = len(model.positions)
+    if shape_keys * vertices > MAX_SHAPE_KEY_VERTICES:
+        gigabytes = shape_keys * vertices * 12 / 1e9
+        raise ModelTooLargeError(f"{shape_keys:,} vertex and group morphs on {vertices:,} vertices would need "
+                                 f"{gigabytes:.1f} GB of shape keys (Blender stores each as a full copy of the mesh), "
+                                 f"more than the {MAX_SHAPE_KEY_VERTICES * 12 / 1e9:.1f} GB this importer allows")
+
+
 def check_model(model):
-    """Reject what would make a broken mesh: indices out of range, materials not covering faces."""
+    """Reject what would make a broken mesh (indices out of range, materials not covering faces)
+    and sizes no real model has (check_sizes)."""
+    check_sizes(model)
     vertex_count, face_count = len(model.positions), len(model.faces)
     if face_count and (model.faces.min() < 0 or model.faces.max() >= vertex_count):
         raise PlanError(f"a face uses a vertex index outside 0..{vertex_count - 1}")

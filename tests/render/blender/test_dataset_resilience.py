@@ -264,3 +264,26 @@ def test_in_process_runs_check_the_time_limit_between_images(ext_module, tmp_pat
                                      budget=dataset_run.ModelBudget(seconds=0.001)).run()
     assert set(summary.failures.values()) == {"took longer than the 0.001 s allowed a model (--model-timeout)"}
     assert len(summary.failures) == 2
+
+
+# ----------------------------------------------------------------------------------------------
+# 5. Sizes no real model has
+
+
+def test_a_model_with_more_morphs_than_any_real_one_is_failed_naming_file_and_limit_and_the_batch_goes_on(tmp_path):
+    import numpy as np
+
+    from tha_studio.render.formats.mmd import make_character, pmx
+    from tha_studio.render.formats.mmd.model import Morph
+
+    models, out = characters(tmp_path / "models", 2), tmp_path / "out"
+    crafted = make_character()
+    crafted.morphs += [Morph(name=f"extra {i}", vertex_indices=np.array([i % len(crafted.positions)]),
+                             vertex_offsets=np.ones((1, 3), np.float32)) for i in range(20_000)]
+    path = pmx.write(crafted, models / "crafted" / "morphs.pmx")
+    result = cli("render-dataset", models, out, "--poses-per-model", 2, "--no-progress")
+    assert result.returncode == 0, result.stderr
+    reasons = {r["model"]: r["reason"] for r in records(out / "failures.jsonl")}
+    assert list(reasons) == ["crafted/morphs.pmx"]
+    assert str(path) in reasons["crafted/morphs.pmx"] and "morphs, more than the 5,000" in reasons["crafted/morphs.pmx"]
+    assert examples_by_model(out) == {f"character_{n}/tha_studio_character.pmx": 2 for n in range(2)}

@@ -1,0 +1,58 @@
+"""Sizes no real model has are refused before Blender builds anything, with the count and the
+limit in the message: 40,000 materials or bones took Blender about 2 minutes, 20,000 one-vertex
+morphs 4.6 GB (a full shape key each). Files crafted from the procedural character."""
+
+import numpy as np
+import pytest
+
+from tha_studio.render.formats.mmd import import_plan as P
+from tha_studio.render.formats.mmd import make_character, pmx, read_model
+from tha_studio.render.formats.mmd.model import Bone, Material, Morph
+
+
+def with_materials(model, count):
+    model.materials += [Material(name=f"extra {i}") for i in range(count)]  # drawing no faces
+    return model
+
+
+def with_bones(model, count):
+    model.bones += [Bone(name=f"extra {i}", position=(0.0, float(i), 0.0)) for i in range(count)]
+    return model
+
+
+def with_one_vertex_morphs(model, count):
+    model.morphs += [Morph(name=f"extra {i}", vertex_indices=np.array([i % len(model.positions)]),
+                           vertex_offsets=np.ones((1, 3), np.float32)) for i in range(count)]
+    return model
+
+
+@pytest.mark.parametrize("grow, count, words", [
+    (with_materials, 40_000, "40,011 materials, more than the 2,000"),
+    (with_bones, 40_000, "bones, more than the 8,000"),
+    (with_one_vertex_morphs, 20_000, "morphs, more than the 5,000"),
+])
+def test_counts_no_real_model_has_are_refused_from_the_file_naming_count_and_limit(tmp_path, grow, count, words):
+    path = pmx.write(grow(make_character(), count), tmp_path / "crafted.pmx")
+    model = read_model(path)
+    with pytest.raises(P.ModelTooLargeError, match=words):
+        P.plan_import(model, folder=tmp_path)
+
+
+def test_shape_keys_are_limited_by_morphs_times_vertices():
+    model = make_character()
+    morphs_allowed = P.MAX_SHAPE_KEY_VERTICES // len(model.positions)
+    assert morphs_allowed > P.MAX_MORPHS  # on a small mesh the count limit comes first
+    big = make_character()
+    big.positions = np.zeros((200_000, 3), np.float32)  # checked before the mesh is read further
+    with_one_vertex_morphs(big, 1_000)
+    with pytest.raises(P.ModelTooLargeError, match=r"1,00\d vertex and group morphs on 200,000 vertices would need "
+                                                    r"2\.4 GB of shape keys"):
+        P.check_sizes(big)
+
+
+def test_real_models_are_well_inside_the_limits(shared):
+    gene = read_model(shared / "assets" / "mmd" / "gene_light" / "Gene_light.pmx")
+    P.check_sizes(gene)
+    shape_keys = sum(m.kind in ("vertex", "group") for m in gene.morphs)
+    assert shape_keys * len(gene.positions) * 20 < P.MAX_SHAPE_KEY_VERTICES
+    assert len(gene.materials) * 100 < P.MAX_MATERIALS and len(gene.bones) * 20 < P.MAX_BONES
