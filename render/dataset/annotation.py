@@ -439,14 +439,18 @@ def dominant_bones(model):
     return model.bone_indices[np.arange(len(weights)), np.argmax(weights, axis=1)]
 
 
-def estimate_head(model, head_bone):
+def estimate_head(model, head_bone, mouth=None):
     """The head's extent from the head bone and the vertices it moves (THA1 write-up §5.1).
 
-    Bottom: the chin tip, the lowest vertex that the head bone itself drives in the front-centre
-    of the face (side locks and back hair hanging lower are not the chin). Top: the highest
-    horizontal slice of the head whose width is at least a quarter of the head's, among the
-    vertices the head moves, leaving out hair chains that point upward; thin spikes (an ahoge
-    weighted to the head) end below that width.
+    Bottom: the chin tip, the lowest vertex that the head bone itself drives on the face's front
+    centre line, below the mouth: within the mouth's width of its centre when `mouth` (the
+    vertices the mouth-opening morph moves) is given, else within a quarter of the face's width.
+    Side locks, twin tails and back hair hanging lower are not the chin: a twin-tailed model's
+    side hair tips, weighted to the head, were taken for it. Top: the highest horizontal slice of
+    the head whose width is at least a quarter of the face's, among the vertices the head moves,
+    leaving out hair chains that point upward; thin spikes (an ahoge weighted to the head) end
+    below that width. The face's width is measured in front of the head bone, so hair hanging
+    behind or beside the shoulders does not widen it.
     """
     bones = model.bones
     if not 0 <= head_bone < len(bones):
@@ -467,11 +471,12 @@ def estimate_head(model, head_bone):
     upward = np.zeros(len(bones), bool)
     upward[list(upward_chains(model, head_bone))] = True
     kept = moved & ~upward[dominant]
-    xs = positions[moved, 0]
+    front = moved & (positions[:, 2] < head_z)
+    xs = positions[front if front.sum() >= 10 else moved, 0]
     width = float(np.percentile(xs, 98) - np.percentile(xs, 2))
 
     top = _top_of_skull(positions[kept], width)
-    bottom = _chin(positions, moved & (dominant == head_bone), head_x, head_z, width)
+    bottom = _chin(positions, moved & (dominant == head_bone), head_x, head_z, width, mouth)
     if bottom is None:
         bottom = float(positions[moved & (dominant == head_bone), 1].min()) if (moved & (dominant == head_bone)).any() else float(positions[moved, 1].min())
     if not top > bottom:
@@ -491,11 +496,38 @@ def _top_of_skull(points, width, bins=200, min_share=0.25):
     return high
 
 
-def _chin(positions, face, head_x, head_z, width):
-    front_centre = face & (np.abs(positions[:, 0] - head_x) < 0.25 * width) & (positions[:, 2] < head_z)
+def _chin(positions, face, head_x, head_z, width, mouth=None):
+    in_front = face & (positions[:, 2] < head_z)
+    if mouth is not None and len(mouth):
+        lips = positions[np.asarray(mouth, np.int64)]
+        centre = float(np.median(lips[:, 0]))
+        half_width = max(float(np.percentile(lips[:, 0], 95) - np.percentile(lips[:, 0], 5)) / 2, 1e-3 * width)
+        below = in_front & (np.abs(positions[:, 0] - centre) <= half_width) & (positions[:, 1] < float(lips[:, 1].min()))
+        if below.any():
+            return float(positions[below, 1].min())
+    front_centre = in_front & (np.abs(positions[:, 0] - head_x) < 0.25 * width)
     if not front_centre.any():
         return None
     return float(positions[front_centre, 1].min())
+
+
+def mouth_anchor(model, center_x=0.0):
+    """The vertices the model's best mouth-opening morph (mouth_aaa by name, moving both sides)
+    moves, or None: the chin is found below the mouth, on its centre line."""
+    best = None
+    for index, morph in enumerate(model.morphs):
+        if morph.kind not in ("vertex", "group"):
+            continue
+        for family, confidence, rank, hint, _ in _name_matches(_MORPH_TABLE, morph.name, morph.name_en):
+            if family == "mouth_aaa" and hint is None and (best is None or (-confidence, rank) < best[0]):
+                best = ((-confidence, rank), index)
+    if best is None:
+        return None
+    indices, offsets = morph_offsets(model, best[1])
+    moving = indices[np.linalg.norm(offsets, axis=1) > 1e-6] if len(offsets) else indices
+    if not len(moving) or morph_side(model, best[1], center_x) != "both":
+        return None
+    return np.unique(moving)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -673,7 +705,7 @@ def annotate_model(model, model_file, model_sha256="", previous=None):
     center_x = float(model.bones[head_bone].position[0]) if head_bone >= 0 else 0.0
     if head_bone >= 0:
         try:
-            extent = estimate_head(model, head_bone)
+            extent = estimate_head(model, head_bone, mouth_anchor(model, center_x))
             annotation.head = {
                 "top": round(extent.top, 5), "bottom": round(extent.bottom, 5),
                 "center_x": round(extent.center_x, 5), "front_z": round(extent.front_z, 5),

@@ -21,7 +21,8 @@ def test_annotate_command_writes_sidecars_and_reports_broken_files(shared, tmp_p
     out, err = capsys.readouterr()
     assert code == 0
     assert "bad.pmx: " in err and "not an MMD model" in err
-    assert "good/Gene_light.pmx: head 16.66..19.85; eye_wink_left=ウィンク２" in out
+    # The skull's top where the crown narrows to a quarter of the face's width (measured in front).
+    assert "good/Gene_light.pmx: head 16.66..19.89; eye_wink_left=ウィンク２" in out
     assert "annotated 1 model(s), 1 could not be read" in out
     sidecar = A.load_sidecar(tmp_path / "notes" / "good" / "Gene_light.pmx.tha.json")
     assert sidecar.morphs_for("mouth_aaa") == [("あ", 1.0, None)]
