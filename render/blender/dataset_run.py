@@ -74,13 +74,14 @@ def render_model(work, config, out_dir, emit, annotations_dir=None, temp_tag=Non
         if missing:
             raise DatasetError(f"lacks {', '.join(missing)}")
         available = annotation.available_parameters(schema)
-        renderer = _open_model(entry, annotation, schema, config, temp_tag)
+        renderer, import_warnings = _open_model(entry, annotation, schema, config, temp_tag)
         budget.check()
         with quiet_output():
             if work.rest:
                 data = renderer.render_rest(out_dir / entry.rest_path())
                 emit({"type": "model", "model": entry.model_id, "split": entry.split, "rest": entry.rest_path(),
-                      "sha256": {"rest": hashlib.sha256(data).hexdigest()}, "available": available})
+                      "sha256": {"rest": hashlib.sha256(data).hexdigest()}, "available": available,
+                      "texture_warnings": texture_warnings(import_warnings)})
                 budget.check()
             for index in work.indices:
                 pose = sample_pose(schema, config.seed, entry.model_id, index, available)
@@ -113,7 +114,14 @@ def _open_model(entry, annotation, schema, config, temp_tag):
     bpy.ops.wm.read_homefile(use_empty=True)
     with quiet_output():
         imported = import_model(entry.path)
-    return TripletRenderer(imported, annotation, schema, config.render, temp_tag=temp_tag)
+    return TripletRenderer(imported, annotation, schema, config.render, temp_tag=temp_tag), imported.warnings
+
+
+def texture_warnings(warnings):
+    """The import's warnings about textures (missing, unreadable, a path the system refuses), for
+    the manifest: a model whose textures are missing renders white-grey, and the review sheet
+    flags it from these."""
+    return [warning for warning in warnings if warning.startswith("texture ")]
 
 
 def _reason(error):

@@ -42,6 +42,7 @@ import numpy as np
 from ...errors import UserError
 from ..formats import avatar_expressions
 from ..formats.mmd.import_plan import DEFAULT_SCALE, PlanError, plan_import
+from ..formats.mmd.names import UNDECODABLE, replace_undecodable
 from ..formats.mmd.names import normalize_name
 
 MMD_SUFFIXES = (".pmx", ".pmd")
@@ -228,6 +229,17 @@ def build_model(model, name, folder, scale=DEFAULT_SCALE, source=None, collectio
     return imported
 
 
+def property_json(value):
+    """JSON for a text property: readable UTF-8, but with escapes ("\\ud800") where a name keeps
+    bytes that are not text (Blender stores only UTF-8; the escapes read back as the same name)."""
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(value)
+    return text
+
+
 def model_info(*, name, source, format, model_name, model_name_en, scale, axes, counts, warnings):
     """The description stored as JSON on a model's root object (MODEL_PROPERTY), for MMD models
     and avatars alike; `version` says which form it has (migrate_model_info updates older ones)."""
@@ -302,13 +314,23 @@ class ModelBuilder:
 
     def __init__(self, plan, name, source, collection):
         self.plan = plan
-        self.name = name
         self.source = str(source)
         self.parent_collection = collection or bpy.context.scene.collection
         self.warnings = []
+        self.name = self.blender_name(name, "file")
         self.bone_names = []  # Blender bone name per MMD bone index
         self.material_names = []  # Blender material name per MMD material index
         self.shape_key_names = {}  # MMD morph index -> shape key name
+
+    def blender_name(self, text, what):
+        """`text` as Blender can hold it: characters the file's bytes cannot spell (a lone UTF-16
+        surrogate, a byte that is not UTF-8, a cp932 file name) become U+FFFD, with a warning;
+        Blender refuses such names, which failed the whole import."""
+        clean = replace_undecodable(text)
+        if clean != text:
+            self.warnings.append(f"{what} name {clean!r} has bytes that are not valid text; "
+                                 f"Blender shows them as {UNDECODABLE}")
+        return clean
 
     def build(self):
         self.collection = bpy.data.collections.new(self.name)
@@ -341,13 +363,11 @@ class ModelBuilder:
         ]
         mesh_obj[ROOT_PROPERTY] = armature.name
         plan = self.plan
-        armature[MODEL_PROPERTY] = json.dumps(
+        armature[MODEL_PROPERTY] = property_json(
             model_info(name=self.name, source=self.source, format=plan.format, model_name=plan.model_name,
                        model_name_en=plan.model_name_en, scale=plan.scale, axes=plan.axes, counts=plan.counts,
-                       warnings=self.warnings),
-            ensure_ascii=False,
-        )
-        armature[MORPHS_PROPERTY] = json.dumps(morphs, ensure_ascii=False)
+                       warnings=self.warnings))
+        armature[MORPHS_PROPERTY] = property_json(morphs)
         lap("morph records")
         return ImportedModel(
             name=self.name,
@@ -376,7 +396,7 @@ class ModelBuilder:
         try:
             edit_bones = []
             for bone in bones:
-                edit_bone = data.edit_bones.new(bone.name)
+                edit_bone = data.edit_bones.new(self.blender_name(bone.name, "bone"))
                 edit_bone.head = bone.head
                 edit_bone.tail = bone.tail
                 edit_bones.append(edit_bone)
@@ -389,8 +409,8 @@ class ModelBuilder:
             view_layer.objects.active = previous_active
         for bone, bone_name in zip(bones, self.bone_names):
             target = data.bones[bone_name]
-            target["name_j"] = bone.name_j
-            target["name_en"] = bone.name_en
+            target["name_j"] = replace_undecodable(bone.name_j)
+            target["name_en"] = replace_undecodable(bone.name_en)
         data.display_type = "STICK"
         armature.show_in_front = True
         return armature
@@ -421,10 +441,10 @@ class ModelBuilder:
 
     def build_material(self, material):
         """A Principled material: the main texture (if any) times the MMD diffuse colour's alpha."""
-        blender_material = bpy.data.materials.new(material.name)
+        blender_material = bpy.data.materials.new(self.blender_name(material.name, "material"))
         self.material_names.append(blender_material.name)
-        blender_material["name_j"] = material.name_j
-        blender_material["name_en"] = material.name_en
+        blender_material["name_j"] = replace_undecodable(material.name_j)
+        blender_material["name_en"] = replace_undecodable(material.name_en)
         red, green, blue, alpha = material.diffuse
         blender_material.diffuse_color = (red, green, blue, alpha)
         blender_material.use_backface_culling = material.backface_culling
@@ -436,7 +456,7 @@ class ModelBuilder:
         bsdf.inputs["Base Color"].default_value = (red, green, blue, 1.0)
         bsdf.inputs["Alpha"].default_value = alpha
         bsdf.inputs["Roughness"].default_value = 0.8
-        image = self.texture_image(material.texture, material.name_j)
+        image = self.texture_image(material.texture, replace_undecodable(material.name_j))
         if image is not None:
             texture = nodes.new("ShaderNodeTexImage")
             texture.image = image
@@ -474,7 +494,7 @@ class ModelBuilder:
             return
         obj.shape_key_add(name="Basis", from_mix=False)
         for planned in self.plan.shape_keys:
-            key = obj.shape_key_add(name=planned.name, from_mix=False)
+            key = obj.shape_key_add(name=self.blender_name(planned.name, "morph"), from_mix=False)
             key.value = 0.0  # Blender 5 creates shape keys at 1.0
             key_points(key).foreach_set("co", planned.coordinates(self.plan.vertices).ravel())
             self.shape_key_names[planned.morph] = key.name

@@ -28,7 +28,9 @@ SLOT_GROUPS = ("eyebrow", "eye", "mouth")
 
 def example_rng(seed, model_id, index):
     """A generator seeded from the run seed, the model's id and the example's index."""
-    digest = hashlib.sha256(str(model_id).encode("utf-8")).digest()
+    # surrogateescape: a file name that is not UTF-8 (cp932 from a Japanese zip) seeds from its
+    # real bytes instead of failing every example; UTF-8 ids hash as before
+    digest = hashlib.sha256(str(model_id).encode("utf-8", "surrogateescape")).digest()
     words = [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, *words, int(index)])))
 

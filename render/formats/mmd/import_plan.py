@@ -36,7 +36,7 @@ from ....errors import UserError
 from ..avatar_expressions import morph_record
 from ..texture_paths import resolve_texture
 from . import model as mmd
-from .names import normalize_name
+from .names import normalize_name, replace_undecodable
 
 DEFAULT_SCALE = 0.08  # MMD units to metres, as mmd_tools uses: a 20-unit character is 1.6 m
 MIN_BONE_LENGTH = 0.5  # in MMD units: Blender deletes zero-length bones when leaving edit mode
@@ -460,17 +460,28 @@ def bone_tails(model, heads, scale):
 
 def plan_materials(model, folder):
     found = {}  # texture index -> resolved path or None, looked up once
+    refused = {}  # texture index -> why the system refused to look the path up
 
     def texture(index):
         if folder is None or not 0 <= index < len(model.textures):
             return None
         if index not in found:
-            found[index] = resolve_texture(folder, model.textures[index])
+            try:
+                found[index] = resolve_texture(folder, model.textures[index])
+            except (OSError, ValueError) as error:
+                # A path longer than the system allows, a NUL or half a character in it: a
+                # problem with this texture, not with the model.
+                found[index] = None
+                refused[index] = getattr(error, "strerror", None) or type(error).__name__
         return found[index]
 
     def missing(index, material_name):
         if folder is not None and 0 <= index < len(model.textures) and texture(index) is None:
-            return [f"texture {model.textures[index]!r} of material {material_name!r} not found under {folder}"]
+            stored = _clip(replace_undecodable(model.textures[index]))
+            name = replace_undecodable(material_name)
+            if index in refused:
+                return [f"texture {stored!r} of material {name!r} cannot be looked up ({refused[index]})"]
+            return [f"texture {stored!r} of material {name!r} not found under {folder}"]
         return []
 
     planned = []
@@ -490,6 +501,11 @@ def plan_materials(model, folder):
             warnings=tuple(warnings),
         ))
     return planned
+
+
+def _clip(text, length=120):
+    """A long text (a crafted texture path) cut for a message: its start and end, with its length."""
+    return text if len(text) <= length else f"{text[:60]}...{text[-40:]} ({len(text)} characters)"
 
 
 # -- weights -----------------------------------------------------------------------------------

@@ -45,3 +45,15 @@ def find_name(names, wanted) -> int:
         if normalize_name(name) == key:
             return i
     return -1
+
+
+UNDECODABLE = "\ufffd"  # what a character the file's bytes cannot spell is shown as
+
+
+def replace_undecodable(text):
+    """`text` with each lone surrogate (half a UTF-16 character, or a byte that is not UTF-8,
+    both kept by the readers so a file round-trips) replaced by U+FFFD, for places that need
+    real text: Blender names, JSON meant for people."""
+    if not any("\ud800" <= c <= "\udfff" for c in text):
+        return text
+    return "".join(UNDECODABLE if "\ud800" <= c <= "\udfff" else c for c in text)

@@ -20,12 +20,12 @@ pytestmark = pytest.mark.slow
 
 def cli(*args, timeout=300):
     return subprocess.run([sys.executable, str(ROOT / "cli.py"), *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+                          errors="surrogateescape", timeout=timeout)  # a model's name need not be UTF-8
 
 
 def start_cli(*args):
     return subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, errors="surrogateescape")
 
 
 def characters(root, count):
@@ -287,3 +287,31 @@ def test_a_model_with_more_morphs_than_any_real_one_is_failed_naming_file_and_li
     assert list(reasons) == ["crafted/morphs.pmx"]
     assert str(path) in reasons["crafted/morphs.pmx"] and "morphs, more than the 5,000" in reasons["crafted/morphs.pmx"]
     assert examples_by_model(out) == {f"character_{n}/tha_studio_character.pmx": 2 for n in range(2)}
+
+
+# ----------------------------------------------------------------------------------------------
+# 6. Missing textures, recorded per model
+
+
+def test_missing_textures_are_recorded_per_model_in_the_manifest(tmp_path):
+    models, out = characters(tmp_path / "models", 2), tmp_path / "out"
+    texture = next((models / "character_1").glob("*.png"))
+    texture.unlink()
+    assert cli("render-dataset", models, out, "--poses-per-model", 1, "--no-progress").returncode == 0
+    warnings = {r["model"]: r["texture_warnings"] for r in records(out / "manifest.jsonl") if r["type"] == "model"}
+    assert warnings["character_0/tha_studio_character.pmx"] == []
+    missing = warnings["character_1/tha_studio_character.pmx"]
+    assert len(missing) == 1 and texture.name in missing[0] and "not found" in missing[0]
+
+
+def test_a_cp932_file_name_and_broken_name_bytes_render_with_warnings(tmp_path):
+    from tha_studio.render.formats.mmd import make_character, pmx
+
+    models, out = characters(tmp_path / "models", 1), tmp_path / "out"
+    model = make_character()
+    model.materials[0].name += "\udc00"  # half a UTF-16 character
+    pmx.write(model, models / os.fsdecode("キャラ".encode("cp932")) / os.fsdecode("モデル.pmx".encode("cp932")))
+    result = cli("render-dataset", models, out, "--poses-per-model", 1, "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "skipped" not in result.stdout, result.stdout
+    assert len(examples_by_model(out)) == 2 and records(out / "failures.jsonl") == []
