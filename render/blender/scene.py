@@ -11,7 +11,11 @@ Headless facts these helpers are built around (reference/blender.md):
 
 from __future__ import annotations
 
-
+import contextlib
+import os
+import re
+import sys
+import tempfile
 from pathlib import Path
 
 import bpy
@@ -29,6 +33,59 @@ RIGHT = (-1.0, 0.0, 0.0)
 TOP = (0.0, 0.0, -1.0)
 
 
+# Blender's first render in a process starts its GPU context, trying EGL configurations until one
+# fits and printing each refusal to the C-level stderr ("EGL Error (0x3009): EGL_BAD_MATCH ..."),
+# three lines on every start of a command, though the one it settles on works. Only those lines
+# are dropped; anything else printed meanwhile is passed on.
+GPU_START_NOISE = re.compile(rb"^EGL Error \(0x3009\): EGL_BAD_MATCH\b")
+_gpu_started = False
+
+
+@contextlib.contextmanager
+def filtered_c_stderr(noise=GPU_START_NOISE):
+    """Hold what C code writes to stderr (fd 2) during the block, then pass on the lines that do
+    not match `noise`."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as held:
+            os.dup2(held.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                held.seek(0)
+                for line in held:
+                    if not noise.match(line):
+                        os.write(2, line)
+    finally:
+        os.close(saved)
+
+
+def start_gpu_quietly():
+    """Start Blender's GPU context (once a process) with a 4x4 Workbench render of a scene of its
+    own, its start-up noise dropped (see GPU_START_NOISE); later renders print none."""
+    global _gpu_started
+    if _gpu_started:
+        return
+    _gpu_started = True
+    scene = bpy.data.scenes.new("THA Studio GPU start")
+    camera_data = bpy.data.cameras.new("THA Studio GPU start")
+    camera = bpy.data.objects.new("THA Studio GPU start", camera_data)
+    try:
+        scene.collection.objects.link(camera)
+        scene.camera = camera
+        scene.render.engine = "BLENDER_WORKBENCH"
+        scene.render.resolution_x = scene.render.resolution_y = 4
+        with filtered_c_stderr():
+            bpy.ops.render.render(write_still=False, scene=scene.name)
+    finally:
+        bpy.data.objects.remove(camera)
+        bpy.data.cameras.remove(camera_data)
+        bpy.data.scenes.remove(scene)
+
+
 def setup_render(scene=None, engine="WORKBENCH", resolution=(256, 256), transparent=True, samples=16,
                  color_type="TEXTURE", view_transform="Standard"):
     """Set the engine, output size, film and colour management for plain RGBA stills.
@@ -37,8 +94,9 @@ def setup_render(scene=None, engine="WORKBENCH", resolution=(256, 256), transpar
     "OBJECT" or "SINGLE") or "CYCLES" (on the CPU, `samples` samples, denoising off so
     results are repeatable). `transparent` gives a transparent background (straight alpha in
     the PNG). The "Standard" view transform keeps sRGB texture colours as they are (AgX, the
-    default, would tone-map them).
+    default, would tone-map them). The first call in a process starts the GPU quietly.
     """
+    start_gpu_quietly()
     scene = scene or bpy.context.scene
     render = scene.render
     if engine == "WORKBENCH":
