@@ -132,16 +132,21 @@ def _reason(error):
 # ----------------------------------------------------------------------------------------------
 # The output folder: space and writability (a full or read-only disk is never a model's fault)
 
-# What one image takes on disk: THA1-size renders (256x256 RGBA PNG) measure 20-50 KB; a build of
-# 2 million images took about 98 GB (49 KB each). Rounded up, so the check errs on the safe side.
+# What one 256x256 image takes on disk: THA1-size renders (RGBA PNG) measure 20-50 KB; a build of
+# 2 million images took about 98 GB (49 KB each). Rounded up, so the check errs on the safe side;
+# 512x512 images (THA3) count four times as much.
 BYTES_PER_IMAGE = 64 * 1024
 # Kept free beyond the images: journals, Blender's temporary Targa (256 KB), annotations, merge.
 SPARE_BYTES = 32 * 1024 * 1024
 _PROBE_BYTES = 1024 * 1024
 
 
-def bytes_needed(images):
-    return images * BYTES_PER_IMAGE + SPARE_BYTES
+def bytes_per_image(image_size=256):
+    return int(BYTES_PER_IMAGE * (image_size / 256) ** 2)
+
+
+def bytes_needed(images, image_size=256):
+    return images * bytes_per_image(image_size) + SPARE_BYTES
 
 
 def free_bytes(folder):
@@ -157,13 +162,14 @@ def _size(count):
         count /= 1024
 
 
-def check_free_space(folder, images):
+def check_free_space(folder, images, image_size=256):
     """Raise OutputError if `folder`'s disk cannot take `images` more images, naming the figures."""
-    needed, free = bytes_needed(images), free_bytes(folder)
+    needed, free = bytes_needed(images, image_size), free_bytes(folder)
     if free < needed:
         raise manifest.OutputError(
             f"{folder}: {images} image(s) still to render need about {_size(needed)} "
-            f"({_size(BYTES_PER_IMAGE)} an image and {_size(SPARE_BYTES)} spare), but only {_size(free)} is free; "
+            f"({_size(bytes_per_image(image_size))} an image and {_size(SPARE_BYTES)} spare), "
+            f"but only {_size(free)} is free; "
             "free space (or render part of the models with --limit-models or --shard) and rerun the same command")
 
 
@@ -303,7 +309,7 @@ class DatasetRun(Job):
             raise DatasetError("workers must be 1 or more")
         from ...pose.schema import get_schema
 
-        get_schema(config.schema)
+        self.image_size = get_schema(config.schema).image_size  # for the free space a run needs
         self.models_root = Path(models_root)
         self.out_dir = Path(out_dir)
         self.config = config
@@ -356,7 +362,7 @@ class DatasetRun(Job):
         self._rendered = {}  # model id -> images rendered in this run
         self._total = sum(self._planned.values())
         try:
-            check_free_space(self.out_dir, self._total)
+            check_free_space(self.out_dir, self._total, self.image_size)
         except manifest.OutputError:
             self._close()
             raise
@@ -375,7 +381,7 @@ class DatasetRun(Job):
                 return self._progress()
         elif self._pending:
             work = self._pending.pop(0)
-            check_free_space(self.out_dir, work.images)
+            check_free_space(self.out_dir, work.images, self.image_size)
             render_model(work, self.config, self.out_dir, self._record, self.annotations_dir, self._tag, self.budget)
             return self._progress()
         self._close()
@@ -527,7 +533,7 @@ class WorkerPool:
             self.current.pop(number, None)
             work = self.pending.pop(0) if self.pending else None
             if work is not None:
-                check_free_space(self.run.out_dir, work.images)
+                check_free_space(self.run.out_dir, work.images, self.run.image_size)
                 self.current[number] = (work, self.budget.started())
             self.workers[number][1].send(work)
         elif kind == "stop":
