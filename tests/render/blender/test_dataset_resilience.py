@@ -315,3 +315,15 @@ def test_a_cp932_file_name_and_broken_name_bytes_render_with_warnings(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "skipped" not in result.stdout, result.stdout
     assert len(examples_by_model(out)) == 2 and records(out / "failures.jsonl") == []
+
+
+def test_blenders_own_words_for_a_failed_write_are_recognised_as_the_folders_fault(small_disk, ext_module):
+    # Blender reports a Targa it could not write as "Render error (Success)": the folder is asked.
+    dataset_run = ext_module("render.blender.dataset_run")
+    opaque = RuntimeError("Error: Render error (Success) cannot save")
+    assert dataset_run.output_folder_problem(opaque, small_disk) is None  # writable: the model's fault
+    small_disk.remount("ro")
+    assert dataset_run.output_folder_problem(opaque, small_disk) == "Read-only file system"
+    small_disk.remount("rw")
+    fill(small_disk)
+    assert dataset_run.output_folder_problem(opaque, small_disk).startswith("the disk is full")

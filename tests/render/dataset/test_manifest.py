@@ -160,3 +160,13 @@ def test_a_run_start_reads_hashes_but_still_tells_an_edited_record_from_a_differ
         manifest.read_progress([journal])
     with pytest.raises(ValueError, match="lines=False"):
         manifest.read_progress([journal][:0]).of_type("example")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux), where every write is ENOSPC")
+def test_a_journal_on_a_full_disk_is_an_output_error_naming_the_file_not_a_traceback(tmp_path):
+    journal = tmp_path / "parts" / "shard-1-of-1.jsonl"
+    journal.parent.mkdir()
+    journal.symlink_to("/dev/full")  # a real ENOSPC from the kernel, root or not
+    with pytest.raises(manifest.OutputError, match=r"shard-1-of-1.jsonl: cannot write the dataset journal "
+                                                   r"\(No space left on device\); nothing was recorded"):
+        manifest.append_record(journal, failure("m", "reason"))
