@@ -91,8 +91,10 @@ per sampled pose an expression-only image and an expression+rotation image, with
 
 Splits come from top-level folders named train/, validation/ (or val/) and test/, from
 --split-file (lines "FOLDER SPLIT"), or --default-split. Rerun the same command to resume: finished
-images are skipped. Models that fail (unreadable, missing roles) are listed with the reason and the
-others go on. The same options give the same dataset, byte for byte.
+images are skipped, and models left part-made are finished. Models that fail (unreadable, missing
+roles, sizes no real model has, past --model-timeout or --model-memory) are listed with the reason
+and the others go on. A full or read-only disk stops the run with a message and no model blamed:
+free space and rerun. The same options give the same dataset, byte for byte.
 
 Cluster job arrays: give every task the same OUT and its own --shard K/N (SLURM arrays and
 Kubernetes indexed jobs are read from the environment if --shard is left out: SLURM_ARRAY_TASK_ID /

@@ -4,10 +4,16 @@ The plan (which models, which images are still to make, where they go) is pure a
 `render.dataset.plan`; this module renders it. A model is annotated from its sidecar (or
 automatically, the result saved under `annotations/` in the dataset), imported, then its rest
 image and each pending example rendered. The models render in this process, one a step of the
-`DatasetRun` job (jobs.py), or in `--workers N` forked processes (fork: blender.md §0.10) whose
-messages each step reads; only this process writes the journal. A model that fails to read,
-lacks a needed role or breaks while rendering is recorded as a failure with its reason, and the
-others go on.
+`DatasetRun` job (jobs.py), or in forked worker processes (fork: blender.md §0.10; the command
+line always uses at least one, `--workers N` more) whose messages each step reads; only this
+process writes the journal. A model that fails to read, lacks a needed role, breaks while
+rendering, or runs past its time or memory budget is recorded as a failure with its reason, and
+the others go on; a model left part-made is finished by the next plain run.
+
+What is not a model's fault is never recorded as one: a folder that cannot be written (no
+space, read-only, no permission) stops the run with manifest.OutputError, free space is checked
+before the run and before each model, and a second run of the same shard on one folder is
+refused (a lock per shard journal).
 """
 
 from __future__ import annotations
