@@ -287,6 +287,14 @@ def lock_journal(journal):
         raise DatasetError(f"{journal.parent.parent}: another render-dataset run is writing this shard "
                            f"({journal.name}, locked by {journal.with_suffix('.lock').name}); wait for it to end, "
                            "or give this run another output folder or --shard") from None
+    except OSError as error:
+        if manifest.output_problem(error):
+            raise
+        # A network file system without locks (ENOLCK): shards of a cluster job still work,
+        # as they did before the lock; only the guard against a second run is lost.
+        print(f"warning: {journal.with_suffix('.lock')}: cannot lock ({error.strerror or error}); "
+              "make sure no other run writes this shard", file=sys.stderr)
+        return None
     return lock
 
 
