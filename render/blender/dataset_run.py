@@ -505,6 +505,7 @@ class WorkerPool:
         self.pending = list(work)
         self.workers = {}  # number -> (process, connection)
         self.current = {}  # number -> (ModelWork, ModelBudget started for it)
+        self.received = {}  # number -> images of its current model recorded (None once it failed)
         for number in range(min(run.workers, len(work))):
             self._start_worker(number)
 
@@ -543,12 +544,14 @@ class WorkerPool:
         kind, payload = message
         if kind == "record":
             self.record(payload)
+            self._count(number, payload)
         elif kind == "ready":
             self.current.pop(number, None)
             work = self.pending.pop(0) if self.pending else None
             if work is not None:
                 check_free_space(self.run.out_dir, work.images, self.run.image_size)
                 self.current[number] = (work, self.budget.started())
+                self.received[number] = 0
             self.workers[number][1].send(work)
         elif kind == "stop":
             raise manifest.OutputError(payload)
@@ -560,7 +563,7 @@ class WorkerPool:
         process.join()
         crashed = self.current.pop(number, None)
         if crashed:
-            self._fail(crashed[0], f"the worker rendering it died (exit code {process.exitcode})")
+            self._fail(number, crashed[0], f"the worker rendering it died (exit code {process.exitcode})")
             self._start_worker(number)
 
     def _enforce_budgets(self):
@@ -574,7 +577,7 @@ class WorkerPool:
                 process, connection = self.workers.pop(number)
                 connection.close()
                 self.current.pop(number, None)
-                self._fail(work, reason)
+                self._fail(number, work, reason)
                 self._start_worker(number)
 
     def _drain(self, number):
@@ -584,11 +587,22 @@ class WorkerPool:
                 kind, payload = connection.recv()
                 if kind == "record":
                     self.record(payload)
+                    self._count(number, payload)
         except (EOFError, OSError):
             pass
 
-    def _fail(self, work, reason):
-        self.record({"type": "failure", "model": work.entry.model_id, "split": work.entry.split, "reason": reason})
+    def _count(self, number, record):
+        if self.received.get(number) is not None:
+            images = {"model": 1, "example": 2}.get(record["type"])
+            self.received[number] = None if images is None else self.received[number] + images
+
+    def _fail(self, number, work, reason):
+        """Record the worker's model as failed, unless everything it had to make (or its own
+        failure) was recorded before the worker ended: then the model is not at fault."""
+        received = self.received.pop(number, None)
+        if received is not None and received < work.images:
+            self.record({"type": "failure", "model": work.entry.model_id, "split": work.entry.split,
+                         "reason": reason})
 
     def close(self):
         for process, connection in self.workers.values():
