@@ -170,6 +170,8 @@ def _size(count):
 
 def check_free_space(folder, images, image_size=256):
     """Raise OutputError if `folder`'s disk cannot take `images` more images, naming the figures."""
+    if images == 0:
+        return  # nothing to render (a finished dataset on a full disk can still be merged)
     needed, free = bytes_needed(images, image_size), free_bytes(folder)
     if free < needed:
         raise manifest.OutputError(
