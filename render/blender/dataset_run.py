@@ -87,7 +87,7 @@ def render_model(work, config, out_dir, emit, annotations_dir=None, temp_tag=Non
                 data = renderer.render_rest(out_dir / entry.rest_path())
                 emit({"type": "model", "model": entry.model_id, "split": entry.split, "rest": entry.rest_path(),
                       "sha256": {"rest": hashlib.sha256(data).hexdigest()}, "available": available,
-                      "texture_warnings": texture_warnings(import_warnings)})
+                      "texture_warnings": texture_warnings(import_warnings, entry.path.parent)})
                 budget.check()
             for index in work.indices:
                 pose = sample_pose(schema, config.seed, entry.model_id, index, available)
@@ -123,11 +123,14 @@ def _open_model(entry, annotation, schema, config, temp_tag):
     return TripletRenderer(imported, annotation, schema, config.render, temp_tag=temp_tag), imported.warnings
 
 
-def texture_warnings(warnings):
+def texture_warnings(warnings, model_folder):
     """The import's warnings about textures (missing, unreadable, a path the system refuses), for
     the manifest: a model whose textures are missing renders white-grey, and the review sheet
-    flags it from these."""
-    return [warning for warning in warnings if warning.startswith("texture ")]
+    flags it from these. Paths are made relative to the model's folder, so the manifest reads the
+    same wherever the models folder is."""
+    folder = str(model_folder)
+    return [warning.replace(f" under {folder}", " beside the model").replace(folder + os.sep, "")
+            for warning in warnings if warning.startswith("texture ")]
 
 
 def _reason(error):

@@ -301,7 +301,7 @@ def test_missing_textures_are_recorded_per_model_in_the_manifest(tmp_path):
     warnings = {r["model"]: r["texture_warnings"] for r in records(out / "manifest.jsonl") if r["type"] == "model"}
     assert warnings["character_0/tha_studio_character.pmx"] == []
     missing = warnings["character_1/tha_studio_character.pmx"]
-    assert len(missing) == 1 and texture.name in missing[0] and "not found" in missing[0]
+    assert missing == [f"texture {texture.name!r} of material '服' not found beside the model"]
 
 
 def test_a_cp932_file_name_and_broken_name_bytes_render_with_warnings(tmp_path):
