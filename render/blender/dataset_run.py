@@ -119,8 +119,18 @@ def _open_model(entry, annotation, schema, config, temp_tag):
 
     bpy.ops.wm.read_homefile(use_empty=True)
     with quiet_output():
-        imported = import_model(entry.path)
+        imported = import_model(entry.path, shape_keys_for=role_morphs(annotation, schema))
     return TripletRenderer(imported, annotation, schema, config.render, temp_tag=temp_tag), imported.warnings
+
+
+def role_morphs(annotation, schema):
+    """The morphs a render moves: those the annotation gives the schema's roles. Only these get
+    shape keys (each a full copy of the mesh in Blender), so a model with thousands of morphs
+    costs the memory of the dozen it uses."""
+    from ..dataset.annotation import morph_roles_for_schema
+
+    return {morph for role in set(morph_roles_for_schema(schema).values())
+            for morph, _, _ in annotation.morphs_for(role)}
 
 
 def texture_warnings(warnings, model_folder):

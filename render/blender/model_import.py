@@ -148,11 +148,12 @@ class ImportedModel:
 # Entry points
 
 
-def import_model(path, scale=DEFAULT_SCALE, name=None, collection=None):
+def import_model(path, scale=DEFAULT_SCALE, name=None, collection=None, shape_keys_for=None):
     """Import an MMD model or a VRM/glb avatar into the current scene; returns an ImportedModel.
 
     Raises ModelImportError (or the reader's MMDFormatError, also a ValueError) naming the file
-    and the problem; on any failure, nothing it created is left behind.
+    and the problem; on any failure, nothing it created is left behind. `shape_keys_for` (MMD
+    models): the morph names to make shape keys for, None for all (see plan_import).
     """
     path = check_model_path(path)
     if path.suffix.lower() in AVATAR_SUFFIXES:
@@ -163,7 +164,8 @@ def import_model(path, scale=DEFAULT_SCALE, name=None, collection=None):
     started = time.perf_counter()
     model = read_model(path)
     parsed = time.perf_counter()
-    imported = build_model(model, name or path.stem, path.parent, scale, source=path, collection=collection)
+    imported = build_model(model, name or path.stem, path.parent, scale, source=path, collection=collection,
+                           shape_keys_for=shape_keys_for)
     imported.timings.update(parse=parsed - started, build=time.perf_counter() - parsed)
     return imported
 
@@ -208,12 +210,13 @@ def created_data_guard():
         raise
 
 
-def build_model(model, name, folder, scale=DEFAULT_SCALE, source=None, collection=None):
-    """Build Blender objects from a parsed MMD `Model`; textures are looked up under `folder`."""
+def build_model(model, name, folder, scale=DEFAULT_SCALE, source=None, collection=None, shape_keys_for=None):
+    """Build Blender objects from a parsed MMD `Model`; textures are looked up under `folder`.
+    `shape_keys_for`: the morph names to make shape keys for (None: all; see plan_import)."""
     source = source or name
     try:
         started = time.perf_counter()
-        plan = plan_import(model, scale, Path(folder))
+        plan = plan_import(model, scale, Path(folder), shape_keys_for)
         planned = time.perf_counter() - started
         with created_data_guard():
             imported = ModelBuilder(plan, name, source, collection).build()

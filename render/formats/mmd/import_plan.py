@@ -322,11 +322,17 @@ class ImportPlan:
         return None
 
 
-def plan_import(model, scale=DEFAULT_SCALE, folder=None):
+def plan_import(model, scale=DEFAULT_SCALE, folder=None, shape_keys_for=None):
     """The ImportPlan for a parsed Model; textures are looked for under `folder` (None: not looked
     for, and not warned about). Raises PlanError (a ValueError) for a model that would make a
-    broken mesh, and GroupMorphError for a group morph that contains itself or nests too deep."""
-    check_model(model)
+    broken mesh, and GroupMorphError for a group morph that contains itself or nests too deep.
+
+    `shape_keys_for`: morph names (compared normalised) to make shape keys for, None for all.
+    Blender keeps each shape key as a full copy of the mesh, so a dataset render, which moves only
+    the morphs its annotation names, asks for those: memory then grows with the morphs used, not
+    with every morph in the file. Every morph is still recorded (MorphRecord)."""
+    wanted = None if shape_keys_for is None else {normalize_name(name) for name in shape_keys_for}
+    check_model(model, wanted)
     folder = None if folder is None else Path(folder)
     faces = np.ascontiguousarray(model.faces[:, ::-1], dtype=np.int32)  # winding, see module doc
     face_count = len(faces)
@@ -364,7 +370,7 @@ def plan_import(model, scale=DEFAULT_SCALE, folder=None):
         materials=plan_materials(model, folder),
         bones=plan_bones(model, scale),
         weight_groups=plan_weight_groups(model),
-        shape_keys=plan_shape_keys(model, scale, cache),
+        shape_keys=plan_shape_keys(model, scale, cache, wanted),
         morphs=[plan_morph_record(model, index, scale, cache) for index in range(len(model.morphs))],
     )
 
@@ -389,15 +395,20 @@ class ModelTooLargeError(PlanError):
     """A model with more of something than any real model has (see MAX_MATERIALS etc.)."""
 
 
-def check_sizes(model):
-    """Refuse counts no real model has, before Blender spends minutes or gigabytes on them."""
+def _makes_shape_key(morph, wanted):
+    return morph.kind in ("vertex", "group") and (wanted is None or normalize_name(morph.name) in wanted)
+
+
+def check_sizes(model, wanted=None):
+    """Refuse counts no real model has, before Blender spends minutes or gigabytes on them
+    (`wanted`: the normalised names of the morphs to make shape keys for, None for all)."""
     counts = (("materials", len(model.materials), MAX_MATERIALS), ("bones", len(model.bones), MAX_BONES),
               ("morphs", len(model.morphs), MAX_MORPHS), ("textures", len(model.textures), MAX_TEXTURES))
     for what, count, limit in counts:
         if count > limit:
             raise ModelTooLargeError(f"{count:,} {what}, more than the {limit:,} this importer takes "
                                      f"(real models have far fewer; a file with so many is damaged or made to attack)")
-    shape_keys = sum(1 for morph in model.morphs if morph.kind in ("vertex", "group"))
+    shape_keys = sum(1 for morph in model.morphs if _makes_shape_key(morph, wanted))
     vertices = len(model.positions)
     if shape_keys * vertices > MAX_SHAPE_KEY_VERTICES:
         gigabytes = shape_keys * vertices * 12 / 1e9
@@ -406,10 +417,10 @@ def check_sizes(model):
                                  f"more than the {MAX_SHAPE_KEY_VERTICES * 12 / 1e9:.1f} GB this importer allows")
 
 
-def check_model(model):
+def check_model(model, wanted=None):
     """Reject what would make a broken mesh (indices out of range, materials not covering faces)
     and sizes no real model has (check_sizes)."""
-    check_sizes(model)
+    check_sizes(model, wanted)
     vertex_count, face_count = len(model.positions), len(model.faces)
     if face_count and (model.faces.min() < 0 or model.faces.max() >= vertex_count):
         raise PlanError(f"a face uses a vertex index outside 0..{vertex_count - 1}")
@@ -547,11 +558,14 @@ def plan_weight_groups(model):
 # -- morphs ------------------------------------------------------------------------------------
 
 
-def plan_shape_keys(model, scale, cache=None):
-    """A shape key per vertex morph and per group morph that moves vertices (flattened)."""
+def plan_shape_keys(model, scale, cache=None, wanted=None):
+    """A shape key per vertex morph and per group morph that moves vertices (flattened); with
+    `wanted` (normalised names), for those morphs only."""
     cache = {} if cache is None else cache
     keys = []
     for index, morph in enumerate(model.morphs):
+        if not _makes_shape_key(morph, wanted):
+            continue
         indices = offsets = None
         if morph.kind == "vertex" and len(morph.vertex_indices):
             indices = np.asarray(morph.vertex_indices, np.int64)
