@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "render.commands",
     "render.dataset_commands",
     "neural.commands",
+    "neural.train.commands",
     "lipsync.commands",
     "animation.commands",
 )

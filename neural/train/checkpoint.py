@@ -1,0 +1,133 @@
+"""Training checkpoints: a .safetensors of tensors and a .json of the rest, both written atomically.
+
+    checkpoints/step-000120.safetensors   model.<key>, optimizer.<param>.<name>, rng.torch
+    checkpoints/step-000120.json          step, epoch, task, options, optimizer param groups,
+                                          scheduler state, numpy/python RNG states, the tensors' sha256
+
+The JSON is written last and names the tensors file's digest: a checkpoint exists once its JSON
+does, and a kill between the two files leaves the previous checkpoint the latest. Loading checks
+that the checkpoint is of the same network (a checkpoint of another one is refused, naming it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
+
+from ...atomic_files import write_bytes_atomic, write_text_atomic
+from ...errors import UserError
+
+FORMAT = "tha_studio.train_checkpoint"
+VERSION = 1
+FOLDER = "checkpoints"
+NAME = re.compile(r"step-(\d+)\.json$")
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint that cannot be resumed from; names the file and why."""
+
+
+def checkpoint_paths(run_dir, step):
+    base = Path(run_dir) / FOLDER / f"step-{step:09d}"
+    return base.with_suffix(".safetensors"), base.with_suffix(".json")
+
+
+def save(run_dir, step, epoch, task_name, options, model, optimizer, scheduler=None, keep=2):
+    """Write the checkpoint of `step` and remove all but the `keep` newest."""
+    tensors_path, json_path = checkpoint_paths(run_dir, step)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    optimizer_state = optimizer.state_dict()
+    for param, state in optimizer_state["state"].items():
+        for name, value in state.items():
+            tensors[f"optimizer.{param}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = state
+    data = save_safetensors_bytes(tensors)
+    write_bytes_atomic(tensors_path, data)
+    numpy_state = np.random.get_state()
+    python_state = random.getstate()
+    record = {
+        "format": FORMAT, "version": VERSION, "step": step, "epoch": epoch, "task": task_name,
+        "options": options,
+        "optimizer_param_groups": optimizer_state["param_groups"],
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "rng": {"numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
+                "python": [python_state[0], list(python_state[1]), python_state[2]]},
+        "tensors": {"file": tensors_path.name, "sha256": hashlib.sha256(data).hexdigest()},
+    }
+    write_text_atomic(json_path, json.dumps(record, indent=1) + "\n")
+    for old in list_checkpoints(run_dir)[:-keep]:
+        for path in checkpoint_paths(run_dir, old):
+            path.unlink(missing_ok=True)
+    return json_path
+
+
+def list_checkpoints(run_dir):
+    """The steps of the checkpoints in a run folder, oldest first."""
+    folder = Path(run_dir) / FOLDER
+    steps = [int(m.group(1)) for p in folder.glob("step-*.json") if (m := NAME.search(p.name))]
+    return sorted(steps)
+
+
+def read(json_path, task_name=None):
+    """(record, tensors) of a checkpoint; refuses one of another network or a damaged one."""
+    json_path = Path(json_path)
+    try:
+        record = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{json_path}: not a readable checkpoint ({error})") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise CheckpointError(f"{json_path}: not a THA Studio training checkpoint")
+    if task_name is not None and record.get("task") != task_name:
+        raise CheckpointError(f"{json_path}: a checkpoint of {record.get('task')}, not of {task_name}")
+    tensors_path = json_path.with_name(record["tensors"]["file"])
+    try:
+        data = tensors_path.read_bytes()
+    except OSError as error:
+        raise CheckpointError(f"{tensors_path}: cannot read the checkpoint's tensors ({error.strerror})") from None
+    if hashlib.sha256(data).hexdigest() != record["tensors"]["sha256"]:
+        raise CheckpointError(f"{tensors_path}: damaged (its sha256 is not the one {json_path.name} records)")
+    try:
+        tensors = load_safetensors_bytes(data)
+    except SafetensorError as error:
+        raise CheckpointError(f"{tensors_path}: not a readable safetensors file ({error})") from None
+    return record, tensors
+
+
+def model_state(tensors):
+    return {key[len("model."):]: value for key, value in tensors.items() if key.startswith("model.")}
+
+
+def restore(record, tensors, model, optimizer, scheduler=None, source=""):
+    """Put the model, optimizer, scheduler and RNGs back as the checkpoint has them."""
+    try:
+        model.load_state_dict(model_state(tensors), strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"{source}: its weights do not fit {record.get('task')} ({str(error).splitlines()[0]})") from None
+    state = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, param, name = key.split(".", 2)
+            state.setdefault(int(param), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": record["optimizer_param_groups"]})
+    if scheduler is not None and record.get("scheduler") is not None:
+        scheduler.load_state_dict(record["scheduler"])
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda_states)
+    numpy_state = record["rng"]["numpy"]
+    np.random.set_state((numpy_state[0], np.array(numpy_state[1], dtype=np.uint32), *numpy_state[2:]))
+    python_state = record["rng"]["python"]
+    random.setstate((python_state[0], tuple(python_state[1]), python_state[2]))

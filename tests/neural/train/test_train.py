@@ -1,0 +1,128 @@
+"""Training THA1's face morpher on a dataset the builder rendered from Gene_light and the sample
+character: it learns, its weights pose a picture through `cli.py pose`, a run killed with SIGKILL
+resumes to the same weights, and bad checkpoints and datasets are refused clearly."""
+
+import csv
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from shared_assets import ROOT
+from train_datasets import HOLD_OUT, cli
+
+pytestmark = [pytest.mark.slow, pytest.mark.shared]
+
+
+def train_args(dataset, out, *extra):
+    return ["train", dataset, out, "--image-size", "64", "--hold-out", HOLD_OUT, "--threads", "2", "--no-progress",
+            *extra]
+
+
+def read_log(run):
+    with open(run / "log.csv", newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_face_morpher_learns_and_its_weights_pose_a_picture(tha1_dataset, tmp_path):
+    run = tmp_path / "run"
+    result = cli(*train_args(tha1_dataset, run, "--steps", "150", "--batch-size", "4", "--validate-every", "75"))
+    rows = read_log(run)
+    validations = [r for r in rows if r["val_rmse"]]
+    assert [int(r["step"]) for r in validations] == [0, 75, 150]
+    untrained, trained = float(validations[0]["val_rmse"]), float(validations[-1]["val_rmse"])
+    identity = float(validations[0]["identity_rmse"])
+    losses = [float(r["train_loss"]) for r in rows if r["train_loss"]]
+    assert len(losses) == 150
+    assert np.mean(losses[-20:]) < 0.2 * np.mean(losses[:20])  # the training loss falls
+    assert trained < identity < untrained  # better than returning the input, and than no training
+    assert float(validations[-1]["val_ssim"]) > float(validations[-1]["identity_ssim"])
+    assert f"validation RMSE {trained:.5f}" in result.stdout
+    for step in (0, 75, 150):  # inputs, outputs and targets of the first validation examples
+        grid = np.asarray(Image.open(run / "grids" / f"step-{step:09d}.png"))
+        assert grid.shape == (3 * 64, 4 * 64, 4)
+    assert all(float(r["examples_per_s"]) > 0 for r in rows if r["train_loss"])
+
+    # The weights hold every THA1 network (the trained face morpher among them) and pose a picture.
+    picture = next((tha1_dataset / "images" / "train").glob("Gene_light-*/rest.png"))
+    posed = tmp_path / "posed.png"
+    cli("pose", "--weights", run / "weights.safetensors", "--image", picture, "--out", posed, "--device", "cpu",
+        "mouth=0", "left_eye=1")
+    image = np.asarray(Image.open(posed))
+    assert image.shape == (256, 256, 4) and image[..., 3].any()
+
+
+def start_train(*args):
+    return subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *map(str, args)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_run_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_run(tha1_dataset, tmp_path):
+    # 64 training examples at batch 2: 32 steps an epoch; killed after the checkpoint of step 6.
+    args = ("--steps", "40", "--batch-size", "2", "--checkpoint-every", "3", "--validation-limit", "2",
+            "--deterministic", "--seed", "3")
+    whole = tmp_path / "whole"
+    cli(*train_args(tha1_dataset, whole, *args))
+
+    killed = tmp_path / "killed"
+    process = start_train(*train_args(tha1_dataset, killed, *args))
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if (killed / "checkpoints" / "step-000000006.json").exists():
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "weights.safetensors").exists(), "the run ended before it was killed"
+    steps = sorted(p.name for p in (killed / "checkpoints").glob("*.json"))
+    assert steps and steps[-1] < "step-000000032.json"  # within the first epoch
+
+    cli(*train_args(tha1_dataset, killed, *args))
+    assert_same_weights(killed / "weights.safetensors", whole / "weights.safetensors")
+    losses = {r["step"]: r["train_loss"] for r in read_log(whole) if r["train_loss"]}
+    resumed = {r["step"]: r["train_loss"] for r in read_log(killed) if r["train_loss"]}
+    assert all(resumed[step] == loss for step, loss in losses.items() if step in resumed)
+    assert set(losses) <= set(resumed)
+
+
+def assert_same_weights(path, other):
+    """Every tensor bit for bit (the files' bytes may differ: safetensors writes its metadata in any order)."""
+    from safetensors.torch import load_file
+
+    one, two = load_file(path), load_file(other)
+    assert one.keys() == two.keys()
+    for key in one:
+        assert one[key].dtype == two[key].dtype and one[key].view(-1).view(torch.int32).equal(
+            two[key].view(-1).view(torch.int32)), key
+
+
+def train_error(*args):
+    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), *map(str, args)], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    return result.stderr
+
+
+def test_bad_runs_are_refused_clearly(tha1_dataset, tmp_path):
+    run = tmp_path / "run"
+    cli(*train_args(tha1_dataset, run, "--steps", "2", "--batch-size", "2", "--validation-limit", "2"))
+    # A checkpoint of another network in the run folder.
+    error = train_error(*train_args(tha1_dataset, run, "--steps", "4", "--batch-size", "2", "--network",
+                                    "two_algo_face_rotator"))
+    assert f"{run / 'checkpoints' / 'step-000000002.json'}: a checkpoint of tha1.face_morpher, not of " \
+           "tha1.two_algo_face_rotator" in error
+    # Other options than the run was started with.
+    error = train_error(*train_args(tha1_dataset, run, "--steps", "4", "--batch-size", "4"))
+    assert "this run was started with other options: batch_size 2 (now 4)" in error
+    # A dataset made for THA1 given to a THA3 trainer.
+    error = train_error("train", tha1_dataset, tmp_path / "t3", "--family", "tha3", "--base-weights", "tha3")
+    assert f"{tha1_dataset}: this dataset was made for THA1" in error
+    # A network THA1 does not have; the combiner without a trained rotator.
+    assert "cannot train THA1 'editor'" in train_error(*train_args(tha1_dataset, tmp_path / "e", "--network", "editor"))
+    error = train_error(*train_args(tha1_dataset, tmp_path / "c", "--network", "combiner"))
+    assert "training tha1.combiner needs a trained two_algo_face_rotator: give --base-weights" in error
