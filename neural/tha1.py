@@ -23,6 +23,8 @@ from torch.nn import functional as F
 
 from ..pose.schema import get_schema
 from . import blocks
+from .ort.stages import Stage
+from .staged import StagedPipeline
 
 FAMILY = "tha1"
 SCHEMA = "tha1"
@@ -213,22 +215,22 @@ MORPH_POSE = get_schema(SCHEMA).slice_for("face_morpher")
 ROTATION_POSE = get_schema(SCHEMA).slice_for("two_algo_face_rotator")
 
 
-class Pipeline:
+class Pipeline(StagedPipeline):
     """The three THA1 networks chained as the official poser does (protocol: neural/poser.py)."""
+
+    STAGES = (Stage("posed", ("image", "pose"), ("final_image",)),)
 
     def __init__(self, networks: dict):
         self.face_morpher = networks["face_morpher"]
         self.rotator = networks["two_algo_face_rotator"]
         self.combiner = networks["combiner"]
+        super().__init__()
 
-    def prepare(self, image: Tensor) -> dict:
-        return {"image": image}
-
-    def pose(self, cache: dict, pose: Tensor) -> dict:
-        image = cache["image"].expand(pose.shape[0], -1, -1, -1)
+    def posed(self, image: Tensor, pose: Tensor) -> dict:
+        image = image.expand(pose.shape[0], -1, -1, -1)
         morphed = self.face_morpher(image, pose[:, MORPH_POSE])[0]
         rotated = rotate_and_combine(self.rotator, self.combiner, morphed, pose[:, ROTATION_POSE])
-        return {"face_morphed_image": morphed, **rotated}
+        return {"final_image": rotated.pop("image"), "face_morphed_image": morphed, **rotated}
 
 
 def rotate_and_combine(rotator, combiner, image: Tensor, rotation_pose: Tensor) -> dict:

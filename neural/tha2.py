@@ -18,6 +18,9 @@ from torch import Tensor
 
 from ..pose.schema import get_schema
 from . import tha1, tha3
+from .blocks import paste
+from .ort.stages import Stage
+from .staged import StagedPipeline
 
 FAMILY = "tha2"
 SCHEMA = "tha2"
@@ -74,18 +77,15 @@ def build_network(name: str, variant: str = "float"):
     return _CONSTRUCTORS[name]().eval()
 
 
-def paste(image: Tensor, part: Tensor, box) -> Tensor:
-    """A copy of `image` (repeated to part's batch) with `part` written into box (rows, cols)."""
-    rows, cols = box
-    result = image.expand(part.shape[0], -1, -1, -1).clone()
-    result[:, :, rows, cols] = part
-    return result
-
-
-class Pipeline:
+class Pipeline(StagedPipeline):
     """The five THA2 networks chained as the official mode_20 poser does (protocol: neural/poser.py).
 
-    The eyebrow decomposer sees only the picture, so it runs once per picture, in `prepare`."""
+    The eyebrow decomposer sees only the picture, so it runs once per picture."""
+
+    STAGES = (
+        Stage("picture", ("image",), ("eyebrow_layer", "background_layer"), per_pose=False),
+        Stage("posed", ("image", "eyebrow_layer", "background_layer", "pose"), ("final_image",)),
+    )
 
     def __init__(self, networks: dict):
         self.eyebrow_decomposer = networks["eyebrow_decomposer"]
@@ -93,29 +93,21 @@ class Pipeline:
         self.face_morpher = networks["face_morpher"]
         self.rotator = networks["two_algo_face_rotator"]
         self.combiner = networks["combiner"]
+        super().__init__()
 
-    def prepare(self, image: Tensor) -> dict:
+    def picture(self, image: Tensor) -> dict:
         rows, cols = EYEBROW_BOX
         decomposed = self.eyebrow_decomposer(image[:, :, rows, cols])
-        return {"image": image, "eyebrow_layer": decomposed[0], "background_layer": decomposed[3]}
+        return {"eyebrow_layer": decomposed[0], "background_layer": decomposed[3]}
 
-    def morph_eyebrows(self, cache: dict, eyebrow_pose: Tensor) -> Tensor:
-        n = eyebrow_pose.shape[0]
-        background = cache["background_layer"].expand(n, -1, -1, -1)
-        eyebrow_layer = cache["eyebrow_layer"].expand(n, -1, -1, -1)
-        return self.eyebrow_morphing_combiner(background, eyebrow_layer, eyebrow_pose)[EYEBROW_IMAGE_INDEX]
-
-    def morph_face(self, image: Tensor, eyebrow_image: Tensor, face_pose: Tensor) -> Tensor:
+    def posed(self, image: Tensor, eyebrow_layer: Tensor, background_layer: Tensor, pose: Tensor) -> dict:
+        n = pose.shape[0]
+        eyebrow_image = self.eyebrow_morphing_combiner(
+            background_layer.expand(n, -1, -1, -1), eyebrow_layer.expand(n, -1, -1, -1), pose[:, EYEBROW_POSE]
+        )[EYEBROW_IMAGE_INDEX]
         rows, cols = FACE_BOX
         face = paste(image[:, :, rows, cols], eyebrow_image, EYEBROW_IN_FACE)
-        return paste(image, self.face_morpher(face, face_pose)[0], FACE_BOX)
-
-    def pose(self, cache: dict, pose: Tensor) -> dict:
-        image = cache["image"].expand(pose.shape[0], -1, -1, -1)
-        eyebrow_image = self.morph_eyebrows(cache, pose[:, EYEBROW_POSE])
-        face_morphed = self.morph_face(image, eyebrow_image, pose[:, FACE_POSE])
-        return {
-            "eyebrow_image": eyebrow_image,
-            "face_morphed_image": face_morphed,
-            **tha1.rotate_and_combine(self.rotator, self.combiner, face_morphed, pose[:, ROTATION_POSE]),
-        }
+        face_morphed = paste(image, self.face_morpher(face, pose[:, FACE_POSE])[0], FACE_BOX)
+        rotated = tha1.rotate_and_combine(self.rotator, self.combiner, face_morphed, pose[:, ROTATION_POSE])
+        return {"final_image": rotated.pop("image"), "eyebrow_image": eyebrow_image,
+                "face_morphed_image": face_morphed, **rotated}

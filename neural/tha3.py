@@ -12,15 +12,15 @@ Pipeline (tha.md §4.1), image 4x512x512 in the network convention, pose 45:
   5. editor(full image, rotator warp and flow doubled to 512, pose[39:45]) -> final image
 """
 
-from collections import OrderedDict
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..pose.schema import get_schema
 from . import blocks
-from .blocks import apply_color_change, apply_grid_change, apply_rgb_change, pose_planes
+from .blocks import apply_color_change, apply_grid_change, apply_rgb_change, paste, pose_planes
+from .ort.stages import Stage
+from .staged import StagedPipeline
 
 FAMILY = "tha3"
 SCHEMA = "tha3"
@@ -379,17 +379,22 @@ def build_network(name, variant):
     return network.to(variant_dtype(variant)).eval()
 
 
-class Pipeline:
+class Pipeline(StagedPipeline):
     """The five THA3 networks chained as the official poser does (see neural/poser.py for the
-    protocol).
+    protocol), in three stages (neural/ort/stages.py).
 
-    Work is done once where its inputs allow: per picture (`prepare`) the eyebrow decomposer and
-    the eyebrow combiner's encoder, whose inputs are the picture alone; per distinct eyebrow
-    pose the combiner's decoder and the face morpher's encoder, kept in a small cache, since
-    animation changes the eyebrows far less often than the mouth or the head.
+    Work is done once where its inputs allow: per picture the eyebrow decomposer and the eyebrow
+    combiner's encoder, whose inputs are the picture alone; per distinct eyebrow pose the
+    combiner's decoder and the face morpher's encoder, kept in a small cache, since animation
+    changes the eyebrows far less often than the mouth or the head.
     """
 
-    EYEBROW_CACHE_SIZE = 16
+    STAGES = (
+        Stage("picture", ("image",), ("eyebrow_layer", "background_layer", "eyebrow_encoded"), per_pose=False),
+        Stage("eyebrows", ("image", "eyebrow_layer", "background_layer", "eyebrow_encoded", "pose"),
+              ("face", "face_encoded"), cache_slice=(EYEBROW_POSE.start, EYEBROW_POSE.stop)),
+        Stage("face_and_rotation", ("image", "face", "face_encoded", "pose"), ("final_image",)),
+    )
 
     def __init__(self, networks):
         self.eyebrow_decomposer = networks["eyebrow_decomposer"]
@@ -397,6 +402,7 @@ class Pipeline:
         self.face_morpher = networks["face_morpher"]
         self.rotator = networks["two_algo_face_body_rotator"]
         self.editor = networks["editor"]
+        super().__init__()
 
     def compile(self):
         """torch.compile the per-frame work (see poser.compile_pipeline)."""
@@ -411,58 +417,41 @@ class Pipeline:
         self.rotator = compiled(self.rotator)
         self.editor = compiled(self.editor)
 
-    def prepare(self, image):
+    def picture(self, image):
         crop = image[:, :, EYEBROW_BOX[0], EYEBROW_BOX[1]]
         decomposed = named(self.eyebrow_decomposer(crop), EyebrowDecomposer.OUTPUTS)
         eyebrow_layer, background = decomposed["eyebrow_layer"], decomposed["background_layer"]
         return {
-            "image": image,
             "eyebrow_layer": eyebrow_layer,
             "background_layer": background,
             "eyebrow_encoded": self.eyebrow_morphing_combiner.encode(background, eyebrow_layer),
-            "faces_by_eyebrow_pose": OrderedDict(),
         }
 
-    def morph_eyebrows(self, cache, eyebrow_pose):
-        n = eyebrow_pose.shape[0]
+    def eyebrows(self, image, eyebrow_layer, background_layer, eyebrow_encoded, pose):
+        """Face crops with the morphed eyebrows pasted in, and their face-morpher encodings."""
+        n = pose.shape[0]
         morphed = self.eyebrow_morphing_combiner.forward_encoded(
-            cache["eyebrow_encoded"].expand(n, -1, -1, -1),
-            cache["background_layer"].expand(n, -1, -1, -1),
-            cache["eyebrow_layer"].expand(n, -1, -1, -1),
-            eyebrow_pose,
+            eyebrow_encoded.expand(n, -1, -1, -1),
+            background_layer.expand(n, -1, -1, -1),
+            eyebrow_layer.expand(n, -1, -1, -1),
+            pose[:, EYEBROW_POSE],
         )
         # The blend by the morphed layer's own alpha (not combine_alpha) is what the official poser uses.
-        return named(morphed, EyebrowMorphingCombiner.OUTPUTS)["eyebrow_image_no_combine_alpha"]
+        eyebrow_image = named(morphed, EyebrowMorphingCombiner.OUTPUTS)["eyebrow_image_no_combine_alpha"]
+        face = paste(image[:, :, FACE_BOX[0], FACE_BOX[1]], eyebrow_image, EYEBROW_IN_FACE)
+        return {"face": face, "face_encoded": self.face_morpher.encode(face)}
 
-    def faces_with_eyebrows(self, cache, eyebrow_pose):
-        """(face crops with the morphed eyebrows pasted in, their face-morpher encodings), per row."""
-        store = cache["faces_by_eyebrow_pose"]
-        keys = [row.tobytes() for row in eyebrow_pose.detach().float().cpu().numpy()]
-        missing = list(dict.fromkeys(k for k in keys if k not in store))
-        if missing:
-            rows = eyebrow_pose[[keys.index(k) for k in missing]]
-            eyebrow_image = self.morph_eyebrows(cache, rows)
-            image = cache["image"].expand(len(missing), -1, -1, -1)
-            face = image[:, :, FACE_BOX[0], FACE_BOX[1]].clone()
-            face[:, :, EYEBROW_IN_FACE[0], EYEBROW_IN_FACE[1]] = eyebrow_image
-            encoded = self.face_morpher.encode(face)
-            for i, key in enumerate(missing):
-                store[key] = (face[i : i + 1], encoded[i : i + 1])
-        for key in keys:
-            store.move_to_end(key)
-        faces = torch.cat([store[k][0] for k in keys])
-        encoded = torch.cat([store[k][1] for k in keys])
-        while len(store) > max(self.EYEBROW_CACHE_SIZE, len(set(keys))):
-            store.popitem(last=False)
-        return faces, encoded
-
-    def morph_face(self, cache, eyebrow_pose, face_pose):
-        face, encoded = self.faces_with_eyebrows(cache, eyebrow_pose)
-        morphed = named(self.face_morpher.forward_encoded(encoded, face, face_pose), FaceMorpherHeads.OUTPUTS)
-        morphed_face = morphed["output_image"]
-        full = cache["image"].expand(face_pose.shape[0], -1, -1, -1).clone()
-        full[:, :, FACE_BOX[0], FACE_BOX[1]] = morphed_face
-        return full
+    def face_and_rotation(self, image, face, face_encoded, pose):
+        morphed = named(self.face_morpher.forward_encoded(face_encoded, face, pose[:, FACE_POSE]),
+                        FaceMorpherHeads.OUTPUTS)
+        face_morphed = paste(image, morphed["output_image"], FACE_BOX)
+        edited = self.rotate(face_morphed, pose[:, ROTATION_POSE])
+        return {
+            "final_image": edited["color_changed_image"],
+            "face_morphed_image": face_morphed,
+            "alpha": edited["color_change_alpha"],
+            "grid_change": edited["grid_change"],
+        }
 
     def rotate(self, face_morphed, rotation_pose):
         half = F.interpolate(face_morphed, size=(256, 256), mode="bilinear", align_corners=False)
@@ -473,13 +462,3 @@ class Pipeline:
         grid_change = F.interpolate(rotated["grid_change"], size=size, mode="bilinear", align_corners=False)
         edited = self.editor(face_morphed, warped, grid_change, rotation_pose)
         return named(edited, Editor.OUTPUTS)
-
-    def pose(self, cache, pose):
-        face_morphed = self.morph_face(cache, pose[:, EYEBROW_POSE], pose[:, FACE_POSE])
-        edited = self.rotate(face_morphed, pose[:, ROTATION_POSE])
-        return {
-            "image": edited["color_changed_image"],
-            "face_morphed_image": face_morphed,
-            "alpha": edited["color_change_alpha"],
-            "grid_change": edited["grid_change"],
-        }

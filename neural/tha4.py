@@ -21,13 +21,15 @@ there is no pose-independent picture work beyond the premultiplication.
 """
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..pose.schema import get_schema
+from .ort.stages import Stage
+from .ort.weight_sources import CHARACTER_IMAGE, character_image_file  # noqa: F401 (re-exported)
+from .staged import StagedPipeline
 
 
 FAMILY = "tha4"
@@ -36,8 +38,9 @@ IMAGE_SIZE = 512
 # Only the per-character students (float32, as released) are implemented, not the THA4 teacher.
 VARIANTS = ("student",)
 NETWORKS = ("face_morpher", "body_morpher")
-# A character model folder may hold the picture the students were distilled for.
-CHARACTER_IMAGE = "character.png"
+# The exported graphs pose one frame at a time, as the Pipeline does (torch.export cannot keep the
+# SIREN's batch size symbolic).
+ONNX_FIXED_BATCH = 1
 
 OMEGA_0 = 30.0
 
@@ -225,21 +228,27 @@ def build_network(name: str, variant: str = "student") -> nn.Module:
     return _CONSTRUCTORS[name]().eval()
 
 
-class Pipeline:
+class Pipeline(StagedPipeline):
     """The two THA4 students chained as the official mode_14 poser does (protocol: neural/poser.py)."""
+
+    STAGES = (
+        Stage("picture", ("image",), ("premultiplied_image",), per_pose=False),
+        Stage("posed", ("premultiplied_image", "pose"), ("final_image",)),
+    )
 
     def __init__(self, networks: dict):
         self.face_morpher = networks["face_morpher"]
         self.body_morpher = networks["body_morpher"]
+        super().__init__()
 
-    def prepare(self, image: Tensor) -> dict:
+    def picture(self, image: Tensor) -> dict:
         return {"premultiplied_image": premultiply(image)}
 
-    def pose_one(self, image: Tensor, pose: Tensor) -> dict:
+    def posed(self, premultiplied_image: Tensor, pose: Tensor) -> dict:
         face = self.face_morpher(pose[:, FACE_POSE])
-        body = self.body_morpher(compose_face(image, face), pose)
+        body = self.body_morpher(compose_face(premultiplied_image, face), pose)
         return {
-            "image": unpremultiply(body[0]),
+            "final_image": unpremultiply(body[0]),
             "premultiplied_image": body[0],
             "face_image": face,
             "alpha": body[1],
@@ -250,14 +259,7 @@ class Pipeline:
         # One frame at a time: a frame's 512x512x90 activations (~100 MB each, a few alive at once) already
         # keep the matrix products busy (batch 8 measured no faster per frame), and a batch would multiply
         # the peak memory by its size.
-        frames = [self.pose_one(cache["premultiplied_image"], pose[i : i + 1]) for i in range(pose.shape[0])]
+        frames = [super(Pipeline, self).pose(cache, pose[i : i + 1]) for i in range(pose.shape[0])]
         return {key: torch.cat([frame[key] for frame in frames]) for key in frames[0]}
 
 
-def character_image_file(weight_set):
-    """The character picture beside a student's weight files (official character model folders hold one), or None."""
-    for path in weight_set.sources.values():
-        candidate = Path(path).parent / CHARACTER_IMAGE
-        if candidate.is_file():
-            return candidate
-    return None

@@ -126,7 +126,7 @@ def test_eyebrow_pose_cache_gives_the_same_images(shared, real_poser):
         fresh.append(real_poser.pose(pose)[0])
     real_poser.set_image(image)
     batch = real_poser.pose(poses)
-    store = real_poser._cache["faces_by_eyebrow_pose"]
+    store = real_poser._cache["caches"]["eyebrows"]
     assert len(store) == 2  # two distinct eyebrow poses among three frames
     again = real_poser.pose(poses[::-1])
     for i in range(3):

@@ -64,7 +64,7 @@ def poser(character):
 
 def test_poser_premultiplies_the_picture_as_the_official_converter(poser, character):
     official = torch.from_numpy(np.load(character / "input_image.npz")["image"])
-    torch.testing.assert_close(poser._cache["premultiplied_image"], official, rtol=0, atol=1e-6)
+    torch.testing.assert_close(poser._cache["values"]["premultiplied_image"], official, rtol=0, atol=1e-6)
 
 
 @pytest.mark.slow
