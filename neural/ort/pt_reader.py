@@ -1,0 +1,129 @@
+"""Reading PyTorch `.pt` state_dicts without PyTorch.
+
+A file written by `torch.save` is a zip archive: `<name>/data.pkl`, a pickle of the state_dict
+whose tensors point by key to raw little-endian storages `<name>/data/<key>`. A pickle can name
+any Python callable, so the unpickler here resolves only the names a weights file needs
+(an OrderedDict, the tensor and parameter rebuild functions, the typed storage classes) and
+refuses every other name before anything runs, as torch.load(weights_only=True) does.
+"""
+
+import pickle
+import sys
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import UserError
+
+STORAGE_DTYPES = {
+    "FloatStorage": np.float32,
+    "HalfStorage": np.float16,
+    "DoubleStorage": np.float64,
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
+}
+
+
+class PtFileError(UserError):
+    """A .pt file that is not a plain state_dict of tensors."""
+
+
+class StorageType:
+    def __init__(self, name):
+        self.name, self.dtype = name, np.dtype(STORAGE_DTYPES[name])
+
+
+class Storage:
+    """A storage's bytes, read from the archive when a tensor first needs them."""
+
+    def __init__(self, archive, member, dtype):
+        self.archive, self.member, self.dtype = archive, member, dtype
+        self._array = None
+
+    def array(self):
+        if self._array is None:
+            data = self.archive.read(self.member)
+            self._array = np.frombuffer(data, dtype=self.dtype.newbyteorder("<"))
+        return self._array
+
+
+def rebuild_tensor(storage, offset, shape, stride, requires_grad=False, hooks=None, metadata=None):
+    flat = storage.array()
+    itemsize = flat.dtype.itemsize
+    count = 1 + sum((size - 1) * step for size, step in zip(shape, stride)) if all(shape) else 0
+    if offset + count > flat.size:
+        raise PtFileError(f"a tensor of shape {tuple(shape)} reaches past its storage {storage.member!r}")
+    view = np.lib.stride_tricks.as_strided(flat[offset:], shape=tuple(shape),
+                                           strides=tuple(step * itemsize for step in stride), writeable=False)
+    return np.array(view, dtype=flat.dtype.newbyteorder("="))
+
+
+def rebuild_parameter(data, requires_grad=False, hooks=None, *rest):
+    return data
+
+
+ALLOWED = {
+    ("collections", "OrderedDict"): OrderedDict,
+    ("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): rebuild_parameter,
+    **{("torch", name): StorageType(name) for name in STORAGE_DTYPES},
+}
+
+
+class StateDictUnpickler(pickle.Unpickler):
+    def __init__(self, file, archive, prefix, source):
+        super().__init__(file)
+        self.archive, self.prefix, self.source = archive, prefix, source
+        self.storages = {}
+
+    def find_class(self, module, name):
+        found = ALLOWED.get((module, name))
+        if found is None:
+            raise PtFileError(
+                f"{self.source}: refused: the file names {module}.{name}, which is not part of a plain "
+                f"state_dict of tensors and could run code when loaded")
+        return found
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], StorageType)):
+            raise PtFileError(f"{self.source}: an unexpected storage reference {pid!r:.80}")
+        _tag, storage_type, key, _location, _count = pid
+        if key not in self.storages:
+            member = f"{self.prefix}/data/{key}"
+            self.storages[key] = Storage(self.archive, member, storage_type.dtype)
+        return self.storages[key]
+
+
+def read_state_dict(path):
+    """{key: numpy array} of a torch.save'd state_dict, without torch."""
+    path = Path(path)
+    if not path.is_file():
+        raise PtFileError(f"{path}: no such weights file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickles = [name for name in archive.namelist() if name.endswith("/data.pkl") and name.count("/") == 1]
+            if len(pickles) != 1:
+                raise PtFileError(f"{path}: not a PyTorch weights archive (no data.pkl)")
+            prefix = pickles[0].split("/")[0]
+            byteorder = f"{prefix}/byteorder"
+            if byteorder in archive.namelist() and archive.read(byteorder).strip() != b"little":
+                raise PtFileError(f"{path}: big-endian tensors are not supported")
+            with archive.open(pickles[0]) as handle:
+                state = StateDictUnpickler(handle, archive, prefix, path).load()
+            if not isinstance(state, dict) or not all(isinstance(v, np.ndarray) for v in state.values()):
+                raise PtFileError(f"{path}: expected a state_dict (names to tensors), found {type(state).__name__}")
+            return dict(state)
+    except PtFileError:
+        raise
+    except zipfile.BadZipFile:
+        raise PtFileError(f"{path}: not a readable PyTorch weights file (not a zip archive; files saved by "
+                          f"torch older than 1.6 need torch to read)") from None
+    except (pickle.UnpicklingError, KeyError, EOFError, ValueError, TypeError, OSError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise PtFileError(f"{path}: not a readable PyTorch weights file ({first})") from None
