@@ -49,13 +49,23 @@ class THAStudioPreferences(bpy.types.AddonPreferences):
     weights_file: bpy.props.StringProperty(
         name="Weights file", description="A THA Studio .safetensors weights file", subtype="FILE_PATH", default=""
     )
+    backend: bpy.props.EnumProperty(
+        name="Backend",
+        items=(
+            ("auto", "Automatic", "ONNX Runtime where installed (bundled with the extension), else PyTorch"),
+            ("onnxruntime", "ONNX Runtime", "The bundled ONNX Runtime: no PyTorch needed"),
+            ("torch", "PyTorch", "PyTorch, where it is installed into Blender's Python"),
+        ),
+        default="auto",
+    )
     device: bpy.props.EnumProperty(
         name="Device",
         items=(
-            ("AUTO", "Automatic", "CUDA, then Apple MPS, then the CPU"),
+            ("AUTO", "Automatic", "The best the backend offers: a GPU, else the CPU"),
             ("cpu", "CPU", ""),
-            ("cuda", "CUDA", ""),
-            ("mps", "Apple MPS", ""),
+            ("cuda", "CUDA", "NVIDIA GPUs (PyTorch, or ONNX Runtime's CUDA provider)"),
+            ("mps", "Apple GPU", "PyTorch's MPS, or ONNX Runtime's CoreML provider"),
+            ("directml", "DirectML", "Windows GPUs through ONNX Runtime's DirectML provider"),
         ),
         default="AUTO",
     )
@@ -92,13 +102,34 @@ class THAStudioPreferences(bpy.types.AddonPreferences):
         elif self.weights_source == "SAFETENSORS":
             layout.prop(self, "weights_file")
         row = layout.row()
+        row.prop(self, "backend")
         row.prop(self, "device")
         row.prop(self, "precision")
+        layout.label(text=backend_summary(self.backend, "auto" if self.device == "AUTO" else self.device,
+                                          self.precision), icon="INFO")
         layout.prop(self, "rhubarb_path")
         box = layout.box()
         box.label(text="Licences of the weights", icon="INFO")
         for line in LICENCES:
             box.label(text=line)
+
+
+def backend_summary(backend, device, precision):
+    """One line: which backend runs with these options, and the devices it offers here."""
+    from ..neural.backends import BackendError, resolve_backend
+
+    try:
+        chosen = resolve_backend(backend, device, precision)
+    except BackendError as error:
+        return str(error)
+    if chosen == "onnxruntime":
+        from ..neural.ort.poser import OrtError, available_devices
+
+        try:
+            return f"Runs on ONNX Runtime; devices here: {', '.join(available_devices())}"
+        except OrtError as error:
+            return str(error)
+    return "Runs on PyTorch"
 
 
 def preferences(context=None):

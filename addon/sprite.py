@@ -45,7 +45,8 @@ def sprite_poll(cls, context):
 def settings_from_preferences(context, schema):
     prefs = preferences(context)
     device = "auto" if prefs.device == "AUTO" else prefs.device
-    return SpriteSettings(schema=schema, weights=prefs.weights(), device=device, precision=prefs.precision)
+    return SpriteSettings(schema=schema, weights=prefs.weights(), device=device, precision=prefs.precision,
+                          backend=prefs.backend)
 
 
 class THA_OT_add_talking_head(bpy.types.Operator, ImportHelper):

@@ -26,8 +26,10 @@ def add_subcommands(subparsers):
     pose.add_argument("--out", required=True, help="the PNG to write")
     pose.add_argument("--weights", default="tha3", help=WEIGHTS_HELP)
     pose.add_argument("--variant", default=None, help="expected variant (e.g. separable_float); found from the files if omitted")
-    pose.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default: auto)")
+    pose.add_argument("--device", default="auto", help="cpu, cuda, mps, directml or auto (default: auto)")
     pose.add_argument("--precision", default="auto", choices=("auto", "float32", "float16"), help="compute precision (default: auto)")
+    pose.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch"),
+                      help="ONNX Runtime or PyTorch (default: auto, ONNX Runtime where installed)")
     pose.add_argument("parameters", nargs="*", metavar="NAME=VALUE", help="pose parameters, e.g. mouth_aaa=1 head_y=-0.4")
     pose.set_defaults(func=run_pose)
 
@@ -52,6 +54,19 @@ def add_subcommands(subparsers):
     convert.add_argument("out", help="the .safetensors file to write")
     convert.add_argument("--variant", default=None, help="fail unless the files are this variant")
     convert.set_defaults(func=run_weights_convert)
+    export = actions.add_parser(
+        "export-onnx",
+        help="rebuild the ONNX graph templates from the torch networks (needs torch and onnx)",
+        description=(
+            "Export every network family's pipeline stages as ONNX graph templates (graphs without weights: "
+            "the ONNX Runtime backend hands the weights to them at load). The extension ships these files; "
+            "this rebuilds them, e.g. after a change to the networks."
+        ),
+    )
+    export.add_argument("--family", action="append", choices=("tha1", "tha2", "tha3", "tha4"),
+                        help="only this family (repeatable; default: all)")
+    export.add_argument("--out", default=None, help="folder to write (default: the extension's neural/ort/graphs)")
+    export.set_defaults(func=run_weights_export_onnx)
 
 
 def parse_parameters(schema, items):
@@ -72,18 +87,15 @@ def parse_parameters(schema, items):
 
 
 def _open_poser(args):
-    from .poser import Poser
+    from .backends import open_poser
 
-    try:
-        return Poser(args.weights, device=args.device, precision=args.precision, variant=args.variant)
-    except ValueError as error:  # the poser's words on --device or --precision
-        raise CommandError(error.args[0]) from None
+    return open_poser(args.weights, args.variant, args.device, args.precision, args.backend)
 
 
 def _model_character_image(poser):
     """A THA4 student is trained for one character, whose picture sits beside its weights."""
     if poser.family == "tha4":
-        from .tha4 import character_image_file
+        from .ort.weight_sources import character_image_file
 
         found = character_image_file(poser.weights)
         if found is not None:
@@ -94,9 +106,9 @@ def _model_character_image(poser):
 def run_pose(args):
     from pathlib import Path
 
-    from .image import save_rgba_png
-
-    from .poser import keep_freed_memory
+    from ..atomic_files import write_bytes_atomic
+    from ..render.formats.png import encode_png
+    from .backends import keep_freed_memory
 
     keep_freed_memory()  # a short batch process: reusing freed memory saves page faults
     poser = _open_poser(args)
@@ -104,9 +116,11 @@ def run_pose(args):
     image = Path(args.image) if args.image else _model_character_image(poser)
     poser.set_image(image)
     rgba = poser.pose_rgba(vector[None])[0]
-    path = save_rgba_png(rgba, args.out)
+    path = Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, encode_png(rgba))
     named = ", ".join(f"{n}={v:g}" for n, v in poser.schema.as_dict(vector).items() if v) or "neutral pose"
-    print(f"{path}: {poser.family} {poser.variant} on {poser.device}, {named}")
+    print(f"{path}: {poser.family} {poser.variant}, {poser.backend} on {poser.device}, {named}")
     return 0
 
 
@@ -133,7 +147,7 @@ def run_weights_check(args):
     weights = _open(args)
     print(f"{weights.family} {weights.variant}: all networks load strictly")
     for name, state in weights.state_dicts.items():
-        parameters = sum(t.numel() for t in state.values())
+        parameters = sum(int(t.numel()) for t in state.values())
         print(f"  {name:28s} {len(state):4d} keys {parameters:>12,d} parameters  {weights.sources.get(name, '')}")
     return 0
 
@@ -152,3 +166,12 @@ def run_weights_convert(args):
     return 0
 
 
+
+
+def run_weights_export_onnx(args):
+    from .onnx_export import export_family
+
+    for family in args.family or ("tha1", "tha2", "tha3", "tha4"):
+        path = export_family(family, args.out)
+        print(f"{path}: {family} graph templates written")
+    return 0

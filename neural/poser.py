@@ -36,6 +36,7 @@ import torch
 from ..pose.schema import get_schema
 from . import image as image_io
 from . import weights as weights_io
+from .backends import keep_freed_memory  # noqa: F401 (callers import it from here too)
 
 PRECISIONS = ("auto", "float32", "float16")
 
@@ -73,28 +74,6 @@ def resolve_dtype(precision, variant, device):
     return torch.float16 if half and device.type != "cpu" else torch.float32
 
 
-def keep_freed_memory():
-    """Ask glibc's malloc to keep freed blocks instead of returning them to the system.
-
-    The networks allocate and free the same large activations every frame; by default glibc
-    maps each one freshly and the kernel zero-fills its pages again (about a tenth of a
-    frame's time in system CPU here). For batch processes (command line, render farm); not
-    called by the add-on, since Blender's memory would then only grow. Returns whether it
-    took effect (False where the C library is not glibc).
-    """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, (1 << 31) - 1))
-
-
 def compile_pipeline(pipeline):
     """torch.compile a pipeline's networks: its own `compile()` where it has one (to reach
     methods other than forward), else every network module attribute."""
@@ -112,6 +91,8 @@ def compile_pipeline(pipeline):
 
 class Poser:
     """Poses one character picture at a time with one family's networks."""
+
+    backend = "torch"
 
     def __init__(
         self,

@@ -24,7 +24,7 @@ from ..atomic_files import sha256_file
 from ..pose.character_image import prepare_character_image
 from ..pose.schema import get_schema
 from ..render.formats.png import encode_png
-from .poser import Poser
+from .backends import open_poser, resolve_backend
 
 _posers = {}
 _posers_lock = threading.Lock()
@@ -32,12 +32,12 @@ _run_locks = weakref.WeakKeyDictionary()  # Poser -> the lock its network runs t
 _file_hashes = {}
 
 
-def shared_poser(weights="tha3", variant="", device="auto", precision="auto"):
-    """One loaded Poser per (weights, variant, device, precision) in this process."""
-    key = (str(weights or "tha3"), variant or None, device, precision)
+def shared_poser(weights="tha3", variant="", device="auto", precision="auto", backend="auto"):
+    """One loaded poser per (weights, variant, device, precision, backend) in this process."""
+    key = (str(weights or "tha3"), variant or None, device, precision, resolve_backend(backend, device, precision))
     with _posers_lock:
         if key not in _posers:
-            _posers[key] = Poser(key[0], device=device, precision=precision, variant=key[1])
+            _posers[key] = open_poser(key[0], key[1], device, precision, key[4])
         return _posers[key]
 
 
@@ -72,11 +72,11 @@ class FrameSource:
     """
 
     def __init__(self, picture, schema="tha3", weights="tha3", variant="", device="auto", precision="auto",
-                 memory_frames=96, poser=None):
+                 backend="auto", memory_frames=96, poser=None):
         self.schema = get_schema(schema)
         self.rgba = prepare_character_image(picture, self.schema)
         self.picture_digest = picture_digest(self.rgba)
-        self.poser = poser or shared_poser(weights, variant, device, precision)
+        self.poser = poser or shared_poser(weights, variant, device, precision, backend)
         if self.poser.schema.name != self.schema.name:
             raise ValueError(f"the weights are {self.poser.family.upper()} ({self.poser.schema.name} poses); "
                              f"this sprite's sliders are {self.schema.name}")
@@ -134,6 +134,10 @@ class FrameSource:
     @property
     def device(self):
         return str(self.poser.device)
+
+    @property
+    def backend(self):
+        return self.poser.backend
 
 
 __all__ = ["FrameSource", "POSE_STEP", "forget_posers", "picture_digest", "shared_poser", "weights_identity"]

@@ -6,6 +6,8 @@ anywhere in a module) cannot express. Imports are read from the source (ast), ne
 
 - pure never imports bpy or torch, anywhere, nor a module of another layer;
 - neural never imports bpy, nor the Blender side or the UI;
+- neural/ort (the ONNX Runtime backend) never imports torch or bpy, anywhere, nor the torch
+  modules of neural/ (a Blender without torch poses sprites with it);
 - the Blender side never imports torch at module level, directly or through a module it imports
   at module level (a render node without torch still renders baked frames);
 - command modules and the package root import neither bpy nor torch at module level (`--help` stays
@@ -36,6 +38,7 @@ LAYERS = {
     "errors": "pure",
     "jobs": "pure",
     "neural": "neural",
+    "neural.ort": "runtime",
     "render.blender": "blender",
     "animation.blender": "blender",
     "addon": "ui",
@@ -186,6 +189,8 @@ def violations(root=ROOT):
                 problems.append(f"{where}:{imp.line}: pure module imports {imp.target} ({other} layer)")
             if layer == "neural" and (is_bpy(imp) or other in ("blender", "ui")):
                 problems.append(f"{where}:{imp.line}: neural module imports {imp.target}")
+            if layer == "runtime" and (is_bpy(imp) or is_torch(imp) or other in ("neural", "blender", "ui", "command")):
+                problems.append(f"{where}:{imp.line}: ONNX Runtime module imports {imp.target}")
             if other == "ui" and layer not in ("ui", "root"):
                 problems.append(f"{where}:{imp.line}: only the UI layer (addon/) and the package root import addon/")
         if layer in ("blender", "command", "root"):
@@ -227,6 +232,7 @@ def test_the_checker_sees_the_layers_it_guards():
     assert layers["render.formats.mmd.pmx"] == "pure"
     assert layers["render.blender.model_import"] == "blender"
     assert layers["neural.poser"] == "neural"
+    assert layers["neural.ort.poser"] == "runtime"
     assert layers["addon.import_model"] == "ui"
     assert layers["render.commands"] == "command"
     orphans = [name for name, layer in layers.items() if layer == "root" and name and graph.modules[name][1] is False
@@ -260,3 +266,15 @@ def test_torch_reached_at_module_level_through_another_module_is_reported(tmp_pa
     problems = violations(copy)
     assert any("render/blender/bad.py: imports torch at module level (through render.blender.bad -> neural.poser"
                in p for p in problems), problems
+
+
+def test_torch_anywhere_in_the_onnx_runtime_backend_is_reported(tmp_path):
+    """Even a lazy import: the backend is what runs where torch is absent."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(*SKIP, "*.pyc"))
+    (copy / "neural" / "ort" / "bad.py").write_text("def later():\n    import torch\n    from .. import poser\n")
+    problems = violations(copy)
+    assert any("neural/ort/bad.py:2: ONNX Runtime module imports torch" in p for p in problems), problems
+    assert any("neural/ort/bad.py:3: ONNX Runtime module imports neural.poser" in p for p in problems), problems

