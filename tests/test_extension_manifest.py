@@ -163,3 +163,21 @@ def test_what_onnxruntime_requires_is_bundled_or_in_blender():
             continue
         name = requirement.split(";")[0].split("<")[0].split(">")[0].split("=")[0].strip().lower()
         assert name in bundled | BLENDER_BUNDLES, requirement
+
+
+def test_blender_reads_the_wheels_as_python_311_and_this_platforms_own():
+    """What Blender's extension tool infers from the listed wheels: CPython 3.11 only (a Blender
+    with another Python says the extension is incompatible instead of failing at import), and the
+    platform each wheel goes to in --split-platforms (the same as wheel_platforms here)."""
+    import importlib.util
+
+    bpy_dir = Path(importlib.util.find_spec("bpy").submodule_search_locations[0])
+    spec = importlib.util.spec_from_file_location(
+        "blender_ext_for_test", bpy_dir / "5.0/scripts/addons_core/bl_pkg/cli/blender_ext.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)  # a command-line script: main() runs only as __main__
+    listed = manifest()["wheels"]
+    assert tool.python_versions_from_wheels(listed) == {(3, 11)}
+    for platform in PLATFORMS:
+        assert set(tool.paths_filter_wheels_by_platform(listed, platform)) == {
+            w for w in listed if platform in wheel_platforms(w.rsplit("/", 1)[1])}, platform

@@ -50,6 +50,8 @@ ext = lambda name: importlib.import_module(f"{package}.{name}")
 preferences = ext("addon.preferences").preferences()
 preferences.weights_source, preferences.weights_dir = "FOLDER", weights
 report["backend_preference"] = preferences.backend
+summary = ext("addon.preferences").backend_summary  # the line the preferences show
+report["summary"] = {backend: summary(backend, "auto", "auto") for backend in ("auto", "onnxruntime", "torch")}
 
 bpy.ops.wm.read_homefile(use_empty=True)
 bpy.ops.wm.save_as_mainfile(filepath=str(Path(workdir) / "talking.blend"))
@@ -150,6 +152,9 @@ def test_the_zip_installs_and_enables(run_without_torch):
 def test_onnxruntime_poses_from_the_extensions_wheels(run_without_torch):
     report, _ = run_without_torch
     assert report["backend_preference"] == "auto"  # the default: ONNX Runtime where it is installed
+    assert report["summary"]["auto"] == report["summary"]["onnxruntime"]
+    assert report["summary"]["auto"].startswith("Runs on ONNX Runtime; devices here: ") and "cpu" in report["summary"]["auto"]
+    assert "torch is not installed here" in report["summary"]["torch"]
     assert report["poser"].startswith("onnxruntime on ")
     site = Path(report["extensions_site"]) / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
     origins = report["origins"]
