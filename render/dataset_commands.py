@@ -106,8 +106,9 @@ SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with THA_SHARD_COUNT), then run 
     parser.add_argument("--poses-per-model", type=int, default=16, help="sampled poses per model (default 16)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--engine", default="workbench", choices=ENGINES,
-                        help="workbench (shaded), flat (toon-like unlit Workbench) or cycles (default workbench)")
-    parser.add_argument("--samples", type=int, default=16, help="Cycles samples per pixel (default 16)")
+                        help="workbench (shaded), flat (unlit Workbench), cycles, or toon: MikuMikuDance's own look "
+                        "(toon ramps, sphere maps, outlines; Cycles on the CPU) (default workbench)")
+    parser.add_argument("--samples", type=int, default=16, help="Cycles and toon samples per pixel (default 16)")
     parser.add_argument("--antialias", default="5", choices=ANTIALIAS, help="Workbench anti-aliasing samples (default 5)")
     parser.add_argument("--workers", type=int, default=1, help="processes rendering at once on this machine (default 1)")
     parser.add_argument("--shard", help="K/N: render only the K-th of N shares of the models")

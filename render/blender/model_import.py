@@ -53,6 +53,8 @@ SUPPORTED_SUFFIXES = MMD_SUFFIXES + AVATAR_SUFFIXES
 MODEL_PROPERTY = "tha_studio_model"  # JSON (model_info): version, source, format, names, scale, counts, warnings
 MORPHS_PROPERTY = "tha_studio_morphs"  # JSON list of morph records (see MorphRecord.as_json)
 ROOT_PROPERTY = "tha_studio_root"  # on every other object of the model: the root's name
+MMD_SHADING_PROPERTY = "tha_studio_mmd_shading"  # on each MMD material: JSON of its MMDShading
+EDGE_SCALE_ATTRIBUTE = "mmd_edge_scale"  # float per vertex, MMD's outline scale (only when not all 1)
 
 MODEL_INFO_VERSION = 1  # of MODEL_PROPERTY's JSON; files without "version" are version 0
 
@@ -437,6 +439,8 @@ class ModelBuilder:
             mesh.normals_split_custom_set_from_vertices(plan.normals)
         for material in plan.materials:
             mesh.materials.append(self.build_material(material))
+        if plan.edge_scales is not None:
+            mesh.attributes.new(EDGE_SCALE_ATTRIBUTE, "FLOAT", "POINT").data.foreach_set("value", plan.edge_scales)
 
         obj = bpy.data.objects.new(self.name + "_mesh", mesh)
         self.collection.objects.link(obj)
@@ -451,6 +455,8 @@ class ModelBuilder:
         red, green, blue, alpha = material.diffuse
         blender_material.diffuse_color = (red, green, blue, alpha)
         blender_material.use_backface_culling = material.backface_culling
+        if material.shading is not None:  # read by the toon render style (render.blender.toon)
+            blender_material[MMD_SHADING_PROPERTY] = json.dumps(material.shading.as_json())
         self.warnings.extend(material.warnings)
 
         nodes = blender_material.node_tree.nodes

@@ -6,8 +6,9 @@ light; three images per example: the rest pose (once per model), the expression 
 expression with the head (and THA3's body and breathing) moved. Images are RGBA PNGs with
 straight alpha, RGB zero where alpha is zero, written atomically.
 
-Engines: Workbench "studio" (shaded, fast), Workbench "flat" (texture colours unlit: the
-toon-like look closest to MMD and drawings) and Cycles (the sun and ambient light of §5.3).
+Engines: Workbench "studio" (shaded, fast), Workbench "flat" (texture colours unlit), Cycles
+(the sun and ambient light of §5.3) and "toon", MikuMikuDance's own look (render.blender.toon:
+toon ramps, sphere maps, ambient, outlines) as emission in Cycles.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import bpy
 
 from . import scene as scenes
+from . import toon
 from ..dataset.settings import ENGINES, RenderSettings  # noqa: F401 (re-exported)
 from ...atomic_files import temp_path_for, write_bytes_atomic
 from ..dataset.framing import frame_head
@@ -46,9 +48,11 @@ def head_framing(imported, annotation, schema):
 def setup_scene(framing, settings, scene=None):
     """Engine, transparent film, the camera of `framing`, and lights; returns the camera."""
     scene = scene or bpy.context.scene
-    engine = "CYCLES" if settings.engine == "cycles" else "WORKBENCH"
+    engine = "CYCLES" if settings.engine in ("cycles", "toon") else "WORKBENCH"
     scenes.setup_render(scene, engine=engine, resolution=(framing.image_size, framing.image_size),
                         transparent=True, samples=settings.samples, color_type="TEXTURE")
+    if settings.engine == "toon":
+        toon.setup_toon_render(scene, settings.samples)
     if engine == "WORKBENCH":
         scene.display.render_aa = settings.antialias
     if settings.engine == "flat":
@@ -122,6 +126,8 @@ class TripletRenderer:
         self.poser = ModelPoser(imported, annotation, schema)
         self.framing = head_framing(imported, annotation, schema)
         self.camera = setup_scene(self.framing, self.settings, self.scene)
+        if self.settings.engine == "toon":  # outlines a fixed number of pixels wide at this framing
+            toon.apply_toon_style(imported, self.framing.ortho_scale / self.framing.image_size, self.camera)
 
     def render(self, pose, path):
         """Pose the model and render it to `path`; returns the PNG bytes written."""

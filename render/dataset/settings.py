@@ -2,9 +2,10 @@
 
 from dataclasses import dataclass
 
-# workbench: shaded Workbench (fast); flat: Workbench with texture colours unlit (toon-like,
-# closest to MMD and drawings); cycles: the THA1 write-up's sun along the view axis plus ambient.
-ENGINES = ("workbench", "flat", "cycles")
+# workbench: shaded Workbench (fast); flat: Workbench with texture colours unlit; cycles: the THA1
+# write-up's sun along the view axis plus ambient; toon: MikuMikuDance's own look (its toon ramps,
+# sphere maps, ambient and outlines: render.blender.toon), as emission in Cycles at `samples`.
+ENGINES = ("workbench", "flat", "cycles", "toon")
 # Workbench anti-aliasing samples. 5 looks like 8 at 256² (thin hair strands stay smooth; FXAA
 # leaves them jagged) and renders in about two thirds of the time (bench/bench_dataset.py).
 ANTIALIAS = ("FXAA", "5", "8", "11", "16", "32")
@@ -13,7 +14,7 @@ ANTIALIAS = ("FXAA", "5", "8", "11", "16", "32")
 @dataclass(frozen=True)
 class RenderSettings:
     engine: str = "workbench"  # one of ENGINES
-    samples: int = 16  # Cycles only
+    samples: int = 16  # Cycles and toon only
     antialias: str = "5"  # Workbench only, one of ANTIALIAS
 
     def __post_init__(self):

@@ -21,13 +21,15 @@ calls. Every conversion lives here, so it is tested in plain Python:
 - a `MorphRecord` per morph, with bone and material morphs' data, which the Blender side stores
   as JSON once it knows the names Blender gave bones, materials and shape keys;
 - materials with their main texture file found on disk (`resolve_texture`), and a warning for
-  each texture the model names but the folder lacks.
+  each texture the model names but the folder lacks; each material's `MMDShading` (ambient,
+  specular, outline, sphere map and toon ramp found on disk) for the toon render style.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Optional
 
 import numpy as np
@@ -177,6 +179,31 @@ class PlannedMaterial:
     backface_culling: bool
     texture: Optional[Path]  # the main texture file, found; None when the material has none or it is missing
     warnings: tuple = ()  # textures this material names that are not in the folder
+    shading: Optional["MMDShading"] = None  # what MMD's own shading needs (the toon render style)
+
+
+@dataclass(frozen=True)
+class MMDShading:
+    """A material's terms of MMD's shading beside the diffuse colour (render.blender.toon uses them)."""
+
+    ambient: tuple = (0.0, 0.0, 0.0)  # RGB, added to diffuse x light colour
+    specular: tuple = (0.0, 0.0, 0.0)  # RGB
+    specular_power: float = 0.0
+    draw_edge: bool = False  # the 0x10 flag: an outline in edge_color, edge_size wide
+    edge_color: tuple = (0.0, 0.0, 0.0, 1.0)  # RGBA
+    edge_size: float = 1.0
+    sphere: Optional[Path] = None  # the sphere map file, found
+    sphere_mode: int = 0  # 0 off, 1 multiply, 2 add, 3 sub-texture (not shaded: needs the extra UV)
+    toon: Optional[Path] = None  # the model's own toon ramp file, found
+    shared_toon: Optional[int] = None  # 0-9: MMD's shared toon01.bmp..toon10.bmp
+
+    def as_json(self):
+        return {
+            "ambient": list(self.ambient), "specular": list(self.specular), "specular_power": self.specular_power,
+            "draw_edge": self.draw_edge, "edge_color": list(self.edge_color), "edge_size": self.edge_size,
+            "sphere": None if self.sphere is None else str(self.sphere), "sphere_mode": self.sphere_mode,
+            "toon": None if self.toon is None else str(self.toon), "shared_toon": self.shared_toon,
+        }
 
 
 @dataclass
@@ -309,6 +336,7 @@ class ImportPlan:
     shape_keys: list  # [PlannedShapeKey], in morph order
     morphs: list  # [MorphRecord], one per morph
     axes: str = AXES
+    edge_scales: Optional[np.ndarray] = None  # (V,) float32: MMD's per-vertex outline scale; None: all 1
 
     @property
     def warnings(self):
@@ -372,7 +400,16 @@ def plan_import(model, scale=DEFAULT_SCALE, folder=None, shape_keys_for=None):
         weight_groups=plan_weight_groups(model),
         shape_keys=plan_shape_keys(model, scale, cache, wanted),
         morphs=[plan_morph_record(model, index, scale, cache) for index in range(len(model.morphs))],
+        edge_scales=_edge_scales(model),
     )
+
+
+def _edge_scales(model):
+    """The per-vertex outline scales, or None when every vertex has 1 (most models)."""
+    scales = np.asarray(model.edge_scales, np.float32)
+    if len(scales) != len(model.positions) or np.all(scales == 1.0):
+        return None
+    return np.clip(scales, 0.0, None)
 
 
 # Sizes no real model has. Real MMD models have tens to a few hundred materials, a few hundred
@@ -510,8 +547,38 @@ def plan_materials(model, folder):
             backface_culling=not (material.flags & mmd.MATERIAL_NO_CULL),
             texture=texture(material.texture),
             warnings=tuple(warnings),
+            shading=_shading(model, material, texture),
         ))
     return planned
+
+
+SHARED_TOON_NAME = re.compile(r"^toon(0[1-9]|10)\.bmp$", re.IGNORECASE)
+
+
+def _shading(model, material, texture):
+    """The material's MMDShading; a toon texture named toon01.bmp..toon10.bmp that the model's
+    folder lacks is MMD's shared toon of that name (MMD reserves those names)."""
+    toon, shared = None, None
+    if material.toon_shared:
+        shared = material.toon if 0 <= material.toon <= 9 else None
+    elif 0 <= material.toon < len(model.textures):
+        toon = texture(material.toon)
+        reserved = SHARED_TOON_NAME.match(PureWindowsPath(model.textures[material.toon]).name)
+        if toon is None and reserved:
+            shared = int(reserved.group(1)) - 1
+    sphere = texture(material.sphere_texture) if material.sphere_mode in (1, 2) else None
+    return MMDShading(
+        ambient=tuple(float(v) for v in material.ambient),
+        specular=tuple(float(v) for v in material.specular),
+        specular_power=float(material.specular_strength),
+        draw_edge=bool(material.flags & mmd.MATERIAL_EDGE),
+        edge_color=tuple(float(v) for v in material.edge_color),
+        edge_size=float(material.edge_size),
+        sphere=sphere,
+        sphere_mode=material.sphere_mode if sphere is not None else 0,
+        toon=toon,
+        shared_toon=shared,
+    )
 
 
 def _clip(text, length=120):
