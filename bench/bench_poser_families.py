@@ -7,7 +7,12 @@ For each family and batch size, after one warm-up call, the median of `--repeats
 
 - cached:   `poser.pose(batch)` with the picture set once (its pose-independent work done already:
             THA2's eyebrow decomposer, THA4's premultiplication; THA1 has none);
-- uncached: `poser.set_image(picture)` then `poser.pose(batch)` every call.
+- uncached: `poser.set_image(picture)` then `poser.pose(batch)` every call;
+- onnxruntime: the cached call on the ONNX Runtime poser (neural/ort) with the same weights, timed
+            in turns with the torch poser's cached call; "x torch" is torch's time over its time,
+            and "max |diff|" the largest difference between the two backends' pictures as they
+            composite (colour times alpha, and alpha, in [0, 1]): where alpha is ~0 the straight
+            colour is arbitrary (THA4 divides by an alpha of 1e-7 there).
 
 Weights: THA1 and THA2 use the golden synthetic weights (the amount of computation does not depend
 on the values; no official THA1/THA2 files are shipped here); THA4 uses the real lambda_00 student
@@ -67,9 +72,10 @@ def make_poser(family):
     return poser, picture, source
 
 
-def timed(call, repeats):
+def timed(call, repeats, warm_up=True):
     """Median wall and CPU seconds of `repeats` calls, after one warm-up call."""
-    call()
+    if warm_up:
+        call()
     walls, cpus = [], []
     for _ in range(repeats):
         wall, cpu = time.perf_counter(), time.process_time()
@@ -79,15 +85,41 @@ def timed(call, repeats):
     return statistics.median(walls), statistics.median(cpus)
 
 
+def composited(images):
+    """Network images (B, 4, H, W) in [-1, 1] -> colour times alpha, and alpha, in [0, 1]."""
+    import numpy as np
+
+    alpha = (images[:, 3:4] + 1) / 2
+    return np.concatenate([(images[:, :3] + 1) / 2 * alpha, alpha], axis=1)
+
+
+def ort_poser(poser):
+    from tha_studio.neural.ort.poser import OrtPoser
+    from tha_studio.neural.ort.weight_sources import WeightSet
+
+    weights = poser.weights
+    arrays = {n: {k: v.detach().float().numpy() for k, v in s.items()} for n, s in weights.state_dicts.items()}
+    return OrtPoser(WeightSet(weights.family, weights.variant, arrays, weights.sources), device="cpu", threads=2)
+
+
 def bench_family(family, batches, repeats):
     import numpy as np
 
     poser, picture, source = make_poser(family)
+    runtime = ort_poser(poser)
     rows = []
     for batch in batches:
         poses = np.random.default_rng(0).uniform(0, 0.5, (batch, poser.schema.size)).astype(np.float32)
         poser.set_image(picture)
-        cached = timed(lambda: poser.pose(poses), repeats)
+        runtime.set_image(picture.numpy())
+        difference = float(np.abs(composited(runtime.pose(poses)) - composited(poser.pose(poses).numpy())).max())
+        # In turns, so that the machine's load falls on both backends alike.
+        torch_times, ort_times = [], []
+        for _ in range(repeats):
+            torch_times.append(timed(lambda: poser.pose(poses), 1, warm_up=False))
+            ort_times.append(timed(lambda: runtime.pose(poses), 1, warm_up=False))
+        cached = tuple(statistics.median(t[i] for t in torch_times) for i in (0, 1))
+        onnx = tuple(statistics.median(t[i] for t in ort_times) for i in (0, 1))
 
         def uncached_call():
             poser.set_image(picture)
@@ -95,7 +127,9 @@ def bench_family(family, batches, repeats):
 
         uncached = timed(uncached_call, repeats)
         for label, (wall, cpu) in (("cached", cached), ("uncached", uncached)):
-            rows.append((family, source, batch, label, wall / batch, cpu / batch))
+            rows.append((family, source, batch, label, wall / batch, cpu / batch, ""))
+        rows.append((family, source, batch, "onnxruntime", onnx[0] / batch, onnx[1] / batch,
+                     f"{cached[0] / onnx[0]:.2f}x torch, max |diff| {difference:.1e}"))
     return rows
 
 
@@ -113,13 +147,15 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average before: "
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    header = ("family", "weights", "batch", "picture work", "wall s/frame", "cpu s/frame", "official b1 s/frame")
+    header = ("family", "weights", "batch", "mode", "wall s/frame", "cpu s/frame", "vs torch cached",
+              "official b1 s/frame (goldens' run)")
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
     for family in args.families:
-        for family_name, source, batch, label, wall, cpu in bench_family(family, args.batches, args.repeats):
+        for family_name, source, batch, label, wall, cpu, versus in bench_family(family, args.batches, args.repeats):
             official = OFFICIAL_BATCH1[family_name] if batch == 1 else ""
-            print(f"{family_name} | {source} | {batch} | {label} | {wall:.3f} | {cpu:.3f} | {official}", flush=True)
+            print(f"{family_name} | {source} | {batch} | {label} | {wall:.3f} | {cpu:.3f} | {versus} | {official}",
+                  flush=True)
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return 0
 

@@ -46,11 +46,11 @@ class InstanceNorm(nn.InstanceNorm2d):
         return super().forward(x)
 
     def centred_first(self, x):
-        """The same norm spelt out for export: ONNX Runtime's InstanceNormalization takes the
-        variance as E[x²] - E[x]², which loses about 5e-5 (relative) where a channel's mean is a
-        few times its spread (THA3's first blocks), and the warps downstream turn that into 4e-4
-        in the final picture. Centring before squaring, and averaging rows before columns, keeps
-        it within float32 rounding."""
+        """The same norm spelt out, for export and compilation: ONNX Runtime's
+        InstanceNormalization loses about 5e-5 (relative) where a channel's mean is a few times
+        its spread (THA3's first blocks; centring its input first does not help), and the warps
+        downstream turn that into 4e-4 in the final picture. Centring before squaring, and
+        averaging rows before columns, keeps the statistics within float32 rounding."""
         mean = x.mean(dim=3, keepdim=True).mean(dim=2, keepdim=True)
         centred = x - mean
         variance = (centred * centred).mean(dim=3, keepdim=True).mean(dim=2, keepdim=True)

@@ -1,0 +1,60 @@
+"""The shipped ONNX graph templates are what the torch modules export today, and hold no weights."""
+
+import json
+
+import pytest
+
+from tha_studio.neural.ort import graphs
+
+
+def shipped_files():
+    return sorted(path.name for path in graphs.GRAPHS_FOLDER.iterdir() if path.suffix in (".json", ".onnx"))
+
+
+@pytest.mark.slow
+def test_a_fresh_export_equals_the_shipped_templates(tmp_path):
+    from tha_studio.neural.onnx_export import export_family
+
+    for family in ("tha1", "tha2", "tha3", "tha4"):
+        export_family(family, tmp_path)
+    fresh = sorted(path.name for path in tmp_path.iterdir())
+    assert fresh == shipped_files(), "the shipped set of templates differs from a fresh export's"
+    stale = [name for name in fresh if (tmp_path / name).read_bytes() != (graphs.GRAPHS_FOLDER / name).read_bytes()]
+    assert not stale, f"rebuild with `cli.py weights export-onnx`: {stale} differ from a fresh export"
+
+
+# Heads whose outputs the official pipelines compute and throw away (the eyebrow combiner's
+# combine-alpha blend, THA3's directly drawn rotated image): the exporter drops them, so the graphs
+# never take their weights and skip their work.
+UNUSED_HEADS = {
+    "tha2": {"eyebrow_morphing_combiner.combine_alpha.0"},
+    "tha3": {"eyebrow_morphing_combiner.combine_alpha.0", "two_algo_face_body_rotator.direct_creator.0"},
+}
+
+
+def test_every_template_matches_its_manifest_and_leaves_every_weight_out():
+    for family in ("tha1", "tha2", "tha3", "tha4"):
+        manifest = graphs.manifest(family)
+        for variant, entry in manifest["variants"].items():
+            expected = {f"{network}.{key}" for network, keys in entry["signature"].items() for key in keys}
+            supplied = set()
+            for stage in graphs.stages(family):
+                data = graphs.template_bytes(family, variant, stage.name)  # checks the sha256
+                supplied |= set(graphs.weight_names(family, variant, stage.name))
+                # A template with its weights inside would be megabytes: THA3's weights are 100 MB+.
+                assert len(data) < 1_000_000, f"{family} {stage.name}: {len(data)} bytes"
+            assert supplied <= expected
+            unused = {name.rsplit(".", 1)[0] for name in expected - supplied}
+            assert unused == UNUSED_HEADS.get(family, set()), f"{family} {variant}: weights the graphs never take: {unused}"
+
+
+def test_a_damaged_template_is_refused_naming_it(tmp_path):
+    import shutil
+
+    for path in graphs.GRAPHS_FOLDER.glob("tha1*"):
+        shutil.copy(path, tmp_path / path.name)
+    template = next(tmp_path.glob("tha1_*.onnx"))
+    template.write_bytes(template.read_bytes()[:-10] + b"0123456789")
+    stage = json.loads((tmp_path / "tha1.json").read_text())["stages"][0]["name"]
+    with pytest.raises(graphs.GraphError, match=template.name):
+        graphs.template_bytes("tha1", "float", stage, folder=tmp_path)
