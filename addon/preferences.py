@@ -119,7 +119,7 @@ def backend_summary(backend, device, precision):
     from ..neural.backends import BackendError, resolve_backend
 
     try:
-        chosen = resolve_backend(backend, device, precision)
+        chosen = resolve_backend(backend, device, precision, try_import=False)
     except BackendError as error:
         return str(error)
     if chosen == "onnxruntime":

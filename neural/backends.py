@@ -1,10 +1,9 @@
 """Which poser runs: PyTorch (neural/poser.py) or ONNX Runtime (neural/ort/poser.py).
 
 Both have the same interface and agree with the official THA code within 1e-4 on its end-to-end
-goldens. "auto" takes ONNX Runtime where it is installed: it is the faster of the two on the
-CPU (bench/bench_poser.py) and the only one a stock Blender can have. PyTorch is taken where it
-alone is installed, where float16 is asked for (the graphs are float32), or where it has a GPU
-that ONNX Runtime's providers lack. Importable without torch.
+goldens. "auto" takes PyTorch where it can be imported (on this project's CPU benchmark its
+cached poser is the faster of the two, and it has GPUs and float16), else ONNX Runtime: a stock
+Blender has no torch, and the extension bundles ONNX Runtime. Importable without torch.
 """
 
 import importlib.util
@@ -13,6 +12,7 @@ from ..errors import UserError
 
 BACKENDS = ("auto", "onnxruntime", "torch")
 TORCH_ONLY_PRECISIONS = ("float16",)
+ORT_ONLY_DEVICES = ("directml", "coreml")  # ONNX Runtime's providers that torch has no match for
 
 
 class BackendError(UserError):
@@ -20,7 +20,7 @@ class BackendError(UserError):
 
 
 def installed(backend):
-    """Whether a backend's package can be imported here (without importing it)."""
+    """Whether a backend's package can be found here (without importing it)."""
     name = {"onnxruntime": "onnxruntime", "torch": "torch"}[backend]
     try:
         return importlib.util.find_spec(name) is not None
@@ -28,34 +28,33 @@ def installed(backend):
         return False
 
 
-def resolve_backend(backend="auto", device="auto", precision="auto"):
-    """The backend that will run for these options ("onnxruntime" or "torch"), or BackendError."""
+def resolve_backend(backend="auto", device="auto", precision="auto", try_import=True):
+    """The backend that will run for these options ("onnxruntime" or "torch"), or BackendError.
+    `try_import=False` trusts an installed torch without importing it (for a panel's draw)."""
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend != "auto":
         if not installed(backend):
             raise BackendError(f"the {backend} backend was asked for, but {backend} is not installed here")
         return backend
-    has_ort, has_torch = installed("onnxruntime"), installed("torch")
-    if not (has_ort or has_torch):
-        raise BackendError("posing needs ONNX Runtime (bundled with the extension) or PyTorch; neither is installed")
-    if not has_ort:
+    ort_only_device = device in ORT_ONLY_DEVICES
+    if not ort_only_device and installed("torch") and (not try_import or _torch_imports()):
         return "torch"
-    if has_torch and (precision in TORCH_ONLY_PRECISIONS or device in ("mps",) or _torch_has_gpu_ort_lacks(device)):
-        return "torch"
-    return "onnxruntime"
+    if installed("onnxruntime"):
+        if precision in TORCH_ONLY_PRECISIONS:
+            raise BackendError(f"precision {precision} needs PyTorch, which is not installed here "
+                               "(ONNX Runtime runs float32)")
+        return "onnxruntime"
+    raise BackendError("posing needs ONNX Runtime (bundled with the extension) or PyTorch; neither is installed")
 
 
-def _torch_has_gpu_ort_lacks(device):
-    if device not in ("auto", "cuda"):
+def _torch_imports():
+    """Whether torch imports (an install can be found yet fail to load, e.g. a missing DLL)."""
+    try:
+        import torch  # noqa: F401
+    except (ImportError, OSError):
         return False
-    from .ort.poser import available_devices
-
-    if "cuda" in available_devices():
-        return False
-    import torch
-
-    return torch.cuda.is_available()
+    return True
 
 
 def open_poser(weights="tha3", variant=None, device="auto", precision="auto", backend="auto", **options):
@@ -71,11 +70,6 @@ def open_poser(weights="tha3", variant=None, device="auto", precision="auto", ba
         return Poser(weights, device=device, precision=precision, variant=variant or None, **options)
     except ValueError as error:  # the poser's words on a device or precision
         raise BackendError(str(error)) from None
-
-
-def describe(poser):
-    """"onnxruntime on cpu" / "torch on cuda": what runs, for panels and logs."""
-    return f"{getattr(poser, 'backend', 'torch')} on {poser.device}"
 
 
 def keep_freed_memory():
