@@ -83,3 +83,14 @@ def test_perceptual_loss_needs_a_vgg16_file_and_an_l1_snapshot(tha1_dataset, tmp
         PerceptualLoss(not_vgg)
     with pytest.raises(LossError, match="no such VGG16 weights file"):
         PerceptualLoss(tmp_path / "missing.pth")
+
+
+def test_bfloat16_autocast_trains_and_keeps_float32_weights(tha1_dataset, tmp_path):
+    from tha_studio.neural.weights import open_weights
+
+    summary = train(options(tha1_dataset, tmp_path / "bf16", precision="bfloat16", steps=2))
+    assert all(math.isfinite(v) for v in losses_of(tmp_path / "bf16"))
+    weights = open_weights(summary.weights, family="tha1")  # float32, the only THA1 variant
+    assert weights.state_dicts["face_morpher"]["alpha_mask.0.weight"].dtype == torch.float32
+    with pytest.raises(TrainError, match="float16 autocast needs a CUDA device"):
+        train(options(tha1_dataset, tmp_path / "fp16", precision="float16"))
