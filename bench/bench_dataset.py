@@ -16,6 +16,11 @@ sample character), after one warm-up render each:
   rest image, examples), per image.
 
 The aims: at most 1.25x the bare render per image, and 3 images per second at 256².
+
+    .venv/bin/python bench/bench_dataset.py --styles workbench,cycles,toon [--poses 4] [MODEL]
+
+compares the render styles instead: per style, a fresh import, one warm-up image, then the
+pipeline's time per image for the sampled poses (expression and posed images), in one process.
 """
 
 import argparse
@@ -72,6 +77,40 @@ def paired_times(model_path, folder, config):
     return pipeline, bare
 
 
+def style_times(model_path, folder, config, styles, samples):
+    """Seconds per pipeline image for each render style, the same poses for each."""
+    import dataclasses
+
+    import bpy
+
+    from tha_studio.pose.schema import get_schema
+    from tha_studio.render.blender.dataset_run import quiet_output
+    from tha_studio.render.blender.model_import import import_model
+    from tha_studio.render.blender.triplets import TripletRenderer
+    from tha_studio.render.dataset.plan import ModelEntry, load_or_make_annotation
+    from tha_studio.render.dataset.sampling import expression_part, sample_pose
+
+    schema = get_schema(config.schema)
+    entry = ModelEntry(model_path.name, model_path, "train")
+    annotation = load_or_make_annotation(entry, folder)
+    times = {}
+    for style in styles:
+        bpy.ops.wm.read_homefile(use_empty=True)
+        settings = dataclasses.replace(config.render, engine=style, samples=samples)
+        renderer = TripletRenderer(import_model(model_path), annotation, schema, settings)
+        seconds = []
+        with quiet_output():
+            renderer.render_rest(folder / f"{style}-warm.png")
+            for index in range(config.poses_per_model):
+                pose = sample_pose(schema, config.seed, entry.model_id, index)
+                for part in (expression_part(schema, pose), pose):
+                    started = time.perf_counter()
+                    renderer.render(part, folder / f"{style}-{index}.png")
+                    seconds.append(time.perf_counter() - started)
+        times[style] = statistics.median(seconds)
+    return times
+
+
 def job_run(model_path, folder, config):
     """The batch's whole job for one model (annotation, import, rest, examples): seconds per image."""
     from tha_studio.render.blender.dataset_run import render_model
@@ -97,7 +136,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", nargs="?", type=Path)
     parser.add_argument("--poses", type=int, default=12, help="sampled poses (2 images each)")
-    parser.add_argument("--engine", default="workbench", choices=("workbench", "flat", "cycles"))
+    parser.add_argument("--engine", default="workbench", choices=("workbench", "flat", "cycles", "toon"))
+    parser.add_argument("--styles", help="compare these render styles instead (comma-separated, e.g. "
+                        "workbench,cycles,toon)")
+    parser.add_argument("--samples", type=int, default=16, help="Cycles and toon samples per pixel (default 16)")
     parser.add_argument("--schema", default="tha1", choices=("tha1", "tha2", "tha3"))
     parser.add_argument("--antialias", default="5", help="Workbench anti-aliasing samples (FXAA, 5, 8, ...)")
     args = parser.parse_args()
@@ -115,8 +157,18 @@ def main():
 
     model = args.model or (GENE if GENE.is_file() else write_character(tempfile.mkdtemp(prefix="tha_studio_bench_model_")))
     config = DatasetConfig(schema=args.schema, seed=0, poses_per_model=args.poses,
-                           render=RenderSettings(engine=args.engine, antialias=args.antialias))
+                           render=RenderSettings(engine=args.engine, samples=args.samples, antialias=args.antialias))
     folder = Path(tempfile.mkdtemp(prefix="tha_studio_bench_dataset_"))
+    if args.styles:
+        styles = args.styles.split(",")
+        times = style_times(model, folder / "styles", config, styles, args.samples)
+        size = bpy.context.scene.render.resolution_x
+        print(f"render styles: {model.name}, {args.schema} {size}x{size}, {args.poses} poses (2 images each), "
+              f"{os.cpu_count()} CPUs, pipeline medians (Workbench AA {args.antialias}, Cycles/toon {args.samples} samples)")
+        print(f"{'style':<10} {'s/image':>8} {'images/s':>9}")
+        for style in styles:
+            print(f"{style:<10} {times[style]:>8.3f} {1 / times[style]:>9.2f}")
+        return
 
     amortised = job_run(model, folder / "job", config)
     pipeline, bare = paired_times(model, folder / "paired", config)

@@ -40,7 +40,8 @@ AVATAR_AMBIENT = 0.5
 
 
 def setup_toon_render(scene, samples):
-    """Cycles on the CPU for emission-only materials: no light bounces, Raw colours (see module)."""
+    """Cycles on the CPU for emission-only materials: no light bounces, Raw colours (see module),
+    persistent render data."""
     cycles = scene.cycles
     cycles.samples = samples
     for bounces in ("max_bounces", "diffuse_bounces", "glossy_bounces", "transmission_bounces",
@@ -49,6 +50,9 @@ def setup_toon_render(scene, samples):
     cycles.transparent_max_bounces = 16  # hair over hair over the outline shell
     cycles.use_adaptive_sampling = False
     scene.view_settings.view_transform = "Raw"
+    # Keep Cycles' scene (textures, shaders, the unchanged meshes) from one image to the next: on
+    # Gene_light at 256² an image takes half the time, with the same bytes.
+    scene.render.use_persistent_data = True
 
 
 def apply_toon_style(imported, pixel_size, camera=None):

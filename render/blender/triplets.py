@@ -127,7 +127,7 @@ class TripletRenderer:
         self.framing = head_framing(imported, annotation, schema)
         self.camera = setup_scene(self.framing, self.settings, self.scene)
         if self.settings.engine == "toon":  # outlines a fixed number of pixels wide at this framing
-            toon.apply_toon_style(imported, self.framing.ortho_scale / self.framing.image_size, self.camera)
+            toon.apply_toon_style(imported, self.framing.units_per_pixel, self.camera)
 
     def render(self, pose, path):
         """Pose the model and render it to `path`; returns the PNG bytes written."""

@@ -5,11 +5,17 @@ the PNG's pixels. MMD's default light comes from the viewer's upper right and fr
 ball the upper right is the lit side and the lower left the side facing away.
 """
 
+import json
+import subprocess
+import sys
+from io import BytesIO
+
 import numpy as np
 import pytest
 from PIL import Image
 
 import toon_fixtures as balls
+from shared_assets import ROOT
 from toon_fixtures import BLUE, GOLD, WHITE
 
 SIZE = 64
@@ -118,3 +124,24 @@ def test_gene_light_renders_in_the_toon_style_framed_as_the_other_styles(ext_mod
     outline_grey = (np.abs(toon[..., :3] - 102).max(axis=-1) < 25) & shown & ~reference
     assert outline_grey.sum() > 20  # the hair's grey (0.4) outline just outside its silhouette
     assert bpy.data.objects[renderer.poser.imported.meshes[0].name].modifiers.get("THA outline") is not None
+
+
+@pytest.mark.slow
+def test_render_dataset_in_the_toon_style_gives_the_same_bytes_twice(ext_module, tmp_path):
+    ext_module("render.formats.mmd").write_character(tmp_path / "models" / "character")
+    images = {}
+    for out in ("one", "two"):
+        result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "render-dataset", str(tmp_path / "models"),
+                                 str(tmp_path / out), "--engine", "toon", "--samples", "4", "--poses-per-model", "1",
+                                 "--no-progress"], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert "1 model(s), 3 image(s) rendered" in result.stdout, result.stdout
+        description = json.loads((tmp_path / out / "dataset.json").read_text(encoding="utf-8"))
+        assert (description["engine"], description["samples"]) == ("toon", 4)
+        images[out] = {path.relative_to(tmp_path / out): path.read_bytes()
+                       for path in sorted((tmp_path / out).rglob("*.png"))}
+    assert len(images["one"]) == 3 and images["one"] == images["two"]
+    for data in images["one"].values():
+        rgba = np.asarray(Image.open(BytesIO(data)).convert("RGBA")).astype(int)
+        assert rgba.shape == (256, 256, 4) and (rgba[..., 3] == 255).sum() > 5000
+        assert (rgba[..., :3][rgba[..., 3] == 0] == 0).all()
