@@ -37,6 +37,7 @@ TOON_PROPERTY = "tha_studio_toon"  # set on a material once it is a toon materia
 # Materials that are not MMD's (a VRM or glb avatar): ambient as a share of the diffuse colour,
 # as MMD model editors default it.
 AVATAR_AMBIENT = 0.5
+DEFAULT_MATERIAL = "THA toon default"  # for meshes without a material
 
 
 def setup_toon_render(scene, samples):
@@ -63,13 +64,26 @@ def apply_toon_style(imported, pixel_size, camera=None):
     toward_viewer = tuple((camera.matrix_world.to_3x3() @ Vector((0.0, 0.0, 1.0))).normalized())
     made = 0
     for obj in imported.meshes:
+        if obj.modifiers.get(OUTLINE_MODIFIER) is not None:
+            continue  # made toon already
+        _fill_empty_slots(obj)
         materials = [slot.material for slot in obj.material_slots]
-        for material in {m.as_pointer(): m for m in materials if m is not None}.values():
+        for material in {m.as_pointer(): m for m in materials}.values():
             if not material.get(TOON_PROPERTY):
                 make_toon_material(material, toward_viewer)
                 made += 1
         add_outline(obj, materials, pixel_size)
     return made
+
+
+def _fill_empty_slots(obj):
+    """A plain grey material where a mesh has none (a glb without materials): with no lights,
+    Cycles' default surface would render black."""
+    if not obj.material_slots:
+        obj.data.materials.append(None)
+    for slot in obj.material_slots:
+        if slot.material is None:
+            slot.material = bpy.data.materials.get(DEFAULT_MATERIAL) or bpy.data.materials.new(DEFAULT_MATERIAL)
 
 
 # ----------------------------------------------------------------------------------------------

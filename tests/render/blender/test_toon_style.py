@@ -145,3 +145,30 @@ def test_render_dataset_in_the_toon_style_gives_the_same_bytes_twice(ext_module,
         rgba = np.asarray(Image.open(BytesIO(data)).convert("RGBA")).astype(int)
         assert rgba.shape == (256, 256, 4) and (rgba[..., 3] == 255).sum() > 5000
         assert (rgba[..., :3][rgba[..., 3] == 0] == 0).all()
+
+
+def test_an_avatar_without_materials_renders_grey_not_black_and_without_outlines(ext_module, tmp_path):
+    import bpy
+
+    import gltf_fixtures
+
+    model_import = ext_module("render.blender.model_import")
+    scenes = ext_module("render.blender.scene")
+    toon = ext_module("render.blender.toon")
+    triplets = ext_module("render.blender.triplets")
+    glb = gltf_fixtures.export_face_glb(tmp_path / "face.glb")
+    bpy.ops.wm.read_homefile(use_empty=True)
+    imported = model_import.import_model(glb)
+    scene = bpy.context.scene
+    scenes.setup_render(scene, engine="CYCLES", resolution=(SIZE, SIZE), samples=4)
+    toon.setup_toon_render(scene, 4)
+    low, high = scenes.world_bounds(imported.meshes)
+    camera = scenes.aim_orthographic_camera(low, high, margin=0.1)
+    assert toon.apply_toon_style(imported, camera.data.ortho_scale / SIZE, camera) >= 1
+    assert toon.apply_toon_style(imported, camera.data.ortho_scale / SIZE, camera) == 0  # once only
+    triplets.render_rgba_png(tmp_path / "avatar.png", scene)
+    rgba = np.asarray(Image.open(tmp_path / "avatar.png").convert("RGBA")).astype(int)
+    shown = rgba[..., 3] == 255
+    assert shown.sum() > 200
+    assert rgba[..., :3][shown].min() > 100  # lit by the shader: diffuse x light + ambient, no lights needed
+    assert all(obj.modifiers.get("THA outline") is None for obj in imported.meshes)
