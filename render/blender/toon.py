@@ -91,7 +91,7 @@ def _fill_empty_slots(obj):
 
 
 class _Nodes:
-    """A small helper to add nodes and link them, with constant inputs given by index or name."""
+    """Adds shader nodes left to right; each input (by index) is linked from a socket or set to a constant."""
 
     def __init__(self, material):
         self.tree = material.node_tree
@@ -124,7 +124,7 @@ class _Nodes:
 
 def make_toon_material(material, toward_viewer):
     """Rebuild `material`'s nodes as MMD's shading (render.formats.mmd.shading), as emission."""
-    shading = json.loads(material.get(MMD_SHADING_PROPERTY, "null") or "null")
+    shading = mmd_shading(material)
     texture, diffuse = _current_texture_and_diffuse(material)
     if shading is None:  # an avatar's material
         shading = {"ambient": [v * AVATAR_AMBIENT for v in diffuse[:3]], "specular": [0, 0, 0],
@@ -170,6 +170,12 @@ def make_toon_material(material, toward_viewer):
         alpha = n.math("MULTIPLY", alpha, facing_viewer)
     _finish(n, color, alpha)
     material[TOON_PROPERTY] = True
+
+
+def mmd_shading(material):
+    """The MMDShading the importer stored on an MMD material (as a dict), or None for any other."""
+    text = material.get(MMD_SHADING_PROPERTY) if material is not None else None
+    return json.loads(text) if text else None
 
 
 def _finish(n, color, alpha):
@@ -286,7 +292,7 @@ def outline_widths(obj, materials):
     mesh = obj.data
     sizes = np.zeros(max(len(materials), 1), np.float32)
     for index, material in enumerate(materials):
-        shading = json.loads(material.get(MMD_SHADING_PROPERTY, "null") or "null") if material else None
+        shading = mmd_shading(material)
         if shading and shading["draw_edge"] and shading["edge_color"][3] > 0:
             sizes[index] = max(shading["edge_size"], 0.0)
     face_materials = np.zeros(len(mesh.polygons), np.int32)
@@ -308,7 +314,7 @@ def outline_widths(obj, materials):
 def outline_material(material):
     """The shell material for faces of `material`: its edge colour where it draws edges, else
     nothing; one material per colour (or the one empty material), shared by the file."""
-    shading = json.loads(material.get(MMD_SHADING_PROPERTY, "null") or "null") if material else None
+    shading = mmd_shading(material)
     if not (shading and shading["draw_edge"]):
         return _empty_outline_material()
     red, green, blue, alpha = shading["edge_color"]

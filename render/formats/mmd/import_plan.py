@@ -537,6 +537,8 @@ def plan_materials(model, folder):
         # Sphere and toon textures are not shaded, but a missing one is still worth a warning.
         warnings = []
         for side in (material.sphere_texture, -1 if material.toon_shared else material.toon):
+            if side == material.toon and _names_shared_toon(model, side):
+                continue  # MMD's own toon01-10.bmp: a model need not ship them (see _shading)
             warnings += missing(side, material.name)
         warnings += missing(material.texture, material.name)
         planned.append(PlannedMaterial(
@@ -553,6 +555,10 @@ def plan_materials(model, folder):
 
 
 SHARED_TOON_NAME = re.compile(r"^toon(0[1-9]|10)\.bmp$", re.IGNORECASE)
+
+
+def _names_shared_toon(model, index):
+    return 0 <= index < len(model.textures) and bool(SHARED_TOON_NAME.match(PureWindowsPath(model.textures[index]).name))
 
 
 def _shading(model, material, texture):

@@ -65,6 +65,7 @@ def test_the_plan_keeps_each_materials_mmd_shading(tmp_path):
     assert third.sphere is None and third.sphere_mode == 0
     assert first.as_json()["sphere"] == str(tmp_path / "gold.spa")
     assert plan.edge_scales is None  # every vertex at MMD's default 1
+    assert not any("toon05.bmp" in warning for warning in plan.warnings)  # MMD's own: not missing
 
 
 def test_per_vertex_edge_scales_are_kept_when_they_differ(tmp_path):
