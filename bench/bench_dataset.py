@@ -164,7 +164,8 @@ def main():
         times = style_times(model, folder / "styles", config, styles, args.samples)
         size = bpy.context.scene.render.resolution_x
         print(f"render styles: {model.name}, {args.schema} {size}x{size}, {args.poses} poses (2 images each), "
-              f"{os.cpu_count()} CPUs, pipeline medians (Workbench AA {args.antialias}, Cycles/toon {args.samples} samples)")
+              f"{os.cpu_count()} CPUs, pipeline medians (Workbench AA {args.antialias}, "
+              f"Cycles/toon {args.samples} samples)")
         print(f"{'style':<10} {'s/image':>8} {'images/s':>9}")
         for style in styles:
             print(f"{style:<10} {times[style]:>8.3f} {1 / times[style]:>9.2f}")

@@ -537,7 +537,7 @@ def plan_materials(model, folder):
         # Sphere and toon textures are not shaded, but a missing one is still worth a warning.
         warnings = []
         for side in (material.sphere_texture, -1 if material.toon_shared else material.toon):
-            if side == material.toon and _names_shared_toon(model, side):
+            if side == material.toon and _shared_toon_number(model, side) is not None:
                 continue  # MMD's own toon01-10.bmp: a model need not ship them (see _shading)
             warnings += missing(side, material.name)
         warnings += missing(material.texture, material.name)
@@ -557,8 +557,12 @@ def plan_materials(model, folder):
 SHARED_TOON_NAME = re.compile(r"^toon(0[1-9]|10)\.bmp$", re.IGNORECASE)
 
 
-def _names_shared_toon(model, index):
-    return 0 <= index < len(model.textures) and bool(SHARED_TOON_NAME.match(PureWindowsPath(model.textures[index]).name))
+def _shared_toon_number(model, index):
+    """0-9 when texture `index` is named toon01.bmp..toon10.bmp (MMD's reserved names), else None."""
+    if not 0 <= index < len(model.textures):
+        return None
+    reserved = SHARED_TOON_NAME.match(PureWindowsPath(model.textures[index]).name)
+    return int(reserved.group(1)) - 1 if reserved else None
 
 
 def _shading(model, material, texture):
@@ -569,9 +573,8 @@ def _shading(model, material, texture):
         shared = material.toon if 0 <= material.toon <= 9 else None
     elif 0 <= material.toon < len(model.textures):
         toon = texture(material.toon)
-        reserved = SHARED_TOON_NAME.match(PureWindowsPath(model.textures[material.toon]).name)
-        if toon is None and reserved:
-            shared = int(reserved.group(1)) - 1
+        if toon is None:
+            shared = _shared_toon_number(model, material.toon)
     sphere = texture(material.sphere_texture) if material.sphere_mode in (1, 2) else None
     return MMDShading(
         ambient=tuple(float(v) for v in material.ambient),
