@@ -38,8 +38,11 @@ class OrtError(UserError):
 def onnxruntime():
     try:
         import onnxruntime as ort
-    except ImportError as error:
+    except ModuleNotFoundError as error:
         raise OrtError(f"ONNX Runtime is not installed here ({error})") from None
+    except (ImportError, OSError) as error:  # installed but its library does not load
+        raise OrtError(f"ONNX Runtime is installed but cannot load on this system ({error}); on macOS it "
+                       "needs version 14 or later") from None
     return ort
 
 
