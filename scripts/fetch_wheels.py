@@ -4,16 +4,26 @@
     .venv/bin/python scripts/fetch_wheels.py --check  # only say whether wheels/ is complete
 
 A stock Blender (4.2 to 5.0: CPython 3.11 with numpy, requests, zstandard and Cython) has no
-torch. What posing and baking a sprite needs beyond that ships inside the extension, one zip per
-platform (Blender's `build --split-platforms` puts each platform's wheels in its own zip):
+torch. What posing and baking a sprite and lip sync from audio need beyond that ship inside the
+extension, one zip per platform (Blender's `build --split-platforms` puts each platform's wheels
+in its own zip):
 - onnxruntime runs the poser (neural/ort); flatbuffers, packaging and protobuf are what its
   wheel declares it requires (Blender installs no dependencies by itself);
 - safetensors reads our .safetensors weights through its numpy API, without torch;
 - Pillow reads the character picture and the baked frames (pose/character_image.py, live.py);
-- defusedxml parses lip-sync XML (lipsync/formats.py, imported when the add-on registers).
+- defusedxml parses lip-sync XML (lipsync/formats.py, imported when the add-on registers);
+- soundfile reads the audio of a line for lip sync (lipsync/analyser.py, rhubarb.py); its wheels
+  carry libsndfile for their platform (tagged py2.py3-none-<platform>: soundfile loads it through
+  cffi's ABI mode, so it does not depend on the CPython version). At run time it imports cffi's
+  `_cffi_backend` and `typing_extensions` (its `Self`); pycparser is what cffi's wheel requires
+  (only cffi's compiler uses it, but Blender installs no dependencies, so the set stays whole);
+- pocketsphinx is the built-in lip-sync analyser's recognizer, with its US English model inside
+  the wheel; the sounddevice it declares is for its microphone class (LiveSpeech) only, imported
+  there, so it is left out (tests/test_extension_manifest.py names it).
 
-Versions are those of requirements.txt, so the tests' venv runs the same code as the zip. The
-file names here and blender_manifest.toml's `wheels` list are the same list (tests check it).
+Versions are those of requirements.txt (cffi, pycparser and typing_extensions: those the venv's
+pins pulled in), so the tests' venv runs the same code as the zip. The file names here and
+blender_manifest.toml's `wheels` list are the same list (tests check it).
 Downloads go through pip (`pip download --no-deps --only-binary=:all:` for CPython 3.11 and the
 wheel's own platform tags) with `--require-hashes`, so a file that is not the one pinned here
 never lands in wheels/.
@@ -54,6 +64,26 @@ WHEELS = {
         "37290fbef0c73e2d51d594eb78fded7dc7170d1c3ad0a890269e6fd8c8c4e061",
     "safetensors-0.8.0-cp310-abi3-macosx_11_0_arm64.whl":
         "c80201d22cbf405b80647a60ada77bba06c8fba2da2743ba1e89cdcc39a81f25",
+    # Lip sync from audio, one wheel per platform: soundfile (libsndfile inside), cffi (soundfile's
+    # _cffi_backend) and pocketsphinx (the built-in analyser; macOS: a universal2 wheel only)
+    "soundfile-0.14.0-py2.py3-none-manylinux_2_28_x86_64.whl":
+        "1e38bac1853412871318e82a1ba69a8be677619b56025bbfcccdb41b6cafe82d",
+    "cffi-2.1.1-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.whl":
+        "34e261f78cb6ceaaa36f42f2613f4380d94d9c759a9c73c769ee6e0247364632",
+    "pocketsphinx-5.1.1-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.manylinux_2_28_x86_64.whl":
+        "bb8fd0fc7fb08dd8f85da21f5121f34ebf4186a5bee91ce85e2d358e69a448bf",
+    "soundfile-0.14.0-py2.py3-none-win_amd64.whl":
+        "299491d3499460fb1b74bb4bd78b57ffc2d243a5fafa7b6ec1b264875c78453e",
+    "cffi-2.1.1-cp311-cp311-win_amd64.whl":
+        "42f6930c31dc7f50732c9ae793c2786c7b6b044195967bbdde40bb9be81c4cc0",
+    "pocketsphinx-5.1.1-cp311-cp311-win_amd64.whl":
+        "08e4d5cc7377932dae2e55191b34f9939d73bf2401046ca2bd03be6daf21ac3b",
+    "soundfile-0.14.0-py2.py3-none-macosx_11_0_arm64.whl":
+        "d828d35a059626da52f1415b5faee610aeab393319cb3fc4a9aef47b619fc14c",
+    "cffi-2.1.1-cp311-cp311-macosx_11_0_arm64.whl":
+        "398aff33cee2767e3e781d2554c54bd0dff386bb437581e0d8011fde1a942ec1",
+    "pocketsphinx-5.1.1-cp311-cp311-macosx_10_9_universal2.whl":
+        "8cd1ae6f236c2d1941643d87b9136317f628878892fbcb873ab2795f715144d3",
     # Every platform: what onnxruntime's wheel requires besides numpy (pure Python)
     "flatbuffers-25.12.19-py2.py3-none-any.whl":
         "7634f50c427838bb021c2d66a3d1168e9d199b0607e6329399f04846d42e20b4",
@@ -64,6 +94,11 @@ WHEELS = {
     # Every platform: the add-on itself (lipsync/formats.py parses Rhubarb's XML with it)
     "defusedxml-0.7.1-py2.py3-none-any.whl":
         "a352e7e428770286cc899e2542b6cdaedb2b4953ff269a210103ec58f6198a61",
+    # Every platform: what soundfile and cffi require besides numpy (pure Python)
+    "typing_extensions-4.16.0-py3-none-any.whl":
+        "481caa481374e813c1b176ada14e97f1f67a4539ce9cfeb3f350d78d6370c2e8",
+    "pycparser-3.12-py3-none-any.whl":
+        "a076f3f489b39b43ed13563a1dafe42447445bec2e294154ec5c57fcdda4c85e",
 }
 
 

