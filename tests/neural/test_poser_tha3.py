@@ -11,12 +11,7 @@ from tha_studio.neural.weights import WeightSet, open_weights
 from tha_studio.pose.schema import THA3
 
 
-@pytest.fixture(autouse=True)
-def two_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("two_threads")
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,7 @@ from tha_studio.neural.synthetic import synthetic_state_dict
 CASES = [(variant, network) for variant in ("separable_float", "standard_float") for network in tha3.NETWORKS]
 
 
-@pytest.fixture(autouse=True)
-def two_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("two_threads")
 
 
 @pytest.mark.parametrize("variant,network", CASES, ids=[f"{v}-{n}" for v, n in CASES])

@@ -21,12 +21,7 @@ from tha_studio.pose.schema import THA1, THA3
 OFFICIAL_ATOL = 1e-4
 
 
-@pytest.fixture(autouse=True)
-def two_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("two_threads")
 
 
 def as_numpy(weight_set):
