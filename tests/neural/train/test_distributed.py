@@ -58,5 +58,6 @@ def test_two_processes_see_each_example_once_an_epoch_and_reach_one_process_loss
 
     single, double = losses(one), losses(two)
     assert len(single) == len(double) == 32
+    print(f"last 8 steps' mean loss: one process {sum(single[-8:]) / 8:.5f}, two {sum(double[-8:]) / 8:.5f}")
     assert abs(sum(double[-8:]) - sum(single[-8:])) < 0.03 * sum(single[-8:])
     assert (two / "weights.safetensors").exists() and (two / "checkpoints").is_dir()

@@ -28,6 +28,7 @@ def test_face_morpher_fine_tuning_lowers_held_out_rmse_from_the_official_figure(
     summary = train(options(tha3_dataset, tmp_path / "fm", network="face_morpher", steps=30))
     official, tuned = summary.first_validation["val_rmse"], summary.last_validation["val_rmse"]
     assert summary.first_validation["val_examples"] == 4
+    print(f"THA3 face morpher, 30 steps: held-out RMSE official {official:.5f} -> fine-tuned {tuned:.5f}")
     assert tuned < 0.95 * official, (official, tuned)
     assert summary.last_validation["val_ssim"] > summary.first_validation["val_ssim"]
     with open(summary.log, newline="", encoding="utf-8") as handle:

@@ -31,19 +31,21 @@ def read_log(run):
 
 def test_face_morpher_learns_and_its_weights_pose_a_picture(tha1_dataset, tmp_path):
     run = tmp_path / "run"
-    result = cli(*train_args(tha1_dataset, run, "--steps", "150", "--batch-size", "4", "--validate-every", "75"))
+    result = cli(*train_args(tha1_dataset, run, "--steps", "120", "--batch-size", "4", "--validate-every", "60"))
     rows = read_log(run)
     validations = [r for r in rows if r["val_rmse"]]
-    assert [int(r["step"]) for r in validations] == [0, 75, 150]
+    assert [int(r["step"]) for r in validations] == [0, 60, 120]
     untrained, trained = float(validations[0]["val_rmse"]), float(validations[-1]["val_rmse"])
     identity = float(validations[0]["identity_rmse"])
     losses = [float(r["train_loss"]) for r in rows if r["train_loss"]]
-    assert len(losses) == 150
+    assert len(losses) == 120
     assert np.mean(losses[-20:]) < 0.2 * np.mean(losses[:20])  # the training loss falls
+    print(f"THA1 face morpher, 120 steps at 64x64: validation RMSE untrained {untrained:.5f}, identity "
+          f"{identity:.5f}, trained {trained:.5f}; loss {np.mean(losses[:20]):.4f} -> {np.mean(losses[-20:]):.4f}")
     assert trained < identity < untrained  # better than returning the input, and than no training
     assert float(validations[-1]["val_ssim"]) > float(validations[-1]["identity_ssim"])
     assert f"validation RMSE {trained:.5f}" in result.stdout
-    for step in (0, 75, 150):  # inputs, outputs and targets of the first validation examples
+    for step in (0, 60, 120):  # inputs, outputs and targets of the first validation examples
         grid = np.asarray(Image.open(run / "grids" / f"step-{step:09d}.png"))
         assert grid.shape == (3 * 64, 4 * 64, 4)
     assert all(float(r["examples_per_s"]) > 0 for r in rows if r["train_loss"])
