@@ -46,6 +46,7 @@ from ...atomic_files import write_text_atomic
 from ...errors import UserError
 
 PRECISIONS = ("float32", "bfloat16", "float16")
+GRID_TILE = 128  # the least size of a picture in the validation grid
 LOG_FIELDS = ("step", "epoch", "examples", "train_loss", "examples_per_s", "val_rmse", "val_ssim",
               "identity_rmse", "identity_ssim", "val_examples")
 
@@ -401,7 +402,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_text_atomic(self.run_dir / "options.json", json.dumps(options.as_json(), indent=1) + "\n")
         start = self.resume()
-        log = RunLog(self.run_dir, main, resumed=start > 0)
+        log = RunLog(self.run_dir, main, resumed_at=start)
         summary = TrainSummary(self.run_dir, self.total_steps, self.run_dir / "weights.safetensors", log.csv_path,
                                resumed_from=start)
         identity = {}
@@ -476,15 +477,17 @@ class Trainer:
 class RunLog:
     """log.csv (appended: a resumed run adds to it), examples.csv, and TensorBoard when installed."""
 
-    def __init__(self, run_dir, main, resumed):
+    def __init__(self, run_dir, main, resumed_at):
         self.main = main
         self.csv_path = Path(run_dir) / "log.csv"
         self.examples_path = Path(run_dir) / "examples.csv"
         self.board = None
         if not main:
             return
-        if not resumed:
-            for path in (self.csv_path, self.examples_path):
+        for path in (self.csv_path, self.examples_path):
+            if resumed_at:
+                keep_lines_up_to(path, resumed_at)  # a killed run logged steps its checkpoint lacks
+            else:
                 path.unlink(missing_ok=True)
         new = not self.csv_path.exists()
         self.handle = open(self.csv_path, "a", newline="", encoding="utf-8")
@@ -528,9 +531,22 @@ class RunLog:
                 self.board.close()
 
 
+def keep_lines_up_to(path, step):
+    """Drop the lines of a CSV log (header kept) whose first field is a step after `step`."""
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if not line.split(",", 1)[0].isdigit() or int(line.split(",", 1)[0]) <= step]
+    if len(kept) != len(lines):
+        write_text_atomic(path, "".join(kept))
+
+
 def write_grid(path, inputs, outputs, targets):
-    """Rows of inputs, outputs and targets (one column per example) on a grey background, as a PNG."""
+    """Rows of inputs, outputs and targets (one column per example) on a grey background, as a PNG;
+    pictures smaller than 128 pixels (a quick run's) are enlarged by whole pixels to be seen."""
     rows = [tensor_to_rgba(images.float()) for images in (inputs, outputs, targets)]
+    scale = max(1, GRID_TILE // rows[0].shape[1])
+    rows = [images.repeat(scale, axis=1).repeat(scale, axis=2) for images in rows]
     n, h, w, _ = rows[0].shape
     canvas = np.zeros((3 * h, n * w, 4), np.uint8)
     canvas[..., :3], canvas[..., 3] = 128, 255
