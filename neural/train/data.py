@@ -178,7 +178,8 @@ class TripletDataset(torch.utils.data.Dataset):
         self.epoch = 0
         self.examples = select_examples(self.folder, split, hold_out, self.config.poses_per_model)[:limit]
         if not self.examples:
-            raise DatasetFolderError(f"{self.folder}: no {split} examples in {manifests.MANIFEST_NAME}")
+            hint = "; validate on held-out poses of the training models instead: --hold-out N" if split == "validation" else ""
+            raise DatasetFolderError(f"{self.folder}: no {split} examples in {manifests.MANIFEST_NAME}{hint}")
         self._verified = set()  # paths checked against their sha256 in this process
         self._rest_cache = {}  # rest images are shared by a model's examples
         self._mirror = mirror_permutation(self.schema)
