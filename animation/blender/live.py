@@ -9,7 +9,8 @@ already made (in memory, or in the sprite's bake cache) is shown at once. Otherw
   on the plane (Blender data may only be touched from the main thread).
 
 The handlers and the timer are registered by the UI layer (addon/handlers.py); this module holds
-what they call. Torch is imported only when a sprite is first posed (the FrameSource).
+what they call. The poser's backend (PyTorch, or the bundled ONNX Runtime where torch is absent)
+is imported only when a sprite is first posed (the FrameSource).
 """
 
 from __future__ import annotations
