@@ -89,7 +89,10 @@ def font_candidates():
     """Where Blender's Noto Sans CJK may be: the bpy wheel's package, or Blender's own install
     (its Python runs from <blender>/<version>/python/bin)."""
     places = []
-    spec = importlib.util.find_spec("bpy") if "bpy" not in sys.modules else None
+    # Located, not imported; where bpy is imported already (a test run, Blender) its own spec says
+    # where it lives (find_spec of an imported module may have none to give).
+    module = sys.modules.get("bpy")
+    spec = getattr(module, "__spec__", None) if module is not None else importlib.util.find_spec("bpy")
     for location in (spec.submodule_search_locations or []) if spec else []:
         places += sorted(Path(location).glob(f"*/datafiles/fonts/{CJK_FONT_FILE}"))
     executable = Path(sys.executable).resolve()

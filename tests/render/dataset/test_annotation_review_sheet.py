@@ -139,3 +139,13 @@ def test_japanese_labels_draw_glyphs_not_boxes():
     with_font = np.array(R._tile(entry, 1, 160, font))[160:]
     with_boxes = np.array(R._tile(entry, 1, 160, fallback))[160:]
     assert (with_font != with_boxes).any()
+
+
+def test_the_japanese_font_is_found_where_bpy_is_imported_already():
+    """In Blender, and in a test worker that ran Blender tests first, bpy is in sys.modules (CI
+    found no font there once)."""
+    import bpy  # noqa: F401
+
+    font, warning = R.label_font()
+    assert warning is None
+    assert not R.missing_glyphs(font, "初音ミク")
