@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..atomic_files import write_bytes_atomic
+from ..pose.schema import get_schema
 from . import weights as weights_io
 from .ort import graphs as graph_files
 from .ort.stages import check_stages
@@ -71,14 +72,14 @@ def signature_json(family, variant, networks):
     }
 
 
-def export_stage(module, networks, pipeline, stage, values, fixed_batch=None):
+def export_stage(module, networks, pipeline, stage, values, batched, fixed_batch=None):
     """(template bytes, weight names, outputs) of one stage; `values` holds the example tensors by
-    name. Per-pose stages take any batch size unless the family fixes one."""
+    name, `batched` the names whose first axis is the pose batch. Per-pose stages take any batch
+    size unless the family fixes one."""
     wrapper = StageModule(pipeline, networks, stage).eval()
     inputs = tuple(values[name] for name in stage.inputs)
     batch = torch.export.Dim("batch", min=1, max=1024)
-    per_pose = set(values.get("__per_pose__", ()))
-    dynamic = tuple({0: batch} if (name == "pose" or name in per_pose) else None for name in stage.inputs)
+    dynamic = tuple({0: batch} if name in batched else None for name in stage.inputs)
     dynamic_batch = stage.per_pose and not fixed_batch
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")
@@ -151,14 +152,14 @@ def export_family(family, out_dir=None, seed=0):
         pipeline = module.Pipeline(networks)
         size = module.IMAGE_SIZE
         image = torch.rand(1, 4, size, size, generator=generator) * 2 - 1
-        pose = torch.rand(fixed_batch or EXAMPLE_BATCH, module_schema_size(module), generator=generator)
-        values = {"image": image, "pose": pose, "__per_pose__": []}
+        pose = torch.rand(fixed_batch or EXAMPLE_BATCH, get_schema(module.SCHEMA).size, generator=generator)
+        values, batched = {"image": image, "pose": pose}, {"pose"}
         files = {}
         for stage in module.Pipeline.STAGES:
-            data, weights, outputs = export_stage(module, networks, pipeline, stage, values, fixed_batch)
+            data, weights, outputs = export_stage(module, networks, pipeline, stage, values, batched, fixed_batch)
             values.update(outputs)
             if stage.per_pose:
-                values["__per_pose__"].extend(stage.outputs)
+                batched.update(stage.outputs)
             name = f"{set_id}.{stage.name}.onnx"
             write_bytes_atomic(out_dir / name, data)
             files[stage.name] = {"file": name, "sha256": hashlib.sha256(data).hexdigest(), "weights": weights}
@@ -169,9 +170,3 @@ def export_family(family, out_dir=None, seed=0):
     text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
     write_bytes_atomic(out_dir / f"{family}.json", text.encode())
     return out_dir / f"{family}.json"
-
-
-def module_schema_size(module):
-    from ..pose.schema import get_schema
-
-    return get_schema(module.SCHEMA).size

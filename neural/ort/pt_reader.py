@@ -8,7 +8,6 @@ refuses every other name before anything runs, as torch.load(weights_only=True) 
 """
 
 import pickle
-import sys
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
