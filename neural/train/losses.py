@@ -14,7 +14,6 @@ pytorch-msssim's (pinned in requirements.txt).
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import torch
@@ -23,6 +22,7 @@ from pytorch_msssim import ssim as msssim_ssim
 from torch import nn
 
 from ...errors import UserError
+from ..weights import load_pt
 
 # VGG16's layers up to relu3_3: channels of each conv, "M" a 2x2 max pool.
 VGG16_UPTO_RELU3_3 = (64, 64, "M", 128, 128, "M", 256, 256, 256)
@@ -72,12 +72,7 @@ def load_vgg16_features(path):
     path = Path(path)
     if not path.is_file():
         raise LossError(f"{path}: no such VGG16 weights file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise LossError(f"{path}: refused: the file holds Python objects other than tensors") from None
-    except Exception as error:  # torch raises many kinds for a file that is not a checkpoint
-        raise LossError(f"{path}: not a readable PyTorch weights file ({str(error).splitlines()[0]})") from None
+    state = load_pt(path)  # weights_only; a pickle that would run code is refused, naming the file
     if not isinstance(state, dict):
         raise LossError(f"{path}: expected a VGG16 state_dict, found {type(state).__name__}")
     features = vgg16_features()

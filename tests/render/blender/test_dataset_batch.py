@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from processes import alive, children
 from shared_assets import ROOT  # the repository root
 POSES = "2"
 
@@ -130,27 +131,6 @@ def test_two_shards_merged_equal_one_run_and_other_options_are_refused(models, o
     assert refused.returncode == 1 and "seed 0 (now 5)" in refused.stderr
 
 
-def _children(pid):
-    """Process ids whose parent is `pid` (from /proc)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def _alive(pid):
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"  # a zombie has ended; only its exit status is left to collect
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds the workers through /proc (Linux)")
 def test_workers_end_when_the_main_process_is_killed(tmp_path):
     from tha_studio.render.formats.mmd import write_character
@@ -161,12 +141,12 @@ def test_workers_end_when_the_main_process_is_killed(tmp_path):
                     "--workers", "2", "--no-progress")
     workers, deadline = [], time.monotonic() + 120
     while len(workers) < 2 and time.monotonic() < deadline and run.poll() is None:
-        workers = [pid for pid in _children(run.pid) if _alive(pid)]
+        workers = children(run.pid)
         time.sleep(0.1)
     assert len(workers) >= 2, "the run did not start its workers"
     run.kill()  # as kill -9 or the OOM killer would
     run.wait()
     deadline = time.monotonic() + 5
-    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not [pid for pid in workers if _alive(pid)], "workers outlived the run that records their work"
+    assert not [pid for pid in workers if alive(pid)], "workers outlived the run that records their work"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from processes import children
 from shared_assets import ROOT  # the repository root
 
 pytestmark = pytest.mark.slow
@@ -51,19 +52,6 @@ def examples_by_model(out):
 
 def journal(out):
     return records(Path(out) / "parts" / "shard-1-of-1.jsonl")
-
-
-def children(pid):
-    """Live process ids whose parent is `pid` (from /proc)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
 
 
 def wait_for(condition, seconds=120, process=None):
