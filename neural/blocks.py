@@ -29,12 +29,11 @@ def leaky_relu():
 
 
 class InstanceNorm(nn.InstanceNorm2d):
-    """InstanceNorm2d(affine=True), computed as a group norm with one channel per group.
-
-    The same statistics and the same state_dict keys; PyTorch's CPU group norm is several times
-    faster than its instance norm on contiguous (NCHW) tensors and as precise. Channels-last
-    tensors keep the instance-norm kernel: the group norm's channels-last path accumulates
-    sums of squares and loses precision on large planes.
+    """InstanceNorm2d(affine=True) with the same state_dict keys, computed the fastest precise
+    way for the tensor at hand: as a group norm with one channel per group on contiguous (NCHW)
+    tensors (PyTorch's CPU group norm is several times faster than its instance norm there, and
+    as precise), by `channels_last` on NHWC ones, spelt out (`centred_first`) when exported or
+    compiled.
     """
 
     use_group_norm = True  # benchmarks switch it off to measure the plain kernel
@@ -44,7 +43,26 @@ class InstanceNorm(nn.InstanceNorm2d):
             return self.centred_first(x)
         if self.use_group_norm and x.dim() == 4 and x.is_contiguous():
             return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+            return self.channels_last(x)
         return super().forward(x)
+
+    def channels_last(self, x):
+        """The norm of an NHWC tensor without turning it NCHW and back (two copies that cost
+        more than the norm). PyTorch's own channels-last batch and group norms sum squares in
+        float and lose up to 1e-4 of the normalised value over a 512x512 plane, which the warps
+        downstream turn into 2e-3 in the final picture; here the mean is summed by rows, then
+        the squared deviations from it, as the NCHW kernels do."""
+        n, c, h, w = x.shape
+        rows = x.permute(0, 2, 3, 1)  # (N, H, W, C), a view
+        mean = rows.sum(2).sum(1) / (h * w)  # (N, C)
+        deviation = F.mse_loss(rows, mean[:, None, None, :].expand_as(rows), reduction="none")
+        variance = deviation.sum(2).sum(1) / (h * w)
+        if n == 1:  # batch norm's fused transform, given the statistics
+            return F.batch_norm(x, mean[0], variance[0], self.weight, self.bias, False, 0.0, self.eps)
+        scale = torch.rsqrt(variance + self.eps) * self.weight
+        shift = self.bias - mean * scale
+        return torch.addcmul(shift[:, :, None, None], x, scale[:, :, None, None])
 
     def centred_first(self, x):
         """The same norm spelt out, for export and compilation: ONNX Runtime's
@@ -175,6 +193,33 @@ def grid_change_head(in_channels):
     return nn.Conv2d(in_channels, 2, 3, 1, 1, bias=False)
 
 
+def run_heads(feature, *heads):
+    """The heads' outputs over one feature map, in order, computed as one convolution.
+
+    A head's conv makes 1 to 4 channels, which a CPU convolution kernel fills poorly: the
+    editor's three heads cost as much as a full-width conv each. Their weights stacked make one
+    conv whose channel slices are the heads' own convs (each output channel is the same sum),
+    followed by each head's activation. Exported and compiled graphs keep the heads apart (the
+    shipped ONNX templates are made that way, and the compiler fuses them itself)."""
+    if torch.compiler.is_exporting() or torch.compiler.is_compiling():
+        return [head(feature) for head in heads]
+    convs = [head[0] if isinstance(head, nn.Sequential) else head for head in heads]
+    weight = torch.cat([conv.weight for conv in convs])
+    bias = torch.cat([conv.bias if conv.bias is not None else conv.weight.new_zeros(conv.out_channels)
+                      for conv in convs])
+    stacked = F.conv2d(feature, weight, bias, padding=1)
+    outputs, start = [], 0
+    for head, conv in zip(heads, convs):
+        # Made contiguous: activations and blends run several times slower on a strided slice.
+        output = stacked[:, start : start + conv.out_channels].contiguous()
+        start += conv.out_channels
+        if isinstance(head, nn.Sequential):
+            for activation in head[1:]:
+                output = activation(output)
+        outputs.append(output)
+    return outputs
+
+
 class PoserEncoderDecoder(nn.Module):
     """THA2/THA3's encoder-decoder where the pose enters only at the bottleneck.
 
@@ -267,8 +312,17 @@ def identity_grid(like, align_corners=False):
         # other ops and lands an ulp off in places, which the warps turn into ~3e-5 in the picture.
         grid = torch.from_numpy(affine_identity_grid(h, w, align_corners)).to(like.dtype)
         return grid.expand(n, -1, -1, -1)
-    identity = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=like.dtype, device=like.device)
-    return F.affine_grid(identity.unsqueeze(0).expand(n, 2, 3), [n, c, h, w], align_corners=align_corners)
+    # Made once per size: every frame warps with the same identity.
+    key = (h, w, align_corners, like.dtype, like.device)
+    grid = _IDENTITY_GRIDS.get(key)
+    if grid is None:
+        with torch.inference_mode(False), torch.no_grad():  # a plain tensor, usable in training too
+            identity = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]], dtype=like.dtype, device=like.device)
+            grid = _IDENTITY_GRIDS[key] = F.affine_grid(identity, [1, c, h, w], align_corners=align_corners)
+    return grid.expand(n, -1, -1, -1)
+
+
+_IDENTITY_GRIDS = {}
 
 
 def affine_identity_grid(h, w, align_corners=False):
@@ -299,6 +353,44 @@ def apply_grid_change(grid_change, image, align_corners=False):
     """
     grid = identity_grid(image, align_corners) + grid_change.permute(0, 2, 3, 1)
     return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=align_corners)
+
+
+def cat_channels(tensors):
+    """torch.cat on the channel axis that keeps the first tensor's channels-last layout: cat
+    alone falls back to NCHW when its inputs' layouts differ (a picture and pose planes), and
+    the depthwise conv that follows runs three times slower on that."""
+    first = tensors[0]
+    if not _keeps_channels_last(first):
+        return torch.cat(tensors, dim=1)
+    n, _, h, w = first.shape
+    out = torch.empty((n, sum(t.shape[1] for t in tensors), h, w), dtype=first.dtype, device=first.device,
+                      memory_format=torch.channels_last)
+    return torch.cat(tensors, dim=1, out=out)
+
+
+def upsample_and_cat(x, skip):
+    """cat([nearest x2 upsampling of x, skip]) on channels, as a U-Net decoder joins them. In
+    channels-last, written straight into the joined tensor: the upsampled copy and its second
+    pass through cat (the editor's largest) are never made. The same values, bit for bit."""
+    if not _keeps_channels_last(x):
+        return torch.cat([F.interpolate(x, scale_factor=2, mode="nearest"), skip], dim=1)
+    n, c, h, w = x.shape
+    out = torch.empty((n, c + skip.shape[1], 2 * h, 2 * w), dtype=x.dtype, device=x.device,
+                      memory_format=torch.channels_last)
+    s0, s1, s2, s3 = out.stride()
+    # out[:, :c] seen as (n, c, h, 2, w, 2): each source pixel lands on its 2x2 block.
+    blocks_2x2 = out.as_strided((n, c, h, 2, w, 2), (s0, s1, 2 * s2, s2, 2 * s3, s3))
+    blocks_2x2.copy_(x[:, :, :, None, :, None].expand(n, c, h, 2, w, 2))
+    out[:, c:].copy_(skip)
+    return out
+
+
+def _keeps_channels_last(x):
+    """Whether x is a channels-last 4-d tensor that eager inference code may write into
+    preallocated outputs (out= and copies into views do not record gradients)."""
+    return (x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+            and not torch.is_grad_enabled() and not torch.compiler.is_exporting()
+            and not torch.compiler.is_compiling())
 
 
 def paste(image, part, box):

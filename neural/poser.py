@@ -12,6 +12,7 @@ tha4), that provides
     SCHEMA      "tha3"                 its pose schema's name (pose/schema.py)
     IMAGE_SIZE  512                    input/output picture size
     VARIANTS    ("separable_float", …) variant names; the official folder names where they exist
+    CPU_CHANNELS_LAST  True            optional: NHWC activations by default on the CPU
     NETWORKS    ("eyebrow_decomposer", …) network names = the official file stems (<name>.pt)
     build_network(name, variant) -> nn.Module
                                        freshly initialised, eval mode, the variant's dtype; its
@@ -101,13 +102,15 @@ class Poser:
         precision="auto",
         family=None,
         variant=None,
-        channels_last=False,
+        channels_last="auto",
         compile=False,
         chunk_size=None,
     ):
         """`weights`: a source for neural/weights.py's open_weights, or a WeightSet.
 
-        `channels_last` stores activations NHWC (faster convolutions on some machines);
+        `channels_last` stores activations NHWC; "auto": on the CPU for the families that
+        measured faster so at the same precision (CPU_CHANNELS_LAST in their module: oneDNN's
+        convolutions run NHWC without reordering every activation), not on GPUs;
         `compile` runs the networks through torch.compile (minutes of compiling on first use
         of each batch size; then faster; needs a C++ compiler on the CPU). `chunk_size`: the
         most frames the networks see at once (default: 1 on the CPU or when compiled, so that
@@ -125,6 +128,8 @@ class Poser:
         self.image_size = self.module.IMAGE_SIZE
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(precision, self.variant, self.device)
+        if channels_last == "auto":
+            channels_last = self.device.type == "cpu" and getattr(self.module, "CPU_CHANNELS_LAST", False)
         networks = {}
         for name in self.module.NETWORKS:
             network = self.module.build_network(name, self.variant)

@@ -35,14 +35,19 @@ def real_cases(shared):
 
 
 def test_real_weights_reproduce_the_official_poser(shared, real_poser):
+    """The default CPU poser (channels-last) and the NCHW one, each within 1e-4 of the official."""
     cases = real_cases(shared)
     assert len(cases) == 6
-    for path in cases:
-        case = np.load(path)
-        real_poser.set_image(torch.from_numpy(case["image_in"]))
-        final = real_poser.pose(case["pose"][None])[0].numpy()
-        difference = np.abs(final - case["image_out"]).max()
-        assert difference <= 1e-4, f"{path.name}: final image differs from the official one by {difference:.2e}"
+    assert real_poser.memory_format == torch.channels_last
+    nchw = Poser(real_poser.weights, device="cpu", channels_last=False)
+    for poser in (real_poser, nchw):
+        for path in cases:
+            case = np.load(path)
+            poser.set_image(torch.from_numpy(case["image_in"]))
+            final = poser.pose(case["pose"][None])[0].numpy()
+            difference = np.abs(final - case["image_out"]).max()
+            assert difference <= 1e-4, (f"{path.name}, {poser.memory_format}: final image differs from the official "
+                                        f"one by {difference:.2e}")
 
 
 def test_synthetic_end_to_end_cases_match(shared, synthetic_poser):

@@ -1,0 +1,106 @@
+"""The channels-last fast paths of neural/blocks.py give the values of the plain ops they replace."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tha_studio.neural import blocks
+
+CHANNELS_LAST = torch.channels_last
+
+
+def offset_activations(shape, seed=0):
+    """Conv-like activations whose channel means are several times their spread: where a norm
+    that sums squares in float32 loses precision."""
+    generator = torch.Generator().manual_seed(seed)
+    n, c, h, w = shape
+    means = 3.0 + 2.0 * torch.randn(n, c, 1, 1, generator=generator)
+    return (0.7 * torch.randn(shape, generator=generator) + means).contiguous(memory_format=CHANNELS_LAST)
+
+
+def norm_with_weights(channels, seed=1):
+    norm = blocks.instance_norm(channels)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        norm.weight.copy_(0.5 + torch.rand(channels, generator=generator))
+        norm.bias.copy_(torch.randn(channels, generator=generator))
+    return norm.eval()
+
+
+def test_the_channels_last_instance_norm_keeps_float32_precision_on_large_planes():
+    for shape in ((1, 32, 512, 512), (2, 64, 64, 64)):
+        x = offset_activations(shape)
+        norm = norm_with_weights(shape[1])
+        with torch.inference_mode():
+            ours = norm(x)
+        exact = F.instance_norm(x.double(), weight=norm.weight.double(), bias=norm.bias.double(), eps=norm.eps)
+        assert ours.is_contiguous(memory_format=CHANNELS_LAST)
+        # PyTorch's own channels-last batch norm is about 1e-4 off here; NCHW group norm 1.5e-6.
+        assert (ours.double() - exact).abs().max() < 5e-6, shape
+
+
+def test_heads_run_as_one_convolution_give_each_heads_output():
+    torch.manual_seed(0)
+    heads = [blocks.grid_change_head(32), blocks.color_change_head(32), blocks.alpha_head(32, 4)]
+    feature = torch.randn(1, 32, 64, 64)
+    for layout in (torch.contiguous_format, CHANNELS_LAST):
+        x = feature.contiguous(memory_format=layout)
+        with torch.inference_mode():
+            together = blocks.run_heads(x, *heads)
+            apart = [head(x) for head in heads]
+        for one, other in zip(together, apart):
+            assert one.shape == other.shape
+            torch.testing.assert_close(one, other, rtol=0, atol=2e-6)
+
+
+def test_upsampling_into_the_joined_tensor_is_bit_exact():
+    x = offset_activations((1, 64, 32, 32))
+    skip = offset_activations((1, 32, 64, 64), seed=2)
+    with torch.inference_mode():
+        joined = blocks.upsample_and_cat(x, skip)
+    plain = torch.cat([F.interpolate(x, scale_factor=2, mode="nearest"), skip], dim=1)
+    assert joined.is_contiguous(memory_format=CHANNELS_LAST)
+    assert torch.equal(joined, plain)
+
+
+def test_channel_cat_keeps_channels_last_beside_pose_planes():
+    image = offset_activations((1, 4, 32, 32))
+    planes = blocks.pose_planes(torch.arange(6.0)[None], 32, 32)
+    with torch.inference_mode():
+        joined = blocks.cat_channels([image, planes])
+    assert joined.is_contiguous(memory_format=CHANNELS_LAST)
+    assert torch.equal(joined, torch.cat([image, planes], dim=1))
+
+
+def test_training_takes_the_plain_paths_and_keeps_gradients():
+    """With gradients on, the out= writes are not used (they record no gradient)."""
+    x = offset_activations((1, 8, 16, 16)).requires_grad_()
+    skip = offset_activations((1, 4, 32, 32), seed=3)
+    joined = blocks.upsample_and_cat(x, skip)
+    joined.sum().backward()
+    assert torch.equal(x.grad, torch.full_like(x, 4.0))
+
+
+def test_the_identity_grid_is_made_once_and_serves_training_too():
+    like = torch.zeros(2, 4, 24, 40)
+    with torch.inference_mode():
+        first = blocks.identity_grid(like)
+    second = blocks.identity_grid(like)
+    expected = F.affine_grid(torch.tensor([[[1.0, 0, 0], [0, 1.0, 0]]]).expand(2, 2, 3), [2, 4, 24, 40],
+                             align_corners=False)
+    assert torch.equal(first, expected) and torch.equal(second, expected)
+    assert first.untyped_storage().data_ptr() == second.untyped_storage().data_ptr()
+    assert not second.is_inference()
+    flow = torch.zeros(2, 2, 24, 40, requires_grad=True)
+    warped = blocks.apply_grid_change(flow, torch.rand(2, 4, 24, 40))
+    warped.sum().backward()
+    assert flow.grad is not None
+
+
+def test_a_sequential_head_keeps_its_activation():
+    head = nn.Sequential(nn.Conv2d(8, 3, 3, 1, 1), nn.Tanh())
+    x = torch.randn(1, 8, 16, 16)
+    with torch.inference_mode():
+        (out,) = blocks.run_heads(x, head)
+    assert out.abs().max() <= 1.0
+    torch.testing.assert_close(out, head(x).detach(), rtol=0, atol=2e-6)
