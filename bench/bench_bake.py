@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Sprite bake speed: 10 s at 24 fps of lip-sync-like motion on the real THA3 weights.
 
-    .venv/bin/python bench/bench_bake.py [--seconds 10] [--compiled] [--threads 2]
+    .venv/bin/python bench/bench_bake.py [--seconds 10] [--threads 2]
 
 The motion: the mouth from Rhubarb's own cue track of en_male_watchingtv (a new mouth shape every
 2-4 frames, eased transitions, lipsync/curves.py), a blink every 3-5 s and a slow head/neck sway
@@ -17,7 +17,6 @@ compare rows of one run, never across runs):
   slider change     one slider moved and the plane updated in line (eager), as the live preview does
   quantisation      largest pixel difference (0-255) between a pose and the same pose rounded to
                     the key's step, over 12 frames of the motion
-  bake, compiled    --compiled: the cold bake with Poser(compile=True) (compiling is timed apart)
 """
 
 import argparse
@@ -131,7 +130,6 @@ def main():
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--fps", type=int, default=24)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--compiled", action="store_true", help="also bake with torch.compile")
     args = parser.parse_args()
     import_package()
     import torch
@@ -179,22 +177,6 @@ def main():
     live.update_sprite(obj, in_line_now=True)
     rows.append(("slider change (eager, in line)", time.perf_counter() - started, 1, 0, 0.0, "shown on the plane"))
     rounding, noise = quantisation_error(source, scene, obj, frames)
-
-    if args.compiled:
-        from tha_studio.neural.poser import Poser
-        from tha_studio.neural.sprite_frames import FrameSource
-
-        started = time.perf_counter()
-        compiled = Poser("tha3", compile=True)
-        compiled_source = FrameSource(source.rgba, poser=compiled)
-        compiled_source.pose_rgba(source.schema.neutral())
-        compile_seconds = time.perf_counter() - started
-        live._sources[obj.name] = (live._sources[obj.name][0], compiled_source)
-        with tempfile.TemporaryDirectory(prefix="tha_bench_bake_") as folder:
-            runs = compiled_source.network_runs
-            result, wall, cpu = bake(scene, obj, folder)
-            rows.append(("bake, cold, compiled", wall, compiled_source.network_runs - runs, frames - result.computed,
-                         wall / max(result.computed, 1), f"compiling took {compile_seconds:.0f} s"))
 
     print(f"\nbake of {frames} frames at {args.fps} fps, THA3 separable_float, {args.threads} threads, "
           f"{torch.__version__}, bpy {bpy.app.version_string}")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """THA3 poser speed and agreement against the official code, in one process, frame by frame.
 
-    .venv/bin/python bench/bench_poser.py [--frames 6] [--compile] [--no-keep-freed-memory]
+    .venv/bin/python bench/bench_poser.py [--frames 6] [--no-keep-freed-memory]
 
 Modes, each timed on the same frames in turns (the order rotates every frame, so a change in the
 machine's load falls on all modes alike):
@@ -10,9 +10,10 @@ machine's load falls on all modes alike):
                   installed `tha3` package HERE ONLY: the product and the tests never import it)
   torch eager     our torch poser redoing the picture's work every frame, as the official poser
                   does for a new picture
-  torch cached    our torch poser as the product runs it: the picture's work once, the eyebrow
-                  work once per eyebrow pose
-  torch compiled  the cached poser through torch.compile (--compile: minutes of compiling first)
+  torch cached    our torch poser as the product runs it by default: the picture's work once, the
+                  eyebrow work once per eyebrow pose, channels-last activations on the CPU
+  torch nchw      the same with NCHW activations (channels_last=False: what GPUs run, and the
+                  CPU default before the channels-last work)
   onnxruntime     the ONNX Runtime poser (neural/ort), graph optimisations on (the default)
   ort no-opt      the same with ONNX Runtime's graph optimisations off
 
@@ -111,7 +112,6 @@ class Ours:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=6, help="frames per sequence (default 6)")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compiling)")
     parser.add_argument("--no-keep-freed-memory", action="store_true")
     args = parser.parse_args()
 
@@ -139,13 +139,8 @@ def main():
           f"{kept}, load average {os.getloadavg()[0]:.1f}")
     modes = [Official(data, picture_tensor),
              Ours("torch eager", Poser("tha3", device="cpu"), picture_tensor, redo_picture=True),
-             Ours("torch cached", Poser("tha3", device="cpu"), picture_tensor)]
-    if args.compile:
-        started = time.perf_counter()
-        compiled = Ours("torch compiled", Poser("tha3", device="cpu", compile=True), picture_tensor)
-        compiled.pose(THA3.neutral())
-        print(f"torch compiled: {time.perf_counter() - started:.0f} s of compiling")
-        modes.append(compiled)
+             Ours("torch cached", Poser("tha3", device="cpu"), picture_tensor),
+             Ours("torch nchw", Poser("tha3", device="cpu", channels_last=False), picture_tensor)]
     modes += [Ours("onnxruntime", OrtPoser("tha3", device="cpu", threads=2), picture),
               Ours("ort no-opt", OrtPoser("tha3", device="cpu", threads=2, optimization="disabled"), picture)]
     for mode in modes:  # warm-up: first calls allocate and (for ONNX Runtime) plan

@@ -199,8 +199,8 @@ def run_heads(feature, *heads):
     A head's conv makes 1 to 4 channels, which a CPU convolution kernel fills poorly: the
     editor's three heads cost as much as a full-width conv each. Their weights stacked make one
     conv whose channel slices are the heads' own convs (each output channel is the same sum),
-    followed by each head's activation. Exported and compiled graphs keep the heads apart (the
-    shipped ONNX templates are made that way, and the compiler fuses them itself)."""
+    followed by each head's activation. Exported graphs keep the heads apart, so that the
+    exporter can drop the heads whose outputs a pipeline throws away."""
     if torch.compiler.is_exporting() or torch.compiler.is_compiling():
         return [head(feature) for head in heads]
     convs = [head[0] if isinstance(head, nn.Sequential) else head for head in heads]

@@ -75,21 +75,6 @@ def resolve_dtype(precision, variant, device):
     return torch.float16 if half and device.type != "cpu" else torch.float32
 
 
-def compile_pipeline(pipeline):
-    """torch.compile a pipeline's networks: its own `compile()` where it has one (to reach
-    methods other than forward), else every network module attribute."""
-    import torch._inductor.config as inductor_config
-
-    # Weights are constants at inference: let the compiler fold and pre-pack them.
-    inductor_config.freezing = True
-    if hasattr(pipeline, "compile"):
-        pipeline.compile()
-        return
-    for name, value in list(vars(pipeline).items()):
-        if isinstance(value, torch.nn.Module):
-            setattr(pipeline, name, torch.compile(value, dynamic=False))
-
-
 class Poser:
     """Poses one character picture at a time with one family's networks."""
 
@@ -103,19 +88,18 @@ class Poser:
         family=None,
         variant=None,
         channels_last="auto",
-        compile=False,
         chunk_size=None,
     ):
         """`weights`: a source for neural/weights.py's open_weights, or a WeightSet.
 
         `channels_last` stores activations NHWC; "auto": on the CPU for the families that
         measured faster so at the same precision (CPU_CHANNELS_LAST in their module: oneDNN's
-        convolutions run NHWC without reordering every activation), not on GPUs;
-        `compile` runs the networks through torch.compile (minutes of compiling on first use
-        of each batch size; then faster; needs a C++ compiler on the CPU). `chunk_size`: the
-        most frames the networks see at once (default: 1 on the CPU or when compiled, so that
-        each frame's activations stay in cache and one compiled graph serves every batch size;
-        on a GPU, the whole batch).
+        convolutions run NHWC without reordering every activation), not on GPUs.
+        `chunk_size`: the most frames the networks see at once (default: 1 on the CPU, so that
+        each frame's activations stay in cache; on a GPU, the whole batch).
+
+        No torch.compile mode: on the CPU it was slower than the channels-last default and
+        up to 3.6e-4 from the official output on random poses (bench/bench_poser.py).
         """
         weight_set = weights if isinstance(weights, weights_io.WeightSet) else weights_io.open_weights(
             weights, family, variant
@@ -141,10 +125,8 @@ class Poser:
         self.networks = networks
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.pipeline = self.module.Pipeline(networks)
-        if compile:
-            compile_pipeline(self.pipeline)
         # On the CPU one frame at a time is fastest: a frame's activations fit in cache.
-        self.chunk_size = chunk_size or (1 if compile or self.device.type == "cpu" else None)
+        self.chunk_size = chunk_size or (1 if self.device.type == "cpu" else None)
         self._cache = None
 
     def __repr__(self):

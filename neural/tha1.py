@@ -235,7 +235,7 @@ class Pipeline(StagedPipeline):
 
 def rotate_and_combine(rotator, combiner, image: Tensor, rotation_pose: Tensor) -> dict:
     """THA1's second half, also THA2's: turn the face two ways, then combine and retouch."""
-    # forward (not rotate) so that a compiled rotator is used: [0] colour-changed, [1] resampled image.
+    # [0] colour-changed, [1] resampled image.
     color_changed, resampled = rotator(image, rotation_pose)[:2]
     combined = combiner(color_changed, resampled, rotation_pose)
     return {"image": combined[0], "color_changed_image": color_changed, "resampled_image": resampled}

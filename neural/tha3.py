@@ -401,19 +401,6 @@ class Pipeline(StagedPipeline):
         self.editor = networks["editor"]
         super().__init__()
 
-    def compile(self):
-        """torch.compile the per-frame work (see poser.compile_pipeline)."""
-
-        def compiled(function):
-            return torch.compile(function, dynamic=False)
-
-        combiner, face_morpher = self.eyebrow_morphing_combiner, self.face_morpher
-        combiner.forward_encoded = compiled(combiner.forward_encoded)
-        face_morpher.encode = compiled(face_morpher.encode)
-        face_morpher.forward_encoded = compiled(face_morpher.forward_encoded)
-        self.rotator = compiled(self.rotator)
-        self.editor = compiled(self.editor)
-
     def picture(self, image):
         crop = image[:, :, EYEBROW_BOX[0], EYEBROW_BOX[1]]
         decomposed = named(self.eyebrow_decomposer(crop), EyebrowDecomposer.OUTPUTS)
