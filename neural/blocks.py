@@ -199,10 +199,9 @@ def run_heads(feature, *heads):
     A head's conv makes 1 to 4 channels, which a CPU convolution kernel fills poorly: the
     editor's three heads cost as much as a full-width conv each. Their weights stacked make one
     conv whose channel slices are the heads' own convs (each output channel is the same sum),
-    followed by each head's activation. Exported graphs keep the heads apart, so that the
-    exporter can drop the heads whose outputs a pipeline throws away."""
-    if torch.compiler.is_exporting() or torch.compiler.is_compiling():
-        return [head(feature) for head in heads]
+    followed by each head's activation. Exported graphs hold the same single conv (ONNX
+    Runtime pads a conv's outputs to 16 channels: heads of 1 to 4 channels cost the same as 16
+    each), with the stacked weights folded into one constant when a session starts."""
     convs = [head[0] if isinstance(head, nn.Sequential) else head for head in heads]
     weight = torch.cat([conv.weight for conv in convs])
     bias = torch.cat([conv.bias if conv.bias is not None else conv.weight.new_zeros(conv.out_channels)
