@@ -72,23 +72,66 @@ def open_poser(weights="tha3", variant=None, device="auto", precision="auto", ba
         raise BackendError(str(error)) from None
 
 
-def keep_freed_memory():
-    """Ask glibc's malloc to keep freed blocks instead of returning them to the system.
+# glibc's mallopt parameters, and its initial thresholds (both 128 KiB).
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+GLIBC_DEFAULT_THRESHOLD = 128 * 1024
+_freed_memory = {"kept_for_good": False, "holders": 0}
 
-    The networks allocate and free the same large activations every frame; by default glibc
-    maps each one freshly and the kernel zero-fills its pages again (about a tenth of a
-    frame's time in system CPU here). For batch processes (command line, render farm); not
-    called by the add-on, since Blender's memory would then only grow. Returns whether it
-    took effect (False where the C library is not glibc).
-    """
+
+def _glibc():
     import ctypes
     import ctypes.util
 
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+def _keep(libc):
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)) and bool(libc.mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1))
+
+
+def keep_freed_memory():
+    """Ask glibc's malloc to keep freed blocks instead of returning them to the system, for the
+    rest of the process.
+
+    The networks allocate and free the same large activations every frame; by default glibc
+    maps each one freshly and the kernel zero-fills its pages again: half of a THA3 frame's
+    time with the channels-last torch poser (bench/bench_poser.py --no-keep-freed-memory).
+    For batch processes (command line, render farm); inside Blender, where memory would then
+    only grow, jobs hold it for their length instead (`hold_freed_memory`). Returns whether it
+    took effect (False where the C library is not glibc).
+    """
+    libc = _glibc()
+    if libc is None:
         return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, (1 << 31) - 1))
+    _freed_memory["kept_for_good"] = _keep(libc)
+    return _freed_memory["kept_for_good"]
+
+
+def hold_freed_memory():
+    """keep_freed_memory for the length of a job (a bake): returns a release function that puts
+    glibc's thresholds back and hands the kept memory to the system, once the last holder has
+    released. Safe to release more than once; a no-op where the C library is not glibc."""
+    libc = _glibc()
+    if libc is None:
+        return lambda: None
+    if _freed_memory["holders"] == 0 and not _freed_memory["kept_for_good"]:
+        _keep(libc)
+    _freed_memory["holders"] += 1
+    released = []
+
+    def release():
+        if released:
+            return
+        released.append(True)
+        _freed_memory["holders"] -= 1
+        if _freed_memory["holders"] == 0 and not _freed_memory["kept_for_good"]:
+            libc.mallopt(M_MMAP_THRESHOLD, GLIBC_DEFAULT_THRESHOLD)
+            libc.mallopt(M_TRIM_THRESHOLD, GLIBC_DEFAULT_THRESHOLD)
+            libc.malloc_trim(0)
+
+    return release

@@ -203,10 +203,14 @@ def run_heads(feature, *heads):
     Runtime pads a conv's outputs to 16 channels: heads of 1 to 4 channels cost the same as 16
     each), with the stacked weights folded into one constant when a session starts."""
     convs = [head[0] if isinstance(head, nn.Sequential) else head for head in heads]
+    geometry = {(conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.groups) for conv in convs}
+    if len(geometry) != 1:
+        raise ValueError(f"heads run as one conv need one geometry, got {sorted(geometry)}")
+    (kernel, stride, padding, dilation, groups), = geometry
     weight = torch.cat([conv.weight for conv in convs])
     bias = torch.cat([conv.bias if conv.bias is not None else conv.weight.new_zeros(conv.out_channels)
                       for conv in convs])
-    stacked = F.conv2d(feature, weight, bias, padding=1)
+    stacked = F.conv2d(feature, weight, bias, stride, padding, dilation, groups)
     outputs, start = [], 0
     for head, conv in zip(heads, convs):
         # Made contiguous: activations and blends run several times slower on a strided slice.

@@ -17,6 +17,7 @@ from pathlib import Path
 import bpy
 
 from ...jobs import Job, Progress
+from ...neural.backends import hold_freed_memory
 from ..core.bake_cache import BakeCache
 from . import live
 from . import sprite as sprites
@@ -63,6 +64,9 @@ class BakeJob(Job):
 
     def _start(self):
         self.began = time.perf_counter()
+        # The poser reuses freed memory while the bake runs (twice as fast a frame), and gives
+        # it back when the bake ends, is cancelled or fails (Job.run and the operator cancel).
+        self._release_memory = hold_freed_memory()
         settings = sprites.settings_of(self.obj)
         if settings.cache_dir != self.cache_dir:
             settings.cache_dir = self.cache_dir
@@ -102,7 +106,11 @@ class BakeJob(Job):
         return (f"{self.computed}/{self.total} poses ({self.reused} reused, {self.source.network_runs} network runs), "
                 f"about {left:.0f} s left")
 
+    def _stop(self):
+        getattr(self, "_release_memory", lambda: None)()
+
     def _finish_bake(self):
+        self._release_memory()
         index = self.cache.index
         index.picture, index.weights, index.schema = self.source.picture_digest, self.source.weights_id, self.source.schema.name
         self.cache.write_frames(self.frames)

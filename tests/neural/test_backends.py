@@ -79,3 +79,43 @@ def test_the_pose_command_runs_where_torch_cannot_be_imported(tmp_path, tha3_dat
 def test_float16_without_torch_is_a_clear_error():
     with pytest.raises(Exception, match="float32"):
         OrtPoser("tha3", precision="float16")
+
+
+# Run as a script (malloc's settings are the process's own): RSS after freeing 256 MB, while a
+# job holds freed memory and after it released it.
+HELD_MEMORY = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import cli
+cli.load_package()
+from tha_studio.neural.backends import hold_freed_memory
+
+def resident_mb():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096 / 2**20
+
+def churn():
+    block = bytearray(256 * 2**20)  # zero-filled: every page touched
+    del block
+
+baseline = resident_mb()
+churn()
+plain = resident_mb() - baseline
+release = hold_freed_memory()
+churn()
+held = resident_mb() - baseline
+release()
+released = resident_mb() - baseline
+release()  # a second release changes nothing
+print(f"{plain:.0f} {held:.0f} {released:.0f}")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc: Linux only")
+def test_a_job_keeps_freed_memory_while_it_holds_it_and_hands_it_back_after():
+    done = subprocess.run([sys.executable, "-c", HELD_MEMORY, str(ROOT)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    plain, held, released = (float(value) for value in done.stdout.split())
+    assert plain < 64, "without holding, glibc gives a freed 256 MB block back at once"
+    assert held > 200, "while held, the freed block stays with the process for the next frame"
+    assert released < 64, "released, the kept memory goes back to the system"

@@ -1,5 +1,6 @@
 """The channels-last fast paths of neural/blocks.py give the values of the plain ops they replace."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -104,3 +105,8 @@ def test_a_sequential_head_keeps_its_activation():
         (out,) = blocks.run_heads(x, head)
     assert out.abs().max() <= 1.0
     torch.testing.assert_close(out, head(x).detach(), rtol=0, atol=2e-6)
+
+
+def test_heads_of_different_shapes_are_refused():
+    with pytest.raises(ValueError, match="one geometry"):
+        blocks.run_heads(torch.randn(1, 8, 16, 16), nn.Conv2d(8, 2, 3, 1, 1), nn.Conv2d(8, 2, 1))
