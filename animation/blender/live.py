@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from ...errors import UserError
+from ...neural.backends import hold_freed_memory
 from ..core.bake_cache import BakeCache
 from . import sprite as sprites
 
@@ -32,6 +33,7 @@ _shown = {}  # sprite object's name -> key of the picture on its plane
 _status = {}  # sprite object's name -> one line for the panel
 _suspended = 0
 _rendering = False
+_release_render_memory = None  # while rendering, the poser keeps its freed memory (see set_rendering)
 
 
 # --- frame sources -------------------------------------------------------------------------
@@ -127,8 +129,15 @@ def suspended():
 
 
 def set_rendering(active):
-    global _rendering
+    """Rendering poses each frame in line; meanwhile the poser reuses its freed memory (twice as
+    fast a frame: neural/backends.py), handed back when the render ends."""
+    global _rendering, _release_render_memory
     _rendering = bool(active)
+    if _rendering and _release_render_memory is None:
+        _release_render_memory = hold_freed_memory()
+    elif not _rendering and _release_render_memory is not None:
+        _release_render_memory()
+        _release_render_memory = None
 
 
 def in_line():
@@ -252,11 +261,15 @@ class PoseWorker:
         return False
 
     def _run(self):
+        # While the thread lives (until 30 s without a request) the poser reuses its freed
+        # memory: a slider dragged or the timeline scrubbed poses twice as fast a frame.
+        release_memory = hold_freed_memory()
         while True:
             with self._lock:
                 while not self._requests:
                     if not self._lock.wait(timeout=30.0):
                         self._thread = None
+                        release_memory()
                         return
                 name = next(iter(self._requests))
                 source, pose = self._requests.pop(name)

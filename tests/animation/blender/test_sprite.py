@@ -350,6 +350,19 @@ def test_the_interactive_preview_poses_off_the_main_thread_and_shows_the_newest_
     assert live._shown[obj.name] == newest and 1 <= source.network_runs - runs <= 3
     assert not np.array_equal(sprite.image_rgba(sprite.live_image(obj)), image_before)
     assert live.status(obj).startswith("posed in")
+    # The worker lives on for 30 s after its last pose, keeping the poser's freed memory meanwhile.
+    assert ext_module("neural.backends")._freed_memory["holders"] >= 1
+
+
+def test_rendering_keeps_the_posers_freed_memory_until_it_ends(ext, ext_module):
+    live, backends = ext_module("animation.blender.live"), ext_module("neural.backends")
+    before = backends._freed_memory["holders"]
+    live.set_rendering(True)
+    live.set_rendering(True)  # render_init twice (a second render started): still one hold
+    assert backends._freed_memory["holders"] == before + 1
+    live.set_rendering(False)
+    live.set_rendering(False)  # render_complete and render_cancel both: released once
+    assert backends._freed_memory["holders"] == before
 
 
 def test_the_sprite_command_keys_bakes_renders_and_saves(tmp_path, picture):
