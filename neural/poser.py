@@ -92,9 +92,9 @@ class Poser:
     ):
         """`weights`: a source for neural/weights.py's open_weights, or a WeightSet.
 
-        `channels_last` stores activations NHWC; "auto": on the CPU for the families that
-        measured faster so at the same precision (CPU_CHANNELS_LAST in their module: oneDNN's
-        convolutions run NHWC without reordering every activation), not on GPUs.
+        `channels_last` stores activations NHWC; "auto": in float32 on the CPU for the families
+        that measured faster so at the same precision (CPU_CHANNELS_LAST in their module:
+        oneDNN's convolutions run NHWC without reordering every activation), not on GPUs.
         `chunk_size`: the most frames the networks see at once (default: 1 on the CPU, so that
         each frame's activations stay in cache; on a GPU, the whole batch).
 
@@ -112,8 +112,9 @@ class Poser:
         self.image_size = self.module.IMAGE_SIZE
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(precision, self.variant, self.device)
-        if channels_last == "auto":
-            channels_last = self.device.type == "cpu" and getattr(self.module, "CPU_CHANNELS_LAST", False)
+        if channels_last == "auto":  # measured: float32 on the CPU
+            channels_last = (self.device.type == "cpu" and self.dtype == torch.float32
+                             and getattr(self.module, "CPU_CHANNELS_LAST", False))
         networks = {}
         for name in self.module.NETWORKS:
             network = self.module.build_network(name, self.variant)
