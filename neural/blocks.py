@@ -208,7 +208,10 @@ def run_heads(feature, *heads):
         raise ValueError(f"heads run as one conv need one geometry, got {sorted(geometry)}")
     (kernel, stride, padding, dilation, groups), = geometry
     weight = torch.cat([conv.weight for conv in convs])
-    bias = torch.cat([conv.bias if conv.bias is not None else conv.weight.new_zeros(conv.out_channels)
+    # torch.zeros, not weight.new_zeros: exported, the latter is a CastLike that ONNX Runtime does
+    # not fold, and a conv with a computed bias misses its fast (NCHWc) kernels.
+    bias = torch.cat([conv.bias if conv.bias is not None else
+                      torch.zeros(conv.out_channels, dtype=conv.weight.dtype, device=conv.weight.device)
                       for conv in convs])
     stacked = F.conv2d(feature, weight, bias, stride, padding, dilation, groups)
     outputs, start = [], 0
