@@ -52,7 +52,8 @@ class THAStudioPreferences(bpy.types.AddonPreferences):
     backend: bpy.props.EnumProperty(
         name="Backend",
         items=(
-            ("auto", "Automatic", "ONNX Runtime where installed (bundled with the extension), else PyTorch"),
+            ("auto", "Automatic", "PyTorch where it is installed into Blender's Python (the faster on the CPU), "
+                                   "else the bundled ONNX Runtime"),
             ("onnxruntime", "ONNX Runtime", "The bundled ONNX Runtime: no PyTorch needed"),
             ("torch", "PyTorch", "PyTorch, where it is installed into Blender's Python"),
         ),

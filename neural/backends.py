@@ -6,6 +6,7 @@ cached poser is the faster of the two, and it has GPUs and float16), else ONNX R
 Blender has no torch, and the extension bundles ONNX Runtime. Importable without torch.
 """
 
+import functools
 import importlib.util
 
 from ..errors import UserError
@@ -78,7 +79,10 @@ GLIBC_DEFAULT_THRESHOLD = 128 * 1024
 _freed_memory = {"kept_for_good": False, "holders": 0}
 
 
+@functools.cache
 def _glibc():
+    """The C library if it is glibc (has mallopt and malloc_trim), else None; looked up once
+    (find_library runs ldconfig)."""
     import ctypes
     import ctypes.util
 

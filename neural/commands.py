@@ -29,7 +29,7 @@ def add_subcommands(subparsers):
     pose.add_argument("--device", default="auto", help="cpu, cuda, mps, directml or auto (default: auto)")
     pose.add_argument("--precision", default="auto", choices=("auto", "float32", "float16"), help="compute precision (default: auto)")
     pose.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch"),
-                      help="ONNX Runtime or PyTorch (default: auto, ONNX Runtime where installed)")
+                      help="ONNX Runtime or PyTorch (default: auto, PyTorch where it imports, else ONNX Runtime)")
     pose.add_argument("parameters", nargs="*", metavar="NAME=VALUE", help="pose parameters, e.g. mouth_aaa=1 head_y=-0.4")
     pose.set_defaults(func=run_pose)
 
