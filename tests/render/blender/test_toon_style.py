@@ -22,29 +22,30 @@ SIZE = 64
 LIT, AWAY = (18, 46), (46, 18)  # (row, column): the ball's upper right and lower left
 
 
-@pytest.fixture
-def render_toon(ext_module, tmp_path):
-    """render_toon(pmx path, name) -> RGBA array of the ball rendered in the toon style at SIZE²."""
+def toon_render(ext_module, path, png, samples=8, margin=0.15):
+    """Import `path` into an empty scene, style and frame it, render it with Cycles to `png`:
+    (RGBA int array, the imported model, its camera, what apply_toon_style returned)."""
+    import bpy
+
     model_import = ext_module("render.blender.model_import")
     scenes = ext_module("render.blender.scene")
     toon = ext_module("render.blender.toon")
-    triplets = ext_module("render.blender.triplets")
+    bpy.ops.wm.read_homefile(use_empty=True)
+    imported = model_import.import_model(path)
+    scene = bpy.context.scene
+    scenes.setup_render(scene, engine="CYCLES", resolution=(SIZE, SIZE), samples=samples)
+    toon.setup_toon_render(scene, samples)
+    low, high = scenes.world_bounds(imported.meshes)
+    camera = scenes.aim_orthographic_camera(low, high, margin=margin)
+    styled = toon.apply_toon_style(imported, camera.data.ortho_scale / SIZE, camera)
+    ext_module("render.blender.triplets").render_rgba_png(png, scene)
+    return np.asarray(Image.open(png).convert("RGBA")).astype(int), imported, camera, styled
 
-    def render(path, name="toon"):
-        import bpy
 
-        bpy.ops.wm.read_homefile(use_empty=True)
-        imported = model_import.import_model(path)
-        scene = bpy.context.scene
-        scenes.setup_render(scene, engine="CYCLES", resolution=(SIZE, SIZE), samples=8)
-        toon.setup_toon_render(scene, 8)
-        low, high = scenes.world_bounds(imported.meshes)
-        camera = scenes.aim_orthographic_camera(low, high, margin=0.15)
-        toon.apply_toon_style(imported, camera.data.ortho_scale / SIZE, camera)
-        triplets.render_rgba_png(tmp_path / f"{name}.png", scene)
-        return np.asarray(Image.open(tmp_path / f"{name}.png").convert("RGBA")).astype(int)
-
-    return render
+@pytest.fixture
+def render_toon(ext_module, tmp_path):
+    """render_toon(pmx path, name) -> RGBA array of the ball rendered in the toon style at SIZE²."""
+    return lambda path, name="toon": toon_render(ext_module, path, tmp_path / f"{name}.png")[0]
 
 
 def near(pixel, rgb, tolerance=6):
@@ -148,26 +149,13 @@ def test_render_dataset_in_the_toon_style_gives_the_same_bytes_twice(ext_module,
 
 
 def test_an_avatar_without_materials_renders_grey_not_black_and_without_outlines(ext_module, tmp_path):
-    import bpy
-
     import gltf_fixtures
 
-    model_import = ext_module("render.blender.model_import")
-    scenes = ext_module("render.blender.scene")
-    toon = ext_module("render.blender.toon")
-    triplets = ext_module("render.blender.triplets")
     glb = gltf_fixtures.export_face_glb(tmp_path / "face.glb")
-    bpy.ops.wm.read_homefile(use_empty=True)
-    imported = model_import.import_model(glb)
-    scene = bpy.context.scene
-    scenes.setup_render(scene, engine="CYCLES", resolution=(SIZE, SIZE), samples=4)
-    toon.setup_toon_render(scene, 4)
-    low, high = scenes.world_bounds(imported.meshes)
-    camera = scenes.aim_orthographic_camera(low, high, margin=0.1)
-    assert toon.apply_toon_style(imported, camera.data.ortho_scale / SIZE, camera) >= 1
+    rgba, imported, camera, styled = toon_render(ext_module, glb, tmp_path / "avatar.png", samples=4, margin=0.1)
+    assert styled >= 1
+    toon = ext_module("render.blender.toon")
     assert toon.apply_toon_style(imported, camera.data.ortho_scale / SIZE, camera) == 0  # once only
-    triplets.render_rgba_png(tmp_path / "avatar.png", scene)
-    rgba = np.asarray(Image.open(tmp_path / "avatar.png").convert("RGBA")).astype(int)
     shown = rgba[..., 3] == 255
     assert shown.sum() > 200
     assert rgba[..., :3][shown].min() > 100  # lit by the shader: diffuse x light + ambient, no lights needed
