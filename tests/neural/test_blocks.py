@@ -32,12 +32,28 @@ def test_the_channels_last_instance_norm_keeps_float32_precision_on_large_planes
     for shape in ((1, 32, 512, 512), (2, 64, 64, 64)):
         x = offset_activations(shape)
         norm = norm_with_weights(shape[1])
+        exact = F.instance_norm(x.double(), weight=norm.weight.double(), bias=norm.bias.double(), eps=norm.eps)
         with torch.inference_mode():
             ours = norm(x)
-        exact = F.instance_norm(x.double(), weight=norm.weight.double(), bias=norm.bias.double(), eps=norm.eps)
         assert ours.is_contiguous(memory_format=CHANNELS_LAST)
         # PyTorch's own channels-last batch norm is about 1e-4 off here; NCHW group norm 1.5e-6.
         assert (ours.double() - exact).abs().max() < 5e-6, shape
+
+
+def test_a_blocks_norm_normalises_its_conv_output_in_place_and_a_plain_one_does_not():
+    x = offset_activations((1, 64, 32, 32))
+    block_norm, plain_norm = norm_with_weights(64), blocks.InstanceNorm(64, affine=True)
+    plain_norm.load_state_dict(block_norm.state_dict())
+    kept = x.clone()
+    with torch.inference_mode():
+        apart = plain_norm.eval()(x)
+        assert torch.equal(x, kept)  # the input of a norm built on its own is left alone
+        together = block_norm(x)
+    assert together.data_ptr() == x.data_ptr()
+    assert torch.equal(together, apart)  # the same kernel, written over its input
+    y = kept.clone()
+    block_norm(y)  # with gradients on (training), nothing is overwritten
+    assert torch.equal(y, kept)
 
 
 def test_heads_run_as_one_convolution_give_each_heads_output():
@@ -110,3 +126,26 @@ def test_a_sequential_head_keeps_its_activation():
 def test_heads_of_different_shapes_are_refused():
     with pytest.raises(ValueError, match="one geometry"):
         blocks.run_heads(torch.randn(1, 8, 16, 16), nn.Conv2d(8, 2, 3, 1, 1), nn.Conv2d(8, 2, 1))
+
+
+@pytest.mark.parametrize("channels, size", [(8, 5), (64, 32)])
+def test_a_depthwise_conv_after_nearest_doubling_equals_the_transposed_conv_at_the_low_size(channels, size):
+    x = offset_activations((1, channels, size, size))
+    weight = torch.randn(channels, 1, 3, 3, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        doubled = F.interpolate(x, scale_factor=2, mode="nearest")
+        expected = F.conv2d(doubled, weight, None, 1, 1, 1, channels)
+        ours = blocks.depthwise3_after_nearest_x2(x, weight)
+    assert ours.shape == expected.shape
+    torch.testing.assert_close(ours, expected, rtol=0, atol=2e-6 * expected.abs().max().item())
+
+
+def test_a_resize_conv_block_gives_the_same_values_in_both_layouts():
+    torch.manual_seed(0)
+    block = blocks.resize_conv_block(32, 16, blocks.leaky_relu, separable=True).eval()
+    x = offset_activations((1, 32, 24, 24))
+    with torch.inference_mode():
+        channels_last = block(x)  # the transposed-conv path
+        plain = block(x.contiguous())  # resize, then the depthwise conv
+    assert channels_last.is_contiguous(memory_format=CHANNELS_LAST)
+    torch.testing.assert_close(channels_last, plain, rtol=0, atol=2e-5)
