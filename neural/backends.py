@@ -103,8 +103,8 @@ def keep_freed_memory():
     rest of the process.
 
     The networks allocate and free the same large activations every frame; by default glibc
-    maps each one freshly and the kernel zero-fills its pages again: half of a THA3 frame's
-    time with the channels-last torch poser (bench/bench_poser.py --no-keep-freed-memory).
+    maps each one freshly and the kernel zero-fills its pages again: a THA3 frame of the
+    channels-last torch poser took 1.4-2.3x as long (bench/bench_poser.py's child modes).
     For batch processes (command line, render farm); inside Blender, where memory would then
     only grow, jobs hold it for their length instead (`hold_freed_memory`). Returns whether it
     took effect (False where the C library is not glibc).
