@@ -209,4 +209,9 @@ def export_family(family, out_dir=None, seed=0):
                                              "signature": signature_json(family, variant, module.NETWORKS)}
     text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
     write_bytes_atomic(out_dir / f"{family}.json", text.encode())
+    # Graphs of stages this family no longer has would otherwise ship in the extension unused.
+    written = {entry["file"] for files in manifest["graph_sets"].values() for entry in files.values()}
+    for old in out_dir.glob(f"{family}_*.onnx"):
+        if old.name not in written:
+            old.unlink()
     return out_dir / f"{family}.json"

@@ -378,19 +378,23 @@ def build_network(name, variant):
 
 class Pipeline(StagedPipeline):
     """The five THA3 networks chained as the official poser does (see neural/poser.py for the
-    protocol), in three stages (neural/ort/stages.py).
+    protocol), in four stages (neural/ort/stages.py).
 
     Work is done once where its inputs allow: per picture the eyebrow decomposer and the eyebrow
     combiner's encoder, whose inputs are the picture alone; per distinct eyebrow pose the
-    combiner's decoder and the face morpher's encoder, kept in a small cache, since animation
-    changes the eyebrows far less often than the mouth or the head.
+    combiner's decoder and the face morpher's encoder; per distinct face pose (eyebrows, eyes,
+    mouth) the face morpher's decoder. Both are kept in small caches: animation changes the
+    eyebrows far less often than the mouth or the head, and a head that sways or breathes while
+    the face holds still needs only the rotator and the editor.
     """
 
     STAGES = (
         Stage("picture", ("image",), ("eyebrow_layer", "background_layer", "eyebrow_encoded"), per_pose=False),
         Stage("eyebrows", ("image", "eyebrow_layer", "background_layer", "eyebrow_encoded", "pose"),
               ("face", "face_encoded"), cache_slice=(EYEBROW_POSE.start, EYEBROW_POSE.stop)),
-        Stage("face_and_rotation", ("image", "face", "face_encoded", "pose"), ("final_image",)),
+        Stage("face", ("image", "face", "face_encoded", "pose"), ("face_morphed_image",),
+              cache_slice=(EYEBROW_POSE.start, FACE_POSE.stop)),
+        Stage("rotation", ("face_morphed_image", "pose"), ("final_image",)),
     )
 
     def __init__(self, networks):
@@ -425,14 +429,16 @@ class Pipeline(StagedPipeline):
         face = paste(image[:, :, FACE_BOX[0], FACE_BOX[1]], eyebrow_image, EYEBROW_IN_FACE)
         return {"face": face, "face_encoded": self.face_morpher.encode(face)}
 
-    def face_and_rotation(self, image, face, face_encoded, pose):
+    def face(self, image, face, face_encoded, pose):
+        """The picture with the face morphed (eyes, mouth, iris) and pasted back."""
         morphed = named(self.face_morpher.forward_encoded(face_encoded, face, pose[:, FACE_POSE]),
                         FaceMorpherHeads.OUTPUTS)
-        face_morphed = paste(image, morphed["output_image"], FACE_BOX)
-        edited = self.rotate(face_morphed, pose[:, ROTATION_POSE])
+        return {"face_morphed_image": paste(image, morphed["output_image"], FACE_BOX)}
+
+    def rotation(self, face_morphed_image, pose):
+        edited = self.rotate(face_morphed_image, pose[:, ROTATION_POSE])
         return {
             "final_image": edited["color_changed_image"],
-            "face_morphed_image": face_morphed,
             "alpha": edited["color_change_alpha"],
             "grid_change": edited["grid_change"],
         }

@@ -2,9 +2,9 @@
 
 A stage is one graph's worth of work: named tensors in, named tensors out. Stages that do not
 read the pose run once per picture (`per_pose=False`); the rest run for every batch of poses.
-A per-pose stage with a `cache_slice` depends on that part of the pose only (THA3's eyebrows),
-so its outputs are kept per distinct value of that slice: animation changes the eyebrows far
-less often than the mouth or the head.
+A per-pose stage with a `cache_slice` depends on that part of the pose only (THA3's eyebrows;
+its morphed face), so its outputs are kept per distinct value of that slice: animation changes
+the eyebrows far less often than the mouth, and the face often holds while the head moves.
 
 The names "image" (the (1, 4, H, W) network picture) and "pose" (the (B, P) pose batch) are the
 driver's; every other input is an output of an earlier stage. Each family module (neural/tha*.py)
@@ -45,7 +45,7 @@ class StagedRun:
     takes rows; `to_numpy(array)` gives the pose as a numpy array for the cache keys.
     """
 
-    CACHE_SIZE = 16  # distinct cached-slice values kept per stage (THA3's eyebrow poses)
+    CACHE_SIZE = 16  # distinct cached-slice values kept per stage (THA3: eyebrow poses, face poses)
 
     def __init__(self, stages, run_stage, concat, rows, to_numpy=np.asarray):
         self.stages = tuple(stages)

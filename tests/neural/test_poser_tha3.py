@@ -113,13 +113,15 @@ def test_real_picture_posed_as_asked(tha3_data, real_poser, tmp_path):
 
 
 def test_eyebrow_pose_cache_gives_the_same_images(shared, real_poser):
-    """Faces are cached per eyebrow pose; mixed batches and repeats match fresh computations."""
+    """Faces are cached per eyebrow pose and morphed faces per face pose; mixed batches and
+    repeats match fresh computations."""
     case = np.load(real_cases(shared)[0])
     image = torch.from_numpy(case["image_in"])
     poses = np.stack([
         THA3.vector(eyebrow_angry_left=0.6, eyebrow_angry_right=0.6, mouth_aaa=1.0),
         THA3.vector(eyebrow_raised_left=1.0, head_y=0.4),
         THA3.vector(eyebrow_angry_left=0.6, eyebrow_angry_right=0.6, mouth_iii=1.0),
+        THA3.vector(eyebrow_angry_left=0.6, eyebrow_angry_right=0.6, mouth_aaa=1.0, head_x=0.5, breathing=0.3),
     ])
     fresh = []
     for pose in poses:
@@ -127,12 +129,13 @@ def test_eyebrow_pose_cache_gives_the_same_images(shared, real_poser):
         fresh.append(real_poser.pose(pose)[0])
     real_poser.set_image(image)
     batch = real_poser.pose(poses)
-    store = real_poser._cache["caches"]["eyebrows"]
-    assert len(store) == 2  # two distinct eyebrow poses among three frames
+    caches = real_poser._cache["caches"]
+    assert len(caches["eyebrows"]) == 2  # two distinct eyebrow poses among four frames
+    assert len(caches["face"]) == 3  # the last frame turns the first one's face
     again = real_poser.pose(poses[::-1])
-    for i in range(3):
+    for i in range(4):
         assert torch.allclose(batch[i], fresh[i], atol=5e-4)
-        assert torch.allclose(again[2 - i], fresh[i], atol=5e-4)
+        assert torch.allclose(again[3 - i], fresh[i], atol=5e-4)
 
 
 def test_half_variant_runs_in_float32_on_the_cpu_and_matches_its_float_weights(tha3_data):

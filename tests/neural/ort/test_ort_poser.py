@@ -151,22 +151,25 @@ def test_tha4_student_reproduces_the_official_pictures(shared):
         assert np.abs(picture[opaque].astype(int) - official[opaque].astype(int)).max() <= 1, name
 
 
-def test_eyebrow_work_is_cached_per_eyebrow_pose(shared, tha3_data):
+def test_eyebrow_and_face_work_is_cached_per_eyebrow_and_face_pose(shared, tha3_data):
     poser = OrtPoser("tha3", device="cpu", threads=2)
     case = np.load(real_cases(shared)[0])
     poses = np.stack([
         THA3.vector(eyebrow_angry_left=0.6, eyebrow_angry_right=0.6, mouth_aaa=1.0),
         THA3.vector(eyebrow_raised_left=1.0, head_y=0.4),
         THA3.vector(eyebrow_angry_left=0.6, eyebrow_angry_right=0.6, mouth_iii=1.0),
+        THA3.vector(eyebrow_angry_left=0.6, eyebrow_angry_right=0.6, mouth_aaa=1.0, head_x=0.5, breathing=0.3),
     ])
     fresh = [poser.set_image(case["image_in"]).pose(pose)[0] for pose in poses]
     poser.set_image(case["image_in"])
     batch = poser.pose(poses)
-    assert len(poser.prepared["caches"]["eyebrows"]) == 2  # two distinct eyebrow poses among three frames
+    caches = poser.prepared["caches"]
+    assert len(caches["eyebrows"]) == 2  # two distinct eyebrow poses among four frames
+    assert len(caches["face"]) == 3  # the last frame turns the first one's face
     again = poser.pose(poses[::-1])
-    for i in range(3):
+    for i in range(4):
         assert np.abs(batch[i] - fresh[i]).max() <= 1e-6
-        assert np.abs(again[2 - i] - fresh[i]).max() <= 1e-6
+        assert np.abs(again[3 - i] - fresh[i]).max() <= 1e-6
 
 
 def test_a_pickle_that_would_run_code_is_refused_without_running_it(tmp_path):
