@@ -441,6 +441,26 @@ def upsample_and_cat(x, skip):
     return out
 
 
+def upsample_cat_conv_block(block, x, skip):
+    """block(upsample_and_cat(x, skip)) for a U-Net decoder's conv block.
+
+    Separable and channels-last (eager inference), the joined tensor is never made: a depthwise
+    conv acts on each channel alone, so the upsampled part runs at the low size
+    (`depthwise3_after_nearest_x2`) and the skip at its own, and the pointwise conv over the
+    join is the sum of its two halves' convs (an output's sum split in two: 1e-6 relative)."""
+    depthwise, pointwise, *rest = block
+    if not (_keeps_channels_last(x) and _is_depthwise3(depthwise) and isinstance(pointwise, nn.Conv2d)
+            and pointwise.kernel_size == (1, 1) and pointwise.bias is None):
+        return block(upsample_and_cat(x, skip))
+    c = x.shape[1]
+    upsampled = depthwise3_after_nearest_x2(x, depthwise.weight[:c])
+    skipped = F.conv2d(skip, depthwise.weight[c:], None, 1, 1, 1, skip.shape[1])
+    y = F.conv2d(upsampled, pointwise.weight[:, :c]).add_(F.conv2d(skipped, pointwise.weight[:, c:]))
+    for layer in rest:
+        y = layer(y)
+    return y
+
+
 def _keeps_channels_last(x):
     """Whether x is a channels-last 4-d tensor that eager inference code may write into
     preallocated outputs (out= and copies into views do not record gradients)."""

@@ -326,7 +326,7 @@ class ResizeConvUNet(nn.Module):
         for block in self.bottleneck_blocks:
             x = block(x)
         for block, skip in zip(self.upsample_blocks, reversed(skips[:-1])):
-            x = block(blocks.upsample_and_cat(x, skip))
+            x = blocks.upsample_cat_conv_block(block, x, skip)
         return x
 
 

@@ -149,3 +149,14 @@ def test_a_resize_conv_block_gives_the_same_values_in_both_layouts():
         plain = block(x.contiguous())  # resize, then the depthwise conv
     assert channels_last.is_contiguous(memory_format=CHANNELS_LAST)
     torch.testing.assert_close(channels_last, plain, rtol=0, atol=2e-5)
+
+
+def test_a_decoder_block_over_upsampled_and_skip_channels_equals_it_over_the_joined_tensor():
+    torch.manual_seed(0)
+    block = blocks.conv_block(48 + 16, 16, 3, 1, blocks.leaky_relu, separable=True).eval()
+    x, skip = offset_activations((1, 48, 12, 12)), offset_activations((1, 16, 24, 24), seed=2)
+    with torch.inference_mode():
+        split = blocks.upsample_cat_conv_block(block, x, skip)  # never joins the two
+        joined = block(blocks.upsample_and_cat(x.contiguous(), skip.contiguous()))
+    assert split.is_contiguous(memory_format=CHANNELS_LAST)
+    torch.testing.assert_close(split, joined.contiguous(memory_format=CHANNELS_LAST), rtol=0, atol=2e-5)
