@@ -104,7 +104,7 @@ def keep_freed_memory():
 
     The networks allocate and free the same large activations every frame; by default glibc
     maps each one freshly and the kernel zero-fills its pages again: a THA3 frame of the
-    channels-last torch poser took 1.4-2.3x as long (bench/bench_poser.py's child modes).
+    channels-last torch poser took 1.2-2.3x as long (bench/bench_poser.py's child modes).
     For batch processes (command line, render farm); inside Blender, where memory would then
     only grow, jobs hold it for their length instead (`hold_freed_memory`). Returns whether it
     took effect (False where the C library is not glibc).
