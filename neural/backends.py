@@ -117,9 +117,11 @@ def keep_freed_memory():
 
 
 def hold_freed_memory():
-    """keep_freed_memory for the length of a job (a bake): returns a release function that puts
-    glibc's thresholds back and hands the kept memory to the system, once the last holder has
-    released. Safe to release more than once; a no-op where the C library is not glibc."""
+    """keep_freed_memory for the length of a job (a bake): returns a release function that sets
+    glibc's thresholds to their initial values and hands the kept memory to the system, once the
+    last holder has released. (glibc's own raising of the mmap threshold as large blocks are
+    freed stays off afterwards: mallopt cannot turn it back on.) Safe to release more than once;
+    a no-op where the C library is not glibc."""
     libc = _glibc()
     if libc is None:
         return lambda: None

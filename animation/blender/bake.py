@@ -64,7 +64,7 @@ class BakeJob(Job):
 
     def _start(self):
         self.began = time.perf_counter()
-        # The poser reuses freed memory while the bake runs (twice as fast a frame), and gives
+        # The poser reuses freed memory while the bake runs (see neural/backends.py), and gives
         # it back when the bake ends, is cancelled or fails (Job.run and the operator cancel).
         self._release_memory = hold_freed_memory()
         settings = sprites.settings_of(self.obj)

@@ -129,8 +129,8 @@ def suspended():
 
 
 def set_rendering(active):
-    """Rendering poses each frame in line; meanwhile the poser reuses its freed memory (twice as
-    fast a frame: neural/backends.py), handed back when the render ends."""
+    """Rendering poses each frame in line; meanwhile the poser reuses its freed memory
+    (neural/backends.py), handed back when the render ends."""
     global _rendering, _release_render_memory
     _rendering = bool(active)
     if _rendering and _release_render_memory is None:
@@ -262,7 +262,7 @@ class PoseWorker:
 
     def _run(self):
         # While the thread lives (until 30 s without a request) the poser reuses its freed
-        # memory: a slider dragged or the timeline scrubbed poses twice as fast a frame.
+        # memory (neural/backends.py) while a slider is dragged or the timeline scrubbed.
         release_memory = hold_freed_memory()
         while True:
             with self._lock:
