@@ -12,6 +12,8 @@ Activations are passed as factories (a callable returning a fresh module) becaus
 networks differ: ReLU in the THA2-era nets, LeakyReLU(0.1) in the THA3 rotator and editor.
 """
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -101,11 +103,64 @@ def conv(in_channels, out_channels, kernel_size, stride=1, separable=False):
     """
     padding = 1 if kernel_size == 4 else kernel_size // 2
     if not separable:
-        return [nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)]
+        return [PackedConv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)]
     return [
         nn.Conv2d(in_channels, in_channels, kernel_size, stride, padding, groups=in_channels, bias=False),
-        nn.Conv2d(in_channels, out_channels, 1, bias=False),
+        PackedConv2d(in_channels, out_channels, 1, bias=False),
     ]
+
+
+# oneDNN computes a conv with its weights in a blocked layout of its own; handed PyTorch's plain
+# weights it reorders them on every call, which costs a tenth of a THA3 pointwise conv at the
+# bottleneck. Inference on channels-last tensors hands it weights it reordered once: the same
+# kernel and sums, bit for bit (tests/neural/test_blocks.py), 5-7% of a THA3 frame on the CPU in
+# interleaved A/Bs. The ops are PyTorch's own (those its compiler's frozen CPU graphs call).
+_ONEDNN = {"usable": torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+           and hasattr(torch.ops.mkldnn, "_reorder_convolution_weight")}
+
+
+def _packs_weights(x, weight):
+    # Inference tensors keep no version counter, so a packed copy could not notice a change.
+    return (_ONEDNN["usable"] and x.dtype == weight.dtype == torch.float32 and x.device.type == "cpu"
+            and not weight.is_inference() and _keeps_channels_last(x))
+
+
+def packed_conv2d(x, weight, owner, name, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, add_to=None):
+    """conv2d(x, weight) without bias, through oneDNN with `weight` reordered once for x's shape
+    and kept on `owner` (a module) under `name` until the weight changes (in place or moved).
+    With `add_to`, the conv's output is added into that tensor in the same kernel (returned).
+    Only where `_packs_weights(x, weight)`. A oneDNN that refuses turns the packed path off for
+    the process (with a warning) and the plain conv answers."""
+    cache = owner.__dict__.setdefault("_onednn_weights", {})
+    # The kept entry holds the weight it was made from, so no other tensor can take its address;
+    # an in-place change (load_state_dict, an optimiser) moves its version.
+    key = (tuple(x.shape), tuple(weight.shape), tuple(weight.stride()), weight.data_ptr(), weight._version)
+    try:
+        kept = cache.get(name)
+        if kept is None or kept[0] != key:
+            packed = torch.ops.mkldnn._reorder_convolution_weight(
+                weight.contiguous(), list(padding), list(stride), list(dilation), groups, list(x.shape))
+            kept = cache[name] = (key, weight, packed)
+        args = (kept[2], None, list(padding), list(stride), list(dilation), groups)
+        if add_to is None:
+            return torch.ops.mkldnn._convolution_pointwise(x, *args, "none", [], "")
+        return torch.ops.mkldnn._convolution_pointwise_.binary(add_to, x, *args, "add", None, None, [], None)
+    except RuntimeError as error:
+        _ONEDNN["usable"] = False
+        cache.clear()
+        warnings.warn(f"oneDNN refused a conv with reordered weights ({error}); plain convs from now on")
+    y = F.conv2d(x, weight, None, stride, padding, dilation, groups)
+    return y if add_to is None else add_to.add_(y)
+
+
+class PackedConv2d(nn.Conv2d):
+    """nn.Conv2d (the same parameters and keys) whose channels-last inference goes through
+    `packed_conv2d`; anything else (NCHW, gradients, export) is the plain module's."""
+
+    def forward(self, x):
+        if self.bias is None and self.padding_mode == "zeros" and _packs_weights(x, self.weight):
+            return packed_conv2d(x, self.weight, self, "weight", self.stride, self.padding, self.dilation, self.groups)
+        return super().forward(x)
 
 
 def conv_transpose(in_channels, out_channels, separable=False):
@@ -455,7 +510,11 @@ def upsample_cat_conv_block(block, x, skip):
     c = x.shape[1]
     upsampled = depthwise3_after_nearest_x2(x, depthwise.weight[:c])
     skipped = F.conv2d(skip, depthwise.weight[c:], None, 1, 1, 1, skip.shape[1])
-    y = F.conv2d(upsampled, pointwise.weight[:, :c]).add_(F.conv2d(skipped, pointwise.weight[:, c:]))
+    if _packs_weights(upsampled, pointwise.weight):  # the second half's conv adds into the first's output
+        y = packed_conv2d(upsampled, pointwise.weight[:, :c], pointwise, "upsampled half")
+        y = packed_conv2d(skipped, pointwise.weight[:, c:], pointwise, "skip half", add_to=y)
+    else:
+        y = F.conv2d(upsampled, pointwise.weight[:, :c]).add_(F.conv2d(skipped, pointwise.weight[:, c:]))
     for layer in rest:
         y = layer(y)
     return y

@@ -160,3 +160,59 @@ def test_a_decoder_block_over_upsampled_and_skip_channels_equals_it_over_the_joi
         joined = block(blocks.upsample_and_cat(x.contiguous(), skip.contiguous()))
     assert split.is_contiguous(memory_format=CHANNELS_LAST)
     torch.testing.assert_close(split, joined.contiguous(memory_format=CHANNELS_LAST), rtol=0, atol=2e-5)
+
+
+@pytest.mark.parametrize("in_channels, out_channels, kernel_size, stride",
+                         [(48, 40, 1, 1), (16, 24, 3, 1), (16, 32, 4, 2), (64, 64, 1, 1)])
+def test_a_conv_with_weights_reordered_once_gives_the_plain_convs_values_bit_for_bit(
+        in_channels, out_channels, kernel_size, stride):
+    torch.manual_seed(0)
+    if kernel_size == 1:
+        conv = blocks.conv(in_channels, out_channels, 3, 1, separable=True)[1]  # a block's pointwise conv
+    else:
+        (conv,) = blocks.conv(in_channels, out_channels, kernel_size, stride)
+    assert isinstance(conv, blocks.PackedConv2d)
+    x = offset_activations((1, in_channels, 20, 20))
+    with torch.no_grad():
+        packed = conv(x)
+        plain = F.conv2d(x, conv.weight, None, conv.stride, conv.padding)
+    assert "weight" in conv.__dict__.get("_onednn_weights", {}), "the reordered weights were not used"
+    assert packed.is_contiguous(memory_format=CHANNELS_LAST)
+    assert torch.equal(packed, plain)
+
+
+def test_reordered_weights_follow_a_change_of_the_weights():
+    torch.manual_seed(0)
+    conv = blocks.conv(32, 16, 3, 1, separable=True)[1]
+    x = offset_activations((1, 32, 8, 8))
+    with torch.no_grad():
+        conv(x)
+        conv.load_state_dict({"weight": torch.randn_like(conv.weight)})  # copies in place
+        after_load = conv(x)
+        assert torch.equal(after_load, F.conv2d(x, conv.weight))
+        conv.weight.mul_(-2.0)
+        assert torch.equal(conv(x), F.conv2d(x, conv.weight))
+        larger = offset_activations((1, 32, 12, 12))  # another input shape: reordered for it
+        assert torch.equal(conv(larger), F.conv2d(larger, conv.weight))
+
+
+def test_training_and_nchw_convs_take_the_plain_module():
+    conv = blocks.conv(8, 8, 3, 1, separable=True)[1]
+    x = offset_activations((1, 8, 8, 8))
+    conv(x).sum().backward()  # gradients on
+    assert conv.weight.grad is not None
+    with torch.no_grad():
+        conv(x.contiguous())  # NCHW
+    assert "_onednn_weights" not in conv.__dict__
+
+
+def test_a_decoder_blocks_second_half_adds_into_the_first_exactly_as_a_separate_add(monkeypatch):
+    torch.manual_seed(0)
+    block = blocks.conv_block(48 + 16, 16, 3, 1, blocks.leaky_relu, separable=True).eval()
+    x, skip = offset_activations((1, 48, 12, 12)), offset_activations((1, 16, 24, 24), seed=2)
+    with torch.no_grad():
+        fused = blocks.upsample_cat_conv_block(block, x, skip)
+        assert {"upsampled half", "skip half"} <= set(block[1].__dict__["_onednn_weights"])
+        monkeypatch.setitem(blocks._ONEDNN, "usable", False)  # the plain convs and add_
+        separate = blocks.upsample_cat_conv_block(block, x, skip)
+    assert torch.equal(fused, separate)
