@@ -25,7 +25,7 @@ from .staged import StagedPipeline
 FAMILY = "tha3"
 SCHEMA = "tha3"
 IMAGE_SIZE = 512
-# NHWC on the CPU: 1.25-1.4x the speed of NCHW in the same run at the same distance from the
+# NHWC on the CPU: 1.25-1.5x the speed of NCHW in the same runs at the same distance from the
 # official output (bench/bench_poser.py; the end-to-end goldens in tests/neural/test_poser_tha3.py).
 CPU_CHANNELS_LAST = True
 VARIANTS = ("separable_float", "separable_half", "standard_float", "standard_half")
