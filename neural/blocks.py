@@ -114,7 +114,8 @@ def conv(in_channels, out_channels, kernel_size, stride=1, separable=False):
 # weights it reorders them on every call, which costs a tenth of a THA3 pointwise conv at the
 # bottleneck. Inference on channels-last tensors hands it weights it reordered once: the same
 # kernel and sums, bit for bit (tests/neural/test_blocks.py), 5-7% of a THA3 frame on the CPU in
-# interleaved A/Bs. The ops are PyTorch's own (those its compiler's frozen CPU graphs call).
+# interleaved A/Bs, for a second copy of those weights (52 MiB of THA3 separable's 55). The ops
+# are PyTorch's own (those its compiler's frozen CPU graphs call).
 _ONEDNN = {"usable": torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
            and hasattr(torch.ops.mkldnn, "_reorder_convolution_weight")}
 
