@@ -60,17 +60,18 @@ class InstanceNorm(nn.InstanceNorm2d):
         the squared deviations from it, as the NCHW kernels do."""
         n, c, h, w = x.shape
         rows = x.permute(0, 2, 3, 1)  # (N, H, W, C), a view
-        mean = rows.sum(2).sum(1) / (h * w)  # (N, C)
-        deviation = F.mse_loss(rows, mean[:, None, None, :].expand_as(rows), reduction="none")
-        variance = deviation.sum(2).sum(1) / (h * w)
+        # (The small ops in place or as views: a THA3 frame has 70 norms, many on 16x16 planes.)
+        mean = rows.sum(2).sum(1).div_(h * w)  # (N, C)
+        deviation = F.mse_loss(rows, mean.view(n, 1, 1, c).expand_as(rows), reduction="none")
+        variance = deviation.sum(2).sum(1).div_(h * w)
         if n == 1:  # batch norm's fused transform, given the statistics
             if self.overwrites_input and _keeps_channels_last(x):
                 # The same kernel writing over its input: no fresh output, a pass less to memory.
-                unused = x.new_empty(0), x.new_empty(0)  # the statistics it saves when training
-                torch.ops.aten.native_batch_norm.out(x, self.weight, self.bias, mean[0], variance[0], False, 0.0,
-                                                     self.eps, out=x, save_mean=unused[0], save_invstd=unused[1])
+                unused = x.new_empty(0)  # for the statistics it saves when training
+                torch.ops.aten.native_batch_norm.out(x, self.weight, self.bias, mean.view(c), variance.view(c), False,
+                                                     0.0, self.eps, out=x, save_mean=unused, save_invstd=unused)
                 return x
-            return F.batch_norm(x, mean[0], variance[0], self.weight, self.bias, False, 0.0, self.eps)
+            return F.batch_norm(x, mean.view(c), variance.view(c), self.weight, self.bias, False, 0.0, self.eps)
         scale = torch.rsqrt(variance + self.eps) * self.weight
         shift = self.bias - mean * scale
         return torch.addcmul(shift[:, :, None, None], x, scale[:, :, None, None])
