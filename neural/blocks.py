@@ -13,6 +13,7 @@ networks differ: ReLU in the THA2-era nets, LeakyReLU(0.1) in the THA3 rotator a
 """
 
 import warnings
+import weakref
 
 import numpy as np
 import torch
@@ -119,6 +120,9 @@ def conv(in_channels, out_channels, kernel_size, stride=1, separable=False):
 # are PyTorch's own (those its compiler's frozen CPU graphs call).
 _ONEDNN = {"usable": torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
            and hasattr(torch.ops.mkldnn, "_reorder_convolution_weight")}
+# Per module, outside it: oneDNN's tensors cannot be copied or pickled, and a module must stay
+# both (deepcopy, torch.save) after it has posed.
+_PACKED_WEIGHTS = weakref.WeakKeyDictionary()
 
 
 def _packs_weights(x, weight):
@@ -133,7 +137,7 @@ def packed_conv2d(x, weight, owner, name, stride=(1, 1), padding=(0, 0), dilatio
     With `add_to`, the conv's output is added into that tensor in the same kernel (returned).
     Only where `_packs_weights(x, weight)`. A oneDNN that refuses turns the packed path off for
     the process (with a warning) and the plain conv answers."""
-    cache = owner.__dict__.setdefault("_onednn_weights", {})
+    cache = _PACKED_WEIGHTS.setdefault(owner, {})
     # The kept entry holds the weight it was made from, so no other tensor can take its address;
     # an in-place change (load_state_dict, an optimiser) moves its version.
     key = (tuple(x.shape), tuple(weight.shape), tuple(weight.stride()), weight.data_ptr(), weight._version)

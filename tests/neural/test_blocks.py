@@ -1,5 +1,7 @@
 """The channels-last fast paths of neural/blocks.py give the values of the plain ops they replace."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -176,7 +178,7 @@ def test_a_conv_with_weights_reordered_once_gives_the_plain_convs_values_bit_for
     with torch.no_grad():
         packed = conv(x)
         plain = F.conv2d(x, conv.weight, None, conv.stride, conv.padding)
-    assert "weight" in conv.__dict__.get("_onednn_weights", {}), "the reordered weights were not used"
+    assert "weight" in blocks._PACKED_WEIGHTS.get(conv, {}), "the reordered weights were not used"
     assert packed.is_contiguous(memory_format=CHANNELS_LAST)
     assert torch.equal(packed, plain)
 
@@ -203,7 +205,7 @@ def test_training_and_nchw_convs_take_the_plain_module():
     assert conv.weight.grad is not None
     with torch.no_grad():
         conv(x.contiguous())  # NCHW
-    assert "_onednn_weights" not in conv.__dict__
+    assert conv not in blocks._PACKED_WEIGHTS
 
 
 def test_a_decoder_blocks_second_half_adds_into_the_first_exactly_as_a_separate_add(monkeypatch):
@@ -212,7 +214,20 @@ def test_a_decoder_blocks_second_half_adds_into_the_first_exactly_as_a_separate_
     x, skip = offset_activations((1, 48, 12, 12)), offset_activations((1, 16, 24, 24), seed=2)
     with torch.no_grad():
         fused = blocks.upsample_cat_conv_block(block, x, skip)
-        assert {"upsampled half", "skip half"} <= set(block[1].__dict__["_onednn_weights"])
+        assert {"upsampled half", "skip half"} <= set(blocks._PACKED_WEIGHTS[block[1]])
         monkeypatch.setitem(blocks._ONEDNN, "usable", False)  # the plain convs and add_
         separate = blocks.upsample_cat_conv_block(block, x, skip)
     assert torch.equal(fused, separate)
+
+
+def test_a_module_that_has_posed_still_copies_and_saves(tmp_path):
+    conv = blocks.conv(16, 8, 3, 1, separable=True)[1]
+    x = offset_activations((1, 16, 8, 8))
+    with torch.no_grad():
+        posed = conv(x)
+    assert conv in blocks._PACKED_WEIGHTS
+    copied = copy.deepcopy(conv)
+    torch.save(conv.state_dict(), tmp_path / "weights.pt")
+    torch.save(conv, tmp_path / "module.pt")
+    with torch.no_grad():
+        assert torch.equal(copied(x), posed)
