@@ -133,7 +133,7 @@ def _packs_weights(x, weight):
 
 def packed_conv2d(x, weight, owner, name, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, add_to=None):
     """conv2d(x, weight) without bias, through oneDNN with `weight` reordered once for x's shape
-    and kept on `owner` (a module) under `name` until the weight changes (in place or moved).
+    and kept for `owner` (a module; in `_PACKED_WEIGHTS`) under `name` until the weight changes.
     With `add_to`, the conv's output is added into that tensor in the same kernel (returned).
     Only where `_packs_weights(x, weight)`. A oneDNN that refuses turns the packed path off for
     the process (with a warning) and the plain conv answers."""
