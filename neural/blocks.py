@@ -126,9 +126,10 @@ _PACKED_WEIGHTS = weakref.WeakKeyDictionary()
 
 
 def _packs_weights(x, weight):
-    # Inference tensors keep no version counter, so a packed copy could not notice a change.
+    # Inference tensors keep no version counter, so a packed copy could not notice a change; and
+    # where oneDNN is switched off (torch.backends.mkldnn.flags), the plain conv runs without it.
     return (_ONEDNN["usable"] and x.dtype == weight.dtype == torch.float32 and x.device.type == "cpu"
-            and not weight.is_inference() and _keeps_channels_last(x))
+            and not weight.is_inference() and torch.backends.mkldnn.enabled and _keeps_channels_last(x))
 
 
 def packed_conv2d(x, weight, owner, name, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, add_to=None):
