@@ -127,7 +127,7 @@ _PACKED_WEIGHTS = weakref.WeakKeyDictionary()
 
 def _packs_weights(x, weight):
     # Inference tensors keep no version counter, so a packed copy could not notice a change; and
-    # where oneDNN is switched off (torch.backends.mkldnn.flags), the plain conv runs without it.
+    # where oneDNN is switched off (torch.backends.mkldnn.enabled), the plain conv runs without it.
     return (_ONEDNN["usable"] and x.dtype == weight.dtype == torch.float32 and x.device.type == "cpu"
             and not weight.is_inference() and torch.backends.mkldnn.enabled and _keeps_channels_last(x))
 

@@ -205,8 +205,11 @@ def test_training_and_nchw_convs_take_the_plain_module():
     assert conv.weight.grad is not None
     with torch.no_grad():
         conv(x.contiguous())  # NCHW
-        with torch.backends.mkldnn.flags(enabled=False):  # oneDNN switched off by the user
+        torch.backends.mkldnn.enabled = False  # oneDNN switched off by the user
+        try:
             assert torch.equal(conv(x), F.conv2d(x, conv.weight))
+        finally:
+            torch.backends.mkldnn.enabled = True
     assert conv not in blocks._PACKED_WEIGHTS
 
 
