@@ -25,16 +25,22 @@ def test_state_dict_keys_and_shapes_equal_the_official_ones(shared, variant, net
     assert [(key, tuple(value.shape)) for key, value in ours.items()] == official
 
 
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("variant,network", CASES, ids=[f"{v}-{n}" for v, n in CASES])
-def test_outputs_equal_the_official_forward(shared, variant, network):
+def test_outputs_equal_the_official_forward(shared, variant, network, layout):
+    """In both layouts: channels-last is the CPU poser's default for every variant, and its fast
+    paths (in-place norms, convs with weights reordered once, split decoder convs) run only there."""
     module = tha3.build_network(network, variant)
     module.load_state_dict(synthetic_state_dict(module, f"tha3_{variant}/{network}", 0.05), strict=True)
+    memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    module = module.to(memory_format=memory_format)
     for case in (0, 1):
         npz = np.load(shared / f"assets/golden/tha3_{variant}/{network}_case{case}.npz")
+        inputs = [x.contiguous(memory_format=memory_format) if x.dim() == 4 else x for x in case_inputs(npz)]
         with torch.inference_mode():
-            outputs = module(*case_inputs(npz))
+            outputs = module(*inputs)
         assert len(outputs) == len(module.OUTPUTS)
-        assert_outputs_match(outputs, npz, f"{variant} {network} case {case}")
+        assert_outputs_match(outputs, npz, f"{variant} {network} {layout} case {case}")
 
 
 def test_real_separable_editor_equals_the_official_forward(shared, tha3_data):
