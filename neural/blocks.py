@@ -135,37 +135,39 @@ def _packs_weights(x, weight):
 def packed_conv2d(x, weight, owner, name, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, add_to=None):
     """conv2d(x, weight) without bias, through oneDNN with `weight` reordered once for x's shape
     and kept for `owner` (a module; in `_PACKED_WEIGHTS`) under `name` until the weight changes.
-    With `add_to`, the conv's output is added into that tensor in the same kernel (returned).
-    Only where `_packs_weights(x, weight)`. A oneDNN that refuses turns the packed path off for
-    the process (with a warning) and the plain conv answers."""
-    cache = _PACKED_WEIGHTS.setdefault(owner, {})
-    # The kept entry holds the weight it was made from, so no other tensor can take its address;
-    # an in-place change (load_state_dict, an optimiser) moves its version.
-    key = (tuple(x.shape), tuple(weight.shape), tuple(weight.stride()), weight.data_ptr(), weight._version)
-    try:
-        kept = cache.get(name)
-        if kept is None or kept[0] != key:
-            packed = torch.ops.mkldnn._reorder_convolution_weight(
-                weight.contiguous(), list(padding), list(stride), list(dilation), groups, list(x.shape))
-            kept = cache[name] = (key, weight, packed)
-        args = (kept[2], None, list(padding), list(stride), list(dilation), groups)
-        if add_to is None:
-            return torch.ops.mkldnn._convolution_pointwise(x, *args, "none", [], "")
-        return torch.ops.mkldnn._convolution_pointwise_.binary(add_to, x, *args, "add", None, None, [], None)
-    except RuntimeError as error:
-        _ONEDNN["usable"] = False
-        cache.clear()
-        warnings.warn(f"oneDNN refused a conv with reordered weights ({error}); plain convs from now on")
+    With `add_to`, the conv's output is added into that tensor (in the same kernel when packed;
+    returned). Where `_packs_weights(x, weight)` does not hold, or oneDNN refuses (which turns
+    the packed path off for the process, with a warning), the plain conv answers."""
+    if _packs_weights(x, weight):
+        cache = _PACKED_WEIGHTS.setdefault(owner, {})
+        # The kept entry holds the weight it was made from, so no other tensor can take its
+        # address; an in-place change (load_state_dict, an optimiser) moves its version.
+        key = (tuple(x.shape), tuple(weight.shape), tuple(weight.stride()), weight.data_ptr(), weight._version)
+        try:
+            kept = cache.get(name)
+            if kept is None or kept[0] != key:
+                packed = torch.ops.mkldnn._reorder_convolution_weight(
+                    weight.contiguous(), list(padding), list(stride), list(dilation), groups, list(x.shape))
+                kept = cache[name] = (key, weight, packed)
+            args = (kept[2], None, list(padding), list(stride), list(dilation), groups)
+            if add_to is None:
+                return torch.ops.mkldnn._convolution_pointwise(x, *args, "none", [], "")
+            return torch.ops.mkldnn._convolution_pointwise_.binary(add_to, x, *args, "add", None, None, [], None)
+        except RuntimeError as error:
+            _ONEDNN["usable"] = False
+            cache.clear()
+            warnings.warn(f"oneDNN refused a conv with reordered weights ({error}); plain convs from now on")
     y = F.conv2d(x, weight, None, stride, padding, dilation, groups)
     return y if add_to is None else add_to.add_(y)
 
 
 class PackedConv2d(nn.Conv2d):
-    """nn.Conv2d (the same parameters and keys) whose channels-last inference goes through
-    `packed_conv2d`; anything else (NCHW, gradients, export) is the plain module's."""
+    """nn.Conv2d (the same parameters and keys) whose convs without bias go through
+    `packed_conv2d`: reordered weights for channels-last inference, the plain conv otherwise
+    (NCHW, gradients, export)."""
 
     def forward(self, x):
-        if self.bias is None and self.padding_mode == "zeros" and _packs_weights(x, self.weight):
+        if self.bias is None and self.padding_mode == "zeros":
             return packed_conv2d(x, self.weight, self, "weight", self.stride, self.padding, self.dilation, self.groups)
         return super().forward(x)
 
@@ -517,11 +519,8 @@ def upsample_cat_conv_block(block, x, skip):
     c = x.shape[1]
     upsampled = depthwise3_after_nearest_x2(x, depthwise.weight[:c])
     skipped = F.conv2d(skip, depthwise.weight[c:], None, 1, 1, 1, skip.shape[1])
-    if _packs_weights(upsampled, pointwise.weight):  # the second half's conv adds into the first's output
-        y = packed_conv2d(upsampled, pointwise.weight[:, :c], pointwise, "upsampled half")
-        y = packed_conv2d(skipped, pointwise.weight[:, c:], pointwise, "skip half", add_to=y)
-    else:
-        y = F.conv2d(upsampled, pointwise.weight[:, :c]).add_(F.conv2d(skipped, pointwise.weight[:, c:]))
+    y = packed_conv2d(upsampled, pointwise.weight[:, :c], pointwise, "upsampled half")
+    y = packed_conv2d(skipped, pointwise.weight[:, c:], pointwise, "skip half", add_to=y)  # adds into the first
     for layer in rest:
         y = layer(y)
     return y
