@@ -82,7 +82,8 @@ def _open_rgba(path_or_array):
                 image = opened
         except FileNotFoundError:
             raise CharacterImageError(source, "no such file") from None
-        except (UnidentifiedImageError, OSError) as error:
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
+            # (A bomb: a few bytes that declare a picture of billions of pixels.)
             raise CharacterImageError(source, f"not a readable picture ({error})") from None
         has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
         if not has_alpha:

@@ -1,5 +1,8 @@
 """Character pictures: the network convention, and refusing pictures the networks cannot use."""
 
+import struct
+import zlib
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -117,3 +120,15 @@ def test_unreadable_and_missing_files_are_named(tmp_path):
         prepare_character_image(junk, THA3)
     with pytest.raises(CharacterImageError, match="nope.png: no such file"):
         prepare_character_image(tmp_path / "nope.png", THA3)
+
+
+def test_a_picture_declaring_billions_of_pixels_is_refused_by_name(tmp_path):
+    """A decompression bomb: a few hundred bytes whose header declares 60000x60000 pixels."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 6, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
+    with pytest.raises(CharacterImageError, match="bomb.png: not a readable picture .*exceeds limit"):
+        prepare_character_image(bomb, THA3)

@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -79,6 +81,21 @@ def test_a_missing_or_corrupt_image_is_named_and_fatal_or_skipped(damaged, capsy
     assert batch["index"].tolist() == [0, 3]
     assert str(copy / records[1]["expression"]) in capsys.readouterr().err
     assert collate_batch([skipping[1]]) is None
+
+
+def test_an_image_declaring_billions_of_pixels_is_named_not_decoded(tha1_dataset, tmp_path):
+    """Without the manifest's digests (verify=False) a decompression bomb reaches the decoder."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    copy = tmp_path / "bombed"
+    shutil.copytree(tha1_dataset, copy, symlinks=True)
+    posed = copy / manifest_examples(copy)[0]["posed"]
+    posed.unlink()  # (the copy's images may be links into the shared dataset)
+    posed.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 6, 0, 0, 0))
+                      + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
+    with pytest.raises(BadImageError, match=rf"{posed}: not a readable PNG .*exceeds limit"):
+        TripletDataset(copy, "tha1", verify=False)[0]
 
 
 def test_workers_load_the_same_batches(tha1_dataset):
