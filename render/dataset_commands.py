@@ -58,7 +58,8 @@ def run_annotate(args):
             annotation, sidecar = annotate_file(path, args.annotations, model_id if args.annotations else None,
                                                 keep_person_edits=not args.fresh)
         except (MMDFormatError, AnnotationError, OSError) as error:
-            print(f"{path}: {error}", file=sys.stderr)
+            message = str(error)  # most name the file already
+            print(message if str(path) in message else f"{path}: {message}", file=sys.stderr)
             problems += 1
             continue
         done += 1

@@ -11,6 +11,7 @@ import struct
 
 import numpy as np
 
+from ..coordinates import MAX_MMD_COORDINATE, first_unreal_row
 from .model import MMDFormatError
 
 U8 = struct.Struct("<B")
@@ -45,6 +46,15 @@ class BinaryReader:
 
     def fail(self, problem, offset=None):
         raise MMDFormatError(self.path, self.section, self.pos if offset is None else offset, problem)
+
+    def check_numbers(self, values, what, offsets, limit=MAX_MMD_COORDINATE):
+        """Fail at the first row of `values` that is not a real coordinate (coordinates.py;
+        `limit` None: numbers only). `what` names the rows ("vertex {} position"); `offsets` is
+        each row's byte offset, or one offset for all."""
+        found = first_unreal_row(values, limit, "MMD units")
+        if found:
+            i, problem = found
+            self.fail(f"{what.format(i)} {problem}", int(offsets[i]) if np.ndim(offsets) else offsets)
 
     def need(self, size, what):
         if size > self.remaining:

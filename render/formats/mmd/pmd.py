@@ -149,6 +149,9 @@ class _PMDParser:
         count = r.check_count(r.u32("the vertex count"), VERTEX.itemsize, "vertex")
         v = r.array(VERTEX, count, "the vertices")
         m.positions = v["p"].copy()
+        record_starts = r.section_starts["vertices"] + 4 + np.arange(count) * VERTEX.itemsize
+        r.check_numbers(m.positions, "vertex {} position", record_starts)
+        r.check_numbers(np.concatenate([v["n"], v["uv"]], axis=1), "vertex {} (normal, UV)", record_starts, limit=None)
         m.normals = v["n"].copy()
         m.uvs = v["uv"].copy()
         m.additional_uvs = np.zeros((count, 0, 4), np.float32)
@@ -244,6 +247,7 @@ class _PMDParser:
         count = r.check_count(r.u16("the bone count"), BONE.size, "bone")
         records = [r.unpack(BONE, f"bone {i}") for i in range(count)]
         for i, (name, parent, tail, kind, ik_parent, x, y, z) in enumerate(records):
+            r.check_numbers([(x, y, z)], f"bone {i} position", r.section_starts["bones"] + 2 + i * BONE.size)
             refs = [("parent", parent)]
             if kind != 9:  # type 9 keeps a percentage in the tail field
                 refs.append(("tail", tail))
@@ -314,6 +318,7 @@ class _PMDParser:
             kind = r.u8(f"skin {i} type")
             offsets = r.array(SKIN_OFFSET, n, f"skin {i} offsets")
             indices = offsets["i"].astype(np.int64)
+            r.check_numbers(offsets["v"], f"skin {i} ({name}) offset {{}}", start)
             if i == 0:
                 if kind != 0:
                     r.fail(f"the first skin {name!r} has type {kind}; PMD needs the base skin (type 0) first", start)

@@ -23,6 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ....atomic_files import write_bytes_atomic
+from ..coordinates import MAX_MMD_COORDINATE
 from .binary import F32, I32, U8, VEC3, BinaryReader
 from .model import (
     BDEF1,
@@ -306,6 +307,8 @@ class _PMXParser:
         m.normals = np.ascontiguousarray(floats[:, 3:6])
         m.uvs = np.ascontiguousarray(floats[:, 6:8])
         m.additional_uvs = np.ascontiguousarray(floats[:, 8:].reshape(count, self.additional_uvs, 4))
+        r.check_numbers(m.positions, "vertex {} position", starts)
+        r.check_numbers(floats, "vertex {} (position, normal, UVs)", starts, limit=None)
         m.weight_types = types.copy()
         m.bone_indices = np.full((count, 4), -1, np.int32)
         m.bone_weights = np.zeros((count, 4), np.float32)
@@ -389,6 +392,7 @@ class _PMXParser:
             starts.append(r.pos)
             name, name_en = self._names(what)
             x, y, z, parent, layer, flags = r.unpack(head, what)
+            r.check_numbers([(x, y, z)], f"{what} ({name}) position", starts[-1])
             bone = Bone(name=name, name_en=name_en, position=(x, y, z), parent=parent, layer=layer, flags=flags)
             if flags & BONE_TAIL_IS_BONE:
                 bone.tail_bone = self._index("bone", f"{what} tail bone")
@@ -470,6 +474,10 @@ class _PMXParser:
                 target, attributes = MORPH_OFFSET_FIELDS[family]
                 indices = offsets["i"].astype(np.int64)
                 self._check_indices(indices, limits[target], target, f"{what} ({name}) offset", start, False)
+                for field in attributes:
+                    if field != "i":  # moves and turns: within reach; UV shifts and weights: numbers
+                        limit = MAX_MMD_COORDINATE if (family, field) in (("vertex", "v"), ("bone", "t")) else None
+                        r.check_numbers(offsets[field], f"{what} ({name}) offset {{}}", start, limit)
                 for field, attribute in attributes.items():
                     setattr(item, attribute, indices if field == "i" else offsets[field].copy())
             elif kind == "material":

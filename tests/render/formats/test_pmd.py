@@ -1,6 +1,7 @@
 """PMD 1.0 reading, on files built byte by byte from the format description (mmd_helpers.build_pmd)."""
 
 import math
+import struct
 
 import numpy as np
 import pytest
@@ -140,4 +141,13 @@ def test_bad_pmd_input():
     bad = bytearray(data)
     bad[starts["faces"] + 4 : starts["faces"] + 6] = (9).to_bytes(2, "little")
     with pytest.raises(MMDFormatError, match="face index 0 is 9, but there are 4 vertices"):
+        pmd.parse(bytes(bad))
+    bad = bytearray(data)
+    second_y = starts["vertices"] + 4 + 38 + 4  # vertex records are 38 bytes, x first
+    bad[second_y : second_y + 4] = struct.pack("<f", float("nan"))
+    with pytest.raises(MMDFormatError, match=r"vertices at byte \d+: vertex 1 position \(1, nan, 0\) is not a finite"):
+        pmd.parse(bytes(bad))
+    bad = bytearray(data)
+    bad[second_y : second_y + 4] = struct.pack("<f", -2e5)
+    with pytest.raises(MMDFormatError, match="vertex 1 position .* lies past 100,000 MMD units"):
         pmd.parse(bytes(bad))

@@ -124,3 +124,32 @@ def test_unknown_weight_and_morph_types(data):
     last = raw.rindex(struct.pack("<i", len(text)) + text + struct.pack("<i", 2) + "a".encode("utf-16-le"))
     raw[last + 4 + 2 + 4 + 2 + 1] = 9  # its type byte: flip is PMX 2.1 only
     assert "unknown type 9 for PMX 2.0" in parse_error(bytes(raw)).problem
+
+
+def test_coordinates_that_are_not_numbers_or_out_of_reach_name_the_item():
+    """A damaged file can hold NaN, infinities or 1e38 where a coordinate belongs; imported, such a
+    model draws stray triangles across every render (found by mutating Gene_light's vertices)."""
+    model = full_model(2.0)
+    model.positions[3, 1] = float("nan")
+    error = parse_error(pmx.to_bytes(model))
+    assert error.section == "vertices" and "vertex 3 position (" in error.problem
+    assert error.problem.endswith("is not a finite number")
+    model = full_model(2.0)
+    model.positions[2, 0] = 3e38
+    error = parse_error(pmx.to_bytes(model))
+    assert "vertex 2 position (3e+38" in error.problem and "past 100,000 MMD units" in error.problem
+    model = full_model(2.0)
+    model.normals[1, 2] = float("inf")
+    assert "vertex 1 (position, normal, UVs)" in parse_error(pmx.to_bytes(model)).problem
+    model = full_model(2.0)
+    model.bones[2].position = (0.0, float("inf"), 0.0)
+    error = parse_error(pmx.to_bytes(model))
+    assert error.section == "bones" and "bone 2 (首) position (0, inf, 0) is not a finite number" in error.problem
+    model = full_model(2.0)
+    model.morphs[0].vertex_offsets[1] = (0.0, 1e6, 0.0)
+    error = parse_error(pmx.to_bytes(model))
+    assert error.section == "morphs" and "morph 0 (あ) offset 1 (0, 1e+06, 0) lies past" in error.problem
+    # Large UVs are legal (tiled textures); only their being numbers is checked.
+    model = full_model(2.0)
+    model.uvs[0] = (1e6, -1e6)
+    assert pmx.parse(pmx.to_bytes(model)).uvs[0, 0] == 1e6
