@@ -41,6 +41,7 @@ import numpy as np
 
 from ...errors import UserError
 from ..formats import avatar_expressions
+from ..formats.coordinates import MAX_METRES, first_unreal_row
 from ..formats.mmd.import_plan import DEFAULT_SCALE, PlanError, plan_import
 from ..formats.mmd.names import UNDECODABLE, replace_undecodable
 from ..formats.mmd.names import normalize_name
@@ -529,6 +530,7 @@ def import_avatar(path, collection=None):
         if not new_objects:
             raise ModelImportError(path, "the glTF importer made no objects")
         new_meshes = [mesh for mesh in bpy.data.meshes if mesh.as_pointer() not in meshes_before]
+        check_avatar_coordinates(path, new_meshes)
 
         group = bpy.data.collections.new(path.stem)
         target.children.link(group)
@@ -602,6 +604,21 @@ def run_gltf_importer(path):
         raise ModelImportError(path, f"Blender's glTF importer failed: {message}") from error
     if result != {"FINISHED"}:
         raise ModelImportError(path, f"Blender's glTF importer returned {sorted(result)}")
+
+
+def check_avatar_coordinates(path, meshes):
+    """Refuse an avatar whose vertices or shape keys are not real coordinates (formats/coordinates.py):
+    Blender's glTF importer takes NaN and 1e38 as they come."""
+    for mesh in meshes:
+        layers = [("vertex", mesh.vertices)]
+        if mesh.shape_keys:
+            layers += [(f"shape key {key.name!r} vertex", key.data) for key in mesh.shape_keys.key_blocks]
+        for what, items in layers:
+            co = np.empty(len(items) * 3, np.float32)
+            items.foreach_get("co", co)
+            found = first_unreal_row(co.reshape(-1, 3), MAX_METRES, "metres")
+            if found:
+                raise ModelImportError(path, f"mesh {mesh.name!r}: {what} {found[0]} {found[1]}")
 
 
 def claim_gltf_meshes(mesh_names, new_meshes):

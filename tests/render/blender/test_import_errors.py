@@ -1,5 +1,7 @@
 """Bad input to the importer: a clear error naming the file, no crash, nothing left in the scene."""
 
+import struct
+
 import bpy
 import numpy as np
 import pytest
@@ -68,6 +70,27 @@ def test_glb_whose_binary_data_is_cut_short_leaves_nothing(tmp_path, model_impor
     assert str(cut) in str(error.value) and "glTF importer" in str(error.value)
     assert data_counts() == before
 
+
+
+@pytest.mark.parametrize("value, words", [(float("nan"), "is not a finite number"), (3e38, "lies past 8,000 metres")])
+def test_glb_whose_vertices_are_not_real_coordinates_is_refused_and_leaves_nothing(value, words, tmp_path,
+                                                                                  model_import):
+    """Blender's glTF importer takes NaN and 1e38 positions as they come; such an avatar would draw
+    stray triangles across every render."""
+    glb = gltf_fixtures.export_face_glb(tmp_path / "face.glb")
+    document, rest = gltf_fixtures.read_glb(glb)
+    accessor = document["accessors"][document["meshes"][0]["primitives"][0]["attributes"]["POSITION"]]
+    view = document["bufferViews"][accessor["bufferView"]]
+    first_x = 8 + view.get("byteOffset", 0) + accessor.get("byteOffset", 0)  # 8: the BIN chunk's header
+    broken = bytearray(rest)
+    broken[first_x : first_x + 4] = struct.pack("<f", value)
+    bad = gltf_fixtures.write_glb(tmp_path / "bad.glb", document, bytes(broken))
+    before = data_counts()
+    with pytest.raises(ValueError) as error:
+        model_import.import_model(bad)
+    message = str(error.value)
+    assert str(bad) in message and "mesh 'Face'" in message and words in message
+    assert data_counts() == before
 
 def test_model_that_fails_halfway_through_building_leaves_nothing(shared, model_import):
     from tha_studio.render.formats.mmd import read_model
