@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import socket
@@ -35,6 +36,7 @@ import numpy as np
 
 from ...atomic_files import MAX_NAME_BYTES, TEMP_SUFFIX, sha256_file, temp_stem, write_text_atomic
 from ...errors import UserError
+from ..formats.coordinates import MAX_MMD_COORDINATE, first_unreal_row
 from ..formats.mmd.import_plan import GroupMorphError, flatten_group
 from ..formats.mmd.names import normalize_name
 
@@ -575,7 +577,7 @@ class Annotation:
                 bone_roles=dict(data.get("bone_roles") or {}),
                 review=dict(data.get("review") or {"flagged": False, "reasons": [], "source": AUTO}),
             )
-        except (KeyError, TypeError, AttributeError) as error:
+        except (KeyError, TypeError, AttributeError, ValueError) as error:
             raise AnnotationError(f"{source}: malformed annotation ({error})") from None
         annotation.check(source)
         return annotation
@@ -584,15 +586,23 @@ class Annotation:
         if self.head:
             try:
                 top, bottom = float(self.head["top"]), float(self.head["bottom"])
+                place = [float(self.head.get(key, 0.0)) for key in ("center_x", "front_z")]
             except (KeyError, TypeError, ValueError):
                 raise AnnotationError(f"{source}: head needs numeric 'top' and 'bottom'") from None
+            found = first_unreal_row([[top, bottom, *place]], MAX_MMD_COORDINATE)
+            if found:
+                raise AnnotationError(f"{source}: head (top, bottom, center_x, front_z) {found[1]}")
             if not top > bottom:
                 raise AnnotationError(f"{source}: head top {top} is not above head bottom {bottom}")
         for role, entry in self.morph_roles.items():
             morphs = entry.get("morphs") if isinstance(entry, dict) else None
-            if not isinstance(morphs, list) or not all(isinstance(m, dict) and "name" in m for m in morphs):
+            if not isinstance(morphs, list) or not all(isinstance(m, dict) and isinstance(m.get("name"), str)
+                                                       for m in morphs):
                 raise AnnotationError(f"{source}: morph role {role!r} needs a list of morphs with names")
             for morph in morphs:
+                weight = morph.get("weight", 1.0)
+                if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+                    raise AnnotationError(f"{source}: morph role {role!r}: weight must be a number, got {weight!r}")
                 if morph.get("side") not in (None, LEFT, RIGHT):
                     raise AnnotationError(f"{source}: morph role {role!r}: side must be 'left' or 'right'")
         for role, entry in self.bone_roles.items():

@@ -232,6 +232,15 @@ def test_sidecar_in_an_annotation_folder(tmp_path):
          "not above head bottom"),
         ('{"format": "tha_studio.annotation", "version": 1, "model": {"file": "m"}, "morph_roles": {"mouth_aaa": {"morphs": "あ"}}}',
          "needs a list of morphs"),
+        # Hand-edited or damaged sidecars: each would otherwise end in a traceback or frame nothing.
+        ('{"format": "tha_studio.annotation", "version": 1, "model": {"file": "m"}, "head": "top"}',
+         "malformed annotation"),
+        ('{"format": "tha_studio.annotation", "version": 1, "model": {"file": "m"}, "head": {"top": 1e300, "bottom": 2}}',
+         r"head \(top, bottom, center_x, front_z\) \(1e\+300, 2, 0, 0\) lies past 100,000 units"),
+        ('{"format": "tha_studio.annotation", "version": 1, "model": {"file": "m"}, '
+         '"head": {"top": 3, "bottom": 2, "front_z": NaN}}', "is not a finite number"),
+        ('{"format": "tha_studio.annotation", "version": 1, "model": {"file": "m"}, '
+         '"morph_roles": {"mouth_aaa": {"morphs": [{"name": "あ", "weight": "1"}]}}}', "weight must be a number, got '1'"),
     ],
 )
 def test_bad_sidecars_name_the_file_and_the_problem(tmp_path, text, message):
