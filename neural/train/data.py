@@ -79,8 +79,10 @@ def read_config(folder, schema=None):
     return config
 
 
-def read_examples(folder, split):
-    """The examples of one split in the merged manifest, sorted as the manifest is."""
+def read_examples(folder, split, schema=None):
+    """The examples of one split in the merged manifest, sorted as the manifest is. With `schema`
+    (a PoseSchema), each pose must be one of its vectors: a hand-edited or damaged line would
+    otherwise train on NaN or on poses no renderer made."""
     folder = Path(folder)
     path = folder / manifests.MANIFEST_NAME
     if not path.is_file():
@@ -90,33 +92,70 @@ def read_examples(folder, split):
         if record.get("split") != split:
             continue
         if record["type"] == "model":
-            rests[record["model"]] = (record["rest"], record.get("sha256", {}).get("rest"))
+            rests[record.get("model")] = (number, record)
         elif record["type"] == "example":
             examples.append((number, record))
     result = []
     for number, record in examples:
-        if record["model"] not in rests:
-            raise DatasetFolderError(f"{path}: line {number}: example of {record['model']!r} whose model has no rest image")
-        rest, rest_sha = rests[record["model"]]
-        digests = record.get("sha256", {})
+        try:
+            model = record["model"]
+            if model not in rests:
+                raise ValueError(f"an example of {model!r} whose model has no rest image")
+            rest_number, rest_record = rests[model]
+            paths = {"rest": _image_path(rest_record["rest"]), "expression": _image_path(record["expression"]),
+                     "posed": _image_path(record["posed"])}
+            pose = _pose(record["pose"], schema)
+            index = record["index"]
+            if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+                raise ValueError(f"index {index!r} is not a pose number")
+            rest_sha = (rest_record.get("sha256") or {}).get("rest")
+            digests = record.get("sha256") or {}
+        except (KeyError, TypeError, AttributeError, ValueError) as error:
+            problem = f"no {error}" if isinstance(error, KeyError) else str(error)
+            raise DatasetFolderError(f"{path}: line {number}: {problem}") from None
         result.append(Example(
-            record["model"], split, int(record["index"]), tuple(float(v) for v in record["pose"]),
-            {"rest": rest, "expression": record["expression"], "posed": record["posed"]},
+            model, split, index, pose, paths,
             {"rest": rest_sha, "expression": digests.get("expression"), "posed": digests.get("posed")},
         ))
     return result
 
 
-def select_examples(folder, split, hold_out, poses_per_model):
+def _image_path(relative):
+    """A manifest's image path, which must stay inside the dataset folder."""
+    if not isinstance(relative, str) or not relative:
+        raise ValueError(f"image path {relative!r} is not a file name")
+    parts = Path(relative).parts
+    if Path(relative).is_absolute() or ".." in parts or "\\" in relative:
+        raise ValueError(f"image path {relative!r} leaves the dataset folder")
+    return relative
+
+
+def _pose(values, schema):
+    if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise ValueError("the pose is not a list of numbers")
+    pose = tuple(float(v) for v in values)
+    if not all(np.isfinite(pose)):
+        raise ValueError(f"the pose holds a value that is not a finite number ({values})")
+    if schema is not None:
+        if len(pose) != len(schema.names):
+            raise ValueError(f"the pose has {len(pose)} values; {schema.name.upper()} poses have {len(schema.names)}")
+        outside = [f"{name}={value:g}" for name, value, low, high in zip(schema.names, pose, schema.minimums, schema.maximums)
+                   if not low - 1e-6 <= value <= high + 1e-6]
+        if outside:
+            raise ValueError(f"the pose has {', '.join(outside)}, outside {schema.name.upper()}'s ranges")
+    return pose
+
+
+def select_examples(folder, split, hold_out, poses_per_model, schema=None):
     """The examples of `split`, or with `hold_out` > 0 the train split's: "train" without each
     model's last `hold_out` poses, "validation" those poses only (held-out poses of the training
     characters: a studio fine-tuning on its own few characters validates this way)."""
     if not hold_out:
-        return read_examples(folder, split)
+        return read_examples(folder, split, schema)
     if not 0 < hold_out < poses_per_model:
         raise DatasetFolderError(f"{folder}: cannot hold out {hold_out} of {poses_per_model} poses per model")
     first_held = poses_per_model - hold_out
-    examples = read_examples(folder, "train")
+    examples = read_examples(folder, "train", schema)
     if split == "train":
         return [e for e in examples if e.index < first_held]
     return [e for e in examples if e.index >= first_held]
@@ -176,7 +215,8 @@ class TripletDataset(torch.utils.data.Dataset):
         self.augmentation = augmentation or Augmentation()
         self.seed = seed
         self.epoch = 0
-        self.examples = select_examples(self.folder, split, hold_out, self.config.poses_per_model)[:limit]
+        self.examples = select_examples(self.folder, split, hold_out, self.config.poses_per_model,
+                                        self.schema)[:limit]
         if not self.examples:
             hint = "; validate on held-out poses of the training models instead: --hold-out N" if split == "validation" else ""
             raise DatasetFolderError(f"{self.folder}: no {split} examples in {manifests.MANIFEST_NAME}{hint}")

@@ -98,6 +98,30 @@ def test_an_image_declaring_billions_of_pixels_is_named_not_decoded(tha1_dataset
         TripletDataset(copy, "tha1", verify=False)[0]
 
 
+@pytest.mark.parametrize("change, problem", [
+    (lambda r: r["pose"].__setitem__(0, float("nan")), r"the pose holds a value that is not a finite number"),
+    (lambda r: r.__setitem__("pose", r["pose"][:2]), r"the pose has 2 values; THA1 poses have 6"),
+    (lambda r: r["pose"].__setitem__(0, 50.0), r"the pose has head_x=50, outside THA1's ranges"),
+    (lambda r: r.__setitem__("posed", "../../../etc/passwd"), r"image path '../../../etc/passwd' leaves the dataset folder"),
+    (lambda r: r.pop("expression"), r"no 'expression'"),
+])
+def test_a_damaged_manifest_line_is_named_before_training_on_it(tha1_dataset, tmp_path, change, problem):
+    """Hand-edited or damaged lines trained on NaN (weights gone NaN), on poses no renderer made, or
+    read files outside the dataset; a short pose ended in a traceback from the network."""
+    copy = tmp_path / "edited"
+    shutil.copytree(tha1_dataset, copy, symlinks=True)
+    manifest = copy / "manifest.jsonl"
+    manifest.unlink()  # (the copy's files may be links into the shared dataset)
+    lines = (tha1_dataset / "manifest.jsonl").read_text(encoding="utf-8").splitlines()
+    number = next(i for i, line in enumerate(lines) if json.loads(line)["type"] == "example")
+    record = json.loads(lines[number])
+    change(record)
+    lines[number] = json.dumps(record)
+    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DatasetFolderError, match=rf"{manifest}: line {number + 1}: {problem}"):
+        TripletDataset(copy, "tha1")
+
+
 def test_workers_load_the_same_batches(tha1_dataset):
     data = TripletDataset(tha1_dataset, "tha1", image_size=32)
     batches = [list(torch.utils.data.DataLoader(data, batch_size=8, num_workers=w, collate_fn=collate_batch))
