@@ -329,7 +329,7 @@ class ImportPlan:
     loop_starts: np.ndarray  # (F,) int32
     face_materials: np.ndarray  # (F,) int32: material index per face
     uvs: Optional[np.ndarray]  # (3F, 2) float32 per loop, V flipped; None when the model has none
-    normals: Optional[np.ndarray]  # (V, 3) float32 unit (0 where the file's is 0); None when none
+    normals: Optional[np.ndarray]  # (V, 3) float32 unit (0 where the file's is 0 or NaN); None when none
     materials: list  # [PlannedMaterial]
     bones: list  # [PlannedBone]
     weight_groups: list  # [WeightGroup], by bone then weight
@@ -368,11 +368,14 @@ def plan_import(model, scale=DEFAULT_SCALE, folder=None, shape_keys_for=None):
     if len(model.uvs):
         uvs = model.uvs[faces.ravel()].astype(np.float32)
         uvs[:, 1] = 1.0 - uvs[:, 1]  # MMD's V runs down the image, Blender's up
+        uvs[~np.isfinite(uvs)] = 0.0  # a sloppy exporter's NaN: one texel rather than a broken mesh
     normals = None
     if len(model.normals):
         normals = to_blender_axes(model.normals, 1.0)
         lengths = np.linalg.norm(normals, axis=1, keepdims=True)
-        normals = np.where(lengths > 1e-12, normals / np.maximum(lengths, 1e-12), 0.0)
+        # 0 (Blender's own normal there) where the file's is 0 or not a number.
+        usable = np.isfinite(lengths) & (lengths > 1e-12)
+        normals = np.where(usable, normals / np.where(usable, lengths, 1.0), 0.0)
     cache = {}
     return ImportPlan(
         format=model.format,

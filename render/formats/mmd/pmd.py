@@ -150,8 +150,7 @@ class _PMDParser:
         v = r.array(VERTEX, count, "the vertices")
         m.positions = v["p"].copy()
         record_starts = r.section_starts["vertices"] + 4 + np.arange(count) * VERTEX.itemsize
-        r.check_numbers(m.positions, "vertex {} position", record_starts)
-        r.check_numbers(np.concatenate([v["n"], v["uv"]], axis=1), "vertex {} (normal, UV)", record_starts, limit=None)
+        r.check_numbers(m.positions, "vertex {} position", record_starts)  # (normals, UVs: see pmx.py)
         m.normals = v["n"].copy()
         m.uvs = v["uv"].copy()
         m.additional_uvs = np.zeros((count, 0, 4), np.float32)

@@ -307,8 +307,8 @@ class _PMXParser:
         m.normals = np.ascontiguousarray(floats[:, 3:6])
         m.uvs = np.ascontiguousarray(floats[:, 6:8])
         m.additional_uvs = np.ascontiguousarray(floats[:, 8:].reshape(count, self.additional_uvs, 4))
+        # (Normals and UVs that are not numbers are harmless: the import plan drops them.)
         r.check_numbers(m.positions, "vertex {} position", starts)
-        r.check_numbers(floats, "vertex {} (position, normal, UVs)", starts, limit=None)
         m.weight_types = types.copy()
         m.bone_indices = np.full((count, 4), -1, np.int32)
         m.bone_weights = np.zeros((count, 4), np.float32)
@@ -475,9 +475,10 @@ class _PMXParser:
                 indices = offsets["i"].astype(np.int64)
                 self._check_indices(indices, limits[target], target, f"{what} ({name}) offset", start, False)
                 for field in attributes:
-                    if field != "i":  # moves and turns: within reach; UV shifts and weights: numbers
-                        limit = MAX_MMD_COORDINATE if (family, field) in (("vertex", "v"), ("bone", "t")) else None
-                        r.check_numbers(offsets[field], f"{what} ({name}) offset {{}}", start, limit)
+                    if field == "i" or family == "uv":  # moves, turns and weights; UV shifts are harmless
+                        continue
+                    limit = MAX_MMD_COORDINATE if (family, field) in (("vertex", "v"), ("bone", "t")) else None
+                    r.check_numbers(offsets[field], f"{what} ({name}) offset {{}}", start, limit)
                 for field, attribute in attributes.items():
                     setattr(item, attribute, indices if field == "i" else offsets[field].copy())
             elif kind == "material":

@@ -3,10 +3,12 @@ MMDFormatError that names the file, the section and the byte offset (no crash, n
 
 import struct
 
+import numpy as np
 import pytest
 
 from test_pmx import full_model
 from tha_studio.render.formats.mmd import MMDFormatError, pmx, read_model
+from tha_studio.render.formats.mmd.import_plan import plan_import
 
 SECTIONS_20 = ["header", "vertices", "faces", "textures", "materials", "bones", "morphs", "display frames",
                "rigid bodies", "joints"]
@@ -139,9 +141,6 @@ def test_coordinates_that_are_not_numbers_or_out_of_reach_name_the_item():
     error = parse_error(pmx.to_bytes(model))
     assert "vertex 2 position (3e+38" in error.problem and "past 100,000 MMD units" in error.problem
     model = full_model(2.0)
-    model.normals[1, 2] = float("inf")
-    assert "vertex 1 (position, normal, UVs)" in parse_error(pmx.to_bytes(model)).problem
-    model = full_model(2.0)
     model.bones[2].position = (0.0, float("inf"), 0.0)
     error = parse_error(pmx.to_bytes(model))
     assert error.section == "bones" and "bone 2 (首) position (0, inf, 0) is not a finite number" in error.problem
@@ -149,7 +148,11 @@ def test_coordinates_that_are_not_numbers_or_out_of_reach_name_the_item():
     model.morphs[0].vertex_offsets[1] = (0.0, 1e6, 0.0)
     error = parse_error(pmx.to_bytes(model))
     assert error.section == "morphs" and "morph 0 (あ) offset 1 (0, 1e+06, 0) lies past" in error.problem
-    # Large UVs are legal (tiled textures); only their being numbers is checked.
+    # Normals and UVs that are not numbers are a sloppy exporter's, and harmless: the import plan
+    # takes Blender's own normal and UV (0, 0) there rather than refusing a model MMD shows.
     model = full_model(2.0)
-    model.uvs[0] = (1e6, -1e6)
-    assert pmx.parse(pmx.to_bytes(model)).uvs[0, 0] == 1e6
+    model.normals[1] = (float("inf"), 0.0, float("nan"))
+    model.uvs[2] = (float("nan"), 1e6)
+    plan = plan_import(pmx.parse(pmx.to_bytes(model)))
+    assert np.isfinite(plan.normals).all() and not plan.normals[1].any()
+    assert np.isfinite(plan.uvs).all() and 1.0 - 1e6 in plan.uvs  # (V flipped)
