@@ -92,7 +92,7 @@ def read_examples(folder, split, schema=None):
         if record.get("split") != split:
             continue
         if record["type"] == "model":
-            rests[record.get("model")] = (number, record)
+            rests[record.get("model")] = record
         elif record["type"] == "example":
             examples.append((number, record))
     result = []
@@ -101,7 +101,7 @@ def read_examples(folder, split, schema=None):
             model = record["model"]
             if model not in rests:
                 raise ValueError(f"an example of {model!r} whose model has no rest image")
-            rest_number, rest_record = rests[model]
+            rest_record = rests[model]
             paths = {"rest": _image_path(rest_record["rest"]), "expression": _image_path(record["expression"]),
                      "posed": _image_path(record["posed"])}
             pose = _pose(record["pose"], schema)
@@ -131,6 +131,7 @@ def _image_path(relative):
 
 
 def _pose(values, schema):
+    """A manifest's pose as a tuple: finite numbers, and with `schema` its length and ranges."""
     if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         raise ValueError("the pose is not a list of numbers")
     pose = tuple(float(v) for v in values)
