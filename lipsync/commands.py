@@ -105,7 +105,7 @@ def run(args):
     if args.output:
         write_text_atomic(args.output, text)
         if not args.quiet:
-            print(f"{len(track)} cues, {track.duration:.2f} s -> {args.output}", file=sys.stderr)
+            print(f"{len(track)} cue{'' if len(track) == 1 else 's'}, {track.duration:.2f} s -> {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
