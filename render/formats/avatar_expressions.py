@@ -18,6 +18,7 @@ targets become shape keys.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,7 +118,13 @@ def read_gltf_json(path):
 
 def read_description(path):
     path = Path(path)
-    return describe(read_gltf_json(path), path)
+    document = read_gltf_json(path)
+    try:
+        return describe(document, path)
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as error:
+        # Entries of the wrong kind (a number where an object belongs, text for an index): named,
+        # not a traceback. Blender's importer would refuse most of these files anyway, later.
+        raise AvatarFormatError(path, f"its glTF/VRM JSON is malformed ({type(error).__name__}: {error})") from None
 
 
 def describe(document, path):
@@ -190,20 +197,43 @@ def panel_of(preset):
     return PANEL_OTHER
 
 
+def bind_weight(value, name, warnings):
+    """A bind's weight as a float, or None (with a warning) when it is not a finite number."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    warnings.append(f"expression {name!r} has a bind weighted {value!r}, not a number; left out")
+    return None
+
+
+def _index(value):
+    """An index as JSON holds it (an integer), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _text(value):
+    """A name as JSON should hold it (text; a number is taken as its text), else None."""
+    if isinstance(value, str):
+        return value
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def vrm0_expressions(groups, mesh_count, warnings):
     expressions = []
     for group in groups:
-        preset = group.get("presetName") or None
+        preset = _text(group.get("presetName")) or None
         if preset == "unknown":
             preset = None
-        name = group.get("name") or preset or f"expression{len(expressions)}"
+        name = _text(group.get("name")) or preset or f"expression{len(expressions)}"
         binds = []
-        for bind in group.get("binds", []):
-            mesh, target = bind.get("mesh", -1), bind.get("index", -1)
-            if not 0 <= mesh < mesh_count:
-                warnings.append(f"expression {name!r} binds mesh {mesh}, which does not exist")
+        for bind in group.get("binds") or []:
+            mesh, target = _index(bind.get("mesh", -1)), _index(bind.get("index", -1))
+            if mesh is None or target is None or not 0 <= mesh < mesh_count:
+                warnings.append(f"expression {name!r} binds mesh {bind.get('mesh')!r} target {bind.get('index')!r}, "
+                                f"which does not exist")
                 continue
-            binds.append(Bind(mesh, target, float(bind.get("weight", 100)) / 100.0))
+            weight = bind_weight(bind.get("weight", 100), name, warnings)
+            if weight is not None:
+                binds.append(Bind(mesh, target, weight / 100.0))
         other = {key: group[key] for key in ("materialValues", "isBinary") if group.get(key)}
         expressions.append(Expression(name, preset, "group", panel_of(preset), binds, other))
     return expressions
@@ -214,13 +244,16 @@ def vrm1_expressions(expressions_json, nodes, warnings):
     for section, is_preset in (("preset", True), ("custom", False)):
         for name, body in (expressions_json.get(section) or {}).items():
             binds = []
-            for bind in body.get("morphTargetBinds", []):
-                node = bind.get("node", -1)
-                mesh = nodes[node].get("mesh", -1) if 0 <= node < len(nodes) else -1
-                if mesh < 0:
-                    warnings.append(f"expression {name!r} binds node {node}, which has no mesh")
+            for bind in body.get("morphTargetBinds") or []:
+                node, target = _index(bind.get("node", -1)), _index(bind.get("index", -1))
+                mesh = nodes[node].get("mesh", -1) if node is not None and 0 <= node < len(nodes) else -1
+                if _index(mesh) is None or mesh < 0 or target is None:
+                    warnings.append(f"expression {name!r} binds node {bind.get('node')!r} target "
+                                    f"{bind.get('index')!r}, which does not exist")
                     continue
-                binds.append(Bind(mesh, bind.get("index", -1), float(bind.get("weight", 1.0))))
+                weight = bind_weight(bind.get("weight", 1.0), name, warnings)
+                if weight is not None:
+                    binds.append(Bind(mesh, target, weight))
             other = {key: body[key] for key in ("materialColorBinds", "textureTransformBinds", "isBinary",
                                                   "overrideBlink", "overrideLookAt", "overrideMouth")
                      if body.get(key)}

@@ -8,6 +8,7 @@ import pytest
 from tha_studio.render.formats.avatar_expressions import (
     AvatarFormatError,
     describe,
+    read_description,
     read_gltf_json,
     shape_key_names,
 )
@@ -76,6 +77,31 @@ def test_vrm1_expressions_map_nodes_to_meshes():
     assert happy.binds == [] and happy.other_binds == {"overrideBlink": "block"}
     assert "node 0" in description.warnings[0]
     assert (wow.preset, wow.binds[0].target) == (None, 1)
+
+
+def test_binds_of_the_wrong_kind_are_left_out_with_a_warning_and_malformed_documents_named(tmp_path):
+    """Found by mutating VRM files: an index given as text, a dict or 1.5, a weight that is not a
+    number or a name that is a number ended the import in a TypeError."""
+    document = {
+        "asset": {"version": "2.0"},
+        "meshes": [mesh("Face", 2, ["A", "Blink"])],
+        "extensions": {"VRM": {"blendShapeMaster": {"blendShapeGroups": [
+            {"name": 7, "presetName": "a", "binds": [{"mesh": 0, "index": 1.5, "weight": 100},
+                                                    {"mesh": 0, "index": {}, "weight": 100},
+                                                    {"mesh": True, "index": 0, "weight": 100},
+                                                    {"mesh": 0, "index": 0, "weight": float("nan")},
+                                                    {"mesh": 0, "index": 1, "weight": 50}]},
+        ]}}},
+    }
+    description = describe(document, "x.vrm")
+    (expression,) = description.expressions
+    assert expression.name == "7" and [(b.mesh, b.target, b.weight) for b in expression.binds] == [(0, 1, 0.5)]
+    assert len(description.warnings) == 4 and "weighted nan, not a number" in description.warnings[3]
+    document["extensions"]["VRM"]["blendShapeMaster"]["blendShapeGroups"] = [3.0]
+    path = tmp_path / "odd.vrm"
+    path.write_bytes(glb_bytes(document))
+    with pytest.raises(AvatarFormatError, match=rf"{path}: its glTF/VRM JSON is malformed \(AttributeError"):
+        read_description(path)
 
 
 def test_plain_glb_morphs_group_targets_by_name():
