@@ -45,7 +45,9 @@ def find_rhubarb(path=None):
         candidates = [path / name for name in EXECUTABLE_NAMES] if path.is_dir() else [path]
         for candidate in candidates:
             if candidate.is_file() and os.access(candidate, os.X_OK):
-                return candidate
+                # Absolute: a bare relative name ("rhubarb", "./rhubarb" normalised) would be
+                # looked up on PATH when started, not in the folder it was found in.
+                return candidate.absolute()
         raise RhubarbError(f"{path}: no runnable Rhubarb Lip Sync executable there")
     for name in EXECUTABLE_NAMES:
         found = shutil.which(name)
@@ -106,7 +108,7 @@ class RhubarbJob(Job):
         super().__init__()
         self.audio = Path(audio)
         self.title = f"Rhubarb Lip Sync on {self.audio.name}"
-        self.executable = Path(executable) if executable else find_rhubarb()
+        self.executable = Path(executable).absolute() if executable else find_rhubarb()
         if self.executable is None:
             raise RhubarbError("Rhubarb Lip Sync is not installed (no 'rhubarb' on PATH); give its path")
         self.recognizer = recognizer

@@ -68,6 +68,18 @@ def test_finds_rhubarb_on_path_or_where_given(stand_in, tmp_path):
         find_rhubarb(tmp_path / "nowhere")
 
 
+def test_rhubarb_given_by_a_relative_path_runs(shared, stand_in, monkeypatch):
+    """`--rhubarb ./rhubarb` (or a folder next to the user) ended in "could not start Rhubarb
+    Lip Sync: No such file or directory": the name Path normalises to was looked up on PATH."""
+    path, log = stand_in
+    monkeypatch.chdir(path.parent)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert find_rhubarb("./rhubarb") == path and find_rhubarb(".") == path
+    audio = shared / "assets" / "lipsync" / "audio" / "s3_pauses.wav"
+    assert len(RhubarbJob(audio, executable="./rhubarb").run()) > 0
+    assert len(RhubarbJob(audio, executable=find_rhubarb("rhubarb")).run()) > 0
+
+
 def test_command_line():
     arguments = rhubarb_arguments("rhubarb", "voice.wav", "out.json", "phonetic", "dialog.txt", "", 2)
     assert arguments == ["rhubarb", "--machineReadable", "-f", "json", "-o", "out.json", "-r", "phonetic",
