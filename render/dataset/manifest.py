@@ -157,7 +157,24 @@ def _iter_lines(path):
                 raise ManifestError(f"{path}: line {number} is not JSON ({error.msg})") from None
             if not isinstance(record, dict) or record.get("type") not in RECORD_TYPES:
                 raise ManifestError(f"{path}: line {number} is not a manifest record")
+            problem = record_problem(record)
+            if problem:
+                raise ManifestError(f"{path}: line {number}: {problem}")
             yield number, line, record
+
+
+def record_problem(record):
+    """What is wrong with the fields every reader relies on (model, split, an example's index),
+    or None: a hand-edited or damaged line, named instead of a KeyError from deep in a merge."""
+    if not isinstance(record.get("model"), str) or not record["model"]:
+        return f"a record of type {record['type']!r} without a model name"
+    if not isinstance(record.get("split", ""), str):
+        return f"split {record['split']!r} is not a name"
+    if record["type"] == "example":
+        index = record.get("index")
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            return f"example index {index!r} is not a pose number"
+    return None
 
 
 def read_records(path):

@@ -41,6 +41,23 @@ def test_a_broken_line_in_the_middle_is_an_error_naming_the_line(tmp_path):
         manifest.read_records(journal)
 
 
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda r: r.pop("model"), "a record of type 'example' without a model name"),
+    (lambda r: r.update(index="x"), "example index 'x' is not a pose number"),
+    (lambda r: r.update(index=-2), "example index -2 is not a pose number"),
+    (lambda r: r.update(split=5), "split 5 is not a name"),
+])
+def test_a_hand_edited_line_is_named_not_a_traceback_from_the_merge(tmp_path, change, problem):
+    """merge-shards ended in a KeyError or a ValueError from int() on such a line."""
+    journal = tmp_path / "parts" / "shard-1-of-1.jsonl"
+    journal.parent.mkdir()
+    edited = example("m", 1)
+    change(edited)
+    journal.write_text(json.dumps(example("m", 0)) + "\n" + json.dumps(edited) + "\n")
+    with pytest.raises(manifest.ManifestError, match=rf"shard-1-of-1.jsonl: line 2: {problem}"):
+        manifest.merge(tmp_path)
+
 def test_merge_sorts_by_split_model_and_index_whatever_the_journal_order(tmp_path):
     parts = tmp_path / "parts"
     manifest.append_record(parts / "a.jsonl", example("m2", 1, "test"))
