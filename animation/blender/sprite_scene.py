@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import bpy
@@ -15,6 +16,7 @@ from ...render.blender import scene as scenes
 from . import sprite as sprites
 
 ENGINES = {"workbench": "WORKBENCH", "cycles": "CYCLES", "eevee": "EEVEE"}
+MAX_FRAME = 1_048_574  # Blender's last frame (MAXFRAME)
 
 
 class KeyframeFileError(UserError):
@@ -76,16 +78,22 @@ def _keyframes_from_csv(text, path):
 
 def _frame_number(text, path, where):
     try:
-        return int(str(text).strip())
+        frame = int(str(text).strip())
     except ValueError:
         raise KeyframeFileError(f"{path}: {where}: {text!r} is not a frame number") from None
+    if not 0 <= frame <= MAX_FRAME:
+        raise KeyframeFileError(f"{path}: {where}: frame {frame} is outside Blender's frames 0 to {MAX_FRAME:,}")
+    return frame
 
 
 def _number(value, path, where):
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
-        raise KeyframeFileError(f"{path}: {where}: {value!r} is not a number") from None
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise KeyframeFileError(f"{path}: {where}: {value!r} is not a number")
+    return number
 
 
 def key_from_file(obj, path):
@@ -93,11 +101,16 @@ def key_from_file(obj, path):
     keyed = read_keyframes(path)
     if not keyed:
         raise KeyframeFileError(f"{path}: no keyframes")
-    names = set(sprites.sliders(obj))
+    keys = sprites.sliders(obj)
     for frame, values in keyed.items():
-        unknown = sorted(set(values) - names)
+        unknown = sorted(set(values) - set(keys))
         if unknown:
             raise KeyframeFileError(f"{path}: frame {frame}: {obj.name} has no slider {unknown[0]!r}")
+        for name, value in values.items():  # (a slider would clamp it without a word)
+            low, high = keys[name].slider_min, keys[name].slider_max
+            if not low - 1e-6 <= value <= high + 1e-6:
+                raise KeyframeFileError(f"{path}: frame {frame}, {name}: {value:g} is outside [{low:g}, {high:g}]")
+    for frame, values in keyed.items():
         sprites.key_pose(obj, values, frame)
     return min(keyed), max(keyed)
 

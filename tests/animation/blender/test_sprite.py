@@ -421,3 +421,23 @@ def test_the_sprite_command_keeps_a_relative_weights_folder_as_an_absolute_one(t
     bpy.ops.wm.open_mainfile(filepath=str(blend))
     (sprite,) = [obj for obj in bpy.data.objects if "tha_sprite" in obj]
     assert sprite["tha_sprite"]["weights"] == str(folder)
+
+
+@pytest.mark.parametrize("name, text, problem", [
+    ("nan.csv", "frame,mouth_aaa\n1,nan\n", r"line 2, mouth_aaa: 'nan' is not a number"),
+    ("inf.json", '{"frames": {"1": {"mouth_aaa": 1e400}}}', r"frame 1, mouth_aaa: inf is not a number"),
+    ("wide.csv", "frame,mouth_aaa\n1,5\n", r"frame 1, mouth_aaa: 5 is outside \[0, 1\]"),
+    ("far.csv", "frame,mouth_aaa\n999999999999,1\n", r"line 2: frame 999999999999 is outside Blender's frames"),
+    ("early.json", '{"1": {"mouth_aaa": 1}, "-5": {"mouth_aaa": 0}}', r"frame '-5': frame -5 is outside"),
+])
+def test_keyframes_a_slider_cannot_hold_are_named_and_key_nothing(tmp_path, ext_module, picture, name, text, problem):
+    """A NaN or 1e400 keyed a NaN or infinite pose, a value past the slider was clamped without a
+    word, and a frame past Blender's last ended the sprite command in a traceback."""
+    scene_module = ext_module("animation.blender.sprite_scene")
+    bpy.ops.wm.read_homefile(use_empty=True)
+    obj = add_sprite(picture)
+    keys = tmp_path / name
+    keys.write_text(text)
+    with pytest.raises(scene_module.KeyframeFileError, match=rf"{name}: {problem}"):
+        scene_module.key_from_file(obj, keys)
+    assert obj.data.shape_keys.animation_data is None or not obj.data.shape_keys.animation_data.action
