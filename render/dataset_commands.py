@@ -140,8 +140,11 @@ def run_render_dataset(args):
                          memory=int(args.model_memory * 1024**3) if args.model_memory else None)
     shard = parse_shard(args.shard) if args.shard else (shard_from_environment() or (1, 1))
     rules = read_split_file(args.split_file) if args.split_file else ()
-    config = DatasetConfig(schema=args.schema, seed=args.seed, poses_per_model=args.poses_per_model,
-                           render=RenderSettings(args.engine, args.samples, args.antialias))
+    try:
+        config = DatasetConfig(schema=args.schema, seed=args.seed, poses_per_model=args.poses_per_model,
+                               render=RenderSettings(args.engine, args.samples, args.antialias))
+    except ValueError as error:
+        raise CommandError(str(error)) from None
     run = DatasetRun(args.models, args.out, config, shard=shard, workers=args.workers, split_rules=rules,
                      default_split=args.default_split, annotations_dir=args.annotations,
                      retry_failed=args.retry_failed, show_progress=not args.no_progress,

@@ -332,8 +332,6 @@ class DatasetRun(Job):
                  default_split="train", annotations_dir=None, retry_failed=False, show_progress=True,
                  limit_models=None, budget=None, isolate=False):
         super().__init__()
-        if config.poses_per_model < 0:
-            raise DatasetError("poses per model must be 0 or more")
         if workers < 1:
             raise DatasetError("workers must be 1 or more")
         from ...pose.schema import get_schema

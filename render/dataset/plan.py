@@ -47,6 +47,7 @@ DATASET_VERSION = 1
 CONFIG_NAME = "dataset.json"
 ANNOTATIONS_FOLDER = "annotations"
 IMAGES_FOLDER = "images"
+MAX_POSES_PER_MODEL = 1_000_000
 
 
 class DatasetError(UserError, ValueError):
@@ -61,6 +62,13 @@ class DatasetConfig:
     seed: int = 0
     poses_per_model: int = 16
     render: RenderSettings = RenderSettings()
+
+    def __post_init__(self):
+        # (dataset.json is read back through here: a hand-edited one is named, not a traceback)
+        for name, value, low, high in (("seed", self.seed, -2**63, 2**63 - 1),
+                                       ("poses per model", self.poses_per_model, 0, MAX_POSES_PER_MODEL)):
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name} {value!r}: expected a whole number from {low:,} to {high:,}")
 
     def to_json(self):
         """Flat: dataset.json lists the render settings beside the other options, and the schema's
@@ -80,7 +88,11 @@ class DatasetConfig:
             raise DatasetError(f"{source}: malformed dataset description ({error})") from None
         # Before the rest convention was recorded, every rest image was the model's own rest
         # ("neutral"), which is THA1's wrong input (its mouth must be open).
-        recorded, expected = data.get("rest_convention", "neutral"), _rest_convention(config.schema)
+        try:
+            expected = _rest_convention(config.schema)
+        except DatasetError as error:
+            raise DatasetError(f"{source}: {error}") from None
+        recorded = data.get("rest_convention", "neutral")
         if recorded != expected:
             raise DatasetError(
                 f"{source}: its rest images were rendered in the pose {recorded!r}, but {config.schema.upper()} takes "

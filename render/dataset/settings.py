@@ -9,6 +9,7 @@ ENGINES = ("workbench", "flat", "cycles", "toon")
 # Workbench anti-aliasing samples. 5 looks like 8 at 256² (thin hair strands stay smooth; FXAA
 # leaves them jagged) and renders in about two thirds of the time (bench/bench_dataset.py).
 ANTIALIAS = ("FXAA", "5", "8", "11", "16", "32")
+MAX_SAMPLES = 65_536
 
 
 @dataclass(frozen=True)
@@ -22,3 +23,5 @@ class RenderSettings:
             raise ValueError(f"engine {self.engine!r}: expected one of {', '.join(ENGINES)}")
         if self.antialias not in ANTIALIAS:
             raise ValueError(f"anti-aliasing {self.antialias!r}: expected one of {', '.join(ANTIALIAS)}")
+        if isinstance(self.samples, bool) or not isinstance(self.samples, int) or not 1 <= self.samples <= MAX_SAMPLES:
+            raise ValueError(f"samples {self.samples!r}: expected a whole number from 1 to {MAX_SAMPLES:,}")

@@ -102,6 +102,23 @@ def test_a_folder_made_with_other_options_is_refused(tmp_path):
         plan.ensure_config(tmp_path, plan.DatasetConfig(seed=2))
 
 
+
+@pytest.mark.parametrize("field, value, problem", [
+    ("poses_per_model", "3", r"poses per model '3': expected a whole number from 0 to 1,000,000"),
+    ("poses_per_model", 10**12, r"poses per model 1000000000000"),
+    ("seed", 1.5, r"seed 1.5: expected a whole number"),
+    ("samples", -1, r"samples -1: expected a whole number from 1 to 65,536"),
+    ("schema", "tha9", r"unknown pose schema 'tha9'"),
+])
+def test_a_hand_edited_dataset_description_is_named(tmp_path, field, value, problem):
+    """Read back by the trainer and by a resumed run: a poses-per-model given as text ended
+    training in a TypeError; a wrong schema was refused without naming the file."""
+    data = plan.DatasetConfig().to_json()
+    data[field] = value
+    with pytest.raises(plan.DatasetError, match=rf"d/dataset.json: .*{problem}"):
+        plan.DatasetConfig.from_json(data, "d/dataset.json")
+
+
 def test_run_refuses_bad_options_before_rendering(tmp_path):
     with pytest.raises(ValueError, match="engine 'eevee'"):
         plan.DatasetConfig(render=RenderSettings(engine="eevee"))
