@@ -45,6 +45,7 @@ from ..formats.coordinates import MAX_METRES, first_unreal_row
 from ..formats.mmd.import_plan import DEFAULT_SCALE, PlanError, plan_import
 from ..formats.mmd.names import UNDECODABLE, replace_undecodable
 from ..formats.mmd.names import normalize_name
+from ..formats.texture_paths import oversized_texture
 
 MMD_SUFFIXES = (".pmx", ".pmd")
 AVATAR_SUFFIXES = (".vrm", ".glb", ".gltf")
@@ -487,6 +488,10 @@ class ModelBuilder:
         """The image of a found texture file (loaded once per file), or None with a warning if
         Blender cannot read it."""
         if path is None:
+            return None
+        oversized = oversized_texture(path)
+        if oversized:  # (a decompression bomb would take gigabytes when first shown or rendered)
+            self.warnings.append(f"texture {path} of material {material_name!r} left out: {oversized}")
             return None
         try:
             return bpy.data.images.load(str(path), check_existing=True)

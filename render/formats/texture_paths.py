@@ -1,4 +1,5 @@
-"""Finding an MMD model's texture files from the paths stored in the model (pure: stdlib only).
+"""Finding an MMD model's texture files from the paths stored in the model, and refusing ones too
+large to load (pure: the standard library, and Pillow for image headers where it is installed).
 
 Stored paths are relative to the model file and written on Windows, so they use backslashes,
 ignore case, and are often re-encoded on the way from the author's disk to ours: a zip made on
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 import unicodedata
+import warnings
 from pathlib import Path, PureWindowsPath
 
 # How deep the last-resort search by file name goes below the model's folder.
@@ -99,3 +101,24 @@ def find_by_name(model_dir, file_name, depth=SEARCH_DEPTH):
                 pass
         folders = next_folders
     return None
+
+
+def oversized_texture(path):
+    """Why the texture at `path` is too large to load, or None. Read from its header without
+    decoding it, by Pillow (which the extension ships; PNG, JPEG, BMP, TGA, DDS, ...), whose
+    decompression-bomb limit (179 million pixels, 13,377 squared) no MMD texture comes near:
+    Blender would decode such a file whole, gigabytes, when a view or a render first needs it.
+    A file Pillow cannot parse is left to Blender to judge."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path):
+                return None
+        except Image.DecompressionBombError as error:
+            return str(error).split(",")[0]  # "Image size (N pixels) exceeds limit of M pixels"
+        except Exception:  # noqa: BLE001
+            return None
