@@ -122,7 +122,8 @@ def test_inconsistent_model_is_refused_before_building(model_import):
     assert len(bpy.data.objects) == 0
 
 
-def test_missing_texture_is_a_warning_not_a_failure(tmp_path, model_import):
+def textured_triangle(folder, texture):
+    """A one-triangle .pmx in `folder` whose one material shows the texture path `texture`."""
     from tha_studio.render.formats.mmd import pmx
     from tha_studio.render.formats.mmd.model import Material, Model
 
@@ -135,23 +136,23 @@ def test_missing_texture_is_a_warning_not_a_failure(tmp_path, model_import):
         bone_weights=np.zeros((3, 4), np.float32),
         edge_scales=np.ones(3, np.float32),
         faces=np.array([[0, 1, 2]]),
-        textures=["tex\\gone.png"],
+        textures=[texture],
         materials=[Material(name="skin", texture=0, index_count=3)],
     )
-    path = pmx.write(model, tmp_path / "tri.pmx")
-    imported = model_import.import_model(path)
+    return pmx.write(model, folder / "tri.pmx")
+
+
+def test_missing_texture_is_a_warning_not_a_failure(tmp_path, model_import):
+    imported = model_import.import_model(textured_triangle(tmp_path, "tex\\gone.png"))
     assert len(imported.warnings) == 1 and "tex\\\\gone.png" in imported.warnings[0]
     assert len(imported.meshes[0].data.polygons) == 1
 
 
-
 def test_a_texture_declaring_a_billion_pixels_is_left_out_with_a_warning_not_decoded(tmp_path, model_import):
-    """A 3.5 MB PNG that decodes to 3.6 GB: a dataset run spent its whole memory budget on it and
-    skipped the model; an interactive import would take the gigabytes when the texture is shown."""
+    """A small PNG declaring 30000x30000 pixels, 3.6 GB decoded (as Gene_light's face texture, a
+    dataset run spent its whole memory budget on it and skipped the model; an interactive import
+    would take the gigabytes when the texture is first shown)."""
     import zlib
-
-    from tha_studio.render.formats.mmd import pmx
-    from tha_studio.render.formats.mmd.model import Material, Model
 
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
@@ -160,23 +161,12 @@ def test_a_texture_declaring_a_billion_pixels_is_left_out_with_a_warning_not_dec
     (tmp_path / "tex" / "huge.png").write_bytes(
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 6, 0, 0, 0))
         + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
-    model = Model(
-        positions=np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32),
-        normals=np.array([[0, 0, -1]] * 3, np.float32),
-        uvs=np.zeros((3, 2), np.float32),
-        weight_types=np.zeros(3, np.uint8),
-        bone_indices=np.array([[-1, -1, -1, -1]] * 3, np.int32),
-        bone_weights=np.zeros((3, 4), np.float32),
-        edge_scales=np.ones(3, np.float32),
-        faces=np.array([[0, 1, 2]]),
-        textures=["tex\\huge.png"],
-        materials=[Material(name="skin", texture=0, index_count=3)],
-    )
     images = len(bpy.data.images)
-    imported = model_import.import_model(pmx.write(model, tmp_path / "tri.pmx"))
+    imported = model_import.import_model(textured_triangle(tmp_path, "tex\\huge.png"))
     (warning,) = imported.warnings
     assert "huge.png of material 'skin' left out: Image size (900000000 pixels) exceeds limit" in warning
     assert len(bpy.data.images) == images and len(imported.meshes[0].data.polygons) == 1
+
 
 def test_operator_reports_bad_files_and_imports_good_ones(tmp_path, shared):
     bad = tmp_path / "bad.pmx"
