@@ -65,17 +65,14 @@ class InstanceNorm(nn.InstanceNorm2d):
         mean = rows.sum(2).sum(1).div_(h * w)  # (N, C)
         deviation = F.mse_loss(rows, mean.view(n, 1, 1, c).expand_as(rows), reduction="none")
         variance = deviation.sum(2).sum(1).div_(h * w)
-        if n == 1:  # batch norm's fused transform, given the statistics
-            if self.overwrites_input and _keeps_channels_last(x):
-                # The same kernel writing over its input: no fresh output, a pass less to memory.
-                unused = x.new_empty(0)  # for the statistics it saves when training
-                torch.ops.aten.native_batch_norm.out(x, self.weight, self.bias, mean.view(c), variance.view(c), False,
-                                                     0.0, self.eps, out=x, save_mean=unused, save_invstd=unused)
-                return x
-            return F.batch_norm(x, mean.view(c), variance.view(c), self.weight, self.bias, False, 0.0, self.eps)
-        scale = torch.rsqrt(variance + self.eps) * self.weight
-        shift = self.bias - mean * scale
-        return torch.addcmul(shift[:, :, None, None], x, scale[:, :, None, None])
+        scale = torch.rsqrt(variance.add_(self.eps)) * self.weight  # (N, C)
+        shift = torch.addcmul(self.bias, mean, scale, value=-1)
+        scale, shift = scale.view(n, c, 1, 1), shift.view(n, c, 1, 1)
+        if self.overwrites_input and _keeps_channels_last(x):
+            # Written over its input: no fresh output, a pass less to memory. (addcmul, not
+            # batch norm's transform given the statistics: the same sum, 2-2.5x faster on NHWC.)
+            return torch.addcmul(shift, x, scale, out=x)
+        return torch.addcmul(shift, x, scale)
 
     def centred_first(self, x):
         """The same norm spelt out, for export and compilation: ONNX Runtime's
@@ -393,7 +390,7 @@ class PoserEncoderDecoder(nn.Module):
         if self.pose_size:
             n, _, h, w = encoded.shape
             planes = pose.view(n, self.pose_size, 1, 1).expand(n, self.pose_size, h, w)
-            feature = torch.cat([feature, planes.to(feature.dtype)], dim=1)
+            feature = cat_channels([feature, planes.to(feature.dtype)])
         for block in self.bottleneck_blocks:
             feature = block(feature)
         for block in self.upsample_blocks:
@@ -472,7 +469,24 @@ def apply_grid_change(grid_change, image, align_corners=False):
     Bilinear with border padding, as in every THA warp.
     """
     grid = identity_grid(image, align_corners) + grid_change.permute(0, 2, 3, 1)
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=align_corners)
+    return grid_sample_bands(image, grid, align_corners)
+
+
+def grid_sample_bands(image, grid, align_corners=False):
+    """F.grid_sample(bilinear, border) of one picture, its output rows split into as many bands
+    as there are threads: PyTorch's CPU kernel shares out the batch, so a lone picture ran on
+    one thread (a 512x512 warp 3.3 ms on two threads, 1.6 ms in two bands). Each band samples
+    the whole picture with its part of the grid: the same values, bit for bit."""
+    if torch.compiler.is_exporting() or torch.compiler.is_compiling():  # (before any shape is read)
+        return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=align_corners)
+    n, c = image.shape[:2]
+    h, w = grid.shape[1:3]
+    bands = torch.get_num_threads()
+    if n != 1 or bands < 2 or h % bands or image.device.type != "cpu":
+        return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=align_corners)
+    banded = F.grid_sample(image.expand(bands, -1, -1, -1), grid.reshape(bands, h // bands, w, 2),
+                           mode="bilinear", padding_mode="border", align_corners=align_corners)
+    return banded.transpose(0, 1).reshape(1, c, h, w)
 
 
 def cat_channels(tensors):

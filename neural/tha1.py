@@ -19,7 +19,6 @@ pose-independent: `prepare` only keeps the picture.
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from ..pose.schema import get_schema
 from . import blocks
@@ -156,8 +155,7 @@ class TwoAlgoFaceRotator(nn.Module):
         alpha_mask = self.pumarola_alpha_mask(features)
         grid_change = self.zhou_grid_change(features)
         grid = blocks.identity_grid(image, self.align_corners) + grid_change.permute(0, 2, 3, 1)
-        resampled = F.grid_sample(image, grid, mode="bilinear", padding_mode="border",
-                                  align_corners=self.align_corners)
+        resampled = blocks.grid_sample_bands(image, grid, self.align_corners)
         return {
             "color_changed_image": alpha_mask * image + (1 - alpha_mask) * color_change,
             "resampled_image": resampled,

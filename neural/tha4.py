@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..pose.schema import get_schema
+from . import blocks
 from .ort.stages import Stage
 from .ort.weight_sources import CHARACTER_IMAGE, character_image_file  # noqa: F401 (re-exported)
 from .staged import StagedPipeline
@@ -188,7 +189,7 @@ class SirenBodyMorpher(nn.Module):
         color_change = output[..., 3:].permute(0, 3, 1, 2)
         image = image.expand(pose.shape[0], -1, -1, -1)
         grid = positions(image.shape[-1], image.device, image.dtype) + grid_change
-        warped_image = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        warped_image = blocks.grid_sample_bands(image, grid)
         blended_image = (1 - alpha) * warped_image + alpha * color_change
         return [blended_image, alpha, color_change, warped_image, grid_change.permute(0, 3, 1, 2)]
 

@@ -116,6 +116,32 @@ def test_the_identity_grid_is_made_once_and_serves_training_too():
     assert flow.grad is not None
 
 
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_a_warp_in_row_bands_gives_grid_samples_values_bit_for_bit(two_threads, align_corners):
+    generator = torch.Generator().manual_seed(4)
+    for layout in (torch.contiguous_format, CHANNELS_LAST):
+        image = torch.rand(1, 4, 64, 48, generator=generator).contiguous(memory_format=layout)
+        # Offsets far past the border too: border padding must hold in every band.
+        flow = 0.3 * torch.randn(1, 2, 64, 48, generator=generator)
+        grid = blocks.identity_grid(image, align_corners) + flow.permute(0, 2, 3, 1)
+        expected = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=align_corners)
+        with torch.inference_mode():
+            banded = blocks.grid_sample_bands(image, grid, align_corners)
+        assert banded.shape == expected.shape and torch.equal(banded, expected), layout
+    # Odd heights and batches take the plain kernel, with the same values.
+    odd = torch.rand(2, 3, 31, 20, generator=generator)
+    grid = blocks.identity_grid(odd) + 0.1 * torch.randn(2, 31, 20, 2, generator=generator)
+    assert torch.equal(blocks.grid_sample_bands(odd[:1], grid[:1]), F.grid_sample(
+        odd[:1], grid[:1], mode="bilinear", padding_mode="border", align_corners=False))
+    assert torch.equal(blocks.grid_sample_bands(odd, grid), F.grid_sample(
+        odd, grid, mode="bilinear", padding_mode="border", align_corners=False))
+    # Gradients flow through the bands (training warps single pictures too).
+    image = torch.rand(1, 4, 16, 16, generator=generator, requires_grad=True)
+    flow = torch.zeros(1, 16, 16, 2, requires_grad=True)
+    blocks.grid_sample_bands(image, blocks.identity_grid(image) + flow).sum().backward()
+    assert image.grad is not None and flow.grad is not None
+
+
 def test_a_sequential_head_keeps_its_activation():
     head = nn.Sequential(nn.Conv2d(8, 3, 3, 1, 1), nn.Tanh())
     x = torch.randn(1, 8, 16, 16)
