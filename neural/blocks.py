@@ -473,16 +473,16 @@ def apply_grid_change(grid_change, image, align_corners=False):
 
 
 def grid_sample_bands(image, grid, align_corners=False):
-    """F.grid_sample(bilinear, border) of one picture, its output rows split into as many bands
-    as there are threads: PyTorch's CPU kernel shares out the batch, so a lone picture ran on
-    one thread (a 512x512 warp 3.3 ms on two threads, 1.6 ms in two bands). Each band samples
-    the whole picture with its part of the grid: the same values, bit for bit."""
+    """F.grid_sample(bilinear, border) of one picture, its output rows split into bands, up to one
+    per thread: PyTorch's CPU kernel shares out the batch, so a lone picture ran on one thread (a
+    512x512 warp 3.3 ms on two threads, 1.6 ms in two bands). Each band samples the whole
+    picture with its part of the grid: the same values, bit for bit."""
     if torch.compiler.is_exporting() or torch.compiler.is_compiling():  # (before any shape is read)
         return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=align_corners)
     n, c = image.shape[:2]
     h, w = grid.shape[1:3]
-    bands = torch.get_num_threads()
-    if n != 1 or bands < 2 or h % bands or image.device.type != "cpu":
+    bands = next(count for count in range(torch.get_num_threads(), 0, -1) if h % count == 0)
+    if n != 1 or bands < 2 or image.device.type != "cpu":
         return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=align_corners)
     banded = F.grid_sample(image.expand(bands, -1, -1, -1), grid.reshape(bands, h // bands, w, 2),
                            mode="bilinear", padding_mode="border", align_corners=align_corners)

@@ -128,7 +128,17 @@ def test_a_warp_in_row_bands_gives_grid_samples_values_bit_for_bit(two_threads, 
         with torch.inference_mode():
             banded = blocks.grid_sample_bands(image, grid, align_corners)
         assert banded.shape == expected.shape and torch.equal(banded, expected), layout
-    # Odd heights and batches take the plain kernel, with the same values.
+    # With more threads than divide the height, as many bands as do (6 threads, 64 rows: 4 bands).
+    image = torch.rand(1, 4, 64, 48, generator=generator)
+    grid = blocks.identity_grid(image) + 0.3 * torch.randn(1, 64, 48, 2, generator=generator)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(6)
+    try:
+        banded = blocks.grid_sample_bands(image, grid)
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(banded, F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False))
+    # Prime heights and batches take the plain kernel, with the same values.
     odd = torch.rand(2, 3, 31, 20, generator=generator)
     grid = blocks.identity_grid(odd) + 0.1 * torch.randn(2, 31, 20, 2, generator=generator)
     assert torch.equal(blocks.grid_sample_bands(odd[:1], grid[:1]), F.grid_sample(
