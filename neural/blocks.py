@@ -12,6 +12,7 @@ Activations are passed as factories (a callable returning a fresh module) becaus
 networks differ: ReLU in the THA2-era nets, LeakyReLU(0.1) in the THA3 rotator and editor.
 """
 
+import functools
 import warnings
 import weakref
 
@@ -477,15 +478,17 @@ def grid_sample_bands(image, grid, align_corners=False):
     per thread: PyTorch's CPU kernel shares out the batch, so a lone picture ran on one thread (a
     512x512 warp 3.3 ms on two threads, 1.6 ms in two bands). Each band samples the whole
     picture with its part of the grid: the same values, bit for bit."""
-    if torch.compiler.is_exporting() or torch.compiler.is_compiling():  # (before any shape is read)
-        return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=align_corners)
-    n, c = image.shape[:2]
+    sample = functools.partial(F.grid_sample, mode="bilinear", padding_mode="border", align_corners=align_corners)
+    # (Exported or compiled, before any shape is read: reading one adds nodes to a dynamic-batch graph.)
+    if (torch.compiler.is_exporting() or torch.compiler.is_compiling() or image.shape[0] != 1
+            or image.device.type != "cpu"):
+        return sample(image, grid)
+    c = image.shape[1]
     h, w = grid.shape[1:3]
     bands = next(count for count in range(torch.get_num_threads(), 0, -1) if h % count == 0)
-    if n != 1 or bands < 2 or image.device.type != "cpu":
-        return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=align_corners)
-    banded = F.grid_sample(image.expand(bands, -1, -1, -1), grid.reshape(bands, h // bands, w, 2),
-                           mode="bilinear", padding_mode="border", align_corners=align_corners)
+    if bands < 2:
+        return sample(image, grid)
+    banded = sample(image.expand(bands, -1, -1, -1), grid.reshape(bands, h // bands, w, 2))
     return banded.transpose(0, 1).reshape(1, c, h, w)
 
 
