@@ -267,7 +267,12 @@ class ResnetBlock(nn.Module):
         )
 
     def forward(self, x):
-        return x + self.resnet_path(x)
+        path = self.resnet_path(x)
+        if _keeps_channels_last(path):
+            # Into the path's own output, a temporary (its last norm wrote over its conv's):
+            # no fresh tensor a block. The same sum, bit for bit.
+            return path.add_(x)
+        return x + path
 
 
 class LegacyResnetBlock(nn.Module):

@@ -272,3 +272,24 @@ def test_a_module_that_has_posed_still_copies_and_saves(tmp_path):
     torch.save(conv, tmp_path / "module.pt")
     with torch.no_grad():
         assert torch.equal(copied(x), posed)
+
+
+@pytest.mark.parametrize("separable", [True, False])
+def test_a_resnet_block_sums_into_its_paths_output_bit_for_bit_and_leaves_its_input(separable):
+    torch.manual_seed(3)
+    block = blocks.ResnetBlock(32, blocks.leaky_relu, separable).eval()
+    x = offset_activations((1, 32, 24, 24))
+    kept = x.clone()
+    path_outputs = []
+    block.resnet_path.register_forward_hook(lambda module, args, output: path_outputs.append(output))
+    with torch.no_grad():
+        expected = x + block.resnet_path(x.clone())
+        ours = block(x)
+    assert ours.data_ptr() == path_outputs[-1].data_ptr()  # summed where the path wrote
+    assert torch.equal(x, kept)
+    assert ours.is_contiguous(memory_format=CHANNELS_LAST)
+    assert torch.equal(ours, expected)
+    with torch.enable_grad():  # training: a plain sum that keeps the graph
+        y = x.clone().requires_grad_()
+        block(y).sum().backward()
+    assert y.grad is not None
