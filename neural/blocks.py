@@ -22,6 +22,19 @@ import torch.nn.functional as F
 from torch import nn
 
 
+# Eager-inference speed-ups that a benchmark switches off one at a time, to measure in a frame what
+# each is worth (bench/bench_speedups.py). The product never changes them; switched off, each takes
+# the plain path the code takes anyway where it does not apply (NCHW, gradients, export).
+SPEEDUPS = {
+    "packed_weights": True,  # packed_conv2d: conv weights reordered for oneDNN once, not every call
+    "norm_in_place": True,  # InstanceNorm.channels_last: a block's norm writes over its conv's output
+    "resnet_sum_in_place": True,  # ResnetBlock: the sum lands in the path's output
+    "banded_warp": True,  # grid_sample_bands: a lone picture's warp in row bands, one per thread
+    "resize_as_transposed_conv": True,  # ResizeConvBlock: nearest x2 + depthwise 3x3 as one conv
+    "join_free_decoder": True,  # upsample_cat_conv_block: the U-Net's join never made
+}
+
+
 def relu():
     # In place: every activation follows a norm whose output nothing else reads.
     return nn.ReLU(inplace=True)
@@ -69,7 +82,7 @@ class InstanceNorm(nn.InstanceNorm2d):
         scale = torch.rsqrt(variance.add_(self.eps)) * self.weight  # (N, C)
         shift = torch.addcmul(self.bias, mean, scale, value=-1)
         scale, shift = scale.view(n, c, 1, 1), shift.view(n, c, 1, 1)
-        if self.overwrites_input and _keeps_channels_last(x):
+        if self.overwrites_input and SPEEDUPS["norm_in_place"] and _keeps_channels_last(x):
             # Written over its input: no fresh output, a pass less to memory. (addcmul, not
             # batch norm's transform given the statistics: the same sum, 2-2.5x faster on NHWC.)
             return torch.addcmul(shift, x, scale, out=x)
@@ -113,8 +126,8 @@ def conv(in_channels, out_channels, kernel_size, stride=1, separable=False):
 # oneDNN computes a conv with its weights in a blocked layout of its own; handed PyTorch's plain
 # weights it reorders them on every call, which costs a tenth of a THA3 pointwise conv at the
 # bottleneck. Inference on channels-last tensors hands it weights it reordered once: the same
-# kernel and sums, bit for bit (tests/neural/test_blocks.py), 5-7% of a THA3 frame on the CPU in
-# interleaved A/Bs, for a second copy of those weights (52 MiB of THA3 separable's 55). The ops
+# kernel and sums, bit for bit (tests/neural/test_blocks.py), 3% of a random THA3 frame on the CPU
+# (bench/bench_speedups.py), for a second copy of those weights (52 MiB of THA3 separable's 55). The ops
 # are PyTorch's own (those its compiler's frozen CPU graphs call).
 _ONEDNN = {"usable": torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
            and hasattr(torch.ops.mkldnn, "_reorder_convolution_weight")}
@@ -126,7 +139,8 @@ _PACKED_WEIGHTS = weakref.WeakKeyDictionary()
 def _packs_weights(x, weight):
     # Inference tensors keep no version counter, so a packed copy could not notice a change; and
     # where oneDNN is switched off (torch.backends.mkldnn.enabled), the plain conv runs without it.
-    return (_ONEDNN["usable"] and x.dtype == weight.dtype == torch.float32 and x.device.type == "cpu"
+    return (_ONEDNN["usable"] and SPEEDUPS["packed_weights"] and x.dtype == weight.dtype == torch.float32
+            and x.device.type == "cpu"
             and not weight.is_inference() and torch.backends.mkldnn.enabled and _keeps_channels_last(x))
 
 
@@ -220,7 +234,8 @@ class ResizeConvBlock(nn.Sequential):
     def forward(self, x):
         resize, (depthwise, *rest) = self
         nearest_x2 = isinstance(resize, nn.Upsample) and resize.mode == "nearest" and resize.scale_factor == 2
-        if nearest_x2 and _is_depthwise3(depthwise) and _keeps_channels_last(x):
+        if (nearest_x2 and _is_depthwise3(depthwise) and SPEEDUPS["resize_as_transposed_conv"]
+                and _keeps_channels_last(x)):
             x = depthwise3_after_nearest_x2(x, depthwise.weight)
             for layer in rest:
                 x = layer(x)
@@ -268,7 +283,7 @@ class ResnetBlock(nn.Module):
 
     def forward(self, x):
         path = self.resnet_path(x)
-        if _keeps_channels_last(path):
+        if SPEEDUPS["resnet_sum_in_place"] and _keeps_channels_last(path):
             # Into the path's own output, a temporary (its last norm wrote over its conv's):
             # no fresh tensor a block. The same sum, bit for bit.
             return path.add_(x)
@@ -486,7 +501,7 @@ def grid_sample_bands(image, grid, align_corners=False):
     sample = functools.partial(F.grid_sample, mode="bilinear", padding_mode="border", align_corners=align_corners)
     # (Exported or compiled, before any shape is read: reading one adds nodes to a dynamic-batch graph.)
     if (torch.compiler.is_exporting() or torch.compiler.is_compiling() or image.shape[0] != 1
-            or image.device.type != "cpu"):
+            or image.device.type != "cpu" or not SPEEDUPS["banded_warp"]):
         return sample(image, grid)
     c = image.shape[1]
     h, w = grid.shape[1:3]
@@ -535,7 +550,8 @@ def upsample_cat_conv_block(block, x, skip):
     (`depthwise3_after_nearest_x2`) and the skip at its own, and the pointwise conv over the
     join is the sum of its two halves' convs (an output's sum split in two: 1e-6 relative)."""
     depthwise, pointwise, *rest = block
-    if not (_keeps_channels_last(x) and _is_depthwise3(depthwise) and isinstance(pointwise, nn.Conv2d)
+    if not (SPEEDUPS["join_free_decoder"] and _keeps_channels_last(x) and _is_depthwise3(depthwise)
+            and isinstance(pointwise, nn.Conv2d)
             and pointwise.kernel_size == (1, 1) and pointwise.bias is None):
         return block(upsample_and_cat(x, skip))
     c = x.shape[1]

@@ -163,3 +163,42 @@ def test_channels_last_is_the_default_for_float32_tha3_on_the_cpu_only(synthetic
     assert half.dtype == torch.float16 and half.memory_format == torch.contiguous_format
     tha1_weights = WeightSet("tha1", "float", {name: tha1.build_network(name).state_dict() for name in tha1.NETWORKS})
     assert Poser(tha1_weights, device="cpu").memory_format == torch.contiguous_format
+
+
+def test_each_speedup_switched_off_changes_the_computation_not_the_picture(shared, real_poser, monkeypatch):
+    """bench/bench_speedups.py measures each eager speed-up against its switched-off path: each
+    switch must change which ops run, and the picture stays within 1e-4 of the official one (bit
+    for bit where the speed-up claims to be)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from tha_studio.neural import blocks
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.called = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            shapes = tuple(tuple(a.shape) for a in args if isinstance(a, torch.Tensor))
+            self.called.append((str(func), shapes))
+            return func(*args, **(kwargs or {}))
+
+    def frame():
+        real_poser.set_image(torch.from_numpy(case["image_in"]))  # every stage runs
+        with Ops() as ops:
+            final = real_poser.pose(case["pose"][None])[0]
+        return final, ops.called
+
+    case = np.load(real_cases(shared)[-1])
+    frame()  # the first frame also packs weights
+    on, ops_on = frame()
+    summed_taps = {"resize_as_transposed_conv", "join_free_decoder"}  # 1e-7 relative, not bit for bit
+    for name in blocks.SPEEDUPS:
+        monkeypatch.setitem(blocks.SPEEDUPS, name, False)
+        off, ops_off = frame()
+        monkeypatch.setitem(blocks.SPEEDUPS, name, True)
+        assert ops_off != ops_on, f"switching {name} off changed nothing"
+        if name not in summed_taps:
+            assert torch.equal(off, on), f"{name} off: {(off - on).abs().max():.2e} from on"
+        difference = np.abs(off.numpy() - case["image_out"]).max()
+        assert difference <= 1e-4, f"{name} off: {difference:.2e} from the official picture"
