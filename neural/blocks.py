@@ -127,7 +127,7 @@ def conv(in_channels, out_channels, kernel_size, stride=1, separable=False):
 # weights it reorders them on every call, which costs a tenth of a THA3 pointwise conv at the
 # bottleneck. Inference on channels-last tensors hands it weights it reordered once: the same
 # kernel and sums, bit for bit (tests/neural/test_blocks.py), 3% of a random THA3 frame on the CPU
-# (bench/bench_speedups.py), for a second copy of those weights (52 MiB of THA3 separable's 55). The ops
+# (bench/bench_speedups.py), for a second copy of those weights (54 MiB of THA3 separable's 55). The ops
 # are PyTorch's own (those its compiler's frozen CPU graphs call).
 _ONEDNN = {"usable": torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
            and hasattr(torch.ops.mkldnn, "_reorder_convolution_weight")}
@@ -190,7 +190,7 @@ def conv_transpose(in_channels, out_channels, separable=False):
         return [nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1, bias=False)]
     return [
         nn.ConvTranspose2d(in_channels, in_channels, 4, 2, 1, groups=in_channels, bias=False),
-        nn.Conv2d(in_channels, out_channels, 1, bias=False),
+        PackedConv2d(in_channels, out_channels, 1, bias=False),
     ]
 
 

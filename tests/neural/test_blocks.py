@@ -219,6 +219,19 @@ def test_a_conv_with_weights_reordered_once_gives_the_plain_convs_values_bit_for
     assert torch.equal(packed, plain)
 
 
+def test_an_upsample_blocks_pointwise_conv_reorders_its_weights_once_too():
+    # THA3's face morpher and eyebrow combiner decoders: transposed depthwise, then this conv.
+    torch.manual_seed(0)
+    transposed, conv = blocks.conv_transpose(32, 16, separable=True)
+    assert isinstance(conv, blocks.PackedConv2d)
+    with torch.no_grad():
+        x = transposed(offset_activations((1, 32, 10, 10)))
+        packed = conv(x)
+        plain = F.conv2d(x, conv.weight)
+    assert "weight" in blocks._PACKED_WEIGHTS.get(conv, {}), "the reordered weights were not used"
+    assert torch.equal(packed, plain)
+
+
 def test_reordered_weights_follow_a_change_of_the_weights():
     torch.manual_seed(0)
     conv = blocks.conv(32, 16, 3, 1, separable=True)[1]
