@@ -84,10 +84,11 @@ class OrtPoser:
     backend = BACKEND
 
     def __init__(self, weights=None, device="auto", precision="auto", family=None, variant=None,
-                 threads=0, optimization="all", chunk_size=None):
+                 threads=0, optimization="all", chunk_size=None, spinning=False):
         """`weights`: a source (see weight_sources.Opener.open) or a WeightSet. `threads`: ONNX
         Runtime's intra-op threads (0: its choice, one per physical core). `optimization`: ONNX
-        Runtime's graph optimisation level (all, extended, basic, disabled)."""
+        Runtime's graph optimisation level (all, extended, basic, disabled). `spinning`: let the
+        threads spin-wait for work, ONNX Runtime's own default (off here: see session_options)."""
         if precision not in ("auto", "float32"):
             raise OrtError(f"precision {precision!r}: the ONNX Runtime backend runs float32 graphs only")
         if optimization not in OPTIMIZATION_LEVELS:
@@ -102,9 +103,7 @@ class OrtPoser:
         self.providers = resolve_providers(device)
         self.device = self.providers[0].replace("ExecutionProvider", "").lower()
         self.dtype = "float32"
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.graph_optimization_level = {
+        level = {
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
             "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -117,7 +116,7 @@ class OrtPoser:
             names = graphs.weight_names(self.family, self.variant, stage.name)
             values = [ort.OrtValue.ortvalue_from_numpy(flat[name]) for name in names]
             self._weight_values.append(values)
-            stage_options = _copy_options(ort, options)
+            stage_options = session_options(ort, threads, level, spinning)
             stage_options.add_external_initializers(list(names), values)
             template = graphs.template_bytes(self.family, self.variant, stage.name)
             self.sessions[stage.name] = ort.InferenceSession(template, stage_options, providers=self.providers)
@@ -180,8 +179,13 @@ class OrtPoser:
         return character_image.from_network(self.pose(poses))
 
 
-def _copy_options(ort, options):
-    copy = ort.SessionOptions()
-    copy.intra_op_num_threads = options.intra_op_num_threads
-    copy.graph_optimization_level = options.graph_optimization_level
-    return copy
+def session_options(ort, threads, level, spinning=False):
+    """One stage's session options. By default ONNX Runtime's pool threads spin while they wait
+    for work, holding cores that the caller's thread needs (Blender, the bake, the graph's own
+    next step): without spinning a THA3 frame poses 0.88x the time on two cores
+    (bench/bench_ort_threads.py)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = level
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    return options

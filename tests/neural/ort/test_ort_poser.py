@@ -209,3 +209,14 @@ def test_weights_of_another_family_or_variant_are_refused_naming_the_file(tmp_pa
         open_weights(tmp_path / "junk")
     weights = open_weights(file)  # and the file itself opens without torch
     assert (weights.family, weights.variant) == ("tha3", "separable_float")
+
+
+def test_its_threads_do_not_spin_waiting_for_work(tha3_data):
+    # ONNX Runtime's default spinning held the cores its caller needed (bench/bench_ort_threads.py).
+    for spinning, expected in ((False, "0"), (True, "1")):
+        poser = OrtPoser("tha3", device="cpu", threads=2, spinning=spinning)
+        for session in poser.sessions.values():
+            options = session.get_session_options()
+            assert options.get_session_config_entry("session.intra_op.allow_spinning") == expected
+    assert OrtPoser("tha3", device="cpu").sessions["rotation"].get_session_options().get_session_config_entry(
+        "session.intra_op.allow_spinning") == "0"
