@@ -104,7 +104,6 @@ def run_talk(args):
 
     from ..animation.blender import bake, sprite, sprite_scene, timeline
     from ..animation.core.sprite_settings import SpriteSettings
-    from ..lipsync.formats import read_cues
     from ..neural.ort.weight_sources import lasting_source
 
     picture, audio, dialog = inputs(args)
@@ -113,23 +112,15 @@ def run_talk(args):
     steps = Steps()
     started = time.perf_counter()
 
+    # Nothing is written until the sprite (which checks the picture) and the line (which checks the
+    # dialogue) are made: a bad one must not leave an empty scene over an earlier run's .blend.
     def build():
         bpy.ops.wm.read_homefile(use_empty=True)
-        # The picture and the dialogue are checked before anything is written: a bad one must not
-        # leave an empty scene over the .blend of an earlier run.
-        if timeline.source_kind(audio) == "audio":
-            timeline.audio_seconds(audio)
-        else:
-            read_cues(audio, frame_rate=max(args.fps, 24.0))
         scene = bpy.context.scene
         scene.render.fps = args.fps
         scene.frame_start = scene.frame_end = 1  # the line lengthens the scene to its own end
         settings = SpriteSettings(weights=lasting_source(args.weights), device=args.device)
-        obj = sprite.create_sprite(scene, picture, settings)
-        blend.parent.mkdir(parents=True, exist_ok=True)
-        # Saved before the bake, so that it goes to //tha_cache/<sprite>/ beside it.
-        bpy.ops.wm.save_as_mainfile(filepath=str(blend), check_existing=False)
-        return scene, obj
+        return scene, sprite.create_sprite(scene, picture, settings)
 
     scene, obj = steps.run("scene", build)
     job = timeline.LipSyncJob(scene, obj, audio, dialog=dialog, start_frame=1, rhubarb=args.rhubarb)
@@ -139,6 +130,9 @@ def run_talk(args):
     def life():
         for generator in ("blinks", "breathing", "sway"):
             timeline.place_generator(scene, obj, generator, {"seed": args.seed}, first, last)
+        blend.parent.mkdir(parents=True, exist_ok=True)
+        # Saved before the bake, so that it goes to //tha_cache/<sprite>/ beside it.
+        bpy.ops.wm.save_as_mainfile(filepath=str(blend), check_existing=False)
 
     steps.run("blinks, breathing, sway", life)
     baked = steps.job("bake", bake.BakeJob(scene, obj, first, last))
