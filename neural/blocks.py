@@ -126,8 +126,8 @@ def conv(in_channels, out_channels, kernel_size, stride=1, separable=False):
 # oneDNN computes a conv with its weights in a blocked layout of its own; handed PyTorch's plain
 # weights it reorders them on every call, which costs a tenth of a THA3 pointwise conv at the
 # bottleneck. Inference on channels-last tensors hands it weights it reordered once: the same
-# kernel and sums, bit for bit (tests/neural/test_blocks.py), 3% of a random THA3 frame on the CPU
-# (bench/bench_speedups.py), for a second copy of those weights (54 MiB of THA3 separable's 55). The ops
+# kernel and sums, bit for bit (tests/neural/test_blocks.py), 1-3% of a random THA3 frame on the CPU
+# (bench/bench_speedups.py, two runs), for a second copy of those weights (54 MiB of THA3 separable's 55). The ops
 # are PyTorch's own (those its compiler's frozen CPU graphs call).
 _ONEDNN = {"usable": torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
            and hasattr(torch.ops.mkldnn, "_reorder_convolution_weight")}
