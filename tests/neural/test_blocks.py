@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from tha_studio.neural import blocks
 
@@ -28,6 +29,21 @@ def norm_with_weights(channels, seed=1):
         norm.weight.copy_(0.5 + torch.rand(channels, generator=generator))
         norm.bias.copy_(torch.randn(channels, generator=generator))
     return norm.eval()
+
+
+class Ops(TorchDispatchMode):
+    """Records the ops that run inside it and the shapes of the tensors they make."""
+
+    def __init__(self):
+        super().__init__()
+        self.called, self.made = [], []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.called.append(str(func))
+        if isinstance(out, torch.Tensor):
+            self.made.append(tuple(out.shape))
+        return out
 
 
 def test_the_channels_last_instance_norm_keeps_float32_precision_on_large_planes():
@@ -159,6 +175,61 @@ def test_a_sequential_head_keeps_its_activation():
         (out,) = blocks.run_heads(x, head)
     assert out.abs().max() <= 1.0
     torch.testing.assert_close(out, head(x).detach(), rtol=0, atol=2e-6)
+
+
+def test_a_colour_heads_tanh_runs_as_a_sigmoid_in_inference_and_as_tanh_where_gradients_flow():
+    head = blocks.color_change_head(8, 4)
+    x = 4 * torch.randn(1, 8, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode(), Ops() as ops:
+        (fast,) = blocks.run_heads(x, head)
+    assert not any("tanh" in op for op in ops.called) and any("sigmoid" in op for op in ops.called)
+    exact = torch.tanh(F.conv2d(x, head[0].weight, head[0].bias, 1, 1)).detach()
+    torch.testing.assert_close(fast, exact, rtol=0, atol=3e-7)
+    (trained,) = blocks.run_heads(x, head)  # gradients on: the module's own tanh
+    assert trained.requires_grad and torch.equal(trained.detach(), exact)
+
+
+def test_a_blend_is_one_lerp_in_inference_and_the_official_expression_where_gradients_flow():
+    generator = torch.Generator().manual_seed(0)
+    alpha, change, image = (torch.rand(1, c, 32, 32, generator=generator) for c in (1, 4, 4))
+    official = change * alpha + image * (1 - alpha)
+    with torch.inference_mode(), Ops() as ops:
+        blended = blocks.apply_color_change(alpha, change, image)
+        rgb = blocks.apply_rgb_change(alpha, change, image)
+    assert ops.called.count("aten.lerp.Tensor") == 2 and "aten.mul.Tensor" not in ops.called
+    torch.testing.assert_close(blended, official, rtol=0, atol=1.2e-7)
+    torch.testing.assert_close(rgb[:, :3], official[:, :3], rtol=0, atol=1.2e-7)
+    assert torch.equal(rgb[:, 3:], image[:, 3:])
+    alpha.requires_grad_(True)
+    assert torch.equal(blocks.apply_color_change(alpha, change, image).detach(), official)
+
+
+@pytest.mark.parametrize("kernel_size, picture_channels", [(3, (4, 4, 2)), (7, (4,))])
+def test_a_first_block_over_the_pose_never_makes_the_pose_planes_and_normalises_the_same(kernel_size, picture_channels):
+    """The editor's (3x3 over three pictures) and the rotator's (7x7 over one) first blocks."""
+    torch.manual_seed(0)
+    planes, h, w = 6, 40, 36  # not square: each edge's own length
+    block = blocks.conv_block(sum(picture_channels) + planes, 32, kernel_size, 1, blocks.leaky_relu, separable=True)
+    block[2].load_state_dict(norm_with_weights(32).state_dict())
+    generator = torch.Generator().manual_seed(1)
+    # The first picture channels-last, the others as they come (the editor's flow is NCHW).
+    pictures = [2 * torch.rand(1, c, h, w, generator=generator) - 1 for c in picture_channels]
+    pictures[0] = pictures[0].contiguous(memory_format=CHANNELS_LAST)
+    pose = 2 * torch.rand(1, planes, generator=generator) - 1
+    with torch.inference_mode():
+        joined = torch.cat([*pictures, blocks.pose_planes(pose, h, w)], dim=1)  # NCHW: the plain block
+        expected = block(joined)
+        with Ops() as shapes:
+            ours = blocks.conv_block_over_pose(block, pictures, pose)
+        assert joined.shape not in shapes.made
+        assert ours.is_contiguous(memory_format=CHANNELS_LAST)
+        torch.testing.assert_close(ours, expected.contiguous(memory_format=CHANNELS_LAST), rtol=0, atol=2e-5)
+        # A picture no larger than the kernel has no inside: the planes are made.
+        small = [p[:, :, :kernel_size, :kernel_size] for p in pictures]
+        with Ops() as shapes:
+            plain = blocks.conv_block_over_pose(block, small, pose)
+        assert (1, joined.shape[1], kernel_size, kernel_size) in shapes.made
+        torch.testing.assert_close(plain, block(joined[:, :, :kernel_size, :kernel_size]), rtol=0, atol=2e-6)
 
 
 def test_heads_of_different_shapes_are_refused():
