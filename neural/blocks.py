@@ -34,7 +34,6 @@ SPEEDUPS = {
     "join_free_decoder": True,  # upsample_cat_conv_block: the U-Net's join never made
     "tanh_as_sigmoid": True,  # run_heads: a colour head's tanh as 2 sigmoid(2x) - 1
     "blend_as_lerp": True,  # apply_color_change: the blend as one torch.lerp
-    "pose_planes_unmade": True,  # conv_block_over_pose: a first block's pose planes folded into its edges
 }
 
 
@@ -247,20 +246,9 @@ class ResizeConvBlock(nn.Sequential):
 
 
 def _is_depthwise3(layer):
-    return _is_depthwise(layer) and layer.kernel_size == (3, 3)
-
-
-def _is_depthwise(layer):
-    """A depthwise conv of odd square kernel k, stride 1, padding k // 2, without bias."""
     return (isinstance(layer, nn.Conv2d) and layer.groups == layer.in_channels == layer.out_channels
-            and layer.kernel_size[0] == layer.kernel_size[1] and layer.kernel_size[0] % 2 == 1
-            and layer.stride == (1, 1) and layer.padding == (layer.kernel_size[0] // 2,) * 2
-            and layer.dilation == (1, 1) and layer.bias is None and layer.padding_mode == "zeros")
-
-
-def _is_pointwise(layer):
-    return (isinstance(layer, nn.Conv2d) and layer.kernel_size == (1, 1) and layer.stride == (1, 1)
-            and layer.groups == 1 and layer.bias is None)
+            and layer.kernel_size == (3, 3) and layer.stride == (1, 1) and layer.padding == (1, 1)
+            and layer.dilation == (1, 1) and layer.bias is None)
 
 
 # A transposed conv (stride 2, padding 1) carries source row i to output row 2i + p - 1 through
@@ -447,52 +435,6 @@ class PoserEncoderDecoder(nn.Module):
 
 
 # Image operations shared by the networks.
-
-
-def conv_block_over_pose(block, parts, pose):
-    """block(cat_channels([*parts, pose_planes(pose, h, w)])) for a conv block whose input is
-    pictures followed by the pose planes (the THA3 rotator's and editor's first blocks).
-
-    Separable, channels-last and one frame (eager inference on the CPU), the planes are never
-    made. A depthwise conv turns a constant plane into that constant times the sum of its
-    kernel's taps that fall inside the picture, so the pointwise conv's share of the planes is
-    one value per output channel, which the instance norm that follows takes away again, except
-    in the `padding` rows and columns at the edges, which get their difference to it added. The
-    values come from the same two convs over a (2 padding + 1)-pixel square of the planes, which
-    holds every edge case. The editor's input shrinks from 16 channels to 10 (the rotator's from
-    10 to 4). The constant is left out rather than added as the conv's bias: a large constant
-    under the norm's mean costs its rounding, which the warps downstream turned into 1.5e-4 in
-    one random frame of 40 (9.2e-5 at most without it, as with the planes made)."""
-    n, _, h, w = parts[0].shape
-    layers = list(block) if isinstance(block, nn.Sequential) else []
-    if not (SPEEDUPS["pose_planes_unmade"] and _eager_cpu_inference(parts[0]) and n == 1 and len(layers) > 2
-            and _is_depthwise(layers[0]) and _is_pointwise(layers[1]) and isinstance(layers[2], InstanceNorm)
-            and h > layers[0].kernel_size[0] and w > layers[0].kernel_size[0]
-            and layers[0].in_channels == sum(part.shape[1] for part in parts) + pose.shape[1]
-            and _keeps_channels_last(parts[0]) and pose.dtype == parts[0].dtype):  # (cat_channels keeps the first's layout)
-        return block(cat_channels([*parts, pose_planes(pose, h, w)]))
-    x = cat_channels(parts) if len(parts) > 1 else parts[0]
-    c, planes = x.shape[1], pose.shape[1]
-    depthwise, pointwise, *rest = layers
-    pad = depthwise.padding[0]
-    side = 2 * pad + 1
-    square = pose.view(1, planes, 1, 1).expand(1, planes, side, side)
-    pattern = F.conv2d(F.conv2d(square, depthwise.weight[c:], None, 1, pad, 1, planes), pointwise.weight[:, c:])
-    edge = pattern - pattern[:, :, pad : pad + 1, pad : pad + 1]  # (1, out, side, side): the edges' difference
-    picture_part = F.conv2d(x, depthwise.weight[:c], None, 1, pad, 1, c)
-    y = packed_conv2d(picture_part, pointwise.weight[:, :c], pointwise, "picture part")
-
-    def full_width(rows):  # the middle column repeated across the picture
-        return torch.cat([rows[..., :pad], rows[..., pad : pad + 1].expand(-1, -1, -1, w - 2 * pad),
-                          rows[..., pad + 1 :]], dim=3)
-
-    y[:, :, :pad] += full_width(edge[:, :, :pad])
-    y[:, :, h - pad :] += full_width(edge[:, :, pad + 1 :])
-    y[:, :, pad : h - pad, :pad] += edge[:, :, pad : pad + 1, :pad]
-    y[:, :, pad : h - pad, w - pad :] += edge[:, :, pad : pad + 1, pad + 1 :]
-    for layer in rest:
-        y = layer(y)
-    return y
 
 
 def pose_planes(pose, height, width):

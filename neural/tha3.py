@@ -18,7 +18,7 @@ from torch import nn
 
 from ..pose.schema import get_schema
 from . import blocks
-from .blocks import apply_color_change, apply_grid_change, apply_rgb_change, paste
+from .blocks import apply_color_change, apply_grid_change, apply_rgb_change, paste, pose_planes
 from .ort.stages import Stage
 from .staged import StagedPipeline
 
@@ -270,10 +270,8 @@ class ResizeConvEncoderDecoder(nn.Module):
             ]
         )
 
-    def forward(self, image, pose):
-        """image: the picture channels; pose: (n, 6), entering as constant planes after them."""
-        x = blocks.conv_block_over_pose(self.downsample_blocks[0], [image], pose)
-        for block in (*self.downsample_blocks[1:], *self.bottleneck_blocks, *self.upsample_blocks):
+    def forward(self, x):
+        for block in (*self.downsample_blocks, *self.bottleneck_blocks, *self.upsample_blocks):
             x = block(x)
         return x
 
@@ -290,7 +288,8 @@ class TwoAlgoFaceBodyRotator(nn.Module):
         self.grid_change_creator = blocks.grid_change_head(64)
 
     def forward(self, image, pose):
-        feature = self.encoder_decoder(image, pose)
+        n, _, h, w = image.shape
+        feature = self.encoder_decoder(blocks.cat_channels([image, pose_planes(pose, h, w)]))
         grid_change, direct_image = blocks.run_heads(feature, self.grid_change_creator, self.direct_creator)
         warped_image = apply_grid_change(grid_change, image)
         return [direct_image, warped_image, grid_change]
@@ -319,12 +318,9 @@ class ResizeConvUNet(nn.Module):
             ]
         )
 
-    def forward(self, pictures, pose):
-        """pictures: the input pictures (a list, joined on channels); pose: (n, 6), entering as
-        constant planes after them."""
-        x = blocks.conv_block_over_pose(self.downsample_blocks[0], pictures, pose)
-        skips = [x]
-        for block in self.downsample_blocks[1:]:
+    def forward(self, x):
+        skips = []
+        for block in self.downsample_blocks:
             x = block(x)
             skips.append(x)
         for block in self.bottleneck_blocks:
@@ -347,7 +343,8 @@ class Editor(nn.Module):
         self.grid_change_creator = blocks.grid_change_head(32)
 
     def forward(self, original_image, warped_image, grid_change, pose):
-        feature = self.body([original_image, warped_image, grid_change], pose)
+        n, _, h, w = original_image.shape
+        feature = self.body(blocks.cat_channels([original_image, warped_image, grid_change, pose_planes(pose, h, w)]))
         grid_correction, color_change, alpha = blocks.run_heads(
             feature, self.grid_change_creator, self.color_change_creator, self.alpha_creator)
         output_grid_change = grid_change + grid_correction

@@ -204,34 +204,6 @@ def test_a_blend_is_one_lerp_in_inference_and_the_official_expression_where_grad
     assert torch.equal(blocks.apply_color_change(alpha, change, image).detach(), official)
 
 
-@pytest.mark.parametrize("kernel_size, picture_channels", [(3, (4, 4, 2)), (7, (4,))])
-def test_a_first_block_over_the_pose_never_makes_the_pose_planes_and_normalises_the_same(kernel_size, picture_channels):
-    """The editor's (3x3 over three pictures) and the rotator's (7x7 over one) first blocks."""
-    torch.manual_seed(0)
-    planes, h, w = 6, 40, 36  # not square: each edge's own length
-    block = blocks.conv_block(sum(picture_channels) + planes, 32, kernel_size, 1, blocks.leaky_relu, separable=True)
-    block[2].load_state_dict(norm_with_weights(32).state_dict())
-    generator = torch.Generator().manual_seed(1)
-    # The first picture channels-last, the others as they come (the editor's flow is NCHW).
-    pictures = [2 * torch.rand(1, c, h, w, generator=generator) - 1 for c in picture_channels]
-    pictures[0] = pictures[0].contiguous(memory_format=CHANNELS_LAST)
-    pose = 2 * torch.rand(1, planes, generator=generator) - 1
-    with torch.inference_mode():
-        joined = torch.cat([*pictures, blocks.pose_planes(pose, h, w)], dim=1)  # NCHW: the plain block
-        expected = block(joined)
-        with Ops() as shapes:
-            ours = blocks.conv_block_over_pose(block, pictures, pose)
-        assert joined.shape not in shapes.made
-        assert ours.is_contiguous(memory_format=CHANNELS_LAST)
-        torch.testing.assert_close(ours, expected.contiguous(memory_format=CHANNELS_LAST), rtol=0, atol=2e-5)
-        # A picture no larger than the kernel has no inside: the planes are made.
-        small = [p[:, :, :kernel_size, :kernel_size] for p in pictures]
-        with Ops() as shapes:
-            plain = blocks.conv_block_over_pose(block, small, pose)
-        assert (1, joined.shape[1], kernel_size, kernel_size) in shapes.made
-        torch.testing.assert_close(plain, block(joined[:, :, :kernel_size, :kernel_size]), rtol=0, atol=2e-6)
-
-
 def test_heads_of_different_shapes_are_refused():
     with pytest.raises(ValueError, match="one geometry"):
         blocks.run_heads(torch.randn(1, 8, 16, 16), nn.Conv2d(8, 2, 3, 1, 1), nn.Conv2d(8, 2, 1))
