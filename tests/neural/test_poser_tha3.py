@@ -203,4 +203,3 @@ def test_each_speedup_switched_off_changes_the_computation_not_the_picture(share
             assert torch.equal(off, on), f"{name} off: {(off - on).abs().max():.2e} from on"
         difference = np.abs(off.numpy() - case["image_out"]).max()
         assert difference <= 1e-4, f"{name} off: {difference:.2e} from the official picture"
-
