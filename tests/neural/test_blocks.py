@@ -6,9 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from tha_studio.neural import blocks
+
+from op_record import RecordedOps
 
 CHANNELS_LAST = torch.channels_last
 
@@ -29,21 +30,6 @@ def norm_with_weights(channels, seed=1):
         norm.weight.copy_(0.5 + torch.rand(channels, generator=generator))
         norm.bias.copy_(torch.randn(channels, generator=generator))
     return norm.eval()
-
-
-class Ops(TorchDispatchMode):
-    """Records the ops that run inside it and the shapes of the tensors they make."""
-
-    def __init__(self):
-        super().__init__()
-        self.called, self.made = [], []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        self.called.append(str(func))
-        if isinstance(out, torch.Tensor):
-            self.made.append(tuple(out.shape))
-        return out
 
 
 def test_the_channels_last_instance_norm_keeps_float32_precision_on_large_planes():
@@ -180,9 +166,9 @@ def test_a_sequential_head_keeps_its_activation():
 def test_a_colour_heads_tanh_runs_as_a_sigmoid_in_inference_and_as_tanh_where_gradients_flow():
     head = blocks.color_change_head(8, 4)
     x = 4 * torch.randn(1, 8, 16, 16, generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode(), Ops() as ops:
+    with torch.inference_mode(), RecordedOps() as ops:
         (fast,) = blocks.run_heads(x, head)
-    assert not any("tanh" in op for op in ops.called) and any("sigmoid" in op for op in ops.called)
+    assert not any("tanh" in op for op in ops.names) and any("sigmoid" in op for op in ops.names)
     exact = torch.tanh(F.conv2d(x, head[0].weight, head[0].bias, 1, 1)).detach()
     torch.testing.assert_close(fast, exact, rtol=0, atol=3e-7)
     (trained,) = blocks.run_heads(x, head)  # gradients on: the module's own tanh
@@ -193,10 +179,10 @@ def test_a_blend_is_one_lerp_in_inference_and_the_official_expression_where_grad
     generator = torch.Generator().manual_seed(0)
     alpha, change, image = (torch.rand(1, c, 32, 32, generator=generator) for c in (1, 4, 4))
     official = change * alpha + image * (1 - alpha)
-    with torch.inference_mode(), Ops() as ops:
+    with torch.inference_mode(), RecordedOps() as ops:
         blended = blocks.apply_color_change(alpha, change, image)
         rgb = blocks.apply_rgb_change(alpha, change, image)
-    assert ops.called.count("aten.lerp.Tensor") == 2 and "aten.mul.Tensor" not in ops.called
+    assert ops.names.count("aten.lerp.Tensor") == 2 and "aten.mul.Tensor" not in ops.names
     torch.testing.assert_close(blended, official, rtol=0, atol=1.2e-7)
     torch.testing.assert_close(rgb[:, :3], official[:, :3], rtol=0, atol=1.2e-7)
     assert torch.equal(rgb[:, 3:], image[:, 3:])

@@ -169,23 +169,13 @@ def test_each_speedup_switched_off_changes_the_computation_not_the_picture(share
     """bench/bench_speedups.py measures each eager speed-up against its switched-off path: each
     switch must change which ops run, and the picture stays within 1e-4 of the official one (bit
     for bit where the speed-up claims to be)."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
     from tha_studio.neural import blocks
 
-    class Ops(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.called = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            shapes = tuple(tuple(a.shape) for a in args if isinstance(a, torch.Tensor))
-            self.called.append((str(func), shapes))
-            return func(*args, **(kwargs or {}))
+    from op_record import RecordedOps
 
     def frame():
         real_poser.set_image(torch.from_numpy(case["image_in"]))  # every stage runs
-        with Ops() as ops:
+        with RecordedOps() as ops:
             final = real_poser.pose(case["pose"][None])[0]
         return final, ops.called
 
