@@ -9,6 +9,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from .errors import UserError
+
 TEMP_SUFFIX = ".tmp"
 MAX_NAME_BYTES = 255  # a file name's limit on ext4, XFS, Btrfs, APFS and NTFS (in UTF-16 units there)
 TAG_ROOM = 48  # bytes kept for ".<tag>" in a temporary name (tags are a shard and a process id)
@@ -32,11 +34,22 @@ def temp_path_for(path, tag=None):
     return path.with_name(f"{temp_stem(path)}.{tag}{TEMP_SUFFIX}")
 
 
+class TargetIsFolder(UserError, IsADirectoryError):
+    """The path to write names a folder (`--out renders/` where a file was meant)."""
+
+
+def _check_target(path):
+    # Otherwise the rename fails with the temporary file's name in its message, not the user's.
+    if path.is_dir():
+        raise TargetIsFolder(f"{path}: is a folder; give the name of a file to write")
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
 def write_chunks_atomic(path, chunks, tag=None):
     """Write an iterable of bytes as one file, a chunk at a time (a file larger than memory, such
     as a million-line manifest, never needs to be held whole)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _check_target(path)
     temp = temp_path_for(path, tag)
     try:
         with open(temp, "wb", buffering=1 << 20) as handle:
@@ -67,7 +80,7 @@ def write_atomically(path, write, tag=None):
     .blend savers. A writer that leaves no file or an empty one is an error, not a success.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _check_target(path)
     temp = temp_path_for(path, tag)
     try:
         write(str(temp))

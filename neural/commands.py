@@ -76,6 +76,8 @@ def parse_parameters(schema, items):
         name, sep, text = item.partition("=")
         if not sep or not name:
             raise CommandError(f"pose parameter {item!r} is not NAME=VALUE (e.g. mouth_aaa=1)")
+        if name in values:  # the later one would silently win: say so instead
+            raise CommandError(f"pose parameter {name} is given twice")
         try:
             values[name] = float(text)
         except ValueError:

@@ -26,6 +26,7 @@ def test_pose_writes_the_posed_png(tha3_data, tmp_path, capsys):
         (["head_y"], "is not NAME=VALUE"),
         (["head_y=left"], "'left' is not a number"),
         (["head_y=3"], r"head_y=3.0 is outside \[-1.0, 1.0\]"),
+        (["mouth_aaa=1", "mouth_aaa=0"], "mouth_aaa is given twice"),
     ],
 )
 def test_bad_parameters_are_one_line_errors(tha3_data, tmp_path, capsys, parameters, message):

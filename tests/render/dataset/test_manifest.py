@@ -6,7 +6,7 @@ import os
 import pytest
 
 from tha_studio.render.dataset import manifest
-from tha_studio.atomic_files import remove_stale_temps, temp_path_for, write_text_atomic
+from tha_studio.atomic_files import TargetIsFolder, remove_stale_temps, temp_path_for, write_atomically, write_text_atomic
 
 
 def example(model, index, split="train"):
@@ -100,6 +100,16 @@ def test_atomic_write_leaves_no_temp_and_stale_temps_of_one_tag_are_removed(tmp_
     mine.write_text("half"), theirs.write_text("half")
     assert remove_stale_temps(tmp_path, "s1of2-") == 1
     assert not mine.exists() and theirs.exists()
+
+
+def test_a_folder_as_the_target_is_named_and_left_as_it_was(tmp_path):
+    # `--out renders` where renders/ exists: the error names it, not the temporary file.
+    folder = tmp_path / "renders"
+    (folder / "kept").mkdir(parents=True)
+    for write in (lambda: write_text_atomic(folder, "x"), lambda: write_atomically(folder, lambda p: open(p, "w").write("x"))):
+        with pytest.raises(TargetIsFolder, match=f"{folder}: is a folder; give the name of a file to write"):
+            write()
+    assert os.listdir(folder) == ["kept"] and os.listdir(tmp_path) == ["renders"]
 
 
 def failure(model, reason):
