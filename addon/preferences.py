@@ -75,7 +75,7 @@ class THAStudioPreferences(bpy.types.AddonPreferences):
         items=(
             ("auto", "Automatic", "The weights' own (half weights run in float32 on the CPU)"),
             ("float32", "Float32", ""),
-            ("float16", "Float16", "Half precision: less GPU memory; not on the CPU"),
+            ("float16", "Float16", "Half precision: less GPU memory; GPUs only (refused on the CPU)"),
         ),
         default="auto",
     )

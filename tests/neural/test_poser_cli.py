@@ -38,6 +38,14 @@ def test_bad_parameters_are_one_line_errors(tha3_data, tmp_path, capsys, paramet
     assert not (tmp_path / "x.png").exists()
 
 
+def test_float16_on_the_cpu_is_refused_before_any_work(tha3_data, tmp_path, capsys):
+    out = tmp_path / "x.png"
+    args = ["pose", "--image", str(tha3_data / "images/crypko_00.png"), "--out", str(out), "--device", "cpu"]
+    assert main([*args, "--precision", "float16", "mouth_aaa=1"]) == 1
+    assert "precision 'float16' runs on a GPU only" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_unusable_picture_is_named(tmp_path, capsys):
     flat = tmp_path / "flat.png"
     Image.new("RGB", (512, 512), "white").save(flat)
