@@ -9,8 +9,6 @@ import hashlib
 import os
 from pathlib import Path
 
-from .errors import UserError
-
 TEMP_SUFFIX = ".tmp"
 MAX_NAME_BYTES = 255  # a file name's limit on ext4, XFS, Btrfs, APFS and NTFS (in UTF-16 units there)
 TAG_ROOM = 48  # bytes kept for ".<tag>" in a temporary name (tags are a shard and a process id)
@@ -34,8 +32,10 @@ def temp_path_for(path, tag=None):
     return path.with_name(f"{temp_stem(path)}.{tag}{TEMP_SUFFIX}")
 
 
-class TargetIsFolder(UserError, IsADirectoryError):
-    """The path to write names a folder (`--out renders/` where a file was meant)."""
+class TargetIsFolder(IsADirectoryError):
+    """The path to write names a folder (`--out renders/` where a file was meant). An OSError,
+    which the command line and the operators report as the user's to act on; no UserError base,
+    as this module is stdlib only (scripts/fetch_wheels.py runs it before the package exists)."""
 
 
 def _check_target(path):

