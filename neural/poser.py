@@ -76,8 +76,9 @@ def resolve_dtype(precision, variant, device):
         return torch.float32
     if precision == "float16":
         if device.type == "cpu":
-            # Measured (torch 2.13.0): PyTorch's CPU float16 convs take a THA3 frame 57 s against
-            # 0.35 s in float32, and its CPU warp (grid_sample) returns NaN, a blank picture.
+            # Measured (torch 2.13.0): a THA3 `pose` run took 57 s against 3.5 s in float32 (the
+            # convs fall back to a slow kernel), and the CPU warp (grid_sample) returns NaN for
+            # float16 pictures: the result was a blank picture.
             raise ValueError("precision 'float16' runs on a GPU only: on the CPU PyTorch's float16 "
                              "convolutions are over 100x slower than float32 and its warp returns NaN; "
                              "choose float32 or auto")
