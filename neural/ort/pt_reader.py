@@ -141,6 +141,8 @@ def read_state_dict(path):
     except PtFileError:
         raise
     except zipfile.BadZipFile:
+        if path.stat().st_size == 0:  # (an interrupted copy, often: say so, as the torch reader does)
+            raise PtFileError(f"{path}: not a PyTorch weights file (it is empty)") from None
         raise PtFileError(f"{path}: not a readable PyTorch weights file (not a zip archive; files saved by "
                           f"torch older than 1.6 need torch to read)") from None
     except (pickle.UnpicklingError, KeyError, EOFError, ValueError, TypeError, OSError) as error:

