@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "animation.talk_commands",  # the main job first
     "render.commands",
     "render.dataset_commands",
+    "pose.commands",
     "neural.commands",
     "neural.train.commands",
     "lipsync.commands",

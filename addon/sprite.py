@@ -64,18 +64,42 @@ class THA_OT_add_talking_head(bpy.types.Operator, ImportHelper):
     )
     size: bpy.props.FloatProperty(name="Height", default=sprites.DEFAULT_SIZE, min=0.01, soft_max=10.0,
                                   unit="LENGTH", description="The picture's height (THA's head box is a quarter of it)")
+    fit: bpy.props.BoolProperty(
+        name="Fit head into THA's box", default=False,
+        description="Scale and move the picture so the head fills THA's head box (for a picture not made for THA: "
+        "a full-body drawing, a head too small or off-centre). The fitted copy is packed")
+    head_top: bpy.props.IntProperty(
+        name="Head Top", default=-1, min=-1,
+        description="Row of the top of the head (hair included) in the picture's pixels, 0 at the top; -1: find it")
+    chin: bpy.props.IntProperty(
+        name="Chin", default=-1, min=-1, description="Row of the chin in the picture's pixels; -1: find it at the neck")
+
+    def draw(self, context):
+        layout = self.layout
+        for name in ("schema", "pack", "size", "fit"):
+            layout.prop(self, name)
+        column = layout.column(align=True)
+        column.active = self.fit
+        column.prop(self, "head_top")
+        column.prop(self, "chin")
 
     @reports_errors
     def execute(self, context):
         settings = settings_from_preferences(context, self.schema)
         live.check_weights(settings)
+        fit = None
+        if self.fit:
+            fit = {"top": None if self.head_top < 0 else self.head_top, "chin": None if self.chin < 0 else self.chin,
+                   "centre": None}
         obj = sprites.create_sprite(context.scene, self.filepath, settings, size=self.size, pack=self.pack,
-                                    location=tuple(context.scene.cursor.location))
+                                    location=tuple(context.scene.cursor.location), fit=fit)
         for other in context.view_layer.objects:
             other.select_set(False)
         obj.select_set(True)
         context.view_layer.objects.active = obj
-        self.report({"INFO"}, f"Added {obj.name}: {len(get_schema(self.schema).names)} pose sliders")
+        fitted = sprites.fit_description(obj)
+        self.report({"INFO"}, f"Added {obj.name}: {len(get_schema(self.schema).names)} pose sliders"
+                    + (f"; fitted {fitted}" if fitted else ""))
         return {"FINISHED"}
 
 

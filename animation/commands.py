@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ..commands import CommandError
+from ..pose.commands import add_fit_arguments, fit_request
 
 ENGINES = ("workbench", "cycles", "eevee")
 
@@ -44,6 +45,7 @@ def add_subcommands(subparsers):
     parser.add_argument("--resolution", type=int, default=512, help="render width and height (default: 512)")
     parser.add_argument("--no-bake", action="store_true",
                         help="render live (posed while rendering) instead of baking first")
+    add_fit_arguments(parser)
     parser.set_defaults(func=run_sprite)
     add_lipsync_subcommand(subparsers)
 
@@ -69,6 +71,7 @@ def run_sprite(args):
         raise CommandError(f"{args.blend}: the output must be a .blend file")
     if args.no_bake and args.video:
         raise CommandError("--no-bake renders --render frames only; a video is rendered from baked frames")
+    fit = fit_request(args)
     timings = {}
     started = time.perf_counter()
     bpy.ops.wm.read_homefile(use_empty=True)
@@ -78,7 +81,9 @@ def run_sprite(args):
     # Saved first, so that the cache folder is //tha_cache/<sprite>/ beside it.
     bpy.ops.wm.save_as_mainfile(filepath=str(args.blend.resolve()), check_existing=False)
     settings = SpriteSettings(schema=args.schema, weights=lasting_source(args.weights), device=args.device)
-    obj = sprite.create_sprite(scene, args.image, settings)
+    obj = sprite.create_sprite(scene, args.image, settings, fit=fit)
+    if fit is not None:
+        print(f"picture fitted: {sprite.fit_description(obj)}")
     first, last = (1, 1)
     if args.keys:
         first, last = sprite_scene.key_from_file(obj, args.keys)

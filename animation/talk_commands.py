@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from ..commands import CommandError
+from ..pose.commands import add_fit_arguments, fit_request
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_AUDIO = PACKAGE_ROOT / "samples" / "hello.flac"
@@ -48,6 +49,7 @@ def add_subcommands(subparsers):
     parser.add_argument("--resolution", type=int, default=512, help="video width and height (default: 512)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the blinks and sway (default: 1)")
     parser.add_argument("--rhubarb", type=Path, default=None, help="Rhubarb Lip Sync executable (default: look on PATH)")
+    add_fit_arguments(parser)
     parser.set_defaults(func=run_talk)
 
 
@@ -107,6 +109,7 @@ def run_talk(args):
     from ..neural.ort.weight_sources import lasting_source
 
     picture, audio, dialog = inputs(args)
+    fit = fit_request(args)
     out = args.out.resolve()
     blend, video = out.with_suffix(".blend"), out.with_suffix(".mp4")
     steps = Steps()
@@ -120,9 +123,11 @@ def run_talk(args):
         scene.render.fps = args.fps
         scene.frame_start = scene.frame_end = 1  # the line lengthens the scene to its own end
         settings = SpriteSettings(weights=lasting_source(args.weights), device=args.device)
-        return scene, sprite.create_sprite(scene, picture, settings)
+        return scene, sprite.create_sprite(scene, picture, settings, fit=fit)
 
     scene, obj = steps.run("scene", build)
+    if fit is not None:
+        print(f"picture fitted: {sprite.fit_description(obj)}")
     job = timeline.LipSyncJob(scene, obj, audio, dialog=dialog, start_frame=1, rhubarb=args.rhubarb)
     line = steps.job("lip sync", job)
     first, last = scene.frame_start, scene.frame_end

