@@ -130,7 +130,9 @@ def _add_sliders(obj, schema):
         key = obj.shape_key_add(name=parameter.name, from_mix=False)
         key.slider_min = parameter.minimum
         key.slider_max = parameter.maximum
-        key.value = parameter.default
+        # 0 for every slider: the picture as drawn. (Not the official demos' slider defaults, whose
+        # mouth_aaa starts at 1: a new sprite would talk before anything is keyed.)
+        key.value = 0.0
     obj.data.shape_keys.name = f"{obj.name} pose"
 
 
@@ -254,8 +256,9 @@ def set_pose(obj, values):
 
 
 def reset_pose(obj):
+    """Every slider back to 0: the picture as drawn (eyes open, mouth closed, facing forward)."""
     schema = get_schema(settings_of(obj).schema)
-    set_pose(obj, {p.name: p.default for p in schema.parameters})
+    set_pose(obj, {name: 0.0 for name in schema.names})
 
 
 def key_pose(obj, values, frame):

@@ -211,6 +211,11 @@ def test_sliders_are_shape_keys_that_key_drive_and_undo(ext, ext_module, picture
     assert [k.name for k in key.key_blocks[1:]] == list(schema.names)
     mouth = key.key_blocks["mouth_aaa"]
     assert (mouth.slider_min, mouth.slider_max) == (0.0, 1.0)
+    # A new sprite shows the picture as drawn (the official demos start THA3's mouth open at 1).
+    assert [k.value for k in key.key_blocks[1:]] == [0.0] * len(schema.names)
+    sprite.set_pose(obj, {"mouth_aaa": 0.7, "head_y": -0.3})
+    assert bpy.ops.tha_studio.reset_pose() == {"FINISHED"}
+    assert [k.value for k in key.key_blocks[1:]] == [0.0] * len(schema.names)
     assert (key.key_blocks["head_x"].slider_min, key.key_blocks["head_x"].slider_max) == (-1.0, 1.0)
     # They never move the plane: every key's coordinates are the basis's.
     basis = np.array([v.co[:] for v in key.key_blocks["Basis"].data])
