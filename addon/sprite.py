@@ -104,7 +104,7 @@ class THA_OT_add_talking_head(bpy.types.Operator, ImportHelper):
 
 
 class THA_OT_reset_pose(bpy.types.Operator):
-    """Put every pose slider of the sprite back to 0: the picture as drawn"""
+    """Put every pose slider of the sprite back to the picture as drawn"""
 
     bl_idname = "tha_studio.reset_pose"
     bl_label = "Reset Pose"

@@ -5,9 +5,10 @@ each parameter's range, default and group, and says which slice of the pose vect
 sub-network takes (shared/reference/tha.md §2.2 and §6). The sliders, the pose sampler, the
 networks, the lip-sync mapping and the dataset manifest all read these objects.
 
-Zero is the identity pose for every parameter (eyes open, mouth closed, facing forward), so
-`vector()` starts from zeros; `defaults()` gives the official demos' slider defaults, where
-only the mouth starts open.
+Zero is eyes open, mouth closed, facing forward for every parameter, so `vector()` starts from
+zeros; that is the picture as drawn for THA2-THA4, while THA1 draws its pictures with the mouth
+open (`rest_pose()`). `defaults()` gives the official demos' slider defaults, where only the
+mouth starts open.
 """
 
 import difflib
@@ -102,7 +103,7 @@ class PoseSchema:
         return tuple(self.index(name) for name in self.group_names(group))
 
     def neutral(self):
-        """The identity pose: the network returns the picture as it is."""
+        """All zeros: eyes open, mouth closed, facing forward (THA2-THA4: the picture as it is)."""
         return np.zeros(self.size, dtype=np.float32)
 
     def rest_pose(self):

@@ -126,13 +126,14 @@ def _plane_mesh(name, size):
 
 def _add_sliders(obj, schema):
     obj.shape_key_add(name="Basis", from_mix=False)
+    rest = schema.as_dict(schema.rest_pose())
     for parameter in schema.parameters:
         key = obj.shape_key_add(name=parameter.name, from_mix=False)
         key.slider_min = parameter.minimum
         key.slider_max = parameter.maximum
-        # 0 for every slider: the picture as drawn. (Not the official demos' slider defaults, whose
-        # mouth_aaa starts at 1: a new sprite would talk before anything is keyed.)
-        key.value = 0.0
+        # The picture as drawn (THA1 draws the mouth open, the others a neutral face); not the
+        # official demos' slider defaults, whose THA3 mouth_aaa starts at 1: the sprite would talk.
+        key.value = rest[parameter.name]
     obj.data.shape_keys.name = f"{obj.name} pose"
 
 
@@ -256,9 +257,9 @@ def set_pose(obj, values):
 
 
 def reset_pose(obj):
-    """Every slider back to 0: the picture as drawn (eyes open, mouth closed, facing forward)."""
+    """Every slider back to the picture as drawn (the schema's rest pose)."""
     schema = get_schema(settings_of(obj).schema)
-    set_pose(obj, {name: 0.0 for name in schema.names})
+    set_pose(obj, schema.as_dict(schema.rest_pose()))
 
 
 def key_pose(obj, values, frame):

@@ -216,6 +216,12 @@ def test_sliders_are_shape_keys_that_key_drive_and_undo(ext, ext_module, picture
     sprite.set_pose(obj, {"mouth_aaa": 0.7, "head_y": -0.3})
     assert bpy.ops.tha_studio.reset_pose() == {"FINISHED"}
     assert [k.value for k in key.key_blocks[1:]] == [0.0] * len(schema.names)
+    # THA1's pictures are drawn with the mouth wide open: its sliders start there.
+    settings = ext_module("animation.core.sprite_settings").SpriteSettings(schema="tha1")
+    tha1 = sprite.create_sprite(bpy.context.scene, picture, settings, name="tha1", fit={"top": 64, "chin": 192, "centre": 255.5})
+    assert {k.name: k.value for k in tha1.data.shape_keys.key_blocks[1:]} == {
+        "head_x": 0.0, "head_y": 0.0, "neck_z": 0.0, "left_eye": 0.0, "right_eye": 0.0, "mouth": 1.0}
+    bpy.context.view_layer.objects.active = obj
     assert (key.key_blocks["head_x"].slider_min, key.key_blocks["head_x"].slider_max) == (-1.0, 1.0)
     # They never move the plane: every key's coordinates are the basis's.
     basis = np.array([v.co[:] for v in key.key_blocks["Basis"].data])
