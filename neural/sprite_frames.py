@@ -21,6 +21,7 @@ import numpy as np
 
 from ..animation.core.bake_cache import POSE_STEP, dequantise_pose, picture_digest, pose_key, quantise_pose
 from ..atomic_files import sha256_file
+from ..errors import UserError
 from ..pose.character_image import prepare_character_image
 from ..pose.schema import get_schema
 from ..render.formats.png import encode_png
@@ -39,6 +40,20 @@ def shared_poser(weights="tha3", variant="", device="auto", precision="auto", ba
         if key not in _posers:
             _posers[key] = open_poser(key[0], key[1], device, precision, key[4])
         return _posers[key]
+
+
+class SlidersError(UserError, ValueError):
+    """Weights whose networks read other pose parameters than a sprite's sliders."""
+
+
+def check_sliders(poser, schema, weights=None):
+    """Refuse a poser whose pose vector is not `schema`'s: the sliders would drive the wrong
+    parameters. The same parameters under another family's name pass: THA4 students read THA3's 45."""
+    if tuple(poser.schema.names) != tuple(schema.names):
+        source = f"the weights {weights}" if weights else "the weights"
+        raise SlidersError(f"{source} are {poser.family.upper()} ({poser.schema.name} poses, {poser.schema.size} "
+                           f"parameters), not the {schema.name} sliders of the sprite ({schema.size})")
+    return poser
 
 
 def forget_posers():
@@ -77,9 +92,7 @@ class FrameSource:
         self.rgba = prepare_character_image(picture, self.schema)
         self.picture_digest = picture_digest(self.rgba)
         self.poser = poser or shared_poser(weights, variant, device, precision, backend)
-        if self.poser.schema.name != self.schema.name:
-            raise ValueError(f"the weights are {self.poser.family.upper()} ({self.poser.schema.name} poses); "
-                             f"this sprite's sliders are {self.schema.name}")
+        check_sliders(self.poser, self.schema, weights)
         self.weights_id = weights_identity(self.poser)
         self._prepared = None
         self._memory = OrderedDict()

@@ -23,7 +23,6 @@ import bpy
 import numpy as np
 from PIL import Image
 
-from ...errors import UserError
 from ...neural.backends import hold_freed_memory
 from ..core.bake_cache import BakeCache
 from . import sprite as sprites
@@ -73,13 +72,11 @@ def source_for(obj):
 def check_weights(settings):
     """Load (or reuse) a sprite's weights now, so a bad weights source is reported when the sprite
     is made rather than at its first frame. Returns the Poser."""
-    from ...neural.sprite_frames import shared_poser
+    from ...neural.sprite_frames import check_sliders, shared_poser
+    from ...pose.schema import get_schema
 
     poser = shared_poser(settings.weights, settings.variant, settings.device, settings.precision, settings.backend)
-    if poser.schema.name != settings.schema:
-        raise UserError(f"the weights {settings.weights} are {poser.family.upper()} ({poser.schema.name} poses), "
-                        f"not {settings.schema} as the sprite's sliders")
-    return poser
+    return check_sliders(poser, get_schema(settings.schema), settings.weights)
 
 
 def forget():

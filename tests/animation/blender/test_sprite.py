@@ -354,6 +354,29 @@ def test_a_weights_folder_missing_a_file_is_reported(ext, ext_module, picture, t
     assert not [o for o in bpy.data.objects if o.type == "MESH"]
 
 
+def test_a_tha4_student_poses_a_sprite_with_thas3_sliders_and_other_families_are_refused(ext, ext_module, shared, tmp_path):
+    # A THA4 student reads THA3's 45 parameters: the THA3 sliders drive it (the operator says so).
+    model = shared / "assets" / "golden" / "tha4_lambda_00"
+    sprite, bake_module = ext_module("animation.blender.sprite"), ext_module("animation.blender.bake")
+    preferences = ext_module("addon.preferences").preferences()
+    preferences.weights_source, preferences.weights_dir = "FOLDER", str(model)
+    try:
+        with pytest.raises(RuntimeError, match=r"tha4_lambda_00 are THA4 \(tha4 poses, 45 parameters\), not the tha2 sliders"):
+            bpy.ops.tha_studio.add_talking_head(filepath=str(model / "character.png"), schema="tha2")
+        assert bpy.ops.tha_studio.add_talking_head(filepath=str(model / "character.png"), schema="tha3") == {"FINISHED"}
+    finally:
+        preferences.weights_source = "PACKAGE"
+    obj = bpy.context.view_layer.objects.active
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "tha4.blend"))
+    sprite.key_pose(obj, {"mouth_aaa": 0.0}, 1)
+    sprite.key_pose(obj, {"mouth_aaa": 1.0}, 2)
+    result = bake_module.BakeJob(bpy.context.scene, obj, 1, 2).run()
+    assert result.computed == 2
+    closed, open_ = (read_rgba(path) for path in sorted((tmp_path / "tha_cache" / obj.name / "frames").glob("*.png")))
+    top, bottom, left, right = sprite.get_schema("tha3").head_box
+    assert np.abs(open_ - closed)[(top + bottom) // 2 : bottom, left:right].max() > 60  # the mouth opened
+
+
 def test_the_bake_operator_steps_its_job_and_reports(ext, ext_module, picture, tmp_path):
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "operator.blend"))
     sprite = ext_module("animation.blender.sprite")
