@@ -118,7 +118,7 @@ def run_sprite(args):
             timings["video"] = time.perf_counter() - step_started
     finally:
         live.set_rendering(False)
-    bpy.ops.wm.save_mainfile()
+    sprite_scene.save_over_draft()
     print(f"saved {args.blend.resolve()}")
     print("times: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))
     return 0

@@ -148,7 +148,7 @@ def run_talk(args):
         return sprite_scene.render_video(scene, video, first, last)
 
     steps.run("video", render)
-    steps.run("save", lambda: bpy.ops.wm.save_mainfile())
+    steps.run("save", sprite_scene.save_over_draft)
     print(f"lip sync: {line.message}")
     print(f"bake: {baked.frames} frames, {baked.distinct} distinct poses ({baked.computed} computed, "
           f"{baked.reused} reused) in {baked.folder}")

@@ -178,3 +178,16 @@ def render_video(scene, path, frame_start, frame_end, container="MPEG4"):
     if not path.is_file() or path.stat().st_size == 0:
         raise UserError(f"{path}: Blender wrote no video (is FFmpeg missing from this Blender?)")
     return path
+
+
+def save_over_draft():
+    """Save the open .blend over the draft a command saved earlier in its run (to give the bake
+    its //tha_cache/ folder), without turning that draft into a .blend1 backup beside the result.
+    (The command's first save is the one that keeps a backup of a file that was there before.)"""
+    filepaths = bpy.context.preferences.filepaths
+    versions = filepaths.save_version
+    filepaths.save_version = 0
+    try:
+        bpy.ops.wm.save_mainfile()
+    finally:
+        filepaths.save_version = versions

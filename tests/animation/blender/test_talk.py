@@ -37,6 +37,8 @@ def test_it_says_where_each_file_is_and_how_long_each_step_took(talk):
     for step in ("scene", "lip sync", "blinks, breathing, sway", "bake", "video", "save", "total"):
         assert f"{step} " in times
     assert "bake: " in talk["stderr"] and "%|" in talk["stderr"]  # progress bars while it works
+    # The draft saved before the bake (for its //tha_cache/ folder) leaves no .blend1 behind.
+    assert sorted(p.name for p in talk["folder"].iterdir() if p.suffix.startswith(".blend")) == ["talking_head.blend"]
 
 
 def test_the_video_has_a_picture_stream_and_the_sound_of_the_line(talk, ext, ext_module):
