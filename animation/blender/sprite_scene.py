@@ -54,8 +54,10 @@ def _keyframes_from_json(text, path):
     for frame, values in frames.items():
         if not isinstance(values, dict):
             raise KeyframeFileError(f"{path}: frame {frame}: expected a mapping of parameter to value")
-        keyed[_frame_number(frame, path, f"frame {frame!r}")] = {
-            str(name): _number(value, path, f"frame {frame}, {name}") for name, value in values.items()}
+        number = _frame_number(frame, path, f"frame {frame!r}")
+        if number in keyed:  # ("1" and "01"): one of them would be lost without a word
+            raise KeyframeFileError(f"{path}: frame {number} is keyed twice ({frame!r} and an earlier spelling)")
+        keyed[number] = {str(name): _number(value, path, f"frame {frame}, {name}") for name, value in values.items()}
     return keyed
 
 
@@ -64,13 +66,19 @@ def _keyframes_from_csv(text, path):
     if not rows or not rows[0] or rows[0][0].strip().lower() != "frame":
         raise KeyframeFileError(f"{path}: line 1: the header must start with 'frame'")
     names = [name.strip() for name in rows[0][1:]]
-    keyed = {}
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise KeyframeFileError(f"{path}: line 1: the header names {', '.join(twice)} twice")
+    keyed, lines = {}, {}
     for line, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue
         if len(row) > len(names) + 1:
             raise KeyframeFileError(f"{path}: line {line}: {len(row)} cells, the header has {len(names) + 1}")
         frame = _frame_number(row[0], path, f"line {line}")
+        if frame in keyed:
+            raise KeyframeFileError(f"{path}: line {line}: frame {frame} is keyed again (first on line {lines[frame]})")
+        lines[frame] = line
         keyed[frame] = {name: _number(cell, path, f"line {line}, {name}")
                         for name, cell in zip(names, row[1:]) if cell.strip()}
     return keyed

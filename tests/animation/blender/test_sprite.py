@@ -493,6 +493,10 @@ def test_the_sprite_command_keeps_a_relative_weights_folder_as_an_absolute_one(t
     ("wide.csv", "frame,mouth_aaa\n1,5\n", r"frame 1, mouth_aaa: 5 is outside \[0, 1\]"),
     ("far.csv", "frame,mouth_aaa\n999999999999,1\n", r"line 2: frame 999999999999 is outside Blender's frames"),
     ("early.json", '{"1": {"mouth_aaa": 1}, "-5": {"mouth_aaa": 0}}', r"frame '-5': frame -5 is outside"),
+    # Said twice, one of the two values used to be lost without a word.
+    ("again.csv", "frame,mouth_aaa\n1,1\n2,0\n1,0\n", r"line 4: frame 1 is keyed again \(first on line 2\)"),
+    ("spelt.json", '{"1": {"mouth_aaa": 1}, "01": {"mouth_aaa": 0}}', r"frame 1 is keyed twice \('01' and an earlier spelling\)"),
+    ("columns.csv", "frame,mouth_aaa,mouth_aaa\n1,1,0\n", r"line 1: the header names mouth_aaa twice"),
 ])
 def test_keyframes_a_slider_cannot_hold_are_named_and_key_nothing(tmp_path, ext_module, picture, name, text, problem):
     """A NaN or 1e400 keyed a NaN or infinite pose, a value past the slider was clamped without a
