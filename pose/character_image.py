@@ -207,6 +207,10 @@ class HeadPlacement:
     def describe(self):
         return f"head rows {self.top:.0f}-{self.chin:.0f}, centre column {self.centre:.0f} ({self.found})"
 
+    def scale_into(self, schema):
+        """The factor that makes this head as tall as `schema`'s head box."""
+        return (schema.head_box[1] - schema.head_box[0]) / (self.chin - self.top)
+
 
 def find_head(rgba, source="the picture", top=None, chin=None, centre=None):
     """The HeadPlacement of a character in an RGBA uint8 picture; given values are kept.
@@ -292,9 +296,9 @@ def fit_character_image(path_or_array, schema, top=None, chin=None, centre=None)
     rgba = np.asarray(image)
     check_background(rgba[..., 3], source)  # (an opaque background has no silhouette to find a head in)
     head = find_head(rgba, source, top, chin, centre)
-    box_top, box_bottom, box_left, box_right = schema.head_box
+    box_top, _, box_left, box_right = schema.head_box
     size = schema.image_size
-    scale = (box_bottom - box_top) / (head.chin - head.top)
+    scale = head.scale_into(schema)
     # Where the picture's pixel edge (0, 0) lands on the canvas; then the canvas pixels it covers.
     offset_x = (box_left + box_right) / 2 - (head.centre + 0.5) * scale
     offset_y = box_top - head.top * scale

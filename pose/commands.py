@@ -65,7 +65,6 @@ def run_fit_picture(args):
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(path, encode_png(rgba))
-    scale = (schema.head_box[1] - schema.head_box[0]) / (head.chin - head.top)
-    print(f"{path}: {args.image} with its {head.describe()} scaled {scale:.3g}x into the {schema.image_size}x"
+    print(f"{path}: {args.image} with its {head.describe()} scaled {head.scale_into(schema):.3g}x into the {schema.image_size}x"
           f"{schema.image_size} picture's head box; check it by eye, and give --head TOP,CHIN if the box is off")
     return 0
