@@ -144,8 +144,11 @@ class AudioReader:
         try:
             yield
         except soundfile.LibsndfileError as error:
-            reason = str(error.error_string if hasattr(error, "error_string") else error)
-            raise AudioError(f"{self.opening} It is not readable {self.kind} audio ({reason.rstrip('.')}).") from None
+            reason = str(error.error_string if hasattr(error, "error_string") else error).rstrip(".")
+            if reason.startswith("File does not exist"):
+                # libsndfile's word for any file its MP3 decoder gives up on; the file is there.
+                reason = "no audio frames could be decoded from it"
+            raise AudioError(f"{self.opening} It is not readable {self.kind} audio ({reason}).") from None
         except (RuntimeError, OSError) as error:
             raise AudioError(f"{self.opening} {error}") from None
 
@@ -201,6 +204,8 @@ def resample(samples, rate, target_rate):
     if rate == target_rate:
         return samples.astype(np.float32)
     count = int(round(len(samples) * target_rate / rate))
+    if count == 0:  # shorter than one sample at the target rate
+        return np.zeros(0, np.float32)
     spectrum = np.fft.rfft(samples)
     bins = count // 2 + 1
     if bins <= len(spectrum):
@@ -535,7 +540,8 @@ class Analysis(Job):
             pass
         self._reading = None
         samples, self.duration = self._reader.samples, self._reader.duration
-        samples = samples - float(np.mean(samples))  # DC offset would fool the VAD
+        if len(samples):
+            samples = samples - float(np.mean(samples))  # DC offset would fool the VAD
         self.pcm = to_pcm16(samples)
         self.length_cs = int(self.duration * 100)
         self.utterances = split_long_utterances(self.pcm, voice_activity(self.pcm))

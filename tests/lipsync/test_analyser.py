@@ -116,7 +116,9 @@ def test_bad_audio_gets_clear_messages(shared, tmp_path):
         tmp_path / "voice.m4a": "Unsupported file extension '.m4a'. Supported extensions are '.wav', '.ogg', '.flac', "
                                 "'.mp3'.",
         tmp_path / "voice.mp3": "Could not open sound file .*voice.mp3. It is not readable MP3 audio",
+        tmp_path / "text.mp3": r"text.mp3. It is not readable MP3 audio \(no audio frames could be decoded from it\)",
     }
+    (tmp_path / "text.mp3").write_text("hello")
     (tmp_path / "voice.m4a").write_bytes(b"\0\0\0\x20ftypM4A ")
     (tmp_path / "voice.mp3").write_bytes(b"ID3" + bytes(64))
     for path, message in cases.items():
@@ -133,6 +135,16 @@ def test_silence_gives_one_closed_cue(tmp_path, phonetic):
     soundfile.write(path, np.zeros(16000, dtype=np.float32), 16000)
     track = Analysis(path, recognizer_object=phonetic).run().track
     assert [(c.start, c.end, c.shape) for c in track] == [(0.0, 1.0, "X")]
+
+
+@pytest.mark.parametrize("frames", [1, 2, 100])
+def test_a_recording_of_a_few_samples_keeps_the_mouth_closed(tmp_path, phonetic, frames):
+    # One sample at 44.1 kHz is no sample at the analyser's 16 kHz: that was a numpy traceback.
+    path = tmp_path / "click.wav"
+    soundfile.write(path, np.full(frames, 0.5, dtype=np.float32), 44100)
+    result = Analysis(path, recognizer_object=phonetic).run()
+    assert result.utterances == []
+    assert {c.shape for c in result.track} <= {"X"}
 
 
 def test_the_job_steps_reports_progress_and_cancels(shared, phonetic):
