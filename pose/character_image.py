@@ -75,14 +75,15 @@ def zero_hidden_colour(rgba):
 
 def _open_rgba(path_or_array):
     """(RGBA PIL image, source name); refuses pictures without an alpha channel."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     if isinstance(path_or_array, (str, Path)):
         source = str(path_or_array)
         try:
             with Image.open(source) as opened:
                 opened.load()
-                image = opened
+                # Upright as every viewer shows it (a phone's or an editor's orientation tag).
+                image = ImageOps.exif_transpose(opened)
         except FileNotFoundError:
             raise CharacterImageError(source, "no such file") from None
         except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
@@ -106,6 +107,21 @@ def _open_rgba(path_or_array):
         else:
             raise CharacterImageError(source, f"expected uint8 or [0, 1] float values, got {array.dtype}")
     return Image.fromarray(array, "RGBA"), source
+
+
+ORIENTATION_TAG = 0x0112  # EXIF's Orientation: 1 is upright
+
+
+def turned_by_exif(path):
+    """Whether the picture file's EXIF orientation turns or mirrors it (as THA Studio reads it,
+    upright; Blender loads the pixels as stored and ignores the tag)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as opened:
+            return opened.getexif().get(ORIENTATION_TAG, 1) not in (1, None)
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False  # (an unreadable picture is named by _open_rgba)
 
 
 def _square(image, size, source):

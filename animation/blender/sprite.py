@@ -29,7 +29,7 @@ import bpy
 import numpy as np
 
 from ...errors import UserError
-from ...pose.character_image import CharacterImageError, fit_character_image, prepare_character_image
+from ...pose.character_image import CharacterImageError, fit_character_image, prepare_character_image, turned_by_exif
 from ...pose.schema import get_schema
 from ..core.bake_cache import picture_digest
 from ..core.sprite_settings import PROPERTY, SpriteSettings
@@ -69,10 +69,11 @@ def create_sprite(scene, picture_path, settings=None, name=None, size=DEFAULT_SI
     The picture is checked and prepared for the schema first (CharacterImageError names the file
     and what is wrong: no alpha, opaque background, head outside the box, ...), so nothing is
     created for a picture the networks cannot use. `pack`: keep the picture inside the .blend
-    (else the .blend refers to the file). `fit`: None, or {top, chin, centre} (each None to
-    find it) to scale and move the picture so its head fills the head box (fit_character_image);
-    the fitted copy is the sprite's picture, packed, and its custom property "tha_fit" says
-    where the head was found.
+    (else the .blend refers to the file; a picture its EXIF orientation turns is packed upright
+    whatever `pack` says, since Blender would load it on its side). `fit`: None, or {top, chin,
+    centre} (each None to find it) to scale and move the picture so its head fills the head box
+    (fit_character_image); the fitted copy is the sprite's picture, packed, and its custom
+    property "tha_fit" says where the head was found.
     """
     settings = settings or SpriteSettings()
     schema = get_schema(settings.schema)
@@ -80,12 +81,18 @@ def create_sprite(scene, picture_path, settings=None, name=None, size=DEFAULT_SI
     if not picture_path.is_file():
         raise CharacterImageError(picture_path, "no such file")
     name = name or picture_path.stem
-    if fit is None:
+    if fit is None and not turned_by_exif(picture_path):
         rgba = prepare_character_image(picture_path, schema)
         picture = bpy.data.images.load(str(picture_path), check_existing=False)
         picture.name = f"{name} picture"
         if pack:
             picture.pack()
+    elif fit is None:
+        # Blender would load the pixels as stored, on their side: the upright copy is packed.
+        rgba = prepare_character_image(picture_path, schema)
+        picture = bpy.data.images.new(f"{name} picture", schema.image_size, schema.image_size, alpha=True)
+        show_rgba(picture, rgba)
+        picture.pack()
     else:
         rgba, head = fit_character_image(picture_path, schema, **fit)
         picture = bpy.data.images.new(f"{name} picture", schema.image_size, schema.image_size, alpha=True)

@@ -15,6 +15,7 @@ from tha_studio.pose.character_image import (
     prepare_character_image,
     srgb_to_linear,
     to_network,
+    turned_by_exif,
 )
 from tha_studio.pose.schema import THA2, THA3
 
@@ -69,6 +70,18 @@ def test_non_square_padded_picture_is_cropped_and_resized(character, tmp_path):
     assert np.array_equal(prepare_character_image(path, THA3), prepare_character_image(character, THA3))
     small = prepare_character_image(path, THA2)  # THA2 works at 256
     assert small.shape == (256, 256, 4)
+
+
+@pytest.mark.parametrize("orientation, turn", [(6, Image.Transpose.ROTATE_90), (3, Image.Transpose.ROTATE_180),
+                                               (2, Image.Transpose.FLIP_LEFT_RIGHT)])
+def test_a_picture_stored_on_its_side_is_read_as_its_exif_orientation_shows_it(character, tmp_path, orientation, turn):
+    # A phone or an editor may store the pixels turned and say so in EXIF; every viewer shows it upright.
+    stored = tmp_path / "stored.png"
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.open(character).convert("RGBA").transpose(turn).save(stored, exif=exif)
+    assert turned_by_exif(stored) and not turned_by_exif(character)
+    assert np.array_equal(prepare_character_image(stored, THA3), prepare_character_image(character, THA3))
 
 
 def save(array, path):

@@ -338,6 +338,19 @@ def test_a_picture_not_made_for_tha_is_fitted_when_asked_and_keeps_its_fit(ext, 
     assert "head rows 64-192" in sprite.fit_description(bpy.context.view_layer.objects.active)
 
 
+def test_a_picture_stored_on_its_side_poses_upright(ext, ext_module, picture, tmp_path):
+    # Blender loads the pixels as stored and ignores EXIF's orientation: the upright copy is packed.
+    stored = tmp_path / "phone.png"
+    exif = Image.Exif()
+    exif[0x0112] = 8  # stored turned 90 degrees clockwise
+    Image.open(picture).convert("RGBA").transpose(Image.Transpose.ROTATE_270).save(stored, exif=exif)
+    obj = add_sprite(stored)
+    sprite = ext_module("animation.blender.sprite")
+    expected = ext_module("pose.character_image").prepare_character_image(picture, sprite.get_schema("tha3"))
+    assert np.array_equal(sprite.picture_of(obj), expected)
+    assert bpy.data.images[sprite.settings_of(obj).picture].packed_file is not None
+
+
 def test_a_weights_folder_missing_a_file_is_reported(ext, ext_module, picture, tha3_data, tmp_path):
     folder = tmp_path / "weights"
     folder.mkdir()
