@@ -15,6 +15,7 @@ from bpy_extras.io_utils import ImportHelper
 from ..animation.blender import expressions, timeline
 from ..animation.blender import sprite as sprites
 from ..errors import UserError
+from ..lipsync.analyser import read_dialog
 from ..lipsync.curves import STYLES, CurveSettings
 from ..lipsync.cues import SHAPE_DESCRIPTIONS, SHAPES
 from ..pose.schema import get_schema
@@ -84,11 +85,7 @@ class THA_OT_lip_sync(JobOperator, ImportHelper, bpy.types.Operator):
         obj = active_sprite(context)
         dialog = None
         if self.dialog_path:
-            path = Path(bpy.path.abspath(self.dialog_path))
-            try:
-                dialog = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as error:
-                raise UserError(f"{path}: cannot read the dialog text ({error})") from None
+            dialog = read_dialog(Path(bpy.path.abspath(self.dialog_path)))
         rhubarb = preferences(context).rhubarb_path
         settings = CurveSettings(style=self.style.lower(), blend=self.blend)
         return timeline.LipSyncJob(

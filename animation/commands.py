@@ -177,16 +177,14 @@ def run_sprite_lipsync(args):
     import bpy
 
     from ..animation.blender import sprite, timeline
+    from ..lipsync.analyser import read_dialog
     from ..lipsync.curves import CurveSettings
 
     if not args.blend.is_file():
         raise CommandError(f"{args.blend}: no such .blend file")
     dialog = None
     if args.dialog is not None:
-        try:
-            dialog = args.dialog.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise CommandError(f"{args.dialog}: cannot read the dialog text ({error})") from None
+        dialog = read_dialog(args.dialog)
     try:
         settings = CurveSettings(style=args.style, blend=args.blend_time)
     except ValueError as error:

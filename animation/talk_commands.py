@@ -68,7 +68,9 @@ def inputs(args):
     for label, path in (("--image", picture), ("--audio", audio), ("--dialog", dialog_file)):
         if path is not None and not Path(path).is_file():
             raise CommandError(f"{label} {path}: no such file")
-    dialog = Path(dialog_file).read_text(encoding="utf-8").strip() if dialog_file else None
+    from ..lipsync.analyser import read_dialog
+
+    dialog = read_dialog(dialog_file).strip() if dialog_file else None
     return Path(picture), Path(audio), dialog
 
 

@@ -324,6 +324,37 @@ def _phone_name(name, duration):
     return name if name in PHONES else None
 
 
+class DialogError(UserError, ValueError):
+    """A dialog text file that cannot be read; the message names the file and says why."""
+
+
+def read_dialog(path):
+    """The text of a dialog file: UTF-8 (a byte-order mark allowed), as Rhubarb reads it too.
+
+    DialogError names the file when it is missing, a folder, unreadable, or not UTF-8 text (an
+    old editor's Latin-1 or Windows-1252 file, or a binary file given by mistake).
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DialogError(f"{path}: no such dialog text file") from None
+    except IsADirectoryError:
+        raise DialogError(f"{path}: is a folder, not a dialog text file") from None
+    except OSError as error:
+        raise DialogError(f"{path}: cannot read the dialog text ({error.strerror or error})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DialogError(
+            f"{path}: the dialog text is not UTF-8 (byte 0x{data[error.start]:02x} at position {error.start}); "
+            "save it as UTF-8 text"
+        ) from None
+    if "\0" in text:
+        raise DialogError(f"{path}: is not a text file (it holds NUL bytes); give the line's words as plain text")
+    return text
+
+
 def tokenize_dialog(text):
     """Lower-case words of a dialog text as the dictionary spells them."""
     return re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.lower())

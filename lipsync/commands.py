@@ -153,16 +153,11 @@ def _terminate_as_interrupt(signum, frame):
 
 
 def _analyse(source, args):
-    from pathlib import Path
-
     from . import analyser, rhubarb
 
     dialog = None
     if args.dialog:
-        try:
-            dialog = Path(args.dialog).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise CommandError(f"{args.dialog}: cannot read the dialog text: {error}") from None
+        dialog = analyser.read_dialog(args.dialog)
     executable = None
     if args.engine != "builtin":
         executable = rhubarb.find_rhubarb(args.rhubarb)

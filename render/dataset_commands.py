@@ -210,10 +210,8 @@ def _review_parser(subparsers):
 
 
 def run_review_sheet(args):
-    import json
-
     from ..pose.schema import get_schema
-    from .dataset.plan import CONFIG_NAME
+    from .dataset.plan import CONFIG_NAME, read_config_file
     from .dataset.review_sheet import dataset_entries, flag_tiles, label_font, save_sheets
 
     config_path = args.dataset / CONFIG_NAME
@@ -221,7 +219,7 @@ def run_review_sheet(args):
         raise CommandError(f"{args.dataset}: not a dataset folder (no {CONFIG_NAME})")
     if args.per_page < 1 or args.columns < 1 or args.tile < 32:
         raise CommandError("--per-page and --columns must be 1 or more, --tile 32 or more")
-    schema = get_schema(json.loads(config_path.read_text(encoding="utf-8"))["schema"])
+    schema = get_schema(read_config_file(config_path).schema)
     out = args.out or args.dataset / "review_sheet.png"
     try:
         if args.flag:

@@ -85,7 +85,7 @@ def read(json_path, task_name=None):
     json_path = Path(json_path)
     try:
         record = json.loads(json_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, ValueError) as error:  # ValueError: JSONDecodeError, UnicodeDecodeError
         raise CheckpointError(f"{json_path}: not a readable checkpoint ({error})") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise CheckpointError(f"{json_path}: not a THA Studio training checkpoint")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from ...errors import UserError
 from ...pose.character_image import to_network
 from ...pose.schema import get_schema
 from ...render.dataset import manifest as manifests
-from ...render.dataset.plan import CONFIG_NAME, DatasetConfig, DatasetError
+from ...render.dataset.plan import CONFIG_NAME, DatasetError, read_config_file
 
 IMAGE_ROLES = ("rest", "expression", "posed")
 BAD_IMAGE_POLICIES = ("fatal", "skip")
@@ -66,9 +65,7 @@ def read_config(folder, schema=None):
     if not path.is_file():
         raise DatasetFolderError(f"{folder}: not a THA Studio dataset folder (no {CONFIG_NAME})")
     try:
-        config = DatasetConfig.from_json(json.loads(path.read_text(encoding="utf-8")), path)
-    except json.JSONDecodeError as error:
-        raise DatasetFolderError(f"{path}: not valid JSON ({error})") from None
+        config = read_config_file(path)
     except DatasetError as error:
         raise DatasetFolderError(str(error)) from None
     if schema is not None and config.schema != schema:

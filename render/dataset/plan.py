@@ -140,9 +140,11 @@ def read_split_file(path):
     rules = []
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except OSError as error:
         raise DatasetError(f"{path}: cannot read the split file ({error.strerror})") from None
+    except UnicodeDecodeError as error:
+        raise DatasetError(f"{path}: the split file is not UTF-8 text (byte {error.start}); save it as UTF-8") from None
     for number, line in enumerate(lines, start=1):
         line = line.split("#", 1)[0].strip()
         if not line:
@@ -294,14 +296,26 @@ def temp_tag_prefix(shard, shards):
     return f"s{shard}of{shards}-"
 
 
+def read_config_file(path):
+    """The DatasetConfig of a dataset.json; DatasetError names the file when it is unreadable,
+    not JSON (a damaged file, binary bytes) or not a THA Studio dataset description."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise DatasetError(f"{path}: cannot read ({error.strerror or error})") from None
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise DatasetError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: not a THA Studio dataset description (version {DATASET_VERSION})")
+    return DatasetConfig.from_json(data, path)
+
+
 def ensure_config(out_dir, config):
     """Write dataset.json, or check that the folder's matches these options."""
     path = Path(out_dir) / CONFIG_NAME
     if path.exists():
-        try:
-            existing = DatasetConfig.from_json(json.loads(path.read_text(encoding="utf-8")), path)
-        except json.JSONDecodeError as error:
-            raise DatasetError(f"{path}: not valid JSON ({error})") from None
+        existing = read_config_file(path)
         if existing != config:
             old, new = existing.to_json(), config.to_json()
             differences = ", ".join(f"{name} {old[name]!r} (now {new[name]!r})" for name in new if old[name] != new[name])

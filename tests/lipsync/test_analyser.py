@@ -137,6 +137,25 @@ def test_silence_gives_one_closed_cue(tmp_path, phonetic):
     assert [(c.start, c.end, c.shape) for c in track] == [(0.0, 1.0, "X")]
 
 
+def test_dialog_text_is_read_as_utf8_and_other_files_are_named(tmp_path):
+    bom = tmp_path / "notepad.txt"
+    bom.write_bytes("\ufeffHello, caf\u00e9!\r\n".encode("utf-8"))
+    assert analyser.read_dialog(bom) == "Hello, caf\u00e9!\r\n"
+    latin1 = tmp_path / "old_editor.txt"
+    latin1.write_bytes("caf\xe9".encode("latin-1"))
+    binary = tmp_path / "take.txt"
+    binary.write_bytes(b"RIFF\0\0\0\0WAVEfmt ")
+    cases = {
+        latin1: r"old_editor.txt: the dialog text is not UTF-8 \(byte 0xe9 at position 3\); save it as UTF-8 text",
+        binary: r"take.txt: is not a text file",
+        tmp_path / "missing.txt": r"missing.txt: no such dialog text file",
+        tmp_path: r"is a folder, not a dialog text file",
+    }
+    for path, message in cases.items():
+        with pytest.raises(UserError, match=message):
+            analyser.read_dialog(path)
+
+
 @pytest.mark.parametrize("frames", [1, 2, 100])
 def test_a_recording_of_a_few_samples_keeps_the_mouth_closed(tmp_path, phonetic, frames):
     # One sample at 44.1 kHz is no sample at the analyser's 16 kHz: that was a numpy traceback.

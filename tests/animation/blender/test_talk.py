@@ -100,21 +100,24 @@ def test_the_mouth_is_open_in_words_and_closed_in_silence(talk, ext, ext_module)
     assert max(opened_pixels) > 150 and min(opened_pixels) > 30, f"the mouth does not open in words: {opened_pixels}"
 
 
-@pytest.mark.parametrize("bad", ["picture", "audio"])
+@pytest.mark.parametrize("bad", ["picture", "audio", "dialog"])
 def test_a_bad_picture_or_line_is_named_and_leaves_an_earlier_blend_as_it_was(tmp_path, shared, bad):
     out = tmp_path / "talking_head"
     earlier = out.with_suffix(".blend")
     earlier.write_bytes(b"an earlier run's scene")
     tall = tmp_path / "tall.png"
     Image.new("RGBA", (300, 400)).save(tall)  # not square: the crop would cut the character
+    latin1 = tmp_path / "line.txt"
+    latin1.write_bytes("Un caf\xe9, s'il vous pla\xeet".encode("latin-1"))  # was a UnicodeDecodeError traceback
     args = {"picture": ["--image", str(tall)],
-            "audio": ["--audio", str(shared / "assets" / "lipsync" / "bad_inputs" / "text_renamed.wav")]}[bad]
+            "audio": ["--audio", str(shared / "assets" / "lipsync" / "bad_inputs" / "text_renamed.wav")],
+            "dialog": ["--dialog", str(latin1)]}[bad]
     done = subprocess.run([sys.executable, str(ROOT / "cli.py"), "talk", "--out", str(out), *args],
                           capture_output=True, text=True, timeout=600, cwd=tmp_path,
                           env=dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user")))
     assert done.returncode == 1
     error = done.stderr.strip().splitlines()[-1]
-    named = tall.name if bad == "picture" else "text_renamed.wav"
+    named = {"picture": tall.name, "audio": "text_renamed.wav", "dialog": "line.txt: the dialog text is not UTF-8"}[bad]
     assert error.startswith("tha_studio talk: error: ") and named in error, error
     assert earlier.read_bytes() == b"an earlier run's scene"
     assert not (tmp_path / "tha_cache").exists() and not out.with_suffix(".mp4").exists()

@@ -129,3 +129,13 @@ def test_bad_runs_are_refused_clearly(tha1_dataset, tmp_path):
     assert "cannot train THA1 'editor'" in train_error(*train_args(tha1_dataset, tmp_path / "e", "--network", "editor"))
     error = train_error(*train_args(tha1_dataset, tmp_path / "c", "--network", "combiner"))
     assert "training tha1.combiner needs a trained two_algo_face_rotator: give --base-weights" in error
+
+
+@pytest.mark.parametrize("damage", [b"\xff\xfe{\0\"\0", b"[]", b"{"])
+def test_a_damaged_checkpoint_record_is_named(tmp_path, damage):
+    from tha_studio.neural.train import checkpoint
+
+    record = tmp_path / "step-000000002.json"
+    record.write_bytes(damage)  # binary bytes were a UnicodeDecodeError traceback
+    with pytest.raises(checkpoint.CheckpointError, match="step-000000002.json: not a (readable|THA Studio)"):
+        checkpoint.read(record)

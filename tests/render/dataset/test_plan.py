@@ -43,6 +43,15 @@ def test_a_bad_split_file_line_is_named(tmp_path):
         plan.read_split_file(split_file)
 
 
+def test_a_split_file_saved_in_another_encoding_is_named_and_a_bom_is_read(tmp_path):
+    split_file = tmp_path / "splits.txt"
+    split_file.write_bytes("caf\xe9 holdout\n".encode("latin-1"))
+    with pytest.raises(plan.DatasetError, match="splits.txt: the split file is not UTF-8 text"):
+        plan.read_split_file(split_file)
+    split_file.write_bytes("\ufeffvtubers test\n".encode("utf-8"))
+    assert plan.read_split_file(split_file) == [("vtubers", "test")]  # (Notepad's byte-order mark is no path)
+
+
 def test_shards_deal_every_model_to_exactly_one_shard(models):
     entries = plan.discover_models(models)
     dealt = [plan.shard_models(entries, k, 3) for k in (1, 2, 3)]
@@ -101,6 +110,16 @@ def test_a_folder_made_with_other_options_is_refused(tmp_path):
     with pytest.raises(plan.DatasetError, match=r"seed 1 \(now 2\)"):
         plan.ensure_config(tmp_path, plan.DatasetConfig(seed=2))
 
+
+
+@pytest.mark.parametrize("damage", [b"\x89PNG\r\n\x1a\n\0\0", b"[1, 2]", b'{"format": "tha_studio.dataset"', b""])
+def test_a_damaged_dataset_description_is_named(tmp_path, damage):
+    # Binary bytes were a UnicodeDecodeError traceback; a list an AttributeError.
+    (tmp_path / plan.CONFIG_NAME).write_bytes(damage)
+    with pytest.raises(plan.DatasetError, match=r"dataset.json: not (valid JSON|a THA Studio dataset description)"):
+        plan.ensure_config(tmp_path, plan.DatasetConfig(seed=1))
+    with pytest.raises(plan.DatasetError, match=r"dataset.json: not"):
+        plan.read_config_file(tmp_path / plan.CONFIG_NAME)
 
 
 @pytest.mark.parametrize("field, value, problem", [
