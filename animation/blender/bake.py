@@ -57,6 +57,7 @@ class BakeJob(Job):
         self.frame_end = scene.frame_end if frame_end is None else int(frame_end)
         if self.frame_end < self.frame_start:
             raise sprites.SpriteError(f"bake range {self.frame_start}-{self.frame_end} is empty")
+        sprites.own_cache_dir(obj)  # a copied sprite came with its original's folder
         settings = sprites.settings_of(obj)
         self.cache_dir = cache_dir or settings.cache_dir or default_cache_dir(obj, fallback_folder)
         self.computed = 0

@@ -152,6 +152,8 @@ def update_scene(scene):
         return
     for obj in live_sprites(scene):
         try:
+            if not _rendering:  # (a render reads the materials; no data is changed under it)
+                sprites.own_material(obj)  # a copied sprite showed its original's image
             update_sprite(obj)
         except Exception as error:  # noqa: BLE001 - a handler must not break playback or a render
             _status[obj.name] = f"error: {error}"
@@ -192,7 +194,11 @@ def update_sprite(obj, in_line_now=None):
 
 
 def _show(obj, key, rgba):
-    sprites.show_rgba(sprites.live_image(obj), rgba)
+    image = sprites.live_image(obj)
+    sprites.show_rgba(image, rgba)
+    node = sprites.frame_node(obj)
+    if node.image is not image:  # a copied sprite's own material still showed its original's image
+        node.image = image
     _shown[obj.name] = key
 
 

@@ -224,14 +224,66 @@ def picture_of(obj):
 
 
 def live_image(obj):
-    """The image the live preview paints into (created again if it was removed)."""
+    """The image the live preview paints into, "<sprite> posed" (created again if it was removed).
+
+    A renamed sprite's plane still shows the image of its old name: that one is renamed with it,
+    else the preview would paint an image nobody sees."""
     name = f"{obj.name} posed"
     image = bpy.data.images.get(name)
     if image is None:
+        shown = frame_node(obj).image
+        others = {f"{other.name} posed" for other in bpy.data.objects if other is not obj and is_sprite(other)}
+        if shown is not None and shown.source == "GENERATED" and shown.name.endswith(" posed") \
+                and shown.name not in others:
+            shown.name = name
+            return shown
         size = get_schema(settings_of(obj).schema).image_size
         image = bpy.data.images.new(name, size, size, alpha=True)
         image.use_fake_user = True
     return image
+
+
+# --- copies --------------------------------------------------------------------------------
+
+
+def _other_sprites(obj):
+    """Sprites with a mesh of their own (a linked copy, Alt+D, shares the mesh and with it the
+    sliders' animation, so it rightly shares what shows it)."""
+    return [other for other in bpy.data.objects if other is not obj and is_sprite(other) and other.data is not obj.data]
+
+
+def own_material(obj):
+    """Give a copied sprite (Shift+D copies the mesh and its sliders, but by default not the
+    material) a material of its own, so each plane shows its own frames. Returns True if it did."""
+    node = frame_node(obj)
+    material = node.id_data
+    if not any(slot.material is not None and slot.material.node_tree is material
+               for other in _other_sprites(obj) for slot in other.material_slots):
+        return False
+    for slot in obj.material_slots:
+        if slot.material is not None and slot.material.node_tree is material:
+            copy = slot.material.copy()
+            copy.name = f"{obj.name} material"
+            slot.material = copy
+    return True
+
+
+def own_cache_dir(obj):
+    """Give a copied sprite a bake folder of its own: its settings came with the copy, and two
+    sprites baking into one folder overwrite each other's frame sequence. The sprite whose name
+    the folder bears keeps it; the other's folder is cleared (the bake then takes the default
+    for its own name). Returns True if it did."""
+    settings = settings_of(obj)
+    if not settings.cache_dir:
+        return False
+    folder = Path(bpy.path.abspath(settings.cache_dir))
+    shared = any(settings_of(other).cache_dir and Path(bpy.path.abspath(settings_of(other).cache_dir)) == folder
+                 for other in _other_sprites(obj))
+    if not shared or folder.name == bpy.path.clean_name(obj.name):
+        return False
+    settings.cache_dir = ""
+    store_settings(obj, settings)
+    return True
 
 
 # --- sliders -------------------------------------------------------------------------------
@@ -282,6 +334,7 @@ def key_pose(obj, values, frame):
 
 def use_live(obj):
     """Show the live image (posed as frames change)."""
+    own_material(obj)
     node = frame_node(obj)
     node.image = live_image(obj)
     settings = settings_of(obj)
@@ -291,6 +344,7 @@ def use_live(obj):
 
 def use_sequence(obj, first_frame_path, frame_start, frame_count):
     """Show a baked image sequence whose file numbers are scene frames (frame_0001.png = frame 1)."""
+    own_material(obj)
     node = frame_node(obj)
     name = f"{obj.name} baked"
     image = bpy.data.images.get(name)

