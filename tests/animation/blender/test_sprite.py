@@ -356,7 +356,7 @@ def test_a_copied_sprite_bakes_and_shows_its_own_frames_and_a_renamed_one_keeps_
     # Shift+D copies the mesh (the sliders and their keys) but not the material, and the settings
     # with their bake folder: the copy's bake overwrote the original's frames, and both planes
     # showed the copy's. A renamed live sprite painted an image its plane did not show.
-    sprite, live = ext_module("animation.blender.sprite"), ext_module("animation.blender.live")
+    sprite = ext_module("animation.blender.sprite")
     bake_module = ext_module("animation.blender.bake")
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "two.blend"))
     alice = add_sprite(picture)
