@@ -1,7 +1,8 @@
 """Handlers and the timer that keep live sprites posed (the bodies are in animation/blender/live.py).
 
 - frame change (scrubbing, playback, `frame_set`, each frame of a render): pose live sprites;
-- depsgraph update (a slider moved, a driver changed): the same, cheap when nothing changed;
+- depsgraph update (a slider moved, a driver changed): the same, cheap when nothing changed; and a
+  line's sound strip moved with its NLA strip (or the strip with its sound);
 - render start/end: pose in line while rendering, so each rendered frame shows its own pose;
 - file load: forget the previous file's sprites;
 - a main-thread timer puts pictures the worker thread finished on their planes (interactive only:
@@ -11,7 +12,7 @@
 import bpy
 from bpy.app.handlers import persistent
 
-from ..animation.blender import live
+from ..animation.blender import live, timeline
 
 TIMER_SECONDS = 0.05
 
@@ -23,6 +24,10 @@ def on_frame_change(scene, depsgraph=None):
 
 @persistent
 def on_depsgraph_update(scene, depsgraph=None):
+    try:
+        timeline.keep_sounds_with_lines(scene)
+    except Exception as error:  # noqa: BLE001 - a handler must not break editing
+        print(f"THA Studio: keeping the lines' sounds with their strips: {error}")
     live.update_scene(scene)
 
 

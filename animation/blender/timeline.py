@@ -568,7 +568,8 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
     replaced = remove_line(scene, obj, name)
     ensure_rest(obj, {name_: value for name_, value in curves.rest.items()})
     action = new_action(f"{obj.name} line {name}", curves.keyframes,
-                         {"kind": "line", "name": name, "source": track.source or "", "sound": ""})
+                         {"kind": "line", "name": name, "source": track.source or "", "sound": "",
+                          "frame": start_frame})
     strip = place_strip(key, LINE_TRACK, name, action, start_frame, "REPLACE", "NOTHING")
     sound = None
     if audio_path is not None:
@@ -596,6 +597,39 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
     return PlacedLine(strip, sound, name=name, first_frame=start_frame, last_frame=last_frame,
                       track=track_name, replaced=replaced, scene_end=scene_end,
                       warnings=warnings, message=message)
+
+
+def keep_sounds_with_lines(scene):
+    """A line is its NLA strip and its sound strip: when an animator moves one (G in the NLA editor
+    or in the Sequencer), move the other to the same frame, so the mouth stays on the words. The
+    depsgraph handler's body; the line's record keeps the frame both were last on, to tell which
+    one moved. A sound moved where its line cannot go (onto another strip of the line's track)
+    goes back to its line. Only moves are followed (a strip scaled in time keeps its sound's speed). Returns the
+    names of the lines whose strips were moved."""
+    editor = scene.sequence_editor
+    if editor is None:
+        return []
+    sounds = _sequencer_strips(editor)
+    moved = []
+    for obj in sprites.sprites_in(scene):
+        for _track, strip, record in timeline_strips(obj, "line"):
+            sound = sounds.get(record.get("sound") or "")
+            if sound is None:
+                continue
+            line_start = int(round(strip.frame_start))
+            # (A line placed before lines kept their sound has no frame recorded: it is left as
+            # it was arranged, and followed from now on.)
+            if line_start != sound.frame_start and "frame" in record:
+                if record["frame"] == line_start:  # the sound was moved
+                    strip.frame_start_ui = sound.frame_start
+                    if strip.frame_start != sound.frame_start:  # the NLA keeps strips of a track apart
+                        strip.frame_start_ui = line_start
+                sound.frame_start = line_start = int(round(strip.frame_start))
+                moved.append(record.get("name", strip.name))
+            if record.get("frame") != line_start:
+                record["frame"] = line_start
+                strip.action[RECORD] = json.dumps(record)
+    return moved
 
 
 def _track_of(key, strip):

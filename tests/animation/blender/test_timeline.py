@@ -165,6 +165,34 @@ def test_a_second_line_leaves_the_first_and_rerunning_the_first_replaces_only_it
         assert [k.value for k in keys] == pytest.approx([k.value for k in shifted[parameter]])
 
 
+def test_moving_a_lines_strip_moves_its_sound_and_moving_the_sound_moves_the_strip(m, sprite):
+    # Each is a strip of its own (NLA, Sequencer); a line moved in one editor used to leave the
+    # other behind, and the mouth no longer moved with the words.
+    scene = bpy.context.scene
+    tv, tv_sound = m.timeline.place_line(scene, sprite, m.formats.read_cues(shared_path(*WATCHING_TV_CUES, "ps_json.json")),
+                                         "tv", 1, shared_path(*WATCHING_TV))
+    line, line_sound = m.timeline.place_line(scene, sprite, m.formats.read_cues(shared_path(*ELECTRICITY_CUES, "ps_xml.xml")),
+                                             "electricity", 200, shared_path(*ELECTRICITY))
+    tv.frame_start_ui = 50  # G in the NLA editor
+    bpy.context.view_layer.update()  # the depsgraph handler runs
+    assert (tv.frame_start, tv_sound.frame_start) == (50, 50)
+    assert (line.frame_start, line_sound.frame_start) == (200, 200)
+    line_sound.frame_start = 320  # G in the Sequencer
+    bpy.context.view_layer.update()
+    assert (line.frame_start, line_sound.frame_start) == (320, 320)
+    assert (tv.frame_start, tv_sound.frame_start) == (50, 50)
+    # The mouth plays where the sound now is (the line's keys moved with its strip).
+    keys = m.timeline.read_keys(line.action)["mouth_aaa"]
+    widest = max(keys, key=lambda k: k.value)
+    assert widest.value >= 0.5
+    assert value_at(sprite, "mouth_aaa", widest.frame + 120) == pytest.approx(widest.value, abs=1e-5)
+    # A sound moved where its line cannot go (onto another line of its track) goes back to its line.
+    tv_sound.frame_start = 330
+    bpy.context.view_layer.update()
+    assert (tv.frame_start, tv_sound.frame_start) == (50, 50)
+    assert m.timeline.keep_sounds_with_lines(scene) == []  # nothing left to follow
+
+
 def test_several_sprites_in_one_scene_each_get_their_own_line_and_sound(m, sprite, picture):
     scene = bpy.context.scene
     other = m.sprite.create_sprite(scene, picture, m.settings.SpriteSettings(), name="Ben",
