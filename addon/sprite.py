@@ -49,21 +49,14 @@ def settings_from_preferences(context, schema):
                           backend=prefs.backend)
 
 
-class THA_OT_add_talking_head(bpy.types.Operator, ImportHelper):
-    """Add a talking-head sprite: a character picture on a plane, posed by THA with pose sliders"""
-
-    bl_idname = "tha_studio.add_talking_head"
-    bl_label = "THA Talking Head"
-    bl_options = {"REGISTER", "UNDO"}
+class PictureOptions(ImportHelper):
+    """A character picture picked in the file browser, with how to take it in."""
 
     filename_ext = ".png"
     filter_glob: bpy.props.StringProperty(default="*.png;*.webp;*.tga;*.tif;*.tiff", options={"HIDDEN"})
-    schema: bpy.props.EnumProperty(name="Pose sliders", items=SCHEMAS, default="tha3")
     pack: bpy.props.BoolProperty(
         name="Pack picture", default=True, description="Keep the picture inside the .blend (else refer to the file)"
     )
-    size: bpy.props.FloatProperty(name="Height", default=sprites.DEFAULT_SIZE, min=0.01, soft_max=10.0,
-                                  unit="LENGTH", description="The picture's height (THA's head box is a quarter of it)")
     fit: bpy.props.BoolProperty(
         name="Fit head into THA's box", default=False,
         description="Scale and move the picture so the head fills THA's head box (for a picture not made for THA: "
@@ -74,25 +67,44 @@ class THA_OT_add_talking_head(bpy.types.Operator, ImportHelper):
     chin: bpy.props.IntProperty(
         name="Chin", default=-1, min=-1, description="Row of the chin in the picture's pixels; -1: find it at the neck")
 
+    OPTIONS = ("pack", "fit")
+
     def draw(self, context):
         layout = self.layout
-        for name in ("schema", "pack", "size", "fit"):
+        for name in self.OPTIONS:
             layout.prop(self, name)
         column = layout.column(align=True)
         column.active = self.fit
         column.prop(self, "head_top")
         column.prop(self, "chin")
 
+    def fit_request(self):
+        """None (the picture as it is) or {top, chin, centre} for sprites' fitting."""
+        if not self.fit:
+            return None
+        return {"top": None if self.head_top < 0 else self.head_top, "chin": None if self.chin < 0 else self.chin,
+                "centre": None}
+
+
+class THA_OT_add_talking_head(bpy.types.Operator, PictureOptions):
+    """Add a talking-head sprite: a character picture on a plane, posed by THA with pose sliders"""
+
+    bl_idname = "tha_studio.add_talking_head"
+    bl_label = "THA Talking Head"
+    bl_options = {"REGISTER", "UNDO"}
+
+    schema: bpy.props.EnumProperty(name="Pose sliders", items=SCHEMAS, default="tha3")
+    size: bpy.props.FloatProperty(name="Height", default=sprites.DEFAULT_SIZE, min=0.01, soft_max=10.0,
+                                  unit="LENGTH", description="The picture's height (THA's head box is a quarter of it)")
+
+    OPTIONS = ("schema", "pack", "size", "fit")
+
     @reports_errors
     def execute(self, context):
         settings = settings_from_preferences(context, self.schema)
         live.check_weights(settings)
-        fit = None
-        if self.fit:
-            fit = {"top": None if self.head_top < 0 else self.head_top, "chin": None if self.chin < 0 else self.chin,
-                   "centre": None}
         obj = sprites.create_sprite(context.scene, self.filepath, settings, size=self.size, pack=self.pack,
-                                    location=tuple(context.scene.cursor.location), fit=fit)
+                                    location=tuple(context.scene.cursor.location), fit=self.fit_request())
         for other in context.view_layer.objects:
             other.select_set(False)
         obj.select_set(True)
@@ -100,6 +112,26 @@ class THA_OT_add_talking_head(bpy.types.Operator, ImportHelper):
         fitted = sprites.fit_description(obj)
         self.report({"INFO"}, f"Added {obj.name}: {len(get_schema(self.schema).names)} pose sliders"
                     + (f"; fitted {fitted}" if fitted else ""))
+        return {"FINISHED"}
+
+
+class THA_OT_change_picture(bpy.types.Operator, PictureOptions):
+    """Put another character picture on the sprite, keeping its pose sliders, keys, lines and motion"""
+
+    bl_idname = "tha_studio.change_picture"
+    bl_label = "Change Picture"
+    bl_options = {"REGISTER", "UNDO"}
+
+    poll = classmethod(sprite_poll)
+
+    @reports_errors
+    def execute(self, context):
+        obj = active_sprite(context)
+        sprites.replace_picture(obj, self.filepath, pack=self.pack, fit=self.fit_request())
+        live.update_sprite(obj)
+        fitted = sprites.fit_description(obj)
+        self.report({"INFO"}, f"{obj.name} shows {bpy.path.basename(self.filepath)} now"
+                    + (f" (fitted {fitted})" if fitted else "") + "; it is live: bake it again for its frames")
         return {"FINISHED"}
 
 
@@ -199,7 +231,9 @@ class THA_PT_talking_head(bpy.types.Panel):
         layout.operator(THA_OT_bake_talking_head.bl_idname, icon="RENDER_ANIMATION")
         if settings.cache_dir:
             layout.label(text=f"Cache: {settings.cache_dir}", icon="FILE_FOLDER")
-        layout.operator(THA_OT_reset_pose.bl_idname, icon="LOOP_BACK")
+        row = layout.row(align=True)
+        row.operator(THA_OT_reset_pose.bl_idname, icon="LOOP_BACK")
+        row.operator(THA_OT_change_picture.bl_idname, icon="FILE_IMAGE")
         schema = get_schema(settings.schema)
         for group in GROUPS:
             names = schema.group_names(group)
@@ -217,8 +251,8 @@ def menu_add(self, context):
     self.layout.operator(THA_OT_add_talking_head.bl_idname, text="THA Talking Head", icon="IMAGE_DATA")
 
 
-CLASSES = (THA_OT_add_talking_head, THA_OT_reset_pose, THA_OT_sprite_mode, THA_OT_bake_talking_head,
-           THA_PT_talking_head)
+CLASSES = (THA_OT_add_talking_head, THA_OT_change_picture, THA_OT_reset_pose, THA_OT_sprite_mode,
+           THA_OT_bake_talking_head, THA_PT_talking_head)
 
 
 def register():

