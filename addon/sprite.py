@@ -202,6 +202,32 @@ class THA_OT_bake_talking_head(JobOperator, bpy.types.Operator):
                               f"({result.seconds:.0f} s), in {result.folder}")
 
 
+class THA_OT_clean_bake_cache(bpy.types.Operator):
+    """Delete the posed pictures in the sprite's bake folder that no baked frame shows (earlier
+takes, another picture's). Undoing an edit then poses those frames again"""
+
+    bl_idname = "tha_studio.clean_bake_cache"
+    bl_label = "Clean Bake Folder"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context):
+        obj = active_sprite(context)
+        if obj is None or live.cache_folder(obj) is None:
+            cls.poll_message_set("Select a baked THA talking-head sprite")
+            return False
+        return True
+
+    @reports_errors
+    def execute(self, context):
+        obj = active_sprite(context)
+        folder = live.cache_folder(obj)
+        removed, freed, kept = BakeCache(folder).remove_unused()
+        self.report({"INFO"}, f"{obj.name}: removed {removed} file(s), {freed / 2**20:.1f} MiB, that no baked frame "
+                    f"shows; kept {kept} posed picture(s) in {folder}")
+        return {"FINISHED"}
+
+
 class THA_PT_talking_head(bpy.types.Panel):
     bl_label = "THA Talking Head"
     bl_space_type = "VIEW_3D"
@@ -230,7 +256,9 @@ class THA_PT_talking_head(bpy.types.Panel):
             layout.label(text=live.status(obj), icon="TIME")
         layout.operator(THA_OT_bake_talking_head.bl_idname, icon="RENDER_ANIMATION")
         if settings.cache_dir:
-            layout.label(text=f"Cache: {settings.cache_dir}", icon="FILE_FOLDER")
+            row = layout.row(align=True)
+            row.label(text=f"Cache: {settings.cache_dir}", icon="FILE_FOLDER")
+            row.operator(THA_OT_clean_bake_cache.bl_idname, text="", icon="TRASH")
         row = layout.row(align=True)
         row.operator(THA_OT_reset_pose.bl_idname, icon="LOOP_BACK")
         row.operator(THA_OT_change_picture.bl_idname, icon="FILE_IMAGE")
@@ -252,7 +280,7 @@ def menu_add(self, context):
 
 
 CLASSES = (THA_OT_add_talking_head, THA_OT_change_picture, THA_OT_reset_pose, THA_OT_sprite_mode,
-           THA_OT_bake_talking_head, THA_PT_talking_head)
+           THA_OT_bake_talking_head, THA_OT_clean_bake_cache, THA_PT_talking_head)
 
 
 def register():

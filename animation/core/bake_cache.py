@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...atomic_files import sha256_file, temp_path_for, write_bytes_atomic, write_text_atomic
+from ...atomic_files import TEMP_SUFFIX, sha256_file, temp_path_for, write_bytes_atomic, write_text_atomic
 from ...errors import UserError
 
 INDEX_NAME = "bake.json"
@@ -183,6 +183,35 @@ class BakeCache:
             if stale.name not in wanted:
                 stale.unlink(missing_ok=True)
         self.index.frames = dict(frames)
+
+    def remove_unused(self, leftovers_older_than=3600.0):
+        """Delete the posed pictures no baked frame shows (earlier takes, another picture's poses),
+        and files a killed bake left half written (after `leftovers_older_than` seconds, so a bake
+        running now in another Blender keeps its own). The cache otherwise keeps every pose ever
+        baked, so that undoing an edit costs nothing. Returns (files removed, bytes freed, poses
+        kept); the index is saved."""
+        import time
+
+        used = set(self.index.frames.values())
+        removed = freed = 0
+        folder = self.folder / POSES_FOLDER
+        if not folder.is_dir():
+            return 0, 0, 0  # nothing baked here (and no folder made for it)
+        for path in sorted(folder.glob("*")):
+            try:
+                info = path.stat()
+                leftover = path.name.endswith(TEMP_SUFFIX) and time.time() - info.st_mtime > leftovers_older_than
+                unused = path.suffix == ".png" and path.stem not in used
+                if path.is_file() and (leftover or unused):
+                    path.unlink()
+                    removed, freed = removed + 1, freed + info.st_size
+            except FileNotFoundError:
+                continue  # (removed meanwhile)
+            except OSError as error:
+                raise BakeCacheError(f"{path}: cannot remove ({error.strerror or error})") from None
+        self.index.files = {key: sha for key, sha in self.index.files.items() if key in used}
+        self.save_index()
+        return removed, freed, len(self.index.files)
 
 
 def _same_file(source, target):

@@ -436,6 +436,31 @@ def test_change_picture_keeps_the_performance_and_poses_the_new_character(ext, e
     assert not np.array_equal(new_frame, old_frame)
 
 
+def test_cleaning_the_bake_folder_removes_earlier_takes_and_keeps_the_frames(ext, ext_module, picture, tmp_path):
+    sprite, bake_module = ext_module("animation.blender.sprite"), ext_module("animation.blender.bake")
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "takes.blend"))
+    obj = add_sprite(picture)
+    assert not bpy.ops.tha_studio.clean_bake_cache.poll()  # nothing baked yet
+
+    def take(value):
+        sprite.key_pose(obj, {"mouth_aaa": value}, 3)
+        sprite.key_pose(obj, {"mouth_aaa": 0.0}, 1)
+        job = bake_module.BakeJob(bpy.context.scene, obj, 1, 3)
+        job.run()
+        return job.result.folder
+
+    take(1.0)
+    folder = take(0.8)  # frames 2 and 3 change: two poses of the first take no frame shows
+    frames = {n: read_rgba(folder / "frames" / f"frame_{n:04d}.png") for n in (1, 2, 3)}
+    assert len(list((folder / "poses").iterdir())) == 5
+    assert bpy.ops.tha_studio.clean_bake_cache() == {"FINISHED"}
+    assert len(list((folder / "poses").iterdir())) == 3
+    assert all(np.array_equal(read_rgba(folder / "frames" / f"frame_{n:04d}.png"), frames[n]) for n in frames)
+    again = bake_module.BakeJob(bpy.context.scene, obj, 1, 3)
+    again.run()
+    assert again.result.computed == 0 and again.result.reused == 3
+
+
 def test_a_weights_folder_missing_a_file_is_reported(ext, ext_module, picture, tha3_data, tmp_path):
     folder = tmp_path / "weights"
     folder.mkdir()

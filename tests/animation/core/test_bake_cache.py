@@ -55,6 +55,29 @@ def test_stored_poses_survive_a_reopen_and_frames_are_files_of_their_pose(tmp_pa
     assert again.frame_path(2).read_bytes() == pngs["b" * 32]
 
 
+def test_removing_unused_poses_keeps_every_frame_and_a_running_bakes_files(tmp_path):
+    cache = BakeCache(tmp_path / "cache")
+    pngs = {key * 32: encode_png(picture(value)) for key, value in (("a", 10), ("b", 100), ("c", 200))}
+    for key, data in pngs.items():
+        cache.store_pose(key, data)
+    cache.write_frames({1: "a" * 32, 2: "b" * 32})  # "c": an earlier take's pose
+    cache.save_index()
+    poses = tmp_path / "cache" / "poses"
+    old_leftover, fresh_leftover = poses / f".{'d' * 32}.123.tmp", poses / f".{'e' * 32}.456.tmp"
+    for leftover in (old_leftover, fresh_leftover):
+        leftover.write_bytes(b"half a png")
+    os.utime(old_leftover, (0, 0))  # a killed bake's, long ago; the fresh one may be a bake running now
+
+    removed, freed, kept = BakeCache(tmp_path / "cache").remove_unused()
+    assert (removed, freed, kept) == (2, len(pngs["c" * 32]) + len(b"half a png"), 2)
+    assert sorted(p.name for p in poses.iterdir()) == sorted([f"{'a' * 32}.png", f"{'b' * 32}.png", fresh_leftover.name])
+    again = BakeCache(tmp_path / "cache")
+    assert again.has_pose("a" * 32) and again.has_pose("b" * 32) and not again.has_pose("c" * 32)
+    assert again.frame_path(1).read_bytes() == pngs["a" * 32] and again.frame_path(2).read_bytes() == pngs["b" * 32]
+    assert BakeCache(tmp_path / "never baked").remove_unused() == (0, 0, 0)
+    assert not (tmp_path / "never baked").exists()
+
+
 def test_a_truncated_or_edited_pose_file_is_not_trusted(tmp_path):
     cache = BakeCache(tmp_path)
     data = encode_png(picture(10))
