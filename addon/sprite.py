@@ -254,6 +254,10 @@ class THA_PT_talking_head(bpy.types.Panel):
         row.operator(THA_OT_sprite_mode.bl_idname, text="Baked", depress=settings.mode == "BAKED").mode = "BAKED"
         if settings.mode == "LIVE":
             layout.label(text=live.status(obj), icon="TIME")
+        else:
+            missing = live.missing_baked_frame(obj, context.scene.frame_current)
+            if missing:
+                layout.label(text=missing, icon="ERROR")
         layout.operator(THA_OT_bake_talking_head.bl_idname, icon="RENDER_ANIMATION")
         if settings.cache_dir:
             row = layout.row(align=True)

@@ -100,6 +100,17 @@ def cache_folder(obj):
     return bpy.path.abspath(settings.cache_dir)
 
 
+def missing_baked_frame(obj, frame):
+    """For a baked sprite's panel: a line saying the frame has no baked picture (a .blend copied
+    without its tha_cache folder, a frame outside the baked range: the plane shows nothing there,
+    magenta in a render), or "" when it has one. One file check, no index read: it runs on
+    every redraw."""
+    folder = cache_folder(obj)
+    if folder is not None and BakeCache.frame_file(folder, frame).is_file():
+        return ""
+    return f"Frame {frame} has no baked picture: bake again, or go Live"
+
+
 def _from_bake_cache(obj, key):
     folder = cache_folder(obj)
     if folder is None:

@@ -120,7 +120,12 @@ class BakeCache:
         return self.folder / POSES_FOLDER / f"{key}.png"
 
     def frame_path(self, frame):
-        return self.folder / FRAMES_FOLDER / FRAME_PATTERN.format(frame)
+        return self.frame_file(self.folder, frame)
+
+    @staticmethod
+    def frame_file(folder, frame):
+        """A frame's file in a cache folder, without reading its index (the panel asks each redraw)."""
+        return Path(folder) / FRAMES_FOLDER / FRAME_PATTERN.format(frame)
 
     def _read_index(self):
         try:

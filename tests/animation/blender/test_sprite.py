@@ -459,6 +459,13 @@ def test_cleaning_the_bake_folder_removes_earlier_takes_and_keeps_the_frames(ext
     again = bake_module.BakeJob(bpy.context.scene, obj, 1, 3)
     again.run()
     assert again.result.computed == 0 and again.result.reused == 3
+    # The panel's warning: a frame outside the bake, or whose file went missing (a .blend copied
+    # without its tha_cache folder).
+    live = ext_module("animation.blender.live")
+    assert live.missing_baked_frame(obj, 2) == ""
+    assert "Frame 4 has no baked picture" in live.missing_baked_frame(obj, 4)
+    (folder / "frames" / "frame_0002.png").unlink()
+    assert "Frame 2 has no baked picture: bake again" in live.missing_baked_frame(obj, 2)
 
 
 def test_a_weights_folder_missing_a_file_is_reported(ext, ext_module, picture, tha3_data, tmp_path):
