@@ -569,7 +569,7 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
     ensure_rest(obj, {name_: value for name_, value in curves.rest.items()})
     action = new_action(f"{obj.name} line {name}", curves.keyframes,
                          {"kind": "line", "name": name, "source": track.source or "", "sound": "",
-                          "frame": start_frame})
+                          "frame": start_frame, "sound_frame": start_frame})
     strip = place_strip(key, LINE_TRACK, name, action, start_frame, "REPLACE", "NOTHING")
     sound = None
     if audio_path is not None:
@@ -601,11 +601,13 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
 
 def keep_sounds_with_lines(scene):
     """A line is its NLA strip and its sound strip: when an animator moves one (G in the NLA editor
-    or in the Sequencer), move the other to the same frame, so the mouth stays on the words. The
-    depsgraph handler's body; the line's record keeps the frame both were last on, to tell which
-    one moved. A sound moved where its line cannot go (onto another strip of the line's track)
-    goes back to its line. Only moves are followed (a strip scaled in time keeps its sound's speed). Returns the
-    names of the lines whose strips were moved."""
+    or in the Sequencer), move the other by as many frames, so the mouth stays on the words. The
+    depsgraph handler's body; the line's record keeps the frames both were last on, to tell which
+    one moved (both moved together: nothing to do). A sound moved where its line cannot go (onto
+    another strip of the line's track) goes back. A line placed before lines kept their sound is
+    followed from its first move, keeping whatever offset the animator gave the two. Only moves
+    are followed (a strip scaled in time keeps its sound's speed). Returns the names of the lines
+    whose other strip was moved."""
     editor = scene.sequence_editor
     if editor is None:
         return []
@@ -616,18 +618,23 @@ def keep_sounds_with_lines(scene):
             sound = sounds.get(record.get("sound") or "")
             if sound is None:
                 continue
-            line_start = int(round(strip.frame_start))
-            # (A line placed before lines kept their sound has no frame recorded: it is left as
-            # it was arranged, and followed from now on.)
-            if line_start != sound.frame_start and "frame" in record:
-                if record["frame"] == line_start:  # the sound was moved
-                    strip.frame_start_ui = sound.frame_start
-                    if strip.frame_start != sound.frame_start:  # the NLA keeps strips of a track apart
+            line_start, sound_start = int(round(strip.frame_start)), int(round(sound.frame_start))
+            last_line, last_sound = record.get("frame"), record.get("sound_frame")
+            if last_line is not None and last_sound is not None:
+                if line_start != last_line and sound_start == last_sound:  # the line was moved
+                    sound_start = last_sound + line_start - last_line
+                    sound.frame_start = sound_start
+                    moved.append(record.get("name", strip.name))
+                elif sound_start != last_sound and line_start == last_line:  # the sound was moved
+                    wanted = last_line + sound_start - last_sound
+                    strip.frame_start_ui = wanted
+                    if strip.frame_start != wanted:  # the NLA keeps the strips of a track apart
                         strip.frame_start_ui = line_start
-                sound.frame_start = line_start = int(round(strip.frame_start))
-                moved.append(record.get("name", strip.name))
-            if record.get("frame") != line_start:
-                record["frame"] = line_start
+                        sound.frame_start = sound_start = last_sound
+                    line_start = int(round(strip.frame_start))
+                    moved.append(record.get("name", strip.name))
+            if (last_line, last_sound) != (line_start, sound_start):
+                record["frame"], record["sound_frame"] = line_start, sound_start
                 strip.action[RECORD] = json.dumps(record)
     return moved
 

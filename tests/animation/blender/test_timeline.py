@@ -5,6 +5,7 @@ each an NLA strip on the sprite's pose sliders; bad input leaves the scene as it
 No frame is posed here: the live preview is suspended, and the tests read keys, strips, sound
 strips and the sliders' values as the NLA evaluates them."""
 
+import json
 import math
 import os
 import subprocess
@@ -191,6 +192,18 @@ def test_moving_a_lines_strip_moves_its_sound_and_moving_the_sound_moves_the_str
     bpy.context.view_layer.update()
     assert (tv.frame_start, tv_sound.frame_start) == (50, 50)
     assert m.timeline.keep_sounds_with_lines(scene) == []  # nothing left to follow
+    # A line of a .blend made before lines kept their sound (no frames recorded), its sound set
+    # 3 frames later by hand: left as arranged, then followed with that offset.
+    record = m.timeline.record_of(tv.action)
+    del record["frame"], record["sound_frame"]
+    tv.action[m.timeline.RECORD] = json.dumps(record)
+    tv_sound.frame_start = 53
+    bpy.context.view_layer.update()
+    bpy.context.view_layer.update()
+    assert (tv.frame_start, tv_sound.frame_start) == (50, 53)
+    tv.frame_start_ui = 60
+    bpy.context.view_layer.update()
+    assert (tv.frame_start, tv_sound.frame_start) == (60, 63)
 
 
 def test_several_sprites_in_one_scene_each_get_their_own_line_and_sound(m, sprite, picture):
