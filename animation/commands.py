@@ -112,8 +112,12 @@ def run_sprite(args):
             timings["render"] = time.perf_counter() - step_started
         if args.video:
             step_started = time.perf_counter()
-            video = sprite_scene.render_video(scene, args.video, first, last,
-                                              "MKV" if args.video.suffix.lower() == ".mkv" else "MPEG4")
+            total = last - first + 1
+            video = sprite_scene.render_video(
+                scene, args.video, first, last, "MKV" if args.video.suffix.lower() == ".mkv" else "MPEG4",
+                on_frame=lambda frame: print(f"\rvideo: frame {frame} ({frame - first + 1}/{total})".ljust(60),
+                                             end="", file=sys.stderr, flush=True))
+            print(file=sys.stderr)
             print(f"video: {video}")
             timings["video"] = time.perf_counter() - step_started
     finally:

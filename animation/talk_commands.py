@@ -87,6 +87,16 @@ class Steps:
         self.times[name] = time.perf_counter() - started
         return result
 
+    def frames(self, name, count, work):
+        """Run `work(advance)`, which calls `advance(frame)` as each of `count` frames is done."""
+        from tqdm import tqdm
+
+        started = time.perf_counter()
+        with tqdm(total=count, desc=name, unit="frame", file=sys.stderr, dynamic_ncols=True) as bar:
+            result = work(lambda frame: bar.update(1))
+        self.times[name] = time.perf_counter() - started
+        return result
+
     def job(self, name, job):
         from tqdm import tqdm
 
@@ -144,12 +154,12 @@ def run_talk(args):
     steps.run("blinks, breathing, sway", life)
     baked = steps.job("bake", bake.BakeJob(scene, obj, first, last))
 
-    def render():
+    def render(advance):
         sprite_scene.setup_sprite_render(scene, "workbench", args.resolution)
         sprite_scene.frame_camera(scene, [obj])
-        return sprite_scene.render_video(scene, video, first, last)
+        return sprite_scene.render_video(scene, video, first, last, on_frame=advance)
 
-    steps.run("video", render)
+    steps.frames("video", last - first + 1, render)
     steps.run("save", sprite_scene.save_over_draft)
     print(f"lip sync: {line.message}")
     print(f"bake: {baked.frames} frames, {baked.distinct} distinct poses ({baked.computed} computed, "
