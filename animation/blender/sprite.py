@@ -286,6 +286,10 @@ def own_material(obj):
     material) a material of its own, so each plane shows its own frames. Returns True if it did."""
     node = frame_node(obj)
     material = node.id_data
+    mine = [slot.material for slot in obj.material_slots if slot.material is not None
+            and slot.material.node_tree is material]
+    if all(own.users <= 1 for own in mine):
+        return False  # (the common case, checked on every frame change without a look at the scene)
     if not any(slot.material is not None and slot.material.node_tree is material
                for other in _other_sprites(obj) for slot in other.material_slots):
         return False
