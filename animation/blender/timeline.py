@@ -612,6 +612,8 @@ def keep_sounds_with_lines(scene):
     if editor is None:
         return []
     sounds = _sequencer_strips(editor)
+    if not len(sounds):
+        return []  # (it runs on every depsgraph update: no look at the scene's objects then)
     moved = []
     for obj in sprites.sprites_in(scene):
         for _track, strip, record in timeline_strips(obj, "line"):
