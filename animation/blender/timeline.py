@@ -485,13 +485,26 @@ def _add_sound(scene, name, audio_path, start_frame, length_frames):
     return sound
 
 
+def _all_strips(editor):
+    """Every strip, those grouped into meta strips too ('sequences_all' before 4.4)."""
+    return editor.strips_all if hasattr(editor, "strips_all") else editor.sequences_all
+
+
+def _holder_of(editor, strip):
+    """The strip collection holding a strip: the editor's own, or a meta strip's."""
+    for meta in _all_strips(editor):
+        if meta.type == "META" and strip.name in _sequencer_strips(meta):
+            return _sequencer_strips(meta)
+    return _sequencer_strips(editor)
+
+
 def _remove_sound(scene, name):
     editor = scene.sequence_editor
     if editor is None or not name:
         return
-    strips = _sequencer_strips(editor)
-    strip = strips.get(name)
+    strip = _all_strips(editor).get(name)
     if strip is not None:
+        strips = _holder_of(editor, strip)
         sound = strip.sound
         strips.remove(strip)
         if sound is not None and sound.users == 0:
@@ -611,7 +624,7 @@ def keep_sounds_with_lines(scene):
     editor = scene.sequence_editor
     if editor is None:
         return []
-    sounds = _sequencer_strips(editor)
+    sounds = _all_strips(editor)
     if not len(sounds):
         return []  # (it runs on every depsgraph update: no look at the scene's objects then)
     moved = []

@@ -204,6 +204,17 @@ def test_moving_a_lines_strip_moves_its_sound_and_moving_the_sound_moves_the_str
     tv.frame_start_ui = 60
     bpy.context.view_layer.update()
     assert (tv.frame_start, tv_sound.frame_start) == (60, 63)
+    # A sound grouped into a meta strip (Ctrl+G in the Sequencer) still leads its line.
+    meta = scene.sequence_editor.strips.new_meta("dialogue", 5, 63)
+    tv_sound.move_to_meta(meta)
+    meta.frame_start = 73
+    bpy.context.view_layer.update()
+    assert (tv.frame_start, tv_sound.frame_start) == (70, 73)
+    # And goes with it when the line is placed again (it stayed inside the meta strip before).
+    m.timeline.place_line(scene, sprite, m.formats.read_cues(shared_path(*WATCHING_TV_CUES, "ps_json.json")),
+                          "tv", 1, shared_path(*WATCHING_TV))
+    assert sorted(s.name for s in scene.sequence_editor.strips_all if s.type == "SOUND") == [
+        "Anna: electricity", "Anna: tv"]
 
 
 def test_several_sprites_in_one_scene_each_get_their_own_line_and_sound(m, sprite, picture):
