@@ -45,7 +45,7 @@ def paired_times(model_path, folder, config):
     from tha_studio.pose.schema import get_schema
     from tha_studio.render.dataset import manifest
     from tha_studio.render.dataset.plan import ModelEntry, load_or_make_annotation
-    from tha_studio.render.blender.dataset_run import quiet_output
+    from tha_studio.render.blender.scene import quiet_output
     from tha_studio.render.blender.model_import import import_model
     from tha_studio.render.dataset.sampling import expression_part, sample_pose
     from tha_studio.render.blender.triplets import TripletRenderer
@@ -84,7 +84,7 @@ def style_times(model_path, folder, config, styles, samples):
     import bpy
 
     from tha_studio.pose.schema import get_schema
-    from tha_studio.render.blender.dataset_run import quiet_output
+    from tha_studio.render.blender.scene import quiet_output
     from tha_studio.render.blender.model_import import import_model
     from tha_studio.render.blender.triplets import TripletRenderer
     from tha_studio.render.dataset.plan import ModelEntry, load_or_make_annotation

@@ -110,7 +110,7 @@ def main():
     import cli
 
     cli.load_package(ROOT)
-    from tha_studio.render.blender.dataset_run import quiet_output
+    from tha_studio.render.blender.scene import quiet_output
 
     folder = Path(tempfile.mkdtemp(prefix="tha_studio_sheet_"))
     rows = []

@@ -8,8 +8,6 @@ import contextlib
 import csv
 import json
 import math
-import os
-import sys
 from pathlib import Path
 
 import bpy
@@ -157,24 +155,6 @@ def render_frames(scene, folder, frame_start, frame_end):
     return written
 
 
-@contextlib.contextmanager
-def blender_quiet():
-    """Blender's renderer prints lines a frame ("Fra:12 ...", "Video append frame 12") on the C
-    standard output: a long line of dialogue buried a command's own report under thousands. They
-    go to the null device meanwhile (the file descriptor itself: they bypass sys.stdout); errors
-    stay on standard error."""
-    sys.stdout.flush()
-    kept, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 1)
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(kept, 1)
-        os.close(kept)
-        os.close(null)
-
-
 def render_video(scene, path, frame_start, frame_end, container="MPEG4", on_frame=None):
     """Render the frame range to a video (H.264, with the scene's sound as AAC if it has any).
     With `on_frame(frame)`, called as each frame is done, Blender's own lines a frame are not
@@ -207,7 +187,7 @@ def render_video(scene, path, frame_start, frame_end, container="MPEG4", on_fram
     if on_frame is not None:
         bpy.app.handlers.render_post.append(frame_done)
     try:
-        with blender_quiet() if on_frame is not None else contextlib.nullcontext():
+        with scenes.quiet_output() if on_frame is not None else contextlib.nullcontext():
             bpy.ops.render.render(animation=True, scene=scene.name)
     finally:
         if frame_done in bpy.app.handlers.render_post:

@@ -18,7 +18,6 @@ refused (a lock per shard journal).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import sys
@@ -42,22 +41,6 @@ from ..dataset.plan import (
 )
 
 
-@contextlib.contextmanager
-def quiet_output():
-    """Send Blender's per-render "Saved: ..." lines (C-level stdout) to /dev/null."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(devnull)
-
-
 def render_model(work, config, out_dir, emit, annotations_dir=None, temp_tag=None, budget=None):
     """Render one model's pending images (a plan.ModelWork), calling emit(record) as each unit
     is finished.
@@ -69,6 +52,7 @@ def render_model(work, config, out_dir, emit, annotations_dir=None, temp_tag=Non
     """
     from ...pose.schema import get_schema
     from ..dataset.sampling import sample_pose
+    from .scene import quiet_output
 
     entry = work.entry
     out_dir = Path(out_dir)
@@ -115,6 +99,7 @@ def _open_model(entry, annotation, schema, config, temp_tag):
     import bpy
 
     from .model_import import import_model
+    from .scene import quiet_output
     from .triplets import TripletRenderer
 
     bpy.ops.wm.read_homefile(use_empty=True)

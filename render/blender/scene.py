@@ -63,6 +63,24 @@ def filtered_c_stderr(noise=GPU_START_NOISE):
         os.close(saved)
 
 
+@contextlib.contextmanager
+def quiet_output():
+    """Send Blender's lines a render (C-level stdout: "Saved: ...", "Fra:12 ...", "Video append
+    frame 12") to the null device meanwhile: a dataset's thousands of renders, or a long line's
+    video, would bury a command's own report. Errors stay on standard error."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 def start_gpu_quietly():
     """Start Blender's GPU context (once a process) with a 4x4 Workbench render of a scene of its
     own, its start-up noise dropped (see GPU_START_NOISE); later renders print none."""
