@@ -144,7 +144,8 @@ def read_split_file(path):
     except OSError as error:
         raise DatasetError(f"{path}: cannot read the split file ({error.strerror})") from None
     except UnicodeDecodeError as error:
-        raise DatasetError(f"{path}: the split file is not UTF-8 text (byte {error.start}); save it as UTF-8") from None
+        raise DatasetError(f"{path}: the split file is not UTF-8 text (byte 0x{error.object[error.start]:02x} at "
+                           f"position {error.start}); save it as UTF-8") from None
     for number, line in enumerate(lines, start=1):
         line = line.split("#", 1)[0].strip()
         if not line:
