@@ -37,7 +37,7 @@ def test_it_says_where_each_file_is_and_how_long_each_step_took(talk):
     for step in ("scene", "lip sync", "blinks, breathing, sway", "bake", "video", "save", "total"):
         assert f"{step} " in times
     assert "bake: " in talk["stderr"] and "%|" in talk["stderr"]  # progress bars while it works
-    # The video's: a bar counting frames, not Blender's lines a frame (hundreds for a short line).
+    # The video's: a bar counting frames, not Blender's lines a frame.
     frames = int(next(line for line in talk["stdout"].splitlines() if line.startswith("bake: ")).split()[1])
     assert "video: 100%" in talk["stderr"] and f"{frames}/{frames}" in talk["stderr"]
     assert "Video append frame" not in talk["stdout"] and "Fra:" not in talk["stdout"]
