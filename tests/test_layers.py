@@ -13,7 +13,9 @@ anywhere in a module) cannot express. Imports are read from the source (ast), ne
 - command modules and the package root import neither bpy nor torch at module level (`--help` stays
   instant; plain Python without Blender runs the commands that need none);
 - `addon/` is the only UI: no operator, panel, property group, preferences class, handler or timer
-  is defined or registered outside it, and nothing but the package root imports it.
+  is defined or registered outside it, and nothing but the package root imports it. (A handler
+  held for the length of one call, appended and removed in the same function, as the video
+  render's frame counter, is that call's, not the UI's.)
 """
 
 import ast
@@ -205,8 +207,18 @@ def violations(root=ROOT):
 
 
 def ui_definitions(path):
-    """Operators, panels, property groups, registrations, handlers and timers defined in a module."""
+    """Operators, panels, property groups, registrations, handlers and timers defined in a module
+    (not a handler a function appends and removes again itself: it lasts that call)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    held = set()  # (line of an append) whose function also removes that handler from that list
+    for function in ast.walk(tree):
+        if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            calls = [n for n in ast.walk(function) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+                     and ast.unparse(n.func.value).startswith("bpy.app.handlers.")]
+            removed = {(ast.unparse(c.func.value), ast.unparse(c.args[0])) for c in calls
+                       if c.func.attr == "remove" and c.args}
+            held |= {c.lineno for c in calls if c.func.attr == "append" and c.args
+                     and (ast.unparse(c.func.value), ast.unparse(c.args[0])) in removed}
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef):
             for base in node.bases:
@@ -215,7 +227,7 @@ def ui_definitions(path):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             dotted = ast.unparse(node.func)
             if dotted in ("bpy.utils.register_class", "bpy.app.timers.register") or (
-                    dotted.startswith("bpy.app.handlers.") and node.func.attr == "append"):
+                    dotted.startswith("bpy.app.handlers.") and node.func.attr == "append" and node.lineno not in held):
                 yield node.lineno, dotted
 
 
@@ -255,6 +267,23 @@ def test_a_broken_rule_is_reported(tmp_path, source, rule):
     (copy / "render" / "dataset" / "bad.py").write_text(source)
     problems = violations(copy)
     assert any("render/dataset/bad.py" in p and rule in p for p in problems), problems
+
+
+def test_a_handler_outside_the_ui_is_reported_unless_one_call_holds_it(tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(*SKIP, "*.pyc"))
+    (copy / "render" / "blender" / "bad.py").write_text(
+        "import bpy\n\n\ndef kept(h):\n    bpy.app.handlers.frame_change_post.append(h)\n\n\n"
+        "def held(h):\n    bpy.app.handlers.render_post.append(h)\n    try:\n        pass\n"
+        "    finally:\n        bpy.app.handlers.render_post.remove(h)\n\n\n"
+        "def elsewhere(h):\n    bpy.app.handlers.render_post.append(h)\n    bpy.app.handlers.render_pre.remove(h)\n")
+    problems = [p for p in violations(copy) if "render/blender/bad.py" in p]
+    assert sorted(problems) == [
+        "render/blender/bad.py:17: bpy.app.handlers.render_post.append outside addon/ (the UI layer)",
+        "render/blender/bad.py:5: bpy.app.handlers.frame_change_post.append outside addon/ (the UI layer)",
+    ], problems
 
 
 def test_torch_reached_at_module_level_through_another_module_is_reported(tmp_path):
