@@ -11,8 +11,10 @@ and the user extension path behave as they do for them. Every test that uses it 
 their tests, each on an empty scene.
 """
 
+import atexit
 import importlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,6 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # pytest-xdist worker gets its own profile: two installs into one repository collide on its lock.
 if os.environ.get("PYTEST_XDIST_WORKER") or "BLENDER_USER_RESOURCES" not in os.environ:
     os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="tha_studio_blender_user_")
+    # The profile holds the installed extension and its wheels (about 200 MB): removed when the
+    # process ends, or every run of the tests would leave one per worker behind.
+    atexit.register(shutil.rmtree, os.environ["BLENDER_USER_RESOURCES"], ignore_errors=True)
 
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # for the shared test helpers (shared_assets, ...)
@@ -111,9 +116,9 @@ def build_extension(out_dir):
 
 
 @pytest.fixture(scope="session")
-def extension_zips():
+def extension_zips(tmp_path_factory):
     """{platform: zip} built by Blender's tool, one zip per platform of the manifest."""
-    return build_extension(tempfile.mkdtemp(prefix="tha_studio_build_"))
+    return build_extension(str(tmp_path_factory.mktemp("tha_studio_build")))
 
 
 @pytest.fixture(scope="session")
