@@ -16,6 +16,7 @@ from ..animation.blender import expressions, timeline
 from ..animation.blender import sprite as sprites
 from ..errors import UserError
 from ..lipsync.analyser import read_dialog
+from ..lipsync.audio_formats import file_glob as audio_file_glob
 from ..lipsync.curves import STYLES, CurveSettings
 from ..lipsync.cues import SHAPE_DESCRIPTIONS, SHAPES
 from ..pose.schema import get_schema
@@ -55,7 +56,7 @@ class THA_OT_lip_sync(JobOperator, ImportHelper, bpy.types.Operator):
     bl_label = "Lip Sync Line"
     bl_options = {"REGISTER", "UNDO"}
 
-    filter_glob: bpy.props.StringProperty(default="*.wav;*.ogg;*.flac;*.mp3;*.tsv;*.txt;*.json;*.xml;*.dat",
+    filter_glob: bpy.props.StringProperty(default=audio_file_glob() + ";*.tsv;*.txt;*.json;*.xml;*.dat",
                                           options={"HIDDEN"})
     dialog_path: bpy.props.StringProperty(
         name="Dialog text", subtype="FILE_PATH", default="",

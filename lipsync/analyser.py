@@ -3,7 +3,8 @@
 It works as Rhubarb Lip Sync does (shared/reference/rhubarb.md §1.5), on the `pocketsphinx`
 package and its bundled US English model:
 
-1. the audio (wav, ogg, flac or mp3, read by libsndfile through `soundfile`) is mixed to mono,
+1. the audio (wav, ogg, opus, flac, mp3 or aiff, read by libsndfile through `soundfile`; the
+   formats only FFmpeg reads are first copied to a WAV in Blender, lipsync/audio_formats.py) is mixed to mono,
    resampled to 16 kHz and its DC offset removed;
 2. voice activity detection (WebRTC's, as packaged in pocketsphinx, aggressiveness 2 in 10 ms
    frames; gaps up to 10 cs filled, blips under 5 cs dropped) splits it into utterances, so
@@ -34,12 +35,15 @@ import numpy as np
 
 from ..errors import UserError
 from ..jobs import Job, Progress
+from .audio_formats import BLENDER_EXTENSIONS, SOUNDFILE_EXTENSIONS
 from .cues import MAX_SECONDS, parse_shape_set
 from .shapes import PHONES, animate_step_by_step, cue_track
 
 SAMPLE_RATE = 16000
-# MP3 besides Rhubarb's own: the form most dialogue arrives in (libsndfile 1.1+ decodes it).
-AUDIO_EXTENSIONS = (".wav", ".ogg", ".flac", ".mp3")
+# What this module reads itself (libsndfile 1.1+ decodes MP3, the form most dialogue arrives in).
+AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS
+KINDS = {".wav": "WAVE", ".ogg": "Ogg Vorbis", ".oga": "Ogg", ".opus": "Ogg Opus", ".flac": "FLAC", ".mp3": "MP3",
+         ".aif": "AIFF", ".aiff": "AIFF"}
 # What read_audio accepts: telephone quality to studio rates, up to 7.1 surround plus spares.
 SAMPLE_RATES = (4000, 768000)
 MAX_CHANNELS = 16
@@ -95,7 +99,7 @@ class AudioError(UserError, ValueError):
 
 
 def read_audio(path):
-    """(mono float32 samples at 16 kHz, duration in seconds) of a wav, ogg, flac or mp3 file."""
+    """(mono float32 samples at 16 kHz, duration in seconds) of a recording libsndfile reads."""
     reader = AudioReader(path)
     for _ in reader.steps():
         pass
@@ -120,6 +124,9 @@ class AudioReader:
         self.path = path = Path(path)
         self.opening = opening = f"Could not open sound file {path}."
         extension = path.suffix.lower()
+        if extension in BLENDER_EXTENSIONS:
+            raise AudioError(f"{opening} A '{path.suffix}' recording is read through Blender's FFmpeg (as the add-on and "
+                             f"the commands do), not by libsndfile; or convert it to WAV or FLAC.")
         if extension not in AUDIO_EXTENSIONS:
             supported = ", ".join(f"'{e}'" for e in AUDIO_EXTENSIONS)
             raise AudioError(f"{opening} Unsupported file extension '{path.suffix}'. Supported extensions are {supported}.")
@@ -129,7 +136,7 @@ class AudioReader:
             raise AudioError(f"{opening} It is a folder.")
         if path.stat().st_size == 0:
             raise AudioError(f"{opening} The file is empty (0 bytes).")
-        self.kind = {".wav": "WAVE", ".ogg": "Ogg Vorbis", ".flac": "FLAC", ".mp3": "MP3"}[extension]
+        self.kind = KINDS[extension]
         with self._decoding_errors():
             info = soundfile.info(str(path))
             check_audio_header(info.samplerate, info.channels, info.frames, opening)

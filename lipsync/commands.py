@@ -5,16 +5,17 @@ import sys
 
 from ..atomic_files import write_text_atomic
 from ..commands import CommandError
+from .audio_formats import AUDIO_EXTENSIONS, decoded_by_blender
 
 CUE_FORMATS = ("tsv", "json", "xml", "dat")
 VALUE_FORMATS = ("values-csv", "values-json")
-AUDIO_EXTENSIONS = (".wav", ".ogg", ".flac", ".mp3")  # lipsync/analyser.py's (not imported: numpy)
 
 DESCRIPTION = """\
 Lip sync: a recording or a Rhubarb cue file in; a cue file, or THA mouth values per frame, out.
 
-Audio (.wav .ogg .flac .mp3) is analysed by Rhubarb Lip Sync when it is installed (on PATH, or
---rhubarb PATH; it reads .wav and .ogg, so a .flac or .mp3 goes to it as a temporary WAV copy), else
+Audio (.wav .ogg .opus .flac .mp3 .aiff; .m4a .aac .mp4 .mov .mkv .mka .webm .wma .ac3 through
+Blender's FFmpeg, as a temporary WAV copy) is analysed by Rhubarb Lip Sync when it is installed (on
+PATH, or --rhubarb PATH; it reads .wav and .ogg, so others go to it as a temporary WAV copy), else
 by THA Studio's own analyser (PocketSphinx); the first line on standard error says which ran.
 Cue files (.tsv .json .xml .dat, as Rhubarb writes them) are read as they are. The output
 format follows -o's extension (.tsv .json .xml .dat for cues, .csv for per-frame values)
@@ -39,7 +40,7 @@ def add_subcommands(subparsers):
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("input", help="recording (.wav .ogg .flac .mp3) or cue file (.tsv .json .xml .dat)")
+    parser.add_argument("input", help="recording (.wav .ogg .flac .mp3 .m4a ...) or cue file (.tsv .json .xml .dat)")
     parser.add_argument("-o", "--output", help="file to write (atomically); standard output if left out")
     parser.add_argument(
         "-f", "--format", choices=CUE_FORMATS + VALUE_FORMATS,
@@ -153,8 +154,27 @@ def _terminate_as_interrupt(signum, frame):
 
 
 def _analyse(source, args):
+    if not decoded_by_blender(source):
+        return _analyse_file(source, args)
+    try:
+        import bpy  # noqa: F401 (Blender's FFmpeg, `aud`, comes with it)
+    except ImportError:
+        raise CommandError(f"{source}: a '{source.suffix}' recording is decoded by Blender's FFmpeg, and Blender "
+                           f"(the bpy module) is not installed here; convert it to WAV or FLAC first") from None
+    from ..animation.blender.audio import DecodedRecording
+
+    with DecodedRecording(source) as decoded:
+        return decoded.naming_the_recording(_analyse_file(decoded.path, args, shown=source, via="Blender's FFmpeg"))
+
+
+def _analyse_file(source, args, shown=None, via=None):
+    """The cue track of a recording libsndfile reads; `shown`: the name to print (the original
+    of a decoded copy), `via`: what decoded it."""
+    from pathlib import Path
+
     from . import analyser, rhubarb
 
+    shown = shown or source
     dialog = None
     if args.dialog:
         dialog = analyser.read_dialog(args.dialog)
@@ -167,12 +187,12 @@ def _analyse(source, args):
         recognizer = "words" if args.recognizer == "auto" else args.recognizer
         job = rhubarb.RhubarbJob(source, executable, recognizer, dialog, args.extended_shapes)
         # Rhubarb opens .wav and .ogg; the job converts anything else (.flac, .mp3) to a temporary WAV.
-        engine = f"Rhubarb Lip Sync ({executable})" + ("" if rhubarb.can_read(source) else ", from a WAV copy")
+        engine = f"Rhubarb Lip Sync ({executable})" + ("" if rhubarb.can_read(source) and not via else ", from a WAV copy")
     else:
         job = analyser.Analysis(source, args.recognizer, dialog, args.extended_shapes)
-        engine = "the built-in analyser"
+        engine = "the built-in analyser" + (", from a WAV copy" if via else "")
     if not args.quiet:
-        print(f"{source.name}: analysed by {engine}", file=sys.stderr)
+        print(f"{Path(shown).name}: analysed by {engine}" + (f" ({via} decoded it)" if via else ""), file=sys.stderr)
     bar = None if args.quiet else _ProgressBar("lip sync")
     # SIGTERM (a killed script, a stopped service) cleans up as Ctrl-C does; main thread only.
     import signal

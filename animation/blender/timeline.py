@@ -42,7 +42,8 @@ import bpy
 
 from ...errors import UserError
 from ...jobs import Job, Progress
-from ...lipsync.analyser import AUDIO_EXTENSIONS, Analysis
+from ...lipsync.analyser import Analysis
+from ...lipsync.audio_formats import AUDIO_EXTENSIONS, decoded_by_blender
 from ...lipsync.curves import DEFAULT_THA1_MAPPING, CurveSettings, Keyframe, MouthMapping, mouth_curves
 from ...lipsync.formats import EXTENSIONS as CUE_EXTENSIONS
 from ...lipsync.formats import read_cues
@@ -50,6 +51,7 @@ from ...lipsync.rhubarb import RhubarbJob, find_rhubarb
 from ...pose.schema import get_schema
 from ..core import generators
 from . import sprite as sprites
+from .audio import DecodedRecording
 
 RECORD = "tha_studio_timeline"  # ID property on every action the timeline makes
 MAPPING_PROPERTY = "tha_mouth_mapping"  # ID property on the sprite: its mouth mapping as JSON
@@ -719,6 +721,7 @@ class LipSyncJob(Job):
         self.analyser = None
         self._inner = None
         self._track = None
+        self._decoded = None  # the WAV copy of an .m4a, .mp4, ... while it is analysed
 
     def _targets(self):
         scene = bpy.data.scenes.get(self.scene_name)
@@ -746,15 +749,28 @@ class LipSyncJob(Job):
         # Unreadable or too long audio is reported before Rhubarb or the analyser starts.
         self._check_length(scene, audio_seconds(self.source) or 0.0)
         executable = find_rhubarb(self.rhubarb) if self.rhubarb else find_rhubarb()
-        if executable is not None:
-            self.analyser = "rhubarb"
-            recognizer = "phonetic" if self.recognizer == "phonetic" else "words"
-            self._inner = RhubarbJob(self.source, executable, recognizer, self.dialog)
-        else:
-            self.analyser = "built-in"
-            self._inner = Analysis(self.source, self.recognizer, self.dialog)
-        self._inner.start()
+        analysed = self.source
+        if decoded_by_blender(self.source):  # the sound strip still plays the recording itself
+            self._decoded = DecodedRecording(self.source)
+            analysed = self._decoded.path
+        try:
+            if executable is not None:
+                self.analyser = "rhubarb"
+                recognizer = "phonetic" if self.recognizer == "phonetic" else "words"
+                self._inner = RhubarbJob(analysed, executable, recognizer, self.dialog)
+            else:
+                self.analyser = "built-in"
+                self._inner = Analysis(analysed, self.recognizer, self.dialog)
+            self._inner.start()
+        except BaseException:
+            self._remove_decoded()
+            raise
         self.progress = Progress(0.0, f"{self.analyser} analysis")
+
+    def _remove_decoded(self):
+        if self._decoded is not None:
+            self._decoded.remove()
+            self._decoded = None
 
     def _check_length(self, scene, seconds):
         fit_scene(scene, int(self.start_frame) + seconds * scene_fps(scene), self.extend_scene, f"line {self.name!r}")
@@ -771,13 +787,20 @@ class LipSyncJob(Job):
 
     def _step(self):
         if self._inner is not None and not self._inner.done:
-            progress = self._inner.step()
+            try:
+                progress = self._inner.step()
+            except BaseException:
+                self._remove_decoded()
+                raise
             if not self._inner.done:
                 return Progress(0.95 * progress.fraction, progress.message)
         unknown = []
         if self._track is None:
             result = self._inner.result
             self._track = getattr(result, "track", result)
+            if self._decoded is not None:
+                self._track = self._decoded.naming_the_recording(self._track)
+            self._remove_decoded()
             unknown = list(getattr(result, "unknown_words", []))
         scene, obj = self._targets()
         placed = place_line(scene, obj, self._track, self.name, self.start_frame, self.audio,
@@ -787,6 +810,7 @@ class LipSyncJob(Job):
     def _stop(self):
         if self._inner is not None:
             self._inner.cancel()
+        self._remove_decoded()
 
 
 # --- generators --------------------------------------------------------------------------------

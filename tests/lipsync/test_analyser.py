@@ -113,13 +113,13 @@ def test_bad_audio_gets_clear_messages(shared, tmp_path):
         tmp_path / "missing.wav": "Could not open sound file .*missing.wav. No such file.",
         bad / "empty.wav": "Could not open sound file .*empty.wav. The file is empty",
         bad / "text_renamed.wav": "Could not open sound file .*text_renamed.wav. It is not readable WAVE audio",
-        tmp_path / "voice.m4a": "Unsupported file extension '.m4a'. Supported extensions are '.wav', '.ogg', '.flac', "
-                                "'.mp3'.",
+        tmp_path / "voice.amr": "Unsupported file extension '.amr'. Supported extensions are '.wav', '.ogg', '.oga', "
+                                "'.opus', '.flac', '.mp3', '.aif', '.aiff'.",
         tmp_path / "voice.mp3": "Could not open sound file .*voice.mp3. It is not readable MP3 audio",
         tmp_path / "text.mp3": r"text.mp3. It is not readable MP3 audio \(no audio frames could be decoded from it\)",
     }
     (tmp_path / "text.mp3").write_text("hello")
-    (tmp_path / "voice.m4a").write_bytes(b"\0\0\0\x20ftypM4A ")
+    (tmp_path / "voice.amr").write_bytes(b"#!AMR\n" + bytes(64))
     (tmp_path / "voice.mp3").write_bytes(b"ID3" + bytes(64))
     for path, message in cases.items():
         with pytest.raises(AudioError, match=message):

@@ -5,6 +5,7 @@ import struct
 import time
 
 import numpy as np
+import soundfile
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -174,3 +175,24 @@ def test_a_long_recording_is_read_in_blocks_a_job_can_stop_between(tmp_path, sha
     job.cancel()
     with pytest.raises(JobCancelled):
         job.step()
+
+
+@pytest.mark.parametrize("name, options", [("line.aiff", {}), ("line.opus", {"format": "OGG", "subtype": "OPUS"})])
+def test_aiff_and_opus_read_as_the_wav_does(tmp_path, name, options):
+    path = AUDIO / "s1_plosives.wav"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    speech, rate = soundfile.read(path, dtype="float32")
+    soundfile.write(tmp_path / name, speech, rate, **options)
+    samples, duration = analyser.read_audio(tmp_path / name)
+    assert duration == pytest.approx(len(speech) / rate, abs=0.01)
+    expected, _ = analyser.read_audio(path)
+    count = min(len(samples), len(expected))
+    assert np.corrcoef(samples[:count], expected[:count])[0, 1] > 0.9
+
+
+def test_a_recording_only_ffmpeg_reads_points_to_blender(tmp_path):
+    memo = tmp_path / "memo.m4a"
+    memo.write_bytes(b"\0\0\0\x18ftypM4A " + bytes(64))
+    with pytest.raises(AudioError, match=r"memo\.m4a\. A '\.m4a' recording is read through Blender's FFmpeg"):
+        analyser.read_audio(memo)

@@ -52,6 +52,22 @@ def test_audio_in_cues_out_with_the_builtin_analyser(shared, tmp_path):
     assert track.cues[0].shape == "X" and len(track) >= 3
 
 
+def test_a_voice_memo_is_decoded_by_blenders_ffmpeg_and_named_in_the_cues(shared, tmp_path, capsys):
+    import bpy  # noqa: F401 (Blender's `aud` comes with it)
+    import aud
+
+    recording = shared / "assets" / "lipsync" / "audio" / "en_male_electricity.ogg"
+    memo = tmp_path / "memo.aac"  # a phone's voice memo is AAC (in an .m4a)
+    aud.Sound(str(recording)).write(str(memo), 44100, aud.CHANNELS_MONO, aud.FORMAT_S16, aud.CONTAINER_AAC,
+                                    aud.CODEC_AAC, 96000)
+    target = tmp_path / "cues.json"
+    assert main(["lipsync", "--engine", "builtin", str(memo), "-o", str(target)]) == 0
+    assert "memo.aac: analysed by the built-in analyser, from a WAV copy (Blender's FFmpeg decoded it)" in capsys.readouterr().err
+    track = formats.read_cues(target)
+    assert track.sound_file == str(memo.resolve()) and track.duration == pytest.approx(1.06, abs=0.06)
+    assert track.cues[0].shape == "X" and len(track) >= 3
+
+
 def test_errors_are_one_line_and_name_the_file(shared, tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text('{\n  "mouthCues": [\n    { "start": 0.0, "end": 0.1, "value": "Q" }\n  ]\n}\n')
@@ -61,7 +77,8 @@ def test_errors_are_one_line_and_name_the_file(shared, tmp_path, capsys):
         (["lipsync", str(bad)], f"{bad}, line 3: 'Q' is not a mouth shape"),
         (["lipsync", str(shared / "assets" / "lipsync" / "bad_inputs" / "empty.wav"), "--engine", "builtin"],
          "The file is empty"),
-        (["lipsync", str(tmp_path / "nothing.m4a")], "no such file"),
+        (["lipsync", str(tmp_path / "nothing.xyz")], "no such file"),
+        (["lipsync", str(tmp_path / "nothing.m4a")], "nothing.m4a. No such file."),
         (["lipsync", str(tmp_path / "nothing.mp3")], "nothing.mp3. No such file."),
         (["lipsync", str(rhubarb_file(shared, "s2_rounded.wav", "ps_tsv.tsv")), "-o", str(tmp_path / "x.png")],
          "cannot tell the output format"),

@@ -135,3 +135,22 @@ def test_a_bad_picture_or_line_is_named_and_leaves_an_earlier_blend_as_it_was(tm
     assert error.startswith("tha_studio talk: error: ") and named in error, error
     assert earlier.read_bytes() == b"an earlier run's scene"
     assert not (tmp_path / "tha_cache").exists() and not out.with_suffix(".mp4").exists()
+
+
+def test_the_videos_own_sound_lip_syncs_as_its_line_did(talk, tmp_path):
+    """An MP4 (H.264 and AAC, as a phone or a video editor writes them): Blender's FFmpeg decodes
+    its sound for the analyser, and the cues match those of the line the video was made from."""
+    from tha_studio.commands import main
+    from tha_studio.lipsync import formats
+
+    cues = {}
+    for name, source in (("video", talk["out"].with_suffix(".mp4")), ("line", ROOT / "samples" / "hello.flac")):
+        cues[name] = tmp_path / f"{name}.tsv"
+        assert main(["lipsync", "-q", "--engine", "builtin", str(source), "-o", str(cues[name])]) == 0
+    video, line = (formats.read_cues(cues[name]) for name in ("video", "line"))
+    assert video.duration == pytest.approx(line.duration, abs=0.1)
+
+    def open_mouth(track):
+        return np.array([track.shape_at(t / 100) not in "AX" for t in range(int(line.duration * 100))])
+
+    assert np.mean(open_mouth(video) == open_mouth(line)) > 0.9

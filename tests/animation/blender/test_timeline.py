@@ -8,6 +8,7 @@ strips and the sliders' values as the NLA evaluates them."""
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -281,6 +282,54 @@ def test_audio_alone_is_analysed_by_the_built_in_analyser_stepped_by_hand(m, spr
     assert strip.name == "en_male_watchingtv" and strip.frame_start == 12 and sound.frame_start == 12
     assert "built-in analyser" in result.message
     assert cue_centres_hold_the_mapping(m, sprite, strip, result.cue_track, 12, 24) > 10
+
+
+def voice_memo(source, target):
+    """`source` encoded as AAC by Blender's own FFmpeg (a phone's voice memo is AAC: .m4a)."""
+    import aud
+
+    aud.Sound(str(source)).write(str(target), 48000, aud.CHANNELS_STEREO, aud.FORMAT_S16, aud.CONTAINER_AAC,
+                                 aud.CODEC_AAC, 128000)
+    return target
+
+
+def open_mouth_per_cs(track):
+    """Whether the mouth is open (any shape but A and X) in each centisecond of a cue track."""
+    return np.array([track.shape_at(t / 100) not in "AX" for t in range(int(track.duration * 100))])
+
+
+def test_a_recording_only_ffmpeg_reads_is_analysed_from_blenders_decoding_and_played_as_it_is(m, sprite, tmp_path):
+    """libsndfile and Rhubarb read no AAC; Blender does. The line's sound strip plays the file
+    itself; the analysis reads a temporary WAV of it, removed when the job ends."""
+    import tempfile
+
+    scene = bpy.context.scene
+    memo = voice_memo(shared_path(*WATCHING_TV), tmp_path / "memo.aac")
+    temporary = set(os.listdir(tempfile.gettempdir()))
+    result, _ = run(m.timeline.LipSyncJob(scene, sprite, memo, start_frame=12))
+    strip, sound = result.placed
+    assert bpy.path.abspath(sound.sound.filepath) == str(memo) and strip.name == "memo"
+    assert result.cue_track.sound_file == str(memo.resolve())
+    assert not [name for name in set(os.listdir(tempfile.gettempdir())) - temporary if "tha_studio_audio" in name]
+    # The same line as the original recording's, but for the encoder's few milliseconds of delay.
+    original, _ = run(m.timeline.LipSyncJob(scene, sprite, shared_path(*WATCHING_TV), start_frame=200, name="original"))
+    assert result.analyser == original.analyser
+    assert result.cue_track.duration == pytest.approx(original.cue_track.duration, abs=0.06)
+    decoded, recorded = open_mouth_per_cs(result.cue_track), open_mouth_per_cs(original.cue_track)
+    count = min(len(decoded), len(recorded))
+    assert np.mean(decoded[:count] == recorded[:count]) > 0.9  # 0.965 here
+
+
+def test_a_damaged_voice_memo_is_named_and_changes_nothing(m, sprite, tmp_path):
+    scene = bpy.context.scene
+    memo = voice_memo(shared_path(*WATCHING_TV), tmp_path / "memo.aac")
+    (tmp_path / "memo.m4a").write_bytes(b"\0\0\0\x18ftypM4A " + bytes(range(256)) * 8)
+    (tmp_path / "cut.aac").write_bytes(memo.read_bytes()[:200])
+    before = scene_state()
+    for name in ("memo.m4a", "cut.aac"):
+        with pytest.raises(m.timeline.UserError, match=rf"{re.escape(name)}: Blender cannot read this file as audio"):
+            run(m.timeline.LipSyncJob(scene, sprite, tmp_path / name))
+        assert scene_state() == before
 
 
 def test_cancelling_an_analysis_stops_it_and_places_nothing(m, sprite):
