@@ -55,6 +55,7 @@ from .audio import DecodedRecording
 
 RECORD = "tha_studio_timeline"  # ID property on every action the timeline makes
 MAPPING_PROPERTY = "tha_mouth_mapping"  # ID property on the sprite: its mouth mapping as JSON
+LINES_FPS_PROPERTY = "tha_lines_fps"  # ID property on the scene: the frame rate its lines are timed at
 REST_TRACK = "THA rest"
 LINE_TRACK = "THA lip sync"
 CAPTURE_TRACK = "THA face capture"
@@ -584,7 +585,8 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
     ensure_rest(obj, {name_: value for name_, value in curves.rest.items()})
     action = new_action(f"{obj.name} line {name}", curves.keyframes,
                          {"kind": "line", "name": name, "source": track.source or "", "sound": "",
-                          "frame": start_frame, "sound_frame": start_frame})
+                          "frame": start_frame, "sound_frame": start_frame, "fps": fps})
+    scene[LINES_FPS_PROPERTY] = fps
     strip = place_strip(key, LINE_TRACK, name, action, start_frame, "REPLACE", "NOTHING")
     sound = None
     if audio_path is not None:
@@ -621,38 +623,63 @@ def keep_sounds_with_lines(scene):
     one moved (both moved together: nothing to do). A sound moved where its line cannot go (onto
     another strip of the line's track) goes back. A line placed before lines kept their sound is
     followed from its first move, keeping whatever offset the animator gave the two. Only moves
-    are followed (a strip scaled in time keeps its sound's speed). Returns the names of the lines
-    whose other strip was moved."""
+    are followed (a strip scaled in time keeps its sound's speed).
+
+    When the scene's frame rate changes, Blender keeps every strip's first frame and plays a sound
+    over as many frames as its seconds now take, while a line's keys stay on their frames: the
+    mouth would run ahead of (or behind) the words. Each line's strip is scaled by the ratio of
+    the rates, so its keys keep their times in seconds (the NLA moves a later strip of the track
+    along when one grows into it, and that line's sound follows it). Returns the names of the
+    lines whose other strip was moved or that were rescaled."""
+    fps = scene_fps(scene)
+    lines_fps = scene.get(LINES_FPS_PROPERTY)
+    rate_changed = lines_fps is not None and not math.isclose(lines_fps, fps, rel_tol=1e-9)
     editor = scene.sequence_editor
-    if editor is None:
-        return []
-    sounds = _all_strips(editor)
-    if not len(sounds):
+    sounds = _all_strips(editor) if editor is not None else {}
+    if not len(sounds) and not rate_changed:
         return []  # (it runs on every depsgraph update: no look at the scene's objects then)
-    moved = []
+    moved, lines = [], 0
     for obj in sprites.sprites_in(scene):
         for _track, strip, record in timeline_strips(obj, "line"):
-            sound = sounds.get(record.get("sound") or "")
-            if sound is None:
-                continue
-            line_start, sound_start = int(round(strip.frame_start)), int(round(sound.frame_start))
-            last_line, last_sound = record.get("frame"), record.get("sound_frame")
-            if last_line is not None and last_sound is not None:
-                if line_start != last_line and sound_start == last_sound:  # the line was moved
-                    sound_start = last_sound + line_start - last_line
-                    sound.frame_start = sound_start
-                    moved.append(record.get("name", strip.name))
-                elif sound_start != last_sound and line_start == last_line:  # the sound was moved
-                    wanted = last_line + sound_start - last_sound
-                    strip.frame_start_ui = wanted
-                    if strip.frame_start != wanted:  # the NLA keeps the strips of a track apart
-                        strip.frame_start_ui = line_start
-                        sound.frame_start = sound_start = last_sound
-                    line_start = int(round(strip.frame_start))
-                    moved.append(record.get("name", strip.name))
-            if (last_line, last_sound) != (line_start, sound_start):
-                record["frame"], record["sound_frame"] = line_start, sound_start
+            lines += 1
+            changed = False
+            line_fps = record.get("fps")
+            if not isinstance(line_fps, (int, float)) or line_fps <= 0:
+                # A line of a .blend made before lines followed the rate: timed at this one, as far
+                # as anybody can tell now.
+                record["fps"] = fps
                 strip.action[RECORD] = json.dumps(record)
+            elif not math.isclose(line_fps, fps, rel_tol=1e-9):
+                strip.scale = strip.scale * fps / line_fps
+                record["fps"] = fps
+                changed = True
+            sound = sounds.get(record.get("sound") or "")
+            if sound is not None:
+                line_start, sound_start = int(round(strip.frame_start)), int(round(sound.frame_start))
+                last_line, last_sound = record.get("frame"), record.get("sound_frame")
+                if last_line is not None and last_sound is not None:
+                    if line_start != last_line and sound_start == last_sound:  # the line was moved
+                        sound_start = last_sound + line_start - last_line
+                        sound.frame_start = sound_start
+                        changed = True
+                    elif sound_start != last_sound and line_start == last_line:  # the sound was moved
+                        wanted = last_line + sound_start - last_sound
+                        strip.frame_start_ui = wanted
+                        if strip.frame_start != wanted:  # the NLA keeps the strips of a track apart
+                            strip.frame_start_ui = line_start
+                            sound.frame_start = sound_start = last_sound
+                        line_start = int(round(strip.frame_start))
+                        changed = True
+                if (last_line, last_sound) != (line_start, sound_start):
+                    record["frame"], record["sound_frame"] = line_start, sound_start
+                    strip.action[RECORD] = json.dumps(record)
+            if changed:
+                strip.action[RECORD] = json.dumps(record)
+                moved.append(record.get("name", strip.name))
+    if lines and (lines_fps is None or rate_changed):
+        scene[LINES_FPS_PROPERTY] = fps
+    elif not lines and lines_fps is not None:
+        del scene[LINES_FPS_PROPERTY]  # (the last line removed: nothing to look at on each update)
     return moved
 
 

@@ -218,6 +218,30 @@ def test_moving_a_lines_strip_moves_its_sound_and_moving_the_sound_moves_the_str
         "Anna: electricity", "Anna: tv"]
 
 
+def test_a_new_frame_rate_keeps_each_lines_mouth_on_its_words(m, sprite):
+    # Blender keeps strips on their first frames and plays a sound over the frames its seconds
+    # now take; the line's keys stayed on theirs, and at 30 fps a 24 fps line ran 25% ahead.
+    scene = bpy.context.scene
+    tv, tv_sound = m.timeline.place_line(scene, sprite, m.formats.read_cues(shared_path(*WATCHING_TV_CUES, "ps_json.json")),
+                                         "tv", 1, shared_path(*WATCHING_TV))
+    after = int(tv_sound.frame_final_end) + 2
+    line, line_sound = m.timeline.place_line(scene, sprite, m.formats.read_cues(shared_path(*ELECTRICITY_CUES, "ps_xml.xml")),
+                                             "electricity", after, shared_path(*ELECTRICITY))
+    widest = max(m.timeline.read_keys(tv.action)["mouth_aaa"], key=lambda k: k.value)
+    seconds = (widest.frame - 1) / 24
+    for rate, base in ((30, 1.0), (30000, 1001.0), (24, 1.0)):
+        scene.render.fps, scene.render.fps_base = rate, base
+        bpy.context.view_layer.update()
+        bpy.context.view_layer.update()
+        fps = rate / base
+        assert tv.scale == pytest.approx(fps / 24)
+        for strip, sound in ((tv, tv_sound), (line, line_sound)):
+            assert strip.frame_start == sound.frame_start  # the later line, pushed along, took its sound
+            assert strip.frame_end == pytest.approx(sound.frame_final_end, abs=1.5)
+        assert value_at(sprite, "mouth_aaa", 1 + seconds * fps) == pytest.approx(widest.value, abs=1e-4)
+    assert m.timeline.keep_sounds_with_lines(scene) == []  # nothing left to follow
+
+
 def test_several_sprites_in_one_scene_each_get_their_own_line_and_sound(m, sprite, picture):
     scene = bpy.context.scene
     other = m.sprite.create_sprite(scene, picture, m.settings.SpriteSettings(), name="Ben",
