@@ -210,8 +210,10 @@ def import_face_capture(scene, obj, csv_path, mapping=None, start_frame=1, captu
         timeline.remove_strip(old[0], old[1], key.animation_data)
     timeline.ensure_rest(obj, {parameter: 0.0 for parameter in keyframes})
     action = timeline.new_action(f"{obj.name} capture {name}", keyframes,
-                                  {"kind": "capture", "name": name, "source": str(csv_path)})
+                                  {"kind": "capture", "name": name, "source": str(csv_path),
+                                   "fps": timeline.scene_fps(scene)})
     strip = timeline.place_strip(key, timeline.CAPTURE_TRACK, name, action, start_frame, "REPLACE", "NOTHING")
+    scene[timeline.LINES_FPS_PROPERTY] = timeline.scene_fps(scene)
     if scene_end is not None:
         scene.frame_end = scene_end[1]
     return strip

@@ -56,6 +56,8 @@ from .audio import DecodedRecording
 RECORD = "tha_studio_timeline"  # ID property on every action the timeline makes
 MAPPING_PROPERTY = "tha_mouth_mapping"  # ID property on the sprite: its mouth mapping as JSON
 LINES_FPS_PROPERTY = "tha_lines_fps"  # ID property on the scene: the frame rate its lines are timed at
+# Strips whose keys stand for times in seconds (a recording's): rescaled when the frame rate changes.
+TIMED_IN_SECONDS = ("line", "capture")
 REST_TRACK = "THA rest"
 LINE_TRACK = "THA lip sync"
 CAPTURE_TRACK = "THA face capture"
@@ -627,10 +629,11 @@ def keep_sounds_with_lines(scene):
 
     When the scene's frame rate changes, Blender keeps every strip's first frame and plays a sound
     over as many frames as its seconds now take, while a line's keys stay on their frames: the
-    mouth would run ahead of (or behind) the words. Each line's strip is scaled by the ratio of
-    the rates, so its keys keep their times in seconds (the NLA moves a later strip of the track
-    along when one grows into it, and that line's sound follows it). Returns the names of the
-    lines whose other strip was moved or that were rescaled."""
+    mouth would run ahead of (or behind) the words. Each line's strip (and each face-capture
+    take's, a recording too) is scaled by the ratio of the rates, so its keys keep their times in
+    seconds (the NLA moves a later strip of the track along when one grows into it, and that
+    line's sound follows it). Returns the names of the lines and takes whose other strip was
+    moved or that were rescaled."""
     fps = scene_fps(scene)
     lines_fps = scene.get(LINES_FPS_PROPERTY)
     rate_changed = lines_fps is not None and not math.isclose(lines_fps, fps, rel_tol=1e-9)
@@ -640,20 +643,22 @@ def keep_sounds_with_lines(scene):
         return []  # (it runs on every depsgraph update: no look at the scene's objects then)
     moved, lines = [], 0
     for obj in sprites.sprites_in(scene):
-        for _track, strip, record in timeline_strips(obj, "line"):
+        for _track, strip, record in timeline_strips(obj):
+            if record.get("kind") not in TIMED_IN_SECONDS:
+                continue
             lines += 1
             changed = False
             line_fps = record.get("fps")
             if not isinstance(line_fps, (int, float)) or line_fps <= 0:
-                # A line of a .blend made before lines followed the rate: timed at this one, as far
-                # as anybody can tell now.
+                # A strip of a .blend made before strips followed the rate: timed at this one, as
+                # far as anybody can tell now.
                 record["fps"] = fps
                 strip.action[RECORD] = json.dumps(record)
             elif not math.isclose(line_fps, fps, rel_tol=1e-9):
                 strip.scale = strip.scale * fps / line_fps
                 record["fps"] = fps
                 changed = True
-            sound = sounds.get(record.get("sound") or "")
+            sound = sounds.get(record.get("sound") or "") if record.get("kind") == "line" else None
             if sound is not None:
                 line_start, sound_start = int(round(strip.frame_start)), int(round(sound.frame_start))
                 last_line, last_sound = record.get("frame"), record.get("sound_frame")

@@ -521,6 +521,12 @@ def test_a_face_capture_take_becomes_a_strip_through_the_mapping(m, sprite, tmp_
         assert np.allclose([(k.frame, k.value) for k in keys], [(k.frame, k.value) for k in expected[parameter]],
                            atol=1e-5)
     assert value_at(sprite, "mouth_aaa", 5 + 24) == pytest.approx(1.0, abs=1e-4)  # the jaw wide open mid-take
+    # A recording, as a line is: at another frame rate the jaw still opens widest a second in.
+    scene.render.fps = 60
+    bpy.context.view_layer.update()
+    assert strip.scale == pytest.approx(2.5) and value_at(sprite, "mouth_aaa", 5 + 60) == pytest.approx(1.0, abs=1e-4)
+    scene.render.fps = 24
+    bpy.context.view_layer.update()
     # Editing the mapping (as text) and importing again replaces the take's strip only.
     text = m.expressions.edit_arkit_mapping(sprite)
     text.from_string(text.as_string().replace('"JawOpen": 3.3333333333333335', '"JawOpen": 1.0'))
