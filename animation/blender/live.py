@@ -106,7 +106,13 @@ def missing_baked_frame(obj, frame):
     magenta in a render), or "" when it has one. One file check, no index read: it runs on
     every redraw."""
     folder = cache_folder(obj)
-    if folder is not None and BakeCache.frame_file(folder, frame).is_file():
+    try:
+        node = sprites.frame_node(obj)
+    except sprites.SpriteError:
+        node = None
+    baked = node is not None and node.image is not None and node.image.source == "SEQUENCE"
+    first = node.image_user.frame_start if baked else frame  # the baked range's first frame
+    if folder is not None and BakeCache.frame_file(folder, frame, first).is_file():
         return ""
     return f"Frame {frame} has no baked picture: bake again, or go Live"
 

@@ -375,12 +375,15 @@ def use_live(obj):
     store_settings(obj, settings)
 
 
-def use_sequence(obj, first_frame_path, frame_start, frame_count):
-    """Show a baked image sequence whose file numbers are scene frames (frame_0001.png = frame 1)."""
+def use_sequence(obj, first_frame_path, frame_start, frame_count, first_number=None):
+    """Show a baked image sequence: `first_frame_path` is the file of scene frame `frame_start`,
+    numbered `first_number` (default: the frame itself, frame_0001.png = frame 1; see
+    bake_cache.frame_number), each later frame's file numbered one more."""
     own_material(obj)
     node = frame_node(obj)
     name = f"{obj.name} baked"
     image = bpy.data.images.get(name)
+    first_number = frame_start if first_number is None else first_number
     path = bpy.path.relpath(str(first_frame_path)) if bpy.data.filepath else str(first_frame_path)
     if image is None or image.filepath != path:
         if image is not None:
@@ -393,7 +396,7 @@ def use_sequence(obj, first_frame_path, frame_start, frame_count):
     node.image = image
     user = node.image_user
     user.frame_start = frame_start
-    user.frame_offset = frame_start - 1  # file number = scene frame
+    user.frame_offset = first_number - 1  # Blender's file number: frame - frame_start + 1 + offset
     user.frame_duration = frame_count
     user.use_auto_refresh = True
     user.use_cyclic = False

@@ -5,9 +5,10 @@ Layout of a cache folder (e.g. `//tha_cache/<sprite>/` beside the .blend):
     poses/<key>.png        one posed picture per distinct pose; <key> hashes the picture, the
                            weights, the schema and the quantised pose, so an identical pose is
                            computed once and an edit recomputes only the poses it changed
-    frames/frame_0001.png  the scene's frames as an image sequence (file number = scene frame),
-                           each a copy of (or a hard link to) its pose's file: any Blender,
-                           render farm node included, plays them without THA Studio or torch
+    frames/frame_0001.png  the scene's frames as an image sequence (file number = scene frame,
+                           but for a range starting below frame 0: see frame_number), each a
+                           copy of (or a hard link to) its pose's file: any Blender, render
+                           farm node included, plays them without THA Studio or torch
     bake.json              what was baked: picture, weights, schema, frame -> key, each pose
                            file's sha256
 
@@ -42,6 +43,13 @@ FRAME_PATTERN = "frame_{:04d}.png"
 # pixel's worth of motion (bench/bench_bake.py measures the largest pixel difference it causes),
 # while float noise from F-curve evaluation (1e-7) no longer makes "new" poses.
 POSE_STEP = 1.0 / 1024.0
+
+
+def frame_number(frame, first_frame):
+    """The file number of a scene frame in a bake whose range starts at `first_frame`: the frame
+    itself, except in a range starting below 0, numbered from 0 there. Blender's image sequences
+    show no file numbered below 0 (frames -3 to -1 all showed frame_0000.png)."""
+    return frame - first_frame if first_frame < 0 else frame
 
 
 class BakeCacheError(UserError):
@@ -119,13 +127,17 @@ class BakeCache:
     def pose_path(self, key):
         return self.folder / POSES_FOLDER / f"{key}.png"
 
-    def frame_path(self, frame):
-        return self.frame_file(self.folder, frame)
+    def frame_path(self, frame, first_frame=None):
+        """A frame's file; `first_frame`: the baked range's first frame (default: the index's)."""
+        if first_frame is None:
+            first_frame = min(self.index.frames, default=frame)
+        return self.frame_file(self.folder, frame, first_frame)
 
     @staticmethod
-    def frame_file(folder, frame):
-        """A frame's file in a cache folder, without reading its index (the panel asks each redraw)."""
-        return Path(folder) / FRAMES_FOLDER / FRAME_PATTERN.format(frame)
+    def frame_file(folder, frame, first_frame):
+        """A frame's file in a cache folder whose baked range starts at `first_frame`, without
+        reading its index (the panel asks each redraw)."""
+        return Path(folder) / FRAMES_FOLDER / FRAME_PATTERN.format(frame_number(frame, first_frame))
 
     def _read_index(self):
         try:
@@ -166,12 +178,14 @@ class BakeCache:
 
     def write_frames(self, frames):
         """frames/frame_NNNN.png for each scene frame -> pose key (a hard link where the file system
-        allows, else a copy); frame files of frames no longer in the range are removed."""
+        allows, else a copy; NNNN: frame_number); frame files of frames no longer in the range are
+        removed."""
         folder = self.folder / FRAMES_FOLDER
         folder.mkdir(parents=True, exist_ok=True)
-        wanted = {self.frame_path(frame).name for frame in frames}
+        first = min(frames, default=0)
+        wanted = {self.frame_path(frame, first).name for frame in frames}
         for frame, key in sorted(frames.items()):
-            target, source = self.frame_path(frame), self.pose_path(key)
+            target, source = self.frame_path(frame, first), self.pose_path(key)
             if _same_file(source, target):
                 continue
             temp = temp_path_for(target)

@@ -469,6 +469,26 @@ def test_cleaning_the_bake_folder_removes_earlier_takes_and_keeps_the_frames(ext
     assert "Frame 2 has no baked picture: bake again" in live.missing_baked_frame(obj, 2)
 
 
+def test_a_bake_from_below_frame_0_renders_each_frame_its_own_pose(ext, ext_module, picture, tmp_path):
+    # Blender's image sequences show no file numbered below 0: frames -2 and -1 showed frame 0's
+    # picture (a baked file per frame, all of them there).
+    sprite, bake_module = ext_module("animation.blender.sprite"), ext_module("animation.blender.bake")
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "preroll.blend"))
+    obj = add_sprite(picture)
+    scene = bpy.context.scene
+    for frame, value in ((-2, 1.0), (-1, 0.0), (0, 0.6), (1, 0.0)):
+        sprite.key_pose(obj, {"mouth_aaa": value}, frame)
+    # (A scene starts at 0 or later; the Bake operator's own range, or the command's, may not.)
+    bake_module.BakeJob(scene, obj, -2, 1).run()
+    frames = render_frames(ext_module, "workbench", (-2, -1, 0, 1), tmp_path)
+    opened = {frame: np.abs(rgba - frames[1]).sum() for frame, rgba in frames.items()}  # against a closed mouth
+    assert opened[-2] > 1.1 * opened[0] and (np.abs(frames[0] - frames[1]).max(axis=-1) > 24).sum() > 3
+    assert np.abs(frames[-1] - frames[1]).max() <= 2  # both closed
+    live = ext_module("animation.blender.live")
+    assert [live.missing_baked_frame(obj, frame) for frame in (-2, 1)] == ["", ""]
+    assert "Frame -3 has no baked picture" in live.missing_baked_frame(obj, -3)
+
+
 def test_a_weights_folder_missing_a_file_is_reported(ext, ext_module, picture, tha3_data, tmp_path):
     folder = tmp_path / "weights"
     folder.mkdir()

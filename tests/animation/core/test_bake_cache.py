@@ -55,6 +55,25 @@ def test_stored_poses_survive_a_reopen_and_frames_are_files_of_their_pose(tmp_pa
     assert again.frame_path(2).read_bytes() == pngs["b" * 32]
 
 
+def test_a_range_from_below_frame_0_is_numbered_from_0(tmp_path):
+    # Blender's image sequences show no file numbered below 0: frames -3 to -1 showed frame 0's.
+    assert [bake_cache.frame_number(f, -3) for f in (-3, -1, 0, 2)] == [0, 2, 3, 5]
+    assert [bake_cache.frame_number(f, first) for f, first in ((0, 0), (7, 0), (7, 5))] == [0, 7, 7]
+    cache = BakeCache(tmp_path / "cache")
+    pngs = {key * 32: encode_png(picture(value)) for key, value in (("a", 10), ("b", 200))}
+    for key, data in pngs.items():
+        cache.store_pose(key, data)
+    cache.write_frames({1: "b" * 32, 2: "b" * 32})
+    cache.write_frames({-2: "a" * 32, -1: "b" * 32, 0: "a" * 32})  # the scene now starts at -2
+    cache.save_index()
+    assert sorted(p.name for p in (tmp_path / "cache" / "frames").iterdir()) == [
+        "frame_0000.png", "frame_0001.png", "frame_0002.png"]
+    again = BakeCache(tmp_path / "cache")
+    assert again.frame_path(-2).name == "frame_0000.png" and again.frame_path(-2).read_bytes() == pngs["a" * 32]
+    assert again.frame_path(-1).read_bytes() == pngs["b" * 32]
+    assert BakeCache.frame_file(tmp_path / "cache", 0, -2) == again.frame_path(0)
+
+
 def test_removing_unused_poses_keeps_every_frame_and_a_running_bakes_files(tmp_path):
     cache = BakeCache(tmp_path / "cache")
     pngs = {key * 32: encode_png(picture(value)) for key, value in (("a", 10), ("b", 100), ("c", 200))}
