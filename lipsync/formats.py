@@ -34,9 +34,13 @@ DAT_FRAME_RATES = (24.0, 100.0)
 PRESTON_BLAIR_NAMES = {
     "A": "MBP", "B": "etc", "C": "E", "D": "AI", "E": "O", "F": "U", "G": "FV", "H": "L", "X": "rest",
 }
+# Read, never written: Papagayo's Preston Blair set (the other common source of Moho switch files)
+# has WQ, the lips rounded as for "w" and "oo", which is Rhubarb's F.
+PAPAGAYO_ONLY_NAMES = {"WQ": "F"}
 SHAPE_OF_PRESTON_BLAIR = {name.lower(): shape for shape, name in PRESTON_BLAIR_NAMES.items()}
+SHAPE_OF_PRESTON_BLAIR.update({name.lower(): shape for name, shape in PAPAGAYO_ONLY_NAMES.items()})
 # Names that exist only in the Preston Blair set: their presence tells which naming a file uses.
-_ONLY_PRESTON_BLAIR = {"mbp", "etc", "ai", "o", "u", "fv", "l", "rest"}
+_ONLY_PRESTON_BLAIR = {"mbp", "etc", "ai", "o", "u", "fv", "l", "rest", "wq"}
 
 
 class CueFileError(UserError, ValueError):
@@ -451,7 +455,7 @@ def read_dat(text, source="<dat>", frame_rate=DAT_DEFAULT_FRAME_RATE, preston_bl
     def shape_of(name, number):
         if preston_blair:
             if name.lower() not in SHAPE_OF_PRESTON_BLAIR:
-                names = ", ".join(PRESTON_BLAIR_NAMES.values())
+                names = ", ".join([*PRESTON_BLAIR_NAMES.values(), *PAPAGAYO_ONLY_NAMES])
                 raise CueFileError(source, f"{_clip(name)!r} is not a Preston Blair mouth name; names are {names}", number)
             return SHAPE_OF_PRESTON_BLAIR[name.lower()]
         return _parse_shape(name, source, number)

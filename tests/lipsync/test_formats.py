@@ -76,6 +76,18 @@ def test_the_same_track_from_every_format(shared):
     assert formats.read_cues(folder / "ps_basicshapes_tsv.tsv").closing_shape() == "A"
 
 
+def test_papagayos_moho_switch_file_reads_with_its_wq_mouth(tmp_path):
+    # Papagayo (and Papagayo-NG) export the same MohoSwitch1 files with Preston Blair names, and
+    # one name Rhubarb never writes: WQ, the rounded lips of "w" and "oo" (Rhubarb's F).
+    exported = tmp_path / "line.dat"
+    exported.write_text("MohoSwitch1\r\n1 rest\r\n4 WQ\r\n7 AI\r\n10 MBP\r\n13 etc\r\n16 O\r\n19 rest\r\n")
+    track = formats.read_cues(exported)
+    assert [c.shape for c in track] == ["X", "F", "D", "A", "B", "E"] and track.duration == pytest.approx(18 / 24)
+    assert track.cues[1].start == pytest.approx(3 / 24)
+    # Written back as Rhubarb would: F is U in its Preston Blair names.
+    assert "\n4 U\n" in formats.format_cues(track, "dat", 24, preston_blair=True)
+
+
 def test_ng_addon_json_with_numbers_as_strings(shared):
     track = formats.read_cues(shared / "assets" / "lipsync" / "audio" / "en_male_electricity-expected.json")
     assert track.sound_file == "en_male_electricity.ogg"
