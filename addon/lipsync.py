@@ -104,8 +104,67 @@ class THA_OT_lip_sync(JobOperator, ImportHelper, bpy.types.Operator):
             self.report({"WARNING"}, f"words the analyser did not know: {', '.join(result.unknown_words[:8])}")
 
 
+def selected_sound_strips(scene):
+    """The names of the scene's selected sound strips (those in meta strips too)."""
+    editor = scene.sequence_editor
+    if editor is None:
+        return []
+    strips = editor.strips_all if hasattr(editor, "strips_all") else editor.sequences_all
+    return [strip.name for strip in strips if strip.type == "SOUND" and strip.select]
+
+
+class THA_OT_lip_sync_strips(JobOperator, bpy.types.Operator):
+    """Lip sync the sound strips selected in the Sequencer onto the sprite: each becomes a line where
+    it plays, the strip itself its sound (the mouth stays closed where a strip is trimmed)"""
+
+    bl_idname = "tha_studio.lip_sync_strips"
+    bl_label = "Lip Sync Sound Strips"
+    bl_options = {"REGISTER", "UNDO"}
+
+    recognizer: bpy.props.EnumProperty(name="Recognizer", items=RECOGNIZER_ITEMS, default="AUTO")
+    style: bpy.props.EnumProperty(name="Moves", items=STYLE_ITEMS, default="EASED")
+    blend: bpy.props.FloatProperty(name="Blend time", default=0.06, min=0.0, max=1.0, unit="TIME_ABSOLUTE",
+                                   description="Seconds a move between two shapes takes")
+    extend_scene: bpy.props.BoolProperty(
+        name="Extend the scene", default=True,
+        description="Move the scene's end when a line runs past it (else the line is refused)")
+
+    last = None  # the operator started last: tests step it by hand (the bpy module never calls modal)
+
+    @classmethod
+    def poll(cls, context):
+        if not sprite_poll(cls, context):
+            return False
+        if not selected_sound_strips(context.scene):
+            cls.poll_message_set("Select the dialogue's sound strips in the Sequencer")
+            return False
+        return True
+
+    def invoke(self, context, event):
+        return context.window_manager.invoke_props_dialog(self)
+
+    def make_job(self, context):
+        type(self).last = self
+        rhubarb = preferences(context).rhubarb_path
+        return timeline.LipSyncStripsJob(
+            context.scene, active_sprite(context), selected_sound_strips(context.scene),
+            rhubarb=bpy.path.abspath(rhubarb) if rhubarb else None,
+            curve_settings=CurveSettings(style=self.style.lower(), blend=self.blend),
+            recognizer=self.recognizer.lower(), extend_scene=self.extend_scene)
+
+    def finished(self, context, results):
+        for result in results:
+            self.report({"INFO"}, result.message)
+            for warning in result.placed.warnings:
+                self.report({"WARNING"}, warning)
+            if result.unknown_words:
+                self.report({"WARNING"}, f"{result.placed.name}: words the analyser did not know: "
+                                         f"{', '.join(result.unknown_words[:8])}")
+
+
 class THA_OT_remove_line(bpy.types.Operator):
-    """Remove a line of dialogue from the sprite: its strip, its keys and its sound"""
+    """Remove a line of dialogue from the sprite: its strip, its keys and the sound strip it added (a strip
+    it was made from stays)"""
 
     bl_idname = "tha_studio.remove_line"
     bl_label = "Remove Line"
@@ -400,7 +459,9 @@ class THA_PT_talking_head_timeline(bpy.types.Panel):
             layout.label(text=str(error), icon="ERROR")
             return
         box = layout.box()
-        box.operator(THA_OT_lip_sync.bl_idname, icon="SPEAKER")
+        row = box.row(align=True)
+        row.operator(THA_OT_lip_sync.bl_idname, icon="SPEAKER")
+        row.operator(THA_OT_lip_sync_strips.bl_idname, text="From Strips", icon="SEQUENCE")
         for track, strip, record in lines:
             row = box.row(align=True)
             row.label(text=f"{record['name']}  ({int(strip.frame_start)}-{int(strip.frame_end)})", icon="NLA")
@@ -458,7 +519,7 @@ class THA_PT_talking_head_timeline(bpy.types.Panel):
 
 
 CLASSES = (
-    THA_OT_lip_sync, THA_OT_remove_line, THA_OT_mouth_mapping_preset, THA_PG_mouth_mapping_editor,
+    THA_OT_lip_sync, THA_OT_lip_sync_strips, THA_OT_remove_line, THA_OT_mouth_mapping_preset, THA_PG_mouth_mapping_editor,
     THA_OT_generate, THA_OT_remove_generated, THA_OT_apply_expression, THA_OT_save_expression,
     THA_OT_delete_expression, THA_OT_import_face_capture, THA_OT_edit_arkit_mapping, THA_OT_use_arkit_mapping,
     THA_PT_talking_head_timeline,

@@ -156,11 +156,17 @@ def add_lipsync_subcommand(subparsers):
         description="Put a line of dialogue on a talking-head sprite of a .blend and save it: audio (wav, ogg, "
         "flac, mp3, m4a, mp4, ...: see `lipsync --help`) is analysed by Rhubarb Lip Sync when it is found (--rhubarb, else on PATH), else by the built-in "
         "analyser; a Rhubarb cue file (tsv, json, xml, dat) is read. The mouth keys go in an NLA strip named after "
-        "the line, the audio in a sound strip at the same frame; a line of that name already there is replaced.",
+        "the line, the audio in a sound strip at the same frame; a line of that name already there is replaced. "
+        "With --from-strip, a sound strip already in the .blend's Sequencer is lip-synced instead: a line where "
+        "it plays, with the strip as its sound.",
     )
     parser.add_argument("blend", type=Path, metavar="BLEND", help="the .blend holding the sprite (saved in place)")
     parser.add_argument("--sprite", required=True, help="the sprite object's name")
-    parser.add_argument("source", type=Path, metavar="AUDIO_OR_CUES", help="dialogue audio or a Rhubarb cue file")
+    parser.add_argument("source", type=Path, metavar="AUDIO_OR_CUES",
+                        help="dialogue audio or a Rhubarb cue file (with --from-strip: a sound strip's name)")
+    parser.add_argument("--from-strip", action="store_true",
+                        help="AUDIO_OR_CUES names a sound strip of the .blend's Sequencer: the line is made from "
+                             "its recording where it plays, the strip its sound")
     parser.add_argument("--dialog", type=Path, default=None, help="the line's words as a text file (guides recognition)")
     parser.add_argument("--start-frame", type=int, default=1, help="the frame the line starts on (default: 1)")
     parser.add_argument("--name", default=None, help="the line's name (default: the file's name)")
@@ -202,14 +208,20 @@ def run_sprite_lipsync(args):
         names = ", ".join(o.name for o in bpy.data.objects if sprite.is_sprite(o)) or "none"
         raise CommandError(f"{args.blend}: no talking-head sprite called {args.sprite!r} (sprites: {names})")
     scene = next((s for s in bpy.data.scenes if obj.name in s.objects), bpy.context.scene)
-    job = timeline.LipSyncJob(scene, obj, args.source, dialog=dialog, start_frame=args.start_frame,
-                              rhubarb=args.rhubarb, name=args.name, audio=args.audio, curve_settings=settings,
-                              recognizer=args.recognizer, extend_scene=not args.no_extend)
+    if args.from_strip:
+        job = timeline.LipSyncStripsJob(scene, obj, [str(args.source)], dialog=dialog, rhubarb=args.rhubarb,
+                                        name=args.name, curve_settings=settings, recognizer=args.recognizer,
+                                        extend_scene=not args.no_extend)
+    else:
+        job = timeline.LipSyncJob(scene, obj, args.source, dialog=dialog, start_frame=args.start_frame,
+                                  rhubarb=args.rhubarb, name=args.name, audio=args.audio, curve_settings=settings,
+                                  recognizer=args.recognizer, extend_scene=not args.no_extend)
     result = job.run(_progress_printer("lip sync"))
     print(file=sys.stderr)
-    print(result.message)
-    for warning in result.placed.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+    for placed in result if args.from_strip else [result]:
+        print(placed.message)
+        for warning in placed.placed.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     bpy.ops.wm.save_mainfile()
     print(f"saved {args.blend.resolve()}")
     return 0

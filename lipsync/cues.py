@@ -192,6 +192,20 @@ class CueTrack:
         add(time, self.duration, closed)
         return CueTrack(tuple(merged), self.duration, self.sound_file, self.closed_shape, self.source)
 
+    def heard_between(self, start, end):
+        """The track with the mouth closed (the closing shape) outside [start, end) seconds: what
+        a sound strip trimmed to that part of the recording lets be heard. Times stay the
+        recording's."""
+        closed = self.closing_shape()
+        cues = []
+        for cue in self.contiguous().cues:
+            for piece_start, piece_end, shape in ((cue.start, min(cue.end, start), closed),
+                                                  (max(cue.start, start), min(cue.end, end), cue.shape),
+                                                  (max(cue.start, end), cue.end, closed)):
+                if piece_end > piece_start:
+                    cues.append(Cue(piece_start, piece_end, shape))
+        return CueTrack(tuple(cues), self.duration, self.sound_file, self.closed_shape, self.source).joined()
+
     def joined(self):
         """contiguous(join=True): no gaps, no zero-length cues, no equal neighbours."""
         return self.contiguous(join=True)

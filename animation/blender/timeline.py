@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -542,27 +543,81 @@ def line_names(obj):
     return [record["name"] for _, _, record in timeline_strips(obj, "line")]
 
 
-def remove_line(scene, obj, name):
-    """Remove a line's strip, action and sound strip; False when there is no such line."""
+def remove_line(scene, obj, name, keep_sound=None):
+    """Remove a line's strip, action and sound strip (not a sound strip the animator had placed
+    and the line was made from, nor the strip named `keep_sound`); False when there is no such
+    line."""
     found = find_line(obj, name)
     if found is None:
         return False
     track, strip, record = found
-    _remove_sound(scene, record.get("sound"))
+    if not record.get("adopted") and record.get("sound") != keep_sound:
+        _remove_sound(scene, record.get("sound"))
     remove_strip(track, strip, obj.data.shape_keys.animation_data)
     return True
 
 
+def find_sound_strip(scene, name):
+    """The scene's sound strip of that name (in a meta strip too); TimelineError when there is none."""
+    editor = scene.sequence_editor
+    strip = _all_strips(editor).get(name) if editor is not None else None
+    if strip is None or strip.type != "SOUND" or strip.sound is None:
+        raise TimelineError(f"{scene.name} has no sound strip called {name!r}")
+    return strip
+
+
+def recording_of_strip(strip):
+    """(the file a sound strip plays, a temporary folder to remove after or None): a sound packed
+    into the .blend is written to a temporary folder first."""
+    sound = strip.sound
+    named = Path(sound.filepath).name if sound.filepath else ""
+    if sound.packed_file is not None:
+        folder = tempfile.TemporaryDirectory(prefix="tha_studio_audio_")
+        path = Path(folder.name) / (named if Path(named).suffix else f"{bpy.path.clean_name(sound.name)}.wav")
+        path.write_bytes(sound.packed_file.data)
+        return path, folder
+    path = Path(bpy.path.abspath(sound.filepath, library=sound.library))
+    if not path.is_file():
+        raise TimelineError(f"the sound strip {strip.name!r} plays {path}, which is not there")
+    return path, None
+
+
+def _line_of_sound(scene, strip_name):
+    """(sprite, line name) of the line whose sound is this strip, or None."""
+    for obj in sprites.sprites_in(scene):
+        for _track, _strip, record in timeline_strips(obj, "line"):
+            if record.get("sound") == strip_name:
+                return obj, record.get("name")
+    return None
+
+
 def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_settings=None, mapping=None,
-               extend_scene=True):
+               extend_scene=True, adopt_sound=None):
     """Put a line of dialogue (a CueTrack) on a sprite from `start_frame`: its mouth keys at the
     scene's frame rate in an action of its own, as an NLA strip named `name`, and the audio (if
     given) as a sound strip on the same frame. A line of that name already on the sprite is
     replaced (its strip, action and sound), nothing else. When the line (or its audio) runs past
     the scene's end the scene is lengthened (`extend_scene`, said in the result), else
-    TimelineError. Returns a PlacedLine: (nla_strip, sound_strip_or_None) with what was done."""
+    TimelineError. Returns a PlacedLine: (nla_strip, sound_strip_or_None) with what was done.
+
+    `adopt_sound`: the name of a sound strip already in the Sequencer that the cues were made
+    from, to be the line's sound instead of a new one: the line starts where the strip's
+    recording starts (`start_frame` is not used), the mouth stays closed where the strip is
+    trimmed, and removing the line leaves the strip."""
     if not isinstance(name, str) or not name.strip():
         raise TimelineError(f"a line needs a name, got {name!r}")
+    adopted = None
+    if adopt_sound is not None:
+        adopted = find_sound_strip(scene, adopt_sound)
+        owner = _line_of_sound(scene, adopted.name)
+        if owner is not None and (owner[0] != obj or owner[1] != name):
+            raise TimelineError(f"the sound strip {adopted.name!r} is the sound of {owner[0].name}'s line "
+                                f"{owner[1]!r}: remove that line first")
+        start_frame = int(round(adopted.frame_start))
+        heard = ((adopted.frame_final_start - adopted.frame_start) / scene_fps(scene),
+                 (adopted.frame_final_end - adopted.frame_start) / scene_fps(scene))
+        track = track.heard_between(*heard)
+        audio_path = None
     start_frame = whole_frame(start_frame, "the line's start frame")
     key = pose_key(obj)
     fps = scene_fps(scene)
@@ -580,17 +635,23 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
         seconds = audio_seconds(audio_path)
         if seconds:
             last_frame = max(last_frame, start_frame + seconds * fps)
+    if adopted is not None:
+        last_frame = max(last_frame, adopted.frame_final_end - 1)
     scene_end = fit_scene(scene, last_frame, extend_scene, f"line {name!r}")
 
     # Checked: from here on the scene changes.
-    replaced = remove_line(scene, obj, name)
+    replaced = remove_line(scene, obj, name, keep_sound=adopted.name if adopted is not None else None)
     ensure_rest(obj, {name_: value for name_, value in curves.rest.items()})
     action = new_action(f"{obj.name} line {name}", curves.keyframes,
                          {"kind": "line", "name": name, "source": track.source or "", "sound": "",
                           "frame": start_frame, "sound_frame": start_frame, "fps": fps})
     scene[LINES_FPS_PROPERTY] = fps
     strip = place_strip(key, LINE_TRACK, name, action, start_frame, "REPLACE", "NOTHING")
-    sound = None
+    sound = adopted
+    if adopted is not None:
+        record = record_of(action)
+        record["sound"], record["adopted"] = adopted.name, True
+        action[RECORD] = json.dumps(record)
     if audio_path is not None:
         sound = _add_sound(scene, f"{obj.name}: {name}", Path(audio_path).resolve(), start_frame,
                            int(math.ceil((seconds or 0.0) * fps)))
@@ -610,7 +671,8 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
     track_name = _track_of(key, strip)
     message = (f"{'replaced' if replaced else 'placed'} line {name!r} on {obj.name}: frames {start_frame}-"
                f"{int(math.ceil(last_frame))}, {len(track.cues)} cues on the NLA track {track_name!r}"
-               + (f", sound on channel {sound.channel}" if sound else ", no sound"))
+               + (f", its sound the strip {sound.name!r}" if adopted is not None else
+                  f", sound on channel {sound.channel}" if sound else ", no sound"))
     if scene_end is not None:
         message += f"; the scene now ends at frame {scene_end[1]} (was {scene_end[0]}) to hold it"
     return PlacedLine(strip, sound, name=name, first_frame=start_frame, last_frame=last_frame,
@@ -732,13 +794,27 @@ class LipSyncJob(Job):
     `result` is a LipSyncResult. Everything that can fail on the input fails before the scene changes.
 
     `audio`: the sound strip's file for a cue file (default: the recording the file names, when
-    it exists). `name`: the line's name (default: the source file's name without extension)."""
+    it exists). `name`: the line's name (default: the source file's name without extension).
+    `sound_strip`: instead of a source, the name of a sound strip in the Sequencer: its recording
+    is analysed and the strip becomes the line's sound (place_line's `adopt_sound`); the line is
+    named after the strip, or keeps the name of the line the strip is already the sound of."""
 
-    def __init__(self, scene, obj, source, dialog=None, start_frame=1, rhubarb=None, name=None, audio=None,
-                 curve_settings=None, mapping=None, recognizer="auto", extend_scene=True):
+    def __init__(self, scene, obj, source=None, dialog=None, start_frame=1, rhubarb=None, name=None, audio=None,
+                 curve_settings=None, mapping=None, recognizer="auto", extend_scene=True, sound_strip=None):
         super().__init__()
         self.scene_name = scene.name
         self.object_name = obj.name
+        self.sound_strip = sound_strip
+        self._unpacked = None  # a temporary folder holding a sound packed into the .blend
+        if sound_strip is not None:
+            strip = find_sound_strip(scene, sound_strip)
+            source, self._unpacked = recording_of_strip(strip)
+            owner = _line_of_sound(scene, strip.name)
+            name = name or (owner[1] if owner is not None and owner[0] == obj else strip.name)
+            start_frame = int(round(strip.frame_start))
+            audio = None
+        elif source is None:
+            raise TimelineError("lip sync: give a recording or cue file, or a sound strip")
         self.source = Path(source)
         self.dialog = dialog
         self.start_frame = start_frame
@@ -777,7 +853,8 @@ class LipSyncJob(Job):
             seconds = audio_seconds(self.audio) if self.audio is not None else None
             self._check_length(scene, max(seconds or 0.0, self._track.duration, self._track.end))
             return
-        self.audio = self.audio or self.source
+        if self.sound_strip is None:
+            self.audio = self.audio or self.source
         # Unreadable or too long audio is reported before Rhubarb or the analyser starts.
         self._check_length(scene, audio_seconds(self.source) or 0.0)
         executable = find_rhubarb(self.rhubarb) if self.rhubarb else find_rhubarb()
@@ -800,9 +877,13 @@ class LipSyncJob(Job):
         self.progress = Progress(0.0, f"{self.analyser} analysis")
 
     def _remove_decoded(self):
+        """Remove the temporary copies the analysis read (decoded, unpacked)."""
         if self._decoded is not None:
             self._decoded.remove()
             self._decoded = None
+        if self._unpacked is not None:
+            self._unpacked.cleanup()
+            self._unpacked = None
 
     def _check_length(self, scene, seconds):
         fit_scene(scene, int(self.start_frame) + seconds * scene_fps(scene), self.extend_scene, f"line {self.name!r}")
@@ -836,13 +917,59 @@ class LipSyncJob(Job):
             unknown = list(getattr(result, "unknown_words", []))
         scene, obj = self._targets()
         placed = place_line(scene, obj, self._track, self.name, self.start_frame, self.audio,
-                            self.curve_settings, self.mapping, self.extend_scene)
+                            self.curve_settings, self.mapping, self.extend_scene, adopt_sound=self.sound_strip)
         return self.finish(LipSyncResult(self.analyser, str(self.source), self._track, placed, unknown))
 
     def _stop(self):
         if self._inner is not None:
             self._inner.cancel()
         self._remove_decoded()
+
+
+class LipSyncStripsJob(Job):
+    """Sound strips already in the Sequencer lip-synced onto a sprite, each by a LipSyncJob of its
+    own (`sound_strip`), in time order, as one job: the dialogue an animator has laid out and
+    trimmed becomes lines where it plays. `result` is the list of LipSyncResults; a failure
+    leaves the lines already placed."""
+
+    def __init__(self, scene, obj, strip_names, **options):
+        super().__init__()
+        if not strip_names:
+            raise TimelineError("no sound strips to lip sync: select the dialogue's strips in the Sequencer")
+        strips = sorted((find_sound_strip(scene, name) for name in strip_names),
+                        key=lambda strip: (strip.frame_final_start, strip.name))
+        self.scene_name, self.object_name = scene.name, obj.name
+        self.strip_names = [strip.name for strip in strips]
+        self.options = options
+        self.title = f"Lip sync of {len(strips)} sound strip{'s' if len(strips) > 1 else ''}"
+        self.results = []
+        self._current = None
+
+    def _start(self):
+        self._start_next()
+
+    def _start_next(self):
+        scene, obj = bpy.data.scenes.get(self.scene_name), bpy.data.objects.get(self.object_name)
+        if scene is None or obj is None:
+            raise TimelineError(f"lip sync: the sprite {self.object_name!r} or the scene {self.scene_name!r} is gone")
+        self._current = LipSyncJob(scene, obj, sound_strip=self.strip_names[len(self.results)], **self.options)
+        self._current.start()
+
+    def _step(self):
+        name = self.strip_names[len(self.results)]
+        progress = self._current.step()
+        fraction = (len(self.results) + progress.fraction) / len(self.strip_names)
+        if self._current.done:
+            self.results.append(self._current.result)
+            self._current = None
+            if len(self.results) == len(self.strip_names):
+                return self.finish(list(self.results))
+            self._start_next()
+        return Progress(fraction, f"{name}: {progress.message}")
+
+    def _stop(self):
+        if self._current is not None:
+            self._current.cancel()
 
 
 # --- generators --------------------------------------------------------------------------------

@@ -52,6 +52,22 @@ def test_lip_sync_from_a_cue_file_runs_as_a_job_and_places_the_line(ext_module, 
     assert bpy.context.scene.sequence_editor.strips["Anna: hello"].frame_start == 15
 
 
+def test_the_selected_sound_strips_become_lines(ext_module, sprite):
+    operator = ext_module("addon.lipsync").THA_OT_lip_sync_strips
+    assert not bpy.ops.tha_studio.lip_sync_strips.poll()  # nothing selected in the Sequencer
+    editor = bpy.context.scene.sequence_editor_create()
+    strip = editor.strips.new_sound("take 2", str(shared_path(*AUDIO)), 1, 40)
+    other = editor.strips.new_sound("music", str(shared_path(*AUDIO)), 2, 200)
+    strip.select, other.select = True, False
+    assert bpy.ops.tha_studio.lip_sync_strips.poll()
+    assert bpy.ops.tha_studio.lip_sync_strips(recognizer="PHONETIC") == {"RUNNING_MODAL"}
+    op, outcome = finish(operator)
+    assert outcome == {"FINISHED"} and op.outcome == "finished"
+    assert ext_module("animation.blender.timeline").line_names(sprite) == ["take 2"]
+    line = sprite.data.shape_keys.animation_data.nla_tracks["THA lip sync"].strips["take 2"]
+    assert line.frame_start == 40 and sorted(s.name for s in editor.strips) == ["music", "take 2"]
+
+
 def test_esc_cancels_an_analysis_and_places_nothing(ext_module, sprite):
     assert bpy.ops.tha_studio.lip_sync(filepath=str(shared_path(*AUDIO))) == {"RUNNING_MODAL"}
     op = ext_module("addon.lipsync").THA_OT_lip_sync.last

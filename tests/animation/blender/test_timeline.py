@@ -356,6 +356,64 @@ def test_a_damaged_voice_memo_is_named_and_changes_nothing(m, sprite, tmp_path):
         assert scene_state() == before
 
 
+def laid_out_dialogue(scene):
+    """Two lines' recordings as an animator lays them out in the Sequencer: the first trimmed at
+    its start (its first half second not heard), the second later on another channel."""
+    editor = scene.sequence_editor_create()
+    first = editor.strips.new_sound("tv take 3", str(shared_path(*WATCHING_TV)), 2, 20)
+    first.frame_offset_start = 12  # heard from frame 32
+    second = editor.strips.new_sound("electricity", str(shared_path(*ELECTRICITY)), 3, 140)
+    return first, second
+
+
+def test_sound_strips_in_the_sequencer_become_lines_where_they_play(m, sprite):
+    scene = bpy.context.scene
+    first, second = laid_out_dialogue(scene)
+    results, _ = run(m.timeline.LipSyncStripsJob(scene, sprite, ["electricity", "tv take 3"]))
+    assert [r.placed.name for r in results] == ["tv take 3", "electricity"]  # in time order
+    assert [s.name for s in scene.sequence_editor.strips_all] == ["tv take 3", "electricity"]  # no strip added
+    for result, strip in zip(results, (first, second)):
+        line, sound = result.placed
+        assert sound == strip and line.frame_start == strip.frame_start
+        assert m.timeline.record_of(line.action)["sound"] == strip.name
+    # The trimmed half second keeps the mouth closed, though the recording speaks there.
+    original, _ = run(m.timeline.LipSyncJob(scene, sprite, shared_path(*WATCHING_TV), start_frame=400, name="whole"))
+    spoken = [f for f in range(12) if original.cue_track.shape_at(f / 24 + 1e-3) not in "AX"]
+    assert spoken and all(value_at(sprite, "mouth_aaa", 20 + f) == 0 for f in range(12))
+    heard = results[0].cue_track
+    assert [heard.shape_at(f / 24 + 1e-3) for f in range(12, 80)] == [original.cue_track.shape_at(f / 24 + 1e-3)
+                                                                     for f in range(12, 80)]
+    # The strip leads its line as any line's sound; the line removed, the animator's strip stays.
+    first.frame_start = 5
+    bpy.context.view_layer.update()
+    assert results[0].placed[0].frame_start == 5
+    assert m.timeline.remove_line(scene, sprite, "tv take 3")
+    assert "tv take 3" in scene.sequence_editor.strips
+    # Lip-synced again, a strip replaces its own line (a strip a line added keeps that line's name).
+    again, _ = run(m.timeline.LipSyncStripsJob(scene, sprite, ["electricity"]))
+    assert again[0].placed.replaced and sorted(m.timeline.line_names(sprite)) == ["electricity", "whole"]
+    assert run(m.timeline.LipSyncStripsJob(scene, sprite, ["Anna: whole"]))[0][0].placed.name == "whole"
+    assert "Anna: whole" in scene.sequence_editor.strips
+
+
+def test_a_packed_sound_strip_lip_syncs_and_another_sprites_line_keeps_its_strip(m, sprite, picture):
+    import tempfile
+
+    scene = bpy.context.scene
+    first, _ = laid_out_dialogue(scene)
+    first.sound.pack()  # a .blend that carries its sound
+    temporary = set(os.listdir(tempfile.gettempdir()))
+    results, _ = run(m.timeline.LipSyncStripsJob(scene, sprite, [first.name]))
+    assert results[0].placed[1] == first and len(results[0].cue_track) > 5
+    assert not [name for name in set(os.listdir(tempfile.gettempdir())) - temporary if "tha_studio_audio" in name]
+    other = m.sprite.create_sprite(scene, picture, m.settings.SpriteSettings(), name="Ben")
+    with pytest.raises(m.timeline.UserError, match=r"'tv take 3' is the sound of Anna's line 'tv take 3'"):
+        run(m.timeline.LipSyncStripsJob(scene, other, [first.name]))
+    with pytest.raises(m.timeline.UserError, match=r"no sound strips to lip sync"):
+        m.timeline.LipSyncStripsJob(scene, other, [])
+    assert not m.timeline.line_names(other)
+
+
 def test_cancelling_an_analysis_stops_it_and_places_nothing(m, sprite):
     scene = bpy.context.scene
     before = scene_state()
@@ -581,7 +639,13 @@ def test_the_sprite_lipsync_command_puts_a_line_on_a_saved_sprite_or_names_the_b
     assert f"{broken}, line 3: " in done.stderr
     done = sprite_lipsync(tmp_path, blend, "--sprite", "Nobody", cues)
     assert done.returncode == 1 and "no talking-head sprite called 'Nobody' (sprites: Anna)" in done.stderr
+    done = sprite_lipsync(tmp_path, blend, "--sprite", "Anna", "--from-strip", "Anna: nothing")
+    assert done.returncode == 1 and "has no sound strip called 'Anna: nothing'" in done.stderr
     assert blend.read_bytes() == saved
+    # The sound strip of a line, lip-synced again from the Sequencer (headless, as a batch would).
+    done = sprite_lipsync(tmp_path, blend, "--sprite", "Anna", "--from-strip", "Anna: tv", "--recognizer", "phonetic")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "replaced line 'tv' on Anna: frames 40-" in done.stdout and "its sound the strip 'Anna: tv'" in done.stdout
 
 
 def test_the_rest_track_goes_below_tracks_already_there_and_comes_back_there_when_deleted(m, sprite):
