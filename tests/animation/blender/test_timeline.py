@@ -396,7 +396,7 @@ def test_sound_strips_in_the_sequencer_become_lines_where_they_play(m, sprite):
     assert "Anna: whole" in scene.sequence_editor.strips
 
 
-def test_a_packed_sound_strip_lip_syncs_and_another_sprites_line_keeps_its_strip(m, sprite, picture):
+def test_a_packed_sound_strip_lip_syncs_and_another_sprites_line_keeps_its_strip(m, sprite, picture, tmp_path):
     import tempfile
 
     scene = bpy.context.scene
@@ -411,6 +411,13 @@ def test_a_packed_sound_strip_lip_syncs_and_another_sprites_line_keeps_its_strip
         run(m.timeline.LipSyncStripsJob(scene, other, [first.name]))
     with pytest.raises(m.timeline.UserError, match=r"no sound strips to lip sync"):
         m.timeline.LipSyncStripsJob(scene, other, [])
+    # A strip whose recording was moved away since it was placed.
+    moved = tmp_path / "moved.ogg"
+    moved.write_bytes(shared_path(*ELECTRICITY).read_bytes())
+    gone = scene.sequence_editor.strips.new_sound("gone", str(moved), 5, 300)
+    moved.unlink()
+    with pytest.raises(m.timeline.UserError, match=r"the sound strip 'gone' plays .*moved\.ogg, which is not there"):
+        run(m.timeline.LipSyncStripsJob(scene, other, [gone.name]))
     assert not m.timeline.line_names(other)
 
 
