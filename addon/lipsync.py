@@ -48,7 +48,26 @@ RECOGNIZER_ITEMS = (
 # --- lip sync ------------------------------------------------------------------------------------
 
 
-class THA_OT_lip_sync(JobOperator, ImportHelper, bpy.types.Operator):
+class LineOptions:
+    """How a line is analysed and keyed: the options Lip Sync Line and From Strips share."""
+
+    recognizer: bpy.props.EnumProperty(name="Recognizer", items=RECOGNIZER_ITEMS, default="AUTO")
+    style: bpy.props.EnumProperty(name="Moves", items=STYLE_ITEMS, default="EASED")
+    blend: bpy.props.FloatProperty(name="Blend time", default=0.06, min=0.0, max=1.0, unit="TIME_ABSOLUTE",
+                                   description="Seconds a move between two shapes takes")
+    extend_scene: bpy.props.BoolProperty(
+        name="Extend the scene", default=True,
+        description="Move the scene's end when a line runs past it (else the line is refused)")
+
+    def line_options(self, context):
+        """The LipSyncJob keywords these options (and the preferences' Rhubarb) give."""
+        rhubarb = preferences(context).rhubarb_path
+        return dict(rhubarb=bpy.path.abspath(rhubarb) if rhubarb else None,
+                    curve_settings=CurveSettings(style=self.style.lower(), blend=self.blend),
+                    recognizer=self.recognizer.lower(), extend_scene=self.extend_scene)
+
+
+class THA_OT_lip_sync(LineOptions, JobOperator, ImportHelper, bpy.types.Operator):
     """Lip sync a line of dialogue onto the sprite: audio (analysed by Rhubarb Lip Sync when found, else
     by the built-in analyser) or a Rhubarb cue file, as an NLA strip with its sound in the sequencer"""
 
@@ -69,13 +88,6 @@ class THA_OT_lip_sync(JobOperator, ImportHelper, bpy.types.Operator):
                                         description="The strip's name (empty: the file's name)")
     use_current_frame: bpy.props.BoolProperty(name="Start at the current frame", default=True)
     start_frame: bpy.props.IntProperty(name="Start frame", default=1)
-    recognizer: bpy.props.EnumProperty(name="Recognizer", items=RECOGNIZER_ITEMS, default="AUTO")
-    style: bpy.props.EnumProperty(name="Moves", items=STYLE_ITEMS, default="EASED")
-    blend: bpy.props.FloatProperty(name="Blend time", default=0.06, min=0.0, max=1.0, unit="TIME_ABSOLUTE",
-                                   description="Seconds a move between two shapes takes")
-    extend_scene: bpy.props.BoolProperty(
-        name="Extend the scene", default=True,
-        description="Move the scene's end when the line runs past it (else the line is refused)")
 
     last = None  # the operator started last: tests step it by hand (the bpy module never calls modal)
 
@@ -87,14 +99,11 @@ class THA_OT_lip_sync(JobOperator, ImportHelper, bpy.types.Operator):
         dialog = None
         if self.dialog_path:
             dialog = read_dialog(Path(bpy.path.abspath(self.dialog_path)))
-        rhubarb = preferences(context).rhubarb_path
-        settings = CurveSettings(style=self.style.lower(), blend=self.blend)
         return timeline.LipSyncJob(
             context.scene, obj, bpy.path.abspath(self.filepath), dialog=dialog,
             start_frame=context.scene.frame_current if self.use_current_frame else self.start_frame,
-            rhubarb=bpy.path.abspath(rhubarb) if rhubarb else None, name=self.line_name.strip() or None,
-            audio=bpy.path.abspath(self.audio_path) if self.audio_path else None, curve_settings=settings,
-            recognizer=self.recognizer.lower(), extend_scene=self.extend_scene)
+            name=self.line_name.strip() or None, audio=bpy.path.abspath(self.audio_path) if self.audio_path else None,
+            **self.line_options(context))
 
     def finished(self, context, result):
         self.report({"INFO"}, result.message)
@@ -113,21 +122,13 @@ def selected_sound_strips(scene):
     return [strip.name for strip in strips if strip.type == "SOUND" and strip.select]
 
 
-class THA_OT_lip_sync_strips(JobOperator, bpy.types.Operator):
+class THA_OT_lip_sync_strips(LineOptions, JobOperator, bpy.types.Operator):
     """Lip sync the sound strips selected in the Sequencer onto the sprite: each becomes a line where
     it plays, the strip itself its sound (the mouth stays closed where a strip is trimmed)"""
 
     bl_idname = "tha_studio.lip_sync_strips"
     bl_label = "Lip Sync Sound Strips"
     bl_options = {"REGISTER", "UNDO"}
-
-    recognizer: bpy.props.EnumProperty(name="Recognizer", items=RECOGNIZER_ITEMS, default="AUTO")
-    style: bpy.props.EnumProperty(name="Moves", items=STYLE_ITEMS, default="EASED")
-    blend: bpy.props.FloatProperty(name="Blend time", default=0.06, min=0.0, max=1.0, unit="TIME_ABSOLUTE",
-                                   description="Seconds a move between two shapes takes")
-    extend_scene: bpy.props.BoolProperty(
-        name="Extend the scene", default=True,
-        description="Move the scene's end when a line runs past it (else the line is refused)")
 
     last = None  # the operator started last: tests step it by hand (the bpy module never calls modal)
 
@@ -145,12 +146,8 @@ class THA_OT_lip_sync_strips(JobOperator, bpy.types.Operator):
 
     def make_job(self, context):
         type(self).last = self
-        rhubarb = preferences(context).rhubarb_path
-        return timeline.LipSyncStripsJob(
-            context.scene, active_sprite(context), selected_sound_strips(context.scene),
-            rhubarb=bpy.path.abspath(rhubarb) if rhubarb else None,
-            curve_settings=CurveSettings(style=self.style.lower(), blend=self.blend),
-            recognizer=self.recognizer.lower(), extend_scene=self.extend_scene)
+        return timeline.LipSyncStripsJob(context.scene, active_sprite(context), selected_sound_strips(context.scene),
+                                         **self.line_options(context))
 
     def finished(self, context, results):
         for result in results:
