@@ -45,6 +45,7 @@ from ...errors import UserError
 from ...jobs import Job, Progress
 from ...lipsync.analyser import Analysis
 from ...lipsync.audio_formats import AUDIO_EXTENSIONS, decoded_by_blender
+from ...lipsync.cues import Cue, CueTrack
 from ...lipsync.curves import DEFAULT_THA1_MAPPING, CurveSettings, Keyframe, MouthMapping, mouth_curves
 from ...lipsync.formats import EXTENSIONS as CUE_EXTENSIONS
 from ...lipsync.formats import read_cues
@@ -591,6 +592,30 @@ def _line_of_sound(scene, strip_name):
     return None
 
 
+def _heard_frames(sound):
+    """[first, end) frames of a sound strip's recording that it plays, from the recording's start."""
+    return [int(round(sound.frame_final_start - sound.frame_start)), int(round(sound.frame_final_end - sound.frame_start))]
+
+
+def _follow_trim(scene, obj, strip, record, sound):
+    """Key an adopted line again for the part of its recording its strip now plays (trimmed or
+    let out since): the mouth closed where nothing is heard. False when the trim is unchanged
+    (or the line is older than trims being followed)."""
+    heard = _heard_frames(sound)
+    keys = record.get("keys")
+    if heard == record.get("heard") or not isinstance(keys, dict) or "cues" not in record:
+        return False
+    whole = CueTrack(tuple(Cue(start, end, shape) for start, end, shape in record["cues"]), record.get("duration"),
+                     closed_shape=record.get("closed"))
+    track = whole.heard_between(*(frames / scene_fps(scene) for frames in heard))
+    settings = CurveSettings(style=keys["style"], blend=keys["blend"], frame_rate=keys["fps"],
+                             start_frame=float(keys["start"]))
+    mapping = MouthMapping(sprites.settings_of(obj).schema, keys["mapping"])
+    write_keys(strip.action, mouth_curves(track, settings, mapping).keyframes)
+    record["heard"] = heard
+    return True
+
+
 def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_settings=None, mapping=None,
                extend_scene=True, adopt_sound=None):
     """Put a line of dialogue (a CueTrack) on a sprite from `start_frame`: its mouth keys at the
@@ -603,7 +628,8 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
     `adopt_sound`: the name of a sound strip already in the Sequencer that the cues were made
     from, to be the line's sound instead of a new one: the line starts where the strip's
     recording starts (`start_frame` is not used), the mouth stays closed where the strip is
-    trimmed, and removing the line leaves the strip."""
+    trimmed (now, and when it is trimmed again: keep_sounds_with_lines), and removing the line
+    leaves the strip."""
     if not isinstance(name, str) or not name.strip():
         raise TimelineError(f"a line needs a name, got {name!r}")
     adopted = None
@@ -614,9 +640,8 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
             raise TimelineError(f"the sound strip {adopted.name!r} is the sound of {owner[0].name}'s line "
                                 f"{owner[1]!r}: remove that line first")
         start_frame = int(round(adopted.frame_start))
-        heard = ((adopted.frame_final_start - adopted.frame_start) / scene_fps(scene),
-                 (adopted.frame_final_end - adopted.frame_start) / scene_fps(scene))
-        track = track.heard_between(*heard)
+        whole_track = track
+        track = track.heard_between(*(frames / scene_fps(scene) for frames in _heard_frames(adopted)))
         audio_path = None
     start_frame = whole_frame(start_frame, "the line's start frame")
     key = pose_key(obj)
@@ -651,6 +676,12 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
     if adopted is not None:
         record = record_of(action)
         record["sound"], record["adopted"] = adopted.name, True
+        # What keep_sounds_with_lines needs to key the line again when the strip is trimmed anew.
+        record["heard"] = _heard_frames(adopted)
+        record["cues"] = [[cue.start, cue.end, cue.shape] for cue in whole_track.contiguous().cues]
+        record["duration"], record["closed"] = whole_track.duration, whole_track.closing_shape()
+        record["keys"] = {"fps": fps, "start": start_frame, "style": settings.style, "blend": settings.blend,
+                          "mapping": mapping.values}
         action[RECORD] = json.dumps(record)
     if audio_path is not None:
         sound = _add_sound(scene, f"{obj.name}: {name}", Path(audio_path).resolve(), start_frame,
@@ -694,8 +725,10 @@ def keep_sounds_with_lines(scene):
     mouth would run ahead of (or behind) the words. Each line's strip (and each face-capture
     take's, a recording too) is scaled by the ratio of the rates, so its keys keep their times in
     seconds (the NLA moves a later strip of the track along when one grows into it, and that
-    line's sound follows it). Returns the names of the lines and takes whose other strip was
-    moved or that were rescaled."""
+    line's sound follows it). A line made from a sound strip of the animator's (place_line's
+    `adopt_sound`) is keyed again when that strip is trimmed anew, the mouth closed where
+    nothing is heard. Returns the names of the lines and takes whose other strip was moved,
+    that were rescaled or keyed again."""
     fps = scene_fps(scene)
     lines_fps = scene.get(LINES_FPS_PROPERTY)
     rate_changed = lines_fps is not None and not math.isclose(lines_fps, fps, rel_tol=1e-9)
@@ -740,6 +773,8 @@ def keep_sounds_with_lines(scene):
                 if (last_line, last_sound) != (line_start, sound_start):
                     record["frame"], record["sound_frame"] = line_start, sound_start
                     strip.action[RECORD] = json.dumps(record)
+                if record.get("adopted") and _follow_trim(scene, obj, strip, record, sound):
+                    changed = True
             if changed:
                 strip.action[RECORD] = json.dumps(record)
                 moved.append(record.get("name", strip.name))

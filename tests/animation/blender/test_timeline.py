@@ -356,6 +356,11 @@ def test_a_damaged_voice_memo_is_named_and_changes_nothing(m, sprite, tmp_path):
         assert scene_state() == before
 
 
+def mouth_open(m, sprite_obj, frame):
+    """The sum of the mouth sliders the sprite's mapping moves, as the NLA plays them at a frame."""
+    return sum(value_at(sprite_obj, parameter, frame) for parameter in m.timeline.mouth_mapping(sprite_obj).parameters)
+
+
 def laid_out_dialogue(scene):
     """Two lines' recordings as an animator lays them out in the Sequencer: the first trimmed at
     its start (its first half second not heard), the second later on another channel."""
@@ -378,11 +383,24 @@ def test_sound_strips_in_the_sequencer_become_lines_where_they_play(m, sprite):
         assert m.timeline.record_of(line.action)["sound"] == strip.name
     # The trimmed half second keeps the mouth closed, though the recording speaks there.
     original, _ = run(m.timeline.LipSyncJob(scene, sprite, shared_path(*WATCHING_TV), start_frame=400, name="whole"))
-    spoken = [f for f in range(12) if original.cue_track.shape_at(f / 24 + 1e-3) not in "AX"]
-    assert spoken and all(value_at(sprite, "mouth_aaa", 20 + f) == 0 for f in range(12))
+    assert any(mouth_open(m, sprite, 400 + f) > 0.1 for f in range(12))  # words in the trimmed part
+    assert all(mouth_open(m, sprite, 20 + f) == 0 for f in range(12))
     heard = results[0].cue_track
     assert [heard.shape_at(f / 24 + 1e-3) for f in range(12, 80)] == [original.cue_track.shape_at(f / 24 + 1e-3)
                                                                      for f in range(12, 80)]
+    # Trimmed further, then let out to its start: the mouth follows what is heard.
+    first.frame_offset_start = 30
+    bpy.context.view_layer.update()
+    assert any(mouth_open(m, sprite, 400 + f) > 0.1 for f in range(12, 30))
+    assert all(mouth_open(m, sprite, 20 + f) == 0 for f in range(30))
+    first.frame_offset_start = 0
+    bpy.context.view_layer.update()
+    whole = m.timeline.read_keys(results[0].placed[0].action)
+    expected = m.timeline.read_keys(original.placed[0].action)  # the recording's line, untrimmed
+    assert set(whole) == set(expected)
+    for parameter, keys in expected.items():
+        assert np.allclose([(k.frame - 20, k.value) for k in whole[parameter]],
+                           [(k.frame - 400, k.value) for k in keys], atol=1e-3)
     # The strip leads its line as any line's sound; the line removed, the animator's strip stays.
     first.frame_start = 5
     bpy.context.view_layer.update()
