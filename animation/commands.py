@@ -154,9 +154,10 @@ def add_lipsync_subcommand(subparsers):
         "sprite-lipsync",
         help="lip sync a line of dialogue onto a sprite of a saved .blend",
         description="Put a line of dialogue on a talking-head sprite of a .blend and save it: audio (wav, ogg, "
-        "flac, mp3, m4a, mp4, ...: see `lipsync --help`) is analysed by Rhubarb Lip Sync when it is found (--rhubarb, else on PATH), else by the built-in "
-        "analyser; a Rhubarb cue file (tsv, json, xml, dat) is read. The mouth keys go in an NLA strip named after "
-        "the line, the audio in a sound strip at the same frame; a line of that name already there is replaced. "
+        "flac, mp3, m4a, mp4, ...: see `lipsync --help`) is analysed by Rhubarb Lip Sync when it is found "
+        "(--rhubarb, else on PATH), else by the built-in analyser; a Rhubarb cue file (tsv, json, xml, dat) is "
+        "read. The mouth keys go in an NLA strip named after the line, the audio in a sound strip at the same "
+        "frame; a line of that name already there is replaced. "
         "With --from-strip, a sound strip already in the .blend's Sequencer is lip-synced instead: a line where "
         "it plays, with the strip as its sound.",
     )
@@ -168,7 +169,8 @@ def add_lipsync_subcommand(subparsers):
                         help="AUDIO_OR_CUES names a sound strip of the .blend's Sequencer: the line is made from "
                              "its recording where it plays, the strip its sound")
     parser.add_argument("--dialog", type=Path, default=None, help="the line's words as a text file (guides recognition)")
-    parser.add_argument("--start-frame", type=int, default=1, help="the frame the line starts on (default: 1)")
+    parser.add_argument("--start-frame", type=int, default=1,
+                        help="the frame the line starts on (default: 1; with --from-strip, where the strip's recording starts)")
     parser.add_argument("--name", default=None, help="the line's name (default: the file's name)")
     parser.add_argument("--audio", type=Path, default=None,
                         help="for a cue file: the recording to place as its sound (default: the one it names, if found)")
