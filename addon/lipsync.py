@@ -113,15 +113,6 @@ class THA_OT_lip_sync(LineOptions, JobOperator, ImportHelper, bpy.types.Operator
             self.report({"WARNING"}, f"words the analyser did not know: {', '.join(result.unknown_words[:8])}")
 
 
-def selected_sound_strips(scene):
-    """The names of the scene's selected sound strips (those in meta strips too)."""
-    editor = scene.sequence_editor
-    if editor is None:
-        return []
-    strips = editor.strips_all if hasattr(editor, "strips_all") else editor.sequences_all
-    return [strip.name for strip in strips if strip.type == "SOUND" and strip.select]
-
-
 class THA_OT_lip_sync_strips(LineOptions, JobOperator, bpy.types.Operator):
     """Lip sync the sound strips selected in the Sequencer onto the sprite: each becomes a line where
     it plays, the strip itself its sound (the mouth stays closed where a strip is trimmed)"""
@@ -136,7 +127,7 @@ class THA_OT_lip_sync_strips(LineOptions, JobOperator, bpy.types.Operator):
     def poll(cls, context):
         if not sprite_poll(cls, context):
             return False
-        if not selected_sound_strips(context.scene):
+        if not timeline.selected_sound_strips(context.scene):
             cls.poll_message_set("Select the dialogue's sound strips in the Sequencer")
             return False
         return True
@@ -146,7 +137,8 @@ class THA_OT_lip_sync_strips(LineOptions, JobOperator, bpy.types.Operator):
 
     def make_job(self, context):
         type(self).last = self
-        return timeline.LipSyncStripsJob(context.scene, active_sprite(context), selected_sound_strips(context.scene),
+        scene = context.scene
+        return timeline.LipSyncStripsJob(scene, active_sprite(context), timeline.selected_sound_strips(scene),
                                          **self.line_options(context))
 
     def finished(self, context, results):

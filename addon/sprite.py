@@ -9,7 +9,7 @@ from bpy_extras.io_utils import ImportHelper
 
 from ..animation.blender import bake, live
 from ..animation.blender import sprite as sprites
-from ..animation.core.bake_cache import BakeCache, frame_number
+from ..animation.core.bake_cache import BakeCache
 from ..animation.core.sprite_settings import SpriteSettings
 from ..errors import UserError
 from ..pose.schema import GROUPS, get_schema
@@ -175,7 +175,7 @@ class THA_OT_sprite_mode(bpy.types.Operator):
             self.report({"ERROR"}, f"{obj.name} has no baked frames yet: bake it first")
             return {"CANCELLED"}
         first, last = min(cache.index.frames), max(cache.index.frames)
-        sprites.use_sequence(obj, cache.frame_path(first), first, last - first + 1, frame_number(first, first))
+        sprites.use_sequence(obj, cache.frame_path(first), first, last - first + 1)
         return {"FINISHED"}
 
 

@@ -18,7 +18,7 @@ import bpy
 
 from ...jobs import Job, Progress
 from ...neural.backends import hold_freed_memory
-from ..core.bake_cache import BakeCache, frame_number
+from ..core.bake_cache import BakeCache
 from . import live
 from . import sprite as sprites
 
@@ -116,7 +116,6 @@ class BakeJob(Job):
         index.picture, index.weights, index.schema = self.source.picture_digest, self.source.weights_id, self.source.schema.name
         self.cache.write_frames(self.frames)
         self.cache.save_index()
-        sprites.use_sequence(self.obj, self.cache.frame_path(self.frame_start), self.frame_start, len(self.frames),
-                             frame_number(self.frame_start, self.frame_start))
+        sprites.use_sequence(self.obj, self.cache.frame_path(self.frame_start), self.frame_start, len(self.frames))
         return self.finish(BakeResult(self.folder, len(self.frames), self.distinct, self.computed, self.reused,
                                       time.perf_counter() - self.began))

@@ -31,7 +31,7 @@ import numpy as np
 from ...errors import UserError
 from ...pose.character_image import CharacterImageError, fit_character_image, prepare_character_image, turned_by_exif
 from ...pose.schema import get_schema
-from ..core.bake_cache import picture_digest
+from ..core.bake_cache import frame_number, picture_digest
 from ..core.sprite_settings import PROPERTY, SpriteSettings
 
 DEFAULT_SIZE = 1.0  # metres: the picture's height; THA's head box is a quarter of it
@@ -375,15 +375,14 @@ def use_live(obj):
     store_settings(obj, settings)
 
 
-def use_sequence(obj, first_frame_path, frame_start, frame_count, first_number=None):
+def use_sequence(obj, first_frame_path, frame_start, frame_count):
     """Show a baked image sequence: `first_frame_path` is the file of scene frame `frame_start`,
-    numbered `first_number` (default: the frame itself, frame_0001.png = frame 1; see
-    bake_cache.frame_number), each later frame's file numbered one more."""
+    each later frame's file numbered one more (the numbers: bake_cache.frame_number)."""
     own_material(obj)
     node = frame_node(obj)
     name = f"{obj.name} baked"
     image = bpy.data.images.get(name)
-    first_number = frame_start if first_number is None else first_number
+    first_number = frame_number(frame_start, frame_start)
     path = bpy.path.relpath(str(first_frame_path)) if bpy.data.filepath else str(first_frame_path)
     if image is None or image.filepath != path:
         if image is not None:

@@ -567,6 +567,12 @@ def find_sound_strip(scene, name):
     return strip
 
 
+def selected_sound_strips(scene):
+    """The names of the scene's selected sound strips (those in meta strips too)."""
+    editor = scene.sequence_editor
+    return [strip.name for strip in _all_strips(editor) if strip.type == "SOUND" and strip.select] if editor else []
+
+
 def recording_of_strip(strip):
     """(the file a sound strip plays, a temporary folder to remove after or None): a sound packed
     into the .blend is written to a temporary folder first."""
@@ -742,13 +748,13 @@ def keep_sounds_with_lines(scene):
             if record.get("kind") not in TIMED_IN_SECONDS:
                 continue
             lines += 1
-            changed = False
+            changed = False  # (reported: a strip moved, rescaled or keyed again)
+            before = dict(record)
             line_fps = record.get("fps")
             if not isinstance(line_fps, (int, float)) or line_fps <= 0:
                 # A strip of a .blend made before strips followed the rate: timed at this one, as
                 # far as anybody can tell now.
                 record["fps"] = fps
-                strip.action[RECORD] = json.dumps(record)
             elif not math.isclose(line_fps, fps, rel_tol=1e-9):
                 strip.scale = strip.scale * fps / line_fps
                 record["fps"] = fps
@@ -770,13 +776,12 @@ def keep_sounds_with_lines(scene):
                             sound.frame_start = sound_start = last_sound
                         line_start = int(round(strip.frame_start))
                         changed = True
-                if (last_line, last_sound) != (line_start, sound_start):
-                    record["frame"], record["sound_frame"] = line_start, sound_start
-                    strip.action[RECORD] = json.dumps(record)
+                record["frame"], record["sound_frame"] = line_start, sound_start
                 if record.get("adopted") and _follow_trim(scene, obj, strip, record, sound):
                     changed = True
-            if changed:
+            if record != before:
                 strip.action[RECORD] = json.dumps(record)
+            if changed:
                 moved.append(record.get("name", strip.name))
     if lines and (lines_fps is None or rate_changed):
         scene[LINES_FPS_PROPERTY] = fps
@@ -907,11 +912,11 @@ class LipSyncJob(Job):
                 self._inner = Analysis(analysed, self.recognizer, self.dialog)
             self._inner.start()
         except BaseException:
-            self._remove_decoded()
+            self._remove_copies()
             raise
         self.progress = Progress(0.0, f"{self.analyser} analysis")
 
-    def _remove_decoded(self):
+    def _remove_copies(self):
         """Remove the temporary copies the analysis read (decoded, unpacked)."""
         if self._decoded is not None:
             self._decoded.remove()
@@ -938,7 +943,7 @@ class LipSyncJob(Job):
             try:
                 progress = self._inner.step()
             except BaseException:
-                self._remove_decoded()
+                self._remove_copies()
                 raise
             if not self._inner.done:
                 return Progress(0.95 * progress.fraction, progress.message)
@@ -948,7 +953,7 @@ class LipSyncJob(Job):
             self._track = getattr(result, "track", result)
             if self._decoded is not None:
                 self._track = self._decoded.naming_the_recording(self._track)
-            self._remove_decoded()
+            self._remove_copies()
             unknown = list(getattr(result, "unknown_words", []))
         scene, obj = self._targets()
         placed = place_line(scene, obj, self._track, self.name, self.start_frame, self.audio,
@@ -958,7 +963,7 @@ class LipSyncJob(Job):
     def _stop(self):
         if self._inner is not None:
             self._inner.cancel()
-        self._remove_decoded()
+        self._remove_copies()
 
 
 class LipSyncStripsJob(Job):
