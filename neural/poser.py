@@ -13,6 +13,7 @@ tha4), that provides
     IMAGE_SIZE  512                    input/output picture size
     VARIANTS    ("separable_float", …) variant names; the official folder names where they exist
     CPU_CHANNELS_LAST  True            optional: NHWC activations by default on the CPU
+    FLOAT16     False                  optional: the networks break in float16 (refused)
     NETWORKS    ("eyebrow_decomposer", …) network names = the official file stems (<name>.pt)
     build_network(name, variant) -> nn.Module
                                        freshly initialised, eval mode, the variant's dtype; its
@@ -30,6 +31,8 @@ tha4), that provides
 The Poser runs the pipeline under torch.inference_mode(); pipelines need not. Weight files are
 found and checked by neural/weights.py, which also uses VARIANTS, NETWORKS and build_network.
 """
+
+import contextlib
 
 import numpy as np
 import torch
@@ -67,7 +70,7 @@ def resolve_device(device="auto"):
     return resolved
 
 
-def resolve_dtype(precision, variant, device):
+def resolve_dtype(precision, variant, device, module=None):
     """The compute dtype. "auto": the variant's own, except that half weights run in float32
     on the CPU (CPU float16 kernels are slow and some are missing)."""
     if precision not in PRECISIONS:
@@ -75,16 +78,34 @@ def resolve_dtype(precision, variant, device):
     if precision == "float32":
         return torch.float32
     if precision == "float16":
+        if module is not None and not getattr(module, "FLOAT16", True):
+            raise ValueError(f"precision 'float16': {module.FAMILY.upper()}'s networks {module.FLOAT16_BREAKS}; "
+                             "choose float32 or auto")
         if device.type == "cpu":
             # Measured (torch 2.13.0): a THA3 `pose` run took 57 s against 3.5 s in float32 (the
-            # convs fall back to a slow kernel), and the CPU warp (grid_sample) returns NaN for
-            # float16 pictures: the result was a blank picture.
+            # convs fall back to a slow kernel).
             raise ValueError("precision 'float16' runs on a GPU only: on the CPU PyTorch's float16 "
-                             "convolutions are over 100x slower than float32 and its warp returns NaN; "
-                             "choose float32 or auto")
+                             "convolutions are over 100x slower than float32; choose float32 or auto")
         return torch.float16
     half = variant.endswith("half")
     return torch.float16 if half and device.type != "cpu" else torch.float32
+
+
+@contextlib.contextmanager
+def exact_float32(device, dtype):
+    """cuDNN's float32 convolutions in float32 while the networks run. PyTorch lets cuDNN use
+    TF32 (10-bit mantissas) by default: on an H200 that moved THA3's pictures up to 0.08 from
+    the official code's float32 ones (26 levels in 8 bits), and a batch's frames 0.01 from the
+    same frames posed alone, for no speed at one frame (bench/bench_poser_gpu.py)."""
+    if device.type != "cuda" or dtype != torch.float32:
+        yield
+        return
+    previous = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = previous
 
 
 class Poser:
@@ -123,7 +144,7 @@ class Poser:
         self.schema = get_schema(self.module.SCHEMA)
         self.image_size = self.module.IMAGE_SIZE
         self.device = resolve_device(device)
-        self.dtype = resolve_dtype(precision, self.variant, self.device)
+        self.dtype = resolve_dtype(precision, self.variant, self.device, self.module)
         if channels_last == "auto":  # measured: float32 on the CPU
             channels_last = (self.device.type == "cpu" and self.dtype == torch.float32
                              and getattr(self.module, "CPU_CHANNELS_LAST", False))
@@ -159,7 +180,7 @@ class Poser:
         else:
             tensor = image_io.load_character(image, self.schema)
         tensor = tensor.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
-        with torch.inference_mode():
+        with torch.inference_mode(), exact_float32(self.device, self.dtype):
             self._cache = self.pipeline.prepare(tensor)
         return self
 
@@ -188,7 +209,7 @@ class Poser:
             raise RuntimeError("call set_image() before pose()")
         poses = self.pose_tensor(poses)
         size = self.chunk_size or len(poses)
-        with torch.inference_mode():
+        with torch.inference_mode(), exact_float32(self.device, self.dtype):
             chunks = [self.pipeline.pose(self._cache, poses[i : i + size]) for i in range(0, len(poses), size)]
         if len(chunks) == 1:
             return chunks[0]
