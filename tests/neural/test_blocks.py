@@ -154,6 +154,20 @@ def test_a_warp_in_row_bands_gives_grid_samples_values_bit_for_bit(two_threads, 
     assert image.grad is not None and flow.grad is not None
 
 
+def test_a_half_picture_warps_on_a_float32_grid():
+    """float16 coordinates are a quarter pixel coarse near a 512 picture's edge: the warp of a half
+    picture samples on a float32 grid and hands back half values (blocks.grid_dtype)."""
+    generator = torch.Generator().manual_seed(5)
+    image = torch.rand(1, 4, 512, 512, generator=generator)
+    flow = 0.01 * torch.randn(1, 2, 512, 512, generator=generator)
+    half = blocks.apply_grid_change(flow.half(), image.half())
+    assert half.dtype == torch.float16 and torch.isfinite(half).all()
+    assert blocks.identity_grid(image.half()).dtype == torch.float32
+    # The float32 warp of the same half inputs, rounded once to half: the grid lost nothing.
+    expected = blocks.apply_grid_change(flow.half().float(), image.half().float()).half()
+    assert torch.equal(half, expected)
+
+
 def test_a_sequential_head_keeps_its_activation():
     head = nn.Sequential(nn.Conv2d(8, 3, 3, 1, 1), nn.Tanh())
     x = torch.randn(1, 8, 16, 16)
