@@ -89,6 +89,12 @@ def test_straight_alpha_round_trip():
     torch.testing.assert_close(tha4.unpremultiply(tha4.premultiply(straight)), straight, rtol=0, atol=1e-5)
 
 
+def test_float16_is_refused_with_the_reason(character):
+    # (A GPU shows it: tests/neural/test_gpu.py; the refusal comes before any device is asked.)
+    with pytest.raises(ValueError, match="float16.*THA4.*sine of 30x"):
+        Poser(open_weights(character), device="cpu", precision="float16")
+
+
 def test_unknown_variant_and_network_are_named():
     with pytest.raises(ValueError, match="teacher.*variants are student"):
         tha4.build_network("face_morpher", "teacher")
