@@ -167,6 +167,18 @@ def child_poser(connection, keep, picture):
         connection.send((result, time.perf_counter() - started))
 
 
+def pose_in_turns(modes, index, pose, times):
+    """{mode name: output} of every mode posing `pose`, the order rotated by `index` (so that a
+    change in the machine's load falls on all modes alike); each mode's time appended to `times`."""
+    outputs = {}
+    for mode in modes[index % len(modes):] + modes[: index % len(modes)]:
+        started = time.perf_counter()
+        outputs[mode.name] = mode.pose(pose)
+        elapsed = time.perf_counter() - started
+        times[mode.name].append(getattr(mode, "elapsed", None) or elapsed)  # a child's own timing
+    return outputs
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=6, help="frames per sequence (default 6)")
@@ -214,13 +226,7 @@ def main():
         times = {mode.name: [] for mode in modes}
         differences = {mode.name: 0.0 for mode in modes}
         for index, pose in enumerate(poses):
-            order = modes[index % len(modes):] + modes[: index % len(modes)]
-            outputs = {}
-            for mode in order:
-                started = time.perf_counter()
-                outputs[mode.name] = mode.pose(pose)
-                elapsed = time.perf_counter() - started
-                times[mode.name].append(getattr(mode, "elapsed", None) or elapsed)  # a child's own timing
+            outputs = pose_in_turns(modes, index, pose, times)
             for mode in modes:
                 difference = float(np.abs(outputs[mode.name] - outputs["official"]).max())
                 differences[mode.name] = max(differences[mode.name], difference)

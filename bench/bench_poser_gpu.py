@@ -186,12 +186,7 @@ def main():
         differences = {(mode.name, reference): 0.0 for mode in modes for reference in references}
         level_diff = {mode.name: 0 for mode in modes}
         for index, pose in enumerate(poses):
-            order = modes[index % len(modes):] + modes[: index % len(modes)]
-            outputs = {}
-            for mode in order:
-                started = time.perf_counter()
-                outputs[mode.name] = mode.pose(pose)
-                times[mode.name].append(time.perf_counter() - started)
+            outputs = bench_poser.pose_in_turns(modes, index, pose, times)
             official_outputs[sequence, index] = outputs["official"]
             for mode in modes:
                 for reference in references:
