@@ -468,14 +468,14 @@ def _sound_frames(sound):
         return 0
 
 
-def _sequencer_strips(editor):
+def sequencer_strips(editor):
     return editor.strips if hasattr(editor, "strips") else editor.sequences  # 'sequences' before 4.4
 
 
-def _free_channel(editor, first_frame, last_frame):
+def free_channel(editor, first_frame, last_frame):
     """The lowest sequencer channel with nothing between these frames."""
     taken = {}
-    for strip in _sequencer_strips(editor):
+    for strip in sequencer_strips(editor):
         taken.setdefault(strip.channel, []).append((strip.frame_final_start, strip.frame_final_end))
     channel = 1
     while any(start < last_frame and end > first_frame for start, end in taken.get(channel, ())):
@@ -485,8 +485,8 @@ def _free_channel(editor, first_frame, last_frame):
 
 def _add_sound(scene, name, audio_path, start_frame, length_frames):
     editor = scene.sequence_editor or scene.sequence_editor_create()
-    channel = _free_channel(editor, start_frame, start_frame + max(length_frames, 1))
-    sound = _sequencer_strips(editor).new_sound(name, str(audio_path), channel, int(start_frame))
+    channel = free_channel(editor, start_frame, start_frame + max(length_frames, 1))
+    sound = sequencer_strips(editor).new_sound(name, str(audio_path), channel, int(start_frame))
     if scene.sync_mode != "AUDIO_SYNC":
         scene.sync_mode = "AUDIO_SYNC"  # playback drops frames to stay with the sound: heard in sync
     return sound
@@ -500,9 +500,9 @@ def _all_strips(editor):
 def _holder_of(editor, strip):
     """The strip collection holding a strip: the editor's own, or a meta strip's."""
     for meta in _all_strips(editor):
-        if meta.type == "META" and strip.name in _sequencer_strips(meta):
-            return _sequencer_strips(meta)
-    return _sequencer_strips(editor)
+        if meta.type == "META" and strip.name in sequencer_strips(meta):
+            return sequencer_strips(meta)
+    return sequencer_strips(editor)
 
 
 def _remove_sound(scene, name):

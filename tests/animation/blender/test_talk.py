@@ -22,7 +22,7 @@ def talk(tmp_path_factory):
     folder = tmp_path_factory.mktemp("talk")
     out = folder / "talking_head"
     done = subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), "talk", "--out", str(out), "--fps", str(FPS), "--resolution", "128"],
+        [sys.executable, str(ROOT / "cli.py"), "talk", "--out", str(out), "--fps", str(FPS)],
         capture_output=True, text=True, timeout=1800, cwd=folder,
         env=dict(os.environ, BLENDER_USER_RESOURCES=str(folder / "user")))
     assert done.returncode == 0, done.stderr[-3000:]
@@ -55,6 +55,55 @@ def test_the_video_has_a_picture_stream_and_the_sound_of_the_line(talk, ext, ext
     line_seconds = ext_module("animation.blender.timeline").audio_seconds(ROOT / "samples" / "hello.flac")
     assert movie.frame_final_duration == pytest.approx(line_seconds * FPS, abs=1.5)
     assert sound.frame_final_duration == pytest.approx(movie.frame_final_duration, abs=1)
+
+
+def decoded_frames(video, frames):
+    """{frame: (H, W, 3) uint8} of the video, decoded by Blender's FFmpeg (a movie strip rendered)."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.fps = FPS
+    scene.render.resolution_x = scene.render.resolution_y = 512
+    scene.render.resolution_percentage = 100
+    scene.view_settings.view_transform = "Standard"
+    scene.sequence_editor_create().strips.new_movie("video", str(video), 1, 1)
+    settings = scene.render.image_settings
+    settings.file_format, settings.color_mode = "PNG", "RGB"
+    decoded = {}
+    for frame in frames:
+        scene.frame_set(frame)
+        scene.render.filepath = str(video.parent / f"decoded_{frame}.png")
+        bpy.ops.render.render(write_still=True)
+        with Image.open(scene.render.filepath) as image:
+            decoded[frame] = np.asarray(image.convert("RGB"))
+    return decoded
+
+
+def test_each_video_frame_is_the_baked_picture_over_the_background(talk):
+    """The video shows THA's pictures as baked, soft edges included (Workbench's hashed alpha had
+    put edge pixels up to 100 levels off), over the world's grey; only the codec's loss remains."""
+    (cache,) = (talk["folder"] / "tha_cache").iterdir()
+    grey = 1.055 * 0.5 ** (1 / 2.4) - 0.055  # the world's 0.5, display-encoded
+
+    def composite(frame):
+        with Image.open(cache / "frames" / f"frame_{frame:04d}.png") as image:
+            rgba = np.asarray(image.convert("RGBA")) / 255.0
+        alpha = rgba[..., 3:]
+        return (rgba[..., :3] * alpha + grey * (1 - alpha)) * 255
+
+    numbers = sorted(int(path.stem.split("_")[1]) for path in (cache / "frames").glob("frame_*.png"))
+    first, last = numbers[0], numbers[-1]  # silent: the line starts after 0.3 s
+    mouths = {frame: mouth_region(composite(frame)) for frame in numbers}
+    spoken = max(numbers, key=lambda frame: np.abs(mouths[frame] - mouths[first]).mean())
+    decoded = decoded_frames(talk["out"].with_suffix(".mp4"), [first, spoken, last])
+    luma = np.array([0.2126, 0.7152, 0.0722])
+    for frame, picture in decoded.items():
+        difference = np.abs(picture - composite(frame))
+        assert difference.mean() < 2.0, (frame, difference.mean())
+        assert np.percentile(np.abs(difference @ luma), 99) < 10, frame  # H.264 at high quality
+    # Frame for frame: the open mouth where the bake has it open, the closed one where closed.
+    for frame, other in ((spoken, first), (first, spoken)):
+        own = np.abs(mouth_region(decoded[frame]) - mouths[frame]).mean()
+        assert own < 0.5 * np.abs(mouth_region(decoded[frame]) - mouths[other]).mean(), (frame, other)
 
 
 def mouth_region(rgba):
