@@ -104,7 +104,8 @@ class THA_OT_add_talking_head(bpy.types.Operator, PictureOptions):
         settings = settings_from_preferences(context, self.schema)
         live.check_weights(settings)
         obj = sprites.create_sprite(context.scene, self.filepath, settings, size=self.size, pack=self.pack,
-                                    location=tuple(context.scene.cursor.location), fit=self.fit_request())
+                                    location=tuple(context.scene.cursor.location), fit=self.fit_request(),
+                                    check_picture=live.picture_check(settings))
         for other in context.view_layer.objects:
             other.select_set(False)
         obj.select_set(True)
@@ -127,7 +128,8 @@ class THA_OT_change_picture(bpy.types.Operator, PictureOptions):
     @reports_errors
     def execute(self, context):
         obj = active_sprite(context)
-        sprites.replace_picture(obj, self.filepath, pack=self.pack, fit=self.fit_request())
+        sprites.replace_picture(obj, self.filepath, pack=self.pack, fit=self.fit_request(),
+                                check_picture=live.picture_check(sprites.settings_of(obj)))
         live.update_sprite(obj)
         fitted = sprites.fit_description(obj)
         self.report({"INFO"}, f"{obj.name} shows {bpy.path.basename(self.filepath)} now"

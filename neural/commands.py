@@ -131,8 +131,10 @@ def run_pose(args):
     from pathlib import Path
 
     from ..atomic_files import write_bytes_atomic
+    from ..pose.character_image import prepare_character_image
     from ..render.formats.png import encode_png
     from .backends import keep_freed_memory
+    from .sprite_frames import check_character
 
     fit = fit_request(args)
     keep_freed_memory()  # a short batch process: reusing freed memory saves page faults
@@ -144,7 +146,9 @@ def run_pose(args):
 
         image, head = fit_character_image(image, poser.schema, **fit)
         print(f"picture fitted: {head.describe()}")
-    poser.set_image(image)
+    picture = prepare_character_image(image, poser.schema)
+    check_character(poser, picture, image, args.weights)
+    poser.set_image(picture)
     rgba = poser.pose_rgba(vector[None])[0]
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)

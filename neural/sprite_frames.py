@@ -56,6 +56,52 @@ def check_sliders(poser, schema, weights=None):
     return poser
 
 
+class CharacterError(UserError, ValueError):
+    """A picture that weights trained on one character cannot pose."""
+
+
+# Weights trained on one character: a THA4 student draws its character's face from its own
+# weights (a SIREN of pixel coordinates and pose) and warps the picture only around it.
+ONE_CHARACTER = {("tha4", "student")}
+# How far (mean over pixels either picture covers, premultiplied RGBA, 8-bit levels) a picture
+# may be from the model's own and count as it: a re-saved or re-compressed copy, not an edit.
+SAME_PICTURE_LEVELS = 2.0
+
+
+def check_character(poser, rgba, picture=None, weights=None):
+    """Refuse a picture other than the one a single-character model was trained on (its
+    character.png beside the weights): the student's face would be drawn over it. Weights
+    with no picture beside them (a converted file) cannot be checked and pass."""
+    if (poser.family, poser.variant) not in ONE_CHARACTER:
+        return
+    from .ort.weight_sources import character_image_file
+
+    own_file = character_image_file(poser.weights)
+    if own_file is None:
+        return
+    own = prepare_character_image(own_file, poser.schema)
+    if own.shape == rgba.shape and premultiplied_distance(own, rgba) <= SAME_PICTURE_LEVELS:
+        return
+    named = f"{Path(picture).name} is another picture" if isinstance(picture, (str, Path)) else "this picture is another"
+    source = f"the weights {weights}" if weights else "the weights"
+    raise CharacterError(f"{source} are a {poser.family.upper()} {poser.variant} model: it draws only its own character, "
+                         f"{own_file}; {named}, and posed by it would wear that character's face. Give {own_file.name} "
+                         f"as the picture, or pose other pictures with THA3 weights")
+
+
+def premultiplied_distance(first, second):
+    """Mean absolute difference of two RGBA uint8 pictures, colours premultiplied by alpha, over
+    the pixels either covers (in 8-bit levels; 0 where neither covers any)."""
+    def premultiplied(rgba):
+        rgba = rgba.astype(np.float32)
+        return np.concatenate([rgba[..., :3] * (rgba[..., 3:] / 255.0), rgba[..., 3:]], axis=-1)
+
+    covered = (first[..., 3] > 0) | (second[..., 3] > 0)
+    if not covered.any():
+        return 0.0
+    return float(np.abs(premultiplied(first) - premultiplied(second))[covered].mean())
+
+
 def forget_posers():
     """Drop loaded Posers (their memory, GPU memory included, is freed once no sprite holds them)."""
     with _posers_lock:
@@ -93,6 +139,7 @@ class FrameSource:
         self.picture_digest = picture_digest(self.rgba)
         self.poser = poser or shared_poser(weights, variant, device, precision, backend)
         check_sliders(self.poser, self.schema, weights)
+        check_character(self.poser, self.rgba, picture, weights)
         self.weights_id = weights_identity(self.poser)
         self._prepared = None
         self._memory = OrderedDict()

@@ -79,6 +79,17 @@ def check_weights(settings):
     return check_sliders(poser, get_schema(settings.schema), settings.weights)
 
 
+def picture_check(settings):
+    """A `check_picture` for sprite.create_sprite and replace_picture: loads (or reuses) the
+    weights and refuses a picture they cannot pose (a THA4 student's other than its character)."""
+    from ...neural.sprite_frames import check_character
+
+    def check(rgba, path):
+        check_character(check_weights(settings), rgba, path, settings.weights)
+
+    return check
+
+
 def forget():
     """Drop every sprite's source and state (a new file was loaded)."""
     worker.clear()

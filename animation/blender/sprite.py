@@ -63,7 +63,7 @@ def sprites_in(scene):
 
 
 def create_sprite(scene, picture_path, settings=None, name=None, size=DEFAULT_SIZE, pack=True, location=(0.0, 0.0, 0.0),
-                  fit=None):
+                  fit=None, check_picture=None):
     """A new sprite in `scene` from a character picture; returns the object.
 
     The picture is checked and prepared for the schema first (CharacterImageError names the file
@@ -73,13 +73,15 @@ def create_sprite(scene, picture_path, settings=None, name=None, size=DEFAULT_SI
     whatever `pack` says, since Blender would load it on its side). `fit`: None, or {top, chin,
     centre} (each None to find it) to scale and move the picture so its head fills the head box
     (fit_character_image); the fitted copy is the sprite's picture, packed, and its custom
-    property "tha_fit" says where the head was found.
+    property "tha_fit" says where the head was found. `check_picture(rgba, path)`, when given,
+    sees the prepared picture before anything is made and raises for one the weights cannot
+    pose (live.picture_check).
     """
     settings = settings or SpriteSettings()
     schema = get_schema(settings.schema)
     picture_path = Path(picture_path)
     name = name or picture_path.stem
-    picture, rgba = _load_picture(picture_path, schema, f"{name} picture", pack, fit)
+    picture, rgba = _load_picture(picture_path, schema, f"{name} picture", pack, fit, check_picture)
 
     mesh = _plane_mesh(f"{name} plane", size)
     obj = bpy.data.objects.new(name, mesh)
@@ -100,24 +102,28 @@ def create_sprite(scene, picture_path, settings=None, name=None, size=DEFAULT_SI
     return obj
 
 
-def _load_picture(picture_path, schema, image_name, pack, fit):
-    """(Blender image, prepared RGBA) of a character picture, checked first (CharacterImageError)."""
+def _load_picture(picture_path, schema, image_name, pack, fit, check_picture=None):
+    """(Blender image, prepared RGBA) of a character picture, checked first (CharacterImageError,
+    then `check_picture(rgba, path)`)."""
     if not picture_path.is_file():
         raise CharacterImageError(picture_path, "no such file")
-    if fit is None and not turned_by_exif(picture_path):
+    if fit is None:
         rgba = prepare_character_image(picture_path, schema)
+    else:
+        rgba, head = fit_character_image(picture_path, schema, **fit)
+    if check_picture is not None:
+        check_picture(rgba, picture_path)
+    if fit is None and not turned_by_exif(picture_path):
         picture = bpy.data.images.load(str(picture_path), check_existing=False)
         picture.name = image_name
         if pack:
             picture.pack()
     elif fit is None:
         # Blender would load the pixels as stored, on their side: the upright copy is packed.
-        rgba = prepare_character_image(picture_path, schema)
         picture = bpy.data.images.new(image_name, schema.image_size, schema.image_size, alpha=True)
         show_rgba(picture, rgba)
         picture.pack()
     else:
-        rgba, head = fit_character_image(picture_path, schema, **fit)
         picture = bpy.data.images.new(image_name, schema.image_size, schema.image_size, alpha=True)
         show_rgba(picture, rgba)
         picture.pack()  # (the fitted copy has no file of its own)
@@ -126,7 +132,7 @@ def _load_picture(picture_path, schema, image_name, pack, fit):
     return picture, rgba
 
 
-def replace_picture(obj, picture_path, pack=True, fit=None):
+def replace_picture(obj, picture_path, pack=True, fit=None, check_picture=None):
     """Put another character picture on a sprite, keeping its sliders, keys, lines and motion
     (an updated drawing, or the same performance for another character). Checked as
     create_sprite checks it (nothing changes for a picture the networks cannot use). The baked
@@ -136,7 +142,7 @@ def replace_picture(obj, picture_path, pack=True, fit=None):
     settings = settings_of(obj)
     schema = get_schema(settings.schema)
     old = bpy.data.images.get(settings.picture)
-    picture, rgba = _load_picture(Path(picture_path), schema, f"{obj.name} picture", pack, fit)
+    picture, rgba = _load_picture(Path(picture_path), schema, f"{obj.name} picture", pack, fit, check_picture)
     if old is not None and old is not picture and not any(
             other is not obj and is_sprite(other) and settings_of(other).picture == old.name
             for other in bpy.data.objects):

