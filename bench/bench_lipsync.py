@@ -8,7 +8,7 @@ length / wall time, with the recognizer's models already loaded, as when a sessi
 several clips; the one-time load is printed apart). On a machine shared with other work the
 wall-clock figure drops; the CPU-time figure (audio length / this process's CPU time) does not.
 
-    python bench/bench_lipsync.py [--recognizer words|phonetic|both] [--plot /tmp/curves.png] [--profile]
+    python bench/bench_lipsync.py [--recognizer words|phonetic|both] [--plot /tmp/curves.png] [--profile] [--quieter DB]
     python bench/bench_lipsync.py --sweep [--recognizer ...] [--lengths 30,120,300,600]
 
 `--profile` also prints where the time went (cProfile, by function's own time): for "words",
@@ -18,6 +18,9 @@ passes (pocketsphinx's C code counts as the Python method that called it).
 References: `ps_threads1_json.json` (Rhubarb's pocketSphinx recognizer, repeatable) for "words",
 `phonetic_json.json` for "phonetic"; s1 is also run with its dialog text against
 `ps_dialog_json.json`.
+
+`--quieter 30` plays each recording 30 dB quieter (a 16-bit WAV), as a phone held away records:
+the figures then say how much of the mouth's motion survives a quiet take.
 
 `--sweep` measures how speed and memory grow with the length of a recording: the shared
 recordings joined (half a second apart, over and over) to each length, each length analysed in a
@@ -55,7 +58,17 @@ def recordings():
     return sorted(p for p in audio.iterdir() if p.suffix in analyser.AUDIO_EXTENSIONS)
 
 
-def run(recognizer_name, rows):
+def quieter_copy(path, decibels, folder):
+    """The recording played `decibels` quieter, as a 16-bit WAV (as a quiet take arrives)."""
+    import soundfile
+
+    samples, rate = soundfile.read(path, always_2d=True, dtype="float32")
+    copy = Path(folder) / f"{path.name}.wav"
+    soundfile.write(copy, samples * 10 ** (-decibels / 20), rate, subtype="PCM_16")
+    return copy
+
+
+def run(recognizer_name, rows, quieter=0.0):
     started = time.perf_counter()
     recognizer = analyser.make_recognizer(recognizer_name)
     load = time.perf_counter() - started
@@ -63,16 +76,19 @@ def run(recognizer_name, rows):
     if recognizer_name == "words":
         dialog = (LIPSYNC / "audio" / "s1_plosives.dialog.txt").read_text()
         cases.append((LIPSYNC / "audio" / "s1_plosives.wav", dialog, "ps_dialog_json.json"))
+    folder = tempfile.TemporaryDirectory(prefix="tha_lipsync_quieter_")
     for path, dialog, reference_name in cases:
         reference = formats.read_cues(LIPSYNC / "rhubarb" / path.name / reference_name)
         job_recognizer = analyser.make_recognizer(recognizer_name, dialog) if dialog else recognizer
+        analysed = quieter_copy(path, quieter, folder.name) if quieter else path
         started, cpu_started = time.perf_counter(), time.process_time()
-        result = analyser.Analysis(path, recognizer_object=job_recognizer, dialog=dialog).run()
+        result = analyser.Analysis(analysed, recognizer_object=job_recognizer, dialog=dialog).run()
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
         same, same_group = agreement(result.track, reference)
         name = path.name + (" +dialog" if dialog else "")
         duration = result.track.duration
         rows.append((recognizer_name, name, duration, same, same_group, duration / seconds, duration / cpu_seconds))
+    folder.cleanup()
     return load
 
 
@@ -151,6 +167,9 @@ def main():
     parser.add_argument("--profile", action="store_true", help="also print where the time went (cProfile)")
     parser.add_argument("--sweep", action="store_true", help="speed and peak memory against recording length")
     parser.add_argument("--lengths", default="30,120,300,600", help="the sweep's lengths in seconds")
+    parser.add_argument("--quieter", type=float, default=0.0, metavar="DB",
+                        help="analyse each recording played DB decibels quieter, as 16-bit WAV (against the same "
+                        "references: Rhubarb's output for the recording as it is)")
     parser.add_argument("--measure-one", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_one:
@@ -165,7 +184,7 @@ def main():
         profiler = cProfile.Profile() if args.profile else None
         if profiler:
             profiler.enable()
-        loads[name] = run(name, rows)
+        loads[name] = run(name, rows, args.quieter)
         if profiler:
             profiler.disable()
             profiles[name] = profiler
