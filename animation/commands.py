@@ -41,7 +41,9 @@ def add_subcommands(subparsers):
     parser.add_argument("--fps", type=int, default=24, help="frames per second (default: 24)")
     parser.add_argument("--render", type=Path, default=None, help="render the frames as PNGs into this folder")
     parser.add_argument("--video", type=Path, default=None, help="render the frames to this .mp4/.mkv")
-    parser.add_argument("--engine", default="workbench", choices=ENGINES, help="render engine (default: workbench)")
+    parser.add_argument("--engine", default="workbench", choices=ENGINES,
+                        help="render engine (default: workbench); with workbench, --video lays the baked pictures "
+                        "over the background as drawn (Workbench itself would hash their soft edges)")
     parser.add_argument("--resolution", type=int, default=512, help="render width and height (default: 512)")
     parser.add_argument("--no-bake", action="store_true",
                         help="render live (posed while rendering) instead of baking first")
@@ -64,6 +66,7 @@ def run_sprite(args):
     import bpy
 
     from ..animation.blender import bake, live, sprite, sprite_scene
+    from ..animation.core.bake_cache import BakeCache
     from ..animation.core.sprite_settings import SpriteSettings
     from ..neural.ort.weight_sources import lasting_source
 
@@ -113,10 +116,20 @@ def run_sprite(args):
         if args.video:
             step_started = time.perf_counter()
             total = last - first + 1
-            video = sprite_scene.render_video(
-                scene, args.video, first, last, "MKV" if args.video.suffix.lower() == ".mkv" else "MPEG4",
-                on_frame=lambda frame: print(f"\rvideo: frame {frame} ({frame - first + 1}/{total})".ljust(60),
-                                             end="", file=sys.stderr, flush=True))
+            container = "MKV" if args.video.suffix.lower() == ".mkv" else "MPEG4"
+
+            def on_frame(frame):
+                print(f"\rvideo: frame {frame} ({frame - first + 1}/{total})".ljust(60), end="", file=sys.stderr,
+                      flush=True)
+
+            if args.engine == "workbench":
+                # Workbench would draw the picture's soft edges with hashed alpha: the baked pictures
+                # go over the background in the sequencer instead, each as drawn.
+                cache = BakeCache(result.folder)
+                frames = [cache.frame_path(frame, first) for frame in range(first, last + 1)]
+                video = sprite_scene.render_baked_video(scene, frames, args.video, first, container, on_frame=on_frame)
+            else:
+                video = sprite_scene.render_video(scene, args.video, first, last, container, on_frame=on_frame)
             print(file=sys.stderr)
             print(f"video: {video}")
             timings["video"] = time.perf_counter() - step_started

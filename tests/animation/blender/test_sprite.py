@@ -590,20 +590,30 @@ def test_rendering_keeps_the_posers_freed_memory_until_it_ends(ext, ext_module):
 
 
 def test_the_sprite_command_keys_bakes_renders_and_saves(tmp_path, picture):
+    from decoded_video import decoded_frames, over_grey
     from shared_assets import ROOT
 
     keys = tmp_path / "keys.csv"
     keys.write_text("frame,mouth_aaa,eye_wink_left\n1,0,0\n2,1,\n")
     blend = tmp_path / "cli" / "sprite.blend"
+    video = tmp_path / "sprite.mp4"
     done = subprocess.run(
         [sys.executable, str(ROOT / "cli.py"), "sprite", "--image", str(picture), "--keys", str(keys),
-         "--blend", str(blend), "--render", str(tmp_path / "frames"), "--resolution", "64"],
+         "--blend", str(blend), "--render", str(tmp_path / "frames"), "--resolution", "64", "--video", str(video)],
         capture_output=True, text=True, timeout=600, env=dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user")))
     assert done.returncode == 0, done.stderr[-2000:]
     assert "baked 2 frames: 2 distinct poses, 2 computed, 0 reused" in done.stderr
-    assert blend.is_file() and len(list((blend.parent / "tha_cache" / "crypko_00" / "frames").glob("*.png"))) == 2
+    baked = sorted((blend.parent / "tha_cache" / "crypko_00" / "frames").glob("*.png"))
+    assert blend.is_file() and len(baked) == 2
     first, second = (read_rgba(tmp_path / "frames" / f"frame_{n:04d}.png") for n in (1, 2))
     assert np.abs(second - first).max() > 24 and coverage(first) > 0.1
+    # The video (Workbench, the default engine): the baked pictures over the grey, scaled to 64.
+    decoded = decoded_frames(video, [1, 2], 24, 64)
+    for frame, path in zip((1, 2), baked):
+        with Image.open(path) as image:
+            expected = over_grey(image.convert("RGBA").resize((64, 64), Image.BILINEAR))
+        assert np.abs(decoded[frame] - expected).mean() < 4.0, frame
+    assert np.abs(decoded[2].astype(int) - decoded[1]).max() > 24  # the mouth opened and the eye winked
 
 
 def test_the_sprite_command_names_a_bad_keyframe_file(tmp_path, picture):

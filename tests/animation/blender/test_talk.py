@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from decoded_video import decoded_frames, over_grey
 from shared_assets import ROOT
 
 pytestmark = pytest.mark.slow
@@ -57,44 +58,20 @@ def test_the_video_has_a_picture_stream_and_the_sound_of_the_line(talk, ext, ext
     assert sound.frame_final_duration == pytest.approx(movie.frame_final_duration, abs=1)
 
 
-def decoded_frames(video, frames):
-    """{frame: (H, W, 3) uint8} of the video, decoded by Blender's FFmpeg (a movie strip rendered)."""
-    bpy.ops.wm.read_homefile(use_empty=True)
-    scene = bpy.context.scene
-    scene.render.fps = FPS
-    scene.render.resolution_x = scene.render.resolution_y = 512
-    scene.render.resolution_percentage = 100
-    scene.view_settings.view_transform = "Standard"
-    scene.sequence_editor_create().strips.new_movie("video", str(video), 1, 1)
-    settings = scene.render.image_settings
-    settings.file_format, settings.color_mode = "PNG", "RGB"
-    decoded = {}
-    for frame in frames:
-        scene.frame_set(frame)
-        scene.render.filepath = str(video.parent / f"decoded_{frame}.png")
-        bpy.ops.render.render(write_still=True)
-        with Image.open(scene.render.filepath) as image:
-            decoded[frame] = np.asarray(image.convert("RGB"))
-    return decoded
-
-
 def test_each_video_frame_is_the_baked_picture_over_the_background(talk):
     """The video shows THA's pictures as baked, soft edges included (Workbench's hashed alpha had
     put edge pixels up to 100 levels off), over the world's grey; only the codec's loss remains."""
     (cache,) = (talk["folder"] / "tha_cache").iterdir()
-    grey = 1.055 * 0.5 ** (1 / 2.4) - 0.055  # the world's 0.5, display-encoded
 
     def composite(frame):
         with Image.open(cache / "frames" / f"frame_{frame:04d}.png") as image:
-            rgba = np.asarray(image.convert("RGBA")) / 255.0
-        alpha = rgba[..., 3:]
-        return (rgba[..., :3] * alpha + grey * (1 - alpha)) * 255
+            return over_grey(image.convert("RGBA"))
 
     numbers = sorted(int(path.stem.split("_")[1]) for path in (cache / "frames").glob("frame_*.png"))
     first, last = numbers[0], numbers[-1]  # silent: the line starts after 0.3 s
     mouths = {frame: mouth_region(composite(frame)) for frame in numbers}
     spoken = max(numbers, key=lambda frame: np.abs(mouths[frame] - mouths[first]).mean())
-    decoded = decoded_frames(talk["out"].with_suffix(".mp4"), [first, spoken, last])
+    decoded = decoded_frames(talk["out"].with_suffix(".mp4"), [first, spoken, last], FPS, 512)
     luma = np.array([0.2126, 0.7152, 0.0722])
     for frame, picture in decoded.items():
         difference = np.abs(picture - composite(frame))
