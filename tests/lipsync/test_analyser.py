@@ -39,8 +39,8 @@ def test_phonetic_analysis_agrees_with_rhubarbs_phonetic_recognizer(shared, phon
 
 def test_a_quiet_take_lip_syncs_as_the_loud_one(shared, phonetic, tmp_path):
     # The same recording 45 dB quieter (a phone held at arm's length): the level is set before the
-    # VAD and the recognizer hear it, so the cues are the loud take's. (They were mostly X: the
-    # VAD heard a fifth of the speech, and Rhubarb's shape groups matched in 51% of frames.)
+    # VAD and the recognizer hear it, so the cues are the loud take's. (Before, the 16-bit take
+    # matched Rhubarb's shape groups in 51% of frames: the VAD missed much of the speech.)
     name = "en_male_watchingtv.ogg"
     loud, rate = soundfile.read(lipsync(shared, "audio", name), dtype="float32")
     quiet = 10 ** (-45 / 20) * loud

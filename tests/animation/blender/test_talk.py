@@ -60,7 +60,7 @@ def test_the_video_has_a_picture_stream_and_the_sound_of_the_line(talk, ext, ext
 
 def test_each_video_frame_is_the_baked_picture_over_the_background(talk):
     """The video shows THA's pictures as baked, soft edges included (Workbench's hashed alpha had
-    put edge pixels up to 100 levels off), over the world's grey; only the codec's loss remains."""
+    put some edge pixels over 100 levels off), over the world's grey; only the codec's loss remains."""
     (cache,) = (talk["folder"] / "tha_cache").iterdir()
 
     def composite(frame):
