@@ -80,9 +80,6 @@ def run_sprite(args):
     bpy.ops.wm.read_homefile(use_empty=True)
     scene = bpy.context.scene
     scene.render.fps = args.fps
-    args.blend.parent.mkdir(parents=True, exist_ok=True)
-    # Saved first, so that the cache folder is //tha_cache/<sprite>/ beside it.
-    bpy.ops.wm.save_as_mainfile(filepath=str(args.blend.resolve()), check_existing=False)
     settings = SpriteSettings(schema=args.schema, weights=lasting_source(args.weights), device=args.device)
     obj = sprite.create_sprite(scene, args.image, settings, fit=fit, check_picture=live.picture_check(settings))
     if fit is not None:
@@ -95,6 +92,10 @@ def run_sprite(args):
     scene.frame_start, scene.frame_end = first, last
     sprite_scene.setup_sprite_render(scene, args.engine, args.resolution)
     sprite_scene.frame_camera(scene, [obj])
+    # Saved before the bake, so that the cache folder is //tha_cache/<sprite>/ beside it; and only
+    # once the picture and the keys were taken, so that a bad one leaves an earlier .blend as it was.
+    args.blend.parent.mkdir(parents=True, exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=str(args.blend.resolve()), check_existing=False)
     timings["scene"] = time.perf_counter() - started
 
     if not args.no_bake:

@@ -616,17 +616,25 @@ def test_the_sprite_command_keys_bakes_renders_and_saves(tmp_path, picture):
     assert np.abs(decoded[2].astype(int) - decoded[1]).max() > 24  # the mouth opened and the eye winked
 
 
-def test_the_sprite_command_names_a_bad_keyframe_file(tmp_path, picture):
+def test_the_sprite_command_names_a_bad_keyframe_file_or_picture_and_leaves_an_earlier_blend(tmp_path, picture):
     from shared_assets import ROOT
 
     keys = tmp_path / "keys.csv"
     keys.write_text("frame,mouth_aaa\n1,0\n2,wide\n")
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), "sprite", "--image", str(picture), "--keys", str(keys),
-         "--blend", str(tmp_path / "s.blend")],
-        capture_output=True, text=True, timeout=600, env=dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user")))
-    assert done.returncode == 1
-    assert f"{keys}: line 3, mouth_aaa: 'wide' is not a number" in done.stderr and "Traceback" not in done.stderr
+    tall = tmp_path / "tall.png"
+    Image.new("RGBA", (300, 400)).save(tall)  # not square: the crop would cut the character
+    earlier = tmp_path / "s.blend"
+    earlier.write_bytes(b"an earlier run's scene")
+    for image, keys_args, message in ((picture, ["--keys", str(keys)], f"{keys}: line 3, mouth_aaa: 'wide' is not a number"),
+                                      (tall, [], f"{tall}: ")):
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "cli.py"), "sprite", "--image", str(image), *keys_args, "--blend", str(earlier)],
+            capture_output=True, text=True, timeout=600,
+            env=dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user")))
+        assert done.returncode == 1
+        assert message in done.stderr and "Traceback" not in done.stderr, done.stderr[-1000:]
+        # (It used to save an empty scene over it before reading the picture and the keys.)
+        assert earlier.read_bytes() == b"an earlier run's scene" and not (tmp_path / "tha_cache").exists()
 
 
 def test_eevee_renders_the_baked_sprite_with_its_transparency(baked, ext_module, tmp_path):
