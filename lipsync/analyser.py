@@ -4,7 +4,8 @@ It works as Rhubarb Lip Sync does (shared/reference/rhubarb.md §1.5), on the `p
 package and its bundled US English model:
 
 1. the audio (wav, ogg, opus, flac, mp3 or aiff, read by libsndfile through `soundfile`; the
-   formats only FFmpeg reads are first copied to a WAV in Blender, lipsync/audio_formats.py) is mixed to mono,
+   formats only FFmpeg reads are first copied to a WAV in Blender, lipsync/audio_formats.py) is mixed to mono
+   (or, where the mix cancels the channels, its loudest channel taken alone),
    resampled to 16 kHz, its DC offset removed and its level set (its loudest moments to -12 dBFS);
 2. voice activity detection (WebRTC's, as packaged in pocketsphinx, aggressiveness 2 in 10 ms
    frames; gaps up to 10 cs filled, blips under 5 cs dropped) splits it into utterances, so
@@ -169,6 +170,23 @@ class AudioReader:
 
     def steps(self):
         """Decode and resample a block per step (yields the fraction done, 0..1)."""
+        channel_energies = []
+        mono = yield from self._decode(None, channel_energies)
+        if len(channel_energies) > 1 and mono_cancels(mono, channel_energies):
+            # The mix lost the voice: one channel the inverse of the other (a mis-wired microphone
+            # cancels to silence), or the voice in one channel of many. The loudest one alone.
+            mono = yield from self._decode(int(np.argmax(channel_energies)), [])
+        filled = len(mono)
+        self.duration = filled / self.rate
+        resampled = []
+        for done, piece in resample_blocks(mono, self.rate, SAMPLE_RATE, self.BLOCK_SECONDS):
+            resampled.append(piece)
+            yield 0.5 + 0.5 * done
+        self.samples = np.concatenate(resampled) if resampled else np.zeros(0, np.float32)
+
+    def _decode(self, channel, channel_energies):
+        """The samples as mono float32 (the mean of the channels, or `channel` alone), a block per
+        step (yields the fraction done, 0..0.5); adds each channel's energy to `channel_energies`."""
         import soundfile
 
         block = max(int(self.rate * self.BLOCK_SECONDS), 1)
@@ -182,7 +200,13 @@ class AudioReader:
                 if samples.shape[0] == 0:
                     break
                 # Float WAVs can hold NaN; a file may hold more frames than its header said.
-                part = np.nan_to_num(samples.mean(axis=1), nan=0.0, posinf=1.0, neginf=-1.0)
+                samples = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
+                part = samples.mean(axis=1) if channel is None else samples[:, channel]
+                energies = np.einsum("ij,ij->j", samples, samples, dtype=np.float64)
+                if channel_energies:
+                    channel_energies[:] = [a + b for a, b in zip(channel_energies, energies)]
+                else:
+                    channel_energies.extend(energies)
                 if filled + len(part) > len(mono):
                     mono = np.concatenate([mono[:filled], np.empty(filled + len(part) - len(mono), np.float32)])
                 mono[filled : filled + len(part)] = part
@@ -190,13 +214,14 @@ class AudioReader:
                 yield 0.5 * filled / total
         if filled == 0:
             raise AudioError(f"{self.opening} It holds no audio frames.")
-        mono = mono[:filled]
-        self.duration = filled / self.rate
-        resampled = []
-        for done, piece in resample_blocks(mono, self.rate, SAMPLE_RATE, self.BLOCK_SECONDS):
-            resampled.append(piece)
-            yield 0.5 + 0.5 * done
-        self.samples = np.concatenate(resampled) if resampled else np.zeros(0, np.float32)
+        return mono[:filled]
+
+
+def mono_cancels(mono, channel_energies, ratio=0.1):
+    """Whether mixing the channels lost their sound: the mix holds under `ratio` of the loudest
+    channel's energy (of two channels, one alone keeps a quarter, uncorrelated ones half, one the
+    inverse of the other nothing)."""
+    return float(np.dot(mono.astype(np.float64), mono)) < ratio * max(channel_energies)
 
 
 def check_audio_header(rate, channels, frames, opening):

@@ -95,6 +95,24 @@ def test_nan_samples_become_silence(tmp_path):
     assert seconds == 1.0 and np.isfinite(resampled).all()
 
 
+def test_a_stereo_take_whose_channels_cancel_reads_its_louder_channel(tmp_path, shared):
+    # A mis-wired microphone records one channel as the other's inverse: their mix is silence,
+    # which gave a closed mouth throughout. Speech in one channel, or in both, mixes as before.
+    voice, rate = soundfile.read(shared / "assets" / "lipsync" / "audio" / "s3_pauses.wav", dtype="float32")
+    takes = {"inverted": [voice, -voice], "one side": [voice, np.zeros_like(voice)], "both": [voice, 0.5 * voice]}
+    read = {}
+    for name, channels in takes.items():
+        path = tmp_path / f"{name}.wav"
+        soundfile.write(path, np.stack(channels, axis=1), rate, subtype="FLOAT")
+        read[name] = analyser.read_audio(path)[0]
+    mono = analyser.resample(voice, rate, analyser.SAMPLE_RATE)
+    np.testing.assert_allclose(read["inverted"], mono, atol=1e-6)
+    np.testing.assert_allclose(read["one side"], mono / 2, atol=1e-6)
+    np.testing.assert_allclose(read["both"], mono * 0.75, atol=1e-6)
+    cues = [[(c.start, c.end, c.shape) for c in analyser.analyse(tmp_path / f"{name}.wav")] for name in takes]
+    assert cues[0] == cues[1] == cues[2] and any(shape != "X" for _, _, shape in cues[0])
+
+
 def _real_files():
     names = ["s1_plosives.wav", "en_male_electricity.ogg"]
     return [(name, (AUDIO / name).read_bytes()[:24 * 1024]) for name in names if (AUDIO / name).is_file()]
