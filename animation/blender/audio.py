@@ -2,9 +2,10 @@
 through Blender's `aud` module and copied to a temporary WAV that the analysers read.
 
 A phone's voice memo is an .m4a and a video editor's export an .mp4: Blender plays both as sound
-strips, but libsndfile (the analyser's reader) and Rhubarb Lip Sync read neither. The copy is
-mono (the channels' mean, as the analyser mixes), 32-bit float (nothing clips) at the
-recording's own rate, so the analysis is the one a WAV of the same sound gets.
+strips, but libsndfile (the analyser's reader) and Rhubarb Lip Sync read neither. The copy has
+the recording's channels, 32-bit float (nothing clips), at its own rate, so the analysis is the
+one a WAV of the same sound gets (the analyser mixes the channels itself, and reads the louder
+one alone where the mix cancels them).
 
 aud decodes the whole recording at once: its FFmpeg reader seeks AAC only to the nearest packet
 (blocks read from a seek were up to 0.47 of full scale off), so reading in pieces would change
@@ -25,8 +26,8 @@ WAV_LIMIT_BYTES = 4 * 1024**3 - 1024
 
 
 def decode_to_wav(source, target):
-    """`source` decoded by Blender's FFmpeg into `target`, a mono float WAV; AudioError naming the
-    file where it is not readable audio. Returns the target's Path."""
+    """`source` decoded by Blender's FFmpeg into `target`, a float WAV of its channels; AudioError
+    naming the file where it is not readable audio. Returns the target's Path."""
     import soundfile
 
     source = Path(source)
@@ -48,13 +49,10 @@ def decode_to_wav(source, target):
     # aud tells the length FFmpeg estimates (0 or less: unknown): checked here, and again once decoded.
     check_audio_header(rate, channels, frames if frames > 0 else 1, opening)
     try:
-        # aud's downmix to one channel is the channels' sum.
-        mixed = (sound.rechannel(1) if channels > 1 else sound).data()
+        decoded = sound.data()
     except aud.error as error:
         raise AudioError(f"{opening} Blender's FFmpeg could not decode it ({str(error).rstrip('.')}).") from None
-    samples = np.array(mixed, dtype=np.float32, copy=False).reshape(-1)
-    if channels > 1:
-        samples = samples / np.float32(channels)
+    samples = np.array(decoded, dtype=np.float32, copy=False).reshape(-1, channels)
     samples = np.nan_to_num(samples, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
     check_audio_header(rate, channels, len(samples), opening)
     container = "WAV" if samples.nbytes < WAV_LIMIT_BYTES else "RF64"

@@ -21,14 +21,26 @@ def encoded(source, target, container, codec, channels=aud.CHANNELS_STEREO):
     return target
 
 
-def test_a_stereo_recording_becomes_the_mean_of_its_channels_at_its_own_rate(audio, tmp_path):
+def test_a_stereo_recording_keeps_its_channels_at_its_own_rate_for_the_analyser_to_mix(audio, tmp_path):
+    from tha_studio.lipsync import analyser
+
     speech, rate = soundfile.read(shared_path(*RECORDING), dtype="float32")
-    stereo = tmp_path / "stereo.wav"
-    soundfile.write(stereo, np.stack([speech, 0.5 * speech], axis=1), rate, subtype="FLOAT")
-    copy = audio.decode_to_wav(stereo, tmp_path / "copy.wav")
-    info = soundfile.info(copy)
-    assert (info.samplerate, info.channels, info.subtype, info.frames) == (rate, 1, "FLOAT", len(speech))
-    assert np.abs(soundfile.read(copy, dtype="float32")[0] - 0.75 * speech).max() < 1e-6
+    for name, channels, mixed in (("stereo", [speech, 0.5 * speech], 0.75 * speech),
+                                  ("inverted", [speech, -speech], speech)):  # its mix would be silence
+        source = tmp_path / f"{name}.mka"
+        aud.Sound(str(_wav(tmp_path / f"{name}.wav", np.stack(channels, axis=1), rate))).write(
+            str(source), rate, aud.CHANNELS_STEREO, aud.FORMAT_FLOAT32, aud.CONTAINER_MATROSKA, aud.CODEC_FLAC, 0)
+        copy = audio.decode_to_wav(source, tmp_path / f"{name}_copy.wav")
+        info = soundfile.info(copy)
+        assert (info.samplerate, info.channels, info.subtype, info.frames) == (rate, 2, "FLOAT", len(speech))
+        np.testing.assert_allclose(soundfile.read(copy, dtype="float32")[0], np.stack(channels, axis=1), atol=1e-4)
+        read = analyser.read_audio(copy)[0]  # the analyser mixes, or reads the louder channel alone
+        np.testing.assert_allclose(read, analyser.resample(mixed, rate, analyser.SAMPLE_RATE), atol=1e-4)
+
+
+def _wav(path, samples, rate):
+    soundfile.write(path, samples, rate, subtype="FLOAT")
+    return path
 
 
 @pytest.mark.parametrize("name, container, codec", [
@@ -41,6 +53,7 @@ def test_lossy_recordings_decode_to_the_same_sound(audio, tmp_path, name, contai
     source = encoded(shared_path(*RECORDING), tmp_path / name, container, codec)
     with audio.DecodedRecording(source) as decoded:
         samples, decoded_rate = soundfile.read(decoded.path, dtype="float32")
+        samples = samples.mean(axis=1)  # (the copy keeps the encoder's two channels)
         assert decoded.path.parent.name.startswith("tha_studio_audio_")
     assert not decoded.path.parent.exists()
     assert decoded_rate == 48000 and len(samples) == pytest.approx(len(speech) * 3, abs=0.05 * 48000)
