@@ -170,12 +170,12 @@ class AudioReader:
 
     def steps(self):
         """Decode and resample a block per step (yields the fraction done, 0..1)."""
-        channel_energies = []
-        mono = yield from self._decode(None, channel_energies)
-        if len(channel_energies) > 1 and mono_cancels(mono, channel_energies):
+        energies = {}
+        mono = yield from self._decode(None, energies)
+        if len(energies["channels"]) > 1 and mix_cancels(energies["mix"], energies["channels"]):
             # The mix lost the voice: one channel the inverse of the other (a mis-wired microphone
             # cancels to silence), or the voice in one channel of many. The loudest one alone.
-            mono = yield from self._decode(int(np.argmax(channel_energies)), [])
+            mono = yield from self._decode(int(np.argmax(energies["channels"])), {})
         filled = len(mono)
         self.duration = filled / self.rate
         resampled = []
@@ -184,9 +184,10 @@ class AudioReader:
             yield 0.5 + 0.5 * done
         self.samples = np.concatenate(resampled) if resampled else np.zeros(0, np.float32)
 
-    def _decode(self, channel, channel_energies):
+    def _decode(self, channel, energies):
         """The samples as mono float32 (the mean of the channels, or `channel` alone), a block per
-        step (yields the fraction done, 0..0.5); adds each channel's energy to `channel_energies`."""
+        step (yields the fraction done, 0..0.5); sets energies["channels"] (each channel's sum of
+        squares) and energies["mix"] (the mono samples')."""
         import soundfile
 
         block = max(int(self.rate * self.BLOCK_SECONDS), 1)
@@ -202,11 +203,9 @@ class AudioReader:
                 # Float WAVs can hold NaN; a file may hold more frames than its header said.
                 samples = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
                 part = samples.mean(axis=1) if channel is None else samples[:, channel]
-                energies = np.einsum("ij,ij->j", samples, samples, dtype=np.float64)
-                if channel_energies:
-                    channel_energies[:] = [a + b for a, b in zip(channel_energies, energies)]
-                else:
-                    channel_energies.extend(energies)
+                squares = np.einsum("ij,ij->j", samples, samples, dtype=np.float64)
+                energies["channels"] = energies.get("channels", 0.0) + squares
+                energies["mix"] = energies.get("mix", 0.0) + float(np.dot(part, part.astype(np.float64)))
                 if filled + len(part) > len(mono):
                     mono = np.concatenate([mono[:filled], np.empty(filled + len(part) - len(mono), np.float32)])
                 mono[filled : filled + len(part)] = part
@@ -217,11 +216,11 @@ class AudioReader:
         return mono[:filled]
 
 
-def mono_cancels(mono, channel_energies, ratio=0.1):
+def mix_cancels(mix_energy, channel_energies, ratio=0.1):
     """Whether mixing the channels lost their sound: the mix holds under `ratio` of the loudest
     channel's energy (of two channels, one alone keeps a quarter, uncorrelated ones half, one the
     inverse of the other nothing)."""
-    return float(np.dot(mono.astype(np.float64), mono)) < ratio * max(channel_energies)
+    return mix_energy < ratio * float(np.max(channel_energies))
 
 
 def check_audio_header(rate, channels, frames, opening):
