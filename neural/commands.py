@@ -118,7 +118,9 @@ def _open_poser(args):
 
 def _model_character_image(poser):
     """A THA4 student is trained for one character, whose picture sits beside its weights."""
-    if poser.family == "tha4":
+    from .sprite_frames import ONE_CHARACTER
+
+    if (poser.family, poser.variant) in ONE_CHARACTER:
         from .ort.weight_sources import character_image_file
 
         found = character_image_file(poser.weights)

@@ -4,6 +4,8 @@ import bpy
 import numpy as np
 from PIL import Image
 
+from tha_studio.pose.character_image import linear_to_srgb
+
 
 def decoded_frames(video, frames, fps, size):
     """{frame: (size, size, 3) uint8} of the video's frames (numbered from 1), in a new empty
@@ -30,7 +32,7 @@ def decoded_frames(video, frames, fps, size):
 def over_grey(rgba):
     """A straight-alpha RGBA uint8 picture laid over the world's default grey (0.5, display-encoded),
     as float 0-255 RGB: what a video frame of it shows."""
-    grey = 1.055 * 0.5 ** (1 / 2.4) - 0.055
+    grey = float(linear_to_srgb(0.5))
     rgba = np.asarray(rgba) / 255.0
     alpha = rgba[..., 3:]
     return (rgba[..., :3] * alpha + grey * (1 - alpha)) * 255

@@ -13,6 +13,7 @@ from pathlib import Path
 import bpy
 
 from ...errors import UserError
+from ...pose.character_image import linear_to_srgb
 from ...render.blender import scene as scenes
 from . import sprite as sprites
 
@@ -225,7 +226,7 @@ def render_baked_video(scene, frame_files, path, frame_start, container="MPEG4",
         background = strips.new_effect("THA video background", "COLOR", channel, frame_start, length=len(frame_files))
         added.append(background)
         world = scene.world.color if scene.world is not None else (0.5, 0.5, 0.5)
-        background.color = [_srgb(value) for value in world[:3]]  # the strip's colour is display-encoded
+        background.color = [float(value) for value in linear_to_srgb(world[:3])]  # display-encoded, as strips take it
         pictures = strips.new_image("THA video frames", str(frame_files[0]), free_channel(editor, frame_start, last + 1),
                                     frame_start, fit_method="FIT")
         added.append(pictures)
@@ -236,11 +237,6 @@ def render_baked_video(scene, frame_files, path, frame_start, container="MPEG4",
     finally:
         for strip in reversed(added):
             strips.remove(strip)
-
-
-def _srgb(linear):
-    linear = min(max(float(linear), 0.0), 1.0)
-    return linear * 12.92 if linear <= 0.0031308 else 1.055 * linear ** (1 / 2.4) - 0.055
 
 
 def save_over_draft():
