@@ -12,10 +12,11 @@ copied back to the CPU (what a bake and a preview need) inside the timing:
                   tests never import it), float32 with cuDNN's TF32 off (see below)
   official half   the official separable_half poser on the float files halved here (the package
                   ships separable_float only)
-  torch eager     our poser redoing the picture's work every frame, float32
-  torch cached    our poser as the product runs it: the picture's work once, the eyebrow work
-                  once per eyebrow pose, float32
-  torch half      the same on the halved files (variant separable_half: float16, the warps
+  torch eager     our poser redoing the picture's work every frame, float32, without CUDA graphs
+  torch cached    our poser keeping work: the picture's work once, the eyebrow work once per
+                  eyebrow pose, float32, without CUDA graphs
+  cached+graphs   the same with each stage replayed as a CUDA graph: the product's default
+  torch half      the default on the halved files (variant separable_half: float16, the warps
                   sampled on float32 grids)
   fp16 on float   precision float16 asked of the float32 files (what the sprite setting does)
   onnxruntime     the ONNX Runtime poser on CUDA, where the installed ONNX Runtime offers it
@@ -160,9 +161,12 @@ def main():
     modes = [Timed("official", official.pose)]
     if official_half:
         modes.append(Timed("official half", official_half.pose))
-    modes += [Timed("torch eager", ours(Poser("tha3", device=args.device), redo=True)),
-              Timed("torch cached", ours(Poser("tha3", device=args.device))),
-              Timed("torch half", ours(Poser(open_weights(half_folder), device=args.device)))]
+    graphs = cuda.type == "cuda"
+    modes += [Timed("torch eager", ours(Poser("tha3", device=args.device, cuda_graphs=False), redo=True)),
+              Timed("torch cached", ours(Poser("tha3", device=args.device, cuda_graphs=False)))]
+    if graphs:
+        modes.append(Timed("cached+graphs", ours(Poser("tha3", device=args.device))))
+    modes.append(Timed("torch half", ours(Poser(open_weights(half_folder), device=args.device))))
     if cuda.type != "cpu":  # (our posers refuse float16 on the CPU)
         modes.append(Timed("fp16 on float", ours(Poser("tha3", device=args.device, precision="float16"))))
     offered = ort_poser.available_devices()
@@ -228,7 +232,7 @@ def main():
         # stands (it sets nothing). Its pictures against its own float32 ones above; then ours
         # again, which turns TF32 off for its own convolutions, against those same pictures.
         torch.backends.cudnn.allow_tf32 = True
-        tf32 = [Timed("official tf32", official.pose), Timed("torch cached", ours(Poser("tha3", device=args.device)))]
+        tf32 = [Timed("official tf32", official.pose), Timed("ours default", ours(Poser("tha3", device=args.device)))]
         poses = bench_poser.sequences(THA3, args.frames)["random"]
         for mode in tf32:
             mode.pose(THA3.neutral())

@@ -41,6 +41,7 @@ from ..pose.schema import get_schema
 from . import image as image_io
 from . import weights as weights_io
 from .backends import keep_freed_memory  # noqa: F401 (callers import it from here too)
+from .staged import StageGraphs
 
 PRECISIONS = ("auto", "float32", "float16")
 TORCH_DEVICES = ("cpu", "cuda", "mps")  # (an index allowed: cuda:1)
@@ -122,6 +123,7 @@ class Poser:
         variant=None,
         channels_last="auto",
         chunk_size=None,
+        cuda_graphs="auto",
     ):
         """`weights`: a source for neural/weights.py's open_weights, or a WeightSet.
 
@@ -130,6 +132,9 @@ class Poser:
         oneDNN's convolutions run NHWC without reordering every activation), not on GPUs.
         `chunk_size`: the most frames the networks see at once (default: 1 on the CPU, so that
         each frame's activations stay in cache; on a GPU, the whole batch).
+        `cuda_graphs` replays each stage of a one-frame pose as a CUDA graph (neural/staged.py
+        StageGraphs): the same pictures with a launch a stage instead of hundreds; "auto": on
+        CUDA devices.
 
         No torch.compile mode: on the CPU it was slower than the channels-last default and
         up to 3.6e-4 from the official output on random poses (bench/bench_poser.py).
@@ -159,6 +164,12 @@ class Poser:
         self.networks = networks
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.pipeline = self.module.Pipeline(networks)
+        if cuda_graphs == "auto":
+            cuda_graphs = self.device.type == "cuda"
+        if cuda_graphs and self.device.type != "cuda":
+            raise ValueError(f"cuda_graphs asked for on {self.device}: CUDA graphs run on CUDA devices only")
+        if cuda_graphs:
+            self.pipeline.graphs = StageGraphs(self.pipeline)
         # On the CPU one frame at a time is fastest: a frame's activations fit in cache.
         self.chunk_size = chunk_size or (1 if self.device.type == "cpu" else None)
         self._cache = None

@@ -95,6 +95,13 @@ def test_float16_is_refused_with_the_reason(character):
         Poser(open_weights(character), device="cpu", precision="float16")
 
 
+def test_cuda_graphs_are_for_cuda_devices_only(character):
+    # (They run and are checked against eager posing on a GPU: tests/neural/test_gpu.py.)
+    assert Poser(open_weights(character), device="cpu").pipeline.graphs is None
+    with pytest.raises(ValueError, match="cuda_graphs asked for on cpu: CUDA graphs run on CUDA devices only"):
+        Poser(open_weights(character), device="cpu", cuda_graphs=True)
+
+
 def test_unknown_variant_and_network_are_named():
     with pytest.raises(ValueError, match="teacher.*variants are student"):
         tha4.build_network("face_morpher", "teacher")
