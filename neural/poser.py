@@ -33,6 +33,7 @@ found and checked by neural/weights.py, which also uses VARIANTS, NETWORKS and b
 """
 
 import contextlib
+import threading
 
 import numpy as np
 import torch
@@ -101,25 +102,36 @@ def resolve_dtype(precision, variant, device, module=None):
 CUDNN_DETERMINISTIC = True
 
 
+# cuDNN's switches are global, and posers may run in two threads at once (a live preview beside
+# a bake): the first to start posing sets them, the last to finish puts them back.
+_EXACT = {"lock": threading.Lock(), "posing": 0, "previous": None}
+
+
 @contextlib.contextmanager
-def exact_arithmetic(device, dtype):
+def exact_arithmetic(device):
     """cuDNN as precise and repeatable as the CPU while the networks run: float32 convolutions
-    in float32, and deterministic algorithms (CUDNN_DETERMINISTIC). PyTorch lets cuDNN use TF32
-    (10-bit mantissas) by default: on an H200 that moved THA3's pictures up to 0.08 from the
-    official code's float32 ones (26 levels in 8 bits), and a batch's frames 0.01 from the same
-    frames posed alone, for no speed at one frame (bench/bench_poser_gpu.py)."""
+    in float32 (moot for float16 ones), and deterministic algorithms (CUDNN_DETERMINISTIC).
+    PyTorch lets cuDNN use TF32 (10-bit mantissas) by default: on an H200 that moved THA3's
+    pictures up to 0.08 from the official code's float32 ones (26 levels in 8 bits), and a
+    batch's frames 0.01 from the same frames posed alone, for no speed at one frame
+    (bench/bench_poser_gpu.py)."""
     if device.type != "cuda":
         yield
         return
     cudnn = torch.backends.cudnn
-    previous = cudnn.allow_tf32, cudnn.deterministic
-    if dtype == torch.float32:
-        cudnn.allow_tf32 = False
-    cudnn.deterministic = CUDNN_DETERMINISTIC or cudnn.deterministic
+    with _EXACT["lock"]:
+        if _EXACT["posing"] == 0:
+            _EXACT["previous"] = cudnn.allow_tf32, cudnn.deterministic
+            cudnn.allow_tf32 = False
+            cudnn.deterministic = CUDNN_DETERMINISTIC or cudnn.deterministic
+        _EXACT["posing"] += 1
     try:
         yield
     finally:
-        cudnn.allow_tf32, cudnn.deterministic = previous
+        with _EXACT["lock"]:
+            _EXACT["posing"] -= 1
+            if _EXACT["posing"] == 0:
+                cudnn.allow_tf32, cudnn.deterministic = _EXACT["previous"]
 
 
 class Poser:
@@ -204,7 +216,7 @@ class Poser:
         else:
             tensor = image_io.load_character(image, self.schema)
         tensor = tensor.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
-        with torch.inference_mode(), exact_arithmetic(self.device, self.dtype):
+        with torch.inference_mode(), exact_arithmetic(self.device):
             self._cache = self.pipeline.prepare(tensor)
         return self
 
@@ -233,7 +245,7 @@ class Poser:
             raise RuntimeError("call set_image() before pose()")
         poses = self.pose_tensor(poses)
         size = self.chunk_size or len(poses)
-        with torch.inference_mode(), exact_arithmetic(self.device, self.dtype):
+        with torch.inference_mode(), exact_arithmetic(self.device):
             chunks = [self.pipeline.pose(self._cache, poses[i : i + size]) for i in range(0, len(poses), size)]
         if len(chunks) == 1:
             return chunks[0]

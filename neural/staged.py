@@ -99,6 +99,8 @@ class StageGraphs:
             self.pipeline.run_eagerly(stage, static_inputs)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # "thread_local": other threads may use the GPU meanwhile (a live preview's poser beside
+        # a bake's, Cycles rendering); the default, "global", would fail their calls, or this capture.
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             static_outputs = self.pipeline.run_eagerly(stage, static_inputs)
         return graph, static_inputs, static_outputs

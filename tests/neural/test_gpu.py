@@ -6,6 +6,9 @@ The CPU poser is within 1e-4 of the official output (test_poser_tha3.py): the GP
 held to that same picture, and float16 to what halving the weights and activations costs.
 """
 
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -141,6 +144,38 @@ def test_every_family_replays_its_stages_as_it_poses_them(tha3_data, family, var
         assert repeat <= 1e-6, f"{family} {variant}: the same frame posed again {repeat:.2e} from the first"
     assert not graphs.pipeline.graphs.failed
     assert {key[0] for key in graphs.pipeline.graphs.captured} == {stage.name for stage in module.Pipeline.STAGES}
+
+
+def test_a_capture_leaves_other_threads_free_to_use_the_gpu(tha3_data):
+    """A poser capturing its graphs while another thread poses eagerly and waits on the GPU (as a
+    live preview beside a bake): both finish, and both pictures are what each poses alone."""
+    picture, pose = tha3_data / "images" / "crypko_00.png", random_poses(1, seed=4)[0]
+    eager = Poser("tha3", device="cuda", cuda_graphs=False).set_image(picture)
+    expected = eager.pose(pose).cpu().numpy()
+    graphs = Poser("tha3", device="cuda").set_image(picture)  # (its picture stage captured here)
+    errors, beside = [], []
+    stop = threading.Event()
+
+    def pose_beside():
+        try:
+            while not stop.is_set():
+                beside.append(eager.pose(pose).cpu().numpy())  # .cpu() waits on the GPU
+        except Exception as error:  # noqa: BLE001 (reported below, in the test's thread)
+            errors.append(error)
+
+    thread = threading.Thread(target=pose_beside)
+    thread.start()
+    try:
+        while not beside and not errors:  # the other thread is posing before the captures start
+            time.sleep(0.001)
+        replayed = graphs.pose(pose).cpu().numpy()  # captures the eyebrows, face and rotation stages
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors, errors
+    assert not graphs.pipeline.graphs.failed
+    assert np.abs(replayed - expected).max() <= 1e-6
+    assert max(np.abs(picture_beside - expected).max() for picture_beside in beside) <= 1e-6
 
 
 def test_cuda_rgba_pictures_come_back_to_the_cpu(tha3_data):
