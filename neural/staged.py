@@ -100,7 +100,8 @@ class StageGraphs:
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         # "thread_local": other threads may use the GPU meanwhile (a live preview's poser beside
-        # a bake's, Cycles rendering); the default, "global", would fail their calls, or this capture.
+        # a bake's, Cycles rendering); under the default, "global", CUDA refuses their calls that
+        # are unsafe during a capture.
         with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             static_outputs = self.pipeline.run_eagerly(stage, static_inputs)
         return graph, static_inputs, static_outputs
