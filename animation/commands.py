@@ -66,7 +66,6 @@ def run_sprite(args):
     import bpy
 
     from ..animation.blender import bake, live, sprite, sprite_scene
-    from ..animation.core.bake_cache import BakeCache
     from ..animation.core.sprite_settings import SpriteSettings
     from ..neural.ort.weight_sources import lasting_source
 
@@ -126,9 +125,8 @@ def run_sprite(args):
             if args.engine == "workbench":
                 # Workbench would draw the picture's soft edges with hashed alpha: the baked pictures
                 # go over the background in the sequencer instead, each as drawn.
-                cache = BakeCache(result.folder)
-                frames = [cache.frame_path(frame, first) for frame in range(first, last + 1)]
-                video = sprite_scene.render_baked_video(scene, frames, args.video, first, container, on_frame=on_frame)
+                video = sprite_scene.render_baked_video(scene, result.folder, args.video, first, last, container,
+                                                        on_frame=on_frame)
             else:
                 video = sprite_scene.render_video(scene, args.video, first, last, container, on_frame=on_frame)
             print(file=sys.stderr)

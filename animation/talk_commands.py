@@ -134,7 +134,6 @@ def run_talk(args):
     import bpy
 
     from ..animation.blender import bake, live, sprite, sprite_scene, timeline
-    from ..animation.core.bake_cache import BakeCache
     from ..animation.core.sprite_settings import SpriteSettings
     from ..neural.ort.weight_sources import lasting_source
 
@@ -177,9 +176,7 @@ def run_talk(args):
         # itself lays the baked pictures over the world's colour, each exactly as baked.
         sprite_scene.setup_sprite_render(scene, "workbench", args.resolution)
         sprite_scene.frame_camera(scene, [obj])
-        cache = BakeCache(baked.folder)
-        frames = [cache.frame_path(frame, first) for frame in range(first, last + 1)]
-        return sprite_scene.render_baked_video(scene, frames, video, first, on_frame=advance)
+        return sprite_scene.render_baked_video(scene, baked.folder, video, first, last, on_frame=advance)
 
     steps.frames("video", last - first + 1, render)
     steps.run("save", sprite_scene.save_over_draft)

@@ -175,7 +175,7 @@ class AudioReader:
         if len(energies["channels"]) > 1 and mix_cancels(energies["mix"], energies["channels"]):
             # The mix lost the voice: one channel the inverse of the other (a mis-wired microphone
             # cancels to silence), or the voice in one channel of many. The loudest one alone.
-            mono = yield from self._decode(int(np.argmax(energies["channels"])), {})
+            mono = yield from self._decode(int(np.argmax(energies["channels"])), None)
         filled = len(mono)
         self.duration = filled / self.rate
         resampled = []
@@ -186,8 +186,8 @@ class AudioReader:
 
     def _decode(self, channel, energies):
         """The samples as mono float32 (the mean of the channels, or `channel` alone), a block per
-        step (yields the fraction done, 0..0.5); sets energies["channels"] (each channel's sum of
-        squares) and energies["mix"] (the mono samples')."""
+        step (yields the fraction done, 0..0.5); where `energies` is a dict, sets its "channels"
+        (each channel's sum of squares) and "mix" (the mono samples')."""
         import soundfile
 
         block = max(int(self.rate * self.BLOCK_SECONDS), 1)
@@ -203,9 +203,10 @@ class AudioReader:
                 # Float WAVs can hold NaN; a file may hold more frames than its header said.
                 samples = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
                 part = samples.mean(axis=1) if channel is None else samples[:, channel]
-                squares = np.einsum("ij,ij->j", samples, samples, dtype=np.float64)
-                energies["channels"] = energies.get("channels", 0.0) + squares
-                energies["mix"] = energies.get("mix", 0.0) + float(np.dot(part, part.astype(np.float64)))
+                if energies is not None:
+                    squares = np.einsum("ij,ij->j", samples, samples, dtype=np.float64)
+                    energies["channels"] = energies.get("channels", 0.0) + squares
+                    energies["mix"] = energies.get("mix", 0.0) + float(np.dot(part, part.astype(np.float64)))
                 if filled + len(part) > len(mono):
                     mono = np.concatenate([mono[:filled], np.empty(filled + len(part) - len(mono), np.float32)])
                 mono[filled : filled + len(part)] = part

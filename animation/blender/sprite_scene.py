@@ -202,38 +202,38 @@ def render_video(scene, path, frame_start, frame_end, container="MPEG4", on_fram
     return path
 
 
-def render_baked_video(scene, frame_files, path, frame_start, container="MPEG4", on_frame=None):
-    """The baked pictures of one sprite (`frame_files`, one a frame from `frame_start`, in one
-    folder) laid over the world's colour in the Video Sequencer and rendered to a video with the
-    scene's sound, as `render_video` does.
+def render_baked_video(scene, bake_folder, path, frame_start, frame_end, container="MPEG4", on_frame=None):
+    """The pictures one sprite baked into `bake_folder` (frames `frame_start` to `frame_end`,
+    the baked range) laid over the world's colour in the Video Sequencer and rendered to a video
+    with the scene's sound, as `render_video` does.
 
     Each frame shows the picture exactly as baked, scaled to the output's size. (Workbench draws
     a picture's soft edges with hashed alpha, averaged over its 8 anti-aliasing samples: 8% of a
     512x512 frame's pixels more than a level off, some edge pixels over 100, at 165 ms a frame
     on two cores; here a frame takes about 14 ms, its encoding included.) The strips are removed
     again, so the saved scene renders its camera as before."""
+    from ..core.bake_cache import BakeCache
     from .timeline import free_channel, sequencer_strips
 
-    frame_files = [Path(file) for file in frame_files]
+    frame_files = [BakeCache.frame_file(bake_folder, frame, frame_start) for frame in range(frame_start, frame_end + 1)]
     if not frame_files:
         raise UserError("no baked frames to make a video of (bake the sprite first)")
-    last = frame_start + len(frame_files) - 1
     editor = scene.sequence_editor or scene.sequence_editor_create()
     strips = sequencer_strips(editor)
-    channel = free_channel(editor, frame_start, last + 1)
+    channel = free_channel(editor, frame_start, frame_end + 1)
     added = []
     try:
         background = strips.new_effect("THA video background", "COLOR", channel, frame_start, length=len(frame_files))
         added.append(background)
         world = scene.world.color if scene.world is not None else (0.5, 0.5, 0.5)
         background.color = [float(value) for value in linear_to_srgb(world[:3])]  # display-encoded, as strips take it
-        pictures = strips.new_image("THA video frames", str(frame_files[0]), free_channel(editor, frame_start, last + 1),
+        pictures = strips.new_image("THA video frames", str(frame_files[0]), free_channel(editor, frame_start, frame_end + 1),
                                     frame_start, fit_method="FIT")
         added.append(pictures)
         for file in frame_files[1:]:
             pictures.elements.append(file.name)
         pictures.blend_type = "ALPHA_OVER"
-        return render_video(scene, path, frame_start, last, container, on_frame)
+        return render_video(scene, path, frame_start, frame_end, container, on_frame)
     finally:
         for strip in reversed(added):
             strips.remove(strip)
