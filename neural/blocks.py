@@ -34,6 +34,7 @@ SPEEDUPS = {
     "join_free_decoder": True,  # upsample_cat_conv_block: the U-Net's join never made
     "tanh_as_sigmoid": True,  # run_heads: a colour head's tanh as 2 sigmoid(2x) - 1
     "blend_as_lerp": True,  # apply_color_change: the blend as one torch.lerp
+    "flow_head_by_taps": True,  # conv3x3_by_taps: a 2-channel flow head as one 1x1 conv and shifted sums
 }
 
 
@@ -358,6 +359,45 @@ def run_heads(feature, *heads):
                 output = _activate(activation, output)
         outputs.append(output)
     return outputs
+
+
+def conv3x3_by_taps_applies(x):
+    """Whether conv3x3_by_taps computes a head over the feature x (channels-last CPU inference,
+    the switch on); elsewhere a head's own conv runs."""
+    return SPEEDUPS["flow_head_by_taps"] and _keeps_channels_last(x) and x.device.type == "cpu"
+
+
+def conv3x3_by_taps(x, weight, owner):
+    """conv2d(x, weight, padding 1) without bias, for a 3x3 weight of few output channels (a flow
+    head's 2) over a feature where conv3x3_by_taps_applies.
+
+    oneDNN pads a conv's outputs to 16 channels: a 2-channel 3x3 conv costs what a 16-channel one
+    does (6.6 ms over the THA3 rotator's 64x256x256 feature). Here one 1x1 conv makes each of the
+    9 taps' outputs (18 channels, cheap), and the taps' shifted views are summed: 3.1 ms, each
+    output the sum of 9 partial sums (1e-6 from the float64 conv there, oneDNN's own 6e-6).
+    `owner` keeps the weight rearranged (and reordered for oneDNN) between calls."""
+    outputs, _, h_kernel, w_kernel = weight.shape
+    if (h_kernel, w_kernel) != (3, 3):
+        raise ValueError(f"conv3x3_by_taps takes a 3x3 weight, not {h_kernel}x{w_kernel}")
+    key = (weight.data_ptr(), weight._version)
+    kept = _PER_TAP_WEIGHTS.get(owner)
+    if kept is None or kept[0] != key:
+        # (tap, output) rows: the 1x1 conv's channel `outputs * t + o` is output o's part through
+        # tap t. Made outside inference mode: an inference tensor is never reordered (_packs_weights).
+        with torch.inference_mode(False), torch.no_grad():
+            per_tap = weight.permute(2, 3, 0, 1).reshape(9 * outputs, -1, 1, 1).contiguous()
+        kept = _PER_TAP_WEIGHTS[owner] = (key, per_tap)
+    h, w = x.shape[2:]
+    taps = F.pad(packed_conv2d(x, kept[1], owner, "per tap"), (1, 1, 1, 1))  # the conv's zero padding
+    total = None
+    for tap in range(9):
+        dy, dx = divmod(tap, 3)
+        view = taps[:, tap * outputs : (tap + 1) * outputs, dy : dy + h, dx : dx + w]
+        total = view.contiguous() if total is None else total.add_(view)
+    return total
+
+
+_PER_TAP_WEIGHTS = weakref.WeakKeyDictionary()
 
 
 def _activate(activation, output):

@@ -287,12 +287,20 @@ class TwoAlgoFaceBodyRotator(nn.Module):
         self.direct_creator = blocks.color_change_head(64)
         self.grid_change_creator = blocks.grid_change_head(64)
 
-    def forward(self, image, pose):
+    def forward(self, image, pose, direct_image=True):
+        """The three outputs; with direct_image=False the directly drawn image may be left out
+        (None): the THA3 poser never reads it (nor does the official one: its editor takes the
+        warped image and the flow). Then, in channels-last inference, only the flow head runs
+        (blocks.conv3x3_by_taps); elsewhere (export: the shipped graphs) both heads, as always."""
         n, _, h, w = image.shape
         feature = self.encoder_decoder(blocks.cat_channels([image, pose_planes(pose, h, w)]))
-        grid_change, direct_image = blocks.run_heads(feature, self.grid_change_creator, self.direct_creator)
+        if not direct_image and blocks.conv3x3_by_taps_applies(feature):
+            grid_change, direct = blocks.conv3x3_by_taps(feature, self.grid_change_creator.weight,
+                                                         self.grid_change_creator), None
+        else:
+            grid_change, direct = blocks.run_heads(feature, self.grid_change_creator, self.direct_creator)
         warped_image = apply_grid_change(grid_change, image)
-        return [direct_image, warped_image, grid_change]
+        return [direct, warped_image, grid_change]
 
 
 class ResizeConvUNet(nn.Module):
@@ -445,7 +453,7 @@ class Pipeline(StagedPipeline):
 
     def rotate(self, face_morphed, rotation_pose):
         half = F.interpolate(face_morphed, size=(256, 256), mode="bilinear", align_corners=False)
-        rotated = named(self.rotator(half, rotation_pose), TwoAlgoFaceBodyRotator.OUTPUTS)
+        rotated = named(self.rotator(half, rotation_pose, direct_image=False), TwoAlgoFaceBodyRotator.OUTPUTS)
         size = face_morphed.shape[-2:]
         warped = F.interpolate(rotated["warped_image"], size=size, mode="bilinear", align_corners=False)
         # Offsets are in normalised units, so the doubled flow needs no rescaling.

@@ -349,3 +349,33 @@ def test_a_resnet_block_sums_into_its_paths_output_bit_for_bit_and_leaves_its_in
         y = x.clone().requires_grad_()
         block(y).sum().backward()
     assert y.grad is not None
+
+
+@pytest.mark.parametrize("channels, outputs, size", [(64, 2, 33), (16, 3, 8)])
+def test_a_head_summed_by_taps_equals_its_conv_up_to_rounding_borders_too(channels, outputs, size):
+    torch.manual_seed(4)
+    head = nn.Conv2d(channels, outputs, 3, 1, 1, bias=False)
+    x = offset_activations((1, channels, size, size + 5))
+    with torch.inference_mode():
+        assert blocks.conv3x3_by_taps_applies(x)
+        ours = blocks.conv3x3_by_taps(x, head.weight, head)
+        again = blocks.conv3x3_by_taps(x, head.weight, head)
+        exact = F.conv2d(x.double(), head.weight.double(), None, 1, 1)
+    assert ours.shape == exact.shape and torch.equal(ours, again)
+    # Every pixel, the zero-padded border rows and columns too, within float32 rounding of the sum.
+    torch.testing.assert_close(ours.double(), exact, rtol=0, atol=2e-6 * exact.abs().max().item())
+    assert {"per tap"} <= set(blocks._PACKED_WEIGHTS[head]), "the per-tap weights were not reordered once"
+
+
+def test_the_taps_path_is_for_channels_last_inference_only_and_follows_a_change_of_weights():
+    head = nn.Conv2d(8, 2, 3, 1, 1, bias=False)
+    x = offset_activations((1, 8, 6, 6))
+    assert not blocks.conv3x3_by_taps_applies(x.contiguous())  # NCHW
+    assert not blocks.conv3x3_by_taps_applies(x)  # gradients on
+    with torch.no_grad():
+        before = blocks.conv3x3_by_taps(x, head.weight, head)
+        head.weight.mul_(2)  # load_state_dict or an optimiser step
+        after = blocks.conv3x3_by_taps(x, head.weight, head)
+    torch.testing.assert_close(after, 2 * before, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="3x3"):
+        blocks.conv3x3_by_taps(x, torch.zeros(2, 8, 1, 1), head)

@@ -52,3 +52,28 @@ def test_real_separable_editor_equals_the_official_forward(shared, tha3_data):
         outputs = module(*case_inputs(npz))
     assert_outputs_match(outputs, npz, "real separable editor")
 
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("variant", ["separable_float", "standard_float"])
+def test_the_rotator_without_its_direct_image_gives_the_same_warped_image_and_flow(shared, variant, layout):
+    """What the poser runs: the flow head alone in channels-last (summed by taps), both heads in NCHW."""
+    network = "two_algo_face_body_rotator"
+    module = tha3.build_network(network, variant)
+    module.load_state_dict(synthetic_state_dict(module, f"tha3_{variant}/{network}", 0.05), strict=True)
+    memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    module = module.to(memory_format=memory_format)
+    npz = np.load(shared / f"assets/golden/tha3_{variant}/{network}_case0.npz")
+    inputs = [x.contiguous(memory_format=memory_format) if x.dim() == 4 else x for x in case_inputs(npz)]
+    with torch.inference_mode():
+        whole = module(*inputs)
+        direct, *warped = module(*inputs, direct_image=False)
+    if layout == "nchw":  # both heads, as in the whole forward
+        assert torch.equal(direct, whole[0])
+        assert all(torch.equal(ours, forwards) for ours, forwards in zip(warped, whole[1:]))
+    else:  # the flow within float32 rounding of the conv's (the warp then magnifies it: these flows are large)
+        assert direct is None
+        flow, forwards_flow = warped[1], whole[2]
+        torch.testing.assert_close(flow, forwards_flow, rtol=0, atol=2e-6 * forwards_flow.abs().max().item())
+    # Both outputs against the official ones (the whole forward's directly drawn image stands in).
+    assert_outputs_match([whole[0], *warped], npz, f"{variant} rotator without its direct image, {layout}")
