@@ -35,7 +35,6 @@ SPEEDUPS = {
     "tanh_as_sigmoid": True,  # run_heads: a colour head's tanh as 2 sigmoid(2x) - 1
     "blend_as_lerp": True,  # apply_color_change: the blend as one torch.lerp
     "flow_head_by_taps": True,  # conv3x3_by_taps: a 2-channel flow head as one 1x1 conv and shifted sums
-    "pose_planes_as_bias": True,  # conv_block_beside_pose: a first block's pose planes enter as a bias
 }
 
 
@@ -148,15 +147,12 @@ def _packs_weights(x, weight):
             and not weight.is_inference() and torch.backends.mkldnn.enabled and _keeps_channels_last(x))
 
 
-def packed_conv2d(x, weight, owner, name, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, add_to=None,
-                  bias=None):
-    """conv2d(x, weight, bias), through oneDNN with `weight` reordered once for x's shape and kept
-    for `owner` (a module; in `_PACKED_WEIGHTS`) under `name` until the weight changes. With
-    `add_to` (and no bias), the conv's output is added into that tensor (in the same kernel when
-    packed; returned). Where `_packs_weights(x, weight)` does not hold, or oneDNN refuses (which
-    turns the packed path off for the process, with a warning), the plain conv answers."""
-    if add_to is not None and bias is not None:
-        raise ValueError("packed_conv2d adds into a tensor or adds a bias, not both")
+def packed_conv2d(x, weight, owner, name, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, add_to=None):
+    """conv2d(x, weight) without bias, through oneDNN with `weight` reordered once for x's shape
+    and kept for `owner` (a module; in `_PACKED_WEIGHTS`) under `name` until the weight changes.
+    With `add_to`, the conv's output is added into that tensor (in the same kernel when packed;
+    returned). Where `_packs_weights(x, weight)` does not hold, or oneDNN refuses (which turns
+    the packed path off for the process, with a warning), the plain conv answers."""
     if _packs_weights(x, weight):
         cache = _PACKED_WEIGHTS.setdefault(owner, {})
         # The kept entry holds the weight it was made from, so no other tensor can take its
@@ -168,7 +164,7 @@ def packed_conv2d(x, weight, owner, name, stride=(1, 1), padding=(0, 0), dilatio
                 packed = torch.ops.mkldnn._reorder_convolution_weight(
                     weight.contiguous(), list(padding), list(stride), list(dilation), groups, list(x.shape))
                 kept = cache[name] = (key, weight, packed)
-            args = (kept[2], bias, list(padding), list(stride), list(dilation), groups)
+            args = (kept[2], None, list(padding), list(stride), list(dilation), groups)
             if add_to is None:
                 return torch.ops.mkldnn._convolution_pointwise(x, *args, "none", [], "")
             return torch.ops.mkldnn._convolution_pointwise_.binary(add_to, x, *args, "add", None, None, [], None)
@@ -176,7 +172,7 @@ def packed_conv2d(x, weight, owner, name, stride=(1, 1), padding=(0, 0), dilatio
             _ONEDNN["usable"] = False
             cache.clear()
             warnings.warn(f"oneDNN refused a conv with reordered weights ({error}); plain convs from now on")
-    y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    y = F.conv2d(x, weight, None, stride, padding, dilation, groups)
     return y if add_to is None else add_to.add_(y)
 
 
@@ -485,69 +481,6 @@ def pose_planes(pose, height, width):
     """A (n, p) pose vector as p constant planes of height x width."""
     n, p = pose.shape
     return pose.view(n, p, 1, 1).expand(n, p, height, width)
-
-
-def pose_planes_as_bias_apply(x, pose):
-    """Whether conv_block_beside_pose runs a first block over x and pose (eager float32 CPU
-    inference of one picture, the switch on); elsewhere the block runs over the joined tensor."""
-    return SPEEDUPS["pose_planes_as_bias"] and _eager_cpu_inference(x) and x.shape[0] == pose.shape[0] == 1
-
-
-def conv_block_beside_pose(block, x, pose):
-    """block(cat_channels([x, pose_planes(pose)])) for a network's first conv block (a conv, or a
-    depthwise and a pointwise conv, stride 1, zero padding; then its norm and activation), where
-    pose_planes_as_bias_apply(x, pose).
-
-    The pose planes are constant: through the conv they add one vector per output pixel, the
-    same everywhere but within the kernel's reach of an edge, where the zero padding cuts taps
-    off. So the convs run over x's channels alone (the THA3 editor's 10 of 16, the rotator's 4 of
-    10), the pose's part is the conv's bias, and the pixels near the edges get the rest, taken
-    from the convs over a (2r+1)-pixel square of the planes, whose rows and columns stand for the
-    top, middle and bottom ones (r: the kernel's reach). The same sums in another order."""
-    conv, *rest = block
-    pointwise = rest.pop(0) if conv.groups > 1 else None  # separable: depthwise, then pointwise
-    c, reach = x.shape[1], conv.kernel_size[0] // 2
-    if not (conv.stride == (1, 1) and conv.padding == (reach, reach) and conv.kernel_size[0] == conv.kernel_size[1]
-            and conv.dilation == (1, 1) and conv.bias is None and conv.padding_mode == "zeros"
-            and (pointwise is None or (conv.groups == conv.in_channels and pointwise.kernel_size == (1, 1)
-                                       and pointwise.bias is None))):
-        raise ValueError(f"conv_block_beside_pose takes a first block of stride-1 zero-padded convs, not {block}")
-    side = 2 * reach + 1
-    square = pose.view(1, -1, 1, 1).expand(1, pose.shape[1], side, side).contiguous()
-    if pointwise is None:
-        through_pose = F.conv2d(square, conv.weight[:, c:], None, 1, reach)
-        y = packed_conv2d(x, conv.weight[:, :c], conv, "beside pose", padding=(reach, reach),
-                          bias=through_pose[0, :, reach, reach].contiguous())
-    else:
-        through_pose = F.conv2d(F.conv2d(square, conv.weight[c:], None, 1, reach, 1, pose.shape[1]),
-                                pointwise.weight[:, c:])
-        y = F.conv2d(x, conv.weight[:c], None, 1, reach, 1, c)
-        y = packed_conv2d(y, pointwise.weight[:, :c], pointwise, "beside pose",
-                          bias=through_pose[0, :, reach, reach].contiguous())
-    _add_edge_corrections(y, through_pose - through_pose[:, :, reach : reach + 1, reach : reach + 1], reach)
-    for layer in rest:
-        y = layer(y)
-    return y
-
-
-@functools.lru_cache(maxsize=16)
-def _edge_columns(width, reach):
-    """For each of `width` columns, the column of a (2r+1)-wide square that stands for it."""
-    with torch.inference_mode(False):  # kept: a plain tensor, whatever mode first asked for it
-        return torch.cat([torch.arange(reach), torch.full((width - 2 * reach,), reach),
-                          torch.arange(reach + 1, 2 * reach + 1)])
-
-
-def _add_edge_corrections(y, corrections, reach):
-    """Adds a (1, C, 2r+1, 2r+1) square of corrections (zero at its centre) to y's edge pixels:
-    its first r rows to y's first r, its last r to y's last, likewise columns, the corners from
-    its corners."""
-    h, w = y.shape[2:]
-    columns = _edge_columns(w, reach)
-    y[:, :, :reach].add_(corrections[:, :, :reach][..., columns])
-    y[:, :, h - reach :].add_(corrections[:, :, reach + 1 :][..., columns])
-    y[:, :, reach : h - reach, :reach].add_(corrections[:, :, reach : reach + 1, :reach])
-    y[:, :, reach : h - reach, w - reach :].add_(corrections[:, :, reach : reach + 1, reach + 1 :])
 
 
 def apply_color_change(alpha, color_change, image):

@@ -270,12 +270,8 @@ class ResizeConvEncoderDecoder(nn.Module):
             ]
         )
 
-    def forward(self, x, pose=None):
-        """With `pose`, x lacks the pose planes: the first block takes them as a bias
-        (blocks.conv_block_beside_pose)."""
-        first, *others = (*self.downsample_blocks, *self.bottleneck_blocks, *self.upsample_blocks)
-        x = first(x) if pose is None else blocks.conv_block_beside_pose(first, x, pose)
-        for block in others:
+    def forward(self, x):
+        for block in (*self.downsample_blocks, *self.bottleneck_blocks, *self.upsample_blocks):
             x = block(x)
         return x
 
@@ -297,10 +293,7 @@ class TwoAlgoFaceBodyRotator(nn.Module):
         warped image and the flow). Then, in channels-last inference, only the flow head runs
         (blocks.conv3x3_by_taps); elsewhere (export: the shipped graphs) both heads, as always."""
         n, _, h, w = image.shape
-        if blocks.pose_planes_as_bias_apply(image, pose):
-            feature = self.encoder_decoder(image, pose)
-        else:
-            feature = self.encoder_decoder(blocks.cat_channels([image, pose_planes(pose, h, w)]))
+        feature = self.encoder_decoder(blocks.cat_channels([image, pose_planes(pose, h, w)]))
         if not direct_image and blocks.conv3x3_by_taps_applies(feature):
             grid_change, direct = blocks.conv3x3_by_taps(feature, self.grid_change_creator.weight,
                                                          self.grid_change_creator), None
@@ -333,12 +326,10 @@ class ResizeConvUNet(nn.Module):
             ]
         )
 
-    def forward(self, x, pose=None):
-        """With `pose`, x lacks the pose planes: the first block takes them as a bias
-        (blocks.conv_block_beside_pose)."""
+    def forward(self, x):
         skips = []
-        for index, block in enumerate(self.downsample_blocks):
-            x = blocks.conv_block_beside_pose(block, x, pose) if index == 0 and pose is not None else block(x)
+        for block in self.downsample_blocks:
+            x = block(x)
             skips.append(x)
         for block in self.bottleneck_blocks:
             x = block(x)
@@ -361,10 +352,7 @@ class Editor(nn.Module):
 
     def forward(self, original_image, warped_image, grid_change, pose):
         n, _, h, w = original_image.shape
-        if blocks.pose_planes_as_bias_apply(original_image, pose):
-            feature = self.body(blocks.cat_channels([original_image, warped_image, grid_change]), pose)
-        else:
-            feature = self.body(blocks.cat_channels([original_image, warped_image, grid_change, pose_planes(pose, h, w)]))
+        feature = self.body(blocks.cat_channels([original_image, warped_image, grid_change, pose_planes(pose, h, w)]))
         grid_correction, color_change, alpha = blocks.run_heads(
             feature, self.grid_change_creator, self.color_change_creator, self.alpha_creator)
         output_grid_change = grid_change + grid_correction

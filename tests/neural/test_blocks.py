@@ -379,32 +379,3 @@ def test_the_taps_path_is_for_channels_last_inference_only_and_follows_a_change_
     torch.testing.assert_close(after, 2 * before, rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="3x3"):
         blocks.conv3x3_by_taps(x, torch.zeros(2, 8, 1, 1), head)
-
-
-@pytest.mark.parametrize("separable", [True, False])
-@pytest.mark.parametrize("kernel_size, channels, size", [(3, 10, 12), (7, 4, 16)])
-def test_a_first_block_beside_its_pose_equals_it_over_the_pose_planes(separable, kernel_size, channels, size):
-    """Every pixel, those within the kernel's reach of an edge and the corners too."""
-    torch.manual_seed(5)
-    block = blocks.conv_block(channels + 6, 16, kernel_size, 1, blocks.leaky_relu, separable).eval()
-    with torch.no_grad():
-        block[-2].weight.uniform_(0.5, 1.5)  # the norm's scale, away from 0
-    block = block.to(memory_format=CHANNELS_LAST)
-    x = offset_activations((1, channels, size, size + 3))
-    pose = torch.randn(1, 6)
-    with torch.inference_mode():
-        assert blocks.pose_planes_as_bias_apply(x, pose)
-        joined = block(blocks.cat_channels([x, blocks.pose_planes(pose, size, size + 3)]))
-        beside = blocks.conv_block_beside_pose(block, x, pose)
-    assert beside.is_contiguous(memory_format=CHANNELS_LAST)
-    torch.testing.assert_close(beside, joined, rtol=0, atol=1e-5)
-
-
-def test_the_pose_bias_path_is_for_one_picture_in_inference_and_refuses_other_blocks():
-    x, pose = offset_activations((2, 4, 8, 8)), torch.zeros(2, 6)
-    with torch.inference_mode():
-        assert not blocks.pose_planes_as_bias_apply(x, pose)  # a batch: one bias a picture
-        assert not blocks.pose_planes_as_bias_apply(x[:1].double(), pose[:1])
-    assert not blocks.pose_planes_as_bias_apply(x[:1], pose[:1])  # gradients on
-    with torch.inference_mode(), pytest.raises(ValueError, match="stride-1"):
-        blocks.conv_block_beside_pose(blocks.downsample_block(10, 8, separable=True).eval(), x[:1], pose[:1])

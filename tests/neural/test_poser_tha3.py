@@ -185,7 +185,7 @@ def test_each_speedup_switched_off_changes_the_computation_not_the_picture(share
     # Summed taps, a tanh through a sigmoid, a blend through lerp, a conv summed by taps: 1e-7
     # relative, not bit for bit.
     rounded_apart = {"resize_as_transposed_conv", "join_free_decoder", "tanh_as_sigmoid", "blend_as_lerp",
-                     "flow_head_by_taps", "pose_planes_as_bias"}
+                     "flow_head_by_taps"}
     for name in blocks.SPEEDUPS:
         monkeypatch.setitem(blocks.SPEEDUPS, name, False)
         off, ops_off = frame()
