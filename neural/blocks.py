@@ -379,9 +379,10 @@ def conv3x3_by_taps(x, weight, owner):
     outputs, _, h_kernel, w_kernel = weight.shape
     if (h_kernel, w_kernel) != (3, 3):
         raise ValueError(f"conv3x3_by_taps takes a 3x3 weight, not {h_kernel}x{w_kernel}")
-    key = (weight.data_ptr(), weight._version)
+    # (An inference tensor keeps no version counter: its rearranged copy is made every call.)
+    key = None if weight.is_inference() else (weight.data_ptr(), weight._version)
     kept = _PER_TAP_WEIGHTS.get(owner)
-    if kept is None or kept[0] != key:
+    if key is None or kept is None or kept[0] != key:
         # (tap, output) rows: the 1x1 conv's channel `outputs * t + o` is output o's part through
         # tap t. Made outside inference mode: an inference tensor is never reordered (_packs_weights).
         with torch.inference_mode(False), torch.no_grad():

@@ -379,3 +379,6 @@ def test_the_taps_path_is_for_channels_last_inference_only_and_follows_a_change_
     torch.testing.assert_close(after, 2 * before, rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="3x3"):
         blocks.conv3x3_by_taps(x, torch.zeros(2, 8, 1, 1), head)
+    with torch.inference_mode():  # weights made in inference mode (no version counter) serve too
+        inference_weight = head.weight.clone()
+        torch.testing.assert_close(blocks.conv3x3_by_taps(x, inference_weight, head), after, rtol=0, atol=0)
