@@ -149,31 +149,41 @@ def _packs_weights(x, weight):
 
 def packed_conv2d(x, weight, owner, name, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, add_to=None):
     """conv2d(x, weight) without bias, through oneDNN with `weight` reordered once for x's shape
-    and kept for `owner` (a module; in `_PACKED_WEIGHTS`) under `name` until the weight changes.
+    and kept for `owner` under `name` until the weight changes (kept_from_weight).
     With `add_to`, the conv's output is added into that tensor (in the same kernel when packed;
     returned). Where `_packs_weights(x, weight)` does not hold, or oneDNN refuses (which turns
     the packed path off for the process, with a warning), the plain conv answers."""
     if _packs_weights(x, weight):
-        cache = _PACKED_WEIGHTS.setdefault(owner, {})
-        # The kept entry holds the weight it was made from, so no other tensor can take its
-        # address; an in-place change (load_state_dict, an optimiser) moves its version.
-        key = (tuple(x.shape), tuple(weight.shape), tuple(weight.stride()), weight.data_ptr(), weight._version)
         try:
-            kept = cache.get(name)
-            if kept is None or kept[0] != key:
-                packed = torch.ops.mkldnn._reorder_convolution_weight(
-                    weight.contiguous(), list(padding), list(stride), list(dilation), groups, list(x.shape))
-                kept = cache[name] = (key, weight, packed)
-            args = (kept[2], None, list(padding), list(stride), list(dilation), groups)
+            packed = kept_from_weight(owner, name, weight, lambda: torch.ops.mkldnn._reorder_convolution_weight(
+                weight.contiguous(), list(padding), list(stride), list(dilation), groups, list(x.shape)),
+                also=tuple(x.shape))
+            args = (packed, None, list(padding), list(stride), list(dilation), groups)
             if add_to is None:
                 return torch.ops.mkldnn._convolution_pointwise(x, *args, "none", [], "")
             return torch.ops.mkldnn._convolution_pointwise_.binary(add_to, x, *args, "add", None, None, [], None)
         except RuntimeError as error:
             _ONEDNN["usable"] = False
-            cache.clear()
+            _PACKED_WEIGHTS.pop(owner, None)
             warnings.warn(f"oneDNN refused a conv with reordered weights ({error}); plain convs from now on")
     y = F.conv2d(x, weight, None, stride, padding, dilation, groups)
     return y if add_to is None else add_to.add_(y)
+
+
+def kept_from_weight(owner, name, weight, make, also=()):
+    """make()'s result (a tensor made from `weight`: reordered, rearranged), kept for `owner` (a
+    module; in `_PACKED_WEIGHTS`) under `name` until the weight (or `also`, say the input's
+    shape) changes. The kept entry holds the weight it was made from, so no other tensor can take
+    its address; an in-place change (load_state_dict, an optimiser) moves its version. An
+    inference tensor keeps no version counter: its result is made every call."""
+    if weight.is_inference():
+        return make()
+    cache = _PACKED_WEIGHTS.setdefault(owner, {})
+    key = (also, tuple(weight.shape), tuple(weight.stride()), weight.data_ptr(), weight._version)
+    kept = cache.get(name)
+    if kept is None or kept[0] != key:
+        kept = cache[name] = (key, weight, make())
+    return kept[2]
 
 
 class PackedConv2d(nn.Conv2d):
@@ -379,26 +389,22 @@ def conv3x3_by_taps(x, weight, owner):
     outputs, _, h_kernel, w_kernel = weight.shape
     if (h_kernel, w_kernel) != (3, 3):
         raise ValueError(f"conv3x3_by_taps takes a 3x3 weight, not {h_kernel}x{w_kernel}")
-    # (An inference tensor keeps no version counter: its rearranged copy is made every call.)
-    key = None if weight.is_inference() else (weight.data_ptr(), weight._version)
-    kept = _PER_TAP_WEIGHTS.get(owner)
-    if key is None or kept is None or kept[0] != key:
+
+    def rearranged():
         # (tap, output) rows: the 1x1 conv's channel `outputs * t + o` is output o's part through
         # tap t. Made outside inference mode: an inference tensor is never reordered (_packs_weights).
         with torch.inference_mode(False), torch.no_grad():
-            per_tap = weight.permute(2, 3, 0, 1).reshape(9 * outputs, -1, 1, 1).contiguous()
-        kept = _PER_TAP_WEIGHTS[owner] = (key, per_tap)
+            return weight.permute(2, 3, 0, 1).reshape(9 * outputs, -1, 1, 1).contiguous()
+
+    per_tap = kept_from_weight(owner, "per tap, rearranged", weight, rearranged)
     h, w = x.shape[2:]
-    taps = F.pad(packed_conv2d(x, kept[1], owner, "per tap"), (1, 1, 1, 1))  # the conv's zero padding
+    taps = F.pad(packed_conv2d(x, per_tap, owner, "per tap"), (1, 1, 1, 1))  # the conv's zero padding
     total = None
     for tap in range(9):
         dy, dx = divmod(tap, 3)
         view = taps[:, tap * outputs : (tap + 1) * outputs, dy : dy + h, dx : dx + w]
         total = view.contiguous() if total is None else total.add_(view)
     return total
-
-
-_PER_TAP_WEIGHTS = weakref.WeakKeyDictionary()
 
 
 def _activate(activation, output):
