@@ -64,3 +64,45 @@ def test_a_damaged_template_is_refused_naming_it(tmp_path):
     stage = json.loads((tmp_path / "tha1.json").read_text())["stages"][0]["name"]
     with pytest.raises(graphs.GraphError, match=template.name):
         graphs.template_bytes("tha1", "float", stage, folder=tmp_path)
+
+
+def test_an_exported_unet_decoder_block_convolves_its_halves_without_joining_them():
+    """Exported, a separable U-Net decoder block (THA3's editor) never makes the join of its
+    upsampled input and skip: ONNX Runtime would concatenate and reorder the whole joined tensor.
+    Its output is the joined block's within float rounding."""
+    import io
+
+    import numpy as np
+    import onnx
+    import onnxruntime
+    import torch
+
+    from tha_studio.neural import blocks
+
+    torch.manual_seed(0)
+    block = blocks.conv_block(24 + 8, 16, 3, 1, blocks.leaky_relu, separable=True).eval()
+
+    class Decoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = block
+
+        def forward(self, x, skip):
+            return blocks.upsample_cat_conv_block(self.block, x, skip)
+
+    x, skip = torch.randn(1, 24, 8, 8), torch.randn(1, 8, 16, 16)
+    with torch.no_grad():
+        joined = block(blocks.upsample_and_cat(x, skip)).numpy()
+        program = torch.onnx.export(Decoder(), (x, skip), None, dynamo=True, opset_version=18, optimize=False,
+                                    verbose=False)
+    graph = program.model_proto.graph
+    resized = {name for node in graph.node if node.op_type == "Resize" for name in node.output}
+    assert resized, "the upsampling is a resize in the graph"
+    joins = [node.name for node in graph.node if node.op_type == "Concat" and resized & set(node.input)]
+    assert not joins, f"the decoder's join is made: {joins}"
+
+    buffer = io.BytesIO()
+    onnx.save(program.model_proto, buffer)
+    session = onnxruntime.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    (exported,) = session.run(None, {graph.input[0].name: x.numpy(), graph.input[1].name: skip.numpy()})
+    assert np.abs(exported - joined).max() < 1e-5 * max(1.0, float(np.abs(joined).max()))
