@@ -71,6 +71,7 @@ def test_an_exported_unet_decoder_block_convolves_its_halves_without_joining_the
     upsampled input and skip: ONNX Runtime would concatenate and reorder the whole joined tensor.
     Its output is the joined block's within float rounding."""
     import io
+    import warnings
 
     import numpy as np
     import onnx
@@ -91,10 +92,11 @@ def test_an_exported_unet_decoder_block_convolves_its_halves_without_joining_the
             return blocks.upsample_cat_conv_block(self.block, x, skip)
 
     x, skip = torch.randn(1, 24, 8, 8), torch.randn(1, 8, 16, 16)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's own deprecations, as in onnx_export.export_stage
         joined = block(blocks.upsample_and_cat(x, skip)).numpy()
-        program = torch.onnx.export(Decoder(), (x, skip), None, dynamo=True, opset_version=18, optimize=False,
-                                    verbose=False)
+        program = torch.onnx.export(Decoder().eval(), (x, skip), None, dynamo=True, opset_version=18,
+                                    optimize=False, verbose=False)
     graph = program.model_proto.graph
     resized = {name for node in graph.node if node.op_type == "Resize" for name in node.output}
     assert resized, "the upsampling is a resize in the graph"
