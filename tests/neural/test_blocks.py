@@ -221,6 +221,18 @@ def test_a_depthwise_conv_after_nearest_doubling_equals_the_transposed_conv_at_t
     torch.testing.assert_close(ours, expected, rtol=0, atol=2e-6 * expected.abs().max().item())
 
 
+def test_a_depthwise_transposed_conv_by_phases_equals_the_transposed_conv():
+    """The export path of a depthwise upsample block: four phase convs interleaved."""
+    torch.manual_seed(0)
+    channels = 24
+    x, weight = torch.randn(2, channels, 7, 11), torch.randn(channels, 1, 4, 4)
+    with torch.inference_mode():
+        expected = F.conv_transpose2d(x, weight, None, 2, 1, 0, channels)
+        ours = blocks.depthwise_transposed_conv_by_phases(x, weight)
+    assert ours.shape == expected.shape == (2, channels, 14, 22)
+    torch.testing.assert_close(ours, expected, rtol=0, atol=2e-6 * expected.abs().max().item())
+
+
 def test_a_resize_conv_block_gives_the_same_values_in_both_layouts():
     torch.manual_seed(0)
     block = blocks.resize_conv_block(32, 16, blocks.leaky_relu, separable=True).eval()

@@ -108,3 +108,38 @@ def test_an_exported_unet_decoder_block_convolves_its_halves_without_joining_the
     session = onnxruntime.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
     (exported,) = session.run(None, {graph.input[0].name: x.numpy(), graph.input[1].name: skip.numpy()})
     assert np.abs(exported - joined).max() < 1e-5 * max(1.0, float(np.abs(joined).max()))
+
+
+def test_an_exported_depthwise_upsample_block_has_no_transposed_conv():
+    """Exported, a separable transposed conv block (THA3's eyebrow and face networks) runs its
+    depthwise transposed conv as four phase convs, interleaved: ONNX Runtime's depthwise
+    ConvTranspose is several times slower. Its output is the block's within float rounding, on
+    a size that is not square (rows and columns interleaved the right way round)."""
+    import io
+    import warnings
+
+    import numpy as np
+    import onnx
+    import onnxruntime
+    import torch
+
+    from tha_studio.neural import blocks
+
+    torch.manual_seed(0)
+    block = blocks.upsample_block(32, 16, blocks.relu, separable=True).eval()
+    x = torch.randn(1, 32, 6, 9)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's own deprecations, as in onnx_export.export_stage
+        expected = block(x).numpy()
+        program = torch.onnx.export(block, (x,), None, dynamo=True, opset_version=18, optimize=False, verbose=False)
+    graph = program.model_proto.graph
+    assert not [node.name for node in graph.node if node.op_type == "ConvTranspose"]
+    assert [node for node in graph.node if node.op_type == "Conv" and any(
+        a.name == "group" and a.i == 32 for a in node.attribute)], "the phases are depthwise convs"
+
+    buffer = io.BytesIO()
+    onnx.save(program.model_proto, buffer)
+    session = onnxruntime.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    (exported,) = session.run(None, {graph.input[0].name: x.numpy()})
+    assert exported.shape == expected.shape == (1, 16, 12, 18)
+    assert np.abs(exported - expected).max() < 1e-5 * max(1.0, float(np.abs(expected).max()))
