@@ -232,18 +232,29 @@ def upsample_block(in_channels, out_channels, activation=relu, separable=False):
 
 class UpsampleBlock(nn.Sequential):
     """A transposed conv block. Exported (ONNX), a depthwise transposed conv runs as four
-    depthwise 3x3 convs, one per output phase, interleaved (`depthwise_transposed_conv_by_phases`):
-    ONNX Runtime's depthwise ConvTranspose is its slowest op for its work (128 channels at 96²:
-    11-17 ms, the phases and their interleaving 4-6 ms). Elsewhere the conv as it is."""
+    depthwise 3x3 convs, one per output phase (`depthwise_transposed_conv_phases`), and the
+    pointwise conv after it on each phase before they are interleaved (a 1x1 conv does not mind
+    where a pixel sits): ONNX Runtime's depthwise ConvTranspose is its slowest op for its work
+    (128 channels at 96²: 11-17 ms; the phases 4-6 ms), and interleaving the pointwise conv's
+    output moves half the data, with no reorder of the doubled tensor for its NCHWc conv.
+    Elsewhere the block as it is."""
 
     def forward(self, x):
         transposed, *rest = self
-        if torch.compiler.is_exporting() and _is_depthwise_transposed4(transposed):
-            x = depthwise_transposed_conv_by_phases(x, transposed.weight)
-            for layer in rest:
-                x = layer(x)
-            return x
-        return super().forward(x)
+        if not (torch.compiler.is_exporting() and _is_depthwise_transposed4(transposed)):
+            return super().forward(x)
+        phases = depthwise_transposed_conv_phases(x, transposed.weight)
+        if rest and _is_pointwise(rest[0]):
+            pointwise, *rest = rest
+            phases = [[pointwise(phase) for phase in row] for row in phases]
+        x = interleave_phases(phases)
+        for layer in rest:
+            x = layer(x)
+        return x
+
+
+def _is_pointwise(layer):
+    return isinstance(layer, nn.Conv2d) and layer.kernel_size == (1, 1) and layer.stride == (1, 1) and layer.groups == 1
 
 
 def _is_depthwise_transposed4(layer):
@@ -262,17 +273,21 @@ _PHASE_TAPS = (
 )
 
 
-def depthwise_transposed_conv_by_phases(x, weight):
+def depthwise_transposed_conv_phases(x, weight):
     """conv_transpose2d(x, weight, stride 2, padding 1, groups=channels) for a depthwise 4x4
-    weight (C, 1, 4, 4), as four depthwise 3x3 convs at x's size, one per output phase (the
-    same products, summed in another order: 1e-7 relative), interleaved by stacking on a new
-    last axis (ONNX Runtime's DepthToSpace and Transpose take 2-6 times as long)."""
+    weight (C, 1, 4, 4), as its four output phases [[even rows: even, odd columns], [odd rows:
+    ...]], each a depthwise 3x3 conv at x's size (the same products, summed in another order:
+    1e-7 relative); `interleave_phases` makes the output of them."""
     taps = torch.tensor(_PHASE_TAPS, dtype=weight.dtype, device=weight.device)
-    n, c, h, w = x.shape
-    rows = []
-    for row_taps in taps:
-        phases = [F.conv2d(x, row_taps @ weight @ column_taps.T, None, 1, 1, 1, c) for column_taps in taps]
-        rows.append(torch.stack(phases, dim=-1).reshape(n, c, h, 1, 2 * w))  # columns interleaved
+    return [[F.conv2d(x, row_taps @ weight @ column_taps.T, None, 1, 1, 1, x.shape[1]) for column_taps in taps]
+            for row_taps in taps]
+
+
+def interleave_phases(phases):
+    """The (N, C, 2H, 2W) tensor whose pixel (2i + a, 2j + b) is phases[a][b]'s pixel (i, j),
+    by stacking on new axes (ONNX Runtime's DepthToSpace and Transpose take 2-6 times as long)."""
+    n, c, h, w = phases[0][0].shape
+    rows = [torch.stack(row, dim=-1).reshape(n, c, h, 1, 2 * w) for row in phases]  # columns interleaved
     return torch.cat(rows, dim=3).reshape(n, c, 2 * h, 2 * w)  # rows interleaved
 
 

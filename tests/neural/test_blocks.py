@@ -228,7 +228,7 @@ def test_a_depthwise_transposed_conv_by_phases_equals_the_transposed_conv():
     x, weight = torch.randn(2, channels, 7, 11), torch.randn(channels, 1, 4, 4)
     with torch.inference_mode():
         expected = F.conv_transpose2d(x, weight, None, 2, 1, 0, channels)
-        ours = blocks.depthwise_transposed_conv_by_phases(x, weight)
+        ours = blocks.interleave_phases(blocks.depthwise_transposed_conv_phases(x, weight))
     assert ours.shape == expected.shape == (2, channels, 14, 22)
     torch.testing.assert_close(ours, expected, rtol=0, atol=2e-6 * expected.abs().max().item())
 
