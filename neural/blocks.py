@@ -243,18 +243,26 @@ class UpsampleBlock(nn.Sequential):
         transposed, *rest = self
         if not (torch.compiler.is_exporting() and _is_depthwise_transposed4(transposed)):
             return super().forward(x)
-        phases = depthwise_transposed_conv_phases(x, transposed.weight)
-        if rest and _is_pointwise(rest[0]):
-            pointwise, *rest = rest
-            phases = [[pointwise(phase) for phase in row] for row in phases]
-        x = interleave_phases(phases)
-        for layer in rest:
-            x = layer(x)
-        return x
+        return _by_phases(x, transposed.weight, rest)
+
+
+def _by_phases(x, depthwise_weight, rest):
+    """rest(conv_transpose2d(x, depthwise_weight, stride 2, padding 1)) with the transposed conv
+    as its four phases, a pointwise conv at the head of `rest` applied to each phase, then the
+    phases interleaved and the rest of the layers applied."""
+    phases = depthwise_transposed_conv_phases(x, depthwise_weight)
+    if rest and _is_pointwise(rest[0]):
+        pointwise, *rest = rest
+        phases = [[pointwise(phase) for phase in row] for row in phases]
+    x = interleave_phases(phases)
+    for layer in rest:
+        x = layer(x)
+    return x
 
 
 def _is_pointwise(layer):
-    return isinstance(layer, nn.Conv2d) and layer.kernel_size == (1, 1) and layer.stride == (1, 1) and layer.groups == 1
+    return (isinstance(layer, nn.Conv2d) and layer.kernel_size == (1, 1) and layer.stride == (1, 1)
+            and layer.padding == (0, 0) and layer.groups == 1)
 
 
 def _is_depthwise_transposed4(layer):
@@ -300,16 +308,22 @@ def resize_conv_block(in_channels, out_channels, activation=relu, separable=Fals
 
 
 class ResizeConvBlock(nn.Sequential):
-    """A nearest x2 resize and a conv block. When the block is separable and the tensor
-    channels-last (eager inference), the resize and the depthwise 3x3 conv run as one grouped
-    transposed conv at the low resolution (`depthwise3_after_nearest_x2`): the doubled image is
-    never made, and the conv takes 4 taps a pixel instead of 9."""
+    """A nearest x2 resize and a conv block. When the block is separable, the resize and the
+    depthwise 3x3 conv are one depthwise 4x4 transposed conv at the low resolution
+    (`nearest_x2_kernel`): the doubled image is never made, and the conv takes 4 taps a pixel
+    instead of 9. In channels-last eager inference it runs as that transposed conv; exported
+    (ONNX), by its phases as in `UpsampleBlock`, the pointwise conv on each: ONNX Runtime
+    otherwise resized the image and reordered the doubled tensor for its NCHWc conv (the
+    rotator's last block 17.8 ms before its norm)."""
 
     def forward(self, x):
         resize, (depthwise, *rest) = self
         nearest_x2 = isinstance(resize, nn.Upsample) and resize.mode == "nearest" and resize.scale_factor == 2
-        if (nearest_x2 and _is_depthwise3(depthwise) and SPEEDUPS["resize_as_transposed_conv"]
-                and _keeps_channels_last(x)):
+        if not (nearest_x2 and _is_depthwise3(depthwise)):
+            return super().forward(x)
+        if torch.compiler.is_exporting():
+            return _by_phases(x, nearest_x2_kernel(depthwise.weight), rest)
+        if SPEEDUPS["resize_as_transposed_conv"] and _keeps_channels_last(x):
             x = depthwise3_after_nearest_x2(x, depthwise.weight)
             for layer in rest:
                 x = layer(x)
@@ -334,8 +348,14 @@ def depthwise3_after_nearest_x2(x, weight):
     3x3 weight (C, 1, 3, 3), as conv_transpose2d(x, 4x4 weight, stride 2, padding 1): each
     output pixel reads 2x2 source pixels, with the taps that fall on one source pixel summed.
     Equal up to float rounding (the summed taps), 1e-7 relative."""
+    return F.conv_transpose2d(x, nearest_x2_kernel(weight), None, 2, 1, 0, weight.shape[0])
+
+
+def nearest_x2_kernel(weight):
+    """The 4x4 transposed-conv weight (C, 1, 4, 4) equal to nearest x2 doubling and then the
+    depthwise 3x3 `weight` (C, 1, 3, 3) with padding 1 (see `depthwise3_after_nearest_x2`)."""
     taps = torch.tensor(_NEAREST_X2_TAPS, dtype=weight.dtype, device=weight.device)
-    return F.conv_transpose2d(x, taps @ weight @ taps.T, None, 2, 1, 0, weight.shape[0])
+    return taps @ weight @ taps.T
 
 
 class ResnetBlock(nn.Module):

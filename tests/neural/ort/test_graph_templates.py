@@ -143,3 +143,35 @@ def test_an_exported_depthwise_upsample_block_has_no_transposed_conv():
     (exported,) = session.run(None, {graph.input[0].name: x.numpy()})
     assert exported.shape == expected.shape == (1, 16, 12, 18)
     assert np.abs(exported - expected).max() < 1e-5 * max(1.0, float(np.abs(expected).max()))
+
+
+def test_an_exported_resize_conv_block_has_no_resize():
+    """Exported, a separable resize-conv block (THA3's rotator) runs its nearest doubling and
+    depthwise 3x3 conv by the phases of the transposed conv they make together, the pointwise
+    conv on each phase: ONNX Runtime neither resizes nor reorders the doubled tensor."""
+    import io
+    import warnings
+
+    import numpy as np
+    import onnx
+    import onnxruntime
+    import torch
+
+    from tha_studio.neural import blocks
+
+    torch.manual_seed(0)
+    block = blocks.resize_conv_block(32, 16, blocks.leaky_relu, separable=True).eval()
+    x = torch.randn(1, 32, 6, 9)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's own deprecations, as in onnx_export.export_stage
+        expected = block(x).numpy()  # NCHW: the resize, then the depthwise conv
+        program = torch.onnx.export(block, (x,), None, dynamo=True, opset_version=18, optimize=False, verbose=False)
+    graph = program.model_proto.graph
+    assert not [node.name for node in graph.node if node.op_type in ("Resize", "ConvTranspose")]
+
+    buffer = io.BytesIO()
+    onnx.save(program.model_proto, buffer)
+    session = onnxruntime.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    (exported,) = session.run(None, {graph.input[0].name: x.numpy()})
+    assert exported.shape == expected.shape == (1, 16, 12, 18)
+    assert np.abs(exported - expected).max() < 1e-5 * max(1.0, float(np.abs(expected).max()))
