@@ -175,3 +175,40 @@ def test_an_exported_resize_conv_block_has_no_resize():
     (exported,) = session.run(None, {graph.input[0].name: x.numpy()})
     assert exported.shape == expected.shape == (1, 16, 12, 18)
     assert np.abs(exported - expected).max() < 1e-5 * max(1.0, float(np.abs(expected).max()))
+
+
+def test_an_exported_paste_joins_bands_instead_of_scattering():
+    """Exported, pasting a part into a picture (THA3's face into the picture, the eyebrows into
+    the face) joins the picture's bands around it: no ScatterND, the same values exactly, for a
+    box that touches an edge too."""
+    import io
+    import warnings
+
+    import numpy as np
+    import onnx
+    import onnxruntime
+    import torch
+
+    from tha_studio.neural import blocks
+
+    boxes = [(slice(2, 7), slice(3, 9)), (slice(0, 4), slice(5, 12))]
+
+    class Paste(torch.nn.Module):
+        def forward(self, image, part, edge_part):
+            return blocks.paste(blocks.paste(image, part, boxes[0]), edge_part, boxes[1])
+
+    image, part, edge_part = torch.randn(1, 4, 10, 12), torch.randn(2, 4, 5, 6), torch.randn(2, 4, 4, 7)
+    expected = Paste()(image, part, edge_part).numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's own deprecations, as in onnx_export.export_stage
+        program = torch.onnx.export(Paste(), (image, part, edge_part), None, dynamo=True, opset_version=18,
+                                    optimize=False, verbose=False)
+    graph = program.model_proto.graph
+    assert not [node.name for node in graph.node if node.op_type in ("ScatterND", "ScatterElements")]
+
+    buffer = io.BytesIO()
+    onnx.save(program.model_proto, buffer)
+    session = onnxruntime.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    feeds = dict(zip((i.name for i in graph.input), (image.numpy(), part.numpy(), edge_part.numpy())))
+    (exported,) = session.run(None, feeds)
+    assert np.array_equal(exported, expected)
