@@ -66,16 +66,37 @@ def test_a_damaged_template_is_refused_naming_it(tmp_path):
         graphs.template_bytes("tha1", "float", stage, folder=tmp_path)
 
 
+def export_and_run(module, inputs):
+    """`module` exported as the product exports its stages (dynamo, opset 18), and ONNX Runtime's
+    first output for `inputs`: (graph, output)."""
+    import io
+    import warnings
+
+    import onnx
+    import onnxruntime
+    import torch
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's own deprecations, as in onnx_export.export_stage
+        program = torch.onnx.export(module.eval(), tuple(inputs), None, dynamo=True, opset_version=18,
+                                    optimize=False, verbose=False)
+    graph = program.model_proto.graph
+    buffer = io.BytesIO()
+    onnx.save(program.model_proto, buffer)
+    session = onnxruntime.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    return graph, session.run(None, {port.name: x.numpy() for port, x in zip(graph.input, inputs)})[0]
+
+
+def within_float_rounding(exported, expected):
+    import numpy as np
+
+    return np.abs(exported - expected).max() < 1e-5 * max(1.0, float(np.abs(expected).max()))
+
+
 def test_an_exported_unet_decoder_block_convolves_its_halves_without_joining_them():
     """Exported, a separable U-Net decoder block (THA3's editor) never makes the join of its
     upsampled input and skip: ONNX Runtime would concatenate and reorder the whole joined tensor.
     Its output is the joined block's within float rounding."""
-    import io
-    import warnings
-
-    import numpy as np
-    import onnx
-    import onnxruntime
     import torch
 
     from tha_studio.neural import blocks
@@ -92,22 +113,14 @@ def test_an_exported_unet_decoder_block_convolves_its_halves_without_joining_the
             return blocks.upsample_cat_conv_block(self.block, x, skip)
 
     x, skip = torch.randn(1, 24, 8, 8), torch.randn(1, 8, 16, 16)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's own deprecations, as in onnx_export.export_stage
+    with torch.no_grad():
         joined = block(blocks.upsample_and_cat(x, skip)).numpy()
-        program = torch.onnx.export(Decoder().eval(), (x, skip), None, dynamo=True, opset_version=18,
-                                    optimize=False, verbose=False)
-    graph = program.model_proto.graph
+    graph, exported = export_and_run(Decoder(), (x, skip))
     resized = {name for node in graph.node if node.op_type == "Resize" for name in node.output}
     assert resized, "the upsampling is a resize in the graph"
     joins = [node.name for node in graph.node if node.op_type == "Concat" and resized & set(node.input)]
     assert not joins, f"the decoder's join is made: {joins}"
-
-    buffer = io.BytesIO()
-    onnx.save(program.model_proto, buffer)
-    session = onnxruntime.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
-    (exported,) = session.run(None, {graph.input[0].name: x.numpy(), graph.input[1].name: skip.numpy()})
-    assert np.abs(exported - joined).max() < 1e-5 * max(1.0, float(np.abs(joined).max()))
+    assert within_float_rounding(exported, joined)
 
 
 def test_an_exported_depthwise_upsample_block_has_no_transposed_conv():
@@ -115,12 +128,6 @@ def test_an_exported_depthwise_upsample_block_has_no_transposed_conv():
     depthwise transposed conv as four phase convs, interleaved: ONNX Runtime's depthwise
     ConvTranspose is several times slower. Its output is the block's within float rounding, on
     a size that is not square (rows and columns interleaved the right way round)."""
-    import io
-    import warnings
-
-    import numpy as np
-    import onnx
-    import onnxruntime
     import torch
 
     from tha_studio.neural import blocks
@@ -128,33 +135,20 @@ def test_an_exported_depthwise_upsample_block_has_no_transposed_conv():
     torch.manual_seed(0)
     block = blocks.upsample_block(32, 16, blocks.relu, separable=True).eval()
     x = torch.randn(1, 32, 6, 9)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's own deprecations, as in onnx_export.export_stage
+    with torch.no_grad():
         expected = block(x).numpy()
-        program = torch.onnx.export(block, (x,), None, dynamo=True, opset_version=18, optimize=False, verbose=False)
-    graph = program.model_proto.graph
+    graph, exported = export_and_run(block, (x,))
     assert not [node.name for node in graph.node if node.op_type == "ConvTranspose"]
     assert [node for node in graph.node if node.op_type == "Conv" and any(
         a.name == "group" and a.i == 32 for a in node.attribute)], "the phases are depthwise convs"
-
-    buffer = io.BytesIO()
-    onnx.save(program.model_proto, buffer)
-    session = onnxruntime.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
-    (exported,) = session.run(None, {graph.input[0].name: x.numpy()})
     assert exported.shape == expected.shape == (1, 16, 12, 18)
-    assert np.abs(exported - expected).max() < 1e-5 * max(1.0, float(np.abs(expected).max()))
+    assert within_float_rounding(exported, expected)
 
 
 def test_an_exported_resize_conv_block_has_no_resize():
     """Exported, a separable resize-conv block (THA3's rotator) runs its nearest doubling and
     depthwise 3x3 conv by the phases of the transposed conv they make together, the pointwise
     conv on each phase: ONNX Runtime neither resizes nor reorders the doubled tensor."""
-    import io
-    import warnings
-
-    import numpy as np
-    import onnx
-    import onnxruntime
     import torch
 
     from tha_studio.neural import blocks
@@ -162,31 +156,19 @@ def test_an_exported_resize_conv_block_has_no_resize():
     torch.manual_seed(0)
     block = blocks.resize_conv_block(32, 16, blocks.leaky_relu, separable=True).eval()
     x = torch.randn(1, 32, 6, 9)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's own deprecations, as in onnx_export.export_stage
+    with torch.no_grad():
         expected = block(x).numpy()  # NCHW: the resize, then the depthwise conv
-        program = torch.onnx.export(block, (x,), None, dynamo=True, opset_version=18, optimize=False, verbose=False)
-    graph = program.model_proto.graph
+    graph, exported = export_and_run(block, (x,))
     assert not [node.name for node in graph.node if node.op_type in ("Resize", "ConvTranspose")]
-
-    buffer = io.BytesIO()
-    onnx.save(program.model_proto, buffer)
-    session = onnxruntime.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
-    (exported,) = session.run(None, {graph.input[0].name: x.numpy()})
     assert exported.shape == expected.shape == (1, 16, 12, 18)
-    assert np.abs(exported - expected).max() < 1e-5 * max(1.0, float(np.abs(expected).max()))
+    assert within_float_rounding(exported, expected)
 
 
 def test_an_exported_paste_joins_bands_instead_of_scattering():
     """Exported, pasting a part into a picture (THA3's face into the picture, the eyebrows into
     the face) joins the picture's bands around it: no ScatterND, the same values exactly, for a
     box that touches an edge too."""
-    import io
-    import warnings
-
     import numpy as np
-    import onnx
-    import onnxruntime
     import torch
 
     from tha_studio.neural import blocks
@@ -197,18 +179,8 @@ def test_an_exported_paste_joins_bands_instead_of_scattering():
         def forward(self, image, part, edge_part):
             return blocks.paste(blocks.paste(image, part, boxes[0]), edge_part, boxes[1])
 
-    image, part, edge_part = torch.randn(1, 4, 10, 12), torch.randn(2, 4, 5, 6), torch.randn(2, 4, 4, 7)
-    expected = Paste()(image, part, edge_part).numpy()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's own deprecations, as in onnx_export.export_stage
-        program = torch.onnx.export(Paste(), (image, part, edge_part), None, dynamo=True, opset_version=18,
-                                    optimize=False, verbose=False)
-    graph = program.model_proto.graph
+    inputs = torch.randn(1, 4, 10, 12), torch.randn(2, 4, 5, 6), torch.randn(2, 4, 4, 7)
+    expected = Paste()(*inputs).numpy()
+    graph, exported = export_and_run(Paste(), inputs)
     assert not [node.name for node in graph.node if node.op_type in ("ScatterND", "ScatterElements")]
-
-    buffer = io.BytesIO()
-    onnx.save(program.model_proto, buffer)
-    session = onnxruntime.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
-    feeds = dict(zip((i.name for i in graph.input), (image.numpy(), part.numpy(), edge_part.numpy())))
-    (exported,) = session.run(None, feeds)
     assert np.array_equal(exported, expected)
