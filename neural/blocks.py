@@ -752,8 +752,9 @@ def paste(image, part, box):
     rows, cols = box
     image = image.expand(part.shape[0], -1, -1, -1)
     if torch.compiler.is_exporting():
-        band = torch.cat([image[:, :, rows, :cols.start], part, image[:, :, rows, cols.stop:]], dim=3)
-        return torch.cat([image[:, :, :rows.start], band, image[:, :, rows.stop:]], dim=2)
+        (top, bottom, _), (left, right, _) = rows.indices(image.shape[2]), cols.indices(image.shape[3])
+        band = torch.cat([image[:, :, top:bottom, :left], part, image[:, :, top:bottom, right:]], dim=3)
+        return torch.cat([image[:, :, :top], band, image[:, :, bottom:]], dim=2)
     result = image.clone()
     result[:, :, rows, cols] = part
     return result
