@@ -714,7 +714,7 @@ def upsample_cat_conv_block(block, x, skip):
     depthwise, pointwise, *rest = block
     eager = SPEEDUPS["join_free_decoder"] and _keeps_channels_last(x)
     if not ((eager or torch.compiler.is_exporting()) and _is_depthwise3(depthwise)
-            and isinstance(pointwise, nn.Conv2d) and pointwise.kernel_size == (1, 1) and pointwise.bias is None):
+            and _is_pointwise(pointwise) and pointwise.bias is None):
         return block(upsample_and_cat(x, skip))
     c = x.shape[1]
     skipped = F.conv2d(skip, depthwise.weight[c:], None, 1, 1, 1, skip.shape[1])
