@@ -67,7 +67,7 @@ def test_a_damaged_template_is_refused_naming_it(tmp_path):
 
 
 def export_and_run(module, inputs):
-    """`module` exported as the product exports its stages (dynamo, opset 18), and ONNX Runtime's
+    """`module` exported as the product exports its stages (dynamo, its opset), and ONNX Runtime's
     first output for `inputs`: (graph, output)."""
     import io
     import warnings
@@ -76,9 +76,11 @@ def export_and_run(module, inputs):
     import onnxruntime
     import torch
 
+    from tha_studio.neural.onnx_export import OPSET
+
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's own deprecations, as in onnx_export.export_stage
-        program = torch.onnx.export(module.eval(), tuple(inputs), None, dynamo=True, opset_version=18,
+        program = torch.onnx.export(module.eval(), tuple(inputs), None, dynamo=True, opset_version=OPSET,
                                     optimize=False, verbose=False)
     graph = program.model_proto.graph
     buffer = io.BytesIO()
