@@ -112,7 +112,7 @@ def test_tha2_end_to_end_goldens(shared):
     for name, case, image in zip(names, cases, images):
         difference = np.abs(image[None] - case["out_00_final_image"])
         # As the torch poser's test (golden.END_TO_END_ATOL: the float32 rounding these weights
-        # amplify depends on the CPU's kernels; on an AVX2 EPYC the torch poser was 5e-3 from
+        # amplify depends on the CPU's kernels; on an AVX2 EPYC the torch poser was up to 5.8e-3 from
         # ONNX Runtime, each within bounds of the official picture).
         assert difference.max() < END_TO_END_ATOL, f"{name}: max difference {difference.max():.2e}"
         assert difference.mean() < END_TO_END_MEAN_ATOL, f"{name}: mean difference {difference.mean():.2e}"
