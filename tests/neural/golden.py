@@ -32,11 +32,19 @@ ATOL_RESAMPLED = 1e-2
 
 # Synthetic weights chain five networks that amplify float32 rounding, by an amount that depends on
 # the CPU's kernels (their order of summation): the official code's own float32 THA2 run is 1.9e-3
-# to 2.5e-3 from its float64 run (PROTOCOL.md §8); our float32 posers on an AVX2 EPYC 4.9e-3 to
+# to 2.5e-3 from its float64 run (PROTOCOL.md §8); our float32 torch poser on an AVX2 EPYC 4.9e-3 to
 # 5.4e-3 from ours. A wrong crop, slice or blend moves the picture by O(0.1), a wrong sign of a
 # term by more than the mean bound. Exactness is checked in float64 (`float64_reference`).
 END_TO_END_ATOL = 1e-2
 END_TO_END_MEAN_ATOL = 2e-4
+
+
+def assert_end_to_end_near(name, posed, stored):
+    """A float32 posed picture within END_TO_END_ATOL of the official one at most, and
+    END_TO_END_MEAN_ATOL on average."""
+    difference = np.abs(posed - stored)
+    assert difference.max() < END_TO_END_ATOL, f"{name}: max difference {difference.max():.2e}"
+    assert difference.mean() < END_TO_END_MEAN_ATOL, f"{name}: mean difference {difference.mean():.2e}"
 
 
 def float64_reference(weights, image, poses):
