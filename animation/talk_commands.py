@@ -181,6 +181,8 @@ def run_talk(args):
     steps.frames("video", last - first + 1, render)
     steps.run("save", sprite_scene.save_over_draft)
     print(f"lip sync: {line.message}")
+    for warning in line.placed.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"bake: {baked.frames} frames, {baked.distinct} distinct poses ({baked.computed} computed, "
           f"{baked.reused} reused) in {baked.folder}")
     print(f"video: {video}")

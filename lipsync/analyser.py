@@ -36,7 +36,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..jobs import Job, Progress
-from .audio_formats import BLENDER_EXTENSIONS, SOUNDFILE_EXTENSIONS
+from .audio_formats import BLENDER_EXTENSIONS, SOUNDFILE_EXTENSIONS, wav_header_frames
 from .cues import MAX_SECONDS, parse_shape_set
 from .shapes import PHONES, animate_step_by_step, cue_track
 
@@ -103,6 +103,115 @@ class AudioError(UserError, ValueError):
     """A recording that cannot be analysed; the message names the file and says why."""
 
 
+# libsndfile's frame count for a stream whose header leaves its length out (a FLAC written to a
+# pipe, whose encoder could not go back to fill it in): it is then decoded to its end.
+UNKNOWN_FRAMES = 2**63 - 1
+# A recording shorter than its header promises by less than this is taken as whole (a writer's
+# rounding); more, and it was cut short.
+CUT_SHORT_SECONDS = 0.01
+
+
+def header_frames(path, info_frames):
+    """The frame count a recording's header promises, where the header is exact about it (a
+    WAV's data size, a FLAC's stream info), else None. (An MP3's count may be an estimate from
+    its bit rate, an Ogg's is what the file holds.)"""
+    extension = Path(path).suffix.lower()
+    if extension == ".wav":
+        return wav_header_frames(path)
+    if extension == ".flac" and 0 < info_frames < UNKNOWN_FRAMES:
+        return info_frames
+    return None
+
+
+def shortfall_note(decoded_frames, rate, promised_frames, damage=None):
+    """What to tell the user of a recording decoded only in part, or None where it was whole.
+    `damage`: the decoder's reason where it stopped on an error; `promised_frames`: header_frames."""
+    decoded = decoded_frames / rate
+    if damage is not None:
+        length = f" of {promised_frames / rate:.2f} s" if promised_frames else ""
+        return (f"the audio cannot be decoded past {decoded:.2f} s{length} ({damage}): the file is damaged or "
+                f"cut short; the lip sync covers the {decoded:.2f} s before")
+    if promised_frames is not None and promised_frames - decoded_frames > CUT_SHORT_SECONDS * rate:
+        return (f"the recording ends at {decoded:.2f} s, though its header gives {promised_frames / rate:.2f} s: "
+                f"the file was cut short (an interrupted copy or recording?); the lip sync covers the "
+                f"{decoded:.2f} s there")
+    return None
+
+
+class BlockDecoder:
+    """A recording's frames read by libsndfile a block at a time, as float32 (frames, channels)
+    arrays, as far as they decode: `blocks(size)` ends at the end of the file, or where a read
+    fails, with `damage` then set to the decoder's reason.
+
+    A failed read loses the whole block it was reading, and the error sticks to the open file; so
+    the file is opened again, taken back to where the block began and read on in smaller blocks,
+    down to single frames. What decodes before a damaged spot is kept, and so is the end of a
+    stream that does not give its length (libsndfile fails reading past it)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.damage = None
+
+    def blocks(self, size):
+        import soundfile
+
+        position, first_reason = 0, None  # (the first failure's words: the later ones are of reading past it)
+        audio = soundfile.SoundFile(self.path)
+        try:
+            while True:
+                try:
+                    samples = audio.read(size, dtype="float32", always_2d=True)
+                except soundfile.LibsndfileError as error:
+                    audio.close()
+                    first_reason = first_reason or decoder_reason(error)
+                    if size == 1:
+                        self.damage = first_reason
+                        return
+                    try:
+                        audio = self._reopened_at(position, size)
+                    except (RuntimeError, OSError):  # libsndfile's errors are RuntimeErrors
+                        self.damage = first_reason
+                        return
+                    size = max(size // 16, 1)
+                    continue
+                if not len(samples):
+                    return
+                position += len(samples)
+                yield samples
+        finally:
+            audio.close()
+
+    def _reopened_at(self, position, size):
+        """The file opened again at frame `position`: sought, or where seeking fails (near the end
+        of a FLAC of unknown length) read up to there again in blocks of `size`, as before."""
+        import soundfile
+
+        audio = soundfile.SoundFile(self.path)
+        try:
+            audio.seek(position)
+            return audio
+        except soundfile.LibsndfileError:
+            audio.close()
+        audio = soundfile.SoundFile(self.path)
+        try:
+            for start in range(0, position, size):
+                audio.read(min(size, position - start), dtype="float32", always_2d=True)
+        except BaseException:
+            audio.close()
+            raise
+        return audio
+
+
+def decoder_reason(error):
+    """libsndfile's words for a decoding error, as a clause."""
+    reason = str(error.error_string if hasattr(error, "error_string") else error).rstrip(".")
+    reason = reason.removeprefix("Error : ")  # libFLAC's messages come so
+    if reason.startswith("File does not exist"):
+        # libsndfile's word for any file its MP3 decoder gives up on; the file is there.
+        reason = "no audio frames could be decoded from it"
+    return reason
+
+
 # --------------------------------------------------------------------------------------------
 # audio
 
@@ -123,6 +232,10 @@ class AudioReader:
     claiming 1 Hz is 4.4 hours at 16 kHz, one claiming 2.1 GHz resamples to nothing) and raises
     AudioError naming the file; `steps()` decodes, mixes to mono and resamples block by block;
     then `samples` (mono float32 at 16 kHz) and `duration` (seconds) are set.
+
+    A recording that ends before its header says (cut short), or whose decoding fails part way
+    (damaged), is read up to there, as players and Blender's sound strips play it; `notes` then
+    says so, for the user. Nothing decoded at all is an AudioError.
     """
 
     BLOCK_SECONDS = 8.0
@@ -148,10 +261,14 @@ class AudioReader:
         self.kind = KINDS[extension]
         with self._decoding_errors():
             info = soundfile.info(str(path))
-            check_audio_header(info.samplerate, info.channels, info.frames, opening)
+            check_audio_header(info.samplerate, info.channels, None if info.frames >= UNKNOWN_FRAMES else info.frames,
+                               opening)
         self.rate = info.samplerate
+        self.promised_frames = header_frames(path, info.frames)
         self.samples = None
         self.duration = None
+        self.notes = []
+        self._damage = None  # the decoder's reason where decoding failed part way (BlockDecoder.damage)
 
     @contextlib.contextmanager
     def _decoding_errors(self):
@@ -160,11 +277,7 @@ class AudioReader:
         try:
             yield
         except soundfile.LibsndfileError as error:
-            reason = str(error.error_string if hasattr(error, "error_string") else error).rstrip(".")
-            if reason.startswith("File does not exist"):
-                # libsndfile's word for any file its MP3 decoder gives up on; the file is there.
-                reason = "no audio frames could be decoded from it"
-            raise AudioError(f"{self.opening} It is not readable {self.kind} audio ({reason}).") from None
+            raise AudioError(f"{self.opening} It is not readable {self.kind} audio ({decoder_reason(error)}).") from None
         except (RuntimeError, OSError) as error:
             raise AudioError(f"{self.opening} {error}") from None
 
@@ -178,6 +291,8 @@ class AudioReader:
             mono = yield from self._decode(int(np.argmax(energies["channels"])), None)
         filled = len(mono)
         self.duration = filled / self.rate
+        note = shortfall_note(filled, self.rate, self.promised_frames, self._damage)
+        self.notes = [note] if note else []
         resampled = []
         for done, piece in resample_blocks(mono, self.rate, SAMPLE_RATE, self.BLOCK_SECONDS):
             resampled.append(piece)
@@ -191,15 +306,15 @@ class AudioReader:
         import soundfile
 
         block = max(int(self.rate * self.BLOCK_SECONDS), 1)
-        with self._decoding_errors(), soundfile.SoundFile(str(self.path)) as audio:
-            total = max(audio.frames, 1)
-            mono = np.empty(audio.frames, dtype=np.float32)
-            filled = 0
-            while True:
-                with self._decoding_errors():
-                    samples = audio.read(block, dtype="float32", always_2d=True)
-                if samples.shape[0] == 0:
-                    break
+        most = int(MAX_SECONDS * self.rate)
+        with self._decoding_errors():
+            frames = soundfile.info(str(self.path)).frames
+            known = frames < UNKNOWN_FRAMES
+            total = max(frames, 1) if known else None
+            mono = np.empty(frames if known else block, dtype=np.float32)
+            filled = unreported = 0
+            decoder = BlockDecoder(self.path)
+            for samples in decoder.blocks(block):
                 # Float WAVs can hold NaN; a file may hold more frames than its header said.
                 samples = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
                 part = samples.mean(axis=1) if channel is None else samples[:, channel]
@@ -208,12 +323,24 @@ class AudioReader:
                     energies["channels"] = energies.get("channels", 0.0) + squares
                     energies["mix"] = energies.get("mix", 0.0) + float(np.dot(part, part.astype(np.float64)))
                 if filled + len(part) > len(mono):
-                    mono = np.concatenate([mono[:filled], np.empty(filled + len(part) - len(mono), np.float32)])
+                    if filled + len(part) > most:
+                        raise AudioError(f"{self.opening} It is longer than {MAX_SECONDS / 3600:g} hours; at most "
+                                         f"{MAX_SECONDS / 3600:g} hours are supported.")
+                    # Grown by half at least: a stream of unknown length is read in blocks of 8 s.
+                    size = min(max(filled + len(part), len(mono) + len(mono) // 2), most)
+                    mono = np.concatenate([mono[:filled], np.empty(size - filled, np.float32)])
                 mono[filled : filled + len(part)] = part
                 filled += len(part)
-                yield 0.5 * filled / total
+                unreported += len(part)
+                if unreported >= block:  # a step a block, however finely BlockDecoder reads past damage
+                    unreported = 0
+                    # (Of a stream of unknown length, a fraction that creeps towards the half.)
+                    yield 0.5 * (filled / total if known else filled / (filled + 60 * self.rate))
         if filled == 0:
-            raise AudioError(f"{self.opening} It holds no audio frames.")
+            reason = f"It is not readable {self.kind} audio ({decoder.damage})" if decoder.damage else "It holds no audio frames"
+            raise AudioError(f"{self.opening} {reason}.")
+        # Decoding that fails part way is damage, except at the end of a stream of unknown length.
+        self._damage = decoder.damage if known else None
         return mono[:filled]
 
 
@@ -225,12 +352,15 @@ def mix_cancels(mix_energy, channel_energies, ratio=0.1):
 
 
 def check_audio_header(rate, channels, frames, opening):
-    """Refuse a sample rate, channel count or length that no recording of speech has."""
+    """Refuse a sample rate, channel count or length (frames; None: not known) that no recording
+    of speech has."""
     low, high = SAMPLE_RATES
     if not low <= rate <= high:
         raise AudioError(f"{opening} Its sample rate is {rate} Hz; supported rates are {low} to {high} Hz.")
     if not 1 <= channels <= MAX_CHANNELS:
         raise AudioError(f"{opening} It has {channels} channels; at most {MAX_CHANNELS} are supported.")
+    if frames is None:  # a stream that does not say: its length is checked as it is decoded
+        return
     if frames == 0:
         raise AudioError(f"{opening} It holds no audio frames.")
     if frames / rate > MAX_SECONDS:
@@ -591,8 +721,9 @@ class AnalysisResult:
 class Analysis(Job):
     """One recording analysed as a job: `start()` checks the audio file, the first steps read it
     a block at a time and find the utterances, each later `step()` recognizes one utterance or
-    takes one step of the mouth shapes; `result` is an AnalysisResult. Nothing is shared between
-    analyses except a recognizer passed in, which may be reused for the next recording."""
+    takes one step of the mouth shapes; `result` is an AnalysisResult. `notes`: what to tell the
+    user of the recording (cut short or damaged: AudioReader.notes), once it is read. Nothing is
+    shared between analyses except a recognizer passed in, which may be reused for the next recording."""
 
     def __init__(self, audio_path, recognizer="auto", dialog=None, extended_shapes="GHX", recognizer_object=None):
         super().__init__()
@@ -611,6 +742,7 @@ class Analysis(Job):
         self._animation_steps = None
         self.phones = []
         self.utterances = []
+        self.notes = []
 
     def _start(self):
         """Check the audio file and its header (raises AudioError for bad audio); the samples are
@@ -628,6 +760,7 @@ class Analysis(Job):
             pass
         self._reading = None
         samples, self.duration = self._reader.samples, self._reader.duration
+        self.notes = list(self._reader.notes)
         if len(samples):
             samples = samples - float(np.mean(samples))  # DC offset would fool the VAD
         self.pcm = to_pcm16(to_level(samples))

@@ -7,6 +7,7 @@ runs (the add-on, and the commands that start it), copied to a temporary WAV fir
 (animation/blender/audio.py).
 """
 
+import struct
 from pathlib import Path
 
 SOUNDFILE_EXTENSIONS = (".wav", ".ogg", ".oga", ".opus", ".flac", ".mp3", ".aif", ".aiff")
@@ -22,3 +23,48 @@ def decoded_by_blender(path):
 def file_glob():
     """The extensions as a Blender file browser filter ("*.wav;*.ogg;...")."""
     return ";".join(f"*{extension}" for extension in AUDIO_EXTENSIONS)
+
+
+# WAV data sizes that say "not known": 0 or 0xFFFFFFFF (a recorder stopped before it went back to
+# write the size, FFmpeg writing to a pipe), or SoX's 0x7FFFF000 and the like for a stream. Sizes
+# from 2 GiB up are taken as such too: then a file's length is whatever it holds.
+_UNKNOWN_DATA_SIZE_FROM = 0x7FFFF000
+
+
+def wav_header_frames(path):
+    """The frame count a WAV's header gives (its data chunk's size over the frame size), or None:
+    not a RIFF, RIFX or RF64 WAV, a size left unknown, or a header that does not say.
+
+    libsndfile reads the frames a WAV holds and reports their count, however many its header
+    promised; a file cut short (an interrupted copy or recording) is told from a whole one by
+    comparing the two. (The standard library's `wave` reads PCM headers only, not float ones.)"""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(12)
+            if len(head) < 12 or head[8:12] != b"WAVE" or head[:4] not in (b"RIFF", b"RIFX", b"RF64"):
+                return None
+            order = ">" if head[:4] == b"RIFX" else "<"
+            frame_bytes, long_size = None, None
+            for _ in range(256):  # the chunks before the data: fmt, fact, LIST, bext, JUNK, ...
+                chunk = file.read(8)
+                if len(chunk) < 8:
+                    return None
+                name, size = chunk[:4], struct.unpack(order + "I", chunk[4:])[0]
+                skip = size + (size & 1)  # chunks are padded to an even size
+                if name in (b"fmt ", b"ds64"):
+                    body = file.read(min(size, 16))
+                    skip -= len(body)
+                    if name == b"fmt " and len(body) >= 14:
+                        frame_bytes = struct.unpack(order + "H", body[12:14])[0]  # the block align
+                    elif name == b"ds64" and len(body) >= 16:
+                        long_size = struct.unpack("<Q", body[8:16])[0]  # RF64: the data size, 64-bit
+                elif name == b"data":
+                    if head[:4] == b"RF64" and size == 0xFFFFFFFF:
+                        size = long_size
+                    if not frame_bytes or size is None or size == 0 or size >= _UNKNOWN_DATA_SIZE_FROM:
+                        return None
+                    return size // frame_bytes
+                file.seek(skip, 1)
+    except (OSError, struct.error):
+        return None
+    return None

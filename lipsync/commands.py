@@ -208,6 +208,8 @@ def _analyse_file(source, args, shown=None, via=None):
             bar.close()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+    for note in job.notes:  # a recording cut short or damaged: said even with --quiet
+        print(f"warning: {Path(shown).name}: {note}", file=sys.stderr)
     if executable is not None:
         return result
     if result.unknown_words and not args.quiet:

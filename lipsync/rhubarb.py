@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..jobs import Job, Progress
+from .audio_formats import wav_header_frames
 from .cues import parse_shape_set
 from .formats import read_cues
 
@@ -57,29 +58,59 @@ def find_rhubarb(path=None):
 
 
 def can_read(path):
-    """Whether Rhubarb opens this recording itself (.wav, .ogg); others (.flac, .mp3) RhubarbJob first
-    converts to a temporary WAV."""
-    return Path(path).suffix.lower() in RHUBARB_EXTENSIONS
+    """Whether Rhubarb opens this recording itself (.wav, .ogg); others (.flac, .mp3), and a WAV
+    cut short (Rhubarb reads as far as its header says), RhubarbJob first converts to a temporary WAV."""
+    path = Path(path)
+    if path.suffix.lower() not in RHUBARB_EXTENSIONS:
+        return False
+    if path.suffix.lower() == ".wav":
+        promised = wav_header_frames(path)
+        if promised is not None:
+            try:
+                import soundfile
+
+                return soundfile.info(str(path)).frames >= promised
+            except (RuntimeError, OSError):  # unreadable: Rhubarb says why, in its words
+                return True
+    return True
 
 
 def convert_to_wav(source, target):
     """A recording libsndfile reads (FLAC, ...) as a 16-bit WAV for Rhubarb, block by block so a
-    long one is never all in memory; its header checked as the built-in analyser checks it."""
+    long one is never all in memory; its header checked as the built-in analyser checks it.
+    Returns (the WAV's path, notes): as the analyser, a recording cut short or damaged part way is
+    converted up to there, and the notes say so (analyser.shortfall_note)."""
     import soundfile
 
-    from .analyser import check_audio_header
+    from .analyser import (MAX_SECONDS, UNKNOWN_FRAMES, BlockDecoder, check_audio_header, decoder_reason,
+                           header_frames, shortfall_note)
 
     opening = f"Could not open sound file {source}."
+    written = 0
     try:
-        with soundfile.SoundFile(str(source)) as audio:
-            check_audio_header(audio.samplerate, audio.channels, audio.frames, opening)
-            with soundfile.SoundFile(str(target), "w", audio.samplerate, audio.channels, "PCM_16", format="WAV") as wav:
-                for block in audio.blocks(CONVERT_BLOCK_FRAMES, dtype="float32"):
-                    wav.write(block)
+        info = soundfile.info(str(source))
+        known = info.frames < UNKNOWN_FRAMES
+        check_audio_header(info.samplerate, info.channels, info.frames if known else None, opening)
+        rate, promised = info.samplerate, header_frames(source, info.frames)
+        decoder = BlockDecoder(source)
+        with soundfile.SoundFile(str(target), "w", rate, info.channels, "PCM_16", format="WAV") as wav:
+            for block in decoder.blocks(CONVERT_BLOCK_FRAMES):
+                wav.write(block)
+                written += len(block)
+                if written > MAX_SECONDS * rate:
+                    raise RhubarbError(f"{opening} It is longer than {MAX_SECONDS / 3600:g} hours; at most "
+                                       f"{MAX_SECONDS / 3600:g} hours are supported.")
+    except RhubarbError:
+        raise
     except (RuntimeError, OSError) as error:  # libsndfile's errors are RuntimeErrors
-        reason = str(getattr(error, "error_string", None) or error).rstrip(".")
-        raise RhubarbError(f"{opening} It is not readable audio ({reason}).") from None
-    return Path(target)
+        raise RhubarbError(f"{opening} It is not readable audio ({decoder_reason(error)}).") from None
+    if written == 0:
+        reason = f"It is not readable audio ({decoder.damage})" if decoder.damage else "It holds no audio frames"
+        raise RhubarbError(f"{opening} {reason}.")
+    # Decoding that fails part way is damage, except at the end of a stream of unknown length.
+    damage = decoder.damage if known else None
+    note = shortfall_note(written, rate, promised, damage)
+    return Path(target), [note] if note else []
 
 
 def rhubarb_arguments(executable, audio, output, recognizer="words", dialog_file=None, extended_shapes="GHX", threads=None):
@@ -116,6 +147,7 @@ class RhubarbJob(Job):
         self.extended_shapes = extended_shapes
         self.threads = threads
         self.log = []
+        self.notes = []  # what to tell the user of the recording (convert_to_wav's notes)
         self._fraction = 0.0
         self._failure = None
         self.process = None  # the running Rhubarb, once started
@@ -134,7 +166,7 @@ class RhubarbJob(Job):
         try:
             audio = self.audio
             if not can_read(audio):
-                audio = convert_to_wav(audio, folder / (audio.stem + ".wav"))
+                audio, self.notes = convert_to_wav(audio, folder / (audio.stem + ".wav"))
             arguments = rhubarb_arguments(
                 self.executable, audio, self._output, self.recognizer, dialog_file, self.extended_shapes,
                 self.threads,

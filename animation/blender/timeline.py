@@ -947,7 +947,7 @@ class LipSyncJob(Job):
                 raise
             if not self._inner.done:
                 return Progress(0.95 * progress.fraction, progress.message)
-        unknown = []
+        unknown, notes = [], []
         if self._track is None:
             result = self._inner.result
             self._track = getattr(result, "track", result)
@@ -955,9 +955,11 @@ class LipSyncJob(Job):
                 self._track = self._decoded.naming_the_recording(self._track)
             self._remove_copies()
             unknown = list(getattr(result, "unknown_words", []))
+            notes = [f"{self.source.name}: {note}" for note in self._inner.notes]  # cut short, damaged
         scene, obj = self._targets()
         placed = place_line(scene, obj, self._track, self.name, self.start_frame, self.audio,
                             self.curve_settings, self.mapping, self.extend_scene, adopt_sound=self.sound_strip)
+        placed.warnings[:0] = notes
         return self.finish(LipSyncResult(self.analyser, str(self.source), self._track, placed, unknown))
 
     def _stop(self):

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from shared_assets import SHARED
 from tha_studio.lipsync import analyser
 from tha_studio.lipsync.analyser import AudioError
+from tha_studio.lipsync.audio_formats import wav_header_frames
 
 AUDIO = SHARED / "assets" / "lipsync" / "audio"
 
@@ -214,3 +215,113 @@ def test_a_recording_only_ffmpeg_reads_points_to_blender(tmp_path):
     memo.write_bytes(b"\0\0\0\x18ftypM4A " + bytes(64))
     with pytest.raises(AudioError, match=r"memo\.m4a\. A '\.m4a' recording is read through Blender's FFmpeg"):
         analyser.read_audio(memo)
+
+
+# --- recordings cut short, damaged part way, or of a length their header leaves out -------------
+
+
+def _speech_file(tmp_path, name, **options):
+    """Real speech (s3_pauses.wav) written as `name` with soundfile's options: (path, samples, rate)."""
+    path = AUDIO / "s3_pauses.wav"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    speech, rate = soundfile.read(path, dtype="float32")
+    written = tmp_path / name
+    soundfile.write(written, speech, rate, **options)
+    return written, speech, rate
+
+
+def _cut(path, fraction=0.5):
+    """A copy of `path` with only its first `fraction` of bytes: an interrupted copy or recording."""
+    data = path.read_bytes()
+    cut = path.with_name("cut_" + path.name)
+    cut.write_bytes(data[: int(len(data) * fraction)])
+    return cut
+
+
+def _read_all(path):
+    reader = analyser.AudioReader(path)
+    for _ in reader.steps():
+        pass
+    return reader
+
+
+def test_the_frame_count_a_wav_header_promises(tmp_path):
+    path, speech, rate = _speech_file(tmp_path, "line.wav", subtype="PCM_16")
+    assert wav_header_frames(path) == len(speech) == soundfile.info(path).frames
+    for name, options in (("float.wav", {"subtype": "FLOAT"}), ("rf64.wav", {"format": "RF64"}),
+                          ("extensible.wav", {"format": "WAVEX", "subtype": "PCM_24"})):
+        assert wav_header_frames(_speech_file(tmp_path, name, **options)[0]) == len(speech), name
+    data = bytearray(path.read_bytes())
+    size_at = data.index(b"data") + 4
+    for unknown in (0, 0xFFFFFFFF, 0x7FFFF000):  # a size never written, FFmpeg's to a pipe, SoX's
+        struct.pack_into("<I", data, size_at, unknown)
+        (tmp_path / "open.wav").write_bytes(data)
+        assert wav_header_frames(tmp_path / "open.wav") is None
+    flac = _speech_file(tmp_path, "line.flac")[0]
+    assert wav_header_frames(flac) is None and wav_header_frames(tmp_path / "absent.wav") is None
+
+
+def test_a_wav_cut_short_is_read_as_far_as_it_goes_and_says_so(tmp_path):
+    path, speech, rate = _speech_file(tmp_path, "line.wav", subtype="PCM_16")
+    cut = _cut(path)
+    kept = (cut.stat().st_size - (path.stat().st_size - 2 * len(speech))) // 2
+    reader = _read_all(cut)
+    assert reader.duration == pytest.approx(kept / rate, abs=1e-6)
+    [note] = reader.notes
+    assert (f"the recording ends at {kept / rate:.2f} s, though its header gives {len(speech) / rate:.2f} s: "
+            f"the file was cut short") in note
+    whole = _read_all(path)
+    assert whole.notes == []
+    middle = slice(1600, len(reader.samples) - 1600)  # (the resampling differs at the ends)
+    assert np.corrcoef(reader.samples[middle], whole.samples[middle])[0, 1] > 0.999
+    # A header left open (a recording never finalised) reads whole, and says nothing.
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<I", data, data.index(b"data") + 4, 0xFFFFFFFF)
+    (tmp_path / "open.wav").write_bytes(data)
+    unfinished = _read_all(tmp_path / "open.wav")
+    assert unfinished.notes == [] and unfinished.duration == pytest.approx(len(speech) / rate)
+
+
+def test_a_flac_cut_short_is_read_up_to_the_damage_and_says_so(tmp_path):
+    path, speech, rate = _speech_file(tmp_path, "line.flac")
+    cut = _cut(path)
+    with pytest.raises(soundfile.LibsndfileError):  # libsndfile alone gives up on the whole read
+        soundfile.read(cut)
+    reader = _read_all(cut)
+    assert 0.4 < reader.duration / (len(speech) / rate) < 0.6
+    [note] = reader.notes
+    assert (f"the audio cannot be decoded past {reader.duration:.2f} s of {len(speech) / rate:.2f} s "
+            f"(flac decoder lost sync): the file is damaged or cut short") in note
+    whole = _read_all(path)
+    middle = slice(1600, len(reader.samples) - 1600)
+    assert np.corrcoef(reader.samples[middle], whole.samples[middle])[0, 1] > 0.999
+    job = analyser.Analysis(cut, recognizer="phonetic")
+    track = job.run().track
+    assert job.notes == [note] and track.duration == pytest.approx(reader.duration, abs=0.01)
+    assert any(cue.shape != "X" for cue in track.cues)
+
+
+def _without_length(flac):
+    """A copy of a FLAC whose stream info leaves the total sample count out (0), as an encoder
+    writing to a pipe leaves it."""
+    data = bytearray(flac.read_bytes())
+    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # STREAMINFO comes first
+    field = int.from_bytes(data[18:26], "big")  # its last 36 bits: the total samples
+    data[18:26] = (field & ~((1 << 36) - 1)).to_bytes(8, "big")
+    stream = flac.with_name("stream_" + flac.name)
+    stream.write_bytes(data)
+    return stream
+
+
+def test_a_flac_that_leaves_its_length_out_is_read_whole(tmp_path):
+    # libsndfile gives such a stream 2**63 - 1 frames (once refused as 160 billion hours long) and
+    # fails reading past its end.
+    path, speech, rate = _speech_file(tmp_path, "line.flac")
+    stream = _without_length(path)
+    assert soundfile.info(stream).frames == analyser.UNKNOWN_FRAMES
+    reader = _read_all(stream)
+    assert reader.notes == [] and abs(reader.duration - len(speech) / rate) <= 2 / rate
+    whole = _read_all(path)
+    count = min(len(reader.samples), len(whole.samples)) - 1600
+    np.testing.assert_allclose(reader.samples[:count], whole.samples[:count], atol=1e-4)

@@ -113,6 +113,22 @@ def test_the_engine_is_named_and_progress_moves_only_when_it_changes(shared, tmp
     assert lines[2].endswith("-> " + str(tmp_path / "cues.tsv")) and "" not in lines[:-1]
 
 
+def test_a_recording_cut_short_is_lip_synced_as_far_as_it_goes_with_a_warning_even_when_quiet(
+        shared, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no Rhubarb: the built-in analyser
+    samples, rate = soundfile.read(shared / "assets" / "lipsync" / "audio" / "s3_pauses.wav")
+    whole = tmp_path / "line.flac"
+    soundfile.write(whole, samples, rate)
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    target = tmp_path / "cues.tsv"
+    assert main(["lipsync", "-q", str(cut), "-o", str(target)]) == 0
+    [warning] = capsys.readouterr().err.splitlines()
+    assert warning.startswith("warning: cut.flac: the audio cannot be decoded past ")
+    assert f" of {len(samples) / rate:.2f} s (flac decoder lost sync)" in warning
+    assert 0.4 < formats.read_cues(target).duration / (len(samples) / rate) < 0.6
+
+
 def test_an_error_after_the_progress_bar_starts_its_own_line(shared, capsys):
     bad = shared / "assets" / "lipsync" / "bad_inputs" / "text_renamed.wav"
     assert main(["lipsync", str(bad), "--engine", "builtin"]) == 1

@@ -21,7 +21,8 @@ import tha_studio
 from tha_studio.lipsync import formats
 from tha_studio.errors import UserError
 from tha_studio.jobs import JobCancelled
-from tha_studio.lipsync.rhubarb import RhubarbError, RhubarbJob, can_read, find_rhubarb, rhubarb_arguments
+from tha_studio.lipsync.rhubarb import (RhubarbError, RhubarbJob, can_read, convert_to_wav, find_rhubarb,
+                                        rhubarb_arguments)
 
 STAND_IN = r'''#!{python}
 import json, os, shutil, sys, time
@@ -148,6 +149,47 @@ def test_flac_and_mp3_go_to_rhubarb_as_a_temporary_wav(shared, stand_in, tmp_pat
     assert not given.parent.exists()  # removed with the job's folder
     expected = formats.read_cues(shared / "assets" / "lipsync" / "rhubarb" / "s1_plosives.wav" / "ps_json.json")
     assert track.cues == expected.cues and track.sound_file == str(flac)
+
+
+def test_a_wav_cut_short_goes_to_rhubarb_as_a_copy_of_what_is_there_and_is_said(shared, stand_in, tmp_path):
+    # Rhubarb reads a WAV as far as its header says; a copy cut at half gets it a WAV of the half
+    # there, and the job says the recording was cut short, as the built-in analyser does.
+    _, log = stand_in
+    samples, rate = soundfile.read(shared / "assets" / "lipsync" / "audio" / "s1_plosives.wav", dtype="int16")
+    whole = tmp_path / "whole" / "s1_plosives.wav"
+    whole.parent.mkdir()
+    soundfile.write(whole, samples, rate, subtype="PCM_16")
+    data = whole.read_bytes()
+    cut = tmp_path / "s1_plosives.wav"
+    cut.write_bytes(data[: len(data) // 2])
+    assert can_read(whole) and not can_read(cut)
+    job = RhubarbJob(cut)
+    job.run()
+    given = Path(json.loads(log.read_text().splitlines()[-1])[-1])
+    assert given.name == cut.name and given.parent.name.startswith("tha_studio_rhubarb_")
+    [note] = job.notes
+    kept = (len(data) // 2 - (len(data) - 2 * len(samples))) // 2
+    assert f"the recording ends at {kept / rate:.2f} s, though its header gives {len(samples) / rate:.2f} s" in note
+    assert RhubarbJob(whole).run() and log.read_text().splitlines()[-1].endswith(f'"{whole}"]')
+
+
+def test_a_flac_of_unknown_length_converts_whole_and_a_damaged_one_up_to_the_damage(shared, tmp_path):
+    samples, rate = soundfile.read(shared / "assets" / "lipsync" / "audio" / "s3_pauses.wav", dtype="float32")
+    flac = tmp_path / "line.flac"
+    soundfile.write(flac, samples, rate)
+    data = bytearray(flac.read_bytes())
+    field = int.from_bytes(data[18:26], "big")  # STREAMINFO's total samples: left out (0)
+    data[18:26] = (field & ~((1 << 36) - 1)).to_bytes(8, "big")
+    stream = tmp_path / "stream.flac"
+    stream.write_bytes(data)
+    wav, notes = convert_to_wav(stream, tmp_path / "stream.wav")
+    assert notes == [] and abs(soundfile.info(wav).frames - len(samples)) <= 1
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(flac.read_bytes()[: len(data) // 2])
+    wav, [note] = convert_to_wav(cut, tmp_path / "cut.wav")
+    seconds = soundfile.info(wav).frames / rate
+    assert 0.4 < seconds / (len(samples) / rate) < 0.6
+    assert f"cannot be decoded past {seconds:.2f} s of {len(samples) / rate:.2f} s" in note
 
 
 def test_unreadable_flac_is_named(stand_in, tmp_path):

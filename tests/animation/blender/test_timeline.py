@@ -356,6 +356,28 @@ def test_a_damaged_voice_memo_is_named_and_changes_nothing(m, sprite, tmp_path):
         assert scene_state() == before
 
 
+def test_a_recording_cut_short_becomes_a_line_as_long_as_it_plays_and_says_so(m, sprite, tmp_path):
+    """A WAV cut at half (an interrupted copy): Blender plays the half there, the line covers
+    it, and the result's warnings, which the add-on and the commands report, say what happened."""
+    import soundfile
+
+    if m.timeline.find_rhubarb() is not None:
+        pytest.skip("Rhubarb is on PATH here: the job would use it")
+    samples, rate = soundfile.read(shared_path(*WATCHING_TV), dtype="float32")
+    whole = tmp_path / "whole.wav"
+    soundfile.write(whole, samples, rate, subtype="PCM_16")
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    result, _ = run(m.timeline.LipSyncJob(bpy.context.scene, sprite, cut, start_frame=1))
+    strip, sound = result.placed
+    heard = soundfile.info(cut).frames / rate
+    assert result.cue_track.duration == pytest.approx(heard, abs=0.01)
+    assert sound.frame_final_duration == pytest.approx(heard * 24, abs=1)
+    [warning] = result.placed.warnings
+    assert warning.startswith(f"cut.wav: the recording ends at {heard:.2f} s, though its header gives "
+                              f"{len(samples) / rate:.2f} s: the file was cut short")
+
+
 def mouth_open(m, sprite_obj, frame):
     """The sum of the mouth sliders the sprite's mapping moves, as the NLA plays them at a frame."""
     return sum(value_at(sprite_obj, parameter, frame) for parameter in m.timeline.mouth_mapping(sprite_obj).parameters)
