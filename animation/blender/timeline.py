@@ -463,7 +463,8 @@ def _sound_frames(sound):
     try:
         import aud
 
-        return aud.Sound(bpy.path.abspath(sound.filepath)).length
+        length = aud.Sound(bpy.path.abspath(sound.filepath)).length
+        return max(length, 0)  # negative where the file does not say (a FLAC written to a pipe)
     except Exception:  # noqa: BLE001 - aud is missing on some Linux builds; the strip length tells then
         return 0
 
@@ -692,6 +693,11 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
     if audio_path is not None:
         sound = _add_sound(scene, f"{obj.name}: {name}", Path(audio_path).resolve(), start_frame,
                            int(math.ceil((seconds or 0.0) * fps)))
+        analysed = max(track.duration or 0.0, track.end) * fps
+        if not seconds and sound.frame_final_duration + 1 < analysed:
+            # Blender cannot tell the length of a stream whose header leaves it out (a FLAC written
+            # to a pipe) and makes its strip a frame long; lengthened, the strip plays all of it.
+            sound.frame_final_duration = int(math.ceil(analysed))
         record = record_of(action)
         record["sound"] = sound.name
         action[RECORD] = json.dumps(record)

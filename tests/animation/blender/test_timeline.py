@@ -378,6 +378,37 @@ def test_a_recording_cut_short_becomes_a_line_as_long_as_it_plays_and_says_so(m,
                               f"{len(samples) / rate:.2f} s: the file was cut short")
 
 
+def test_a_flac_that_leaves_its_length_out_gets_a_sound_strip_as_long_as_its_line(m, sprite, tmp_path):
+    """Blender cannot tell the length of a FLAC whose stream info leaves it out (an encoder writing
+    to a pipe) and makes its sound strip one frame long; the line's strip is lengthened to the
+    recording the analysis read, and Blender's mixdown plays all of it."""
+    import aud
+    import soundfile
+
+    if m.timeline.find_rhubarb() is not None:
+        pytest.skip("Rhubarb is on PATH here: the job would use it")
+    samples, rate = soundfile.read(shared_path(*WATCHING_TV), dtype="float32")
+    flac = tmp_path / "line.flac"
+    soundfile.write(flac, samples, rate)
+    data = bytearray(flac.read_bytes())
+    field = int.from_bytes(data[18:26], "big")  # STREAMINFO's total samples: left out (0)
+    data[18:26] = (field & ~((1 << 36) - 1)).to_bytes(8, "big")
+    flac.write_bytes(data)
+    scene = bpy.context.scene
+    result, _ = run(m.timeline.LipSyncJob(scene, sprite, flac, start_frame=1))
+    strip, sound = result.placed
+    seconds = len(samples) / rate
+    assert result.placed.warnings == [] and result.cue_track.duration == pytest.approx(seconds, abs=0.01)
+    assert sound.frame_final_duration == math.ceil(seconds * 24)
+    mixdown = tmp_path / "mixdown.wav"
+    assert scene.frame_start == 1
+    assert bpy.ops.sound.mixdown(filepath=str(mixdown), container="WAV", codec="PCM", format="S16") == {"FINISHED"}
+    mixed = aud.Sound(str(mixdown))
+    out_rate, heard = int(mixed.specs[0]), np.abs(mixed.data()[:, 0])
+    last_second = heard[int((seconds - 1) * out_rate) : int(seconds * out_rate)]
+    assert last_second.max() > 0.01  # the end of the recording is heard, not a frame of it
+
+
 def mouth_open(m, sprite_obj, frame):
     """The sum of the mouth sliders the sprite's mapping moves, as the NLA plays them at a frame."""
     return sum(value_at(sprite_obj, parameter, frame) for parameter in m.timeline.mouth_mapping(sprite_obj).parameters)
