@@ -141,16 +141,24 @@ def shortfall_note(decoded_frames, rate, promised_frames, damage=None):
 class BlockDecoder:
     """A recording's frames read by libsndfile a block at a time, as float32 (frames, channels)
     arrays, as far as they decode: `blocks(size)` ends at the end of the file, or where a read
-    fails, with `damage` then set to the decoder's reason.
+    fails for good, with `failure` then set to the decoder's reason. `frames`: libsndfile's frame
+    count (UNKNOWN_FRAMES where the header leaves it out).
 
     A failed read loses the whole block it was reading, and the error sticks to the open file; so
     the file is opened again, taken back to where the block began and read on in smaller blocks,
     down to single frames. What decodes before a damaged spot is kept, and so is the end of a
     stream that does not give its length (libsndfile fails reading past it)."""
 
-    def __init__(self, path):
+    def __init__(self, path, frames):
         self.path = str(path)
-        self.damage = None
+        self.frames = frames
+        self.failure = None
+
+    @property
+    def damage(self):
+        """The failure, where it is damage: not the end of a stream of unknown length, which
+        libsndfile reports as a failed read."""
+        return self.failure if self.frames < UNKNOWN_FRAMES else None
 
     def blocks(self, size):
         import soundfile
@@ -165,12 +173,12 @@ class BlockDecoder:
                     audio.close()
                     first_reason = first_reason or decoder_reason(error)
                     if size == 1:
-                        self.damage = first_reason
+                        self.failure = first_reason
                         return
                     try:
                         audio = self._reopened_at(position, size)
                     except (RuntimeError, OSError):  # libsndfile's errors are RuntimeErrors
-                        self.damage = first_reason
+                        self.failure = first_reason
                         return
                     size = max(size // 16, 1)
                     continue
@@ -313,7 +321,7 @@ class AudioReader:
             total = max(frames, 1) if known else None
             mono = np.empty(frames if known else block, dtype=np.float32)
             filled = unreported = 0
-            decoder = BlockDecoder(self.path)
+            decoder = BlockDecoder(self.path, frames)
             for samples in decoder.blocks(block):
                 # Float WAVs can hold NaN; a file may hold more frames than its header said.
                 samples = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
@@ -337,10 +345,9 @@ class AudioReader:
                     # (Of a stream of unknown length, a fraction that creeps towards the half.)
                     yield 0.5 * (filled / total if known else filled / (filled + 60 * self.rate))
         if filled == 0:
-            reason = f"It is not readable {self.kind} audio ({decoder.damage})" if decoder.damage else "It holds no audio frames"
+            reason = f"It is not readable {self.kind} audio ({decoder.failure})" if decoder.failure else "It holds no audio frames"
             raise AudioError(f"{self.opening} {reason}.")
-        # Decoding that fails part way is damage, except at the end of a stream of unknown length.
-        self._damage = decoder.damage if known else None
+        self._damage = decoder.damage
         return mono[:filled]
 
 

@@ -59,7 +59,8 @@ def find_rhubarb(path=None):
 
 def can_read(path):
     """Whether Rhubarb opens this recording itself (.wav, .ogg); others (.flac, .mp3), and a WAV
-    cut short (Rhubarb reads as far as its header says), RhubarbJob first converts to a temporary WAV."""
+    cut short (its header promises more than it holds), RhubarbJob first converts to a temporary
+    WAV of what is there."""
     path = Path(path)
     if path.suffix.lower() not in RHUBARB_EXTENSIONS:
         return False
@@ -89,10 +90,9 @@ def convert_to_wav(source, target):
     written = 0
     try:
         info = soundfile.info(str(source))
-        known = info.frames < UNKNOWN_FRAMES
-        check_audio_header(info.samplerate, info.channels, info.frames if known else None, opening)
+        check_audio_header(info.samplerate, info.channels, info.frames if info.frames < UNKNOWN_FRAMES else None, opening)
         rate, promised = info.samplerate, header_frames(source, info.frames)
-        decoder = BlockDecoder(source)
+        decoder = BlockDecoder(source, info.frames)
         with soundfile.SoundFile(str(target), "w", rate, info.channels, "PCM_16", format="WAV") as wav:
             for block in decoder.blocks(CONVERT_BLOCK_FRAMES):
                 wav.write(block)
@@ -105,11 +105,9 @@ def convert_to_wav(source, target):
     except (RuntimeError, OSError) as error:  # libsndfile's errors are RuntimeErrors
         raise RhubarbError(f"{opening} It is not readable audio ({decoder_reason(error)}).") from None
     if written == 0:
-        reason = f"It is not readable audio ({decoder.damage})" if decoder.damage else "It holds no audio frames"
+        reason = f"It is not readable audio ({decoder.failure})" if decoder.failure else "It holds no audio frames"
         raise RhubarbError(f"{opening} {reason}.")
-    # Decoding that fails part way is damage, except at the end of a stream of unknown length.
-    damage = decoder.damage if known else None
-    note = shortfall_note(written, rate, promised, damage)
+    note = shortfall_note(written, rate, promised, decoder.damage)
     return Path(target), [note] if note else []
 
 
