@@ -269,14 +269,13 @@ class AudioReader:
         self.kind = KINDS[extension]
         with self._decoding_errors():
             info = soundfile.info(str(path))
-            check_audio_header(info.samplerate, info.channels, None if info.frames >= UNKNOWN_FRAMES else info.frames,
-                               opening)
+            check_audio_header(info.samplerate, info.channels, info.frames, opening)
         self.rate = info.samplerate
+        self.frames = info.frames  # libsndfile's count: UNKNOWN_FRAMES where the header leaves it out
         self.promised_frames = header_frames(path, info.frames)
         self.samples = None
         self.duration = None
         self.notes = []
-        self._damage = None  # the decoder's reason where decoding failed part way (BlockDecoder.damage)
 
     @contextlib.contextmanager
     def _decoding_errors(self):
@@ -292,14 +291,14 @@ class AudioReader:
     def steps(self):
         """Decode and resample a block per step (yields the fraction done, 0..1)."""
         energies = {}
-        mono = yield from self._decode(None, energies)
+        mono, damage = yield from self._decode(None, energies)
         if len(energies["channels"]) > 1 and mix_cancels(energies["mix"], energies["channels"]):
             # The mix lost the voice: one channel the inverse of the other (a mis-wired microphone
             # cancels to silence), or the voice in one channel of many. The loudest one alone.
-            mono = yield from self._decode(int(np.argmax(energies["channels"])), None)
+            mono, damage = yield from self._decode(int(np.argmax(energies["channels"])), None)
         filled = len(mono)
         self.duration = filled / self.rate
-        note = shortfall_note(filled, self.rate, self.promised_frames, self._damage)
+        note = shortfall_note(filled, self.rate, self.promised_frames, damage)
         self.notes = [note] if note else []
         resampled = []
         for done, piece in resample_blocks(mono, self.rate, SAMPLE_RATE, self.BLOCK_SECONDS):
@@ -308,20 +307,17 @@ class AudioReader:
         self.samples = np.concatenate(resampled) if resampled else np.zeros(0, np.float32)
 
     def _decode(self, channel, energies):
-        """The samples as mono float32 (the mean of the channels, or `channel` alone), a block per
-        step (yields the fraction done, 0..0.5); where `energies` is a dict, sets its "channels"
-        (each channel's sum of squares) and "mix" (the mono samples')."""
-        import soundfile
-
+        """(the samples as mono float32: the mean of the channels, or `channel` alone; the
+        decoder's reason where it stopped on damage, else None), a block per step (yields the
+        fraction done, 0..0.5); where `energies` is a dict, sets its "channels" (each channel's sum
+        of squares) and "mix" (the mono samples')."""
         block = max(int(self.rate * self.BLOCK_SECONDS), 1)
         most = int(MAX_SECONDS * self.rate)
         with self._decoding_errors():
-            frames = soundfile.info(str(self.path)).frames
-            known = frames < UNKNOWN_FRAMES
-            total = max(frames, 1) if known else None
-            mono = np.empty(frames if known else block, dtype=np.float32)
+            known = self.frames < UNKNOWN_FRAMES
+            mono = np.empty(self.frames if known else block, dtype=np.float32)
             filled = unreported = 0
-            decoder = BlockDecoder(self.path, frames)
+            decoder = BlockDecoder(self.path, self.frames)
             for samples in decoder.blocks(block):
                 # Float WAVs can hold NaN; a file may hold more frames than its header said.
                 samples = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
@@ -343,12 +339,11 @@ class AudioReader:
                 if unreported >= block:  # a step a block, however finely BlockDecoder reads past damage
                     unreported = 0
                     # (Of a stream of unknown length, a fraction that creeps towards the half.)
-                    yield 0.5 * (filled / total if known else filled / (filled + 60 * self.rate))
+                    yield 0.5 * (filled / max(self.frames, 1) if known else filled / (filled + 60 * self.rate))
         if filled == 0:
             reason = f"It is not readable {self.kind} audio ({decoder.failure})" if decoder.failure else "It holds no audio frames"
             raise AudioError(f"{self.opening} {reason}.")
-        self._damage = decoder.damage
-        return mono[:filled]
+        return mono[:filled], decoder.damage
 
 
 def mix_cancels(mix_energy, channel_energies, ratio=0.1):
@@ -359,14 +354,14 @@ def mix_cancels(mix_energy, channel_energies, ratio=0.1):
 
 
 def check_audio_header(rate, channels, frames, opening):
-    """Refuse a sample rate, channel count or length (frames; None: not known) that no recording
-    of speech has."""
+    """Refuse a sample rate, channel count or length (frames; UNKNOWN_FRAMES: not known) that no
+    recording of speech has."""
     low, high = SAMPLE_RATES
     if not low <= rate <= high:
         raise AudioError(f"{opening} Its sample rate is {rate} Hz; supported rates are {low} to {high} Hz.")
     if not 1 <= channels <= MAX_CHANNELS:
         raise AudioError(f"{opening} It has {channels} channels; at most {MAX_CHANNELS} are supported.")
-    if frames is None:  # a stream that does not say: its length is checked as it is decoded
+    if frames >= UNKNOWN_FRAMES:  # a stream that does not say: its length is checked as it is decoded
         return
     if frames == 0:
         raise AudioError(f"{opening} It holds no audio frames.")

@@ -83,14 +83,13 @@ def convert_to_wav(source, target):
     converted up to there, and the notes say so (analyser.shortfall_note)."""
     import soundfile
 
-    from .analyser import (MAX_SECONDS, UNKNOWN_FRAMES, BlockDecoder, check_audio_header, decoder_reason,
-                           header_frames, shortfall_note)
+    from .analyser import MAX_SECONDS, BlockDecoder, check_audio_header, decoder_reason, header_frames, shortfall_note
 
     opening = f"Could not open sound file {source}."
     written = 0
     try:
         info = soundfile.info(str(source))
-        check_audio_header(info.samplerate, info.channels, info.frames if info.frames < UNKNOWN_FRAMES else None, opening)
+        check_audio_header(info.samplerate, info.channels, info.frames, opening)
         rate, promised = info.samplerate, header_frames(source, info.frames)
         decoder = BlockDecoder(source, info.frames)
         with soundfile.SoundFile(str(target), "w", rate, info.channels, "PCM_16", format="WAV") as wav:
