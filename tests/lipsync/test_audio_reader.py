@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from recordings import cut_copy, flac_without_length
 from shared_assets import SHARED
 from tha_studio.lipsync import analyser
 from tha_studio.lipsync.analyser import AudioError
@@ -231,14 +232,6 @@ def _speech_file(tmp_path, name, **options):
     return written, speech, rate
 
 
-def _cut(path, fraction=0.5):
-    """A copy of `path` with only its first `fraction` of bytes: an interrupted copy or recording."""
-    data = path.read_bytes()
-    cut = path.with_name("cut_" + path.name)
-    cut.write_bytes(data[: int(len(data) * fraction)])
-    return cut
-
-
 def _read_all(path):
     reader = analyser.AudioReader(path)
     for _ in reader.steps():
@@ -264,7 +257,7 @@ def test_the_frame_count_a_wav_header_promises(tmp_path):
 
 def test_a_wav_cut_short_is_read_as_far_as_it_goes_and_says_so(tmp_path):
     path, speech, rate = _speech_file(tmp_path, "line.wav", subtype="PCM_16")
-    cut = _cut(path)
+    cut = cut_copy(path, tmp_path / "cut.wav")
     kept = (cut.stat().st_size - (path.stat().st_size - 2 * len(speech))) // 2
     reader = _read_all(cut)
     assert reader.duration == pytest.approx(kept / rate, abs=1e-6)
@@ -285,7 +278,7 @@ def test_a_wav_cut_short_is_read_as_far_as_it_goes_and_says_so(tmp_path):
 
 def test_a_flac_cut_short_is_read_up_to_the_damage_and_says_so(tmp_path):
     path, speech, rate = _speech_file(tmp_path, "line.flac")
-    cut = _cut(path)
+    cut = cut_copy(path, tmp_path / "cut.flac")
     with pytest.raises(soundfile.LibsndfileError):  # libsndfile alone gives up on the whole read
         soundfile.read(cut)
     reader = _read_all(cut)
@@ -302,23 +295,11 @@ def test_a_flac_cut_short_is_read_up_to_the_damage_and_says_so(tmp_path):
     assert any(cue.shape != "X" for cue in track.cues)
 
 
-def _without_length(flac):
-    """A copy of a FLAC whose stream info leaves the total sample count out (0), as an encoder
-    writing to a pipe leaves it."""
-    data = bytearray(flac.read_bytes())
-    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # STREAMINFO comes first
-    field = int.from_bytes(data[18:26], "big")  # its last 36 bits: the total samples
-    data[18:26] = (field & ~((1 << 36) - 1)).to_bytes(8, "big")
-    stream = flac.with_name("stream_" + flac.name)
-    stream.write_bytes(data)
-    return stream
-
-
 def test_a_flac_that_leaves_its_length_out_is_read_whole(tmp_path):
     # libsndfile gives such a stream 2**63 - 1 frames (once refused as 160 billion hours long) and
     # fails reading past its end.
     path, speech, rate = _speech_file(tmp_path, "line.flac")
-    stream = _without_length(path)
+    stream = flac_without_length(path, tmp_path / "stream.flac")
     assert soundfile.info(stream).frames == analyser.UNKNOWN_FRAMES
     reader = _read_all(stream)
     assert reader.notes == [] and abs(reader.duration - len(speech) / rate) <= 2 / rate

@@ -5,6 +5,7 @@ import json
 import pytest
 import soundfile
 
+from recordings import cut_copy
 from tha_studio.commands import main
 from tha_studio.lipsync import formats
 
@@ -119,8 +120,7 @@ def test_a_recording_cut_short_is_lip_synced_as_far_as_it_goes_with_a_warning_ev
     samples, rate = soundfile.read(shared / "assets" / "lipsync" / "audio" / "s3_pauses.wav")
     whole = tmp_path / "line.flac"
     soundfile.write(whole, samples, rate)
-    cut = tmp_path / "cut.flac"
-    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    cut = cut_copy(whole, tmp_path / "cut.flac")
     target = tmp_path / "cues.tsv"
     assert main(["lipsync", "-q", str(cut), "-o", str(target)]) == 0
     [warning] = capsys.readouterr().err.splitlines()

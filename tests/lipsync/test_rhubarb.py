@@ -18,6 +18,7 @@ import pytest
 import soundfile
 
 import tha_studio
+from recordings import cut_copy, flac_without_length
 from tha_studio.lipsync import formats
 from tha_studio.errors import UserError
 from tha_studio.jobs import JobCancelled
@@ -160,8 +161,7 @@ def test_a_wav_cut_short_goes_to_rhubarb_as_a_copy_of_what_is_there_and_is_said(
     whole.parent.mkdir()
     soundfile.write(whole, samples, rate, subtype="PCM_16")
     data = whole.read_bytes()
-    cut = tmp_path / "s1_plosives.wav"
-    cut.write_bytes(data[: len(data) // 2])
+    cut = cut_copy(whole, tmp_path / "s1_plosives.wav")
     assert can_read(whole) and not can_read(cut)
     job = RhubarbJob(cut)
     job.run()
@@ -177,15 +177,10 @@ def test_a_flac_of_unknown_length_converts_whole_and_a_damaged_one_up_to_the_dam
     samples, rate = soundfile.read(shared / "assets" / "lipsync" / "audio" / "s3_pauses.wav", dtype="float32")
     flac = tmp_path / "line.flac"
     soundfile.write(flac, samples, rate)
-    data = bytearray(flac.read_bytes())
-    field = int.from_bytes(data[18:26], "big")  # STREAMINFO's total samples: left out (0)
-    data[18:26] = (field & ~((1 << 36) - 1)).to_bytes(8, "big")
-    stream = tmp_path / "stream.flac"
-    stream.write_bytes(data)
+    stream = flac_without_length(flac, tmp_path / "stream.flac")
     wav, notes = convert_to_wav(stream, tmp_path / "stream.wav")
     assert notes == [] and abs(soundfile.info(wav).frames - len(samples)) <= 1
-    cut = tmp_path / "cut.flac"
-    cut.write_bytes(flac.read_bytes()[: len(data) // 2])
+    cut = cut_copy(flac, tmp_path / "cut.flac")
     wav, [note] = convert_to_wav(cut, tmp_path / "cut.wav")
     seconds = soundfile.info(wav).frames / rate
     assert 0.4 < seconds / (len(samples) / rate) < 0.6

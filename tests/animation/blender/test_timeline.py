@@ -16,6 +16,7 @@ import bpy
 import numpy as np
 import pytest
 
+from recordings import cut_copy, flac_without_length
 from shared_assets import shared_path
 
 WATCHING_TV = ("assets", "lipsync", "audio", "en_male_watchingtv.ogg")
@@ -366,8 +367,7 @@ def test_a_recording_cut_short_becomes_a_line_as_long_as_it_plays_and_says_so(m,
     samples, rate = soundfile.read(shared_path(*WATCHING_TV), dtype="float32")
     whole = tmp_path / "whole.wav"
     soundfile.write(whole, samples, rate, subtype="PCM_16")
-    cut = tmp_path / "cut.wav"
-    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    cut = cut_copy(whole, tmp_path / "cut.wav")
     result, _ = run(m.timeline.LipSyncJob(bpy.context.scene, sprite, cut, start_frame=1))
     strip, sound = result.placed
     heard = soundfile.info(cut).frames / rate
@@ -390,10 +390,7 @@ def test_a_flac_that_leaves_its_length_out_gets_a_sound_strip_as_long_as_its_lin
     samples, rate = soundfile.read(shared_path(*WATCHING_TV), dtype="float32")
     flac = tmp_path / "line.flac"
     soundfile.write(flac, samples, rate)
-    data = bytearray(flac.read_bytes())
-    field = int.from_bytes(data[18:26], "big")  # STREAMINFO's total samples: left out (0)
-    data[18:26] = (field & ~((1 << 36) - 1)).to_bytes(8, "big")
-    flac.write_bytes(data)
+    flac = flac_without_length(flac, tmp_path / "stream.flac")
     scene = bpy.context.scene
     result, _ = run(m.timeline.LipSyncJob(scene, sprite, flac, start_frame=1))
     strip, sound = result.placed
