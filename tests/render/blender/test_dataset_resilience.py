@@ -74,7 +74,12 @@ def test_a_model_left_part_made_by_a_killed_worker_is_finished_by_a_plain_rerun(
     models, out = characters(tmp_path / "models", 3), tmp_path / "out"
     poses = 20  # 41 images a model: seconds, so both workers are in the middle of their first model
     run = start_cli("render-dataset", models, out, "--poses-per-model", poses, "--workers", "2", "--no-progress")
-    assert wait_for(lambda: any(r["type"] == "example" for r in journal(out)), process=run), run.communicate()
+    # Until both workers have images of their models: a worker killed before its model's first
+    # image leaves a model that failed, not a part-made one, and a plain rerun rightly skips that.
+    def both_under_way():
+        return len({r["model"] for r in journal(out) if r["type"] == "example"}) >= 2
+
+    assert wait_for(both_under_way, process=run), run.communicate()
     worker = children(run.pid)[0]
     os.kill(worker, signal.SIGKILL)  # as the OOM killer would
     stdout, stderr = run.communicate(timeout=300)
