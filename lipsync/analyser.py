@@ -25,6 +25,7 @@ one static segment fixed), so each lasts well under a second and a cancel takes 
 """
 
 import contextlib
+import io
 import math
 import os
 import re
@@ -36,7 +37,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..jobs import Job, Progress
-from .audio_formats import BLENDER_EXTENSIONS, SOUNDFILE_EXTENSIONS, wav_header_frames
+from .audio_formats import BLENDER_EXTENSIONS, SOUNDFILE_EXTENSIONS, unsized_wav_data, wav_header_frames
 from .cues import MAX_SECONDS, parse_shape_set
 from .shapes import PHONES, animate_step_by_step, cue_track
 
@@ -138,6 +139,66 @@ def shortfall_note(decoded_frames, rate, promised_frames, damage=None):
     return None
 
 
+class PatchedFile(io.RawIOBase):
+    """A file read with the bytes at `offset` replaced by `patch` (a header field), for
+    libsndfile's virtual IO: the file itself is left as it is."""
+
+    def __init__(self, path, offset, patch):
+        super().__init__()
+        self._file = open(path, "rb")  # noqa: SIM115 - closed with this object
+        self._offset, self._patch = offset, patch
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        return self._file.seek(offset, whence)
+
+    def tell(self):
+        return self._file.tell()
+
+    def readinto(self, buffer):
+        start = self._file.tell()
+        count = self._file.readinto(buffer)
+        low, high = max(self._offset, start), min(self._offset + len(self._patch), start + count)
+        if low < high:
+            memoryview(buffer).cast("B")[low - start : high - start] = self._patch[low - self._offset : high - self._offset]
+        return count
+
+    def close(self):
+        self._file.close()
+        super().close()
+
+
+def open_sound(path):
+    """A soundfile.SoundFile reading the recording. A WAV whose header left the audio's size at 0
+    (audio_formats.unsized_wav_data) is read with that size taken as "to the end of the file",
+    which libsndfile reads as players do; the file itself is not changed."""
+    import soundfile
+
+    unsized = unsized_wav_data(path)
+    if unsized is None:
+        return soundfile.SoundFile(str(path))
+    source = PatchedFile(path, unsized.size_at, b"\xff\xff\xff\xff")  # the size of a stream, either byte order
+    try:
+        # (The SoundFile's callbacks hold the source; it closes when they go, with the SoundFile.)
+        return soundfile.SoundFile(source)
+    except BaseException:
+        source.close()
+        raise
+
+
+def unsized_note(path, frames, rate):
+    """What to tell the user of a WAV read to its end because its header gave its size as 0, or None."""
+    if unsized_wav_data(path) is None:
+        return None
+    return (f"its header gives the audio's size as 0 (a recording that was not closed properly?); it is read to "
+            f"the end of the file, {frames / rate:.2f} s")
+
+
 class BlockDecoder:
     """A recording's frames read by libsndfile a block at a time, as float32 (frames, channels)
     arrays, as far as they decode: `blocks(size)` ends at the end of the file, or where a read
@@ -164,7 +225,7 @@ class BlockDecoder:
         import soundfile
 
         position, first_reason = 0, None  # (the first failure's words: the later ones are of reading past it)
-        audio = soundfile.SoundFile(self.path)
+        audio = open_sound(self.path)
         try:
             while True:
                 try:
@@ -194,13 +255,13 @@ class BlockDecoder:
         of a FLAC of unknown length) read up to there again in blocks of `size`, as before."""
         import soundfile
 
-        audio = soundfile.SoundFile(self.path)
+        audio = open_sound(self.path)
         try:
             audio.seek(position)
             return audio
         except soundfile.LibsndfileError:
             audio.close()
-        audio = soundfile.SoundFile(self.path)
+        audio = open_sound(self.path)
         try:
             for start in range(0, position, size):
                 audio.read(min(size, position - start), dtype="float32", always_2d=True)
@@ -249,8 +310,6 @@ class AudioReader:
     BLOCK_SECONDS = 8.0
 
     def __init__(self, path):
-        import soundfile
-
         self.path = path = Path(path)
         self.opening = opening = f"Could not open sound file {path}."
         extension = path.suffix.lower()
@@ -267,12 +326,11 @@ class AudioReader:
         if path.stat().st_size == 0:
             raise AudioError(f"{opening} The file is empty (0 bytes).")
         self.kind = KINDS[extension]
-        with self._decoding_errors():
-            info = soundfile.info(str(path))
-            check_audio_header(info.samplerate, info.channels, info.frames, opening)
-        self.rate = info.samplerate
-        self.frames = info.frames  # libsndfile's count: UNKNOWN_FRAMES where the header leaves it out
-        self.promised_frames = header_frames(path, info.frames)
+        with self._decoding_errors(), open_sound(path) as sound:  # (its header)
+            check_audio_header(sound.samplerate, sound.channels, sound.frames, opening)
+        self.rate = sound.samplerate
+        self.frames = sound.frames  # libsndfile's count: UNKNOWN_FRAMES where the header leaves it out
+        self.promised_frames = header_frames(path, sound.frames)
         self.samples = None
         self.duration = None
         self.notes = []
@@ -298,8 +356,8 @@ class AudioReader:
             mono, damage = yield from self._decode(int(np.argmax(energies["channels"])), None)
         filled = len(mono)
         self.duration = filled / self.rate
-        note = shortfall_note(filled, self.rate, self.promised_frames, damage)
-        self.notes = [note] if note else []
+        notes = [shortfall_note(filled, self.rate, self.promised_frames, damage), unsized_note(self.path, filled, self.rate)]
+        self.notes = [note for note in notes if note]
         resampled = []
         for done, piece in resample_blocks(mono, self.rate, SAMPLE_RATE, self.BLOCK_SECONDS):
             resampled.append(piece)

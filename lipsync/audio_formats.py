@@ -7,6 +7,7 @@ runs (the add-on, and the commands that start it), copied to a temporary WAV fir
 (animation/blender/audio.py).
 """
 
+import os
 import struct
 from pathlib import Path
 
@@ -31,13 +32,17 @@ def file_glob():
 _UNKNOWN_DATA_SIZE_FROM = 0x7FFFF000
 
 
-def wav_header_frames(path):
-    """The frame count a WAV's header gives (its data chunk's size over the frame size), or None:
-    not a RIFF, RIFX or RF64 WAV, a size left unknown, or a header that does not say.
+class WavData:
+    """Where a WAV's audio lies, as its header tells: `frame_bytes` (the block align, or None where
+    there is no fmt chunk before the data), `size` (the data chunk's size; for RF64 its 64-bit
+    size), `size_at` (the file offset of the chunk's 32-bit size field) and `start` (of the audio)."""
 
-    libsndfile reads the frames a WAV holds and reports their count, however many its header
-    promised; a file cut short (an interrupted copy or recording) is told from a whole one by
-    comparing the two. (The standard library's `wave` reads PCM headers only, not float ones.)"""
+    def __init__(self, frame_bytes, size, size_at, start):
+        self.frame_bytes, self.size, self.size_at, self.start = frame_bytes, size, size_at, start
+
+
+def wav_data(path):
+    """The WavData of a RIFF, RIFX or RF64 WAV, or None (not one, or no data chunk found)."""
     try:
         with open(path, "rb") as file:
             head = file.read(12)
@@ -61,10 +66,34 @@ def wav_header_frames(path):
                 elif name == b"data":
                     if head[:4] == b"RF64" and size == 0xFFFFFFFF:
                         size = long_size
-                    if not frame_bytes or size is None or size == 0 or size >= _UNKNOWN_DATA_SIZE_FROM:
-                        return None
-                    return size // frame_bytes
+                    return WavData(frame_bytes or None, size, file.tell() - 4, file.tell())
                 file.seek(skip, 1)
     except (OSError, struct.error):
         return None
     return None
+
+
+def wav_header_frames(path):
+    """The frame count a WAV's header gives (its data chunk's size over the frame size), or None:
+    not a RIFF, RIFX or RF64 WAV, a size left unknown, or a header that does not say.
+
+    libsndfile reads the frames a WAV holds and reports their count, however many its header
+    promised; a file cut short (an interrupted copy or recording) is told from a whole one by
+    comparing the two. (The standard library's `wave` reads PCM headers only, not float ones.)"""
+    data = wav_data(path)
+    if data is None or not data.frame_bytes or data.size is None or data.size == 0 or data.size >= _UNKNOWN_DATA_SIZE_FROM:
+        return None
+    return data.size // data.frame_bytes
+
+
+def unsized_wav_data(path):
+    """The WavData of a WAV whose data chunk's size was left at 0 though audio follows it (a
+    recorder stopped before it went back to write the size), else None. libsndfile reads no frames
+    of such a file; players, Blender's FFmpeg among them, play it to its end."""
+    data = wav_data(path)
+    if data is None or data.size != 0 or not data.frame_bytes:
+        return None
+    try:
+        return data if os.path.getsize(path) - data.start >= data.frame_bytes else None
+    except OSError:
+        return None

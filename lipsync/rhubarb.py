@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..jobs import Job, Progress
-from .audio_formats import wav_header_frames
+from .audio_formats import unsized_wav_data, wav_header_frames
 from .cues import parse_shape_set
 from .formats import read_cues
 
@@ -58,13 +58,15 @@ def find_rhubarb(path=None):
 
 
 def can_read(path):
-    """Whether Rhubarb opens this recording itself (.wav, .ogg); others (.flac, .mp3), and a WAV
-    cut short (its header promises more than it holds), RhubarbJob first converts to a temporary
-    WAV of what is there."""
+    """Whether Rhubarb opens this recording itself (.wav, .ogg); others (.flac, .mp3), a WAV cut
+    short (its header promises more than it holds) and one whose header left the audio's size at
+    0, RhubarbJob first converts to a temporary WAV of what is there."""
     path = Path(path)
     if path.suffix.lower() not in RHUBARB_EXTENSIONS:
         return False
     if path.suffix.lower() == ".wav":
+        if unsized_wav_data(path) is not None:
+            return False
         promised = wav_header_frames(path)
         if promised is not None:
             try:
@@ -83,16 +85,19 @@ def convert_to_wav(source, target):
     converted up to there, and the notes say so (analyser.shortfall_note)."""
     import soundfile
 
-    from .analyser import MAX_SECONDS, BlockDecoder, check_audio_header, decoder_reason, header_frames, shortfall_note
+    from .analyser import (
+        MAX_SECONDS, BlockDecoder, check_audio_header, decoder_reason, header_frames, open_sound, shortfall_note, unsized_note,
+    )
 
     opening = f"Could not open sound file {source}."
     written = 0
     try:
-        info = soundfile.info(str(source))
-        check_audio_header(info.samplerate, info.channels, info.frames, opening)
-        rate, promised = info.samplerate, header_frames(source, info.frames)
-        decoder = BlockDecoder(source, info.frames)
-        with soundfile.SoundFile(str(target), "w", rate, info.channels, "PCM_16", format="WAV") as wav:
+        with open_sound(source) as sound:  # (its header)
+            rate, channels, frames = sound.samplerate, sound.channels, sound.frames
+        check_audio_header(rate, channels, frames, opening)
+        promised = header_frames(source, frames)
+        decoder = BlockDecoder(source, frames)
+        with soundfile.SoundFile(str(target), "w", rate, channels, "PCM_16", format="WAV") as wav:
             for block in decoder.blocks(CONVERT_BLOCK_FRAMES):
                 wav.write(block)
                 written += len(block)
@@ -106,8 +111,8 @@ def convert_to_wav(source, target):
     if written == 0:
         reason = f"It is not readable audio ({decoder.failure})" if decoder.failure else "It holds no audio frames"
         raise RhubarbError(f"{opening} {reason}.")
-    note = shortfall_note(written, rate, promised, decoder.damage)
-    return Path(target), [note] if note else []
+    notes = [shortfall_note(written, rate, promised, decoder.damage), unsized_note(source, written, rate)]
+    return Path(target), [note for note in notes if note]
 
 
 def rhubarb_arguments(executable, audio, output, recognizer="words", dialog_file=None, extended_shapes="GHX", threads=None):

@@ -17,3 +17,15 @@ def flac_without_length(flac, target):
     data[18:26] = (field & ~((1 << 36) - 1)).to_bytes(8, "big")
     target.write_bytes(data)
     return target
+
+
+def unsized_wav(wav, target):
+    """`target`, a copy of a WAV whose RIFF and data sizes were left at 0, as a recorder that
+    stopped before it went back to write them leaves them (the audio all there)."""
+    data = bytearray(wav.read_bytes())
+    assert data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+    data[4:8] = bytes(4)
+    size_at = data.index(b"data", 12) + 4
+    data[size_at : size_at + 4] = bytes(4)
+    target.write_bytes(data)
+    return target

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recordings import cut_copy, flac_without_length
+from recordings import cut_copy, flac_without_length, unsized_wav
 from shared_assets import SHARED
 from tha_studio.lipsync import analyser
 from tha_studio.lipsync.analyser import AudioError
-from tha_studio.lipsync.audio_formats import wav_header_frames
+from tha_studio.lipsync.audio_formats import unsized_wav_data, wav_header_frames
 
 AUDIO = SHARED / "assets" / "lipsync" / "audio"
 
@@ -274,6 +274,32 @@ def test_a_wav_cut_short_is_read_as_far_as_it_goes_and_says_so(tmp_path):
     (tmp_path / "open.wav").write_bytes(data)
     unfinished = _read_all(tmp_path / "open.wav")
     assert unfinished.notes == [] and unfinished.duration == pytest.approx(len(speech) / rate)
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "FLOAT", "IMA_ADPCM", "ULAW"])
+def test_a_wav_whose_header_left_its_size_at_0_is_read_to_its_end_and_says_so(tmp_path, subtype):
+    # libsndfile reads no frames of such a file; Blender's FFmpeg plays all of it.
+    path, speech, rate = _speech_file(tmp_path, "line.wav", subtype=subtype)
+    unsized = unsized_wav(path, tmp_path / "unsized.wav")
+    assert soundfile.info(unsized).frames == 0 and unsized_wav_data(path) is None
+    assert unsized_wav_data(unsized).start == path.read_bytes().index(b"data") + 8
+    reader, whole = _read_all(unsized), _read_all(path)
+    np.testing.assert_array_equal(reader.samples[: len(whole.samples)], whole.samples)
+    assert abs(reader.duration - whole.duration) <= 1 / rate  # (a pad byte after odd-sized audio)
+    assert reader.notes == [f"its header gives the audio's size as 0 (a recording that was not closed properly?); "
+                            f"it is read to the end of the file, {whole.duration:.2f} s"]
+    assert unsized.read_bytes()[4:8] == bytes(4)  # read as it is, not repaired in place
+
+
+def test_a_wav_header_with_size_0_and_nothing_after_it_holds_no_audio(tmp_path):
+    path, speech, rate = _speech_file(tmp_path, "line.wav", subtype="PCM_16")
+    data = path.read_bytes()
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(data[: data.index(b"data") + 8])
+    unsized_wav(empty, empty)
+    assert unsized_wav_data(empty) is None
+    with pytest.raises(AudioError, match=r"empty.wav\. It holds no audio frames"):
+        _read_all(empty)
 
 
 def test_a_flac_cut_short_is_read_up_to_the_damage_and_says_so(tmp_path):

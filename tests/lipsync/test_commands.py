@@ -5,7 +5,7 @@ import json
 import pytest
 import soundfile
 
-from recordings import cut_copy
+from recordings import cut_copy, unsized_wav
 from tha_studio.commands import main
 from tha_studio.lipsync import formats
 
@@ -127,6 +127,20 @@ def test_a_recording_cut_short_is_lip_synced_as_far_as_it_goes_with_a_warning_ev
     assert warning.startswith("warning: cut.flac: the audio cannot be decoded past ")
     assert f" of {len(samples) / rate:.2f} s (flac decoder lost sync)" in warning
     assert 0.4 < formats.read_cues(target).duration / (len(samples) / rate) < 0.6
+
+
+def test_a_wav_whose_header_left_its_size_at_0_is_lip_synced_whole_with_a_warning(shared, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no Rhubarb: the built-in analyser
+    original = shared / "assets" / "lipsync" / "audio" / "s4_bilabials.wav"
+    unsized = unsized_wav(original, tmp_path / "unsized.wav")
+    cues = {}
+    for path in (original, unsized):
+        cues[path] = tmp_path / f"{path.stem}.tsv"
+        assert main(["lipsync", "-q", "--recognizer", "phonetic", str(path), "-o", str(cues[path])]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: unsized.wav: its header gives the audio's size as 0 (a recording that was not closed properly?); "
+        f"it is read to the end of the file, {soundfile.info(original).duration:.2f} s"]
+    assert formats.read_cues(cues[unsized]).cues == formats.read_cues(cues[original]).cues
 
 
 def test_an_error_after_the_progress_bar_starts_its_own_line(shared, capsys):

@@ -14,11 +14,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile
 
 import tha_studio
-from recordings import cut_copy, flac_without_length
+from recordings import cut_copy, flac_without_length, unsized_wav
 from tha_studio.lipsync import formats
 from tha_studio.errors import UserError
 from tha_studio.jobs import JobCancelled
@@ -171,6 +172,25 @@ def test_a_wav_cut_short_goes_to_rhubarb_as_a_copy_of_what_is_there_and_is_said(
     kept = (len(data) // 2 - (len(data) - 2 * len(samples))) // 2
     assert f"the recording ends at {kept / rate:.2f} s, though its header gives {len(samples) / rate:.2f} s" in note
     assert RhubarbJob(whole).run() and log.read_text().splitlines()[-1].endswith(f'"{whole}"]')
+
+
+def test_a_wav_whose_header_left_its_size_at_0_goes_to_rhubarb_as_a_whole_copy(shared, stand_in, tmp_path):
+    # Rhubarb would read no audio from it (its header says none); players play all of it.
+    _, log = stand_in
+    original = shared / "assets" / "lipsync" / "audio" / "s1_plosives.wav"
+    samples, rate = soundfile.read(original, dtype="int16")
+    unsized = unsized_wav(original, tmp_path / "s1_plosives.wav")
+    assert can_read(original) and not can_read(unsized)
+    job = RhubarbJob(unsized)
+    track = job.run()
+    given = Path(json.loads(log.read_text().splitlines()[-1])[-1])
+    assert given.name == unsized.name and given.parent.name.startswith("tha_studio_rhubarb_")
+    assert job.notes == [f"its header gives the audio's size as 0 (a recording that was not closed properly?); "
+                         f"it is read to the end of the file, {len(samples) / rate:.2f} s"]
+    assert track.cues == formats.read_cues(shared / "assets" / "lipsync" / "rhubarb" / "s1_plosives.wav" / "ps_json.json").cues
+    wav, notes = convert_to_wav(unsized, tmp_path / "copy.wav")
+    assert notes == job.notes
+    np.testing.assert_array_equal(soundfile.read(wav, dtype="int16")[0], samples)
 
 
 def test_a_flac_of_unknown_length_converts_whole_and_a_damaged_one_up_to_the_damage(shared, tmp_path):
