@@ -37,7 +37,10 @@ import numpy as np
 
 from ..errors import UserError
 from ..jobs import Job, Progress
-from .audio_formats import BLENDER_EXTENSIONS, SOUNDFILE_EXTENSIONS, unsized_wav_data, wav_header_frames
+from .audio_formats import (
+    BLENDER_EXTENSIONS, OGG_EXTENSIONS, SOUNDFILE_EXTENSIONS, mp3_length_tagged, ogg_stream_ended, unsized_wav_data,
+    wav_header_frames,
+)
 from .cues import MAX_SECONDS, parse_shape_set
 from .shapes import PHONES, animate_step_by_step, cue_track
 
@@ -114,12 +117,13 @@ CUT_SHORT_SECONDS = 0.01
 
 def header_frames(path, info_frames):
     """The frame count a recording's header promises, where the header is exact about it (a
-    WAV's data size, a FLAC's stream info), else None. (An MP3's count may be an estimate from
-    its bit rate, an Ogg's is what the file holds.)"""
+    WAV's data size, a FLAC's stream info, an MP3's Xing or Info tag: `info_frames`, libsndfile's
+    count, is then that), else None. (An untagged MP3's count is an estimate from its bit rate
+    and size; an Ogg's is what the file holds: ogg_stream_ended tells a cut one.)"""
     extension = Path(path).suffix.lower()
     if extension == ".wav":
         return wav_header_frames(path)
-    if extension == ".flac" and 0 < info_frames < UNKNOWN_FRAMES:
+    if 0 < info_frames < UNKNOWN_FRAMES and (extension == ".flac" or extension == ".mp3" and mp3_length_tagged(path)):
         return info_frames
     return None
 
@@ -191,12 +195,19 @@ def open_sound(path):
         raise
 
 
-def unsized_note(path, frames, rate):
-    """What to tell the user of a WAV read to its end because its header gave its size as 0, or None."""
-    if unsized_wav_data(path) is None:
-        return None
-    return (f"its header gives the audio's size as 0 (a recording that was not closed properly?); it is read to "
-            f"the end of the file, {frames / rate:.2f} s")
+def reading_notes(path, decoded_frames, rate, promised_frames, damage):
+    """What to tell the user of how a recording was read (a list of notes, empty where it was read
+    whole as it is): decoded only in part (shortfall_note), an Ogg stream that stops without its
+    end mark, or a WAV read to its end because its header gave its size as 0."""
+    decoded = decoded_frames / rate
+    notes = [shortfall_note(decoded_frames, rate, promised_frames, damage)]
+    if damage is None and Path(path).suffix.lower() in OGG_EXTENSIONS and ogg_stream_ended(path) is False:
+        notes.append(f"the recording stops at {decoded:.2f} s without the end mark of its Ogg stream: the file was cut "
+                     f"short (an interrupted copy or recording?); the lip sync covers the {decoded:.2f} s there")
+    if unsized_wav_data(path) is not None:
+        notes.append(f"its header gives the audio's size as 0 (a recording that was not closed properly?); it is read "
+                     f"to the end of the file, {decoded:.2f} s")
+    return [note for note in notes if note]
 
 
 class BlockDecoder:
@@ -356,8 +367,7 @@ class AudioReader:
             mono, damage = yield from self._decode(int(np.argmax(energies["channels"])), None)
         filled = len(mono)
         self.duration = filled / self.rate
-        notes = [shortfall_note(filled, self.rate, self.promised_frames, damage), unsized_note(self.path, filled, self.rate)]
-        self.notes = [note for note in notes if note]
+        self.notes = reading_notes(self.path, filled, self.rate, self.promised_frames, damage)
         resampled = []
         for done, piece in resample_blocks(mono, self.rate, SAMPLE_RATE, self.BLOCK_SECONDS):
             resampled.append(piece)

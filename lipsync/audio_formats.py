@@ -97,3 +97,62 @@ def unsized_wav_data(path):
         return data if os.path.getsize(path) - data.start >= data.frame_bytes else None
     except OSError:
         return None
+
+
+OGG_EXTENSIONS = (".ogg", ".oga", ".opus")
+_OGG_LONGEST_PAGE = 27 + 255 + 255 * 255  # its header, a full segment table, 255 full segments
+
+
+def ogg_stream_ended(path):
+    """Whether an Ogg file ends with a whole page that marks the end of its stream (the header's
+    end-of-stream flag), as an encoder that finished writes it; False for a file cut short (its
+    last page broken off, or whole but without the mark), None where it cannot be read.
+
+    An Ogg header gives no length to compare with, and libsndfile reads a cut file as far as it
+    goes without a word; the missing end mark is what tells it."""
+    try:
+        with open(path, "rb") as file:
+            file.seek(0, os.SEEK_END)
+            size = file.tell()
+            file.seek(max(size - 2 * _OGG_LONGEST_PAGE, 0))
+            tail = file.read()
+    except OSError:
+        return None
+    # The last page is the one that ends exactly at the end of the file ("OggS" may also occur in
+    # the audio data, so each capture pattern from the end back is tried).
+    start = tail.rfind(b"OggS")
+    while start >= 0:
+        if start + 27 <= len(tail) and tail[start + 4] == 0:  # stream structure version 0
+            segments = tail[start + 26]
+            table = tail[start + 27 : start + 27 + segments]
+            if len(table) == segments and start + 27 + segments + sum(table) == len(tail):
+                return bool(tail[start + 5] & 0x04)
+        start = tail.rfind(b"OggS", 0, start)
+    return False
+
+
+def mp3_length_tagged(path):
+    """Whether an MP3's first frame carries a Xing or Info tag that counts its frames (LAME and
+    most encoders write one), from which libsndfile gives the recording's exact length; without
+    one the length is an estimate from the bit rate, which a cut file shortens alike."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(10)
+            start = 0
+            if head[:3] == b"ID3" and len(head) == 10:  # an ID3v2 tag first: its size, 7 bits a byte
+                start = 10 + sum((byte & 0x7F) << (7 * (3 - i)) for i, byte in enumerate(head[6:10]))
+                start += 10 if head[5] & 0x10 else 0  # (a footer)
+            file.seek(start)
+            data = file.read(4096)
+    except OSError:
+        return False
+    for sync in range(len(data) - 4):  # (some writers pad before the first frame)
+        if data[sync] == 0xFF and data[sync + 1] & 0xE0 == 0xE0:
+            break
+    else:
+        return False
+    mpeg1, mono = (data[sync + 1] >> 3) & 0x03 == 3, (data[sync + 3] >> 6) == 3
+    at = sync + 4 + ((17 if mono else 32) if mpeg1 else (9 if mono else 17))  # past the side information
+    if data[at : at + 4] not in (b"Xing", b"Info") or len(data) < at + 8:
+        return False
+    return bool(struct.unpack(">I", data[at + 4 : at + 8])[0] & 0x01)  # the frame count is there

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..jobs import Job, Progress
-from .audio_formats import unsized_wav_data, wav_header_frames
+from .audio_formats import ogg_stream_ended, unsized_wav_data, wav_header_frames
 from .cues import parse_shape_set
 from .formats import read_cues
 
@@ -59,11 +59,14 @@ def find_rhubarb(path=None):
 
 def can_read(path):
     """Whether Rhubarb opens this recording itself (.wav, .ogg); others (.flac, .mp3), a WAV cut
-    short (its header promises more than it holds) and one whose header left the audio's size at
-    0, RhubarbJob first converts to a temporary WAV of what is there."""
+    short (its header promises more than it holds), one whose header left the audio's size at 0
+    and an Ogg stream cut short, RhubarbJob first converts to a temporary WAV of what is there
+    (and says what it found)."""
     path = Path(path)
     if path.suffix.lower() not in RHUBARB_EXTENSIONS:
         return False
+    if path.suffix.lower() == ".ogg":
+        return ogg_stream_ended(path) is not False
     if path.suffix.lower() == ".wav":
         if unsized_wav_data(path) is not None:
             return False
@@ -82,11 +85,11 @@ def convert_to_wav(source, target):
     """A recording libsndfile reads (FLAC, ...) as a 16-bit WAV for Rhubarb, block by block so a
     long one is never all in memory; its header checked as the built-in analyser checks it.
     Returns (the WAV's path, notes): as the analyser, a recording cut short or damaged part way is
-    converted up to there, and the notes say so (analyser.shortfall_note)."""
+    converted up to there, and the notes say so (analyser.reading_notes)."""
     import soundfile
 
     from .analyser import (
-        MAX_SECONDS, BlockDecoder, check_audio_header, decoder_reason, header_frames, open_sound, shortfall_note, unsized_note,
+        MAX_SECONDS, BlockDecoder, check_audio_header, decoder_reason, header_frames, open_sound, reading_notes,
     )
 
     opening = f"Could not open sound file {source}."
@@ -111,8 +114,7 @@ def convert_to_wav(source, target):
     if written == 0:
         reason = f"It is not readable audio ({decoder.failure})" if decoder.failure else "It holds no audio frames"
         raise RhubarbError(f"{opening} {reason}.")
-    notes = [shortfall_note(written, rate, promised, decoder.damage), unsized_note(source, written, rate)]
-    return Path(target), [note for note in notes if note]
+    return Path(target), reading_notes(source, written, rate, promised, decoder.damage)
 
 
 def rhubarb_arguments(executable, audio, output, recognizer="words", dialog_file=None, extended_shapes="GHX", threads=None):

@@ -14,7 +14,7 @@ from recordings import cut_copy, flac_without_length, unsized_wav
 from shared_assets import SHARED
 from tha_studio.lipsync import analyser
 from tha_studio.lipsync.analyser import AudioError
-from tha_studio.lipsync.audio_formats import unsized_wav_data, wav_header_frames
+from tha_studio.lipsync.audio_formats import mp3_length_tagged, ogg_stream_ended, unsized_wav_data, wav_header_frames
 
 AUDIO = SHARED / "assets" / "lipsync" / "audio"
 
@@ -300,6 +300,53 @@ def test_a_wav_header_with_size_0_and_nothing_after_it_holds_no_audio(tmp_path):
     assert unsized_wav_data(empty) is None
     with pytest.raises(AudioError, match=r"empty.wav\. It holds no audio frames"):
         _read_all(empty)
+
+
+def test_an_ogg_stream_ends_with_its_end_mark_and_a_cut_one_does_not(tmp_path):
+    recordings = sorted(AUDIO.glob("*.ogg"))
+    if not recordings:
+        pytest.skip(f"no Ogg recordings in {AUDIO}")
+    recordings.append(_speech_file(tmp_path, "line.opus", format="OGG", subtype="OPUS")[0])
+    for path in recordings:
+        assert ogg_stream_ended(path) is True, path.name
+        data = path.read_bytes()
+        pages = [at for at in range(len(data)) if data.startswith(b"OggS", at)]
+        # Cut anywhere, and cut exactly where a page begins (every page there is whole).
+        for end in (len(data) // 3, len(data) // 2, len(data) - 1, pages[-1]):
+            (tmp_path / "cut.ogg").write_bytes(data[:end])
+            assert ogg_stream_ended(tmp_path / "cut.ogg") is False, (path.name, end)
+    assert ogg_stream_ended(tmp_path / "absent.ogg") is None
+
+
+def test_an_mp3_length_tag_is_found_past_an_id3_tag_and_missed_where_there_is_none(tmp_path):
+    path = _speech_file(tmp_path, "line.mp3", format="MP3")[0]
+    data = path.read_bytes()
+    assert mp3_length_tagged(path)
+    tag = b"ID3\x04\x00\x00" + bytes([0, 0, 1, 0]) + bytes(128)  # an ID3v2.4 tag of 128 bytes
+    (tmp_path / "id3.mp3").write_bytes(tag + data)
+    assert mp3_length_tagged(tmp_path / "id3.mp3")
+    (tmp_path / "untagged.mp3").write_bytes(data.replace(b"Xing", b"\0\0\0\0", 1).replace(b"Info", b"\0\0\0\0", 1))
+    assert not mp3_length_tagged(tmp_path / "untagged.mp3")
+    assert not mp3_length_tagged(AUDIO / "s1_plosives.wav")
+
+
+@pytest.mark.parametrize("name, options", [("line.mp3", {"format": "MP3"}), ("line.opus", {"format": "OGG", "subtype": "OPUS"}),
+                                           ("line.ogg", {"format": "OGG", "subtype": "VORBIS"})])
+def test_an_mp3_or_ogg_cut_short_is_read_as_far_as_it_goes_and_says_so(tmp_path, name, options):
+    # libsndfile reads either as far as it goes without a word; an MP3's Xing tag gives its whole
+    # length, an Ogg stream's missing end mark tells that it was cut.
+    path, speech, rate = _speech_file(tmp_path, name, **options)
+    whole = _read_all(path)
+    assert whole.notes == [] and abs(whole.duration - len(speech) / rate) < 0.01
+    reader = _read_all(cut_copy(path, tmp_path / f"cut{path.suffix}"))
+    assert 0.3 < reader.duration / whole.duration < 0.7
+    [note] = reader.notes
+    if path.suffix == ".mp3":
+        assert note.startswith(f"the recording ends at {reader.duration:.2f} s, though its header gives {whole.duration:.2f} s")
+    else:
+        assert note.startswith(f"the recording stops at {reader.duration:.2f} s without the end mark of its Ogg stream")
+    middle = slice(1600, len(reader.samples) - 1600)
+    assert np.corrcoef(reader.samples[middle], whole.samples[middle])[0, 1] > 0.999
 
 
 def test_a_flac_cut_short_is_read_up_to_the_damage_and_says_so(tmp_path):

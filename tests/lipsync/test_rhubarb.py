@@ -193,6 +193,16 @@ def test_a_wav_whose_header_left_its_size_at_0_goes_to_rhubarb_as_a_whole_copy(s
     np.testing.assert_array_equal(soundfile.read(wav, dtype="int16")[0], samples)
 
 
+def test_an_ogg_cut_short_is_converted_for_rhubarb_and_said(shared, tmp_path):
+    whole = shared / "assets" / "lipsync" / "audio" / "en_male_watchingtv.ogg"
+    cut = cut_copy(whole, tmp_path / "cut.ogg")
+    assert can_read(whole) and not can_read(cut)
+    wav, [note] = convert_to_wav(cut, tmp_path / "cut.wav")
+    seconds = soundfile.info(wav).duration
+    assert 0.3 < seconds / soundfile.info(whole).duration < 0.7
+    assert note.startswith(f"the recording stops at {seconds:.2f} s without the end mark of its Ogg stream")
+
+
 def test_a_flac_of_unknown_length_converts_whole_and_a_damaged_one_up_to_the_damage(shared, tmp_path):
     samples, rate = soundfile.read(shared / "assets" / "lipsync" / "audio" / "s3_pauses.wav", dtype="float32")
     flac = tmp_path / "line.flac"
