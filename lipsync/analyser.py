@@ -585,8 +585,14 @@ class DialogError(UserError, ValueError):
     """A dialog text file that cannot be read; the message names the file and says why."""
 
 
+class DialogWordsUnknown(DialogError):
+    """Dialog text of which the pronunciation dictionary knows no word (another language, or only
+    names and numbers): the word recognizer has nothing to guide it with."""
+
+
 def read_dialog(path):
-    """The text of a dialog file: UTF-8 (a byte-order mark allowed), as Rhubarb reads it too.
+    """The text of a dialog file: UTF-8 (a byte-order mark allowed), as Rhubarb reads it too, or
+    UTF-16 that starts with its byte-order mark.
 
     DialogError names the file when it is missing, a folder, unreadable, or not UTF-8 text (an
     old editor's Latin-1 or Windows-1252 file, or a binary file given by mistake).
@@ -601,7 +607,8 @@ def read_dialog(path):
     except OSError as error:
         raise DialogError(f"{path}: cannot read the dialog text ({error.strerror or error})") from None
     try:
-        text = data.decode("utf-8-sig")
+        # UTF-16 only where its byte-order mark says so (what Windows Notepad saves as "Unicode").
+        text = data.decode("utf-16") if data[:2] in (b"\xff\xfe", b"\xfe\xff") else data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise DialogError(
             f"{path}: the dialog text is not UTF-8 (byte 0x{data[error.start]:02x} at position {error.start}); "
@@ -695,7 +702,7 @@ class WordRecognizer:
                 variant = f"{word}({number})"
         self.unknown_words = sorted(set(unknown))
         if not known:
-            raise UserError("None of the dialog text's words is in the pronunciation dictionary.")
+            raise DialogWordsUnknown("none of the dialog text's words is in the US English pronunciation dictionary")
         self._folder = tempfile.TemporaryDirectory(prefix="tha_studio_dialog_")
         folder = Path(self._folder.name)
         model = ArpaBoLM(text=" ".join(known), add_start=True)
@@ -800,6 +807,7 @@ class Analysis(Job):
         self.audio_path = Path(audio_path)
         self.title = f"Lip sync analysis of {self.audio_path.name}"
         self.shape_set = parse_shape_set(extended_shapes)
+        self._automatic = recognizer == "auto"
         if recognizer == "auto":
             recognizer = "words" if dialog and dialog.strip() else "phonetic"
         self.recognizer_name = recognizer if recognizer_object is None else recognizer_object.name
@@ -837,11 +845,26 @@ class Analysis(Job):
         self.length_cs = int(self.duration * 100)
         self.utterances = split_long_utterances(self.pcm, voice_activity(self.pcm))
         if self._recognizer is None:
-            self._recognizer = make_recognizer(self.recognizer_name, self.dialog)
+            self._recognizer = self._make_recognizer()
         self._pending = list(reversed(self.utterances))  # popped from the end, in time order
         self._total_cs = max(sum(e - s for s, e in self.utterances), 1)
         self._done_cs = 0
         return Progress(0.02, f"{len(self.utterances)} utterance(s)")
+
+    def _make_recognizer(self):
+        """The recognizer asked for. Dialog text the dictionary knows no word of (a line in
+        another language) is left out with a note: "auto" then takes the phonetic recognizer, as
+        for a line without dialog text, and "words" recognizes with its general language model."""
+        try:
+            return make_recognizer(self.recognizer_name, self.dialog)
+        except DialogWordsUnknown as error:
+            if self._automatic:
+                self.recognizer_name = "phonetic"
+            words = tokenize_dialog(self.dialog)
+            shown = f" ({', '.join(words[:5])}{', ...' if len(words) > 5 else ''})" if words else ""
+            self.notes.append(f"{error}{shown}: the line was recognized without it, by the {self.recognizer_name} "
+                              f"recognizer")
+            return make_recognizer(self.recognizer_name, None)
 
     def _step(self):
         """Read a block of the audio, recognize one more utterance, or take one step of turning the

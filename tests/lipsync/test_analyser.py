@@ -79,6 +79,22 @@ def test_dialog_text_guides_word_recognition(shared):
     assert result.track.shapes_used.count("A") == 1 and sum(c.shape == "A" for c in result.track) >= 8
 
 
+def test_dialog_text_the_dictionary_knows_no_word_of_is_left_out_with_a_note(shared):
+    # A line in another language (or only names) had stopped the analysis with an error, though
+    # the dialog text is only a help; it is left out, and "auto" takes the phonetic recognizer
+    # as it does for a line without dialog text.
+    path = lipsync(shared, "audio", "s1_plosives.wav")
+    expected = {name: Analysis(path, name).run().track.cues for name in ("phonetic", "words")}
+    for dialog, shown in (("\u30d4\u30fc\u30bf\u30fc\u30fb\u30d1\u30a4\u30d1\u30fc\u3002", ""),
+                          ("Xyzzy plugh qwrtp!", " (xyzzy, plugh, qwrtp)")):
+        for asked, ran in (("auto", "phonetic"), ("words", "words")):
+            job = Analysis(path, asked, dialog)
+            assert job.run().track.cues == expected[ran], (dialog, asked)
+            assert job.recognizer_name == ran
+            assert job.notes == [f"none of the dialog text's words is in the US English pronunciation dictionary{shown}: "
+                                 f"the line was recognized without it, by the {ran} recognizer"]
+
+
 def test_silence_stays_closed(shared, phonetic):
     # s3 has pauses of 800, 1200 and 500 ms: Rhubarb shows X through each, and so must we.
     path = lipsync(shared, "audio", "s3_pauses.wav")
@@ -162,6 +178,9 @@ def test_dialog_text_is_read_as_utf8_and_other_files_are_named(tmp_path):
     bom = tmp_path / "notepad.txt"
     bom.write_bytes("\ufeffHello, caf\u00e9!\r\n".encode("utf-8"))
     assert analyser.read_dialog(bom) == "Hello, caf\u00e9!\r\n"
+    for encoding in ("utf-16-le", "utf-16-be"):  # Windows Notepad's "Unicode", with its byte-order mark
+        bom.write_bytes("\ufeffHello, caf\u00e9!\r\n".encode(encoding))
+        assert analyser.read_dialog(bom) == "Hello, caf\u00e9!\r\n"
     latin1 = tmp_path / "old_editor.txt"
     latin1.write_bytes("caf\xe9".encode("latin-1"))
     binary = tmp_path / "take.txt"
