@@ -603,7 +603,9 @@ def rotation_z_180():
 def run_gltf_importer(path):
     """Blender's bundled glTF importer; its failures become a ModelImportError naming the file."""
     try:
-        result = bpy.ops.import_scene.gltf(filepath=str(path))
+        # No bone shapes: the importer's is a 1 m icosphere in a hidden collection, which moving
+        # the import into its own collection would make a sphere in every render of a rigged avatar.
+        result = bpy.ops.import_scene.gltf(filepath=str(path), disable_bone_shape=True)
     except RuntimeError as error:
         message = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
         raise ModelImportError(path, f"Blender's glTF importer failed: {message}") from error
