@@ -21,7 +21,8 @@ def _annotate_parser(subparsers):
     parser = subparsers.add_parser(
         "annotate",
         help="find each model's head band and eye/mouth/bone roles; write its sidecar JSON",
-        description="Annotate MMD models (.pmx, .pmd) for dataset rendering: the head's top and bottom "
+        description="Annotate MMD models (.pmx, .pmd) and VRM/glTF avatars (.vrm, .glb, .gltf) for dataset "
+        "rendering: the head's top and bottom "
         "(chin to skull, upward hair left out), the morphs playing the THA roles (winks, mouth shapes, "
         "eyebrows...) and the neck/head/upper-body bones. Writes <model>.tha.json beside each model, or "
         "into --annotations. Entries a person set (in Blender's annotation panel) are kept. No Blender needed.",
@@ -87,8 +88,9 @@ def _render_parser(subparsers):
         "render-dataset",
         help="render THA training triplets for a folder tree of models (resumable, sharded)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="""Render THA training data from a folder tree of MMD models: per model a rest image, then
-per sampled pose an expression-only image and an expression+rotation image, with a manifest.
+        description="""Render THA training data from a folder tree of MMD models and VRM/glTF avatars: per model
+a rest image, then per sampled pose an expression-only image and an expression+rotation image, with
+a manifest.
 
 Splits come from top-level folders named train/, validation/ (or val/) and test/, from
 --split-file (lines "FOLDER SPLIT"), or --default-split. Rerun the same command to resume: finished
@@ -101,7 +103,8 @@ Cluster job arrays: give every task the same OUT and its own --shard K/N (SLURM 
 Kubernetes indexed jobs are read from the environment if --shard is left out: SLURM_ARRAY_TASK_ID /
 SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with THA_SHARD_COUNT), then run merge-shards OUT.""",
     )
-    parser.add_argument("models", type=Path, help="folder of models (searched recursively for .pmx/.pmd)")
+    parser.add_argument("models", type=Path, help="folder of models (searched recursively for .pmx, .pmd, .vrm, .glb "
+                        "and .gltf)")
     parser.add_argument("out", type=Path, help="dataset folder (created; reused to resume)")
     parser.add_argument("--schema", default="tha1", choices=("tha1", "tha2", "tha3"), help="pose schema (default tha1)")
     parser.add_argument("--poses-per-model", type=int, default=16, help="sampled poses per model (default 16)")

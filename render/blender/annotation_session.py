@@ -13,11 +13,12 @@ import json
 from pathlib import Path
 
 import bpy
+from mathutils import Matrix
 
 from ...errors import UserError
 from ..dataset import annotation as annotations
-from .model_import import ImportedModel, MODEL_PROPERTY, ROOT_PROPERTY
-from .posing import head_extent, model_scale, shape_key_for
+from .model_import import MODEL_PROPERTY, ROOT_PROPERTY, SUPPORTED_SUFFIXES, ImportedModel
+from .posing import head_extent, model_scale, shape_keys_for
 
 ANNOTATION_PROPERTY = "tha_studio_annotation"
 SIDECAR_PROPERTY = "tha_studio_annotation_path"
@@ -54,8 +55,8 @@ def start(root, sidecar=None):
     """Open (or make automatically) the model's annotation and place the head handles; returns it."""
     imported = ImportedModel.from_object(root)
     source = Path(imported.source)
-    if source.suffix.lower() not in (".pmx", ".pmd"):
-        raise SessionError(f"{source.name}: annotation reads MMD models (.pmx, .pmd)")
+    if source.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise SessionError(f"{source.name}: annotation reads MMD models and avatars ({', '.join(SUPPORTED_SUFFIXES)})")
     path = Path(sidecar) if sidecar else annotations.sidecar_path(source)
     annotations.remove_stale_sidecar_temps(path)  # a Blender killed while saving left one
     annotation, _ = annotations.load_or_annotate(source, [path])
@@ -79,7 +80,8 @@ def place_handles(root, head):
             empty.parent = root
             for collection in root.users_collection:
                 collection.objects.link(empty)
-        empty.location = (head.center_x, head.front_z, getattr(head, which))
+        # Placed in the scene's axes, where the head band is: an avatar's root may be turned.
+        empty.matrix_world = Matrix.Translation((head.center_x, head.front_z, getattr(head, which)))
         empty.lock_location = (True, True, False)  # drag up and down only
         empty.show_name = True
         empty.show_in_front = True
@@ -108,9 +110,11 @@ def preview(root, role, index):
     name, side, confidence = found[index % len(found)]
     imported = ImportedModel.from_object(root)
     center_x = head_extent(imported, load(root)).center_x
-    for key in imported.meshes[0].data.shape_keys.key_blocks[1:]:
-        key.value = 0.0
-    shape_key_for(imported, name, side, center_x).value = 1.0
+    for mesh in imported.meshes:
+        for key in mesh.data.shape_keys.key_blocks[1:] if mesh.data.shape_keys else ():
+            key.value = 0.0
+    for key in shape_keys_for(imported, name, side, center_x):
+        key.value = 1.0
     return name, side, confidence
 
 
@@ -129,15 +133,17 @@ def save(root):
     imported = ImportedModel.from_object(root)
     scale = model_scale(imported)
     top, bottom = (handle(root, which) for which in ("top", "bottom"))
+    bpy.context.view_layer.update()  # (the handles' scene positions, after a drag)
     if top is not None and bottom is not None:
-        new = (top.location.z / scale, bottom.location.z / scale)
+        new = (top.matrix_world.translation.z / scale, bottom.matrix_world.translation.z / scale)
         old = (annotation.head_top, annotation.head_bottom)
         if max(abs(a - b) for a, b in zip(new, old)) > 1e-5:
             if not new[0] > new[1]:
                 raise SessionError("the head top handle must stay above the head bottom handle")
             annotation.set_head(round(new[0], 5), round(new[1], 5), source=annotations.PERSON)
-    for key in imported.meshes[0].data.shape_keys.key_blocks[1:]:
-        key.value = 0.0
+    for mesh in imported.meshes:
+        for key in mesh.data.shape_keys.key_blocks[1:] if mesh.data.shape_keys else ():
+            key.value = 0.0
     path = Path(root[SIDECAR_PROPERTY])
     try:
         annotations.save_sidecar(annotation, path)

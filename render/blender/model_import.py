@@ -41,14 +41,14 @@ import numpy as np
 
 from ...errors import UserError
 from ..formats import avatar_expressions
+from ..formats.avatar_model import AVATAR_SUFFIXES
 from ..formats.coordinates import MAX_METRES, first_unreal_row
+from ..formats.mmd import MMD_SUFFIXES
 from ..formats.mmd.import_plan import DEFAULT_SCALE, PlanError, plan_import
 from ..formats.mmd.names import UNDECODABLE, replace_undecodable
 from ..formats.mmd.names import normalize_name
 from ..formats.texture_paths import oversized_texture
 
-MMD_SUFFIXES = (".pmx", ".pmd")
-AVATAR_SUFFIXES = (".vrm", ".glb", ".gltf")
 SUPPORTED_SUFFIXES = MMD_SUFFIXES + AVATAR_SUFFIXES
 
 # Custom properties on the root object (the armature, or the first object of an avatar).
@@ -530,6 +530,7 @@ def import_avatar(path, collection=None):
     with created_data_guard():
         before = {obj.as_pointer() for obj in bpy.data.objects}
         meshes_before = {mesh.as_pointer() for mesh in bpy.data.meshes}
+        materials_before = {material.as_pointer() for material in bpy.data.materials}
         run_gltf_importer(path)
         new_objects = [obj for obj in bpy.data.objects if obj.as_pointer() not in before]
         if not new_objects:
@@ -552,6 +553,7 @@ def import_avatar(path, collection=None):
             root.matrix_world = rotation_z_180() @ root.matrix_world
 
         mesh_objects = [obj for obj in new_objects if obj.type == "MESH"]
+        show_material_opacity(description.materials, [m for m in bpy.data.materials if m.as_pointer() not in materials_before])
         blender_meshes = claim_gltf_meshes(description.mesh_names, new_meshes)
         morphs = build_expression_keys(description, blender_meshes, mesh_objects)
 
@@ -626,6 +628,24 @@ def check_avatar_coordinates(path, meshes):
             found = first_unreal_row(co.reshape(-1, 3), MAX_METRES, "metres")
             if found:
                 raise ModelImportError(path, f"mesh {mesh.name!r}: {what} {found[0]} {found[1]}")
+
+
+def show_material_opacity(materials, new_materials):
+    """Give each imported material the opacity its glTF base colour factor gives it, as its
+    viewport colour's alpha: Workbench draws a material's texture and that alpha, not its nodes,
+    so an overlay a factor hides (a VRM expression's, shown by a material bind) covered the face
+    in every Workbench render. `materials`: AvatarDescription.materials, in glTF order, named as
+    the importer names them (Blender adds .001 and so on to a repeated name, in that order)."""
+    unclaimed = sorted(new_materials, key=lambda material: material.name)
+    for name, opacity in materials:
+        for material in unclaimed:
+            base, dot, suffix = material.name.rpartition(".")
+            if material.name == name or (dot and base == name and suffix.isdigit()):
+                unclaimed.remove(material)
+                if opacity < 1.0:
+                    red, green, blue, _ = material.diffuse_color
+                    material.diffuse_color = (red, green, blue, opacity)
+                break
 
 
 def claim_gltf_meshes(mesh_names, new_meshes):

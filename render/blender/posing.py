@@ -59,16 +59,16 @@ class ModelPoser:
         self.annotation = annotation
         self.schema = schema
         self.available = set(annotation.available_parameters(schema))
-        self.mesh = imported.meshes[0] if imported.meshes else None
         self.armature = imported.armature
-        self.touched_keys = set()
+        self.touched_keys = {}  # the shape keys last set, by (Key datablock, name)
         self.key_weights = {}  # parameter index -> [(shape key, weight)]
         # The centre splits a both-sides morph into its halves; without a head band it is x = 0.
         center_x = head_extent(imported, annotation).center_x if annotation.head else 0.0
         for name, role in morph_roles_for_schema(schema).items():
             if name in self.available:
                 self.key_weights[schema.index(name)] = [
-                    (shape_key_for(imported, morph, side, center_x), weight) for morph, weight, side in annotation.morphs_for(role)
+                    (key, weight) for morph, weight, side in annotation.morphs_for(role)
+                    for key in shape_keys_for(imported, morph, side, center_x)
                 ]
         self.bones = {}
         for role in ("neck", "head", "upper_body", "eye_left", "eye_right", "shoulder_left", "shoulder_right"):
@@ -86,22 +86,22 @@ class ModelPoser:
     def apply(self, pose):
         """Set the model to `pose` (this schema's vector); parameters it cannot show stay at rest."""
         pose = self.schema.check(pose)
-        values = {}
-        for index, keys in self.key_weights.items():
-            for key, weight in keys:
-                values[key.name] = values.get(key.name, 0.0) + weight * float(pose[index])
-        for key_name in self.touched_keys - set(values):
-            self._key_block(key_name).value = 0.0
-        for key_name, value in values.items():
-            self._key_block(key_name).value = min(max(value, 0.0), 1.0)
-        self.touched_keys = set(values)
+        values, keys = {}, {}
+        for index, weighted in self.key_weights.items():
+            for key, weight in weighted:
+                # (Told apart by their Key datablock too: an avatar's meshes may share key names.)
+                which = (key.id_data.name, key.name)
+                keys[which] = key
+                values[which] = values.get(which, 0.0) + weight * float(pose[index])
+        for which in set(self.touched_keys) - set(values):
+            self.touched_keys[which].value = 0.0
+        for which, value in values.items():
+            keys[which].value = min(max(value, 0.0), 1.0)
+        self.touched_keys = keys
         self._pose_bones(pose)
 
     def reset(self):
         self.apply(self.schema.neutral())
-
-    def _key_block(self, name):
-        return self.mesh.data.shape_keys.key_blocks[name]
 
     def _value(self, pose, name):
         if name not in self.schema.names or name not in self.available:
@@ -130,15 +130,19 @@ class ModelPoser:
             self.bones[role].rotation_quaternion = _local_rotation(self.bones[role], turn)
 
 
-def shape_key_for(imported, morph_name, side=None, center_x=0.0):
-    """The shape key that shows a morph; with `side`, a copy restricted to that half (made once)."""
+def shape_keys_for(imported, morph_name, side=None, center_x=0.0):
+    """The shape keys that show a morph, one per mesh it moves (an MMD model has one mesh; an
+    avatar's expression may move the face, the teeth and the lashes); with `side`, copies
+    restricted to that half (made once)."""
     record = imported.morph(morph_name)
     if record is None or not record.get("shape_keys"):
         raise PoseError(f"{imported.source}: the annotation names morph {morph_name!r}, which has no shape key in the model")
-    mesh_name, key_name = next(iter(record["shape_keys"].items()))
-    obj = bpy.data.objects[mesh_name]
-    key = obj.data.shape_keys.key_blocks[key_name]
-    return key if side is None else _side_key(obj, key, side, center_x)
+    found = []
+    for mesh_name, key_name in record["shape_keys"].items():
+        obj = bpy.data.objects[mesh_name]
+        key = obj.data.shape_keys.key_blocks[key_name]
+        found.append(key if side is None else _side_key(obj, key, side, center_x))
+    return found
 
 
 def _side_key(obj, key, side, center_x):
@@ -157,13 +161,15 @@ def _side_key(obj, key, side, center_x):
 
 
 def _side_group(obj, side, center_x):
-    """A vertex group of the character's `side` half (its left is +X)."""
+    """A vertex group of the character's `side` half (its left is +X in the scene: an avatar's
+    mesh may sit under transforms of its own, a VRM 0.x one turned half round)."""
     name = SIDE_GROUP[side]
     if name in obj.vertex_groups:
         return obj.vertex_groups[name]
     co = np.empty(len(obj.data.vertices) * 3, np.float32)
     obj.data.vertices.foreach_get("co", co)
-    x = co.reshape(-1, 3)[:, 0] - center_x
+    world = np.array(obj.matrix_world, np.float64)
+    x = co.reshape(-1, 3) @ world[0, :3] + world[0, 3] - center_x
     on_side = x > 0 if side == LEFT else x < 0
     group = obj.vertex_groups.new(name=name)
     group.add(np.flatnonzero(on_side).tolist(), 1.0, "REPLACE")
@@ -171,8 +177,10 @@ def _side_group(obj, side, center_x):
 
 
 def _local_rotation(pose_bone, turn):
-    """A rotation given in armature axes, as the pose bone's own (rest-relative) rotation."""
-    rest = pose_bone.bone.matrix_local.to_3x3()
+    """A rotation given in the scene's axes, as the pose bone's own (rest-relative) rotation. (An
+    MMD armature's axes are the scene's; an avatar's armature may be turned, a VRM 0.x one half
+    round.)"""
+    rest = (pose_bone.id_data.matrix_world.to_3x3() @ pose_bone.bone.matrix_local.to_3x3()).normalized()
     return (rest.inverted() @ turn.to_matrix() @ rest).to_quaternion()
 
 

@@ -856,10 +856,15 @@ def _process_alive(pid):
 
 
 def annotate_model_file(model_path, previous=None, read_model=None):
-    """The automatic annotation of a model file (read, hashed, annotated); a person's entries in `previous` kept."""
-    if read_model is None:
-        from ..formats.mmd import read_model
+    """The automatic annotation of a model file (read, hashed, annotated); a person's entries in `previous` kept.
+    An MMD model is read by render/formats/mmd, a VRM or glTF avatar by render/formats/avatar_model."""
     model_path = Path(model_path)
+    if read_model is None:
+        from ..formats.avatar_model import AVATAR_SUFFIXES, read_avatar_model
+        from ..formats.mmd import read_model
+
+        if model_path.suffix.lower() in AVATAR_SUFFIXES:
+            read_model = read_avatar_model
     return annotate_model(read_model(model_path), model_path.name, sha256_file(model_path), previous)
 
 

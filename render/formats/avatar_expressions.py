@@ -70,6 +70,9 @@ class AvatarDescription:
     target_names: list  # per glTF mesh: the shape key name per morph target (None: no key)
     expressions: list  # [Expression]
     warnings: list = field(default_factory=list)
+    # Per glTF material: (the name the importer gives it, the opacity its base colour factor
+    # leaves it at most: BLEND its alpha, MASK 0 or 1 by the cutoff, OPAQUE 1).
+    materials: list = field(default_factory=list)
 
 
 def morph_record(name, name_en, normalized, kind, panel, shape_keys):
@@ -129,6 +132,29 @@ def read_description(path):
 
 def describe(document, path):
     """The avatar's description from its glTF JSON."""
+    description = _describe(document, path)
+    description.materials = [material_opacity(material, index) for index, material in enumerate(document.get("materials", []))]
+    return description
+
+
+def material_opacity(material, index):
+    """(the importer's name for a glTF material, the opacity its base colour factor gives it at
+    most). A material whose factor hides it (an expression's overlay, shown by a material bind)
+    is invisible in glTF viewers; Blender's Workbench, which draws the texture alone, needs it
+    said through the material's viewport colour."""
+    name = material.get("name") or f"Material_{index}"
+    factor = (material.get("pbrMetallicRoughness") or {}).get("baseColorFactor") or [1.0, 1.0, 1.0, 1.0]
+    alpha = float(factor[3]) if len(factor) == 4 and isinstance(factor[3], (int, float)) else 1.0
+    mode = material.get("alphaMode", "OPAQUE")
+    if mode == "BLEND":
+        return name, min(max(alpha, 0.0), 1.0)
+    if mode == "MASK":
+        cutoff = material.get("alphaCutoff", 0.5)
+        return name, 0.0 if isinstance(cutoff, (int, float)) and alpha < cutoff else 1.0
+    return name, 1.0
+
+
+def _describe(document, path):
     meshes = document.get("meshes", [])
     mesh_names = [mesh.get("name") or f"Mesh_{index}" for index, mesh in enumerate(meshes)]
     target_names = [shape_key_names(document, mesh) for mesh in meshes]

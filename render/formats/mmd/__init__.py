@@ -12,8 +12,10 @@ from .model import MMDFormatError, Model
 from .names import find_name, normalize_name, same_name
 from .procedural import make_character, write_character
 
+MMD_SUFFIXES = (".pmx", ".pmd")
+
 __all__ = [
-    "MMDFormatError", "Model", "find_name", "make_character", "names", "normalize_name", "pmd", "pmx",
+    "MMD_SUFFIXES", "MMDFormatError", "Model", "find_name", "make_character", "names", "normalize_name", "pmd", "pmx",
     "procedural", "read_model", "same_name", "write_character",
 ]
 

@@ -156,3 +156,89 @@ def make_vrm1(glb, target):
         }
 
     return add_json_extensions(glb, target, change)
+
+
+# ----------------------------------------------------------------------------------------------
+# A rigged avatar made from a real model: Gene (../shared/assets/mmd/gene_light) imported by THA
+# Studio and exported by Blender's glTF exporter (mesh, skin, 224 joints, 180 morph targets,
+# textures), then given VRM 0.x or 1.0 humanoid bones and expressions as a converter would.
+
+GENE_HUMANOID = {"hips": "下半身", "spine": "上半身", "chest": "上半身2", "neck": "首", "head": "頭",
+                 "leftEye": "左目", "rightEye": "右目", "leftShoulder": "左肩", "rightShoulder": "右肩"}
+# VRM preset -> Gene's morph (left and right as the character's).
+GENE_EXPRESSIONS = {"blink_l": "ウィンク２", "blink_r": "ｳｨﾝｸ２右", "a": "あ", "i": "い"}
+VRM1_PRESETS = {"blink_l": "blinkLeft", "blink_r": "blinkRight", "a": "aa", "i": "ih"}
+
+
+def export_gene_glb(import_model, pmx, path):
+    """Gene as a glb: imported with THA Studio's importer (`import_model`), exported by Blender's."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    import_model(pmx)
+    path = Path(path)
+    result = bpy.ops.export_scene.gltf(filepath=str(path), export_format="GLB", export_morph=True,
+                                       export_skins=True, export_animations=False)
+    assert result == {"FINISHED"} and path.is_file()
+    bpy.ops.wm.read_homefile(use_empty=True)
+    return path
+
+
+def _gene_parts(document):
+    nodes = {node.get("name"): index for index, node in enumerate(document["nodes"])}
+    mesh = next(i for i, m in enumerate(document["meshes"]) if (m.get("extras") or {}).get("targetNames"))
+    node = next(i for i, n in enumerate(document["nodes"]) if n.get("mesh") == mesh)
+    target = {name: i for i, name in enumerate(document["meshes"][mesh]["extras"]["targetNames"])}
+    return nodes, mesh, node, target
+
+
+def hide_materials(document, names):
+    """Materials hidden at rest (an MMD material of alpha 0, an overlay a morph shows), as a
+    converter writes them: a base colour factor of alpha 0 (Blender's exporter loses that alpha)."""
+    for material in document["materials"]:
+        if material.get("name") in names:
+            material.setdefault("pbrMetallicRoughness", {})["baseColorFactor"] = [1.0, 1.0, 1.0, 0.0]
+            material["alphaMode"] = "BLEND"
+
+
+def make_gene_vrm0(glb, target, hidden_materials=()):
+    """VRM 0.x: the scene turned to face glTF's -Z, as VRM 0.x avatars do; humanoid bones as a
+    list; blendShapeGroups with weights 0-100 on mesh indices."""
+
+    def change(document):
+        nodes, mesh, _, target_index = _gene_parts(document)
+        hide_materials(document, hidden_materials)
+        for index in document["scenes"][document.get("scene", 0)]["nodes"]:
+            node = document["nodes"][index]
+            x, y, z, w = node.get("rotation", (0.0, 0.0, 0.0, 1.0))
+            node["rotation"] = [z, w, -x, -y]  # half a turn about Y, then the node's own rotation
+            tx, ty, tz = node.get("translation", (0.0, 0.0, 0.0))
+            node["translation"] = [-tx, ty, -tz]
+        document.setdefault("extensionsUsed", []).append("VRM")
+        document.setdefault("extensions", {})["VRM"] = {
+            "meta": {"title": "Gene (VRM 0.x)"},
+            "humanoid": {"humanBones": [{"bone": bone, "node": nodes[name]} for bone, name in GENE_HUMANOID.items()]},
+            "blendShapeMaster": {"blendShapeGroups": [
+                {"name": preset.capitalize(), "presetName": preset,
+                 "binds": [{"mesh": mesh, "index": target_index[morph], "weight": 100}]}
+                for preset, morph in GENE_EXPRESSIONS.items()]},
+        }
+
+    return add_json_extensions(glb, target, change)
+
+
+def make_gene_vrm1(glb, target, hidden_materials=()):
+    """VRM 1.0: facing +Z; humanoid bones by name; preset expressions with weights 0-1 on nodes."""
+
+    def change(document):
+        nodes, _, node, target_index = _gene_parts(document)
+        hide_materials(document, hidden_materials)
+        document.setdefault("extensionsUsed", []).append("VRMC_vrm")
+        document.setdefault("extensions", {})["VRMC_vrm"] = {
+            "specVersion": "1.0",
+            "meta": {"name": "Gene (VRM 1.0)"},
+            "humanoid": {"humanBones": {bone: {"node": nodes[name]} for bone, name in GENE_HUMANOID.items()}},
+            "expressions": {"preset": {
+                VRM1_PRESETS[preset]: {"morphTargetBinds": [{"node": node, "index": target_index[morph], "weight": 1.0}]}
+                for preset, morph in GENE_EXPRESSIONS.items()}},
+        }
+
+    return add_json_extensions(glb, target, change)

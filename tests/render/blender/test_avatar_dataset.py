@@ -1,0 +1,191 @@
+"""VRM and glb avatars in the dataset flow: read, annotated and rendered as MMD models are.
+
+The avatar is a real model: Gene (../shared) imported by THA Studio, exported by Blender's glTF
+exporter, and given VRM 0.x or 1.0 humanoid bones and expressions (gltf_fixtures). Being the same
+model, each avatar must come out as the PMX does: the same vertices where Blender puts them, the
+same roles and head band, the same renders for the same pose.
+"""
+
+import json
+
+import bpy
+import numpy as np
+import pytest
+from PIL import Image
+
+import gltf_fixtures
+from shared_assets import shared_path
+
+GENE = ("assets", "mmd", "gene_light", "Gene_light.pmx")
+HIDDEN_AT_REST = ("青ざめ", "イライラ")  # Gene's overlays of alpha 0 (pale face, irritation mark)
+MMD_SCALE = 0.08  # metres per MMD unit, THA Studio's import scale
+
+
+@pytest.fixture(scope="module")
+def avatars(ext_module, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("gene_avatars")
+    import_model = ext_module("render.blender.model_import").import_model
+    glb = gltf_fixtures.export_gene_glb(import_model, shared_path(*GENE), folder / "gene.glb")
+    return {
+        "glb": glb,
+        "vrm0": gltf_fixtures.make_gene_vrm0(glb, folder / "gene0.vrm", HIDDEN_AT_REST),
+        "vrm1": gltf_fixtures.make_gene_vrm1(glb, folder / "gene1.vrm", HIDDEN_AT_REST),
+    }
+
+
+def scene_vertices(imported):
+    """Every vertex of an import where Blender shows it (modifiers applied, in the scene's axes),
+    in MMD's axis order (x, up, depth)."""
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    found = []
+    for obj in imported.meshes:
+        evaluated = obj.evaluated_get(depsgraph)
+        mesh = evaluated.to_mesh()
+        co = np.empty(len(mesh.vertices) * 3, np.float32)
+        mesh.vertices.foreach_get("co", co)
+        world = np.array(obj.matrix_world)
+        found.append(co.reshape(-1, 3) @ world[:3, :3].T + world[:3, 3])
+        evaluated.to_mesh_clear()
+    return np.concatenate(found)[:, [0, 2, 1]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["glb", "vrm0", "vrm1"])
+def test_an_avatar_is_read_where_blender_places_it(avatars, ext_module, kind):
+    model = ext_module("render.formats.avatar_model").read_avatar_model(avatars[kind])
+    imported = ext_module("render.blender.model_import").import_model(avatars[kind])
+    # Only the avatar's own mesh: the glTF importer's bone-shape sphere once came along.
+    assert [obj.type for obj in imported.meshes] == ["MESH"] and len(imported.meshes[0].data.vertices) == len(model.positions)
+    # Vertex for vertex (the importer keeps the file's order: primitives one after another).
+    np.testing.assert_allclose(model.positions, scene_vertices(imported), atol=2e-5)
+    head = next(bone for bone in model.bones if bone.name == "頭")
+    armature = imported.armature
+    blender_head = np.array(armature.matrix_world @ armature.data.bones["頭"].head_local)[[0, 2, 1]]
+    np.testing.assert_allclose(head.position, blender_head, atol=1e-5)
+    assert head.name_en == ("" if kind == "glb" else "head")
+    # The expressions as the import records them, their vertices moved as the morph's are.
+    names = {record["name"] for record in imported.morphs}
+    assert {morph.name for morph in model.morphs} == names
+    if kind != "glb":
+        blink = next(m for m in model.morphs if m.name_en in ("blink_l", "blinkLeft"))
+        assert len(blink.vertex_indices) > 100 and float(np.abs(blink.vertex_offsets[:, 1]).max()) > 0.005
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["glb", "vrm0", "vrm1"])
+def test_an_avatar_is_annotated_as_its_mmd_original(avatars, ext_module, kind):
+    annotations = ext_module("render.dataset.annotation")
+    original = annotations.annotate_model_file(shared_path(*GENE))
+    avatar = annotations.annotate_model_file(avatars[kind])
+    assert avatar.missing_roles(ext_module("pose.schema").get_schema("tha3")) == []
+    for role in ("neck", "head", "upper_body", "eye_left", "eye_right", "shoulder_left", "shoulder_right"):
+        assert avatar.bone_for(role) == original.bone_for(role), role
+    morph = {role: [name for name, _, _ in avatar.morphs_for(role)] for role in ("eye_wink_left", "eye_wink_right", "mouth_aaa")}
+    if kind == "glb":  # Gene's own morph names
+        assert morph == {role: [name for name, _, _ in original.morphs_for(role)] for role in morph}
+    else:  # the VRM expressions that bind them
+        expected = {"vrm0": ["Blink_l", "Blink_r", "A"], "vrm1": ["blinkLeft", "blinkRight", "aa"]}[kind]
+        assert [names[0] for names in morph.values()] == expected
+    # The head band in metres: the chin and the face's front as the PMX's; the top may differ
+    # by the ahoge (the glTF joints' tails are their children, not the PMX's display tails).
+    head, mmd = avatar.head_extent, original.head_extent.scaled(MMD_SCALE)
+    assert head.bottom == pytest.approx(mmd.bottom, abs=1e-4) and head.front_z == pytest.approx(mmd.front_z, abs=1e-4)
+    assert head.center_x == pytest.approx(mmd.center_x, abs=1e-4) and head.top == pytest.approx(mmd.top, abs=0.015)
+
+
+def render(ext_module, path, annotation, poses, folder):
+    """Render `path` at each pose (by name: value) with `annotation`; RGBA arrays."""
+    schema = ext_module("pose.schema").get_schema("tha3")
+    bpy.ops.wm.read_homefile(use_empty=True)
+    imported = ext_module("render.blender.model_import").import_model(path)
+    renderer = ext_module("render.blender.triplets").TripletRenderer(imported, annotation, schema)
+    pictures = []
+    for number, named in enumerate(poses):
+        pose = schema.neutral()
+        for name, value in named.items():
+            pose[schema.index(name)] = value
+        target = folder / f"{path.stem}_{number}.png"
+        renderer.render(pose, target)
+        pictures.append(np.asarray(Image.open(target).convert("RGBA"), np.float64) / 255)
+    return pictures
+
+
+def overlap(a, b):
+    """Intersection over union of two pictures' opaque pixels."""
+    a, b = a[..., 3] > 0.5, b[..., 3] > 0.5
+    return (a & b).sum() / (a | b).sum()
+
+
+@pytest.mark.slow
+def test_a_pose_moves_an_avatar_as_it_moves_its_mmd_original(avatars, ext_module, tmp_path):
+    # The same head band for both, so the framing is the same: then a turned head, a tilted neck,
+    # a turned body, a wink and an open mouth must give the same pictures, in either VRM version
+    # (a VRM 0.x avatar is turned half round in the scene: its bones' axes with it).
+    annotations = ext_module("render.dataset.annotation")
+    original = annotations.annotate_model_file(shared_path(*GENE))
+    poses = [{}, {"head_y": 1.0, "neck_z": 0.6, "body_y": -0.8}, {"head_x": -1.0, "eye_wink_left": 1.0, "mouth_aaa": 1.0}]
+    mmd = render(ext_module, shared_path(*GENE), original, poses, tmp_path)
+    band = original.head_extent.scaled(MMD_SCALE)
+    for kind in ("vrm0", "vrm1"):
+        avatar = annotations.annotate_model_file(avatars[kind])
+        avatar.set_head(band.top, band.bottom)
+        pictures = render(ext_module, avatars[kind], avatar, poses, tmp_path)
+        for number, (picture, reference) in enumerate(zip(pictures, mmd)):
+            assert overlap(picture, reference) > 0.995, (kind, poses[number])  # (measured: 1.0)
+        assert overlap(pictures[1], mmd[0]) < 0.95  # the turn shows (0.92): a turn the wrong way would not match
+        # The face as the PMX's: no overlay hidden at rest drawn over it (a black band once).
+        face = (slice(64, 192), slice(192, 320))
+        both = (pictures[0][face][..., 3] > 0.5) & (mmd[0][face][..., 3] > 0.5)
+        assert np.abs(pictures[0][face][..., :3] - mmd[0][face][..., :3])[both].mean() < 0.08, kind
+        wink = np.abs(pictures[2][face][..., :3] - pictures[0][face][..., :3]).mean()
+        assert wink > 0.01
+
+
+@pytest.mark.slow
+def test_avatars_render_into_a_dataset_beside_mmd_models(avatars, ext_module, tmp_path):
+    models = tmp_path / "models"
+    (models / "mmd").mkdir(parents=True)
+    for file in shared_path(*GENE).parent.iterdir():
+        (models / "mmd" / file.name).symlink_to(file, target_is_directory=file.is_dir())
+    for kind in ("vrm0", "vrm1"):
+        (models / avatars[kind].name).symlink_to(avatars[kind])
+    config = ext_module("render.dataset.plan").DatasetConfig(schema="tha3", poses_per_model=1)
+    out = tmp_path / "dataset"
+    run = ext_module("render.blender.dataset_run").DatasetRun(models, out, config, show_progress=False)
+    summary = run.run()
+    assert not (out / "failures.jsonl").read_text(encoding="utf-8").strip()
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert sorted(row["type"] for row in rows) == ["example"] * 3 + ["model"] * 3, summary
+    assert {row["model"] for row in rows} == {"mmd/Gene_light.pmx", "gene0.vrm", "gene1.vrm"}
+    rests = sorted(out.glob("images/train/*/rest.png"))
+    pictures = {path.parent.name.split("-")[0]: np.asarray(Image.open(path).convert("RGBA"), np.float64) / 255
+                for path in rests}
+    assert set(pictures) == {"Gene_light", "gene0", "gene1"}
+    for kind in ("gene0", "gene1"):
+        assert overlap(pictures[kind], pictures["Gene_light"]) > 0.93, kind  # (its own head band: the top may differ)
+    for folder in {path.parent for path in rests}:
+        expression = np.asarray(Image.open(folder / "000000_expression.png").convert("RGBA"), np.float64) / 255
+        rest = pictures[folder.name.split("-")[0]]
+        assert np.abs(expression - rest).max() > 0.2, folder.name  # the sampled expression shows
+
+
+@pytest.mark.slow
+def test_a_vrm0_avatar_is_annotated_by_hand_in_blender(avatars, ext_module, tmp_path):
+    # Its root is turned half round: the handles still sit on the head band in the scene, and a
+    # drag of the top handle is read back as such.
+    session = ext_module("render.blender.annotation_session")
+    imported = ext_module("render.blender.model_import").import_model(avatars["vrm0"])
+    sidecar = tmp_path / "gene0.vrm.tha.json"
+    annotation = session.start(imported.root, sidecar)
+    head = annotation.head_extent
+    top, bottom = (session.handle(imported.root, which) for which in ("top", "bottom"))
+    np.testing.assert_allclose(top.matrix_world.translation, (head.center_x, head.front_z, head.top), atol=1e-6)
+    np.testing.assert_allclose(bottom.matrix_world.translation, (head.center_x, head.front_z, head.bottom), atol=1e-6)
+    name, side, _ = session.preview(imported.root, "eye_wink_left", 0)
+    assert (name, side) == ("Blink_l", None)
+    assert imported.meshes[0].data.shape_keys.key_blocks["ウィンク２"].value == 1.0
+    top.location.z += 0.02  # the person drags the top handle up
+    assert session.save(imported.root) == sidecar
+    saved = ext_module("render.dataset.annotation").load_sidecar(sidecar)
+    assert saved.head_top == pytest.approx(head.top + 0.02, abs=1e-5) and saved.head_bottom == pytest.approx(head.bottom)
+    assert imported.meshes[0].data.shape_keys.key_blocks["ウィンク２"].value == 0.0  # the preview reset

@@ -1,0 +1,186 @@
+"""The avatar geometry reader (render/formats/avatar_model.py) on small glTF files made here.
+
+Each file's numbers are chosen so the expected scene positions can be worked out by hand: a
+joint posed away from its bind pose, a node with its own scale, a sparse morph target, VRM 0.x's
+half turn. (The reader against Blender's own import of a real avatar: tests/render/blender/
+test_avatar_dataset.py.)
+"""
+
+import base64
+import json
+import math
+import struct
+
+import numpy as np
+import pytest
+
+from tha_studio.render.dataset.annotation import annotate_model
+from tha_studio.render.formats.avatar_expressions import AvatarFormatError
+from tha_studio.render.formats.avatar_model import read_avatar_model
+
+
+class Buffer:
+    """One glTF buffer being written, its views and accessors alongside."""
+
+    def __init__(self):
+        self.data = bytearray()
+        self.views, self.accessors = [], []
+
+    def add(self, values, dtype, kind, **extra):
+        array = np.asarray(values, dtype)
+        self.views.append({"buffer": 0, "byteOffset": len(self.data), "byteLength": array.nbytes})
+        self.data += array.tobytes()
+        self.data += bytes(-len(self.data) % 4)
+        component = {"float32": 5126, "uint8": 5121, "uint16": 5123, "uint32": 5125}[np.dtype(dtype).name]
+        count = len(array) if kind != "MAT4" else len(array) // 16
+        self.accessors.append({"bufferView": len(self.views) - 1, "componentType": component, "count": count,
+                               "type": kind, **extra})
+        return len(self.accessors) - 1
+
+
+def rotation_y(degrees):
+    half = math.radians(degrees) / 2
+    return [0.0, math.sin(half), 0.0, math.cos(half)]
+
+
+def avatar_document(vrm=None):
+    """Two joints (a root, and a head posed 90 degrees about Y from where it was bound), a skinned
+    triangle on the head with a sparse morph target, and a plain quad under a scaled node."""
+    buffer = Buffer()
+    triangle = buffer.add([[0, 1.5, 0.1], [0.1, 1.6, 0.1], [-0.1, 1.6, 0.1]], "float32", "VEC3")
+    joints = buffer.add([[1, 0, 0, 0]] * 3, "uint8", "VEC4")
+    weights = buffer.add([[1, 0, 0, 0]] * 3, "float32", "VEC4")
+    # Bound with the root at the origin and the head at (0, 1, 0), unturned (column-major).
+    bind = np.stack([np.eye(4), np.eye(4)])
+    bind[1][1, 3] = -1.0
+    inverse_bind = buffer.add(bind.transpose(0, 2, 1).reshape(-1), "float32", "MAT4")
+    sparse_indices = buffer.add([0], "uint16", "SCALAR")
+    sparse_values = buffer.add([[0, 0, 0.1]], "float32", "VEC3")
+    morph = len(buffer.accessors)
+    buffer.accessors.append({"componentType": 5126, "count": 3, "type": "VEC3", "sparse": {
+        "count": 1, "indices": {"bufferView": buffer.accessors[sparse_indices]["bufferView"], "componentType": 5123},
+        "values": {"bufferView": buffer.accessors[sparse_values]["bufferView"]}}})
+    quad = buffer.add([[0, 0, 1], [0, 0.1, 1], [0.1, 0, 1], [0.1, 0.1, 1]], "float32", "VEC3")
+    document = {
+        "asset": {"version": "2.0"},
+        "scene": 0,
+        "scenes": [{"nodes": [0, 2, 3]}],
+        "nodes": [
+            {"name": "Root", "children": [1]},
+            {"name": "Head", "translation": [0, 1, 0], "rotation": rotation_y(90)},
+            {"name": "Face", "mesh": 0, "skin": 0},
+            {"name": "Badge", "mesh": 1, "translation": [1, 0, 0], "scale": [2, 2, 2]},
+        ],
+        "skins": [{"joints": [0, 1], "inverseBindMatrices": inverse_bind}],
+        "meshes": [
+            {"name": "Face", "primitives": [{"attributes": {"POSITION": triangle, "JOINTS_0": joints, "WEIGHTS_0": weights},
+                                             "targets": [{"POSITION": morph}]}],
+             "extras": {"targetNames": ["Blink"]}},
+            {"name": "Badge", "primitives": [{"attributes": {"POSITION": quad}}]},
+        ],
+        "accessors": buffer.accessors,
+        "bufferViews": buffer.views,
+        "buffers": [{"byteLength": len(buffer.data)}],
+    }
+    if vrm == "vrm0":
+        document["extensions"] = {"VRM": {
+            "meta": {"title": "Test"}, "humanoid": {"humanBones": [{"bone": "head", "node": 1}]},
+            "blendShapeMaster": {"blendShapeGroups": [
+                {"name": "Blink_L", "presetName": "blink_l", "binds": [{"mesh": 0, "index": 0, "weight": 50}]}]}}}
+    elif vrm == "vrm1":
+        document["extensions"] = {"VRMC_vrm": {
+            "meta": {"name": "Test"}, "humanoid": {"humanBones": {"head": {"node": 1}}},
+            "expressions": {"preset": {"blinkLeft": {"morphTargetBinds": [{"node": 2, "index": 0, "weight": 0.5}]}}}}}
+    return document, bytes(buffer.data)
+
+
+def write_gltf(path, document, data, external=False):
+    """A .gltf with its buffer as a data URI (or beside it as a .bin), or a .glb/.vrm."""
+    document = json.loads(json.dumps(document))
+    if path.suffix == ".gltf":
+        if external:
+            (path.parent / "buffer.bin").write_bytes(data)
+            document["buffers"][0]["uri"] = "buffer.bin"
+        else:
+            document["buffers"][0]["uri"] = "data:application/octet-stream;base64," + base64.b64encode(data).decode()
+        path.write_text(json.dumps(document))
+        return path
+    text = json.dumps(document).encode()
+    text += b" " * (-len(text) % 4)
+    data = data + bytes(-len(data) % 4)
+    body = struct.pack("<II", len(text), 0x4E4F534A) + text + struct.pack("<II", len(data), 0x004E4942) + data
+    path.write_bytes(struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body)
+    return path
+
+
+# The head joint turned 90 degrees about Y from its bind pose carries the triangle with it: a
+# vertex bound at (0, 1.5, 0.1), 0.5 above and 0.1 in front of the joint, ends up at (0.1, 1.5, 0);
+# then glTF's front (+Z) becomes MMD's (-Z). The quad: translated by 1, scaled by 2.
+TRIANGLE = [[0.1, 1.5, 0.0], [0.1, 1.6, 0.1], [0.1, 1.6, -0.1]]
+QUAD = [[1.0, 0.0, -2.0], [1.0, 0.2, -2.0], [1.2, 0.0, -2.0], [1.2, 0.2, -2.0]]
+
+
+@pytest.mark.parametrize("name, external", [("a.gltf", False), ("b.gltf", True), ("c.glb", False)])
+def test_a_glb_or_gltf_is_placed_as_the_scene_shows_it(tmp_path, name, external):
+    path = write_gltf(tmp_path / name, *avatar_document(), external=external)
+    model = read_avatar_model(path)
+    np.testing.assert_allclose(model.positions, TRIANGLE + QUAD, atol=1e-6)
+    assert [(bone.name, bone.parent) for bone in model.bones] == [("Root", -1), ("Head", 0)]
+    np.testing.assert_allclose(model.bones[1].position, [0, 1, 0], atol=1e-6)
+    assert model.bones[0].tail_bone == 1
+    assert model.bone_indices[:3, 0].tolist() == [1, 1, 1] and model.bone_indices[3:, 0].tolist() == [-1] * 4
+    [blink] = model.morphs
+    # The morph moves vertex 0 by 0.1 along glTF's +Z, turned with the head: +X.
+    assert (blink.name, blink.vertex_indices.tolist()) == ("Blink", [0])
+    np.testing.assert_allclose(blink.vertex_offsets, [[0.1, 0, 0]], atol=1e-6)
+
+
+@pytest.mark.parametrize("vrm", ["vrm0", "vrm1"])
+def test_a_vrm_gives_humanoid_names_its_expressions_and_vrm0_its_half_turn(tmp_path, vrm):
+    model = read_avatar_model(write_gltf(tmp_path / "a.vrm", *avatar_document(vrm)))
+    expected = np.array(TRIANGLE + QUAD)
+    if vrm == "vrm0":  # it faces glTF's -Z and is turned to face the front: x and depth change sign
+        expected *= [-1, 1, -1]
+    np.testing.assert_allclose(model.positions, expected, atol=1e-6)
+    assert model.bones[1].name_en == "head"
+    [blink] = model.morphs
+    assert (blink.name, blink.name_en) == (("Blink_L", "blink_l") if vrm == "vrm0" else ("blinkLeft", "blinkLeft"))
+    np.testing.assert_allclose(blink.vertex_offsets, [[0.05 if vrm == "vrm1" else -0.05, 0, 0]], atol=1e-6)
+
+
+def test_the_annotation_reads_an_avatar_through_the_reader(tmp_path):
+    model = read_avatar_model(write_gltf(tmp_path / "a.vrm", *avatar_document("vrm1")))
+    annotation = annotate_model(model, "a.vrm")
+    assert annotation.bone_for("head") == "Head"  # by its humanoid name; the node is called Head too
+
+
+def test_damaged_avatars_are_named(tmp_path):
+    document, data = avatar_document()
+
+    def damaged(change, cut=None):
+        broken = json.loads(json.dumps(document))
+        change(broken)
+        path = tmp_path / f"bad{len(list(tmp_path.glob('bad*')))}.gltf"
+        return write_gltf(path, broken, data if cut is None else data[:cut])
+
+    cases = [
+        (damaged(lambda d: d["accessors"][0].update(count=10**6)), "accessor 0 reaches past the end of its buffer view"),
+        (damaged(lambda d: d["accessors"][0].update(count=10**9)), "accessor 0 counts 1000000000 elements"),
+        (damaged(lambda d: d["skins"][0]["joints"].append(99)), "a skin's joints names node 99, which does not exist"),
+        (damaged(lambda d: d["nodes"][0].update(children=[1, 0])), "node 0 is its own ancestor"),
+        (damaged(lambda d: d["meshes"][0]["primitives"][0]["attributes"].update(POSITION=77)),
+         "an attribute names accessor 77, which does not exist"),
+        (damaged(lambda d: d["accessors"][0].update(type="VEC7")), "its glTF data is malformed (KeyError: 'VEC7')"),
+        (damaged(lambda d: None, cut=40), "buffer 0 holds 40 bytes, fewer than its byteLength"),
+    ]
+    missing = write_gltf(tmp_path / "missing.gltf", document, data, external=True)
+    (tmp_path / "buffer.bin").unlink()
+    cases.append((missing, "buffer 0's file 'buffer.bin' cannot be read"))
+    vertices = json.loads(json.dumps(document))
+    nan = np.frombuffer(data, np.float32).copy()
+    nan[0] = np.nan
+    cases.append((write_gltf(tmp_path / "nan.gltf", vertices, nan.tobytes()), "vertex 0 (nan, "))
+    for path, problem in cases:
+        with pytest.raises(AvatarFormatError) as raised:
+            read_avatar_model(path)
+        assert str(raised.value).startswith(f"{path}: ") and problem in str(raised.value), str(raised.value)
