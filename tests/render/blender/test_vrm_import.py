@@ -100,3 +100,29 @@ def test_avatar_morphs_survive_a_saved_blend(avatars, model_import, tmp_path):
     assert again.morphs == json.loads(json.dumps(imported.morphs))
     assert again.format == "vrm0" and sorted(o.name for o in again.meshes) == ["Face", "Teeth"]
     assert again.set_morph("Joy", 1.0) == 1
+
+
+def test_a_pose_moves_every_mesh_an_expression_binds(avatars, ext_module, model_import):
+    # The VRM 0.x "A" opens the mouth on the face and on the teeth, two meshes: posing sets both
+    # (it once set the shape keys of the first mesh alone), and a one-sided role gets each mesh's
+    # half by where the mesh sits in the scene.
+    imported = model_import.import_model(avatars["vrm0"])
+    annotations = ext_module("render.dataset.annotation")
+    annotation = annotations.annotate_model_file(avatars["vrm0"])
+    assert annotation.morphs_for("mouth_aaa") == [("A", 1.0, None)]
+    annotation.set_morph_role("eye_wink_left", "Blink", side="left")
+    schema = ext_module("pose.schema").get_schema("tha3")
+    poser = ext_module("render.blender.posing").ModelPoser(imported, annotation, schema)
+    pose = schema.neutral()
+    pose[schema.index("mouth_aaa")] = 0.75
+    pose[schema.index("eye_wink_left")] = 1.0
+    poser.apply(pose)
+    keys = {obj.name: obj.data.shape_keys.key_blocks for obj in imported.meshes}
+    assert keys["Face"]["A"].value == keys["Teeth"]["A"].value == 0.75
+    assert keys["Face"]["Blink.tha_left"].value == 1.0 and keys["Face"]["Blink"].value == 0.0
+    left = bpy.data.objects["Face"].vertex_groups["tha_side_left"]
+    world = np.array([bpy.data.objects["Face"].matrix_world @ v.co for v in bpy.data.objects["Face"].data.vertices])
+    in_group = np.array([any(g.group == left.index for g in v.groups) for v in bpy.data.objects["Face"].data.vertices])
+    assert in_group.any() and (world[in_group, 0] > 0).all() and (world[~in_group, 0] <= 0).all()
+    poser.reset()
+    assert keys["Face"]["A"].value == keys["Teeth"]["A"].value == keys["Face"]["Blink.tha_left"].value == 0.0
