@@ -41,6 +41,9 @@ AVATAR_SUFFIXES = (".vrm", ".glb", ".gltf")
 GLB_BINARY_CHUNK = 0x004E4942  # "BIN\0"
 COMPONENTS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT4": 16}
 COMPONENT_TYPES = {5120: "<i1", 5121: "<u1", 5122: "<i2", 5123: "<u2", 5125: "<u4", 5126: "<f4"}
+# Compressed meshes (a primitive's Draco data, a buffer view's meshopt data) are not in the
+# accessors as glTF lays them out: THA Studio does not decode them (Blender's importer decodes Draco).
+COMPRESSIONS = {"KHR_draco_mesh_compression", "EXT_meshopt_compression"}
 MAX_VERTICES = 20_000_000  # far past any avatar; a damaged count is refused before it is allocated
 
 
@@ -147,6 +150,10 @@ class _Reader:
         views = self.document.get("bufferViews", [])
         self._check_index(view_index, len(views), "buffer view", what)
         view = views[view_index]
+        compressed = set(view.get("extensions") or ()) & COMPRESSIONS
+        if compressed:
+            raise AvatarFormatError(self.path, f"buffer view {view_index} is compressed ({', '.join(sorted(compressed))}), "
+                                               "which THA Studio does not read: export it uncompressed")
         self._check_index(view.get("buffer"), len(self.buffers), "buffer", f"buffer view {view_index}")
         data = self.buffers[view["buffer"]]
         start = view.get("byteOffset", 0) + offset
@@ -235,6 +242,10 @@ class _Reader:
             for primitive in meshes[node["mesh"]].get("primitives", []):
                 if "POSITION" not in primitive.get("attributes", {}):
                     continue
+                compressed = set(primitive.get("extensions") or ()) & COMPRESSIONS
+                if compressed:
+                    raise AvatarFormatError(self.path, f"mesh {node['mesh']} is compressed ({', '.join(sorted(compressed))}), "
+                                                       "which THA Studio does not read: export it uncompressed")
                 placed, matrices = self.primitive_rest(node_index, skin, primitive, bone_of_node)
                 count = len(placed["positions"])
                 if start + count > MAX_VERTICES:

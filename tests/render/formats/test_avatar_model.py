@@ -172,6 +172,10 @@ def test_damaged_avatars_are_named(tmp_path):
          "an attribute names accessor 77, which does not exist"),
         (damaged(lambda d: d["accessors"][0].update(type="VEC7")), "its glTF data is malformed (KeyError: 'VEC7')"),
         (damaged(lambda d: None, cut=40), "buffer 0 holds 40 bytes, fewer than its byteLength"),
+        (damaged(lambda d: d["meshes"][0]["primitives"][0].update(extensions={"KHR_draco_mesh_compression": {}})),
+         "mesh 0 is compressed (KHR_draco_mesh_compression), which THA Studio does not read"),
+        (damaged(lambda d: d["bufferViews"][0].update(extensions={"EXT_meshopt_compression": {}})),
+         "buffer view 0 is compressed (EXT_meshopt_compression)"),
     ]
     missing = write_gltf(tmp_path / "missing.gltf", document, data, external=True)
     (tmp_path / "buffer.bin").unlink()
