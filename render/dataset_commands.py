@@ -21,11 +21,13 @@ def _annotate_parser(subparsers):
     parser = subparsers.add_parser(
         "annotate",
         help="find each model's head band and eye/mouth/bone roles; write its sidecar JSON",
-        description="Annotate MMD models (.pmx, .pmd) and VRM/glTF avatars (.vrm, .glb, .gltf) for dataset "
-        "rendering: the head's top and bottom "
+        description="Annotate MMD models (.pmx, .pmd), VRM/glTF avatars (.vrm, .glb, .gltf) and characters "
+        "saved by Blender (.blend, read where Blender's bpy module is installed) for dataset rendering: the head's "
+        "top and bottom "
         "(chin to skull, upward hair left out), the morphs playing the THA roles (winks, mouth shapes, "
         "eyebrows...) and the neck/head/upper-body bones. Writes <model>.tha.json beside each model, or "
-        "into --annotations. Entries a person set (in Blender's annotation panel) are kept. No Blender needed.",
+        "into --annotations. Entries a person set (in Blender's annotation panel) are kept. No Blender needed "
+        "but for .blend files.",
     )
     parser.add_argument("models", nargs="+", type=Path, help="model files or folders (searched recursively)")
     parser.add_argument("--annotations", type=Path, help="write sidecars into this folder (by path relative to the "
@@ -49,16 +51,16 @@ def _model_files(inputs):
 
 
 def run_annotate(args):
-    from .dataset.annotation import AnnotationError, annotate_file
-    from .formats.mmd.model import MMDFormatError
+    from ..errors import UserError
+    from .dataset.annotation import annotate_file
 
     done, problems = 0, 0
     for root, path in _model_files(args.models):
         model_id = path.relative_to(root).as_posix()
         try:
             annotation, sidecar = annotate_file(path, args.annotations, model_id if args.annotations else None,
-                                                keep_person_edits=not args.fresh)
-        except (MMDFormatError, AnnotationError, OSError) as error:
+                                                keep_person_edits=not args.fresh, read_model=_blend_reader(path))
+        except (UserError, OSError) as error:  # an unreadable model, avatar or .blend: named, and the next one
             message = str(error)  # most name the file already
             print(message if str(path) in message else f"{path}: {message}", file=sys.stderr)
             problems += 1
@@ -78,6 +80,17 @@ def run_annotate(args):
     return 1 if problems and not done else 0
 
 
+def _blend_reader(path):
+    """The reader of a .blend (Blender's, where the bpy module is installed), else None."""
+    if path.suffix.lower() != ".blend":
+        return None
+    try:
+        from .blender.blend_model import read_blend_model
+    except ImportError:
+        return None  # (the annotation then says a .blend is read in Blender)
+    return read_blend_model
+
+
 # --- render-dataset
 
 
@@ -88,9 +101,9 @@ def _render_parser(subparsers):
         "render-dataset",
         help="render THA training triplets for a folder tree of models (resumable, sharded)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="""Render THA training data from a folder tree of MMD models and VRM/glTF avatars: per model
-a rest image, then per sampled pose an expression-only image and an expression+rotation image, with
-a manifest.
+        description="""Render THA training data from a folder tree of MMD models, VRM/glTF avatars and .blend
+characters: per model a rest image, then per sampled pose an expression-only image and an
+expression+rotation image, with a manifest.
 
 Splits come from top-level folders named train/, validation/ (or val/) and test/, from
 --split-file (lines "FOLDER SPLIT"), or --default-split. Rerun the same command to resume: finished
@@ -103,8 +116,8 @@ Cluster job arrays: give every task the same OUT and its own --shard K/N (SLURM 
 Kubernetes indexed jobs are read from the environment if --shard is left out: SLURM_ARRAY_TASK_ID /
 SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with THA_SHARD_COUNT), then run merge-shards OUT.""",
     )
-    parser.add_argument("models", type=Path, help="folder of models (searched recursively for .pmx, .pmd, .vrm, .glb "
-                        "and .gltf)")
+    parser.add_argument("models", type=Path, help="folder of models (searched recursively for .pmx, .pmd, .vrm, .glb, "
+                        ".gltf and .blend)")
     parser.add_argument("out", type=Path, help="dataset folder (created; reused to resume)")
     parser.add_argument("--schema", default="tha1", choices=("tha1", "tha2", "tha3"), help="pose schema (default tha1)")
     parser.add_argument("--poses-per-model", type=int, default=16, help="sampled poses per model (default 16)")

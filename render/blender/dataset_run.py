@@ -52,6 +52,7 @@ def render_model(work, config, out_dir, emit, annotations_dir=None, temp_tag=Non
     """
     from ...pose.schema import get_schema
     from ..dataset.sampling import sample_pose
+    from .blend_model import model_reader
     from .scene import quiet_output
 
     entry = work.entry
@@ -59,7 +60,7 @@ def render_model(work, config, out_dir, emit, annotations_dir=None, temp_tag=Non
     schema = get_schema(config.schema)
     budget = (budget or ModelBudget()).started()
     try:
-        annotation = load_or_make_annotation(entry, out_dir, annotations_dir)
+        annotation = load_or_make_annotation(entry, out_dir, annotations_dir, model_reader(entry.path))
         missing = annotation.missing_roles(schema)
         if missing:
             raise DatasetError(f"lacks {', '.join(missing)}")
@@ -98,13 +99,17 @@ def render_model(work, config, out_dir, emit, annotations_dir=None, temp_tag=Non
 def _open_model(entry, annotation, schema, config, temp_tag):
     import bpy
 
+    from .blend_model import BLEND_SUFFIX, append_blend
     from .model_import import import_model
     from .scene import quiet_output
     from .triplets import TripletRenderer
 
     bpy.ops.wm.read_homefile(use_empty=True)
     with quiet_output():
-        imported = import_model(entry.path, shape_keys_for=role_morphs(annotation, schema))
+        if entry.path.suffix.lower() == BLEND_SUFFIX:
+            imported = append_blend(entry.path)
+        else:
+            imported = import_model(entry.path, shape_keys_for=role_morphs(annotation, schema))
     return TripletRenderer(imported, annotation, schema, config.render, temp_tag=temp_tag), imported.warnings
 
 

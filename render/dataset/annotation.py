@@ -863,18 +863,21 @@ def annotate_model_file(model_path, previous=None, read_model=None):
         from ..formats.avatar_model import AVATAR_SUFFIXES, read_avatar_model
         from ..formats.mmd import read_model
 
+        if model_path.suffix.lower() == ".blend":
+            raise AnnotationError(f"{model_path}: a .blend is read in Blender (render/blender/blend_model.py): "
+                                  "run this where the bpy module is installed")
         if model_path.suffix.lower() in AVATAR_SUFFIXES:
             read_model = read_avatar_model
     return annotate_model(read_model(model_path), model_path.name, sha256_file(model_path), previous)
 
 
-def load_or_annotate(model_path, sidecars):
+def load_or_annotate(model_path, sidecars, read_model=None):
     """(annotation, the sidecar it was read from): the first of `sidecars` that exists, else the model's
-    automatic annotation and None (nothing is written)."""
+    automatic annotation and None (nothing is written). `read_model`: as annotate_model_file's."""
     for place in sidecars:
         if Path(place).exists():
             return load_sidecar(place), Path(place)
-    return annotate_model_file(model_path), None
+    return annotate_model_file(model_path, read_model=read_model), None
 
 
 def annotate_file(model_path, annotations_dir=None, model_id=None, keep_person_edits=True, read_model=None):

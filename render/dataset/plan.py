@@ -1,6 +1,6 @@
 """The dataset batch plan: a folder tree of models in, the work that makes THA triplets and a manifest out.
 
-The plan is pure: models are found under a root (.pmx, .pmd, .vrm, .glb, .gltf; linked folders
+The plan is pure: models are found under a root (.pmx, .pmd, .vrm, .glb, .gltf, .blend; linked folders
 followed once per real folder), given a split (THA1 write-up §5.4: by top-level folder, or by a
 split file; copies of one model, the same bytes under other names, share one split), ordered by id
 and dealt to shards (`--shard K/N`: by a stable hash of the model id, so the nodes of a cluster job
@@ -40,7 +40,8 @@ from ..formats.mmd import MMD_SUFFIXES
 from ...atomic_files import sha256_file, write_text_atomic
 from ...errors import UserError
 
-MODEL_SUFFIXES = MMD_SUFFIXES + AVATAR_SUFFIXES  # MMD models, VRM and glTF avatars
+# MMD models, VRM and glTF avatars, characters saved by Blender (read by render/blender/blend_model.py)
+MODEL_SUFFIXES = MMD_SUFFIXES + AVATAR_SUFFIXES + (".blend",)
 SPLITS = ("train", "validation", "test")
 SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "val": "validation",
                  "valid": "validation", "test": "test", "testing": "test"}
@@ -362,8 +363,9 @@ def plan_work(entries, progress, config, out_dir, retry_failed=False):
     return work, skipped
 
 
-def load_or_make_annotation(entry, out_dir, annotations_dir=None):
-    """The model's annotation: a sidecar (given folder, beside the model, or the dataset's), else automatic."""
+def load_or_make_annotation(entry, out_dir, annotations_dir=None, read_model=None):
+    """The model's annotation: a sidecar (given folder, beside the model, or the dataset's), else automatic
+    (`read_model`: what reads the model file, where the pure readers cannot: a .blend)."""
     from . import annotation as annotations
 
     places = []
@@ -371,7 +373,7 @@ def load_or_make_annotation(entry, out_dir, annotations_dir=None):
         places.append(annotations.sidecar_path(entry.path, annotations_dir, entry.model_id))
     places.append(annotations.sidecar_path(entry.path))
     dataset_copy = annotations.sidecar_path(entry.path, Path(out_dir) / ANNOTATIONS_FOLDER, entry.model_id)
-    annotation, found = annotations.load_or_annotate(entry.path, [*places, dataset_copy])
+    annotation, found = annotations.load_or_annotate(entry.path, [*places, dataset_copy], read_model)
     # The dataset keeps the annotation each model was rendered with.
     if found != dataset_copy:
         annotations.save_sidecar(annotation, dataset_copy)

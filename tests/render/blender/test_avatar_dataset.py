@@ -189,3 +189,59 @@ def test_a_vrm0_avatar_is_annotated_by_hand_in_blender(avatars, ext_module, tmp_
     saved = ext_module("render.dataset.annotation").load_sidecar(sidecar)
     assert saved.head_top == pytest.approx(head.top + 0.02, abs=1e-5) and saved.head_bottom == pytest.approx(head.bottom)
     assert imported.meshes[0].data.shape_keys.key_blocks["ウィンク２"].value == 0.0  # the preview reset
+
+
+@pytest.fixture(scope="module")
+def blends(avatars, ext_module, tmp_path_factory):
+    """Gene saved as .blend files: after THA Studio's import (its records on the root), and after
+    Blender's own glTF import of the glb (a character THA Studio knows nothing of)."""
+    folder = tmp_path_factory.mktemp("blends")
+    bpy.ops.wm.read_homefile(use_empty=True)
+    ext_module("render.blender.model_import").import_model(shared_path(*GENE))
+    bpy.ops.wm.save_as_mainfile(filepath=str(folder / "gene_tha.blend"))
+    bpy.ops.wm.read_homefile(use_empty=True)
+    assert bpy.ops.import_scene.gltf(filepath=str(avatars["glb"])) == {"FINISHED"}
+    bpy.ops.wm.save_as_mainfile(filepath=str(folder / "gene_gltf.blend"))
+    bpy.ops.wm.read_homefile(use_empty=True)
+    return {"tha": folder / "gene_tha.blend", "gltf": folder / "gene_gltf.blend"}
+
+
+@pytest.mark.slow
+def test_a_character_saved_as_a_blend_is_annotated_as_its_original(blends, ext_module):
+    blend_model = ext_module("render.blender.blend_model")
+    annotations = ext_module("render.dataset.annotation")
+    original = annotations.annotate_model_file(shared_path(*GENE))
+    existing = len(bpy.data.objects)
+    for kind, scale in (("tha", 1.0), ("gltf", MMD_SCALE)):
+        annotation = annotations.annotate_model_file(blends[kind], read_model=blend_model.read_blend_model)
+        assert len(bpy.data.objects) == existing  # read, and the scene left as it was
+        for role in ("eye_wink_left", "eye_wink_right", "mouth_aaa", "mouth_iii", "eyebrow_troubled_left"):
+            assert annotation.morphs_for(role) == original.morphs_for(role), (kind, role)
+        for role in ("neck", "head", "upper_body", "eye_left", "shoulder_right"):
+            assert annotation.bone_for(role) == original.bone_for(role), (kind, role)
+        head, mmd = annotation.head_extent, original.head_extent.scaled(scale)
+        assert head.bottom == pytest.approx(mmd.bottom, rel=1e-4) and head.front_z == pytest.approx(mmd.front_z, rel=1e-4)
+    # Appended beside a model of the same names (a dataset worker's last one), it keeps its own.
+    blend_model.append_blend(blends["gltf"])
+    imported = blend_model.append_blend(blends["tha"])
+    assert imported.root.name == "Gene_light.001" and [obj.name for obj in imported.meshes] == ["Gene_light_mesh.001"]
+    assert imported.morph("あ")["shape_keys"] == {"Gene_light_mesh.001": "あ"}
+    assert "Icosphere" not in bpy.data.objects  # the glTF importer's bone shape, hidden in the file, stays out
+
+
+@pytest.mark.slow
+def test_blend_characters_render_into_a_dataset(blends, ext_module, tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    for kind in ("tha", "gltf"):
+        (models / blends[kind].name).symlink_to(blends[kind])
+    (models / "broken.blend").write_text("not a blend file")
+    config = ext_module("render.dataset.plan").DatasetConfig(schema="tha3", poses_per_model=1)
+    out = tmp_path / "dataset"
+    ext_module("render.blender.dataset_run").DatasetRun(models, out, config, show_progress=False).run()
+    [failure] = [json.loads(line) for line in (out / "failures.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert failure["model"] == "broken.blend" and "not a readable .blend file" in failure["reason"]
+    rests = {path.parent.name.split("-")[0]: np.asarray(Image.open(path).convert("RGBA"), np.float64) / 255
+             for path in out.glob("images/train/*/rest.png")}
+    assert set(rests) == {"gene_tha", "gene_gltf"}
+    assert overlap(rests["gene_tha"], rests["gene_gltf"]) > 0.93  # (each with its own head band)

@@ -1,0 +1,208 @@
+"""Characters saved as .blend files, in the dataset flow (imports bpy).
+
+A .blend is a model as much as a .pmx is: one THA Studio's import saved (its root object carries
+the model's description and morph records, `model_import.MODEL_PROPERTY`), or any rigged
+character made or fixed up in Blender. `append_blend` brings its objects into the current scene
+as an `ImportedModel`, for the renderer; `model_from_scene` reads an imported model back as a
+`Model` (render/formats/mmd/model.py), for the annotation, which needs the vertices, bones, skin
+weights and morphs wherever they came from; `read_blend_model` does both for a file, leaving the
+scene as it was.
+
+A character THA Studio did not import is described here: its armature is the one that deforms
+the most vertices, its meshes those that armature deforms, its morphs its shape keys by name
+(across meshes, as a plain glb's are), in Blender units (scale 1). Cameras and lights in the file
+are left out (the dataset scene sets its own), and so is what the file does not render.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from ..formats.avatar_expressions import PANEL_OTHER, morph_record
+from ..formats.mmd.model import Bone, Model, Morph
+from ..formats.mmd.names import normalize_name
+from .model_import import (
+    MODEL_PROPERTY, MORPHS_PROPERTY, ROOT_PROPERTY, ImportedModel, ModelImportError, created_data_guard, key_points,
+    model_info,
+)
+from .posing import model_scale
+
+BLEND_SUFFIX = ".blend"
+KEPT_TYPES = ("MESH", "ARMATURE", "EMPTY", "CURVE", "SURFACE", "META", "FONT", "CURVES", "POINTCLOUD", "VOLUME")
+_KINDS = ("objects", "meshes", "armatures", "materials", "images", "textures", "collections", "actions",
+          "node_groups", "cameras", "lights", "shape_keys", "libraries")
+
+
+def append_blend(path):
+    """Append a .blend's objects to the current scene, in a collection of their own; returns the
+    model they make (an ImportedModel). ModelImportError names a file that is not a readable
+    .blend or holds no rigged character; nothing appended is left behind then."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelImportError(path, "no such file")
+    with created_data_guard():
+        try:
+            with bpy.data.libraries.load(str(path), link=False) as (available, wanted):
+                names = list(available.objects)
+                wanted.objects = list(names)
+                wanted.collections = list(available.collections)
+        except (OSError, RuntimeError) as error:  # (Blender says "not a blend file" as an OSError)
+            raise ModelImportError(path, f"not a readable .blend file ({str(error).strip() or type(error).__name__})") from None
+        objects = [obj for obj in wanted.objects if obj is not None]
+        # Left out as the file renders them: objects hidden from renders, in a collection hidden
+        # from renders (where Blender's glTF importer keeps its bone-shape sphere), bone shapes.
+        hidden = {obj for collection in wanted.collections if collection is not None and collection.hide_render
+                  for obj in collection.all_objects}
+        hidden |= {bone.custom_shape for obj in objects if obj.type == "ARMATURE" and obj.pose
+                   for bone in obj.pose.bones if bone.custom_shape is not None}
+        hidden |= {obj for obj in objects if obj.hide_render}
+        # An object whose name is taken here is appended as "name.001": the names THA Studio's
+        # records keep (the root of each object, the mesh of each shape key) follow.
+        _follow_renames({name: obj.name for name, obj in zip(names, wanted.objects) if obj is not None}, objects)
+        dropped = [obj for obj in objects if obj.type not in KEPT_TYPES or obj in hidden]
+        objects = [obj for obj in objects if obj not in dropped]
+        bpy.data.batch_remove(dropped)
+        collection = bpy.data.collections.new(path.stem)
+        bpy.context.scene.collection.children.link(collection)
+        for obj in objects:
+            collection.objects.link(obj)
+        roots = [obj for obj in objects if MODEL_PROPERTY in obj]
+        if roots:
+            return ImportedModel.from_object(roots[0])
+        return describe_character(path, objects, collection)
+
+
+def _follow_renames(renamed, objects):
+    renamed = {old: new for old, new in renamed.items() if old != new}
+    if not renamed:
+        return
+    for obj in objects:
+        if obj.get(ROOT_PROPERTY) in renamed:
+            obj[ROOT_PROPERTY] = renamed[obj[ROOT_PROPERTY]]
+        if isinstance(obj.get(MORPHS_PROPERTY), str):
+            records = json.loads(obj[MORPHS_PROPERTY])
+            for record in records:
+                record["shape_keys"] = {renamed.get(mesh, mesh): key for mesh, key in record.get("shape_keys", {}).items()}
+            obj[MORPHS_PROPERTY] = json.dumps(records, ensure_ascii=False)
+
+
+def describe_character(path, objects, collection):
+    """The ImportedModel of a rigged character THA Studio did not import, its description and
+    morph records written on its armature as an import writes them."""
+    deformed = {}  # armature -> [meshes it deforms]
+    for obj in objects:
+        if obj.type != "MESH":
+            continue
+        for modifier in obj.modifiers:
+            if modifier.type == "ARMATURE" and modifier.object is not None and modifier.object in objects:
+                deformed.setdefault(modifier.object, []).append(obj)
+                break
+    if not deformed:
+        raise ModelImportError(path, "holds no mesh deformed by an armature: a character needs bones to turn "
+                                     "its head (neck and head bones)")
+    armature = max(deformed, key=lambda arm: sum(len(mesh.data.vertices) for mesh in deformed[arm]))
+    meshes = sorted(deformed[armature], key=lambda obj: obj.name)
+    morphs = {}
+    for mesh in meshes:
+        keys = mesh.data.shape_keys
+        for key in keys.key_blocks if keys is not None else ():
+            if key != keys.reference_key:
+                morphs.setdefault(key.name, {})[mesh.name] = key.name
+    records = [morph_record(name, "", normalize_name(name), "vertex", PANEL_OTHER, shape_keys)
+               for name, shape_keys in morphs.items()]
+    for obj in objects:
+        if obj is not armature:
+            obj[ROOT_PROPERTY] = armature.name
+    armature[MODEL_PROPERTY] = json.dumps(model_info(
+        name=path.stem, source=str(path), format="blend", model_name=armature.name, model_name_en="", scale=1.0,
+        axes="as saved", counts={"meshes": len(meshes), "morphs": len(records)}, warnings=[]), ensure_ascii=False)
+    armature[MORPHS_PROPERTY] = json.dumps(records, ensure_ascii=False)
+    return ImportedModel(name=path.stem, source=str(path), format="blend", root=armature, armature=armature,
+                         meshes=meshes, morphs=records, collection=collection)
+
+
+def model_from_scene(imported):
+    """An imported model as the annotation reads models: rest vertices, bones, the four strongest
+    skin weights of each vertex and the morphs with shape keys, in model units (Blender units over
+    the import's scale) and MMD's axis order (x, up, depth: Blender's x, z, y)."""
+    scale = model_scale(imported)
+    axes = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, 1.0, 0]]) / scale  # Blender (x, y, z) -> (x, z, y)
+    armature = imported.armature
+    bones, bone_of_name = [], {}
+    if armature is not None:
+        world = np.array(armature.matrix_world)
+        listed = list(armature.data.bones)
+        index = {bone.name: i for i, bone in enumerate(listed)}
+        for i, bone in enumerate(listed):
+            head = world[:3, :3] @ np.array(bone.head_local) + world[:3, 3]
+            tail = world[:3, :3] @ np.array(bone.tail_local) + world[:3, 3]
+            bones.append(Bone(str(bone.get("name_j", bone.name)), str(bone.get("name_en", "")), tuple(axes @ head),
+                              index[bone.parent.name] if bone.parent else -1, tail_offset=tuple(axes @ (tail - head))))
+            bone_of_name[bone.name] = i
+    positions, bone_indices, bone_weights, starts = [], [], [], {}
+    start = 0
+    for obj in imported.meshes:
+        world = np.array(obj.matrix_world)
+        co = np.empty(len(obj.data.vertices) * 3, np.float32)
+        obj.data.vertices.foreach_get("co", co)
+        positions.append((co.reshape(-1, 3) @ world[:3, :3].T + world[:3, 3]) @ axes.T)
+        indices = np.full((len(obj.data.vertices), 4), -1, np.int32)
+        weights = np.zeros((len(obj.data.vertices), 4), np.float32)
+        group_bone = {group.index: bone_of_name.get(group.name, -1) for group in obj.vertex_groups}
+        for vertex in obj.data.vertices:
+            strongest = sorted(((g.weight, group_bone.get(g.group, -1)) for g in vertex.groups
+                                if group_bone.get(g.group, -1) >= 0 and g.weight > 0), reverse=True)[:4]
+            for slot, (weight, bone) in enumerate(strongest):
+                indices[vertex.index, slot], weights[vertex.index, slot] = bone, weight
+        bone_indices.append(indices)
+        bone_weights.append(weights)
+        starts[obj.name] = (start, world)
+        start += len(obj.data.vertices)
+    model = Model(format=imported.format, name=imported.name)
+    if positions:
+        model.positions = np.concatenate(positions).astype(np.float32)
+        model.bone_indices = np.concatenate(bone_indices)
+        model.bone_weights = np.concatenate(bone_weights)
+    model.bones = bones
+    for record in imported.morphs:
+        indices, offsets = [], []
+        for mesh_name, key_name in record.get("shape_keys", {}).items():
+            obj = bpy.data.objects.get(mesh_name)
+            keys = obj.data.shape_keys if obj is not None and obj.type == "MESH" else None
+            if keys is None or key_name not in keys.key_blocks or mesh_name not in starts:
+                continue
+            first, world = starts[mesh_name]
+            moved = np.empty(len(obj.data.vertices) * 3, np.float32)
+            rest = np.empty_like(moved)
+            key_points(keys.key_blocks[key_name]).foreach_get("co", moved)
+            key_points(keys.reference_key).foreach_get("co", rest)
+            delta = (moved - rest).reshape(-1, 3) @ world[:3, :3].T @ axes.T
+            changed = np.flatnonzero(np.abs(delta).max(axis=1) > 0)
+            indices.append(changed + first)
+            offsets.append(delta[changed])
+        morph = Morph(str(record["name"]), str(record.get("name_en", "")), int(record.get("panel", PANEL_OTHER)), "vertex")
+        if indices:
+            morph.vertex_indices = np.concatenate(indices).astype(np.int64)
+            morph.vertex_offsets = np.concatenate(offsets).astype(np.float32)
+        model.morphs.append(morph)
+    return model
+
+
+def read_blend_model(path):
+    """A .blend's character as a Model, for the annotation; the scene is left as it was."""
+    before = {kind: {id_.as_pointer() for id_ in getattr(bpy.data, kind)} for kind in _KINDS}
+    try:
+        return model_from_scene(append_blend(path))
+    finally:
+        bpy.data.batch_remove([id_ for kind in _KINDS for id_ in getattr(bpy.data, kind)
+                               if id_.as_pointer() not in before[kind]])
+
+
+def model_reader(path):
+    """What the annotation reads `path` with: read_blend_model for a .blend, else None (the pure
+    readers of MMD models and avatars)."""
+    return read_blend_model if Path(path).suffix.lower() == BLEND_SUFFIX else None
