@@ -49,34 +49,36 @@ LEFT, RIGHT = "left", "right"
 # Role families: a family ending in a side has roles <family>_left and <family>_right.
 # Each entry: a name (compared after normalize_name, side marker and separators removed)
 # and how sure that name alone makes us. Japanese MMD names first (tha.md §6; mmd.md §2),
-# then VRM 0.x/1.0 presets (mmd.md §4) and ARKit blendshapes.
+# then VRM 0.x/1.0 presets (mmd.md §4), ARKit blendshapes and VRoid's own morph names (Fcl_...).
 MORPH_NAMES = {
-    "eyebrow_troubled": [("困る", 0.95), ("困り", 0.9), ("browinnerup", 0.6)],
-    "eyebrow_angry": [("怒り", 0.95), ("怒る", 0.9)],
+    "eyebrow_troubled": [("困る", 0.95), ("困り", 0.9), ("browinnerup", 0.6), ("Fcl_BRW_Sorrow", 0.85)],
+    "eyebrow_angry": [("怒り", 0.95), ("怒る", 0.9), ("Fcl_BRW_Angry", 0.9)],
     "eyebrow_lowered": [("下", 0.95), ("眉下", 0.9), ("下げ", 0.9), ("browdown", 0.8)],
-    "eyebrow_raised": [("上", 0.95), ("眉上", 0.9), ("上げ", 0.9), ("browouterup", 0.7)],
-    "eyebrow_happy": [("にこり", 0.95)],
+    "eyebrow_raised": [("上", 0.95), ("眉上", 0.9), ("上げ", 0.9), ("browouterup", 0.7), ("Fcl_BRW_Surprised", 0.8)],
+    "eyebrow_happy": [("にこり", 0.95), ("Fcl_BRW_Joy", 0.8)],
     "eyebrow_serious": [("真面目", 0.95)],
     # Normal winks (eyelid curved down): まばたき, and ウィンク２ / ウィンク２右 in MMD models.
     "eye_wink": [
         ("まばたき", 0.95), ("ウィンク2", 0.95), ("まば", 0.9), ("目閉じ", 0.85), ("目_閉じ", 0.85),
-        ("blink", 0.9), ("eyeblink", 0.85), ("eyeclose", 0.6), ("まばたき2", 0.8),
+        ("blink", 0.9), ("eyeblink", 0.85), ("eyeclose", 0.6), ("まばたき2", 0.8), ("Fcl_EYE_Close", 0.9),
     ],
     # Smile winks (eyelid curved up): 笑い, and ウィンク / ウィンク右.
-    "eye_happy_wink": [("笑い", 0.95), ("ウィンク", 0.95), ("ウインク", 0.95)],
-    "eye_surprised": [("びっくり", 0.95), ("見開き", 0.85), ("くわっ", 0.85), ("eyewide", 0.8), ("surprised", 0.5)],
-    "eye_relaxed": [("なごみ", 0.95), ("relaxed", 0.5), ("fun", 0.4)],
+    "eye_happy_wink": [("笑い", 0.95), ("ウィンク", 0.95), ("ウインク", 0.95), ("Fcl_EYE_Joy", 0.9)],
+    "eye_surprised": [("びっくり", 0.95), ("見開き", 0.85), ("くわっ", 0.85), ("eyewide", 0.8), ("surprised", 0.5),
+                      ("Fcl_EYE_Surprised", 0.85)],
+    "eye_relaxed": [("なごみ", 0.95), ("relaxed", 0.5), ("fun", 0.4), ("Fcl_EYE_Fun", 0.6)],
     "eye_unimpressed": [("じと目", 0.95), ("ジト目", 0.95), ("じど目", 0.8)],
     "eye_raised_lower_eyelid": [("下瞼上げ", 0.95), ("下まぶた上げ", 0.9), ("eyesquint", 0.6)],
     "iris_small": [("瞳小", 0.95), ("瞳孔小", 0.8), ("瞳小さく", 0.8)],
-    "mouth_aaa": [("あ", 0.95), ("発音「あ」", 0.85), ("あ2", 0.8), ("aa", 0.9), ("a", 0.9), ("jawopen", 0.75)],
-    "mouth_iii": [("い", 0.95), ("発音「い」", 0.85), ("ih", 0.9), ("i", 0.9)],
-    "mouth_uuu": [("う", 0.95), ("発音「う」", 0.85), ("ou", 0.9), ("u", 0.9), ("mouthpucker", 0.6)],
-    "mouth_eee": [("え", 0.95), ("発音「え」", 0.85), ("えー", 0.6), ("ee", 0.9), ("e", 0.9)],
-    "mouth_ooo": [("お", 0.95), ("発音「お」", 0.85), ("oh", 0.9), ("o", 0.9), ("mouthfunnel", 0.6)],
+    "mouth_aaa": [("あ", 0.95), ("発音「あ」", 0.85), ("あ2", 0.8), ("aa", 0.9), ("a", 0.9), ("jawopen", 0.75),
+                  ("Fcl_MTH_A", 0.9)],
+    "mouth_iii": [("い", 0.95), ("発音「い」", 0.85), ("ih", 0.9), ("i", 0.9), ("Fcl_MTH_I", 0.9)],
+    "mouth_uuu": [("う", 0.95), ("発音「う」", 0.85), ("ou", 0.9), ("u", 0.9), ("mouthpucker", 0.6), ("Fcl_MTH_U", 0.9)],
+    "mouth_eee": [("え", 0.95), ("発音「え」", 0.85), ("えー", 0.6), ("ee", 0.9), ("e", 0.9), ("Fcl_MTH_E", 0.9)],
+    "mouth_ooo": [("お", 0.95), ("発音「お」", 0.85), ("oh", 0.9), ("o", 0.9), ("mouthfunnel", 0.6), ("Fcl_MTH_O", 0.9)],
     "mouth_delta": [("▲", 0.95), ("δ", 0.9), ("△", 0.85), ("∧", 0.6)],
-    "mouth_lowered_corner": [("口角下げ", 0.95), ("mouthfrown", 0.8)],
-    "mouth_raised_corner": [("口角上げ", 0.95), ("微笑", 0.85), ("mouthsmile", 0.8)],
+    "mouth_lowered_corner": [("口角下げ", 0.95), ("mouthfrown", 0.8), ("Fcl_MTH_Sorrow", 0.6)],
+    "mouth_raised_corner": [("口角上げ", 0.95), ("微笑", 0.85), ("mouthsmile", 0.8), ("Fcl_MTH_Joy", 0.6)],
     "mouth_smirk": [("はんっ!", 0.9), ("にやり", 0.6)],
 }
 SIDED_MORPH_FAMILIES = (
@@ -91,8 +93,9 @@ BONE_NAMES = {
     "upper_body": [("上半身", 0.95), ("upper body", 0.85), ("spine", 0.7), ("j_bip_c_spine", 0.8)],
     "upper_body_2": [("上半身2", 0.95), ("上半身２", 0.95), ("chest", 0.8), ("upperchest", 0.7), ("j_bip_c_chest", 0.8)],
     "eyes": [("両目", 0.95), ("eyes", 0.8)],
-    "eye": [("目", 0.95), ("eye", 0.85), ("j_adj_faceeye", 0.8)],
-    "shoulder": [("肩", 0.95), ("shoulder", 0.85)],
+    # (VRoid's rigs put the side in the middle, J_Adj_L_FaceEye: the side comes from where it sits.)
+    "eye": [("目", 0.95), ("eye", 0.85), ("j_adj_faceeye", 0.8), ("J_Adj_L_FaceEye", 0.8), ("J_Adj_R_FaceEye", 0.8)],
+    "shoulder": [("肩", 0.95), ("shoulder", 0.85), ("J_Bip_L_Shoulder", 0.8), ("J_Bip_R_Shoulder", 0.8)],
 }
 SIDED_BONE_FAMILIES = ("eye", "shoulder")
 

@@ -162,6 +162,24 @@ def test_spelling_variants_and_vrm_arkit_names_are_recognised():
     assert roles["mouth_aaa"][0].name == "A"
 
 
+def test_vroid_names_are_recognised():
+    # VRoid Studio's own morph and bone names, as a glb exported from it (without VRM presets) has them.
+    both = {**LEFT_DOWN, **RIGHT_DOWN}
+    model = face_model([("Fcl_EYE_Close_L", LEFT_DOWN), ("Fcl_EYE_Close_R", RIGHT_DOWN), ("Fcl_MTH_A", both),
+                        ("Fcl_EYE_Joy_L", LEFT_DOWN), ("Fcl_BRW_Angry", both), ("Fcl_MTH_O", both)])
+    roles = A.morph_candidates(model)
+    assert [roles[role][0].name for role in ("eye_wink_left", "eye_wink_right", "mouth_aaa", "mouth_ooo")] == [
+        "Fcl_EYE_Close_L", "Fcl_EYE_Close_R", "Fcl_MTH_A", "Fcl_MTH_O"]
+    assert roles["eye_happy_wink_left"][0].name == "Fcl_EYE_Joy_L"
+    assert (roles["eyebrow_angry_right"][0].name, roles["eyebrow_angry_right"][0].side) == ("Fcl_BRW_Angry", "right")
+    model.bones = [Bone("J_Bip_C_Neck"), Bone("J_Bip_C_Head", parent=0), Bone("J_Adj_L_FaceEye", position=(0.03, 1.5, 0), parent=1),
+                   Bone("J_Adj_R_FaceEye", position=(-0.03, 1.5, 0), parent=1), Bone("J_Bip_L_Shoulder", position=(0.1, 1.3, 0))]
+    bones = A.bone_candidates(model)
+    assert {role: bones[role][0].name for role in ("neck", "head", "eye_left", "eye_right", "shoulder_left")} == {
+        "neck": "J_Bip_C_Neck", "head": "J_Bip_C_Head", "eye_left": "J_Adj_L_FaceEye", "eye_right": "J_Adj_R_FaceEye",
+        "shoulder_left": "J_Bip_L_Shoulder"}
+
+
 def test_geometry_overrules_a_name_that_names_the_wrong_side():
     model = face_model([("ウインク右", LEFT_DOWN)])  # says right, closes the left eye
     roles = A.morph_candidates(model)
