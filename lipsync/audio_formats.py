@@ -10,6 +10,7 @@ runs (the add-on, and the commands that start it), copied to a temporary WAV fir
 import os
 import struct
 from pathlib import Path
+from typing import NamedTuple, Optional
 
 SOUNDFILE_EXTENSIONS = (".wav", ".ogg", ".oga", ".opus", ".flac", ".mp3", ".aif", ".aiff")
 BLENDER_EXTENSIONS = (".m4a", ".aac", ".mp4", ".mov", ".mkv", ".mka", ".webm", ".wma", ".ac3")
@@ -32,13 +33,13 @@ def file_glob():
 _UNKNOWN_DATA_SIZE_FROM = 0x7FFFF000
 
 
-class WavData:
-    """Where a WAV's audio lies, as its header tells: `frame_bytes` (the block align, or None where
-    there is no fmt chunk before the data), `size` (the data chunk's size; for RF64 its 64-bit
-    size), `size_at` (the file offset of the chunk's 32-bit size field) and `start` (of the audio)."""
+class WavData(NamedTuple):
+    """Where a WAV's audio lies, as its header tells."""
 
-    def __init__(self, frame_bytes, size, size_at, start):
-        self.frame_bytes, self.size, self.size_at, self.start = frame_bytes, size, size_at, start
+    frame_bytes: Optional[int]  # the block align; None where no fmt chunk comes before the data
+    size: Optional[int]  # the data chunk's size (RF64: its 64-bit size)
+    size_at: int  # the file offset of the data chunk's 32-bit size field
+    start: int  # the file offset of the audio
 
 
 def wav_data(path):

@@ -33,8 +33,6 @@ from .posing import model_scale
 
 BLEND_SUFFIX = ".blend"
 KEPT_TYPES = ("MESH", "ARMATURE", "EMPTY", "CURVE", "SURFACE", "META", "FONT", "CURVES", "POINTCLOUD", "VOLUME")
-_KINDS = ("objects", "meshes", "armatures", "materials", "images", "textures", "collections", "actions",
-          "node_groups", "cameras", "lights", "shape_keys", "libraries")
 
 
 def append_blend(path):
@@ -194,12 +192,8 @@ def model_from_scene(imported):
 
 def read_blend_model(path):
     """A .blend's character as a Model, for the annotation; the scene is left as it was."""
-    before = {kind: {id_.as_pointer() for id_ in getattr(bpy.data, kind)} for kind in _KINDS}
-    try:
+    with created_data_guard(temporary=True):
         return model_from_scene(append_blend(path))
-    finally:
-        bpy.data.batch_remove([id_ for kind in _KINDS for id_ in getattr(bpy.data, kind)
-                               if id_.as_pointer() not in before[kind]])
 
 
 def model_reader(path):

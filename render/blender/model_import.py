@@ -189,29 +189,31 @@ def check_model_path(path):
 
 
 @contextlib.contextmanager
-def created_data_guard():
-    """Remove every datablock created inside the block if the block raises.
+def created_data_guard(temporary=False):
+    """Remove every datablock created inside the block if the block raises, or, `temporary`,
+    however it ends (a model read and let go).
 
     The importers create objects, meshes, armatures, materials, images and collections through
-    several paths (our builder, the glTF importer); comparing the data before and after is the
-    one way to catch them all.
+    several paths (our builder, the glTF importer, appending from a .blend, which leaves a
+    library); comparing the data before and after is the one way to catch them all.
     """
     kinds = ("objects", "meshes", "armatures", "materials", "images", "textures", "collections",
-             "actions", "node_groups", "cameras", "lights")
+             "actions", "node_groups", "cameras", "lights", "libraries")
     before = {kind: {id_.as_pointer() for id_ in getattr(bpy.data, kind)} for kind in kinds}
+
+    def remove_created():
+        if bpy.context.object is not None and bpy.context.object.mode != "OBJECT":
+            bpy.ops.object.mode_set(mode="OBJECT")
+        bpy.data.batch_remove([id_ for kind in kinds for id_ in getattr(bpy.data, kind)
+                               if id_.as_pointer() not in before[kind]])
+
     try:
         yield
     except BaseException:
-        if bpy.context.object is not None and bpy.context.object.mode != "OBJECT":
-            bpy.ops.object.mode_set(mode="OBJECT")
-        created = [
-            id_
-            for kind in kinds
-            for id_ in getattr(bpy.data, kind)
-            if id_.as_pointer() not in before[kind]
-        ]
-        bpy.data.batch_remove(created)
+        remove_created()
         raise
+    if temporary:
+        remove_created()
 
 
 def build_model(model, name, folder, scale=DEFAULT_SCALE, source=None, collection=None, shape_keys_for=None):

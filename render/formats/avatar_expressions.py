@@ -92,10 +92,11 @@ def morph_record(name, name_en, normalized, kind, panel, shape_keys):
     }
 
 
-def read_gltf_json(path):
-    """The JSON part of a .glb/.vrm (binary glTF) or .gltf file, as a dict."""
+def read_gltf_json(path, data=None):
+    """The JSON part of a .glb/.vrm (binary glTF) or .gltf file, as a dict (`data`: the file's
+    bytes, where the caller has read them already)."""
     path = Path(path)
-    data = path.read_bytes()
+    data = path.read_bytes() if data is None else data
     if data[:4] == GLB_MAGIC:
         if len(data) < 20:
             raise AvatarFormatError(path, "binary glTF header is truncated")
@@ -119,9 +120,10 @@ def read_gltf_json(path):
     return document
 
 
-def read_description(path):
+def read_description(path, document=None):
+    """The avatar's AvatarDescription (`document`: its glTF JSON, where the caller has read it)."""
     path = Path(path)
-    document = read_gltf_json(path)
+    document = read_gltf_json(path) if document is None else document
     try:
         return describe(document, path)
     except (AttributeError, TypeError, KeyError, IndexError, ValueError) as error:

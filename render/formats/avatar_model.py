@@ -51,10 +51,11 @@ def read_avatar_model(path) -> Model:
     """The avatar's rest geometry, bones and expressions as a Model (format "vrm0", "vrm1",
     "glb" or "gltf"); AvatarFormatError names the file and the problem."""
     path = Path(path)
-    description = read_description(path)
-    document = read_gltf_json(path)
+    data = path.read_bytes()  # once: a VRM is tens of megabytes, its JSON and binary chunk both wanted
+    document = read_gltf_json(path, data)
+    description = read_description(path, document)
     try:
-        return _Reader(path, document, description).model()
+        return _Reader(path, data, document, description).model()
     except AvatarFormatError:
         raise
     except (AttributeError, TypeError, KeyError, IndexError, ValueError, OverflowError) as error:
@@ -62,8 +63,8 @@ def read_avatar_model(path) -> Model:
 
 
 class _Reader:
-    def __init__(self, path, document, description):
-        self.path, self.document, self.description = path, document, description
+    def __init__(self, path, data, document, description):
+        self.path, self.data, self.document, self.description = path, data, document, description
         self.buffers = self._buffers()
         self.nodes = document.get("nodes", [])
         self.parents = [-1] * len(self.nodes)
@@ -102,7 +103,7 @@ class _Reader:
         return buffers
 
     def _glb_binary(self):
-        data = self.path.read_bytes()
+        data = self.data
         if data[:4] != GLB_MAGIC:
             return None
         json_length = struct.unpack_from("<I", data, 12)[0]
