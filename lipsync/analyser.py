@@ -38,8 +38,8 @@ import numpy as np
 from ..errors import UserError
 from ..jobs import Job, Progress
 from .audio_formats import (
-    BLENDER_EXTENSIONS, OGG_EXTENSIONS, SOUNDFILE_EXTENSIONS, mp3_length_tagged, ogg_stream_ended, unsized_wav_data,
-    wav_header_frames,
+    BLENDER_EXTENSIONS, OGG_EXTENSIONS, SOUNDFILE_EXTENSIONS, caf_cut_short, container_header_frames, cut_caf_patch,
+    mp3_length_tagged, ogg_stream_ended, unsized_wav_data,
 )
 from .cues import MAX_SECONDS, parse_shape_set
 from .shapes import PHONES, animate_step_by_step, cue_track
@@ -48,7 +48,7 @@ SAMPLE_RATE = 16000
 # What this module reads itself (libsndfile 1.1+ decodes MP3, the form most dialogue arrives in).
 AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS
 KINDS = {".wav": "WAVE", ".ogg": "Ogg Vorbis", ".oga": "Ogg", ".opus": "Ogg Opus", ".flac": "FLAC", ".mp3": "MP3",
-         ".aif": "AIFF", ".aiff": "AIFF"}
+         ".aif": "AIFF", ".aiff": "AIFF", ".aifc": "AIFF-C", ".caf": "Core Audio", ".w64": "Wave64", ".au": "AU"}
 # What read_audio accepts: telephone quality to studio rates, up to 7.1 surround plus spares.
 SAMPLE_RATES = (4000, 768000)
 MAX_CHANNELS = 16
@@ -116,13 +116,14 @@ CUT_SHORT_SECONDS = 0.01
 
 
 def header_frames(path, info_frames):
-    """The frame count a recording's header promises, where the header is exact about it (a
-    WAV's data size, a FLAC's stream info, an MP3's Xing or Info tag: `info_frames`, libsndfile's
-    count, is then that), else None. (An untagged MP3's count is an estimate from its bit rate
-    and size; an Ogg's is what the file holds: ogg_stream_ended tells a cut one.)"""
+    """The frame count a recording's header promises, where the header is exact about it (the
+    data size of a WAV, AIFF, Wave64, AU or CAF; a FLAC's stream info, an MP3's Xing or Info tag:
+    `info_frames`, libsndfile's count, is then that), else None. (An untagged MP3's count is an
+    estimate from its bit rate and size; an Ogg's is what the file holds: ogg_stream_ended tells a
+    cut one.)"""
     extension = Path(path).suffix.lower()
-    if extension == ".wav":
-        return wav_header_frames(path)
+    if extension not in (".flac", ".mp3"):
+        return container_header_frames(path)
     if 0 < info_frames < UNKNOWN_FRAMES and (extension == ".flac" or extension == ".mp3" and mp3_length_tagged(path)):
         return info_frames
     return None
@@ -178,15 +179,20 @@ class PatchedFile(io.RawIOBase):
 
 
 def open_sound(path):
-    """A soundfile.SoundFile reading the recording. A WAV whose header left the audio's size at 0
-    (audio_formats.unsized_wav_data) is read with that size taken as "to the end of the file",
-    which libsndfile reads as players do; the file itself is not changed."""
+    """A soundfile.SoundFile reading the recording. Where players read a file that libsndfile
+    would not, it is handed the header with one field changed; the file itself is not changed:
+    - a WAV whose header left the audio's size at 0 (audio_formats.unsized_wav_data), with that
+      size taken as "to the end of the file";
+    - a CAF cut short, which libsndfile refuses as malformed, with its audio's size as what the
+      file holds (audio_formats.cut_caf_patch; the shortfall is then told by reading_notes)."""
     import soundfile
 
     unsized = unsized_wav_data(path)
-    if unsized is None:
+    # (0xFFFFFFFF: the size of a stream, in either byte order.)
+    patch = (unsized.size_at, b"\xff\xff\xff\xff") if unsized else cut_caf_patch(path)
+    if patch is None:
         return soundfile.SoundFile(str(path))
-    source = PatchedFile(path, unsized.size_at, b"\xff\xff\xff\xff")  # the size of a stream, either byte order
+    source = PatchedFile(path, *patch)
     try:
         # (The SoundFile's callbacks hold the source; it closes when they go, with the SoundFile.)
         return soundfile.SoundFile(source)
@@ -282,13 +288,18 @@ class BlockDecoder:
         return audio
 
 
-def decoder_reason(error):
-    """libsndfile's words for a decoding error, as a clause."""
+def decoder_reason(error, path=None):
+    """libsndfile's words for a decoding error, as a clause; with what the header of the file at
+    `path` tells of it, where that explains it."""
     reason = str(error.error_string if hasattr(error, "error_string") else error).rstrip(".")
     reason = reason.removeprefix("Error : ")  # libFLAC's messages come so
     if reason.startswith("File does not exist"):
         # libsndfile's word for any file its MP3 decoder gives up on; the file is there.
         reason = "no audio frames could be decoded from it"
+    if path is not None and Path(path).suffix.lower() == ".caf" and caf_cut_short(path):
+        # (An uncompressed one is read as far as it goes: open_sound.)
+        reason += ("; the file was cut short, before the end of the audio its header describes, and its "
+                   "compressed audio cannot be read in part")
     return reason
 
 
@@ -353,7 +364,8 @@ class AudioReader:
         try:
             yield
         except soundfile.LibsndfileError as error:
-            raise AudioError(f"{self.opening} It is not readable {self.kind} audio ({decoder_reason(error)}).") from None
+            reason = decoder_reason(error, self.path)
+            raise AudioError(f"{self.opening} It is not readable {self.kind} audio ({reason}).") from None
         except (RuntimeError, OSError) as error:
             raise AudioError(f"{self.opening} {error}") from None
 

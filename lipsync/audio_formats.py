@@ -12,7 +12,11 @@ import struct
 from pathlib import Path
 from typing import NamedTuple, Optional
 
-SOUNDFILE_EXTENSIONS = (".wav", ".ogg", ".oga", ".opus", ".flac", ".mp3", ".aif", ".aiff")
+# (.caf: Apple's Core Audio Format, what macOS's own tools write; .w64: Sony Wave64, Sound Forge's
+# and Audacity's format for takes past 4 GiB; .au: Sun/NeXT audio.)
+SOUNDFILE_EXTENSIONS = (
+    ".wav", ".ogg", ".oga", ".opus", ".flac", ".mp3", ".aif", ".aiff", ".aifc", ".caf", ".w64", ".au",
+)
 BLENDER_EXTENSIONS = (".m4a", ".aac", ".mp4", ".mov", ".mkv", ".mka", ".webm", ".wma", ".ac3")
 AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS + BLENDER_EXTENSIONS
 
@@ -87,6 +91,168 @@ def wav_header_frames(path):
     return data.size // data.frame_bytes
 
 
+def aiff_header_frames(path):
+    """The frame count an AIFF or AIFF-C header gives (its COMM chunk's numSampleFrames), or None.
+    libsndfile counts only the frames the file holds, so a cut one is told by this."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(12)
+            if len(head) < 12 or head[:4] != b"FORM" or head[8:12] not in (b"AIFF", b"AIFC"):
+                return None
+            for _ in range(256):
+                chunk = file.read(8)
+                if len(chunk) < 8:
+                    return None
+                name, size = chunk[:4], struct.unpack(">I", chunk[4:])[0]
+                if name == b"COMM":
+                    body = file.read(6)
+                    return struct.unpack(">I", body[2:6])[0] if len(body) == 6 else None
+                file.seek(size + (size & 1), 1)
+    except (OSError, struct.error):
+        return None
+    return None
+
+
+# Wave64 names its chunks by GUIDs: the chunk's four letters, then these twelve bytes.
+_W64_GUID_TAIL = bytes.fromhex("f3acd3118cd100c04f8edb8a")
+
+
+def w64_header_frames(path):
+    """The frame count a Sony Wave64 header gives (its data chunk's size over the frame size), or
+    None."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(40)
+            if len(head) < 40 or head[:4] != b"riff" or head[24:28] != b"wave":
+                return None
+            frame_bytes = None
+            for _ in range(256):
+                chunk = file.read(24)
+                if len(chunk) < 24:
+                    return None
+                guid, size = chunk[:16], struct.unpack("<Q", chunk[16:])[0]  # the size counts these 24 bytes
+                if guid[4:] != _W64_GUID_TAIL or size < 24:
+                    return None
+                if guid[:4] == b"fmt ":
+                    body = file.read(14)
+                    frame_bytes = struct.unpack("<H", body[12:14])[0] if len(body) == 14 else None
+                    file.seek(size - 24 - len(body), 1)
+                elif guid[:4] == b"data":
+                    return (size - 24) // frame_bytes if frame_bytes else None
+                else:
+                    file.seek(size - 24, 1)
+                file.seek((-size) % 8, 1)  # chunks are aligned to 8 bytes
+    except (OSError, struct.error):
+        return None
+    return None
+
+
+# Bytes a sample of each AU encoding takes (µ-law, 8/16/24/32-bit linear, float, double, A-law).
+_AU_SAMPLE_BYTES = {1: 1, 2: 1, 3: 2, 4: 3, 5: 4, 6: 4, 7: 8, 27: 1}
+
+
+def au_header_frames(path):
+    """The frame count a Sun/NeXT .au header gives (its data size over the frame size), or None
+    (a size left unknown, as a stream writes it, or an encoding of variable size)."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(24)
+    except OSError:
+        return None
+    if len(head) < 24 or head[:4] not in (b".snd", b"dns."):
+        return None
+    order = ">" if head[:4] == b".snd" else "<"
+    _, size, encoding, _, channels = struct.unpack(order + "5I", head[4:24])
+    sample_bytes = _AU_SAMPLE_BYTES.get(encoding)
+    if size == 0xFFFFFFFF or not sample_bytes or not channels:
+        return None
+    return size // (sample_bytes * channels)
+
+
+class CafData(NamedTuple):
+    """Where a Core Audio Format file's audio lies, and how many frames its header promises."""
+
+    frames: Optional[int]  # None where the header leaves it open (a data size of -1)
+    bytes_per_packet: int  # 0 for a compressed format (ALAC), whose packets vary in size
+    size_at: int  # the file offset of the data chunk's 64-bit size
+    start: int  # the file offset of the audio (past the data chunk's edit count)
+    size: int  # the audio's size in bytes as the header gives it (-1: to the end of the file)
+
+
+def caf_data(path):
+    """The CafData of a CAF file, or None (not one, or no data chunk found)."""
+    try:
+        with open(path, "rb") as file:
+            if file.read(8)[:4] != b"caff":
+                return None
+            bytes_per_packet = frames_per_packet = valid_frames = None
+            for _ in range(256):
+                chunk = file.read(12)
+                if len(chunk) < 12:
+                    return None
+                name, size = chunk[:4], struct.unpack(">q", chunk[4:])[0]
+                if name == b"data":
+                    start = file.tell() + 4  # (an edit count comes first)
+                    audio = size - 4 if size >= 4 else -1
+                    if bytes_per_packet and frames_per_packet:
+                        frames = audio // bytes_per_packet * frames_per_packet if audio >= 0 else None
+                    else:
+                        frames = valid_frames
+                    return CafData(frames, bytes_per_packet or 0, start - 12, start, audio)
+                if size < 0:
+                    return None
+                body = file.read(min(size, 32))
+                if name == b"desc" and len(body) >= 32:
+                    bytes_per_packet, frames_per_packet = struct.unpack(">II", body[16:24])
+                elif name == b"pakt" and len(body) >= 16:
+                    valid_frames = struct.unpack(">q", body[8:16])[0]
+                file.seek(size - len(body), 1)
+    except (OSError, struct.error):
+        return None
+    return None
+
+
+def caf_header_frames(path):
+    """The frame count a CAF header gives (CafData.frames), or None."""
+    data = caf_data(path)
+    return data.frames if data is not None else None
+
+
+def container_header_frames(path):
+    """The frame count the header of a WAV, AIFF, Wave64, AU or CAF file gives, by its extension;
+    None where the header leaves it open, or for other files (FLAC's and MP3's counts come through
+    libsndfile: analyser.header_frames)."""
+    reader = _HEADER_FRAMES.get(Path(path).suffix.lower())
+    return reader(path) if reader else None
+
+
+def cut_caf_patch(path):
+    """(offset, bytes) to give libsndfile for a CAF of uncompressed audio whose data chunk runs
+    past the end of the file (an interrupted copy or recording): the chunk's size as what the file
+    holds, in whole frames. libsndfile refuses such a file as malformed; players, Blender's FFmpeg
+    among them, play what there is. None for any other file (a cut ALAC file has no such fix: its
+    packet table counts the packets that are gone)."""
+    data = caf_data(path)
+    if data is None or data.size < 0 or not data.bytes_per_packet:
+        return None
+    try:
+        held = os.path.getsize(path) - data.start
+    except OSError:
+        return None
+    if held >= data.size or held < data.bytes_per_packet:
+        return None
+    return data.size_at, struct.pack(">q", held // data.bytes_per_packet * data.bytes_per_packet + 4)
+
+
+def caf_cut_short(path):
+    """Whether a CAF file ends before the audio its header describes."""
+    data = caf_data(path)
+    try:
+        return data is not None and data.size >= 0 and os.path.getsize(path) - data.start < data.size
+    except OSError:
+        return False
+
+
 def unsized_wav_data(path):
     """The WavData of a WAV whose data chunk's size was left at 0 though audio follows it (a
     recorder stopped before it went back to write the size), else None. libsndfile reads no frames
@@ -157,3 +323,9 @@ def mp3_length_tagged(path):
     if data[at : at + 4] not in (b"Xing", b"Info") or len(data) < at + 8:
         return False
     return bool(struct.unpack(">I", data[at + 4 : at + 8])[0] & 0x01)  # the frame count is there
+
+
+_HEADER_FRAMES = {
+    ".wav": wav_header_frames, ".aif": aiff_header_frames, ".aiff": aiff_header_frames, ".aifc": aiff_header_frames,
+    ".w64": w64_header_frames, ".au": au_header_frames, ".caf": caf_header_frames,
+}

@@ -110,7 +110,7 @@ def convert_to_wav(source, target):
     except RhubarbError:
         raise
     except (RuntimeError, OSError) as error:  # libsndfile's errors are RuntimeErrors
-        raise RhubarbError(f"{opening} It is not readable audio ({decoder_reason(error)}).") from None
+        raise RhubarbError(f"{opening} It is not readable audio ({decoder_reason(error, source)}).") from None
     if written == 0:
         reason = f"It is not readable audio ({decoder.failure})" if decoder.failure else "It holds no audio frames"
         raise RhubarbError(f"{opening} {reason}.")

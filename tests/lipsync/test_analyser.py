@@ -151,7 +151,7 @@ def test_bad_audio_gets_clear_messages(shared, tmp_path):
         bad / "empty.wav": "Could not open sound file .*empty.wav. The file is empty",
         bad / "text_renamed.wav": "Could not open sound file .*text_renamed.wav. It is not readable WAVE audio",
         tmp_path / "voice.amr": "Unsupported file extension '.amr'. Supported extensions are '.wav', '.ogg', '.oga', "
-                                "'.opus', '.flac', '.mp3', '.aif', '.aiff'.",
+                                "'.opus', '.flac', '.mp3', '.aif', '.aiff', '.aifc', '.caf', '.w64', '.au'.",
         tmp_path / "voice.mp3": "Could not open sound file .*voice.mp3. It is not readable MP3 audio",
         tmp_path / "text.mp3": r"text.mp3. It is not readable MP3 audio \(no audio frames could be decoded from it\)",
     }

@@ -14,7 +14,9 @@ from recordings import cut_copy, flac_without_length, unsized_wav
 from shared_assets import SHARED
 from tha_studio.lipsync import analyser
 from tha_studio.lipsync.analyser import AudioError
-from tha_studio.lipsync.audio_formats import mp3_length_tagged, ogg_stream_ended, unsized_wav_data, wav_header_frames
+from tha_studio.lipsync.audio_formats import (
+    container_header_frames, mp3_length_tagged, ogg_stream_ended, unsized_wav_data, wav_header_frames,
+)
 
 AUDIO = SHARED / "assets" / "lipsync" / "audio"
 
@@ -197,8 +199,19 @@ def test_a_long_recording_is_read_in_blocks_a_job_can_stop_between(tmp_path, sha
         job.step()
 
 
-@pytest.mark.parametrize("name, options", [("line.aiff", {}), ("line.opus", {"format": "OGG", "subtype": "OPUS"})])
-def test_aiff_and_opus_read_as_the_wav_does(tmp_path, name, options):
+# The containers libsndfile reads beside WAV: Apple's (AIFF, AIFF-C, CAF: what macOS's tools
+# write; ALAC is Apple's lossless codec), Sony's Wave64 (Sound Forge's and Audacity's takes past
+# 4 GiB), Sun's AU; with the codecs they are met with.
+CONTAINERS = [
+    ("line.aiff", {}), ("line.aifc", {"format": "AIFF", "subtype": "ULAW"}),
+    ("line.caf", {"subtype": "PCM_16"}), ("float.caf", {"format": "CAF", "subtype": "FLOAT"}),
+    ("alac.caf", {"format": "CAF", "subtype": "ALAC_16"}), ("line.w64", {"subtype": "PCM_24"}),
+    ("line.au", {"subtype": "PCM_16"}), ("ulaw.au", {"format": "AU", "subtype": "ULAW"}),
+]
+
+
+@pytest.mark.parametrize("name, options", CONTAINERS + [("line.opus", {"format": "OGG", "subtype": "OPUS"})])
+def test_other_containers_and_opus_read_as_the_wav_does(tmp_path, name, options):
     path = AUDIO / "s1_plosives.wav"
     if not path.is_file():
         pytest.skip(f"{path} is absent")
@@ -253,6 +266,54 @@ def test_the_frame_count_a_wav_header_promises(tmp_path):
         assert wav_header_frames(tmp_path / "open.wav") is None
     flac = _speech_file(tmp_path, "line.flac")[0]
     assert wav_header_frames(flac) is None and wav_header_frames(tmp_path / "absent.wav") is None
+
+
+@pytest.mark.parametrize("name, options", CONTAINERS)
+def test_the_frame_count_each_container_header_promises(tmp_path, name, options):
+    path, speech, rate = _speech_file(tmp_path, name, **options)
+    assert container_header_frames(path) == soundfile.info(path).frames
+    # (libsndfile's AIFF-C writer counts the pad byte after an odd number of µ-law bytes as a frame.)
+    assert container_header_frames(path) - len(speech) in ((0, 1) if name == "line.aifc" else (0,))
+    assert container_header_frames(tmp_path / ("absent" + path.suffix)) is None
+    (tmp_path / ("text" + path.suffix)).write_text("not audio")
+    assert container_header_frames(tmp_path / ("text" + path.suffix)) is None
+
+
+def test_a_header_that_leaves_the_length_open_promises_none(tmp_path):
+    au = bytearray(_speech_file(tmp_path, "line.au", subtype="PCM_16")[0].read_bytes())
+    au[8:12] = b"\xff" * 4  # the data size of an AU written to a stream
+    (tmp_path / "stream.au").write_bytes(au)
+    caf = bytearray(_speech_file(tmp_path, "line.caf", subtype="PCM_16")[0].read_bytes())
+    at = caf.index(b"data") + 4
+    caf[at : at + 8] = b"\xff" * 8  # -1: the audio runs to the end of the file
+    (tmp_path / "open.caf").write_bytes(caf)
+    assert container_header_frames(tmp_path / "stream.au") is None
+    assert container_header_frames(tmp_path / "open.caf") is None
+    assert container_header_frames(_speech_file(tmp_path, "line.flac")[0]) is None  # (libsndfile's count)
+
+
+@pytest.mark.parametrize("name, options", [case for case in CONTAINERS if not case[0].startswith("alac")])
+def test_other_containers_cut_short_are_read_as_far_as_they_go_and_say_so(tmp_path, name, options):
+    # libsndfile counts the frames an AIFF, Wave64 or AU holds, as a WAV's, and refuses a cut CAF
+    # as malformed (open_sound hands it the size of what is there); players play what there is.
+    path, speech, rate = _speech_file(tmp_path, name, **options)
+    reader, whole = _read_all(cut_copy(path, tmp_path / ("cut" + path.suffix))), _read_all(path)
+    assert 0.45 < reader.duration / whole.duration < 0.5
+    [note] = reader.notes
+    assert (f"the recording ends at {reader.duration:.2f} s, though its header gives {len(speech) / rate:.2f} s: "
+            f"the file was cut short") in note
+    assert whole.notes == []
+    middle = slice(1600, len(reader.samples) - 1600)  # (the resampling differs at the ends)
+    np.testing.assert_allclose(reader.samples[middle], whole.samples[middle], atol=1e-6)
+
+
+def test_a_cut_alac_caf_is_refused_as_cut(tmp_path):
+    # Its packet table counts packets that are gone: read anyway, libsndfile decodes noise.
+    path = _speech_file(tmp_path, "alac.caf", format="CAF", subtype="ALAC_16")[0]
+    cut = cut_copy(path, tmp_path / "cut.caf", 0.3)
+    with pytest.raises(AudioError, match=r"cut\.caf\. It is not readable Core Audio audio \(.*the file was cut short, "
+                                         r"before the end of the audio its header describes"):
+        _read_all(cut)
 
 
 def test_a_wav_cut_short_is_read_as_far_as_it_goes_and_says_so(tmp_path):

@@ -217,6 +217,23 @@ def test_a_flac_of_unknown_length_converts_whole_and_a_damaged_one_up_to_the_dam
     assert f"cannot be decoded past {seconds:.2f} s of {len(samples) / rate:.2f} s" in note
 
 
+def test_a_caf_or_aiff_cut_short_is_converted_for_rhubarb_as_far_as_it_goes_and_said(shared, tmp_path):
+    samples, rate = soundfile.read(shared / "assets" / "lipsync" / "audio" / "s3_pauses.wav", dtype="float32")
+    for name in ("line.caf", "line.aiff"):
+        soundfile.write(tmp_path / name, samples, rate, subtype="PCM_16")
+        cut = cut_copy(tmp_path / name, tmp_path / ("cut_" + name))
+        assert not can_read(cut)  # (Rhubarb reads .wav and .ogg)
+        wav, [note] = convert_to_wav(cut, tmp_path / "cut.wav")
+        seconds = soundfile.info(wav).frames / rate
+        assert 0.45 < seconds / (len(samples) / rate) < 0.5
+        assert note.startswith(f"the recording ends at {seconds:.2f} s, though its header gives "
+                               f"{len(samples) / rate:.2f} s: the file was cut short"), name
+    soundfile.write(tmp_path / "alac.caf", samples, rate, subtype="ALAC_16")
+    cut = cut_copy(tmp_path / "alac.caf", tmp_path / "cut_alac.caf", 0.3)
+    with pytest.raises(RhubarbError, match=r"cut_alac\.caf\. It is not readable audio \(.*the file was cut short"):
+        convert_to_wav(cut, tmp_path / "alac.wav")
+
+
 def test_unreadable_flac_is_named(stand_in, tmp_path):
     flac = tmp_path / "noise.flac"
     flac.write_bytes(b"fLaC" + bytes(100))

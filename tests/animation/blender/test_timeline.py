@@ -18,6 +18,7 @@ import pytest
 
 from recordings import cut_copy, flac_without_length
 from shared_assets import shared_path
+from tha_studio.lipsync.audio_formats import caf_data
 
 WATCHING_TV = ("assets", "lipsync", "audio", "en_male_watchingtv.ogg")
 WATCHING_TV_CUES = ("assets", "lipsync", "rhubarb", "en_male_watchingtv.ogg")
@@ -376,6 +377,41 @@ def test_a_recording_cut_short_becomes_a_line_as_long_as_it_plays_and_says_so(m,
     [warning] = result.placed.warnings
     assert warning.startswith(f"cut.wav: the recording ends at {heard:.2f} s, though its header gives "
                               f"{len(samples) / rate:.2f} s: the file was cut short")
+
+
+@pytest.mark.parametrize("name, options", [("take.caf", {"subtype": "ALAC_16"}), ("take.w64", {"subtype": "PCM_24"}),
+                                           ("cut.caf", {"subtype": "PCM_16"})])
+def test_a_take_in_another_container_becomes_a_line_its_sound_strip_plays(m, sprite, tmp_path, name, options):
+    """Core Audio (what macOS's tools write; ALAC, Apple's lossless codec) and Sony Wave64 takes:
+    the analysis and Blender's sound strip read the same recording. A CAF cut short is read as
+    far as it goes, as Blender plays it (libsndfile alone refuses it as malformed)."""
+    import soundfile
+
+    if m.timeline.find_rhubarb() is not None:
+        pytest.skip("Rhubarb is on PATH here: the job would use it")
+    samples, rate = soundfile.read(shared_path(*WATCHING_TV), dtype="float32")
+    take = tmp_path / name
+    soundfile.write(take, samples, rate, **options)
+    if name.startswith("cut"):
+        take = cut_copy(take, take)
+    result, original = (run(m.timeline.LipSyncJob(bpy.context.scene, sprite, path, start_frame=1, name=path.stem))[0]
+                        for path in (take, shared_path(*WATCHING_TV)))
+    strip, sound = result.placed
+    heard = len(samples) / rate
+    if name.startswith("cut"):
+        audio = caf_data(take)
+        heard = (take.stat().st_size - audio.start) // audio.bytes_per_packet / rate
+    assert result.cue_track.duration == pytest.approx(heard, abs=0.02)
+    assert sound.frame_final_duration == pytest.approx(heard * 24, abs=1)
+    if name.startswith("cut"):
+        [warning] = result.placed.warnings
+        assert warning.startswith(f"cut.caf: the recording ends at {result.cue_track.duration:.2f} s, though its "
+                                  f"header gives {len(samples) / rate:.2f} s: the file was cut short")
+        return
+    assert result.placed.warnings == []
+    decoded, recorded = open_mouth_per_cs(result.cue_track), open_mouth_per_cs(original.cue_track)
+    count = min(len(decoded), len(recorded))
+    assert np.mean(decoded[:count] == recorded[:count]) > 0.9
 
 
 def test_a_flac_that_leaves_its_length_out_gets_a_sound_strip_as_long_as_its_line(m, sprite, tmp_path):
