@@ -1,7 +1,8 @@
 """The annotation panel (3D Viewport > Sidebar > THA Studio): head band handles and morph roles.
 
-Start on an imported MMD model: its sidecar opens (or the automatic annotation is made), two
-empties mark the head top and bottom (drag them up or down). Pick a role, cycle through its
+Start on an imported MMD model or avatar, or on a rigged character of an opened .blend (a
+dataset's .blend model): its sidecar opens (or the automatic annotation is made), two empties
+mark the head top and bottom (drag them up or down). Pick a role, cycle through its
 candidate morphs (each previewed on the model), confirm the right one, and save: the sidecar
 beside the model gets the person's choices. Each operator calls one function of
 render.blender.annotation_session and reports its outcome.
@@ -66,7 +67,8 @@ class AnnotationOperator:
     def poll(cls, context):
         root = session.model_root(context.object)
         if root is None:
-            cls.poll_message_set("Select a model imported by THA Studio (File > Import > MMD model)")
+            cls.poll_message_set("Select a model imported by THA Studio (File > Import > MMD model), or a rigged "
+                                 "character")
             return False
         if cls.needs_annotation and session.ANNOTATION_PROPERTY not in root:
             cls.poll_message_set("Start annotating this model first")
@@ -171,7 +173,7 @@ class THA_PT_annotation(bpy.types.Panel):
         layout = self.layout
         root = session.model_root(context.object)
         if root is None:
-            layout.label(text="Select an imported MMD model")
+            layout.label(text="Select an imported model or a rigged character")
             return
         if session.ANNOTATION_PROPERTY not in root:
             layout.operator(THA_OT_annotation_start.bl_idname, icon="PLAY")

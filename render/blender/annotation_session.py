@@ -1,8 +1,10 @@
 """Annotating a model by hand in Blender (imports bpy): what the annotation panel's operators call.
 
-A session lives on the imported model's root object: the annotation as JSON and its sidecar's
-path (custom properties, so it survives saving the .blend), and two empties, the head top and
-bottom handles, which a person drags up and down (only Z is free). Cycling a role's candidates
+The model is one THA Studio imported (MMD, VRM, glb), or a rigged character of an opened .blend
+(a dataset's `.blend` model: its sidecar is the .blend's). A session lives on the model's root
+object (a .blend character's armature): the annotation as JSON and its sidecar's path (custom
+properties, so it survives saving the .blend), and two empties, the head top and bottom handles,
+which a person drags up and down (only Z is free). Cycling a role's candidates
 previews each morph at full weight on the model; confirming marks the choice as a person's;
 saving reads the handles back and writes the sidecar (render.dataset.annotation).
 """
@@ -17,7 +19,8 @@ from mathutils import Matrix
 
 from ...errors import UserError
 from ..dataset import annotation as annotations
-from .model_import import MODEL_PROPERTY, ROOT_PROPERTY, SUPPORTED_SUFFIXES, ImportedModel
+from .blend_model import character_armature, describe_open_character, model_from_scene
+from .model_import import MODEL_PROPERTY, ROOT_PROPERTY, SUPPORTED_SUFFIXES, ImportedModel, ModelImportError
 from .posing import head_extent, model_scale, shape_keys_for
 
 ANNOTATION_PROPERTY = "tha_studio_annotation"
@@ -31,14 +34,33 @@ class SessionError(UserError, ValueError):
 
 
 def model_root(obj):
-    """The imported model's root object for any of its objects or handles, or None."""
+    """The model's root object for any of its objects or handles: an imported model's root, or
+    the armature of a rigged character THA Studio did not import (one in an opened .blend, which
+    `start` describes); None for anything else."""
     if obj is None:
         return None
     if HANDLE_PROPERTY in obj and obj.parent is not None:
         obj = obj.parent
     if ROOT_PROPERTY in obj:
         return bpy.data.objects.get(obj[ROOT_PROPERTY])
-    return obj if MODEL_PROPERTY in obj else None
+    return obj if MODEL_PROPERTY in obj else character_armature(obj)
+
+
+def _opened_model(root):
+    """(ImportedModel, its source file, the annotation's model reader): an import's source is the
+    model file it read; a character of the open .blend is the .blend, described as it is now and
+    read from the scene (as a dataset run reads the saved file)."""
+    if MODEL_PROPERTY in root and json.loads(root[MODEL_PROPERTY])["format"] != "blend":
+        imported = ImportedModel.from_object(root)
+        return imported, Path(imported.source), None
+    if not bpy.data.filepath:
+        raise SessionError(f"{root.name}: save this Blender file first: the annotation of a character THA Studio did "
+                           f"not import is kept beside its .blend")
+    try:
+        imported = describe_open_character(root, bpy.data.filepath)
+    except ModelImportError as error:
+        raise SessionError(str(error)) from None
+    return imported, Path(imported.source), lambda path: model_from_scene(imported)
 
 
 def load(root):
@@ -53,13 +75,12 @@ def store(root, annotation):
 
 def start(root, sidecar=None):
     """Open (or make automatically) the model's annotation and place the head handles; returns it."""
-    imported = ImportedModel.from_object(root)
-    source = Path(imported.source)
-    if source.suffix.lower() not in SUPPORTED_SUFFIXES:
+    imported, source, read_model = _opened_model(root)
+    if read_model is None and source.suffix.lower() not in SUPPORTED_SUFFIXES:
         raise SessionError(f"{source.name}: annotation reads MMD models and avatars ({', '.join(SUPPORTED_SUFFIXES)})")
     path = Path(sidecar) if sidecar else annotations.sidecar_path(source)
     annotations.remove_stale_sidecar_temps(path)  # a Blender killed while saving left one
-    annotation, _ = annotations.load_or_annotate(source, [path])
+    annotation, _ = annotations.load_or_annotate(source, [path], read_model)
     if not annotation.head:
         raise SessionError(f"{source.name}: no head bone to place the head band from; {annotation.review.get('reasons')}")
     store(root, annotation)

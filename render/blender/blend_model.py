@@ -68,7 +68,9 @@ def append_blend(path):
         bpy.context.scene.collection.children.link(collection)
         for obj in objects:
             collection.objects.link(obj)
-        roots = [obj for obj in objects if MODEL_PROPERTY in obj]
+        # A THA Studio import keeps its records; a character described before (by the annotation
+        # panel, below) is described again, as it is now.
+        roots = [obj for obj in objects if MODEL_PROPERTY in obj and json.loads(obj[MODEL_PROPERTY])["format"] != "blend"]
         if roots:
             return ImportedModel.from_object(roots[0])
         return describe_character(path, objects, collection)
@@ -121,6 +123,32 @@ def describe_character(path, objects, collection):
     armature[MORPHS_PROPERTY] = json.dumps(records, ensure_ascii=False)
     return ImportedModel(name=path.stem, source=str(path), format="blend", root=armature, armature=armature,
                          meshes=meshes, morphs=records, collection=collection)
+
+
+def character_armature(obj):
+    """The armature of the rigged character `obj` belongs to (the armature itself, or the one
+    that deforms or parents it), or None."""
+    if obj is None:
+        return None
+    if obj.type == "ARMATURE":
+        return obj
+    for modifier in getattr(obj, "modifiers", ()):
+        if modifier.type == "ARMATURE" and modifier.object is not None:
+            return modifier.object
+    return obj.parent if obj.parent is not None and obj.parent.type == "ARMATURE" else None
+
+
+def describe_open_character(armature, path):
+    """The ImportedModel of a rigged character of the open .blend (saved at `path`) that THA
+    Studio did not import, for the annotation panel: described as `append_blend` describes it when
+    a dataset run reads the saved file, the meshes `armature` deforms less those the file does not
+    render."""
+    hidden = {obj for collection in bpy.data.collections if collection.hide_render for obj in collection.all_objects}
+    hidden |= {bone.custom_shape for bone in armature.pose.bones if bone.custom_shape is not None}
+    deformed = [obj for obj in bpy.context.scene.objects
+                if obj.type == "MESH" and not obj.hide_render and obj not in hidden
+                and any(modifier.type == "ARMATURE" and modifier.object == armature for modifier in obj.modifiers)]
+    return describe_character(Path(path), [armature] + deformed, None)
 
 
 def model_from_scene(imported):

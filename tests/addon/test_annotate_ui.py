@@ -84,3 +84,11 @@ def test_start_on_something_else_is_refused_cleanly(ext_module):
     assert not bpy.ops.tha_studio.annotation_start.poll()
     panel = ext_module("addon.annotate").THA_PT_annotation
     assert panel.bl_category == "THA Studio"
+    # A rig of an unsaved file (its annotation would be kept beside the .blend) is reported.
+    rig = bpy.data.objects.new("rig", bpy.data.armatures.new("rig"))
+    bpy.context.scene.collection.objects.link(rig)
+    bpy.context.view_layer.objects.active = rig
+    assert bpy.ops.tha_studio.annotation_start.poll() and not bpy.data.filepath
+    with pytest.raises(RuntimeError, match="rig: save this Blender file first"):
+        bpy.ops.tha_studio.annotation_start()
+    assert "tha_studio_annotation" not in rig and not rig.children

@@ -245,3 +245,46 @@ def test_blend_characters_render_into_a_dataset(blends, ext_module, tmp_path):
              for path in out.glob("images/train/*/rest.png")}
     assert set(rests) == {"gene_tha", "gene_gltf"}
     assert overlap(rests["gene_tha"], rests["gene_gltf"]) > 0.93  # (each with its own head band)
+
+
+@pytest.mark.slow
+def test_a_character_of_an_opened_blend_is_annotated_by_hand_for_the_dataset(blends, ext_module, tmp_path):
+    """A dataset builder opens a .blend model (a character THA Studio did not import) to fix its
+    annotation: the panel's session finds its armature from a mesh, annotates it as the dataset
+    run reads the file, and writes the .blend's own sidecar, which the dataset run then reads."""
+    import shutil
+
+    session = ext_module("render.blender.annotation_session")
+    annotations = ext_module("render.dataset.annotation")
+    blend_model = ext_module("render.blender.blend_model")
+    blend = tmp_path / "gene.blend"
+    shutil.copyfile(blends["gltf"], blend)
+    automatic = annotations.annotate_model_file(blend, read_model=blend_model.read_blend_model)
+    bpy.ops.wm.read_homefile(use_empty=True)
+    bpy.data.objects.new("not saved", bpy.data.armatures.new("rig"))
+    with pytest.raises(session.SessionError, match="save this Blender file first"):
+        session.start(session.model_root(bpy.data.objects["not saved"]))
+    assert bpy.ops.wm.open_mainfile(filepath=str(blend)) == {"FINISHED"}
+    face = next(obj for obj in bpy.data.objects if obj.type == "MESH" and obj.data.shape_keys is not None)
+    root = session.model_root(face)
+    assert root.type == "ARMATURE" and session.model_root(root) == root
+    annotation = session.start(root)
+    for role in ("eye_wink_left", "eye_wink_right", "mouth_aaa", "mouth_iii"):
+        assert annotation.morphs_for(role) == automatic.morphs_for(role), role
+    assert annotation.head_extent == automatic.head_extent
+    top = session.handle(root, "top")
+    assert session.model_root(top) == root and session.model_root(face) == root
+    name, side, _ = session.preview(root, "mouth_aaa", 0)
+    assert face.data.shape_keys.key_blocks[name].value == 1.0
+    top.location.z += 0.01  # the person drags the top handle up
+    assert session.save(root) == blend.with_name("gene.blend" + annotations.SIDECAR_SUFFIX)
+    assert face.data.shape_keys.key_blocks[name].value == 0.0
+    bpy.ops.wm.save_mainfile()  # (the description and the handles saved in the file)
+    bpy.ops.wm.read_homefile(use_empty=True)
+    read, sidecar = annotations.load_or_annotate(blend, [annotations.sidecar_path(blend)],
+                                                 blend_model.read_blend_model)
+    assert sidecar is not None and read.head["source"] == annotations.PERSON
+    assert read.head_top == pytest.approx(automatic.head_top + 0.01, abs=1e-5)
+    # Read again after the panel saved its records in it, the file gives the same model.
+    again = annotations.annotate_model_file(blend, read_model=blend_model.read_blend_model)
+    assert again.head_extent == automatic.head_extent and again.morph_roles == automatic.morph_roles
