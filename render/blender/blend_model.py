@@ -11,7 +11,9 @@ scene as it was.
 A character THA Studio did not import is described here: its armature is the one that deforms
 the most vertices, its meshes those that armature deforms, its morphs its shape keys by name
 (across meshes, as a plain glb's are), in Blender units (scale 1). Cameras and lights in the file
-are left out (the dataset scene sets its own), and so is what the file does not render.
+are left out (the dataset scene sets its own), and so is what the file does not render. A dataset
+model is one character: other characters saved beside it (what another armature deforms or
+carries) are left out, and a file holding several THA Studio imports is refused.
 """
 
 from __future__ import annotations
@@ -63,17 +65,24 @@ def append_blend(path):
         _follow_renames({name: obj.name for name, obj in zip(names, wanted.objects) if obj is not None}, objects)
         dropped = [obj for obj in objects if obj.type not in KEPT_TYPES or obj in hidden]
         objects = [obj for obj in objects if obj not in dropped]
-        bpy.data.batch_remove(dropped)
+        # A THA Studio import keeps its records; a character described before (by the annotation
+        # panel, below) is described again, as it is now.
+        roots = [obj for obj in objects if MODEL_PROPERTY in obj and json.loads(obj[MODEL_PROPERTY])["format"] != "blend"]
+        if len(roots) > 1:
+            raise ModelImportError(path, f"holds {len(roots)} models imported by THA Studio "
+                                         f"({', '.join(sorted(obj.name for obj in roots))}): a dataset model is one "
+                                         f"character, so save each in a .blend of its own")
+        armature = _root_armature(roots[0], objects) if roots else _main_armature(path, objects)
+        others = [obj for obj in objects if not _renders_with(obj, armature)]  # (other characters)
+        objects = [obj for obj in objects if obj not in others]
+        bpy.data.batch_remove(dropped + others)
         collection = bpy.data.collections.new(path.stem)
         bpy.context.scene.collection.children.link(collection)
         for obj in objects:
             collection.objects.link(obj)
-        # A THA Studio import keeps its records; a character described before (by the annotation
-        # panel, below) is described again, as it is now.
-        roots = [obj for obj in objects if MODEL_PROPERTY in obj and json.loads(obj[MODEL_PROPERTY])["format"] != "blend"]
         if roots:
             return ImportedModel.from_object(roots[0])
-        return describe_character(path, objects, collection)
+        return describe_character(path, objects, collection, armature)
 
 
 def _follow_renames(renamed, objects):
@@ -90,22 +99,61 @@ def _follow_renames(renamed, objects):
             obj[MORPHS_PROPERTY] = json.dumps(records, ensure_ascii=False)
 
 
-def describe_character(path, objects, collection):
-    """The ImportedModel of a rigged character THA Studio did not import, its description and
-    morph records written on its armature as an import writes them."""
-    deformed = {}  # armature -> [meshes it deforms]
+def _deforming_armature(obj):
+    """The armature an object's armature modifier deforms it by, or None."""
+    for modifier in getattr(obj, "modifiers", ()):
+        if modifier.type == "ARMATURE" and modifier.object is not None:
+            return modifier.object
+    return None
+
+
+def _deformed_meshes(objects):
+    """{armature: [the meshes of `objects` it deforms]}, for the armatures among `objects`."""
+    deformed = {}
     for obj in objects:
-        if obj.type != "MESH":
-            continue
-        for modifier in obj.modifiers:
-            if modifier.type == "ARMATURE" and modifier.object is not None and modifier.object in objects:
-                deformed.setdefault(modifier.object, []).append(obj)
-                break
+        armature = _deforming_armature(obj) if obj.type == "MESH" else None
+        if armature is not None and armature in objects:
+            deformed.setdefault(armature, []).append(obj)
+    return deformed
+
+
+def _main_armature(path, objects):
+    """The character's armature: the one that deforms the most vertices (of equals, the first by
+    name, so that two copies of one character give the original)."""
+    deformed = _deformed_meshes(objects)
     if not deformed:
         raise ModelImportError(path, "holds no mesh deformed by an armature: a character needs bones to turn "
                                      "its head (neck and head bones)")
-    armature = max(deformed, key=lambda arm: sum(len(mesh.data.vertices) for mesh in deformed[arm]))
-    meshes = sorted(deformed[armature], key=lambda obj: obj.name)
+    by_name = sorted(deformed, key=lambda arm: arm.name)
+    return max(by_name, key=lambda arm: sum(len(mesh.data.vertices) for mesh in deformed[arm]))
+
+
+def _root_armature(root, objects):
+    if root.type == "ARMATURE":
+        return root
+    return next((obj for obj in objects if obj.type == "ARMATURE" and obj.get(ROOT_PROPERTY) == root.name), None)
+
+
+def _renders_with(obj, armature):
+    """Whether `obj` is of the character `armature` moves, or of none: False for what another
+    armature deforms or carries (a second character saved in the file), followed through
+    deforming armatures and parents, so a rigged accessory parented to the character stays."""
+    seen, other = set(), False
+    while obj is not None and obj not in seen:
+        if obj == armature:
+            return True
+        seen.add(obj)
+        other = other or obj.type == "ARMATURE"
+        obj = _deforming_armature(obj) or obj.parent
+    return not other
+
+
+def describe_character(path, objects, collection, armature=None):
+    """The ImportedModel of a rigged character THA Studio did not import (`armature`'s, or the
+    one that deforms the most vertices), its description and morph records written on its
+    armature as an import writes them."""
+    armature = armature or _main_armature(path, objects)
+    meshes = sorted(_deformed_meshes(objects).get(armature, []), key=lambda obj: obj.name)
     morphs = {}
     for mesh in meshes:
         keys = mesh.data.shape_keys
@@ -128,13 +176,11 @@ def describe_character(path, objects, collection):
 def character_armature(obj):
     """The armature of the rigged character `obj` belongs to (the armature itself, or the one
     that deforms or parents it), or None."""
-    if obj is None:
-        return None
-    if obj.type == "ARMATURE":
+    if obj is None or obj.type == "ARMATURE":
         return obj
-    for modifier in getattr(obj, "modifiers", ()):
-        if modifier.type == "ARMATURE" and modifier.object is not None:
-            return modifier.object
+    armature = _deforming_armature(obj)
+    if armature is not None:
+        return armature
     return obj.parent if obj.parent is not None and obj.parent.type == "ARMATURE" else None
 
 

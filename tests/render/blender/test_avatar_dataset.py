@@ -288,3 +288,47 @@ def test_a_character_of_an_opened_blend_is_annotated_by_hand_for_the_dataset(ble
     # Read again after the panel saved its records in it, the file gives the same model.
     again = annotations.annotate_model_file(blend, read_model=blend_model.read_blend_model)
     assert again.head_extent == automatic.head_extent and again.morph_roles == automatic.morph_roles
+
+
+@pytest.mark.slow
+def test_a_blend_model_is_one_character(avatars, ext_module, tmp_path):
+    """A .blend with a second character saved beside the first (another armature's meshes) gives
+    the first alone, keeping a rigged accessory parented to it; one with two THA Studio imports
+    is refused naming both (which of them is the model cannot be told)."""
+    blend_model = ext_module("render.blender.blend_model")
+    import_model = ext_module("render.blender.model_import").import_model
+    bpy.ops.wm.read_homefile(use_empty=True)
+    assert bpy.ops.import_scene.gltf(filepath=str(avatars["glb"])) == {"FINISHED"}
+    first = set(bpy.data.objects)
+    [rig] = [obj for obj in first if obj.type == "ARMATURE"]
+    hat_rig = bpy.data.objects.new("hat rig", bpy.data.armatures.new("hat rig"))
+    hat = bpy.data.objects.new("hat", bpy.data.meshes.new("hat"))
+    hat.data.from_pydata([(0, 0, 1.7), (0.1, 0, 1.7), (0, 0.1, 1.7)], [], [(0, 1, 2)])
+    hat.modifiers.new("rig", "ARMATURE").object = hat_rig
+    hat_rig.parent = rig
+    for obj in (hat_rig, hat):
+        bpy.context.scene.collection.objects.link(obj)
+    assert bpy.ops.import_scene.gltf(filepath=str(avatars["glb"])) == {"FINISHED"}
+    second = set(bpy.data.objects) - first - {hat, hat_rig}
+    for obj in second:
+        if obj.parent is None:
+            obj.location.x += 1.0  # stood beside the first
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "two.blend"))
+    first_names = {obj.name for obj in first if obj.hide_render is False and obj.type in blend_model.KEPT_TYPES}
+    rig_name = rig.name
+    bpy.ops.wm.read_homefile(use_empty=True)
+    imported = blend_model.append_blend(tmp_path / "two.blend")
+    kept = {obj.name for obj in imported.collection.objects}
+    assert kept == (first_names | {"hat", "hat rig"}) - {"Icosphere"}
+    assert set(bpy.data.objects) == set(imported.collection.objects)  # the second character is gone
+    assert imported.armature.name == rig_name and [mesh.name for mesh in imported.meshes] == ["Gene_light_mesh"]
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    import_model(shared_path(*GENE))
+    import_model(shared_path(*GENE), name="Gene twin")
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "twins.blend"))
+    bpy.ops.wm.read_homefile(use_empty=True)
+    with pytest.raises(ValueError, match=r"twins\.blend: holds 2 models imported by THA Studio \(Gene twin, "
+                                         r"Gene_light\): a dataset model is one character"):
+        blend_model.append_blend(tmp_path / "twins.blend")
+    assert len(bpy.data.objects) == 0
