@@ -46,7 +46,8 @@ def append_blend(path):
         raise ModelImportError(path, "no such file")
     with created_data_guard():
         try:
-            with bpy.data.libraries.load(str(path), link=False) as (available, wanted):
+            # (From the file itself, not a link to it: its textures' relative paths are from its folder.)
+            with bpy.data.libraries.load(str(path.resolve()), link=False) as (available, wanted):
                 names = list(available.objects)
                 wanted.objects = list(names)
                 wanted.collections = list(available.collections)
@@ -80,9 +81,91 @@ def append_blend(path):
         bpy.context.scene.collection.children.link(collection)
         for obj in objects:
             collection.objects.link(obj)
-        if roots:
-            return ImportedModel.from_object(roots[0])
-        return describe_character(path, objects, collection, armature)
+        materials = {slot.material for obj in objects for slot in getattr(obj, "material_slots", ())
+                     if slot.material is not None}
+        show_node_opacity(materials)
+        warnings = leave_out_missing_textures(materials)
+        imported = ImportedModel.from_object(roots[0]) if roots else describe_character(path, objects, collection, armature)
+        imported.warnings = imported.warnings + warnings
+        return imported
+
+
+def leave_out_missing_textures(materials):
+    """Warnings ("texture ... not found", for the manifest's texture_warnings) for the image
+    files the materials' texture nodes name that are not there, which are taken off those nodes:
+    Workbench draws a missing image magenta, over the whole character in every image of a
+    dataset; without it the material's colour shows, as for an MMD model's missing texture."""
+    warnings = []
+    for material in sorted(materials, key=lambda material: material.name):
+        for node in material.node_tree.nodes if material.node_tree else ():
+            image = node.image if node.type == "TEX_IMAGE" else None
+            if image is None or image.source != "FILE" or image.packed_file is not None:
+                continue
+            file = Path(bpy.path.abspath(image.filepath, library=image.library))
+            if not file.is_file():
+                warnings.append(f"texture {file} of material {material.name!r} not found")
+                node.image = None
+    return warnings
+
+
+def show_node_opacity(materials):
+    """Give each material the opacity its shader nodes give it, where they make it less than 1
+    whatever its textures hold, as its viewport colour's alpha: Workbench draws a material's
+    texture and that alpha, not its nodes, so a part hidden by its nodes alone showed in Workbench
+    renders (an overlay of alpha 0: a shader's Alpha input at 0 or multiplied by 0, as Blender's
+    glTF importer sets one up; a mix into a Transparent BSDF)."""
+    for material in materials:
+        tree = material.node_tree
+        output = tree.get_output_node("ALL") if tree is not None else None
+        surface = output.inputs.get("Surface") if output is not None else None
+        if surface is None or not surface.is_linked:
+            continue
+        opacity = _shader_opacity(surface.links[0].from_node, set())
+        red, green, blue, alpha = material.diffuse_color
+        if opacity < alpha:
+            material.diffuse_color = (red, green, blue, opacity)
+
+
+def _shader_opacity(node, seen):
+    """The most opacity a shader node can give (1 where its nodes do not bound it)."""
+    if node in seen:
+        return 1.0
+    seen.add(node)
+    if node.type == "BSDF_TRANSPARENT":
+        return 0.0
+    if node.type == "MIX_SHADER":
+        if node.inputs[0].is_linked:  # (a mask: the mix's share is not known)
+            return 1.0
+        factor = min(max(float(node.inputs[0].default_value), 0.0), 1.0)
+        first, second = (_shader_opacity(socket.links[0].from_node, seen) if socket.is_linked else 1.0
+                         for socket in node.inputs[1:3])
+        return (1.0 - factor) * first + factor * second
+    alpha = node.inputs.get("Alpha")  # Principled BSDF, or a shader group's input of that name
+    bound = _most(alpha, seen) if alpha is not None else None
+    return 1.0 if bound is None else min(max(bound, 0.0), 1.0)
+
+
+def _most(socket, seen):
+    """The largest value a float socket can take, as far as its nodes tell (None where they do
+    not bound it): its value where unlinked, a texture's colour or alpha at most 1, a product
+    the product of its factors' bounds (0 where one of them is 0)."""
+    if not socket.is_linked:
+        value = socket.default_value
+        return float(value) if isinstance(value, (int, float)) else None
+    node = socket.links[0].from_node
+    if node in seen:
+        return None
+    if node.type == "TEX_IMAGE":
+        return 1.0
+    if node.type == "VALUE":
+        return float(node.outputs[0].default_value)
+    if node.type == "MATH" and node.operation == "MULTIPLY":
+        first, second = (_most(node.inputs[i], seen | {node}) for i in (0, 1))
+        if first == 0.0 or second == 0.0:
+            return 0.0
+        if first is not None and second is not None and first >= 0.0 and second >= 0.0:
+            return first * second
+    return None
 
 
 def _follow_renames(renamed, objects):
