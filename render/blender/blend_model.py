@@ -44,6 +44,10 @@ def append_blend(path):
     path = Path(path)
     if not path.is_file():
         raise ModelImportError(path, "no such file")
+    # A model is data, not a program: no Python it holds runs (a scripted driver's expression),
+    # whatever Blender's preferences say of trusting files. (Only the dataset flow appends; its
+    # processes are THA Studio's own.)
+    bpy.context.preferences.filepaths.use_scripts_auto_execute = False
     with created_data_guard():
         try:
             # (From the file itself, not a link to it: its textures' relative paths are from its folder.)

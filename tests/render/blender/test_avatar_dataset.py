@@ -371,3 +371,31 @@ def test_a_blend_model_is_one_character(avatars, ext_module, tmp_path):
                                          r"Gene_light\): a dataset model is one character"):
         blend_model.append_blend(tmp_path / "twins.blend")
     assert len(bpy.data.objects) == 0
+
+
+@pytest.mark.slow
+def test_a_blend_model_runs_none_of_its_python(blends, ext_module, tmp_path):
+    """A .blend in a models folder is data, not a program: a driver with a Python expression (one
+    that would write a file) is not run when it is annotated and rendered, even where Blender's
+    preferences trust files' scripts (a rigger's setting); the model still renders."""
+    marker = tmp_path / "ran.txt"
+    bpy.ops.wm.open_mainfile(filepath=str(blends["tha"]))
+    mesh = next(obj for obj in bpy.data.objects if obj.type == "MESH" and obj.data.shape_keys is not None)
+    driver = mesh.data.shape_keys.key_blocks["あ"].driver_add("value").driver
+    driver.type = "SCRIPTED"
+    driver.expression = f"__import__('pathlib').Path({str(marker)!r}).write_text('ran') and 0"
+    models = tmp_path / "models"
+    models.mkdir()
+    bpy.ops.wm.save_as_mainfile(filepath=str(models / "hostile.blend"))
+    bpy.ops.wm.read_homefile(use_empty=True)
+    config = ext_module("render.dataset.plan").DatasetConfig(schema="tha3", poses_per_model=1)
+    out = tmp_path / "dataset"
+    preferences = bpy.context.preferences.filepaths
+    try:
+        preferences.use_scripts_auto_execute = True
+        ext_module("render.blender.dataset_run").DatasetRun(models, out, config, show_progress=False).run()
+    finally:
+        preferences.use_scripts_auto_execute = False
+    assert not (out / "failures.jsonl").read_text(encoding="utf-8").strip()
+    assert len(list(out.glob("images/train/*/*.png"))) == 3
+    assert not marker.exists()
