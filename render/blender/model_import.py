@@ -168,7 +168,8 @@ def import_model(path, scale=DEFAULT_SCALE, name=None, collection=None, shape_ke
     started = time.perf_counter()
     model = read_model(path)
     parsed = time.perf_counter()
-    imported = build_model(model, name or path.stem, path.parent, scale, source=path, collection=collection,
+    # Textures are found from the file's own folder, where a link to it lies elsewhere.
+    imported = build_model(model, name or path.stem, path.resolve().parent, scale, source=path, collection=collection,
                            shape_keys_for=shape_keys_for)
     imported.timings.update(parse=parsed - started, build=time.perf_counter() - parsed)
     return imported
@@ -609,7 +610,8 @@ def run_gltf_importer(path):
     try:
         # No bone shapes: the importer's is a 1 m icosphere in a hidden collection, which moving
         # the import into its own collection would make a sphere in every render of a rigged avatar.
-        result = bpy.ops.import_scene.gltf(filepath=str(path), disable_bone_shape=True)
+        # (From the file itself: a .gltf's buffers and textures are found from its own folder.)
+        result = bpy.ops.import_scene.gltf(filepath=str(Path(path).resolve()), disable_bone_shape=True)
     except RuntimeError as error:
         message = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
         raise ModelImportError(path, f"Blender's glTF importer failed: {message}") from error

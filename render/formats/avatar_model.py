@@ -90,7 +90,7 @@ class _Reader:
                 header, _, payload = uri.partition(",")
                 data = base64.b64decode(payload) if header.endswith(";base64") else urllib.parse.unquote_to_bytes(payload)
             else:
-                file = self.path.parent / urllib.parse.unquote(uri)
+                file = self.path.resolve().parent / urllib.parse.unquote(uri)  # (where a link leads)
                 try:
                     data = file.read_bytes()
                 except OSError as error:

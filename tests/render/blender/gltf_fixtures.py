@@ -52,8 +52,9 @@ def lift(mask, dz):
     return move
 
 
-def export_face_glb(path):
-    """Export the test avatar (meshes Face and Teeth) to `path` as .glb; returns the path."""
+def export_face_glb(path, export_format="GLB"):
+    """Export the test avatar (meshes Face and Teeth) to `path` as .glb (or, with
+    "GLTF_SEPARATE", as a .gltf beside its .bin); returns the path."""
     bpy.ops.wm.read_homefile(use_empty=True)
     vertices, faces = grid(5)
     mesh_object("Face", vertices, faces, {
@@ -65,7 +66,7 @@ def export_face_glb(path):
     vertices, faces = grid(3, z=0.05, y=0.05, width=0.3)
     mesh_object("Teeth", vertices, faces, {"A": lift(lambda co: co[:, 2] < 0.1, -0.05)})
     path = Path(path)
-    result = bpy.ops.export_scene.gltf(filepath=str(path), export_format="GLB", export_morph=True)
+    result = bpy.ops.export_scene.gltf(filepath=str(path), export_format=export_format, export_morph=True)
     assert result == {"FINISHED"} and path.is_file()
     bpy.ops.wm.read_homefile(use_empty=True)
     return path

@@ -61,3 +61,26 @@ def test_a_texture_path_the_system_refuses_is_a_warning_about_that_texture(model
     warnings = [w for w in imported.warnings if w.startswith(f"texture '{shown}") and words in w]
     assert len(warnings) == 1, imported.warnings
     assert len(warnings[0]) < 400  # the path is clipped in the message
+
+
+def test_a_model_linked_into_another_folder_finds_its_textures_and_buffers(model_import, shared, tmp_path):
+    """A models folder may link to a model file alone (its textures, a .gltf's .bin, left where
+    the file is): they are found from the file's own folder, as where it lies."""
+    import gltf_fixtures
+    from tha_studio.render.formats.avatar_model import read_avatar_model
+
+    gene = shared / "assets" / "mmd" / "gene_light" / "Gene_light.pmx"
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "gene.pmx").symlink_to(gene)
+    imported = model_import.import_model(models / "gene.pmx")
+    assert not [warning for warning in imported.warnings if warning.startswith("texture ")]
+    images = {node.image for mesh in imported.meshes for material in mesh.data.materials
+              for node in material.node_tree.nodes if node.type == "TEX_IMAGE"}
+    assert len(images) >= 10 and all(os.path.isfile(image.filepath) for image in images)
+    gltf = gltf_fixtures.export_face_glb(tmp_path / "face.gltf", "GLTF_SEPARATE")
+    assert (tmp_path / "face.bin").is_file()
+    (models / "face.gltf").symlink_to(gltf)
+    assert read_avatar_model(models / "face.gltf").positions.shape == read_avatar_model(gltf).positions.shape
+    face = model_import.import_model(models / "face.gltf")
+    assert sorted(obj.name for obj in face.meshes) == ["Face", "Teeth"]
