@@ -37,6 +37,26 @@ def file_glob():
 _UNKNOWN_DATA_SIZE_FROM = 0x7FFFF000
 
 
+def _chunks(file, name_bytes, size_format, align=2, size_counts_header=False):
+    """(name, size) of each chunk of a RIFF-like container from the file's position on (at most
+    256: the ones before the audio), the file left at the chunk's body: the caller reads what it
+    needs of it, and the walk goes on from the next chunk. `size_format`: the struct format of the
+    size field; `align`: the chunks' alignment (WAV and AIFF pad to an even size); Wave64 counts
+    the chunk's header in its size."""
+    header = name_bytes + struct.calcsize(size_format)
+    for _ in range(256):
+        chunk = file.read(header)
+        if len(chunk) < header:
+            return
+        name, size = chunk[:name_bytes], struct.unpack(size_format, chunk[name_bytes:])[0]
+        body = file.tell()
+        yield name, size
+        length = size - header if size_counts_header else size
+        if length < 0:
+            return
+        file.seek(body + length + (-length) % align)
+
+
 class WavData(NamedTuple):
     """Where a WAV's audio lies, as its header tells."""
 
@@ -55,15 +75,9 @@ def wav_data(path):
                 return None
             order = ">" if head[:4] == b"RIFX" else "<"
             frame_bytes, long_size = None, None
-            for _ in range(256):  # the chunks before the data: fmt, fact, LIST, bext, JUNK, ...
-                chunk = file.read(8)
-                if len(chunk) < 8:
-                    return None
-                name, size = chunk[:4], struct.unpack(order + "I", chunk[4:])[0]
-                skip = size + (size & 1)  # chunks are padded to an even size
+            for name, size in _chunks(file, 4, order + "I"):  # fmt, fact, LIST, bext, JUNK, ... data
                 if name in (b"fmt ", b"ds64"):
                     body = file.read(min(size, 16))
-                    skip -= len(body)
                     if name == b"fmt " and len(body) >= 14:
                         frame_bytes = struct.unpack(order + "H", body[12:14])[0]  # the block align
                     elif name == b"ds64" and len(body) >= 16:
@@ -72,7 +86,6 @@ def wav_data(path):
                     if head[:4] == b"RF64" and size == 0xFFFFFFFF:
                         size = long_size
                     return WavData(frame_bytes or None, size, file.tell() - 4, file.tell())
-                file.seek(skip, 1)
     except (OSError, struct.error):
         return None
     return None
@@ -99,15 +112,10 @@ def aiff_header_frames(path):
             head = file.read(12)
             if len(head) < 12 or head[:4] != b"FORM" or head[8:12] not in (b"AIFF", b"AIFC"):
                 return None
-            for _ in range(256):
-                chunk = file.read(8)
-                if len(chunk) < 8:
-                    return None
-                name, size = chunk[:4], struct.unpack(">I", chunk[4:])[0]
+            for name, _ in _chunks(file, 4, ">I"):
                 if name == b"COMM":
                     body = file.read(6)
                     return struct.unpack(">I", body[2:6])[0] if len(body) == 6 else None
-                file.seek(size + (size & 1), 1)
     except (OSError, struct.error):
         return None
     return None
@@ -126,22 +134,14 @@ def w64_header_frames(path):
             if len(head) < 40 or head[:4] != b"riff" or head[24:28] != b"wave":
                 return None
             frame_bytes = None
-            for _ in range(256):
-                chunk = file.read(24)
-                if len(chunk) < 24:
-                    return None
-                guid, size = chunk[:16], struct.unpack("<Q", chunk[16:])[0]  # the size counts these 24 bytes
+            for guid, size in _chunks(file, 16, "<Q", align=8, size_counts_header=True):
                 if guid[4:] != _W64_GUID_TAIL or size < 24:
                     return None
                 if guid[:4] == b"fmt ":
                     body = file.read(14)
                     frame_bytes = struct.unpack("<H", body[12:14])[0] if len(body) == 14 else None
-                    file.seek(size - 24 - len(body), 1)
                 elif guid[:4] == b"data":
                     return (size - 24) // frame_bytes if frame_bytes else None
-                else:
-                    file.seek(size - 24, 1)
-                file.seek((-size) % 8, 1)  # chunks are aligned to 8 bytes
     except (OSError, struct.error):
         return None
     return None
@@ -186,11 +186,7 @@ def caf_data(path):
             if file.read(8)[:4] != b"caff":
                 return None
             bytes_per_packet = frames_per_packet = valid_frames = None
-            for _ in range(256):
-                chunk = file.read(12)
-                if len(chunk) < 12:
-                    return None
-                name, size = chunk[:4], struct.unpack(">q", chunk[4:])[0]
+            for name, size in _chunks(file, 4, ">q", align=1):
                 if name == b"data":
                     start = file.tell() + 4  # (an edit count comes first)
                     audio = size - 4 if size >= 4 else -1
@@ -206,7 +202,6 @@ def caf_data(path):
                     bytes_per_packet, frames_per_packet = struct.unpack(">II", body[16:24])
                 elif name == b"pakt" and len(body) >= 16:
                     valid_frames = struct.unpack(">q", body[8:16])[0]
-                file.seek(size - len(body), 1)
     except (OSError, struct.error):
         return None
     return None
