@@ -72,13 +72,15 @@ def append_blend(path):
         objects = [obj for obj in objects if obj not in dropped]
         # A THA Studio import keeps its records; a character described before (by the annotation
         # panel, below) is described again, as it is now.
-        roots = [obj for obj in objects if MODEL_PROPERTY in obj and json.loads(obj[MODEL_PROPERTY])["format"] != "blend"]
+        roots = [obj for obj in objects
+                 if MODEL_PROPERTY in obj and json.loads(obj[MODEL_PROPERTY])["format"] != "blend"]
         if len(roots) > 1:
             raise ModelImportError(path, f"holds {len(roots)} models imported by THA Studio "
                                          f"({', '.join(sorted(obj.name for obj in roots))}): a dataset model is one "
                                          f"character, so save each in a .blend of its own")
         armature = _root_armature(roots[0], objects) if roots else _main_armature(path, objects)
-        others = [obj for obj in objects if not _renders_with(obj, armature)]  # (other characters)
+        others = [obj for obj in objects  # (other characters')
+                  if armature is not None and not _renders_with(obj, armature)]
         objects = [obj for obj in objects if obj not in others]
         bpy.data.batch_remove(dropped + others)
         collection = bpy.data.collections.new(path.stem)
@@ -89,7 +91,10 @@ def append_blend(path):
                      if slot.material is not None}
         show_node_opacity(materials)
         warnings = leave_out_missing_textures(materials)
-        imported = ImportedModel.from_object(roots[0]) if roots else describe_character(path, objects, collection, armature)
+        if roots:
+            imported = ImportedModel.from_object(roots[0])
+        else:
+            imported = describe_character(path, objects, collection, armature)
         imported.warnings = imported.warnings + warnings
         return imported
 

@@ -59,12 +59,14 @@ def test_counts_equal_the_files(gene, gene_model):
 
 def test_every_texture_is_found_and_shown(gene, gene_model, gene_file):
     assert gene.warnings == []
+    # (Found in the model file's own folder: where ../shared is a link, the folder it leads to.)
+    folder = gene_file.resolve().parent
     loaded = {bpy.path.abspath(image.filepath) for image in bpy.data.images if image.source == "FILE"}
-    wanted = {str(gene_file.parent / path) for path in gene_model.textures}
+    wanted = {str(folder / path) for path in gene_model.textures}
     assert loaded == wanted
     for slot, material in zip(gene.meshes[0].data.materials, gene_model.materials):
         images = [n.image for n in slot.node_tree.nodes if n.bl_idname == "ShaderNodeTexImage"]
-        assert [bpy.path.abspath(i.filepath) for i in images] == [str(gene_file.parent / gene_model.textures[material.texture])]
+        assert [bpy.path.abspath(i.filepath) for i in images] == [str(folder / gene_model.textures[material.texture])]
         assert images[0].size[0] > 0  # Blender can read it
 
 
