@@ -29,7 +29,7 @@ from ..formats.mmd.model import Bone, Model, Morph
 from ..formats.mmd.names import normalize_name
 from .model_import import (
     MODEL_PROPERTY, MORPHS_PROPERTY, ROOT_PROPERTY, ImportedModel, ModelImportError, created_data_guard, key_points,
-    model_info,
+    leave_out_missing_textures, model_info,
 )
 from .posing import model_scale
 
@@ -97,24 +97,6 @@ def append_blend(path):
             imported = describe_character(path, objects, collection, armature)
         imported.warnings = imported.warnings + warnings
         return imported
-
-
-def leave_out_missing_textures(materials):
-    """Warnings ("texture ... not found", for the manifest's texture_warnings) for the image
-    files the materials' texture nodes name that are not there, which are taken off those nodes:
-    Workbench draws a missing image magenta, over the whole character in every image of a
-    dataset; without it the material's colour shows, as for an MMD model's missing texture."""
-    warnings = []
-    for material in sorted(materials, key=lambda material: material.name):
-        for node in material.node_tree.nodes if material.node_tree else ():
-            image = node.image if node.type == "TEX_IMAGE" else None
-            if image is None or image.source != "FILE" or image.packed_file is not None:
-                continue
-            file = Path(bpy.path.abspath(image.filepath, library=image.library))
-            if not file.is_file():
-                warnings.append(f"texture {file} of material {material.name!r} not found")
-                node.image = None
-    return warnings
 
 
 def show_node_opacity(materials):

@@ -556,14 +556,16 @@ def import_avatar(path, collection=None):
             root.matrix_world = rotation_z_180() @ root.matrix_world
 
         mesh_objects = [obj for obj in new_objects if obj.type == "MESH"]
-        show_material_opacity(description.materials, [m for m in bpy.data.materials if m.as_pointer() not in materials_before])
+        new_materials = [m for m in bpy.data.materials if m.as_pointer() not in materials_before]
+        show_material_opacity(description.materials, new_materials)
+        missing_textures = leave_out_missing_textures(new_materials)
         blender_meshes = claim_gltf_meshes(description.mesh_names, new_meshes)
         morphs = build_expression_keys(description, blender_meshes, mesh_objects)
 
         for obj in new_objects:
             if obj is not root:
                 obj[ROOT_PROPERTY] = root.name
-        warnings = list(description.warnings)
+        warnings = list(description.warnings) + missing_textures
         root[MODEL_PROPERTY] = json.dumps(
             model_info(name=path.stem, source=str(path), format=description.format, model_name=description.name,
                        model_name_en="", scale=1.0, axes="as glTF, turned to face -Y",
@@ -632,6 +634,25 @@ def check_avatar_coordinates(path, meshes):
             found = first_unreal_row(co.reshape(-1, 3), MAX_METRES, "metres")
             if found:
                 raise ModelImportError(path, f"mesh {mesh.name!r}: {what} {found[0]} {found[1]}")
+
+
+def leave_out_missing_textures(materials):
+    """Warnings ("texture ... not found", for the manifest's texture_warnings) for the image
+    files the materials' texture nodes name that are not there (a .gltf's or a .blend's), which
+    are taken off those nodes: Blender draws a missing image magenta, over the whole character in
+    every image of a dataset; without it the material's colour shows, as for an MMD model's
+    missing texture."""
+    warnings = []
+    for material in sorted(materials, key=lambda material: material.name):
+        for node in material.node_tree.nodes if material.node_tree else ():
+            image = node.image if node.type == "TEX_IMAGE" else None
+            if image is None or image.source != "FILE" or image.packed_file is not None:
+                continue
+            file = Path(bpy.path.abspath(image.filepath, library=image.library))
+            if not file.is_file():
+                warnings.append(f"texture {file} of material {material.name!r} not found")
+                node.image = None
+    return warnings
 
 
 def show_material_opacity(materials, new_materials):

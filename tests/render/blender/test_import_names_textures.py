@@ -84,3 +84,34 @@ def test_a_model_linked_into_another_folder_finds_its_textures_and_buffers(model
     assert read_avatar_model(models / "face.gltf").positions.shape == read_avatar_model(gltf).positions.shape
     face = model_import.import_model(models / "face.gltf")
     assert sorted(obj.name for obj in face.meshes) == ["Face", "Teeth"]
+
+
+def test_a_gltf_whose_texture_file_is_missing_imports_untextured_with_a_warning(model_import, tmp_path):
+    """A .gltf's textures are files beside it; one that is gone is named (the manifest's
+    texture_warnings) and left off its material, which Blender would draw magenta in every
+    render of a dataset."""
+    import bpy
+    from PIL import Image
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    Image.new("RGBA", (4, 4), (200, 40, 40, 255)).save(tmp_path / "skin.png")
+    bpy.ops.mesh.primitive_plane_add()
+    material = bpy.data.materials.new("Skin")  # (with a Principled BSDF: Blender 5 materials use nodes)
+    texture = material.node_tree.nodes.new("ShaderNodeTexImage")
+    texture.image = bpy.data.images.load(str(tmp_path / "skin.png"))
+    principled = next(node for node in material.node_tree.nodes if node.type == "BSDF_PRINCIPLED")
+    material.node_tree.links.new(texture.outputs["Color"], principled.inputs["Base Color"])
+    bpy.context.object.data.materials.append(material)
+    folder = tmp_path / "avatar"
+    folder.mkdir()
+    assert bpy.ops.export_scene.gltf(filepath=str(folder / "plane.gltf"), export_format="GLTF_SEPARATE") == {"FINISHED"}
+    [written] = folder.glob("*.png")
+    bpy.ops.wm.read_homefile(use_empty=True)
+    whole = model_import.import_model(folder / "plane.gltf")
+    assert not whole.warnings
+    written.unlink()
+    bpy.ops.wm.read_homefile(use_empty=True)
+    imported = model_import.import_model(folder / "plane.gltf")
+    assert imported.warnings == [f"texture {written} of material 'Skin' not found"]
+    [skin] = imported.meshes[0].data.materials
+    assert all(node.image is None for node in skin.node_tree.nodes if node.type == "TEX_IMAGE")
