@@ -58,13 +58,7 @@ def append_blend(path):
         except (OSError, RuntimeError) as error:  # (Blender says "not a blend file" as an OSError)
             raise ModelImportError(path, f"not a readable .blend file ({str(error).strip() or type(error).__name__})") from None
         objects = [obj for obj in wanted.objects if obj is not None]
-        # Left out as the file renders them: objects hidden from renders, in a collection hidden
-        # from renders (where Blender's glTF importer keeps its bone-shape sphere), bone shapes.
-        hidden = {obj for collection in wanted.collections if collection is not None and collection.hide_render
-                  for obj in collection.all_objects}
-        hidden |= {bone.custom_shape for obj in objects if obj.type == "ARMATURE" and obj.pose
-                   for bone in obj.pose.bones if bone.custom_shape is not None}
-        hidden |= {obj for obj in objects if obj.hide_render}
+        hidden = _not_rendered(objects, wanted.collections)
         # An object whose name is taken here is appended as "name.001": the names THA Studio's
         # records keep (the root of each object, the mesh of each shape key) follow.
         _follow_renames({name: obj.name for name, obj in zip(names, wanted.objects) if obj is not None}, objects)
@@ -157,6 +151,18 @@ def _most(socket, seen):
         if first is not None and second is not None and first >= 0.0 and second >= 0.0:
             return first * second
     return None
+
+
+def _not_rendered(objects, collections):
+    """What a file does not render, of its `objects`: those hidden from renders, those in a
+    collection hidden from renders (where Blender's glTF importer keeps its bone-shape sphere),
+    and bone shapes."""
+    hidden = {obj for collection in collections if collection is not None and collection.hide_render
+              for obj in collection.all_objects}
+    hidden |= {bone.custom_shape for obj in objects if obj.type == "ARMATURE" and obj.pose
+               for bone in obj.pose.bones if bone.custom_shape is not None}
+    hidden |= {obj for obj in objects if obj.hide_render}
+    return hidden
 
 
 def _follow_renames(renamed, objects):
@@ -263,12 +269,9 @@ def describe_open_character(armature, path):
     Studio did not import, for the annotation panel: described as `append_blend` describes it when
     a dataset run reads the saved file, the meshes `armature` deforms less those the file does not
     render."""
-    hidden = {obj for collection in bpy.data.collections if collection.hide_render for obj in collection.all_objects}
-    hidden |= {bone.custom_shape for bone in armature.pose.bones if bone.custom_shape is not None}
-    deformed = [obj for obj in bpy.context.scene.objects
-                if obj.type == "MESH" and not obj.hide_render and obj not in hidden
-                and any(modifier.type == "ARMATURE" and modifier.object == armature for modifier in obj.modifiers)]
-    return describe_character(Path(path), [armature] + deformed, None)
+    hidden = _not_rendered(list(bpy.context.scene.objects), bpy.data.collections)
+    shown = [obj for obj in bpy.context.scene.objects if obj not in hidden and obj != armature]
+    return describe_character(Path(path), [armature] + _deformed_meshes([armature] + shown).get(armature, []), None)
 
 
 def model_from_scene(imported):
