@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..commands import CommandError
 from ..pose.commands import add_fit_arguments, fit_request
+from ..progress import run_with_bar
 
 ENGINES = ("workbench", "cycles", "eevee")
 
@@ -100,8 +101,8 @@ def run_sprite(args):
     if not args.no_bake:
         step_started = time.perf_counter()
         job = bake.BakeJob(scene, obj, first, last)
-        result = job.run(_progress_printer("bake"))
-        print(f"\nbaked {result.frames} frames: {result.distinct} distinct poses, {result.computed} computed, "
+        result = run_with_bar(job, "bake")
+        print(f"baked {result.frames} frames: {result.distinct} distinct poses, {result.computed} computed, "
               f"{result.reused} reused, into {result.folder}", file=sys.stderr)
         timings["bake"] = time.perf_counter() - step_started
     else:
@@ -149,13 +150,6 @@ def _render_each(scene, obj, folder, first, last, live_mode, sprite_scene, live)
         live.update_sprite(obj, in_line_now=True)
         paths += sprite_scene.render_frames(scene, folder, frame, frame)
     return paths
-
-
-def _progress_printer(label):
-    def show(progress):
-        print(f"\r{label}: {progress.percent():3d}% {progress.message}".ljust(100), end="", file=sys.stderr, flush=True)
-
-    return show
 
 
 # --- sprite-lipsync ----------------------------------------------------------------------------
@@ -230,8 +224,7 @@ def run_sprite_lipsync(args):
         job = timeline.LipSyncJob(scene, obj, args.source, dialog=dialog, start_frame=args.start_frame,
                                   rhubarb=args.rhubarb, name=args.name, audio=args.audio, curve_settings=settings,
                                   recognizer=args.recognizer, extend_scene=not args.no_extend)
-    result = job.run(_progress_printer("lip sync"))
-    print(file=sys.stderr)
+    result = run_with_bar(job, "lip sync")
     for placed in result if args.from_strip else [result]:
         print(placed.message)
         for warning in placed.placed.warnings:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ..commands import CommandError
+from ..progress import progress_bar, run_with_bar
 from ..pose.commands import add_fit_arguments, fit_request
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -106,26 +107,15 @@ class Steps:
 
     def frames(self, name, count, work):
         """Run `work(advance)`, which calls `advance(frame)` as each of `count` frames is done."""
-        from tqdm import tqdm
-
         started = time.perf_counter()
-        with tqdm(total=count, desc=name, unit="frame", file=sys.stderr, dynamic_ncols=True) as bar:
+        with progress_bar(total=count, desc=name, unit="frame") as bar:
             result = work(lambda frame: bar.update(1))
         self.times[name] = time.perf_counter() - started
         return result
 
     def job(self, name, job):
-        from tqdm import tqdm
-
         started = time.perf_counter()
-        with tqdm(total=100, desc=name, unit="%", file=sys.stderr, dynamic_ncols=True,
-                  bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}") as bar:
-            def show(progress):
-                bar.n = progress.percent()
-                bar.set_postfix_str(progress.message[:60], refresh=False)
-                bar.refresh()
-
-            result = job.run(show)
+        result = run_with_bar(job, name)
         self.times[name] = time.perf_counter() - started
         return result
 

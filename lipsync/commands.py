@@ -5,6 +5,7 @@ import sys
 
 from ..atomic_files import write_text_atomic
 from ..commands import CommandError
+from ..progress import progress_bar
 from .audio_formats import AUDIO_EXTENSIONS, decoded_by_blender
 
 CUE_FORMATS = ("tsv", "json", "xml", "dat")
@@ -127,18 +128,12 @@ def _output_format(args):
 
 
 class _ProgressBar:
-    """tqdm's bar on standard error, moved only when the whole percent changes: a job reports
-    every 50 ms, and in a log each redraw is a line. Off a terminal it redraws at most once a
-    second. Closed, it ends its line, so what follows (an error, "interrupted") starts a new one."""
+    """The job's bar on standard error, moved only when the whole percent changes (a job
+    reports every 50 ms). Closed, it ends its line, so what follows (an error, "interrupted")
+    starts a new one."""
 
     def __init__(self, title):
-        from tqdm import tqdm
-
-        terminal = sys.stderr.isatty()
-        self.bar = tqdm(
-            total=100, desc=title, unit="%", file=sys.stderr, dynamic_ncols=terminal, ncols=None if terminal else 70, ascii=not terminal,
-            mininterval=0.1 if terminal else 1.0, bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}",
-        )
+        self.bar = progress_bar(total=100, desc=title, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}")
 
     def __call__(self, progress):
         percent = int(progress.fraction * 100)

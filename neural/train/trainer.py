@@ -26,7 +26,6 @@ import csv
 import dataclasses
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +43,7 @@ from .. import weights as weights_io
 from ..image import save_rgba_png, tensor_to_rgba
 from ...atomic_files import write_text_atomic
 from ...errors import UserError
+from ...progress import progress_bar
 
 PRECISIONS = ("float32", "bfloat16", "float16")
 GRID_TILE = 128  # the least size of a picture in the validation grid
@@ -467,11 +467,9 @@ class Trainer:
             dist.barrier()
 
     def progress_bar(self, start):
-        from tqdm import tqdm
-
-        return tqdm(total=self.total_steps, initial=start, unit="step", file=sys.stderr,
-                    disable=not (self.options.show_progress and self.processes.main),
-                    desc=f"train {self.task.name}")
+        return progress_bar(total=self.total_steps, initial=start, unit="step",
+                            disable=not (self.options.show_progress and self.processes.main),
+                            desc=f"train {self.task.name}")
 
 
 class RunLog:

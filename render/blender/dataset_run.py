@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ...atomic_files import remove_stale_temps
 from ...jobs import Job, Progress
+from ...progress import progress_bar
 from ..dataset import manifest
 from ..dataset.plan import (
     DatasetError,
@@ -427,7 +428,9 @@ class DatasetRun(Job):
         model = item["model"]
         if item["type"] == "failure":
             self.summary.failures[model] = item["reason"]
-            self._accounted += self._planned.get(model, 0) - self._rendered.get(model, 0)
+            given_up = self._planned.get(model, 0) - self._rendered.get(model, 0)
+            self._accounted += given_up
+            self._bar.total -= given_up  # (the bar counts images; a run with failures still ends at 100%)
             self._bar.write(f"skipped {model}: {item['reason']}")
         else:
             rendered = 1 if item["type"] == "model" else 2
@@ -443,10 +446,8 @@ class DatasetRun(Job):
                                             f"{len(self.summary.failures)} model(s) skipped")
 
     def _progress_bar(self, total):
-        from tqdm import tqdm
-
-        return tqdm(total=total, unit="img", desc=f"shard {self.shard}/{self.shards}", disable=not self.show_progress,
-                    dynamic_ncols=True, file=sys.stderr, smoothing=0.1)
+        return progress_bar(total=total, unit="img", desc=f"shard {self.shard}/{self.shards}",
+                            disable=not self.show_progress, smoothing=0.1)
 
 
 def _die_with_parent(parent_pid):

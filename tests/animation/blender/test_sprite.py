@@ -603,6 +603,7 @@ def test_the_sprite_command_keys_bakes_renders_and_saves(tmp_path, picture):
         capture_output=True, text=True, timeout=600, env=dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user")))
     assert done.returncode == 0, done.stderr[-2000:]
     assert "baked 2 frames: 2 distinct poses, 2 computed, 0 reused" in done.stderr
+    assert "bake: 100%|" in done.stderr and "\r" not in done.stderr  # the bake's progress, as a log shows it
     baked = sorted((blend.parent / "tha_cache" / "crypko_00" / "frames").glob("*.png"))
     assert blend.is_file() and len(baked) == 2
     first, second = (read_rgba(tmp_path / "frames" / f"frame_{n:04d}.png") for n in (1, 2))

@@ -38,6 +38,8 @@ def test_it_says_where_each_file_is_and_how_long_each_step_took(talk):
     for step in ("scene", "lip sync", "blinks, breathing, sway", "bake", "video", "save", "total"):
         assert f"{step} " in times
     assert "bake: " in talk["stderr"] and "%|" in talk["stderr"]  # progress bars while it works
+    # Captured, as a log is: each bar's lines whole, not redrawn over one another with "\r".
+    assert "\r" not in talk["stderr"] and any(line.startswith("bake: 100%|") for line in talk["stderr"].splitlines())
     # The video's: a bar counting frames, not Blender's lines a frame.
     frames = int(next(line for line in talk["stdout"].splitlines() if line.startswith("bake: ")).split()[1])
     assert "video: 100%" in talk["stderr"] and f"{frames}/{frames}" in talk["stderr"]

@@ -736,6 +736,7 @@ def test_the_sprite_lipsync_command_puts_a_line_on_a_saved_sprite_or_names_the_b
                           "--start-frame", 40, "--name", "tv", "--style", "stepped")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "read from the cue file; placed line 'tv' on Anna: frames 40-" in done.stdout
+    assert "lip sync: 100%|" in done.stderr and "\r" not in done.stderr  # its progress, as a log shows it
     bpy.ops.wm.open_mainfile(filepath=str(blend))
     obj = bpy.data.objects["Anna"]
     track, strip, record = m.timeline.find_line(obj, "tv")
@@ -747,7 +748,8 @@ def test_the_sprite_lipsync_command_puts_a_line_on_a_saved_sprite_or_names_the_b
     broken.write_text('{"mouthCues": [\n  {"start": 0.0, "end": 0.2, "value": "X"},\n  {"start": 0.2, "end": "soon", "value": "B"}\n]}\n')
     done = sprite_lipsync(tmp_path, blend, "--sprite", "Anna", broken)
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert f"{broken}, line 3: " in done.stderr
+    [error] = [line for line in done.stderr.splitlines() if f"{broken}, line 3: " in line]
+    assert error.startswith("tha_studio sprite-lipsync: error: ")  # a line of its own, after the progress bar's
     done = sprite_lipsync(tmp_path, blend, "--sprite", "Nobody", cues)
     assert done.returncode == 1 and "no talking-head sprite called 'Nobody' (sprites: Anna)" in done.stderr
     done = sprite_lipsync(tmp_path, blend, "--sprite", "Anna", "--from-strip", "Anna: nothing")

@@ -80,10 +80,14 @@ def dataset_files(folder):
 def test_workers_make_the_same_dataset(models, tmp_path):
     # In fresh processes: a fork of a process that has already rendered (this one) can hang in
     # Blender's render locks, which is why --workers is a command-line option.
-    for out, extra in (("one", []), ("two", ["--workers", "2"])):
+    for out, extra in (("one", []), ("two", ["--workers", "2", "--no-progress"])):
         result = subprocess.run([sys.executable, str(ROOT / "cli.py"), "render-dataset", str(models),
-                                 str(tmp_path / out), "--poses-per-model", "1", "--no-progress", *extra],
+                                 str(tmp_path / out), "--poses-per-model", "1", *extra],
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
         assert "3 model(s), 6 image(s) rendered" in result.stdout, result.stdout
+        if out == "one":  # its progress, captured as a farm's log is: whole lines, no "\r" redraws
+            bar = [line for line in result.stderr.splitlines() if line.startswith("shard 1/1:")]
+            assert bar[0].startswith("shard 1/1:   0%|") and bar[-1].startswith("shard 1/1: 100%|"), result.stderr
+            assert "\r" not in result.stderr
     assert dataset_files(tmp_path / "two") == dataset_files(tmp_path / "one")
