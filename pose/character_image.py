@@ -153,9 +153,17 @@ def _square(image, size, source):
 
 def check_background(alpha, source="the picture"):
     """Refuse a picture with no transparent background, or nothing but one."""
-    if alpha.min() > 0:
+    lowest = int(alpha.min())
+    if lowest == 255:
         raise CharacterImageError(
             source, "has no transparent background (every pixel is opaque); erase the background to alpha 0"
+        )
+    if lowest > 0:
+        # (An eraser or a background remover that left the background faintly there: THA takes
+        # its colour for part of the character.)
+        raise CharacterImageError(
+            source, f"has no transparent background: no pixel is fully transparent (the least opaque have alpha "
+                    f"{lowest} of 255); erase the background to alpha 0"
         )
     if alpha.max() == 0:
         raise CharacterImageError(source, "is fully transparent")

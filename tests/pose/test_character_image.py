@@ -99,8 +99,16 @@ def test_picture_without_alpha_is_refused(character, tmp_path):
 def test_opaque_background_is_refused(character, tmp_path):
     rgba = np.array(Image.open(character).convert("RGBA"))
     rgba[..., 3] = 255
-    with pytest.raises(CharacterImageError, match="opaque.png: has no transparent background"):
+    with pytest.raises(CharacterImageError, match=r"opaque.png: has no transparent background \(every pixel is opaque\)"):
         prepare_character_image(save(rgba, tmp_path / "opaque.png"), THA3)
+
+
+def test_a_background_left_faintly_opaque_is_refused_saying_how_faint(character, tmp_path):
+    rgba = np.array(Image.open(character).convert("RGBA"))
+    rgba[rgba[..., 3] < 2, 3] = 2  # what a background remover leaves now and then
+    with pytest.raises(CharacterImageError, match=r"faint.png: has no transparent background: no pixel is fully "
+                                                  r"transparent \(the least opaque have alpha 2 of 255\)"):
+        prepare_character_image(save(rgba, tmp_path / "faint.png"), THA3)
 
 
 def test_head_outside_the_box_is_refused(character, tmp_path):
