@@ -30,7 +30,8 @@ def read_keyframes(path):
 
     JSON: {"frames": {"1": {"mouth_aaa": 0.0}, "12": {"mouth_aaa": 1.0}}} (or that inner mapping).
     CSV: a header `frame,<parameter>,<parameter>...` and one row per keyed frame; an empty cell
-    keys nothing for that parameter.
+    keys nothing for that parameter. Separated by semicolons (decimal commas then read as
+    points) or tabs where the header is.
     """
     path = Path(path)
     try:
@@ -64,9 +65,14 @@ def _keyframes_from_json(text, path):
 
 
 def _keyframes_from_csv(text, path):
-    rows = list(csv.reader(text.splitlines()))
+    lines = text.splitlines()
+    # A spreadsheet where the decimal mark is a comma (German, French, ...) saves its CSV with
+    # semicolons, and a table pasted from one is tab-separated: the header's first separator says.
+    separator = next((mark for mark in ",;\t" if lines and lines[0].strip().lower().startswith("frame" + mark)), ",")
+    rows = list(csv.reader(lines, delimiter=separator))
     if not rows or not rows[0] or rows[0][0].strip().lower() != "frame":
         raise KeyframeFileError(f"{path}: line 1: the header must start with 'frame'")
+    decimal_comma = separator != ","
     names = [name.strip() for name in rows[0][1:]]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
@@ -81,7 +87,8 @@ def _keyframes_from_csv(text, path):
         if frame in keyed:
             raise KeyframeFileError(f"{path}: line {line}: frame {frame} is keyed again (first on line {lines[frame]})")
         lines[frame] = line
-        keyed[frame] = {name: _number(cell, path, f"line {line}, {name}")
+        keyed[frame] = {name: _number(cell.replace(",", ".") if decimal_comma else cell, path, f"line {line}, {name}",
+                                      written=cell)
                         for name, cell in zip(names, row[1:]) if cell.strip()}
     return keyed
 
@@ -96,13 +103,13 @@ def _frame_number(text, path, where):
     return frame
 
 
-def _number(value, path, where):
+def _number(value, path, where, written=None):
     try:
         number = float(value)
     except (TypeError, ValueError):
         number = math.nan
     if isinstance(value, bool) or not math.isfinite(number):
-        raise KeyframeFileError(f"{path}: {where}: {value!r} is not a number")
+        raise KeyframeFileError(f"{path}: {where}: {value if written is None else written!r} is not a number")
     return number
 
 

@@ -688,3 +688,31 @@ def test_keyframes_a_slider_cannot_hold_are_named_and_key_nothing(tmp_path, ext_
     with pytest.raises(scene_module.KeyframeFileError, match=rf"{name}: {problem}"):
         scene_module.key_from_file(obj, keys)
     assert obj.data.shape_keys.animation_data is None or not obj.data.shape_keys.animation_data.action
+
+
+@pytest.mark.parametrize("name, text", [
+    ("commas.csv", "frame,mouth_aaa,eye_wink_left\n1,0.25,\n3,1,0.5\n"),
+    # As a spreadsheet saves CSV where the decimal mark is a comma (Excel in German, French, ...).
+    ("semicolons.csv", "\ufeffframe;mouth_aaa;eye_wink_left\r\n1;0,25;\r\n3;1;0,5\r\n"),
+    ("tabs.csv", "frame\tmouth_aaa\teye_wink_left\n1\t0.25\t\n3\t1\t0.5\n"),  # a table pasted from one
+])
+def test_keyframe_csv_files_read_as_spreadsheets_save_them(tmp_path, ext_module, picture, name, text):
+    scene_module = ext_module("animation.blender.sprite_scene")
+    keys = tmp_path / name
+    keys.write_text(text, encoding="utf-8")
+    assert scene_module.read_keyframes(keys) == {1: {"mouth_aaa": 0.25}, 3: {"mouth_aaa": 1.0, "eye_wink_left": 0.5}}
+    bpy.ops.wm.read_homefile(use_empty=True)
+    obj = add_sprite(picture)
+    assert scene_module.key_from_file(obj, keys) == (1, 3)
+    sliders = obj.data.shape_keys.key_blocks
+    for frame, mouth, wink in ((1, 0.25, 0.5), (3, 1.0, 0.5)):  # (the wink's one key holds before it)
+        bpy.context.scene.frame_set(frame)
+        assert (sliders["mouth_aaa"].value, sliders["eye_wink_left"].value) == pytest.approx((mouth, wink))
+
+
+def test_a_semicolon_files_value_that_is_not_a_number_is_named_as_written(tmp_path, ext_module):
+    scene_module = ext_module("animation.blender.sprite_scene")
+    keys = tmp_path / "semicolons.csv"
+    keys.write_text("frame;mouth_aaa\n1;0,5,1\n")
+    with pytest.raises(scene_module.KeyframeFileError, match=r"semicolons.csv: line 2, mouth_aaa: '0,5,1' is not a number"):
+        scene_module.read_keyframes(keys)
