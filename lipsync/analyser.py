@@ -39,7 +39,7 @@ from ..errors import UserError
 from ..jobs import Job, Progress
 from .audio_formats import (
     BLENDER_EXTENSIONS, OGG_EXTENSIONS, SOUNDFILE_EXTENSIONS, caf_cut_short, container_header_frames, cut_caf_patch,
-    mp3_length_tagged, ogg_stream_ended, unsized_wav_data,
+    mp3_cut_mid_frame, mp3_length_tagged, ogg_stream_ended, unsized_wav_data,
 )
 from .cues import MAX_SECONDS, parse_shape_set
 from .shapes import PHONES, animate_step_by_step, cue_track
@@ -204,12 +204,19 @@ def open_sound(path):
 def reading_notes(path, decoded_frames, rate, promised_frames, damage):
     """What to tell the user of how a recording was read (a list of notes, empty where it was read
     whole as it is): decoded only in part (shortfall_note), an Ogg stream that stops without its
-    end mark, or a WAV read to its end because its header gave its size as 0."""
+    end mark, an untagged MP3 whose last frame is broken off, or a WAV read to its end because its
+    header gave its size as 0."""
     decoded = decoded_frames / rate
     notes = [shortfall_note(decoded_frames, rate, promised_frames, damage)]
-    if damage is None and Path(path).suffix.lower() in OGG_EXTENSIONS and ogg_stream_ended(path) is False:
+    extension = Path(path).suffix.lower()
+    if damage is None and extension in OGG_EXTENSIONS and ogg_stream_ended(path) is False:
         notes.append(f"the recording stops at {decoded:.2f} s without the end mark of its Ogg stream: the file was cut "
                      f"short (an interrupted copy or recording?); the lip sync covers the {decoded:.2f} s there")
+    if (damage is None and promised_frames is None and extension == ".mp3" and not mp3_length_tagged(path)
+            and mp3_cut_mid_frame(path)):
+        # (With a length tag, shortfall_note has said so already.)
+        notes.append(f"the recording stops at {decoded:.2f} s in the middle of an MP3 frame: the file was cut short "
+                     f"(an interrupted copy or download?); the lip sync covers the {decoded:.2f} s there")
     if unsized_wav_data(path) is not None:
         notes.append(f"its header gives the audio's size as 0 (a recording that was not closed properly?); it is read "
                      f"to the end of the file, {decoded:.2f} s")

@@ -7,6 +7,7 @@ runs (the add-on, and the commands that start it), copied to a temporary WAV fir
 (animation/blender/audio.py).
 """
 
+import mmap
 import os
 import struct
 from pathlib import Path
@@ -318,6 +319,66 @@ def mp3_length_tagged(path):
     if data[at : at + 4] not in (b"Xing", b"Info") or len(data) < at + 8:
         return False
     return bool(struct.unpack(">I", data[at + 4 : at + 8])[0] & 0x01)  # the frame count is there
+
+
+# MPEG audio Layer III: kbit/s by bit-rate index (MPEG-1; MPEG-2 and 2.5), Hz by version bits
+# and sample-rate index.
+_MP3_KBPS = {True: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+             False: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)}
+_MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+_MP3_TRAILERS = (b"TAG", b"APETAGEX", b"LYRICSBEGIN")  # ID3v1, APEv2, Lyrics3 tags after the audio
+
+
+def mp3_frame_size(header):
+    """The length in bytes of the Layer III frame that the 4 bytes `header` begin, or None where
+    they are no such header (no sync, a reserved or free bit rate or sample rate)."""
+    if len(header) < 4 or header[0] != 0xFF or header[1] & 0xE0 != 0xE0 or (header[1] >> 1) & 0x03 != 1:
+        return None
+    version, index, rate_index = (header[1] >> 3) & 0x03, header[2] >> 4, (header[2] >> 2) & 0x03
+    if version not in _MP3_RATES or not 0 < index < 15 or rate_index == 3:
+        return None
+    mpeg1 = version == 3
+    rate = _MP3_RATES[version][rate_index]
+    return (144 if mpeg1 else 72) * _MP3_KBPS[mpeg1][index] * 1000 // rate + ((header[2] >> 1) & 0x01)
+
+
+def mp3_cut_mid_frame(path):
+    """Whether an MP3's last frame is broken off by the end of the file, as a copy or download
+    that stopped does (an encoder writes whole frames): True; False where the frames run whole to
+    the end of the file or to a tag after them; None where that cannot be told (no frame found,
+    something else in between, an unreadable file). An untagged MP3 states no length to compare
+    with, so a file cut short otherwise passes for a shorter recording."""
+    try:
+        with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return _mp3_frames_broken_off(data)
+    except (OSError, ValueError):  # (ValueError: an empty file, which mmap refuses)
+        return None
+
+
+def _mp3_frames_broken_off(data):
+    at = 0
+    if data[:3] == b"ID3" and len(data) >= 10:  # an ID3v2 tag first: its size, 7 bits a byte
+        at = 10 + sum((byte & 0x7F) << (7 * (3 - i)) for i, byte in enumerate(data[6:10]))
+        at += 10 if data[5] & 0x10 else 0
+    # The first frame: a header whose next frame's header follows where its length says (a sync
+    # pattern alone also turns up in padding and tag bytes).
+    while at < min(len(data), 1 << 16):
+        size = mp3_frame_size(data[at : at + 4])
+        if size and (at + size >= len(data) or mp3_frame_size(data[at + size : at + size + 4])):
+            break
+        at += 1
+    else:
+        return None
+    while at < len(data):
+        size = mp3_frame_size(data[at : at + 4])
+        if size is None:
+            if data[at : at + 11].startswith(_MP3_TRAILERS):
+                return False
+            return True if len(data) - at < 4 and data[at] == 0xFF else None  # (cut inside a header)
+        if at + size > len(data):
+            return True
+        at += size
+    return False
 
 
 _HEADER_FRAMES = {

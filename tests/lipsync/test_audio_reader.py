@@ -15,7 +15,8 @@ from shared_assets import SHARED
 from tha_studio.lipsync import analyser
 from tha_studio.lipsync.analyser import AudioError
 from tha_studio.lipsync.audio_formats import (
-    container_header_frames, mp3_length_tagged, ogg_stream_ended, unsized_wav_data, wav_header_frames,
+    container_header_frames, mp3_cut_mid_frame, mp3_length_tagged, ogg_stream_ended, unsized_wav_data,
+    wav_header_frames,
 )
 
 AUDIO = SHARED / "assets" / "lipsync" / "audio"
@@ -389,6 +390,46 @@ def test_an_mp3_length_tag_is_found_past_an_id3_tag_and_missed_where_there_is_no
     (tmp_path / "untagged.mp3").write_bytes(data.replace(b"Xing", b"\0\0\0\0", 1).replace(b"Info", b"\0\0\0\0", 1))
     assert not mp3_length_tagged(tmp_path / "untagged.mp3")
     assert not mp3_length_tagged(AUDIO / "s1_plosives.wav")
+
+
+def _untagged_mp3(path, target):
+    """A copy of an MP3 without the Xing/Info tag that counts its frames (as some encoders and
+    stream captures write them): the tag's frame, its marker blanked, plays as silence."""
+    data = path.read_bytes()
+    target.write_bytes(data.replace(b"Xing", bytes(4), 1).replace(b"Info", bytes(4), 1))
+    assert not mp3_length_tagged(target)
+    return target
+
+
+def test_an_mp3_whose_last_frame_is_broken_off_was_cut(tmp_path):
+    path = _speech_file(tmp_path, "line.mp3", format="MP3")[0]
+    untagged = _untagged_mp3(path, tmp_path / "untagged.mp3")
+    data = untagged.read_bytes()
+    assert mp3_cut_mid_frame(path) is False and mp3_cut_mid_frame(untagged) is False
+    for end in (100, len(data) // 3, len(data) // 2, len(data) - 1, len(data) - 3):
+        (tmp_path / "cut.mp3").write_bytes(data[:end])
+        assert mp3_cut_mid_frame(tmp_path / "cut.mp3") is True, end
+    # Tags before and after the audio are not taken for frames.
+    id3v2 = b"ID3\x04\x00\x00" + bytes([0, 0, 1, 0]) + bytes(128)
+    (tmp_path / "tags.mp3").write_bytes(id3v2 + data + b"TAG" + bytes(125))
+    assert mp3_cut_mid_frame(tmp_path / "tags.mp3") is False
+    (tmp_path / "tags.mp3").write_bytes(id3v2 + data[: len(data) // 2])
+    assert mp3_cut_mid_frame(tmp_path / "tags.mp3") is True
+    # What holds no MP3 frames cannot tell.
+    (tmp_path / "empty.mp3").write_bytes(b"")
+    for other in (AUDIO / "s1_plosives.wav", tmp_path / "empty.mp3", tmp_path / "absent.mp3"):
+        assert mp3_cut_mid_frame(other) is None
+
+
+def test_an_untagged_mp3_cut_short_is_read_as_far_as_it_goes_and_says_so(tmp_path):
+    path = _untagged_mp3(_speech_file(tmp_path, "line.mp3", format="MP3")[0], tmp_path / "untagged.mp3")
+    whole = _read_all(path)
+    assert whole.notes == []
+    reader = _read_all(cut_copy(path, tmp_path / "cut.mp3"))
+    assert 0.3 < reader.duration / whole.duration < 0.7
+    assert reader.notes == [f"the recording stops at {reader.duration:.2f} s in the middle of an MP3 frame: the file "
+                            f"was cut short (an interrupted copy or download?); the lip sync covers the "
+                            f"{reader.duration:.2f} s there"]
 
 
 @pytest.mark.parametrize("name, options", [("line.mp3", {"format": "MP3"}), ("line.opus", {"format": "OGG", "subtype": "OPUS"}),
