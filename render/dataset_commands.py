@@ -38,11 +38,12 @@ def _annotate_parser(subparsers):
 
 
 def _model_files(inputs):
-    from .dataset.plan import find_model_files
+    from .dataset.archives import ARCHIVE_SUFFIXES, OTHER_ARCHIVE_SUFFIXES
+    from .dataset.plan import MODEL_SUFFIXES, find_model_files
 
     for item in inputs:
         if item.is_dir():
-            for path in find_model_files(item):
+            for path in find_model_files(item, MODEL_SUFFIXES + ARCHIVE_SUFFIXES + OTHER_ARCHIVE_SUFFIXES):
                 yield item, path
         elif item.exists():
             yield item.parent, item
@@ -50,14 +51,46 @@ def _model_files(inputs):
             raise CommandError(f"{item}: no such file or folder")
 
 
+def _models_to_annotate(inputs, annotations):
+    """(model id, model file, problem) for each model given or found: a model in a zip archive
+    comes from a copy of its archive extracted for the while (the archive is one id's folder, and
+    its sidecars go into `annotations`, as nothing can be written beside it); problem: what says
+    why a file or archive cannot be annotated (None: it can)."""
+    import tempfile
+
+    from .dataset.archives import ARCHIVE_SUFFIXES, OTHER_ARCHIVE_SUFFIXES, ArchiveError, extract, model_members
+    from .dataset.plan import MODEL_SUFFIXES
+
+    for root, path in _model_files(inputs):
+        model_id = path.relative_to(root).as_posix()
+        suffix = path.suffix.lower()
+        if suffix in OTHER_ARCHIVE_SUFFIXES:
+            yield model_id, path, f"{path}: an archive THA Studio cannot open: extract it, or repack it as .zip"
+        elif suffix not in ARCHIVE_SUFFIXES:
+            yield model_id, path, None
+        elif annotations is None:
+            yield model_id, path, (f"{path}: the models in an archive are annotated into a folder of sidecars: give "
+                                   "--annotations DIR (and the same to render-dataset)")
+        else:
+            try:
+                members = model_members(path, MODEL_SUFFIXES)
+                with tempfile.TemporaryDirectory(prefix="tha_studio_archive_") as folder:
+                    extract(path, folder)
+                    for member in members:
+                        yield f"{model_id}/{member}", Path(folder, *member.split("/")), None
+            except ArchiveError as error:
+                yield model_id, path, str(error)
+
+
 def run_annotate(args):
     from ..errors import UserError
     from .dataset.annotation import annotate_file
 
     done, problems = 0, 0
-    for root, path in _model_files(args.models):
-        model_id = path.relative_to(root).as_posix()
+    for model_id, path, problem in _models_to_annotate(args.models, args.annotations):
         try:
+            if problem:
+                raise UserError(problem)
             annotation, sidecar = annotate_file(path, args.annotations, model_id if args.annotations else None,
                                                 keep_person_edits=not args.fresh, read_model=_blend_reader(path))
         except (UserError, OSError) as error:  # an unreadable model, avatar or .blend: named, and the next one
@@ -117,7 +150,7 @@ Kubernetes indexed jobs are read from the environment if --shard is left out: SL
 SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with THA_SHARD_COUNT), then run merge-shards OUT.""",
     )
     parser.add_argument("models", type=Path, help="folder of models (searched recursively for .pmx, .pmd, .vrm, .glb, "
-                        ".gltf and .blend)")
+                        ".gltf and .blend, also inside .zip archives as downloaded)")
     parser.add_argument("out", type=Path, help="dataset folder (created; reused to resume)")
     parser.add_argument("--schema", default="tha1", choices=("tha1", "tha2", "tha3"), help="pose schema (default tha1)")
     parser.add_argument("--poses-per-model", type=int, default=16, help="sampled poses per model (default 16)")
@@ -172,6 +205,10 @@ def run_render_dataset(args):
           f"({summary.examples} example(s)) in {summary.seconds:.1f} s, {rate:.2f} images/s")
     for model_id, reason in sorted(summary.failures.items()):
         print(f"  skipped {model_id}: {reason}")
+    if summary.unopened:
+        print(f"warning: {len(summary.unopened)} archive(s) left out, which THA Studio cannot open "
+              f"({', '.join(summary.unopened[:3])}{', ...' if len(summary.unopened) > 3 else ''}): extract them "
+              "into the models folder, or repack them as .zip", file=sys.stderr)
     if shard[1] > 1:
         print(f"when every shard is done: merge-shards {args.out}")
     return 0

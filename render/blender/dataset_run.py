@@ -20,19 +20,22 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
 
 from ...atomic_files import remove_stale_temps
 from ...jobs import Job, Progress
 from ...progress import progress_bar
 from ..dataset import manifest
+from ..dataset.archives import ARCHIVE_SUFFIXES, ArchiveError, extract, extracted_size
 from ..dataset.plan import (
+    MODEL_SUFFIXES,
     DatasetError,
-    discover_models,
+    discover,
     ensure_config,
     journal_name,
     load_or_make_annotation,
@@ -60,7 +63,12 @@ def render_model(work, config, out_dir, emit, annotations_dir=None, temp_tag=Non
     out_dir = Path(out_dir)
     schema = get_schema(config.schema)
     budget = (budget or ModelBudget()).started()
+    extracted = None
     try:
+        if entry.archive is not None:
+            extracted = extraction_folder(out_dir, temp_tag, entry)
+            entry = replace(entry, path=extract_model(entry, out_dir, extracted))
+            budget.check()
         annotation = load_or_make_annotation(entry, out_dir, annotations_dir, model_reader(entry.path))
         missing = annotation.missing_roles(schema)
         if missing:
@@ -92,9 +100,64 @@ def render_model(work, config, out_dir, emit, annotations_dir=None, temp_tag=Non
             raise manifest.OutputError(f"{out_dir}: {problem} while rendering {entry.model_id}; nothing was "
                                        "recorded against the model: free space or fix the folder, then rerun "
                                        "the same command") from None
-        emit({"type": "failure", "model": entry.model_id, "split": entry.split, "reason": _reason(error)})
+        reason = _reason(error)
+        if extracted is not None:  # named by the archive, as the user knows it, not our copy of it
+            reason = reason.replace(str(extracted), str(entry.archive))
+        emit({"type": "failure", "model": entry.model_id, "split": entry.split, "reason": reason})
         if os.environ.get("THA_STUDIO_DEBUG"):
             traceback.print_exc()
+    finally:
+        if extracted is not None:
+            shutil.rmtree(extracted, ignore_errors=True)
+
+
+# Archived models are extracted here for their render, a folder per run and model.
+EXTRACTING_FOLDER = ".extracting"
+EXTRACT_MARGIN_BYTES = 1 << 30  # left free beside an extracted archive, for the images
+
+
+def extraction_folder(out_dir, temp_tag, entry):
+    digest = hashlib.sha1(entry.model_id.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return Path(out_dir) / EXTRACTING_FOLDER / (temp_tag or f"run-{os.getpid()}") / digest
+
+
+def extract_model(entry, out_dir, folder):
+    """Extract the archive of `entry` into `folder` (emptied first); returns the model file's
+    path there. An archive that cannot be read is the model's failure (ArchiveError); no room to
+    extract it is the machine's (manifest.OutputError, which stops the run)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    needed = extracted_size(entry.archive)
+    free = shutil.disk_usage(out_dir).free
+    if needed + EXTRACT_MARGIN_BYTES > free:
+        raise manifest.OutputError(f"{out_dir}: {needed / 1e9:.1f} GB are needed to extract {entry.archive} and "
+                                   f"{free / 1e9:.1f} GB are free; free space, then rerun the same command")
+    try:
+        extract(entry.archive, folder)
+    except OSError as error:
+        if manifest.output_problem(error):
+            raise manifest.output_error(out_dir, error, f"extracting {entry.archive}") from None
+        raise
+    if not entry.member:  # (listing it failed when the run was planned; extracting it did not)
+        raise ArchiveError(f"{entry.archive}: could not be listed when the run started; run it again")
+    return folder.joinpath(*PurePosixPath(entry.member).parts)
+
+
+def remove_extractions(out_dir, tag_prefix):
+    """Remove the extraction folders of the runs whose tags start with `tag_prefix` (a run's
+    own at its end; at its start, those its shard's killed runs left), and the folder holding
+    them once it is empty; returns how many."""
+    folder = Path(out_dir) / EXTRACTING_FOLDER
+    removed = 0
+    if folder.is_dir():
+        for run in folder.iterdir():
+            if run.name.startswith(tag_prefix):
+                shutil.rmtree(run, ignore_errors=True)
+                removed += 1
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # another shard's run is extracting there
+    return removed
 
 
 def _open_model(entry, annotation, schema, config, temp_tag):
@@ -268,6 +331,7 @@ class RunSummary:
     examples: int = 0
     failures: dict = field(default_factory=dict)  # model id -> reason (this run and earlier ones)
     seconds: float = 0.0
+    unopened: list = field(default_factory=list)  # ids of archives not opened (.rar, .7z, .lzh)
 
 
 # The default time a model may take in render-dataset: a real model (Gene_light, 20 MB of
@@ -344,13 +408,20 @@ class DatasetRun(Job):
         self.isolate = isolate
         self.journal = self.out_dir / journal_name(self.shard, self.shards)
         self.summary = None
+        self.unopened = []
         self._bar = None
         self._pool = None
         self._lock = None
 
     def plan(self):
         """(this shard's models, their ModelWork still to do, earlier failures that are skipped)."""
-        entries = discover_models(self.models_root, self.split_rules, self.default_split)
+        entries, self.unopened = discover(self.models_root, self.split_rules, self.default_split)
+        if not entries:
+            kinds = ", ".join(MODEL_SUFFIXES + ARCHIVE_SUFFIXES)
+            archives = (f"; it holds {len(self.unopened)} archive(s) THA Studio cannot open ({self.unopened[0]}, ...): "
+                        "extract them, or repack them as .zip" if self.unopened else "")
+            raise DatasetError(f"{Path(os.path.abspath(self.models_root))}: no models under it (looked for {kinds})"
+                               f"{archives}")
         mine = shard_models(entries, self.shard, self.shards)
         if self.limit_models is not None:
             mine = mine[: self.limit_models]
@@ -365,6 +436,7 @@ class DatasetRun(Job):
             self._lock = lock_journal(self.journal)
             ensure_config(self.out_dir, self.config)
             remove_stale_temps(self.out_dir, temp_tag_prefix(self.shard, self.shards))
+            remove_extractions(self.out_dir, temp_tag_prefix(self.shard, self.shards))
         except OSError as error:
             if manifest.output_problem(error):
                 self._close()
@@ -374,7 +446,8 @@ class DatasetRun(Job):
             self._close()
             raise
         entries, work, skipped = self.plan()
-        self.summary = RunSummary(models=len(entries), models_to_render=len(work), failures=dict(skipped))
+        self.summary = RunSummary(models=len(entries), models_to_render=len(work), failures=dict(skipped),
+                                  unopened=list(self.unopened))
         self._pending = list(work)
         self._planned = {item.entry.model_id: item.images for item in work}
         self._rendered = {}  # model id -> images rendered in this run
@@ -418,6 +491,8 @@ class DatasetRun(Job):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+        if self._lock is not None:  # (its workers have stopped, and no other run has this shard)
+            remove_extractions(self.out_dir, temp_tag_prefix(self.shard, self.shards))
         if self._lock is not None:
             self._lock.release()
             self._lock = None

@@ -1,7 +1,7 @@
 """The dataset batch plan: a folder tree of models in, the work that makes THA triplets and a manifest out.
 
-The plan is pure: models are found under a root (.pmx, .pmd, .vrm, .glb, .gltf, .blend; linked folders
-followed once per real folder), given a split (THA1 write-up §5.4: by top-level folder, or by a
+The plan is pure: models are found under a root (.pmx, .pmd, .vrm, .glb, .gltf, .blend, and those in
+.zip archives as downloaded, see archives.py; linked folders followed once per real folder), given a split (THA1 write-up §5.4: by top-level folder, or by a
 split file; copies of one model, the same bytes under other names, share one split), ordered by id
 and dealt to shards (`--shard K/N`: by a stable hash of the model id, so the nodes of a cluster job
 array share one output folder without coordination, and a model added later lands in one shard
@@ -22,6 +22,7 @@ Layout of a dataset folder:
     manifest.jsonl, failures.jsonl     merged, sorted
     annotations/<model id>.tha.json    the annotation each model was rendered with
     images/<split>/<model folder>/rest.png, 000000_expression.png, 000000_posed.png, ...
+    .extracting/                       archived models' files while they render (removed after)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import manifest
+from .archives import ARCHIVE_SUFFIXES, OTHER_ARCHIVE_SUFFIXES, ArchiveError, member_sha256, member_size, model_members
 from .settings import RenderSettings
 from ..formats.avatar_model import AVATAR_SUFFIXES
 from ..formats.mmd import MMD_SUFFIXES
@@ -115,9 +117,11 @@ def _rest_convention(schema_name):
 @dataclass(frozen=True)
 class ModelEntry:
     model_id: str  # path relative to the models root, with forward slashes
-    path: Path
+    path: Path  # for a model in an archive, the archive's path / member until it is extracted
     split: str
     same_as: str = ""  # the id of the first file under the root with the same bytes, if another
+    archive: Path | None = None  # the zip archive holding the model, if one does
+    member: str = ""  # the model's path in that archive ("": the archive could not be listed)
 
     @property
     def folder(self):
@@ -175,20 +179,45 @@ def split_for(model_id, rules, default_split):
 
 def discover_models(root, split_rules=(), default_split="train"):
     """The models under `root`, sorted by id, each with its split (copies of one model share one)."""
+    return discover(root, split_rules, default_split)[0]
+
+
+def discover(root, split_rules=(), default_split="train"):
+    """(discover_models's entries, the ids of the archives under `root` that cannot be opened
+    here: .rar, .7z, .lzh). Each model file in a zip archive is an entry of its own, with the id
+    `<archive id>/<member>`; an archive that cannot be listed is one entry, whose render fails
+    naming the problem."""
     # Absolute, so that failure reasons naming a model's path read the same however the root
     # was typed ("models", "./models/", "/data/models"), and a rerun's records agree.
     root = Path(os.path.abspath(root))
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder of models")
-    entries = []
-    for path in find_model_files(root):
+    entries, unopened = [], []
+    for path in find_model_files(root, MODEL_SUFFIXES + ARCHIVE_SUFFIXES + OTHER_ARCHIVE_SUFFIXES):
         model_id = path.relative_to(root).as_posix()
-        entries.append(ModelEntry(model_id, path, split_for(model_id, split_rules, default_split)))
+        suffix = path.suffix.lower()
+        if suffix in OTHER_ARCHIVE_SUFFIXES:
+            unopened.append(model_id)
+        elif suffix in ARCHIVE_SUFFIXES:
+            entries += archive_entries(path, model_id, split_rules, default_split)
+        else:
+            entries.append(ModelEntry(model_id, path, split_for(model_id, split_rules, default_split)))
     entries.sort(key=lambda e: e.model_id)
-    return keep_copies_in_one_split(entries)
+    return keep_copies_in_one_split(entries), unopened
 
 
-def find_model_files(root):
+def archive_entries(archive, archive_id, split_rules=(), default_split="train"):
+    """The entries of the model files in a zip archive (none for an archive of textures alone)."""
+    try:
+        members = model_members(archive, MODEL_SUFFIXES)
+    except ArchiveError:
+        return [ModelEntry(archive_id, archive, split_for(archive_id, split_rules, default_split), archive=archive)]
+    return [ModelEntry(f"{archive_id}/{member}", archive / member,
+                       split_for(f"{archive_id}/{member}", split_rules, default_split), archive=archive, member=member)
+            for member in members]
+
+
+def find_model_files(root, suffixes=MODEL_SUFFIXES):
     """Model files under `root`, sorted. Linked folders are followed (datasets are often assembled
     from links), but each real folder is entered once: a link back up the tree (`..`) or two links
     to one folder would otherwise list its models again and again, or never end. The tree itself
@@ -205,7 +234,7 @@ def find_model_files(root):
             entered.add(here)
             subfolders.sort()  # so which path to a folder is kept does not depend on listing order
             to_walk += [os.path.join(folder, name) for name in subfolders if os.path.islink(os.path.join(folder, name))]
-            found += [Path(folder) / name for name in files if Path(name).suffix.lower() in MODEL_SUFFIXES]
+            found += [Path(folder) / name for name in files if Path(name).suffix.lower() in suffixes]
     return sorted(path for path in found if path.is_file())
 
 
@@ -238,18 +267,21 @@ def keep_copies_in_one_split(entries):
     by_size = {}
     for index, entry in enumerate(entries):
         try:
-            by_size.setdefault(entry.path.stat().st_size, []).append(index)
-        except OSError:
-            pass  # unreadable: left as it is; its render fails with the reason
+            size = member_size(entry.archive, entry.member) if entry.archive else entry.path.stat().st_size
+        except (OSError, ArchiveError):
+            continue  # unreadable: left as it is; its render fails with the reason
+        by_size.setdefault(size, []).append(index)
     groups = {}
     for same_size in by_size.values():
         if len(same_size) < 2:
             continue
         for index in same_size:
+            entry = entries[index]
             try:
-                groups.setdefault(sha256_file(entries[index].path), []).append(index)
-            except OSError:
-                pass
+                digest = member_sha256(entry.archive, entry.member) if entry.archive else sha256_file(entry.path)
+            except (OSError, ArchiveError):
+                continue
+            groups.setdefault(digest, []).append(index)
     entries = list(entries)
     for copies in groups.values():
         if len(copies) < 2:

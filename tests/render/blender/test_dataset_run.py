@@ -91,3 +91,29 @@ def test_workers_make_the_same_dataset(models, tmp_path):
             assert bar[0].startswith("shard 1/1:   0%|") and bar[-1].startswith("shard 1/1: 100%|"), result.stderr
             assert "\r" not in result.stderr
     assert dataset_files(tmp_path / "two") == dataset_files(tmp_path / "one")
+
+
+def test_a_folder_without_models_is_named_with_the_archives_it_holds(ext_module, tmp_path):
+    empty = tmp_path / "downloads"
+    (empty / "notes").mkdir(parents=True)
+    (empty / "notes" / "readme.txt").write_text("models go here")
+    error = ext_module("render.dataset.plan").DatasetError
+    with pytest.raises(error, match=r"downloads: no models under it \(looked for \.pmx, \.pmd, .*\.blend, \.zip\)$"):
+        new_run(ext_module, empty, tmp_path / "out").run()
+    (empty / "miku.rar").write_bytes(b"Rar!\x1a\x07\x00")
+    with pytest.raises(error, match=r"it holds 1 archive\(s\) THA Studio cannot open \(miku.rar, \.\.\.\): extract "
+                                    r"them, or repack them as \.zip"):
+        new_run(ext_module, empty, tmp_path / "out").run()
+
+
+def test_a_killed_runs_extracted_archive_is_removed_by_the_next_run(ext_module, models, tmp_path):
+    out = tmp_path / "dataset"
+    left = out / ".extracting" / "s1of1-999999" / "0123456789ab" / "model"
+    left.mkdir(parents=True)
+    (left / "big.png").write_bytes(bytes(1000))
+    other_shard = out / ".extracting" / "s2of2-999999"
+    other_shard.mkdir()
+    run = new_run(ext_module, models, out)
+    run.step()  # starts
+    assert not (out / ".extracting" / "s1of1-999999").exists() and other_shard.is_dir()
+    run.cancel()

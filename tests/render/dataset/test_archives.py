@@ -1,0 +1,106 @@
+"""Models in zip archives, as they are downloaded: names, listing, safe extraction, discovery."""
+
+import hashlib
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tha_studio.render.dataset import plan
+from tha_studio.render.dataset.archives import (
+    ArchiveError, extract, member_name, member_sha256, member_size, model_members,
+)
+
+sys.path.insert(0, str(Path(__file__).parent))
+from archive_files import windows_zip  # noqa: E402
+
+MODEL = b"PMX " + bytes(range(256)) * 4
+TEXTURE = bytes(reversed(range(256))) * 8
+
+
+def test_names_read_as_their_maker_wrote_them(tmp_path):
+    path = windows_zip(tmp_path / "chara.zip", {"キャラ/モデル.pmx": MODEL, "キャラ/テクスチャ/服.png": TEXTURE})
+    with zipfile.ZipFile(path) as bundle:
+        assert not any(info.flag_bits & 0x800 for info in bundle.infolist())
+        assert "キャラ" not in bundle.namelist()[0]  # Python alone reads cp437 mojibake
+        assert [member_name(info) for info in bundle.infolist()] == ["キャラ/モデル.pmx", "キャラ/テクスチャ/服.png"]
+    # UTF-8 names with and without the flag; forward slashes either way.
+    with zipfile.ZipFile(tmp_path / "utf8.zip", "w") as bundle:
+        bundle.writestr("フォルダ/model.pmx", MODEL)  # (zipfile flags it)
+        info = zipfile.ZipInfo("plain/a.pmd".replace("/", "\\"))
+        bundle.writestr(info, MODEL)
+    with zipfile.ZipFile(tmp_path / "utf8.zip") as bundle:
+        assert [member_name(info) for info in bundle.infolist()] == ["フォルダ/model.pmx", "plain/a.pmd"]
+
+
+def test_model_members_are_listed_and_extracted_under_their_names(tmp_path):
+    path = windows_zip(tmp_path / "chara.zip", {"キャラ/モデル.pmx": MODEL, "キャラ/テクスチャ/服.png": TEXTURE,
+                                                "キャラ/別/モデル2.PMX": MODEL[:-1], "readme.txt": b"hello"})
+    assert model_members(path, plan.MODEL_SUFFIXES) == ["キャラ/モデル.pmx", "キャラ/別/モデル2.PMX"]
+    folder = extract(path, tmp_path / "out")
+    assert (folder / "キャラ" / "テクスチャ" / "服.png").read_bytes() == TEXTURE
+    assert (folder / "キャラ" / "モデル.pmx").read_bytes() == MODEL
+    assert member_size(path, "キャラ/モデル.pmx") == len(MODEL)
+    assert member_sha256(path, "キャラ/モデル.pmx") == hashlib.sha256(MODEL).hexdigest()
+    with pytest.raises(ArchiveError, match=r"chara.zip: no member 'nothing.pmx'"):
+        member_size(path, "nothing.pmx")
+
+
+@pytest.mark.parametrize("name", ["../outside.pmx", "/etc/outside.pmx", "a/../../outside.pmx", "C:/outside.pmx"])
+def test_a_member_that_would_land_outside_the_folder_is_refused(tmp_path, name):
+    path = tmp_path / "evil.zip"
+    with zipfile.ZipFile(path, "w") as bundle:
+        bundle.writestr("fine/model.pmx", MODEL)
+        info = zipfile.ZipInfo("placeholder")
+        info.filename = name  # (ZipInfo's constructor would clean the name up)
+        bundle.writestr(info, MODEL)
+    with pytest.raises(ArchiveError, match=r"evil.zip: member '.*outside.pmx' would be written outside the folder"):
+        extract(path, tmp_path / "inside" / "out")
+    assert not (tmp_path / "outside.pmx").exists() and not (tmp_path / "inside" / "outside.pmx").exists()
+
+
+def test_a_zip_bomb_a_damaged_zip_and_a_damaged_member_are_named(tmp_path):
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr("model.pmx", MODEL)
+        bundle.writestr("zeros.png", bytes(64 << 20))  # 64 MiB of zeros in some 64 KB
+    with pytest.raises(ArchiveError, match=r"bomb.zip: member 'zeros.png' expands .* to 67,108,864 \(a zip bomb\?\)"):
+        model_members(bomb, plan.MODEL_SUFFIXES)
+    good = windows_zip(tmp_path / "good.zip", {"キャラ/モデル.pmx": MODEL, "キャラ/テクスチャ/服.png": TEXTURE})
+    data = good.read_bytes()
+    (tmp_path / "cut.zip").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ArchiveError, match=r"cut.zip: not a readable zip archive"):
+        model_members(tmp_path / "cut.zip", plan.MODEL_SUFFIXES)
+    flipped = bytearray(data)
+    flipped[data.index(b"PK\x03\x04") + 60] ^= 0xFF  # a byte of the first member's compressed data
+    (tmp_path / "flipped.zip").write_bytes(bytes(flipped))
+    with pytest.raises(ArchiveError, match=r"flipped.zip: member 'キャラ/モデル.pmx' cannot be extracted"):
+        extract(tmp_path / "flipped.zip", tmp_path / "out")
+
+
+def test_discovery_lists_each_model_of_an_archive_and_the_archives_it_cannot_open(tmp_path):
+    root = tmp_path / "models"
+    (root / "loose" / "キャラ" / "テクスチャ").mkdir(parents=True)
+    (root / "loose" / "キャラ" / "モデル.pmx").write_bytes(MODEL)
+    (root / "loose" / "キャラ" / "テクスチャ" / "服.png").write_bytes(TEXTURE)
+    windows_zip(root / "downloads" / "chara.zip", {"キャラ/モデル.pmx": MODEL, "キャラ/テクスチャ/服.png": TEXTURE,
+                                                   "キャラ/モデル_v2.pmx": MODEL + b"2"})
+    windows_zip(root / "downloads" / "textures.zip", {"tex/服.png": TEXTURE})  # no model: nothing
+    (root / "downloads" / "cut.zip").write_bytes(b"PK\x03\x04 not a whole archive")
+    (root / "downloads" / "other.7z").write_bytes(b"7z\xbc\xaf\x27\x1c")
+    (root / "test").mkdir()
+    windows_zip(root / "test" / "held_out.zip", {"モデル/モデル.pmd": b"Pmd" + MODEL})
+    entries, unopened = plan.discover(root)
+    by_id = {entry.model_id: entry for entry in entries}
+    assert sorted(by_id) == ["downloads/chara.zip/キャラ/モデル.pmx", "downloads/chara.zip/キャラ/モデル_v2.pmx",
+                             "downloads/cut.zip", "loose/キャラ/モデル.pmx", "test/held_out.zip/モデル/モデル.pmd"]
+    assert unopened == ["downloads/other.7z"]
+    zipped = by_id["downloads/chara.zip/キャラ/モデル.pmx"]
+    assert (zipped.archive, zipped.member) == (root / "downloads" / "chara.zip", "キャラ/モデル.pmx")
+    assert by_id["downloads/cut.zip"].member == "" and by_id["downloads/cut.zip"].archive is not None
+    assert by_id["test/held_out.zip/モデル/モデル.pmd"].split == "test"  # the archive's folder sets its split
+    # A model both downloaded and unpacked is one model's two copies: one split, the second marked.
+    assert by_id["loose/キャラ/モデル.pmx"].same_as == "downloads/chara.zip/キャラ/モデル.pmx"
+    assert by_id["downloads/chara.zip/キャラ/モデル_v2.pmx"].same_as == ""
+    assert plan.discover_models(root) == entries
