@@ -90,7 +90,13 @@ class PoseSchema:
             raise KeyError(self._unknown_name_message(name)) from None
 
     def _unknown_name_message(self, name):
-        close = difflib.get_close_matches(str(name), self.names, n=4, cutoff=0.5)
+        # Compared in lower case (MOUTH_AAA is mouth_aaa), the ones that begin with the name first
+        # (mouth: mouth_aaa, ... before what merely looks alike).
+        wanted = str(name).strip().lower()
+        lowered = {parameter.lower(): parameter for parameter in self.names}
+        starting = [parameter for parameter in self.names if wanted and parameter.startswith(wanted)]
+        alike = [lowered[match] for match in difflib.get_close_matches(wanted, list(lowered), n=4, cutoff=0.5)]
+        close = list(dict.fromkeys(starting + alike))[:4]
         hint = f"; did you mean {', '.join(close)}?" if close else f"; names are: {', '.join(self.names)}"
         return f"{self.name} pose has no parameter {name!r}{hint}"
 

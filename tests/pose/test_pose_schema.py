@@ -98,3 +98,14 @@ def test_get_schema_by_name():
     assert get_schema("THA3") is THA3
     with pytest.raises(KeyError, match="tha1, tha2, tha3, tha4"):
         get_schema("tha5")
+
+
+@pytest.mark.parametrize("name, suggested", [
+    ("Mouth_AAA", "mouth_aaa"),  # another case
+    ("mouth", "mouth_aaa, mouth_iii, mouth_uuu, mouth_eee"),  # the start of several
+    ("eye_wink", "eye_wink_left, eye_wink_right"),
+    ("hed_x", "head_x"),  # a slip
+])
+def test_an_unknown_name_suggests_the_parameters_meant(name, suggested):
+    with pytest.raises(KeyError, match=rf"no parameter '{name}'; did you mean {suggested}"):
+        THA3.index(name)
