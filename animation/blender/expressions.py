@@ -19,8 +19,10 @@ from pathlib import Path
 import bpy
 
 from ...pose.schema import get_schema
+from ...render.formats.mmd import vmd
 from ..core.face_capture import ArkitMapping, capture_keyframes, read_live_link_csv
 from ..core.keys import flat_bezier_keys
+from ..core.mmd_motion import MotionError, motion_keyframes
 from ..core.presets import (EXPRESSION_GROUPS, Preset, PresetError, builtin_presets, expression_parameters,
                             presets_from_json, presets_to_json)
 from . import sprite as sprites
@@ -217,3 +219,37 @@ def import_face_capture(scene, obj, csv_path, mapping=None, start_frame=1, captu
     if scene_end is not None:
         scene.frame_end = scene_end[1]
     return strip
+
+
+def import_mmd_motion(scene, obj, vmd_path, start_frame=1, name=None, extend_scene=True):
+    """An MMD motion's (.vmd) face morphs and head, neck and upper-body turns as keys on the
+    sprite's sliders (animation/core/mmd_motion.py), in a strip named after the file on "THA face
+    capture" starting at `start_frame` (the motion's frame 0); importing a motion of that name
+    again replaces it. Returns (strip, MotionKeys): what it read, and which morphs it did not."""
+    vmd_path = Path(vmd_path)
+    name = name or vmd_path.stem
+    start_frame = timeline.whole_frame(start_frame, "the motion's start frame")
+    key = timeline.pose_key(obj)
+    motion = vmd.read(vmd_path)
+    read = motion_keyframes(motion, sprites.settings_of(obj).schema, timeline.scene_fps(scene), start_frame)
+    keyframes = {parameter: keys for parameter, keys in read.keyframes.items() if keys}
+    if not keyframes:
+        unknown = f" (its morphs: {', '.join(read.morphs_unknown[:8])})" if read.morphs_unknown else ""
+        raise MotionError(f"{vmd_path}: keys no morph or bone a talking head has: no mouth, eye or eyebrow morph "
+                          f"THA Studio knows by name, no neck, head or upper-body turn{unknown}")
+    timeline.check_parameters(obj, keyframes, "the motion")
+    last = max(keys[-1].frame for keys in keyframes.values())
+    scene_end = timeline.fit_scene(scene, last, extend_scene, f"motion {name!r}")
+
+    old = find_capture(obj, name)
+    if old is not None:
+        timeline.remove_strip(old[0], old[1], key.animation_data)
+    timeline.ensure_rest(obj, {parameter: 0.0 for parameter in keyframes})
+    action = timeline.new_action(f"{obj.name} motion {name}", keyframes,
+                                  {"kind": "capture", "name": name, "source": str(vmd_path),
+                                   "fps": timeline.scene_fps(scene)})
+    strip = timeline.place_strip(key, timeline.CAPTURE_TRACK, name, action, start_frame, "REPLACE", "NOTHING")
+    scene[timeline.LINES_FPS_PROPERTY] = timeline.scene_fps(scene)
+    if scene_end is not None:
+        scene.frame_end = scene_end[1]
+    return strip, read

@@ -262,6 +262,13 @@ def _name_matches(table, name, name_en):
     return found
 
 
+def morph_families_by_name(name):
+    """[(role family, confidence, side hint)] that a morph's name alone offers, the likeliest first
+    (no model to look at: a motion file's morph keys name their morphs and nothing else)."""
+    found = sorted(_name_matches(_MORPH_TABLE, name, ""), key=lambda match: (-match[1], match[2]))
+    return [(family, confidence, hint) for family, confidence, _, hint, _ in found]
+
+
 def eyelid_travel(model, index, head):
     """How far a morph moves the eyelid, as a share of the head's height: the 95th percentile of
     its vertices' vertical movement within the eyes' band of the face (`EYE_BAND` of `head`, a

@@ -143,3 +143,16 @@ def test_face_capture_import_and_a_mapping_edited_as_text(ext_module, sprite, tm
     text.from_string(text.as_string().replace('"format"', '"nonsense": 1, "format"', 1)[:-3])  # broken JSON
     with pytest.raises(RuntimeError, match="Anna ARKit mapping.json.*line"):
         bpy.ops.tha_studio.use_arkit_mapping()
+
+
+def test_an_mmd_motion_imports_at_the_current_frame_and_a_bad_one_is_reported(ext_module, sprite, tmp_path):
+    vmd = ext_module("render.formats.mmd.vmd")
+    motion = vmd.Motion(morphs={"あ": [vmd.MorphKey(0, 0.0), vmd.MorphKey(30, 1.0)], "照れ": [vmd.MorphKey(0, 1.0)]})
+    path = vmd.write(motion, tmp_path / "line.vmd")
+    bpy.context.scene.frame_current = 7
+    assert bpy.ops.tha_studio.import_mmd_motion(filepath=str(path)) == {"FINISHED"}
+    strip = sprite.data.shape_keys.animation_data.nla_tracks["THA face capture"].strips["line"]
+    assert strip.frame_start == 7
+    (tmp_path / "text.vmd").write_text("not a motion")
+    with pytest.raises(RuntimeError, match=r"text.vmd: header at byte 0: not an MMD motion"):
+        bpy.ops.tha_studio.import_mmd_motion(filepath=str(tmp_path / "text.vmd"))

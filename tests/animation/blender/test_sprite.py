@@ -716,3 +716,26 @@ def test_a_semicolon_files_value_that_is_not_a_number_is_named_as_written(tmp_pa
     keys.write_text("frame;mouth_aaa\n1;0,5,1\n")
     with pytest.raises(scene_module.KeyframeFileError, match=r"semicolons.csv: line 2, mouth_aaa: '0,5,1' is not a number"):
         scene_module.read_keyframes(keys)
+
+
+def test_the_sprite_command_keys_an_mmd_motion_over_the_motions_frames(tmp_path, ext_module, picture):
+    from shared_assets import ROOT
+
+    vmd = ext_module("render.formats.mmd.vmd")
+    motion = vmd.Motion(morphs={"あ": [vmd.MorphKey(0, 0.0), vmd.MorphKey(30, 1.0), vmd.MorphKey(60, 0.0)],
+                                "照れ": [vmd.MorphKey(0, 1.0)]})
+    path = vmd.write(motion, tmp_path / "line.vmd")
+    blend = tmp_path / "s.blend"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "sprite", "--image", str(picture), "--motion", str(path),
+         "--blend", str(blend), "--no-bake"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user")))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "warning: line.vmd: morphs a talking head has no slider for, left out: 照れ" in done.stderr
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    scene = bpy.context.scene
+    (sprite,) = [obj for obj in bpy.data.objects if "tha_sprite" in obj]
+    assert (scene.frame_start, scene.frame_end) == (1, 49)  # two seconds of VMD at 24 frames a second
+    scene.frame_set(25)
+    assert sprite.data.shape_keys.key_blocks["mouth_aaa"].value == pytest.approx(1.0, abs=1e-5)

@@ -717,6 +717,36 @@ def test_a_broken_take_is_reported_with_its_line_and_changes_nothing(m, sprite, 
     assert scene_state() == before
 
 
+def test_an_mmd_motions_face_and_head_become_a_strip_and_a_damaged_one_changes_nothing(m, ext_module, sprite, tmp_path):
+    vmd = ext_module("render.formats.mmd.vmd")
+    scene = bpy.context.scene
+    half_turn = (0.0, math.sin(math.radians(-7.5)), 0.0, math.cos(math.radians(-7.5)))  # the head 15° aside
+    motion = vmd.Motion("ミク", bones={"頭": [vmd.BoneKey(0), vmd.BoneKey(30, rotation=half_turn)]}, morphs={
+        "あ": [vmd.MorphKey(0, 0.0), vmd.MorphKey(15, 1.0), vmd.MorphKey(30, 0.0)],
+        "まばたき": [vmd.MorphKey(0, 1.0)], "ぺろっ": [vmd.MorphKey(0, 1.0)]})
+    path = vmd.write(motion, tmp_path / "song.vmd")
+    strip, read = m.expressions.import_mmd_motion(scene, sprite, path, start_frame=11)
+    assert strip.name == "song" and strip.frame_start == 11 and read.morphs_unknown == ["ぺろっ"]
+    assert m.timeline.timeline_strips(sprite, "capture")[0][2]["source"] == str(path)
+    # VMD frame 15 at 30 a second is 12 frames at the scene's 24.
+    assert value_at(sprite, "mouth_aaa", 11 + 12) == pytest.approx(1.0, abs=1e-5)
+    assert value_at(sprite, "mouth_aaa", 11 + 6) == pytest.approx(0.5, abs=1e-5)
+    assert value_at(sprite, "eye_wink_left", 20) == value_at(sprite, "eye_wink_right", 20) == pytest.approx(1.0)
+    assert abs(value_at(sprite, "head_y", 11 + 24)) == pytest.approx(1.0, abs=1e-4)
+    # Imported again, it replaces its strip; a damaged file is named and changes nothing.
+    m.expressions.import_mmd_motion(scene, sprite, path, start_frame=11)
+    assert len(m.timeline.timeline_strips(sprite, "capture")) == 1
+    before = scene_state()
+    damaged = tmp_path / "damaged.vmd"
+    damaged.write_bytes(path.read_bytes()[:60])
+    with pytest.raises(m.timeline.UserError, match=r"damaged\.vmd: bone keyframes at byte 50: bone keyframe count 2"):
+        m.expressions.import_mmd_motion(scene, sprite, damaged)
+    bones_only = vmd.write(vmd.Motion(morphs={"ぺろっ": [vmd.MorphKey(0, 1.0)]}), tmp_path / "tongue.vmd")
+    with pytest.raises(m.timeline.UserError, match=r"tongue\.vmd: keys no morph or bone a talking head has.*ぺろっ"):
+        m.expressions.import_mmd_motion(scene, sprite, bones_only)
+    assert scene_state() == before
+
+
 # --- the command line --------------------------------------------------------------------------
 
 
