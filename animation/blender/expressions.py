@@ -231,7 +231,8 @@ def import_mmd_motion(scene, obj, vmd_path, start_frame=1, name=None, extend_sce
     start_frame = timeline.whole_frame(start_frame, "the motion's start frame")
     key = timeline.pose_key(obj)
     motion = vmd.read(vmd_path)
-    read = motion_keyframes(motion, sprites.settings_of(obj).schema, timeline.scene_fps(scene), start_frame)
+    read = motion_keyframes(motion, sprites.settings_of(obj).schema, timeline.scene_fps(scene), start_frame,
+                            source=str(vmd_path))
     keyframes = {parameter: keys for parameter, keys in read.keyframes.items() if keys}
     if not keyframes:
         unknown = f" (its morphs: {', '.join(read.morphs_unknown[:8])})" if read.morphs_unknown else ""

@@ -40,6 +40,7 @@ MIN_CONFIDENCE = 0.8  # a morph name matched less surely than this moves nothing
 # Unmarked, these close the model's left eye (MMD's standard morphs; ウィンク右 is the right one).
 LEFT_EYE_WINKS = {name_key(name) for name in ("ウィンク", "ウインク", "ウィンク2", "ウインク2")}
 NECK, HEAD, UPPER_BODY = "首", "頭", "上半身"
+MAX_SCENE_FRAME = 1_048_574  # Blender's last frame
 
 
 class MotionError(UserError, ValueError):
@@ -75,10 +76,13 @@ class MotionKeys:
     bones_used: list  # the VMD bones read
 
 
-def motion_keyframes(motion, schema_name="tha3", fps=24.0, start_frame=1):
+def motion_keyframes(motion, schema_name="tha3", fps=24.0, start_frame=1, source="the motion"):
     """MotionKeys of a vmd.Motion on a schema's parameters at the scene's `fps`."""
     schema = get_schema(schema_name)
     scale = fps / vmd.FPS
+    if start_frame + motion.last_frame * scale > MAX_SCENE_FRAME:  # (and a day of samples to make)
+        raise MotionError(f"{source}: it runs to its frame {motion.last_frame:,} ({motion.last_frame / vmd.FPS:,.0f} s), "
+                          f"past Blender's last frame ({MAX_SCENE_FRAME:,}) at {fps:g} frames a second")
     keyframes, used, unknown = {}, {}, []
     by_parameter = {}
     for name, keys in motion.morphs.items():
@@ -138,9 +142,10 @@ def held_in_range(frames, values, low, high):
 
 
 def eased(curve, t):
-    """A VMD segment's Bezier ease (x1, y1, x2, y2 in 0..127) at the time fractions `t`: the
-    curve from (0, 0) to (1, 1) solved for x = t (bisection: x is monotonic in its parameter)."""
-    x1, y1, x2, y2 = (value / 127.0 for value in curve)
+    """A VMD segment's Bezier ease (x1, y1, x2, y2 in 0..127; one curve, or one per value of `t`
+    as a (4, ...) array) at the time fractions `t`: the curve from (0, 0) to (1, 1) solved for
+    x = t (bisection: x is monotonic in its parameter)."""
+    x1, y1, x2, y2 = (np.asarray(value, dtype=np.float64) / 127.0 for value in curve)
     t = np.asarray(t, dtype=np.float64)
     low, high = np.zeros_like(t), np.ones_like(t)
     for _ in range(40):
@@ -156,48 +161,40 @@ def rotation_at(keys, times):
     key and after the last, slerped between with the ease stored on the later key."""
     frames = np.array([key.frame for key in keys], dtype=np.float64)
     rotations = np.array([key.rotation for key in keys], dtype=np.float64)
-    times = np.asarray(times, dtype=np.float64)
-    after = np.clip(np.searchsorted(frames, times, side="right"), 1, max(len(keys) - 1, 1))
-    result = np.empty((len(times), 4))
-    for index, time in enumerate(times):
-        if len(keys) == 1 or time <= frames[0]:
-            result[index] = rotations[0]
-            continue
-        if time >= frames[-1]:
-            result[index] = rotations[-1]
-            continue
-        later = after[index]
-        span = frames[later] - frames[later - 1]
-        fraction = float(eased(keys[later].curve, (time - frames[later - 1]) / span))
-        result[index] = slerp(rotations[later - 1], rotations[later], fraction)
-    return result
+    curves = np.array([key.curve for key in keys], dtype=np.float64)
+    times = np.clip(np.asarray(times, dtype=np.float64), frames[0], frames[-1])
+    if len(keys) == 1:
+        return np.repeat(rotations[:1], len(times), axis=0)
+    later = np.clip(np.searchsorted(frames, times, side="right"), 1, len(keys) - 1)
+    fraction = np.clip((times - frames[later - 1]) / (frames[later] - frames[later - 1]), 0.0, 1.0)
+    return slerp(rotations[later - 1], rotations[later], eased(curves[later].T, fraction))
 
 
 def slerp(a, b, fraction):
-    dot = float(np.dot(a, b))
-    if dot < 0:  # the shorter way round
-        b, dot = -b, -dot
-    if dot > 0.9995:
-        mixed = a + fraction * (b - a)
-        return mixed / np.linalg.norm(mixed)
-    angle = math.acos(dot)
-    return (math.sin((1 - fraction) * angle) * a + math.sin(fraction * angle) * b) / math.sin(angle)
+    """Rows of unit quaternions a to b (the shorter way round) at `fraction` of the way."""
+    dot = np.sum(a * b, axis=1)
+    b = np.where(dot[:, None] < 0, -b, b)
+    dot = np.abs(dot)
+    angle = np.arccos(np.clip(dot, -1.0, 1.0))
+    near = dot > 0.9995  # (nearly the same turn: a straight mix, normalised)
+    sine = np.where(near, 1.0, np.sin(angle))
+    wa = np.where(near, 1 - fraction, np.sin((1 - fraction) * angle) / sine)
+    wb = np.where(near, fraction, np.sin(fraction * angle) / sine)
+    mixed = wa[:, None] * a + wb[:, None] * b
+    return mixed / np.linalg.norm(mixed, axis=1, keepdims=True)
 
 
 def tha_rotation(quaternions):
     """(T, 3, 3) rotation matrices in THA's frame (x the character's left, y up, z its front) of
     MMD rotation quaternions (x, y, z, w): MMD's axes to Blender's as the importer turns them
     (import_plan.to_blender_quaternion), then Blender's (left, back, up) to THA's."""
-    matrices = np.empty((len(quaternions), 3, 3))
-    for index, quaternion in enumerate(quaternions):
-        w, x, y, z = to_blender_quaternion(quaternion)
-        w, x, y, z = w, x, z, -y  # Blender (x, y, z) is THA (x, -z, y): a proper turn, so the axis turns along
-        matrices[index] = [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    return matrices
+    w, x, y, z = np.array([to_blender_quaternion(quaternion) for quaternion in quaternions]).reshape(-1, 4).T
+    x, y, z = x, z, -y  # Blender (x, y, z) is THA (x, -z, y): a proper turn, so the axis turns along
+    return np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], axis=-1),
+        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], axis=-1),
+        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], axis=-1),
+    ], axis=1)
 
 
 def zyx_angles(matrices):

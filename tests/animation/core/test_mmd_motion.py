@@ -95,6 +95,20 @@ def test_a_head_turn_is_slerped_with_its_ease_sampled_on_the_scenes_frames_and_h
     read = mmd_motion.motion_keyframes(vmd.Motion(bones={"頭": [ahead, aside]}), "tha3", fps=24.0, start_frame=1)
     keys = read.keyframes["head_y"]
     values = evaluate_keys(keys, np.arange(1, 26))
-    assert values[0] == 0 and values[12] == pytest.approx(1.0) and values[-1] == pytest.approx(1.0)
+    assert values[0] == pytest.approx(0, abs=1e-9) and values[12] == pytest.approx(1.0) and values[-1] == pytest.approx(1.0)
     assert values[6] == pytest.approx(0.5 * 2 * 6 / 24 * 2, abs=1e-6)  # a quarter of the way: 7.5°, half a unit
-    assert "head_x" in read.keyframes and all(k.value == 0 for k in read.keyframes["head_x"])
+    assert "head_x" in read.keyframes and all(abs(k.value) < 1e-9 for k in read.keyframes["head_x"])
+
+
+def test_a_motion_past_blenders_last_frame_is_refused_before_any_work():
+    motion = vmd.Motion(bones={"頭": [vmd.BoneKey(0), vmd.BoneKey(9_000_000)]})
+    with pytest.raises(mmd_motion.MotionError, match=r"far.vmd: it runs to its frame 9,000,000 \(300,000 s\), past "
+                                                     r"Blender's last frame \(1,048,574\) at 24 frames a second"):
+        mmd_motion.motion_keyframes(motion, "tha3", fps=24.0, source="far.vmd")
+
+
+def test_an_hours_head_motion_is_keyed_to_its_last_key():
+    keys = [vmd.BoneKey(frame, rotation=(0.0, math.sin(0.1 * (frame % 7)), 0.0, math.cos(0.1 * (frame % 7))),
+                        curve=(64, 0, 64, 127)) for frame in range(0, 108_000, 15)]
+    read = mmd_motion.motion_keyframes(vmd.Motion(bones={"頭": keys}), "tha3", fps=24.0)
+    assert read.keyframes["head_y"][-1].frame == 1 + 86_388  # (its last key, VMD 107,985, at 24 a second)

@@ -91,3 +91,32 @@ def test_mutations_near_section_starts_of_the_character(character_bytes, section
     raw = bytearray(character_bytes)
     raw[at : at + len(edits)] = bytes(edits)
     check_reader(pmx.parse, bytes(raw))
+
+
+def _motion_bytes():
+    import math
+
+    from tha_studio.render.formats.mmd import vmd
+
+    turn = (0.0, math.sin(0.1), 0.0, math.cos(0.1))
+    motion = vmd.Motion("ミク", bones={"頭": [vmd.BoneKey(0), vmd.BoneKey(30, (0, 1, 0), turn, (64, 0, 64, 127))],
+                                      "首": [vmd.BoneKey(5)]},
+                        morphs={"あ": [vmd.MorphKey(0, 0.0), vmd.MorphKey(15, 1.0)], "まばたき": [vmd.MorphKey(3, 0.5)]})
+    return vmd, motion
+
+
+@FUZZ
+@given(edits=EDITS, cut=st.none() | st.integers(0, 10**6))
+def test_vmd_reader_survives_mutations(tmp_path_factory, edits, cut):
+    vmd, motion = _motion_bytes()
+    path = vmd.write(motion, tmp_path_factory.mktemp("vmd") / "m.vmd")
+    try:
+        read = vmd.parse(mutate(path.read_bytes(), edits, cut), "fuzz.bin")
+    except MMDFormatError as error:
+        assert str(error).startswith("fuzz.bin: ") and error.section and error.problem
+        return
+    # Whatever is accepted is safe to key: finite, unit turns, frames in order.
+    for keys in read.bones.values():
+        assert [k.frame for k in keys] == sorted(k.frame for k in keys)
+        assert all(abs(sum(v * v for v in k.rotation) - 1) < 1e-6 and np.isfinite(k.position).all() for k in keys)
+    assert all(np.isfinite(k.weight) for keys in read.morphs.values() for k in keys)
