@@ -3,8 +3,8 @@ large to load (pure: the standard library, and Pillow for image headers where it
 
 Stored paths are relative to the model file and written on Windows, so they use backslashes,
 ignore case, and are often re-encoded on the way from the author's disk to ours: a zip made on
-a Japanese Windows stores cp932 bytes, which Linux keeps as undecodable bytes or decodes as
-cp437. `resolve_texture` tries the exact path first (the common, fast case), then each of these
+a Japanese Windows stores cp932 bytes (a Chinese one's, GBK), which Linux keeps as undecodable
+bytes or decodes as cp437 (THA Studio's own extraction, as cp932). `resolve_texture` tries the exact path first (the common, fast case), then each of these
 variants per path component, and finally the file name alone anywhere under the model's folder.
 """
 
@@ -26,12 +26,16 @@ def split_stored_path(stored):
 
 
 def name_variants(entry):
-    """Ways to read a directory entry's name: as is, and as cp932 bytes mis-decoded on the way."""
+    """Ways to read a directory entry's name: as is, and as cp932 (a Japanese Windows') or GBK (a
+    Chinese one's) bytes mis-decoded on the way."""
     variants = {entry}
     raw = os.fsencode(entry)
     for decode in (
         lambda: raw.decode("cp932"),  # cp932 bytes on a UTF-8 file system (surrogate-escaped)
         lambda: entry.encode("cp437").decode("cp932"),  # cp932 bytes unzipped as cp437
+        lambda: raw.decode("gbk"),  # GBK bytes on a UTF-8 file system
+        lambda: entry.encode("cp437").decode("gbk"),  # GBK bytes unzipped as cp437
+        lambda: entry.encode("cp932").decode("gbk"),  # GBK bytes read as cp932 (render/dataset/archives.py)
     ):
         try:
             variants.add(decode())

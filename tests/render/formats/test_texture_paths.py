@@ -49,3 +49,15 @@ def test_real_model_textures_all_resolve(shared):
     folder = shared / "assets" / "mmd" / "gene_light"
     for name in os.listdir(folder / "light"):
         assert resolve_texture(folder, "light\\" + name) == folder / "light" / name
+
+
+def test_gbk_bytes_as_a_chinese_windows_zip_leaves_them(tmp_path):
+    # Raw on a UTF-8 disk, unzipped as cp437, and read as cp932 (THA Studio's own extraction of
+    # an archive whose names are not UTF-8).
+    stored = "贴图\\衣服.png"
+    raw = os.fsdecode("贴图".encode("gbk")), os.fsdecode("衣服.png".encode("gbk"))
+    cp437 = "贴图".encode("gbk").decode("cp437"), "衣服.png".encode("gbk").decode("cp437")
+    as_cp932 = "贴图".encode("gbk").decode("cp932"), "衣服.png".encode("gbk").decode("cp932")
+    for number, (folder, name) in enumerate((raw, cp437, as_cp932)):
+        target = touch(tmp_path / str(number) / folder / name)
+        assert resolve_texture(tmp_path / str(number), stored) == target, number
