@@ -26,8 +26,8 @@ def _annotate_parser(subparsers):
         "top and bottom "
         "(chin to skull, upward hair left out), the morphs playing the THA roles (winks, mouth shapes, "
         "eyebrows...) and the neck/head/upper-body bones. Writes <model>.tha.json beside each model, or "
-        "into --annotations. Entries a person set (in Blender's annotation panel) are kept. No Blender needed "
-        "but for .blend files.",
+        "into --annotations (where the models in .zip archives go: nothing is written into an archive). "
+        "Entries a person set (in Blender's annotation panel) are kept. No Blender needed but for .blend files.",
     )
     parser.add_argument("models", nargs="+", type=Path, help="model files or folders (searched recursively)")
     parser.add_argument("--annotations", type=Path, help="write sidecars into this folder (by path relative to the "

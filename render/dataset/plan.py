@@ -1,9 +1,10 @@
 """The dataset batch plan: a folder tree of models in, the work that makes THA triplets and a manifest out.
 
 The plan is pure: models are found under a root (.pmx, .pmd, .vrm, .glb, .gltf, .blend, and those in
-.zip archives as downloaded, see archives.py; linked folders followed once per real folder), given a split (THA1 write-up §5.4: by top-level folder, or by a
-split file; copies of one model, the same bytes under other names, share one split), ordered by id
-and dealt to shards (`--shard K/N`: by a stable hash of the model id, so the nodes of a cluster job
+.zip archives as downloaded, see archives.py; linked folders followed once per real folder), given
+a split (THA1 write-up §5.4: by top-level folder, or by a split file; copies of one model, the
+same bytes under other names, share one split), ordered by id and dealt to shards (`--shard K/N`:
+by a stable hash of the model id, so the nodes of a cluster job
 array share one output folder without coordination, and a model added later lands in one shard
 without moving the others). A shard's journal (`parts/shard-K-of-N.jsonl`, see
 render.dataset.manifest) lists what is finished; a rerun skips it, so a killed run resumes where it
