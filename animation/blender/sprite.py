@@ -114,7 +114,7 @@ def _load_picture(picture_path, schema, image_name, pack, fit, check_picture=Non
     if check_picture is not None:
         check_picture(rgba, picture_path)
     if fit is None and not turned_by_exif(picture_path):
-        picture = bpy.data.images.load(str(picture_path), check_existing=False)
+        picture = bpy.data.images.load(str(picture_path.resolve()), check_existing=False)
         picture.name = image_name
         if pack:
             picture.pack()

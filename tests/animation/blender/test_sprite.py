@@ -739,3 +739,23 @@ def test_the_sprite_command_keys_an_mmd_motion_over_the_motions_frames(tmp_path,
     assert (scene.frame_start, scene.frame_end) == (1, 49)  # two seconds of VMD at 24 frames a second
     scene.frame_set(25)
     assert sprite.data.shape_keys.key_blocks["mouth_aaa"].value == pytest.approx(1.0, abs=1e-5)
+
+
+def test_the_sprite_command_takes_a_gif_picture_named_relative_to_the_working_folder(tmp_path, ext_module, picture):
+    """Blender took the picture's path relative to its own folder, not the command's: a GIF
+    given as `pic.gif` was packed from nowhere, and the bake found a picture with no pixels."""
+    from shared_assets import ROOT
+
+    Image.open(picture).convert("RGBA").save(tmp_path / "pic.gif", transparency=0)
+    blend = tmp_path / "out" / "s.blend"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "sprite", "--image", "pic.gif", "--blend", str(blend)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user")))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "baked 1 frames: 1 distinct poses, 1 computed" in done.stderr
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    (sprite,) = [obj for obj in bpy.data.objects if "tha_sprite" in obj]
+    sprites = ext_module("animation.blender.sprite")
+    rgba = sprites.image_rgba(bpy.data.images[sprites.settings_of(sprite).picture])
+    assert rgba.shape == (512, 512, 4) and rgba[..., 3].max() == 255
