@@ -863,6 +863,12 @@ class Analysis(Job):
         self.pcm = to_pcm16(to_level(samples))
         self.length_cs = int(self.duration * 100)
         self.utterances = split_long_utterances(self.pcm, voice_activity(self.pcm))
+        if not self.utterances and len(samples):
+            # (A video's silent track, a muted microphone, the wrong channel of a mix: the result
+            # is a closed mouth, which looks like a failure without this.)
+            peak = float(np.max(np.abs(samples)))
+            level = "it is digital silence" if peak == 0 else f"its loudest sample is {20 * math.log10(peak):.0f} dBFS"
+            self.notes.append(f"no speech was found in its {self.duration:.2f} s ({level}): the mouth stays closed")
         if self._recognizer is None:
             self._recognizer = self._make_recognizer()
         self._pending = list(reversed(self.utterances))  # popped from the end, in time order

@@ -167,11 +167,20 @@ def test_bad_audio_gets_clear_messages(shared, tmp_path):
         analyser.read_audio(silent)
 
 
-def test_silence_gives_one_closed_cue(tmp_path, phonetic):
+def test_silence_gives_one_closed_cue_and_says_no_speech_was_found(tmp_path, phonetic):
     path = tmp_path / "quiet.wav"
     soundfile.write(path, np.zeros(16000, dtype=np.float32), 16000)
-    track = Analysis(path, recognizer_object=phonetic).run().track
+    analysis = Analysis(path, recognizer_object=phonetic)
+    track = analysis.run().track
     assert [(c.start, c.end, c.shape) for c in track] == [(0.0, 1.0, "X")]
+    # (A video's silent track, a muted microphone: a closed mouth that says why.)
+    assert analysis.notes == ["no speech was found in its 1.00 s (it is digital silence): the mouth stays closed"]
+
+
+def test_speech_gives_no_such_note(shared, phonetic):
+    analysis = Analysis(lipsync(shared, "audio", "s3_pauses.wav"), recognizer_object=phonetic)
+    analysis.run()
+    assert analysis.notes == []
 
 
 def test_dialog_text_is_read_as_utf8_and_other_files_are_named(tmp_path):
