@@ -33,6 +33,7 @@ from ...progress import progress_bar
 from ..dataset import manifest
 from ..dataset.archives import ARCHIVE_SUFFIXES, ArchiveError, extract, extracted_size
 from ..dataset.plan import (
+    EXTRACTING_FOLDER,
     MODEL_SUFFIXES,
     DatasetError,
     discover,
@@ -111,8 +112,7 @@ def render_model(work, config, out_dir, emit, annotations_dir=None, temp_tag=Non
             shutil.rmtree(extracted, ignore_errors=True)
 
 
-# Archived models are extracted here for their render, a folder per run and model.
-EXTRACTING_FOLDER = ".extracting"
+# Archived models are extracted under EXTRACTING_FOLDER for their render, a folder per run and model.
 EXTRACT_MARGIN_BYTES = 1 << 30  # left free beside an extracted archive, for the images
 
 

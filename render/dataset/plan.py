@@ -46,6 +46,9 @@ from ...errors import UserError
 # MMD models, VRM and glTF avatars, characters saved by Blender (read by render/blender/blend_model.py)
 MODEL_SUFFIXES = MMD_SUFFIXES + AVATAR_SUFFIXES + (".blend",)
 SPLITS = ("train", "validation", "test")
+# Archived models are extracted under a dataset folder's .extracting/ for their render (never
+# taken for models, should a dataset folder lie inside the models folder).
+EXTRACTING_FOLDER = ".extracting"
 SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "val": "validation",
                  "valid": "validation", "test": "test", "testing": "test"}
 DATASET_FORMAT = "tha_studio.dataset"
@@ -233,7 +236,8 @@ def find_model_files(root, suffixes=MODEL_SUFFIXES):
                 subfolders.clear()
                 continue
             entered.add(here)
-            subfolders.sort()  # so which path to a folder is kept does not depend on listing order
+            # Sorted, so which path to a folder is kept does not depend on listing order.
+            subfolders[:] = sorted(name for name in subfolders if name != EXTRACTING_FOLDER)
             to_walk += [os.path.join(folder, name) for name in subfolders if os.path.islink(os.path.join(folder, name))]
             found += [Path(folder) / name for name in files if Path(name).suffix.lower() in suffixes]
     return sorted(path for path in found if path.is_file())

@@ -104,3 +104,13 @@ def test_discovery_lists_each_model_of_an_archive_and_the_archives_it_cannot_ope
     assert by_id["loose/キャラ/モデル.pmx"].same_as == "downloads/chara.zip/キャラ/モデル.pmx"
     assert by_id["downloads/chara.zip/キャラ/モデル_v2.pmx"].same_as == ""
     assert plan.discover_models(root) == entries
+
+
+def test_a_dataset_folder_inside_the_models_folder_is_not_searched_while_it_extracts(tmp_path):
+    root = tmp_path / "models"
+    (root / "chara").mkdir(parents=True)
+    (root / "chara" / "model.pmx").write_bytes(MODEL)
+    extracting = root / "dataset" / plan.EXTRACTING_FOLDER / "s1of1-42" / "0123456789ab" / "chara"
+    extracting.mkdir(parents=True)
+    (extracting / "model.pmx").write_bytes(MODEL)  # a copy an archive's render is using right now
+    assert [entry.model_id for entry in plan.discover_models(root)] == ["chara/model.pmx"]
