@@ -359,7 +359,17 @@ class THA_OT_delete_expression(bpy.types.Operator):
 # --- face capture --------------------------------------------------------------------------------
 
 
-class THA_OT_import_face_capture(ImportHelper, bpy.types.Operator):
+class _TakeStart:
+    """Where an imported take (a face capture, a motion) starts: the current frame, or one given."""
+
+    use_current_frame: bpy.props.BoolProperty(name="Start at the current frame", default=True)
+    start_frame: bpy.props.IntProperty(name="Start frame", default=1)
+
+    def take_start(self, scene):
+        return scene.frame_current if self.use_current_frame else self.start_frame
+
+
+class THA_OT_import_face_capture(_TakeStart, ImportHelper, bpy.types.Operator):
     """Import a recorded face (Live Link Face CSV of ARKit blendshapes) as keys on the sprite's sliders,
     through the sprite's ARKit mapping, as an NLA strip named after the file"""
 
@@ -371,22 +381,19 @@ class THA_OT_import_face_capture(ImportHelper, bpy.types.Operator):
     filter_glob: bpy.props.StringProperty(default="*.csv", options={"HIDDEN"})
     capture_fps: bpy.props.FloatProperty(name="Capture rate", default=60.0, min=1.0, max=240.0,
                                          description="Frames per second the take was recorded at (Live Link Face: 60)")
-    use_current_frame: bpy.props.BoolProperty(name="Start at the current frame", default=True)
-    start_frame: bpy.props.IntProperty(name="Start frame", default=1)
 
     poll = classmethod(sprite_poll)
 
     @reports_errors
     def execute(self, context):
         scene = context.scene
-        start = scene.frame_current if self.use_current_frame else self.start_frame
         strip = expressions.import_face_capture(scene, active_sprite(context), bpy.path.abspath(self.filepath),
-                                                start_frame=start, capture_fps=self.capture_fps)
+                                                start_frame=self.take_start(scene), capture_fps=self.capture_fps)
         self.report({"INFO"}, f"Face capture {strip.name!r}: frames {int(strip.frame_start)}-{int(strip.frame_end)}")
         return {"FINISHED"}
 
 
-class THA_OT_import_mmd_motion(ImportHelper, bpy.types.Operator):
+class THA_OT_import_mmd_motion(_TakeStart, ImportHelper, bpy.types.Operator):
     """Import an MMD motion (.vmd): its mouth, eye and eyebrow morphs and its neck, head and upper-body
     turns as keys on the sprite's sliders, as an NLA strip named after the file"""
 
@@ -396,17 +403,14 @@ class THA_OT_import_mmd_motion(ImportHelper, bpy.types.Operator):
 
     filename_ext = ".vmd"
     filter_glob: bpy.props.StringProperty(default="*.vmd", options={"HIDDEN"})
-    use_current_frame: bpy.props.BoolProperty(name="Start at the current frame", default=True)
-    start_frame: bpy.props.IntProperty(name="Start frame", default=1)
 
     poll = classmethod(sprite_poll)
 
     @reports_errors
     def execute(self, context):
         scene = context.scene
-        start = scene.frame_current if self.use_current_frame else self.start_frame
         strip, read = expressions.import_mmd_motion(scene, active_sprite(context), bpy.path.abspath(self.filepath),
-                                                    start_frame=start)
+                                                    start_frame=self.take_start(scene))
         self.report({"INFO"}, f"Motion {strip.name!r}: frames {int(strip.frame_start)}-{int(strip.frame_end)}")
         if read.morphs_unknown:
             self.report({"WARNING"}, f"Morphs a talking head has no slider for, left out: "

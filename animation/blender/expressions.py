@@ -204,15 +204,20 @@ def import_face_capture(scene, obj, csv_path, mapping=None, start_frame=1, captu
     if not keyframes:
         raise TimelineError(f"{csv_path}: the mapping keys no slider from this take")
     timeline.check_parameters(obj, keyframes, "the ARKit mapping")
-    last = max(keys[-1].frame for keys in keyframes.values())
-    scene_end = timeline.fit_scene(scene, last, extend_scene, f"face capture {name!r}")
+    return _place_take(scene, obj, key, name, keyframes, csv_path, "face capture", start_frame, extend_scene)
 
+
+def _place_take(scene, obj, key, name, keyframes, source, what, start_frame, extend_scene):
+    """A recorded take's keys (a face capture's, a motion's) as the strip `name` on "THA face
+    capture" from `start_frame`, replacing a take of that name; the scene extended to hold it."""
+    last = max(keys[-1].frame for keys in keyframes.values())
+    scene_end = timeline.fit_scene(scene, last, extend_scene, f"{what} {name!r}")
     old = find_capture(obj, name)
     if old is not None:
         timeline.remove_strip(old[0], old[1], key.animation_data)
     timeline.ensure_rest(obj, {parameter: 0.0 for parameter in keyframes})
-    action = timeline.new_action(f"{obj.name} capture {name}", keyframes,
-                                  {"kind": "capture", "name": name, "source": str(csv_path),
+    action = timeline.new_action(f"{obj.name} {what} {name}", keyframes,
+                                  {"kind": "capture", "name": name, "source": str(source),
                                    "fps": timeline.scene_fps(scene)})
     strip = timeline.place_strip(key, timeline.CAPTURE_TRACK, name, action, start_frame, "REPLACE", "NOTHING")
     scene[timeline.LINES_FPS_PROPERTY] = timeline.scene_fps(scene)
@@ -239,18 +244,4 @@ def import_mmd_motion(scene, obj, vmd_path, start_frame=1, name=None, extend_sce
         raise MotionError(f"{vmd_path}: keys no morph or bone a talking head has: no mouth, eye or eyebrow morph "
                           f"THA Studio knows by name, no neck, head or upper-body turn{unknown}")
     timeline.check_parameters(obj, keyframes, "the motion")
-    last = max(keys[-1].frame for keys in keyframes.values())
-    scene_end = timeline.fit_scene(scene, last, extend_scene, f"motion {name!r}")
-
-    old = find_capture(obj, name)
-    if old is not None:
-        timeline.remove_strip(old[0], old[1], key.animation_data)
-    timeline.ensure_rest(obj, {parameter: 0.0 for parameter in keyframes})
-    action = timeline.new_action(f"{obj.name} motion {name}", keyframes,
-                                  {"kind": "capture", "name": name, "source": str(vmd_path),
-                                   "fps": timeline.scene_fps(scene)})
-    strip = timeline.place_strip(key, timeline.CAPTURE_TRACK, name, action, start_frame, "REPLACE", "NOTHING")
-    scene[timeline.LINES_FPS_PROPERTY] = timeline.scene_fps(scene)
-    if scene_end is not None:
-        scene.frame_end = scene_end[1]
-    return strip, read
+    return _place_take(scene, obj, key, name, keyframes, vmd_path, "motion", start_frame, extend_scene), read

@@ -156,3 +156,11 @@ def test_an_mmd_motion_imports_at_the_current_frame_and_a_bad_one_is_reported(ex
     (tmp_path / "text.vmd").write_text("not a motion")
     with pytest.raises(RuntimeError, match=r"text.vmd: header at byte 0: not an MMD motion"):
         bpy.ops.tha_studio.import_mmd_motion(filepath=str(tmp_path / "text.vmd"))
+
+
+def test_a_take_can_start_at_a_frame_given_instead_of_the_current_one(ext_module, sprite, tmp_path):
+    vmd = ext_module("render.formats.mmd.vmd")
+    path = vmd.write(vmd.Motion(morphs={"あ": [vmd.MorphKey(0, 1.0)]}), tmp_path / "given.vmd")
+    bpy.context.scene.frame_current = 7
+    assert bpy.ops.tha_studio.import_mmd_motion(filepath=str(path), use_current_frame=False, start_frame=40) == {"FINISHED"}
+    assert sprite.data.shape_keys.animation_data.nla_tracks["THA face capture"].strips["given"].frame_start == 40

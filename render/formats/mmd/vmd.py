@@ -100,18 +100,12 @@ def parse(data, path="<motion>"):
     model_name = decode_name(reader.raw(20 if header.startswith(MAGIC) else 10, "the model name"))
     motion = Motion(model_name)
 
-    reader.enter("bone keyframes")
-    count = reader.check_count(reader.u32("the bone keyframe count"), BONE_RECORD.itemsize, "bone keyframe")
-    start = reader.pos
-    bones = reader.array(BONE_RECORD, count, "the bone keyframes")
-    _check(reader, bones["frame"] > MAX_FRAME, start, BONE_RECORD.itemsize, "bone keyframe {} is at frame {}",
-           bones["frame"])
+    bones, check = _records(reader, BONE_RECORD, "bone keyframe")
     rotations = bones["rotation"].astype(np.float64)
     lengths = np.linalg.norm(rotations, axis=1)
     bad = ~np.isfinite(bones["position"]).all(axis=1) | ~np.isfinite(lengths) | (lengths < 1e-6)
-    _check(reader, bad, start, BONE_RECORD.itemsize, "bone keyframe {} is no place and turn: {}",
-           [f"position {tuple(float(v) for v in position)}, rotation {tuple(float(v) for v in rotation)}"
-            for position, rotation in zip(bones["position"], rotations)])
+    check(bad, "bone keyframe {} is no place and turn: {}", lambda i: f"position {tuple(map(float, bones['position'][i]))}, "
+                                                              f"rotation {tuple(map(float, rotations[i]))}")
     for record, rotation, length in zip(bones, rotations, lengths):
         curve = record["interpolation"]
         motion.bones.setdefault(decode_name(record["name"]), []).append(BoneKey(
@@ -119,14 +113,8 @@ def parse(data, path="<motion>"):
             (int(curve[3]), int(curve[7]), int(curve[11]), int(curve[15]))))
 
     if reader.remaining >= 4:  # (a motion of bones alone may end here)
-        reader.enter("morph keyframes")
-        count = reader.check_count(reader.u32("the morph keyframe count"), MORPH_RECORD.itemsize, "morph keyframe")
-        start = reader.pos
-        morphs = reader.array(MORPH_RECORD, count, "the morph keyframes")
-        _check(reader, morphs["frame"] > MAX_FRAME, start, MORPH_RECORD.itemsize, "morph keyframe {} is at frame {}",
-               morphs["frame"])
-        _check(reader, ~np.isfinite(morphs["weight"]), start, MORPH_RECORD.itemsize,
-               "morph keyframe {} has the weight {}", morphs["weight"])
+        morphs, check = _records(reader, MORPH_RECORD, "morph keyframe")
+        check(~np.isfinite(morphs["weight"]), "morph keyframe {} has the weight {}", lambda i: morphs["weight"][i])
         for record in morphs:
             motion.morphs.setdefault(decode_name(record["name"]), []).append(
                 MorphKey(int(record["frame"]), float(record["weight"])))
@@ -137,10 +125,22 @@ def parse(data, path="<motion>"):
     return motion
 
 
-def _check(reader, bad, start, size, problem, values):
-    if np.any(bad):
-        index = int(np.flatnonzero(bad)[0])
-        reader.fail(problem.format(index, values[index]), start + index * size)
+def _records(reader, record, what):
+    """(the section's records, check(bad, problem, value_of)): its count, its records, and their
+    frames checked; `check` fails at the first record `bad` marks, naming its byte and
+    `value_of(index)`."""
+    reader.enter(f"{what}s")
+    count = reader.check_count(reader.u32(f"the {what} count"), record.itemsize, what)
+    start = reader.pos
+    records = reader.array(record, count, f"the {what}s")
+
+    def check(bad, problem, value_of):
+        if np.any(bad):
+            index = int(np.flatnonzero(bad)[0])
+            reader.fail(problem.format(index, value_of(index)), start + index * record.itemsize)
+
+    check(records["frame"] > MAX_FRAME, what + " {} is at frame {}", lambda i: records["frame"][i])
+    return records, check
 
 
 def write(motion, path):
