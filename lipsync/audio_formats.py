@@ -361,8 +361,9 @@ def _mp3_frames_broken_off(data):
         at = 10 + sum((byte & 0x7F) << (7 * (3 - i)) for i, byte in enumerate(data[6:10]))
         at += 10 if data[5] & 0x10 else 0
     # The first frame: a header whose next frame's header follows where its length says (a sync
-    # pattern alone also turns up in padding and tag bytes).
-    while at < min(len(data), 1 << 16):
+    # pattern alone also turns up in padding and tag bytes), within 64 KiB of the tag's end.
+    search_end = min(len(data), at + (1 << 16))
+    while at < search_end:
         size = mp3_frame_size(data[at : at + 4])
         if size and (at + size >= len(data) or mp3_frame_size(data[at + size : at + size + 4])):
             break

@@ -409,7 +409,10 @@ def test_an_mp3_whose_last_frame_is_broken_off_was_cut(tmp_path):
     for end in (100, len(data) // 3, len(data) // 2, len(data) - 1, len(data) - 3):
         (tmp_path / "cut.mp3").write_bytes(data[:end])
         assert mp3_cut_mid_frame(tmp_path / "cut.mp3") is True, end
-    # Tags before and after the audio are not taken for frames.
+    # Tags before and after the audio are not taken for frames, a large one (cover art) included.
+    cover = b"ID3\x04\x00\x00" + bytes([0, 0x08, 0, 0]) + bytes(0x08 << 14)  # 128 KiB of tag
+    (tmp_path / "cover.mp3").write_bytes(cover + data[: len(data) // 2])
+    assert mp3_cut_mid_frame(tmp_path / "cover.mp3") is True
     id3v2 = b"ID3\x04\x00\x00" + bytes([0, 0, 1, 0]) + bytes(128)
     (tmp_path / "tags.mp3").write_bytes(id3v2 + data + b"TAG" + bytes(125))
     assert mp3_cut_mid_frame(tmp_path / "tags.mp3") is False
