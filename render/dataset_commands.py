@@ -38,12 +38,11 @@ def _annotate_parser(subparsers):
 
 
 def _model_files(inputs):
-    from .dataset.archives import ARCHIVE_SUFFIXES, OTHER_ARCHIVE_SUFFIXES
-    from .dataset.plan import MODEL_SUFFIXES, find_model_files
+    from .dataset.plan import SOURCE_SUFFIXES, find_model_files
 
     for item in inputs:
         if item.is_dir():
-            for path in find_model_files(item, MODEL_SUFFIXES + ARCHIVE_SUFFIXES + OTHER_ARCHIVE_SUFFIXES):
+            for path in find_model_files(item, SOURCE_SUFFIXES):
                 yield item, path
         elif item.exists():
             yield item.parent, item

@@ -126,7 +126,9 @@ def extract_model(entry, out_dir, folder):
     path there. An archive that cannot be read is the model's failure (ArchiveError); no room to
     extract it is the machine's (manifest.OutputError, which stops the run)."""
     shutil.rmtree(folder, ignore_errors=True)
-    needed = extracted_size(entry.archive)
+    needed = extracted_size(entry.archive)  # (ArchiveError, naming why, for one still unreadable)
+    if not entry.member:  # (listing it failed when the run was planned; now it reads)
+        raise ArchiveError(f"{entry.archive}: could not be listed when the run started; run it again")
     free = shutil.disk_usage(out_dir).free
     if needed + EXTRACT_MARGIN_BYTES > free:
         raise manifest.OutputError(f"{out_dir}: {needed / 1e9:.1f} GB are needed to extract {entry.archive} and "
@@ -137,8 +139,6 @@ def extract_model(entry, out_dir, folder):
         if manifest.output_problem(error):
             raise manifest.output_error(out_dir, error, f"extracting {entry.archive}") from None
         raise
-    if not entry.member:  # (listing it failed when the run was planned; extracting it did not)
-        raise ArchiveError(f"{entry.archive}: could not be listed when the run started; run it again")
     return folder.joinpath(*PurePosixPath(entry.member).parts)
 
 

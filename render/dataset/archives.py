@@ -85,12 +85,17 @@ def _members(bundle, archive):
     return members
 
 
-def model_members(archive, suffixes):
-    """The names (member_name) of the model files in `archive` whose suffix is one of `suffixes`,
-    sorted. ArchiveError names an archive that cannot be read or is no model's."""
+def model_member_sizes(archive, suffixes):
+    """{name (member_name): size extracted} of the model files in `archive` whose suffix is one
+    of `suffixes`, by name. ArchiveError names an archive that cannot be read or is no model's."""
     with _open(archive) as bundle:
-        names = [member_name(info) for info in _members(bundle, archive) if not info.is_dir()]
-    return sorted(name for name in names if PurePosixPath(name).suffix.lower() in suffixes)
+        sizes = {member_name(info): info.file_size for info in _members(bundle, archive) if not info.is_dir()}
+    return {name: sizes[name] for name in sorted(sizes) if PurePosixPath(name).suffix.lower() in suffixes}
+
+
+def model_members(archive, suffixes):
+    """The names of model_member_sizes, sorted."""
+    return list(model_member_sizes(archive, suffixes))
 
 
 def _member_info(bundle, archive, name):
@@ -98,14 +103,6 @@ def _member_info(bundle, archive, name):
         if member_name(info) == name and not info.is_dir():
             return info
     raise ArchiveError(f"{archive}: no member {name!r}")
-
-
-def member_size(archive, name):
-    """The size of member `name` extracted, as the archive states it."""
-    if not name:
-        raise ArchiveError(f"{archive}: no member named")
-    with _open(archive) as bundle:
-        return _member_info(bundle, archive, name).file_size
 
 
 def member_sha256(archive, name):

@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import manifest
-from .archives import ARCHIVE_SUFFIXES, OTHER_ARCHIVE_SUFFIXES, ArchiveError, member_sha256, member_size, model_members
+from .archives import ARCHIVE_SUFFIXES, OTHER_ARCHIVE_SUFFIXES, ArchiveError, member_sha256, model_member_sizes
 from .settings import RenderSettings
 from ..formats.avatar_model import AVATAR_SUFFIXES
 from ..formats.mmd import MMD_SUFFIXES
@@ -45,6 +45,8 @@ from ...errors import UserError
 
 # MMD models, VRM and glTF avatars, characters saved by Blender (read by render/blender/blend_model.py)
 MODEL_SUFFIXES = MMD_SUFFIXES + AVATAR_SUFFIXES + (".blend",)
+# What a models folder is searched for: model files, and the archives models come in.
+SOURCE_SUFFIXES = MODEL_SUFFIXES + ARCHIVE_SUFFIXES + OTHER_ARCHIVE_SUFFIXES
 SPLITS = ("train", "validation", "test")
 # Archived models are extracted under a dataset folder's .extracting/ for their render (never
 # taken for models, should a dataset folder lie inside the models folder).
@@ -126,6 +128,7 @@ class ModelEntry:
     same_as: str = ""  # the id of the first file under the root with the same bytes, if another
     archive: Path | None = None  # the zip archive holding the model, if one does
     member: str = ""  # the model's path in that archive ("": the archive could not be listed)
+    size: int | None = None  # the member's size extracted, as the archive's listing gave it
 
     @property
     def folder(self):
@@ -197,7 +200,7 @@ def discover(root, split_rules=(), default_split="train"):
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder of models")
     entries, unopened = [], []
-    for path in find_model_files(root, MODEL_SUFFIXES + ARCHIVE_SUFFIXES + OTHER_ARCHIVE_SUFFIXES):
+    for path in find_model_files(root, SOURCE_SUFFIXES):
         model_id = path.relative_to(root).as_posix()
         suffix = path.suffix.lower()
         if suffix in OTHER_ARCHIVE_SUFFIXES:
@@ -213,12 +216,13 @@ def discover(root, split_rules=(), default_split="train"):
 def archive_entries(archive, archive_id, split_rules=(), default_split="train"):
     """The entries of the model files in a zip archive (none for an archive of textures alone)."""
     try:
-        members = model_members(archive, MODEL_SUFFIXES)
+        members = model_member_sizes(archive, MODEL_SUFFIXES)
     except ArchiveError:
         return [ModelEntry(archive_id, archive, split_for(archive_id, split_rules, default_split), archive=archive)]
-    return [ModelEntry(f"{archive_id}/{member}", archive / member,
-                       split_for(f"{archive_id}/{member}", split_rules, default_split), archive=archive, member=member)
-            for member in members]
+    return [ModelEntry(f"{archive_id}/{member}", archive / member, split_for(f"{archive_id}/{member}", split_rules,
+                                                                           default_split),
+                       archive=archive, member=member, size=size)
+            for member, size in members.items()]
 
 
 def find_model_files(root, suffixes=MODEL_SUFFIXES):
@@ -272,10 +276,11 @@ def keep_copies_in_one_split(entries):
     by_size = {}
     for index, entry in enumerate(entries):
         try:
-            size = member_size(entry.archive, entry.member) if entry.archive else entry.path.stat().st_size
-        except (OSError, ArchiveError):
+            size = entry.size if entry.archive else entry.path.stat().st_size
+        except OSError:
             continue  # unreadable: left as it is; its render fails with the reason
-        by_size.setdefault(size, []).append(index)
+        if size is not None:  # (None: an archive that could not be listed)
+            by_size.setdefault(size, []).append(index)
     groups = {}
     for same_size in by_size.values():
         if len(same_size) < 2:

@@ -9,7 +9,7 @@ import pytest
 
 from tha_studio.render.dataset import plan
 from tha_studio.render.dataset.archives import (
-    ArchiveError, extract, member_name, member_sha256, member_size, model_members,
+    ArchiveError, extract, member_name, member_sha256, model_member_sizes, model_members,
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -41,10 +41,11 @@ def test_model_members_are_listed_and_extracted_under_their_names(tmp_path):
     folder = extract(path, tmp_path / "out")
     assert (folder / "キャラ" / "テクスチャ" / "服.png").read_bytes() == TEXTURE
     assert (folder / "キャラ" / "モデル.pmx").read_bytes() == MODEL
-    assert member_size(path, "キャラ/モデル.pmx") == len(MODEL)
+    assert model_member_sizes(path, plan.MODEL_SUFFIXES) == {"キャラ/モデル.pmx": len(MODEL),
+                                                             "キャラ/別/モデル2.PMX": len(MODEL) - 1}
     assert member_sha256(path, "キャラ/モデル.pmx") == hashlib.sha256(MODEL).hexdigest()
     with pytest.raises(ArchiveError, match=r"chara.zip: no member 'nothing.pmx'"):
-        member_size(path, "nothing.pmx")
+        member_sha256(path, "nothing.pmx")
 
 
 @pytest.mark.parametrize("name", ["../outside.pmx", "/etc/outside.pmx", "a/../../outside.pmx", "C:/outside.pmx"])
@@ -97,7 +98,8 @@ def test_discovery_lists_each_model_of_an_archive_and_the_archives_it_cannot_ope
                              "downloads/cut.zip", "loose/キャラ/モデル.pmx", "test/held_out.zip/モデル/モデル.pmd"]
     assert unopened == ["downloads/other.7z"]
     zipped = by_id["downloads/chara.zip/キャラ/モデル.pmx"]
-    assert (zipped.archive, zipped.member) == (root / "downloads" / "chara.zip", "キャラ/モデル.pmx")
+    assert (zipped.archive, zipped.member, zipped.size) == (root / "downloads" / "chara.zip", "キャラ/モデル.pmx",
+                                                            len(MODEL))
     assert by_id["downloads/cut.zip"].member == "" and by_id["downloads/cut.zip"].archive is not None
     assert by_id["test/held_out.zip/モデル/モデル.pmd"].split == "test"  # the archive's folder sets its split
     # A model both downloaded and unpacked is one model's two copies: one split, the second marked.
