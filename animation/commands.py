@@ -93,7 +93,7 @@ def run_sprite(args):
         first, last = sprite_scene.key_from_file(obj, args.keys)
     if args.motion:
         strip, read = expressions.import_mmd_motion(scene, obj, args.motion, start_frame=1)
-        first, last = min(first, int(strip.frame_start)), max(last if args.keys else 1, int(math.ceil(strip.frame_end)))
+        first, last = min(first, int(strip.frame_start)), max(last, int(math.ceil(strip.frame_end)))
         if read.morphs_unknown:
             print(f"warning: {args.motion.name}: morphs a talking head has no slider for, left out: "
                   f"{', '.join(read.morphs_unknown)}", file=sys.stderr)

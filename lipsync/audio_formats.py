@@ -300,12 +300,7 @@ def mp3_length_tagged(path):
     one the length is an estimate from the bit rate, which a cut file shortens alike."""
     try:
         with open(path, "rb") as file:
-            head = file.read(10)
-            start = 0
-            if head[:3] == b"ID3" and len(head) == 10:  # an ID3v2 tag first: its size, 7 bits a byte
-                start = 10 + sum((byte & 0x7F) << (7 * (3 - i)) for i, byte in enumerate(head[6:10]))
-                start += 10 if head[5] & 0x10 else 0  # (a footer)
-            file.seek(start)
+            file.seek(id3v2_end(file.read(10)))
             data = file.read(4096)
     except OSError:
         return False
@@ -355,11 +350,16 @@ def mp3_cut_mid_frame(path):
         return None
 
 
+def id3v2_end(head):
+    """Where the audio of an MP3 whose first 10 bytes are `head` begins: past an ID3v2 tag (its
+    size, 7 bits a byte, and a footer where flagged), or at 0 without one."""
+    if head[:3] != b"ID3" or len(head) < 10:
+        return 0
+    return 10 + sum((byte & 0x7F) << (7 * (3 - i)) for i, byte in enumerate(head[6:10])) + (10 if head[5] & 0x10 else 0)
+
+
 def _mp3_frames_broken_off(data):
-    at = 0
-    if data[:3] == b"ID3" and len(data) >= 10:  # an ID3v2 tag first: its size, 7 bits a byte
-        at = 10 + sum((byte & 0x7F) << (7 * (3 - i)) for i, byte in enumerate(data[6:10]))
-        at += 10 if data[5] & 0x10 else 0
+    at = id3v2_end(data[:10])
     # The first frame: a header whose next frame's header follows where its length says (a sync
     # pattern alone also turns up in padding and tag bytes), within 64 KiB of the tag's end.
     search_end = min(len(data), at + (1 << 16))

@@ -5,7 +5,7 @@ import sys
 
 from ..atomic_files import write_text_atomic
 from ..commands import CommandError
-from ..progress import progress_bar
+from ..progress import run_with_bar
 from .audio_formats import AUDIO_EXTENSIONS, decoded_by_blender
 
 CUE_FORMATS = ("tsv", "json", "xml", "dat")
@@ -127,23 +127,6 @@ def _output_format(args):
     return known[extension]
 
 
-class _ProgressBar:
-    """The job's bar on standard error, moved only when the whole percent changes (a job
-    reports every 50 ms). Closed, it ends its line, so what follows (an error, "interrupted")
-    starts a new one."""
-
-    def __init__(self, title):
-        self.bar = progress_bar(total=100, desc=title, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}")
-
-    def __call__(self, progress):
-        percent = int(progress.fraction * 100)
-        if percent != self.bar.n:
-            self.bar.update(percent - self.bar.n)
-
-    def close(self):
-        self.bar.close()
-
-
 def _terminate_as_interrupt(signum, frame):
     raise KeyboardInterrupt  # so the job stops Rhubarb and removes its folder, as on Ctrl-C
 
@@ -188,7 +171,6 @@ def _analyse_file(source, args, shown=None, via=None):
         engine = "the built-in analyser" + (", from a WAV copy" if via else "")
     if not args.quiet:
         print(f"{Path(shown).name}: analysed by {engine}" + (f" ({via} decoded it)" if via else ""), file=sys.stderr)
-    bar = None if args.quiet else _ProgressBar("lip sync")
     # SIGTERM (a killed script, a stopped service) cleans up as Ctrl-C does; main thread only.
     import signal
     import threading
@@ -197,10 +179,8 @@ def _analyse_file(source, args, shown=None, via=None):
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
-        result = job.run(bar)
+        result = job.run() if args.quiet else run_with_bar(job, "lip sync")  # (the bar ends its line, raised or not)
     finally:
-        if bar is not None:
-            bar.close()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     for note in job.notes:  # a recording cut short or damaged: said even with --quiet

@@ -71,7 +71,6 @@ def parameters_for_morph(name, schema):
 @dataclass
 class MotionKeys:
     keyframes: dict  # parameter -> [Keyframe]
-    morphs_used: dict  # VMD morph name -> [parameters]
     morphs_unknown: list  # VMD morph names that move no parameter
     bones_used: list  # the VMD bones read
 
@@ -83,14 +82,13 @@ def motion_keyframes(motion, schema_name="tha3", fps=24.0, start_frame=1, source
     if start_frame + motion.last_frame * scale > MAX_SCENE_FRAME:  # (and a day of samples to make)
         raise MotionError(f"{source}: it runs to its frame {motion.last_frame:,} ({motion.last_frame / vmd.FPS:,.0f} s), "
                           f"past Blender's last frame ({MAX_SCENE_FRAME:,}) at {fps:g} frames a second")
-    keyframes, used, unknown = {}, {}, []
+    keyframes, unknown = {}, []
     by_parameter = {}
     for name, keys in motion.morphs.items():
         parameters = parameters_for_morph(name, schema)
         if not parameters:
             unknown.append(name)
             continue
-        used[name] = parameters
         for parameter in parameters:
             by_parameter.setdefault(parameter, []).append(keys)
     for parameter, curves in by_parameter.items():
@@ -121,7 +119,7 @@ def motion_keyframes(motion, schema_name="tha3", fps=24.0, start_frame=1, source
         for parameter, series in values.items():
             limits = schema.parameter(parameter)
             keyframes[parameter] = linear_keys(start_frame + frames, np.clip(series, limits.minimum, limits.maximum))
-    return MotionKeys(keyframes, used, sorted(unknown), bones_used)
+    return MotionKeys(keyframes, sorted(unknown), bones_used)
 
 
 def held_in_range(frames, values, low, high):
