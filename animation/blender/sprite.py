@@ -31,6 +31,7 @@ import numpy as np
 from ...errors import UserError
 from ...pose.character_image import CharacterImageError, fit_character_image, prepare_character_image, turned_by_exif
 from ...pose.schema import get_schema
+from ...render.blender import scene as scenes
 from ..core.bake_cache import frame_number, picture_digest
 from ..core.sprite_settings import PROPERTY, SpriteSettings
 
@@ -181,9 +182,7 @@ def _add_sliders(obj, schema):
 
 def _sprite_material(name, image):
     """Unlit picture with its alpha: emission mixed with transparency, blended (not dithered)."""
-    material = bpy.data.materials.new(name)
-    if material.node_tree is None:  # Blender before 5.0 made node trees on request
-        material.use_nodes = True
+    material = scenes.node_material(name)
     nodes, links = material.node_tree.nodes, material.node_tree.links
     nodes.clear()
     texture = nodes.new("ShaderNodeTexImage")

@@ -145,7 +145,7 @@ def setup_sprite_render(scene, engine="workbench", resolution=512, samples=16):
         raise UserError(f"unknown engine {engine!r}; engines are {', '.join(ENGINES)}")
     if ENGINES[engine] == "EEVEE":
         scenes.setup_render(scene, engine="WORKBENCH", resolution=(resolution, resolution))
-        scene.render.engine = "BLENDER_EEVEE"
+        scenes.use_eevee(scene)
     else:
         scenes.setup_render(scene, engine=ENGINES[engine], resolution=(resolution, resolution), samples=samples)
     scene.display.shading.light = "FLAT"
@@ -230,7 +230,12 @@ def render_baked_video(scene, bake_folder, path, frame_start, frame_end, contain
     channel = free_channel(editor, frame_start, frame_end + 1)
     added = []
     try:
-        background = strips.new_effect("THA video background", "COLOR", channel, frame_start, length=len(frame_files))
+        try:
+            background = strips.new_effect("THA video background", "COLOR", channel, frame_start,
+                                           length=len(frame_files))
+        except TypeError:  # Blender 4.2 to 4.5 take its end frame instead
+            background = strips.new_effect("THA video background", "COLOR", channel, frame_start,
+                                           frame_end=frame_start + len(frame_files))
         added.append(background)
         world = scene.world.color if scene.world is not None else (0.5, 0.5, 0.5)
         background.color = [float(value) for value in linear_to_srgb(world[:3])]  # display-encoded, as strips take it

@@ -341,6 +341,7 @@ def ensure_rest(obj, values):
     track = animation.nla_tracks.new()
     track.name = REST_TRACK
     strip = track.strips.new(REST_TRACK, 0, action)
+    strip.name = REST_TRACK  # (Blender 4.2 names a new strip after its action)
     strip.extrapolation = "HOLD"
     strip.blend_type = "REPLACE"
     _lift_tracks_above(animation, track)
@@ -444,6 +445,10 @@ def audio_seconds(path):
     path = Path(path)
     if not path.is_file():
         raise TimelineError(f"{path}: no such audio file")
+    if not getattr(bpy.app.build_options, "audaspace", True):
+        # (Blender as a Python module, some versions: every sound would look unreadable.)
+        raise TimelineError(f"{path}: this Blender was built without audio (Audaspace), so it cannot play the "
+                            f"line's sound; lip-sync it in a Blender that plays sound")
     sound = bpy.data.sounds.load(str(path), check_existing=False)
     try:
         rate = sound.samplerate

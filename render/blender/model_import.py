@@ -48,6 +48,7 @@ from ..formats.mmd.import_plan import DEFAULT_SCALE, PlanError, plan_import
 from ..formats.mmd.names import UNDECODABLE, replace_undecodable
 from ..formats.mmd.names import normalize_name
 from ..formats.texture_paths import oversized_texture
+from .scene import node_material
 
 SUPPORTED_SUFFIXES = MMD_SUFFIXES + AVATAR_SUFFIXES
 
@@ -453,7 +454,7 @@ class ModelBuilder:
 
     def build_material(self, material):
         """A Principled material: the main texture (if any) times the MMD diffuse colour's alpha."""
-        blender_material = bpy.data.materials.new(self.blender_name(material.name, "material"))
+        blender_material = node_material(self.blender_name(material.name, "material"))
         self.material_names.append(blender_material.name)
         blender_material["name_j"] = replace_undecodable(material.name_j)
         blender_material["name_en"] = replace_undecodable(material.name_en)

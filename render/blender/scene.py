@@ -144,6 +144,23 @@ def setup_render(scene=None, engine="WORKBENCH", resolution=(256, 256), transpar
     return scene
 
 
+def node_material(name):
+    """A new material with its shader node tree (Blender 5.0 gives every new material one; 4.2 to
+    4.5 only once asked for it with use_nodes)."""
+    material = bpy.data.materials.new(name)
+    if material.node_tree is None:
+        material.use_nodes = True
+    return material
+
+
+def use_eevee(scene):
+    """Render the scene with EEVEE, whose id is BLENDER_EEVEE_NEXT in Blender 4.2 to 4.5."""
+    try:
+        scene.render.engine = "BLENDER_EEVEE"
+    except TypeError:
+        scene.render.engine = "BLENDER_EEVEE_NEXT"
+
+
 def _view_settings(scene):
     """(where, view settings) that colour what the scene shows and renders: the scene's own, and
     the output's where it overrides them (Blender 4.x+: a file's colour management of its own)."""

@@ -29,6 +29,7 @@ from mathutils import Vector
 
 from ..formats.mmd.shading import LIGHT_COLOR, base_color, light_towards, shared_toon_pixels
 from .model_import import EDGE_SCALE_ATTRIBUTE, MMD_SHADING_PROPERTY
+from .scene import node_material
 
 EDGE_PIXELS = 1.0  # outline width in output pixels for MMD edge size 1
 OUTLINE_MODIFIER = "THA outline"
@@ -83,7 +84,7 @@ def _fill_empty_slots(obj):
         obj.data.materials.append(None)
     for slot in obj.material_slots:
         if slot.material is None:
-            slot.material = bpy.data.materials.get(DEFAULT_MATERIAL) or bpy.data.materials.new(DEFAULT_MATERIAL)
+            slot.material = bpy.data.materials.get(DEFAULT_MATERIAL) or node_material(DEFAULT_MATERIAL)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -129,6 +130,8 @@ def make_toon_material(material, toward_viewer):
     if shading is None:  # an avatar's material
         shading = {"ambient": [v * AVATAR_AMBIENT for v in diffuse[:3]], "specular": [0, 0, 0],
                    "specular_power": 0.0, "sphere": None, "sphere_mode": 0, "toon": None, "shared_toon": None}
+    if material.node_tree is None:  # a material without nodes, as Blender 4.2 to 4.5 make them
+        material.use_nodes = True
     material.node_tree.nodes.clear()
     n = _Nodes(material)
     geometry = n.add("ShaderNodeNewGeometry")
@@ -321,7 +324,7 @@ def outline_material(material):
     name = f"THA outline {red:.3f} {green:.3f} {blue:.3f} {alpha:.3f}"
     edge = bpy.data.materials.get(name)
     if edge is None:
-        edge = bpy.data.materials.new(name)
+        edge = node_material(name)
         n = _Nodes(edge)
         edge.node_tree.nodes.clear()
         geometry = n.add("ShaderNodeNewGeometry")
@@ -336,7 +339,7 @@ def outline_material(material):
 def _empty_outline_material():
     empty = bpy.data.materials.get("THA outline none")
     if empty is None:
-        empty = bpy.data.materials.new("THA outline none")
+        empty = node_material("THA outline none")
         n = _Nodes(empty)
         empty.node_tree.nodes.clear()
         _finish(n, (0.0, 0.0, 0.0, 1.0), 0.0)

@@ -123,10 +123,9 @@ def test_the_mouth_moves_as_keyed_and_far_pixels_stay_as_drawn(baked, ext_module
 def test_editing_two_keyframes_recomputes_only_the_frames_they_change(baked, ext_module):
     obj = open_baked(baked)
     action = obj.data.shape_keys.animation_data.action
-    anim_utils = pytest.importorskip("bpy_extras.anim_utils")
-    bag = anim_utils.action_get_channelbag_for_slot(action, obj.data.shape_keys.animation_data.action_slot)
+    fcurves = ext_module("animation.blender.timeline").fcurves_of(action)
     for side in ("left", "right"):  # the blink's peak, on both eyes: two keyframes
-        curve = bag.fcurves.find(f'key_blocks["eye_wink_{side}"].value')
+        curve = fcurves.find(f'key_blocks["eye_wink_{side}"].value')
         (point,) = [p for p in curve.keyframe_points if round(p.co.x) == 18]
         point.co.y = 0.6
         curve.update()
@@ -229,9 +228,8 @@ def test_sliders_are_shape_keys_that_key_drive_and_undo(ext, ext_module, picture
 
     sprite.key_pose(obj, {"mouth_aaa": 0.0}, 1)
     sprite.key_pose(obj, {"mouth_aaa": 1.0}, 10)
-    anim_utils = pytest.importorskip("bpy_extras.anim_utils")
-    bag = anim_utils.action_get_channelbag_for_slot(key.animation_data.action, key.animation_data.action_slot)
-    curve = bag.fcurves.find('key_blocks["mouth_aaa"].value')
+    curve = ext_module("animation.blender.timeline").fcurves_of(key.animation_data.action).find(
+        'key_blocks["mouth_aaa"].value')
     assert curve is not None and [tuple(p.co) for p in curve.keyframe_points] == [(1.0, 0.0), (10.0, 1.0)]
 
     # A driver on a slider moves the picture (a control bone or a capture add-on would do this).
@@ -808,7 +806,8 @@ def test_a_scene_that_tone_maps_is_named_and_one_click_shows_the_picture_as_draw
     as_drawn = render_keeping_colour_management(ext_module, obj, tmp_path / "standard.png")
     drawn, inner = shown_picture(obj)
     difference = np.abs(as_drawn - drawn)[inner][:, :3]
-    assert inner.sum() > 5000 and difference.mean() < 0.5 and difference.max() <= 2, (difference.mean(), difference.max())
+    # (Blender 5.0: mean 0.3, at most 2 levels; 4.2: 0.7 and 3.)
+    assert inner.sum() > 5000 and difference.mean() < 1.0 and difference.max() <= 3, (difference.mean(), difference.max())
 
     # A file's own colour management (the output overriding the scene's) is named and set too.
     settings = scene.render.image_settings

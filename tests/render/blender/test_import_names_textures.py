@@ -97,6 +97,8 @@ def test_a_gltf_whose_texture_file_is_missing_imports_untextured_with_a_warning(
     Image.new("RGBA", (4, 4), (200, 40, 40, 255)).save(tmp_path / "skin.png")
     bpy.ops.mesh.primitive_plane_add()
     material = bpy.data.materials.new("Skin")  # (with a Principled BSDF: Blender 5 materials use nodes)
+    if material.node_tree is None:  # (Blender 4.2 to 4.5 make the nodes on request)
+        material.use_nodes = True
     texture = material.node_tree.nodes.new("ShaderNodeTexImage")
     texture.image = bpy.data.images.load(str(tmp_path / "skin.png"))
     principled = next(node for node in material.node_tree.nodes if node.type == "BSDF_PRINCIPLED")
