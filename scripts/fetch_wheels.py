@@ -83,7 +83,7 @@ WHEELS = {
         "d828d35a059626da52f1415b5faee610aeab393319cb3fc4a9aef47b619fc14c",
     "cffi-2.1.1-cp311-cp311-macosx_11_0_arm64.whl":
         "398aff33cee2767e3e781d2554c54bd0dff386bb437581e0d8011fde1a942ec1",
-    "pocketsphinx-5.1.1-cp311-cp311-macosx_10_9_universal2.whl":
+    "pocketsphinx-5.1.1-cp311-cp311-macosx_10_9_arm64.whl":  # the universal2 wheel (see PUBLISHED_AS)
         "8cd1ae6f236c2d1941643d87b9136317f628878892fbcb873ab2795f715144d3",
     # Every platform: what onnxruntime's wheel requires besides numpy (pure Python)
     "flatbuffers-25.12.19-py2.py3-none-any.whl":
@@ -100,6 +100,15 @@ WHEELS = {
         "481caa481374e813c1b176ada14e97f1f67a4539ce9cfeb3f350d78d6370c2e8",
     "pycparser-3.12-py3-none-any.whl":
         "a076f3f489b39b43ed13563a1dafe42447445bec2e294154ec5c57fcdda4c85e",
+}
+
+
+# Wheels kept under another name than PyPI's: Blender 4.2 to 4.5 install a macOS wheel on an
+# arm64 Mac only where its platform tag ends in _arm64, so pocketsphinx's universal2 wheel (its
+# only macOS one; its binaries hold an arm64 part) would be left out there, and with it lip sync
+# from audio. The same file, named for arm64, installs on every version.
+PUBLISHED_AS = {
+    "pocketsphinx-5.1.1-cp311-cp311-macosx_10_9_arm64.whl": "pocketsphinx-5.1.1-cp311-cp311-macosx_10_9_universal2.whl",
 }
 
 
@@ -120,7 +129,7 @@ def is_fetched(filename):
 
 def pip_download_command(filename, into, requirements_file):
     """pip's command for exactly this wheel: its platform tags, ABI and CPython 3.11."""
-    _, _, python_tag, abi_tag, platforms = parse_name(filename)
+    _, _, python_tag, abi_tag, platforms = parse_name(PUBLISHED_AS.get(filename, filename))
     pure = platforms == ["any"]
     command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
                "--no-deps", "--only-binary=:all:", "--require-hashes", "--python-version", PYTHON_VERSION,
@@ -140,7 +149,7 @@ def fetch(filename):
         requirements.write_text(f"{distribution}=={version} --hash=sha256:{WHEELS[filename]}\n")
         into = Path(temporary) / "download"
         result = subprocess.run(pip_download_command(filename, into, requirements), capture_output=True, text=True)
-        got = into / filename
+        got = into / PUBLISHED_AS.get(filename, filename)
         if result.returncode != 0 or not got.is_file():
             found = ", ".join(p.name for p in into.glob("*")) if into.is_dir() else ""
             raise FetchError(f"{filename}: pip download failed (got {found or 'nothing'})\n{result.stdout}{result.stderr}".rstrip())

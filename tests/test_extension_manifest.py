@@ -128,6 +128,26 @@ def test_manifest_lists_exactly_the_pinned_wheels():
     assert "/wheels/" in manifest()["build"]["paths_exclude_pattern"], "only the listed wheels, via `wheels`"
 
 
+def test_every_wheel_installs_on_blender_4_2_as_on_5_0():
+    """Blender 4.2 to 4.5 install a platform's wheel only where its platform tag, taken whole, is
+    the machine's, or on a Mac ends in the machine's architecture, or on Linux starts with
+    manylinux and ends in it (bl_pkg's wheel filter of 4.2); 5.0 also takes a universal2 wheel on
+    an arm64 Mac, 4.2 skips it (lip sync from audio went missing there)."""
+    for name in fetch_wheels().WHEELS:
+        tag = name[: -len(".whl")].split("-")[-1]
+        served = wheel_platforms(name)
+        if tag == "any":
+            continue
+        assert len(served) == 1, name
+        platform = served.pop()
+        if platform == "macos-arm64":
+            assert tag.startswith("macosx_") and tag.endswith("_arm64"), name
+        elif platform == "linux-x64":
+            assert tag.startswith("manylinux") and tag.endswith("_x86_64"), name
+        else:
+            assert tag == "win_amd64", name
+
+
 def test_every_pin_has_a_sha256():
     for name, digest in fetch_wheels().WHEELS.items():
         assert len(digest) == 64 and int(digest, 16) >= 0, name
