@@ -37,11 +37,18 @@ def test_build_excludes_development_files():
         assert pattern in excluded
 
 
-def test_tags_are_blenders():
+def blender_scripts():
+    """The bpy module's scripts folder (<version>/scripts), located, not imported: the tests that
+    read Blender's own files need no Blender."""
     import importlib.util
 
-    spec = importlib.util.find_spec("bpy")  # located, not imported: this test needs no Blender
-    tags_file = Path(spec.submodule_search_locations[0]) / "5.0/scripts/modules/_bpy_internal/extensions/tags.py"
+    bpy_dir = Path(importlib.util.find_spec("bpy").submodule_search_locations[0])
+    (scripts,) = bpy_dir.glob("[0-9]*.[0-9]*/scripts")
+    return scripts
+
+
+def test_tags_are_blenders():
+    tags_file = blender_scripts() / "modules/_bpy_internal/extensions/tags.py"
     tree = ast.parse(tags_file.read_text(encoding="utf-8"))
     known = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
     assert set(manifest()["tags"]) <= known
@@ -221,9 +228,8 @@ def test_blender_reads_the_wheels_as_python_311_and_this_platforms_own():
     platform each wheel goes to in --split-platforms (the same as wheel_platforms here)."""
     import importlib.util
 
-    bpy_dir = Path(importlib.util.find_spec("bpy").submodule_search_locations[0])
     spec = importlib.util.spec_from_file_location(
-        "blender_ext_for_test", bpy_dir / "5.0/scripts/addons_core/bl_pkg/cli/blender_ext.py")
+        "blender_ext_for_test", blender_scripts() / "addons_core/bl_pkg/cli/blender_ext.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)  # a command-line script: main() runs only as __main__
     listed = manifest()["wheels"]

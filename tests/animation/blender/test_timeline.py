@@ -804,6 +804,7 @@ def test_the_rest_track_goes_below_tracks_already_there_and_comes_back_there_whe
     mine = key.animation_data.nla_tracks.new()
     mine.name = "my mouth"
     strip = mine.strips.new("oo", 300, own)
+    strip.name = "oo"  # (Blender before 5.0 names a new strip after its action)
     strip.use_animated_influence = True
     strip.influence = 0.5
     strip.keyframe_insert("influence", frame=300)
