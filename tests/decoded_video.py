@@ -17,7 +17,7 @@ def decoded_frames(video, frames, fps, size):
     scene.render.resolution_percentage = 100
     scene.view_settings.view_transform = "Standard"
     editor = scene.sequence_editor_create()
-    (editor.strips if hasattr(editor, "strips") else editor.sequences).new_movie("video", str(video), 1, 1)  # (<4.4)
+    (editor.strips if hasattr(editor, "strips") else editor.sequences).new_movie("video", str(video), 1, 1)  # (sequences before 4.4)
     settings = scene.render.image_settings
     settings.file_format, settings.color_mode = "PNG", "RGB"
     decoded = {}

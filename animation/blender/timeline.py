@@ -341,7 +341,7 @@ def ensure_rest(obj, values):
     track = animation.nla_tracks.new()
     track.name = REST_TRACK
     strip = track.strips.new(REST_TRACK, 0, action)
-    strip.name = REST_TRACK  # (Blender 4.2 names a new strip after its action)
+    strip.name = REST_TRACK  # (Blender before 5.0 names a new strip after its action)
     strip.extrapolation = "HOLD"
     strip.blend_type = "REPLACE"
     _lift_tracks_above(animation, track)
