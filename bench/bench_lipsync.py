@@ -9,6 +9,7 @@ several clips; the one-time load is printed apart). On a machine shared with oth
 wall-clock figure drops; the CPU-time figure (audio length / this process's CPU time) does not.
 
     python bench/bench_lipsync.py [--recognizer words|phonetic|both] [--plot /tmp/curves.png] [--profile] [--quieter DB]
+                                  [--noise DB] [--subtype PCM_16|PCM_U8|ULAW]
     python bench/bench_lipsync.py --sweep [--recognizer ...] [--lengths 30,120,300,600]
 
 `--profile` also prints where the time went (cProfile, by function's own time): for "words",
@@ -21,6 +22,10 @@ References: `ps_threads1_json.json` (Rhubarb's pocketSphinx recognizer, repeatab
 
 `--quieter 30` plays each recording 30 dB quieter (a 16-bit WAV), as a phone held away records:
 the figures then say how much of the mouth's motion survives a quiet take.
+`--noise 40` adds white noise 40 dB below each recording's loudest speech (a hiss or a room under
+the voice), `--subtype PCM_U8` or `ULAW` writes it as 8-bit audio (an old game's voice files, a
+phone line); they combine with `--quieter`, and are compared with Rhubarb's output for the clean
+recording, so the figures say how much of the mouth's motion survives the worse take.
 
 `--sweep` measures how speed and memory grow with the length of a recording: the shared
 recordings joined (half a second apart, over and over) to each length, each length analysed in a
@@ -58,17 +63,28 @@ def recordings():
     return sorted(p for p in audio.iterdir() if p.suffix in analyser.AUDIO_EXTENSIONS)
 
 
-def quieter_copy(path, decibels, folder):
-    """The recording played `decibels` quieter, as a 16-bit WAV (as a quiet take arrives)."""
+def degraded_copy(path, folder, quieter=0.0, noise=None, subtype="PCM_16"):
+    """The recording as a take that arrives worse, written as a WAV of `subtype` ("PCM_16", or
+    "PCM_U8" and "ULAW" for 8-bit audio): played `quieter` decibels quieter (a phone held away),
+    and with white noise `noise` decibels below its loudest speech (its 99.5th-percentile 10 ms
+    level: a hiss or a room's hum under the voice). The noise is seeded: each run hears the same."""
+    import numpy as np
     import soundfile
 
     samples, rate = soundfile.read(path, always_2d=True, dtype="float32")
+    samples = samples * 10 ** (-quieter / 20)
+    if noise is not None:
+        frame = rate // 100
+        mono = samples.mean(axis=1)[: len(samples) // frame * frame].reshape(-1, frame)
+        loudest = float(np.percentile(np.sqrt(np.mean(mono * mono, axis=1)), 99.5))
+        hiss = np.random.default_rng(0).standard_normal(samples.shape).astype(np.float32)
+        samples = samples + hiss * loudest * 10 ** (-noise / 20)
     copy = Path(folder) / f"{path.name}.wav"
-    soundfile.write(copy, samples * 10 ** (-decibels / 20), rate, subtype="PCM_16")
+    soundfile.write(copy, np.clip(samples, -1.0, 1.0), rate, subtype=subtype)
     return copy
 
 
-def run(recognizer_name, rows, quieter=0.0):
+def run(recognizer_name, rows, quieter=0.0, noise=None, subtype=None):
     started = time.perf_counter()
     recognizer = analyser.make_recognizer(recognizer_name)
     load = time.perf_counter() - started
@@ -80,7 +96,8 @@ def run(recognizer_name, rows, quieter=0.0):
     for path, dialog, reference_name in cases:
         reference = formats.read_cues(LIPSYNC / "rhubarb" / path.name / reference_name)
         job_recognizer = analyser.make_recognizer(recognizer_name, dialog) if dialog else recognizer
-        analysed = quieter_copy(path, quieter, folder.name) if quieter else path
+        degraded = quieter or noise is not None or subtype
+        analysed = degraded_copy(path, folder.name, quieter, noise, subtype or "PCM_16") if degraded else path
         started, cpu_started = time.perf_counter(), time.process_time()
         result = analyser.Analysis(analysed, recognizer_object=job_recognizer, dialog=dialog).run()
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
@@ -170,6 +187,10 @@ def main():
     parser.add_argument("--quieter", type=float, default=0.0, metavar="DB",
                         help="analyse each recording played DB decibels quieter, as 16-bit WAV (against the same "
                         "references: Rhubarb's output for the recording as it is)")
+    parser.add_argument("--noise", type=float, default=None, metavar="DB",
+                        help="add white noise DB decibels below each recording's loudest speech (same references)")
+    parser.add_argument("--subtype", choices=("PCM_16", "PCM_U8", "ULAW"), default=None,
+                        help="analyse each recording as a WAV of this sample format (8-bit: PCM_U8, ULAW)")
     parser.add_argument("--measure-one", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_one:
@@ -184,7 +205,7 @@ def main():
         profiler = cProfile.Profile() if args.profile else None
         if profiler:
             profiler.enable()
-        loads[name] = run(name, rows, args.quieter)
+        loads[name] = run(name, rows, args.quieter, args.noise, args.subtype)
         if profiler:
             profiler.disable()
             profiles[name] = profiler
