@@ -230,12 +230,10 @@ def render_baked_video(scene, bake_folder, path, frame_start, frame_end, contain
     channel = free_channel(editor, frame_start, frame_end + 1)
     added = []
     try:
-        try:
-            background = strips.new_effect("THA video background", "COLOR", channel, frame_start,
-                                           length=len(frame_files))
-        except TypeError:  # Blender 4.2 to 4.5 take its end frame instead
-            background = strips.new_effect("THA video background", "COLOR", channel, frame_start,
-                                           frame_end=frame_start + len(frame_files))
+        # (Blender 5.0 takes an effect strip's length, 4.2 to 4.5 its end frame.)
+        span = ({"length": len(frame_files)} if "length" in strips.bl_rna.functions["new_effect"].parameters
+                else {"frame_end": frame_start + len(frame_files)})
+        background = strips.new_effect("THA video background", "COLOR", channel, frame_start, **span)
         added.append(background)
         world = scene.world.color if scene.world is not None else (0.5, 0.5, 0.5)
         background.color = [float(value) for value in linear_to_srgb(world[:3])]  # display-encoded, as strips take it

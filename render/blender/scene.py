@@ -144,13 +144,17 @@ def setup_render(scene=None, engine="WORKBENCH", resolution=(256, 256), transpar
     return scene
 
 
-def node_material(name):
-    """A new material with its shader node tree (Blender 5.0 gives every new material one; 4.2 to
-    4.5 only once asked for it with use_nodes)."""
-    material = bpy.data.materials.new(name)
+def with_nodes(material):
+    """`material`, with its shader node tree (Blender 5.0 gives every material one; 4.2 to 4.5 only
+    once asked for it with use_nodes)."""
     if material.node_tree is None:
         material.use_nodes = True
     return material
+
+
+def node_material(name):
+    """A new material with its shader node tree."""
+    return with_nodes(bpy.data.materials.new(name))
 
 
 def use_eevee(scene):

@@ -29,7 +29,7 @@ from mathutils import Vector
 
 from ..formats.mmd.shading import LIGHT_COLOR, base_color, light_towards, shared_toon_pixels
 from .model_import import EDGE_SCALE_ATTRIBUTE, MMD_SHADING_PROPERTY
-from .scene import node_material
+from .scene import node_material, with_nodes
 
 EDGE_PIXELS = 1.0  # outline width in output pixels for MMD edge size 1
 OUTLINE_MODIFIER = "THA outline"
@@ -130,9 +130,7 @@ def make_toon_material(material, toward_viewer):
     if shading is None:  # an avatar's material
         shading = {"ambient": [v * AVATAR_AMBIENT for v in diffuse[:3]], "specular": [0, 0, 0],
                    "specular_power": 0.0, "sphere": None, "sphere_mode": 0, "toon": None, "shared_toon": None}
-    if material.node_tree is None:  # a material without nodes, as Blender 4.2 to 4.5 make them
-        material.use_nodes = True
-    material.node_tree.nodes.clear()
+    with_nodes(material).node_tree.nodes.clear()
     n = _Nodes(material)
     geometry = n.add("ShaderNodeNewGeometry")
     normal = geometry.outputs["Normal"]
