@@ -151,8 +151,12 @@ def _square(image, size, source):
     return image
 
 
+LEAST_BACKGROUND = 0.15  # the least transparent share of a character picture (THA's samples: 70-83%)
+
+
 def check_background(alpha, source="the picture"):
-    """Refuse a picture with no transparent background, or nothing but one."""
+    """Refuse a picture whose background is not erased (not at all, faintly, or but for its
+    corners), or that is nothing but background."""
     lowest = int(alpha.min())
     if lowest == 255:
         raise CharacterImageError(
@@ -167,6 +171,14 @@ def check_background(alpha, source="the picture"):
         )
     if alpha.max() == 0:
         raise CharacterImageError(source, "is fully transparent")
+    # A background left but for its corners (an avatar or icon with rounded corners) or a frame:
+    # around a character's head and above it there is always far more background than that.
+    clear = float((alpha == 0).mean())
+    if clear < LEAST_BACKGROUND:
+        raise CharacterImageError(
+            source, f"its background is not erased: only {clear:.0%} of the picture is transparent (rounded "
+                    "corners or a frame?); erase the background around the character to alpha 0"
+        )
 
 
 def check_composition(rgba, schema, source="the picture"):

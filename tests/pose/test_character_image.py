@@ -111,6 +111,32 @@ def test_a_background_left_faintly_opaque_is_refused_saying_how_faint(character,
         prepare_character_image(save(rgba, tmp_path / "faint.png"), THA3)
 
 
+@pytest.mark.parametrize("radius", [40, 180])
+def test_a_background_erased_only_in_its_rounded_corners_is_refused(character, tmp_path, radius):
+    # An avatar or icon exported with rounded corners: RGBA, some pixels fully transparent, yet
+    # the character sits on its background. Fit and pose would take the background for the head.
+    rgba = np.array(Image.open(character).convert("RGBA"))
+    rgba[..., :3][rgba[..., 3] == 0] = (120, 170, 220)
+    y, x = np.mgrid[:512, :512]
+    near = np.clip(np.minimum(x, 511 - x), None, radius), np.clip(np.minimum(y, 511 - y), None, radius)
+    rgba[..., 3] = np.where(np.hypot(radius - near[0], radius - near[1]) > radius, 0, 255)
+    path = save(rgba, tmp_path / "avatar.png")
+    message = r"avatar.png: its background is not erased: only \d+% of the picture is transparent"
+    with pytest.raises(CharacterImageError, match=message):
+        prepare_character_image(path, THA3)
+    with pytest.raises(CharacterImageError, match=message):
+        fit_character_image(path, THA3)
+
+
+def test_a_character_filling_most_of_the_picture_is_accepted(character, tmp_path):
+    # Long hair and shoulders may reach the sides and fill the picture below the head.
+    rgba = np.array(Image.open(character).convert("RGBA"))
+    rgba[150:, :] = (200, 150, 150, 255)
+    rgba[100:, :150] = rgba[100:, -150:] = (90, 60, 40, 255)
+    assert (rgba[..., 3] == 0).mean() < 0.3
+    assert prepare_character_image(save(rgba, tmp_path / "wide.png"), THA3).shape == (512, 512, 4)
+
+
 def test_head_outside_the_box_is_refused(character, tmp_path):
     rgba = np.asarray(Image.open(character).convert("RGBA"))
     low = np.zeros_like(rgba)
