@@ -92,6 +92,8 @@ def run(args):
 
     source = Path(args.input)
     output_format = _output_format(args)
+    # Checked before the analysis, which takes a while on a long recording.
+    value_settings = None if output_format in CUE_FORMATS else _value_settings(args)
     if source.suffix.lower() in AUDIO_EXTENSIONS:
         track = _analyse(source, args)
     elif source.suffix.lower() in formats.EXTENSIONS:
@@ -103,7 +105,7 @@ def run(args):
             f"{source}: unsupported input '{source.suffix}'; give audio ({', '.join(AUDIO_EXTENSIONS)}) "
             f"or a cue file ({', '.join(formats.EXTENSIONS)})"
         )
-    text = _render(track, output_format, args)
+    text = _render(track, output_format, args, value_settings)
     if args.output:
         write_text_atomic(args.output, text)
         if not args.quiet:
@@ -192,21 +194,20 @@ def _analyse_file(source, args, shown=None, via=None):
     return result.track
 
 
-def _render(track, output_format, args):
+def _render(track, output_format, args, value_settings):
     from . import formats
 
     if output_format in CUE_FORMATS:
         return formats.format_cues(track, output_format, args.dat_frame_rate, args.dat_preston_blair)
-    return _render_values(track, output_format, args)
+    return _render_values(track, output_format, *value_settings)
 
 
-def _render_values(track, output_format, args):
-    import io
-    import json
+def _value_settings(args):
+    """(mouth mapping, CurveSettings) of the per-frame value options, or a CommandError naming the bad one."""
     from pathlib import Path
 
     from ..pose.schema import get_schema
-    from .curves import CurveSettings, MouthMapping, mouth_curves
+    from .curves import CurveSettings, MouthMapping
 
     try:
         get_schema(args.schema)
@@ -224,6 +225,15 @@ def _render_values(track, output_format, args):
         settings = CurveSettings(args.style, args.blend, args.fps, args.start_frame)
     except ValueError as error:  # curves' words on --style, --blend or --fps
         raise CommandError(error.args[0]) from None
+    return mapping, settings
+
+
+def _render_values(track, output_format, mapping, settings):
+    import io
+    import json
+
+    from .curves import mouth_curves
+
     curves = mouth_curves(track, settings, mapping)
     frames, values = curves.per_frame()
     if output_format == "values-json":

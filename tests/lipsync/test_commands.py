@@ -97,6 +97,21 @@ def test_errors_are_one_line_and_name_the_file(shared, tmp_path, capsys):
     assert not (tmp_path / "x.png").exists()
 
 
+def test_bad_value_options_are_named_before_the_recording_is_analysed(shared, tmp_path, capsys, monkeypatch):
+    # The analysis of a long line takes a while: a mistyped --fps or mapping must not wait for it.
+    monkeypatch.setenv("PATH", str(tmp_path))  # no Rhubarb: the built-in analyser, which shows a bar
+    recording = shared / "assets" / "lipsync" / "audio" / "s1_plosives.wav"
+    mapping = tmp_path / "mapping.json"
+    mapping.write_text('{"A": {"mouth_aaa": 2}}')
+    for options, message in [(["--fps", "0"], "frame rate must be a positive number"),
+                             (["--blend", "-1"], "blend time must be seconds from 0 to 10"),
+                             (["--mapping", str(mapping)], "A sets mouth_aaa=2, outside [0.0, 1.0]")]:
+        assert main(["lipsync", str(recording), "-f", "values-csv", *options]) == 1
+        err = capsys.readouterr().err
+        assert "lip sync:" not in err and "analysed by" not in err, err
+        assert err.strip().splitlines()[-1].startswith("tha_studio lipsync: error: ") and message in err
+
+
 def test_the_engine_is_named_and_a_logs_progress_is_a_line_where_it_starts_and_ends(shared, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no Rhubarb: auto means the built-in analyser
     audio = shared / "assets" / "lipsync" / "audio" / "en_male_electricity.ogg"
