@@ -3,6 +3,7 @@
 bpy and torch are imported only when a subcommand runs, so `--help` stays instant.
 """
 
+import argparse
 import math
 import sys
 import time
@@ -13,6 +14,34 @@ from ..pose.commands import add_fit_arguments, fit_request
 from ..progress import progress_bar, run_with_bar
 
 ENGINES = ("workbench", "cycles", "eevee")
+FPS_RANGE = (1, 32767)  # Blender's own limits on a scene's frame rate
+SIZE_RANGE = (16, 8192)  # what Blender's FFmpeg writes as H.264 (16384 is refused, under 16 "too small")
+
+
+def frame_rate(text):
+    """--fps: a whole number of frames per second that a Blender scene takes (argparse type)."""
+    return _whole_number(text, *FPS_RANGE, "frames per second")
+
+
+def render_size(text):
+    """--resolution: the square's side in pixels, checked before any work (argparse type); a video
+    also needs it even (`check_video_size`)."""
+    return _whole_number(text, *SIZE_RANGE, "pixels")
+
+
+def _whole_number(text, low, high, unit):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of {unit}") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{value} is outside {low}-{high} {unit}")
+    return value
+
+
+def check_video_size(size, option="--resolution"):
+    if size % 2:
+        raise CommandError(f"{option} {size}: a video's width and height must be even (H.264 halves them for colour)")
 
 
 def add_subcommands(subparsers):
@@ -43,13 +72,14 @@ def add_subcommands(subparsers):
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     parser.add_argument("--frames", default=None,
                         help="frame range START-END (default: the keyframes' range, or 1-1)")
-    parser.add_argument("--fps", type=int, default=24, help="frames per second (default: 24)")
+    parser.add_argument("--fps", type=frame_rate, default=24, help="frames per second (default: 24)")
     parser.add_argument("--render", type=Path, default=None, help="render the frames as PNGs into this folder")
     parser.add_argument("--video", type=Path, default=None, help="render the frames to this .mp4/.mkv")
     parser.add_argument("--engine", default="workbench", choices=ENGINES,
                         help="render engine (default: workbench); with workbench, --video lays the baked pictures "
                         "over the background as drawn (Workbench itself would hash their soft edges)")
-    parser.add_argument("--resolution", type=int, default=512, help="render width and height (default: 512)")
+    parser.add_argument("--resolution", type=render_size, default=512,
+                        help="render width and height, 16-8192 (even for a video; default: 512)")
     parser.add_argument("--no-bake", action="store_true",
                         help="render live (posed while rendering) instead of baking first")
     add_fit_arguments(parser)
@@ -78,6 +108,8 @@ def run_sprite(args):
         raise CommandError(f"{args.blend}: the output must be a .blend file")
     if args.no_bake and args.video:
         raise CommandError("--no-bake renders --render frames only; a video is rendered from baked frames")
+    if args.video:
+        check_video_size(args.resolution)
     fit = fit_request(args)
     timings = {}
     started = time.perf_counter()

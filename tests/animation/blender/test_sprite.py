@@ -624,8 +624,11 @@ def test_the_sprite_command_names_a_bad_keyframe_file_or_picture_and_leaves_an_e
     Image.new("RGBA", (300, 400)).save(tall)  # not square: the crop would cut the character
     earlier = tmp_path / "s.blend"
     earlier.write_bytes(b"an earlier run's scene")
+    video = ["--video", str(tmp_path / "v.mp4")]
     for image, keys_args, message in ((picture, ["--keys", str(keys)], f"{keys}: line 3, mouth_aaa: 'wide' is not a number"),
-                                      (tall, [], f"{tall}: ")):
+                                      (tall, [], f"{tall}: "),
+                                      # (FFmpeg's refusal was a traceback once the frames were baked.)
+                                      (picture, [*video, "--resolution", "333"], "a video's width and height must be even")):
         done = subprocess.run(
             [sys.executable, str(ROOT / "cli.py"), "sprite", "--image", str(image), *keys_args, "--blend", str(earlier)],
             capture_output=True, text=True, timeout=600,
@@ -817,3 +820,14 @@ def test_a_scene_that_tone_maps_is_named_and_one_click_shows_the_picture_as_draw
     assert scenes.colour_changes(scene) == ["the output's view transform Filmic", "the output's exposure +0.50"]
     assert scenes.plain_colours(scene) == ["the output's view transform Filmic", "the output's exposure +0.50"]
     assert scenes.colour_changes(scene) == []
+
+
+def test_a_video_blenders_ffmpeg_refuses_is_named_with_its_file(ext_module, empty_scene, tmp_path):
+    # (Was Blender's RuntimeError, a traceback, after every frame had been baked.)
+    UserError = ext_module("errors").UserError
+    scene = bpy.context.scene
+    scene.render.resolution_x = scene.render.resolution_y = 511  # H.264 takes even sizes only
+    video = tmp_path / "odd.mp4"
+    with pytest.raises(UserError, match=rf"{video}: Blender could not write the video: width not divisible by 2"):
+        ext_module("animation.blender.sprite_scene").render_video(scene, video, 1, 1)
+    assert scene.render.image_settings.file_format == "PNG"  # the scene's own settings back

@@ -195,3 +195,26 @@ def test_the_videos_own_sound_lip_syncs_as_its_line_did(talk, tmp_path):
         return np.array([track.shape_at(t / 100) not in "AX" for t in range(int(line.duration * 100))])
 
     assert np.mean(open_mouth(video) == open_mouth(line)) > 0.9
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--resolution", "511"], "--resolution 511: a video's width and height must be even"),  # a traceback from FFmpeg after the bake
+    (["--resolution", "16384"], "argument --resolution: 16384 is outside 16-8192 pixels"),
+    (["--fps", "0"], "argument --fps: 0 is outside 1-32767 frames per second"),  # was named as a blink that did not fit
+])
+def test_a_size_or_rate_blender_cannot_render_is_named_before_any_work(tmp_path, options, message):
+    done = subprocess.run([sys.executable, str(ROOT / "cli.py"), "talk", "--out", str(tmp_path / "t"), *options],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          env=dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user")))
+    assert done.returncode in (1, 2) and message in done.stderr.strip().splitlines()[-1], done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and not any(tmp_path.glob("t.*"))
+
+
+def test_at_a_frame_rate_too_low_for_a_blink_the_line_still_talks_without_blinks(tmp_path):
+    out = tmp_path / "slow"
+    done = subprocess.run([sys.executable, str(ROOT / "cli.py"), "talk", "--out", str(out), "--fps", "1"],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          env=dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user")))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "warning: left out: blinks: at 1 fps" in done.stderr
+    assert out.with_suffix(".mp4").stat().st_size > 0 and out.with_suffix(".blend").exists()
