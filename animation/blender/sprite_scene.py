@@ -69,7 +69,11 @@ def _keyframes_from_csv(text, path):
     # A spreadsheet where the decimal mark is a comma (German, French, ...) saves its CSV with
     # semicolons, and a table pasted from one is tab-separated: the header's first separator says.
     separator = next((mark for mark in ",;\t" if lines and lines[0].strip().lower().startswith("frame" + mark)), ",")
-    rows = list(csv.reader(lines, delimiter=separator))
+    reader = csv.reader(lines, delimiter=separator)
+    try:
+        rows = list(reader)
+    except csv.Error as error:  # (a cell over the csv module's 128 KiB, say)
+        raise KeyframeFileError(f"{path}: line {reader.line_num}: {error}") from None
     if not rows or not rows[0] or rows[0][0].strip().lower() != "frame":
         raise KeyframeFileError(f"{path}: line 1: the header must start with 'frame'")
     decimal_comma = separator != ","

@@ -120,16 +120,17 @@ def parse_live_link_csv(text, capture_fps=60.0, angle_units="radians", source="<
     if angle_units not in ANGLE_UNITS:
         raise FaceCaptureError(f"{source}: angle units must be one of {', '.join(ANGLE_UNITS)}, got {angle_units!r}")
     rows = csv.reader(io.StringIO(text))
-    header = next(rows, None)
+    records = _records(rows, source)
+    header = next(records, None)
     while header is not None and not any(cell.strip() for cell in header):
-        header = next(rows, None)
+        header = next(records, None)
     if header is None:
         raise FaceCaptureError(f"{source}: the file is empty; a Live Link Face CSV starts with a header row")
     header_line = rows.line_num
     columns = _read_header(header, source, header_line)
     to_degrees = ANGLE_UNITS[angle_units]
     times, values = [], {name: [] for name in columns.values()}
-    for row in rows:
+    for row in records:
         line = rows.line_num
         if not any(cell.strip() for cell in row):
             continue
@@ -163,6 +164,15 @@ def parse_live_link_csv(text, capture_fps=60.0, angle_units="radians", source="<
         raise FaceCaptureError(f"{source}: no capture rows after the header (line {header_line})")
     times = np.array(times) - times[0]
     return FaceCapture(source, float(capture_fps), times, {name: np.array(v) for name, v in values.items()})
+
+
+def _records(reader, source):
+    """The csv reader's rows; its own error (a cell over the csv module's 128 KiB, say) as a
+    FaceCaptureError naming the line."""
+    try:
+        yield from reader
+    except csv.Error as error:
+        raise FaceCaptureError(f"{source}, line {reader.line_num}: {error}") from None
 
 
 def _read_header(header, source, line):

@@ -677,6 +677,8 @@ def test_the_sprite_command_keeps_a_relative_weights_folder_as_an_absolute_one(t
     ("again.csv", "frame,mouth_aaa\n1,1\n2,0\n1,0\n", r"line 4: frame 1 is keyed again \(first on line 2\)"),
     ("spelt.json", '{"1": {"mouth_aaa": 1}, "01": {"mouth_aaa": 0}}', r"frame 1 is keyed twice \('01' and an earlier spelling\)"),
     ("columns.csv", "frame,mouth_aaa,mouth_aaa\n1,1,0\n", r"line 1: the header names mouth_aaa twice"),
+
+    ("huge.csv", 'frame,mouth_aaa\n1,"' + "0" * 200_000 + '"\n', r"line 2: field larger than field limit"),  # was csv's traceback
 ])
 def test_keyframes_a_slider_cannot_hold_are_named_and_key_nothing(tmp_path, ext_module, picture, name, text, problem):
     """A NaN or 1e400 keyed a NaN or infinite pose, a value past the slider was clamped without a

@@ -190,6 +190,9 @@ def with_row(text, row, column, value):
     (lambda t: t.splitlines()[0] + "\n", "no capture rows after the header \\(line 1\\)"),
     (lambda t: "Time," + t.split(",", 1)[1], "line 1, column 1: expected the Timecode column, got 'Time'"),
     (lambda t: t.replace("HeadRoll", "EyeBlinkLeft", 1), "line 1: column 57 repeats EyeBlinkLeft \\(first in column 3\\)"),
+
+    # (The csv module's own error, a traceback before.)
+    (lambda t: with_row(t, 2, "JawOpen", '"' + "9" * 200_000 + '"'), "line 4: field larger than field limit"),
 ])
 def test_a_bad_csv_is_refused_naming_line_and_column(change, message):
     with pytest.raises(FaceCaptureError, match=message):
