@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import UserError
+from .. import json_text
 from ..pose.schema import get_schema
 from .cues import SHAPES, check_frame_rate, check_shape
 
@@ -97,7 +98,7 @@ class MouthMapping:
     def from_json(cls, text, schema_name="tha3", source="<mapping>"):
         """A mapping from JSON {"A": {"mouth_aaa": 0.0}, ...}; shapes left out keep the default."""
         try:
-            data = json.loads(text)
+            data = json_text.loads(text)
         except json.JSONDecodeError as error:
             raise MappingError(f"{source}, line {error.lineno}: not valid JSON: {error.msg}") from None
         if not isinstance(data, dict):

@@ -22,6 +22,7 @@ import defusedxml.sax
 
 from ..atomic_files import write_text_atomic
 from ..errors import UserError
+from ..json_text import too_deep
 from .cues import MAX_SECONDS, Cue, CueError, CueTrack, check_frame_rate, check_shape
 
 FORMATS = ("tsv", "json", "xml", "dat")
@@ -191,20 +192,6 @@ class _LocatingDecoder(json.JSONDecoder):
         self.scan_once = json.scanner.py_make_scanner(self)
 
 
-def _too_deep(text, depth=100):
-    """The offset where brackets (outside strings) nest past `depth`, else the end."""
-    level = 0
-    for match in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]', text):
-        token = match.group()
-        if token in "[{":
-            level += 1
-            if level > depth:
-                return match.start()
-        elif token in "]}":
-            level -= 1
-    return len(text)
-
-
 def _json_kind(value):
     if isinstance(value, (list, dict)):
         return "a list" if isinstance(value, list) else "an object"
@@ -217,7 +204,7 @@ def read_json(text, source="<json>"):
     except json.JSONDecodeError as error:
         raise CueFileError(source, f"not valid JSON: {error.msg} (column {error.colno})", error.lineno) from None
     except RecursionError:
-        offset = _too_deep(text)
+        offset = too_deep(text)
         raise CueFileError(source, "JSON nested too deeply (a cue file has three levels)", text.count("\n", 0, offset) + 1) from None
 
     # Where each line starts, once: counting newlines from the top for every cue was quadratic.

@@ -39,6 +39,7 @@ LAYERS = {
     "atomic_files": "pure",
     "errors": "pure",
     "jobs": "pure",
+    "json_text": "pure",
     "progress": "pure",
     "neural": "neural",
     "neural.ort": "runtime",

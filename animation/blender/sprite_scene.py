@@ -13,6 +13,7 @@ from pathlib import Path
 import bpy
 
 from ...errors import UserError
+from ... import json_text
 from ...pose.character_image import linear_to_srgb
 from ...render.blender import scene as scenes
 from . import sprite as sprites
@@ -47,7 +48,7 @@ def read_keyframes(path):
 
 def _keyframes_from_json(text, path):
     try:
-        data = json.loads(text)
+        data = json_text.loads(text)
     except json.JSONDecodeError as error:
         raise KeyframeFileError(f"{path}: line {error.lineno}: not JSON ({error.msg})") from None
     frames = data.get("frames", data) if isinstance(data, dict) else None

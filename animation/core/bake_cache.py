@@ -31,6 +31,7 @@ import numpy as np
 
 from ...atomic_files import TEMP_SUFFIX, sha256_file, temp_path_for, write_bytes_atomic, write_text_atomic
 from ...errors import UserError
+from ... import json_text
 
 INDEX_NAME = "bake.json"
 INDEX_FORMAT = "tha_studio.bake"
@@ -101,7 +102,7 @@ class BakeIndex:
     @classmethod
     def from_json(cls, text, source):
         try:
-            data = json.loads(text)
+            data = json_text.loads(text)
             if data.get("format") != INDEX_FORMAT:
                 raise BakeCacheError(f"{source}: not a THA Studio bake index")
             if data.get("version") != INDEX_VERSION:

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import UserError
+from ... import json_text
 from ...pose.schema import get_schema
 from .keys import linear_keys
 
@@ -320,7 +321,7 @@ class ArkitMapping:
     @classmethod
     def from_json(cls, text, source="<mapping>"):
         try:
-            data = json.loads(text)
+            data = json_text.loads(text)
         except json.JSONDecodeError as error:
             raise FaceCaptureError(f"{source}, line {error.lineno}, column {error.colno}: not valid JSON: "
                                    f"{error.msg}") from None

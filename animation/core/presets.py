@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 
 from ...errors import UserError
+from ... import json_text
 from ...pose.schema import get_schema
 
 EXPRESSION_GROUPS = ("eyebrow", "eye", "mouth")
@@ -160,7 +161,7 @@ def presets_to_json(presets):
 def presets_from_json(text, source="<presets>"):
     """The presets in JSON text written by `presets_to_json` (`source` names it in errors)."""
     try:
-        data = json.loads(text)
+        data = json_text.loads(text)
     except json.JSONDecodeError as error:
         raise PresetError(f"{source}, line {error.lineno}, column {error.colno}: not valid JSON: {error.msg}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:

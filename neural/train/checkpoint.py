@@ -25,6 +25,7 @@ from safetensors.torch import save as save_safetensors_bytes
 
 from ...atomic_files import write_bytes_atomic, write_text_atomic
 from ...errors import UserError
+from ... import json_text
 
 FORMAT = "tha_studio.train_checkpoint"
 VERSION = 1
@@ -84,7 +85,7 @@ def read(json_path, task_name=None):
     """(record, tensors) of a checkpoint; refuses one of another network or a damaged one."""
     json_path = Path(json_path)
     try:
-        record = json.loads(json_path.read_text(encoding="utf-8"))
+        record = json_text.loads(json_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:  # ValueError: JSONDecodeError, UnicodeDecodeError
         raise CheckpointError(f"{json_path}: not a readable checkpoint ({error})") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:

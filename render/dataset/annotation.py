@@ -36,6 +36,7 @@ import numpy as np
 
 from ...atomic_files import MAX_NAME_BYTES, TEMP_SUFFIX, sha256_file, temp_stem, write_text_atomic
 from ...errors import UserError
+from ... import json_text
 from ..formats.coordinates import MAX_MMD_COORDINATE, first_unreal_row
 from ..formats.mmd.import_plan import GroupMorphError, flatten_group
 from ..formats.mmd.names import normalize_name
@@ -797,7 +798,7 @@ def sidecar_path(model_path, annotations_dir=None, model_id=None):
 def load_sidecar(path):
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json_text.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise AnnotationError(f"{path}: no such annotation file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:

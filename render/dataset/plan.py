@@ -42,6 +42,7 @@ from ..formats.avatar_model import AVATAR_SUFFIXES
 from ..formats.mmd import MMD_SUFFIXES
 from ...atomic_files import sha256_file, write_text_atomic
 from ...errors import UserError
+from ... import json_text
 
 # MMD models, VRM and glTF avatars, characters saved by Blender (read by render/blender/blend_model.py)
 MODEL_SUFFIXES = MMD_SUFFIXES + AVATAR_SUFFIXES + (".blend",)
@@ -347,7 +348,7 @@ def read_config_file(path):
     not JSON (a damaged file, binary bytes) or not a THA Studio dataset description."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json_text.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise DatasetError(f"{path}: cannot read ({error.strerror or error})") from None
     except ValueError as error:  # JSONDecodeError, UnicodeDecodeError

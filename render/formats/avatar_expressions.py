@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import UserError
+from ... import json_text
 
 GLB_MAGIC = b"glTF"
 GLB_JSON_CHUNK = 0x4E4F534A  # "JSON"
@@ -112,7 +113,7 @@ def read_gltf_json(path, data=None):
     else:
         raise AvatarFormatError(path, "not a binary glTF file (no 'glTF' magic at the start)")
     try:
-        document = json.loads(text.decode("utf-8"))
+        document = json_text.loads(text.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise AvatarFormatError(path, f"its glTF JSON cannot be read: {error}") from error
     if not isinstance(document, dict) or "asset" not in document:
