@@ -39,9 +39,10 @@ def _whole_number(text, low, high, unit):
     return value
 
 
-def check_video_size(size, option="--resolution"):
+def check_video_size(size):
+    """A --resolution that an H.264 video takes, or a CommandError before any work is done."""
     if size % 2:
-        raise CommandError(f"{option} {size}: a video's width and height must be even (H.264 halves them for colour)")
+        raise CommandError(f"--resolution {size}: a video's width and height must be even (H.264 halves them for colour)")
 
 
 def add_subcommands(subparsers):
