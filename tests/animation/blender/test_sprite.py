@@ -749,7 +749,9 @@ def test_the_sprite_command_takes_a_gif_picture_named_relative_to_the_working_fo
     given as `pic.gif` was packed from nowhere, and the bake found a picture with no pixels."""
     from shared_assets import ROOT
 
-    Image.open(picture).convert("RGBA").save(tmp_path / "pic.gif", transparency=0)
+    # (PIL gives the GIF a transparent index for the alpha; `transparency=0` made palette entry 0,
+    # a colour of the drawing, transparent instead, and left the background opaque.)
+    Image.open(picture).convert("RGBA").save(tmp_path / "pic.gif")
     blend = tmp_path / "out" / "s.blend"
     done = subprocess.run(
         [sys.executable, str(ROOT / "cli.py"), "sprite", "--image", "pic.gif", "--blend", str(blend)],
@@ -761,7 +763,7 @@ def test_the_sprite_command_takes_a_gif_picture_named_relative_to_the_working_fo
     (sprite,) = [obj for obj in bpy.data.objects if "tha_sprite" in obj]
     sprites = ext_module("animation.blender.sprite")
     rgba = sprites.image_rgba(bpy.data.images[sprites.settings_of(sprite).picture])
-    assert rgba.shape == (512, 512, 4) and rgba[..., 3].max() == 255
+    assert rgba.shape == (512, 512, 4) and rgba[..., 3].max() == 255 and (rgba[..., 3] == 0).mean() > 0.7
 
 
 def render_keeping_colour_management(ext_module, obj, path):
