@@ -1,6 +1,7 @@
 """Dataset subcommands: annotate, render-dataset, merge-shards, review-sheet (see the root commands.py)."""
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -182,8 +183,9 @@ def run_render_dataset(args):
     from .blender.dataset_run import DatasetRun, ModelBudget
     from .dataset.settings import RenderSettings
 
-    if args.model_timeout < 0 or args.model_memory < 0:
-        raise CommandError("--model-timeout and --model-memory must be 0 (no limit) or more")
+    for option, value in (("--model-timeout", args.model_timeout), ("--model-memory", args.model_memory)):
+        if not (math.isfinite(value) and value >= 0):  # (nan and inf were tracebacks, or no limit unsaid)
+            raise CommandError(f"{option} {value:g}: must be 0 (no limit) or a positive number")
     budget = ModelBudget(seconds=args.model_timeout or None,
                          memory=int(args.model_memory * 1024**3) if args.model_memory else None)
     shard = parse_shard(args.shard) if args.shard else (shard_from_environment() or (1, 1))

@@ -389,6 +389,8 @@ class DatasetRun(Job):
         super().__init__()
         if workers < 1:
             raise DatasetError("workers must be 1 or more")
+        if limit_models is not None and limit_models < 0:  # (-1 sliced off the shard's last model)
+            raise DatasetError(f"--limit-models {limit_models}: must be 0 or more")
         from ...pose.schema import get_schema
 
         self.image_size = get_schema(config.schema).image_size  # for the free space a run needs

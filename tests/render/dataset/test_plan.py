@@ -145,6 +145,19 @@ def test_run_refuses_bad_options_before_rendering(tmp_path):
         DatasetRun(tmp_path, tmp_path / "out", plan.DatasetConfig(schema="tha9"))
     with pytest.raises(plan.DatasetError, match="no such folder"):
         plan.discover_models(tmp_path / "missing")
+    with pytest.raises(plan.DatasetError, match=r"--limit-models -1: must be 0 or more"):  # (it left the last model out)
+        DatasetRun(tmp_path, tmp_path / "out", plan.DatasetConfig(), limit_models=-1)
+
+
+@pytest.mark.parametrize("option, value", [("--model-timeout", "nan"), ("--model-memory", "nan"),
+                                           ("--model-memory", "inf"), ("--model-timeout", "-5")])
+def test_a_limit_that_is_no_number_is_refused_before_rendering(tmp_path, capsys, option, value):
+    # A NaN timeout was no limit without a word; a NaN or infinite memory limit, a traceback.
+    from tha_studio.commands import main
+
+    assert main(["render-dataset", str(tmp_path), str(tmp_path / "out"), option, value]) == 1
+    assert f"error: {option} {float(value):g}: must be 0 (no limit) or a positive number" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_png_writer_round_trips_and_zeroes_colour_under_transparency():
