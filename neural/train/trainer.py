@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from ...errors import UserError
 from ...progress import progress_bar
 
 PRECISIONS = ("float32", "bfloat16", "float16")
+SIZE_STEP = 8  # --image-size a multiple of it: THA1's networks halve a picture three times
 GRID_TILE = 128  # the least size of a picture in the validation grid
 LOG_FIELDS = ("step", "epoch", "examples", "train_loss", "examples_per_s", "val_rmse", "val_ssim",
               "identity_rmse", "identity_ssim", "val_examples")
@@ -316,6 +318,22 @@ class Trainer:
             raise TrainError(f"--batch-size {o.batch_size} must be a positive multiple of the {world} processes")
         if o.steps < 0 or o.epochs < 1:
             raise TrainError("--steps must be >= 0 and --epochs >= 1")
+        # (A NaN rate or weight trained NaN weights, or Adam refused it with a traceback; a NaN or
+        # large jitter fed the network NaN or colour-inverted pictures; negative counts sliced data.)
+        if not (math.isfinite(o.lr) and o.lr > 0):
+            raise TrainError(f"--lr {o.lr:g}: the learning rate must be a positive number (e.g. 1e-4)")
+        if not (math.isfinite(o.perceptual_weight) and o.perceptual_weight >= 0):
+            raise TrainError(f"--perceptual-weight {o.perceptual_weight:g}: must be 0 or a positive number")
+        if not (math.isfinite(o.jitter) and 0 <= o.jitter < 1):
+            raise TrainError(f"--jitter {o.jitter:g}: the most RGB gain and offset change, from 0 to under 1 (e.g. 0.05)")
+        counts = {"--workers": o.workers, "--threads": o.threads, "--validate-every": o.validate_every,
+                  "--validation-limit": o.validation_limit, "--checkpoint-every": o.checkpoint_every}
+        for option, value in counts.items():
+            if value < 0:
+                raise TrainError(f"{option} {value}: must be 0 or more")
+        if o.image_size < 0 or o.image_size % SIZE_STEP:
+            raise TrainError(f"--image-size {o.image_size}: must be a multiple of {SIZE_STEP} (the networks halve a "
+                             "picture three times), or 0 for the dataset's size")
 
     # --- resume
 

@@ -94,3 +94,20 @@ def test_bfloat16_autocast_trains_and_keeps_float32_weights(tha1_dataset, tmp_pa
     assert weights.state_dicts["face_morpher"]["alpha_mask.0.weight"].dtype == torch.float32
     with pytest.raises(TrainError, match="float16 autocast needs a CUDA device"):
         train(options(tha1_dataset, tmp_path / "fp16", precision="float16"))
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(lr=math.nan), r"--lr nan: the learning rate must be a positive number"),  # was Adam's traceback
+    (dict(lr=0.0), r"--lr 0: the learning rate"),
+    (dict(jitter=math.nan), r"--jitter nan: the most RGB gain and offset change"),  # NaN pictures to learn from
+    (dict(jitter=5.0), r"--jitter 5: .*from 0 to under 1"),  # gains below 0 invert colours
+    (dict(perceptual_weight=math.inf), r"--perceptual-weight inf: must be 0 or a positive number"),
+    (dict(validation_limit=-1), r"--validation-limit -1: must be 0 or more"),  # sliced off the last example
+    (dict(workers=-1), r"--workers -1: must be 0 or more"),  # was the DataLoader's traceback
+    (dict(threads=-1), r"--threads -1: must be 0 or more"),  # was torch's traceback
+    (dict(image_size=100), r"--image-size 100: must be a multiple of 8"),  # a shape mismatch deep in the network
+])
+def test_options_no_run_can_use_are_refused_before_any_work(tha1_dataset, tmp_path, change, message):
+    with pytest.raises(TrainError, match=message):
+        train(options(tha1_dataset, tmp_path / "run", **change))
+    assert not (tmp_path / "run").exists()
