@@ -46,6 +46,7 @@ LINE_HEIGHT = 14
 CAPTION_LINES = 4  # folder, file, roles, flags
 CAPTION_HEIGHT = CAPTION_LINES * LINE_HEIGHT + 2
 MODELS_PER_PAGE = 100
+MAX_PAGE_PIXELS = 100_000_000  # 400 MB of RGBA a page; the defaults make 3.6 million
 FONT_SIZE = 11
 CJK_FONT_FILE = "Noto Sans CJK Regular.woff2"
 
@@ -214,6 +215,11 @@ def build_sheet(entries, tile=160, columns=10, first_number=1, font=None):
         row, column = divmod(i, columns)
         sheet.paste(_tile(entry, first_number + i, tile, font), (4 + column * cell[0], 4 + row * cell[1]))
     return sheet
+
+
+def page_pixels(tile, per_page):
+    """The most pixels a page of `per_page` tiles of `tile` pixels holds (one row or one column)."""
+    return per_page * (tile + 4) * (tile + CAPTION_HEIGHT + 4)
 
 
 def page_path(path, page):

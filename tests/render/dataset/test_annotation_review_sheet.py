@@ -67,6 +67,10 @@ def test_review_sheet_tiles_models_draws_the_band_and_flags_by_tile_number(share
 
     assert main(["review-sheet", str(dataset), "--flag", "7"]) == 1
     assert "no tile 7" in capsys.readouterr().err
+    # (--tile 20000 held 14 GB for a single model's tile before it was refused.)
+    assert main(["review-sheet", str(dataset), "--tile", "20000", "--out", str(tmp_path / "huge.png")]) == 1
+    assert "--per-page 100 tiles of 20000 pixels make pages of up to 40,132 megapixels" in capsys.readouterr().err
+    assert not (tmp_path / "huge.png").exists()
 
 
 def test_a_review_sheet_of_many_models_is_pages_and_an_index_with_folders_and_flags(tmp_path, capsys):
