@@ -23,6 +23,7 @@ class THA_OT_import_model(bpy.types.Operator, ImportHelper):
         "VRM/glb avatars keep their own size",
         default=model_import.DEFAULT_SCALE,
         min=1e-4,
+        max=model_import.MAX_SCALE,
         soft_max=1.0,
     )
 

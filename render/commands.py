@@ -5,6 +5,7 @@ Both work from plain Python with the `bpy` module (`python cli.py demo`) and ins
 `--help` stays instant and machines without Blender can still list the commands.
 """
 
+import math
 import tempfile
 from pathlib import Path
 
@@ -53,9 +54,10 @@ def empty_scene():
 
 def run_import(args):
     from .blender import model_import, scene
+    from .formats.mmd.import_plan import MAX_SCALE
 
-    if args.scale <= 0:
-        raise CommandError(f"--scale must be positive, not {args.scale}")
+    if not (math.isfinite(args.scale) and 0 < args.scale <= MAX_SCALE):  # (nan saved a model of NaN vertices)
+        raise CommandError(f"--scale must be a positive number up to {MAX_SCALE:g}, not {args.scale:g}")
     output = args.output or Path("out") / (args.model.stem + ".blend")
     if output.suffix.lower() != ".blend":
         raise CommandError(f"{output}: the output must be a .blend file")

@@ -41,6 +41,7 @@ from . import model as mmd
 from .names import normalize_name, replace_undecodable
 
 DEFAULT_SCALE = 0.08  # MMD units to metres, as mmd_tools uses: a 20-unit character is 1.6 m
+MAX_SCALE = 1000.0  # the most a model is scaled: a 20-unit character 20 km tall
 MIN_BONE_LENGTH = 0.5  # in MMD units: Blender deletes zero-length bones when leaving edit mode
 MAX_GROUP_DEPTH = 16  # group morphs inside group morphs, this many levels at most
 AXES = "Blender (x, y, z) = MMD (x, z, y) * scale; the model faces -Y"

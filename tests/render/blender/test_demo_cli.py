@@ -58,3 +58,6 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
     assert "Traceback" not in result.stderr
     result = run_cli("demo", "-o", "picture.jpg", cwd=tmp_path)
     assert result.returncode == 1 and "the output must be a .png file" in result.stderr
+    for scale in ("nan", "1e300", "0"):  # NaN or infinite vertices, saved without a word
+        result = run_cli("import", tmp_path / "missing.pmx", "--scale", scale, cwd=tmp_path)
+        assert result.returncode == 1 and "--scale must be a positive number up to 1000" in result.stderr
