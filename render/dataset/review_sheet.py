@@ -218,7 +218,8 @@ def build_sheet(entries, tile=160, columns=10, first_number=1, font=None):
 
 
 def page_pixels(tile, per_page):
-    """The most pixels a page of `per_page` tiles of `tile` pixels holds (one row or one column)."""
+    """The pixels of the cells of a page of `per_page` tiles of `tile` pixels (a full page; its
+    margins and a short last row's gaps aside)."""
     return per_page * (tile + 4) * (tile + CAPTION_HEIGHT + 4)
 
 
