@@ -5,6 +5,7 @@ import bpy
 from bpy_extras.io_utils import ImportHelper
 
 from ..render.blender import model_import
+from ..render.formats.mmd.import_plan import MAX_SCALE
 from .reporting import reports_errors
 
 
@@ -23,7 +24,7 @@ class THA_OT_import_model(bpy.types.Operator, ImportHelper):
         "VRM/glb avatars keep their own size",
         default=model_import.DEFAULT_SCALE,
         min=1e-4,
-        max=model_import.MAX_SCALE,
+        max=MAX_SCALE,
         soft_max=1.0,
     )
 

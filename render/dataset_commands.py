@@ -273,9 +273,10 @@ def run_review_sheet(args):
         raise CommandError(f"{args.dataset}: not a dataset folder (no {CONFIG_NAME})")
     if args.per_page < 1 or args.columns < 1 or args.tile < 32:
         raise CommandError("--per-page and --columns must be 1 or more, --tile 32 or more")
-    if page_pixels(args.tile, args.per_page) > MAX_PAGE_PIXELS:  # (--tile 20000 held 14 GB for one model)
+    pixels = page_pixels(args.tile, args.per_page)
+    if pixels > MAX_PAGE_PIXELS:  # (--tile 20000 held 14 GB for one model)
         raise CommandError(f"--per-page {args.per_page} tiles of {args.tile} pixels make pages of up to "
-                           f"{page_pixels(args.tile, args.per_page) / 1e6:,.0f} megapixels, over the "
+                           f"{pixels / 1e6:,.0f} megapixels, over the "
                            f"{MAX_PAGE_PIXELS / 1e6:.0f} a page may take; lower --tile or --per-page")
     schema = get_schema(read_config_file(config_path).schema)
     out = args.out or args.dataset / "review_sheet.png"

@@ -44,7 +44,7 @@ from ..formats import avatar_expressions
 from ..formats.avatar_model import AVATAR_SUFFIXES
 from ..formats.coordinates import MAX_METRES, first_unreal_row
 from ..formats.mmd import MMD_SUFFIXES
-from ..formats.mmd.import_plan import DEFAULT_SCALE, MAX_SCALE, PlanError, plan_import  # noqa: F401 (MAX_SCALE: the UI's)
+from ..formats.mmd.import_plan import DEFAULT_SCALE, PlanError, plan_import
 from ..formats.mmd.names import UNDECODABLE, replace_undecodable
 from ..formats.mmd.names import normalize_name
 from ..formats.texture_paths import oversized_texture
