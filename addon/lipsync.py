@@ -14,6 +14,7 @@ from bpy_extras.io_utils import ImportHelper
 
 from ..animation.blender import expressions, timeline
 from ..animation.blender import sprite as sprites
+from ..animation.core.keys import MAX_FRAME, MIN_FRAME
 from ..errors import UserError
 from ..lipsync.analyser import read_dialog
 from ..lipsync.audio_formats import file_glob as audio_file_glob
@@ -87,7 +88,7 @@ class THA_OT_lip_sync(LineOptions, JobOperator, ImportHelper, bpy.types.Operator
     line_name: bpy.props.StringProperty(name="Line name", default="",
                                         description="The strip's name (empty: the file's name)")
     use_current_frame: bpy.props.BoolProperty(name="Start at the current frame", default=True)
-    start_frame: bpy.props.IntProperty(name="Start frame", default=1)
+    start_frame: bpy.props.IntProperty(name="Start frame", default=1, min=MIN_FRAME, max=MAX_FRAME)
 
     last = None  # the operator started last: tests step it by hand (the bpy module never calls modal)
 
@@ -249,8 +250,8 @@ class THA_OT_generate(bpy.types.Operator):
     amplitude: bpy.props.FloatProperty(name="Amplitude", default=1.0, min=0.0, max=10.0,
                                        description="How much (blinks: how far the eyes close, at most 1)")
     use_scene_range: bpy.props.BoolProperty(name="Scene range", default=True)
-    frame_start: bpy.props.IntProperty(name="Start", default=1)
-    frame_end: bpy.props.IntProperty(name="End", default=250)
+    frame_start: bpy.props.IntProperty(name="Start", default=1, min=MIN_FRAME, max=MAX_FRAME)
+    frame_end: bpy.props.IntProperty(name="End", default=250, min=MIN_FRAME, max=MAX_FRAME)
 
     poll = classmethod(sprite_poll)
 
@@ -363,7 +364,7 @@ class _TakeStart:
     """Where an imported take (a face capture, a motion) starts: the current frame, or one given."""
 
     use_current_frame: bpy.props.BoolProperty(name="Start at the current frame", default=True)
-    start_frame: bpy.props.IntProperty(name="Start frame", default=1)
+    start_frame: bpy.props.IntProperty(name="Start frame", default=1, min=MIN_FRAME, max=MAX_FRAME)
 
     def take_start(self, scene):
         return scene.frame_current if self.use_current_frame else self.start_frame

@@ -10,6 +10,7 @@ from bpy_extras.io_utils import ImportHelper
 from ..animation.blender import bake, live
 from ..animation.blender import sprite as sprites
 from ..animation.core.bake_cache import BakeCache
+from ..animation.core.keys import MAX_FRAME, MIN_FRAME
 from ..animation.core.sprite_settings import SpriteSettings
 from ..errors import UserError
 from ..pose.schema import GROUPS, get_schema
@@ -217,8 +218,8 @@ class THA_OT_bake_talking_head(JobOperator, bpy.types.Operator):
     bl_label = "Bake Talking Head"
 
     use_scene_range: bpy.props.BoolProperty(name="Scene range", default=True)
-    frame_start: bpy.props.IntProperty(name="Start", default=1)
-    frame_end: bpy.props.IntProperty(name="End", default=250)
+    frame_start: bpy.props.IntProperty(name="Start", default=1, min=MIN_FRAME, max=MAX_FRAME)
+    frame_end: bpy.props.IntProperty(name="End", default=250, min=MIN_FRAME, max=MAX_FRAME)
 
     poll = classmethod(sprite_poll)
 

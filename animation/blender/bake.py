@@ -19,6 +19,7 @@ import bpy
 from ...jobs import Job, Progress
 from ...neural.backends import hold_freed_memory
 from ..core.bake_cache import BakeCache
+from ..core.keys import MAX_FRAME, MIN_FRAME
 from . import live
 from . import sprite as sprites
 
@@ -57,6 +58,9 @@ class BakeJob(Job):
         self.frame_end = scene.frame_end if frame_end is None else int(frame_end)
         if self.frame_end < self.frame_start:
             raise sprites.SpriteError(f"bake range {self.frame_start}-{self.frame_end} is empty")
+        if self.frame_start < MIN_FRAME or self.frame_end > MAX_FRAME:
+            raise sprites.SpriteError(f"bake range {self.frame_start:,}-{self.frame_end:,} reaches past Blender's frames "
+                                      f"{MIN_FRAME:,} to {MAX_FRAME:,}")
         sprites.own_cache_dir(obj)  # a copied sprite came with its original's folder
         settings = sprites.settings_of(obj)
         self.cache_dir = cache_dir or settings.cache_dir or default_cache_dir(obj, fallback_folder)

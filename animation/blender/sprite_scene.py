@@ -15,11 +15,11 @@ import bpy
 from ...errors import UserError
 from ... import json_text
 from ...pose.character_image import linear_to_srgb
+from ..core.keys import MAX_FRAME
 from ...render.blender import scene as scenes
 from . import sprite as sprites
 
 ENGINES = {"workbench": "WORKBENCH", "cycles": "CYCLES", "eevee": "EEVEE"}
-MAX_FRAME = 1_048_574  # Blender's last frame (MAXFRAME)
 
 
 class KeyframeFileError(UserError):

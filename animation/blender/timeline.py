@@ -52,6 +52,7 @@ from ...lipsync.formats import read_cues
 from ...lipsync.rhubarb import RhubarbJob, find_rhubarb
 from ...pose.schema import get_schema
 from ..core import generators
+from ..core.keys import MAX_FRAME, MIN_FRAME
 from . import sprite as sprites
 from .audio import DecodedRecording
 
@@ -422,6 +423,9 @@ def whole_frame(value, what):
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
             or value != int(value):
         raise TimelineError(f"{what} must be a whole frame number, got {value!r}")
+    # Outside Blender's frames, keys and strips are refused or clamped: the line would not play there.
+    if not MIN_FRAME <= value <= MAX_FRAME:
+        raise TimelineError(f"{what} {int(value):,} is outside Blender's frames {MIN_FRAME:,} to {MAX_FRAME:,}")
     return int(value)
 
 
@@ -431,6 +435,8 @@ def fit_scene(scene, last_frame, extend_scene, what):
     needed = int(math.ceil(last_frame - 1e-6))
     if needed <= scene.frame_end:
         return None
+    if needed > MAX_FRAME:  # Blender would clamp the scene's end there
+        raise TimelineError(f"{what} runs to frame {needed:,}, past Blender's last frame ({MAX_FRAME:,}); start it earlier")
     if not extend_scene:
         raise TimelineError(f"{what} runs to frame {needed}, past the scene's end (frame {scene.frame_end}); "
                             f"start it earlier, lengthen the scene, or let it extend the scene")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...errors import UserError
-from .keys import flat_bezier_keys, tangent_bezier_keys
+from .keys import MAX_FRAME, MIN_FRAME, flat_bezier_keys, tangent_bezier_keys
 
 # Which parameters close the eyes: THA2/THA3/THA4 wink morphs, THA1's own eye parameters.
 EYE_CLOSERS = (("eye_wink_left", "eye_wink_right"), ("left_eye", "right_eye"))
@@ -181,6 +181,8 @@ def _check_frames(frame_start, frame_end, fps):
     for name, value in (("frame_start", frame_start), ("frame_end", frame_end)):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
             raise GeneratorError(f"{name} must be a frame number, got {value!r}")
+        if not MIN_FRAME <= value <= MAX_FRAME:  # (and keys for years of frames to make)
+            raise GeneratorError(f"{name} {value:,} is outside Blender's frames {MIN_FRAME:,} to {MAX_FRAME:,}")
     if frame_end <= frame_start:
         raise GeneratorError(f"frame_end ({frame_end}) must be after frame_start ({frame_start})")
     return _number("scene", "fps", fps, 0.0, 1000.0, low_open=True)

@@ -32,7 +32,7 @@ from ...render.dataset.annotation import (
 from ...render.formats.mmd import vmd
 from ...render.formats.mmd.import_plan import to_blender_quaternion
 from ...render.formats.mmd.names import normalize_name
-from .keys import linear_keys
+from .keys import MAX_FRAME, linear_keys
 
 HEAD_DEGREES = 15.0  # ±1 is ±15° (tha.md §2.2), as the dataset renderer poses models
 BODY_DEGREES = 15.0
@@ -40,7 +40,6 @@ MIN_CONFIDENCE = 0.8  # a morph name matched less surely than this moves nothing
 # Unmarked, these close the model's left eye (MMD's standard morphs; ウィンク右 is the right one).
 LEFT_EYE_WINKS = {name_key(name) for name in ("ウィンク", "ウインク", "ウィンク2", "ウインク2")}
 NECK, HEAD, UPPER_BODY = "首", "頭", "上半身"
-MAX_SCENE_FRAME = 1_048_574  # Blender's last frame
 
 
 class MotionError(UserError, ValueError):
@@ -79,9 +78,9 @@ def motion_keyframes(motion, schema_name="tha3", fps=24.0, start_frame=1, source
     """MotionKeys of a vmd.Motion on a schema's parameters at the scene's `fps`."""
     schema = get_schema(schema_name)
     scale = fps / vmd.FPS
-    if start_frame + motion.last_frame * scale > MAX_SCENE_FRAME:  # (and a day of samples to make)
+    if start_frame + motion.last_frame * scale > MAX_FRAME:  # (and a day of samples to make)
         raise MotionError(f"{source}: it runs to its frame {motion.last_frame:,} ({motion.last_frame / vmd.FPS:,.0f} s), "
-                          f"past Blender's last frame ({MAX_SCENE_FRAME:,}) at {fps:g} frames a second")
+                          f"past Blender's last frame ({MAX_FRAME:,}) at {fps:g} frames a second")
     keyframes, unknown = {}, []
     by_parameter = {}
     for name, keys in motion.morphs.items():

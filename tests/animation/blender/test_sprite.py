@@ -485,6 +485,9 @@ def test_a_bake_from_below_frame_0_renders_each_frame_its_own_pose(ext, ext_modu
     live = ext_module("animation.blender.live")
     assert [live.missing_baked_frame(obj, frame) for frame in (-2, 1)] == ["", ""]
     assert "Frame -3 has no baked picture" in live.missing_baked_frame(obj, -3)
+    for start, end in ((1, 2**31 - 1), (-2**31, 1)):  # (a range no scene plays: years of frames to pose)
+        with pytest.raises(sprite.SpriteError, match="reaches past Blender's frames -1,048,574 to 1,048,574"):
+            bake_module.BakeJob(scene, obj, start, end)
 
 
 def test_a_weights_folder_missing_a_file_is_reported(ext, ext_module, picture, tha3_data, tmp_path):

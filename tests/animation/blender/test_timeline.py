@@ -289,6 +289,12 @@ def test_bad_input_is_reported_and_changes_nothing(m, sprite, tmp_path):
         "not a line": (dict(source=tmp_path / "notes.pdf"), r"notes\.pdf: not dialogue audio"),
         "too long": (dict(source=shared_path(*WATCHING_TV_CUES, "ps_json.json"), start_frame=240,
                           extend_scene=False), r"past the scene's end"),
+        # Blender clamps a scene's end to its last frame and refuses strips past 2**31: the line
+        # would not play where it says.
+        "past Blender's last frame": (dict(source=shared_path(*WATCHING_TV_CUES, "ps_json.json"),
+                                           start_frame=1_048_570), r"runs to frame 1,048,6\d\d, past Blender's last frame"),
+        "outside Blender's frames": (dict(source=shared_path(*WATCHING_TV_CUES, "ps_json.json"),
+                                          start_frame=99_999_999_999), r"start frame 99,999,999,999 is outside"),
     }
     for what, (arguments, message) in failures.items():
         arguments = {"start_frame": 1, "name": "kept", **arguments}

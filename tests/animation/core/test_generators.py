@@ -247,6 +247,8 @@ def test_settings_out_of_range_are_refused_naming_the_setting(make, message):
 def test_a_frame_range_or_rate_that_cannot_work_is_refused():
     with pytest.raises(GeneratorError, match="frame_end \\(10\\) must be after frame_start \\(10\\)"):
         blinks(THA3, BlinkSettings(), 10, 10, 24)
+    with pytest.raises(GeneratorError, match="frame_end 2,147,483,647 is outside Blender's frames"):
+        blinks(THA3, BlinkSettings(), 1, 2**31 - 1, 24)  # (years of blinks to key, past the scene's reach)
     with pytest.raises(GeneratorError, match="fps"):
         breathing(THA3, BreathingSettings(), 1, 100, 0)
     with pytest.raises(GeneratorError, match="double blink takes"):
