@@ -86,6 +86,9 @@ def run_annotate(args):
     from ..errors import UserError
     from .dataset.annotation import annotate_file
 
+    if args.annotations is not None and args.annotations.exists() and not args.annotations.is_dir():
+        # (else every model failed on its own, each naming the file that is in the way)
+        raise CommandError(f"--annotations {args.annotations}: not a folder")
     done, problems = 0, 0
     for model_id, path, problem in _models_to_annotate(args.models, args.annotations):
         try:

@@ -895,7 +895,10 @@ def annotate_file(model_path, annotations_dir=None, model_id=None, keep_person_e
     """Annotate one model file and write its sidecar; return (annotation, sidecar path)."""
     model_path = Path(model_path)
     path = sidecar_path(model_path, annotations_dir, model_id)
-    previous = load_sidecar(path) if keep_person_edits and path.exists() else None
+    try:
+        previous = load_sidecar(path) if keep_person_edits and path.exists() else None
+    except AnnotationError as error:  # a person's edits may be in it: not written over unasked
+        raise AnnotationError(f"{error}; fix or delete it, or annotate afresh (--fresh), which replaces it") from None
     annotation = annotate_model_file(model_path, previous, read_model)
     save_sidecar(annotation, path)
     return annotation, path

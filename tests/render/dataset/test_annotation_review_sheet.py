@@ -28,6 +28,24 @@ def test_annotate_command_writes_sidecars_and_reports_broken_files(shared, tmp_p
     assert sidecar.morphs_for("mouth_aaa") == [("あ", 1.0, None)]
 
 
+def test_a_sidecar_that_cannot_be_read_is_kept_until_fresh_and_annotations_must_be_a_folder(shared, tmp_path, capsys):
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "Gene_light.pmx").symlink_to(shared / "assets/mmd/gene_light/Gene_light.pmx")
+    sidecar = tmp_path / "notes" / "Gene_light.pmx.tha.json"
+    sidecar.parent.mkdir()
+    sidecar.write_text('{"head": {"top": 19.9,', encoding="utf-8")  # cut short: a person's edits may be in it
+    assert main(["annotate", str(models), "--annotations", str(sidecar.parent)]) == 1
+    assert "Gene_light.pmx.tha.json: not valid JSON" in capsys.readouterr().err
+    assert sidecar.read_text(encoding="utf-8") == '{"head": {"top": 19.9,'
+    assert main(["annotate", str(models), "--annotations", str(sidecar.parent), "--fresh"]) == 0
+    assert A.load_sidecar(sidecar).morphs_for("mouth_aaa") == [("あ", 1.0, None)]
+    capsys.readouterr()
+    # A file where the folder should be: said once, not once per model.
+    assert main(["annotate", str(models), "--annotations", str(sidecar)]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [f"tha_studio annotate: error: --annotations {sidecar}: not a folder"]
+
+
 def make_dataset(folder, shared):
     ensure_config(folder, DatasetConfig())
     rest = np.zeros((256, 256, 4), np.uint8)
