@@ -14,11 +14,10 @@ from bpy_extras.io_utils import ImportHelper
 
 from ..animation.blender import expressions, timeline
 from ..animation.blender import sprite as sprites
-from ..animation.core.keys import MAX_FRAME, MIN_FRAME
 from ..errors import UserError
 from ..lipsync.analyser import read_dialog
 from ..lipsync.audio_formats import file_glob as audio_file_glob
-from ..lipsync.curves import STYLES, CurveSettings
+from ..lipsync.curves import MAX_FRAME, MIN_FRAME, STYLES, CurveSettings
 from ..lipsync.cues import SHAPE_DESCRIPTIONS, SHAPES
 from ..pose.schema import get_schema
 from .job_operator import JobOperator

@@ -10,9 +10,9 @@ from bpy_extras.io_utils import ImportHelper
 from ..animation.blender import bake, live
 from ..animation.blender import sprite as sprites
 from ..animation.core.bake_cache import BakeCache
-from ..animation.core.keys import MAX_FRAME, MIN_FRAME
 from ..animation.core.sprite_settings import SpriteSettings
 from ..errors import UserError
+from ..lipsync.curves import MAX_FRAME, MIN_FRAME
 from ..pose.schema import GROUPS, get_schema
 from ..render.blender import scene as scenes
 from .job_operator import JobOperator

@@ -95,7 +95,7 @@ def parse_range(text):
         raise CommandError(f"--frames {text!r}: expected START-END, e.g. 1-240") from None
     if end < start:
         raise CommandError(f"--frames {text!r}: the range is empty")
-    from .core.keys import MAX_FRAME
+    from ..lipsync.curves import MAX_FRAME
 
     if end > MAX_FRAME:
         raise CommandError(f"--frames {text!r}: Blender's last frame is {MAX_FRAME:,}")

@@ -1,6 +1,7 @@
 """Subcommands of this package (see the root commands.py): `lipsync`."""
 
 import argparse
+import math
 import sys
 
 from ..atomic_files import write_text_atomic
@@ -232,9 +233,12 @@ def _render_values(track, output_format, mapping, settings):
     import io
     import json
 
-    from .curves import mouth_curves
+    from .curves import MAX_FRAME, mouth_curves
 
     curves = mouth_curves(track, settings, mapping)
+    if curves.last_frame > MAX_FRAME:
+        raise CommandError(f"the line runs to frame {math.ceil(curves.last_frame):,}, past Blender's last frame "
+                           f"({MAX_FRAME:,}): start it earlier (--start-frame) or lower --fps")
     frames, values = curves.per_frame()
     if output_format == "values-json":
         document = {

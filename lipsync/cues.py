@@ -7,7 +7,6 @@ the cues (the sound file, the recording's length, the closed-mouth shape of its 
 file read and written again comes out the same.
 """
 
-import math
 from dataclasses import dataclass
 
 from ..errors import UserError
@@ -46,6 +45,7 @@ CENTISECOND = 0.01
 # that per-frame output and frame arithmetic stay bounded (a cue file claiming 1e12 s would
 # otherwise make millions of frames, or overflow int()).
 MAX_SECONDS = 12 * 3600.0
+MAX_FRAME_RATE = 32767.0  # Blender's highest scene frame rate: frames faster than any scene plays
 
 
 class CueError(UserError, ValueError):
@@ -249,8 +249,9 @@ def frame_to_seconds(frame, frame_rate, start_frame=0):
 
 
 def check_frame_rate(frame_rate):
-    if not isinstance(frame_rate, (int, float)) or not math.isfinite(frame_rate) or frame_rate <= 0:
-        raise CueError(f"frame rate must be a positive number of frames per second, got {frame_rate!r}")
+    if not isinstance(frame_rate, (int, float)) or not 0 < frame_rate <= MAX_FRAME_RATE:  # (NaN fails too)
+        raise CueError(f"frame rate must be a positive number of frames per second up to {MAX_FRAME_RATE:g}, "
+                       f"got {frame_rate!r}")
     return float(frame_rate)
 
 

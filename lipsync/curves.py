@@ -27,6 +27,9 @@ from ..pose.schema import get_schema
 from .cues import SHAPES, check_frame_rate, check_shape
 
 STYLES = ("linear", "eased", "stepped")
+# Blender's frames (MINAFRAME, MAXFRAME): keys outside them are refused or clamped by Blender, so
+# no curve is made to reach past them.
+MIN_FRAME, MAX_FRAME = -1_048_574, 1_048_574
 INTERPOLATION = {"linear": "LINEAR", "eased": "BEZIER", "stepped": "CONSTANT"}
 
 # Default shape -> parameter values for the THA2/THA3/THA4 mouth (tha.md §6), by the shapes'
@@ -138,6 +141,9 @@ class CurveSettings:
         if not isinstance(self.blend, (int, float)) or not 0 <= self.blend < 10:
             raise ValueError(f"blend time must be seconds from 0 to 10, got {self.blend!r}")
         check_frame_rate(self.frame_rate)
+        if not isinstance(self.start_frame, (int, float)) or not MIN_FRAME <= self.start_frame <= MAX_FRAME:
+            raise ValueError(f"start frame must be a frame number from {MIN_FRAME:,} to {MAX_FRAME:,}, "
+                             f"got {self.start_frame!r}")
 
 
 @dataclass(frozen=True)

@@ -318,12 +318,20 @@ def _parse_xml(text, source):
             source, f"not valid XML: {problem} (column {error.getColumnNumber() + 1})", error.getLineNumber()
         ) from None
     except defusedxml.EntitiesForbidden as error:
-        raise CueFileError(source, f"entity declarations are not allowed in a cue file (<!ENTITY {error.name}>)", tree.line()) from None
+        raise CueFileError(source, f"entity declarations are not allowed in a cue file (<!ENTITY {_clipped(error.name)}>)",
+                           tree.line()) from None
     except defusedxml.ExternalReferenceForbidden as error:
-        raise CueFileError(source, f"external references are not allowed in a cue file ({error.sysid})", tree.line()) from None
+        raise CueFileError(source, f"external references are not allowed in a cue file ({_clipped(error.sysid)})",
+                           tree.line()) from None
     except (LookupError, ValueError) as error:  # an XML declaration naming an unknown encoding
-        raise CueFileError(source, f"not valid XML: {error}", 1) from None
+        raise CueFileError(source, f"not valid XML: {_clipped(str(error))}", 1) from None
     return tree.stack[0]
+
+
+def _clipped(text, limit=100):
+    """A name quoted from the file, shortened: a declaration may name a 5,000-character encoding."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit - 30]}...{text[-20:]} ({len(text):,} characters)"
 
 
 def read_xml(text, source="<xml>"):

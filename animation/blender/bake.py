@@ -17,9 +17,9 @@ from pathlib import Path
 import bpy
 
 from ...jobs import Job, Progress
+from ...lipsync.curves import MAX_FRAME, MIN_FRAME
 from ...neural.backends import hold_freed_memory
 from ..core.bake_cache import BakeCache
-from ..core.keys import MAX_FRAME, MIN_FRAME
 from . import live
 from . import sprite as sprites
 

@@ -14,8 +14,8 @@ import bpy
 
 from ...errors import UserError
 from ... import json_text
+from ...lipsync.curves import MAX_FRAME
 from ...pose.character_image import linear_to_srgb
-from ..core.keys import MAX_FRAME
 from ...render.blender import scene as scenes
 from . import sprite as sprites
 

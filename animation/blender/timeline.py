@@ -46,13 +46,13 @@ from ...jobs import Job, Progress
 from ...lipsync.analyser import Analysis
 from ...lipsync.audio_formats import AUDIO_EXTENSIONS, decoded_by_blender
 from ...lipsync.cues import Cue, CueTrack
-from ...lipsync.curves import DEFAULT_THA1_MAPPING, CurveSettings, Keyframe, MouthMapping, mouth_curves
+from ...lipsync.curves import (DEFAULT_THA1_MAPPING, MAX_FRAME, MIN_FRAME, CurveSettings, Keyframe, MouthMapping,
+                               mouth_curves)
 from ...lipsync.formats import EXTENSIONS as CUE_EXTENSIONS
 from ...lipsync.formats import read_cues
 from ...lipsync.rhubarb import RhubarbJob, find_rhubarb
 from ...pose.schema import get_schema
 from ..core import generators
-from ..core.keys import MAX_FRAME, MIN_FRAME
 from . import sprite as sprites
 from .audio import DecodedRecording
 

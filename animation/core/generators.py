@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...errors import UserError
-from .keys import MAX_FRAME, MIN_FRAME, flat_bezier_keys, tangent_bezier_keys
+from ...lipsync.curves import MAX_FRAME, MIN_FRAME
+from .keys import flat_bezier_keys, tangent_bezier_keys
 
 # Which parameters close the eyes: THA2/THA3/THA4 wink morphs, THA1's own eye parameters.
 EYE_CLOSERS = (("eye_wink_left", "eye_wink_right"), ("left_eye", "right_eye"))

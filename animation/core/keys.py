@@ -12,10 +12,6 @@ import numpy as np
 
 from ...lipsync.curves import Keyframe
 
-# Blender's frames (MINAFRAME, MAXFRAME): keys, strips and a scene's end outside them are refused
-# or clamped by Blender, so nothing is placed there.
-MIN_FRAME, MAX_FRAME = -1_048_574, 1_048_574
-
 
 def flat_bezier_keys(points):
     """BEZIER keys through (frame, value) points with flat handles a third of the way to each

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import UserError
+from ...lipsync.curves import MAX_FRAME
 from ...pose.schema import get_schema
 from ...render.dataset.annotation import (
     LEFT, RIGHT, SIDED_MORPH_FAMILIES, morph_families_by_name, morph_roles_for_schema, name_key, split_side,
@@ -32,7 +33,7 @@ from ...render.dataset.annotation import (
 from ...render.formats.mmd import vmd
 from ...render.formats.mmd.import_plan import to_blender_quaternion
 from ...render.formats.mmd.names import normalize_name
-from .keys import MAX_FRAME, linear_keys
+from .keys import linear_keys
 
 HEAD_DEGREES = 15.0  # ±1 is ±15° (tha.md §2.2), as the dataset renderer poses models
 BODY_DEGREES = 15.0

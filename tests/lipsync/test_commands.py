@@ -105,6 +105,9 @@ def test_bad_value_options_are_named_before_the_recording_is_analysed(shared, tm
     mapping.write_text('{"A": {"mouth_aaa": 2}}')
     for options, message in [(["--fps", "0"], "frame rate must be a positive number"),
                              (["--blend", "-1"], "blend time must be seconds from 0 to 10"),
+                             # (a traceback; per-frame values for a billion frames a second)
+                             (["--start-frame", "nan"], "start frame must be a frame number from -1,048,574"),
+                             (["--fps", "1e9"], "frames per second up to 32767"),
                              (["--mapping", str(mapping)], "A sets mouth_aaa=2, outside [0.0, 1.0]")]:
         assert main(["lipsync", str(recording), "-f", "values-csv", *options]) == 1
         err = capsys.readouterr().err
@@ -165,6 +168,15 @@ def test_an_error_after_the_progress_bar_starts_its_own_line(shared, capsys):
     assert lines[-2].startswith("tha_studio lipsync: error: Could not open sound file") and lines[-1] == ""
     assert "" not in lines[:-1]  # no empty line before it
     assert lines[-3].startswith("lip sync:") and "\r" not in lines[-3]
+
+
+def test_values_past_blenders_last_frame_are_refused(shared, tmp_path, capsys):
+    cues = shared / "assets" / "lipsync" / "rhubarb" / "en_male_electricity.ogg" / "ps_tsv.tsv"  # to 1.06 s
+    out = tmp_path / "values.csv"
+    assert main(["lipsync", str(cues), "-f", "values-csv", "--start-frame", "1048560", "-o", str(out)]) == 1
+    assert "runs to frame 1,048,586, past Blender's last frame" in capsys.readouterr().err and not out.exists()
+    assert main(["lipsync", str(cues), "-f", "values-csv", "--start-frame", "1048548", "-o", str(out)]) == 0
+    assert out.read_text().splitlines()[-1].split(",")[0] == "1048574"
 
 
 def test_a_cue_file_past_the_limit_is_refused_before_any_output(tmp_path, capsys):

@@ -325,6 +325,14 @@ def test_xml_external_entities_are_refused(shared):
     assert _refused(text, "xml").line == 2
 
 
+def test_a_name_quoted_from_a_bad_xml_file_is_shortened(shared):
+    # Found by the fuzzer: a 5,000-character encoding name made a 5,000-character message.
+    text = _real("ps_xml.xml").replace('encoding="utf-8"', f'encoding="u{"9" * 5000}tf-8"', 1)
+    error = _refused(text, "xml")
+    assert "unknown encoding: u999" in error.problem and error.problem.endswith("9tf-8 (5,023 characters)")
+    assert len(str(error)) < 200
+
+
 def test_xml_with_half_a_million_character_references_reads_in_linear_time(shared):
     # Each reference is its own piece of text: joined once, not added one by one.
     real = _real("ps_xml.xml")
