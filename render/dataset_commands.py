@@ -163,7 +163,7 @@ SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with THA_SHARD_COUNT), then run 
                         "(toon ramps, sphere maps, outlines; Cycles on the CPU) (default workbench)")
     parser.add_argument("--samples", type=int, default=16, help="Cycles and toon samples per pixel (default 16)")
     parser.add_argument("--antialias", default="5", choices=ANTIALIAS, help="Workbench anti-aliasing samples (default 5)")
-    parser.add_argument("--workers", type=int, default=1, help="processes rendering at once on this machine (default 1)")
+    parser.add_argument("--workers", type=int, default=1, help="processes rendering at once on this machine, at most its CPUs (default 1)")
     parser.add_argument("--shard", help="K/N: render only the K-th of N shares of the models")
     parser.add_argument("--split-file", type=Path, help='lines "FOLDER SPLIT" assigning models to train/validation/test')
     parser.add_argument("--default-split", default="train", choices=("train", "validation", "test"),

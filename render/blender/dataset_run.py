@@ -368,6 +368,11 @@ def lock_journal(journal):
     return lock
 
 
+def usable_cpus():
+    """The CPUs this process may run on (a container's or a batch system's share, not the machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class DatasetRun(Job):
     """One run over a shard of a models folder into a dataset folder, as a job: `start()` checks
     the folder and plans, each `step()` renders one model (or, with workers, reads what they
@@ -389,6 +394,9 @@ class DatasetRun(Job):
         super().__init__()
         if workers < 1:
             raise DatasetError("workers must be 1 or more")
+        if workers > usable_cpus():  # (a typo of 800 for 8 forked 800 Blenders, each holding a model)
+            raise DatasetError(f"--workers {workers}: this machine lets this process use {usable_cpus()} CPU(s); "
+                               "each worker is a Blender rendering on at least one, so more only slow each other down")
         if limit_models is not None and limit_models < 0:  # (-1 sliced off the shard's last model)
             raise DatasetError(f"--limit-models {limit_models}: must be 0 or more")
         from ...pose.schema import get_schema

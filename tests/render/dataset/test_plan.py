@@ -147,6 +147,11 @@ def test_run_refuses_bad_options_before_rendering(tmp_path):
         plan.discover_models(tmp_path / "missing")
     with pytest.raises(plan.DatasetError, match=r"--limit-models -1: must be 0 or more"):  # (it left the last model out)
         DatasetRun(tmp_path, tmp_path / "out", plan.DatasetConfig(), limit_models=-1)
+    cpus = len(os.sched_getaffinity(0))
+    # A typo of 800 for 8 forked 800 Blenders, each holding a model in memory.
+    with pytest.raises(plan.DatasetError, match=rf"--workers {cpus + 1}: .* use {cpus} CPU"):
+        DatasetRun(tmp_path, tmp_path / "out", plan.DatasetConfig(), workers=cpus + 1)
+    assert DatasetRun(tmp_path, tmp_path / "out", plan.DatasetConfig(), workers=cpus).workers == cpus
 
 
 @pytest.mark.parametrize("option, value", [("--model-timeout", "nan"), ("--model-memory", "nan"),
