@@ -16,9 +16,16 @@ Pure: no bpy, no torch.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from .errors import UserError
+
+
+def usable_cpus():
+    """The CPUs this process may run on (a container's or a batch system's share, not the
+    machine's): the most worker processes a job starts."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class JobCancelled(UserError):

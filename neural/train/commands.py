@@ -51,7 +51,7 @@ def add_subcommands(subparsers):
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the data order (default 0)")
     parser.add_argument("--image-size", type=int, default=0,
                         help="train THA1 at this square size (the images are resized; default: the dataset's)")
-    parser.add_argument("--workers", type=int, default=0, help="data-loading processes (default 0: in the trainer)")
+    parser.add_argument("--workers", type=int, default=0, help="data-loading processes, at most the CPUs (default 0: in the trainer)")
     parser.add_argument("--validate-every", type=int, default=0, help="validate every N steps (default: start and end)")
     parser.add_argument("--validation-limit", type=int, default=0, help="validate on the first N examples (default all)")
     parser.add_argument("--hold-out", type=int, default=0,
@@ -77,7 +77,7 @@ def add_subcommands(subparsers):
 
 
 def run_train(args):
-    from .trainer import TrainError, TrainOptions, train
+    from .trainer import TrainOptions, train
 
     options = TrainOptions(
         dataset=args.dataset, out=args.out, family=args.family, network=args.network, steps=args.steps,

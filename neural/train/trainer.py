@@ -44,6 +44,7 @@ from .. import weights as weights_io
 from ..image import save_rgba_png, tensor_to_rgba
 from ...atomic_files import write_text_atomic
 from ...errors import UserError
+from ...jobs import usable_cpus
 from ...progress import progress_bar
 
 PRECISIONS = ("float32", "bfloat16", "float16")
@@ -331,6 +332,9 @@ class Trainer:
         for option, value in counts.items():
             if value < 0:
                 raise TrainError(f"{option} {value}: must be 0 or more")
+        if o.workers > usable_cpus():  # (each a process decoding pictures: 800 for 8 forked 800)
+            raise TrainError(f"--workers {o.workers}: this machine lets this process use {usable_cpus()} CPU(s); "
+                             "more loader processes only slow each other down")
         if o.image_size < 0 or o.image_size % SIZE_STEP:
             raise TrainError(f"--image-size {o.image_size}: must be a multiple of {SIZE_STEP} (the networks halve a "
                              "picture three times), or 0 for the dataset's size")

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from ...atomic_files import remove_stale_temps
-from ...jobs import Job, Progress
+from ...jobs import Job, Progress, usable_cpus
 from ...progress import progress_bar
 from ..dataset import manifest
 from ..dataset.archives import ARCHIVE_SUFFIXES, ArchiveError, extract, extracted_size
@@ -366,11 +366,6 @@ def lock_journal(journal):
               "make sure no other run writes this shard", file=sys.stderr)
         return None
     return lock
-
-
-def usable_cpus():
-    """The CPUs this process may run on (a container's or a batch system's share, not the machine's)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class DatasetRun(Job):

@@ -105,6 +105,7 @@ def test_bfloat16_autocast_trains_and_keeps_float32_weights(tha1_dataset, tmp_pa
     (dict(validation_limit=-1), r"--validation-limit -1: must be 0 or more"),  # sliced off the last example
     (dict(workers=-1), r"--workers -1: must be 0 or more"),  # was the DataLoader's traceback
     (dict(threads=-1), r"--threads -1: must be 0 or more"),  # was torch's traceback
+    (dict(workers=999), r"--workers 999: this machine lets this process use \d+ CPU"),  # 999 loader processes
     (dict(image_size=100), r"--image-size 100: must be a multiple of 8"),  # a shape mismatch deep in the network
 ])
 def test_options_no_run_can_use_are_refused_before_any_work(tha1_dataset, tmp_path, change, message):
