@@ -38,13 +38,22 @@ class BakeResult:
 
 def default_cache_dir(obj, fallback_folder=None):
     """`//tha_cache/<sprite>/` beside a saved .blend, else `<fallback_folder>/<sprite>/` (the
-    extension's user folder from the UI; never the extension's own folder)."""
-    safe = bpy.path.clean_name(obj.name)
+    extension's user folder from the UI; never the extension's own folder). <sprite> is the
+    name as a folder name can hold it, numbered where another sprite already bakes there
+    ("Anna.001" and "Anna 001" are both Anna_001)."""
     if bpy.data.filepath:
-        return f"//{CACHE_FOLDER}/{safe}/"
-    if fallback_folder is None:
+        parent = f"//{CACHE_FOLDER}/"
+    elif fallback_folder is None:
         raise sprites.SpriteError("save the .blend first or choose a cache folder: the bake needs a place to write")
-    return str(Path(fallback_folder) / safe) + "/"
+    else:
+        parent = str(Path(fallback_folder)) + "/"
+    safe = bpy.path.clean_name(obj.name)
+    taken = sprites.folders_of_other_sprites(obj)
+    name, number = safe, 1
+    while Path(bpy.path.abspath(parent + name)) in taken:
+        number += 1
+        name = f"{safe}_{number}"
+    return f"{parent}{name}/"
 
 
 class BakeJob(Job):

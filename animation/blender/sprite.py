@@ -308,20 +308,33 @@ def own_material(obj):
 
 def own_cache_dir(obj):
     """Give a copied sprite a bake folder of its own: its settings came with the copy, and two
-    sprites baking into one folder overwrite each other's frame sequence. The sprite whose name
-    the folder bears keeps it; the other's folder is cleared (the bake then takes the default
-    for its own name). Returns True if it did."""
+    sprites baking into one folder overwrite each other's frame sequence. Of the sprites sharing
+    the folder, the first by name among those whose name it bears keeps it (names that differ
+    only in characters a folder name cannot hold, "Anna.001" and "Anna 001", bear the same),
+    else the first by name; the others' folders are cleared (a bake then takes a default folder
+    no other sprite uses). Returns True if it did."""
     settings = settings_of(obj)
-    if not settings.cache_dir:
+    folder = cache_folder_of(obj)
+    if folder is None:
         return False
-    folder = Path(bpy.path.abspath(settings.cache_dir))
-    shared = any(settings_of(other).cache_dir and Path(bpy.path.abspath(settings_of(other).cache_dir)) == folder
-                 for other in _other_sprites(obj))
-    if not shared or folder.name == bpy.path.clean_name(obj.name):
+    sharing = [other for other in _other_sprites(obj) if cache_folder_of(other) == folder]
+    keeper = min([obj, *sharing], key=lambda o: (bpy.path.clean_name(o.name) != folder.name, o.name))
+    if keeper is obj:
         return False
     settings.cache_dir = ""
     store_settings(obj, settings)
     return True
+
+
+def cache_folder_of(obj):
+    """The sprite's bake folder as an absolute path, or None before its first bake."""
+    cache_dir = settings_of(obj).cache_dir
+    return Path(bpy.path.abspath(cache_dir)) if cache_dir else None
+
+
+def folders_of_other_sprites(obj):
+    """The bake folders the other sprites use (a linked copy's is its original's)."""
+    return {folder for other in _other_sprites(obj) if (folder := cache_folder_of(other)) is not None}
 
 
 # --- sliders -------------------------------------------------------------------------------

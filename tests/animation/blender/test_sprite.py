@@ -397,6 +397,39 @@ def test_a_copied_sprite_bakes_and_shows_its_own_frames_and_a_renamed_one_keeps_
     assert sprite.frame_node(alice).image is alice_image
 
 
+def test_sprites_whose_names_make_one_folder_name_bake_apart(ext, ext_module, picture, tmp_path):
+    # "Anna.001" and "Anna 001" are both Anna_001 as a folder name: the second bake overwrote
+    # the first's frames, and both planes showed the second's.
+    sprite, bake_module = ext_module("animation.blender.sprite"), ext_module("animation.blender.bake")
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "names.blend"))
+    first, second = add_sprite(picture), add_sprite(picture)
+    first.name, second.name = "Anna.001", "Anna 001"
+    sprite.key_pose(first, {"mouth_aaa": 1.0}, 1)
+    sprite.key_pose(second, {"eye_wink_left": 1.0}, 1)
+
+    def bake_frame(obj):
+        job = bake_module.BakeJob(bpy.context.scene, obj, 1, 1)
+        job.run()
+        return job.result.folder, read_rgba(job.result.folder / "frames" / "frame_0001.png")
+
+    (first_folder, first_frame), (second_folder, second_frame) = bake_frame(first), bake_frame(second)
+    assert (first_folder.name, second_folder.name) == ("Anna_001", "Anna_001_2")
+    assert np.array_equal(read_rgba(first_folder / "frames" / "frame_0001.png"), first_frame)
+    assert not np.array_equal(first_frame, second_frame)
+    assert bake_frame(first)[0] == first_folder and bake_frame(second)[0] == second_folder  # each keeps its own
+
+    # A copy of the second (its folder bears neither name): the first by name keeps the folder.
+    bpy.ops.object.select_all(action="DESELECT")
+    second.select_set(True)
+    bpy.context.view_layer.objects.active = second
+    assert bpy.ops.object.duplicate() == {"FINISHED"}
+    copy = bpy.context.view_layer.objects.active
+    assert copy.name == "Anna 001.001" and sprite.cache_folder_of(copy) == second_folder
+    copy_folder, _ = bake_frame(copy)
+    assert copy_folder.name == "Anna_001_001" and bake_frame(second)[0] == second_folder
+    assert np.array_equal(read_rgba(second_folder / "frames" / "frame_0001.png"), second_frame)
+
+
 def test_change_picture_keeps_the_performance_and_poses_the_new_character(ext, ext_module, picture, tha3_data, tmp_path):
     sprite, bake_module = ext_module("animation.blender.sprite"), ext_module("animation.blender.bake")
     schema = sprite.get_schema("tha3")
