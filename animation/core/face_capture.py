@@ -7,7 +7,8 @@ CSV per take: a header row, then one row per captured frame:
     LeftEyeYaw,LeftEyePitch,LeftEyeRoll,RightEyeYaw,RightEyePitch,RightEyeRoll
 
 - Timecode `hh:mm:ss:ff.fff`: frame `ff` at the capture rate (60 by default, 30 or other in the
-  app's settings) with the part after the dot a fraction of a frame. Times count from the first row.
+  app's settings) with the part after the dot a fraction of a frame. Times count from the first row;
+  the timecode is the time of day, so a take across midnight goes on from 00:00:00:00.
 - BlendShapeCount: 61 (the 52 ARKit blendshapes and 9 rotations); read and ignored.
 - The 52 ARKit blendshapes in 0..1, named as ARKit's (camelCase there, PascalCase here; names
   match case-insensitively).
@@ -71,6 +72,10 @@ def channel_name(name):
     return _CANONICAL.get(str(name).strip().lower())
 
 
+DAY = 24 * 3600.0
+MIDNIGHT_GAP = 60.0  # at most this long between the last row before midnight and the first after
+
+
 def parse_timecode(text, capture_fps):
     """Seconds of a `hh:mm:ss:ff[.fff]` timecode at `capture_fps` (ValueError saying why not)."""
     match = _TIMECODE.match(text)
@@ -131,6 +136,7 @@ def parse_live_link_csv(text, capture_fps=60.0, angle_units="radians", source="<
     columns = _read_header(header, source, header_line)
     to_degrees = ANGLE_UNITS[angle_units]
     times, values = [], {name: [] for name in columns.values()}
+    days = 0.0  # a capture running past midnight: its timecode starts again at 00:00:00:00
     for row in records:
         line = rows.line_num
         if not any(cell.strip() for cell in row):
@@ -140,9 +146,15 @@ def parse_live_link_csv(text, capture_fps=60.0, angle_units="radians", source="<
         if len(row) != len(header):
             raise FaceCaptureError(f"{source}, line {line}: {len(row)} fields, but the header has {len(header)}")
         try:
-            seconds = parse_timecode(row[0], capture_fps)
+            seconds = parse_timecode(row[0], capture_fps) + days
         except ValueError as error:
             raise FaceCaptureError(f"{source}, line {line}, column 1 (Timecode): {error}") from None
+        step = seconds - times[-1] if times else 0.0
+        if step < 0 and 0 < step + DAY <= MIDNIGHT_GAP:  # just past midnight
+            days += DAY
+            seconds += DAY
+        elif step > DAY - MIDNIGHT_GAP:  # a row of the day before, after midnight: earlier
+            seconds -= DAY
         if times and seconds < times[-1] - 1e-9:
             raise FaceCaptureError(f"{source}, line {line}, column 1 (Timecode): {row[0].strip()} is earlier "
                                    f"than the row before; rows must be in time order")

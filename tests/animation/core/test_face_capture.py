@@ -51,16 +51,16 @@ def timecode(seconds, fps=CAPTURE_FPS):
     whole = math.floor(seconds + 1e-9)
     frames = (seconds - whole) * fps
     frame = math.floor(frames + 1e-6)
-    return (f"{whole // 3600:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}:{frame:02d}."
+    return (f"{whole // 3600 % 24:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}:{frame:02d}."
             f"{round((frames - frame) * 1000):03d}")
 
 
-def live_link_csv(seconds=6.0, degrees=False, header=LIVE_LINK_COLUMNS):
+def live_link_csv(seconds=6.0, degrees=False, header=LIVE_LINK_COLUMNS, start=TAKE_START):
     t = np.arange(round(seconds * CAPTURE_FPS) + 1) / CAPTURE_FPS
     columns = arkit_columns(t, degrees)
     lines = [",".join(header)]
     for row, time in enumerate(t):
-        cells = [timecode(TAKE_START + time), "61"] + [f"{columns[name][row]:.6f}" for name in LIVE_LINK_COLUMNS[2:]]
+        cells = [timecode(start + time), "61"] + [f"{columns[name][row]:.6f}" for name in LIVE_LINK_COLUMNS[2:]]
         lines.append(",".join(cells))
     return "\n".join(lines) + "\n"
 
@@ -231,3 +231,18 @@ def test_windows_line_ends_a_bom_and_a_repeated_instant_read_as_expected():
     np.testing.assert_array_equal(capture.times, plain.times)
     assert capture.channels["JawOpen"][2] == 0.25
     assert capture.channels["JawOpen"][3] == plain.channels["JawOpen"][3]
+
+
+def test_a_take_across_midnight_reads_on_where_its_timecode_starts_again():
+    # The timecode is the time of day: 23:59:58:00 is followed, two seconds on, by 00:00:00:00.
+    # Such a take was refused as rows out of time order.
+    plain = parse_live_link_csv(live_link_csv(4.0))
+    text = live_link_csv(4.0, start=24 * 3600.0 - 2.0)
+    assert "\n23:59:59:59.000," in text and "\n00:00:00:00.000," in text
+    across = parse_live_link_csv(text)
+    np.testing.assert_allclose(across.times, plain.times, atol=1e-6)
+    np.testing.assert_array_equal(across.channels["JawOpen"], plain.channels["JawOpen"])
+    # Going back within the day is still out of order.
+    lines = text.splitlines()
+    with pytest.raises(FaceCaptureError, match="is earlier than the row before"):
+        parse_live_link_csv("\n".join(lines[:200] + [lines[30]] + lines[200:]) + "\n")
