@@ -68,7 +68,7 @@ def render_model(work, config, out_dir, emit, annotations_dir=None, temp_tag=Non
     try:
         if entry.archive is not None:
             extracted = extraction_folder(out_dir, temp_tag, entry)
-            entry = replace(entry, path=extract_model(entry, out_dir, extracted))
+            entry = replace(entry, path=extracted_model(entry, out_dir, extracted))
             budget.check()
         annotation = load_or_make_annotation(entry, out_dir, annotations_dir, model_reader(entry.path))
         missing = annotation.missing_roles(schema)
@@ -108,17 +108,41 @@ def render_model(work, config, out_dir, emit, annotations_dir=None, temp_tag=Non
         if os.environ.get("THA_STUDIO_DEBUG"):
             traceback.print_exc()
     finally:
-        if extracted is not None:
+        if extracted is not None and _kept_extraction.get("folder") != extracted:  # (a failed extraction)
             shutil.rmtree(extracted, ignore_errors=True)
 
 
-# Archived models are extracted under EXTRACTING_FOLDER for their render, a folder per run and model.
+# Archived models are extracted under EXTRACTING_FOLDER for their render, a folder per run and
+# archive. Each process keeps its last extraction for the models after it: the variants of one
+# download (sorted together) are extracted once, not once each. The run removes what is left.
 EXTRACT_MARGIN_BYTES = 1 << 30  # left free beside an extracted archive, for the images
+_kept_extraction = {}  # "key": the archive as extracted (folder, path, size, mtime), "folder"
 
 
 def extraction_folder(out_dir, temp_tag, entry):
-    digest = hashlib.sha1(entry.model_id.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    digest = hashlib.sha1(str(entry.archive).encode("utf-8", "surrogateescape")).hexdigest()[:12]
     return Path(out_dir) / EXTRACTING_FOLDER / (temp_tag or f"run-{os.getpid()}") / digest
+
+
+def extracted_model(entry, out_dir, folder):
+    """The model file of `entry` extracted into `folder`: the archive extracted there for an
+    earlier model when it is unchanged, else extracted now (`extract_model`), the process's
+    earlier extraction removed first."""
+    try:
+        stat = entry.archive.stat()
+    except OSError as error:
+        raise ArchiveError(f"{entry.archive}: cannot be read ({error.strerror or error})") from None
+    key = (str(folder), str(entry.archive), stat.st_size, stat.st_mtime_ns)
+    path = folder.joinpath(*PurePosixPath(entry.member).parts)
+    if _kept_extraction.get("key") == key and entry.member and path.is_file():
+        return path
+    kept = _kept_extraction.pop("folder", None)
+    _kept_extraction.clear()
+    if kept is not None:
+        shutil.rmtree(kept, ignore_errors=True)
+    path = extract_model(entry, out_dir, folder)
+    _kept_extraction.update(key=key, folder=folder)
+    return path
 
 
 def extract_model(entry, out_dir, folder):

@@ -1,6 +1,7 @@
 """Models in zip archives, as they are downloaded: names, listing, safe extraction, discovery."""
 
 import hashlib
+import shutil
 import sys
 import zipfile
 from pathlib import Path
@@ -116,3 +117,32 @@ def test_a_dataset_folder_inside_the_models_folder_is_not_searched_while_it_extr
     extracting.mkdir(parents=True)
     (extracting / "model.pmx").write_bytes(MODEL)  # a copy an archive's render is using right now
     assert [entry.model_id for entry in plan.discover_models(root)] == ["chara/model.pmx"]
+
+
+def test_the_variants_of_one_archive_are_extracted_once_and_the_next_archive_replaces_them(tmp_path):
+    from tha_studio.render.blender.dataset_run import extracted_model, extraction_folder
+
+    models, out = tmp_path / "models", tmp_path / "out"
+    out.mkdir()
+    windows_zip(models / "chara.zip", {"キャラ/モデル.pmx": MODEL, "キャラ/別/モデル2.pmx": MODEL,
+                                       "キャラ/テクスチャ/服.png": TEXTURE})
+    windows_zip(models / "other.zip", {"other.pmx": MODEL})
+    first, second, other = plan.discover_models(models)
+    assert (first.archive, second.archive, other.archive) == (models / "chara.zip",) * 2 + (models / "other.zip",)
+
+    def extracted(entry):
+        return extracted_model(entry, out, extraction_folder(out, "run-test", entry))
+
+    path = extracted(first)
+    assert path.read_bytes() == MODEL and path.name == "モデル.pmx"
+    marker = path.parent / "extracted once"
+    marker.touch()
+    assert extracted(second).parent.parent == path.parent and marker.exists()  # the same extraction, kept
+    other_path = extracted(other)
+    assert other_path.read_bytes() == MODEL and not path.parent.exists()  # the next archive's replaces it
+    # A folder removed under it (as the run's end removes it) or a changed archive is extracted again.
+    shutil.rmtree(other_path.parent)
+    assert extracted(other).read_bytes() == MODEL
+    assert extracted(first).read_bytes() == MODEL
+    windows_zip(models / "chara.zip", {"キャラ/モデル.pmx": MODEL[:100], "キャラ/別/モデル2.pmx": MODEL})
+    assert extracted(first).read_bytes() == MODEL[:100]
