@@ -10,11 +10,12 @@ import time
 from pathlib import Path
 
 from ..commands import CommandError
+from ..lipsync.cues import MAX_FRAME_RATE
 from ..pose.commands import add_fit_arguments, fit_request
 from ..progress import progress_bar, run_with_bar
 
 ENGINES = ("workbench", "cycles", "eevee")
-FPS_RANGE = (1, 32767)  # Blender's own limits on a scene's frame rate
+FPS_RANGE = (1, int(MAX_FRAME_RATE))  # Blender's own limits on a scene's frame rate
 SIZE_RANGE = (16, 8192)  # what Blender's FFmpeg writes as H.264 (16384 is refused, under 16 "too small")
 
 

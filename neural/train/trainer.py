@@ -332,8 +332,9 @@ class Trainer:
         for option, value in counts.items():
             if value < 0:
                 raise TrainError(f"{option} {value}: must be 0 or more")
-        if o.workers > usable_cpus():  # (each a process decoding pictures: 800 for 8 forked 800)
-            raise TrainError(f"--workers {o.workers}: this machine lets this process use {usable_cpus()} CPU(s); "
+        cpus = usable_cpus()
+        if o.workers > cpus:  # (each a process decoding pictures: 800 for 8 would fork 800)
+            raise TrainError(f"--workers {o.workers}: this machine lets this process use {cpus} CPU(s); "
                              "more loader processes only slow each other down")
         if o.image_size < 0 or o.image_size % SIZE_STEP:
             raise TrainError(f"--image-size {o.image_size}: must be a multiple of {SIZE_STEP} (the networks halve a "

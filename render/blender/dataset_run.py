@@ -413,8 +413,9 @@ class DatasetRun(Job):
         super().__init__()
         if workers < 1:
             raise DatasetError("workers must be 1 or more")
-        if workers > usable_cpus():  # (a typo of 800 for 8 forked 800 Blenders, each holding a model)
-            raise DatasetError(f"--workers {workers}: this machine lets this process use {usable_cpus()} CPU(s); "
+        cpus = usable_cpus()
+        if workers > cpus:  # (a typo of 800 for 8 would fork 800 Blenders, each holding a model)
+            raise DatasetError(f"--workers {workers}: this machine lets this process use {cpus} CPU(s); "
                                "each worker is a Blender rendering on at least one, so more only slow each other down")
         if limit_models is not None and limit_models < 0:  # (-1 sliced off the shard's last model)
             raise DatasetError(f"--limit-models {limit_models}: must be 0 or more")

@@ -209,7 +209,7 @@ def build_sheet(entries, tile=160, columns=10, first_number=1, font=None):
     font = font or label_font()[0]
     columns = max(1, min(columns, len(entries)))
     rows = -(-len(entries) // columns)
-    cell = (tile + 4, tile + CAPTION_HEIGHT + 4)
+    cell = cell_size(tile)
     sheet = Image.new("RGBA", (columns * cell[0] + 4, rows * cell[1] + 4), (255, 255, 255, 255))
     for i, entry in enumerate(entries):
         row, column = divmod(i, columns)
@@ -217,10 +217,16 @@ def build_sheet(entries, tile=160, columns=10, first_number=1, font=None):
     return sheet
 
 
+def cell_size(tile):
+    """(width, height) of a tile's cell on a page: the tile, its caption and a 4-pixel gap."""
+    return tile + 4, tile + CAPTION_HEIGHT + 4
+
+
 def page_pixels(tile, per_page):
     """The pixels of the cells of a page of `per_page` tiles of `tile` pixels (a full page; its
     margins and a short last row's gaps aside)."""
-    return per_page * (tile + 4) * (tile + CAPTION_HEIGHT + 4)
+    width, height = cell_size(tile)
+    return per_page * width * height
 
 
 def page_path(path, page):
