@@ -23,6 +23,7 @@ import json
 import os
 from pathlib import Path
 
+from ... import json_text
 from ...atomic_files import write_chunks_atomic
 from ...errors import UserError
 
@@ -152,7 +153,12 @@ def _iter_lines(path):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                # Decoded here, not by json.loads: given bytes it guesses the encoding, and a line of
+                # NULs (a crash on some file systems) read as UTF-32 escaped as a traceback.
+                record = json_text.loads(line.decode("utf-8"))
+            except UnicodeDecodeError as error:
+                raise ManifestError(f"{path}: line {number} is not UTF-8 text (byte {error.start + 1}); "
+                                    f"the journal is damaged") from None
             except json.JSONDecodeError as error:
                 raise ManifestError(f"{path}: line {number} is not JSON ({error.msg})") from None
             if not isinstance(record, dict) or record.get("type") not in RECORD_TYPES:

@@ -41,6 +41,21 @@ def test_a_broken_line_in_the_middle_is_an_error_naming_the_line(tmp_path):
         manifest.read_records(journal)
 
 
+@pytest.mark.parametrize("damage, problem", [
+    (b"\0" * 5000, r"line 2 is not JSON"),  # a crash's zeros: json.loads on bytes took them for UTF-32
+    (b'{"type":"model","model":"a\xff"}', r"line 2 is not UTF-8 text \(byte 27\)"),
+    (bytes(range(128, 256)), r"line 2 is not UTF-8 text \(byte 1\)"),
+    (b"[" * 100_000 + b"]" * 100_000, r"line 2 is not JSON \(nested more than"),
+])
+def test_a_damaged_line_is_named_not_a_traceback(tmp_path, damage, problem):
+    journal = tmp_path / "parts" / "shard-1-of-2.jsonl"
+    journal.parent.mkdir()
+    good = json.dumps(example("m", 0)).encode()
+    journal.write_bytes(good + b"\n" + damage + b"\n" + good + b"\n")
+    with pytest.raises(manifest.ManifestError, match="shard-1-of-2.jsonl: " + problem):
+        manifest.merge(tmp_path)
+    assert not (tmp_path / manifest.MANIFEST_NAME).exists()
+
 
 @pytest.mark.parametrize("change, problem", [
     (lambda r: r.pop("model"), "a record of type 'example' without a model name"),
