@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ... import json_text
 from ...atomic_files import write_bytes_atomic, write_text_atomic
 from .annotation import REVIEW_CONFIDENCE as LOW_CONFIDENCE  # below it a role asks for a person's look
 
@@ -337,11 +338,33 @@ def sidecar_for(dataset_dir, model_id):
     return annotations.sidecar_path(model_id, Path(dataset_dir) / ANNOTATIONS_FOLDER, model_id)
 
 
+def read_sheet_index(path):
+    """The tiles of a sheet's JSON index ({"tile": N, "model": ID, ...}, ...); ValueError names the
+    file when it is not JSON or not an index save_sheets wrote (a damaged or hand-edited file)."""
+    try:
+        data = json_text.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not a sheet index (not UTF-8 text: {error.reason})") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not a sheet index (not valid JSON: {error})") from None
+    tiles = data.get("tiles") if isinstance(data, dict) else None
+    if not isinstance(tiles, list):
+        raise ValueError(f"{path}: not a sheet index (no list of tiles); make the sheet again")
+    for position, tile in enumerate(tiles, start=1):
+        number, model = (tile.get("tile"), tile.get("model")) if isinstance(tile, dict) else (None, None)
+        if isinstance(number, bool) or not isinstance(number, int) or not isinstance(model, str) or not model:
+            raise ValueError(f"{path}: tile entry {position} is not a tile number with a model; make the sheet again")
+        # Model ids are paths under the models folder; one leaving the dataset's annotations is not ours.
+        if Path(model).is_absolute() or ".." in Path(model).parts:
+            raise ValueError(f"{path}: tile {number} names model {model!r}, which is not a model id")
+    return tiles
+
+
 def flag_tiles(dataset_dir, sheet_index_path, numbers, reason="flagged on the review sheet"):
     """Mark the models of the given tile numbers as flagged in their sidecars; return their ids."""
     from . import annotation as annotations
 
-    index = json.loads(Path(sheet_index_path).read_text(encoding="utf-8"))["tiles"]
+    index = read_sheet_index(sheet_index_path)
     by_number = {tile["tile"]: tile["model"] for tile in index}
     flagged = []
     for number in numbers:

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from tha_studio.commands import main
@@ -135,6 +136,26 @@ def test_a_review_sheet_of_many_models_is_pages_and_an_index_with_folders_and_fl
                                             encoding="utf-8")
     assert main(["review-sheet", str(dataset), "--tile", "64"]) == 0
     assert sorted(p.name for p in dataset.glob("review_sheet-p*.png")) == ["review_sheet-p001.png"]
+
+
+@pytest.mark.parametrize("index_text, problem", [
+    ("garbage", "not a sheet index (not valid JSON"),
+    ("[]", "not a sheet index (no list of tiles)"),
+    ('{"tiles": [1, 2]}', "tile entry 1 is not a tile number with a model"),
+    ('{"tiles": [{"tile": 1}]}', "tile entry 1 is not a tile number with a model"),
+    ('{"tiles": [{"tile": 1, "model": "../../../outside.pmx"}]}', "tile 1 names model '../../../outside.pmx', which is not a model id"),
+])
+def test_a_damaged_sheet_index_is_named_and_nothing_is_flagged(tmp_path, capsys, index_text, problem):
+    dataset = tmp_path / "deep" / "dataset"
+    ensure_config(dataset, DatasetConfig())
+    # A sidecar where the hand-edited index points, outside the dataset: it must stay unflagged.
+    outside = tmp_path / "outside.pmx.tha.json"
+    A.save_sidecar(A.Annotation(model_file="outside.pmx"), outside)
+    before = outside.read_bytes()
+    (dataset / "review_sheet.png.json").write_text(index_text, encoding="utf-8")
+    assert main(["review-sheet", str(dataset), "--flag", "1"]) == 1
+    assert f"review_sheet.png.json: {problem}" in capsys.readouterr().err  # not a KeyError or TypeError
+    assert outside.read_bytes() == before
 
 
 def test_tile_labels_show_the_folder_and_the_flags():
