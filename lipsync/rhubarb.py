@@ -21,11 +21,12 @@ import threading
 import time
 from pathlib import Path
 
+from .. import json_text
 from ..errors import UserError
 from ..jobs import Job, Progress
 from .audio_formats import ogg_stream_ended, unsized_wav_data, wav_header_frames
 from .cues import parse_shape_set
-from .formats import read_cues
+from .formats import CueFileError, read_cues
 
 RECOGNIZER_NAMES = {"words": "pocketSphinx", "phonetic": "phonetic"}
 EXECUTABLE_NAMES = ("rhubarb", "rhubarb.exe")
@@ -210,16 +211,18 @@ class RhubarbJob(Job):
         if not line:
             return
         try:
-            event = json.loads(line)
+            event = json_text.loads(line)
         except json.JSONDecodeError:
-            self.log.append(line)  # not machine-readable output: keep it for the error message
+            self.log.append(line[:500])  # not machine-readable output: keep it for the error message
             return
         if not isinstance(event, dict):
             return
         kind = event.get("type")
-        message = (event.get("log") or {}).get("message")
-        if message:
-            self.log.append(message)
+        # Another Rhubarb build may shape its events otherwise: read what fits, ignore the rest.
+        log = event.get("log")
+        message = log.get("message") if isinstance(log, dict) else None
+        if isinstance(message, str) and message:
+            self.log.append(message[:500])
         if kind == "progress" and isinstance(event.get("value"), (int, float)):
             self._fraction = max(self._fraction, min(float(event["value"]), 1.0))
         elif kind == "failure":
@@ -248,7 +251,11 @@ class RhubarbJob(Job):
             raise RhubarbError(f"Rhubarb Lip Sync failed on {self.audio}: {reason.replace(chr(10), ' ').strip()}")
         if not self._output.exists():
             raise RhubarbError(f"Rhubarb Lip Sync finished but wrote no cues for {self.audio}")
-        track = read_cues(self._output, "json")
+        try:
+            track = read_cues(self._output, "json")
+        except CueFileError as error:  # named after our temporary file: say whose output it was
+            raise RhubarbError(f"Rhubarb Lip Sync ({self.executable}) wrote cues for {self.audio} that cannot be "
+                               f"read: {f'line {error.line}: ' if error.line else ''}{error.problem}") from None
         # Rhubarb names the file it read: the user's, not a temporary WAV made from it.
         return dataclasses.replace(track, sound_file=str(self.audio)) if not can_read(self.audio) else track
 

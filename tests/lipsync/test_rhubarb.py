@@ -266,3 +266,37 @@ def test_sigterm_stops_rhubarb_and_removes_its_folder(shared, stand_in, tmp_path
     assert not list(temporary.glob("tha_studio_rhubarb_*"))
     with pytest.raises(ProcessLookupError):  # Rhubarb is gone (reaped by the command)
         os.kill(rhubarb_pid, 0)
+
+
+ODD_RHUBARB = r'''#!{python}
+import sys
+args = sys.argv[1:]
+output = args[args.index("-o") + 1]
+# Events shaped otherwise than Rhubarb 1.14's (another build, a wrapper script) and one nested
+# past Python's recursion limit: none may stop the run.
+sys.stderr.write('{{"type": "progress", "log": "a string, not an object", "value": "half"}}\n')
+sys.stderr.write('{{"type": "progress", "log": {{"message": 5}}}}\n')
+sys.stderr.write("[" * 100000 + "]" * 100000 + "\n")
+with open(output, "w") as cues:
+    cues.write({cues!r})
+'''
+
+
+@pytest.mark.parametrize("cues, problem", [
+    ('{"mouthCues": [{"start": 0, "end": 0.5, "value": "B"}, {"start": 0.5, "end": 0.8, "value": "X"}]}', None),
+    ('{"mouthCues": [{"start": 0, "end": 1e308, "value": "A"}]}',
+     'wrote cues for {audio} that cannot be read: line 1: "end" must be at most 43200 seconds'),
+])
+def test_a_rhubarb_with_other_events_or_bad_cues_is_read_or_named_not_a_traceback(shared, tmp_path, cues, problem):
+    executable = tmp_path / "odd_rhubarb"
+    executable.write_text(ODD_RHUBARB.format(python=sys.executable, cues=cues))
+    executable.chmod(executable.stat().st_mode | stat.S_IXUSR)
+    audio = shared / "assets/lipsync/audio/s2_rounded.wav"
+    job = RhubarbJob(audio, executable=executable).start()
+    if problem is None:
+        track = job.run()
+        assert [(cue.start, cue.end, cue.shape) for cue in track] == [(0.0, 0.5, "B"), (0.5, 0.8, "X")]
+        return
+    with pytest.raises(RhubarbError) as caught:  # named after Rhubarb and the recording, not our temporary file
+        job.run()
+    assert f"Rhubarb Lip Sync ({executable}) " + problem.format(audio=audio) in str(caught.value)
