@@ -145,7 +145,7 @@ def material_opacity(material, index):
     most). A material whose factor hides it (an expression's overlay, shown by a material bind)
     is invisible in glTF viewers; Blender's Workbench, which draws the texture alone, needs it
     said through the material's viewport colour."""
-    name = material.get("name") or f"Material_{index}"
+    name = json_name(material.get("name")) or f"Material_{index}"
     factor = (material.get("pbrMetallicRoughness") or {}).get("baseColorFactor") or [1.0, 1.0, 1.0, 1.0]
     alpha = float(factor[3]) if len(factor) == 4 and isinstance(factor[3], (int, float)) else 1.0
     mode = material.get("alphaMode", "OPAQUE")
@@ -159,20 +159,20 @@ def material_opacity(material, index):
 
 def _describe(document, path):
     meshes = document.get("meshes", [])
-    mesh_names = [mesh.get("name") or f"Mesh_{index}" for index, mesh in enumerate(meshes)]
+    mesh_names = [json_name(mesh.get("name")) or f"Mesh_{index}" for index, mesh in enumerate(meshes)]
     target_names = [shape_key_names(document, mesh) for mesh in meshes]
     extensions = document.get("extensions", {})
     warnings = []
     if "VRMC_vrm" in extensions:
         vrm = extensions["VRMC_vrm"]
         expressions = vrm1_expressions(vrm.get("expressions", {}), document.get("nodes", []), warnings)
-        name = vrm.get("meta", {}).get("name", "")
+        name = json_name(vrm.get("meta", {}).get("name")) or ""
         return AvatarDescription("vrm1", name, False, mesh_names, target_names, expressions, warnings)
     if "VRM" in extensions:
         vrm = extensions["VRM"]
         groups = vrm.get("blendShapeMaster", {}).get("blendShapeGroups", [])
         expressions = vrm0_expressions(groups, len(meshes), warnings)
-        name = vrm.get("meta", {}).get("title", "")
+        name = json_name(vrm.get("meta", {}).get("title")) or ""
         return AvatarDescription("vrm0", name, True, mesh_names, target_names, expressions, warnings)
     kind = "gltf" if Path(path).suffix.lower() == ".gltf" else "glb"
     return AvatarDescription(kind, "", False, mesh_names, target_names, target_morphs(target_names), warnings)
@@ -199,7 +199,7 @@ def shape_key_names(document, mesh):
         if name is None:
             accessor = targets[index].get("POSITION")
             if accessor is not None and accessor < len(accessors):
-                name = accessors[accessor].get("name")
+                name = json_name(accessors[accessor].get("name"))
         if name is None:
             name = f"target_{index}"
         name = unused_name(used, name)
@@ -239,7 +239,7 @@ def _index(value):
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _text(value):
+def json_name(value):
     """A name as JSON should hold it (text; a number is taken as its text), else None."""
     if isinstance(value, str):
         return value
@@ -249,10 +249,10 @@ def _text(value):
 def vrm0_expressions(groups, mesh_count, warnings):
     expressions = []
     for group in groups:
-        preset = _text(group.get("presetName")) or None
+        preset = json_name(group.get("presetName")) or None
         if preset == "unknown":
             preset = None
-        name = _text(group.get("name")) or preset or f"expression{len(expressions)}"
+        name = json_name(group.get("name")) or preset or f"expression{len(expressions)}"
         binds = []
         for bind in group.get("binds") or []:
             mesh, target = _index(bind.get("mesh", -1)), _index(bind.get("index", -1))

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .avatar_expressions import GLB_MAGIC, AvatarFormatError, read_description, read_gltf_json
+from .avatar_expressions import GLB_MAGIC, AvatarFormatError, json_name, read_description, read_gltf_json
 from .coordinates import MAX_METRES, first_unreal_row
 from .mmd.model import Bone, Model, Morph
 
@@ -202,7 +202,7 @@ class _Reader:
         return matrix
 
     def bone_name(self, index):
-        return self.nodes[index].get("name") or f"Node_{index}"
+        return json_name(self.nodes[index].get("name")) or f"Node_{index}"
 
     # --- the model
 

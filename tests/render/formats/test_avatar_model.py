@@ -188,3 +188,19 @@ def test_damaged_avatars_are_named(tmp_path):
         with pytest.raises(AvatarFormatError) as raised:
             read_avatar_model(path)
         assert str(raised.value).startswith(f"{path}: ") and problem in str(raised.value), str(raised.value)
+
+
+def test_names_that_are_not_text_are_taken_as_text_or_left_to_the_default(tmp_path):
+    # A hand-made or damaged file: a number where a name belongs is its text, as JSON would hold
+    # it; anything else is no name. The annotation then reads the model like any other, where a
+    # numeric bone name was a TypeError in its side-name matching.
+    document, data = avatar_document("vrm1")
+    document["nodes"][0]["name"] = 2
+    document["nodes"][1]["name"] = {"not": "a name"}
+    document["meshes"][0]["name"] = ["Face"]
+    document["extensions"]["VRMC_vrm"]["meta"]["name"] = 7
+    model = read_avatar_model(write_gltf(tmp_path / "odd.vrm", document, data))
+    assert [bone.name for bone in model.bones] == ["2", "Node_1"]
+    assert model.name == "7"
+    annotation = annotate_model(model, "odd.vrm")
+    assert annotation.bone_roles["head"]["bone"] == "Node_1"  # still found by its humanoid name
