@@ -19,6 +19,7 @@ refused (a lock per shard journal).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import shutil
 import sys
@@ -594,6 +595,34 @@ def _worker_main(connection, run, parent_pid):
     connection.close()
 
 
+WORK_LOOKAHEAD = 64  # pending models take_next_work looks at
+
+
+def take_next_work(pending, busy, finished):
+    """Take (pop) from `pending` the model for a worker that is ready, having rendered
+    `finished` (or nothing yet), while other workers render `busy`; None when none is left.
+
+    Each process keeps its last archive's extraction (_kept_extraction): the worker goes on
+    with the variants of the archive it just rendered, and a worker starts on an archive no
+    busy worker holds, so that an archive's variants are extracted once, not once in each
+    worker that happened to take one of them. Otherwise, plan order. Plan order keeps an
+    archive's variants together, so only the next WORK_LOOKAHEAD models are looked at (a scan of
+    a million pending models per hand-out would cost more than it saves).
+    """
+    if not pending:
+        return None
+    ahead = list(itertools.islice(enumerate(pending), WORK_LOOKAHEAD))
+    if finished is not None and finished.entry.archive is not None:
+        for position, work in ahead:
+            if work.entry.archive == finished.entry.archive:
+                return pending.pop(position)
+    held = {work.entry.archive for work in busy}
+    for position, work in ahead:
+        if work.entry.archive is None or work.entry.archive not in held:
+            return pending.pop(position)
+    return pending.pop(0)
+
+
 class WorkerPool:
     """Models rendered in `run.workers` forked processes; `poll` hands their records to `record`
     (this process writes every journal line).
@@ -655,8 +684,9 @@ class WorkerPool:
             self.record(payload)
             self._count(number, payload)
         elif kind == "ready":
-            self.current.pop(number, None)
-            work = self.pending.pop(0) if self.pending else None
+            finished = self.current.pop(number, None)
+            work = take_next_work(self.pending, [work for work, _ in self.current.values()],
+                                  finished[0] if finished else None)
             if work is not None:
                 check_free_space(self.run.out_dir, work.images, self.run.image_size)
                 self.current[number] = (work, self.budget.started())

@@ -146,3 +146,28 @@ def test_the_variants_of_one_archive_are_extracted_once_and_the_next_archive_rep
     assert extracted(first).read_bytes() == MODEL
     windows_zip(models / "chara.zip", {"キャラ/モデル.pmx": MODEL[:100], "キャラ/別/モデル2.pmx": MODEL})
     assert extracted(first).read_bytes() == MODEL[:100]
+
+
+def test_workers_keep_to_one_archive_and_start_on_archives_no_other_worker_holds(tmp_path):
+    from tha_studio.render.blender.dataset_run import take_next_work
+
+    models = tmp_path / "models"
+    windows_zip(models / "a_pack.zip", {f"v{i}/model.pmx": MODEL for i in range(3)})
+    windows_zip(models / "b_pack.zip", {f"v{i}/model.pmx": MODEL for i in range(2)})
+    (models / "c_loose.pmx").write_bytes(MODEL)
+    pending = [plan.ModelWork(entry, True, []) for entry in plan.discover_models(models)]
+    a0, a1, a2, b0, b1, loose = pending[:]
+    assert [work.entry.model_id for work in (a0, b0, loose)] == [
+        "a_pack.zip/v0/model.pmx", "b_pack.zip/v0/model.pmx", "c_loose.pmx"]
+
+    # Workers 1 and 2 start: 2 does not take a_pack's second variant, which 1 would extract again.
+    assert take_next_work(pending, [], None) is a0
+    assert take_next_work(pending, [a0], None) is b0
+    # Worker 2 finishes b0 first and goes on with b_pack; then worker 1 with a_pack.
+    assert take_next_work(pending, [a0], b0) is b1
+    assert take_next_work(pending, [b1], a0) is a1
+    # Worker 2's archive is done: it takes the loose model rather than a_pack, which 1 holds.
+    assert take_next_work(pending, [a1], b1) is loose
+    # Only a_pack is left, held by worker 1: worker 2 takes it too rather than wait idle.
+    assert take_next_work(pending, [a1], loose) is a2
+    assert take_next_work(pending, [a2], a1) is None and pending == []
