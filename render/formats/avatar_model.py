@@ -72,9 +72,25 @@ class _Reader:
             for child in node.get("children", []):
                 self._check_index(child, len(self.nodes), "node", f"node {index}'s child")
                 self.parents[child] = index
+        self._check_no_cycle()
         self.worlds = [None] * len(self.nodes)
         # glTF (x, y, z) in the axes THA Studio's import leaves the avatar in, MMD's order.
         self.axes = np.diag([-1.0, 1.0, 1.0] if description.faces_back else [1.0, 1.0, -1.0])
+
+    def _check_no_cycle(self):
+        """Refuse nodes that are their own ancestors (glTF forbids it; every walk up the tree,
+        to a world matrix or a bone's parent, would go round for ever)."""
+        state = [0] * len(self.nodes)  # 0: not seen, 1: on the walk now, 2: leads to a root
+        for start in range(len(self.nodes)):
+            walk, node = [], start
+            while node >= 0 and state[node] == 0:
+                state[node] = 1
+                walk.append(node)
+                node = self.parents[node]
+            if node >= 0 and state[node] == 1:
+                raise AvatarFormatError(self.path, f"node {node} is its own ancestor")
+            for seen in walk:
+                state[seen] = 2
 
     # --- the file's data
 
@@ -175,9 +191,7 @@ class _Reader:
         """A node's world matrix (4 x 4, glTF axes), its ancestors' transforms applied."""
         if self.worlds[index] is None:
             chain, node = [], index
-            while node >= 0 and self.worlds[node] is None:
-                if node in chain:
-                    raise AvatarFormatError(self.path, f"node {node} is its own ancestor")
+            while node >= 0 and self.worlds[node] is None:  # (no cycles: _check_no_cycle)
                 chain.append(node)
                 node = self.parents[node]
             matrix = np.eye(4) if node < 0 else self.worlds[node]

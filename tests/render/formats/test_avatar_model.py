@@ -168,6 +168,10 @@ def test_damaged_avatars_are_named(tmp_path):
         (damaged(lambda d: d["accessors"][0].update(count=10**9)), "accessor 0 counts 1000000000 elements"),
         (damaged(lambda d: d["skins"][0]["joints"].append(99)), "a skin's joints names node 99, which does not exist"),
         (damaged(lambda d: d["nodes"][0].update(children=[1, 0])), "node 0 is its own ancestor"),
+        # A cycle of nodes that are not joints above a joint: the walk up to the bone's parent went
+        # round for ever (the run hung), before any world matrix was asked for.
+        (damaged(lambda d: d["nodes"].extend([{"name": "A", "children": [0, 5]}, {"name": "B", "children": [4]}])),
+         "node 4 is its own ancestor"),
         (damaged(lambda d: d["meshes"][0]["primitives"][0]["attributes"].update(POSITION=77)),
          "an attribute names accessor 77, which does not exist"),
         (damaged(lambda d: d["accessors"][0].update(type="VEC7")), "its glTF data is malformed (KeyError: 'VEC7')"),
