@@ -353,7 +353,11 @@ class Trainer:
         if not steps:
             return 0
         _, json_path = checkpoints.checkpoint_paths(self.run_dir, steps[-1])
-        record, tensors = checkpoints.read(json_path, self.task.name)
+        try:
+            record, tensors = checkpoints.read(json_path, self.task.name)
+        except checkpoints.DamagedCheckpointError as error:
+            raise checkpoints.DamagedCheckpointError(f"{error}; to resume from the checkpoint before it, delete "
+                                              f"{json_path.name} and its .safetensors") from None
         saved = record["options"].get("resume", {})
         now = self.resume_options()
         changed = [f"{k} {saved.get(k)!r} (now {now[k]!r})" for k in now if saved.get(k) != now[k]]

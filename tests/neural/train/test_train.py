@@ -3,6 +3,7 @@ character: it learns, its weights pose a picture through `cli.py pose`, a run ki
 resumes to the same weights, and bad checkpoints and datasets are refused clearly."""
 
 import csv
+import json
 import signal
 import subprocess
 import sys
@@ -129,6 +130,12 @@ def test_bad_runs_are_refused_clearly(tha1_dataset, tmp_path):
     assert "cannot train THA1 'editor'" in train_error(*train_args(tha1_dataset, tmp_path / "e", "--network", "editor"))
     error = train_error(*train_args(tha1_dataset, tmp_path / "c", "--network", "combiner"))
     assert "training tha1.combiner needs a trained two_algo_face_rotator: give --base-weights" in error
+    # A hand-edited checkpoint record: named, with how to resume from the one before.
+    record = run / "checkpoints" / "step-000000002.json"
+    record.write_text(record.read_text(encoding="utf-8").replace('"step": 2', '"step": "2"'), encoding="utf-8")
+    error = train_error(*train_args(tha1_dataset, run, "--steps", "4", "--batch-size", "2", "--validation-limit", "2"))
+    assert f"{record}: a damaged checkpoint (step '2' is not a step number); to resume from the checkpoint before " \
+           "it, delete step-000000002.json and its .safetensors" in error
 
 
 @pytest.mark.parametrize("damage", [b"\xff\xfe{\0\"\0", b"[]", b"{"])
@@ -139,3 +146,34 @@ def test_a_damaged_checkpoint_record_is_named(tmp_path, damage):
     record.write_bytes(damage)  # binary bytes were a UnicodeDecodeError traceback
     with pytest.raises(checkpoint.CheckpointError, match="step-000000002.json: not a (readable|THA Studio)"):
         checkpoint.read(record)
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda r: r.pop("tensors"), "a damaged checkpoint (no tensors file and sha256)"),
+    (lambda r: r["tensors"].update(file="../../elsewhere.safetensors"), "tensors file '../../elsewhere.safetensors' is not"),
+    (lambda r: r.update(rng={"numpy": [1, 2]}), "a damaged checkpoint (no random number generator states)"),
+    (lambda r: r.update(optimizer_param_groups="x"), "a damaged checkpoint (no optimizer parameter groups)"),
+    (lambda r: r.update(optimizer_param_groups=[]), "its optimizer, scheduler or random states cannot be restored "
+                                                    "(ValueError: loaded state dict has a different number"),
+    (lambda r: r["rng"].update(python=["x", [1, 2], None]), "its optimizer, scheduler or random states cannot be"),
+])
+def test_a_hand_edited_checkpoint_is_named_not_a_traceback(tmp_path, damage, problem):
+    import torch
+
+    from tha_studio.neural.train import checkpoint
+
+    def model_and_optimizer():
+        model = torch.nn.Linear(3, 2)
+        return model, torch.optim.Adam(model.parameters(), 1e-3)
+
+    model, optimizer = model_and_optimizer()
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    path = checkpoint.save(tmp_path, 2, 0, "test.linear", {"resume": {}}, model, optimizer)
+    record = json.loads(path.read_text(encoding="utf-8"))
+    damage(record)
+    path.write_text(json.dumps(record), encoding="utf-8")
+    model, optimizer = model_and_optimizer()
+    with pytest.raises(checkpoint.CheckpointError) as raised:
+        checkpoint.restore(*checkpoint.read(path, "test.linear"), model, optimizer, source=str(path))
+    assert str(raised.value).startswith(f"{path}: ") and problem in str(raised.value)
