@@ -349,6 +349,9 @@ class Opener:
             raise WeightsError(f"{path}: holds {found_family.upper()} {found_variant} weights, not {variant}")
         if found_family not in self.catalog.families():
             raise WeightsError(f"{path}: holds {found_family.upper()} weights, which this build cannot run")
+        if found_variant not in self.catalog.variants(found_family):
+            raise WeightsError(f"{path}: holds {found_family.upper()} weights of variant {found_variant!r}, which is not "
+                               f"one of {found_family.upper()}'s ({', '.join(self.catalog.variants(found_family))})")
         networks = self.catalog.networks(found_family)
         missing = [n for n in networks if n not in state_dicts]
         if missing:

@@ -157,6 +157,18 @@ def test_safetensors_round_trip_keeps_family_variant_and_values(tmp_path, tha3_d
             assert torch.equal(again.state_dicts[name][key], tensor), f"{name}.{key}"
     with pytest.raises(WeightsError, match="holds THA3 separable_float weights, not standard_half"):
         open_weights(path, variant="standard_half")
+    # Metadata naming a variant THA3 does not have (a hand-edited file) was a KeyError from the ONNX
+    # Runtime backend's opener and an error without the file's name from torch's.
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(path), "pt") as opened:
+        metadata = dict(opened.metadata(), variant="separable_weird")
+    odd = tmp_path / "odd.safetensors"
+    save_file(load_file(str(path)), str(odd), metadata=metadata)
+    with pytest.raises(WeightsError, match=r"odd.safetensors: holds THA3 weights of variant 'separable_weird', which "
+                                           r"is not one of THA3's \(separable_float, separable_half, "):
+        open_weights(odd)
 
 
 def test_safetensors_of_another_program_is_refused(tmp_path):
