@@ -52,11 +52,22 @@ class Storage:
         return self._array
 
 
+def _whole_numbers(values):
+    return isinstance(values, tuple) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)
+
+
 def rebuild_tensor(storage, offset, shape, stride, requires_grad=False, hooks=None, metadata=None):
+    # The view is made with as_strided, which reads wherever it is told: a negative offset or
+    # stride read memory outside the storage, and a zero stride made a copy of any size (a file
+    # of bytes asking for 64 GB). A weights file's tensors are plain views inside their storage.
+    if not (isinstance(storage, Storage) and _whole_numbers(shape) and _whole_numbers(stride)
+            and len(shape) == len(stride) and _whole_numbers((offset,))):
+        raise PtFileError(f"a tensor with offset {offset!r:.40}, shape {shape!r:.80} and strides {stride!r:.80}, "
+                          f"which is no view of a storage")
     flat = storage.array()
     itemsize = flat.dtype.itemsize
     count = 1 + sum((size - 1) * step for size, step in zip(shape, stride)) if all(shape) else 0
-    if offset + count > flat.size:
+    if offset + count > flat.size or int(np.prod(shape, dtype=object)) > flat.size:
         raise PtFileError(f"a tensor of shape {tuple(shape)} reaches past its storage {storage.member!r}")
     view = np.lib.stride_tricks.as_strided(flat[offset:], shape=tuple(shape),
                                            strides=tuple(step * itemsize for step in stride), writeable=False)
@@ -138,8 +149,10 @@ def read_state_dict(path):
             if not isinstance(state, dict) or not all(isinstance(v, np.ndarray) for v in state.values()):
                 raise PtFileError(f"{path}: expected a state_dict (names to tensors), found {type(state).__name__}")
             return dict(state)
-    except PtFileError:
-        raise
+    except PtFileError as error:
+        if str(error).startswith(f"{path}: "):
+            raise
+        raise PtFileError(f"{path}: {error}") from None  # (rebuild_tensor's, which knows no file)
     except zipfile.BadZipFile:
         if path.stat().st_size == 0:  # (an interrupted copy, often: say so, as the torch reader does)
             raise PtFileError(f"{path}: not a PyTorch weights file (it is empty)") from None

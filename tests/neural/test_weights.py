@@ -2,6 +2,7 @@
 
 import pickle
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,40 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path):
     with pytest.raises(WeightsError, match="face_morpher.pt"):
         load_pt(plain)
     assert not marker.exists()
+
+
+class StridedView:
+    """A pickle payload: a tensor rebuilt with any offset, shape and strides over a storage."""
+
+    def __init__(self, storage, offset, shape, stride):
+        self.args = (storage, offset, shape, stride)
+
+    def __reduce__(self):
+        from collections import OrderedDict
+
+        import torch._utils
+
+        return (torch._utils._rebuild_tensor_v2, (*self.args, False, OrderedDict()))
+
+
+@pytest.mark.parametrize("offset, shape, stride, problem", [
+    (-4, (16,), (1,), "a tensor with offset -4, shape (16,) and strides (1,), which is no view of a storage"),
+    (15, (16,), (-1,), "which is no view of a storage"),  # read memory before the storage
+    (0, (1 << 34,), (0,), r"a tensor of shape (17179869184,) reaches past its storage"),  # a 64 GB copy
+])
+def test_a_tensor_that_is_no_view_inside_its_storage_is_refused_without_torch(tmp_path, offset, shape, stride, problem):
+    from tha_studio.neural.ort.pt_reader import PtFileError, read_state_dict
+
+    path = tmp_path / "editor.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (TypedStorage is deprecated)
+        storage = torch.arange(16, dtype=torch.float32).storage()
+    torch.save({"w": StridedView(storage, offset, shape, stride)}, path)
+    with pytest.raises(PtFileError) as raised:
+        read_state_dict(path)
+    assert str(raised.value).startswith(f"{path}: ") and problem in str(raised.value)
+    torch.save({"w": StridedView(storage, 4, (2, 3), (3, 1))}, path)  # a plain view is read
+    assert read_state_dict(path)["w"].tolist() == [[4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]
 
 
 def test_not_a_weights_file_is_named(tmp_path):
