@@ -65,6 +65,9 @@ class WavData(NamedTuple):
     size: Optional[int]  # the data chunk's size (RF64: its 64-bit size)
     size_at: int  # the file offset of the data chunk's 32-bit size field
     start: int  # the file offset of the audio
+    container: bytes = b"RIFF"  # RIFF, RIFX (big-endian) or RF64
+    codec: Optional[int] = None  # the fmt chunk's format tag (an extensible one's sub-format): 1 PCM, 3 float
+    bits: Optional[int] = None  # bits per sample
 
 
 def wav_data(path):
@@ -75,21 +78,45 @@ def wav_data(path):
             if len(head) < 12 or head[8:12] != b"WAVE" or head[:4] not in (b"RIFF", b"RIFX", b"RF64"):
                 return None
             order = ">" if head[:4] == b"RIFX" else "<"
-            frame_bytes, long_size = None, None
+            frame_bytes, long_size, codec, bits = None, None, None, None
             for name, size in _chunks(file, 4, order + "I"):  # fmt, fact, LIST, bext, JUNK, ... data
                 if name in (b"fmt ", b"ds64"):
-                    body = file.read(min(size, 16))
+                    body = file.read(min(size, 40))
                     if name == b"fmt " and len(body) >= 14:
+                        codec = struct.unpack(order + "H", body[:2])[0]
                         frame_bytes = struct.unpack(order + "H", body[12:14])[0]  # the block align
+                        bits = struct.unpack(order + "H", body[14:16])[0] if len(body) >= 16 else None
+                        if codec == WAVE_FORMAT_EXTENSIBLE:  # the sub-format GUID starts with the format tag
+                            codec = struct.unpack(order + "H", body[24:26])[0] if len(body) >= 26 else None
                     elif name == b"ds64" and len(body) >= 16:
                         long_size = struct.unpack("<Q", body[8:16])[0]  # RF64: the data size, 64-bit
                 elif name == b"data":
                     if head[:4] == b"RF64" and size == 0xFFFFFFFF:
                         size = long_size
-                    return WavData(frame_bytes or None, size, file.tell() - 4, file.tell())
+                    return WavData(frame_bytes or None, size, file.tell() - 4, file.tell(), head[:4], codec, bits)
     except (OSError, struct.error):
         return None
     return None
+
+
+WAVE_FORMAT_PCM, WAVE_FORMAT_IEEE_FLOAT, WAVE_FORMAT_EXTENSIBLE = 1, 3, 0xFFFE
+
+
+def rhubarb_reads_wav(path):
+    """Whether Rhubarb 1.14's own WAV reader takes this WAV: a RIFF (not RIFX or RF64) of PCM (8 to
+    32 bits) or IEEE float (32 or 64 bits), plain or extensible. A compressed one (ADPCM, mu-law,
+    A-law, GSM: voice recorders and telephony) it refuses as an unsupported codec, so it goes to
+    Rhubarb as a 16-bit copy. One whose header cannot be read is left to Rhubarb to name."""
+    data = wav_data(path)
+    if data is None or data.codec is None:
+        return True
+    if data.container != b"RIFF":
+        return False
+    if data.codec == WAVE_FORMAT_PCM:
+        return data.bits is not None and 8 <= data.bits <= 32
+    if data.codec == WAVE_FORMAT_IEEE_FLOAT:
+        return data.bits in (32, 64)
+    return False
 
 
 def wav_header_frames(path):

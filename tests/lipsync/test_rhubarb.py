@@ -153,6 +153,37 @@ def test_flac_and_mp3_go_to_rhubarb_as_a_temporary_wav(shared, stand_in, tmp_pat
     assert track.cues == expected.cues and track.sound_file == str(flac)
 
 
+@pytest.mark.parametrize("format, subtype, endian, rhubarb_reads", [
+    ("WAV", "PCM_16", "FILE", True), ("WAV", "PCM_U8", "FILE", True), ("WAV", "PCM_24", "FILE", True),
+    ("WAV", "PCM_32", "FILE", True), ("WAV", "FLOAT", "FILE", True), ("WAV", "DOUBLE", "FILE", True),
+    ("WAVEX", "PCM_16", "FILE", True), ("WAVEX", "FLOAT", "FILE", True),
+    # Compressed codecs of voice recorders and telephony, which Rhubarb refuses as unsupported
+    # ("Only uncompressed codecs ... are supported"), and the containers its reader does not know.
+    ("WAV", "ULAW", "FILE", False), ("WAV", "ALAW", "FILE", False), ("WAV", "IMA_ADPCM", "FILE", False),
+    ("WAV", "MS_ADPCM", "FILE", False), ("WAV", "GSM610", "FILE", False), ("WAVEX", "ULAW", "FILE", False),
+    ("WAV", "PCM_16", "BIG", False), ("RF64", "PCM_16", "FILE", False),
+])
+def test_a_wav_rhubarb_cannot_read_goes_to_it_as_a_16_bit_copy(shared, stand_in, tmp_path, format, subtype, endian,
+                                                                 rhubarb_reads):
+    _, log = stand_in
+    samples, rate = soundfile.read(shared / "assets" / "lipsync" / "audio" / "s1_plosives.wav")
+    rate_written = 8000 if subtype == "GSM610" else rate  # (GSM 6.10 is 8 kHz mono)
+    if rate_written != rate:
+        samples = samples[:: rate // rate_written] if rate % rate_written == 0 else samples
+    wav = tmp_path / "s1_plosives.wav"
+    soundfile.write(wav, samples, rate_written, subtype=subtype, format=format, endian=endian)
+    assert can_read(wav) is rhubarb_reads
+    job = RhubarbJob(wav)
+    track = job.run()
+    given = Path(json.loads(log.read_text().splitlines()[-1])[-1])
+    if rhubarb_reads:
+        assert given == wav
+    else:
+        assert given.name == "s1_plosives.wav" and given.parent.name.startswith("tha_studio_rhubarb_")
+        assert track.sound_file == str(wav)  # the cues name the user's recording, not the copy
+    assert len(track.cues) > 3
+
+
 def test_a_wav_cut_short_goes_to_rhubarb_as_a_copy_of_what_is_there_and_is_said(shared, stand_in, tmp_path):
     # Rhubarb reads a WAV as far as its header says; a copy cut at half gets it a WAV of the half
     # there, and the job says the recording was cut short, as the built-in analyser does.
