@@ -293,6 +293,23 @@ OGG_EXTENSIONS = (".ogg", ".oga", ".opus")
 _OGG_LONGEST_PAGE = 27 + 255 + 255 * 255  # its header, a full segment table, 255 full segments
 
 
+def ogg_is_vorbis(path):
+    """Whether an Ogg file's first stream is Vorbis, the only Ogg codec Rhubarb 1.14 reads (not
+    Opus: messaging apps' voice notes, saved as .ogg; FLAC; Speex); None where the first page
+    cannot be read (left to the readers to name)."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(27 + 255 + 7)
+    except OSError:
+        return None
+    if len(head) < 27 or head[:4] != b"OggS":
+        return None
+    first_packet = head[27 + head[26]:]
+    if len(first_packet) < 7:
+        return None
+    return first_packet[:7] == b"\x01vorbis"
+
+
 def ogg_stream_ended(path):
     """Whether an Ogg file ends with a whole page that marks the end of its stream (the header's
     end-of-stream flag), as an encoder that finished writes it; False for a file cut short (its

@@ -24,7 +24,7 @@ from pathlib import Path
 from .. import json_text
 from ..errors import UserError
 from ..jobs import Job, Progress
-from .audio_formats import ogg_stream_ended, rhubarb_reads_wav, unsized_wav_data, wav_header_frames
+from .audio_formats import ogg_is_vorbis, ogg_stream_ended, rhubarb_reads_wav, unsized_wav_data, wav_header_frames
 from .cues import parse_shape_set
 from .formats import CueFileError, read_cues
 
@@ -61,14 +61,14 @@ def find_rhubarb(path=None):
 def can_read(path):
     """Whether Rhubarb opens this recording itself (.wav, .ogg); others (.flac, .mp3), a WAV cut
     short (its header promises more than it holds), one whose header left the audio's size at 0,
-    a compressed or big-endian WAV Rhubarb's reader refuses (rhubarb_reads_wav) and an Ogg stream
-    cut short, RhubarbJob first converts to a temporary WAV of what is there (and says what it
-    found)."""
+    a compressed or big-endian WAV Rhubarb's reader refuses (rhubarb_reads_wav), an Ogg file of
+    another codec than Vorbis (Opus) and an Ogg stream cut short, RhubarbJob first converts to a
+    temporary WAV of what is there (and says what it found)."""
     path = Path(path)
     if path.suffix.lower() not in RHUBARB_EXTENSIONS:
         return False
     if path.suffix.lower() == ".ogg":
-        return ogg_stream_ended(path) is not False
+        return ogg_is_vorbis(path) is not False and ogg_stream_ended(path) is not False
     if path.suffix.lower() == ".wav":
         if unsized_wav_data(path) is not None or not rhubarb_reads_wav(path):
             return False

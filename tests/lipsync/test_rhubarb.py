@@ -184,6 +184,22 @@ def test_a_wav_rhubarb_cannot_read_goes_to_it_as_a_16_bit_copy(shared, stand_in,
     assert len(track.cues) > 3
 
 
+def test_an_ogg_opus_voice_note_goes_to_rhubarb_as_a_wav_copy(shared, stand_in, tmp_path):
+    # Messaging apps save voice notes as .ogg holding Opus, which Rhubarb's Ogg reader (Vorbis only)
+    # cannot decode.
+    _, log = stand_in
+    samples, rate = soundfile.read(shared / "assets" / "lipsync" / "audio" / "s1_plosives.wav")
+    vorbis, note = tmp_path / "vorbis.ogg", tmp_path / "s1_plosives.ogg"
+    soundfile.write(vorbis, samples, rate, subtype="VORBIS", format="OGG")
+    soundfile.write(note, samples, 48000, subtype="OPUS", format="OGG")
+    assert can_read(vorbis) and can_read(shared / "assets" / "lipsync" / "audio" / "en_male_watchingtv.ogg")
+    assert not can_read(note)
+    track = RhubarbJob(note).run()
+    given = Path(json.loads(log.read_text().splitlines()[-1])[-1])
+    assert given.name == "s1_plosives.wav" and given.parent.name.startswith("tha_studio_rhubarb_")
+    assert track.sound_file == str(note) and len(track.cues) > 3
+
+
 def test_a_wav_cut_short_goes_to_rhubarb_as_a_copy_of_what_is_there_and_is_said(shared, stand_in, tmp_path):
     # Rhubarb reads a WAV as far as its header says; a copy cut at half gets it a WAV of the half
     # there, and the job says the recording was cut short, as the built-in analyser does.
