@@ -17,7 +17,7 @@ Lip sync: a recording or a Rhubarb cue file in; a cue file, or THA mouth values 
 
 Audio (.wav .ogg .opus .flac .mp3 .aiff .caf .w64 .au; .m4a .aac .mp4 .mov .mkv .mka .webm .wma
 .ac3 through Blender's FFmpeg, as a temporary WAV copy) is analysed by Rhubarb Lip Sync when it is installed (on
-PATH, or --rhubarb PATH; it reads .wav and .ogg, so others go to it as a temporary WAV copy), else
+PATH, or --rhubarb PATH; it reads PCM or float .wav and Ogg Vorbis, so others go to it as a temporary WAV copy), else
 by THA Studio's own analyser (PocketSphinx); the first line on standard error says which ran.
 Cue files (.tsv .json .xml .dat, as Rhubarb writes them) are read as they are. The output
 format follows -o's extension (.tsv .json .xml .dat for cues, .csv for per-frame values)
