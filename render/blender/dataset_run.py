@@ -44,6 +44,7 @@ from ..dataset.plan import (
     plan_work,
     shard_models,
     temp_tag_prefix,
+    unmatched_split_rules,
 )
 
 
@@ -357,6 +358,7 @@ class RunSummary:
     failures: dict = field(default_factory=dict)  # model id -> reason (this run and earlier ones)
     seconds: float = 0.0
     unopened: list = field(default_factory=list)  # ids of archives not opened (.rar, .7z, .lzh)
+    unmatched_rules: list = field(default_factory=list)  # split rules no model falls under
 
 
 # The default time a model may take in render-dataset: a real model (Gene_light, 20 MB of
@@ -440,6 +442,7 @@ class DatasetRun(Job):
         self.journal = self.out_dir / journal_name(self.shard, self.shards)
         self.summary = None
         self.unopened = []
+        self.unmatched_rules = []  # split rules no model falls under (plan)
         self._bar = None
         self._pool = None
         self._lock = None
@@ -453,6 +456,7 @@ class DatasetRun(Job):
                         "extract them, or repack them as .zip" if self.unopened else "")
             raise DatasetError(f"{Path(os.path.abspath(self.models_root))}: no models under it (looked for {kinds})"
                                f"{archives}")
+        self.unmatched_rules = unmatched_split_rules(self.split_rules, entries)
         mine = shard_models(entries, self.shard, self.shards)
         if self.limit_models is not None:
             mine = mine[: self.limit_models]
@@ -478,7 +482,12 @@ class DatasetRun(Job):
             raise
         entries, work, skipped = self.plan()
         self.summary = RunSummary(models=len(entries), models_to_render=len(work), failures=dict(skipped),
-                                  unopened=list(self.unopened))
+                                  unopened=list(self.unopened), unmatched_rules=list(self.unmatched_rules))
+        if self.unmatched_rules:  # said before hours of rendering, not after
+            shown = ", ".join(self.unmatched_rules[:3]) + (", ..." if len(self.unmatched_rules) > 3 else "")
+            print(f"warning: {len(self.unmatched_rules)} split rule(s) name a folder no model is under ({shown}); "
+                  f"check the split file's spelling: models no rule places go to {self.default_split}",
+                  file=sys.stderr)
         self._pending = list(work)
         self._planned = {item.entry.model_id: item.images for item in work}
         self._rendered = {}  # model id -> images rendered in this run

@@ -28,6 +28,7 @@ Layout of a dataset folder:
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import os
@@ -151,7 +152,10 @@ class ModelEntry:
 
 
 def read_split_file(path):
-    """Lines "PREFIX SPLIT" (a folder or file path relative to the models root); # comments."""
+    """Lines "PREFIX SPLIT" (a folder or file path relative to the models root, "/" or "\\"
+    between folders), each optionally followed by a "# comment"; a line starting with "#" is a
+    comment. (Folder names hold "#" too: "ミク #2 test" is the folder "ミク #2".) One folder given
+    two splits is refused, naming both lines."""
     rules = []
     path = Path(path)
     try:
@@ -161,15 +165,54 @@ def read_split_file(path):
     except UnicodeDecodeError as error:
         raise DatasetError(f"{path}: the split file is not UTF-8 text (byte 0x{error.object[error.start]:02x} at "
                            f"position {error.start}); save it as UTF-8") from None
+    given = {}  # prefix -> (line number, split)
     for number, line in enumerate(lines, start=1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
+        line = line.strip()
+        if not line or line.startswith("#"):
             continue
-        parts = line.rsplit(None, 1)
-        if len(parts) != 2 or parts[1].lower() not in SPLIT_ALIASES:
+        parts = _split_rule_parts(line)
+        if parts is None:
             raise DatasetError(f"{path}: line {number}: expected 'FOLDER SPLIT' with SPLIT one of {', '.join(SPLITS)}")
-        rules.append((parts[0].strip().strip("/"), SPLIT_ALIASES[parts[1].lower()]))
+        prefix, split = split_rule_prefix(parts[0]), SPLIT_ALIASES[parts[1].lower()]
+        if prefix in given and given[prefix][1] != split:
+            earlier, earlier_split = given[prefix]
+            raise DatasetError(f"{path}: line {number}: {prefix} is given to {split}, and to {earlier_split} on line "
+                               f"{earlier}; give each folder one split")
+        given.setdefault(prefix, (number, split))
+        rules.append((prefix, split))
     return rules
+
+
+def _split_rule_parts(line):
+    """(folder, split word) of a split file's line: the split is the last word naming a split
+    with nothing after it but a "#" comment; None where there is none."""
+    words = list(re.finditer(r"\S+", line))
+    for at in range(len(words) - 1, 0, -1):
+        rest = line[words[at].end():].strip()
+        if words[at].group().lower() in SPLIT_ALIASES and (not rest or rest.startswith("#")):
+            return line[: words[at].start()].strip(), words[at].group()
+    return None
+
+
+def split_rule_prefix(text):
+    """A split file's folder as model ids spell it: "/" between folders, no "./" or trailing "/"."""
+    parts = [part for part in text.strip().replace("\\", "/").split("/") if part not in ("", ".")]
+    return "/".join(parts)
+
+
+def unmatched_split_rules(rules, entries):
+    """The prefixes of `rules` that no model of `entries` falls under: a misspelt folder, whose
+    models would go to the default split without a word (test models trained on)."""
+    ids = sorted(entry.model_id for entry in entries)  # (those under a folder follow "folder/" in order)
+
+    def matches(prefix):
+        at = bisect.bisect_left(ids, prefix)
+        if at < len(ids) and ids[at] == prefix:
+            return True
+        at = bisect.bisect_left(ids, prefix + "/")
+        return at < len(ids) and ids[at].startswith(prefix + "/")
+
+    return [prefix for prefix in dict.fromkeys(prefix for prefix, _ in rules) if not matches(prefix)]
 
 
 def split_for(model_id, rules, default_split):

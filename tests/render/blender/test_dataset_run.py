@@ -117,3 +117,19 @@ def test_a_killed_runs_extracted_archive_is_removed_by_the_next_run(ext_module, 
     run.step()  # starts
     assert not (out / ".extracting" / "s1of1-999999").exists() and other_shard.is_dir()
     run.cancel()
+
+
+def test_a_split_rule_no_model_falls_under_is_warned_of_before_the_render(ext_module, tmp_path, capsys):
+    # A misspelt folder in the split file sends its models to the default split without a word:
+    # test models trained on. The run says so when it starts, not hours later.
+    root = tmp_path / "models"
+    (root / "vtubers").mkdir(parents=True)
+    (root / "vtubers" / "broken.pmx").write_text("not a model")  # (fails at once: nothing to render)
+    config = ext_module("render.dataset.plan").DatasetConfig(poses_per_model=1)
+    run = ext_module("render.blender.dataset_run").DatasetRun(
+        root, tmp_path / "out", config, show_progress=False,
+        split_rules=[("vtubers", "test"), ("vtuber/extra", "validation")]).start()
+    assert "warning: 1 split rule(s) name a folder no model is under (vtuber/extra); check the split file's " \
+           "spelling: models no rule places go to train" in capsys.readouterr().err
+    assert run.summary.unmatched_rules == ["vtuber/extra"]
+    run.cancel()

@@ -43,6 +43,23 @@ def test_a_bad_split_file_line_is_named(tmp_path):
         plan.read_split_file(split_file)
 
 
+def test_split_file_folders_may_hold_hashes_and_backslashes_and_a_folder_takes_one_split(models, tmp_path):
+    split_file = tmp_path / "splits.txt"
+    split_file.write_text("# a comment line\nミク #2  validation  # the second release\n.\\nijisanji\\ test\n"
+                          "nijisanji test\nvtuber test\n", encoding="utf-8")
+    rules = plan.read_split_file(split_file)
+    assert rules == [("ミク #2", "validation"), ("nijisanji", "test"), ("nijisanji", "test"), ("vtuber", "test")]
+    entries = plan.discover_models(models, rules)
+    assert {e.model_id: e.split for e in entries}["nijisanji/c.pmx"] == "test"
+    # A misspelt folder is told (its models would go to the default split without a word).
+    assert plan.unmatched_split_rules(rules, entries) == ["ミク #2", "vtuber"]
+    assert plan.unmatched_split_rules([("train/anime", "test"), ("train/anime/a.pmx", "test"), ("train/an", "test")],
+                                      entries) == ["train/an"]  # a prefix of a folder's name is not its folder
+    split_file.write_text("anime train\nvtubers test\nanime/ test\n", encoding="utf-8")
+    with pytest.raises(plan.DatasetError, match="splits.txt: line 3: anime is given to test, and to train on line 1"):
+        plan.read_split_file(split_file)
+
+
 def test_a_split_file_saved_in_another_encoding_is_named_and_a_bom_is_read(tmp_path):
     split_file = tmp_path / "splits.txt"
     split_file.write_bytes("caf\xe9 holdout\n".encode("latin-1"))
