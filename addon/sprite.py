@@ -299,6 +299,9 @@ class THA_PT_talking_head(bpy.types.Panel):
             row = layout.row(align=True)
             row.label(text=f"Cache: {settings.cache_dir}", icon="FILE_FOLDER")
             row.operator(THA_OT_clean_bake_cache.bl_idname, text="", icon="TRASH")
+            if bake.left_in_fallback(settings.cache_dir, user_data_dir("cache", create=False)):
+                layout.label(text="Baked before the .blend was saved: bake again to move the frames beside it "
+                             "(render farms need them there)", icon="ERROR")
         row = layout.row(align=True)
         row.operator(THA_OT_reset_pose.bl_idname, icon="LOOP_BACK")
         row.operator(THA_OT_change_picture.bl_idname, icon="FILE_IMAGE")

@@ -56,6 +56,14 @@ def default_cache_dir(obj, fallback_folder=None):
     return f"{parent}{name}/"
 
 
+def left_in_fallback(cache_dir, fallback_folder):
+    """Whether a sprite's bake folder is in the user folder the bake falls back to before the
+    .blend is saved, while the .blend is saved now (see BakeJob)."""
+    if not (cache_dir and fallback_folder and bpy.data.filepath) or cache_dir.startswith("//"):
+        return False
+    return Path(bpy.path.abspath(cache_dir)).resolve().is_relative_to(Path(fallback_folder).resolve())
+
+
 class BakeJob(Job):
     title = "Bake talking head"
 
@@ -73,6 +81,13 @@ class BakeJob(Job):
         sprites.own_cache_dir(obj)  # a copied sprite came with its original's folder
         settings = sprites.settings_of(obj)
         self.cache_dir = cache_dir or settings.cache_dir or default_cache_dir(obj, fallback_folder)
+        # Baked before the .blend was first saved, into the user folder: now that it has a place,
+        # the bake moves beside it (a render farm gets the .blend and its folder, not the user's
+        # data), taking the poses baked there instead of computing them again.
+        self.adopt_from = None
+        if cache_dir is None and left_in_fallback(self.cache_dir, fallback_folder):
+            self.adopt_from = Path(bpy.path.abspath(self.cache_dir))
+            self.cache_dir = default_cache_dir(obj, fallback_folder)
         self.computed = 0
         self.reused = 0
 
@@ -87,6 +102,8 @@ class BakeJob(Job):
             sprites.store_settings(self.obj, settings)
         self.folder = Path(bpy.path.abspath(self.cache_dir))
         self.cache = BakeCache(self.folder)
+        if self.adopt_from is not None and self.adopt_from.is_dir():
+            self.cache.adopt_poses(BakeCache(self.adopt_from))
         self.source = live.source_for(self.obj)
         self.frames, poses = {}, {}
         current = self.scene.frame_current

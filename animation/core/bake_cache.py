@@ -177,6 +177,30 @@ class BakeCache:
         except OSError as error:
             raise BakeCacheError(f"{self.index_path}: cannot write ({error.strerror or error})") from None
 
+    def adopt_poses(self, other):
+        """Take the posed pictures `other` (another cache folder) holds and this one lacks, each
+        still the bytes `other` recorded: a hard link where the file system allows, else a copy.
+        Returns how many were taken (the index is saved by `save_index`)."""
+        taken = 0
+        for key, sha in sorted(other.index.files.items()):
+            if self.has_pose(key) or not other.has_pose(key):
+                continue
+            source, target = other.pose_path(key), self.pose_path(key)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temp = temp_path_for(target)
+            try:
+                try:
+                    os.link(source, temp)
+                except OSError:
+                    temp.write_bytes(source.read_bytes())
+                os.replace(temp, target)
+            except OSError as error:
+                temp.unlink(missing_ok=True)
+                raise BakeCacheError(f"{target}: cannot write ({error.strerror or error})") from None
+            self.index.files[key] = sha
+            taken += 1
+        return taken
+
     def write_frames(self, frames):
         """frames/frame_NNNN.png for each scene frame -> pose key (a hard link where the file system
         allows, else a copy; NNNN: frame_number); frame files of frames no longer in the range are

@@ -292,6 +292,34 @@ def test_a_cancelled_bake_keeps_its_frames_and_a_later_bake_reuses_them(ext, ext
     assert fourth.computed == fourth.distinct and len(list((tmp_path / "cache" / "frames").glob("*.png"))) == 4
 
 
+def test_a_bake_made_before_the_blend_was_saved_moves_beside_it_without_posing_again(ext, ext_module, picture,
+                                                                                    tmp_path):
+    # Unsaved, a bake falls back to THA Studio's user folder; once the .blend is saved, a render
+    # farm gets the .blend and its folder, not that user folder: the next bake moves beside the
+    # .blend, taking the poses already made.
+    sprite, bake_module = ext_module("animation.blender.sprite"), ext_module("animation.blender.bake")
+    bpy.ops.wm.read_homefile(use_empty=True)
+    user_folder = tmp_path / "user" / "cache"
+    obj = add_sprite(picture)
+    for frame, value in ((1, 0.0), (3, 1.0)):
+        sprite.key_pose(obj, {"mouth_aaa": value}, frame)
+    first = bake_module.BakeJob(bpy.context.scene, obj, 1, 3, fallback_folder=str(user_folder)).run()
+    assert first.folder.parent == user_folder and first.computed == 3
+    frame_3 = read_rgba(first.folder / "frames" / "frame_0003.png")
+
+    project = tmp_path / "project"
+    project.mkdir()
+    bpy.ops.wm.save_as_mainfile(filepath=str(project / "scene.blend"))
+    assert bake_module.left_in_fallback(sprite.settings_of(obj).cache_dir, str(user_folder))
+    second = bake_module.BakeJob(bpy.context.scene, obj, 1, 3, fallback_folder=str(user_folder)).run()
+    assert second.folder == project / "tha_cache" / obj.name and (second.computed, second.reused) == (0, 3)
+    assert sprite.settings_of(obj).cache_dir == f"//tha_cache/{obj.name}/"
+    assert np.array_equal(read_rgba(second.folder / "frames" / "frame_0003.png"), frame_3)
+    image = sprite.frame_node(obj).image
+    assert image.filepath == f"//tha_cache/{obj.name}/frames/frame_0001.png"  # relative: the folder travels
+    assert not bake_module.left_in_fallback(sprite.settings_of(obj).cache_dir, str(user_folder))
+
+
 @pytest.mark.parametrize("problem, make, message", [
     ("no alpha", lambda rgba: rgba[..., :3], "alpha"),
     ("head outside the box", lambda rgba: np.roll(rgba, 200, axis=0), "head box"),

@@ -143,3 +143,20 @@ def test_an_unwritable_folder_is_a_clear_error(tmp_path):
     cache = BakeCache(blocker / "cache")
     with pytest.raises(bake_cache.BakeCacheError, match="cache"):
         cache.store_pose("a" * 32, b"png")
+
+
+def test_a_cache_adopts_the_intact_poses_of_another(tmp_path):
+    old = BakeCache(tmp_path / "user" / "Anna")
+    pngs = {"a" * 32: encode_png(picture(10)), "b" * 32: encode_png(picture(200)), "c" * 32: encode_png(picture(90))}
+    for key, data in pngs.items():
+        old.store_pose(key, data)
+    old.save_index()
+    old.pose_path("b" * 32).write_bytes(b"cut")  # damaged since: not taken
+    new = BakeCache(tmp_path / "project" / "tha_cache" / "Anna")
+    new.store_pose("c" * 32, pngs["c" * 32])  # already there: kept as it is
+    assert new.adopt_poses(BakeCache(tmp_path / "user" / "Anna")) == 1
+    assert new.has_pose("a" * 32) and not new.has_pose("b" * 32) and new.has_pose("c" * 32)
+    assert new.pose_path("a" * 32).read_bytes() == pngs["a" * 32]
+    new.save_index()
+    assert set(BakeCache(new.folder).index.files) == {"a" * 32, "c" * 32}
+    assert old.pose_path("a" * 32).read_bytes() == pngs["a" * 32]  # the old folder is left as it was
