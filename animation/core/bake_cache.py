@@ -187,16 +187,7 @@ class BakeCache:
                 continue
             source, target = other.pose_path(key), self.pose_path(key)
             target.parent.mkdir(parents=True, exist_ok=True)
-            temp = temp_path_for(target)
-            try:
-                try:
-                    os.link(source, temp)
-                except OSError:
-                    temp.write_bytes(source.read_bytes())
-                os.replace(temp, target)
-            except OSError as error:
-                temp.unlink(missing_ok=True)
-                raise BakeCacheError(f"{target}: cannot write ({error.strerror or error})") from None
+            _link_or_copy(source, target)
             self.index.files[key] = sha
             taken += 1
         return taken
@@ -213,16 +204,7 @@ class BakeCache:
             target, source = self.frame_path(frame, first), self.pose_path(key)
             if _same_file(source, target):
                 continue
-            temp = temp_path_for(target)
-            try:
-                try:
-                    os.link(source, temp)
-                except OSError:
-                    temp.write_bytes(source.read_bytes())
-                os.replace(temp, target)
-            except OSError as error:
-                temp.unlink(missing_ok=True)
-                raise BakeCacheError(f"{target}: cannot write ({error.strerror or error})") from None
+            _link_or_copy(source, target)
         for stale in folder.glob("frame_*.png"):
             if stale.name not in wanted:
                 stale.unlink(missing_ok=True)
@@ -256,6 +238,21 @@ class BakeCache:
         self.index.files = {key: sha for key, sha in self.index.files.items() if key in used}
         self.save_index()
         return removed, freed, len(self.index.files)
+
+
+def _link_or_copy(source, target):
+    """`target` made the same file as `source` whole or not at all: a hard link where the file
+    system allows, else a copy."""
+    temp = temp_path_for(target)
+    try:
+        try:
+            os.link(source, temp)
+        except OSError:
+            temp.write_bytes(source.read_bytes())
+        os.replace(temp, target)
+    except OSError as error:
+        temp.unlink(missing_ok=True)
+        raise BakeCacheError(f"{target}: cannot write ({error.strerror or error})") from None
 
 
 def _same_file(source, target):
