@@ -127,14 +127,42 @@ def read_description(path, document=None):
     document = read_gltf_json(path) if document is None else document
     try:
         return describe(document, path)
+    except AvatarFormatError:
+        raise
     except (AttributeError, TypeError, KeyError, IndexError, ValueError) as error:
         # Entries of the wrong kind (a number where an object belongs, text for an index): named,
         # not a traceback. Blender's importer would refuse most of these files anyway, later.
         raise AvatarFormatError(path, f"its glTF/VRM JSON is malformed ({type(error).__name__}: {error})") from None
 
 
+def node_parents(document, path):
+    """Each node's parent index (-1 for a root). AvatarFormatError for a child that names no node,
+    or nodes that are their own ancestors: glTF forbids cycles, Blender's importer hangs on one
+    (it never returned), and every walk up the tree would go round for ever."""
+    nodes = document.get("nodes", [])
+    parents = [-1] * len(nodes)
+    for index, node in enumerate(nodes):
+        for child in node.get("children", []):
+            if not isinstance(child, int) or isinstance(child, bool) or not 0 <= child < len(nodes):
+                raise AvatarFormatError(path, f"node {index}'s child names node {child!r}, which does not exist")
+            parents[child] = index
+    state = [0] * len(nodes)  # 0: not seen, 1: on the walk now, 2: leads to a root
+    for start in range(len(nodes)):
+        walk, node = [], start
+        while node >= 0 and state[node] == 0:
+            state[node] = 1
+            walk.append(node)
+            node = parents[node]
+        if node >= 0 and state[node] == 1:
+            raise AvatarFormatError(path, f"node {node} is its own ancestor")
+        for seen in walk:
+            state[seen] = 2
+    return parents
+
+
 def describe(document, path):
     """The avatar's description from its glTF JSON."""
+    node_parents(document, path)  # (before Blender's importer, which hangs on a cycle)
     description = _describe(document, path)
     description.materials = [material_opacity(material, index) for index, material in enumerate(document.get("materials", []))]
     return description

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .avatar_expressions import GLB_MAGIC, AvatarFormatError, json_name, read_description, read_gltf_json
+from .avatar_expressions import GLB_MAGIC, AvatarFormatError, json_name, node_parents, read_description, read_gltf_json
 from .coordinates import MAX_METRES, first_unreal_row
 from .mmd.model import Bone, Model, Morph
 
@@ -67,30 +67,10 @@ class _Reader:
         self.path, self.data, self.document, self.description = path, data, document, description
         self.buffers = self._buffers()
         self.nodes = document.get("nodes", [])
-        self.parents = [-1] * len(self.nodes)
-        for index, node in enumerate(self.nodes):
-            for child in node.get("children", []):
-                self._check_index(child, len(self.nodes), "node", f"node {index}'s child")
-                self.parents[child] = index
-        self._check_no_cycle()
+        self.parents = node_parents(document, path)
         self.worlds = [None] * len(self.nodes)
         # glTF (x, y, z) in the axes THA Studio's import leaves the avatar in, MMD's order.
         self.axes = np.diag([-1.0, 1.0, 1.0] if description.faces_back else [1.0, 1.0, -1.0])
-
-    def _check_no_cycle(self):
-        """Refuse nodes that are their own ancestors (glTF forbids it; every walk up the tree,
-        to a world matrix or a bone's parent, would go round for ever)."""
-        state = [0] * len(self.nodes)  # 0: not seen, 1: on the walk now, 2: leads to a root
-        for start in range(len(self.nodes)):
-            walk, node = [], start
-            while node >= 0 and state[node] == 0:
-                state[node] = 1
-                walk.append(node)
-                node = self.parents[node]
-            if node >= 0 and state[node] == 1:
-                raise AvatarFormatError(self.path, f"node {node} is its own ancestor")
-            for seen in walk:
-                state[seen] = 2
 
     # --- the file's data
 
@@ -191,7 +171,7 @@ class _Reader:
         """A node's world matrix (4 x 4, glTF axes), its ancestors' transforms applied."""
         if self.worlds[index] is None:
             chain, node = [], index
-            while node >= 0 and self.worlds[node] is None:  # (no cycles: _check_no_cycle)
+            while node >= 0 and self.worlds[node] is None:  # (no cycles: node_parents)
                 chain.append(node)
                 node = self.parents[node]
             matrix = np.eye(4) if node < 0 else self.worlds[node]

@@ -1,12 +1,14 @@
 """Bad input to the importer: a clear error naming the file, no crash, nothing left in the scene."""
 
 import struct
+import sys
 
 import bpy
 import numpy as np
 import pytest
 
 import gltf_fixtures
+from shared_assets import ROOT  # the repository root
 
 KINDS = ("objects", "meshes", "armatures", "materials", "images", "collections", "shape_keys", "actions")
 
@@ -70,6 +72,21 @@ def test_glb_whose_binary_data_is_cut_short_leaves_nothing(tmp_path, model_impor
     assert str(cut) in str(error.value) and "glTF importer" in str(error.value)
     assert data_counts() == before
 
+
+
+def test_glb_whose_nodes_form_a_cycle_is_refused_before_blenders_importer(tmp_path, model_import):
+    # Blender's glTF importer never returned on this file (a skinned avatar whose root joint hangs
+    # under two nodes that are each other's parent): an import, or a dataset run, hung for ever.
+    sys.path.insert(0, str(ROOT / "tests" / "render" / "formats"))
+    from test_avatar_model import avatar_document, write_gltf
+
+    document, data = avatar_document()
+    document["nodes"] += [{"name": "A", "children": [0, 5]}, {"name": "B", "children": [4]}]
+    looped = write_gltf(tmp_path / "looped.glb", document, data)
+    before = data_counts()
+    with pytest.raises(ValueError, match="looped.glb: node 4 is its own ancestor$"):
+        model_import.import_model(looped)
+    assert data_counts() == before
 
 
 @pytest.mark.parametrize("value, words", [(float("nan"), "is not a finite number"), (3e38, "lies past 8,000 metres")])
