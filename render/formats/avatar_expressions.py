@@ -23,8 +23,9 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...errors import UserError
 from ... import json_text
+from ...errors import UserError
+from .limits import MAX_MATERIALS, MAX_MORPHS, MAX_NODES, MAX_TEXTURES, MAX_VERTICES, size_problem
 
 GLB_MAGIC = b"glTF"
 GLB_JSON_CHUNK = 0x4E4F534A  # "JSON"
@@ -160,9 +161,41 @@ def node_parents(document, path):
     return parents
 
 
+def check_sizes(document, path):
+    """Refuse counts no real avatar has (limits.py), before Blender's importer spends minutes or
+    gigabytes on them: a morph target may be an accessor with no data at all (zeros), so a file
+    of a few hundred KB can ask for thousands of full-mesh shape keys."""
+    meshes = document.get("meshes", [])
+    accessors = document.get("accessors", [])
+
+    def vertices(primitive):
+        index = (primitive.get("attributes") or {}).get("POSITION")
+        count = accessors[index].get("count") if isinstance(index, int) and 0 <= index < len(accessors) else None
+        if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
+            return 0  # (what is wrong with it, the reader names)
+        if count > MAX_VERTICES:
+            raise AvatarFormatError(path, f"accessor {index} counts {count!r} elements")
+        return count
+
+    targets = [max((len(primitive.get("targets") or []) for primitive in mesh.get("primitives", [])), default=0)
+               for mesh in meshes]
+    mesh_vertices = [sum(vertices(primitive) for primitive in mesh.get("primitives", [])) for mesh in meshes]
+    shape_key_vertices = sum(count * size for count, size in zip(targets, mesh_vertices))
+    morphed_vertices = sum(size for count, size in zip(targets, mesh_vertices) if count)
+    counts = (("nodes", len(document.get("nodes", [])), MAX_NODES),
+              ("primitives", sum(len(mesh.get("primitives", [])) for mesh in meshes), MAX_MATERIALS),
+              ("materials", len(document.get("materials", [])), MAX_MATERIALS),
+              ("images", len(document.get("images", [])), MAX_TEXTURES),
+              ("morph targets", sum(targets), MAX_MORPHS))
+    problem = size_problem(counts, shape_key_vertices, f"{sum(targets):,} morph targets on {morphed_vertices:,} vertices")
+    if problem:
+        raise AvatarFormatError(path, problem)
+
+
 def describe(document, path):
     """The avatar's description from its glTF JSON."""
     node_parents(document, path)  # (before Blender's importer, which hangs on a cycle)
+    check_sizes(document, path)
     description = _describe(document, path)
     description.materials = [material_opacity(material, index) for index, material in enumerate(document.get("materials", []))]
     return description

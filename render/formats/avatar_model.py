@@ -35,6 +35,7 @@ import numpy as np
 
 from .avatar_expressions import GLB_MAGIC, AvatarFormatError, json_name, node_parents, read_description, read_gltf_json
 from .coordinates import MAX_METRES, first_unreal_row
+from .limits import MAX_VERTICES
 from .mmd.model import Bone, Model, Morph
 
 AVATAR_SUFFIXES = (".vrm", ".glb", ".gltf")
@@ -44,7 +45,6 @@ COMPONENT_TYPES = {5120: "<i1", 5121: "<u1", 5122: "<i2", 5123: "<u2", 5125: "<u
 # Compressed meshes (a primitive's Draco data, a buffer view's meshopt data) are not in the
 # accessors as glTF lays them out: THA Studio does not decode them (Blender's importer decodes Draco).
 COMPRESSIONS = {"KHR_draco_mesh_compression", "EXT_meshopt_compression"}
-MAX_VERTICES = 20_000_000  # far past any avatar; a damaged count is refused before it is allocated
 
 
 def read_avatar_model(path) -> Model:

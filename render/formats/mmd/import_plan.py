@@ -36,6 +36,9 @@ import numpy as np
 
 from ....errors import UserError
 from ..avatar_expressions import morph_record
+from ..limits import (  # noqa: F401 (the limits are read from here too)
+    MAX_BONES, MAX_MATERIALS, MAX_MORPHS, MAX_SHAPE_KEY_VERTICES, MAX_TEXTURES, size_problem,
+)
 from ..texture_paths import resolve_texture
 from . import model as mmd
 from .names import normalize_name, replace_undecodable
@@ -416,22 +419,6 @@ def _edge_scales(model):
     return np.clip(scales, 0.0, None)
 
 
-# Sizes no real model has. Real MMD models have tens to a few hundred materials, a few hundred
-# to about 1,500 bones (long hair and skirts with physics) and up to about 1,000 morphs;
-# Gene_light (the shared sample) has 13 materials, 224 bones, 184 morphs (177 of them vertex
-# morphs) on 28,646 vertices. A crafted file far past that costs Blender minutes (40,000
-# materials or bones took about 2 minutes to build) or gigabytes: Blender keeps every shape key
-# as a full copy of the mesh (12 bytes a vertex), so 20,000 one-vertex morphs took 4.6 GB. The
-# limits are several times the largest real figures, so no real model meets them.
-MAX_MATERIALS = 2_000
-MAX_BONES = 8_000
-MAX_MORPHS = 5_000
-MAX_TEXTURES = 2_000
-# shape keys x vertices: 150 million vertex positions (1.8 GB of shape keys), e.g. 1,000 vertex
-# morphs on a 150,000-vertex model; Gene_light needs 5 million.
-MAX_SHAPE_KEY_VERTICES = 150_000_000
-
-
 class ModelTooLargeError(PlanError):
     """A model with more of something than any real model has (see MAX_MATERIALS etc.)."""
 
@@ -445,17 +432,12 @@ def check_sizes(model, wanted=None):
     (`wanted`: the normalised names of the morphs to make shape keys for, None for all)."""
     counts = (("materials", len(model.materials), MAX_MATERIALS), ("bones", len(model.bones), MAX_BONES),
               ("morphs", len(model.morphs), MAX_MORPHS), ("textures", len(model.textures), MAX_TEXTURES))
-    for what, count, limit in counts:
-        if count > limit:
-            raise ModelTooLargeError(f"{count:,} {what}, more than the {limit:,} this importer takes "
-                                     f"(real models have far fewer; a file with so many is damaged or made to attack)")
     shape_keys = sum(1 for morph in model.morphs if _makes_shape_key(morph, wanted))
     vertices = len(model.positions)
-    if shape_keys * vertices > MAX_SHAPE_KEY_VERTICES:
-        gigabytes = shape_keys * vertices * 12 / 1e9
-        raise ModelTooLargeError(f"{shape_keys:,} vertex and group morphs on {vertices:,} vertices would need "
-                                 f"{gigabytes:.1f} GB of shape keys (Blender stores each as a full copy of the mesh), "
-                                 f"more than the {MAX_SHAPE_KEY_VERTICES * 12 / 1e9:.1f} GB this importer allows")
+    problem = size_problem(counts, shape_keys * vertices,
+                           f"{shape_keys:,} vertex and group morphs on {vertices:,} vertices")
+    if problem:
+        raise ModelTooLargeError(problem)
 
 
 def check_model(model, wanted=None):
