@@ -41,7 +41,7 @@ import numpy as np
 
 from ...errors import UserError
 from ..formats import avatar_expressions
-from ..formats.avatar_model import AVATAR_SUFFIXES
+from ..formats.avatar_model import AVATAR_SUFFIXES, oversized_images
 from ..formats.coordinates import MAX_METRES, first_unreal_row
 from ..formats.mmd import MMD_SUFFIXES
 from ..formats.mmd.import_plan import DEFAULT_SCALE, PlanError, plan_import
@@ -529,6 +529,11 @@ def import_avatar(path, collection=None):
     path = check_model_path(path)
     started = time.perf_counter()
     description = avatar_expressions.read_description(path)  # AvatarFormatError, a ValueError
+    oversized = oversized_images(path)
+    if oversized:  # (Blender's importer takes every image; it would decode gigabytes when first shown)
+        name, why = oversized[0]
+        raise ModelImportError(path, f"its image {name!r} is too large to load ({why}), far past any avatar's "
+                                     f"texture: a damaged or hostile file")
     parsed = time.perf_counter()
     target = collection or bpy.context.scene.collection
     with created_data_guard():

@@ -27,6 +27,7 @@ data URIs), bounds-checked: a damaged file is an AvatarFormatError naming it.
 from __future__ import annotations
 
 import base64
+import io
 import struct
 import urllib.parse
 from pathlib import Path
@@ -37,6 +38,7 @@ from .avatar_expressions import GLB_MAGIC, AvatarFormatError, json_name, node_pa
 from .coordinates import MAX_METRES, first_unreal_row
 from .limits import MAX_VERTICES
 from .mmd.model import Bone, Model, Morph
+from .texture_paths import oversized_texture
 
 AVATAR_SUFFIXES = (".vrm", ".glb", ".gltf")
 GLB_BINARY_CHUNK = 0x004E4942  # "BIN\0"
@@ -62,6 +64,44 @@ def read_avatar_model(path) -> Model:
         raise AvatarFormatError(path, f"its glTF data is malformed ({type(error).__name__}: {error})") from None
 
 
+def oversized_images(path):
+    """(image name, why) for each image of the avatar too large to decode (texture_paths'
+    oversized_texture: past Pillow's decompression-bomb limit, far past any avatar's texture),
+    read from its header. Blender's glTF importer takes every image as it is, and decodes it
+    whole when a view or a render first shows it: a 3.5 MB glb held a PNG of 30,000 squared
+    pixels, 3.9 GB and 11 s."""
+    path = Path(path)
+    data = path.read_bytes()
+    document = read_gltf_json(path, data)
+    try:
+        reader = _Reader(path, data, document, read_description(path, document))
+    except AvatarFormatError:
+        return []  # (its buffers cannot be read: Blender's importer names what it finds)
+    found = []
+    for index, image in enumerate(document.get("images", [])):
+        name = json_name(image.get("name")) or json_name(image.get("uri")) or f"image {index}"
+        try:
+            if "bufferView" in image:
+                source = io.BytesIO(reader.view_bytes(image["bufferView"], f"image {index}"))
+            elif str(image.get("uri", "")).startswith("data:"):
+                source = io.BytesIO(_data_uri_bytes(image["uri"]))
+            elif isinstance(image.get("uri"), str):
+                source = path.resolve().parent / urllib.parse.unquote(image["uri"])
+            else:
+                continue
+        except (AvatarFormatError, ValueError, TypeError):
+            continue  # (an image that cannot be found: Blender's importer says so)
+        why = oversized_texture(source)
+        if why:
+            found.append((name, why))
+    return found
+
+
+def _data_uri_bytes(uri):
+    header, _, payload = uri.partition(",")
+    return base64.b64decode(payload) if header.endswith(";base64") else urllib.parse.unquote_to_bytes(payload)
+
+
 class _Reader:
     def __init__(self, path, data, document, description):
         self.path, self.data, self.document, self.description = path, data, document, description
@@ -83,8 +123,7 @@ class _Reader:
                 if data is None:
                     raise AvatarFormatError(self.path, f"buffer {index} has no data (no uri, no binary chunk)")
             elif uri.startswith("data:"):
-                header, _, payload = uri.partition(",")
-                data = base64.b64decode(payload) if header.endswith(";base64") else urllib.parse.unquote_to_bytes(payload)
+                data = _data_uri_bytes(uri)
             else:
                 file = self.path.resolve().parent / urllib.parse.unquote(uri)  # (where a link leads)
                 try:
@@ -142,6 +181,18 @@ class _Reader:
             values[rows] = self._view_array(sparse["values"]["bufferView"], sparse["values"].get("byteOffset", 0),
                                             dtype, sparse["count"], width, f"accessor {index}'s sparse values")
         return values
+
+    def view_bytes(self, view_index, what):
+        """The bytes of a buffer view (an embedded image's file)."""
+        views = self.document.get("bufferViews", [])
+        self._check_index(view_index, len(views), "buffer view", what)
+        view = views[view_index]
+        self._check_index(view.get("buffer"), len(self.buffers), "buffer", f"buffer view {view_index}")
+        start, length = view.get("byteOffset", 0), view["byteLength"]
+        data = self.buffers[view["buffer"]]
+        if not (isinstance(start, int) and isinstance(length, int) and 0 <= start and start + length <= len(data)):
+            raise AvatarFormatError(self.path, f"{what} reaches past the end of its buffer view {view_index}")
+        return data[start:start + length]
 
     def _view_array(self, view_index, offset, dtype, count, width, what):
         views = self.document.get("bufferViews", [])

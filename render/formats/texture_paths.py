@@ -108,7 +108,7 @@ def find_by_name(model_dir, file_name, depth=SEARCH_DEPTH):
 
 
 def oversized_texture(path):
-    """Why the texture at `path` is too large to load, or None. Read from its header without
+    """Why the texture at `path` (or in a binary file object) is too large to load, or None. Read from its header without
     decoding it, by Pillow (which the extension ships; PNG, JPEG, BMP, TGA, DDS, ...), whose
     decompression-bomb limit (179 million pixels, 13,377 squared) no MMD texture comes near:
     Blender would decode such a file whole, gigabytes, when a view or a render first needs it.

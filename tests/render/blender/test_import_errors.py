@@ -197,3 +197,35 @@ def test_operator_reports_bad_files_and_imports_good_ones(tmp_path, shared):
     assert bpy.context.view_layer.objects.active.type == "ARMATURE"
     assert len(bpy.context.selected_objects) == 2
     assert bpy.data.armatures[0].bones["頭"].head_local.z > 1.6  # 0.1 m per unit: taller than at 0.08
+
+
+def test_glb_holding_an_image_of_a_billion_pixels_is_refused_before_blenders_importer(tmp_path, model_import):
+    # Blender's importer takes every image as it is and decodes it whole when first shown: this
+    # 3.5 MB file's PNG took 3.9 GB and 11 s the first time its size was asked for.
+    import zlib
+
+    sys.path.insert(0, str(ROOT / "tests" / "render" / "formats"))
+    from test_avatar_model import avatar_document, write_gltf
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    side = 30_000
+    compressor = zlib.compressobj(9)
+    rows = b"".join(compressor.compress(bytes(1 + side * 4)) for _ in range(side)) + compressor.flush()
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 6, 0, 0, 0))
+           + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+    document, data = avatar_document()
+    data += bytes(-len(data) % 4)
+    document["bufferViews"].append({"buffer": 0, "byteOffset": len(data), "byteLength": len(png)})
+    data += png
+    document["buffers"][0]["byteLength"] = len(data)
+    document["images"] = [{"name": "Face", "bufferView": len(document["bufferViews"]) - 1, "mimeType": "image/png"}]
+    document["textures"] = [{"source": 0}]
+    document["materials"] = [{"name": "Skin", "pbrMetallicRoughness": {"baseColorTexture": {"index": 0}}}]
+    bomb = write_gltf(tmp_path / "bomb.glb", document, data)
+    before = data_counts()
+    with pytest.raises(ValueError, match=r"bomb.glb: its image 'Face' is too large to load \(Image size \(900000000 "
+                                         r"pixels\) exceeds limit"):
+        model_import.import_model(bomb)
+    assert data_counts() == before
