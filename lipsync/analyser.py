@@ -26,6 +26,7 @@ one static segment fixed), so each lasts well under a second and a cancel takes 
 
 import contextlib
 import io
+import itertools
 import math
 import os
 import re
@@ -643,6 +644,25 @@ def tokenize_dialog(text):
     return re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.lower())
 
 
+def dialog_language_model(words):
+    """pocketsphinx's ArpaBoLM of the dialog's words as one sentence (<s> words </s>), counted here:
+    its own corpus reader, given the text, runs a backtracking regular expression over each line,
+    quadratic in the line's length (a dialog of 7,000 words took 2.7 s, one of 58,000 three
+    minutes, for a 4-second recording). The same counts, so the same model."""
+    from pocketsphinx.lm import ArpaBoLM
+
+    model = ArpaBoLM()
+    sentence = ["<s>", *words, "</s>"]
+    for first, second, third in itertools.zip_longest(sentence, sentence[1:], sentence[2:]):
+        model.grams_1[first] += 1
+        if second is not None:
+            model.grams_2[first][second] += 1
+            if third is not None:
+                model.grams_3[first][second][third] += 1
+    model.compute()
+    return model
+
+
 class PhoneticRecognizer:
     """PocketSphinx allphone search (Rhubarb's "phonetic" recognizer)."""
 
@@ -702,31 +722,24 @@ class WordRecognizer:
         """(language model, dictionary) files for the dialog's words. The dictionary holds just
         those words (with their alternative pronunciations): loading all of CMUdict beside a
         text language model takes seconds."""
-        from pocketsphinx.lm import ArpaBoLM
-
         probe = Decoder(lm=None, loglevel="FATAL")
         known, unknown, pronunciations = [], [], []
+        looked_up = {}  # word -> in the dictionary; its pronunciations are taken the first time
         for word in tokenize_dialog(dialog):
-            if not probe.lookup_word(word):
-                unknown.append(word)
-                continue
-            known.append(word)
-            variant, number = word, 1
-            while variant not in {p.split(" ", 1)[0] for p in pronunciations}:
-                pronunciation = probe.lookup_word(variant)
-                if not pronunciation:
-                    break
-                pronunciations.append(f"{variant} {pronunciation}")
-                number += 1
-                variant = f"{word}({number})"
+            if word not in looked_up:  # (each word once: a long dialog repeats its words)
+                looked_up[word] = bool(probe.lookup_word(word))
+                variant, number = word, 1
+                while looked_up[word] and (pronunciation := probe.lookup_word(variant)):
+                    pronunciations.append(f"{variant} {pronunciation}")
+                    number += 1
+                    variant = f"{word}({number})"
+            (known if looked_up[word] else unknown).append(word)
         self.unknown_words = sorted(set(unknown))
         if not known:
             raise DialogWordsUnknown("none of the dialog text's words is in the US English pronunciation dictionary")
         self._folder = tempfile.TemporaryDirectory(prefix="tha_studio_dialog_")
         folder = Path(self._folder.name)
-        model = ArpaBoLM(text=" ".join(known), add_start=True)
-        model.compute()
-        model.write_file(str(folder / "dialog.arpa"))
+        dialog_language_model(known).write_file(str(folder / "dialog.arpa"))
         (folder / "dialog.dict").write_text("\n".join(pronunciations) + "\n", encoding="utf-8")
         return str(folder / "dialog.arpa"), str(folder / "dialog.dict")
 

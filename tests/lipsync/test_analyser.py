@@ -79,6 +79,22 @@ def test_dialog_text_guides_word_recognition(shared):
     assert result.track.shapes_used.count("A") == 1 and sum(c.shape == "A" for c in result.track) >= 8
 
 
+def test_the_dialog_language_model_is_pocketsphinxs_own_counted_without_its_quadratic_reader(shared, tmp_path):
+    # ArpaBoLM's corpus reader runs a backtracking regular expression over each line: a whole
+    # script given as the dialog (58,000 words, one line) took three minutes before any audio.
+    from pocketsphinx.lm import ArpaBoLM
+
+    dialog = lipsync(shared, "audio", "s1_plosives.dialog.txt").read_text()
+    words = analyser.tokenize_dialog(dialog * 40)
+    theirs = ArpaBoLM(text=" ".join(words), add_start=True)
+    theirs.compute()
+    theirs.write_file(str(tmp_path / "theirs.arpa"))
+    analyser.dialog_language_model(words).write_file(str(tmp_path / "ours.arpa"))
+    assert (tmp_path / "ours.arpa").read_text() == (tmp_path / "theirs.arpa").read_text()
+    script = analyser.dialog_language_model(words * 200)  # 128,000 words: a moment, not minutes
+    assert script.grams_1["peter"] == 40 * 200
+
+
 def test_dialog_text_the_dictionary_knows_no_word_of_is_left_out_with_a_note(shared):
     # A line in another language (or only names) had stopped the analysis with an error, though
     # the dialog text is only a help; it is left out, and "auto" takes the phonetic recognizer
