@@ -97,8 +97,8 @@ class BakeJob(Job):
         # it back when the bake ends, is cancelled or fails (Job.run and the operator cancel).
         self._release_memory = hold_freed_memory()
         settings = sprites.settings_of(self.obj)
-        if settings.cache_dir != self.cache_dir:
-            settings.cache_dir = self.cache_dir
+        if (settings.cache_dir, settings.baked_by) != (self.cache_dir, self.obj.name):
+            settings.cache_dir, settings.baked_by = self.cache_dir, self.obj.name
             sprites.store_settings(self.obj, settings)
         self.folder = Path(bpy.path.abspath(self.cache_dir))
         self.cache = BakeCache(self.folder)

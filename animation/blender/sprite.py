@@ -309,16 +309,19 @@ def own_material(obj):
 def own_cache_dir(obj):
     """Give a copied sprite a bake folder of its own: its settings came with the copy, and two
     sprites baking into one folder overwrite each other's frame sequence. Of the sprites sharing
-    the folder, the first by name among those whose name it bears keeps it (names that differ
-    only in characters a folder name cannot hold, "Anna.001" and "Anna 001", bear the same),
-    else the first by name; the others' folders are cleared (a bake then takes a default folder
-    no other sprite uses). Returns True if it did."""
+    the folder, the one whose bake made it its own keeps it (its name is the one the settings
+    record, `baked_by`: a copy's is not, whatever it was renamed to); failing that (the
+    original renamed since), the first by name among those whose name the folder bears (names
+    that differ only in characters a folder name cannot hold, "Anna.001" and "Anna 001", bear
+    the same), else the first by name. The others' folders are cleared (a bake then takes a
+    default folder no other sprite uses). Returns True if it did."""
     settings = settings_of(obj)
     folder = cache_folder_of(obj)
     if folder is None:
         return False
     sharing = [other for other in _other_sprites(obj) if cache_folder_of(other) == folder]
-    keeper = min([obj, *sharing], key=lambda o: (bpy.path.clean_name(o.name) != folder.name, o.name))
+    keeper = min([obj, *sharing], key=lambda o: (o.name != settings_of(o).baked_by,
+                                                 bpy.path.clean_name(o.name) != folder.name, o.name))
     if keeper is obj:
         return False
     settings.cache_dir = ""

@@ -35,6 +35,7 @@ class SpriteSettings:
     picture: str = ""  # the Blender image (datablock name) holding the character picture
     picture_digest: str = ""  # sha256 of the prepared picture's RGBA bytes
     cache_dir: str = ""  # Blender path of the bake cache ("//tha_cache/<sprite>/"); "" = default
+    baked_by: str = ""  # the name of the object whose bake made cache_dir its own (a copy keeps it too)
     mode: str = "LIVE"  # LIVE: posed by THA as frames change; BAKED: plays the baked image sequence
     version: int = VERSION
 

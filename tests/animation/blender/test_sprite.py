@@ -458,6 +458,28 @@ def test_sprites_whose_names_make_one_folder_name_bake_apart(ext, ext_module, pi
     assert np.array_equal(read_rgba(second_folder / "frames" / "frame_0001.png"), second_frame)
 
 
+def test_the_sprite_that_made_a_folder_keeps_it_from_a_copy_renamed_to_sort_first(ext, ext_module, picture, tmp_path):
+    # A copy renamed "Anna 001" bears the folder's name (Anna_001) and sorts before its original
+    # "Anna.001": by names alone it took the folder, and the original's next bake moved out.
+    sprite, bake_module = ext_module("animation.blender.sprite"), ext_module("animation.blender.bake")
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "copies.blend"))
+    original = add_sprite(picture)
+    original.name = "Anna.001"
+    sprite.key_pose(original, {"mouth_aaa": 1.0}, 1)
+    folder = bake_module.BakeJob(bpy.context.scene, original, 1, 1).run().folder
+    assert folder.name == "Anna_001" and sprite.settings_of(original).baked_by == "Anna.001"
+    bpy.ops.object.select_all(action="DESELECT")
+    original.select_set(True)
+    bpy.context.view_layer.objects.active = original
+    assert bpy.ops.object.duplicate() == {"FINISHED"}
+    copy = bpy.context.view_layer.objects.active
+    copy.name = "Anna 001"
+    assert sprite.cache_folder_of(copy) == folder and sorted([copy.name, original.name])[0] == copy.name
+    copy_folder = bake_module.BakeJob(bpy.context.scene, copy, 1, 1).run().folder
+    assert copy_folder != folder and copy_folder.name == "Anna_001_2"
+    assert bake_module.BakeJob(bpy.context.scene, original, 1, 1).run().folder == folder
+
+
 def test_change_picture_keeps_the_performance_and_poses_the_new_character(ext, ext_module, picture, tha3_data, tmp_path):
     sprite, bake_module = ext_module("animation.blender.sprite"), ext_module("animation.blender.bake")
     schema = sprite.get_schema("tha3")
