@@ -356,6 +356,10 @@ class Opener:
         missing = [n for n in networks if n not in state_dicts]
         if missing:
             raise WeightsError(f"{path}: lacks the {', '.join(missing)} network(s) of {found_family.upper()}")
+        extra = sorted(n for n in state_dicts if n not in networks)
+        if extra:  # (loaded strictly: tensors nothing reads are not from 'weights convert')
+            raise WeightsError(f"{path}: holds tensors of network(s) {found_family.upper()} does not have "
+                               f"({', '.join(extra[:5])}); convert the weights again")
         for name in networks:
             self.checker.check(state_dicts[name], found_family, name, found_variant, f"{path} [{name}]")
         return WeightSet(found_family, found_variant, state_dicts, {name: Path(path) for name in state_dicts})

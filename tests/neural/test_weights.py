@@ -204,6 +204,13 @@ def test_safetensors_round_trip_keeps_family_variant_and_values(tmp_path, tha3_d
     with pytest.raises(WeightsError, match=r"odd.safetensors: holds THA3 weights of variant 'separable_weird', which "
                                            r"is not one of THA3's \(separable_float, separable_half, "):
         open_weights(odd)
+    # Tensors of a network the family lacks were ignored: the file is loaded strictly.
+    extra = tmp_path / "extra.safetensors"
+    save_file({**load_file(str(path)), "refiner.weight": torch.zeros(2)}, str(extra),
+              metadata=dict(metadata, variant="separable_float"))
+    with pytest.raises(WeightsError, match=r"extra.safetensors: holds tensors of network\(s\) THA3 does not have "
+                                           r"\(refiner\); convert the weights again"):
+        open_weights(extra)
 
 
 def test_safetensors_of_another_program_is_refused(tmp_path):
