@@ -528,8 +528,10 @@ def import_avatar(path, collection=None):
     """Import a .vrm/.glb/.gltf through Blender's glTF importer and record its expressions."""
     path = check_model_path(path)
     started = time.perf_counter()
-    description = avatar_expressions.read_description(path)  # AvatarFormatError, a ValueError
-    oversized = oversized_images(path)
+    data = path.read_bytes()  # once, for the description and the images (a VRM is tens of megabytes)
+    document = avatar_expressions.read_gltf_json(path, data)
+    description = avatar_expressions.read_description(path, document)  # AvatarFormatError, a ValueError
+    oversized = oversized_images(path, data, document, description)
     if oversized:  # (Blender's importer takes every image; it would decode gigabytes when first shown)
         name, why = oversized[0]
         raise ModelImportError(path, f"its image {name!r} is too large to load ({why}), far past any avatar's "

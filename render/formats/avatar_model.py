@@ -64,17 +64,16 @@ def read_avatar_model(path) -> Model:
         raise AvatarFormatError(path, f"its glTF data is malformed ({type(error).__name__}: {error})") from None
 
 
-def oversized_images(path):
+def oversized_images(path, data, document, description):
     """(image name, why) for each image of the avatar too large to decode (texture_paths'
     oversized_texture: past Pillow's decompression-bomb limit, far past any avatar's texture),
-    read from its header. Blender's glTF importer takes every image as it is, and decodes it
-    whole when a view or a render first shows it: a 3.5 MB glb held a PNG of 30,000 squared
-    pixels, 3.9 GB and 11 s."""
+    read from its header; `data`, `document` and `description`: the file's bytes, its glTF JSON
+    and its AvatarDescription, as the caller read them. Blender's glTF importer takes every
+    image as it is, and decodes it whole when a view or a render first shows it: a 3.5 MB glb
+    held a PNG of 30,000 squared pixels, 3.9 GB and 11 s."""
     path = Path(path)
-    data = path.read_bytes()
-    document = read_gltf_json(path, data)
     try:
-        reader = _Reader(path, data, document, read_description(path, document))
+        reader = _Reader(path, data, document, description)
     except AvatarFormatError:
         return []  # (its buffers cannot be read: Blender's importer names what it finds)
     found = []
@@ -82,14 +81,16 @@ def oversized_images(path):
         name = json_name(image.get("name")) or json_name(image.get("uri")) or f"image {index}"
         try:
             if "bufferView" in image:
-                source = io.BytesIO(reader.view_bytes(image["bufferView"], f"image {index}"))
+                view = reader._view_array(image["bufferView"], 0, np.dtype(np.uint8),
+                                          document["bufferViews"][image["bufferView"]]["byteLength"], 1, f"image {index}")
+                source = io.BytesIO(view.tobytes())
             elif str(image.get("uri", "")).startswith("data:"):
                 source = io.BytesIO(_data_uri_bytes(image["uri"]))
             elif isinstance(image.get("uri"), str):
                 source = path.resolve().parent / urllib.parse.unquote(image["uri"])
             else:
                 continue
-        except (AvatarFormatError, ValueError, TypeError):
+        except (AvatarFormatError, ValueError, TypeError, KeyError, IndexError):
             continue  # (an image that cannot be found: Blender's importer says so)
         why = oversized_texture(source)
         if why:
@@ -181,18 +182,6 @@ class _Reader:
             values[rows] = self._view_array(sparse["values"]["bufferView"], sparse["values"].get("byteOffset", 0),
                                             dtype, sparse["count"], width, f"accessor {index}'s sparse values")
         return values
-
-    def view_bytes(self, view_index, what):
-        """The bytes of a buffer view (an embedded image's file)."""
-        views = self.document.get("bufferViews", [])
-        self._check_index(view_index, len(views), "buffer view", what)
-        view = views[view_index]
-        self._check_index(view.get("buffer"), len(self.buffers), "buffer", f"buffer view {view_index}")
-        start, length = view.get("byteOffset", 0), view["byteLength"]
-        data = self.buffers[view["buffer"]]
-        if not (isinstance(start, int) and isinstance(length, int) and 0 <= start and start + length <= len(data)):
-            raise AvatarFormatError(self.path, f"{what} reaches past the end of its buffer view {view_index}")
-        return data[start:start + length]
 
     def _view_array(self, view_index, offset, dtype, count, width, what):
         views = self.document.get("bufferViews", [])
