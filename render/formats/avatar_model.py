@@ -78,7 +78,8 @@ def oversized_images(path, data, document, description):
         return []  # (its buffers cannot be read: Blender's importer names what it finds)
     found = []
     for index, image in enumerate(document.get("images", [])):
-        name = json_name(image.get("name")) or json_name(image.get("uri")) or f"image {index}"
+        uri = json_name(image.get("uri"))
+        name = json_name(image.get("name")) or (uri if uri and not uri.startswith("data:") else f"image {index}")
         try:
             if "bufferView" in image:
                 view = reader._view_array(image["bufferView"], 0, np.dtype(np.uint8),

@@ -240,3 +240,29 @@ def test_an_avatar_asking_for_more_shape_keys_than_any_real_one_is_refused_befor
         with pytest.raises(AvatarFormatError, match=words):
             read(path)
     read_description(write_gltf(tmp_path / "fine.glb", *empty_targets_document(vertices, 100)))
+
+
+def test_an_image_declaring_too_many_pixels_is_found_from_its_header_and_named_shortly(tmp_path):
+    import zlib
+
+    from tha_studio.render.formats.avatar_expressions import read_description, read_gltf_json
+    from tha_studio.render.formats.avatar_model import oversized_images
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    # Only the header is read: 20,000 squared pixels declared, no pixel data at all.
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20_000, 20_000, 8, 6, 0, 0, 0))
+           + chunk(b"IEND", b""))
+    (tmp_path / "face.png").write_bytes(png)
+    document, data = avatar_document()
+    document["images"] = [{"uri": "face.png"},
+                          {"uri": "data:image/png;base64," + base64.b64encode(png).decode()},
+                          {"name": "Skin", "uri": "missing.png"}]
+    path = write_gltf(tmp_path / "a.gltf", document, data)
+    raw = path.read_bytes()
+    document = read_gltf_json(path, raw)
+    found = oversized_images(path, raw, document, read_description(path, document))
+    # A data URI is named by its place, not by its megabytes of base64; a missing file is Blender's to name.
+    assert [name for name, _ in found] == ["face.png", "image 1"]
+    assert all("exceeds limit" in why for _, why in found)
