@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .avatar_expressions import GLB_MAGIC, AvatarFormatError, json_name, node_parents, read_description, read_gltf_json
-from .coordinates import MAX_METRES, first_unreal_row
+from .coordinates import MAX_METRES, first_unreal_row, quiet_file_numbers
 from .limits import MAX_VERTICES
 from .mmd.model import Bone, Model, Morph
 from .texture_paths import oversized_texture
@@ -49,6 +49,7 @@ COMPONENT_TYPES = {5120: "<i1", 5121: "<u1", 5122: "<i2", 5123: "<u2", 5125: "<u
 COMPRESSIONS = {"KHR_draco_mesh_compression", "EXT_meshopt_compression"}
 
 
+@quiet_file_numbers
 def read_avatar_model(path) -> Model:
     """The avatar's rest geometry, bones and expressions as a Model (format "vrm0", "vrm1",
     "glb" or "gltf"); AvatarFormatError names the file and the problem."""
@@ -360,6 +361,12 @@ class _Reader:
             index, inverse = np.unique(index, return_inverse=True)
             summed = np.zeros((len(index), 3))
             np.add.at(summed, inverse, move)
+            # As an MMD morph's offsets are (pmx.py): a damaged target, or a bind weighted 1e300,
+            # would throw the face kilometres away whenever the expression is keyed.
+            found = first_unreal_row(summed, MAX_METRES, "metres")
+            if found:
+                raise AvatarFormatError(self.path, f"expression {expression.name!r}: the offset of vertex "
+                                                   f"{index[found[0]]} {found[1]}")
             kept = np.abs(summed).max(axis=1) > 0
             morph.vertex_indices, morph.vertex_offsets = index[kept], summed[kept].astype(np.float32)
         return morph

@@ -12,6 +12,14 @@ MAX_MMD_COORDINATE = 1e5
 MAX_METRES = 8e3
 
 
+def quiet_file_numbers(function):
+    """`function` with numpy's floating-point warnings off. A file's NaN and infinities are the
+    reader's to name (first_unreal_row and the like), in words, with the file; numpy would print
+    a RuntimeWarning first, even for merely converting a signalling NaN to float64."""
+    return np.errstate(invalid="ignore", over="ignore", divide="ignore")(function)
+
+
+@quiet_file_numbers
 def first_unreal_row(values, limit=None, unit="units"):
     """(index, problem) for the first row of `values` that holds NaN, an infinity or (with
     `limit`, in `unit`) a magnitude past it, the problem showing the row; None when every row is fine."""

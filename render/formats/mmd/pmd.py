@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..coordinates import quiet_file_numbers
 from .binary import BinaryReader
 from .model import (
     BDEF1,
@@ -72,6 +73,7 @@ def read(path) -> Model:
     return parse(path.read_bytes(), path)
 
 
+@quiet_file_numbers
 def parse(data: bytes, path="<bytes>") -> Model:
     return _PMDParser(data, path).parse()
 

@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ....atomic_files import write_bytes_atomic
-from ..coordinates import MAX_MMD_COORDINATE
+from ..coordinates import MAX_MMD_COORDINATE, quiet_file_numbers
 from .binary import F32, I32, U8, VEC3, BinaryReader
 from .model import (
     BDEF1,
@@ -169,6 +169,7 @@ def read(path) -> Model:
     return parse(path.read_bytes(), path)
 
 
+@quiet_file_numbers
 def parse(data: bytes, path="<bytes>") -> Model:
     """Parse PMX bytes; `path` only names the file in error messages."""
     return _PMXParser(data, path).parse()

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..coordinates import quiet_file_numbers
 from .binary import BinaryReader
 from .model import MMDFormatError
 
@@ -90,6 +91,7 @@ def read(path):
     return parse(data, path)
 
 
+@quiet_file_numbers
 def parse(data, path="<motion>"):
     reader = BinaryReader(data, path)
     header = reader.raw(HEADER_BYTES, "the header") if len(data) >= HEADER_BYTES else None

@@ -194,6 +194,31 @@ def test_damaged_avatars_are_named(tmp_path):
         assert str(raised.value).startswith(f"{path}: ") and problem in str(raised.value), str(raised.value)
 
 
+@pytest.mark.filterwarnings("error")  # numpy's RuntimeWarning on a signalling NaN included
+def test_an_expression_that_would_throw_the_face_away_is_refused_by_name(tmp_path):
+    """As an MMD morph's offsets are (test_pmx_errors.py): a morph target holding NaN, a signalling
+    one (numpy warned of it before any error) or the largest float, or a bind weighted 1e300,
+    was read, and the face flew kilometres whenever the expression was keyed (NaN: left out
+    silently). Found by writing such numbers over every 4 bytes and every JSON number of a VRM."""
+    document, data = avatar_document("vrm1")
+    z = data.index(struct.pack("<3f", 0, 0, 0.1)) + 8  # the sparse target's one offset, its z
+    cases = []
+    for name, value in (("signalling", bytes.fromhex("0100807f")), ("nan", struct.pack("<f", float("nan"))),
+                        ("largest", struct.pack("<f", 3.4e38))):
+        damaged = bytearray(data)
+        damaged[z : z + 4] = value
+        cases.append(write_gltf(tmp_path / f"{name}.vrm", document, bytes(damaged)))
+    heavy = json.loads(json.dumps(document))
+    heavy["extensions"]["VRMC_vrm"]["expressions"]["preset"]["blinkLeft"]["morphTargetBinds"][0]["weight"] = 1e300
+    cases.append(write_gltf(tmp_path / "heavy.vrm", heavy, data))
+    for path in cases:
+        with pytest.raises(AvatarFormatError) as raised:
+            read_avatar_model(path)
+        message = str(raised.value)
+        assert message.startswith(f"{path}: expression 'blinkLeft': the offset of vertex 0 ("), message
+        assert message.endswith(("is not a finite number", "lies past 8,000 metres, where no real model reaches"))
+
+
 def test_names_that_are_not_text_are_taken_as_text_or_left_to_the_default(tmp_path):
     # A hand-made or damaged file: a number where a name belongs is its text, as JSON would hold
     # it; anything else is no name. The annotation then reads the model like any other, where a

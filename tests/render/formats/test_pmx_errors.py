@@ -2,6 +2,7 @@
 MMDFormatError that names the file, the section and the byte offset (no crash, no hang)."""
 
 import struct
+import warnings
 
 import numpy as np
 import pytest
@@ -156,3 +157,30 @@ def test_coordinates_that_are_not_numbers_or_out_of_reach_name_the_item():
     plan = plan_import(pmx.parse(pmx.to_bytes(model)))
     assert np.isfinite(plan.normals).all() and not plan.normals[1].any()
     assert np.isfinite(plan.uvs).all() and 1.0 - 1e6 in plan.uvs  # (V flipped)
+
+
+SIGNALLING_NAN = bytes.fromhex("0100807f")  # float32, little-endian
+
+
+def test_a_signalling_nan_is_named_by_the_reader_alone():
+    """Merely converting a signalling NaN to float64 made numpy print a RuntimeWarning before the
+    reader's own error (found by writing one over every 4 bytes of a model): a user saw numpy's
+    words about a cast first. In a bone weight, where a NaN is harmless (the weight is left out),
+    the warning was all there was."""
+    model = full_model(2.0)
+    model.positions[0] = (0.25, 1.5, -0.75)
+    blended = int(np.flatnonzero(model.weight_types == pmx.BDEF2)[0])
+    model.bone_weights[blended, :2] = (0.3125, 0.6875)
+    data = pmx.to_bytes(model)
+    for value, problem in ((struct.pack("<3f", 0.25, 1.5, -0.75), "vertex 0 position (nan"),
+                           (struct.pack("<f", 0.3125), None)):
+        at = data.index(value)
+        raw = bytearray(data)
+        raw[at : at + 4] = SIGNALLING_NAN
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            if problem is None:
+                assert len(pmx.parse(bytes(raw), "signalling.pmx").positions) == len(model.positions)
+                continue
+            error = parse_error(bytes(raw))
+        assert problem in error.problem and error.problem.endswith("is not a finite number")

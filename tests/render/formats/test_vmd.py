@@ -57,7 +57,13 @@ def test_a_name_cut_inside_a_character_and_an_old_header_and_bones_alone_read():
     (lambda data: b"", r"header at byte 0: not an MMD motion: it starts with b''"),
     (lambda data: data.replace(struct.pack("<f", 0.5), struct.pack("<f", float("nan"))),
      r"morph keyframes at byte \d+: morph keyframe 2 has the weight nan"),
+    # A signalling NaN: numpy printed a RuntimeWarning about a cast before this error (the test
+    # turns warnings into errors).
+    (lambda data: data.replace(struct.pack("<f", np.sin(np.radians(10))), bytes.fromhex("0100807f")),
+     r"bone keyframes at byte \d+: bone keyframe \d is no place and turn: position \(0.0, 0.25, 0.0\), "
+     r"rotation \(0.0, nan, 0.0, "),
 ])
+@pytest.mark.filterwarnings("error")
 def test_a_damaged_motion_is_named_with_the_section_and_byte(tmp_path, damage, problem):
     data = vmd.write(sample_motion(), tmp_path / "talk.vmd").read_bytes()
     (tmp_path / "bad.vmd").write_bytes(damage(data))
