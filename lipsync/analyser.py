@@ -408,7 +408,7 @@ class AudioReader:
             decoder = BlockDecoder(self.path, self.frames)
             for samples in decoder.blocks(block):
                 # Float WAVs can hold NaN; a file may hold more frames than its header said.
-                samples = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
+                samples = playable(samples)
                 part = samples.mean(axis=1) if channel is None else samples[:, channel]
                 if energies is not None:
                     squares = np.einsum("ij,ij->j", samples, samples, dtype=np.float64)
@@ -457,6 +457,19 @@ def check_audio_header(rate, channels, frames, opening):
         raise AudioError(
             f"{opening} It is {frames / rate / 3600:.1f} hours long; at most {MAX_SECONDS / 3600:g} hours are supported."
         )
+
+
+# A float recording can hold samples past full scale; every player clips them there, and so does
+# the analysis (so does Rhubarb's 16-bit copy). A damaged float WAV's garbage, up to 3.4e38, set
+# the level of the whole take otherwise (a line of speech came out as one closed-mouth cue), and
+# overflowed float32 into infinities, with numpy's warning.
+FULL_SCALE = 1.0
+
+
+def playable(samples):
+    """Decoded samples as a player plays them: NaN silent, the rest clipped to full scale."""
+    samples = np.nan_to_num(samples, nan=0.0, posinf=FULL_SCALE, neginf=-FULL_SCALE)
+    return np.clip(samples, -FULL_SCALE, FULL_SCALE, out=samples)
 
 
 def resample(samples, rate, target_rate):

@@ -91,7 +91,8 @@ def convert_to_wav(source, target):
     import soundfile
 
     from .analyser import (
-        MAX_SECONDS, BlockDecoder, check_audio_header, decoder_reason, header_frames, open_sound, reading_notes,
+        MAX_SECONDS, BlockDecoder, check_audio_header, decoder_reason, header_frames, open_sound, playable,
+        reading_notes,
     )
 
     opening = f"Could not open sound file {source}."
@@ -104,7 +105,7 @@ def convert_to_wav(source, target):
         decoder = BlockDecoder(source, frames)
         with soundfile.SoundFile(str(target), "w", rate, channels, "PCM_16", format="WAV") as wav:
             for block in decoder.blocks(CONVERT_BLOCK_FRAMES):
-                wav.write(block)
+                wav.write(playable(block))  # (a NaN sample a click at full scale otherwise)
                 written += len(block)
                 if written > MAX_SECONDS * rate:
                     raise RhubarbError(f"{opening} It is longer than {MAX_SECONDS / 3600:g} hours; at most "

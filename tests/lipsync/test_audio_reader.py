@@ -100,6 +100,28 @@ def test_nan_samples_become_silence(tmp_path):
     assert seconds == 1.0 and np.isfinite(resampled).all()
 
 
+@pytest.mark.filterwarnings("error")
+def test_a_damaged_float_wav_lip_syncs_as_it_plays(tmp_path, shared):
+    """400 bytes of garbage in the middle of a float WAV (100 samples: some past 1e30, a
+    signalling NaN among them) set the level of the whole take, which came out as one closed
+    mouth, and overflowed into infinities with numpy's warnings. Heard as a player plays it
+    (clipped to full scale), the take gives the clean take's cues."""
+    voice, rate = soundfile.read(shared / "assets" / "lipsync" / "audio" / "en_male_electricity.ogg", dtype="float32")
+    clean = tmp_path / "clean.wav"
+    soundfile.write(clean, voice, rate, subtype="FLOAT")
+    raw = bytearray(clean.read_bytes())
+    middle = len(raw) // 2 // 4 * 4
+    garbage = np.random.default_rng(1).integers(0, 256, 400, dtype=np.uint8).tobytes()
+    raw[middle : middle + 400] = garbage[:4] + bytes.fromhex("0100807f") + garbage[8:]
+    assert np.nanmax(np.abs(np.frombuffer(garbage, np.float32))) > 1e30
+    damaged = tmp_path / "damaged.wav"
+    damaged.write_bytes(bytes(raw))
+    samples, _ = analyser.read_audio(damaged)
+    assert np.isfinite(samples).all()
+    cues = [[(c.start, c.end, c.shape) for c in analyser.analyse(path)] for path in (clean, damaged)]
+    assert cues[0] == cues[1] and len(cues[0]) > 3
+
+
 def test_a_stereo_take_whose_channels_cancel_reads_its_louder_channel(tmp_path, shared):
     # A mis-wired microphone records one channel as the other's inverse: their mix is silence,
     # which gave a closed mouth throughout. Speech in one channel, or in both, mixes as before.
