@@ -30,6 +30,26 @@ class CommandError(UserError):
     """A bad option or argument, found by a subcommand itself (a UserError like any other)."""
 
 
+def make_output_folder(path, option, folder=False):
+    """Make the folder a result will be written into, before the work that makes the result: an
+    analysis of a long recording or a bake must not end on a folder that cannot be made
+    (`lipsync -o /missing/place/cues.tsv` said so only after analysing). `path`: the file to
+    write, or with `folder` the folder itself; CommandError names the option and the folder."""
+    from pathlib import Path
+
+    path = Path(path).expanduser()
+    made = path if folder else path.parent
+    try:
+        made.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        where = "" if folder else f" the folder {made}"
+        # (A file in the way of the folder, or of a folder above it: mkdir says only "File exists".)
+        blocked = next((part for part in (made, *made.parents) if part.exists() and not part.is_dir()), None)
+        why = f"{blocked} is a file" if blocked else error.strerror or error
+        raise CommandError(f"{option} {path}:{where} cannot be made ({why})") from None
+    return made
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="tha_studio",

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..commands import CommandError
+from ..commands import CommandError, make_output_folder
 from ..lipsync.cues import MAX_FRAME_RATE
 from ..pose.commands import add_fit_arguments, fit_request
 from ..progress import progress_bar, run_with_bar
@@ -116,6 +116,9 @@ def run_sprite(args):
         raise CommandError("--no-bake renders --render frames only; a video is rendered from baked frames")
     if args.video:
         check_video_size(args.resolution)
+    make_output_folder(args.blend, "--blend")
+    if args.render:
+        make_output_folder(args.render, "--render", folder=True)
     fit = fit_request(args)
     timings = {}
     started = time.perf_counter()

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..commands import CommandError
+from ..commands import CommandError, make_output_folder
 from ..progress import progress_bar, run_with_bar
 from ..pose.commands import add_fit_arguments, fit_request
 from .commands import check_video_size, frame_rate, render_size
@@ -135,6 +135,7 @@ def run_talk(args):
     fit = fit_request(args)
     out = output_stem(args.out)
     blend, video = out.with_suffix(".blend"), out.with_suffix(".mp4")
+    make_output_folder(out, "--out")  # (a folder: no earlier run's .blend is touched)
     steps = Steps()
     started = time.perf_counter()
 

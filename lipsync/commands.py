@@ -5,7 +5,7 @@ import math
 import sys
 
 from ..atomic_files import write_text_atomic
-from ..commands import CommandError
+from ..commands import CommandError, make_output_folder
 from ..progress import run_with_bar
 from .audio_formats import AUDIO_EXTENSIONS, decoded_by_blender
 
@@ -96,6 +96,8 @@ def run(args):
     # Checked before the analysis, which takes a while on a long recording.
     value_settings = None if output_format in CUE_FORMATS else _value_settings(args)
     if source.suffix.lower() in AUDIO_EXTENSIONS:
+        if args.output and source.is_file():  # (made before the analysis too)
+            make_output_folder(args.output, "-o")
         track = _analyse(source, args)
     elif source.suffix.lower() in formats.EXTENSIONS:
         track = formats.read_cues(source, frame_rate=args.input_frame_rate)

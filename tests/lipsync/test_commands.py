@@ -115,6 +115,22 @@ def test_bad_value_options_are_named_before_the_recording_is_analysed(shared, tm
         assert err.strip().splitlines()[-1].startswith("tha_studio lipsync: error: ") and message in err
 
 
+def test_an_output_folder_that_cannot_be_made_is_named_before_the_recording_is_analysed(shared, tmp_path, capsys,
+                                                                                       monkeypatch):
+    # It was said only after the analysis (a while, for a long line): "[Errno 17] File exists".
+    monkeypatch.setenv("PATH", str(tmp_path))  # no Rhubarb: the built-in analyser, which shows a bar
+    recording = shared / "assets" / "lipsync" / "audio" / "s1_plosives.wav"
+    (tmp_path / "taken").write_text("a file where the folder would be")
+    target = tmp_path / "taken" / "cues" / "line.tsv"
+    assert main(["lipsync", str(recording), "-o", str(target)]) == 1
+    err = capsys.readouterr().err
+    assert "lip sync:" not in err and "analysed by" not in err, err
+    assert err.strip().splitlines()[-1] == (f"tha_studio lipsync: error: -o {target}: the folder {target.parent} "
+                                            f"cannot be made ({tmp_path / 'taken'} is a file)")
+    target = tmp_path / "new" / "cues" / "line.tsv"  # a folder that can be made is
+    assert main(["lipsync", "-q", str(recording), "-o", str(target)]) == 0 and target.is_file()
+
+
 def test_the_engine_is_named_and_a_logs_progress_is_a_line_where_it_starts_and_ends(shared, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no Rhubarb: auto means the built-in analyser
     audio = shared / "assets" / "lipsync" / "audio" / "en_male_electricity.ogg"

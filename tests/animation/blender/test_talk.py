@@ -210,6 +210,18 @@ def test_a_size_or_rate_blender_cannot_render_is_named_before_any_work(tmp_path,
     assert "Traceback" not in done.stderr and not any(tmp_path.glob("t.*"))
 
 
+def test_an_out_folder_that_cannot_be_made_is_named_before_any_work(tmp_path):
+    # It was "[Errno 17] File exists" after the scene and the lip sync were made.
+    (tmp_path / "taken").write_text("a file where the folder would be")
+    done = subprocess.run([sys.executable, str(ROOT / "cli.py"), "talk", "--out", str(tmp_path / "taken" / "t")],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          env=dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user")))
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1 and last.startswith("tha_studio talk: error: --out "), done.stderr[-2000:]
+    assert last.endswith(f"cannot be made ({(tmp_path / 'taken').resolve()} is a file)"), last
+    assert "scene..." not in done.stderr and "Traceback" not in done.stderr
+
+
 def test_at_a_frame_rate_too_low_for_a_blink_the_line_still_talks_without_blinks(tmp_path):
     out = tmp_path / "slow"
     done = subprocess.run([sys.executable, str(ROOT / "cli.py"), "talk", "--out", str(out), "--fps", "1"],
