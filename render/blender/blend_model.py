@@ -25,6 +25,7 @@ import bpy
 import numpy as np
 
 from ..formats.avatar_expressions import PANEL_OTHER, morph_record
+from ..formats.coordinates import MAX_METRES, first_unreal_row, quiet_file_numbers
 from ..formats.mmd.model import Bone, Model, Morph
 from ..formats.mmd.names import normalize_name
 from .model_import import (
@@ -90,7 +91,32 @@ def append_blend(path):
         else:
             imported = describe_character(path, objects, collection, armature)
         imported.warnings = imported.warnings + warnings
+        check_coordinates(path, imported)
         return imported
+
+
+@quiet_file_numbers
+def check_coordinates(path, imported):
+    """Refuse a character with a vertex or bone that is not a finite number or lies past
+    MAX_METRES, as the model readers refuse such a file (render/formats/coordinates.py): a .blend
+    holding one was rendered with stray triangles and annotated with a head band of NaN."""
+    for obj in imported.meshes:
+        co = np.empty(len(obj.data.vertices) * 3, np.float32)
+        obj.data.vertices.foreach_get("co", co)
+        world = np.array(obj.matrix_world)
+        found = first_unreal_row(co.reshape(-1, 3) @ world[:3, :3].T + world[:3, 3], MAX_METRES, "metres")
+        if found:
+            raise ModelImportError(path, f"mesh {obj.name!r}: vertex {found[0]} {found[1]}")
+    armature = imported.armature
+    if armature is not None:
+        world = np.array(armature.matrix_world)
+        for end in ("head_local", "tail_local"):
+            points = np.empty(len(armature.data.bones) * 3, np.float32)
+            armature.data.bones.foreach_get(end, points)
+            found = first_unreal_row(points.reshape(-1, 3) @ world[:3, :3].T + world[:3, 3], MAX_METRES, "metres")
+            if found:
+                bone = armature.data.bones[found[0]].name
+                raise ModelImportError(path, f"bone {bone!r}: its {end.split('_')[0]} {found[1]}")
 
 
 def show_node_opacity(materials):

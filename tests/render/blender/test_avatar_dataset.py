@@ -399,3 +399,34 @@ def test_a_blend_model_runs_none_of_its_python(blends, ext_module, tmp_path):
     assert not (out / "failures.jsonl").read_text(encoding="utf-8").strip()
     assert len(list(out.glob("images/train/*/*.png"))) == 3
     assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_a_blend_character_with_a_vertex_or_bone_out_of_reach_is_refused_by_name(blends, ext_module, tmp_path):
+    """As a model file is (render/formats/coordinates.py): a .blend whose character had a vertex
+    at NaN was annotated with a head band of NaN, and one with a vertex at 1e30 rendered stray
+    triangles across every picture; a bone at NaN likewise."""
+    blend_model = ext_module("render.blender.blend_model")
+    model_import_error = ext_module("render.blender.model_import").ModelImportError
+    paths = {}
+    for name in ("nan vertex", "far vertex", "nan bone"):
+        bpy.ops.wm.open_mainfile(filepath=str(blends["tha"]))
+        if name == "nan bone":
+            armature = next(obj for obj in bpy.data.objects if obj.type == "ARMATURE")
+            bpy.context.view_layer.objects.active = armature
+            bpy.ops.object.mode_set(mode="EDIT")
+            armature.data.edit_bones["首"].head = (float("nan"), 0.0, 0.0)
+            bpy.ops.object.mode_set(mode="OBJECT")
+        else:
+            mesh = next(obj for obj in bpy.data.objects if obj.type == "MESH")
+            mesh.data.vertices[10].co = (float("nan") if name == "nan vertex" else 1e30, 0.0, 1.0)
+        paths[name] = tmp_path / f"{name.replace(' ', '_')}.blend"
+        bpy.ops.wm.save_as_mainfile(filepath=str(paths[name]))
+    bpy.ops.wm.read_homefile(use_empty=True)
+    for name, problem in (("nan vertex", "mesh 'Gene_light_mesh': vertex 10 (nan, nan, nan) is not a finite number"),
+                          ("far vertex", "mesh 'Gene_light_mesh': vertex 10 (1e+30, 0, 1) lies past 8,000 metres"),
+                          ("nan bone", "bone '首': its head (nan, nan, nan) is not a finite number")):
+        with pytest.raises(model_import_error) as raised:
+            blend_model.read_blend_model(paths[name])
+        assert str(raised.value).startswith(f"{paths[name]}: {problem}"), str(raised.value)
+        assert not bpy.data.objects  # nothing appended is left behind
