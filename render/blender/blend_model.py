@@ -29,8 +29,8 @@ from ..formats.coordinates import MAX_METRES, first_unreal_row, quiet_file_numbe
 from ..formats.mmd.model import Bone, Model, Morph
 from ..formats.mmd.names import normalize_name
 from .model_import import (
-    MODEL_PROPERTY, MORPHS_PROPERTY, ROOT_PROPERTY, ImportedModel, ModelImportError, created_data_guard, key_points,
-    leave_out_missing_textures, model_info,
+    MODEL_PROPERTY, MORPHS_PROPERTY, ROOT_PROPERTY, ImportedModel, ModelImportError, check_avatar_coordinates,
+    created_data_guard, key_points, leave_out_missing_textures, model_info,
 )
 from .posing import model_scale
 
@@ -97,16 +97,11 @@ def append_blend(path):
 
 @quiet_file_numbers
 def check_coordinates(path, imported):
-    """Refuse a character with a vertex or bone that is not a finite number or lies past
-    MAX_METRES, as the model readers refuse such a file (render/formats/coordinates.py): a .blend
-    holding one was rendered with stray triangles and annotated with a head band of NaN."""
-    for obj in imported.meshes:
-        co = np.empty(len(obj.data.vertices) * 3, np.float32)
-        obj.data.vertices.foreach_get("co", co)
-        world = np.array(obj.matrix_world)
-        found = first_unreal_row(co.reshape(-1, 3) @ world[:3, :3].T + world[:3, 3], MAX_METRES, "metres")
-        if found:
-            raise ModelImportError(path, f"mesh {obj.name!r}: vertex {found[0]} {found[1]}")
+    """Refuse a character with a vertex, shape key or bone that is not a finite number or lies
+    past MAX_METRES, as an avatar's import and the model readers refuse theirs
+    (model_import.check_avatar_coordinates): a .blend holding one was rendered with stray
+    triangles and annotated with a head band of NaN."""
+    check_avatar_coordinates(path, list(dict.fromkeys(obj.data for obj in imported.meshes)))
     armature = imported.armature
     if armature is not None:
         world = np.array(armature.matrix_world)

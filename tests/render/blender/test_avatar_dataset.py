@@ -405,11 +405,11 @@ def test_a_blend_model_runs_none_of_its_python(blends, ext_module, tmp_path):
 def test_a_blend_character_with_a_vertex_or_bone_out_of_reach_is_refused_by_name(blends, ext_module, tmp_path):
     """As a model file is (render/formats/coordinates.py): a .blend whose character had a vertex
     at NaN was annotated with a head band of NaN, and one with a vertex at 1e30 rendered stray
-    triangles across every picture; a bone at NaN likewise."""
+    triangles across every picture; a bone or a shape key at NaN likewise."""
     blend_model = ext_module("render.blender.blend_model")
     model_import_error = ext_module("render.blender.model_import").ModelImportError
     paths = {}
-    for name in ("nan vertex", "far vertex", "nan bone"):
+    for name in ("nan vertex", "far vertex", "nan bone", "nan shape key"):
         bpy.ops.wm.open_mainfile(filepath=str(blends["tha"]))
         if name == "nan bone":
             armature = next(obj for obj in bpy.data.objects if obj.type == "ARMATURE")
@@ -419,13 +419,16 @@ def test_a_blend_character_with_a_vertex_or_bone_out_of_reach_is_refused_by_name
             bpy.ops.object.mode_set(mode="OBJECT")
         else:
             mesh = next(obj for obj in bpy.data.objects if obj.type == "MESH")
-            mesh.data.vertices[10].co = (float("nan") if name == "nan vertex" else 1e30, 0.0, 1.0)
+            points = mesh.data.shape_keys.key_blocks["あ"].data if name == "nan shape key" else mesh.data.vertices
+            points[10].co = (float("nan") if name.startswith("nan") else 1e30, 0.0, 1.0)
         paths[name] = tmp_path / f"{name.replace(' ', '_')}.blend"
         bpy.ops.wm.save_as_mainfile(filepath=str(paths[name]))
     bpy.ops.wm.read_homefile(use_empty=True)
-    for name, problem in (("nan vertex", "mesh 'Gene_light_mesh': vertex 10 (nan, nan, nan) is not a finite number"),
-                          ("far vertex", "mesh 'Gene_light_mesh': vertex 10 (1e+30, 0, 1) lies past 8,000 metres"),
-                          ("nan bone", "bone '首': its head (nan, nan, nan) is not a finite number")):
+    for name, problem in (("nan vertex", "mesh 'Gene_light': vertex 10 (nan, 0, 1) is not a finite number"),
+                          ("far vertex", "mesh 'Gene_light': vertex 10 (1e+30, 0, 1) lies past 8,000 metres"),
+                          ("nan bone", "bone '首': its head (nan, nan, nan) is not a finite number"),
+                          ("nan shape key", "mesh 'Gene_light': shape key 'あ' vertex 10 (nan, 0, 1) is not a "
+                                            "finite number")):
         with pytest.raises(model_import_error) as raised:
             blend_model.read_blend_model(paths[name])
         assert str(raised.value).startswith(f"{paths[name]}: {problem}"), str(raised.value)
