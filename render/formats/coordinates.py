@@ -4,6 +4,8 @@ A damaged file can hold NaN, infinities or 1e38 there. Imported, such a model dr
 triangles across every render of it and poisons the head band, so readers refuse it by name.
 """
 
+import functools
+
 import numpy as np
 
 # No real model places a vertex or bone this far out: 100,000 MMD units is 8 km at MMD's 8 cm a
@@ -16,7 +18,13 @@ def quiet_file_numbers(function):
     """`function` with numpy's floating-point warnings off. A file's NaN and infinities are the
     reader's to name (first_unreal_row and the like), in words, with the file; numpy would print
     a RuntimeWarning first, even for merely converting a signalling NaN to float64."""
-    return np.errstate(invalid="ignore", over="ignore", divide="ignore")(function)
+
+    @functools.wraps(function)
+    def quietly(*args, **kwargs):
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # (one a call: re-entrant)
+            return function(*args, **kwargs)
+
+    return quietly
 
 
 @quiet_file_numbers
