@@ -145,8 +145,7 @@ def run_sprite(args):
     sprite_scene.frame_camera(scene, [obj])
     # Saved before the bake, so that the cache folder is //tha_cache/<sprite>/ beside it; and only
     # once the picture and the keys were taken, so that a bad one leaves an earlier .blend as it was.
-    args.blend.parent.mkdir(parents=True, exist_ok=True)
-    bpy.ops.wm.save_as_mainfile(filepath=str(args.blend.resolve()), check_existing=False)
+    bpy.ops.wm.save_as_mainfile(filepath=str(args.blend.resolve()), check_existing=False)  # (its folder: made first)
     timings["scene"] = time.perf_counter() - started
 
     if not args.no_bake:

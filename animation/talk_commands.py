@@ -162,8 +162,7 @@ def run_talk(args):
                 timeline.place_generator(scene, obj, generator, {"seed": args.seed}, first, last)
             except GeneratorError as error:  # at a frame rate too low for a blink, say: the line still talks
                 print(f"warning: left out: {error}", file=sys.stderr)
-        blend.parent.mkdir(parents=True, exist_ok=True)
-        # Saved before the bake, so that it goes to //tha_cache/<sprite>/ beside it.
+        # Saved before the bake, so that it goes to //tha_cache/<sprite>/ beside it (its folder: made first).
         bpy.ops.wm.save_as_mainfile(filepath=str(blend), check_existing=False)
 
     steps.run("blinks, breathing, sway", life)
