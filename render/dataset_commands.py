@@ -59,12 +59,14 @@ def _models_to_annotate(inputs, annotations):
     import tempfile
 
     from .dataset.archives import ARCHIVE_SUFFIXES, OTHER_ARCHIVE_SUFFIXES, ArchiveError, extract, model_members
-    from .dataset.plan import MODEL_SUFFIXES
+    from .dataset.plan import MODEL_SUFFIXES, model_file_problem
 
     for root, path in _model_files(inputs):
         model_id = path.relative_to(root).as_posix()
         suffix = path.suffix.lower()
-        if suffix in OTHER_ARCHIVE_SUFFIXES:
+        if problem := model_file_problem(path):  # (a named pipe is never opened: its read would not end)
+            yield model_id, path, problem
+        elif suffix in OTHER_ARCHIVE_SUFFIXES:
             yield model_id, path, f"{path}: an archive THA Studio cannot open: extract it, or repack it as .zip"
         elif suffix not in ARCHIVE_SUFFIXES:
             yield model_id, path, None

@@ -41,6 +41,7 @@ from ..dataset.plan import (
     ensure_config,
     journal_name,
     load_or_make_annotation,
+    model_file_problem,
     plan_work,
     shard_models,
     temp_tag_prefix,
@@ -68,6 +69,9 @@ def render_model(work, config, out_dir, emit, annotations_dir=None, temp_tag=Non
     budget = (budget or ModelBudget()).started()
     extracted = None
     try:
+        problem = model_file_problem(entry.archive or entry.path)
+        if problem:
+            raise DatasetError(problem)
         if entry.archive is not None:
             extracted = extraction_folder(out_dir, temp_tag, entry)
             entry = replace(entry, path=extracted_model(entry, out_dir, extracted))

@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -247,7 +248,9 @@ def discover(root, split_rules=(), default_split="train"):
     for path in find_model_files(root, SOURCE_SUFFIXES):
         model_id = path.relative_to(root).as_posix()
         suffix = path.suffix.lower()
-        if suffix in OTHER_ARCHIVE_SUFFIXES:
+        if model_file_problem(path):  # (never opened: its render fails naming the problem)
+            entries.append(ModelEntry(model_id, path, split_for(model_id, split_rules, default_split)))
+        elif suffix in OTHER_ARCHIVE_SUFFIXES:
             unopened.append(model_id)
         elif suffix in ARCHIVE_SUFFIXES:
             entries += archive_entries(path, model_id, split_rules, default_split)
@@ -274,7 +277,9 @@ def find_model_files(root, suffixes=MODEL_SUFFIXES):
     from links), but each real folder is entered once: a link back up the tree (`..`) or two links
     to one folder would otherwise list its models again and again, or never end. The tree itself
     is walked first, then the links it holds (in sorted order), so a folder reached both ways is
-    listed under its own path."""
+    listed under its own path. A name with a model's suffix that is no file (a link to a file that
+    is gone, a named pipe) is listed too, for model_file_problem to name: left out without a
+    word, a model the user linked in would be missing from the dataset with no failure saying so."""
     found, entered = [], set()
     to_walk = [str(root)]
     while to_walk:
@@ -288,7 +293,29 @@ def find_model_files(root, suffixes=MODEL_SUFFIXES):
             subfolders[:] = sorted(name for name in subfolders if name != EXTRACTING_FOLDER)
             to_walk += [os.path.join(folder, name) for name in subfolders if os.path.islink(os.path.join(folder, name))]
             found += [Path(folder) / name for name in files if Path(name).suffix.lower() in suffixes]
-    return sorted(path for path in found if path.is_file())
+    return sorted(path for path in found if not path.is_dir())
+
+
+_NOT_FILES = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+              (stat.S_ISBLK, "a device"))
+
+
+def model_file_problem(path):
+    """What keeps `path` (named as a model) from being read as a file, or None: a link to a file
+    that is not there, or something that is no file at all. Checked before a model is opened: a
+    named pipe would block its reader for ever."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"{path}: a link to {os.readlink(path)}, which is not there"
+        return f"{path}: no such file"
+    except OSError as error:  # a link loop, a name too long, no permission
+        return f"{path}: cannot be read ({error.strerror or error})"
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _NOT_FILES if test(mode)), "not a regular file")
+    return f"{path}: {kind}, not a model file"
 
 
 def _real_folder(path):
@@ -320,9 +347,12 @@ def keep_copies_in_one_split(entries):
     by_size = {}
     for index, entry in enumerate(entries):
         try:
-            size = entry.size if entry.archive else entry.path.stat().st_size
+            info = None if entry.archive else entry.path.stat()
         except OSError:
             continue  # unreadable: left as it is; its render fails with the reason
+        if info is not None and not stat.S_ISREG(info.st_mode):
+            continue  # (a named pipe would never end its hash) its render fails naming what it is
+        size = entry.size if info is None else info.st_size
         if size is not None:  # (None: an archive that could not be listed)
             by_size.setdefault(size, []).append(index)
     groups = {}

@@ -1,6 +1,7 @@
 """The annotate and review-sheet subcommands, without Blender."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -18,13 +19,17 @@ def test_annotate_command_writes_sidecars_and_reports_broken_files(shared, tmp_p
     (models / "good").mkdir(parents=True)
     (models / "good" / "Gene_light.pmx").symlink_to(shared / "assets/mmd/gene_light/Gene_light.pmx")
     (models / "bad.pmx").write_text("text")
+    (models / "gone.pmx").symlink_to(tmp_path / "deleted.pmx")
+    os.mkfifo(models / "pipe.pmx")  # opened, it would block the command for ever
     code = main(["annotate", str(models), "--annotations", str(tmp_path / "notes")])
     out, err = capsys.readouterr()
     assert code == 0
     assert "bad.pmx: " in err and "not an MMD model" in err
+    assert f"gone.pmx: a link to {tmp_path / 'deleted.pmx'}, which is not there" in err
+    assert "pipe.pmx: a named pipe, not a model file" in err
     # The skull's top where the crown narrows to a quarter of the face's width (measured in front).
     assert "good/Gene_light.pmx: head 16.66..19.89; eye_wink_left=ウィンク２" in out
-    assert "annotated 1 model(s), 1 could not be read" in out
+    assert "annotated 1 model(s), 3 could not be read" in out
     sidecar = A.load_sidecar(tmp_path / "notes" / "good" / "Gene_light.pmx.tha.json")
     assert sidecar.morphs_for("mouth_aaa") == [("あ", 1.0, None)]
 

@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -273,6 +274,32 @@ def test_linked_folders_outside_the_root_are_followed_once(tmp_path):
     (root / "second").symlink_to(elsewhere / "miku", target_is_directory=True)
     (root / "broken").symlink_to(tmp_path / "nowhere", target_is_directory=True)
     assert [e.model_id for e in plan.discover_models(root)] == ["first/miku/miku.pmx"]
+
+
+def test_a_model_name_that_is_no_file_is_listed_for_its_render_to_name_and_never_opened(tmp_path):
+    # A link to a model that was moved, a named pipe, a link to itself: left out without a word
+    # before, a model the user linked in went missing from the dataset with no failure saying so.
+    root = tmp_path / "models"
+    write_model(root / "empty.pmx", b"")  # of the pipe's size: copies are found by size, then hashed
+    (root / "moved.pmx").symlink_to(tmp_path / "old" / "moved.pmx")
+    os.mkfifo(root / "pipe.pmx")
+    os.mkfifo(root / "pipe.zip")  # an archive is listed when discovered: a pipe would block that too
+    (root / "self.vrm").symlink_to("self.vrm")
+    (root / "folder.pmx").mkdir()  # a folder named as a model is a folder
+    found = []
+    discovering = threading.Thread(target=lambda: found.append(plan.discover_models(root)), daemon=True)
+    discovering.start()
+    discovering.join(timeout=60)
+    assert not discovering.is_alive(), "discovery opened the named pipe"
+    entries = {e.model_id: e for e in found[0]}
+    assert sorted(entries) == ["empty.pmx", "moved.pmx", "pipe.pmx", "pipe.zip", "self.vrm"]
+    assert entries["pipe.zip"].archive is None  # (its render names the problem before any extraction)
+    assert plan.model_file_problem(root / "empty.pmx") is None  # (its reader says what is wrong with it)
+    assert plan.model_file_problem(root / "moved.pmx") == (
+        f"{root / 'moved.pmx'}: a link to {tmp_path / 'old' / 'moved.pmx'}, which is not there")
+    assert plan.model_file_problem(root / "pipe.pmx") == f"{root / 'pipe.pmx'}: a named pipe, not a model file"
+    assert plan.model_file_problem(root / "self.vrm").startswith(f"{root / 'self.vrm'}: cannot be read (")
+    assert plan.model_file_problem(root / "nothing.pmx") == f"{root / 'nothing.pmx'}: no such file"
 
 
 def test_copies_of_one_model_share_the_most_held_out_split_under_any_split_rule(tmp_path):
