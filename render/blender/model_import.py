@@ -43,6 +43,7 @@ from ...errors import UserError
 from ..formats import avatar_expressions
 from ..formats.avatar_model import AVATAR_SUFFIXES, oversized_images
 from ..formats.coordinates import MAX_METRES, first_unreal_row
+from ..formats.limits import file_size_problem
 from ..formats.mmd import MMD_SUFFIXES
 from ..formats.mmd.import_plan import DEFAULT_SCALE, PlanError, plan_import
 from ..formats.mmd.names import UNDECODABLE, replace_undecodable
@@ -187,6 +188,9 @@ def check_model_path(path):
         raise ModelImportError(path, "not a file")
     if path.stat().st_size == 0:
         raise ModelImportError(path, "the file is empty")
+    problem = file_size_problem(path)
+    if problem:  # (before a read of it all, here or by Blender's glTF importer)
+        raise ModelImportError(path, problem)
     return path
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ... import json_text
 from ...errors import UserError
-from .limits import MAX_MATERIALS, MAX_MORPHS, MAX_NODES, MAX_TEXTURES, MAX_VERTICES, size_problem
+from .limits import MAX_MATERIALS, MAX_MORPHS, MAX_NODES, MAX_TEXTURES, MAX_VERTICES, file_size_problem, size_problem
 
 GLB_MAGIC = b"glTF"
 GLB_JSON_CHUNK = 0x4E4F534A  # "JSON"
@@ -94,11 +94,19 @@ def morph_record(name, name_en, normalized, kind, panel, shape_keys):
     }
 
 
+def read_avatar_bytes(path):
+    """The bytes of a .vrm/.glb/.gltf file, refusing one past limits.MAX_FILE_BYTES before reading it."""
+    problem = file_size_problem(path)
+    if problem:
+        raise AvatarFormatError(path, problem)
+    return Path(path).read_bytes()
+
+
 def read_gltf_json(path, data=None):
     """The JSON part of a .glb/.vrm (binary glTF) or .gltf file, as a dict (`data`: the file's
     bytes, where the caller has read them already)."""
     path = Path(path)
-    data = path.read_bytes() if data is None else data
+    data = read_avatar_bytes(path) if data is None else data
     if data[:4] == GLB_MAGIC:
         if len(data) < 20:
             raise AvatarFormatError(path, "binary glTF header is truncated")

@@ -34,9 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .avatar_expressions import GLB_MAGIC, AvatarFormatError, json_name, node_parents, read_description, read_gltf_json
+from .avatar_expressions import (GLB_MAGIC, AvatarFormatError, json_name, node_parents, read_avatar_bytes,
+                                 read_description, read_gltf_json)
 from .coordinates import MAX_METRES, first_unreal_row, quiet_file_numbers
-from .limits import MAX_VERTICES
+from .limits import MAX_VERTICES, file_size_problem
 from .mmd.model import Bone, Model, Morph
 from .texture_paths import oversized_texture
 
@@ -54,7 +55,7 @@ def read_avatar_model(path) -> Model:
     """The avatar's rest geometry, bones and expressions as a Model (format "vrm0", "vrm1",
     "glb" or "gltf"); AvatarFormatError names the file and the problem."""
     path = Path(path)
-    data = path.read_bytes()  # once: a VRM is tens of megabytes, its JSON and binary chunk both wanted
+    data = read_avatar_bytes(path)  # once: a VRM is tens of megabytes, its JSON and binary chunk both wanted
     document = read_gltf_json(path, data)
     description = read_description(path, document)
     try:
@@ -129,6 +130,9 @@ class _Reader:
                 data = _data_uri_bytes(uri)
             else:
                 file = self.path.resolve().parent / urllib.parse.unquote(uri)  # (where a link leads)
+                problem = file_size_problem(file)
+                if problem:
+                    raise AvatarFormatError(self.path, f"buffer {index}'s file {uri!r} {problem}")
                 try:
                     data = file.read_bytes()
                 except OSError as error:

@@ -11,6 +11,8 @@ vertex), so 20,000 one-vertex morphs took 4.6 GB, and a 950 KB glb declaring 3,0
 targets on 60,000 vertices 4.9 GB. The limits are several times the largest real figures.
 """
 
+import os
+
 MAX_MATERIALS = 2_000  # also a glTF file's primitives (each a material slot of its mesh)
 MAX_BONES = 8_000
 MAX_NODES = 20_000  # a glTF file's nodes: its bones, meshes and empties
@@ -20,6 +22,23 @@ MAX_VERTICES = 20_000_000  # a glTF accessor's elements: a damaged count is refu
 # shape keys x vertices: 150 million vertex positions (1.8 GB of shape keys), e.g. 1,000 vertex
 # morphs on a 150,000-vertex model; Gene_light needs 5 million.
 MAX_SHAPE_KEY_VERTICES = 150_000_000
+# A model, motion or glTF buffer file is read whole. The largest real ones, VRM avatars holding
+# their textures, are a few hundred MB; a damaged or crafted file of many GB (a sparse one takes no
+# disk) would take as much memory, or the process with it, and a resumed batch would meet it again.
+MAX_FILE_BYTES = 2 * 1024**3
+
+
+def file_size_problem(path):
+    """Words for a file past MAX_FILE_BYTES, said before it is read; None when within (or when its
+    size cannot be read: the read then names the problem)."""
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        return None
+    if size <= MAX_FILE_BYTES:
+        return None
+    return (f"is {size / 1e9:,.1f} GB, more than the {MAX_FILE_BYTES / 1e9:.1f} GB this importer reads "
+            "(real models are far smaller; a file so large is damaged or made to attack)")
 
 
 def size_problem(counts, shape_key_vertices, described):

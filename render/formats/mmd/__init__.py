@@ -8,7 +8,7 @@ the project's own procedural sample character. No bpy, no torch (the pure layer)
 from pathlib import Path
 
 from . import names, pmd, pmx, procedural
-from .model import MMDFormatError, Model
+from .model import MMDFormatError, Model, read_file_bytes
 from .names import find_name, normalize_name, same_name
 from .procedural import make_character, write_character
 
@@ -23,10 +23,7 @@ __all__ = [
 def read_model(path) -> Model:
     """Read a .pmx or .pmd file, chosen by its first bytes ("PMX " or "Pmd"), not its suffix."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except IsADirectoryError:
-        raise MMDFormatError(path, "file", 0, "is a folder, not a model file") from None
+    data = read_file_bytes(path)
     if data.startswith(pmx.MAGIC):
         return pmx.parse(data, path)
     if data.startswith(pmd.MAGIC):

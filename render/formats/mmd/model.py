@@ -14,11 +14,13 @@ references.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from ....errors import UserError
+from ..limits import file_size_problem
 
 # Vertex weight (deform) types, as stored in PMX.
 BDEF1, BDEF2, BDEF4, SDEF, QDEF = 0, 1, 2, 3, 4
@@ -274,3 +276,15 @@ class MMDFormatError(UserError, ValueError):
         self.offset = offset
         self.problem = problem
         super().__init__(f"{self.path}: {section} at byte {offset}: {problem}")
+
+
+def read_file_bytes(path, what="model"):
+    """The bytes of an MMD file (`what`: "model", "motion"), refusing a folder, and a file past
+    limits.MAX_FILE_BYTES before reading it."""
+    problem = file_size_problem(path)
+    if problem:
+        raise MMDFormatError(path, "file", 0, problem)
+    try:
+        return Path(path).read_bytes()
+    except IsADirectoryError:
+        raise MMDFormatError(path, "file", 0, f"is a folder, not a {what} file") from None

@@ -53,6 +53,7 @@ from .model import (
     Model,
     Morph,
     RigidBody,
+    read_file_bytes,
 )
 
 MAGIC = b"Pmd"
@@ -70,7 +71,7 @@ JOINT = struct.Struct("<20sII24f")
 def read(path) -> Model:
     """Read a .pmd file into a Model; MMDFormatError (file, section, byte offset) if it is invalid."""
     path = Path(path)
-    return parse(path.read_bytes(), path)
+    return parse(read_file_bytes(path), path)
 
 
 @quiet_file_numbers

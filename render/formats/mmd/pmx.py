@@ -52,6 +52,7 @@ from .model import (
     Morph,
     RigidBody,
     SoftBody,
+    read_file_bytes,
 )
 
 MAGIC = b"PMX "
@@ -166,7 +167,7 @@ def morph_offset_dtype(family, index_sizes):
 def read(path) -> Model:
     """Read a .pmx file into a Model; MMDFormatError (file, section, byte offset) if it is invalid."""
     path = Path(path)
-    return parse(path.read_bytes(), path)
+    return parse(read_file_bytes(path), path)
 
 
 @quiet_file_numbers

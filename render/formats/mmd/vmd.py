@@ -29,7 +29,7 @@ import numpy as np
 
 from ..coordinates import quiet_file_numbers
 from .binary import BinaryReader
-from .model import MMDFormatError
+from .model import read_file_bytes
 
 MAGIC = b"Vocaloid Motion Data 0002"
 OLD_MAGIC = b"Vocaloid Motion Data file"
@@ -84,11 +84,7 @@ def encode_name(name, size=NAME_BYTES):
 def read(path):
     """The Motion in a .vmd file."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except IsADirectoryError:
-        raise MMDFormatError(path, "file", 0, "is a folder, not a motion file") from None
-    return parse(data, path)
+    return parse(read_file_bytes(path, "motion"), path)
 
 
 @quiet_file_numbers

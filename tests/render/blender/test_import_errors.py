@@ -37,6 +37,10 @@ def bad_files(folder, pmx_bytes):
     (folder / "model.obj").write_text("v 0 0 0\n")
     (folder / "garbage.glb").write_bytes(b"\x00\x01garbage" * 10)
     (folder / "pmx_named.vrm").write_bytes(pmx_bytes[:4096])
+    for name, head in (("huge.pmx", pmx_bytes[:4096]), ("huge.vrm", b"glTF" + bytes(60))):
+        with open(folder / name, "wb") as sparse:  # past 2 GiB, taking no disk: refused unread
+            sparse.write(head)
+            sparse.truncate(2 * 1024**3 + 1)
     return {
         "missing": (folder / "missing.pmx", "no such file"),
         "empty": (folder / "empty.pmx", "empty"),
@@ -47,11 +51,13 @@ def bad_files(folder, pmx_bytes):
         "suffix": (folder / "model.obj", "not a model file"),
         "garbage_glb": (folder / "garbage.glb", "glTF"),
         "pmx_named_vrm": (folder / "pmx_named.vrm", "glTF"),
+        "huge_pmx": (folder / "huge.pmx", "is 2.1 GB, more than the 2.1 GB this importer reads"),
+        "huge_vrm": (folder / "huge.vrm", "is 2.1 GB, more than the 2.1 GB this importer reads"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "folder", "text", "truncated", "header_only", "suffix",
-                                  "garbage_glb", "pmx_named_vrm"])
+                                  "garbage_glb", "pmx_named_vrm", "huge_pmx", "huge_vrm"])
 def test_bad_file_is_a_clear_error_and_leaves_nothing(case, tmp_path, pmx_bytes, model_import):
     path, words = bad_files(tmp_path, pmx_bytes)[case]
     before = data_counts()

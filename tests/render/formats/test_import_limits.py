@@ -2,9 +2,15 @@
 limit in the message: 40,000 materials or bones took Blender about 2 minutes, 20,000 one-vertex
 morphs 4.6 GB (a full shape key each). Files crafted from the procedural character."""
 
+import json
+
 import numpy as np
 import pytest
 
+from tha_studio.render.formats.avatar_expressions import AvatarFormatError, read_gltf_json
+from tha_studio.render.formats.avatar_model import read_avatar_model
+from tha_studio.render.formats.limits import MAX_FILE_BYTES
+from tha_studio.render.formats.mmd import MMDFormatError, pmd, vmd
 from tha_studio.render.formats.mmd import import_plan as P
 from tha_studio.render.formats.mmd import make_character, pmx, read_model
 from tha_studio.render.formats.mmd.model import Bone, Material, Morph
@@ -75,3 +81,39 @@ def test_the_shape_key_memory_limit_counts_the_shape_keys_asked_for():
     with pytest.raises(P.ModelTooLargeError):
         P.check_sizes(big)
     P.check_sizes(big, {"まばたき"})  # one shape key of 200,000 vertices is fine
+
+
+def sparse_file(path, head, size=MAX_FILE_BYTES + 1):
+    """A file of `size` bytes that starts with `head` and takes no disk (a hole past it)."""
+    with open(path, "wb") as file:
+        file.write(head)
+        file.truncate(size)
+    return path
+
+
+@pytest.mark.parametrize("read, name, head", [
+    (read_model, "huge.pmx", b"PMX " + bytes(60)),
+    (pmx.read, "huge.pmx", b"PMX " + bytes(60)),
+    (pmd.read, "huge.pmd", b"Pmd" + bytes(60)),
+    (vmd.read, "huge.vmd", b"Vocaloid Motion Data 0002" + bytes(60)),
+])
+def test_an_mmd_file_of_gigabytes_is_refused_before_it_is_read(tmp_path, read, name, head):
+    # Read whole, a damaged or crafted file of many GB (sparse: no disk) took that much memory, or
+    # the process; a resumed dataset batch met it again.
+    path = sparse_file(tmp_path / name, head)
+    with pytest.raises(MMDFormatError, match=rf"{name}: file at byte 0: is 2\.1 GB, more than the 2\.1 GB"):
+        read(path)
+
+
+def test_an_avatar_or_its_buffer_of_gigabytes_is_refused_before_it_is_read(tmp_path):
+    huge = sparse_file(tmp_path / "huge.vrm", b"glTF" + bytes(60))
+    for read in (read_avatar_model, read_gltf_json):
+        with pytest.raises(AvatarFormatError, match=r"huge\.vrm: is 2\.1 GB, more than the 2\.1 GB"):
+            read(huge)
+    sparse_file(tmp_path / "big.bin", b"")
+    document = {"asset": {"version": "2.0"}, "buffers": [{"uri": "big.bin", "byteLength": 12}],
+                "meshes": [], "nodes": [], "scenes": [{"nodes": []}]}
+    gltf = tmp_path / "avatar.gltf"
+    gltf.write_text(json.dumps(document), encoding="utf-8")
+    with pytest.raises(AvatarFormatError, match=r"avatar\.gltf: buffer 0's file 'big\.bin' is 2\.1 GB, more than"):
+        read_avatar_model(gltf)
