@@ -37,7 +37,7 @@ def file_size_problem(path):
         return None
     if size <= MAX_FILE_BYTES:
         return None
-    return (f"is {size / 1e9:,.1f} GB, more than the {MAX_FILE_BYTES / 1e9:.1f} GB this importer reads "
+    return (f"is {size / 2**30:,.1f} GiB, more than the {MAX_FILE_BYTES // 2**30} GiB this importer reads "
             "(real models are far smaller; a file so large is damaged or made to attack)")
 
 

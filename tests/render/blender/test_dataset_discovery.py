@@ -34,4 +34,5 @@ def test_a_link_loop_and_a_copy_across_splits_render_each_model_once_in_one_spli
     failures = [json.loads(line) for line in (out / "failures.jsonl").read_text(encoding="utf-8").splitlines()]
     assert {f["model"]: f["reason"] for f in failures} == {
         "train/pipe.pmx": f"{models / 'train' / 'pipe.pmx'}: a named pipe, not a model file",
-        "train/rin.pmx": f"{models / 'train' / 'rin.pmx'}: a link to {tmp_path / 'moved' / 'rin.pmx'}, which is not there"}
+        "train/rin.pmx": f"{models / 'train' / 'rin.pmx'}: a link to {tmp_path / 'moved' / 'rin.pmx'}, "
+                         "which is not there"}

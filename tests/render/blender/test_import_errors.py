@@ -38,9 +38,9 @@ def bad_files(folder, pmx_bytes):
     (folder / "garbage.glb").write_bytes(b"\x00\x01garbage" * 10)
     (folder / "pmx_named.vrm").write_bytes(pmx_bytes[:4096])
     for name, head in (("huge.pmx", pmx_bytes[:4096]), ("huge.vrm", b"glTF" + bytes(60))):
-        with open(folder / name, "wb") as sparse:  # past 2 GiB, taking no disk: refused unread
+        with open(folder / name, "wb") as sparse:  # 3 GiB, taking no disk: refused unread
             sparse.write(head)
-            sparse.truncate(2 * 1024**3 + 1)
+            sparse.truncate(3 * 2**30)
     return {
         "missing": (folder / "missing.pmx", "no such file"),
         "empty": (folder / "empty.pmx", "empty"),
@@ -51,8 +51,8 @@ def bad_files(folder, pmx_bytes):
         "suffix": (folder / "model.obj", "not a model file"),
         "garbage_glb": (folder / "garbage.glb", "glTF"),
         "pmx_named_vrm": (folder / "pmx_named.vrm", "glTF"),
-        "huge_pmx": (folder / "huge.pmx", "is 2.1 GB, more than the 2.1 GB this importer reads"),
-        "huge_vrm": (folder / "huge.vrm", "is 2.1 GB, more than the 2.1 GB this importer reads"),
+        "huge_pmx": (folder / "huge.pmx", "is 3.0 GiB, more than the 2 GiB this importer reads"),
+        "huge_vrm": (folder / "huge.vrm", "is 3.0 GiB, more than the 2 GiB this importer reads"),
     }
 
 
