@@ -16,6 +16,11 @@ import numpy as np
 
 from ...errors import UserError
 
+# What a weights archive may unpack to. The largest official THA file holds under 150 MB; a damaged
+# or crafted archive declaring gigabytes (a zip bomb: zeros compressed a thousandfold) would be
+# unpacked whole to check its checksums, then again by the reader.
+MAX_UNPACKED_BYTES = 2 * 2**30
+
 STORAGE_DTYPES = {
     "FloatStorage": np.float32,
     "HalfStorage": np.float16,
@@ -113,9 +118,14 @@ class StateDictUnpickler(pickle.Unpickler):
 def check_archive(path):
     """Refuse a zip archive whose members do not match the checksums stored with them: torch.load
     and the reader below would otherwise hand on the damaged tensors (a bit flipped in a copy
-    poses every picture wrongly). Not a zip: left to the readers to name."""
+    poses every picture wrongly); and one that unpacks past MAX_UNPACKED_BYTES, before anything
+    is unpacked. Not a zip: left to the readers to name."""
     try:
         with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+            if unpacked > MAX_UNPACKED_BYTES:
+                raise PtFileError(f"{path}: its archive unpacks to {unpacked / 2**30:,.1f} GiB, more than the "
+                                  f"{MAX_UNPACKED_BYTES // 2**30} GiB a weights file holds (damaged or made to attack)")
             damaged = archive.testzip()
     except zipfile.BadZipFile as error:
         with open(path, "rb") as handle:

@@ -140,6 +140,20 @@ def test_damaged_weight_files_are_named_not_posed_with(reader, tha3_data, tmp_pa
     with pytest.raises(WeightsError, match=rf"editor\.pt: damaged: the bytes of {member.filename} do not match"):
         read(editor)
 
+    # A zip bomb: the archive's directory declares 3 GiB for a member, which both readers would
+    # unpack (to test its checksum, then to read it) before finding anything wrong.
+    bomb = copy_of_package_file(tha3_data, tmp_path, "editor")
+    data = bytearray(bomb.read_bytes())
+    with zipfile.ZipFile(bomb) as archive:
+        record = archive.start_dir
+        for info in archive.infolist():  # central directory records, in order
+            if info.filename == member.filename:
+                data[record + 24 : record + 28] = (3 * 2**30).to_bytes(4, "little")  # its unpacked size
+            record += 46 + len(info.filename.encode()) + len(info.extra) + len(info.comment)
+    bomb.write_bytes(data)
+    with pytest.raises(WeightsError, match=r"editor\.pt: its archive unpacks to 3\.0 GiB, more than the 2 GiB"):
+        read(bomb)
+
     state = read(copy_of_package_file(tha3_data, tmp_path, "editor"))
     key = next(iter(state))
     state[key][(0,) * state[key].ndim] = float("nan")
