@@ -16,7 +16,7 @@ import numpy as np
 
 from ...errors import UserError
 
-# What a weights archive may unpack to. The largest official THA file holds under 150 MB; a damaged
+# What a weights archive may unpack to. Official THA files hold a few hundred MB at most; a damaged
 # or crafted archive declaring gigabytes (a zip bomb: zeros compressed a thousandfold) would be
 # unpacked whole to check its checksums, then again by the reader.
 MAX_UNPACKED_BYTES = 2 * 2**30
