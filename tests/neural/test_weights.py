@@ -140,8 +140,9 @@ def test_damaged_weight_files_are_named_not_posed_with(reader, tha3_data, tmp_pa
     with pytest.raises(WeightsError, match=rf"editor\.pt: damaged: the bytes of {member.filename} do not match"):
         read(editor)
 
-    # A zip bomb: the archive's directory declares 3 GiB for a member, which both readers would
-    # unpack (to test its checksum, then to read it) before finding anything wrong.
+    # As a zip bomb's: the archive's directory declares 3 GiB for a member. A real bomb holds them,
+    # compressed, and both readers unpacked them (for the checksums, then the tensors); refused
+    # now from the directory, before anything is unpacked.
     bomb = copy_of_package_file(tha3_data, tmp_path, "editor")
     data = bytearray(bomb.read_bytes())
     with zipfile.ZipFile(bomb) as archive:
