@@ -43,7 +43,6 @@ from ...errors import UserError
 from ..formats import avatar_expressions
 from ..formats.avatar_model import AVATAR_SUFFIXES, oversized_images
 from ..formats.coordinates import MAX_METRES, first_unreal_row
-from ..formats.limits import file_size_problem
 from ..formats.mmd import MMD_SUFFIXES
 from ..formats.mmd.import_plan import DEFAULT_SCALE, PlanError, plan_import
 from ..formats.mmd.names import UNDECODABLE, replace_undecodable
@@ -188,9 +187,6 @@ def check_model_path(path):
         raise ModelImportError(path, "not a file")
     if path.stat().st_size == 0:
         raise ModelImportError(path, "the file is empty")
-    problem = file_size_problem(path)
-    if problem:  # (before a read of it all, here or by Blender's glTF importer)
-        raise ModelImportError(path, problem)
     return path
 
 
@@ -532,7 +528,9 @@ def import_avatar(path, collection=None):
     """Import a .vrm/.glb/.gltf through Blender's glTF importer and record its expressions."""
     path = check_model_path(path)
     started = time.perf_counter()
-    data = path.read_bytes()  # once, for the description and the images (a VRM is tens of megabytes)
+    # Once, for the description and the images (a VRM is tens of megabytes); a file past the size
+    # limit is refused here, before Blender's glTF importer reads it whole.
+    data = avatar_expressions.read_avatar_bytes(path)
     document = avatar_expressions.read_gltf_json(path, data)
     description = avatar_expressions.read_description(path, document)  # AvatarFormatError, a ValueError
     oversized = oversized_images(path, data, document, description)
