@@ -41,7 +41,7 @@ import numpy as np
 
 from ...errors import UserError
 from ..formats import avatar_expressions
-from ..formats.avatar_model import AVATAR_SUFFIXES, oversized_images
+from ..formats.avatar_model import AVATAR_SUFFIXES, check_external_buffers, oversized_images
 from ..formats.coordinates import MAX_METRES, first_unreal_row
 from ..formats.mmd import MMD_SUFFIXES
 from ..formats.mmd.import_plan import DEFAULT_SCALE, PlanError, plan_import
@@ -533,6 +533,7 @@ def import_avatar(path, collection=None):
     data = avatar_expressions.read_avatar_bytes(path)
     document = avatar_expressions.read_gltf_json(path, data)
     description = avatar_expressions.read_description(path, document)  # AvatarFormatError, a ValueError
+    check_external_buffers(path, document)  # (a .gltf's .bin files: Blender's importer reads them whole)
     oversized = oversized_images(path, data, document, description)
     if oversized:  # (Blender's importer takes every image; it would decode gigabytes when first shown)
         name, why = oversized[0]

@@ -101,6 +101,25 @@ def oversized_images(path, data, document, description):
     return found
 
 
+def external_buffer_file(path, index, uri):
+    """The file a .gltf's buffer `index` names by `uri` (beside the .gltf, where a link leads),
+    refused (AvatarFormatError) where it is past limits.MAX_FILE_BYTES: it is read whole."""
+    file = Path(path).resolve().parent / urllib.parse.unquote(uri)
+    problem = file_size_problem(file)
+    if problem:
+        raise AvatarFormatError(path, f"buffer {index}'s file {uri!r} {problem}")
+    return file
+
+
+def check_external_buffers(path, document):
+    """Refuse a .gltf whose buffer files are past the size limit, before Blender's glTF importer
+    reads them whole (a missing or unreadable one is left for it to name)."""
+    for index, buffer in enumerate(document.get("buffers", [])):
+        uri = buffer.get("uri") if isinstance(buffer, dict) else None
+        if isinstance(uri, str) and not uri.startswith("data:"):
+            external_buffer_file(path, index, uri)
+
+
 def _data_uri_bytes(uri):
     header, _, payload = uri.partition(",")
     return base64.b64decode(payload) if header.endswith(";base64") else urllib.parse.unquote_to_bytes(payload)
@@ -129,10 +148,7 @@ class _Reader:
             elif uri.startswith("data:"):
                 data = _data_uri_bytes(uri)
             else:
-                file = self.path.resolve().parent / urllib.parse.unquote(uri)  # (where a link leads)
-                problem = file_size_problem(file)
-                if problem:
-                    raise AvatarFormatError(self.path, f"buffer {index}'s file {uri!r} {problem}")
+                file = external_buffer_file(self.path, index, uri)
                 try:
                     data = file.read_bytes()
                 except OSError as error:

@@ -1,5 +1,6 @@
 """Bad input to the importer: a clear error naming the file, no crash, nothing left in the scene."""
 
+import json
 import struct
 import sys
 
@@ -37,10 +38,18 @@ def bad_files(folder, pmx_bytes):
     (folder / "model.obj").write_text("v 0 0 0\n")
     (folder / "garbage.glb").write_bytes(b"\x00\x01garbage" * 10)
     (folder / "pmx_named.vrm").write_bytes(pmx_bytes[:4096])
-    for name, head in (("huge.pmx", pmx_bytes[:4096]), ("huge.vrm", b"glTF" + bytes(60))):
+    for name, head in (("huge.pmx", pmx_bytes[:4096]), ("huge.vrm", b"glTF" + bytes(60)), ("huge.bin", b"")):
         with open(folder / name, "wb") as sparse:  # 3 GiB, taking no disk: refused unread
             sparse.write(head)
             sparse.truncate(3 * 2**30)
+    # A .gltf of a few hundred bytes whose buffer file is the 3 GiB one: Blender's importer would read it whole.
+    (folder / "huge_buffer.gltf").write_text(json.dumps({
+        "asset": {"version": "2.0"}, "buffers": [{"uri": "huge.bin", "byteLength": 36}],
+        "bufferViews": [{"buffer": 0, "byteLength": 36}],
+        "accessors": [{"bufferView": 0, "componentType": 5126, "count": 3, "type": "VEC3",
+                       "min": [0, 0, 0], "max": [1, 1, 0]}],
+        "meshes": [{"primitives": [{"attributes": {"POSITION": 0}}]}],
+        "nodes": [{"mesh": 0}], "scenes": [{"nodes": [0]}]}), encoding="utf-8")
     return {
         "missing": (folder / "missing.pmx", "no such file"),
         "empty": (folder / "empty.pmx", "empty"),
@@ -53,11 +62,13 @@ def bad_files(folder, pmx_bytes):
         "pmx_named_vrm": (folder / "pmx_named.vrm", "glTF"),
         "huge_pmx": (folder / "huge.pmx", "is 3.0 GiB, more than the 2 GiB this importer reads"),
         "huge_vrm": (folder / "huge.vrm", "is 3.0 GiB, more than the 2 GiB this importer reads"),
+        "huge_gltf_buffer": (folder / "huge_buffer.gltf",
+                             "buffer 0's file 'huge.bin' is 3.0 GiB, more than the 2 GiB this importer reads"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "folder", "text", "truncated", "header_only", "suffix",
-                                  "garbage_glb", "pmx_named_vrm", "huge_pmx", "huge_vrm"])
+                                  "garbage_glb", "pmx_named_vrm", "huge_pmx", "huge_vrm", "huge_gltf_buffer"])
 def test_bad_file_is_a_clear_error_and_leaves_nothing(case, tmp_path, pmx_bytes, model_import):
     path, words = bad_files(tmp_path, pmx_bytes)[case]
     before = data_counts()
