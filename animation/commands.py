@@ -12,16 +12,30 @@ from pathlib import Path
 from ..commands import CommandError, make_output_folder
 from ..lipsync.cues import MAX_FRAME_RATE
 from ..pose.commands import add_fit_arguments, fit_request
+from .core.frame_rate import scene_frame_rate
 from ..progress import progress_bar, run_with_bar
 
 ENGINES = ("workbench", "cycles", "eevee")
-FPS_RANGE = (1, int(MAX_FRAME_RATE))  # Blender's own limits on a scene's frame rate
+FPS_HELP = "frames per second (default: 24; NTSC's 23.976, 29.97 or 59.94 play as Blender's presets hold them, 24, 30 or 60 over 1.001)"
 SIZE_RANGE = (16, 8192)  # what Blender's FFmpeg writes as H.264 (16384 is refused, under 16 "too small")
 
 
 def frame_rate(text):
-    """--fps: a whole number of frames per second that a Blender scene takes (argparse type)."""
-    return _whole_number(text, *FPS_RANGE, "frames per second")
+    """--fps: frames per second that a Blender scene plays (argparse type): a whole number, or a
+    fraction such as NTSC's 29.97 (held as the scene's fps over fps_base: core.frame_rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of frames per second") from None
+    if not 0 < value <= MAX_FRAME_RATE:  # (NaN and infinity fail too)
+        raise argparse.ArgumentTypeError(f"{text} is outside the frame rates a scene plays "
+                                         f"(more than 0, at most {MAX_FRAME_RATE:g} frames per second)")
+    return value
+
+
+def set_frame_rate(scene, rate):
+    """The scene plays `rate` frames per second (whole, or NTSC's 29.97 as 30 over 1.001)."""
+    scene.render.fps, scene.render.fps_base = scene_frame_rate(rate)
 
 
 def render_size(text):
@@ -74,7 +88,7 @@ def add_subcommands(subparsers):
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     parser.add_argument("--frames", default=None,
                         help="frame range START-END (default: the keyframes' range, or 1-1)")
-    parser.add_argument("--fps", type=frame_rate, default=24, help="frames per second (default: 24)")
+    parser.add_argument("--fps", type=frame_rate, default=24, help=FPS_HELP)
     parser.add_argument("--render", type=Path, default=None, help="render the frames as PNGs into this folder")
     parser.add_argument("--video", type=Path, default=None, help="render the frames to this .mp4/.mkv")
     parser.add_argument("--engine", default="workbench", choices=ENGINES,
@@ -124,7 +138,7 @@ def run_sprite(args):
     started = time.perf_counter()
     bpy.ops.wm.read_homefile(use_empty=True)
     scene = bpy.context.scene
-    scene.render.fps = args.fps
+    set_frame_rate(scene, args.fps)
     settings = SpriteSettings(schema=args.schema, weights=lasting_source(args.weights), device=args.device)
     obj = sprite.create_sprite(scene, args.image, settings, fit=fit, check_picture=live.picture_check(settings))
     if fit is not None:

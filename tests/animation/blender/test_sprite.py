@@ -701,6 +701,23 @@ def test_the_sprite_command_keys_bakes_renders_and_saves(tmp_path, picture):
     assert np.abs(decoded[2].astype(int) - decoded[1]).max() > 24  # the mouth opened and the eye winked
 
 
+def test_the_sprite_command_plays_an_ntsc_rate_as_blenders_presets_hold_it(tmp_path, picture):
+    # Dialogue cut to video at 29.97: `--fps 29.97` was refused as not a whole number.
+    from shared_assets import ROOT
+
+    blend, video = tmp_path / "ntsc.blend", tmp_path / "ntsc.mp4"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "sprite", "--image", str(picture), "--fps", "29.97", "--frames", "1-3",
+         "--blend", str(blend), "--resolution", "64", "--video", str(video)],
+        capture_output=True, text=True, timeout=600, env=dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user")))
+    assert done.returncode == 0, done.stderr[-2000:]
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    scene = bpy.context.scene
+    assert (scene.render.fps, scene.render.fps_base) == (30, pytest.approx(1.001))
+    movie = scene.sequence_editor_create().strips.new_movie("video", str(video), 1, 1)
+    assert movie.fps == pytest.approx(30 / 1.001, abs=1e-3) and movie.frame_final_duration == 3
+
+
 def test_the_sprite_command_names_a_bad_keyframe_file_or_picture_and_leaves_an_earlier_blend(tmp_path, picture):
     from shared_assets import ROOT
 
