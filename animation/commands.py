@@ -12,7 +12,7 @@ from pathlib import Path
 from ..commands import CommandError, make_output_folder
 from ..lipsync.cues import MAX_FRAME_RATE
 from ..pose.commands import add_fit_arguments, fit_request
-from .core.frame_rate import scene_frame_rate
+from .core.frame_rate import MIN_FRAME_RATE, scene_frame_rate
 from ..progress import progress_bar, run_with_bar
 
 ENGINES = ("workbench", "cycles", "eevee")
@@ -27,9 +27,9 @@ def frame_rate(text):
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of frames per second") from None
-    if not 0 < value <= MAX_FRAME_RATE:  # (NaN and infinity fail too)
+    if not MIN_FRAME_RATE <= value <= MAX_FRAME_RATE:  # (NaN and infinity fail too)
         raise argparse.ArgumentTypeError(f"{text} is outside the frame rates a scene plays "
-                                         f"(more than 0, at most {MAX_FRAME_RATE:g} frames per second)")
+                                         f"({MIN_FRAME_RATE:g} to {MAX_FRAME_RATE:g} frames per second)")
     return value
 
 

@@ -10,16 +10,17 @@ import math
 
 from ...lipsync.cues import MAX_FRAME_RATE
 
+MIN_FRAME_RATE = 1e-6  # one frame over Blender's largest fps_base, 1,000,000 s
 NTSC_BASE = 1.001
 # How far a written rate may be from an NTSC one and still mean it: 23.98 is 0.0042 from 24/1.001.
 NTSC_ROUNDING = 0.006
 
 
 def scene_frame_rate(rate):
-    """(fps, fps_base) of a scene playing `rate` frames a second (0 < rate <= MAX_FRAME_RATE)."""
+    """(fps, fps_base) of a scene playing `rate` frames a second (MIN_FRAME_RATE to MAX_FRAME_RATE)."""
     rate = float(rate)
-    if not 0 < rate <= MAX_FRAME_RATE:  # (NaN fails too)
-        raise ValueError(f"{rate} frames per second: a scene plays more than 0 and at most {MAX_FRAME_RATE:g}")
+    if not MIN_FRAME_RATE <= rate <= MAX_FRAME_RATE:  # (NaN fails too)
+        raise ValueError(f"{rate} frames per second: a scene plays {MIN_FRAME_RATE:g} to {MAX_FRAME_RATE:g}")
     if rate == round(rate):
         return int(rate), 1.0
     whole = round(rate * NTSC_BASE)

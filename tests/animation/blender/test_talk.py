@@ -200,8 +200,8 @@ def test_the_videos_own_sound_lip_syncs_as_its_line_did(talk, tmp_path):
 @pytest.mark.parametrize("options, message", [
     (["--resolution", "511"], "--resolution 511: a video's width and height must be even"),  # a traceback from FFmpeg after the bake
     (["--resolution", "16384"], "argument --resolution: 16384 is outside 16-8192 pixels"),
-    (["--fps", "0"], "argument --fps: 0 is outside the frame rates a scene plays (more than 0, at most 32767 "
-                     "frames per second)"),  # was named as a blink that did not fit
+    (["--fps", "0"], "argument --fps: 0 is outside the frame rates a scene plays (1e-06 to 32767 frames per "
+                     "second)"),  # was named as a blink that did not fit
     (["--fps", "nan"], "argument --fps: nan is outside the frame rates a scene plays"),
     (["--fps", "29,97"], "argument --fps: '29,97' is not a number of frames per second"),
 ])
