@@ -12,11 +12,12 @@ from pathlib import Path
 from ..commands import CommandError, make_output_folder
 from ..lipsync.cues import MAX_FRAME_RATE
 from ..pose.commands import add_fit_arguments, fit_request
-from .core.frame_rate import MIN_FRAME_RATE, scene_frame_rate
 from ..progress import progress_bar, run_with_bar
+from .core.frame_rate import MIN_FRAME_RATE, scene_frame_rate
 
 ENGINES = ("workbench", "cycles", "eevee")
-FPS_HELP = "frames per second (default: 24; NTSC's 23.976, 29.97 or 59.94 play as Blender's presets hold them, 24, 30 or 60 over 1.001)"
+FPS_HELP = ("frames per second (default: 24; NTSC's 23.976, 29.97 or 59.94 play as Blender's presets hold them, "
+            "24, 30 or 60 over 1.001)")
 SIZE_RANGE = (16, 8192)  # what Blender's FFmpeg writes as H.264 (16384 is refused, under 16 "too small")
 
 

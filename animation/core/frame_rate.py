@@ -28,4 +28,3 @@ def scene_frame_rate(rate):
         return whole, NTSC_BASE
     whole = min(math.ceil(rate), int(MAX_FRAME_RATE))
     return whole, whole / rate
-
