@@ -48,6 +48,8 @@ COMPONENT_TYPES = {5120: "<i1", 5121: "<u1", 5122: "<i2", 5123: "<u2", 5125: "<u
 # Compressed meshes (a primitive's Draco data, a buffer view's meshopt data) are not in the
 # accessors as glTF lays them out: THA Studio does not decode them (Blender's importer decodes Draco).
 COMPRESSIONS = {"KHR_draco_mesh_compression", "EXT_meshopt_compression"}
+# What entries of the wrong kind raise as the reader walks them (a number where an object belongs).
+MALFORMED = (AttributeError, TypeError, KeyError, IndexError, ValueError, OverflowError)
 
 
 @quiet_file_numbers
@@ -62,7 +64,7 @@ def read_avatar_model(path) -> Model:
         return _Reader(path, data, document, description).model()
     except AvatarFormatError:
         raise
-    except (AttributeError, TypeError, KeyError, IndexError, ValueError, OverflowError) as error:
+    except MALFORMED as error:
         raise AvatarFormatError(path, f"its glTF data is malformed ({type(error).__name__}: {error})") from None
 
 
@@ -76,7 +78,7 @@ def oversized_images(path, data, document, description):
     path = Path(path)
     try:
         reader = _Reader(path, data, document, description)
-    except AvatarFormatError:
+    except MALFORMED:  # (AvatarFormatError among them, a ValueError)
         return []  # (its buffers cannot be read: Blender's importer names what it finds)
     found = []
     for index, image in enumerate(document.get("images", [])):
@@ -104,7 +106,10 @@ def oversized_images(path, data, document, description):
 def external_buffer_file(path, index, uri):
     """The file a .gltf's buffer `index` names by `uri` (beside the .gltf, where a link leads),
     refused (AvatarFormatError) where it is past limits.MAX_FILE_BYTES: it is read whole."""
-    file = Path(path).resolve().parent / urllib.parse.unquote(uri)
+    name = urllib.parse.unquote(uri)
+    if "\x00" in name:  # (no file system takes it: os.stat's ValueError, a traceback)
+        raise AvatarFormatError(path, f"buffer {index}'s uri {uri!r} is not a file name")
+    file = Path(path).resolve().parent / name
     problem = file_size_problem(file)
     if problem:
         raise AvatarFormatError(path, f"buffer {index}'s file {uri!r} {problem}")
@@ -114,9 +119,14 @@ def external_buffer_file(path, index, uri):
 def check_external_buffers(path, document):
     """Refuse a .gltf whose buffer files are past the size limit, before Blender's glTF importer
     reads them whole (a missing or unreadable one is left for it to name)."""
-    for index, buffer in enumerate(document.get("buffers", [])):
-        uri = buffer.get("uri") if isinstance(buffer, dict) else None
-        if isinstance(uri, str) and not uri.startswith("data:"):
+    buffers = document.get("buffers", [])
+    if not isinstance(buffers, list) or not all(isinstance(buffer, dict) for buffer in buffers):
+        raise AvatarFormatError(path, "its glTF JSON is malformed ('buffers' is not a list of objects)")
+    for index, buffer in enumerate(buffers):
+        uri = buffer.get("uri")
+        if uri is not None and not isinstance(uri, str):
+            raise AvatarFormatError(path, f"buffer {index}'s uri {uri!r} is not text")
+        if uri is not None and not uri.startswith("data:"):
             external_buffer_file(path, index, uri)
 
 
