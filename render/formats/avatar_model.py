@@ -71,17 +71,19 @@ def read_avatar_model(path) -> Model:
 def oversized_images(path, data, document, description):
     """(image name, why) for each image of the avatar too large to decode (texture_paths'
     oversized_texture: past Pillow's decompression-bomb limit, far past any avatar's texture),
-    read from its header; `data`, `document` and `description`: the file's bytes, its glTF JSON
-    and its AvatarDescription, as the caller read them. Blender's glTF importer takes every
-    image as it is, and decodes it whole when a view or a render first shows it: a 3.5 MB glb
-    held a PNG of 30,000 squared pixels, 3.9 GB and 11 s."""
+    read from its header; AvatarFormatError where 'images' is not a list of objects. `data`,
+    `document` and `description`: the file's bytes, its glTF JSON and its AvatarDescription, as
+    the caller read them. Blender's glTF importer takes every image as it is, and decodes it
+    whole when a view or a render first shows it: a 3.5 MB glb held a PNG of 30,000 squared
+    pixels, 3.9 GB and 11 s."""
     path = Path(path)
+    images = json_objects(document, "images", path)  # (Blender's importer would fail on others, unnamed)
     try:
         reader = _Reader(path, data, document, description)
     except MALFORMED:  # (AvatarFormatError among them, a ValueError)
         return []  # (its buffers cannot be read: Blender's importer names what it finds)
     found = []
-    for index, image in enumerate(document.get("images", [])):
+    for index, image in enumerate(images):
         uri = json_name(image.get("uri"))
         name = json_name(image.get("name")) or (uri if uri and not uri.startswith("data:") else f"image {index}")
         try:
@@ -119,15 +121,20 @@ def external_buffer_file(path, index, uri):
 def check_external_buffers(path, document):
     """Refuse a .gltf whose buffer files are past the size limit, before Blender's glTF importer
     reads them whole (a missing or unreadable one is left for it to name)."""
-    buffers = document.get("buffers", [])
-    if not isinstance(buffers, list) or not all(isinstance(buffer, dict) for buffer in buffers):
-        raise AvatarFormatError(path, "its glTF JSON is malformed ('buffers' is not a list of objects)")
-    for index, buffer in enumerate(buffers):
+    for index, buffer in enumerate(json_objects(document, "buffers", path)):
         uri = buffer.get("uri")
         if uri is not None and not isinstance(uri, str):
             raise AvatarFormatError(path, f"buffer {index}'s uri {uri!r} is not text")
         if uri is not None and not uri.startswith("data:"):
             external_buffer_file(path, index, uri)
+
+
+def json_objects(document, key, path):
+    """document[key], a list of JSON objects ([] where absent); AvatarFormatError where it is not one."""
+    entries = document.get(key, [])
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        raise AvatarFormatError(path, f"its glTF JSON is malformed ({key!r} is not a list of objects)")
+    return entries
 
 
 def _data_uri_bytes(uri):

@@ -43,15 +43,18 @@ def bad_files(folder, pmx_bytes):
             sparse.write(head)
             sparse.truncate(3 * 2**30)
     # A .gltf of a few hundred bytes whose buffer file is the 3 GiB one: Blender's importer would read it whole.
-    # Then buffers no file system or reader takes (tracebacks: os.stat's ValueError, a TypeError).
-    for name, buffers in (("huge_buffer", [{"uri": "huge.bin", "byteLength": 36}]),
-                          ("nul_uri", [{"uri": "a\x00b.bin", "byteLength": 36}]), ("buffers_number", 5)):
+    # Then buffers and images no file system or reader takes (tracebacks: os.stat's ValueError, a
+    # TypeError, an AttributeError).
+    for name, entries in (("huge_buffer", {}), ("nul_uri", {"buffers": [{"uri": "a\x00b.bin", "byteLength": 36}]}),
+                          ("buffers_number", {"buffers": 5}), ("images_text", {"images": ["x"], "buffers": [
+                              {"uri": "data:application/octet-stream;base64," + "A" * 48, "byteLength": 36}]})):
         (folder / f"{name}.gltf").write_text(json.dumps({
-            "asset": {"version": "2.0"}, "buffers": buffers, "bufferViews": [{"buffer": 0, "byteLength": 36}],
+            "asset": {"version": "2.0"}, "buffers": [{"uri": "huge.bin", "byteLength": 36}],
+            "bufferViews": [{"buffer": 0, "byteLength": 36}],
             "accessors": [{"bufferView": 0, "componentType": 5126, "count": 3, "type": "VEC3",
                            "min": [0, 0, 0], "max": [1, 1, 0]}],
             "meshes": [{"primitives": [{"attributes": {"POSITION": 0}}]}],
-            "nodes": [{"mesh": 0}], "scenes": [{"nodes": [0]}]}), encoding="utf-8")
+            "nodes": [{"mesh": 0}], "scenes": [{"nodes": [0]}], **entries}), encoding="utf-8")
     return {
         "missing": (folder / "missing.pmx", "no such file"),
         "empty": (folder / "empty.pmx", "empty"),
@@ -68,12 +71,13 @@ def bad_files(folder, pmx_bytes):
                              "buffer 0's file 'huge.bin' is 3.0 GiB, more than the 2 GiB this importer reads"),
         "nul_buffer_uri": (folder / "nul_uri.gltf", "buffer 0's uri 'a\\x00b.bin' is not a file name"),
         "buffers_not_a_list": (folder / "buffers_number.gltf", "'buffers' is not a list of objects"),
+        "images_not_objects": (folder / "images_text.gltf", "'images' is not a list of objects"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "folder", "text", "truncated", "header_only", "suffix",
                                   "garbage_glb", "pmx_named_vrm", "huge_pmx", "huge_vrm", "huge_gltf_buffer",
-                                  "nul_buffer_uri", "buffers_not_a_list"])
+                                  "nul_buffer_uri", "buffers_not_a_list", "images_not_objects"])
 def test_bad_file_is_a_clear_error_and_leaves_nothing(case, tmp_path, pmx_bytes, model_import):
     path, words = bad_files(tmp_path, pmx_bytes)[case]
     before = data_counts()
