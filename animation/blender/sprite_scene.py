@@ -39,6 +39,10 @@ def read_keyframes(path):
         text = path.read_text(encoding="utf-8-sig")
     except OSError as error:
         raise KeyframeFileError(f"{path}: cannot read ({error.strerror or error})") from None
+    except UnicodeDecodeError as error:  # (Excel's plain "CSV" is the Windows code page's, not UTF-8)
+        line = error.object[: error.start].count(b"\n") + 1
+        raise KeyframeFileError(f"{path}: line {line}: not UTF-8 text (byte 0x{error.object[error.start]:02x}); "
+                                "save it as UTF-8 (in Excel: CSV UTF-8)") from None
     if path.suffix.lower() == ".json":
         return _keyframes_from_json(text, path)
     if path.suffix.lower() == ".csv":

@@ -782,6 +782,9 @@ def test_the_sprite_command_keeps_a_relative_weights_folder_as_an_absolute_one(t
     ("columns.csv", "frame,mouth_aaa,mouth_aaa\n1,1,0\n", r"line 1: the header names mouth_aaa twice"),
 
     ("huge.csv", 'frame,mouth_aaa\n1,"' + "0" * 200_000 + '"\n', r"line 2: field larger than field limit"),  # was csv's traceback
+    # Excel's plain "CSV" is in the Windows code page: a UnicodeDecodeError traceback.
+    ("excel.csv", "frame,mouth_aaa\n1,0\n2,1 \u00e4\n".encode("cp1252"),
+     r"line 3: not UTF-8 text \(byte 0xe4\); save it as UTF-8 \(in Excel: CSV UTF-8\)"),
 ])
 def test_keyframes_a_slider_cannot_hold_are_named_and_key_nothing(tmp_path, ext_module, picture, name, text, problem):
     """A NaN or 1e400 keyed a NaN or infinite pose, a value past the slider was clamped without a
@@ -790,7 +793,10 @@ def test_keyframes_a_slider_cannot_hold_are_named_and_key_nothing(tmp_path, ext_
     bpy.ops.wm.read_homefile(use_empty=True)
     obj = add_sprite(picture)
     keys = tmp_path / name
-    keys.write_text(text)
+    if isinstance(text, bytes):
+        keys.write_bytes(text)
+    else:
+        keys.write_text(text)
     with pytest.raises(scene_module.KeyframeFileError, match=rf"{name}: {problem}"):
         scene_module.key_from_file(obj, keys)
     assert obj.data.shape_keys.animation_data is None or not obj.data.shape_keys.animation_data.action
