@@ -39,16 +39,25 @@ def _annotate_parser(subparsers):
 
 
 def _model_files(inputs):
-    from .dataset.plan import SOURCE_SUFFIXES, find_model_files
+    """[(the folder given, model file)] for the files and folders given, all found before any is
+    annotated: CommandError for one that is not there, or a folder with no model under it (a
+    mistyped folder said "annotated 0 model(s)" and succeeded)."""
+    from .dataset.archives import ARCHIVE_SUFFIXES
+    from .dataset.plan import MODEL_SUFFIXES, SOURCE_SUFFIXES, find_model_files
 
+    found = []
     for item in inputs:
         if item.is_dir():
-            for path in find_model_files(item, SOURCE_SUFFIXES):
-                yield item, path
+            files = list(find_model_files(item, SOURCE_SUFFIXES))
+            if not files:
+                kinds = ", ".join(MODEL_SUFFIXES + ARCHIVE_SUFFIXES)
+                raise CommandError(f"{item}: no models under it (looked for {kinds})")
+            found += [(item, path) for path in files]
         elif item.exists():
-            yield item.parent, item
+            found.append((item.parent, item))
         else:
             raise CommandError(f"{item}: no such file or folder")
+    return found
 
 
 def _models_to_annotate(inputs, annotations):

@@ -34,6 +34,19 @@ def test_annotate_command_writes_sidecars_and_reports_broken_files(shared, tmp_p
     assert sidecar.morphs_for("mouth_aaa") == [("あ", 1.0, None)]
 
 
+def test_annotate_names_a_folder_without_models_before_annotating_any(shared, tmp_path, capsys):
+    # A mistyped folder said "annotated 0 model(s)" and succeeded.
+    models, empty = tmp_path / "models", tmp_path / "empty"
+    models.mkdir()
+    (models / "Gene_light.pmx").symlink_to(shared / "assets/mmd/gene_light/Gene_light.pmx")
+    (empty / "textures").mkdir(parents=True)
+    (empty / "textures" / "skin.png").write_bytes(b"")
+    assert main(["annotate", str(models), str(empty)]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"tha_studio annotate: error: {empty}: no models under it (looked for .pmx, .pmd, .vrm, .glb, .gltf, .blend, .zip)"]
+    assert not (models / "Gene_light.pmx.tha.json").exists()  # (nothing annotated before the error)
+
+
 def test_a_sidecar_that_cannot_be_read_is_kept_until_fresh_and_annotations_must_be_a_folder(shared, tmp_path, capsys):
     models = tmp_path / "models"
     models.mkdir()
