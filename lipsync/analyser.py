@@ -866,6 +866,8 @@ class Analysis(Job):
         self.phones = []
         self.utterances = []
         self.notes = []
+        if dialog is not None and not dialog.strip():  # (the wrong file given, or one never saved)
+            self.notes.append("the dialog text is empty: the line was recognized without it")
 
     def _start(self):
         """Check the audio file and its header (raises AudioError for bad audio); the samples are
@@ -883,7 +885,7 @@ class Analysis(Job):
             pass
         self._reading = None
         samples, self.duration = self._reader.samples, self._reader.duration
-        self.notes = list(self._reader.notes)
+        self.notes = [*self._reader.notes, *self.notes]  # (the reader's first; the dialog's from __init__)
         if len(samples):
             samples = samples - float(np.mean(samples))  # DC offset would fool the VAD
         self.pcm = to_pcm16(to_level(samples))

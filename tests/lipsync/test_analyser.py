@@ -111,6 +111,15 @@ def test_dialog_text_the_dictionary_knows_no_word_of_is_left_out_with_a_note(sha
                                  f"the line was recognized without it, by the {ran} recognizer"]
 
 
+def test_empty_dialog_text_is_left_out_with_a_note(shared):
+    # The wrong file given, or one never saved: the line ran as if no text was given, without a word.
+    path = lipsync(shared, "audio", "s1_plosives.wav")
+    job = Analysis(path, "auto", " \r\n")
+    assert job.run().track.cues == Analysis(path, "phonetic").run().track.cues
+    assert job.recognizer_name == "phonetic"
+    assert job.notes == ["the dialog text is empty: the line was recognized without it"]
+
+
 def test_silence_stays_closed(shared, phonetic):
     # s3 has pauses of 800, 1200 and 500 ms: Rhubarb shows X through each, and so must we.
     path = lipsync(shared, "audio", "s3_pauses.wav")
