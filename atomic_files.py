@@ -45,6 +45,14 @@ def _check_target(path):
     path.parent.mkdir(parents=True, exist_ok=True)
 
 
+def _naming(error, path):
+    """A write's OSError that names no file (a full disk's "[Errno 28] No space left on device")
+    as the same error naming `path`, the file the user asked for; any other error as it is."""
+    if isinstance(error, OSError) and error.filename is None and error.errno is not None:
+        return OSError(error.errno, error.strerror, str(path))  # (the same subclass: errno picks it)
+    return error
+
+
 def write_chunks_atomic(path, chunks, tag=None):
     """Write an iterable of bytes as one file, a chunk at a time (a file larger than memory, such
     as a million-line manifest, never needs to be held whole)."""
@@ -58,9 +66,12 @@ def write_chunks_atomic(path, chunks, tag=None):
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)
-    except BaseException:
+    except BaseException as error:
         temp.unlink(missing_ok=True)
-        raise
+        named = _naming(error, path)
+        if named is error:
+            raise
+        raise named from None
     return path
 
 
@@ -87,6 +98,11 @@ def write_atomically(path, write, tag=None):
         if not temp.is_file() or temp.stat().st_size == 0:
             raise OSError(f"nothing was written for {path}")
         os.replace(temp, path)
+    except OSError as error:
+        named = _naming(error, path)
+        if named is error:
+            raise
+        raise named from None
     finally:
         temp.unlink(missing_ok=True)
     return path

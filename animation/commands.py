@@ -124,6 +124,7 @@ def run_sprite(args):
     from ..animation.blender import bake, expressions, live, sprite, sprite_scene
     from ..animation.core.sprite_settings import SpriteSettings
     from ..neural.ort.weight_sources import lasting_source
+    from ..render.blender import scene as scenes
 
     if args.blend.suffix.lower() != ".blend":
         raise CommandError(f"{args.blend}: the output must be a .blend file")
@@ -160,7 +161,7 @@ def run_sprite(args):
     sprite_scene.frame_camera(scene, [obj])
     # Saved before the bake, so that the cache folder is //tha_cache/<sprite>/ beside it; and only
     # once the picture and the keys were taken, so that a bad one leaves an earlier .blend as it was.
-    bpy.ops.wm.save_as_mainfile(filepath=str(args.blend.resolve()), check_existing=False)  # (its folder: made first)
+    scenes.save_main_blend(args.blend)  # (its folder: made first)
     timings["scene"] = time.perf_counter() - started
 
     if not args.no_bake:
@@ -257,6 +258,7 @@ def run_sprite_lipsync(args):
     from ..animation.blender import sprite, timeline
     from ..lipsync.analyser import read_dialog
     from ..lipsync.curves import CurveSettings
+    from ..render.blender import scene as scenes
     from ..render.blender.scene import colour_changes
 
     if not args.blend.is_file():
@@ -295,6 +297,6 @@ def run_sprite_lipsync(args):
         print(f"warning: scene {scene.name!r}: its {', '.join(changes)} will change the sprite's colours in renders "
               "(the Standard view transform shows them as drawn: Show Pictures as Drawn in the THA panel)",
               file=sys.stderr)
-    bpy.ops.wm.save_mainfile()
+    scenes.save_main_blend()
     print(f"saved {args.blend.resolve()}")
     return 0

@@ -129,6 +129,7 @@ def run_talk(args):
     from ..animation.core.generators import GeneratorError
     from ..animation.core.sprite_settings import SpriteSettings
     from ..neural.ort.weight_sources import lasting_source
+    from ..render.blender import scene as scenes
 
     check_video_size(args.resolution)
     picture, audio, dialog = inputs(args)
@@ -163,7 +164,7 @@ def run_talk(args):
             except GeneratorError as error:  # at a frame rate too low for a blink, say: the line still talks
                 print(f"warning: left out: {error}", file=sys.stderr)
         # Saved before the bake, so that it goes to //tha_cache/<sprite>/ beside it (its folder: made first).
-        bpy.ops.wm.save_as_mainfile(filepath=str(blend), check_existing=False)
+        scenes.save_main_blend(blend)
 
     steps.run("blinks, breathing, sway", life)
     baked = steps.job("bake", bake.BakeJob(scene, obj, first, last))

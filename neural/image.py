@@ -3,14 +3,11 @@
 Network images are float tensors (B, 4, H, W): straight alpha, linear RGB, all in [-1, 1].
 """
 
-import os
-import tempfile
-from pathlib import Path
-
 import numpy as np
 import torch
 from PIL import Image
 
+from ..atomic_files import write_atomically
 from ..pose import character_image
 from ..pose.character_image import CharacterImageError, prepare_character_image  # noqa: F401 (re-exported)
 
@@ -34,14 +31,5 @@ def load_character(path_or_array, schema, device="cpu", dtype=torch.float32):
 
 def save_rgba_png(rgba, path):
     """Write RGBA uint8 (H, W, 4) as a PNG atomically (temp file in the same folder, then replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(handle)
-    try:
-        Image.fromarray(np.asarray(rgba, dtype=np.uint8), "RGBA").save(temporary, format="PNG")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    picture = Image.fromarray(np.asarray(rgba, dtype=np.uint8), "RGBA")
+    return write_atomically(path, lambda temporary: picture.save(temporary, format="PNG"))

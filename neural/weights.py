@@ -12,14 +12,13 @@ really is.
 
 import importlib
 import importlib.util
-import os
 import pickle
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 
+from ..atomic_files import write_atomically
 from .ort.pt_reader import PtFileError, check_archive
 from .ort.weight_sources import (  # noqa: F401 (re-exported: the one definition lives there)
     FAMILIES,
@@ -116,6 +115,7 @@ def save_safetensors(path, weight_set):
     """Write a WeightSet as one .safetensors file, atomically (temp file + os.replace)."""
     import json
 
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -131,16 +131,14 @@ def save_safetensors(path, weight_set):
         "variant": weight_set.variant,
         "networks": json.dumps(sorted(weight_set.state_dicts)),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        save_file(tensors, temporary, metadata=metadata)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+
+    def write(temporary):
+        try:
+            save_file(tensors, temporary, metadata=metadata)
+        except SafetensorError as error:  # (its I/O errors: a full disk was a traceback)
+            raise OSError(f"{path}: cannot write the weights ({error})") from None
+
+    return write_atomically(path, write)
 
 
 # --- what the networks expect ----------------------------------------------------------------

@@ -268,6 +268,6 @@ def save_over_draft():
     versions = filepaths.save_version
     filepaths.save_version = 0
     try:
-        bpy.ops.wm.save_mainfile()
+        scenes.save_main_blend()
     finally:
         filepaths.save_version = versions

@@ -23,6 +23,8 @@ import numpy as np
 from mathutils import Matrix, Vector
 
 from ...atomic_files import write_atomically
+from ...errors import UserError
+from ..formats.blend_file import blend_file_problem
 
 # View directions for `aim_orthographic_camera`: where the camera looks (Blender axes). Models
 # imported by THA Studio face -Y, so FRONT looks along +Y at their face.
@@ -337,6 +339,36 @@ def render_to_png(path, scene=None):
 
 
 def save_blend(path):
-    """Save the open file as a copy at `path` (the session keeps its own file name), atomically."""
-    return write_atomically(Path(path).resolve(), lambda temporary: bpy.ops.wm.save_as_mainfile(
-        filepath=temporary, copy=True, compress=True, check_existing=False))
+    """Save the open file as a copy at `path` (the session keeps its own file name), atomically:
+    a save Blender could not finish leaves an earlier file at `path` as it was."""
+    path = Path(path).resolve()
+
+    def write(temporary):
+        _saving(path, lambda: bpy.ops.wm.save_as_mainfile(filepath=temporary, copy=True, compress=True,
+                                                           check_existing=False), temporary)
+
+    return write_atomically(path, write)
+
+
+def save_main_blend(path=None):
+    """Save the open file (as `path`, which it then is, where given), checked whole afterwards.
+    In place, as Blender saves: where Blender could not finish, the error says so."""
+    if path is None:
+        _saving(Path(bpy.data.filepath), bpy.ops.wm.save_mainfile)
+    else:
+        path = Path(path).resolve()
+        _saving(path, lambda: bpy.ops.wm.save_as_mainfile(filepath=str(path), check_existing=False))
+    return Path(bpy.data.filepath)
+
+
+def _saving(path, save, written=None):
+    """Run Blender's `save`; UserError naming `path` where it fails or leaves the file it wrote
+    (`written`, else `path`) cut short (render/formats/blend_file.py)."""
+    try:
+        save()
+    except RuntimeError as error:  # Blender's own refusal: a folder it cannot write in, say
+        message = str(error).strip().removeprefix("Error: ").strip() or "unknown error"
+        raise UserError(f"{path}: Blender could not save it ({message})") from None
+    problem = blend_file_problem(written or path)
+    if problem:
+        raise UserError(f"{path}: {problem}")
