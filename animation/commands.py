@@ -28,9 +28,11 @@ def frame_rate(text):
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of frames per second") from None
-    if not MIN_FRAME_RATE <= value <= MAX_FRAME_RATE:  # (NaN and infinity fail too)
+    try:
+        scene_frame_rate(value)  # (its range: NaN and infinity fail too)
+    except ValueError:
         raise argparse.ArgumentTypeError(f"{text} is outside the frame rates a scene plays "
-                                         f"({MIN_FRAME_RATE:g} to {MAX_FRAME_RATE:g} frames per second)")
+                                         f"({MIN_FRAME_RATE:g} to {MAX_FRAME_RATE:g} frames per second)") from None
     return value
 
 
@@ -259,7 +261,6 @@ def run_sprite_lipsync(args):
     from ..lipsync.analyser import read_dialog
     from ..lipsync.curves import CurveSettings
     from ..render.blender import scene as scenes
-    from ..render.blender.scene import colour_changes
 
     if not args.blend.is_file():
         raise CommandError(f"{args.blend}: no such .blend file")
@@ -292,7 +293,7 @@ def run_sprite_lipsync(args):
         print(placed.message)
         for warning in placed.placed.warnings:
             print(f"warning: {warning}", file=sys.stderr)
-    changes = colour_changes(scene)
+    changes = scenes.colour_changes(scene)
     if changes:
         print(f"warning: scene {scene.name!r}: its {', '.join(changes)} will change the sprite's colours in renders "
               "(the Standard view transform shows them as drawn: Show Pictures as Drawn in the THA panel)",

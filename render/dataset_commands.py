@@ -42,16 +42,14 @@ def _model_files(inputs):
     """[(the folder given, model file)] for the files and folders given, all found before any is
     annotated: CommandError for one that is not there, or a folder with no model under it (a
     mistyped folder said "annotated 0 model(s)" and succeeded)."""
-    from .dataset.archives import ARCHIVE_SUFFIXES
-    from .dataset.plan import MODEL_SUFFIXES, SOURCE_SUFFIXES, find_model_files
+    from .dataset.plan import SOURCE_SUFFIXES, find_model_files, no_models_problem
 
     found = []
     for item in inputs:
         if item.is_dir():
             files = list(find_model_files(item, SOURCE_SUFFIXES))
             if not files:
-                kinds = ", ".join(MODEL_SUFFIXES + ARCHIVE_SUFFIXES)
-                raise CommandError(f"{item}: no models under it (looked for {kinds})")
+                raise CommandError(no_models_problem(item))
             found += [(item, path) for path in files]
         elif item.exists():
             found.append((item.parent, item))

@@ -32,16 +32,16 @@ from ...atomic_files import remove_stale_temps
 from ...jobs import Job, Progress, usable_cpus
 from ...progress import progress_bar
 from ..dataset import manifest
-from ..dataset.archives import ARCHIVE_SUFFIXES, ArchiveError, extract, extracted_size
+from ..dataset.archives import ArchiveError, extract, extracted_size
 from ..dataset.plan import (
     EXTRACTING_FOLDER,
-    MODEL_SUFFIXES,
     DatasetError,
     discover,
     ensure_config,
     journal_name,
     load_or_make_annotation,
     model_file_problem,
+    no_models_problem,
     plan_work,
     shard_models,
     temp_tag_prefix,
@@ -455,11 +455,9 @@ class DatasetRun(Job):
         """(this shard's models, their ModelWork still to do, earlier failures that are skipped)."""
         entries, self.unopened = discover(self.models_root, self.split_rules, self.default_split)
         if not entries:
-            kinds = ", ".join(MODEL_SUFFIXES + ARCHIVE_SUFFIXES)
             archives = (f"; it holds {len(self.unopened)} archive(s) THA Studio cannot open ({self.unopened[0]}, ...): "
                         "extract them, or repack them as .zip" if self.unopened else "")
-            raise DatasetError(f"{Path(os.path.abspath(self.models_root))}: no models under it (looked for {kinds})"
-                               f"{archives}")
+            raise DatasetError(no_models_problem(Path(os.path.abspath(self.models_root))) + archives)
         self.unmatched_rules = unmatched_split_rules(self.split_rules, entries)
         mine = shard_models(entries, self.shard, self.shards)
         if self.limit_models is not None:

@@ -272,6 +272,11 @@ def archive_entries(archive, archive_id, split_rules=(), default_split="train"):
             for member, size in members.items()]
 
 
+def no_models_problem(folder):
+    """Words for a models folder with no model under it (render-dataset and annotate alike)."""
+    return f"{folder}: no models under it (looked for {', '.join(MODEL_SUFFIXES + ARCHIVE_SUFFIXES)})"
+
+
 def find_model_files(root, suffixes=MODEL_SUFFIXES):
     """Model files under `root`, sorted. Linked folders are followed (datasets are often assembled
     from links), but each real folder is entered once: a link back up the tree (`..`) or two links
