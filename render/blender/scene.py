@@ -352,13 +352,51 @@ def save_blend(path):
 
 def save_main_blend(path=None):
     """Save the open file (as `path`, which it then is, where given), checked whole afterwards.
-    In place, as Blender saves: where Blender could not finish, the error says so."""
+    In place, as Blender saves (its bake folder is relative to it). Blender writes beside the
+    file and renames; where it reports success over a file cut short, the file that was there
+    before, which Blender has just made its .blend1 backup, is put back (and one that was not
+    there is removed), and the error says so."""
+    target = Path(bpy.data.filepath) if path is None else Path(path).resolve()
+    earlier = _stat_or_none(target)
     if path is None:
-        _saving(Path(bpy.data.filepath), bpy.ops.wm.save_mainfile)
+        save = bpy.ops.wm.save_mainfile
     else:
-        path = Path(path).resolve()
-        _saving(path, lambda: bpy.ops.wm.save_as_mainfile(filepath=str(path), check_existing=False))
+        def save():
+            bpy.ops.wm.save_as_mainfile(filepath=str(target), check_existing=False)
+    try:
+        _saving(target, save)
+    except UserError as error:
+        outcome = _undo_cut_short_save(target, earlier)
+        raise UserError(f"{error}{outcome}") from None
     return Path(bpy.data.filepath)
+
+
+def _stat_or_none(path):
+    try:
+        return path.stat()
+    except OSError:
+        return None
+
+
+def _undo_cut_short_save(path, earlier):
+    """After a failed in-place save of `path` (whose stat was `earlier`, None where none was
+    there): where Blender renamed a cut-short file over it, put the earlier file back from the
+    backup Blender made of it, or remove the cut-short file. Returns words for the error."""
+    now = _stat_or_none(path)
+    if now is None or (earlier is not None and os.path.samestat(now, earlier)) or not blend_file_problem(path):
+        return ""  # Blender refused before renaming: the earlier file, if any, is as it was
+    backup = path.with_name(path.name + "1")  # Blender's own backup name (save_version)
+    try:
+        if earlier is None:
+            path.unlink()
+            return " It was removed."
+        held = _stat_or_none(backup)
+        if held is not None and os.path.samestat(held, earlier):
+            os.replace(backup, path)
+            return " The file there before is kept."
+    except OSError:  # (the error about the save is the one to give)
+        pass
+    return ""
 
 
 def _saving(path, save, written=None):
