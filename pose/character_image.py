@@ -12,6 +12,8 @@ for instead when the character is not yet where THA wants it (a full-body drawin
 small or off-centre): it scales and moves the picture so the head fills the schema's head box.
 """
 
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,14 +82,24 @@ def _open_rgba(path_or_array):
     if isinstance(path_or_array, (str, Path)):
         source = str(path_or_array)
         try:
-            with Image.open(source) as opened:
-                opened.load()
-                # Upright as every viewer shows it (a phone's or an editor's orientation tag).
-                image = ImageOps.exif_transpose(opened)
+            with warnings.catch_warnings():
+                # Pillow warns from 89 million pixels (a 12000x12000 drawing is large, not an
+                # attack) and refuses from twice that, which is named below.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(source) as opened:
+                    opened.load()
+                    # Upright as every viewer shows it (a phone's or an editor's orientation tag).
+                    image = ImageOps.exif_transpose(opened)
         except FileNotFoundError:
             raise CharacterImageError(source, "no such file") from None
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
-            # (A bomb: a few bytes that declare a picture of billions of pixels.)
+        except Image.DecompressionBombError as error:
+            # A few bytes can declare billions of pixels: past Pillow's limit nothing is decoded.
+            declared = re.search(r"\((\d+) pixels\)", str(error))
+            pixels = f"{int(declared.group(1)):,} pixels, " if declared else ""
+            raise CharacterImageError(source, f"is too large to read ({pixels}past the "
+                                      f"{2 * Image.MAX_IMAGE_PIXELS:,} a picture may have): "
+                                      "scale it down") from None
+        except (UnidentifiedImageError, OSError) as error:
             raise CharacterImageError(source, f"not a readable picture ({error})") from None
         has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
         if not has_alpha:
@@ -118,8 +130,10 @@ def turned_by_exif(path):
     from PIL import Image
 
     try:
-        with Image.open(path) as opened:
-            return opened.getexif().get(ORIENTATION_TAG, 1) not in (1, None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # (as in _open_rgba)
+            with Image.open(path) as opened:
+                return opened.getexif().get(ORIENTATION_TAG, 1) not in (1, None)
     except (OSError, ValueError, Image.DecompressionBombError):
         return False  # (an unreadable picture is named by _open_rgba)
 

