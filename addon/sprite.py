@@ -13,6 +13,7 @@ from ..animation.core.bake_cache import BakeCache
 from ..animation.core.sprite_settings import SpriteSettings
 from ..errors import UserError
 from ..lipsync.curves import MAX_FRAME, MIN_FRAME
+from ..pose.character_image import PICTURE_SUFFIXES
 from ..pose.schema import GROUPS, get_schema
 from ..render.blender import scene as scenes
 from .job_operator import JobOperator
@@ -55,7 +56,8 @@ class PictureOptions(ImportHelper):
     """A character picture picked in the file browser, with how to take it in."""
 
     filename_ext = ".png"
-    filter_glob: bpy.props.StringProperty(default="*.png;*.webp;*.tga;*.tif;*.tiff", options={"HIDDEN"})
+    filter_glob: bpy.props.StringProperty(default=";".join(f"*{suffix}" for suffix in PICTURE_SUFFIXES),
+                                          options={"HIDDEN"})
     pack: bpy.props.BoolProperty(
         name="Pack picture", default=True, description="Keep the picture inside the .blend (else refer to the file)"
     )

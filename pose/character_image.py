@@ -22,6 +22,11 @@ import numpy as np
 from ..errors import UserError
 
 
+# The picture files a file browser offers: those with alpha that THA Studio reads (Pillow). Blender
+# itself reads neither AVIF nor QOI; a sprite packs its prepared copy of those (animation/blender/sprite.py).
+PICTURE_SUFFIXES = (".png", ".webp", ".avif", ".tga", ".tif", ".tiff", ".gif", ".qoi")
+
+
 class CharacterImageError(UserError, ValueError):
     """A picture the networks cannot use; the message names the file and the problem."""
 

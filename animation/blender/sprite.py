@@ -71,7 +71,8 @@ def create_sprite(scene, picture_path, settings=None, name=None, size=DEFAULT_SI
     and what is wrong: no alpha, opaque background, head outside the box, ...), so nothing is
     created for a picture the networks cannot use. `pack`: keep the picture inside the .blend
     (else the .blend refers to the file; a picture its EXIF orientation turns is packed upright
-    whatever `pack` says, since Blender would load it on its side). `fit`: None, or {top, chin,
+    whatever `pack` says, since Blender would load it on its side, and one in a format Blender
+    cannot read, AVIF say, is packed as prepared). `fit`: None, or {top, chin,
     centre} (each None to find it) to scale and move the picture so its head fills the head box
     (fit_character_image); the fitted copy is the sprite's picture, packed, and its custom
     property "tha_fit" says where the head was found. `check_picture(rgba, path)`, when given,
@@ -114,23 +115,32 @@ def _load_picture(picture_path, schema, image_name, pack, fit, check_picture=Non
         rgba, head = fit_character_image(picture_path, schema, **fit)
     if check_picture is not None:
         check_picture(rgba, picture_path)
+    picture = None
     if fit is None and not turned_by_exif(picture_path):
-        picture = bpy.data.images.load(str(picture_path.resolve()), check_existing=False)
-        picture.name = image_name
-        if pack:
-            picture.pack()
-    elif fit is None:
-        # Blender would load the pixels as stored, on their side: the upright copy is packed.
+        picture = _picture_file(picture_path, image_name, pack)
+    if picture is None:
+        # The prepared copy, packed: of a picture Blender would load on its side (as stored,
+        # where its EXIF orientation turns it) or not at all, or the fitted copy (no file of its own).
         picture = bpy.data.images.new(image_name, schema.image_size, schema.image_size, alpha=True)
         show_rgba(picture, rgba)
         picture.pack()
-    else:
-        picture = bpy.data.images.new(image_name, schema.image_size, schema.image_size, alpha=True)
-        show_rgba(picture, rgba)
-        picture.pack()  # (the fitted copy has no file of its own)
-        picture["tha_fit"] = f"{picture_path.name}: {head.describe()}"
+        if fit is not None:
+            picture["tha_fit"] = f"{picture_path.name}: {head.describe()}"
     picture.use_fake_user = True  # the source of every frame: never garbage-collected
     return picture, rgba
+
+
+def _picture_file(picture_path, image_name, pack):
+    """The picture file as a Blender image (packed where `pack`), or None where Blender cannot
+    read its format (AVIF, QOI and ICO, which THA Studio reads)."""
+    picture = bpy.data.images.load(str(picture_path.resolve()), check_existing=False)
+    if not (picture.size[0] and picture.size[1]):
+        bpy.data.images.remove(picture)
+        return None
+    picture.name = image_name
+    if pack:
+        picture.pack()
+    return picture
 
 
 def replace_picture(obj, picture_path, pack=True, fit=None, check_picture=None):

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from tha_studio.pose.character_image import (
+    PICTURE_SUFFIXES,
     CharacterImageError,
     fit_character_image,
     from_network,
@@ -160,6 +161,19 @@ def test_a_size_a_centre_crop_cannot_fix_is_refused(character, tmp_path):
     tall[600:700, 200:300] = 255  # something opaque the crop would cut off
     with pytest.raises(CharacterImageError, match="tall.png: is 512x900: its centre 512x512 square would cut off"):
         prepare_character_image(save(tall, tmp_path / "tall.png"), THA3)
+
+
+@pytest.mark.parametrize("suffix", PICTURE_SUFFIXES)
+def test_every_kind_of_picture_file_offered_is_read(character, tmp_path, suffix):
+    """Each picture file the add-on's browser offers, saved from a real sample: the same picture
+    where the format is lossless, the same silhouette where it is not (AVIF; GIF's one-bit alpha)."""
+    saved = tmp_path / f"picture{suffix}"
+    Image.open(character).convert("RGBA").save(saved, **({"lossless": True} if suffix == ".webp" else {}))
+    expected, read = prepare_character_image(character, THA3), prepare_character_image(saved, THA3)
+    if suffix in (".avif", ".gif"):
+        assert np.mean((read[..., 3] > 0) != (expected[..., 3] > 0)) < 0.01
+    else:
+        assert np.array_equal(read, expected)
 
 
 def test_unreadable_and_missing_files_are_named(tmp_path):

@@ -377,6 +377,27 @@ def test_a_picture_stored_on_its_side_poses_upright(ext, ext_module, picture, tm
     assert bpy.data.images[sprite.settings_of(obj).picture].packed_file is not None
 
 
+@pytest.mark.parametrize("suffix", [".qoi", ".avif"])
+def test_a_picture_in_a_format_blender_cannot_read_is_packed_as_prepared(ext, ext_module, picture, tmp_path, suffix):
+    # THA Studio reads it (Pillow), Blender 5.0 does not: its picture had no pixels, and the bake
+    # failed asking whether its file was missing. (The add-on's file browser offers it.)
+    offered = bpy.ops.tha_studio.add_talking_head.get_rna_type().properties["filter_glob"].default
+    assert f"*{suffix}" in offered.split(";")
+    saved = tmp_path / f"picture{suffix}"
+    Image.open(picture).convert("RGBA").save(saved)
+    obj = add_sprite(saved)
+    sprite = ext_module("animation.blender.sprite")
+    image = bpy.data.images[sprite.settings_of(obj).picture]
+    assert image.packed_file is not None and tuple(image.size) == (512, 512)
+    expected = ext_module("pose.character_image").prepare_character_image(saved, sprite.get_schema("tha3"))
+    assert np.array_equal(sprite.picture_of(obj), expected)
+    if suffix == ".qoi":  # (lossless: the PNG's own picture)
+        assert np.array_equal(expected, ext_module("pose.character_image").prepare_character_image(
+            picture, sprite.get_schema("tha3")))
+    obj.data.shape_keys.key_blocks["mouth_aaa"].value = 1.0
+    assert ext_module("animation.blender.live").update_sprite(obj, in_line_now=True)  # posed, shown
+
+
 def test_a_copied_sprite_bakes_and_shows_its_own_frames_and_a_renamed_one_keeps_its_preview(ext, ext_module, picture,
                                                                                              tmp_path):
     # Shift+D copies the mesh (the sliders and their keys) but not the material, and the settings
