@@ -29,7 +29,8 @@ import bpy
 import numpy as np
 
 from ...errors import UserError
-from ...pose.character_image import CharacterImageError, fit_character_image, prepare_character_image, turned_by_exif
+from ...pose.character_image import (CharacterImageError, fit_character_image, linear_to_srgb, prepare_character_image,
+                                     turned_by_exif)
 from ...pose.schema import get_schema
 from ...render.blender import scene as scenes
 from ..core.bake_cache import frame_number, picture_digest
@@ -132,9 +133,11 @@ def _load_picture(picture_path, schema, image_name, pack, fit, check_picture=Non
 
 def _picture_file(picture_path, image_name, pack):
     """The picture file as a Blender image (packed where `pack`), or None where Blender cannot
-    read its format (AVIF, QOI and ICO, which THA Studio reads)."""
+    read its format (AVIF, QOI and ICO, which THA Studio reads) or holds it as float pixels."""
     picture = bpy.data.images.load(str(picture_path.resolve()), check_existing=False)
-    if not (picture.size[0] and picture.size[1]):
+    if not (picture.size[0] and picture.size[1]) or picture.is_float:
+        # (A 16-bit PNG or TIFF Blender holds as float pixels, premultiplied and linear: its copy
+        # is the 8-bit picture THA Studio read, which the poses were named by.)
         bpy.data.images.remove(picture)
         return None
     picture.name = image_name
@@ -249,6 +252,12 @@ def image_rgba(image):
         raise SpriteError(f"image {image.name!r} has no pixels (its file {image.filepath!r} is missing?)")
     pixels = np.empty(width * height * 4, dtype=np.float32)
     image.pixels.foreach_get(pixels)
+    if image.is_float:  # (a 16-bit or HDR picture: Blender holds it premultiplied, in scene linear)
+        rgba = pixels.reshape(height, width, 4).astype(np.float64)
+        alpha = rgba[..., 3:]
+        rgba[..., :3] = linear_to_srgb(np.divide(rgba[..., :3], alpha, out=np.zeros_like(rgba[..., :3]),
+                                                 where=alpha > 0))
+        return np.rint(np.clip(rgba[::-1], 0.0, 1.0) * 255.0).astype(np.uint8)
     # In place: a large drawing's float pixels are 16 bytes each (2.3 GB at 12000x12000), and
     # every temporary the size of them counts.
     np.rint(np.multiply(pixels, 255.0, out=pixels), out=pixels)

@@ -4,8 +4,10 @@ rendered by Workbench and Cycles, reloaded where THA Studio is not installed."""
 
 import json
 import os
+import struct
 import subprocess
 import sys
+import zlib
 
 import bpy
 import numpy as np
@@ -377,25 +379,55 @@ def test_a_picture_stored_on_its_side_poses_upright(ext, ext_module, picture, tm
     assert bpy.data.images[sprite.settings_of(obj).picture].packed_file is not None
 
 
-@pytest.mark.parametrize("suffix", [".qoi", ".avif"])
-def test_a_picture_in_a_format_blender_cannot_read_is_packed_as_prepared(ext, ext_module, picture, tmp_path, suffix):
+def save_16_bit_png(path, rgba):
+    """RGBA uint8 (H, W, 4) as a 16-bit RGBA PNG (Pillow writes none), as Krita or Photoshop
+    export at 16 bits a channel."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    height, width = rgba.shape[:2]
+    rows = b"".join(b"\0" + row.tobytes() for row in (rgba.astype(">u2") * 257))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 6, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("kind", [".qoi", ".avif", "16-bit .png"])
+def test_a_picture_blender_cannot_read_as_drawn_is_packed_as_prepared(ext, ext_module, picture, tmp_path, kind):
     # THA Studio reads it (Pillow), Blender 5.0 does not: its picture had no pixels, and the bake
-    # failed asking whether its file was missing. (The add-on's file browser offers it.)
+    # failed asking whether its file was missing. (The add-on's file browser offers it.) A 16-bit
+    # PNG Blender reads as float pixels, premultiplied and linear, which posed a darker picture.
+    suffix = kind.split()[-1]
     offered = bpy.ops.tha_studio.add_talking_head.get_rna_type().properties["filter_glob"].default
     assert f"*{suffix}" in offered.split(";")
     saved = tmp_path / f"picture{suffix}"
-    Image.open(picture).convert("RGBA").save(saved)
+    if kind.startswith("16-bit"):
+        save_16_bit_png(saved, np.asarray(Image.open(picture).convert("RGBA")))
+    else:
+        Image.open(picture).convert("RGBA").save(saved)
     obj = add_sprite(saved)
     sprite = ext_module("animation.blender.sprite")
     image = bpy.data.images[sprite.settings_of(obj).picture]
-    assert image.packed_file is not None and tuple(image.size) == (512, 512)
-    expected = ext_module("pose.character_image").prepare_character_image(saved, sprite.get_schema("tha3"))
+    assert image.packed_file is not None and tuple(image.size) == (512, 512) and not image.is_float
+    character_image = ext_module("pose.character_image")
+    expected = character_image.prepare_character_image(saved, sprite.get_schema("tha3"))
     assert np.array_equal(sprite.picture_of(obj), expected)
-    if suffix == ".qoi":  # (lossless: the PNG's own picture)
-        assert np.array_equal(expected, ext_module("pose.character_image").prepare_character_image(
-            picture, sprite.get_schema("tha3")))
+    if suffix != ".avif":  # (lossless: the PNG's own picture)
+        assert np.array_equal(expected, character_image.prepare_character_image(picture, sprite.get_schema("tha3")))
     obj.data.shape_keys.key_blocks["mouth_aaa"].value = 1.0
     assert ext_module("animation.blender.live").update_sprite(obj, in_line_now=True)  # posed, shown
+
+
+def test_a_float_picture_is_read_as_drawn(ext_module, picture, tmp_path):
+    # A sprite's picture a user switched by hand to a 16-bit one: Blender's float pixels are
+    # premultiplied and linear, the picture as drawn is not.
+    saved = tmp_path / "deep.png"
+    drawn = np.asarray(Image.open(picture).convert("RGBA"))
+    save_16_bit_png(saved, drawn)
+    image = bpy.data.images.load(str(saved), check_existing=False)
+    assert image.is_float
+    read = ext_module("animation.blender.sprite").image_rgba(image)
+    seen = drawn[..., 3] > 0  # (the colour under alpha 0 is not kept)
+    assert np.array_equal(read[seen], drawn[seen]) and np.array_equal(read[..., 3], drawn[..., 3])
 
 
 def test_a_copied_sprite_bakes_and_shows_its_own_frames_and_a_renamed_one_keeps_its_preview(ext, ext_module, picture,
