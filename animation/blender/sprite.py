@@ -118,7 +118,7 @@ def _load_picture(picture_path, schema, image_name, pack, fit, check_picture=Non
         check_picture(rgba, picture_path)
     picture = None
     if fit is None and not turned_by_exif(picture_path):
-        picture = _picture_file(picture_path, image_name, pack)
+        picture = _picture_file(picture_path, image_name, pack, schema, rgba)
     if picture is None:
         # The prepared copy, packed: of a picture Blender would load on its side (as stored,
         # where its EXIF orientation turns it) or not at all, or the fitted copy (no file of its own).
@@ -131,19 +131,27 @@ def _load_picture(picture_path, schema, image_name, pack, fit, check_picture=Non
     return picture, rgba
 
 
-def _picture_file(picture_path, image_name, pack):
-    """The picture file as a Blender image (packed where `pack`), or None where Blender cannot
-    read its format (AVIF, QOI and ICO, which THA Studio reads) or holds it as float pixels."""
+def _picture_file(picture_path, image_name, pack, schema, rgba):
+    """The picture file as a Blender image (packed where `pack`), or None where Blender does not
+    read it as THA Studio does (`rgba`, prepared for `schema`)."""
     picture = bpy.data.images.load(str(picture_path.resolve()), check_existing=False)
-    if not (picture.size[0] and picture.size[1]) or picture.is_float:
-        # (A 16-bit PNG or TIFF Blender holds as float pixels, premultiplied and linear: its copy
-        # is the 8-bit picture THA Studio read, which the poses were named by.)
+    if not (picture.size[0] and picture.size[1] and _reads_as(picture, schema, rgba)):
+        # Blender cannot read it (AVIF, QOI, ICO) or reads it otherwise: a 16-bit PNG or TIFF as
+        # float pixels, a TIFF's associated (premultiplied) alpha as straight. Poses are named by
+        # the picture THA Studio read: its copy is packed instead.
         bpy.data.images.remove(picture)
         return None
     picture.name = image_name
     if pack:
         picture.pack()
     return picture
+
+
+def _reads_as(picture, schema, rgba):
+    try:
+        return np.array_equal(prepare_character_image(image_rgba(picture), schema), rgba)
+    except CharacterImageError:
+        return False
 
 
 def replace_picture(obj, picture_path, pack=True, fit=None, check_picture=None):

@@ -391,28 +391,56 @@ def save_16_bit_png(path, rgba):
                      + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
-@pytest.mark.parametrize("kind", [".qoi", ".avif", "16-bit .png"])
-def test_a_picture_blender_cannot_read_as_drawn_is_packed_as_prepared(ext, ext_module, picture, tmp_path, kind):
+def save_tiff_with_associated_alpha(path, rgba):
+    """RGBA uint8 (H, W, 4) as an uncompressed TIFF whose alpha is associated (its colour
+    premultiplied by it, ExtraSamples 1), as some editors write it; Pillow writes none."""
+    premultiplied = rgba.astype(np.float64)
+    premultiplied[..., :3] *= premultiplied[..., 3:] / 255.0
+    pixels = np.rint(premultiplied).astype(np.uint8).tobytes()
+    height, width = rgba.shape[:2]
+    bits_at, pixels_at = 8, 16
+    entries = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, 4, bits_at), (259, 3, 1, 1), (262, 3, 1, 2),
+               (273, 4, 1, pixels_at), (277, 3, 1, 4), (278, 4, 1, height), (279, 4, 1, len(pixels)),
+               (284, 3, 1, 1), (338, 3, 1, 1)]  # (tag, type, count, value): 338 ExtraSamples, 1 associated
+    directory = struct.pack("<H", len(entries)) + b"".join(
+        struct.pack("<HHIHH", tag, kind, count, value, 0) if kind == 3 and count == 1
+        else struct.pack("<HHII", tag, kind, count, value) for tag, kind, count, value in entries)
+    path.write_bytes(b"II*\0" + struct.pack("<I", pixels_at + len(pixels)) + struct.pack("<4H", 8, 8, 8, 8)
+                     + pixels + directory + struct.pack("<I", 0))
+
+
+@pytest.mark.parametrize("kind", [".qoi", ".avif", "16-bit .png", "associated-alpha .tif"])
+def test_a_picture_blender_reads_otherwise_or_not_at_all_is_posed_as_drawn(ext, ext_module, picture, tmp_path, kind):
     # THA Studio reads it (Pillow), Blender 5.0 does not: its picture had no pixels, and the bake
     # failed asking whether its file was missing. (The add-on's file browser offers it.) A 16-bit
-    # PNG Blender reads as float pixels, premultiplied and linear, which posed a darker picture.
+    # PNG Blender reads as float pixels, premultiplied and linear, which posed a darker picture;
+    # a TIFF's premultiplied colour it reads as straight, which darkened the hair's soft edges.
     suffix = kind.split()[-1]
     offered = bpy.ops.tha_studio.add_talking_head.get_rna_type().properties["filter_glob"].default
     assert f"*{suffix}" in offered.split(";")
     saved = tmp_path / f"picture{suffix}"
+    drawn = np.asarray(Image.open(picture).convert("RGBA"))
     if kind.startswith("16-bit"):
-        save_16_bit_png(saved, np.asarray(Image.open(picture).convert("RGBA")))
+        save_16_bit_png(saved, drawn)
+    elif kind.startswith("associated"):
+        save_tiff_with_associated_alpha(saved, drawn)
     else:
-        Image.open(picture).convert("RGBA").save(saved)
+        Image.fromarray(drawn).save(saved)
     obj = add_sprite(saved)
     sprite = ext_module("animation.blender.sprite")
     image = bpy.data.images[sprite.settings_of(obj).picture]
-    assert image.packed_file is not None and tuple(image.size) == (512, 512) and not image.is_float
+    assert image.packed_file is not None
     character_image = ext_module("pose.character_image")
     expected = character_image.prepare_character_image(saved, sprite.get_schema("tha3"))
     assert np.array_equal(sprite.picture_of(obj), expected)
-    if suffix != ".avif":  # (lossless: the PNG's own picture)
-        assert np.array_equal(expected, character_image.prepare_character_image(picture, sprite.get_schema("tha3")))
+    reference = character_image.prepare_character_image(picture, sprite.get_schema("tha3"))
+    difference = np.abs(expected.astype(int) - reference.astype(int))
+    if suffix == ".avif":  # (lossy)
+        assert difference.mean() < 2
+    elif suffix == ".tif":  # (premultiplied colour, rounded: within a level where alpha is half or more)
+        assert difference[reference[..., 3] >= 128].max() <= 1 and difference[..., 3].max() == 0
+    else:
+        assert difference.max() == 0
     obj.data.shape_keys.key_blocks["mouth_aaa"].value = 1.0
     assert ext_module("animation.blender.live").update_sprite(obj, in_line_now=True)  # posed, shown
 
