@@ -21,6 +21,7 @@ Pure: numpy and the stdlib.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -168,14 +169,14 @@ class BakeCache:
         try:
             write_bytes_atomic(self.pose_path(key), png_bytes)
         except OSError as error:
-            raise BakeCacheError(f"{self.pose_path(key)}: cannot write ({error.strerror or error})") from None
+            raise _cannot_write(self.pose_path(key), error) from None
         self.index.files[key] = hashlib.sha256(png_bytes).hexdigest()
 
     def save_index(self):
         try:
             write_text_atomic(self.index_path, self.index.to_json())
         except OSError as error:
-            raise BakeCacheError(f"{self.index_path}: cannot write ({error.strerror or error})") from None
+            raise _cannot_write(self.index_path, error) from None
 
     def adopt_poses(self, other):
         """Take the posed pictures `other` (another cache folder) holds and this one lacks, each
@@ -186,7 +187,6 @@ class BakeCache:
             if self.has_pose(key) or not other.has_pose(key):
                 continue
             source, target = other.pose_path(key), self.pose_path(key)
-            target.parent.mkdir(parents=True, exist_ok=True)
             _link_or_copy(source, target)
             self.index.files[key] = sha
             taken += 1
@@ -197,7 +197,6 @@ class BakeCache:
         allows, else a copy; NNNN: frame_number); frame files of frames no longer in the range are
         removed."""
         folder = self.folder / FRAMES_FOLDER
-        folder.mkdir(parents=True, exist_ok=True)
         first = min(frames, default=0)
         wanted = {self.frame_path(frame, first).name for frame in frames}
         for frame, key in sorted(frames.items()):
@@ -240,11 +239,21 @@ class BakeCache:
         return removed, freed, len(self.index.files)
 
 
+def _cannot_write(path, error):
+    """The BakeCacheError of an OSError writing `path`; where its folder takes no writes (a
+    read-only share, a protected folder), it says where a bake goes."""
+    reason = error.strerror or str(error)
+    if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        reason += "; a saved .blend's sprites bake beside it (//tha_cache/): save it in a folder you can write to"
+    return BakeCacheError(f"{path}: cannot write ({reason})")
+
+
 def _link_or_copy(source, target):
     """`target` made the same file as `source` whole or not at all: a hard link where the file
     system allows, else a copy."""
     temp = temp_path_for(target)
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(source, temp)
         except OSError:
@@ -252,7 +261,7 @@ def _link_or_copy(source, target):
         os.replace(temp, target)
     except OSError as error:
         temp.unlink(missing_ok=True)
-        raise BakeCacheError(f"{target}: cannot write ({error.strerror or error})") from None
+        raise _cannot_write(target, error) from None
 
 
 def _same_file(source, target):

@@ -1,7 +1,9 @@
 """The bake cache without Blender: keys, the index, files that are trusted only when intact."""
 
+import errno
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,6 +145,20 @@ def test_an_unwritable_folder_is_a_clear_error(tmp_path):
     cache = BakeCache(blocker / "cache")
     with pytest.raises(bake_cache.BakeCacheError, match="cache"):
         cache.store_pose("a" * 32, b"png")
+
+
+def test_a_folder_that_takes_no_writes_says_where_a_bake_goes(tmp_path):
+    # A .blend opened from a read-only share, or a protected folder: its sprites bake beside it.
+    # (/sys takes no new folders on Linux, as root too: EPERM, EACCES or EROFS by kernel and container.)
+    if not os.path.isdir("/sys/kernel"):
+        pytest.skip("no /sys: a folder that refuses writes even to root is Linux's")
+    cache = BakeCache(Path("/sys/kernel/tha_cache/crypko_00"))
+    with pytest.raises(bake_cache.BakeCacheError, match=r"^/sys/kernel/tha_cache/crypko_00/poses/a+\.png: cannot write "
+                       r"\(.+; a saved \.blend's sprites bake beside it \(//tha_cache/\): save it in a folder you "
+                       r"can write to\)$"):
+        cache.store_pose("a" * 32, b"png")
+    full = bake_cache._cannot_write(tmp_path / "pose.png", OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+    assert str(full) == f"{tmp_path / 'pose.png'}: cannot write (No space left on device)"  # (no hint there)
 
 
 def test_a_cache_adopts_the_intact_poses_of_another(tmp_path):
