@@ -293,9 +293,9 @@ class THA_PT_talking_head(bpy.types.Panel):
         if settings.mode == "LIVE":
             layout.label(text=live.status(obj), icon="TIME")
         else:
-            missing = live.missing_baked_frame(obj, context.scene.frame_current)
-            if missing:
-                layout.label(text=missing, icon="ERROR")
+            problem = live.baked_frame_problem(obj, context.scene)
+            if problem:
+                layout.label(text=problem, icon="ERROR")
         layout.operator(THA_OT_bake_talking_head.bl_idname, icon="RENDER_ANIMATION")
         if settings.cache_dir:
             row = layout.row(align=True)

@@ -18,13 +18,14 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from pathlib import Path
 
 import bpy
 import numpy as np
 from PIL import Image
 
 from ...neural.backends import hold_freed_memory
-from ..core.bake_cache import BakeCache
+from ..core.bake_cache import INDEX_NAME, BakeCache, pose_key, quantise_pose
 from . import sprite as sprites
 
 _sources = {}  # sprite object's name -> (signature, FrameSource)
@@ -126,6 +127,46 @@ def missing_baked_frame(obj, frame):
     if folder is not None and BakeCache.frame_file(folder, frame, first).is_file():
         return ""
     return f"Frame {frame} has no baked picture: bake again, or go Live"
+
+
+def baked_frame_problem(obj, scene):
+    """For a baked sprite's panel: a line saying that what the scene's current frame shows is not
+    its pose (no baked picture there, or keys or sliders changed since the bake, which a baked
+    plane does not show), or "" when it is. Read from the bake's index (bake.json, read again
+    only when it changed): the panel asks on every redraw."""
+    frame = scene.frame_current
+    missing = missing_baked_frame(obj, frame)
+    if missing:
+        return missing
+    index = _bake_index(cache_folder(obj))
+    baked = index.frames.get(frame) if index is not None else None
+    if baked is None:
+        return ""
+    settings = sprites.settings_of(obj)
+    now = pose_key(settings.picture_digest, index.weights, settings.schema,
+                   quantise_pose(sprites.sprite_pose(obj), index.step), index.step)
+    if now != baked:
+        what = "picture" if settings.picture_digest != index.picture else "pose"
+        return f"Frame {frame} shows the {what} baked before your edit: bake again, or go Live"
+    return ""
+
+
+_bake_indexes = {}  # bake.json -> ((size, mtime), its BakeIndex)
+
+
+def _bake_index(folder):
+    if folder is None:
+        return None
+    path = Path(folder) / INDEX_NAME
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    stamp = (stat.st_size, stat.st_mtime_ns)
+    held = _bake_indexes.get(path)
+    if held is None or held[0] != stamp:
+        held = _bake_indexes[path] = (stamp, BakeCache(folder).index)
+    return held[1]
 
 
 def _from_bake_cache(obj, key):

@@ -629,6 +629,36 @@ def test_cleaning_the_bake_folder_removes_earlier_takes_and_keeps_the_frames(ext
     assert "Frame 4 has no baked picture" in live.missing_baked_frame(obj, 4)
     (folder / "frames" / "frame_0002.png").unlink()
     assert "Frame 2 has no baked picture: bake again" in live.missing_baked_frame(obj, 2)
+    bpy.context.scene.frame_set(2)
+    assert live.baked_frame_problem(obj, bpy.context.scene) == live.missing_baked_frame(obj, 2)
+
+
+def test_a_baked_frame_whose_keys_changed_since_the_bake_is_named(ext, ext_module, picture, tmp_path):
+    # A baked plane plays its frames and shows no edit: a key or slider moved after the bake
+    # changed nothing in view, and nothing said why.
+    sprite, bake_module = ext_module("animation.blender.sprite"), ext_module("animation.blender.bake")
+    live = ext_module("animation.blender.live")
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "edited.blend"))
+    obj = add_sprite(picture)
+    scene = bpy.context.scene
+    for frame, value in ((1, 0.0), (3, 1.0)):
+        sprite.key_pose(obj, {"mouth_aaa": value}, frame)
+    bake_module.BakeJob(scene, obj, 1, 3).run()
+    for frame in (1, 2, 3):
+        scene.frame_set(frame)
+        assert live.baked_frame_problem(obj, scene) == ""
+    sprite.key_pose(obj, {"mouth_aaa": 0.5}, 3)
+    scene.frame_set(3)
+    assert live.baked_frame_problem(obj, scene) == "Frame 3 shows the pose baked before your edit: bake again, or go Live"
+    scene.frame_set(1)
+    assert live.baked_frame_problem(obj, scene) == ""  # (a frame the edit left as it was)
+    sprite.key_pose(obj, {"mouth_aaa": 1.0}, 3)  # undone by hand: the baked frame is its pose again
+    scene.frame_set(3)
+    assert live.baked_frame_problem(obj, scene) == ""
+    sprite.key_pose(obj, {"mouth_aaa": 0.5}, 3)
+    bake_module.BakeJob(scene, obj, 1, 3).run()  # baked again (the index read anew)
+    scene.frame_set(3)
+    assert live.baked_frame_problem(obj, scene) == ""
 
 
 def test_a_bake_from_below_frame_0_renders_each_frame_its_own_pose(ext, ext_module, picture, tmp_path):
