@@ -21,6 +21,7 @@ Pure: numpy and the stdlib.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -260,7 +261,8 @@ def _link_or_copy(source, target):
             temp.write_bytes(source.read_bytes())
         os.replace(temp, target)
     except OSError as error:
-        temp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # (its folder may be what failed)
+            temp.unlink(missing_ok=True)
         raise _cannot_write(target, error) from None
 
 
