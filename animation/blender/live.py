@@ -151,7 +151,7 @@ def baked_frame_problem(obj, scene):
     return ""
 
 
-_bake_indexes = {}  # bake.json -> ((size, mtime), its BakeIndex)
+_bake_indexes = {}  # bake.json -> ((inode, size, mtime), its BakeIndex)
 
 
 def _bake_index(folder):
@@ -162,7 +162,7 @@ def _bake_index(folder):
         stat = path.stat()
     except OSError:
         return None
-    stamp = (stat.st_size, stat.st_mtime_ns)
+    stamp = (stat.st_ino, stat.st_size, stat.st_mtime_ns)  # (each bake writes a new file and renames it)
     held = _bake_indexes.get(path)
     if held is None or held[0] != stamp:
         held = _bake_indexes[path] = (stamp, BakeCache(folder).index)
