@@ -251,13 +251,17 @@ def add_lipsync_subcommand(subparsers):
     parser.add_argument("--blend-time", type=float, default=0.06, help="seconds a move takes (default: 0.06)")
     parser.add_argument("--no-extend", action="store_true",
                         help="refuse a line that runs past the scene's end instead of moving the end")
+    parser.add_argument("--bake", action="store_true",
+                        help="bake the sprite's frames over the scene's range afterwards, as Bake Talking Head does "
+                             "(poses already baked are reused): a baked sprite plays its frames, which show no "
+                             "new line until baked again")
     parser.set_defaults(func=run_sprite_lipsync)
 
 
 def run_sprite_lipsync(args):
     import bpy
 
-    from ..animation.blender import sprite, timeline
+    from ..animation.blender import bake, sprite, timeline
     from ..lipsync.analyser import read_dialog
     from ..lipsync.curves import CurveSettings
     from ..render.blender import scene as scenes
@@ -298,6 +302,14 @@ def run_sprite_lipsync(args):
         print(f"warning: scene {scene.name!r}: its {', '.join(changes)} will change the sprite's colours in renders "
               "(the Standard view transform shows them as drawn: Show Pictures as Drawn in the THA panel)",
               file=sys.stderr)
+    if args.bake:  # (into //tha_cache/ beside the .blend, which was opened from its file)
+        job = bake.BakeJob(scene, obj, scene.frame_start, scene.frame_end)
+        baked = run_with_bar(job, "bake")
+        print(f"baked {baked.frames} frames: {baked.distinct} distinct poses, {baked.computed} computed, "
+              f"{baked.reused} reused, into {baked.folder}")
+    elif sprite.settings_of(obj).mode == "BAKED":
+        print(f"warning: {obj.name} plays its baked frames, which do not show this line: bake it again "
+              "(--bake, or Bake Talking Head in Blender)", file=sys.stderr)
     scenes.save_main_blend()
     print(f"saved {args.blend.resolve()}")
     return 0

@@ -15,6 +15,7 @@ import sys
 import bpy
 import numpy as np
 import pytest
+from PIL import Image
 
 from recordings import cut_copy, flac_without_length
 from shared_assets import shared_path
@@ -797,6 +798,36 @@ def test_the_sprite_lipsync_command_puts_a_line_on_a_saved_sprite_or_names_the_b
     done = sprite_lipsync(tmp_path, blend, "--sprite", "Anna", "--from-strip", "Anna: tv", "--recognizer", "phonetic")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "replaced line 'tv' on Anna: frames 40-" in done.stdout and "its sound the strip 'Anna: tv'" in done.stdout
+
+
+def test_the_sprite_lipsync_command_bakes_when_asked_and_otherwise_warns_of_a_baked_sprite(m, sprite, ext_module,
+                                                                                            tmp_path):
+    # A baked sprite plays its baked frames: a line put on it headless showed in no render (a farm's
+    # included) until someone baked it again in Blender, and nothing said so.
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end = 1, 6
+    blend = tmp_path / "baked.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    ext_module("animation.blender.bake").BakeJob(scene, sprite, 1, 6).run()
+    frames = tmp_path / "tha_cache" / "Anna" / "frames"
+    closed = np.asarray(Image.open(frames / "frame_0003.png"))
+    bpy.ops.wm.save_mainfile()
+    cues = tmp_path / "ah.tsv"
+    cues.write_text("0.00\tD\n0.25\tX\n")  # (Rhubarb's TSV: a wide-open mouth for frames 1-6 at 24 fps)
+    done = sprite_lipsync(tmp_path, blend, "--sprite", "Anna", cues, "--style", "stepped")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert ("warning: Anna plays its baked frames, which do not show this line: bake it again (--bake, or Bake "
+            "Talking Head in Blender)") in done.stderr
+    assert np.array_equal(np.asarray(Image.open(frames / "frame_0003.png")), closed)
+    done = sprite_lipsync(tmp_path, blend, "--sprite", "Anna", cues, "--style", "stepped", "--bake")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "warning: Anna plays" not in done.stderr, done.stderr
+    assert "baked 7 frames: " in done.stdout, done.stdout  # (the line ends on frame 7: the scene grew to hold it)
+    opened = np.asarray(Image.open(frames / "frame_0003.png"))
+    assert np.abs(opened.astype(int) - closed.astype(int)).max() > 64  # the mouth, open
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    obj = bpy.data.objects["Anna"]
+    assert m.sprite.settings_of(obj).mode == "BAKED" and m.timeline.line_names(obj) == ["ah"]
 
 
 def test_the_rest_track_goes_below_tracks_already_there_and_comes_back_there_when_deleted(m, sprite):
