@@ -261,7 +261,7 @@ def add_lipsync_subcommand(subparsers):
 def run_sprite_lipsync(args):
     import bpy
 
-    from ..animation.blender import bake, sprite, timeline
+    from ..animation.blender import bake, sprite, sprite_scene, timeline
     from ..lipsync.analyser import read_dialog
     from ..lipsync.curves import CurveSettings
     from ..render.blender import scene as scenes
@@ -302,14 +302,15 @@ def run_sprite_lipsync(args):
         print(f"warning: scene {scene.name!r}: its {', '.join(changes)} will change the sprite's colours in renders "
               "(the Standard view transform shows them as drawn: Show Pictures as Drawn in the THA panel)",
               file=sys.stderr)
-    if args.bake:  # (into //tha_cache/ beside the .blend, which was opened from its file)
+    scenes.save_main_blend()  # (the line kept, whatever becomes of a bake)
+    if args.bake:  # into //tha_cache/ beside the .blend
         job = bake.BakeJob(scene, obj, scene.frame_start, scene.frame_end)
         baked = run_with_bar(job, "bake")
         print(f"baked {baked.frames} frames: {baked.distinct} distinct poses, {baked.computed} computed, "
               f"{baked.reused} reused, into {baked.folder}")
+        sprite_scene.save_over_draft()  # (the sprite now plays them)
     elif sprite.settings_of(obj).mode == "BAKED":
         print(f"warning: {obj.name} plays its baked frames, which do not show this line: bake it again "
               "(--bake, or Bake Talking Head in Blender)", file=sys.stderr)
-    scenes.save_main_blend()
     print(f"saved {args.blend.resolve()}")
     return 0

@@ -828,6 +828,9 @@ def test_the_sprite_lipsync_command_bakes_when_asked_and_otherwise_warns_of_a_ba
     bpy.ops.wm.open_mainfile(filepath=str(blend))
     obj = bpy.data.objects["Anna"]
     assert m.sprite.settings_of(obj).mode == "BAKED" and m.timeline.line_names(obj) == ["ah"]
+    # The line is saved before the bake, and the bake's save leaves no backup of it (one .blend1:
+    # the file as the second run opened it).
+    assert sorted(p.name for p in tmp_path.glob("baked.blend*")) == ["baked.blend", "baked.blend1"]
 
 
 def test_the_rest_track_goes_below_tracks_already_there_and_comes_back_there_when_deleted(m, sprite):
