@@ -72,13 +72,13 @@ def create_sprite(scene, picture_path, settings=None, name=None, size=DEFAULT_SI
     and what is wrong: no alpha, opaque background, head outside the box, ...), so nothing is
     created for a picture the networks cannot use. `pack`: keep the picture inside the .blend
     (else the .blend refers to the file; a picture its EXIF orientation turns is packed upright
-    whatever `pack` says, since Blender would load it on its side; one in a format Blender
-    cannot read, AVIF say, or holds as float pixels, a 16-bit PNG, is packed as prepared). `fit`:
-    None, or {top, chin, centre} (each None to find it) to scale and move the picture so its
-    head fills the head box (fit_character_image); the fitted copy is the sprite's picture,
-    packed, and its custom property "tha_fit" says where the head was found. `check_picture(rgba, path)`, when given,
-    sees the prepared picture before anything is made and raises for one the weights cannot
-    pose (live.picture_check).
+    whatever `pack` says, since Blender would load it on its side, and so is one Blender does not
+    read as THA Studio does: AVIF, say, or a TIFF with premultiplied alpha). `fit`: None, or
+    {top, chin, centre} (each None to find it) to scale and move the picture so its head fills
+    the head box (fit_character_image); the fitted copy is the sprite's picture, packed, and its
+    custom property "tha_fit" says where the head was found. `check_picture(rgba, path)`, when
+    given, sees the prepared picture before anything is made and raises for one the weights
+    cannot pose (live.picture_check).
     """
     settings = settings or SpriteSettings()
     schema = get_schema(settings.schema)
