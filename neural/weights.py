@@ -74,9 +74,12 @@ def load_pt(path):
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        reason = _unpickling_reason(error)
+        if not any(words in reason for words in CODE_REFUSALS):  # a damaged pickle: torch refuses it as well
+            raise WeightsError(f"{path}: not a readable PyTorch weights file ({reason})") from None
         raise WeightsError(
             f"{path}: refused: the file holds Python objects other than tensors, which could run code "
-            f"when loaded ({_unpickling_reason(error)})"
+            f"when loaded ({reason})"
         ) from None
     except Exception as error:  # torch raises many kinds for a file that is not a checkpoint
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -84,6 +87,11 @@ def load_pt(path):
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path}: expected a state_dict (names to tensors), found {type(state).__name__}")
     return dict(state)
+
+
+# What torch's weights-only unpickler says when a pickle names or calls something other than a
+# tensor's parts; its other refusals (an unknown opcode, an append to what is not a list) are damage.
+CODE_REFUSALS = ("GLOBAL", "reduce for unrecognized function", "Can only create new object", "Can only build")
 
 
 def _unpickling_reason(error):

@@ -42,6 +42,9 @@ class StorageType:
     def __init__(self, name):
         self.name, self.dtype = name, np.dtype(STORAGE_DTYPES[name])
 
+    def __repr__(self):  # (named in errors: a damaged file's storage reference)
+        return f"torch.{self.name}"
+
 
 class Storage:
     """A storage's bytes, read from the archive when a tensor first needs them."""
@@ -49,6 +52,9 @@ class Storage:
     def __init__(self, archive, member, dtype):
         self.archive, self.member, self.dtype = archive, member, dtype
         self._array = None
+
+    def __repr__(self):
+        return f"storage {self.member!r}"
 
     def array(self):
         if self._array is None:
@@ -168,6 +174,6 @@ def read_state_dict(path):
             raise PtFileError(f"{path}: not a PyTorch weights file (it is empty)") from None
         raise PtFileError(f"{path}: not a readable PyTorch weights file (not a zip archive; files saved by "
                           f"torch older than 1.6 need torch to read)") from None
-    except (pickle.UnpicklingError, KeyError, EOFError, ValueError, TypeError, OSError) as error:
+    except Exception as error:  # a damaged pickle fails in many ways: bad opcodes, a list that is not one, a length past memory
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise PtFileError(f"{path}: not a readable PyTorch weights file ({first})") from None

