@@ -53,9 +53,10 @@ def _chunks(file, name_bytes, size_format, align=2, size_counts_header=False):
         body = file.tell()
         yield name, size
         length = size - header if size_counts_header else size
-        if length < 0:
-            return
-        file.seek(body + length + (-length) % align)
+        following = body + length + (-length) % align
+        if length < 0 or following > os.fstat(file.fileno()).st_size:
+            return  # (nothing of the file follows: a damaged size can pass what a seek can take)
+        file.seek(following)
 
 
 class WavData(NamedTuple):

@@ -291,6 +291,26 @@ def test_the_frame_count_a_wav_header_promises(tmp_path):
     assert wav_header_frames(flac) is None and wav_header_frames(tmp_path / "absent.wav") is None
 
 
+@pytest.mark.parametrize("name, options, size_at, size_format", [
+    ("line.w64", {"subtype": "PCM_24"}, 40 + 16, "<Q"),  # the fmt chunk's size, after the riff header
+    ("line.caf", {"subtype": "PCM_16"}, 8 + 4, ">q"),  # the desc chunk's size, after the file header
+])
+def test_a_chunk_size_past_any_file_is_damage_not_a_crash(tmp_path, name, options, size_at, size_format):
+    """A damaged size (found by flipping bytes) made the walk over the chunks seek past what a
+    seek can take, and the reading stopped on a ValueError."""
+    path, speech, rate = _speech_file(tmp_path, name, **options)
+    data = bytearray(path.read_bytes())
+    struct.pack_into(size_format, data, size_at, 2**63 - 1)
+    path.write_bytes(data)
+    assert container_header_frames(path) is None
+    try:  # libsndfile reads past some such sizes, and refuses others
+        samples, duration = analyser.read_audio(path)
+    except AudioError as error:
+        assert f"Could not open sound file {path}. It is not readable" in str(error)
+    else:
+        assert duration == pytest.approx(len(speech) / rate, abs=0.01) and np.isfinite(samples).all()
+
+
 @pytest.mark.parametrize("name, options", CONTAINERS)
 def test_the_frame_count_each_container_header_promises(tmp_path, name, options):
     path, speech, rate = _speech_file(tmp_path, name, **options)
