@@ -110,7 +110,11 @@ class BakeJob(Job):
         with live.suspended():
             for frame in range(self.frame_start, self.frame_end + 1):
                 self.scene.frame_set(frame)
-                pose = sprites.sprite_pose(self.obj)
+                try:
+                    pose = sprites.sprite_pose(self.obj, frame)
+                except sprites.SpriteError:
+                    self.scene.frame_set(current)
+                    raise
                 key = self.source.key(pose)
                 self.frames[frame] = key
                 poses.setdefault(key, pose)

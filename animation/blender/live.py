@@ -143,8 +143,11 @@ def baked_frame_problem(obj, scene):
     if baked is None:
         return ""
     settings = sprites.settings_of(obj)
-    now = pose_key(settings.picture_digest, index.weights, settings.schema,
-                   quantise_pose(sprites.sprite_pose(obj), index.step), index.step)
+    try:
+        pose = sprites.sprite_pose(obj)
+    except sprites.SpriteError as error:  # (the panel asks: it shows the problem)
+        return str(error)
+    now = pose_key(settings.picture_digest, index.weights, settings.schema, quantise_pose(pose, index.step), index.step)
     if now != baked:
         what = "picture" if settings.picture_digest != index.picture else "pose"
         return f"Frame {frame} shows the {what} baked before your edit: bake again, or go Live"

@@ -383,11 +383,20 @@ def sliders(obj):
     return {name: keys[name] for name in schema.names}
 
 
-def sprite_pose(obj):
-    """The sprite's current pose vector (slider values as the scene evaluated them)."""
+def sprite_pose(obj, frame=None):
+    """The sprite's current pose vector (slider values as the scene evaluated them); `frame`, the
+    frame they were evaluated at, for the error."""
     schema = get_schema(settings_of(obj).schema)
-    values = [key.value for key in sliders(obj).values()]
-    return schema.clamp(np.asarray(values, dtype=np.float32))
+    values = np.asarray([key.value for key in sliders(obj).values()], dtype=np.float32)
+    # Blender clamps a slider's value to its range and refuses a driver's NaN, but takes one from a
+    # script (`key.value = x`, x computed). Posed, it gave a face no key set (the mouth
+    # open, for a NaN mouth_aaa), without a word.
+    unset = [name for name, value in zip(schema.names, values) if not np.isfinite(value)]
+    if unset:
+        where = obj.name if frame is None else f"{obj.name}, frame {frame}"
+        raise SpriteError(f"{where}: its pose slider{'s' if len(unset) > 1 else ''} {', '.join(unset[:4])} "
+                          f"{'hold' if len(unset) > 1 else 'holds'} no number (NaN), set so by a script")
+    return schema.clamp(values)
 
 
 def set_pose(obj, values):

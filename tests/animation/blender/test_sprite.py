@@ -4,6 +4,7 @@ rendered by Workbench and Cycles, reloaded where THA Studio is not installed."""
 
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -659,6 +660,26 @@ def test_a_baked_frame_whose_keys_changed_since_the_bake_is_named(ext, ext_modul
     bake_module.BakeJob(scene, obj, 1, 3).run()  # baked again (the index read anew)
     scene.frame_set(3)
     assert live.baked_frame_problem(obj, scene) == ""
+
+
+def test_a_slider_a_script_set_to_nan_is_named_not_posed(ext, ext_module, picture, tmp_path):
+    # Blender clamps a slider to its range but takes NaN from a script; posed, the frame showed an
+    # open mouth no key had set.
+    sprite, bake_module = ext_module("animation.blender.sprite"), ext_module("animation.blender.bake")
+    live = ext_module("animation.blender.live")
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scripted.blend"))
+    obj = add_sprite(picture)
+    scene = bpy.context.scene
+    scene.frame_set(2)
+    bake_module.BakeJob(scene, obj, 1, 3).run()
+    obj.data.shape_keys.key_blocks["mouth_aaa"].value = float("nan")
+    named = f"{obj.name}: its pose slider mouth_aaa holds no number (NaN), set so by a script"
+    assert live.baked_frame_problem(obj, scene) == named  # (the panel, in Baked mode)
+    with pytest.raises(sprite.SpriteError, match=re.escape(named)):
+        live.update_sprite(obj, in_line_now=True)  # (Live mode: the handler shows it as the status)
+    with pytest.raises(RuntimeError, match=re.escape(f"{obj.name}, frame 1: its pose slider mouth_aaa holds")):
+        bpy.ops.tha_studio.bake_talking_head()  # (a slider set by hand: the same at every frame)
+    assert scene.frame_current == 2
 
 
 def test_a_bake_from_below_frame_0_renders_each_frame_its_own_pose(ext, ext_module, picture, tmp_path):
