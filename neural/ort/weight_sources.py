@@ -95,7 +95,7 @@ def read_safetensors(path, framework="np"):
     try:
         with safe_open(str(path), framework=framework) as handle:
             return handle.metadata() or {}, {key: handle.get_tensor(key) for key in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as error:
+    except (SafetensorError, OSError, ValueError, TypeError) as error:  # (TypeError: bfloat16, which numpy lacks)
         raise WeightsError(f"{path}: not a readable safetensors file ({error})") from None
 
 

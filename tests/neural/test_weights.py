@@ -269,6 +269,18 @@ def test_safetensors_of_another_program_is_refused(tmp_path):
         open_weights(path)
 
 
+def test_bfloat16_safetensors_are_named_by_the_reader_without_torch(tmp_path):
+    # numpy has no bfloat16: the reader for ONNX Runtime stopped on safetensors' TypeError.
+    from safetensors.torch import save_file
+
+    from tha_studio.neural.ort.weight_sources import read_safetensors
+
+    path = tmp_path / "bf16.safetensors"
+    save_file({"editor.w": torch.zeros(2, dtype=torch.bfloat16)}, str(path))
+    with pytest.raises(WeightsError, match=r"bf16\.safetensors: not a readable safetensors file \(.*bfloat16"):
+        read_safetensors(path)
+
+
 def test_synthetic_rule_matches_the_protocol_check_values(shared):
     import json
 
