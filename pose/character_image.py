@@ -106,6 +106,10 @@ def _open_rgba(path_or_array):
                                       "scale it down") from None
         except (UnidentifiedImageError, OSError) as error:
             raise CharacterImageError(source, f"not a readable picture ({error})") from None
+        except Exception as error:  # noqa: BLE001 - Pillow's decoders fail a damaged file in many ways
+            # (a cut QOI: ValueError; a broken PNG chunk: SyntaxError; AVIF: RuntimeError)
+            reason = str(error).strip() or type(error).__name__
+            raise CharacterImageError(source, f"not a readable picture (damaged: {reason})") from None
         has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
         if not has_alpha:
             raise CharacterImageError(
@@ -139,8 +143,8 @@ def turned_by_exif(path):
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # (as in _open_rgba)
             with Image.open(path) as opened:
                 return opened.getexif().get(ORIENTATION_TAG, 1) not in (1, None)
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return False  # (an unreadable picture is named by _open_rgba)
+    except Exception:  # noqa: BLE001 - (an unreadable picture is named by _open_rgba)
+        return False
 
 
 def _square(image, size, source):

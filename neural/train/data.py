@@ -269,7 +269,7 @@ class TripletDataset(torch.utils.data.Dataset):
         try:
             with Image.open(io.BytesIO(data)) as image:
                 rgba = np.asarray(image.convert("RGBA"))
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
             raise BadImageError(f"{path}: not a readable PNG ({error})") from None
         tensor = torch.from_numpy(to_network(rgba))
         if self.image_size and tensor.shape[-1] != self.image_size:

@@ -3,6 +3,7 @@
 import struct
 import warnings
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -183,6 +184,24 @@ def test_unreadable_and_missing_files_are_named(tmp_path):
         prepare_character_image(junk, THA3)
     with pytest.raises(CharacterImageError, match="nope.png: no such file"):
         prepare_character_image(tmp_path / "nope.png", THA3)
+
+
+def test_damaged_pictures_are_named(character, tmp_path):
+    """Pillow's decoders fail damaged files with more than OSError (each found by flipping bytes):
+    they went through as tracebacks."""
+    qoi, png = tmp_path / "cut.qoi", tmp_path / "chunk.png"
+    Image.open(character).save(qoi)
+    qoi.write_bytes(qoi.read_bytes()[: qoi.stat().st_size // 2])  # ValueError: not enough image data
+    data, at, idat = bytearray(Path(character).read_bytes()), 8, 0
+    while idat < 2:  # to the second IDAT chunk: its type damaged gives SyntaxError as the pixels load
+        length, kind = struct.unpack(">I4s", data[at : at + 8])
+        idat += kind == b"IDAT"
+        at += 12 + length if idat < 2 else 0
+    data[at + 4 : at + 8] = b"\x00\x01\x02\x03"
+    png.write_bytes(data)
+    for damaged in (qoi, png):
+        with pytest.raises(CharacterImageError, match=rf"{damaged.name}: not a readable picture \(damaged: .+\)$"):
+            prepare_character_image(damaged, THA3)
 
 
 def test_a_picture_declaring_billions_of_pixels_is_refused_by_name(tmp_path):
