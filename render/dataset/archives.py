@@ -31,6 +31,11 @@ MAX_MEMBERS = 100_000
 UTF8_FLAG = 0x800
 
 
+# What zipfile raises for a member it cannot read: damaged (BadZipFile, zlib.error, EOFError,
+# ValueError), a compression method it lacks (NotImplementedError), encrypted (RuntimeError).
+UNREADABLE_MEMBER = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError, RuntimeError)
+
+
 class ArchiveError(UserError):
     """An archive that cannot be read or extracted; the message names it and the problem."""
 
@@ -65,7 +70,8 @@ def _open(archive):
         return zipfile.ZipFile(archive)
     except FileNotFoundError:
         raise ArchiveError(f"{archive}: no such archive") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as error:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError) as error:
+        # (NotImplementedError: a version of the zip format zipfile lacks, or a damaged one)
         raise ArchiveError(f"{archive}: not a readable zip archive ({error})") from None
 
 
@@ -79,6 +85,8 @@ def _members(bundle, archive):
         raise ArchiveError(f"{archive}: its members add up to {total / 2**30:.1f} GiB extracted, more than the "
                            f"{MAX_ARCHIVE_BYTES / 2**30:.0f} GiB a model's archive could (a zip bomb?)")
     for info in members:
+        if not info.filename:  # (zipfile's is_dir fails on it)
+            raise ArchiveError(f"{archive}: a member has no name (a damaged archive)")
         if info.file_size > MAX_RATIO * max(info.compress_size, 1) + (1 << 20):
             raise ArchiveError(f"{archive}: member {member_name(info)!r} expands {info.compress_size:,} bytes to "
                                f"{info.file_size:,} (a zip bomb?)")
@@ -99,7 +107,7 @@ def model_members(archive, suffixes):
 
 
 def _member_info(bundle, archive, name):
-    for info in bundle.infolist():
+    for info in _members(bundle, archive):
         if member_name(info) == name and not info.is_dir():
             return info
     raise ArchiveError(f"{archive}: no member {name!r}")
@@ -109,12 +117,13 @@ def member_sha256(archive, name):
     """The SHA-256 of member `name`'s bytes (as atomic_files.sha256_file gives a file's)."""
     digest = hashlib.sha256()
     with _open(archive) as bundle:
+        info = _member_info(bundle, archive, name)
         try:
-            with bundle.open(_member_info(bundle, archive, name)) as source:
+            with bundle.open(info) as source:
                 for block in iter(lambda: source.read(1 << 20), b""):
                     digest.update(block)
-        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as error:
-            raise ArchiveError(f"{archive}: member {name!r} cannot be read ({error})") from None
+        except (*UNREADABLE_MEMBER, OSError) as error:  # (only the archive is read here)
+            raise _unreadable(archive, info, "read", error) from None
     return digest.hexdigest()
 
 
@@ -141,9 +150,20 @@ def extract(archive, target):
                 continue
             destination.parent.mkdir(parents=True, exist_ok=True)
             try:
-                with bundle.open(info) as source, open(destination, "wb") as out:
+                source = bundle.open(info)
+            except (*UNREADABLE_MEMBER, OSError) as error:  # (OSError: a damaged offset, before any write)
+                raise _unreadable(archive, info, "extracted", error) from None
+            try:
+                with source, open(destination, "wb") as out:
                     shutil.copyfileobj(source, out, 1 << 20)
-            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as error:
-                # (NotImplementedError: a compression method zipfile lacks; RuntimeError: encrypted)
-                raise ArchiveError(f"{archive}: member {name!r} cannot be extracted ({error})") from None
+            except UNREADABLE_MEMBER as error:
+                raise _unreadable(archive, info, "extracted", error) from None
     return target
+
+
+def _unreadable(archive, info, verb, error):
+    """The ArchiveError of a member zipfile could not read; zipfile's words name it as it decoded
+    the name (cp437: mojibake for a Japanese one), so that name is given as its maker wrote it."""
+    name = member_name(info)
+    reason = str(error).replace(repr(info.filename), repr(name)).replace(info.filename, name)
+    return ArchiveError(f"{archive}: member {name!r} cannot be {verb} ({reason})")

@@ -79,6 +79,41 @@ def test_a_zip_bomb_a_damaged_zip_and_a_damaged_member_are_named(tmp_path):
     (tmp_path / "flipped.zip").write_bytes(bytes(flipped))
     with pytest.raises(ArchiveError, match=r"flipped.zip: member 'キャラ/モデル.pmx' cannot be extracted"):
         extract(tmp_path / "flipped.zip", tmp_path / "out")
+    flipped = bytearray(data)
+    flipped[data.index(b"PK\x03\x04") + 80] ^= 0xFF  # one that inflates, to other bytes
+    (tmp_path / "flipped.zip").write_bytes(bytes(flipped))
+    with pytest.raises(ArchiveError, match=r"member 'キャラ/モデル.pmx' cannot be extracted \(Bad CRC-32 for file "
+                       r"'キャラ/モデル.pmx'\)"):  # (zipfile's words gave the name as mojibake)
+        extract(tmp_path / "flipped.zip", tmp_path / "out")
+
+
+@pytest.mark.parametrize("damage, problem", [
+    # (each found by flipping bytes of a model's archive; each went through as a traceback)
+    ("the version needed to extract it", r"not a readable zip archive \(zip file version 25\.5"),
+    ("where the central directory starts", r"member 'model.pmx' cannot be (read|extracted) \(\[Errno 22\]"),
+    ("the member's name", r"a member has no name \(a damaged archive\)"),
+])
+def test_a_damaged_central_directory_is_named(tmp_path, damage, problem):
+    path = tmp_path / "damaged.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr("model.pmx", MODEL)
+    data = bytearray(path.read_bytes())
+    record, end = data.index(b"PK\x01\x02"), data.index(b"PK\x05\x06")  # the member's record, the directory's end
+    if damage == "the version needed to extract it":
+        data[record + 6] = 255
+    elif damage == "where the central directory starts":
+        # 100 bytes later than it does: zipfile takes the difference as bytes prepended to the
+        # archive, and seeks to the member at -100.
+        data[end + 16 : end + 20] = (record + 100).to_bytes(4, "little")
+    else:
+        data[record + 28 : record + 30] = bytes(2)
+        del data[record + 46 : record + 46 + len("model.pmx")]
+        data[end - len("model.pmx") + 12 : end - len("model.pmx") + 16] = (46).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    for use in (lambda: model_members(path, plan.MODEL_SUFFIXES) and member_sha256(path, "model.pmx"),
+                lambda: extract(path, tmp_path / "out")):
+        with pytest.raises(ArchiveError, match=rf"damaged.zip: {problem}"):
+            use()
 
 
 def test_discovery_lists_each_model_of_an_archive_and_the_archives_it_cannot_open(tmp_path):
