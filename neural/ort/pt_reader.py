@@ -9,6 +9,7 @@ refuses every other name before anything runs, as torch.load(weights_only=True) 
 
 import pickle
 import zipfile
+import zlib
 from collections import OrderedDict
 from pathlib import Path
 
@@ -140,6 +141,10 @@ def check_archive(path):
         return
     except OSError as error:
         raise PtFileError(f"{path}: could not be read ({error.strerror or error})") from None
+    except (ValueError, NotImplementedError, RuntimeError, EOFError, zlib.error) as error:
+        # A damaged directory: a name that is not UTF-8 though flagged so (UnicodeDecodeError), a zip
+        # version or compression method zipfile lacks, an encryption flag (RuntimeError).
+        raise PtFileError(f"{path}: damaged: its zip archive cannot be read ({error})") from None
     if damaged is not None:
         raise PtFileError(f"{path}: damaged: the bytes of {damaged} do not match the checksum stored with them "
                           f"(a cut or corrupted copy: fetch the file again)")

