@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..input_files import not_a_file
 from ..jobs import Job, Progress
 from .audio_formats import (
     BLENDER_EXTENSIONS, OGG_EXTENSIONS, SOUNDFILE_EXTENSIONS, caf_cut_short, container_header_frames, cut_caf_patch,
@@ -351,8 +352,8 @@ class AudioReader:
             raise AudioError(f"{opening} Unsupported file extension '{path.suffix}'. Supported extensions are {supported}.")
         if not path.exists():
             raise AudioError(f"{opening} No such file.")
-        if path.is_dir():
-            raise AudioError(f"{opening} It is a folder.")
+        if kind := not_a_file(path):  # (a named pipe or a device reads as empty, or without end)
+            raise AudioError(f"{opening} It is {kind}, not a recording.")
         if path.stat().st_size == 0:
             raise AudioError(f"{opening} The file is empty (0 bytes).")
         self.kind = KINDS[extension]
@@ -631,6 +632,8 @@ def read_dialog(path):
     old editor's Latin-1 or Windows-1252 file, or a binary file given by mistake).
     """
     path = Path(path)
+    if kind := not_a_file(path):
+        raise DialogError(f"{path}: is {kind}, not a dialog text file")
     try:
         data = path.read_bytes()
     except FileNotFoundError:

@@ -21,6 +21,7 @@ import defusedxml
 import defusedxml.sax
 
 from ..atomic_files import write_text_atomic
+from ..input_files import not_a_file
 from ..errors import UserError
 from ..json_text import too_deep
 from .cues import MAX_SECONDS, Cue, CueError, CueTrack, check_frame_rate, check_shape
@@ -530,6 +531,8 @@ def format_cues(track, format, frame_rate=DAT_DEFAULT_FRAME_RATE, preston_blair=
 def read_cues(path, format=None, frame_rate=DAT_DEFAULT_FRAME_RATE, preston_blair=None):
     """A cue file's track. The format comes from the extension (or the content) unless given."""
     path = Path(path)
+    if kind := not_a_file(path):
+        raise CueFileError(path, f"is {kind}, not a cue file")
     try:
         data = path.read_bytes()
     except FileNotFoundError:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..input_files import not_a_file
 
 
 # The picture files a file browser offers: those with alpha that THA Studio reads (Pillow). Blender
@@ -86,6 +87,8 @@ def _open_rgba(path_or_array):
 
     if isinstance(path_or_array, (str, Path)):
         source = str(path_or_array)
+        if kind := not_a_file(source):
+            raise CharacterImageError(source, f"is {kind}, not a picture")
         try:
             with warnings.catch_warnings():
                 # Pillow warns from 89 million pixels (a 12000x12000 drawing is large, not an

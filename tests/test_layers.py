@@ -37,6 +37,7 @@ LAYERS = {
     "render.dataset": "pure",
     "animation.core": "pure",
     "atomic_files": "pure",
+    "input_files": "pure",
     "errors": "pure",
     "jobs": "pure",
     "json_text": "pure",

@@ -108,7 +108,7 @@ def create_sprite(scene, picture_path, settings=None, name=None, size=DEFAULT_SI
 def _load_picture(picture_path, schema, image_name, pack, fit, check_picture=None):
     """(Blender image, prepared RGBA) of a character picture, checked first (CharacterImageError,
     then `check_picture(rgba, path)`)."""
-    if not picture_path.is_file():
+    if not picture_path.exists():  # (a folder or a named pipe: named by prepare_character_image)
         raise CharacterImageError(picture_path, "no such file")
     if fit is None:
         rgba = prepare_character_image(picture_path, schema)

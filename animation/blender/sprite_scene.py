@@ -14,6 +14,7 @@ import bpy
 
 from ...errors import UserError
 from ... import json_text
+from ...input_files import not_a_file
 from ...lipsync.curves import MAX_FRAME
 from ...pose.character_image import linear_to_srgb
 from ...render.blender import scene as scenes
@@ -35,6 +36,8 @@ def read_keyframes(path):
     points) or tabs where the header is.
     """
     path = Path(path)
+    if kind := not_a_file(path):
+        raise KeyframeFileError(f"{path}: is {kind}, not a keyframe file")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as error:

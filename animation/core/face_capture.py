@@ -37,6 +37,7 @@ import numpy as np
 
 from ...errors import UserError
 from ... import json_text
+from ...input_files import not_a_file
 from ...pose.schema import get_schema
 from .keys import linear_keys
 
@@ -109,6 +110,8 @@ class FaceCapture:
 def read_live_link_csv(path, capture_fps=60.0, angle_units="radians"):
     """A Live Link Face CSV file as a FaceCapture."""
     path = Path(path)
+    if kind := not_a_file(path):
+        raise FaceCaptureError(f"{path}: is {kind}, not a capture file")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as error:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import UserError
+from ...input_files import not_a_file
 
 # What a weights archive may unpack to. Official THA files hold a few hundred MB at most; a damaged
 # or crafted archive declaring gigabytes (a zip bomb: zeros compressed a thousandfold) would be
@@ -154,7 +155,8 @@ def read_state_dict(path):
     """{key: numpy array} of a torch.save'd state_dict, without torch."""
     path = Path(path)
     if not path.is_file():
-        raise PtFileError(f"{path}: no such weights file")
+        kind = not_a_file(path)
+        raise PtFileError(f"{path}: is {kind}, not a weights file" if kind else f"{path}: no such weights file")
     check_archive(path)
     try:
         with zipfile.ZipFile(path) as archive:

@@ -40,6 +40,7 @@ import bpy
 import numpy as np
 
 from ...errors import UserError
+from ...input_files import not_a_file
 from ..formats import avatar_expressions
 from ..formats.avatar_model import AVATAR_SUFFIXES, check_external_buffers, oversized_images
 from ..formats.coordinates import MAX_METRES, first_unreal_row
@@ -183,8 +184,8 @@ def check_model_path(path):
         raise ModelImportError(path, f"not a model file (expected {', '.join(SUPPORTED_SUFFIXES)})")
     if not path.exists():
         raise ModelImportError(path, "no such file")
-    if not path.is_file():
-        raise ModelImportError(path, "not a file")
+    if kind := not_a_file(path):
+        raise ModelImportError(path, f"{kind}, not a model file")
     if path.stat().st_size == 0:
         raise ModelImportError(path, "the file is empty")
     return path

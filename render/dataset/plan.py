@@ -44,6 +44,7 @@ from ..formats.avatar_model import AVATAR_SUFFIXES
 from ..formats.mmd import MMD_SUFFIXES
 from ...atomic_files import sha256_file, write_text_atomic
 from ...errors import UserError
+from ...input_files import kind_of
 from ... import json_text
 
 # MMD models, VRM and glTF avatars, characters saved by Blender (read by render/blender/blend_model.py)
@@ -301,10 +302,6 @@ def find_model_files(root, suffixes=MODEL_SUFFIXES):
     return sorted(path for path in found if not path.is_dir())
 
 
-_NOT_FILES = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
-              (stat.S_ISBLK, "a device"))
-
-
 def model_file_problem(path):
     """What keeps `path` (named as a model) from being read as a file, or None: a link to a file
     that is not there, or something that is no file at all. Checked before a model is opened: a
@@ -317,10 +314,8 @@ def model_file_problem(path):
         return f"{path}: no such file"
     except OSError as error:  # a link loop, a name too long, no permission
         return f"{path}: cannot be read ({error.strerror or error})"
-    if stat.S_ISREG(mode):
-        return None
-    kind = next((name for test, name in _NOT_FILES if test(mode)), "not a regular file")
-    return f"{path}: {kind}, not a model file"
+    kind = kind_of(mode)
+    return f"{path}: {kind}, not a model file" if kind else None
 
 
 def _real_folder(path):

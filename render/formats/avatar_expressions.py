@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ... import json_text
 from ...errors import UserError
+from ...input_files import not_a_file
 from .limits import MAX_MATERIALS, MAX_MORPHS, MAX_NODES, MAX_TEXTURES, MAX_VERTICES, file_size_problem, size_problem
 
 GLB_MAGIC = b"glTF"
@@ -97,6 +98,8 @@ def morph_record(name, name_en, normalized, kind, panel, shape_keys):
 def read_avatar_bytes(path):
     """The bytes of a .vrm/.glb/.gltf file, refusing one past limits.MAX_FILE_BYTES before reading it."""
     problem = file_size_problem(path)
+    if kind := not_a_file(path):
+        problem = f"is {kind}, not an avatar file"
     if problem:
         raise AvatarFormatError(path, problem)
     return Path(path).read_bytes()

@@ -20,6 +20,7 @@ from typing import Optional
 import numpy as np
 
 from ....errors import UserError
+from ....input_files import not_a_file
 from ..limits import file_size_problem
 
 # Vertex weight (deform) types, as stored in PMX.
@@ -282,6 +283,8 @@ def read_file_bytes(path, what="model"):
     """The bytes of an MMD file (`what`: "model", "motion"), refusing a folder, and a file past
     limits.MAX_FILE_BYTES before reading it."""
     problem = file_size_problem(path)
+    if kind := not_a_file(path):
+        problem = f"is {kind}, not a {what} file"
     if problem:
         raise MMDFormatError(path, "file", 0, problem)
     try:

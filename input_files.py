@@ -1,0 +1,29 @@
+"""Names given as input files that are no regular file (pure: no bpy).
+
+A named pipe blocks its reader until something writes into it, and a device such as /dev/zero
+never ends: a reader handed either waits, or fills memory, for ever. The readers of a user's
+files (pictures, recordings, cue and dialog files, keyframes, captures, models and motions) ask
+`not_a_file` before they open one.
+"""
+
+import os
+import stat
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
+
+
+def kind_of(mode):
+    """What a file of this st_mode is, in words, where it is no regular file; else None."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
+
+
+def not_a_file(path):
+    """What `path` is ("a folder", "a named pipe", "a device", ...) where it exists and is no
+    regular file; None for a regular file, or where nothing is there (its reader names that)."""
+    try:
+        return kind_of(os.stat(path).st_mode)
+    except (OSError, ValueError):  # (ValueError: a NUL in the name)
+        return None
