@@ -181,6 +181,7 @@ def read_state_dict(path):
             raise PtFileError(f"{path}: not a PyTorch weights file (it is empty)") from None
         raise PtFileError(f"{path}: not a readable PyTorch weights file (not a zip archive; files saved by "
                           f"torch older than 1.6 need torch to read)") from None
-    except Exception as error:  # a damaged pickle fails in many ways: bad opcodes, a list that is not one, a length past memory
+    except Exception as error:  # a damaged pickle fails in many ways: an unknown opcode, an append to
+        # what is no list, a length past memory (each found by flipping bytes of the official files)
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise PtFileError(f"{path}: not a readable PyTorch weights file ({first})") from None
