@@ -58,7 +58,7 @@ def bad_files(folder, pmx_bytes):
     return {
         "missing": (folder / "missing.pmx", "no such file"),
         "empty": (folder / "empty.pmx", "empty"),
-        "folder": (folder / "folder.pmx", "not a file"),
+        "folder": (folder / "folder.pmx", "a folder, not a model file"),
         "text": (folder / "text.pmx", "not an MMD model"),
         "truncated": (folder / "truncated.pmx", ""),
         "header_only": (folder / "header_only.pmx", ""),
