@@ -634,14 +634,17 @@ def test_cleaning_the_bake_folder_removes_earlier_takes_and_keeps_the_frames(ext
     assert live.baked_frame_problem(obj, bpy.context.scene) == live.missing_baked_frame(obj, 2)
 
 
+def sprite_in_saved_blend(ext_module, picture, blend):
+    """(sprite, bake and live modules, a new sprite, the scene) in a .blend saved as `blend`."""
+    modules = [ext_module(f"animation.blender.{name}") for name in ("sprite", "bake", "live")]
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    return (*modules, add_sprite(picture), bpy.context.scene)
+
+
 def test_a_baked_frame_whose_keys_changed_since_the_bake_is_named(ext, ext_module, picture, tmp_path):
     # A baked plane plays its frames and shows no edit: a key or slider moved after the bake
     # changed nothing in view, and nothing said why.
-    sprite, bake_module = ext_module("animation.blender.sprite"), ext_module("animation.blender.bake")
-    live = ext_module("animation.blender.live")
-    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "edited.blend"))
-    obj = add_sprite(picture)
-    scene = bpy.context.scene
+    sprite, bake_module, live, obj, scene = sprite_in_saved_blend(ext_module, picture, tmp_path / "edited.blend")
     for frame, value in ((1, 0.0), (3, 1.0)):
         sprite.key_pose(obj, {"mouth_aaa": value}, frame)
     bake_module.BakeJob(scene, obj, 1, 3).run()
@@ -665,11 +668,7 @@ def test_a_baked_frame_whose_keys_changed_since_the_bake_is_named(ext, ext_modul
 def test_a_slider_a_script_set_to_nan_is_named_not_posed(ext, ext_module, picture, tmp_path):
     # Blender clamps a slider to its range but takes NaN from a script; posed, the frame showed an
     # open mouth no key had set.
-    sprite, bake_module = ext_module("animation.blender.sprite"), ext_module("animation.blender.bake")
-    live = ext_module("animation.blender.live")
-    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scripted.blend"))
-    obj = add_sprite(picture)
-    scene = bpy.context.scene
+    sprite, bake_module, live, obj, scene = sprite_in_saved_blend(ext_module, picture, tmp_path / "scripted.blend")
     scene.frame_set(2)
     bake_module.BakeJob(scene, obj, 1, 3).run()
     obj.data.shape_keys.key_blocks["mouth_aaa"].value = float("nan")
