@@ -149,6 +149,8 @@ class BakeCache:
             return BakeIndex()  # nothing baked there yet (writing will say if the place is unusable)
         except OSError as error:
             raise BakeCacheError(f"{self.index_path}: cannot read ({error.strerror or error})") from None
+        except UnicodeDecodeError:
+            return BakeIndex()  # damaged past its text: rebuilt, as below
         try:
             return BakeIndex.from_json(text, self.index_path)
         except BakeCacheError:

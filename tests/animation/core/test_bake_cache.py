@@ -117,6 +117,8 @@ def test_a_deleted_or_damaged_index_means_nothing_is_trusted(tmp_path):
     cache.save_index()
     (tmp_path / bake_cache.INDEX_NAME).write_text("{ not json")
     assert not BakeCache(tmp_path).has_pose("k" * 32)
+    (tmp_path / bake_cache.INDEX_NAME).write_bytes(b'{"version": \xff\xfe}')  # not UTF-8: a traceback before
+    assert not BakeCache(tmp_path).has_pose("k" * 32)
     (tmp_path / bake_cache.INDEX_NAME).unlink()
     assert not BakeCache(tmp_path).has_pose("k" * 32)
     assert not BakeCache(tmp_path / "never made").has_pose("k" * 32)
