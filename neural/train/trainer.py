@@ -560,8 +560,11 @@ def keep_lines_up_to(path, step):
     """Drop the lines of a CSV log (header kept) whose first field is a step after `step`."""
     if not path.exists():
         return
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    kept = [line for line in lines if not line.split(",", 1)[0].isdigit() or int(line.split(",", 1)[0]) <= step]
+    # (Damaged past its text, a line is dropped: the log is THA Studio's own ASCII, and a resume
+    # stopped on its UnicodeDecodeError.)
+    lines = path.read_bytes().decode("utf-8", errors="replace").splitlines(keepends=True)
+    kept = [line for line in lines if "\ufffd" not in line
+            and (not line.split(",", 1)[0].isdigit() or int(line.split(",", 1)[0]) <= step)]
     if len(kept) != len(lines):
         write_text_atomic(path, "".join(kept))
 

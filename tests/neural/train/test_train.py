@@ -138,6 +138,17 @@ def test_bad_runs_are_refused_clearly(tha1_dataset, tmp_path):
            "it, delete step-000000002.json and its .safetensors" in error
 
 
+def test_a_resumed_run_trims_a_log_damaged_past_its_text(tmp_path):
+    # A resume keeps the log's lines up to its checkpoint's step; a log with bytes that are not
+    # UTF-8 stopped it on a UnicodeDecodeError. The damaged line is dropped.
+    from tha_studio.neural.train.trainer import keep_lines_up_to
+
+    log = tmp_path / "train_log.csv"
+    log.write_bytes(b"step,loss\n1,0.5\n2,0.4\n\xff\xfe,0.3\n3,0.3\n4,0.2\n")
+    keep_lines_up_to(log, 2)
+    assert log.read_bytes() == b"step,loss\n1,0.5\n2,0.4\n"
+
+
 @pytest.mark.parametrize("damage", [b"\xff\xfe{\0\"\0", b"[]", b"{"])
 def test_a_damaged_checkpoint_record_is_named(tmp_path, damage):
     from tha_studio.neural.train import checkpoint
