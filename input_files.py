@@ -20,6 +20,14 @@ def kind_of(mode):
     return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
 
 
+def file_problem(path, what):
+    """Words for a `what` ("weights file", say) at `path` that is no regular file: "no such
+    weights file", or "is a named pipe, not a weights file"; None for a regular file."""
+    if kind := not_a_file(path):
+        return f"is {kind}, not a {what}"
+    return None if os.path.isfile(path) else f"no such {what}"
+
+
 def not_a_file(path):
     """What `path` is ("a folder", "a named pipe", "a device", ...) where it exists and is no
     regular file; None for a regular file, or where nothing is there (its reader names that)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ..atomic_files import write_atomically
-from ..input_files import not_a_file
+from ..input_files import file_problem
 from .ort.pt_reader import PtFileError, check_archive
 from .ort.weight_sources import (  # noqa: F401 (re-exported: the one definition lives there)
     FAMILIES,
@@ -60,9 +60,8 @@ def available_families():
 def load_pt(path):
     """An official .pt state_dict, read with weights_only=True; clear errors otherwise."""
     path = Path(path)
-    if not path.is_file():
-        kind = not_a_file(path)
-        raise WeightsError(f"{path}: is {kind}, not a weights file" if kind else f"{path}: no such weights file")
+    if problem := file_problem(path, "weights file"):
+        raise WeightsError(f"{path}: {problem}")
     with open(path, "rb") as handle:
         start = handle.read(8)
     # A torch.save file is a zip archive, or (before torch 1.6) a pickle, whose first byte is 0x80.

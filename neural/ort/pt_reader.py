@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import UserError
-from ...input_files import not_a_file
+from ...input_files import file_problem
 
 # What a weights archive may unpack to. Official THA files hold a few hundred MB at most; a damaged
 # or crafted archive declaring gigabytes (a zip bomb: zeros compressed a thousandfold) would be
@@ -154,9 +154,8 @@ def check_archive(path):
 def read_state_dict(path):
     """{key: numpy array} of a torch.save'd state_dict, without torch."""
     path = Path(path)
-    if not path.is_file():
-        kind = not_a_file(path)
-        raise PtFileError(f"{path}: is {kind}, not a weights file" if kind else f"{path}: no such weights file")
+    if problem := file_problem(path, "weights file"):
+        raise PtFileError(f"{path}: {problem}")
     check_archive(path)
     try:
         with zipfile.ZipFile(path) as archive:

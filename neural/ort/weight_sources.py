@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import UserError
-from ...input_files import not_a_file
+from ...input_files import file_problem
 
 FORMAT = "tha_studio.weights"
 FORMAT_VERSION = "1"
@@ -91,9 +91,8 @@ def read_safetensors(path, framework="np"):
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
-    if not path.is_file():
-        kind = not_a_file(path)
-        raise WeightsError(f"{path}: is {kind}, not a weights file" if kind else f"{path}: no such weights file")
+    if problem := file_problem(path, "weights file"):
+        raise WeightsError(f"{path}: {problem}")
     try:
         with safe_open(str(path), framework=framework) as handle:
             return handle.metadata() or {}, {key: handle.get_tensor(key) for key in handle.keys()}
