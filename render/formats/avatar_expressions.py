@@ -25,8 +25,7 @@ from pathlib import Path
 
 from ... import json_text
 from ...errors import UserError
-from ...input_files import not_a_file
-from .limits import MAX_MATERIALS, MAX_MORPHS, MAX_NODES, MAX_TEXTURES, MAX_VERTICES, file_size_problem, size_problem
+from .limits import MAX_MATERIALS, MAX_MORPHS, MAX_NODES, MAX_TEXTURES, MAX_VERTICES, size_problem, whole_file_problem
 
 GLB_MAGIC = b"glTF"
 GLB_JSON_CHUNK = 0x4E4F534A  # "JSON"
@@ -96,10 +95,9 @@ def morph_record(name, name_en, normalized, kind, panel, shape_keys):
 
 
 def read_avatar_bytes(path):
-    """The bytes of a .vrm/.glb/.gltf file, refusing one past limits.MAX_FILE_BYTES before reading it."""
-    problem = file_size_problem(path)
-    if kind := not_a_file(path):
-        problem = f"is {kind}, not an avatar file"
+    """The bytes of a .vrm/.glb/.gltf file, refusing one that is no regular file or is past
+    limits.MAX_FILE_BYTES before reading it."""
+    problem = whole_file_problem(path, "an avatar file")
     if problem:
         raise AvatarFormatError(path, problem)
     return Path(path).read_bytes()

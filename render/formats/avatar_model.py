@@ -37,7 +37,7 @@ import numpy as np
 from .avatar_expressions import (GLB_MAGIC, AvatarFormatError, json_name, node_parents, read_avatar_bytes,
                                  read_description, read_gltf_json)
 from .coordinates import MAX_METRES, first_unreal_row, quiet_file_numbers
-from .limits import MAX_VERTICES, file_size_problem
+from .limits import MAX_VERTICES, whole_file_problem
 from .mmd.model import Bone, Model, Morph
 from .texture_paths import oversized_texture
 
@@ -107,19 +107,20 @@ def oversized_images(path, data, document, description):
 
 def external_buffer_file(path, index, uri):
     """The file a .gltf's buffer `index` names by `uri` (beside the .gltf, where a link leads),
-    refused (AvatarFormatError) where it is past limits.MAX_FILE_BYTES: it is read whole."""
+    refused (AvatarFormatError) where it is no regular file or is past limits.MAX_FILE_BYTES: it
+    is read whole."""
     name = urllib.parse.unquote(uri)
     if "\x00" in name:  # (no file system takes it: os.stat's ValueError, a traceback)
         raise AvatarFormatError(path, f"buffer {index}'s uri {uri!r} is not a file name")
     file = Path(path).resolve().parent / name
-    problem = file_size_problem(file)
+    problem = whole_file_problem(file, "a buffer file")
     if problem:
         raise AvatarFormatError(path, f"buffer {index}'s file {uri!r} {problem}")
     return file
 
 
 def check_external_buffers(path, document):
-    """Refuse a .gltf whose buffer files are past the size limit, before Blender's glTF importer
+    """Refuse a .gltf whose buffer files are no regular files or past the size limit, before Blender's glTF importer
     reads them whole (a missing or unreadable one is left for it to name)."""
     for index, buffer in enumerate(json_objects(document, "buffers", path)):
         uri = buffer.get("uri")

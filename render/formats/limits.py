@@ -13,6 +13,8 @@ targets on 60,000 vertices 4.9 GB. The limits are several times the largest real
 
 import os
 
+from ...input_files import kind_of
+
 MAX_MATERIALS = 2_000  # also a glTF file's primitives (each a material slot of its mesh)
 MAX_BONES = 8_000
 MAX_NODES = 20_000  # a glTF file's nodes: its bones, meshes and empties
@@ -28,13 +30,17 @@ MAX_SHAPE_KEY_VERTICES = 150_000_000
 MAX_FILE_BYTES = 2 * 1024**3
 
 
-def file_size_problem(path):
-    """Words for a file past MAX_FILE_BYTES, said before it is read; None when within (or when its
-    size cannot be read: the read then names the problem)."""
+def whole_file_problem(path, what):
+    """Words for what keeps `what` ("a model file", say) at `path` from being read whole, said
+    before it is read: no regular file (a folder; a named pipe or a device, whose read never ends),
+    or past MAX_FILE_BYTES. None otherwise, or where it cannot be stat'ed: the read then names that."""
     try:
-        size = os.stat(path).st_size
-    except OSError:
+        info = os.stat(path)
+    except (OSError, ValueError):  # (ValueError: a NUL in the name)
         return None
+    if kind := kind_of(info.st_mode):
+        return f"is {kind}, not {what}"
+    size = info.st_size
     if size <= MAX_FILE_BYTES:
         return None
     return (f"is {size / 2**30:,.1f} GiB, more than the {MAX_FILE_BYTES // 2**30} GiB this importer reads "

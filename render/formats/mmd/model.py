@@ -20,8 +20,7 @@ from typing import Optional
 import numpy as np
 
 from ....errors import UserError
-from ....input_files import not_a_file
-from ..limits import file_size_problem
+from ..limits import whole_file_problem
 
 # Vertex weight (deform) types, as stored in PMX.
 BDEF1, BDEF2, BDEF4, SDEF, QDEF = 0, 1, 2, 3, 4
@@ -280,14 +279,9 @@ class MMDFormatError(UserError, ValueError):
 
 
 def read_file_bytes(path, what="model"):
-    """The bytes of an MMD file (`what`: "model", "motion"), refusing a folder, and a file past
-    limits.MAX_FILE_BYTES before reading it."""
-    problem = file_size_problem(path)
-    if kind := not_a_file(path):
-        problem = f"is {kind}, not a {what} file"
+    """The bytes of an MMD file (`what`: "model", "motion"), refusing a folder, a named pipe and a
+    file past limits.MAX_FILE_BYTES before reading it."""
+    problem = whole_file_problem(path, f"a {what} file")
     if problem:
         raise MMDFormatError(path, "file", 0, problem)
-    try:
-        return Path(path).read_bytes()
-    except IsADirectoryError:
-        raise MMDFormatError(path, "file", 0, f"is a folder, not a {what} file") from None
+    return Path(path).read_bytes()
