@@ -1,4 +1,5 @@
-"""Names given as input files that are no regular file (pure: no bpy).
+"""Reading a user's files (pure: no bpy): names that are no regular file, and what zipfile
+raises for an archive it cannot read.
 
 A named pipe blocks its reader until something writes into it, and a device such as /dev/zero
 never ends: a reader handed either waits, or fills memory, for ever. The readers of a user's
@@ -8,6 +9,13 @@ files (pictures, recordings, cue and dialog files, keyframes, captures, models a
 
 import os
 import stat
+import zipfile
+import zlib
+
+# What zipfile raises for an archive or a member it cannot read: damaged (BadZipFile, zlib.error,
+# EOFError; ValueError: a name not UTF-8 though flagged so), or made with what it lacks
+# (NotImplementedError: a zip version or compression method; RuntimeError: encryption).
+ZIP_DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError, RuntimeError)
 
 _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
           (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))

@@ -9,14 +9,13 @@ refuses every other name before anything runs, as torch.load(weights_only=True) 
 
 import pickle
 import zipfile
-import zlib
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
 from ...errors import UserError
-from ...input_files import file_problem
+from ...input_files import ZIP_DAMAGE, file_problem
 
 # What a weights archive may unpack to. Official THA files hold a few hundred MB at most; a damaged
 # or crafted archive declaring gigabytes (a zip bomb: zeros compressed a thousandfold) would be
@@ -142,9 +141,7 @@ def check_archive(path):
         return
     except OSError as error:
         raise PtFileError(f"{path}: could not be read ({error.strerror or error})") from None
-    except (ValueError, NotImplementedError, RuntimeError, EOFError, zlib.error) as error:
-        # A damaged directory: a name that is not UTF-8 though flagged so (UnicodeDecodeError), a zip
-        # version or compression method zipfile lacks, an encryption flag (RuntimeError).
+    except ZIP_DAMAGE as error:  # (a damaged directory: a version, compression or encryption zipfile lacks)
         raise PtFileError(f"{path}: damaged: its zip archive cannot be read ({error})") from None
     if damaged is not None:
         raise PtFileError(f"{path}: damaged: the bytes of {damaged} do not match the checksum stored with them "

