@@ -45,6 +45,7 @@ def _chunks(file, name_bytes, size_format, align=2, size_counts_header=False):
     size field; `align`: the chunks' alignment (WAV and AIFF pad to an even size); Wave64 counts
     the chunk's header in its size."""
     header = name_bytes + struct.calcsize(size_format)
+    file_size = os.fstat(file.fileno()).st_size
     for _ in range(256):
         chunk = file.read(header)
         if len(chunk) < header:
@@ -54,7 +55,7 @@ def _chunks(file, name_bytes, size_format, align=2, size_counts_header=False):
         yield name, size
         length = size - header if size_counts_header else size
         following = body + length + (-length) % align
-        if length < 0 or following > os.fstat(file.fileno()).st_size:
+        if length < 0 or following > file_size:
             return  # (nothing of the file follows: a damaged size can pass what a seek can take)
         file.seek(following)
 
