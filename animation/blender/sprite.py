@@ -391,8 +391,8 @@ def sprite_pose(obj, frame=None):
     # Blender clamps a slider's value to its range and refuses a driver's NaN, but takes one from a
     # script (`key.value = x`, x computed). Posed, it gave a face no key set (the mouth
     # open, for a NaN mouth_aaa), without a word.
-    unset = [name for name, value in zip(schema.names, values) if not np.isfinite(value)]
-    if unset:
+    if not np.isfinite(values).all():
+        unset = [name for name, value in zip(schema.names, values) if not np.isfinite(value)]
         where = obj.name if frame is None else f"{obj.name}, frame {frame}"
         raise SpriteError(f"{where}: its pose slider{'s' if len(unset) > 1 else ''} {', '.join(unset[:4])} "
                           f"{'hold' if len(unset) > 1 else 'holds'} no number (NaN), set so by a script")
