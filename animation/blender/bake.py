@@ -108,17 +108,15 @@ class BakeJob(Job):
         self.frames, poses = {}, {}
         current = self.scene.frame_current
         with live.suspended():
-            for frame in range(self.frame_start, self.frame_end + 1):
-                self.scene.frame_set(frame)
-                try:
+            try:
+                for frame in range(self.frame_start, self.frame_end + 1):
+                    self.scene.frame_set(frame)
                     pose = sprites.sprite_pose(self.obj, frame)
-                except sprites.SpriteError:
-                    self.scene.frame_set(current)
-                    raise
-                key = self.source.key(pose)
-                self.frames[frame] = key
-                poses.setdefault(key, pose)
-            self.scene.frame_set(current)
+                    key = self.source.key(pose)
+                    self.frames[frame] = key
+                    poses.setdefault(key, pose)
+            finally:  # (the user's frame, whatever stopped the walk)
+                self.scene.frame_set(current)
         self.distinct = len(poses)
         self.todo = [(key, pose) for key, pose in poses.items() if not self.cache.has_pose(key)]
         self.reused = self.distinct - len(self.todo)
