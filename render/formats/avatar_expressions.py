@@ -17,6 +17,7 @@ targets become shape keys.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import struct
@@ -44,6 +45,47 @@ class AvatarFormatError(UserError, ValueError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+# What entries of the wrong kind raise as a reader walks the JSON (a number where an object
+# belongs, text where a list does, a list too short, an entry left out).
+MALFORMED = (AttributeError, TypeError, KeyError, IndexError, ValueError, OverflowError)
+
+
+def malformed_words(error, entry):
+    """What is wrong with a JSON entry that raised one of MALFORMED, in words rather than Python's
+    ("accessor 3 has no 'count'")."""
+    if isinstance(error, KeyError) and error.args and isinstance(error.args[0], str):
+        return f"{entry} has no {error.args[0]!r}"
+    if isinstance(error, (KeyError, IndexError)):
+        return f"{entry} names something that does not exist"
+    if isinstance(error, (TypeError, AttributeError)):
+        return f"{entry} holds a value of the wrong kind (text, a number, a list or an object where another belongs)"
+    return f"{entry} holds a value of the wrong size or out of range"
+
+
+# The document's lists of objects THA Studio reads (glTF 2.0: each an array of objects where present).
+OBJECT_LISTS = ("nodes", "meshes", "skins", "accessors", "bufferViews", "buffers", "materials", "images")
+
+
+def json_objects(document, key, path):
+    """document[key], a list of JSON objects ([] where absent); AvatarFormatError where it is not one."""
+    entries = document.get(key, [])
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        raise AvatarFormatError(path, f"its glTF data is malformed: {key!r} is not a list of objects")
+    return entries
+
+
+@contextlib.contextmanager
+def malformed_entry(path, entry):
+    """Name `entry` ("accessor 3") in the AvatarFormatError for a value of the wrong kind met
+    inside it; the innermost entry names it."""
+    try:
+        yield
+    except AvatarFormatError:
+        raise
+    except MALFORMED as error:
+        raise AvatarFormatError(path, f"its glTF data is malformed: {malformed_words(error, entry)}") from None
 
 
 @dataclass
@@ -135,14 +177,10 @@ def read_description(path, document=None):
     """The avatar's AvatarDescription (`document`: its glTF JSON, where the caller has read it)."""
     path = Path(path)
     document = read_gltf_json(path) if document is None else document
-    try:
+    # Named, not a traceback, where no entry describe names holds it. Blender's importer would
+    # refuse most of these files anyway, later.
+    with malformed_entry(path, "an entry"):
         return describe(document, path)
-    except AvatarFormatError:
-        raise
-    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as error:
-        # Entries of the wrong kind (a number where an object belongs, text for an index): named,
-        # not a traceback. Blender's importer would refuse most of these files anyway, later.
-        raise AvatarFormatError(path, f"its glTF/VRM JSON is malformed ({type(error).__name__}: {error})") from None
 
 
 def node_parents(document, path):
@@ -152,7 +190,9 @@ def node_parents(document, path):
     nodes = document.get("nodes", [])
     parents = [-1] * len(nodes)
     for index, node in enumerate(nodes):
-        for child in node.get("children", []):
+        with malformed_entry(path, f"node {index}"):
+            children = list(node.get("children", []))
+        for child in children:
             if not isinstance(child, int) or isinstance(child, bool) or not 0 <= child < len(nodes):
                 raise AvatarFormatError(path, f"node {index}'s child names node {child!r}, which does not exist")
             parents[child] = index
@@ -186,9 +226,12 @@ def check_sizes(document, path):
             raise AvatarFormatError(path, f"accessor {index} counts {count!r} elements")
         return count
 
-    targets = [max((len(primitive.get("targets") or []) for primitive in mesh.get("primitives", [])), default=0)
-               for mesh in meshes]
-    mesh_vertices = [sum(vertices(primitive) for primitive in mesh.get("primitives", [])) for mesh in meshes]
+    targets, mesh_vertices = [], []
+    for index, mesh in enumerate(meshes):
+        with malformed_entry(path, f"mesh {index}"):
+            primitives = mesh.get("primitives", [])
+            targets.append(max((len(primitive.get("targets") or []) for primitive in primitives), default=0))
+            mesh_vertices.append(sum(vertices(primitive) for primitive in primitives))
     shape_key_vertices = sum(count * size for count, size in zip(targets, mesh_vertices))
     morphed_vertices = sum(size for count, size in zip(targets, mesh_vertices) if count)
     counts = (("nodes", len(document.get("nodes", [])), MAX_NODES),
@@ -203,10 +246,16 @@ def check_sizes(document, path):
 
 def describe(document, path):
     """The avatar's description from its glTF JSON."""
+    for key in OBJECT_LISTS:
+        json_objects(document, key, path)
+    if not isinstance(document.get("extensions", {}), dict):
+        raise AvatarFormatError(path, "its glTF data is malformed: 'extensions' is not an object")
     node_parents(document, path)  # (before Blender's importer, which hangs on a cycle)
     check_sizes(document, path)
     description = _describe(document, path)
-    description.materials = [material_opacity(material, index) for index, material in enumerate(document.get("materials", []))]
+    for index, material in enumerate(document.get("materials", [])):
+        with malformed_entry(path, f"material {index}"):
+            description.materials.append(material_opacity(material, index))
     return description
 
 
@@ -230,19 +279,26 @@ def material_opacity(material, index):
 def _describe(document, path):
     meshes = document.get("meshes", [])
     mesh_names = [json_name(mesh.get("name")) or f"Mesh_{index}" for index, mesh in enumerate(meshes)]
-    target_names = [shape_key_names(document, mesh) for mesh in meshes]
+    target_names = []
+    for index, mesh in enumerate(meshes):
+        with malformed_entry(path, f"mesh {index}"):
+            target_names.append(shape_key_names(document, mesh))
     extensions = document.get("extensions", {})
     warnings = []
     if "VRMC_vrm" in extensions:
         vrm = extensions["VRMC_vrm"]
-        expressions = vrm1_expressions(vrm.get("expressions", {}), document.get("nodes", []), warnings)
-        name = json_name(vrm.get("meta", {}).get("name")) or ""
+        with malformed_entry(path, "the VRMC_vrm extension"):
+            with malformed_entry(path, "a VRM expression"):
+                expressions = vrm1_expressions(vrm.get("expressions", {}), document.get("nodes", []), warnings)
+            name = json_name(vrm.get("meta", {}).get("name")) or ""
         return AvatarDescription("vrm1", name, False, mesh_names, target_names, expressions, warnings)
     if "VRM" in extensions:
         vrm = extensions["VRM"]
-        groups = vrm.get("blendShapeMaster", {}).get("blendShapeGroups", [])
-        expressions = vrm0_expressions(groups, len(meshes), warnings)
-        name = json_name(vrm.get("meta", {}).get("title")) or ""
+        with malformed_entry(path, "the VRM extension"):
+            groups = vrm.get("blendShapeMaster", {}).get("blendShapeGroups", [])
+            with malformed_entry(path, "a VRM blend shape group"):
+                expressions = vrm0_expressions(groups, len(meshes), warnings)
+            name = json_name(vrm.get("meta", {}).get("title")) or ""
         return AvatarDescription("vrm0", name, True, mesh_names, target_names, expressions, warnings)
     kind = "gltf" if Path(path).suffix.lower() == ".gltf" else "glb"
     return AvatarDescription(kind, "", False, mesh_names, target_names, target_morphs(target_names), warnings)

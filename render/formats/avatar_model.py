@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .avatar_expressions import (GLB_MAGIC, AvatarFormatError, json_name, node_parents, read_avatar_bytes,
-                                 read_description, read_gltf_json)
+from .avatar_expressions import (GLB_MAGIC, MALFORMED, AvatarFormatError, json_name, json_objects, malformed_entry,
+                                 node_parents, read_avatar_bytes, read_description, read_gltf_json)
 from .coordinates import MAX_METRES, first_unreal_row, quiet_file_numbers
 from .limits import MAX_VERTICES, whole_file_problem
 from .mmd.model import Bone, Model, Morph
@@ -48,8 +48,6 @@ COMPONENT_TYPES = {5120: "<i1", 5121: "<u1", 5122: "<i2", 5123: "<u2", 5125: "<u
 # Compressed meshes (a primitive's Draco data, a buffer view's meshopt data) are not in the
 # accessors as glTF lays them out: THA Studio does not decode them (Blender's importer decodes Draco).
 COMPRESSIONS = {"KHR_draco_mesh_compression", "EXT_meshopt_compression"}
-# What entries of the wrong kind raise as the reader walks them (a number where an object belongs).
-MALFORMED = (AttributeError, TypeError, KeyError, IndexError, ValueError, OverflowError)
 
 
 @quiet_file_numbers
@@ -60,12 +58,8 @@ def read_avatar_model(path) -> Model:
     data = read_avatar_bytes(path)  # once: a VRM is tens of megabytes, its JSON and binary chunk both wanted
     document = read_gltf_json(path, data)
     description = read_description(path, document)
-    try:
+    with malformed_entry(path, "an entry"):  # (where no entry the reader names holds it)
         return _Reader(path, data, document, description).model()
-    except AvatarFormatError:
-        raise
-    except MALFORMED as error:
-        raise AvatarFormatError(path, f"its glTF data is malformed ({type(error).__name__}: {error})") from None
 
 
 def oversized_images(path, data, document, description):
@@ -130,14 +124,6 @@ def check_external_buffers(path, document):
             external_buffer_file(path, index, uri)
 
 
-def json_objects(document, key, path):
-    """document[key], a list of JSON objects ([] where absent); AvatarFormatError where it is not one."""
-    entries = document.get(key, [])
-    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
-        raise AvatarFormatError(path, f"its glTF JSON is malformed ({key!r} is not a list of objects)")
-    return entries
-
-
 def _data_uri_bytes(uri):
     header, _, payload = uri.partition(",")
     return base64.b64decode(payload) if header.endswith(";base64") else urllib.parse.unquote_to_bytes(payload)
@@ -153,30 +139,37 @@ class _Reader:
         # glTF (x, y, z) in the axes THA Studio's import leaves the avatar in, MMD's order.
         self.axes = np.diag([-1.0, 1.0, 1.0] if description.faces_back else [1.0, 1.0, -1.0])
 
+    def _entry(self, entry):
+        return malformed_entry(self.path, entry)
+
     # --- the file's data
 
     def _buffers(self):
         buffers = []
         for index, buffer in enumerate(self.document.get("buffers", [])):
-            uri = buffer.get("uri")
-            if uri is None:
-                data = self._glb_binary() if index == 0 else None
-                if data is None:
-                    raise AvatarFormatError(self.path, f"buffer {index} has no data (no uri, no binary chunk)")
-            elif uri.startswith("data:"):
-                data = _data_uri_bytes(uri)
-            else:
-                file = external_buffer_file(self.path, index, uri)
-                try:
-                    data = file.read_bytes()
-                except OSError as error:
-                    raise AvatarFormatError(self.path, f"buffer {index}'s file {uri!r} cannot be read "
-                                                       f"({error.strerror or error})") from None
-            if len(data) < buffer.get("byteLength", 0):
-                raise AvatarFormatError(self.path, f"buffer {index} holds {len(data)} bytes, fewer than its "
-                                                   f"byteLength {buffer['byteLength']}")
-            buffers.append(data)
+            with self._entry(f"buffer {index}"):
+                buffers.append(self._buffer(index, buffer))
         return buffers
+
+    def _buffer(self, index, buffer):
+        uri = buffer.get("uri")
+        if uri is None:
+            data = self._glb_binary() if index == 0 else None
+            if data is None:
+                raise AvatarFormatError(self.path, f"buffer {index} has no data (no uri, no binary chunk)")
+        elif uri.startswith("data:"):
+            data = _data_uri_bytes(uri)
+        else:
+            file = external_buffer_file(self.path, index, uri)
+            try:
+                data = file.read_bytes()
+            except OSError as error:
+                raise AvatarFormatError(self.path, f"buffer {index}'s file {uri!r} cannot be read "
+                                                   f"({error.strerror or error})") from None
+        if len(data) < buffer.get("byteLength", 0):
+            raise AvatarFormatError(self.path, f"buffer {index} holds {len(data)} bytes, fewer than its "
+                                               f"byteLength {buffer['byteLength']}")
+        return data
 
     def _glb_binary(self):
         data = self.data
@@ -198,11 +191,14 @@ class _Reader:
         scaled to 0..1 or -1..1, sparse values applied)."""
         accessors = self.document.get("accessors", [])
         self._check_index(index, len(accessors), "accessor", "an attribute")
-        accessor = accessors[index]
-        count, width = accessor["count"], COMPONENTS[accessor["type"]]
+        with self._entry(f"accessor {index}"):
+            return self._accessor(index, accessors[index])
+
+    def _accessor(self, index, accessor):
+        count, width = accessor["count"], self._known(COMPONENTS, accessor["type"], f"accessor {index}'s type")
         if not isinstance(count, int) or not 0 <= count <= MAX_VERTICES:
             raise AvatarFormatError(self.path, f"accessor {index} counts {count!r} elements")
-        dtype = np.dtype(COMPONENT_TYPES[accessor["componentType"]])
+        dtype = np.dtype(self._known(COMPONENT_TYPES, accessor["componentType"], f"accessor {index}'s componentType"))
         if "bufferView" in accessor:
             values = self._view_array(accessor["bufferView"], accessor.get("byteOffset", 0), dtype, count, width,
                                       f"accessor {index}")
@@ -213,8 +209,10 @@ class _Reader:
             values = np.maximum(values / np.iinfo(dtype).max, -1.0)
         sparse = accessor.get("sparse")
         if sparse:
+            kind = self._known(COMPONENT_TYPES, sparse["indices"]["componentType"],
+                               f"accessor {index}'s sparse indices' componentType")
             rows = self._view_array(sparse["indices"]["bufferView"], sparse["indices"].get("byteOffset", 0),
-                                    np.dtype(COMPONENT_TYPES[sparse["indices"]["componentType"]]), sparse["count"], 1,
+                                    np.dtype(kind), sparse["count"], 1,
                                     f"accessor {index}'s sparse indices")[:, 0].astype(np.int64)
             if len(rows) and (rows.min() < 0 or rows.max() >= count):
                 raise AvatarFormatError(self.path, f"accessor {index}'s sparse indices reach past its {count} elements")
@@ -223,10 +221,19 @@ class _Reader:
                                             dtype, sparse["count"], width, f"accessor {index}'s sparse values")
         return values
 
+    def _known(self, table, value, what):
+        """table[value], where glTF allows only the values `table` lists (a type, a componentType)."""
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)) or value not in table:
+            raise AvatarFormatError(self.path, f"{what} {value!r} is none that glTF defines")
+        return table[value]
+
     def _view_array(self, view_index, offset, dtype, count, width, what):
         views = self.document.get("bufferViews", [])
         self._check_index(view_index, len(views), "buffer view", what)
-        view = views[view_index]
+        with self._entry(f"buffer view {view_index}"):
+            return self._view_rows(views[view_index], view_index, offset, dtype, count, width, what)
+
+    def _view_rows(self, view, view_index, offset, dtype, count, width, what):
         compressed = set(view.get("extensions") or ()) & COMPRESSIONS
         if compressed:
             raise AvatarFormatError(self.path, f"buffer view {view_index} is compressed ({', '.join(sorted(compressed))}), "
@@ -261,7 +268,10 @@ class _Reader:
         return self.worlds[index]
 
     def local(self, index):
-        node = self.nodes[index]
+        with self._entry(f"node {index}"):
+            return self._local(self.nodes[index])
+
+    def _local(self, node):
         if "matrix" in node:
             return np.asarray(node["matrix"], np.float64).reshape(4, 4).T  # stored column by column
         x, y, z, w = node.get("rotation", (0.0, 0.0, 0.0, 1.0))
@@ -282,13 +292,15 @@ class _Reader:
 
     def model(self):
         joints = []  # node indices, in the order the skins list them
-        for skin in self.document.get("skins", []):
-            for joint in skin.get("joints", []):
-                self._check_index(joint, len(self.nodes), "node", "a skin's joints")
-                if joint not in joints:
-                    joints.append(joint)
+        for skin_index, skin in enumerate(self.document.get("skins", [])):
+            with self._entry(f"skin {skin_index}"):
+                for joint in skin.get("joints", []):
+                    self._check_index(joint, len(self.nodes), "node", "a skin's joints")
+                    if joint not in joints:
+                        joints.append(joint)
         bone_of_node = {node: i for i, node in enumerate(joints)}
-        humanoid = self.humanoid_names()
+        with self._entry("the VRM humanoid bones"):
+            humanoid = self.humanoid_names()
         bones = []
         for node in joints:
             parent = self.parents[node]
@@ -314,30 +326,17 @@ class _Reader:
                 skins = self.document.get("skins", [])
                 self._check_index(node["skin"], len(skins), "skin", f"node {node_index}")
                 skin = skins[node["skin"]]
-            for primitive in meshes[node["mesh"]].get("primitives", []):
-                if "POSITION" not in primitive.get("attributes", {}):
+            for primitive_index, primitive in enumerate(meshes[node["mesh"]].get("primitives", [])):
+                with self._entry(f"mesh {node['mesh']}'s primitive {primitive_index}"):
+                    placed = self.primitive(node_index, node["mesh"], skin, primitive, bone_of_node, start, offsets)
+                if placed is None:
                     continue
-                compressed = set(primitive.get("extensions") or ()) & COMPRESSIONS
-                if compressed:
-                    raise AvatarFormatError(self.path, f"mesh {node['mesh']} is compressed ({', '.join(sorted(compressed))}), "
-                                                       "which THA Studio does not read: export it uncompressed")
-                placed, matrices = self.primitive_rest(node_index, skin, primitive, bone_of_node)
-                count = len(placed["positions"])
-                if start + count > MAX_VERTICES:
+                if start + len(placed["positions"]) > MAX_VERTICES:
                     raise AvatarFormatError(self.path, f"more than {MAX_VERTICES:,} vertices")
                 positions.append(placed["positions"])
                 bone_indices.append(placed["bone_indices"])
                 bone_weights.append(placed["bone_weights"])
-                for target_index, target in enumerate(primitive.get("targets", [])):
-                    if "POSITION" not in target:
-                        continue
-                    delta = self.accessor(target["POSITION"])[:, :3]
-                    if len(delta) != count:
-                        raise AvatarFormatError(self.path, f"mesh {node['mesh']}'s morph target {target_index} "
-                                                           f"holds {len(delta)} positions for {count} vertices")
-                    moved = np.einsum("nij,nj->ni", matrices, delta) @ self.axes.T
-                    offsets.setdefault((node["mesh"], target_index), []).append((start, moved))
-                start += count
+                start += len(placed["positions"])
         model = Model(format=self.description.format, name=self.description.name or self.path.stem)
         if positions:
             model.positions = np.concatenate(positions).astype(np.float32)
@@ -349,6 +348,28 @@ class _Reader:
         model.bones = bones
         model.morphs = [self.morph(expression, offsets) for expression in self.description.expressions]
         return model
+
+    def primitive(self, node_index, mesh_index, skin, primitive, bone_of_node, start, offsets):
+        """A primitive's rest placement (primitive_rest), None where it has no positions; its
+        morph targets' offsets in the scene added to `offsets` by (mesh, target), from `start`."""
+        if "POSITION" not in primitive.get("attributes", {}):
+            return None
+        compressed = set(primitive.get("extensions") or ()) & COMPRESSIONS
+        if compressed:
+            raise AvatarFormatError(self.path, f"mesh {mesh_index} is compressed ({', '.join(sorted(compressed))}), "
+                                               "which THA Studio does not read: export it uncompressed")
+        placed, matrices = self.primitive_rest(node_index, skin, primitive, bone_of_node)
+        count = len(placed["positions"])
+        for target_index, target in enumerate(primitive.get("targets", [])):
+            if "POSITION" not in target:
+                continue
+            delta = self.accessor(target["POSITION"])[:, :3]
+            if len(delta) != count:
+                raise AvatarFormatError(self.path, f"mesh {mesh_index}'s morph target {target_index} "
+                                                   f"holds {len(delta)} positions for {count} vertices")
+            moved = np.einsum("nij,nj->ni", matrices, delta) @ self.axes.T
+            offsets.setdefault((mesh_index, target_index), []).append((start, moved))
+        return placed
 
     def primitive_rest(self, node_index, skin, primitive, bone_of_node):
         """A primitive's rest positions (our axes), its bones and weights (4 per vertex, -1 unused),
@@ -363,7 +384,7 @@ class _Reader:
             weights = self.accessor(attributes["WEIGHTS_0"])
             if len(slots) != count or len(weights) != count:
                 raise AvatarFormatError(self.path, f"node {node_index}'s joints or weights do not match its vertices")
-            joints = skin["joints"]
+            joints = skin.get("joints", [])
             if slots.size and (slots.min() < 0 or slots.max() >= len(joints)):
                 raise AvatarFormatError(self.path, f"node {node_index}'s vertices name joint slots its skin lacks")
             if "inverseBindMatrices" in skin:
