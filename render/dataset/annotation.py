@@ -577,19 +577,21 @@ class Annotation:
         version = data.get("version")
         if not isinstance(version, int) or version > SIDECAR_VERSION or version < 1:
             raise AnnotationError(f"{source}: annotation version {version!r} is not supported (this program reads 1..{SIDECAR_VERSION})")
-        try:
-            model = data["model"]
-            annotation = cls(
-                model_file=str(model["file"]),
-                model_sha256=str(model.get("sha256", "")),
-                model_name=str(model.get("name", "")),
-                head=dict(data.get("head") or {}),
-                morph_roles=dict(data.get("morph_roles") or {}),
-                bone_roles=dict(data.get("bone_roles") or {}),
-                review=dict(data.get("review") or {"flagged": False, "reasons": [], "source": AUTO}),
-            )
-        except (KeyError, TypeError, AttributeError, ValueError) as error:
-            raise AnnotationError(f"{source}: malformed annotation ({error})") from None
+        model = data.get("model")
+        if not isinstance(model, dict) or "file" not in model:
+            raise AnnotationError(f"{source}: malformed annotation: 'model' must be an object naming the model's 'file'")
+        for key in ("head", "morph_roles", "bone_roles", "review"):
+            if not isinstance(data.get(key) or {}, dict):
+                raise AnnotationError(f"{source}: malformed annotation: {key!r} must be an object")
+        annotation = cls(
+            model_file=str(model["file"]),
+            model_sha256=str(model.get("sha256", "")),
+            model_name=str(model.get("name", "")),
+            head=dict(data.get("head") or {}),
+            morph_roles=dict(data.get("morph_roles") or {}),
+            bone_roles=dict(data.get("bone_roles") or {}),
+            review=dict(data.get("review") or {"flagged": False, "reasons": [], "source": AUTO}),
+        )
         annotation.check(source)
         return annotation
 
@@ -612,13 +614,18 @@ class Annotation:
                 raise AnnotationError(f"{source}: morph role {role!r} needs a list of morphs with names")
             for morph in morphs:
                 weight = morph.get("weight", 1.0)
-                if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+                if not _is_number(weight):
                     raise AnnotationError(f"{source}: morph role {role!r}: weight must be a number, got {weight!r}")
                 if morph.get("side") not in (None, LEFT, RIGHT):
                     raise AnnotationError(f"{source}: morph role {role!r}: side must be 'left' or 'right'")
+            _check_offered(entry, f"{source}: morph role {role!r}")
         for role, entry in self.bone_roles.items():
             if not isinstance(entry, dict) or not isinstance(entry.get("bone"), str):
                 raise AnnotationError(f"{source}: bone role {role!r} needs a bone name")
+            _check_offered(entry, f"{source}: bone role {role!r}")
+        reasons = self.review.get("reasons", [])
+        if not isinstance(reasons, list) or not all(isinstance(reason, str) for reason in reasons):
+            raise AnnotationError(f"{source}: review reasons must be a list of text")
 
     # --- reading roles
 
@@ -705,6 +712,22 @@ class Annotation:
         self.review.update(flagged=False, reasons=[], source=source)
 
 
+def _check_offered(entry, where):
+    """A role's confidence and candidates, which the panel and the review sheet show: a number,
+    and a list of objects each with a name and, where given, a number."""
+    if not _is_number(entry.get("confidence", 1.0)):
+        raise AnnotationError(f"{where}: confidence must be a number, got {entry.get('confidence')!r}")
+    offered = entry.get("candidates", [])
+    if not isinstance(offered, list) or not all(
+            isinstance(c, dict) and isinstance(c.get("name"), str) and _is_number(c.get("confidence", 0.0))
+            for c in offered):
+        raise AnnotationError(f"{where}: candidates must be a list of named morphs or bones with numeric confidences")
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def annotate_model(model, model_file, model_sha256="", previous=None):
     """The automatic annotation of a parsed model; entries a person made in `previous` are kept."""
     annotation = Annotation(model_file=str(model_file), model_sha256=model_sha256, model_name=model.name)
@@ -760,7 +783,7 @@ def annotate_model(model, model_file, model_sha256="", previous=None):
         entry = annotation.morph_roles.get(role)
         if not entry or not entry["morphs"]:
             reasons.append(f"no morph found for {role}")
-        elif entry["confidence"] < REVIEW_CONFIDENCE:
+        elif entry.get("confidence", 1.0) < REVIEW_CONFIDENCE:  # (a person's entry may leave it out)
             reasons.append(f"{role} is a guess ({entry['morphs'][0]['name']}, confidence {entry['confidence']})")
     for role in ("neck", "head"):
         if not annotation.bone_for(role):

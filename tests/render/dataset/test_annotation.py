@@ -236,6 +236,20 @@ def test_sidecar_round_trip_and_person_edits_survive_reannotation(tmp_path, shar
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_a_hand_written_person_entry_without_a_confidence_survives_reannotation(tmp_path, shared):
+    """A person who writes a role into the sidecar by hand gives its morph, not a confidence: the
+    re-annotation stopped on it (KeyError: 'confidence')."""
+    model_path = tmp_path / "Gene_light.pmx"
+    model_path.symlink_to(shared / "assets/mmd/gene_light/Gene_light.pmx")
+    _, path = A.annotate_file(model_path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["morph_roles"]["mouth_aaa"] = {"morphs": [{"name": "あ２"}], "source": "person"}
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    again, _ = A.annotate_file(model_path)
+    assert again.morphs_for("mouth_aaa") == [("あ２", 1.0, None)]
+    assert not any("mouth_aaa" in reason for reason in again.review.get("reasons", []))
+
+
 def test_sidecar_in_an_annotation_folder(tmp_path):
     assert A.sidecar_path("/models/a/b.pmx", tmp_path, "a/b.pmx") == tmp_path / "a/b.pmx.tha.json"
 
@@ -252,7 +266,18 @@ def test_sidecar_in_an_annotation_folder(tmp_path):
          "needs a list of morphs"),
         # Hand-edited or damaged sidecars: each would otherwise end in a traceback or frame nothing.
         ('{"format": "tha_studio.annotation", "version": 1, "model": {"file": "m"}, "head": "top"}',
-         "malformed annotation"),
+         "malformed annotation: 'head' must be an object"),
+        ('{"format": "tha_studio.annotation", "version": 1, "model": 3}',
+         "malformed annotation: 'model' must be an object naming the model's 'file'"),
+        # Fields the panel, the review sheet and a re-annotation read: a person's entry with a
+        # confidence that is no number stopped a re-annotation with a TypeError.
+        ('{"format": "tha_studio.annotation", "version": 1, "model": {"file": "m"}, "morph_roles": {"mouth_aaa": '
+         '{"morphs": [{"name": "あ"}], "source": "person", "confidence": {"a": 1}}}}',
+         r"morph role 'mouth_aaa': confidence must be a number, got \{'a': 1\}"),
+        ('{"format": "tha_studio.annotation", "version": 1, "model": {"file": "m"}, "bone_roles": {"head": '
+         '{"bone": "頭", "candidates": [7]}}}', "bone role 'head': candidates must be a list of named"),
+        ('{"format": "tha_studio.annotation", "version": 1, "model": {"file": "m"}, "review": {"reasons": [1]}}',
+         "review reasons must be a list of text"),
         ('{"format": "tha_studio.annotation", "version": 1, "model": {"file": "m"}, "head": {"top": 1e300, "bottom": 2}}',
          r"head \(top, bottom, center_x, front_z\) \(1e\+300, 2, 0, 0\) lies past 100,000 units"),
         ('{"format": "tha_studio.annotation", "version": 1, "model": {"file": "m"}, '
