@@ -99,7 +99,9 @@ class DatasetConfig:
         try:
             render = RenderSettings(**{k: data[k] for k in RenderSettings.__dataclass_fields__})
             config = cls(render=render, **{k: data[k] for k in cls.__dataclass_fields__ if k != "render"})
-        except (KeyError, TypeError, ValueError) as error:
+        except KeyError as error:
+            raise DatasetError(f"{source}: malformed dataset description: it has no {error.args[0]!r}") from None
+        except (TypeError, ValueError) as error:
             raise DatasetError(f"{source}: malformed dataset description ({error})") from None
         # Before the rest convention was recorded, every rest image was the model's own rest
         # ("neutral"), which is THA1's wrong input (its mouth must be open).

@@ -155,6 +155,11 @@ def test_a_hand_edited_dataset_description_is_named(tmp_path, field, value, prob
     with pytest.raises(plan.DatasetError, match=rf"d/dataset.json: .*{problem}"):
         plan.DatasetConfig.from_json(data, "d/dataset.json")
 
+    del data[field]
+    with pytest.raises(plan.DatasetError) as missing:
+        plan.DatasetConfig.from_json(data, "d/dataset.json")
+    assert str(missing.value) == f"d/dataset.json: malformed dataset description: it has no {field!r}"
+
 
 def test_run_refuses_bad_options_before_rendering(tmp_path):
     with pytest.raises(ValueError, match="engine 'eevee'"):
