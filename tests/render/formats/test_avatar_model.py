@@ -310,3 +310,12 @@ def test_an_image_declaring_too_many_pixels_is_found_from_its_header_and_named_s
     # A data URI is named by its place, not by its megabytes of base64; a missing file is Blender's to name.
     assert [name for name, _ in found] == ["face.png", "image 1"]
     assert all("exceeds limit" in why for _, why in found)
+
+    # A .gltf's buffer files are read only for images kept in them: Blender's importer reads them
+    # whole anyway (here the buffer file is gone, and the pictures beside it are still found).
+    path = write_gltf(tmp_path / "b.gltf", document, data, external=True)
+    (tmp_path / "buffer.bin").unlink()
+    raw = path.read_bytes()
+    document = read_gltf_json(path, raw)
+    assert [name for name, _ in oversized_images(path, raw, document, read_description(path, document))] == [
+        "face.png", "image 1"]
