@@ -579,7 +579,8 @@ class Annotation:
             raise AnnotationError(f"{source}: annotation version {version!r} is not supported (this program reads 1..{SIDECAR_VERSION})")
         model = data.get("model")
         if not isinstance(model, dict) or "file" not in model:
-            raise AnnotationError(f"{source}: malformed annotation: 'model' must be an object naming the model's 'file'")
+            raise AnnotationError(f"{source}: malformed annotation: 'model' must be an object naming the "
+                                  "model's 'file'")
         for key in ("head", "morph_roles", "bone_roles", "review"):
             if not isinstance(data.get(key) or {}, dict):
                 raise AnnotationError(f"{source}: malformed annotation: {key!r} must be an object")
