@@ -24,6 +24,7 @@ import bpy
 import numpy as np
 from PIL import Image
 
+from ...errors import UserError
 from ...neural.backends import hold_freed_memory
 from ..core.bake_cache import INDEX_NAME, BakeCache, pose_key, quantise_pose
 from . import sprite as sprites
@@ -215,7 +216,16 @@ def in_line():
 
 
 def live_sprites(scene):
-    return [obj for obj in sprites.sprites_in(scene) if sprites.settings_of(obj).mode == "LIVE"]
+    """The scene's sprites in Live mode. One whose settings cannot be read is left out, its status
+    saying why (the panel shows it too): it must not stop the others' preview."""
+    found = []
+    for obj in sprites.sprites_in(scene):
+        try:
+            if sprites.settings_of(obj).mode == "LIVE":
+                found.append(obj)
+        except UserError as error:
+            _status[obj.name] = f"error: {error}"
+    return found
 
 
 def update_scene(scene):

@@ -53,6 +53,16 @@ def settings_of(obj):
     return SpriteSettings.from_dict(obj[PROPERTY], obj.name)
 
 
+def readable_settings(obj):
+    """settings_of(obj), or None where they cannot be read: a damaged .blend, or one a newer THA
+    Studio saved with a setting this one does not know. For walks over every sprite, which one
+    such sprite must not stop."""
+    try:
+        return settings_of(obj)
+    except UserError:
+        return None
+
+
 def store_settings(obj, settings):
     obj[PROPERTY] = settings.to_dict()
 
@@ -166,7 +176,7 @@ def replace_picture(obj, picture_path, pack=True, fit=None, check_picture=None):
     old = bpy.data.images.get(settings.picture)
     picture, rgba = _load_picture(Path(picture_path), schema, f"{obj.name} picture", pack, fit, check_picture)
     if old is not None and old is not picture and not any(
-            other is not obj and is_sprite(other) and settings_of(other).picture == old.name
+            other is not obj and is_sprite(other) and getattr(readable_settings(other), "picture", None) == old.name
             for other in bpy.data.objects):
         bpy.data.images.remove(old)
         picture.name = f"{obj.name} picture"  # (it took ".001" while the old one had the name)

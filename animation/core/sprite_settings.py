@@ -40,6 +40,9 @@ class SpriteSettings:
     version: int = VERSION
 
     def __post_init__(self):
+        for field in fields(self):  # (a damaged or hostile .blend may hold anything in the ID property)
+            if field.type == "str" and not isinstance(getattr(self, field.name), str):
+                raise SpriteSettingsError(f"its setting {field.name!r} is {getattr(self, field.name)!r}, not text")
         try:
             get_schema(self.schema)
         except (KeyError, ValueError):
@@ -65,4 +68,7 @@ class SpriteSettings:
         known = {f.name for f in fields(cls)}
         values = {key: data[key] for key in data.keys() if key in known}
         values["version"] = VERSION
-        return cls(**values)
+        try:
+            return cls(**values)
+        except SpriteSettingsError as error:
+            raise SpriteSettingsError(f"{source}: {error}") from None

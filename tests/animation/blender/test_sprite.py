@@ -681,6 +681,28 @@ def test_a_slider_a_script_set_to_nan_is_named_not_posed(ext, ext_module, pictur
     assert scene.frame_current == 2
 
 
+def test_a_sprite_whose_settings_cannot_be_read_stops_no_other_sprites_preview(ext, ext_module, picture):
+    """A .blend a newer THA Studio saved (a backend this one does not know) or a damaged one: the
+    frame-change handler stopped at that sprite with a traceback, and every other sprite's live
+    preview stood still."""
+    sprite, live = ext_module("animation.blender.sprite"), ext_module("animation.blender.live")
+    unreadable = ext_module("animation.core.sprite_settings").SpriteSettingsError
+    good, odd = add_sprite(picture), add_sprite(picture)
+    odd["tha_sprite"]["backend"] = "tensorrt"
+    with pytest.raises(unreadable, match=rf"^{odd.name}: unknown backend 'tensorrt'"):
+        sprite.settings_of(odd)
+    bpy.context.scene.frame_set(1)
+    before = sprite.image_rgba(sprite.live_image(good)).copy()
+    good.data.shape_keys.key_blocks["mouth_aaa"].value = 1.0
+    live.update_scene(bpy.context.scene)
+    assert np.abs(sprite.image_rgba(sprite.live_image(good)).astype(np.int16) - before).max() > 64
+    assert live.status(odd) == f"error: {odd.name}: unknown backend 'tensorrt'; choose auto, onnxruntime, torch"
+    odd["tha_sprite"]["backend"] = "auto"
+    odd["tha_sprite"]["picture"] = 5  # (text fields of another kind went through to Blender's lookups)
+    with pytest.raises(unreadable, match=rf"^{odd.name}: its setting 'picture' is 5, not text"):
+        sprite.settings_of(odd)
+
+
 def test_a_bake_from_below_frame_0_renders_each_frame_its_own_pose(ext, ext_module, picture, tmp_path):
     # Blender's image sequences show no file numbered below 0: frames -2 and -1 showed frame 0's
     # picture (a baked file per frame, all of them there).
