@@ -219,13 +219,15 @@ def read_keys(action, slot=None):
 
 
 def record_of(action):
-    """What the timeline recorded on an action ({} for anybody else's)."""
+    """What the timeline recorded on an action ({} for anybody else's, or a record damaged past
+    reading: the strip is then no longer THA Studio's)."""
     if action is None or RECORD not in action.keys():
         return {}
     try:
-        return json.loads(action[RECORD])
+        record = json.loads(action[RECORD])
     except (TypeError, ValueError):
         return {}
+    return record if isinstance(record, dict) else {}
 
 
 def new_action(name, keyframes, record):

@@ -221,6 +221,18 @@ def test_moving_a_lines_strip_moves_its_sound_and_moving_the_sound_moves_the_str
         "Anna: electricity", "Anna: tv"]
 
 
+def test_a_line_whose_record_is_no_object_is_left_as_anybodys_strip(m, sprite):
+    """A damaged record (JSON, but not an object) stopped every walk over the lines, the panel's
+    and the sound-following handler's on every update ('list' object has no attribute 'get')."""
+    scene = bpy.context.scene
+    track = m.formats.read_cues(shared_path(*WATCHING_TV_CUES, "ps_json.json"))
+    strip, _ = m.timeline.place_line(scene, sprite, track, "tv", 1, shared_path(*WATCHING_TV))
+    m.timeline.place_line(scene, sprite, track, "again", 300, shared_path(*WATCHING_TV))
+    strip.action[m.timeline.RECORD] = "[1, 2]"
+    assert [record["name"] for _, _, record in m.timeline.timeline_strips(sprite, "line")] == ["again"]
+    assert m.timeline.keep_sounds_with_lines(scene) == []
+
+
 def test_a_new_frame_rate_keeps_each_lines_mouth_on_its_words(m, sprite):
     # Blender keeps strips on their first frames and plays a sound over the frames its seconds
     # now take; the line's keys stayed on theirs, and at 30 fps a 24 fps line ran 25% ahead.
