@@ -41,7 +41,7 @@ class SpriteSettings:
 
     def __post_init__(self):
         for field in fields(self):  # (a damaged or hostile .blend may hold anything in the ID property)
-            if field.type == "str" and not isinstance(getattr(self, field.name), str):
+            if field.type in ("str", str) and not isinstance(getattr(self, field.name), str):
                 raise SpriteSettingsError(f"its setting {field.name!r} is {getattr(self, field.name)!r}, not text")
         try:
             get_schema(self.schema)
