@@ -22,6 +22,7 @@ rest track are copied above it.
 
 Each action records what it is in an ID property (RECORD): kind, line name, the sound strip's
 name, a generator's settings. That is how a re-run finds what to replace, and it survives a save.
+It is read back through animation/core/timeline_record.py: a field of the wrong kind is absent.
 
 A line longer than the scene (its cues or its audio run past the end frame) moves the scene's end
 by default and says so, since cutting a line of dialogue short is never what is wanted; with
@@ -45,14 +46,14 @@ from ...errors import UserError
 from ...jobs import Job, Progress
 from ...lipsync.analyser import Analysis
 from ...lipsync.audio_formats import AUDIO_EXTENSIONS, decoded_by_blender
-from ...lipsync.cues import Cue, CueTrack
-from ...lipsync.curves import (DEFAULT_THA1_MAPPING, MAX_FRAME, MIN_FRAME, CurveSettings, Keyframe, MouthMapping,
-                               mouth_curves)
+from ...lipsync.curves import (DEFAULT_THA1_MAPPING, MAX_FRAME, MIN_FRAME, CurveSettings, Keyframe, MappingError,
+                               MouthMapping, mouth_curves)
 from ...lipsync.formats import EXTENSIONS as CUE_EXTENSIONS
 from ...lipsync.formats import read_cues
 from ...lipsync.rhubarb import RhubarbJob, find_rhubarb
 from ...pose.schema import get_schema
 from ..core import generators
+from ..core.timeline_record import readable_record, trim_of
 from . import sprite as sprites
 from .audio import DecodedRecording
 
@@ -224,10 +225,9 @@ def record_of(action):
     if action is None or RECORD not in action.keys():
         return {}
     try:
-        record = json.loads(action[RECORD])
+        return readable_record(json.loads(action[RECORD]))
     except (TypeError, ValueError):
         return {}
-    return record if isinstance(record, dict) else {}
 
 
 def new_action(name, keyframes, record):
@@ -260,6 +260,8 @@ def timeline_strips(obj, kind=None):
         for strip in track.strips:
             record = record_of(strip.action)
             if record and (kind is None or record.get("kind") == kind):
+                if record["kind"] in TIMED_IN_SECONDS:
+                    record.setdefault("name", strip.name)  # (each is placed as a strip of its name)
                 found.append((track, strip, record))
     return found
 
@@ -622,17 +624,19 @@ def _follow_trim(scene, obj, strip, record, sound):
     let out since): the mouth closed where nothing is heard. False when the trim is unchanged
     (or the line is older than trims being followed)."""
     heard = _heard_frames(sound)
-    keys = record.get("keys")
-    if heard == record.get("heard") or not isinstance(keys, dict) or "cues" not in record:
+    if heard == record.get("heard"):
         return False
-    whole = CueTrack(tuple(Cue(start, end, shape) for start, end, shape in record["cues"]), record.get("duration"),
-                     closed_shape=record.get("closed"))
+    record["heard"] = heard  # (looked at once per trim, whether or not it can be followed)
+    trim = trim_of(record)
+    if trim is None:
+        return False
+    whole, settings, mapping_values = trim
+    try:
+        mapping = MouthMapping(sprites.settings_of(obj).schema, mapping_values)
+    except MappingError:
+        return False
     track = whole.heard_between(*(frames / scene_fps(scene) for frames in heard))
-    settings = CurveSettings(style=keys["style"], blend=keys["blend"], frame_rate=keys["fps"],
-                             start_frame=float(keys["start"]))
-    mapping = MouthMapping(sprites.settings_of(obj).schema, keys["mapping"])
     write_keys(strip.action, mouth_curves(track, settings, mapping).keyframes)
-    record["heard"] = heard
     return True
 
 

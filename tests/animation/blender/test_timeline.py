@@ -233,6 +233,58 @@ def test_a_line_whose_record_is_no_object_is_left_as_anybodys_strip(m, sprite):
     assert m.timeline.keep_sounds_with_lines(scene) == []
 
 
+def test_a_line_whose_record_holds_values_of_the_wrong_kind_stops_no_other_line(m, sprite):
+    """Fields of the wrong kind (a script's or another version's: a frame as text, a sound strip
+    as a list, no name) stopped the handler on every update before it reached the other lines
+    (unsupported operand, unhashable list), and the panel's list of lines (KeyError 'name')."""
+    scene = bpy.context.scene
+    tv, tv_sound = m.timeline.place_line(scene, sprite, m.formats.read_cues(shared_path(*WATCHING_TV_CUES, "ps_json.json")),
+                                         "tv", 1, shared_path(*WATCHING_TV))
+    line, line_sound = m.timeline.place_line(scene, sprite, m.formats.read_cues(shared_path(*ELECTRICITY_CUES, "ps_xml.xml")),
+                                             "electricity", 200, shared_path(*ELECTRICITY))
+    record = json.loads(tv.action[m.timeline.RECORD])
+    del record["name"]
+    record.update(frame="1", sound_frame=[1], fps="24")
+    tv.action[m.timeline.RECORD] = json.dumps(record)
+    assert sorted(m.timeline.line_names(sprite)) == ["electricity", "tv"]  # the strip's name stands in
+    line.frame_start_ui = 300  # moved in the NLA editor: its sound follows
+    bpy.context.view_layer.update()
+    assert (line.frame_start, line_sound.frame_start) == (300, 300)
+    # The damaged line starts over from where its strips are now, and is followed from then on.
+    tv.frame_start_ui = 20
+    bpy.context.view_layer.update()
+    assert (tv.frame_start, tv_sound.frame_start) == (20, 20)
+    record = m.timeline.record_of(tv.action)
+    assert (record["frame"], record["sound_frame"], record["fps"]) == (20, 20, 24)
+    # A sound strip named by a list is no sound of the line's: the line is left where it is.
+    record["sound"] = ["Anna: tv"]
+    tv.action[m.timeline.RECORD] = json.dumps(record)
+    tv_sound.frame_start = 40
+    bpy.context.view_layer.update()
+    assert (tv.frame_start, tv_sound.frame_start) == (20, 40)
+    assert m.timeline.keep_sounds_with_lines(scene) == []
+    assert m.timeline.remove_line(scene, sprite, "tv")  # the strip's name finds it
+    assert "Anna: tv" in scene.sequence_editor.strips  # (a sound it no longer names is not its to remove)
+
+
+def test_an_adopted_line_whose_trim_record_is_damaged_is_no_longer_keyed_again(m, sprite):
+    scene = bpy.context.scene
+    first, _ = laid_out_dialogue(scene)
+    (result,), _ = run(m.timeline.LipSyncStripsJob(scene, sprite, ["tv take 3"]))
+    line = result.placed[0]
+    keys = m.timeline.read_keys(line.action)
+    record = m.timeline.record_of(line.action)
+    record["cues"][3] = [1.0, 0.5, "B"]  # ends before it starts
+    line.action[m.timeline.RECORD] = json.dumps(record)
+    first.frame_offset_start = 30
+    bpy.context.view_layer.update()
+    assert m.timeline.read_keys(line.action) == keys  # as keyed: the trim could not be followed
+    assert m.timeline.record_of(line.action)["heard"][0] == 30  # looked at once, not on every update
+    first.frame_start = 5  # still the strip that leads the line
+    bpy.context.view_layer.update()
+    assert line.frame_start == 5
+
+
 def test_a_new_frame_rate_keeps_each_lines_mouth_on_its_words(m, sprite):
     # Blender keeps strips on their first frames and plays a sound over the frames its seconds
     # now take; the line's keys stayed on theirs, and at 30 fps a 24 fps line ran 25% ahead.

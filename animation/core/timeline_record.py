@@ -1,0 +1,88 @@
+"""The record the timeline keeps on each action it makes, read back.
+
+The record is JSON in an ID property of the action: what the strip is (kind), a line's name and
+sound strip, the frames the line and its sound were last on, and for a line made from an
+animator's sound strip what keys it again when that strip is trimmed. A .blend keeps these for as
+long as it lives, and a script, another version or a damaged file can leave a field holding a
+value of the wrong kind. Read back here, such a field counts as absent: a damaged line then costs
+only what that field held (its sound no longer followed, a trim no longer keyed again) and never
+stops the panel or the handler that walk every line on every update.
+"""
+
+import math
+
+from ...lipsync.cues import Cue, CueTrack
+from ...lipsync.curves import CurveSettings
+
+
+def _text(value):
+    return isinstance(value, str)
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _flag(value):
+    return isinstance(value, bool)
+
+
+def _object(value):
+    return isinstance(value, dict)
+
+
+def _list(value):
+    return isinstance(value, list)
+
+
+def _frame_span(value):
+    return isinstance(value, list) and len(value) == 2 and all(_number(frame) for frame in value)
+
+
+def _number_or_none(value):
+    return value is None or _number(value)
+
+
+def _text_or_none(value):
+    return value is None or _text(value)
+
+
+# Each field the timeline writes, and what a readable value of it is. Fields not named here (a
+# newer version's) are kept as they are.
+FIELDS = {
+    "kind": _text, "name": _text, "source": _text, "generator": _text, "settings": _object,
+    "fps": _number,  # the scene's frame rate the strip was timed at
+    "sound": _text, "frame": _number, "sound_frame": _number,  # a line's sound strip, and where both were last
+    "adopted": _flag, "heard": _frame_span, "cues": _list, "duration": _number_or_none,
+    "closed": _text_or_none, "keys": _object,  # an adopted line's trims (trim_of)
+}
+
+
+def readable_record(value):
+    """The record's fields that read, as a dict; {} for a value that is no record (no object, or
+    no kind): the strip is then nobody's that the timeline knows."""
+    if not isinstance(value, dict):
+        return {}
+    record = {field: held for field, held in value.items() if field not in FIELDS or FIELDS[field](held)}
+    return record if "kind" in record else {}
+
+
+def trim_of(record):
+    """(the whole CueTrack, CurveSettings, mouth mapping values) that an adopted line is keyed
+    again from when its sound strip is trimmed anew; None where the record holds none that reads
+    (a line older than trims being followed, or a damaged one)."""
+    keys, cues = record.get("keys"), record.get("cues")
+    if not isinstance(keys, dict) or not isinstance(cues, list):
+        return None
+    if not all(isinstance(cue, list) and len(cue) == 3 for cue in cues):
+        return None
+    if not (_number(keys.get("fps")) and _number(keys.get("start")) and _object(keys.get("mapping"))):
+        return None
+    try:
+        whole = CueTrack(tuple(Cue(start, end, shape) for start, end, shape in cues), record.get("duration"),
+                         closed_shape=record.get("closed"))
+        settings = CurveSettings(style=keys.get("style"), blend=keys.get("blend"), frame_rate=keys["fps"],
+                                 start_frame=float(keys["start"]))
+    except ValueError:  # (CueError is one): a cue, shape, style or blend out of its range
+        return None
+    return whole, settings, keys["mapping"]
