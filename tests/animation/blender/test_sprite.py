@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from colour_profiles import save_in_profile
+
 pytestmark = pytest.mark.slow
 
 FRAMES = (1, 24)
@@ -410,12 +412,14 @@ def save_tiff_with_associated_alpha(path, rgba):
                      + pixels + directory + struct.pack("<I", 0))
 
 
-@pytest.mark.parametrize("kind", [".qoi", ".avif", "16-bit .png", "associated-alpha .tif"])
+@pytest.mark.parametrize("kind", [".qoi", ".avif", "16-bit .png", "associated-alpha .tif", "Display P3 .png"])
 def test_a_picture_blender_reads_otherwise_or_not_at_all_is_posed_as_drawn(ext, ext_module, picture, tmp_path, kind):
     # THA Studio reads it (Pillow), Blender 5.0 does not: its picture had no pixels, and the bake
     # failed asking whether its file was missing. (The add-on's file browser offers it.) A 16-bit
     # PNG Blender reads as float pixels, premultiplied and linear, which posed a darker picture;
     # a TIFF's premultiplied colour it reads as straight, which darkened the hair's soft edges.
+    # A picture saved in Display P3 (an iPad's or a Mac's drawing apps) Blender reads as sRGB,
+    # its saturated colours up to 117 levels off.
     suffix = kind.split()[-1]
     offered = bpy.ops.tha_studio.add_talking_head.get_rna_type().properties["filter_glob"].default
     assert f"*{suffix}" in offered.split(";")
@@ -425,6 +429,8 @@ def test_a_picture_blender_reads_otherwise_or_not_at_all_is_posed_as_drawn(ext, 
         save_16_bit_png(saved, drawn)
     elif kind.startswith("associated"):
         save_tiff_with_associated_alpha(saved, drawn)
+    elif kind.startswith("Display P3"):
+        save_in_profile(drawn, "Display P3", saved)
     else:
         Image.fromarray(drawn).save(saved)
     obj = add_sprite(saved)
@@ -440,6 +446,8 @@ def test_a_picture_blender_reads_otherwise_or_not_at_all_is_posed_as_drawn(ext, 
         assert difference.mean() < 2
     elif suffix == ".tif":  # (premultiplied colour, rounded: within a level where alpha is half or more)
         assert difference[reference[..., 3] >= 128].max() <= 1 and difference[..., 3].max() == 0
+    elif kind.startswith("Display P3"):  # (8-bit rounding in the other space)
+        assert difference.max() <= 3 and difference[..., 3].max() == 0
     else:
         assert difference.max() == 0
     obj.data.shape_keys.key_blocks["mouth_aaa"].value = 1.0
