@@ -7,11 +7,33 @@ why the temporary file lives beside the target.
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 TEMP_SUFFIX = ".tmp"
 MAX_NAME_BYTES = 255  # a file name's limit on ext4, XFS, Btrfs, APFS and NTFS (in UTF-16 units there)
 TAG_ROOM = 48  # bytes kept for ".<tag>" in a temporary name (tags are a shard and a process id)
+
+
+# The names Windows keeps for its devices: a file or folder so named, with any extension ("con.wav"),
+# cannot be made there. (COM and LPT with superscript digits are among them.)
+WINDOWS_DEVICE_NAMES = frozenset({"CON", "PRN", "AUX", "NUL", *(f"{port}{digit}" for port in ("COM", "LPT")
+                                                                  for digit in "123456789\u00b9\u00b2\u00b3")})
+
+
+WINDOWS_REFUSED = re.compile(r'[<>:"/\\|?*\x00-\x1f]')  # characters no Windows file name holds
+
+
+def portable_name(name):
+    """A file or folder name made from a user's (a sprite's, a sound's) as every system can make
+    it: a .blend moves between systems, and its bake goes wherever it is opened. Windows refuses
+    some characters (each becomes an underscore), its device names whatever their case and
+    extension, and a name that ends in a dot or a space (those get an underscore)."""
+    name = WINDOWS_REFUSED.sub("_", name)
+    stem, dot, rest = name.partition(".")
+    if stem.rstrip(" ").upper() in WINDOWS_DEVICE_NAMES:
+        name = f"{stem}_{dot}{rest}"
+    return name if not name.endswith((".", " ")) else name + "_"
 
 
 def temp_stem(path):

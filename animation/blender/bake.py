@@ -39,15 +39,16 @@ class BakeResult:
 def default_cache_dir(obj, fallback_folder=None):
     """`//tha_cache/<sprite>/` beside a saved .blend, else `<fallback_folder>/<sprite>/` (the
     extension's user folder from the UI; never the extension's own folder). <sprite> is the
-    name as a folder name can hold it, numbered where another sprite already bakes there
-    ("Anna.001" and "Anna 001" are both Anna_001)."""
+    name as a folder name can hold it on every system (sprite.folder_name: "Con" is Con_, for
+    Windows), numbered where another sprite already bakes there ("Anna.001" and "Anna 001" are
+    both Anna_001)."""
     if bpy.data.filepath:
         parent = f"//{CACHE_FOLDER}/"
     elif fallback_folder is None:
         raise sprites.SpriteError("save the .blend first or choose a cache folder: the bake needs a place to write")
     else:
         parent = str(Path(fallback_folder)) + "/"
-    safe = bpy.path.clean_name(obj.name)
+    safe = sprites.folder_name(obj.name)
     taken = sprites.folders_of_other_sprites(obj)
     name, number = safe, 1
     while Path(bpy.path.abspath(parent + name)) in taken:

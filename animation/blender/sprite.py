@@ -28,6 +28,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
+from ...atomic_files import portable_name
 from ...errors import UserError
 from ...pose.character_image import (CharacterImageError, fit_character_image, linear_to_srgb, prepare_character_image,
                                      turned_by_exif)
@@ -361,12 +362,17 @@ def own_cache_dir(obj):
         return False
     sharing = [other for other in _other_sprites(obj) if cache_folder_of(other) == folder]
     keeper = min([obj, *sharing], key=lambda o: (o.name != settings_of(o).baked_by,
-                                                 bpy.path.clean_name(o.name) != folder.name, o.name))
+                                                 folder_name(o.name) != folder.name, o.name))
     if keeper is obj:
         return False
     settings.cache_dir = ""
     store_settings(obj, settings)
     return True
+
+
+def folder_name(name):
+    """A sprite's name as its bake folder's name: what a folder name can hold, on every system."""
+    return portable_name(bpy.path.clean_name(name))
 
 
 def cache_folder_of(obj):

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import bpy
 
+from ...atomic_files import portable_name
 from ...errors import UserError
 from ...jobs import Job, Progress
 from ...lipsync.analyser import Analysis
@@ -596,7 +597,7 @@ def recording_of_strip(strip):
     named = Path(sound.filepath).name if sound.filepath else ""
     if sound.packed_file is not None:
         folder = tempfile.TemporaryDirectory(prefix="tha_studio_audio_")
-        path = Path(folder.name) / (named if Path(named).suffix else f"{bpy.path.clean_name(sound.name)}.wav")
+        path = Path(folder.name) / portable_name(named if Path(named).suffix else f"{bpy.path.clean_name(sound.name)}.wav")
         path.write_bytes(sound.packed_file.data)
         return path, folder
     path = Path(bpy.path.abspath(sound.filepath, library=sound.library))

@@ -548,6 +548,19 @@ def test_sprites_whose_names_make_one_folder_name_bake_apart(ext, ext_module, pi
     assert np.array_equal(read_rgba(second_folder / "frames" / "frame_0001.png"), second_frame)
 
 
+def test_a_sprite_named_as_a_windows_device_bakes_into_a_folder_windows_can_make(ext, ext_module, picture, tmp_path):
+    # A .blend moves between systems and bakes where it is opened (a render farm's Windows
+    # node): a sprite called "Con" baked into //tha_cache/Con/, which Windows cannot make.
+    bake_module = ext_module("animation.blender.bake")
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "devices.blend"))
+    con, console = add_sprite(picture), add_sprite(picture)
+    con.name, console.name = "Con", "Console"
+    folders = [bake_module.BakeJob(bpy.context.scene, obj, 1, 1).run().folder for obj in (con, console)]
+    assert [folder.name for folder in folders] == ["Con_", "Console"]
+    assert all((folder / "frames" / "frame_0001.png").is_file() for folder in folders)
+    assert bake_module.BakeJob(bpy.context.scene, con, 1, 1).run().folder == folders[0]  # and keeps it
+
+
 def test_the_sprite_that_made_a_folder_keeps_it_from_a_copy_renamed_to_sort_first(ext, ext_module, picture, tmp_path):
     # A copy renamed "Anna 001" bears the folder's name (Anna_001) and sorts before its original
     # "Anna.001": by names alone it took the folder, and the original's next bake moved out.

@@ -596,6 +596,19 @@ def test_a_packed_sound_strip_lip_syncs_and_another_sprites_line_keeps_its_strip
     assert not m.timeline.line_names(other)
 
 
+def test_a_packed_sound_is_written_out_under_a_name_every_system_can_make(m, tmp_path):
+    # Named as its file was, where it was packed: "con.wav" is Windows' console, not a file.
+    recording = tmp_path / "con.wav"
+    recording.write_bytes(shared_path("assets", "lipsync", "audio", "s1_plosives.wav").read_bytes())
+    strip = bpy.context.scene.sequence_editor_create().strips.new_sound("con", str(recording), 1, 1)
+    strip.sound.pack()
+    path, folder = m.timeline.recording_of_strip(strip)
+    try:
+        assert path.name == "con_.wav" and path.read_bytes() == recording.read_bytes()
+    finally:
+        folder.cleanup()
+
+
 def test_cancelling_an_analysis_stops_it_and_places_nothing(m, sprite):
     scene = bpy.context.scene
     before = scene_state()
