@@ -19,8 +19,6 @@ TAG_ROOM = 48  # bytes kept for ".<tag>" in a temporary name (tags are a shard a
 # cannot be made there. (COM and LPT with superscript digits are among them.)
 WINDOWS_DEVICE_NAMES = frozenset({"CON", "PRN", "AUX", "NUL", *(f"{port}{digit}" for port in ("COM", "LPT")
                                                                   for digit in "123456789\u00b9\u00b2\u00b3")})
-
-
 WINDOWS_REFUSED = re.compile(r'[<>:"/\\|?*\x00-\x1f]')  # characters no Windows file name holds
 
 

@@ -16,6 +16,7 @@ def test_a_name_windows_keeps_for_a_device_or_cannot_end_with_gets_an_underscore
     assert portable_name(name) == portable
 
 
-@pytest.mark.parametrize("name", ["Anna", "Anna_001", "CONSOLE", "COM0", "COM10", "x.con", "Connie.wav", "ミク", "a.b"])
+@pytest.mark.parametrize("name", ["Anna", "Anna_001", "CONSOLE", "COM0", "COM10", "x.con", "Connie.wav", "ミク",
+                                  "a.b"])
 def test_any_other_name_is_left_as_it_is(name):
     assert portable_name(name) == name

@@ -597,7 +597,8 @@ def recording_of_strip(strip):
     named = Path(sound.filepath).name if sound.filepath else ""
     if sound.packed_file is not None:
         folder = tempfile.TemporaryDirectory(prefix="tha_studio_audio_")
-        path = Path(folder.name) / portable_name(named if Path(named).suffix else f"{bpy.path.clean_name(sound.name)}.wav")
+        written = named if Path(named).suffix else f"{bpy.path.clean_name(sound.name)}.wav"
+        path = Path(folder.name) / portable_name(written)
         path.write_bytes(sound.packed_file.data)
         return path, folder
     path = Path(bpy.path.abspath(sound.filepath, library=sound.library))
@@ -622,8 +623,8 @@ def _heard_frames(sound):
 
 def _follow_trim(scene, obj, strip, record, sound):
     """Key an adopted line again for the part of its recording its strip now plays (trimmed or
-    let out since): the mouth closed where nothing is heard. False when the trim is unchanged
-    (or the line is older than trims being followed)."""
+    let out since): the mouth closed where nothing is heard. False when the trim is unchanged,
+    or the line's record holds no trim that reads (older than trims being followed, or damaged)."""
     heard = _heard_frames(sound)
     if heard == record.get("heard"):
         return False

@@ -36,7 +36,8 @@ def test_a_field_of_the_wrong_kind_reads_as_absent(field, value):
 
 def test_the_trim_record_of_an_adopted_line_reads_as_what_keys_it():
     whole, settings, mapping = trim_of(readable_record(TRIM))
-    assert [(cue.start, cue.end, cue.shape) for cue in whole.cues] == [(0.0, 0.5, "X"), (0.5, 0.7, "B"), (0.7, 1.0, "E")]
+    assert [(cue.start, cue.end, cue.shape) for cue in whole.cues] == [
+        (0.0, 0.5, "X"), (0.5, 0.7, "B"), (0.7, 1.0, "E")]
     assert (whole.duration, whole.closed_shape) == (1.2, "X")
     assert (settings.style, settings.blend, settings.frame_rate, settings.start_frame) == ("eased", 0.06, 24.0, 20.0)
     assert mapping == TRIM["keys"]["mapping"]
@@ -46,7 +47,8 @@ def test_the_trim_record_of_an_adopted_line_reads_as_what_keys_it():
     {"cues": None}, {"keys": None}, {"cues": [[0.0, 0.5]]}, {"cues": [[0.0, 0.5, "Q"]]}, {"cues": [[0.5, 0.0, "A"]]},
     {"cues": [[0.0, 0.5, "A"], [0.2, 0.7, "B"]]}, {"cues": [["0", 0.5, "A"]]}, {"cues": [[0.0, 0.5, ["A"]]]},
     {"cues": [7]}, {"duration": -1.0}, {"closed": "Q"},
-    {"keys": {**TRIM["keys"], "fps": 0}}, {"keys": {**TRIM["keys"], "fps": "24"}}, {"keys": {**TRIM["keys"], "start": None}},
+    {"keys": {**TRIM["keys"], "fps": 0}}, {"keys": {**TRIM["keys"], "fps": "24"}},
+    {"keys": {**TRIM["keys"], "start": None}},
     {"keys": {**TRIM["keys"], "style": "bouncy"}}, {"keys": {**TRIM["keys"], "style": {"a": 1}}},
     {"keys": {**TRIM["keys"], "blend": 99}}, {"keys": {**TRIM["keys"], "mapping": "default"}},
     {"keys": {key: value for key, value in TRIM["keys"].items() if key != "style"}},
