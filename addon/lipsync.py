@@ -475,10 +475,13 @@ class THA_PT_talking_head_timeline(bpy.types.Panel):
         try:
             schema = get_schema(sprites.settings_of(obj).schema)
             lines = timeline.timeline_strips(obj, "line")
-            mapping = timeline.mouth_mapping(obj)
         except UserError as error:
             layout.label(text=str(error), icon="ERROR")
             return
+        try:
+            mapping, mapping_error = timeline.mouth_mapping(obj), None
+        except UserError as error:  # (shown in its box, whose presets set it again)
+            mapping, mapping_error = None, error
         box = layout.box()
         row = box.row(align=True)
         row.operator(THA_OT_lip_sync.bl_idname, icon="SPEAKER")
@@ -493,15 +496,18 @@ class THA_PT_talking_head_timeline(bpy.types.Panel):
         row = box.row(align=True)
         for identifier, label, _ in timeline.MAPPING_PRESETS:
             row.operator(THA_OT_mouth_mapping_preset.bl_idname, text=label).preset = identifier
+        if mapping_error is not None:
+            box.label(text=str(mapping_error), icon="ERROR")
         editor = context.window_manager.tha_mouth_mapping_editor
         box.row().prop(editor, "shape", expand=True)
         box.label(text=SHAPE_DESCRIPTIONS[editor.shape])
         column = box.column(align=True)
         for parameter in schema.group_names("mouth"):
             column.prop(editor, parameter, slider=True)
-        used = ", ".join(f"{shape}: {' '.join(f'{k[6:]}={v:g}' for k, v in values.items()) or 'closed'}"
-                         for shape, values in mapping.values.items())
-        box.label(text=used[:120])
+        if mapping is not None:
+            used = ", ".join(f"{shape}: {' '.join(f'{k[6:]}={v:g}' for k, v in values.items()) or 'closed'}"
+                             for shape, values in mapping.values.items())
+            box.label(text=used[:120])
 
         box = layout.box()
         box.label(text="Life between words", icon="FORCE_TURBULENCE")

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import bpy
 
+from ...errors import UserError
 from ...pose.schema import get_schema
 from ...render.formats.mmd import vmd
-from ..core.face_capture import ArkitMapping, capture_keyframes, read_live_link_csv
+from ..core.face_capture import ArkitMapping, FaceCaptureError, capture_keyframes, read_live_link_csv
 from ..core.keys import flat_bezier_keys
 from ..core.mmd_motion import MotionError, motion_keyframes
 from ..core.presets import (EXPRESSION_GROUPS, Preset, PresetError, builtin_presets, expression_parameters,
@@ -150,6 +151,9 @@ def arkit_mapping(obj):
     schema_name = sprites.settings_of(obj).schema
     if not text:
         return ArkitMapping.default(schema_name)
+    if not isinstance(text, str):  # (a script's value, where the mapping's JSON text belongs)
+        raise FaceCaptureError(f"{obj.name}'s ARKit mapping holds {timeline.held_kind(text)}, not a mapping's "
+                               "text: Edit ARKit Mapping starts again from the default")
     return ArkitMapping.from_json(text, source=f"{obj.name}'s ARKit mapping")
 
 
@@ -168,8 +172,16 @@ def arkit_mapping_text_name(obj):
 def edit_arkit_mapping(obj):
     """A text datablock holding the sprite's ARKit mapping, to edit in the Text Editor."""
     name = arkit_mapping_text_name(obj)
+    try:
+        content = arkit_mapping(obj).to_json()
+    except UserError:
+        # A stored mapping that does not read is opened as it is, to mend (else it could be
+        # neither used nor edited), or the default where it is no text at all.
+        stored = obj.get(ARKIT_MAPPING_PROPERTY)
+        default = ArkitMapping.default(sprites.settings_of(obj).schema)
+        content = stored if isinstance(stored, str) else default.to_json()
     text = bpy.data.texts.get(name) or bpy.data.texts.new(name)
-    text.from_string(arkit_mapping(obj).to_json())
+    text.from_string(content)
     return text
 
 

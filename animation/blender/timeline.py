@@ -113,12 +113,22 @@ def mapping_preset(preset, schema_name):
                         f"{', '.join(p[0] for p in MAPPING_PRESETS)}")
 
 
+def held_kind(value):
+    """What an ID property holds, in words (where THA Studio keeps text, and a script left other)."""
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a group of values" if hasattr(value, "keys") else "a list of values"
+
+
 def mouth_mapping(obj):
     """The sprite's mouth mapping: its own (saved in the .blend) or the default of its schema."""
     schema_name = sprites.settings_of(obj).schema
     text = obj.get(MAPPING_PROPERTY)
     if not text:
         return MouthMapping.default(schema_name)
+    if not isinstance(text, str):  # (a script's value, where the mapping's JSON text belongs)
+        raise MappingError(f"{obj.name}'s mouth mapping holds {held_kind(text)}, not a mapping's text: "
+                           "choose a mouth mapping preset to set it again")
     return MouthMapping.from_json(text, schema_name, source=f"{obj.name}'s mouth mapping")
 
 
@@ -762,6 +772,8 @@ def keep_sounds_with_lines(scene):
     that were rescaled or keyed again."""
     fps = scene_fps(scene)
     lines_fps = scene.get(LINES_FPS_PROPERTY)
+    if not isinstance(lines_fps, (int, float)) or not math.isfinite(lines_fps):
+        lines_fps = None  # (a script's value: the lines' rate is not known, as before it was kept)
     rate_changed = lines_fps is not None and not math.isclose(lines_fps, fps, rel_tol=1e-9)
     editor = scene.sequence_editor
     sounds = _all_strips(editor) if editor is not None else {}

@@ -164,3 +164,45 @@ def test_a_take_can_start_at_a_frame_given_instead_of_the_current_one(ext_module
     bpy.context.scene.frame_current = 7
     assert bpy.ops.tha_studio.import_mmd_motion(filepath=str(path), use_current_frame=False, start_frame=40) == {"FINISHED"}
     assert sprite.data.shape_keys.animation_data.nla_tracks["THA face capture"].strips["given"].frame_start == 40
+
+
+def test_mappings_and_the_lines_rate_a_script_left_of_the_wrong_kind_are_named_and_mended(ext_module, sprite):
+    # A script's value where THA Studio keeps JSON text (or the lines' frame rate) failed with
+    # Python's words: the mouth mapping stopped the panel on every redraw and every lip sync; a
+    # broken ARKit mapping could be neither used nor opened to mend; the rate stopped the handler
+    # that keeps sounds with their lines on every update.
+    timeline = ext_module("animation.blender.timeline")
+    expressions = ext_module("animation.blender.expressions")
+    sprite[timeline.MAPPING_PROPERTY] = 5
+    with pytest.raises(timeline.MappingError, match="Anna's mouth mapping holds a number, not a mapping's text: "
+                                                    "choose a mouth mapping preset"):
+        timeline.mouth_mapping(sprite)
+    with pytest.raises(RuntimeError, match="Anna's mouth mapping holds a number"):
+        bpy.ops.tha_studio.lip_sync(filepath=str(shared_path(*CUES)))
+    assert bpy.ops.tha_studio.mouth_mapping_preset(preset="DEFAULT") == {"FINISHED"}  # the panel's presets mend it
+    assert timeline.mouth_mapping(sprite).values == timeline.MouthMapping.default("tha3").values
+
+    sprite[expressions.ARKIT_MAPPING_PROPERTY] = [1, 2]
+    with pytest.raises(expressions.FaceCaptureError, match="Anna's ARKit mapping holds a list of values, not a "
+                                                           "mapping's text: Edit ARKit Mapping starts again"):
+        expressions.arkit_mapping(sprite)
+    assert bpy.ops.tha_studio.edit_arkit_mapping() == {"FINISHED"}  # opened from the default
+    text = bpy.data.texts["Anna ARKit mapping.json"]
+    assert text.as_string() == expressions.ArkitMapping.default("tha3").to_json()
+    broken = text.as_string()[:-3]
+    sprite[expressions.ARKIT_MAPPING_PROPERTY] = broken
+    assert bpy.ops.tha_studio.edit_arkit_mapping() == {"FINISHED"}  # opened as stored, to mend
+    assert text.as_string() == broken
+    text.from_string(expressions.ArkitMapping.default("tha3").to_json())
+    assert bpy.ops.tha_studio.use_arkit_mapping() == {"FINISHED"}
+    assert expressions.arkit_mapping(sprite).to_json() == text.as_string()
+
+    scene = bpy.context.scene
+    line, sound = timeline.place_line(scene, sprite, ext_module("lipsync.formats").read_cues(shared_path(*CUES)),
+                                      "tv", 1, shared_path(*AUDIO))
+    scene[timeline.LINES_FPS_PROPERTY] = "24"
+    assert timeline.keep_sounds_with_lines(scene) == []
+    assert scene[timeline.LINES_FPS_PROPERTY] == 24.0  # known again
+    line.frame_start_ui = 30
+    bpy.context.view_layer.update()
+    assert (line.frame_start, sound.frame_start) == (30, 30)
