@@ -140,9 +140,9 @@ def in_srgb(rgba, icc_profile):
     picture in: converted from the RGB colour space its ICC profile names (Display P3, as an
     iPad's or a Mac's drawing apps save by default; Rec. 2020), or as it is. Blender reads the
     values as sRGB whatever the profile says, so a sprite packs the converted copy
-    (animation/blender/sprite.py). A profile that is sRGB's own, in any of its variants, leaves
-    every value as it is; one that cannot be read or is no RGB one (grey, CMYK) is passed over,
-    as viewers pass it over."""
+    (animation/blender/sprite.py). A profile that is sRGB's own (one that takes every colour of
+    a grid to within a level of itself) leaves every value as it is; one that cannot be read or
+    is no RGB one (grey, CMYK) is passed over, as viewers pass it over."""
     if not icc_profile:
         return rgba
     transform = _to_srgb(bytes(icc_profile))
