@@ -278,7 +278,7 @@ class ArkitMapping:
                                        f"{{channel: number}}}}, got {rule!r}")
             offset = rule.get("offset", 0.0)
             weights = rule.get("weights", {})
-            if not _is_number(offset):
+            if not json_text.is_number(offset):
                 raise FaceCaptureError(f"ARKit mapping: {parameter} offset {offset!r} is not a number")
             if not isinstance(weights, dict):
                 raise FaceCaptureError(f"ARKit mapping: {parameter} weights must be {{channel: number}}, got {weights!r}")
@@ -288,7 +288,7 @@ class ArkitMapping:
                 if canonical is None:
                     raise FaceCaptureError(f"ARKit mapping: {parameter} reads {channel!r}, which is not an ARKit "
                                            f"blendshape or a Live Link Face rotation")
-                if not _is_number(weight):
+                if not json_text.is_number(weight):
                     raise FaceCaptureError(f"ARKit mapping: {parameter} weight of {canonical} {weight!r} is not a number")
                 named[canonical] = named.get(canonical, 0.0) + float(weight)
             checked[parameter] = {"offset": float(offset), "weights": named}
@@ -350,15 +350,11 @@ class ArkitMapping:
             raise FaceCaptureError(f"{source}: {error}") from None
 
 
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def capture_keyframes(capture, mapping=None, fps=24.0, frame_start=1):
     """{parameter: [Keyframe]}: the mapped capture resampled to the scene's frames (linear
     between capture rows), its first row on `frame_start`, keyed LINEAR where values change."""
     mapping = mapping or ArkitMapping.default()
-    if not _is_number(fps) or fps <= 0:
+    if not json_text.is_number(fps) or fps <= 0:
         raise FaceCaptureError(f"scene rate must be a positive number of frames per second, got {fps!r}")
     mapped = mapping.apply(capture)
     count = int(math.floor(capture.duration * fps + 1e-9)) + 1

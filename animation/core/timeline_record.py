@@ -9,18 +9,13 @@ only what that field held (its sound no longer followed, a trim no longer keyed 
 stops the panel or the handler that walk every line on every update.
 """
 
-import math
-
+from ...json_text import is_number
 from ...lipsync.cues import Cue, CueTrack
 from ...lipsync.curves import CurveSettings
 
 
 def _text(value):
     return isinstance(value, str)
-
-
-def _number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _flag(value):
@@ -36,11 +31,11 @@ def _list(value):
 
 
 def _frame_span(value):
-    return isinstance(value, list) and len(value) == 2 and all(_number(frame) for frame in value)
+    return isinstance(value, list) and len(value) == 2 and all(is_number(frame) for frame in value)
 
 
 def _number_or_none(value):
-    return value is None or _number(value)
+    return value is None or is_number(value)
 
 
 def _text_or_none(value):
@@ -51,8 +46,8 @@ def _text_or_none(value):
 # newer version's) are kept as they are.
 FIELDS = {
     "kind": _text, "name": _text, "source": _text, "generator": _text, "settings": _object,
-    "fps": _number,  # the scene's frame rate the strip was timed at
-    "sound": _text, "frame": _number, "sound_frame": _number,  # a line's sound strip, and where both were last
+    "fps": is_number,  # the scene's frame rate the strip was timed at
+    "sound": _text, "frame": is_number, "sound_frame": is_number,  # a line's sound strip, and where both were last
     "adopted": _flag, "heard": _frame_span, "cues": _list, "duration": _number_or_none,
     "closed": _text_or_none, "keys": _object,  # an adopted line's trims (trim_of)
 }
@@ -76,7 +71,7 @@ def trim_of(record):
         return None
     if not all(isinstance(cue, list) and len(cue) == 3 for cue in cues):
         return None
-    if not (_number(keys.get("fps")) and _number(keys.get("start")) and _object(keys.get("mapping"))):
+    if not (is_number(keys.get("fps")) and is_number(keys.get("start")) and _object(keys.get("mapping"))):
         return None
     try:
         whole = CueTrack(tuple(Cue(start, end, shape) for start, end, shape in cues), record.get("duration"),

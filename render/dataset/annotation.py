@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 import socket
@@ -615,7 +614,7 @@ class Annotation:
                 raise AnnotationError(f"{source}: morph role {role!r} needs a list of morphs with names")
             for morph in morphs:
                 weight = morph.get("weight", 1.0)
-                if not _is_number(weight):
+                if not json_text.is_number(weight):
                     raise AnnotationError(f"{source}: morph role {role!r}: weight must be a number, got {weight!r}")
                 if morph.get("side") not in (None, LEFT, RIGHT):
                     raise AnnotationError(f"{source}: morph role {role!r}: side must be 'left' or 'right'")
@@ -716,17 +715,13 @@ class Annotation:
 def _check_offered(entry, where):
     """A role's confidence and candidates, which the panel and the review sheet show: a number,
     and a list of objects each with a name and, where given, a number."""
-    if not _is_number(entry.get("confidence", 1.0)):
+    if not json_text.is_number(entry.get("confidence", 1.0)):
         raise AnnotationError(f"{where}: confidence must be a number, got {entry.get('confidence')!r}")
     offered = entry.get("candidates", [])
     if not isinstance(offered, list) or not all(
-            isinstance(c, dict) and isinstance(c.get("name"), str) and _is_number(c.get("confidence", 0.0))
+            isinstance(c, dict) and isinstance(c.get("name"), str) and json_text.is_number(c.get("confidence", 0.0))
             for c in offered):
         raise AnnotationError(f"{where}: candidates must be a list of named morphs or bones with numeric confidences")
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def annotate_model(model, model_file, model_sha256="", previous=None):
