@@ -4,7 +4,7 @@ import bpy
 import numpy as np
 from PIL import Image
 
-from tha_studio.pose.character_image import linear_to_srgb
+from tha_studio.pose.colour_space import linear_to_srgb
 
 
 def decoded_frames(video, frames, fps, size):

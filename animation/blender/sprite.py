@@ -30,8 +30,8 @@ import numpy as np
 
 from ...atomic_files import portable_name
 from ...errors import UserError
-from ...pose.character_image import (CharacterImageError, fit_character_image, linear_to_srgb, prepare_character_image,
-                                     turned_by_exif)
+from ...pose.character_image import CharacterImageError, fit_character_image, prepare_character_image, turned_by_exif
+from ...pose.colour_space import linear_to_srgb
 from ...pose.schema import get_schema
 from ...render.blender import scene as scenes
 from ..core.bake_cache import frame_number, picture_digest

@@ -16,7 +16,7 @@ from ...errors import UserError
 from ... import json_text
 from ...input_files import not_a_file
 from ...lipsync.curves import MAX_FRAME
-from ...pose.character_image import linear_to_srgb
+from ...pose.colour_space import linear_to_srgb
 from ...render.blender import scene as scenes
 from . import sprite as sprites
 

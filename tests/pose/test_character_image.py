@@ -15,12 +15,11 @@ from tha_studio.pose.character_image import (
     CharacterImageError,
     fit_character_image,
     from_network,
-    linear_to_srgb,
     prepare_character_image,
-    srgb_to_linear,
     to_network,
     turned_by_exif,
 )
+from tha_studio.pose.colour_space import linear_to_srgb, srgb_to_linear
 from tha_studio.pose.schema import THA2, THA3
 
 
