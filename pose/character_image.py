@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..input_files import not_a_file
-from .colour_space import in_srgb, linear_to_srgb, srgb_to_linear
+from .colour_space import COLOUR_TAGS, in_srgb, linear_to_srgb, srgb_to_linear
 
 
 # The picture files a file browser offers: those with alpha that THA Studio reads (Pillow). Blender
@@ -85,7 +85,7 @@ def _open_rgba(path_or_array):
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 with Image.open(source) as opened:
                     opened.load()
-                    icc_profile = opened.info.get("icc_profile")
+                    colour_tags = {tag: opened.info[tag] for tag in COLOUR_TAGS if tag in opened.info}
                     # Upright as every viewer shows it (a phone's or an editor's orientation tag).
                     image = ImageOps.exif_transpose(opened)
         except FileNotFoundError:
@@ -110,7 +110,7 @@ def _open_rgba(path_or_array):
                 f"has no alpha channel (mode {image.mode}); THA needs a transparent background: "
                 "save it as an RGBA PNG with the background erased",
             )
-        return in_srgb(image.convert("RGBA"), icc_profile), source
+        return in_srgb(image.convert("RGBA"), colour_tags), source
     array = np.asarray(path_or_array)
     source = "the picture"
     if array.ndim != 3 or array.shape[2] != 4:

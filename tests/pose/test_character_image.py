@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from colour_profiles import PROFILES, icc_profile, save_in_profile
+from colour_profiles import (DISPLAY_P3_CHROMATICITY, PROFILES, icc_profile, png_colour_chunks, save_in_profile,
+                             save_with_gamma)
 from tha_studio.pose.character_image import (
     PICTURE_SUFFIXES,
     CharacterImageError,
@@ -203,6 +204,56 @@ def test_a_picture_whose_profile_is_srgb_or_unreadable_is_read_as_stored(charact
         saved = tmp_path / f"{name}.png"
         Image.open(character).convert("RGBA").save(saved, icc_profile=profile)
         assert np.array_equal(prepare_character_image(saved, THA3), expected)
+
+
+def test_a_png_whose_gama_and_chrm_chunks_name_another_colour_space_is_read_in_srgb(tha3_data, tmp_path):
+    """A PNG may give its colour space by its own chunks and no profile: ImageMagick writes a
+    picture of linear values with gAMA 1.0, an editor of an old Mac's gamma 1.8 writes 0.55556,
+    and cHRM gives primaries (Display P3's here). Read as stored they were off what was drawn."""
+    drawn = np.asarray(Image.open(tha3_data / "images/crypko_00.png").convert("RGBA"))
+    expected = prepare_character_image(drawn, THA3)
+    shown = expected[..., 3] > 0
+    for gamma in (1.0, 1 / 1.8):
+        saved = save_with_gamma(drawn, gamma, tmp_path / f"gamma {gamma:.2f}.png")
+        read = prepare_character_image(saved, THA3)
+        assert np.array_equal(read[..., 3], expected[..., 3])
+        difference = np.abs(read.astype(int) - expected)[shown]
+        # (a dark shade stored in 8-bit linear values loses levels: the mean says the rest)
+        assert difference.mean() < 0.6 and np.percentile(difference, 99) <= 3
+        as_stored = np.abs(np.asarray(Image.open(saved)).astype(int) - drawn)[drawn[..., 3] > 0]
+        assert as_stored.mean() > 10  # what reading it as sRGB gave
+    # Display P3 by cHRM reads as the same picture saved with Display P3's ICC profile does.
+    profiled = save_in_profile(drawn, "Display P3", tmp_path / "profile.png")
+    tagged = tmp_path / "chunks.png"
+    Image.fromarray(np.asarray(Image.open(profiled))).save(  # (the same values, without the profile)
+        tagged, pnginfo=png_colour_chunks(gamma=1 / 2.2, chromaticity=DISPLAY_P3_CHROMATICITY))
+    assert Image.open(tagged).info.get("icc_profile") is None
+    by_chunks, by_profile = prepare_character_image(tagged, THA3), prepare_character_image(profiled, THA3)
+    assert np.abs(by_chunks.astype(int) - by_profile).max() <= 1
+    assert np.abs(by_chunks.astype(int) - expected)[shown].max() <= 3
+
+
+@pytest.mark.parametrize("chunks, why", [
+    ({"gamma": 1 / 2.2}, "sRGB's stand-in, as libpng and ImageMagick write it"),
+    ({"gamma": 0.45455, "chromaticity": (0.3127, 0.329, 0.64, 0.33, 0.3, 0.6, 0.15, 0.06)}, "sRGB's"),
+    ({"gamma": 1.0, "srgb": True}, "an sRGB chunk ranks above gAMA"),
+    ({"gamma": 0.0}, "a gAMA of 0 is wrong, and passed over"),
+    ({"chromaticity": (0.3127, 0.329) + (0.3, 0.6) * 3}, "primaries that span no colour space"),
+    ({"chromaticity": (0.3127, 0.0, 0.64, 0.33, 0.3, 0.6, 0.15, 0.06)}, "a white of no brightness"),
+])
+def test_a_png_whose_colour_chunks_give_srgb_or_nothing_is_read_as_stored(character, tmp_path, chunks, why):
+    saved = tmp_path / "tagged.png"
+    Image.open(character).convert("RGBA").save(saved, pnginfo=png_colour_chunks(**chunks))
+    assert np.array_equal(prepare_character_image(saved, THA3), prepare_character_image(character, THA3)), why
+
+
+def test_an_icc_profile_ranks_above_a_pngs_gama(character, tmp_path):
+    """A PNG may carry both; PNG's specification ranks the profile first, as viewers do."""
+    saved = tmp_path / "both.png"
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.open(character).convert("RGBA").save(saved, icc_profile=srgb, pnginfo=png_colour_chunks(gamma=1.0))
+    assert Image.open(saved).info["gamma"] == 1.0
+    assert np.array_equal(prepare_character_image(saved, THA3), prepare_character_image(character, THA3))
 
 
 def test_unreadable_and_missing_files_are_named(tmp_path):

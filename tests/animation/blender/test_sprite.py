@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colour_profiles import save_in_profile
+from colour_profiles import save_in_profile, save_with_gamma
 
 pytestmark = pytest.mark.slow
 
@@ -412,14 +412,15 @@ def save_tiff_with_associated_alpha(path, rgba):
                      + pixels + directory + struct.pack("<I", 0))
 
 
-@pytest.mark.parametrize("kind", [".qoi", ".avif", "16-bit .png", "associated-alpha .tif", "Display P3 .png"])
+@pytest.mark.parametrize("kind", [".qoi", ".avif", "16-bit .png", "associated-alpha .tif", "Display P3 .png",
+                                  "linear .png"])
 def test_a_picture_blender_reads_otherwise_or_not_at_all_is_posed_as_drawn(ext, ext_module, picture, tmp_path, kind):
     # THA Studio reads it (Pillow), Blender 5.0 does not: its picture had no pixels, and the bake
     # failed asking whether its file was missing. (The add-on's file browser offers it.) A 16-bit
     # PNG Blender reads as float pixels, premultiplied and linear, which posed a darker picture;
     # a TIFF's premultiplied colour it reads as straight, which darkened the hair's soft edges.
     # A picture saved in Display P3 (an iPad's or a Mac's drawing apps) Blender reads as sRGB,
-    # its saturated colours up to 117 levels off.
+    # its saturated colours up to 117 levels off; one of linear values (a PNG's gAMA 1.0) darker.
     suffix = kind.split()[-1]
     offered = bpy.ops.tha_studio.add_talking_head.get_rna_type().properties["filter_glob"].default
     assert f"*{suffix}" in offered.split(";")
@@ -431,6 +432,8 @@ def test_a_picture_blender_reads_otherwise_or_not_at_all_is_posed_as_drawn(ext, 
         save_tiff_with_associated_alpha(saved, drawn)
     elif kind.startswith("Display P3"):
         save_in_profile(drawn, "Display P3", saved)
+    elif kind.startswith("linear"):
+        save_with_gamma(drawn, 1.0, saved)
     else:
         Image.fromarray(drawn).save(saved)
     obj = add_sprite(saved)
@@ -448,6 +451,8 @@ def test_a_picture_blender_reads_otherwise_or_not_at_all_is_posed_as_drawn(ext, 
         assert difference[reference[..., 3] >= 128].max() <= 1 and difference[..., 3].max() == 0
     elif kind.startswith("Display P3"):  # (8-bit rounding in the other space)
         assert difference.max() <= 3 and difference[..., 3].max() == 0
+    elif kind.startswith("linear"):  # (8-bit linear values lose the dark shades' levels)
+        assert difference.mean() < 0.6 and difference[..., 3].max() == 0
     else:
         assert difference.max() == 0
     obj.data.shape_keys.key_blocks["mouth_aaa"].value = 1.0
