@@ -110,7 +110,8 @@ def _open_rgba(path_or_array):
                 f"has no alpha channel (mode {image.mode}); THA needs a transparent background: "
                 "save it as an RGBA PNG with the background erased",
             )
-        return in_srgb(image.convert("RGBA"), colour_tags), source
+        grey = Image.getmodebase(image.mode) == "L"  # (grey, grey and alpha, 16-bit grey)
+        return in_srgb(image.convert("RGBA"), colour_tags, grey), source
     array = np.asarray(path_or_array)
     source = "the picture"
     if array.ndim != 3 or array.shape[2] != 4:

@@ -24,15 +24,16 @@ def linear_to_srgb(x):
 COLOUR_TAGS = ("icc_profile", "srgb", "gamma", "chromaticity")
 
 
-def in_srgb(rgba, tags):
+def in_srgb(rgba, tags, grey=False):
     """An RGBA picture's colours in sRGB, which THA's networks were trained in and Blender shows a
     picture in, from the colour space its file's tags (`COLOUR_TAGS`, Pillow's `info`) name, or
     as it is. Blender reads the values as sRGB whatever the tags say, so a sprite packs the
     converted copy (animation/blender/sprite.py). The tags rank as PNG's specification ranks them:
 
-    - an ICC profile: the RGB colour space it names (Display P3, as an iPad's or a Mac's drawing
-      apps save by default; Rec. 2020). One that cannot be read or is no RGB one (grey, CMYK)
-      is passed over, as viewers pass it over;
+    - an ICC profile: the colour space it names. An RGB one (Display P3, as an iPad's or a Mac's
+      drawing apps save by default; Rec. 2020), or on a `grey` picture a grey one (Photoshop's
+      Gray Gamma 1.8, or Dot Gain 20%, its default for grey). One that cannot be read or is of
+      other colours than the picture's (CMYK) is passed over, as viewers pass it over;
     - a PNG's sRGB chunk: sRGB;
     - a PNG's gAMA and cHRM chunks: the curve (1.0, which a picture of linear values carries;
       0.55 of an old Mac's gamma 1.8) and the primaries they give.
@@ -40,11 +41,15 @@ def in_srgb(rgba, tags):
     Tags that are sRGB's by another name (those that take every colour of a grid to within a
     level of itself) leave every value as it is."""
     if tags.get("icc_profile"):
-        transform = _profile_to_srgb(bytes(tags["icc_profile"]))
-        if transform is not None:
-            from PIL import ImageCms
+        transform = _profile_to_srgb(bytes(tags["icc_profile"]), grey)
+        if transform is None:
+            return rgba
+        from PIL import Image, ImageCms
 
-            ImageCms.applyTransform(rgba, transform, inPlace=True)  # (a large drawing: no second copy)
+        if grey:  # (the picture's grey is in each of its RGB channels)
+            shades = ImageCms.applyTransform(rgba.getchannel("R"), transform)
+            return Image.merge("RGBA", (*shades.split(), rgba.getchannel("A")))
+        ImageCms.applyTransform(rgba, transform, inPlace=True)  # (a large drawing: no second copy)
         return rgba
     if "srgb" in tags or not ("gamma" in tags or "chromaticity" in tags):
         return rgba
@@ -61,35 +66,41 @@ def in_srgb(rgba, tags):
     return Image.fromarray(values, "RGBA")
 
 
-_SRGB_LEVELS = np.linspace(0, 255, 18).round().astype(np.uint8)  # a grid of colours to tell sRGB by
+_SRGB_LEVELS = np.linspace(0, 255, 18).round().astype(np.uint8)
+# The colours to tell sRGB by: a grid, and for a grey profile every shade.
+_COLOUR_GRID = np.stack(np.meshgrid(_SRGB_LEVELS, _SRGB_LEVELS, _SRGB_LEVELS, indexing="ij"), axis=-1).reshape(-1, 3)
+_GREY_RAMP = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
 
 
-def _is_srgb(convert):
-    """Whether a conversion of (N, 3) uint8 colours takes every colour of a grid to within a level
-    of itself: sRGB by another name (a camera's or an editor's profile, an older ICC version's,
+def _is_srgb(convert, colours=_COLOUR_GRID):
+    """Whether a conversion of (N, 3) uint8 colours takes each of `colours` to within a level of
+    itself: sRGB by another name (a camera's or an editor's profile, an older ICC version's,
     PNG tags written out for sRGB)."""
-    grid = np.stack(np.meshgrid(_SRGB_LEVELS, _SRGB_LEVELS, _SRGB_LEVELS, indexing="ij"), axis=-1).reshape(-1, 3)
-    return np.abs(convert(grid).astype(int) - grid).max() <= 1
+    return np.abs(convert(colours).astype(int) - colours).max() <= 1
 
 
-def _profile_to_srgb(icc_profile):
-    """The RGBA transform from a profile to sRGB, or None where there is nothing to convert."""
+def _profile_to_srgb(icc_profile, grey=False):
+    """The transform from a profile to sRGB (RGBA to RGBA, or a grey picture's L to RGB), or None
+    where there is nothing to convert."""
     from PIL import Image, ImageCms
 
     try:
         source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
-        if source.profile.xcolor_space.strip() != "RGB":
+        if source.profile.xcolor_space.strip() != ("GRAY" if grey else "RGB"):
             return None
-        transform = ImageCms.buildTransform(source, ImageCms.createProfile("sRGB"), "RGBA", "RGBA",
+        modes = ("L", "RGB") if grey else ("RGBA", "RGBA")
+        transform = ImageCms.buildTransform(source, ImageCms.createProfile("sRGB"), *modes,
                                             renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return None
 
     def convert(rgb):
+        if grey:
+            return np.asarray(ImageCms.applyTransform(Image.fromarray(rgb[None, :, 0], "L"), transform))[0]
         opaque = np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], axis=-1)[None]
         return np.asarray(ImageCms.applyTransform(Image.fromarray(opaque, "RGBA"), transform))[0, :, :3]
 
-    return None if _is_srgb(convert) else transform
+    return None if _is_srgb(convert, _GREY_RAMP if grey else _COLOUR_GRID) else transform
 
 
 # sRGB's white (D65) and primaries as CIE xy, in cHRM's order: white, red, green, blue.

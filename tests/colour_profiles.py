@@ -66,3 +66,33 @@ def save_with_gamma(rgba, gamma, path):
     stored[..., :3] = np.rint(light ** gamma * 255.0)
     Image.fromarray(stored, "RGBA").save(path, pnginfo=png_colour_chunks(gamma=gamma))
     return path
+
+
+def grey_profile(gamma=None, table=None, name="Gray Gamma 1.8"):
+    """The bytes of an ICC v2 grey display profile, the one kind of profile a grey picture may
+    carry (Photoshop's grey working spaces: Gray Gamma 1.8 and 2.2, Dot Gain 20%): its white
+    (D50, as ICC's connection space has it) and its curve, a gamma or a table of 16-bit values.
+    Pillow builds no such profile, and Blender ships none."""
+    def tag_data(kind, body):
+        return kind + b"\0" * 4 + body
+
+    curve = (struct.pack(">IH", 1, round(gamma * 256)) if table is None
+             else struct.pack(f">I{len(table)}H", len(table), *(round(value * 65535) for value in table)))
+    text = name.encode("ascii") + b"\0"
+    tags = [
+        (b"desc", tag_data(b"desc", struct.pack(">I", len(text)) + text + b"\0" * 12 + b"\0" * 67)),
+        (b"wtpt", tag_data(b"XYZ ", struct.pack(">3i", *(round(v * 65536) for v in (0.9642, 1.0, 0.8249))))),
+        (b"kTRC", tag_data(b"curv", curve)),
+        (b"cprt", tag_data(b"text", b"No copyright, a test's profile\0")),
+    ]
+    table_size = 4 + 12 * len(tags)
+    offset, entries, data = 128 + table_size, [], b""
+    for signature, body in tags:
+        body += b"\0" * (-len(body) % 4)
+        entries.append(struct.pack(">4sII", signature, offset + len(data), len(body)))
+        data += body
+    size = 128 + table_size + len(data)
+    header = struct.pack(">I4sI4s4s4s12s4s", size, b"lcms", 0x02100000, b"mntr", b"GRAY", b"XYZ ", b"\0" * 12, b"acsp")
+    header += b"\0" * (68 - len(header)) + struct.pack(">3i", *(round(v * 65536) for v in (0.9642, 1.0, 0.8249)))
+    header += b"\0" * (128 - len(header))
+    return header + struct.pack(">I", len(tags)) + b"".join(entries) + data

