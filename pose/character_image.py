@@ -86,8 +86,12 @@ def _open_rgba(path_or_array):
                 with Image.open(source) as opened:
                     opened.load()
                     colour_tags = {tag: opened.info[tag] for tag in COLOUR_TAGS if tag in opened.info}
+                    keyed_depth = _keyed_png_depth(opened, source)
+                    grey = Image.getmodebase(opened.mode) == "L"  # (grey, grey and alpha, 16-bit grey)
                     # Upright as every viewer shows it (a phone's or an editor's orientation tag).
                     image = ImageOps.exif_transpose(opened)
+                    if keyed_depth:
+                        image = _apply_colour_key(image, keyed_depth)
         except FileNotFoundError:
             raise CharacterImageError(source, "no such file") from None
         except Image.DecompressionBombError as error:
@@ -110,7 +114,6 @@ def _open_rgba(path_or_array):
                 f"has no alpha channel (mode {image.mode}); THA needs a transparent background: "
                 "save it as an RGBA PNG with the background erased",
             )
-        grey = Image.getmodebase(image.mode) == "L"  # (grey, grey and alpha, 16-bit grey)
         return in_srgb(image.convert("RGBA"), colour_tags, grey), source
     array = np.asarray(path_or_array)
     source = "the picture"
@@ -122,6 +125,37 @@ def _open_rgba(path_or_array):
         else:
             raise CharacterImageError(source, f"expected uint8 or [0, 1] float values, got {array.dtype}")
     return Image.fromarray(array, "RGBA"), source
+
+
+def _keyed_png_depth(opened, source):
+    """The bit depth of a grey or RGB PNG whose transparency is a colour key (tRNS) that Pillow
+    does not apply right (any depth but 8 and 1), else None."""
+    key = opened.info.get("transparency")
+    if opened.format != "PNG" or not (opened.mode in ("L", "I;16") and isinstance(key, int) or opened.mode == "RGB"
+                                      and isinstance(key, tuple) and len(key) == 3):
+        return None
+    with open(source, "rb") as handle:
+        depth = handle.read(25)[24:]  # (IHDR's bit depth, after the signature and IHDR's size, kind, width, height)
+    return depth[0] if depth and depth[0] not in (1, 8) else None
+
+
+def _apply_colour_key(image, depth):
+    """An RGBA copy of a grey or RGB PNG of `depth` bits with its colour key applied, where
+    Pillow's own conversion misses it: it scales shades of 2 and 4 bits up but not the key,
+    turns 16-bit grey past level 255 white, and matches a 16-bit colour key, clipped to 255,
+    against the colours' high bytes. Here the key is matched on those high bytes too (as an
+    8-bit viewer matches it: Pillow keeps no more of a 16-bit colour)."""
+    from PIL import Image
+
+    key, values = image.info["transparency"], np.asarray(image)
+    if image.mode == "RGB":
+        opaque = np.any(values != np.asarray(key) >> 8, axis=-1)
+        rgb = values
+    else:
+        opaque = values != key * (255 // (2 ** depth - 1) if depth < 8 else 1)
+        shades = np.rint(values / 257.0).astype(np.uint8) if depth == 16 else values
+        rgb = np.repeat(shades[..., None], 3, axis=-1)
+    return Image.fromarray(np.dstack([rgb, np.where(opaque, 255, 0)]).astype(np.uint8), "RGBA")
 
 
 ORIENTATION_TAG = 0x0112  # EXIF's Orientation: 1 is upright

@@ -239,6 +239,52 @@ def test_a_grey_profile_of_srgbs_curve_or_on_a_colour_picture_leaves_it_as_store
     assert np.array_equal(prepare_character_image(coloured, THA3), prepare_character_image(character, THA3))
 
 
+def save_colour_keyed_png(path, samples, depth, key):
+    """Grey (H, W) or RGB (H, W, 3) samples of `depth` bits as a PNG whose transparency is the
+    colour key `key` (tRNS), as older tools and PngSuite's tbbn/tbwn/tbgn files hold it."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    samples = np.asarray(samples)
+    colour = samples.ndim == 3
+    if depth == 16:
+        rows = [row.astype(">u2").tobytes() for row in samples]
+    else:  # (grey of 1, 2 or 4 bits: the samples packed into bytes, first one highest)
+        bits = np.unpackbits(samples.astype(np.uint8)[..., None], axis=-1)[..., 8 - depth:]
+        rows = [np.packbits(row.reshape(-1)).tobytes() for row in bits]
+    height, width = samples.shape[:2]
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, 2 if colour
+                                                                     else 0, 0, 0, 0))
+                     + chunk(b"tRNS", struct.pack(">3H" if colour else ">H", *np.atleast_1d(key)))
+                     + chunk(b"IDAT", zlib.compress(b"".join(b"\0" + row for row in rows))) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["16-bit grey", "4-bit grey", "2-bit grey", "16-bit colour"])
+def test_a_png_whose_transparency_is_a_colour_key_of_other_than_8_bits_is_read_with_it(character, tmp_path, kind):
+    """A grey or RGB PNG may mark its background by a colour key (tRNS) instead of alpha. Of 2 or
+    4 bits, Pillow's read had no transparent pixel (so the picture was refused for its
+    background); of 16-bit grey, every shade past 255 out of 65535 read white."""
+    drawn = np.asarray(Image.open(character).convert("RGBA"))
+    shown = drawn[..., 3] >= 128  # (a key's transparency is all or nothing)
+    depth = int(kind.split("-")[0])
+    if kind.endswith("colour"):
+        key = (0x2000, 0x8000, 0x2000)  # (a green the drawing has not, even to 8 bits: 32, 128, 32)
+        assert not np.any(np.all(drawn[..., :3] == (32, 128, 32), axis=-1) & shown)
+        samples = np.where(shown[..., None], drawn[..., :3].astype(np.uint16) * 257, np.array(key))
+        expected_rgb = drawn[..., :3]
+    else:
+        grey = np.asarray(Image.fromarray(drawn).convert("L")).astype(np.int64)
+        top = 2 ** depth - 1
+        levels = np.rint(grey * top / 255) if depth < 8 else grey * 257
+        key = top if depth < 8 else 0xFFFF  # (white: the shades kept are brought below it)
+        samples = np.where(shown, np.minimum(levels, key - 1), key)
+        expected_rgb = np.repeat(np.rint(np.minimum(levels, key - 1) * 255 / top)[..., None], 3, axis=-1)
+    saved = save_colour_keyed_png(tmp_path / f"{kind}.png", samples, depth, key)
+    expected = np.dstack([expected_rgb, np.where(shown, 255, 0)]).astype(np.uint8)
+    assert np.array_equal(prepare_character_image(saved, THA3), prepare_character_image(expected, THA3))
+
+
 def test_a_png_whose_gama_and_chrm_chunks_name_another_colour_space_is_read_in_srgb(tha3_data, tmp_path):
     """A PNG may give its colour space by its own chunks and no profile: ImageMagick writes a
     picture of linear values with gAMA 1.0, an editor of an old Mac's gamma 1.8 writes 0.55556,
