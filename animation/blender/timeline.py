@@ -45,6 +45,7 @@ import bpy
 from ...atomic_files import portable_name
 from ...errors import UserError
 from ...jobs import Job, Progress
+from ...json_text import is_number
 from ...lipsync.analyser import Analysis
 from ...lipsync.audio_formats import AUDIO_EXTENSIONS, decoded_by_blender
 from ...lipsync.curves import (DEFAULT_THA1_MAPPING, MAX_FRAME, MIN_FRAME, CurveSettings, Keyframe, MappingError,
@@ -772,7 +773,7 @@ def keep_sounds_with_lines(scene):
     that were rescaled or keyed again."""
     fps = scene_fps(scene)
     lines_fps = scene.get(LINES_FPS_PROPERTY)
-    if not isinstance(lines_fps, (int, float)) or not math.isfinite(lines_fps):
+    if not is_number(lines_fps) or lines_fps <= 0:
         lines_fps = None  # (a script's value: the lines' rate is not known, as before it was kept)
     rate_changed = lines_fps is not None and not math.isclose(lines_fps, fps, rel_tol=1e-9)
     editor = scene.sequence_editor

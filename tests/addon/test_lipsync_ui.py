@@ -200,9 +200,10 @@ def test_mappings_and_the_lines_rate_a_script_left_of_the_wrong_kind_are_named_a
     scene = bpy.context.scene
     line, sound = timeline.place_line(scene, sprite, ext_module("lipsync.formats").read_cues(shared_path(*CUES)),
                                       "tv", 1, shared_path(*AUDIO))
-    scene[timeline.LINES_FPS_PROPERTY] = "24"
-    assert timeline.keep_sounds_with_lines(scene) == []
-    assert scene[timeline.LINES_FPS_PROPERTY] == 24.0  # known again
+    for left in ("24", True, 0.0):  # (a boolean or no rate at all is as unknown as text)
+        scene[timeline.LINES_FPS_PROPERTY] = left
+        assert timeline.keep_sounds_with_lines(scene) == []
+        assert scene[timeline.LINES_FPS_PROPERTY] == 24.0  # known again
     line.frame_start_ui = 30
     bpy.context.view_layer.update()
     assert (line.frame_start, sound.frame_start) == (30, 30)
