@@ -1,5 +1,5 @@
-"""Reading a user's files (pure: no bpy): names that are no regular file, and what zipfile
-raises for an archive it cannot read.
+"""Reading a user's files (pure: no bpy): names that are no regular file, their text, and what
+zipfile raises for an archive it cannot read.
 
 A named pipe blocks its reader until something writes into it, and a device such as /dev/zero
 never ends: a reader handed either waits, or fills memory, for ever. The readers of a user's
@@ -7,6 +7,7 @@ files (pictures, recordings, cue and dialog files, keyframes, captures, models a
 `not_a_file` before they open one.
 """
 
+import errno
 import os
 import stat
 import zipfile
@@ -43,3 +44,26 @@ def not_a_file(path):
         return kind_of(os.stat(path).st_mode)
     except (OSError, ValueError):  # (ValueError: a NUL in the name)
         return None
+
+
+# Byte-order marks of UTF-16 (little-endian first: Windows writes that).
+UTF_16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def decode_text(data):
+    """A user's text file's bytes as text: UTF-8, with or without a byte-order mark, or UTF-16
+    where its byte-order mark says so. Windows writes UTF-16: Windows PowerShell 5's `>` (a
+    Rhubarb run's cue file redirected into a file there), and Notepad's or Excel's "Unicode"
+    text. Raises UnicodeDecodeError (`.start`: where in `data`) for anything else."""
+    return data.decode("utf-16") if data[:2] in UTF_16_MARKS else data.decode("utf-8-sig")
+
+
+def read_text(path):
+    """`decode_text` of a file, its line ends made "\n" as Python's text files make them. Raises
+    OSError, or UnicodeDecodeError (`.object`: the bytes), as Path.read_text does; a name that
+    is no regular file (a named pipe, a device) is not opened: OSError says what it is."""
+    if kind := not_a_file(path):
+        raise OSError(errno.EINVAL, f"is {kind}, not a regular file", str(path))
+    with open(path, "rb") as handle:
+        data = handle.read()
+    return decode_text(data).replace("\r\n", "\n").replace("\r", "\n")

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..input_files import not_a_file
+from ..input_files import decode_text, not_a_file
 from ..jobs import Job, Progress
 from .audio_formats import (
     BLENDER_EXTENSIONS, OGG_EXTENSIONS, SOUNDFILE_EXTENSIONS, caf_cut_short, container_header_frames, cut_caf_patch,
@@ -643,8 +643,7 @@ def read_dialog(path):
     except OSError as error:
         raise DialogError(f"{path}: cannot read the dialog text ({error.strerror or error})") from None
     try:
-        # UTF-16 only where its byte-order mark says so (what Windows Notepad saves as "Unicode").
-        text = data.decode("utf-16") if data[:2] in (b"\xff\xfe", b"\xfe\xff") else data.decode("utf-8-sig")
+        text = decode_text(data)
     except UnicodeDecodeError as error:
         raise DialogError(
             f"{path}: the dialog text is not UTF-8 (byte 0x{data[error.start]:02x} at position {error.start}); "

@@ -207,8 +207,7 @@ def _render(track, output_format, args, value_settings):
 
 def _value_settings(args):
     """(mouth mapping, CurveSettings) of the per-frame value options, or a CommandError naming the bad one."""
-    from pathlib import Path
-
+    from ..input_files import read_text
     from ..pose.schema import get_schema
     from .curves import CurveSettings, MouthMapping
 
@@ -218,9 +217,10 @@ def _value_settings(args):
         raise CommandError(f"--schema: {error.args[0]}") from None
     if args.mapping:
         try:
-            text = Path(args.mapping).read_text(encoding="utf-8")
+            text = read_text(args.mapping)
         except (OSError, UnicodeDecodeError) as error:
-            raise CommandError(f"{args.mapping}: cannot read the mouth mapping: {error}") from None
+            reason = getattr(error, "strerror", None) or error
+            raise CommandError(f"{args.mapping}: cannot read the mouth mapping: {reason}") from None
         mapping = MouthMapping.from_json(text, args.schema, args.mapping)
     else:
         mapping = MouthMapping.default(args.schema)

@@ -21,7 +21,7 @@ import defusedxml
 import defusedxml.sax
 
 from ..atomic_files import write_text_atomic
-from ..input_files import not_a_file
+from ..input_files import decode_text, not_a_file
 from ..errors import UserError
 from ..json_text import too_deep
 from .cues import MAX_SECONDS, Cue, CueError, CueTrack, check_frame_rate, check_shape
@@ -542,7 +542,7 @@ def read_cues(path, format=None, frame_rate=DAT_DEFAULT_FRAME_RATE, preston_blai
     except OSError as error:
         raise CueFileError(path, f"cannot be read: {error.strerror}") from None
     try:
-        text = data.decode("utf-8-sig")
+        text = decode_text(data)
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
         raise CueFileError(path, f"not UTF-8 text (byte {error.start})", line) from None

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from tha_studio.errors import UserError
-from tha_studio.input_files import not_a_file
+from tha_studio.input_files import decode_text, not_a_file, read_text
 
 
 def readers():
@@ -23,6 +23,8 @@ def readers():
     from tha_studio.neural.weights import load_pt
     from tha_studio.pose.character_image import prepare_character_image
     from tha_studio.pose.schema import THA3
+    from tha_studio.render.dataset.annotation import load_sidecar
+    from tha_studio.render.dataset.plan import read_config_file, read_split_file
     from tha_studio.render.formats.avatar_expressions import read_avatar_bytes
     from tha_studio.render.formats.mmd import read_model, vmd
 
@@ -39,6 +41,9 @@ def readers():
         "weights (torch)": (".pt", load_pt, "not a weights file"),
         "weights (without torch)": (".pt", read_pt, "not a weights file"),
         "safetensors": (".safetensors", read_safetensors, "not a weights file"),
+        "dataset split file": (".txt", read_split_file, "not a regular file"),
+        "dataset description": (".json", read_config_file, "not a regular file"),
+        "annotation": (".tha.json", load_sidecar, "not a regular file"),
     }
 
 
@@ -82,3 +87,17 @@ def test_what_is_no_file_is_said(tmp_path):
     assert not_a_file(tmp_path / "file") is None and not_a_file(tmp_path / "absent") is None
     assert (not_a_file(tmp_path), not_a_file(tmp_path / "pipe"), not_a_file("/dev/null")) == \
         ("a folder", "a named pipe", "a device")
+
+
+def test_text_reads_as_utf_8_with_or_without_a_mark_or_as_utf_16_by_its_mark(tmp_path):
+    """What editors on Windows save: UTF-8 with a byte-order mark (Notepad), UTF-16 with one
+    (Notepad's and Excel's "Unicode", Windows PowerShell 5's `>`), each with Windows line ends."""
+    words = "caf\u00e9 \u30df\u30af\r\nline two\rthree\n"
+    for encoded in (words.encode("utf-8"), b"\xef\xbb\xbf" + words.encode("utf-8"), words.encode("utf-16"),
+                    b"\xfe\xff" + words.encode("utf-16-be")):
+        assert decode_text(encoded) == words
+        (tmp_path / "text.txt").write_bytes(encoded)
+        assert read_text(tmp_path / "text.txt") == "caf\u00e9 \u30df\u30af\nline two\nthree\n"
+    for not_text in ("caf\u00e9".encode("cp1252"), "caf\u00e9".encode("utf-16-le"), b"\xff\xfe\x41"):
+        with pytest.raises(UnicodeDecodeError):  # (each reader names its file and says to save as UTF-8)
+            decode_text(not_text)

@@ -14,7 +14,7 @@ import bpy
 
 from ...errors import UserError
 from ... import json_text
-from ...input_files import not_a_file
+from ...input_files import not_a_file, read_text
 from ...lipsync.curves import MAX_FRAME
 from ...pose.colour_space import linear_to_srgb
 from ...render.blender import scene as scenes
@@ -39,7 +39,7 @@ def read_keyframes(path):
     if kind := not_a_file(path):
         raise KeyframeFileError(f"{path}: is {kind}, not a keyframe file")
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_text(path)
     except OSError as error:
         raise KeyframeFileError(f"{path}: cannot read ({error.strerror or error})") from None
     except UnicodeDecodeError as error:  # (Excel's plain "CSV" is the Windows code page's, not UTF-8)

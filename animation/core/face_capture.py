@@ -37,7 +37,7 @@ import numpy as np
 
 from ...errors import UserError
 from ... import json_text
-from ...input_files import not_a_file
+from ...input_files import not_a_file, read_text
 from ...pose.schema import get_schema
 from .keys import linear_keys
 
@@ -113,7 +113,7 @@ def read_live_link_csv(path, capture_fps=60.0, angle_units="radians"):
     if kind := not_a_file(path):
         raise FaceCaptureError(f"{path}: is {kind}, not a capture file")
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_text(path)
     except OSError as error:
         raise FaceCaptureError(f"{path}: cannot read the capture: {error.strerror or error}") from None
     except UnicodeDecodeError:

@@ -35,6 +35,7 @@ import numpy as np
 
 from ...atomic_files import MAX_NAME_BYTES, TEMP_SUFFIX, sha256_file, temp_stem, write_text_atomic
 from ...errors import UserError
+from ...input_files import read_text
 from ... import json_text
 from ..formats.coordinates import MAX_MMD_COORDINATE, first_unreal_row
 from ..formats.mmd.import_plan import GroupMorphError, flatten_group
@@ -817,9 +818,11 @@ def sidecar_path(model_path, annotations_dir=None, model_id=None):
 def load_sidecar(path):
     path = Path(path)
     try:
-        data = json_text.loads(path.read_text(encoding="utf-8"))
+        data = json_text.loads(read_text(path))
     except FileNotFoundError:
         raise AnnotationError(f"{path}: no such annotation file") from None
+    except OSError as error:
+        raise AnnotationError(f"{path}: cannot read the annotation file ({error.strerror or error})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise AnnotationError(f"{path}: not valid JSON ({error})") from None
     return Annotation.from_json(data, source=str(path))

@@ -44,7 +44,7 @@ from ..formats.avatar_model import AVATAR_SUFFIXES
 from ..formats.mmd import MMD_SUFFIXES
 from ...atomic_files import sha256_file, write_text_atomic
 from ...errors import UserError
-from ...input_files import kind_of
+from ...input_files import kind_of, read_text
 from ... import json_text
 
 # MMD models, VRM and glTF avatars, characters saved by Blender (read by render/blender/blend_model.py)
@@ -163,7 +163,7 @@ def read_split_file(path):
     rules = []
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        lines = read_text(path).splitlines()
     except OSError as error:
         raise DatasetError(f"{path}: cannot read the split file ({error.strerror})") from None
     except UnicodeDecodeError as error:
@@ -423,7 +423,7 @@ def read_config_file(path):
     not JSON (a damaged file, binary bytes) or not a THA Studio dataset description."""
     path = Path(path)
     try:
-        data = json_text.loads(path.read_text(encoding="utf-8"))
+        data = json_text.loads(read_text(path))
     except OSError as error:
         raise DatasetError(f"{path}: cannot read ({error.strerror or error})") from None
     except ValueError as error:  # JSONDecodeError, UnicodeDecodeError

@@ -1,6 +1,7 @@
 """The `lipsync` subcommand, run as a user would through the command line's main()."""
 
 import json
+import os
 
 import pytest
 import soundfile
@@ -74,6 +75,8 @@ def test_errors_are_one_line_and_name_the_file(shared, tmp_path, capsys):
     bad.write_text('{\n  "mouthCues": [\n    { "start": 0.0, "end": 0.1, "value": "Q" }\n  ]\n}\n')
     mapping = tmp_path / "mapping.json"
     mapping.write_text('{"D": {"head_x": 1}}')
+    pipe = tmp_path / "pipe.json"
+    os.mkfifo(pipe)
     cases = [
         (["lipsync", str(bad)], f"{bad}, line 3: 'Q' is not a mouth shape"),
         (["lipsync", str(shared / "assets" / "lipsync" / "bad_inputs" / "empty.wav"), "--engine", "builtin"],
@@ -89,6 +92,9 @@ def test_errors_are_one_line_and_name_the_file(shared, tmp_path, capsys):
          "'head_x' is not a tha3 mouth parameter"),
         (["lipsync", "-q", str(tmp_path / "v.wav"), "--engine", "rhubarb", "--rhubarb", str(tmp_path)],
          "no runnable Rhubarb Lip Sync executable"),
+        # (a named pipe was opened, and the command waited for a writer for ever)
+        (["lipsync", str(rhubarb_file(shared, "s2_rounded.wav", "ps_tsv.tsv")), "-f", "values-csv", "--mapping",
+          str(pipe)], f"{pipe}: cannot read the mouth mapping: is a named pipe, not a regular file"),
     ]
     for argv, message in cases:
         assert main(argv) == 1, argv

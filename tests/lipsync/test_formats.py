@@ -76,6 +76,21 @@ def test_the_same_track_from_every_format(shared):
     assert formats.read_cues(folder / "ps_basicshapes_tsv.tsv").closing_shape() == "A"
 
 
+@pytest.mark.parametrize("name", ["ps_tsv.tsv", "ps_json.json", "ps_xml.xml", "ps_dat24.dat"])
+def test_a_cue_file_windows_powershell_redirected_reads_as_rhubarbs_own(shared, tmp_path, name):
+    """`rhubarb ... > cues.tsv` in Windows PowerShell 5 writes the output as UTF-16 with its
+    byte-order mark and Windows line ends; such a file was refused as "not UTF-8 text"."""
+    original = shared / "assets" / "lipsync" / "rhubarb" / "s3_pauses.wav" / name
+    redirected = tmp_path / name
+    redirected.write_bytes(original.read_text().replace("\n", "\r\n").encode("utf-16"))
+    assert redirected.read_bytes()[:2] == b"\xff\xfe"
+    frame_rate, _ = dat_options(original)
+    track = formats.read_cues(redirected, frame_rate=frame_rate)
+    expected = formats.read_cues(original, frame_rate=frame_rate)
+    assert [(c.start, c.end, c.shape) for c in track] == [(c.start, c.end, c.shape) for c in expected]
+    assert track.duration == expected.duration and len(track) > 10
+
+
 def test_papagayos_moho_switch_file_reads_with_its_wq_mouth(tmp_path):
     # Papagayo (and Papagayo-NG) export the same MohoSwitch1 files with Preston Blair names, and
     # one name Rhubarb never writes: WQ, the rounded lips of "w" and "oo" (Rhubarb's F).

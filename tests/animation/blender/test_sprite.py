@@ -987,16 +987,18 @@ def test_keyframes_a_slider_cannot_hold_are_named_and_key_nothing(tmp_path, ext_
     assert obj.data.shape_keys.animation_data is None or not obj.data.shape_keys.animation_data.action
 
 
-@pytest.mark.parametrize("name, text", [
-    ("commas.csv", "frame,mouth_aaa,eye_wink_left\n1,0.25,\n3,1,0.5\n"),
+@pytest.mark.parametrize("name, text, encoding", [
+    ("commas.csv", "frame,mouth_aaa,eye_wink_left\n1,0.25,\n3,1,0.5\n", "utf-8"),
     # As a spreadsheet saves CSV where the decimal mark is a comma (Excel in German, French, ...).
-    ("semicolons.csv", "\ufeffframe;mouth_aaa;eye_wink_left\r\n1;0,25;\r\n3;1;0,5\r\n"),
-    ("tabs.csv", "frame\tmouth_aaa\teye_wink_left\n1\t0.25\t\n3\t1\t0.5\n"),  # a table pasted from one
+    ("semicolons.csv", "\ufeffframe;mouth_aaa;eye_wink_left\r\n1;0,25;\r\n3;1;0,5\r\n", "utf-8"),
+    ("tabs.csv", "frame\tmouth_aaa\teye_wink_left\n1\t0.25\t\n3\t1\t0.5\n", "utf-8"),  # a table pasted from one
+    # Excel's "Unicode Text": tabs, in UTF-16 with its byte-order mark (Python's "utf-16" writes one).
+    ("unicode text.csv", "frame\tmouth_aaa\teye_wink_left\r\n1\t0.25\t\r\n3\t1\t0.5\r\n", "utf-16"),
 ])
-def test_keyframe_csv_files_read_as_spreadsheets_save_them(tmp_path, ext_module, picture, name, text):
+def test_keyframe_csv_files_read_as_spreadsheets_save_them(tmp_path, ext_module, picture, name, text, encoding):
     scene_module = ext_module("animation.blender.sprite_scene")
     keys = tmp_path / name
-    keys.write_text(text, encoding="utf-8")
+    keys.write_bytes(text.encode(encoding))
     assert scene_module.read_keyframes(keys) == {1: {"mouth_aaa": 0.25}, 3: {"mouth_aaa": 1.0, "eye_wink_left": 0.5}}
     bpy.ops.wm.read_homefile(use_empty=True)
     obj = add_sprite(picture)

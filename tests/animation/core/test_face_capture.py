@@ -218,12 +218,15 @@ def test_unreadable_files_and_settings_are_refused(tmp_path):
         parse_live_link_csv(live_link_csv(0.5), angle_units="turns")
 
 
-def test_windows_line_ends_a_bom_and_a_repeated_instant_read_as_expected():
+def test_windows_line_ends_a_bom_and_a_repeated_instant_read_as_expected(tmp_path):
     text = live_link_csv(0.5)
     plain = parse_live_link_csv(text)
     windows = parse_live_link_csv("\ufeff" + text.replace("\n", "\r\n"))
     np.testing.assert_array_equal(windows.times, plain.times)
     np.testing.assert_array_equal(windows.channels["JawOpen"], plain.channels["JawOpen"])
+    unicode_text = tmp_path / "take.csv"  # (saved again by a Windows editor as "Unicode": UTF-16)
+    unicode_text.write_bytes(text.replace("\n", "\r\n").encode("utf-16"))
+    np.testing.assert_array_equal(read_live_link_csv(unicode_text).channels["JawOpen"], plain.channels["JawOpen"])
     # The app repeats a row's timecode now and then: the later row wins.
     lines = text.splitlines()
     repeated = with_row("\n".join(lines[:4] + [lines[3]] + lines[4:]), 3, "JawOpen", "0.25")

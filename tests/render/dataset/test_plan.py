@@ -68,6 +68,8 @@ def test_a_split_file_saved_in_another_encoding_is_named_and_a_bom_is_read(tmp_p
         plan.read_split_file(split_file)
     split_file.write_bytes("\ufeffvtubers test\n".encode("utf-8"))
     assert plan.read_split_file(split_file) == [("vtubers", "test")]  # (Notepad's byte-order mark is no path)
+    split_file.write_bytes("vtubers test\r\n\u30df\u30af train\r\n".encode("utf-16"))  # (Notepad's "Unicode")
+    assert plan.read_split_file(split_file) == [("vtubers", "test"), ("\u30df\u30af", "train")]
 
 
 def test_shards_deal_every_model_to_exactly_one_shard(models):
