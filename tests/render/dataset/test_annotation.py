@@ -248,6 +248,13 @@ def test_a_hand_written_person_entry_without_a_confidence_survives_reannotation(
     again, _ = A.annotate_file(model_path)
     assert again.morphs_for("mouth_aaa") == [("あ２", 1.0, None)]
     assert not any("mouth_aaa" in reason for reason in again.review.get("reasons", []))
+    # Saved by Notepad: UTF-8 with a byte-order mark (before 2019) or "Unicode" (UTF-16), each with
+    # Windows line ends. The first was refused as "not valid JSON", the second as not UTF-8.
+    text = json.dumps(data, ensure_ascii=False, indent=2).replace("\n", "\r\n")
+    for encoded in (b"\xef\xbb\xbf" + text.encode("utf-8"), text.encode("utf-16")):
+        path.write_bytes(encoded)
+        assert A.load_sidecar(path).morphs_for("mouth_aaa") == [("あ２", 1.0, None)]
+        assert A.annotate_file(model_path)[0].morphs_for("mouth_aaa") == [("あ２", 1.0, None)]
 
 
 def test_sidecar_in_an_annotation_folder(tmp_path):
