@@ -206,6 +206,16 @@ class CueTrack:
                     cues.append(Cue(piece_start, piece_end, shape))
         return CueTrack(tuple(cues), self.duration, self.sound_file, self.closed_shape, self.source).joined()
 
+    def shifted(self, seconds):
+        """The track `seconds` later (earlier where negative), what would come before 0 cut off:
+        its recording heard from a point into it (a sound strip split or slipped in Blender)."""
+        if not seconds:
+            return self
+        cues = tuple(Cue(max(cue.start + seconds, 0.0), cue.end + seconds, cue.shape)
+                     for cue in self.cues if cue.end + seconds > 0)
+        duration = max(self.duration + seconds, 0.0)
+        return CueTrack(cues, duration, self.sound_file, self.closing_shape(), self.source).joined()
+
     def joined(self):
         """contiguous(join=True): no gaps, no zero-length cues, no equal neighbours."""
         return self.contiguous(join=True)

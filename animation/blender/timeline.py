@@ -627,16 +627,37 @@ def _line_of_sound(scene, strip_name):
     return None
 
 
-def _heard_frames(sound):
+def _lead_frames(sound, fps):
+    """Frames of a sound strip's recording before what it plays at its `frame_start` (where its
+    line's keys start): the right part of a hard split (Shift+K) or a hold offset starts into the
+    recording (`animation_offset_start`), and the strip's sound offset (seconds) slips it."""
+    return sound.animation_offset_start + sound.sound_offset * fps
+
+
+def _heard_frames(sound, fps):
     """[first, end) frames of a sound strip's recording that it plays, from the recording's start."""
-    return [int(round(sound.frame_final_start - sound.frame_start)), int(round(sound.frame_final_end - sound.frame_start))]
+    lead = _lead_frames(sound, fps)
+    return [_frame_number(sound.frame_final_start - sound.frame_start + lead),
+            _frame_number(sound.frame_final_end - sound.frame_start + lead)]
+
+
+def _frame_number(frames):
+    """A whole number of frames as an int; a fraction (a sound offset's) to a millionth."""
+    return int(round(frames)) if abs(frames - round(frames)) < 1e-6 else round(frames, 6)
+
+
+def _heard_track(whole, sound, fps):
+    """The line's cues as its sound strip plays its recording: the mouth closed where the strip
+    is trimmed, its times from the strip's `frame_start`."""
+    heard = whole.heard_between(*(frames / fps for frames in _heard_frames(sound, fps)))
+    return heard.shifted(-_lead_frames(sound, fps) / fps)
 
 
 def _follow_trim(scene, obj, strip, record, sound):
     """Key an adopted line again for the part of its recording its strip now plays (trimmed or
     let out since): the mouth closed where nothing is heard. False when the trim is unchanged,
     or the line's record holds no trim that reads (older than trims being followed, or damaged)."""
-    heard = _heard_frames(sound)
+    heard = _heard_frames(sound, scene_fps(scene))
     if heard == record.get("heard"):
         return False
     record["heard"] = heard  # (looked at once per trim, whether or not it can be followed)
@@ -648,8 +669,7 @@ def _follow_trim(scene, obj, strip, record, sound):
         mapping = MouthMapping(sprites.settings_of(obj).schema, mapping_values)
     except MappingError:
         return False
-    track = whole.heard_between(*(frames / scene_fps(scene) for frames in heard))
-    write_keys(strip.action, mouth_curves(track, settings, mapping).keyframes)
+    write_keys(strip.action, mouth_curves(_heard_track(whole, sound, scene_fps(scene)), settings, mapping).keyframes)
     return True
 
 
@@ -678,7 +698,7 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
                                 f"{owner[1]!r}: remove that line first")
         start_frame = int(round(adopted.frame_start))
         whole_track = track
-        track = track.heard_between(*(frames / scene_fps(scene) for frames in _heard_frames(adopted)))
+        track = _heard_track(track, adopted, scene_fps(scene))
         audio_path = None
     start_frame = whole_frame(start_frame, "the line's start frame")
     key = pose_key(obj)
@@ -714,7 +734,7 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
         record = record_of(action)
         record["sound"], record["adopted"] = adopted.name, True
         # What keep_sounds_with_lines needs to key the line again when the strip is trimmed anew.
-        record["heard"] = _heard_frames(adopted)
+        record["heard"] = _heard_frames(adopted, fps)
         record["cues"] = [[cue.start, cue.end, cue.shape] for cue in whole_track.contiguous().cues]
         record["duration"], record["closed"] = whole_track.duration, whole_track.closing_shape()
         record["keys"] = {"fps": fps, "start": start_frame, "style": settings.style, "blend": settings.blend,

@@ -571,6 +571,35 @@ def test_sound_strips_in_the_sequencer_become_lines_where_they_play(m, sprite):
     assert "Anna: whole" in scene.sequence_editor.strips
 
 
+def test_a_hard_split_part_of_a_recording_and_a_slipped_sound_lip_sync_to_the_words_they_play(m, sprite):
+    """Shift+K splits a sound strip hard: its right part starts on the split frame, into its
+    recording (`animation_offset_start`); a strip's sound offset slips its recording by seconds.
+    Lip-synced from such a strip, the line keyed the recording from its start there, and the
+    mouth ran the split's 40 frames (or the offset's 12) behind the words."""
+    scene = bpy.context.scene
+    editor = scene.sequence_editor_create()
+    take = editor.strips.new_sound("take", str(shared_path(*WATCHING_TV)), 2, 1)
+    right = take.split(frame=41, split_method="HARD")
+    assert (right.frame_start, right.animation_offset_start) == (41, 40)  # (frame 41 plays the recording's 40)
+    slipped = editor.strips.new_sound("slipped", str(shared_path(*WATCHING_TV)), 3, 200)
+    slipped.sound_offset = 0.5  # (frame 200 plays the recording's second 0.5: its frame 12)
+    results, _ = run(m.timeline.LipSyncStripsJob(scene, sprite, [right.name, "slipped"]))
+    assert [r.placed[0].frame_start for r in results] == [41, 200]
+    original, _ = run(m.timeline.LipSyncJob(scene, sprite, shared_path(*WATCHING_TV), start_frame=400, name="whole"))
+    words = [f for f in range(2, int(right.frame_final_duration) - 2) if mouth_open(m, sprite, 440 + f) > 0.1]
+    assert len(words) > 10
+    for f in words:  # (a few frames in: the cut's first frames blend from a closed mouth)
+        assert mouth_open(m, sprite, 41 + f) == pytest.approx(mouth_open(m, sprite, 440 + f), abs=1e-3)
+        assert mouth_open(m, sprite, 228 + f) == pytest.approx(mouth_open(m, sprite, 440 + f), abs=1e-3)
+    # Trimmed further, the right part's line follows what is heard, still on the words.
+    right.frame_offset_start = 10
+    bpy.context.view_layer.update()
+    assert all(mouth_open(m, sprite, 41 + f) == 0 for f in range(8))
+    for f in words:
+        if f >= 12:
+            assert mouth_open(m, sprite, 41 + f) == pytest.approx(mouth_open(m, sprite, 440 + f), abs=1e-3)
+
+
 def test_a_packed_sound_strip_lip_syncs_and_another_sprites_line_keeps_its_strip(m, sprite, picture, tmp_path):
     import tempfile
 
