@@ -630,8 +630,9 @@ def _line_of_sound(scene, strip_name):
 def _lead_frames(sound, fps):
     """Frames of a sound strip's recording before what it plays at its `frame_start` (where its
     line's keys start): the right part of a hard split (Shift+K) or a hold offset starts into the
-    recording (`animation_offset_start`), and the strip's sound offset (seconds) slips it."""
-    return sound.animation_offset_start + sound.sound_offset * fps
+    recording (`animation_offset_start`), and a sound offset of s seconds plays it s seconds
+    later (as Blender's mixdown of such a strip plays it)."""
+    return sound.animation_offset_start - sound.sound_offset * fps
 
 
 def _heard_frames(sound, fps):

@@ -571,33 +571,62 @@ def test_sound_strips_in_the_sequencer_become_lines_where_they_play(m, sprite):
     assert "Anna: whole" in scene.sequence_editor.strips
 
 
-def test_a_hard_split_part_of_a_recording_and_a_slipped_sound_lip_sync_to_the_words_they_play(m, sprite):
+def seconds_played(scene, recording, frames, tmp_path):
+    """The second of `recording` that Blender's own mixdown of the scene plays at each of
+    `frames`: where half a second of the mix from there matches the recording best (to a
+    millisecond)."""
+    import soundfile
+
+    fps = scene.render.fps / scene.render.fps_base
+    voice, rate = soundfile.read(recording, always_2d=True)
+    voice, window = voice.mean(axis=1), rate // 2
+    mix = tmp_path / "mixdown.wav"
+    assert bpy.ops.sound.mixdown(filepath=str(mix), container="WAV", codec="PCM", format="S16", mixrate=rate,
+                                 channels="MONO") == {"FINISHED"}
+    played = soundfile.read(mix)[0]
+    seconds = []
+    for frame in frames:
+        start = int(round((frame - scene.frame_start) / fps * rate))
+        heard = played[start:start + window]
+        matches = {at: np.dot(heard, voice[at:at + window]) / (np.linalg.norm(voice[at:at + window]) + 1e-9)
+                   for at in range(0, len(voice) - window, rate // 1000)}
+        seconds.append(max(matches, key=matches.get) / rate)
+    return seconds
+
+
+def test_a_hard_split_part_of_a_recording_and_a_slipped_sound_lip_sync_to_the_words_they_play(m, sprite, tmp_path):
     """Shift+K splits a sound strip hard: its right part starts on the split frame, into its
-    recording (`animation_offset_start`); a strip's sound offset slips its recording by seconds.
-    Lip-synced from such a strip, the line keyed the recording from its start there, and the
-    mouth ran the split's 40 frames (or the offset's 12) behind the words."""
+    recording (`animation_offset_start`); a strip's sound offset plays its recording that many
+    seconds later. Lip-synced from such a strip, the line keyed the recording from its start
+    there, and the mouth ran the split's 40 frames (or the offset's 12) off the words."""
     scene = bpy.context.scene
     editor = scene.sequence_editor_create()
     take = editor.strips.new_sound("take", str(shared_path(*WATCHING_TV)), 2, 1)
     right = take.split(frame=41, split_method="HARD")
-    assert (right.frame_start, right.animation_offset_start) == (41, 40)  # (frame 41 plays the recording's 40)
     slipped = editor.strips.new_sound("slipped", str(shared_path(*WATCHING_TV)), 3, 200)
-    slipped.sound_offset = 0.5  # (frame 200 plays the recording's second 0.5: its frame 12)
+    slipped.sound_offset = 0.5
+    scene.frame_end = 260
+    # What Blender plays: at frame 60 the recording's frame 59 (41 plays its 40), at frame 230
+    # its frame 18 (0.5 s later than the strip's start); to a frame (the split part plays half a
+    # frame later than the strip did before the split).
+    played = seconds_played(scene, shared_path(*WATCHING_TV), (60, 230), tmp_path)
+    assert played == pytest.approx((59 / 24, 18 / 24), abs=1 / 24)
     results, _ = run(m.timeline.LipSyncStripsJob(scene, sprite, [right.name, "slipped"]))
     assert [r.placed[0].frame_start for r in results] == [41, 200]
     original, _ = run(m.timeline.LipSyncJob(scene, sprite, shared_path(*WATCHING_TV), start_frame=400, name="whole"))
-    words = [f for f in range(2, int(right.frame_final_duration) - 2) if mouth_open(m, sprite, 440 + f) > 0.1]
+    words = [frame for frame in range(42, 88) if mouth_open(m, sprite, 400 + frame) > 0.1]  # (the recording's)
     assert len(words) > 10
-    for f in words:  # (a few frames in: the cut's first frames blend from a closed mouth)
-        assert mouth_open(m, sprite, 41 + f) == pytest.approx(mouth_open(m, sprite, 440 + f), abs=1e-3)
-        assert mouth_open(m, sprite, 228 + f) == pytest.approx(mouth_open(m, sprite, 440 + f), abs=1e-3)
+    for frame in words:  # (a few frames in: the cut's first frames blend from a closed mouth)
+        assert mouth_open(m, sprite, 1 + frame) == pytest.approx(mouth_open(m, sprite, 400 + frame), abs=1e-3)
+        if frame < 76:  # (the slipped strip ends on its recording's frame 78)
+            assert mouth_open(m, sprite, 212 + frame) == pytest.approx(mouth_open(m, sprite, 400 + frame), abs=1e-3)
     # Trimmed further, the right part's line follows what is heard, still on the words.
     right.frame_offset_start = 10
     bpy.context.view_layer.update()
     assert all(mouth_open(m, sprite, 41 + f) == 0 for f in range(8))
-    for f in words:
-        if f >= 12:
-            assert mouth_open(m, sprite, 41 + f) == pytest.approx(mouth_open(m, sprite, 440 + f), abs=1e-3)
+    for frame in words:
+        if frame >= 52:
+            assert mouth_open(m, sprite, 1 + frame) == pytest.approx(mouth_open(m, sprite, 400 + frame), abs=1e-3)
 
 
 def test_a_packed_sound_strip_lip_syncs_and_another_sprites_line_keeps_its_strip(m, sprite, picture, tmp_path):
