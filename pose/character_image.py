@@ -131,8 +131,9 @@ def _keyed_png_depth(opened, source):
     """The bit depth of a grey or RGB PNG whose transparency is a colour key (tRNS) that Pillow
     does not apply right (any depth but 8 and 1), else None."""
     key = opened.info.get("transparency")
-    if opened.format != "PNG" or not (opened.mode in ("L", "I;16") and isinstance(key, int) or opened.mode == "RGB"
-                                      and isinstance(key, tuple) and len(key) == 3):
+    keyed = (opened.mode in ("L", "I;16") and isinstance(key, int)
+             or opened.mode == "RGB" and isinstance(key, tuple) and len(key) == 3)
+    if opened.format != "PNG" or not keyed:
         return None
     with open(source, "rb") as handle:
         depth = handle.read(25)[24:]  # (IHDR's bit depth, after the signature and IHDR's size, kind, width, height)

@@ -226,7 +226,7 @@ def test_a_grey_picture_saved_with_a_grey_profile_is_read_in_srgb(tha3_data, tmp
 
 def test_a_grey_profile_of_srgbs_curve_or_on_a_colour_picture_leaves_it_as_stored(character, tmp_path):
     """A grey profile with sRGB's curve (sGray) is sRGB's grey; on a colour picture a grey
-    profile names no colour space of its, and is passed over as viewers pass it over."""
+    profile does not fit, and is passed over as viewers pass it over."""
     levels = np.arange(1024) / 1023
     s_grey = grey_profile(table=srgb_to_linear(levels), name="sGray")
     grey = np.asarray(Image.open(character).convert("LA"))
@@ -253,8 +253,9 @@ def save_colour_keyed_png(path, samples, depth, key):
         bits = np.unpackbits(samples.astype(np.uint8)[..., None], axis=-1)[..., 8 - depth:]
         rows = [np.packbits(row.reshape(-1)).tobytes() for row in bits]
     height, width = samples.shape[:2]
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, 2 if colour
-                                                                     else 0, 0, 0, 0))
+    colour_type = 2 if colour else 0  # (RGB or grey, neither with alpha)
+    header = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
                      + chunk(b"tRNS", struct.pack(">3H" if colour else ">H", *np.atleast_1d(key)))
                      + chunk(b"IDAT", zlib.compress(b"".join(b"\0" + row for row in rows))) + chunk(b"IEND", b""))
     return path
