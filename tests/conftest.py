@@ -157,6 +157,8 @@ def empty_scene(ext):
 
     # Not read_factory_settings: it disables extension add-ons (reference/blender.md §0.4).
     bpy.ops.wm.read_homefile(use_empty=True)
+    # Each test analyses its recordings itself: the session keeps analyses for the lines of a take.
+    importlib.import_module(f"{PACKAGE}.animation.blender.timeline").ANALYSES.clear()
     yield
 
 

@@ -47,6 +47,7 @@ from ...errors import UserError
 from ...jobs import Job, Progress
 from ...json_text import is_number
 from ...lipsync.analyser import Analysis
+from ...lipsync.analyses import AnalysisMemo
 from ...lipsync.audio_formats import AUDIO_EXTENSIONS, decoded_by_blender
 from ...lipsync.curves import (DEFAULT_THA1_MAPPING, MAX_FRAME, MIN_FRAME, CurveSettings, Keyframe, MappingError,
                                MouthMapping, mouth_curves)
@@ -654,24 +655,73 @@ def _heard_track(whole, sound, fps):
     return heard.shifted(-_lead_frames(sound, fps) / fps)
 
 
-def _follow_trim(scene, obj, strip, record, sound):
-    """Key an adopted line again for the part of its recording its strip now plays (trimmed or
-    let out since): the mouth closed where nothing is heard. False when the trim is unchanged,
-    or the line's record holds no trim that reads (older than trims being followed, or damaged)."""
-    heard = _heard_frames(sound, scene_fps(scene))
-    if heard == record.get("heard"):
-        return False
-    record["heard"] = heard  # (looked at once per trim, whether or not it can be followed)
+def _adopted_trim(obj, record):
+    """(the whole CueTrack, CurveSettings, MouthMapping) that an adopted line is keyed from as its
+    sound strip plays it; None where its record holds none that reads (a line older than trims
+    being followed, or a damaged one: it then keeps its keys)."""
     trim = trim_of(record)
     if trim is None:
-        return False
+        return None
     whole, settings, mapping_values = trim
     try:
-        mapping = MouthMapping(sprites.settings_of(obj).schema, mapping_values)
+        return whole, settings, MouthMapping(sprites.settings_of(obj).schema, mapping_values)
     except MappingError:
-        return False
-    write_keys(strip.action, mouth_curves(_heard_track(whole, sound, scene_fps(scene)), settings, mapping).keyframes)
-    return True
+        return None
+
+
+def _fit_adopted_line(scene, obj, strip, record, sound, trim):
+    """Key an adopted line (place_line's `adopt_sound`) for its sound strip as it is now: the
+    words where the strip plays them (trimmed, split, slipped or moved since; the mouth closed
+    where nothing is heard), at the scene's frame rate, the line's NLA strip on just the frames
+    the sound strip plays, so lines cut from one take lie side by side on one sprite. Updates
+    the record; returns the line's NLA strip (placed again where its frames changed)."""
+    whole, settings, mapping = trim
+    fps = scene_fps(scene)
+    start = float(sound.frame_start)
+    settings = dataclasses.replace(settings, frame_rate=fps, start_frame=start)
+    action = strip.action
+    write_keys(action, mouth_curves(_heard_track(whole, sound, fps), settings, mapping).keyframes)
+    first, end = int(sound.frame_final_start), int(sound.frame_final_end)
+    _set_frame_range(action, first, end)
+    if (strip.frame_start, strip.frame_end, strip.action_frame_start, strip.action_frame_end,
+            strip.scale, strip.repeat) != (first, end, first, end, 1.0, 1.0):
+        strip = _place_again(obj, strip, first)
+    record["keys"].update(fps=fps, start=start)
+    record.update(fps=fps, frame=first, sound_frame=int(round(sound.frame_start)), heard=_heard_frames(sound, fps))
+    return strip
+
+
+def _set_frame_range(action, first, end):
+    """The action's manual frame range: what an NLA strip made of it covers."""
+    action.use_frame_range = True
+    if first >= action.frame_end:  # (Blender keeps the end after the start)
+        action.frame_end = end
+        action.frame_start = first
+    else:
+        action.frame_start = first
+        action.frame_end = end
+
+
+# What an animator may have set on a line's NLA strip, kept when it is placed again.
+_STRIP_SETTINGS = ("mute", "influence", "use_animated_influence", "blend_in", "blend_out", "use_auto_blend", "select")
+
+
+def _place_again(obj, strip, first):
+    """The line's NLA strip placed anew from `first` over its action's frame range, on the first
+    track of lines with room (a neighbour may now be in the way), as the animator had set it."""
+    key = pose_key(obj)
+    animation = key.animation_data
+    track = next(track for track in animation.nla_tracks if any(other == strip for other in track.strips))
+    name, action = strip.name, strip.action
+    kept = {setting: getattr(strip, setting) for setting in _STRIP_SETTINGS}
+    blend_type, extrapolation = strip.blend_type, strip.extrapolation
+    track.strips.remove(strip)  # (its action stays: bpy.data keeps a datablock of no users until saved)
+    if not len(track.strips):
+        animation.nla_tracks.remove(track)
+    strip = place_strip(key, LINE_TRACK, name, action, first, blend_type, extrapolation)
+    for setting, value in kept.items():
+        setattr(strip, setting, value)
+    return strip
 
 
 def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_settings=None, mapping=None,
@@ -725,11 +775,16 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
     # Checked: from here on the scene changes.
     replaced = remove_line(scene, obj, name, keep_sound=adopted.name if adopted is not None else None)
     ensure_rest(obj, {name_: value for name_, value in curves.rest.items()})
+    # An adopted line covers just the frames its sound strip plays (lines cut from one take lie
+    # side by side); its keys are on the scene's frames all the same.
+    placed_at = start_frame if adopted is None else int(adopted.frame_final_start)
     action = new_action(f"{obj.name} line {name}", curves.keyframes,
                          {"kind": "line", "name": name, "source": track.source or "", "sound": "",
-                          "frame": start_frame, "sound_frame": start_frame, "fps": fps})
+                          "frame": placed_at, "sound_frame": start_frame, "fps": fps})
+    if adopted is not None:
+        _set_frame_range(action, placed_at, int(adopted.frame_final_end))
     scene[LINES_FPS_PROPERTY] = fps
-    strip = place_strip(key, LINE_TRACK, name, action, start_frame, "REPLACE", "NOTHING")
+    strip = place_strip(key, LINE_TRACK, name, action, placed_at, "REPLACE", "NOTHING")
     sound = adopted
     if adopted is not None:
         record = record_of(action)
@@ -763,15 +818,33 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
         warnings.append(f"{obj.name}'s own keys on {', '.join(overridden)} play over the line "
                         f"(the active action); push them down to an NLA strip to hear the line move the mouth")
     track_name = _track_of(key, strip)
-    message = (f"{'replaced' if replaced else 'placed'} line {name!r} on {obj.name}: frames {start_frame}-"
+    message = (f"{'replaced' if replaced else 'placed'} line {name!r} on {obj.name}: frames {placed_at}-"
                f"{int(math.ceil(last_frame))}, {len(track.cues)} cues on the NLA track {track_name!r}"
                + (f", its sound the strip {sound.name!r}" if adopted is not None else
                   f", sound on channel {sound.channel}" if sound else ", no sound"))
     if scene_end is not None:
         message += f"; the scene now ends at frame {scene_end[1]} (was {scene_end[0]}) to hold it"
-    return PlacedLine(strip, sound, name=name, first_frame=start_frame, last_frame=last_frame,
+    return PlacedLine(strip, sound, name=name, first_frame=placed_at, last_frame=last_frame,
                       track=track_name, replaced=replaced, scene_end=scene_end,
                       warnings=warnings, message=message)
+
+
+def _follow_adopted_sound(scene, obj, strip, record, sound, trim):
+    """An adopted line after its sound strip or its own NLA strip changed: the line moved by the
+    animator takes its sound along; then, where the sound strip was moved, trimmed, split or
+    slipped, or the scene's frame rate changed, the line is keyed again for it. True when
+    anything changed."""
+    fps = scene_fps(scene)
+    line_start, sound_start = int(round(strip.frame_start)), int(round(sound.frame_start))
+    last_line, last_sound = record.get("frame"), record.get("sound_frame")
+    moved = line_start != last_line and sound_start == last_sound and last_line is not None
+    if moved:  # (G on the line in the NLA editor)
+        sound.frame_start = sound.frame_start + line_start - last_line
+    if not (moved or sound_start != last_sound or _heard_frames(sound, fps) != record.get("heard")
+            or not is_number(record.get("fps")) or not math.isclose(record["fps"], fps, rel_tol=1e-9)):
+        return False
+    _fit_adopted_line(scene, obj, strip, record, sound, trim)
+    return True
 
 
 def keep_sounds_with_lines(scene):
@@ -789,9 +862,10 @@ def keep_sounds_with_lines(scene):
     take's, a recording too) is scaled by the ratio of the rates, so its keys keep their times in
     seconds (the NLA moves a later strip of the track along when one grows into it, and that
     line's sound follows it). A line made from a sound strip of the animator's (place_line's
-    `adopt_sound`) is keyed again when that strip is trimmed anew, the mouth closed where
-    nothing is heard. Returns the names of the lines and takes whose other strip was moved,
-    that were rescaled or keyed again."""
+    `adopt_sound`) is keyed again for that strip as it plays whenever it changes (moved,
+    trimmed, split, slipped, or the rate changed), the mouth closed where nothing is heard, its
+    NLA strip on just the frames the sound strip plays. Returns the names of the lines and
+    takes whose other strip was moved, that were rescaled or keyed again."""
     fps = scene_fps(scene)
     lines_fps = scene.get(LINES_FPS_PROPERTY)
     if not is_number(lines_fps) or lines_fps <= 0:
@@ -809,6 +883,15 @@ def keep_sounds_with_lines(scene):
             lines += 1
             changed = False  # (reported: a strip moved, rescaled or keyed again)
             before = dict(record)
+            sound = sounds.get(record.get("sound") or "") if record.get("kind") == "line" else None
+            trim = _adopted_trim(obj, record) if sound is not None and record.get("adopted") else None
+            if trim is not None:  # (keyed for its sound strip as it is now; its NLA strip may be placed anew)
+                action = strip.action
+                if _follow_adopted_sound(scene, obj, strip, record, sound, trim):
+                    moved.append(record["name"])
+                if record != before:
+                    action[RECORD] = json.dumps(record)
+                continue
             line_fps = record.get("fps")
             if not isinstance(line_fps, (int, float)) or line_fps <= 0:
                 # A strip of a .blend made before strips followed the rate: timed at this one, as
@@ -818,7 +901,6 @@ def keep_sounds_with_lines(scene):
                 strip.scale = strip.scale * fps / line_fps
                 record["fps"] = fps
                 changed = True
-            sound = sounds.get(record.get("sound") or "") if record.get("kind") == "line" else None
             if sound is not None:
                 line_start, sound_start = int(round(strip.frame_start)), int(round(sound.frame_start))
                 last_line, last_sound = record.get("frame"), record.get("sound_frame")
@@ -836,8 +918,8 @@ def keep_sounds_with_lines(scene):
                         line_start = int(round(strip.frame_start))
                         changed = True
                 record["frame"], record["sound_frame"] = line_start, sound_start
-                if record.get("adopted") and _follow_trim(scene, obj, strip, record, sound):
-                    changed = True
+                if record.get("adopted"):
+                    record["heard"] = _heard_frames(sound, fps)  # (no trim to follow: looked at once)
             if record != before:
                 strip.action[RECORD] = json.dumps(record)
             if changed:
@@ -860,6 +942,10 @@ def _track_of(key, strip):
 # --- the lip-sync job --------------------------------------------------------------------------
 
 
+# The session's analyses: the lines cut from one take are analysed once (lipsync/analyses.py).
+ANALYSES = AnalysisMemo()
+
+
 @dataclass
 class LipSyncResult:
     analyser: str  # "rhubarb", "built-in" or "cue file"
@@ -867,11 +953,14 @@ class LipSyncResult:
     cue_track: object
     placed: PlacedLine
     unknown_words: list = dataclasses.field(default_factory=list)
+    reused: bool = False  # the analysis of the same recording for an earlier line, reused
 
     @property
     def message(self):
         by = {"rhubarb": "analysed by Rhubarb Lip Sync", "built-in": "analysed by the built-in analyser",
               "cue file": "read from the cue file"}[self.analyser]
+        if self.reused:
+            by += " (for an earlier line: the same recording, reused)"
         return f"{Path(self.source).name}: {by}; {self.placed.message}"
 
 
@@ -929,6 +1018,8 @@ class LipSyncJob(Job):
         self._inner = None
         self._track = None
         self._decoded = None  # the WAV copy of an .m4a, .mp4, ... while it is analysed
+        self._analysis_key = None  # what the analysis is kept under in ANALYSES
+        self._unknown, self._notes, self._reused = [], [], False
 
     def _targets(self):
         scene = bpy.data.scenes.get(self.scene_name)
@@ -957,17 +1048,24 @@ class LipSyncJob(Job):
         # Unreadable or too long audio is reported before Rhubarb or the analyser starts.
         self._check_length(scene, audio_seconds(self.source) or 0.0)
         executable = find_rhubarb(self.rhubarb) if self.rhubarb else find_rhubarb()
+        self.analyser = "rhubarb" if executable is not None else "built-in"
+        self._analysis_key = ANALYSES.key(self.source, str(executable), self.recognizer, self.dialog)
+        kept = ANALYSES.get(self._analysis_key)
+        if kept is not None:  # (a line cut from the same take: its analysis as this strip hears it)
+            self._track, self._unknown = kept[0], list(kept[1])
+            self._notes = [f"{self.source.name}: {note}" for note in kept[2]]
+            self._reused = True
+            self._remove_copies()
+            return
         analysed = self.source
         if decoded_by_blender(self.source):  # the sound strip still plays the recording itself
             self._decoded = DecodedRecording(self.source)
             analysed = self._decoded.path
         try:
             if executable is not None:
-                self.analyser = "rhubarb"
                 recognizer = "phonetic" if self.recognizer == "phonetic" else "words"
                 self._inner = RhubarbJob(analysed, executable, recognizer, self.dialog)
             else:
-                self.analyser = "built-in"
                 self._inner = Analysis(analysed, self.recognizer, self.dialog)
             self._inner.start()
         except BaseException:
@@ -1006,20 +1104,21 @@ class LipSyncJob(Job):
                 raise
             if not self._inner.done:
                 return Progress(0.95 * progress.fraction, progress.message)
-        unknown, notes = [], []
         if self._track is None:
             result = self._inner.result
             self._track = getattr(result, "track", result)
             if self._decoded is not None:
                 self._track = self._decoded.naming_the_recording(self._track)
             self._remove_copies()
-            unknown = list(getattr(result, "unknown_words", []))
-            notes = [f"{self.source.name}: {note}" for note in self._inner.notes]  # cut short, damaged
+            self._unknown = list(getattr(result, "unknown_words", []))
+            self._notes = [f"{self.source.name}: {note}" for note in self._inner.notes]  # cut short, damaged
+            ANALYSES.put(self._analysis_key, (self._track, tuple(self._unknown), tuple(self._inner.notes)))
         scene, obj = self._targets()
         placed = place_line(scene, obj, self._track, self.name, self.start_frame, self.audio,
                             self.curve_settings, self.mapping, self.extend_scene, adopt_sound=self.sound_strip)
-        placed.warnings[:0] = notes
-        return self.finish(LipSyncResult(self.analyser, str(self.source), self._track, placed, unknown))
+        placed.warnings[:0] = self._notes
+        return self.finish(LipSyncResult(self.analyser, str(self.source), self._track, placed, self._unknown,
+                                         self._reused))
 
     def _stop(self):
         if self._inner is not None:

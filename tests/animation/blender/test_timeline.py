@@ -280,9 +280,9 @@ def test_an_adopted_line_whose_trim_record_is_damaged_is_no_longer_keyed_again(m
     bpy.context.view_layer.update()
     assert m.timeline.read_keys(line.action) == keys  # as keyed: the trim could not be followed
     assert m.timeline.record_of(line.action)["heard"][0] == 30  # looked at once, not on every update
-    first.frame_start = 5  # still the strip that leads the line
+    first.frame_start = 5  # still the strip that leads the line, by as many frames
     bpy.context.view_layer.update()
-    assert line.frame_start == 5
+    assert line.frame_start == 32 - 15  # (placed where the strip was heard from, then moved as it was)
 
 
 def test_a_new_frame_rate_keeps_each_lines_mouth_on_its_words(m, sprite):
@@ -536,7 +536,7 @@ def test_sound_strips_in_the_sequencer_become_lines_where_they_play(m, sprite):
     assert [s.name for s in scene.sequence_editor.strips_all] == ["tv take 3", "electricity"]  # no strip added
     for result, strip in zip(results, (first, second)):
         line, sound = result.placed
-        assert sound == strip and line.frame_start == strip.frame_start
+        assert sound == strip and (line.frame_start, line.frame_end) == (strip.frame_final_start, strip.frame_final_end)
         assert m.timeline.record_of(line.action)["sound"] == strip.name
     # The trimmed half second keeps the mouth closed, though the recording speaks there.
     original, _ = run(m.timeline.LipSyncJob(scene, sprite, shared_path(*WATCHING_TV), start_frame=400, name="whole"))
@@ -552,7 +552,9 @@ def test_sound_strips_in_the_sequencer_become_lines_where_they_play(m, sprite):
     assert all(mouth_open(m, sprite, 20 + f) == 0 for f in range(30))
     first.frame_offset_start = 0
     bpy.context.view_layer.update()
-    whole = m.timeline.read_keys(results[0].placed[0].action)
+    line = m.timeline.find_line(sprite, "tv take 3")[1]  # (placed again over the frames now heard)
+    assert (line.frame_start, line.frame_end) == (20, first.frame_final_end)
+    whole = m.timeline.read_keys(line.action)
     expected = m.timeline.read_keys(original.placed[0].action)  # the recording's line, untrimmed
     assert set(whole) == set(expected)
     for parameter, keys in expected.items():
@@ -561,7 +563,7 @@ def test_sound_strips_in_the_sequencer_become_lines_where_they_play(m, sprite):
     # The strip leads its line as any line's sound; the line removed, the animator's strip stays.
     first.frame_start = 5
     bpy.context.view_layer.update()
-    assert results[0].placed[0].frame_start == 5
+    assert m.timeline.find_line(sprite, "tv take 3")[1].frame_start == 5
     assert m.timeline.remove_line(scene, sprite, "tv take 3")
     assert "tv take 3" in scene.sequence_editor.strips
     # Lip-synced again, a strip replaces its own line (a strip a line added keeps that line's name).
@@ -627,6 +629,45 @@ def test_a_hard_split_part_of_a_recording_and_a_slipped_sound_lip_sync_to_the_wo
     for frame in words:
         if frame >= 52:
             assert mouth_open(m, sprite, 1 + frame) == pytest.approx(mouth_open(m, sprite, 400 + frame), abs=1e-3)
+
+
+def test_the_lines_cut_from_one_take_are_analysed_once_and_lie_side_by_side(m, sprite, picture):
+    """A scene's dialogue recorded in one take and cut into lines in the Sequencer (K), each a
+    character's: each line analysed the whole take again (a 5-minute take cut into 40 lines: 40
+    analyses of it), and a character's lines each covered the whole take in the NLA, the last
+    one's closed mouth over the others' words."""
+    scene = bpy.context.scene
+    editor = scene.sequence_editor_create()
+    annas = editor.strips.new_sound("take", str(shared_path(*WATCHING_TV)), 2, 1)
+    bobs = annas.split(frame=31, split_method="SOFT")
+    annas_again = bobs.split(frame=61, split_method="SOFT")
+    results, _ = run(m.timeline.LipSyncStripsJob(scene, sprite, [annas.name, annas_again.name]))
+    assert [result.reused for result in results] == [False, True]
+    assert results[1].cue_track is results[0].cue_track
+    assert "the same recording, reused" in results[1].message and "reused" not in results[0].message
+    # Bob's line from the same take: placed in one step, nothing analysed.
+    bob = m.sprite.create_sprite(scene, picture, m.settings.SpriteSettings(), name="Bob")
+    (bobs_line,), steps = run(m.timeline.LipSyncStripsJob(scene, bob, [bobs.name]))
+    assert bobs_line.reused and steps == 1
+    # Each line keyed as an analysis of its own keys it: the take's, as its part hears it.
+    m.timeline.ANALYSES.clear()
+    fresh, _ = run(m.timeline.LipSyncJob(scene, sprite, shared_path(*WATCHING_TV), start_frame=400, name="whole"))
+    assert not fresh.reused
+    spoken = [frame for frame in range(1, 90) if mouth_open(m, sprite, 399 + frame) > 0.1]
+    assert len(spoken) > 20
+    for frame in spoken:
+        if frame % 30 in (0, 1, 2):  # (at a cut each part's mouth closes and opens)
+            continue
+        speaker = bob if 31 <= frame < 61 else sprite
+        assert mouth_open(m, speaker, frame) == pytest.approx(mouth_open(m, sprite, 399 + frame), abs=1e-3)
+    # At another frame rate Blender keeps each part where it starts to play, and plays its part of
+    # the take over the frames its seconds now take: the lines follow.
+    scene.render.fps = 30
+    bpy.context.view_layer.update()
+    assert bobs.frame_final_start == 31 and bobs.frame_start != 1
+    for frame in range(34, int(bobs.frame_final_end) - 2):
+        second = (frame - bobs.frame_start) / 30
+        assert mouth_open(m, bob, frame) == pytest.approx(mouth_open(m, sprite, 400 + second * 30), abs=1e-3)
 
 
 def test_a_packed_sound_strip_lip_syncs_and_another_sprites_line_keeps_its_strip(m, sprite, picture, tmp_path):
