@@ -829,20 +829,25 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
                       warnings=warnings, message=message)
 
 
-def _follow_adopted_sound(scene, obj, strip, record, sound, trim):
+def _follow_adopted_sound(scene, obj, strip, record, sound):
     """An adopted line after its sound strip or its own NLA strip changed: the line moved by the
     animator takes its sound along; then, where the sound strip was moved, trimmed, split or
     slipped, or the scene's frame rate changed, the line is keyed again for it. True when
-    anything changed."""
+    anything changed, False when nothing did (looked at without reading the line's cues: this
+    runs on every update), None where the record holds no trim to key from (a line older than
+    trims being followed, or a damaged one), with nothing done."""
     fps = scene_fps(scene)
     line_start, sound_start = int(round(strip.frame_start)), int(round(sound.frame_start))
     last_line, last_sound = record.get("frame"), record.get("sound_frame")
     moved = line_start != last_line and sound_start == last_sound and last_line is not None
-    if moved:  # (G on the line in the NLA editor)
-        sound.frame_start = sound.frame_start + line_start - last_line
     if not (moved or sound_start != last_sound or _heard_frames(sound, fps) != record.get("heard")
             or not is_number(record.get("fps")) or not math.isclose(record["fps"], fps, rel_tol=1e-9)):
         return False
+    trim = _adopted_trim(obj, record)
+    if trim is None:
+        return None
+    if moved:  # (G on the line in the NLA editor)
+        sound.frame_start = sound.frame_start + line_start - last_line
     _fit_adopted_line(scene, obj, strip, record, sound, trim)
     return True
 
@@ -884,12 +889,13 @@ def keep_sounds_with_lines(scene):
             changed = False  # (reported: a strip moved, rescaled or keyed again)
             before = dict(record)
             sound = sounds.get(record.get("sound") or "") if record.get("kind") == "line" else None
-            trim = _adopted_trim(obj, record) if sound is not None and record.get("adopted") else None
-            if trim is not None:  # (keyed for its sound strip as it is now; its NLA strip may be placed anew)
-                action = strip.action
-                if _follow_adopted_sound(scene, obj, strip, record, sound, trim):
+            action = strip.action
+            followed = None
+            if sound is not None and record.get("adopted"):
+                followed = _follow_adopted_sound(scene, obj, strip, record, sound)
+            if followed is not None:  # (keyed for its sound strip as it is now; its NLA strip may be placed anew)
+                if followed:
                     moved.append(record["name"])
-                if record != before:
                     action[RECORD] = json.dumps(record)
                 continue
             line_fps = record.get("fps")
