@@ -835,7 +835,10 @@ def _follow_adopted_sound(scene, obj, strip, record, sound):
     slipped, or the scene's frame rate changed, the line is keyed again for it. True when
     anything changed, False when nothing did (looked at without reading the line's cues: this
     runs on every update), None where the record holds no trim to key from (a line older than
-    trims being followed, or a damaged one), with nothing done."""
+    trims being followed, or a damaged one), with nothing done. While the sprite's NLA is in
+    tweak mode no strip can be placed: the line follows when it is left."""
+    if obj.data.shape_keys.animation_data.use_tweak_mode:
+        return False
     fps = scene_fps(scene)
     line_start, sound_start = int(round(strip.frame_start)), int(round(sound.frame_start))
     last_line, last_sound = record.get("frame"), record.get("sound_frame")

@@ -596,7 +596,8 @@ def seconds_played(scene, recording, frames, tmp_path):
     return seconds
 
 
-def test_a_hard_split_part_of_a_recording_and_a_slipped_sound_lip_sync_to_the_words_they_play(m, sprite, tmp_path):
+def test_a_hard_split_part_of_a_recording_and_a_slipped_sound_lip_sync_to_the_words_they_play(m, sprite, tmp_path,
+                                                                                             capfd):
     """Shift+K splits a sound strip hard: its right part starts on the split frame, into its
     recording (`animation_offset_start`); a strip's sound offset plays its recording that many
     seconds later. Lip-synced from such a strip, the line keyed the recording from its start
@@ -622,8 +623,17 @@ def test_a_hard_split_part_of_a_recording_and_a_slipped_sound_lip_sync_to_the_wo
         assert mouth_open(m, sprite, 1 + frame) == pytest.approx(mouth_open(m, sprite, 400 + frame), abs=1e-3)
         if frame < 76:  # (the slipped strip ends on its recording's frame 78)
             assert mouth_open(m, sprite, 212 + frame) == pytest.approx(mouth_open(m, sprite, 400 + frame), abs=1e-3)
-    # Trimmed further, the right part's line follows what is heard, still on the words.
+    # Trimmed further, the right part's line follows what is heard, still on the words; while the
+    # sprite's NLA is in tweak mode (no strip can be placed then) it waits, without a word.
+    animation = sprite.data.shape_keys.animation_data
+    animation.nla_tracks.active = next(track for track in animation.nla_tracks if track.strips.get(right.name))
+    animation.use_tweak_mode = True
+    line = m.timeline.find_line(sprite, right.name)[1]
+    keyed = m.timeline.read_keys(line.action)
     right.frame_offset_start = 10
+    bpy.context.view_layer.update()
+    assert "THA Studio" not in capfd.readouterr().out and m.timeline.read_keys(line.action) == keyed
+    animation.use_tweak_mode = False
     bpy.context.view_layer.update()
     assert all(mouth_open(m, sprite, 41 + f) == 0 for f in range(8))
     for frame in words:
