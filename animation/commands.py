@@ -227,19 +227,19 @@ def add_lipsync_subcommand(subparsers):
         "(--rhubarb, else on PATH), else by the built-in analyser; a Rhubarb cue file (tsv, json, xml, dat) is "
         "read. The mouth keys go in an NLA strip named after the line, the audio in a sound strip at the same "
         "frame; a line of that name already there is replaced. "
-        "With --from-strip, a sound strip already in the .blend's Sequencer is lip-synced instead: a line where "
-        "it plays, with the strip as its sound.",
+        "With --from-strip, sound strips already in the .blend's Sequencer are lip-synced instead: each a line "
+        "where it plays, with the strip as its sound (the lines cut from one take analyse it once).",
     )
     parser.add_argument("blend", type=Path, metavar="BLEND", help="the .blend holding the sprite (saved in place)")
     parser.add_argument("--sprite", required=True, help="the sprite object's name")
-    parser.add_argument("source", type=Path, metavar="AUDIO_OR_CUES",
-                        help="dialogue audio or a Rhubarb cue file (with --from-strip: a sound strip's name)")
+    parser.add_argument("source", type=Path, metavar="AUDIO_OR_CUES", nargs="+",
+                        help="dialogue audio or a Rhubarb cue file (with --from-strip: sound strips' names)")
     parser.add_argument("--from-strip", action="store_true",
-                        help="AUDIO_OR_CUES names a sound strip of the .blend's Sequencer: the line is made from "
-                             "its recording where it plays, the strip its sound")
+                        help="AUDIO_OR_CUES names sound strips of the .blend's Sequencer: each line is made from "
+                             "its strip's recording where the strip plays, the strip its sound")
     parser.add_argument("--dialog", type=Path, default=None, help="the line's words as a text file (guides recognition)")
     parser.add_argument("--start-frame", type=int, default=1,
-                        help="the frame the line starts on (default: 1; with --from-strip, where the strip's recording starts)")
+                        help="the frame the line starts on (default: 1; with --from-strip, where the strip plays)")
     parser.add_argument("--name", default=None, help="the line's name (default: the file's name)")
     parser.add_argument("--audio", type=Path, default=None,
                         help="for a cue file: the recording to place as its sound (default: the one it names, if found)")
@@ -268,6 +268,10 @@ def run_sprite_lipsync(args):
 
     if not args.blend.is_file():
         raise CommandError(f"{args.blend}: no such .blend file")
+    if len(args.source) > 1 and not args.from_strip:
+        raise CommandError("give one recording or cue file (several names are sound strips, with --from-strip)")
+    if len(args.source) > 1 and args.name:
+        raise CommandError("--name is a line's own: give it with one sound strip at a time")
     dialog = None
     if args.dialog is not None:
         dialog = read_dialog(args.dialog)
@@ -285,11 +289,11 @@ def run_sprite_lipsync(args):
         raise CommandError(f"{args.blend}: no talking-head sprite called {args.sprite!r} (sprites: {names})")
     scene = next((s for s in bpy.data.scenes if obj.name in s.objects), bpy.context.scene)
     if args.from_strip:
-        job = timeline.LipSyncStripsJob(scene, obj, [str(args.source)], dialog=dialog, rhubarb=args.rhubarb,
-                                        name=args.name, curve_settings=settings, recognizer=args.recognizer,
-                                        extend_scene=not args.no_extend)
+        job = timeline.LipSyncStripsJob(scene, obj, [str(name) for name in args.source], dialog=dialog,
+                                        rhubarb=args.rhubarb, name=args.name, curve_settings=settings,
+                                        recognizer=args.recognizer, extend_scene=not args.no_extend)
     else:
-        job = timeline.LipSyncJob(scene, obj, args.source, dialog=dialog, start_frame=args.start_frame,
+        job = timeline.LipSyncJob(scene, obj, args.source[0], dialog=dialog, start_frame=args.start_frame,
                                   rhubarb=args.rhubarb, name=args.name, audio=args.audio, curve_settings=settings,
                                   recognizer=args.recognizer, extend_scene=not args.no_extend)
     result = run_with_bar(job, "lip sync")

@@ -984,6 +984,19 @@ def test_the_sprite_lipsync_command_puts_a_line_on_a_saved_sprite_or_names_the_b
     done = sprite_lipsync(tmp_path, blend, "--sprite", "Anna", "--from-strip", "Anna: tv", "--recognizer", "phonetic")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "replaced line 'tv' on Anna: frames 40-" in done.stdout and "its sound the strip 'Anna: tv'" in done.stdout
+    # A take cut in two, both parts lip-synced in one run: one analysis of it.
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    bpy.context.scene.sequence_editor.strips_all["Anna: tv"].split(frame=70, split_method="SOFT").name = "later"
+    bpy.ops.wm.save_mainfile()
+    done = sprite_lipsync(tmp_path, blend, "--sprite", "Anna", "--from-strip", "Anna: tv", "later", "--recognizer",
+                          "phonetic")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "replaced line 'tv' on Anna: frames 40-" in done.stdout
+    assert "(for an earlier line: the same recording, reused); placed line 'later' on Anna: frames 70-" in done.stdout
+    done = sprite_lipsync(tmp_path, blend, "--sprite", "Anna", "--from-strip", "Anna: tv", "later", "--name", "x")
+    assert done.returncode == 1 and "--name is a line's own: give it with one sound strip at a time" in done.stderr
+    done = sprite_lipsync(tmp_path, blend, "--sprite", "Anna", cues, cues)
+    assert done.returncode == 1 and "give one recording or cue file" in done.stderr
 
 
 def test_the_sprite_lipsync_command_bakes_when_asked_and_otherwise_warns_of_a_baked_sprite(m, sprite, ext_module,
