@@ -673,8 +673,8 @@ def _fit_adopted_line(scene, obj, strip, record, sound, trim):
     """Key an adopted line (place_line's `adopt_sound`) for its sound strip as it is now: the
     words where the strip plays them (trimmed, split, slipped or moved since; the mouth closed
     where nothing is heard), at the scene's frame rate, the line's NLA strip on just the frames
-    the sound strip plays, so lines cut from one take lie side by side on one sprite. Updates
-    the record; returns the line's NLA strip (placed again where its frames changed)."""
+    the sound strip plays, so lines cut from one take lie side by side on one sprite (placed
+    again where its frames changed). Updates the record."""
     whole, settings, mapping = trim
     fps = scene_fps(scene)
     start = float(sound.frame_start)
@@ -685,10 +685,9 @@ def _fit_adopted_line(scene, obj, strip, record, sound, trim):
     _set_frame_range(action, first, end)
     if (strip.frame_start, strip.frame_end, strip.action_frame_start, strip.action_frame_end,
             strip.scale, strip.repeat) != (first, end, first, end, 1.0, 1.0):
-        strip = _place_again(obj, strip, first)
+        _place_again(obj, strip, first)
     record["keys"].update(fps=fps, start=start)
     record.update(fps=fps, frame=first, sound_frame=int(round(sound.frame_start)), heard=_heard_frames(sound, fps))
-    return strip
 
 
 def _set_frame_range(action, first, end):
