@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import UserError
 from ..input_files import not_a_file
 from .colour_space import COLOUR_TAGS, in_srgb, linear_to_srgb, srgb_to_linear
+from .colour_tags import cicp_code_points
 
 
 # The picture files a file browser offers: those with alpha that THA Studio reads (Pillow). Blender
@@ -86,6 +87,9 @@ def _open_rgba(path_or_array):
                 with Image.open(source) as opened:
                     opened.load()
                     colour_tags = {tag: opened.info[tag] for tag in COLOUR_TAGS if tag in opened.info}
+                    # (an AVIF's nclx box names its colour space where it has no ICC profile)
+                    if opened.format == "PNG" or opened.format == "AVIF" and not colour_tags.get("icc_profile"):
+                        colour_tags["cicp"] = cicp_code_points(source, opened.format)
                     keyed_depth = _keyed_png_depth(opened, source)
                     grey = Image.getmodebase(opened.mode) == "L"  # (grey, grey and alpha, 16-bit grey)
                     # Upright as every viewer shows it (a phone's or an editor's orientation tag).

@@ -20,7 +20,8 @@ def linear_to_srgb(x):
 
 
 # The tags a picture file names its colour space by, as Pillow reads them: an ICC profile, and a
-# PNG's sRGB, gAMA and cHRM chunks.
+# PNG's sRGB, gAMA and cHRM chunks. (The coding-independent code points, "cicp", Pillow does not
+# read: pose/colour_tags.py reads them from the file.)
 COLOUR_TAGS = ("icc_profile", "srgb", "gamma", "chromaticity")
 
 
@@ -30,6 +31,9 @@ def in_srgb(rgba, tags, grey=False):
     as it is. Blender reads the values as sRGB whatever the tags say, so a sprite packs the
     converted copy (animation/blender/sprite.py). The tags rank as PNG's specification ranks them:
 
+    - "cicp", the code points of ITU-T H.273 (primaries, transfer, full range) that a PNG's cICP
+      chunk, or an AVIF's nclx colour box where it has no ICC profile, names its colour space by
+      (`cicp_to_srgb`). Codes it does not know are passed over, and the next tag read;
     - an ICC profile: the colour space it names. An RGB one (Display P3, as an iPad's or a Mac's
       drawing apps save by default; Rec. 2020), or on a `grey` picture a grey one (Photoshop's
       Gray Gamma 1.8, or Dot Gain 20%, its default for grey). One that cannot be read or is of
@@ -40,6 +44,8 @@ def in_srgb(rgba, tags, grey=False):
 
     Tags that are sRGB's by another name (those that take every colour of a grid to within a
     level of itself) leave every value as it is."""
+    if tags.get("cicp") and (convert := cicp_to_srgb(*tags["cicp"])) is not None:
+        return rgba if _is_srgb(convert) else _converted(rgba, convert)
     if tags.get("icc_profile"):
         transform = _profile_to_srgb(bytes(tags["icc_profile"]), grey)
         if transform is None:
@@ -54,8 +60,11 @@ def in_srgb(rgba, tags, grey=False):
     if "srgb" in tags or not ("gamma" in tags or "chromaticity" in tags):
         return rgba
     convert = _png_tags_to_srgb(tags.get("gamma"), tags.get("chromaticity"))
-    if convert is None:
-        return rgba
+    return rgba if convert is None else _converted(rgba, convert)
+
+
+def _converted(rgba, convert):
+    """An RGBA picture with `convert` ((N, 3) uint8 colours to sRGB's) applied to its colours."""
     from PIL import Image
 
     values = np.array(rgba)
@@ -122,13 +131,23 @@ def _png_tags_to_srgb(gamma, chromaticity):
         linear = srgb_to_linear(np.arange(256) / 255.0)
     else:
         linear = (np.arange(256) / 255.0) ** (1.0 / gamma)
-    matrix = _to_srgb_primaries(chromaticity)
+    convert = _light_to_srgb(linear, _to_srgb_primaries(chromaticity))
+    return None if _is_srgb(convert) else convert
 
+
+def _light_to_srgb(light, matrix, display=None):
+    """A conversion of (N, 3) uint8 colours to sRGB: `light` is each stored level's light (a
+    table of 256), `display` what a display makes of the light (HLG's system gamma), `matrix`
+    the move to sRGB's primaries (None: they are sRGB's). Light past sRGB's white or gamut is
+    clipped to it."""
     def convert(rgb):
-        encoded = linear_to_srgb(linear[rgb] if matrix is None else linear[rgb] @ matrix.T)
+        colours = light[rgb]
+        if display is not None:
+            colours = display(colours)
+        encoded = linear_to_srgb(colours if matrix is None else colours @ matrix.T)
         return np.rint(encoded * 255.0).astype(np.uint8)
 
-    return None if _is_srgb(convert) else convert
+    return convert
 
 
 def _to_srgb_primaries(chromaticity):
@@ -159,3 +178,87 @@ def _rgb_to_xyz(chromaticity):
     white = xyz(*chromaticity[:2])
     primaries = np.column_stack([xyz(*chromaticity[i:i + 2]) for i in (2, 4, 6)])
     return primaries * np.linalg.solve(primaries, white), white
+
+
+# ITU-T H.273's colour primaries, as CIE xy in cHRM's order (white, red, green, blue), for the
+# codes a picture file may name: 1 BT.709 and sRGB; 4 BT.470 System M; 5 BT.601 of 625 lines;
+# 6 and 7 BT.601 of 525 lines and SMPTE 240M; 8 generic film; 9 BT.2020 and BT.2100; 11 DCI-P3
+# (its white); 12 Display P3; 22 EBU Tech. 3213-E. (10, CIE XYZ, has no primaries to give.)
+CICP_PRIMARIES = {
+    1: SRGB_CHROMATICITY,
+    4: (0.310, 0.316, 0.67, 0.33, 0.21, 0.71, 0.14, 0.08),
+    5: (0.3127, 0.3290, 0.64, 0.33, 0.29, 0.60, 0.15, 0.06),
+    6: (0.3127, 0.3290, 0.630, 0.340, 0.310, 0.595, 0.155, 0.070),
+    7: (0.3127, 0.3290, 0.630, 0.340, 0.310, 0.595, 0.155, 0.070),
+    8: (0.310, 0.316, 0.681, 0.319, 0.243, 0.692, 0.145, 0.049),
+    9: (0.3127, 0.3290, 0.708, 0.292, 0.170, 0.797, 0.131, 0.046),
+    11: (0.314, 0.351, 0.680, 0.320, 0.265, 0.690, 0.150, 0.060),
+    12: (0.3127, 0.3290, 0.680, 0.320, 0.265, 0.690, 0.150, 0.060),
+    22: (0.3127, 0.3290, 0.630, 0.340, 0.295, 0.605, 0.155, 0.077),
+}
+
+# An HDR picture's light, in nits, that is SDR's white: ITU-R BT.2408's reference ("graphics")
+# white. Light past it (an HDR highlight) is clipped to sRGB's white.
+HDR_REFERENCE_WHITE = 203.0
+
+
+def _bt1886(levels):
+    """ITU-R BT.1886, the display curve of a BT.709 or BT.2020 signal (H.273's codes name the
+    camera's curve, which no display undoes): a pure gamma 2.4, as Blender's own Rec. 709 and
+    Rec. 2020 display profiles have it."""
+    return levels ** 2.4
+
+
+def _pq(levels):
+    """SMPTE ST 2084 (PQ): a level's light in nits, over the reference white."""
+    m1, m2 = 2610 / 16384, 2523 / 4096 * 128
+    c1, c2, c3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
+    power = levels ** (1 / m2)
+    return (np.maximum(power - c1, 0.0) / (c2 - c3 * power)) ** (1 / m1) * 10000.0 / HDR_REFERENCE_WHITE
+
+
+def _hlg_scene(levels):
+    """ARIB STD-B67 (HLG), undone: a level's scene light in [0, 1]."""
+    a = 0.17883277
+    b, c = 1 - 4 * a, 0.5 - a * math.log(4 * a)
+    return np.where(levels <= 0.5, levels ** 2 / 3, (np.exp((np.maximum(levels, 0.5) - c) / a) + b) / 12)
+
+
+def _hlg_display(luminance):
+    """BT.2100's HLG display (a 1000-nit one: system gamma 1.2) of scene light, over the
+    reference white. `luminance`: the weights of R, G, B in Y for the picture's primaries."""
+    def display(scene):
+        brightness = np.maximum(scene @ luminance, 0.0)[:, None] ** 0.2
+        return scene * brightness * (1000.0 / HDR_REFERENCE_WHITE)
+
+    return display
+
+
+# ITU-T H.273's transfer characteristics: each code's light of a level in [0, 1], SDR's white 1.
+# 1, 6, 7, 11, 12, 14 and 15 are BT.709's camera curve and its kin, shown by BT.1886 displays;
+# 4 and 5 pure gammas 2.2 and 2.8; 8 linear; 13 sRGB; 16 PQ; 18 HLG (scene light: see `cicp_to_srgb`).
+CICP_TRANSFERS = {
+    1: _bt1886, 6: _bt1886, 7: _bt1886, 11: _bt1886, 12: _bt1886, 14: _bt1886, 15: _bt1886,
+    4: lambda levels: levels ** 2.2,
+    5: lambda levels: levels ** 2.8,
+    8: lambda levels: levels,
+    13: srgb_to_linear,
+    16: _pq,
+    18: _hlg_scene,
+}
+HLG = 18
+
+
+def cicp_to_srgb(primaries, transfer, full_range=True):
+    """A conversion of (N, 3) uint8 colours from what ITU-T H.273's code points name to sRGB, or
+    None where this does not know a code (2, unspecified; a reserved one; CIE XYZ; a log
+    curve). `full_range` False: the levels span 16-235 (video's narrow range), as a PNG's cICP
+    may say. An HDR picture (PQ, HLG) is brought to SDR by its reference white, HDR_REFERENCE_WHITE;
+    the light past it is clipped."""
+    if primaries not in CICP_PRIMARIES or transfer not in CICP_TRANSFERS:
+        return None
+    levels = np.arange(256) / 255.0 if full_range else np.clip((np.arange(256) - 16) / 219.0, 0.0, 1.0)
+    light = CICP_TRANSFERS[transfer](levels)
+    chromaticity = CICP_PRIMARIES[primaries]
+    display = _hlg_display(_rgb_to_xyz(np.array(chromaticity))[0][1]) if transfer == HLG else None
+    return _light_to_srgb(light, None if primaries == 1 else _to_srgb_primaries(chromaticity), display)

@@ -96,3 +96,32 @@ def grey_profile(gamma=None, table=None, name="Gray Gamma 1.8"):
     header += b"\0" * (68 - len(header)) + struct.pack(">3i", *(round(v * 65536) for v in (0.9642, 1.0, 0.8249)))
     header += b"\0" * (128 - len(header))
     return header + struct.pack(">I", len(tags)) + b"".join(entries) + data
+
+
+# ITU-T H.273's code points of the colour spaces Blender ships display profiles of, as (colour
+# primaries, transfer characteristics): Display P3 has sRGB's curve (13); Blender's Rec. 2020 and
+# Rec. 709 profiles have gamma 2.4, BT.1886's display of BT.709's and BT.2020's curve (1).
+CICP_OF_PROFILES = {"Display P3": (12, 13), "Rec. 2020": (9, 1), "Rec. 709 gamma 2.4": (1, 1)}
+
+
+def save_with_cicp(values, path, primaries, transfer, full_range=True, matrix=0, **options):
+    """Pixel values saved as a PNG whose cICP chunk (PNG's third edition) names their colour space
+    by H.273's code points, as libpng 1.6.45 and later write it. `options` go to Pillow's save."""
+    info = options.pop("pnginfo", PngInfo())
+    info.add(b"cICP", bytes([primaries, transfer, matrix, int(full_range)]))
+    Image.fromarray(np.asarray(values, np.uint8)).save(path, pnginfo=info, **options)
+    return path
+
+
+def save_avif_with_nclx(values, path, primaries, transfer):
+    """Pixel values saved as an AVIF whose nclx colour box names their colour space by H.273's
+    code points, as libavif writes it for a picture without an ICC profile (Pillow has libavif
+    write sRGB's, 1 and 13: those two numbers are set to the ones asked for). 4:4:4 at quality
+    100, so that the colours come back within a level or two."""
+    Image.fromarray(np.asarray(values, np.uint8)).save(path, quality=100, subsampling="4:4:4")
+    data = bytearray(path.read_bytes())
+    at = data.index(b"colrnclx") + 8
+    assert struct.unpack_from(">HH", data, at) == (1, 13)
+    struct.pack_into(">HH", data, at, primaries, transfer)
+    path.write_bytes(bytes(data))
+    return path

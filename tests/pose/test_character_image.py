@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from colour_profiles import (DISPLAY_P3_CHROMATICITY, PROFILES, grey_profile, icc_profile, png_colour_chunks,
-                             save_in_profile, save_with_gamma)
+from colour_profiles import (CICP_OF_PROFILES, DISPLAY_P3_CHROMATICITY, PROFILES, grey_profile, icc_profile,
+                             png_colour_chunks, save_avif_with_nclx, save_in_profile, save_with_cicp, save_with_gamma)
 from tha_studio.pose.character_image import (
     PICTURE_SUFFIXES,
     CharacterImageError,
@@ -334,6 +334,144 @@ def test_an_icc_profile_ranks_above_a_pngs_gama(character, tmp_path):
     Image.open(character).convert("RGBA").save(saved, icc_profile=srgb, pnginfo=png_colour_chunks(gamma=1.0))
     assert Image.open(saved).info["gamma"] == 1.0
     assert np.array_equal(prepare_character_image(saved, THA3), prepare_character_image(character, THA3))
+
+
+@pytest.mark.parametrize("profile", list(CICP_OF_PROFILES))
+def test_a_png_whose_cicp_chunk_names_another_colour_space_is_read_in_srgb(tha3_data, tmp_path, profile):
+    """PNG's third edition names a colour space by ITU-T H.273's code points (cICP), and ranks
+    them above any other tag; a PNG that names Display P3 or Rec. 2020 so was read as sRGB."""
+    drawn = np.asarray(Image.open(tha3_data / "images/crypko_00.png").convert("RGBA"))
+    expected = prepare_character_image(drawn, THA3)
+    profiled = save_in_profile(drawn, profile, tmp_path / "profile.png")
+    values = np.asarray(Image.open(profiled))  # (the same values, named by cICP instead)
+    tagged = save_with_cicp(values, tmp_path / "cicp.png", *CICP_OF_PROFILES[profile])
+    by_code_points, by_profile = prepare_character_image(tagged, THA3), prepare_character_image(profiled, THA3)
+    assert np.abs(by_code_points.astype(int) - by_profile).max() <= 1
+    assert np.abs(by_code_points.astype(int) - expected)[expected[..., 3] > 0].max() <= 3
+    assert np.abs(values.astype(int) - drawn)[drawn[..., 3] > 0].max() >= 13  # what reading it as sRGB gave
+    # cICP ranks above a profile: sRGB's code points over Display P3's profile leave the values as stored.
+    both = save_with_cicp(values, tmp_path / "both.png", 1, 13, icc_profile=icc_profile("Display P3"))
+    assert np.array_equal(prepare_character_image(both, THA3), prepare_character_image(values, THA3))
+
+
+def test_a_cicp_chunk_of_narrow_range_or_linear_grey_is_read_in_srgb(character, tmp_path):
+    """cICP may say the levels span 16-235 (a video frame's), and name a grey picture's curve."""
+    drawn = np.asarray(Image.open(character).convert("RGBA"))
+    expected = prepare_character_image(drawn, THA3)
+    shown = expected[..., 3] > 0
+    narrow = drawn.copy()
+    narrow[..., :3] = np.rint(16 + drawn[..., :3] * (219 / 255))
+    read = prepare_character_image(save_with_cicp(narrow, tmp_path / "narrow.png", 1, 13, full_range=False), THA3)
+    assert np.abs(read.astype(int) - expected)[shown].max() <= 1
+    grey = np.asarray(Image.fromarray(drawn).convert("LA"))
+    linear = np.stack([np.rint(srgb_to_linear(grey[..., 0] / 255.0) * 255.0), grey[..., 1]], axis=-1)
+    read = prepare_character_image(save_with_cicp(linear, tmp_path / "grey.png", 1, 8), THA3)
+    grey_expected = prepare_character_image(np.asarray(Image.fromarray(grey, "LA").convert("RGBA")), THA3)
+    difference = np.abs(read.astype(int) - grey_expected)[shown]
+    assert difference.mean() < 1.0 and np.percentile(difference, 99) <= 4  # (8-bit linear loses dark shades)
+
+
+def encode_hdr(rgba, transfer):
+    """An sRGB picture as an HDR one in BT.2020's primaries, its white at BT.2408's reference
+    white (203 nits), stored in 8 bits by PQ's or HLG's curve (their formulas, written out here
+    from ST 2084 and BT.2100 in the direction the reader does not go)."""
+    light = srgb_to_linear(rgba[..., :3] / 255.0)
+    to_bt2020 = np.array([[0.6274, 0.3293, 0.0433], [0.0691, 0.9195, 0.0114], [0.0164, 0.0880, 0.8956]])
+    nits = light @ to_bt2020.T * 203.0
+    if transfer == "PQ":
+        m1, m2, c1, c2, c3 = 0.1593017578125, 78.84375, 0.8359375, 18.8515625, 18.6875
+        power = (nits / 10000.0) ** m1
+        signal = ((c1 + c2 * power) / (1 + c3 * power)) ** m2
+    else:  # HLG: the display's light back to the scene's (system gamma 1.2 at 1000 nits), then its curve
+        brightness = nits @ np.array([0.2627, 0.6780, 0.0593]) / 1000.0
+        scene = nits / 1000.0 * np.where(brightness > 0, brightness, 1.0)[..., None] ** (-0.2 / 1.2)
+        a, b, c = 0.17883277, 0.28466892, 0.55991073
+        signal = np.where(scene <= 1 / 12, np.sqrt(3 * np.maximum(scene, 0)),
+                          a * np.log(np.maximum(12 * scene - b, 1e-12)) + c)
+    stored = np.array(rgba, np.uint8)
+    stored[..., :3] = np.rint(np.clip(signal, 0, 1) * 255.0)
+    return stored
+
+
+@pytest.mark.parametrize("transfer, code", [("PQ", 16), ("HLG", 18)])
+def test_an_hdr_picture_is_read_with_its_reference_white_as_srgbs_white(character, tmp_path, transfer, code):
+    """An HDR PNG or AVIF (PQ or HLG, BT.2020's primaries) is brought to SDR by BT.2408's
+    reference white, where SDR's white sits in HDR: its white reads white, its colours as drawn."""
+    drawn = np.asarray(Image.open(character).convert("RGBA"))
+    expected = prepare_character_image(drawn, THA3)
+    shown = expected[..., 3] > 0
+    stored = encode_hdr(drawn, transfer)
+    read = prepare_character_image(save_with_cicp(stored, tmp_path / "hdr.png", 9, code), THA3)
+    difference = np.abs(read.astype(int) - expected)[shown]
+    # (8 bits of PQ or HLG hold SDR's range in some 150 or 190 levels: a dark shade moves a few)
+    assert difference.mean() < 1.5 and np.percentile(difference, 99) <= 8
+    assert np.abs(stored.astype(int) - drawn)[..., :3][drawn[..., 3] > 0].mean() > 15  # what reading it as sRGB gave
+    white = encode_hdr(np.full((1, 1, 4), 255, np.uint8), transfer)[0, 0, 0]
+    assert white == (148 if transfer == "PQ" else 191)  # (PQ's 203 nits, HLG's 75%: BT.2408's figures)
+
+
+def test_an_avif_whose_nclx_box_names_another_colour_space_is_read_in_srgb(tha3_data, tmp_path):
+    """An AVIF without an ICC profile names its colour space by its nclx colour box (H.273's code
+    points), which Pillow does not read: Display P3 read as sRGB was up to 117 levels off."""
+    drawn = np.asarray(Image.open(tha3_data / "images/crypko_00.png").convert("RGBA"))
+    expected = prepare_character_image(drawn, THA3)
+    shown = expected[..., 3] > 0
+    values = np.asarray(Image.open(save_in_profile(drawn, "Display P3", tmp_path / "profile.png")))
+    by_code_points = prepare_character_image(save_avif_with_nclx(values, tmp_path / "nclx.avif", 12, 13), THA3)
+    profiled = tmp_path / "profile.avif"
+    Image.fromarray(values).save(profiled, quality=100, subsampling="4:4:4", icc_profile=icc_profile("Display P3"))
+    by_profile = prepare_character_image(profiled, THA3)
+    assert np.abs(by_code_points.astype(int) - by_profile)[shown].max() <= 1  # (the same pixels decoded)
+    assert np.abs(by_code_points.astype(int) - expected)[shown].mean() < 2.5  # (AVIF's own loss)
+    as_srgb = prepare_character_image(save_avif_with_nclx(values, tmp_path / "srgb.avif", 1, 13), THA3)
+    assert np.abs(as_srgb.astype(int) - expected)[shown].max() >= 100
+    # A profile ranks above nclx in an AVIF (its nclx then gives only the YUV coding).
+    data = bytearray(profiled.read_bytes())
+    at = data.index(b"colrnclx") + 8
+    data[at:at + 4] = bytes([0, 9, 0, 8])  # (Rec. 2020, linear)
+    (tmp_path / "both.avif").write_bytes(bytes(data))
+    assert np.array_equal(prepare_character_image(tmp_path / "both.avif", THA3), by_profile)
+
+
+@pytest.mark.parametrize("codes, why", [
+    ((2, 2, 0, 1), "unspecified"),
+    ((12, 13, 1, 1), "matrix coefficients of a YUV coding, which a PNG may not name"),
+    ((10, 17, 0, 1), "CIE XYZ, which holds no primaries"),
+    ((12, 3, 0, 1), "a reserved transfer"),
+    ((12, 13, 0, 7), "a range flag of neither 0 nor 1"),
+])
+def test_a_cicp_chunk_that_cannot_be_followed_is_passed_over_for_the_next_tag(character, tmp_path, codes, why):
+    """Code points no reader follows are passed over, as an unreadable profile is, and the
+    next tag read (here gAMA 1.0 of a picture of linear values)."""
+    drawn = np.asarray(Image.open(character).convert("RGBA"))
+    by_gamma = save_with_gamma(drawn, 1.0, tmp_path / "gamma.png")
+    info = png_colour_chunks(gamma=1.0)
+    info.add(b"cICP", bytes(codes))
+    saved = tmp_path / "tagged.png"
+    Image.open(by_gamma).save(saved, pnginfo=info)
+    assert np.array_equal(prepare_character_image(saved, THA3), prepare_character_image(by_gamma, THA3)), why
+
+
+def test_damaged_colour_boxes_raise_nothing_but_a_named_error(character, tmp_path):
+    """The chunks and boxes read here that Pillow does not read, damaged: each picture is read
+    or refused by name, never failed with another exception."""
+    drawn = np.asarray(Image.open(character).convert("RGBA").resize((128, 128)))
+    sources = [save_with_cicp(drawn, tmp_path / "cicp.png", 12, 13),
+               save_avif_with_nclx(drawn, tmp_path / "nclx.avif", 12, 13)]
+    generator = np.random.default_rng(7)
+    for source in sources:
+        original = source.read_bytes()
+        header = original.index(b"IDAT") if source.suffix == ".png" else original.index(b"mdat")
+        for trial in range(60):
+            data = bytearray(original)
+            for at in generator.integers(8, header, size=generator.integers(1, 4)):
+                data[at] = generator.integers(0, 256)
+            damaged = tmp_path / f"damaged{trial}{source.suffix}"
+            damaged.write_bytes(bytes(data))
+            try:
+                prepare_character_image(damaged, THA3)
+            except CharacterImageError as error:
+                assert damaged.name in str(error)
 
 
 def test_unreadable_and_missing_files_are_named(tmp_path):

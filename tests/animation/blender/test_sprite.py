@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colour_profiles import grey_profile, save_in_profile, save_with_gamma
+from colour_profiles import grey_profile, save_in_profile, save_with_cicp, save_with_gamma
 
 pytestmark = pytest.mark.slow
 
@@ -413,7 +413,7 @@ def save_tiff_with_associated_alpha(path, rgba):
 
 
 @pytest.mark.parametrize("kind", [".qoi", ".avif", "16-bit .png", "associated-alpha .tif", "Display P3 .png",
-                                  "linear .png", "Gray Gamma 1.8 .png"])
+                                  "linear .png", "Gray Gamma 1.8 .png", "Rec. 2020 by cICP .png"])
 def test_a_picture_blender_reads_otherwise_or_not_at_all_is_posed_as_drawn(ext, ext_module, picture, tmp_path, kind):
     # THA Studio reads it (Pillow), Blender 5.0 does not: its picture had no pixels, and the bake
     # failed asking whether its file was missing. (The add-on's file browser offers it.) A 16-bit
@@ -421,7 +421,7 @@ def test_a_picture_blender_reads_otherwise_or_not_at_all_is_posed_as_drawn(ext, 
     # a TIFF's premultiplied colour it reads as straight, which darkened the hair's soft edges.
     # A picture saved in Display P3 (an iPad's or a Mac's drawing apps) Blender reads as sRGB,
     # its saturated colours up to 117 levels off; one of linear values (a PNG's gAMA 1.0) darker,
-    # a grey one in Photoshop's Gray Gamma 1.8 lighter.
+    # a grey one in Photoshop's Gray Gamma 1.8 lighter, one whose cICP chunk names Rec. 2020 duller.
     suffix = kind.split()[-1]
     offered = bpy.ops.tha_studio.add_talking_head.get_rna_type().properties["filter_glob"].default
     assert f"*{suffix}" in offered.split(";")
@@ -440,6 +440,9 @@ def test_a_picture_blender_reads_otherwise_or_not_at_all_is_posed_as_drawn(ext, 
         light = ext_module("pose.colour_space").srgb_to_linear(drawn[..., 0] / 255.0)
         stored = np.stack([np.rint(light ** (1 / 1.8) * 255.0), drawn[..., 3]], axis=-1).astype(np.uint8)
         Image.fromarray(stored, "LA").save(saved, icc_profile=grey_profile(1.8))
+    elif kind.startswith("Rec. 2020"):
+        profiled = save_in_profile(drawn, "Rec. 2020", tmp_path / "profiled.png")
+        save_with_cicp(np.asarray(Image.open(profiled)), saved, 9, 1)  # (the same values, named by cICP)
     else:
         Image.fromarray(drawn).save(saved)
     obj = add_sprite(saved)
@@ -455,7 +458,7 @@ def test_a_picture_blender_reads_otherwise_or_not_at_all_is_posed_as_drawn(ext, 
         assert difference.mean() < 2
     elif suffix == ".tif":  # (premultiplied colour, rounded: within a level where alpha is half or more)
         assert difference[reference[..., 3] >= 128].max() <= 1 and difference[..., 3].max() == 0
-    elif kind.startswith(("Display P3", "Gray")):  # (8-bit rounding in the other space)
+    elif kind.startswith(("Display P3", "Gray", "Rec. 2020")):  # (8-bit rounding in the other space)
         assert difference.max() <= 3 and difference[..., 3].max() == 0
     elif kind.startswith("linear"):  # (8-bit linear values lose the dark shades' levels)
         assert difference.mean() < 0.6 and difference[..., 3].max() == 0
