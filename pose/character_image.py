@@ -90,8 +90,10 @@ def _open_rgba(path_or_array):
                     # (an AVIF's nclx box names its colour space where it has no ICC profile)
                     if opened.format == "PNG" or opened.format == "AVIF" and not colour_tags.get("icc_profile"):
                         colour_tags["cicp"] = cicp_code_points(source, opened.format)
-                    keyed_depth = _keyed_png_depth(opened, source)
-                    grey = Image.getmodebase(opened.mode) == "L"  # (grey, grey and alpha, 16-bit grey)
+                    depth, colour_type = _png_header(source) if opened.format == "PNG" else (None, None)
+                    keyed_depth = _keyed_png_depth(opened, depth)
+                    # Grey, grey and alpha, 16-bit grey; and 16-bit grey and alpha, which Pillow reads as RGBA.
+                    grey = Image.getmodebase(opened.mode) == "L" or colour_type == PNG_GREY_AND_ALPHA
                     # Upright as every viewer shows it (a phone's or an editor's orientation tag).
                     image = ImageOps.exif_transpose(opened)
                     if keyed_depth:
@@ -131,17 +133,23 @@ def _open_rgba(path_or_array):
     return Image.fromarray(array, "RGBA"), source
 
 
-def _keyed_png_depth(opened, source):
+PNG_GREY_AND_ALPHA = 4  # (IHDR's colour type)
+
+
+def _png_header(source):
+    """A PNG's (bit depth, colour type) from its IHDR, or (None, None)."""
+    with open(source, "rb") as handle:
+        header = handle.read(26)[24:]  # (after the signature and IHDR's size, kind, width, height)
+    return tuple(header) if len(header) == 2 else (None, None)
+
+
+def _keyed_png_depth(opened, depth):
     """The bit depth of a grey or RGB PNG whose transparency is a colour key (tRNS) that Pillow
     does not apply right (any depth but 8 and 1), else None."""
     key = opened.info.get("transparency")
     keyed = (opened.mode in ("L", "I;16") and isinstance(key, int)
              or opened.mode == "RGB" and isinstance(key, tuple) and len(key) == 3)
-    if opened.format != "PNG" or not keyed:
-        return None
-    with open(source, "rb") as handle:
-        depth = handle.read(25)[24:]  # (IHDR's bit depth, after the signature and IHDR's size, kind, width, height)
-    return depth[0] if depth and depth[0] not in (1, 8) else None
+    return depth if keyed and depth not in (None, 1, 8) else None
 
 
 def _apply_colour_key(image, depth):

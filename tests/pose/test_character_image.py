@@ -222,6 +222,27 @@ def test_a_grey_picture_saved_with_a_grey_profile_is_read_in_srgb(tha3_data, tmp
     assert np.abs(read.astype(int) - expected)[shown].max() <= 1
     as_stored = np.abs(stored[..., 0].astype(int) - drawn[..., 0])[drawn[..., 3] > 0]
     assert as_stored.max() >= 15  # what reading it as sRGB gave
+    # The same in 16 bits, which Pillow reads as RGBA: the profile was passed over there.
+    deep = np.stack([np.rint(light ** (1 / 1.8) * 65535.0), drawn[..., 3] * 257.0], axis=-1).astype(">u2")
+    saved = save_16_bit_grey_and_alpha_png(tmp_path / "grey16.png", deep, grey_profile(1.8))
+    read = prepare_character_image(saved, THA3)
+    assert np.array_equal(read[..., 3], expected[..., 3])
+    difference = np.abs(read.astype(int) - expected)[shown]
+    assert difference.max() <= 2 and difference.mean() < 0.5  # (Pillow keeps the high byte of 16 bits, unrounded)
+
+
+def save_16_bit_grey_and_alpha_png(path, samples, icc_profile):
+    """(H, W, 2) big-endian 16-bit grey and alpha samples as a PNG with an ICC profile (iCCP),
+    which Pillow cannot write."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    height, width = samples.shape[:2]
+    rows = b"".join(b"\0" + row.tobytes() for row in samples)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 4, 0, 0, 0))
+                     + chunk(b"iCCP", b"grey\0\0" + zlib.compress(icc_profile))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return path
 
 
 def test_a_grey_profile_of_srgbs_curve_or_on_a_colour_picture_leaves_it_as_stored(character, tmp_path):
