@@ -7,6 +7,7 @@ the cues (the sound file, the recording's length, the closed-mouth shape of its 
 file read and written again comes out the same.
 """
 
+import math
 from dataclasses import dataclass
 
 from ..errors import UserError
@@ -215,6 +216,16 @@ class CueTrack:
                      for cue in self.cues if cue.end + seconds > 0)
         duration = max(self.duration + seconds, 0.0)
         return CueTrack(cues, duration, self.sound_file, self.closing_shape(), self.source).joined()
+
+    def scaled(self, factor):
+        """The track played over `factor` times its seconds (a sound strip retimed to 1/factor
+        of its speed in Blender)."""
+        if factor == 1:
+            return self
+        if not (math.isfinite(factor) and factor > 0):
+            raise CueError(f"a cue track's time scale must be a positive number, got {factor!r}")
+        cues = tuple(Cue(cue.start * factor, cue.end * factor, cue.shape) for cue in self.cues)
+        return CueTrack(cues, self.duration * factor, self.sound_file, self.closing_shape(), self.source).joined()
 
     def joined(self):
         """contiguous(join=True): no gaps, no zero-length cues, no equal neighbours."""

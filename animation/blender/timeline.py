@@ -628,19 +628,40 @@ def _line_of_sound(scene, strip_name):
     return None
 
 
-def _lead_frames(sound, fps):
+def sound_speed(sound, seconds, fps):
+    """Frames of its recording a sound strip plays a frame: 1 unless it is retimed (Strip >
+    Retiming > Set Speed), then the part of its recording it holds (`seconds` long in all, as
+    many frames as Blender rounds that to, less what a split left out) over the frames that part
+    now takes. That is the speed Blender's mixdown plays a strip of one retiming segment at;
+    Blender's Python tells no speed of a segment, so a strip retimed in several gets their mean
+    (`retimed_in_segments`)."""
+    if not len(sound.retiming_keys) or not is_number(seconds) or seconds <= 0 or sound.frame_duration <= 0:
+        return 1.0
+    held = max(1, round(seconds * fps)) - sound.animation_offset_start - sound.animation_offset_end
+    return held / sound.frame_duration if held > 0 else 1.0
+
+
+def retimed_in_segments(sound):
+    """Whether a sound strip is retimed in more than one segment (more than two retiming keys),
+    whose speeds Blender's Python does not tell."""
+    return len(sound.retiming_keys) > 2
+
+
+def _lead_frames(sound, fps, speed=1.0):
     """Frames of a sound strip's recording before what it plays at its `frame_start` (where its
     line's keys start): the right part of a hard split (Shift+K) or a hold offset starts into the
     recording (`animation_offset_start`), and a sound offset of s seconds plays it s seconds
-    later (as Blender's mixdown of such a strip plays it)."""
-    return sound.animation_offset_start - sound.sound_offset * fps
+    later (as Blender's mixdown of such a strip plays it; the s seconds on the timeline, where a
+    retimed strip plays `speed` times as many frames of its recording)."""
+    return sound.animation_offset_start - sound.sound_offset * fps * speed
 
 
-def _heard_frames(sound, fps):
-    """[first, end) frames of a sound strip's recording that it plays, from the recording's start."""
-    lead = _lead_frames(sound, fps)
-    return [_frame_number(sound.frame_final_start - sound.frame_start + lead),
-            _frame_number(sound.frame_final_end - sound.frame_start + lead)]
+def _heard_frames(sound, fps, speed=1.0):
+    """[first, end) frames of a sound strip's recording that it plays, from the recording's start
+    (a retimed strip plays `speed` frames of it a frame)."""
+    lead = _lead_frames(sound, fps, speed)
+    return [_frame_number((sound.frame_final_start - sound.frame_start) * speed + lead),
+            _frame_number((sound.frame_final_end - sound.frame_start) * speed + lead)]
 
 
 def _frame_number(frames):
@@ -648,11 +669,17 @@ def _frame_number(frames):
     return int(round(frames)) if abs(frames - round(frames)) < 1e-6 else round(frames, 6)
 
 
-def _heard_track(whole, sound, fps):
+def _heard_track(whole, sound, fps, speed=1.0):
     """The line's cues as its sound strip plays its recording: the mouth closed where the strip
-    is trimmed, its times from the strip's `frame_start`."""
-    heard = whole.heard_between(*(frames / fps for frames in _heard_frames(sound, fps)))
-    return heard.shifted(-_lead_frames(sound, fps) / fps)
+    is trimmed, its times from the strip's `frame_start`, over 1/`speed` of their seconds."""
+    heard = whole.heard_between(*(frames / fps for frames in _heard_frames(sound, fps, speed)))
+    return heard.shifted(-_lead_frames(sound, fps, speed) / fps).scaled(1.0 / speed)
+
+
+def _recording_seconds(record):
+    """The seconds of an adopted line's recording: as the line was placed, or (a line placed
+    before they were kept) its cues' length."""
+    return record.get("seconds") if is_number(record.get("seconds")) else record.get("duration")
 
 
 def _adopted_trim(obj, record):
@@ -677,17 +704,19 @@ def _fit_adopted_line(scene, obj, strip, record, sound, trim):
     again where its frames changed). Updates the record."""
     whole, settings, mapping = trim
     fps = scene_fps(scene)
+    speed = sound_speed(sound, _recording_seconds(record), fps)
     start = float(sound.frame_start)
     settings = dataclasses.replace(settings, frame_rate=fps, start_frame=start)
     action = strip.action
-    write_keys(action, mouth_curves(_heard_track(whole, sound, fps), settings, mapping).keyframes)
+    write_keys(action, mouth_curves(_heard_track(whole, sound, fps, speed), settings, mapping).keyframes)
     first, end = int(sound.frame_final_start), int(sound.frame_final_end)
     _set_frame_range(action, first, end)
     if (strip.frame_start, strip.frame_end, strip.action_frame_start, strip.action_frame_end,
             strip.scale, strip.repeat) != (first, end, first, end, 1.0, 1.0):
         _place_again(obj, strip, first)
     record["keys"].update(fps=fps, start=start)
-    record.update(fps=fps, frame=first, sound_frame=int(round(sound.frame_start)), heard=_heard_frames(sound, fps))
+    record.update(fps=fps, frame=first, sound_frame=int(round(sound.frame_start)),
+                  heard=_heard_frames(sound, fps, speed), speed=speed)
 
 
 def _set_frame_range(action, first, end):
@@ -724,7 +753,7 @@ def _place_again(obj, strip, first):
 
 
 def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_settings=None, mapping=None,
-               extend_scene=True, adopt_sound=None):
+               extend_scene=True, adopt_sound=None, recording_seconds=None):
     """Put a line of dialogue (a CueTrack) on a sprite from `start_frame`: its mouth keys at the
     scene's frame rate in an action of its own, as an NLA strip named `name`, and the audio (if
     given) as a sound strip on the same frame. A line of that name already on the sprite is
@@ -735,8 +764,9 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
     `adopt_sound`: the name of a sound strip already in the Sequencer that the cues were made
     from, to be the line's sound instead of a new one: the line starts where the strip's
     recording starts (`start_frame` is not used), the mouth stays closed where the strip is
-    trimmed (now, and when it is trimmed again: keep_sounds_with_lines), and removing the line
-    leaves the strip."""
+    trimmed (now, and when it is trimmed again: keep_sounds_with_lines), the words at the speed a
+    retimed strip plays them (`recording_seconds`, the recording's length, tells it; default: the
+    cues'), and removing the line leaves the strip."""
     if not isinstance(name, str) or not name.strip():
         raise TimelineError(f"a line needs a name, got {name!r}")
     adopted = None
@@ -748,7 +778,10 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
                                 f"{owner[1]!r}: remove that line first")
         start_frame = int(round(adopted.frame_start))
         whole_track = track
-        track = _heard_track(track, adopted, scene_fps(scene))
+        if not is_number(recording_seconds):
+            recording_seconds = track.duration
+        speed = sound_speed(adopted, recording_seconds, scene_fps(scene))
+        track = _heard_track(track, adopted, scene_fps(scene), speed)
         audio_path = None
     start_frame = whole_frame(start_frame, "the line's start frame")
     key = pose_key(obj)
@@ -789,9 +822,10 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
         record = record_of(action)
         record["sound"], record["adopted"] = adopted.name, True
         # What keep_sounds_with_lines needs to key the line again when the strip is trimmed anew.
-        record["heard"] = _heard_frames(adopted, fps)
+        record["heard"], record["speed"] = _heard_frames(adopted, fps, speed), speed
         record["cues"] = [[cue.start, cue.end, cue.shape] for cue in whole_track.contiguous().cues]
         record["duration"], record["closed"] = whole_track.duration, whole_track.closing_shape()
+        record["seconds"] = recording_seconds
         record["keys"] = {"fps": fps, "start": start_frame, "style": settings.style, "blend": settings.blend,
                           "mapping": mapping.values}
         action[RECORD] = json.dumps(record)
@@ -812,6 +846,11 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
     if scene_end is not None:
         scene.frame_end = scene_end[1]
     warnings = []
+    if adopted is not None and retimed_in_segments(adopted):
+        warnings.append(f"the sound strip {adopted.name!r} is retimed in {len(adopted.retiming_keys) - 1} segments, "
+                        f"whose speeds Blender does not tell add-ons: the line follows their mean speed "
+                        f"({speed:.3g}x), the words off where the speeds differ; give the strip one speed "
+                        f"(Strip > Retiming > Reset, then Set Speed) to have them where it plays them")
     overridden = _active_overrides(key, mapping.parameters)
     if overridden:
         warnings.append(f"{obj.name}'s own keys on {', '.join(overridden)} play over the line "
@@ -842,7 +881,10 @@ def _follow_adopted_sound(scene, obj, strip, record, sound):
     line_start, sound_start = int(round(strip.frame_start)), int(round(sound.frame_start))
     last_line, last_sound = record.get("frame"), record.get("sound_frame")
     moved = line_start != last_line and sound_start == last_sound and last_line is not None
-    if not (moved or sound_start != last_sound or _heard_frames(sound, fps) != record.get("heard")
+    speed, last_speed = sound_speed(sound, _recording_seconds(record), fps), record.get("speed", 1.0)
+    heard = _heard_frames(sound, fps, speed)
+    if not (moved or sound_start != last_sound or heard != record.get("heard")
+            or not (is_number(last_speed) and math.isclose(last_speed, speed, rel_tol=1e-9))
             or not is_number(record.get("fps")) or not math.isclose(record["fps"], fps, rel_tol=1e-9)):
         return False
     trim = _adopted_trim(obj, record)
@@ -927,7 +969,8 @@ def keep_sounds_with_lines(scene):
                         changed = True
                 record["frame"], record["sound_frame"] = line_start, sound_start
                 if record.get("adopted"):
-                    record["heard"] = _heard_frames(sound, fps)  # (no trim to follow: looked at once)
+                    # (no trim to follow: looked at once)
+                    record["heard"] = _heard_frames(sound, fps, sound_speed(sound, _recording_seconds(record), fps))
             if record != before:
                 strip.action[RECORD] = json.dumps(record)
             if changed:
@@ -1028,6 +1071,7 @@ class LipSyncJob(Job):
         self._decoded = None  # the WAV copy of an .m4a, .mp4, ... while it is analysed
         self._analysis_key = None  # what the analysis is kept under in ANALYSES
         self._unknown, self._notes, self._reused = [], [], False
+        self._seconds = None  # the recording's length, for the speed of a retimed sound strip
 
     def _targets(self):
         scene = bpy.data.scenes.get(self.scene_name)
@@ -1054,7 +1098,8 @@ class LipSyncJob(Job):
         if self.sound_strip is None:
             self.audio = self.audio or self.source
         # Unreadable or too long audio is reported before Rhubarb or the analyser starts.
-        self._check_length(scene, audio_seconds(self.source) or 0.0)
+        self._seconds = audio_seconds(self.source)
+        self._check_length(scene, self._seconds or 0.0)
         executable = find_rhubarb(self.rhubarb) if self.rhubarb else find_rhubarb()
         self.analyser = "rhubarb" if executable is not None else "built-in"
         self._analysis_key = ANALYSES.key(self.source, str(executable), self.recognizer, self.dialog)
@@ -1123,7 +1168,8 @@ class LipSyncJob(Job):
             ANALYSES.put(self._analysis_key, (self._track, tuple(self._unknown), tuple(self._inner.notes)))
         scene, obj = self._targets()
         placed = place_line(scene, obj, self._track, self.name, self.start_frame, self.audio,
-                            self.curve_settings, self.mapping, self.extend_scene, adopt_sound=self.sound_strip)
+                            self.curve_settings, self.mapping, self.extend_scene, adopt_sound=self.sound_strip,
+                            recording_seconds=self._seconds)
         placed.warnings[:0] = self._notes
         return self.finish(LipSyncResult(self.analyser, str(self.source), self._track, placed, self._unknown,
                                          self._reused))

@@ -1,9 +1,9 @@
 """Cue tracks as a sound strip plays their recording: trimmed (heard_between) and started into it
-or slipped (shifted)."""
+or slipped (shifted), and retimed (scaled)."""
 
 import pytest
 
-from tha_studio.lipsync.cues import Cue, CueTrack
+from tha_studio.lipsync.cues import Cue, CueError, CueTrack
 
 TRACK = CueTrack((Cue(0.0, 0.5, "X"), Cue(0.5, 1.0, "B"), Cue(1.0, 1.5, "D"), Cue(1.5, 2.0, "X")), 2.5)
 
@@ -36,3 +36,14 @@ def test_a_track_shifted_later_starts_with_the_mouth_closed():
 def test_a_track_shifted_past_its_end_is_empty(seconds):
     shifted = TRACK.shifted(seconds)
     assert len(shifted) == 0 and shifted.duration == 0.0
+
+
+def test_a_track_scaled_plays_over_that_many_times_its_seconds():
+    # A sound strip retimed to half its speed plays its recording over twice its seconds.
+    slower = TRACK.scaled(2.0)
+    assert spans(slower) == [(0.0, 1.0, "X"), (1.0, 2.0, "B"), (2.0, 3.0, "D"), (3.0, 5.0, "X")]
+    assert slower.duration == TRACK.duration * 2 and slower.closing_shape() == TRACK.closing_shape()
+    assert TRACK.scaled(1) is TRACK
+    for factor in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(CueError, match="time scale"):
+            TRACK.scaled(factor)

@@ -641,6 +641,119 @@ def test_a_hard_split_part_of_a_recording_and_a_slipped_sound_lip_sync_to_the_wo
             assert mouth_open(m, sprite, 1 + frame) == pytest.approx(mouth_open(m, sprite, 400 + frame), abs=1e-3)
 
 
+def set_speed(scene, strip, percent):
+    """Strip > Retiming > Set Speed on one sound strip, as the Sequencer's menu runs it."""
+    editor = scene.sequence_editor
+    for other in editor.strips_all:
+        other.select = other == strip
+    editor.active_strip = strip
+    with bpy.context.temp_override(scene=scene, sequencer_scene=scene):
+        assert bpy.ops.sequencer.retiming_segment_speed_set(speed=percent) == {"FINISHED"}
+
+
+def beeps_heard(scene, tmp_path, beeps, rate):
+    """The frames (to a hundredth) where Blender's own mixdown of the scene plays each beep."""
+    import soundfile
+
+    mix = tmp_path / "mixdown.wav"
+    assert bpy.ops.sound.mixdown(filepath=str(mix), container="WAV", codec="PCM", format="S16", mixrate=rate,
+                                 channels="MONO") == {"FINISHED"}
+    loud = np.flatnonzero(np.abs(soundfile.read(mix)[0]) > 0.1)
+    onsets = [loud[0]] + [after for before, after in zip(loud[:-1], loud[1:]) if after - before > rate // 50]
+    fps = scene.render.fps / scene.render.fps_base
+    return np.array(onsets) / rate * fps + scene.frame_start
+
+
+@pytest.mark.parametrize("percent, change", [(200, "trimmed"), (50, "slipped"), (125, "moved")])
+def test_a_retimed_sound_strip_plays_its_recording_at_the_speed_its_length_tells(m, tmp_path, percent, change):
+    """What a line follows on a retimed strip (Strip > Retiming > Set Speed): Blender's mixdown
+    plays the recording's frame c at the strip's frame_start + c / speed (+ its sound offset in
+    frames), the speed being the recording's frames over the strip's (Blender's Python tells no
+    speed). Beeps 0.125 s apart in a recording show where each of its moments is played."""
+    import soundfile
+
+    rate, seconds = 48000, 4.0
+    recording = np.zeros(int(seconds * rate))
+    beeps = np.arange(0.25, 3.9, 0.125)
+    for beep in beeps:
+        at = int(beep * rate)
+        recording[at:at + rate // 200] = 0.5 * np.sin(np.arange(rate // 200) / rate * 2 * np.pi * 1000)
+    soundfile.write(tmp_path / "beeps.wav", recording, rate)
+    scene = bpy.context.scene
+    scene.frame_end = 400
+    strip = scene.sequence_editor_create().strips.new_sound("beeps", str(tmp_path / "beeps.wav"), 2, 1)
+    set_speed(scene, strip, percent)
+    if change == "trimmed":
+        strip.frame_offset_start = 10
+    elif change == "slipped":
+        strip.sound_offset = 0.5
+    else:
+        strip.frame_start += 7
+    speed = m.timeline.sound_speed(strip, seconds, 24.0)
+    assert speed == pytest.approx(percent / 100, rel=0.01)  # (Blender keeps its retiming keys on whole frames)
+    played = strip.frame_start + beeps * 24 / speed + strip.sound_offset * 24
+    heard = beeps_heard(scene, tmp_path, beeps, rate)
+    played, heard = ([frame for frame in frames if strip.frame_final_start + 0.5 < frame < strip.frame_final_end - 0.5]
+                     for frames in (played, heard))  # (a beep on the strip's edge may be cut)
+    assert len(heard) == len(played) > 10 and np.abs(np.subtract(heard, played)).max() < 0.25
+
+
+def test_a_line_from_a_retimed_sound_strip_keeps_the_mouth_on_the_words_it_plays(m, sprite):
+    """A sound strip retimed (Set Speed: a line spoken too slowly for its shot, played at 125%)
+    plays its words over fewer frames; lip-synced from it, the line keyed the recording at its
+    own speed, and the mouth ran ever further behind the words. It now plays the words at the
+    strip's speed when placed, and when the strip is retimed after."""
+    scene = bpy.context.scene
+    editor = scene.sequence_editor_create()
+    fast = editor.strips.new_sound("fast", str(shared_path(*WATCHING_TV)), 2, 1)
+    set_speed(scene, fast, 125)
+    fast.frame_offset_start = 8  # (trimmed after: still one segment)
+    later = editor.strips.new_sound("later", str(shared_path(*WATCHING_TV)), 3, 200)
+    scene.frame_end = 400
+    (line,), _ = run(m.timeline.LipSyncStripsJob(scene, sprite, ["fast"]))
+    assert not line.placed.warnings
+    whole = line.cue_track
+
+    def as_played(strip, frame):
+        # The same cues at the strip's speed (its whole frames' over the recording's, 1.25 and
+        # 90/113 here), placed as a line of its own: what the mouth should do.
+        speed = m.timeline.sound_speed(strip, m.timeline.audio_seconds(shared_path(*WATCHING_TV)), 24.0)
+        assert speed == pytest.approx(strip.name == "fast" and 1.25 or 0.8, rel=0.01)
+        m.timeline.place_line(scene, sprite, whole.scaled(1 / speed), f"{strip.name} as played", frame)
+
+    as_played(fast, 300)
+    spoken = [frame for frame in range(12, int(fast.frame_final_end) - 1) if mouth_open(m, sprite, 300 + frame) > 0.1]
+    assert len(spoken) > 10
+    for frame in spoken:  # (from a few frames past the trim, where the mouth opens from closed)
+        assert mouth_open(m, sprite, 1 + frame) == pytest.approx(mouth_open(m, sprite, 300 + frame), abs=1e-3)
+    # A strip lip-synced first, then retimed and slipped (a quarter second later): the line is
+    # keyed again for its speed.
+    run(m.timeline.LipSyncStripsJob(scene, sprite, ["later"]))
+    set_speed(scene, later, 80)
+    later.sound_offset = 0.25
+    bpy.context.view_layer.update()
+    as_played(later, 506)
+    spoken = [frame for frame in range(int(later.frame_final_duration) - 1)
+              if mouth_open(m, sprite, 506 + frame) > 0.1]
+    assert len(spoken) > 10
+    for frame in spoken:
+        if frame + 6 < later.frame_final_duration:  # (the strip's end cuts the slipped words)
+            assert mouth_open(m, sprite, 206 + frame) == pytest.approx(mouth_open(m, sprite, 506 + frame), abs=1e-3)
+
+
+def test_a_line_from_a_strip_retimed_in_segments_says_it_follows_their_mean_speed(m, sprite):
+    """A strip trimmed, then retimed, holds two segments (Blender keys the trim), the first one's
+    speed unknown to an add-on: the line follows the mean speed, and says so."""
+    scene = bpy.context.scene
+    strip = scene.sequence_editor_create().strips.new_sound("take", str(shared_path(*WATCHING_TV)), 2, 1)
+    strip.frame_offset_start = 10
+    set_speed(scene, strip, 200)
+    assert len(strip.retiming_keys) == 3
+    (line,), _ = run(m.timeline.LipSyncStripsJob(scene, sprite, ["take"]))
+    (warning,) = line.placed.warnings
+    assert "retimed in 2 segments" in warning and "mean speed" in warning and "Retiming > Reset" in warning
+
+
 def test_the_lines_cut_from_one_take_are_analysed_once_and_lie_side_by_side(m, sprite, picture):
     """A scene's dialogue recorded in one take and cut into lines in the Sequencer (K), each a
     character's: each line analysed the whole take again (a 5-minute take cut into 40 lines: 40
