@@ -628,40 +628,61 @@ def _line_of_sound(scene, strip_name):
     return None
 
 
-def sound_speed(sound, seconds, fps):
-    """Frames of its recording a sound strip plays a frame: 1 unless it is retimed (Strip >
-    Retiming > Set Speed), then the part of its recording it holds (`seconds` long in all, as
-    many frames as Blender rounds that to, less what a split left out) over the frames that part
-    now takes. That is the speed Blender's mixdown plays a strip of one retiming segment at;
-    Blender's Python tells no speed of a segment, so a strip retimed in several gets their mean
-    (`retimed_in_segments`)."""
-    if not len(sound.retiming_keys) or not is_number(seconds) or seconds <= 0 or sound.frame_duration <= 0:
-        return 1.0
+@dataclass(frozen=True)
+class Playback:
+    """How a sound strip plays its recording, from its `frame_start` on: `speed` frames of it a
+    frame, and `ahead` frames of it more than that speed alone reaches (the segments before a
+    retimed one, played at their own speed). `known`: False where Blender does not tell add-ons
+    (a strip retimed in several segments), `speed` then their mean."""
+
+    speed: float = 1.0
+    ahead: float = 0.0
+    known: bool = True
+
+    def as_record(self):
+        return [self.speed, self.ahead]
+
+
+def playback_of(sound, seconds, fps):
+    """How a sound strip plays its recording (`seconds` long, as many frames as Blender rounds
+    that to): as recorded, unless it is retimed (Strip > Retiming > Set Speed). Blender's Python
+    tells a retiming key's frame, not its speed; a strip's frames tell it:
+
+    - one segment (two keys): the part of the recording it holds (less what a split left out)
+      over the frames that part now takes, the speed Blender's mixdown plays it at;
+    - trimmed, then retimed (Blender keys the trim): the segments before the trim keep their
+      speed of 1 (Set Speed changes the one it is given), the last one plays the rest;
+    - retimed otherwise in several segments: unknown, their mean."""
+    keys = [key.timeline_frame for key in sound.retiming_keys]
+    if len(keys) < 2 or not is_number(seconds) or seconds <= 0 or sound.frame_duration <= 0:
+        return Playback()
     held = max(1, round(seconds * fps)) - sound.animation_offset_start - sound.animation_offset_end
-    return held / sound.frame_duration if held > 0 else 1.0
+    if held <= 0:
+        return Playback()
+    if len(keys) == 2:
+        return Playback(held / sound.frame_duration)
+    last = keys[-2]  # (the last segment's first key)
+    if (keys[0] == sound.frame_start and not sound.animation_offset_start and last <= sound.frame_final_start
+            and keys[-1] > last and held > last - keys[0]):
+        speed = (held - (last - keys[0])) / (keys[-1] - last)
+        return Playback(speed, (last - keys[0]) * (1.0 - speed))
+    return Playback(held / sound.frame_duration, known=False)
 
 
-def retimed_in_segments(sound):
-    """Whether a sound strip is retimed in more than one segment (more than two retiming keys),
-    whose speeds Blender's Python does not tell."""
-    return len(sound.retiming_keys) > 2
-
-
-def _lead_frames(sound, fps, speed=1.0):
+def _lead_frames(sound, fps, playback=Playback()):
     """Frames of a sound strip's recording before what it plays at its `frame_start` (where its
     line's keys start): the right part of a hard split (Shift+K) or a hold offset starts into the
     recording (`animation_offset_start`), and a sound offset of s seconds plays it s seconds
-    later (as Blender's mixdown of such a strip plays it; the s seconds on the timeline, where a
-    retimed strip plays `speed` times as many frames of its recording)."""
-    return sound.animation_offset_start - sound.sound_offset * fps * speed
+    later (as Blender's mixdown of such a strip plays it: s seconds of the timeline, where a
+    retimed strip plays `playback.speed` times as many frames of its recording)."""
+    return sound.animation_offset_start + playback.ahead - sound.sound_offset * fps * playback.speed
 
 
-def _heard_frames(sound, fps, speed=1.0):
-    """[first, end) frames of a sound strip's recording that it plays, from the recording's start
-    (a retimed strip plays `speed` frames of it a frame)."""
-    lead = _lead_frames(sound, fps, speed)
-    return [_frame_number((sound.frame_final_start - sound.frame_start) * speed + lead),
-            _frame_number((sound.frame_final_end - sound.frame_start) * speed + lead)]
+def _heard_frames(sound, fps, playback=Playback()):
+    """[first, end) frames of a sound strip's recording that it plays, from the recording's start."""
+    lead = _lead_frames(sound, fps, playback)
+    return [_frame_number((sound.frame_final_start - sound.frame_start) * playback.speed + lead),
+            _frame_number((sound.frame_final_end - sound.frame_start) * playback.speed + lead)]
 
 
 def _frame_number(frames):
@@ -669,11 +690,11 @@ def _frame_number(frames):
     return int(round(frames)) if abs(frames - round(frames)) < 1e-6 else round(frames, 6)
 
 
-def _heard_track(whole, sound, fps, speed=1.0):
+def _heard_track(whole, sound, fps, playback=Playback()):
     """The line's cues as its sound strip plays its recording: the mouth closed where the strip
-    is trimmed, its times from the strip's `frame_start`, over 1/`speed` of their seconds."""
-    heard = whole.heard_between(*(frames / fps for frames in _heard_frames(sound, fps, speed)))
-    return heard.shifted(-_lead_frames(sound, fps, speed) / fps).scaled(1.0 / speed)
+    is trimmed, its times from the strip's `frame_start`, at the strip's speed."""
+    heard = whole.heard_between(*(frames / fps for frames in _heard_frames(sound, fps, playback)))
+    return heard.shifted(-_lead_frames(sound, fps, playback) / fps).scaled(1.0 / playback.speed)
 
 
 def _recording_seconds(record):
@@ -704,11 +725,11 @@ def _fit_adopted_line(scene, obj, strip, record, sound, trim):
     again where its frames changed). Updates the record."""
     whole, settings, mapping = trim
     fps = scene_fps(scene)
-    speed = sound_speed(sound, _recording_seconds(record), fps)
+    playback = playback_of(sound, _recording_seconds(record), fps)
     start = float(sound.frame_start)
     settings = dataclasses.replace(settings, frame_rate=fps, start_frame=start)
     action = strip.action
-    write_keys(action, mouth_curves(_heard_track(whole, sound, fps, speed), settings, mapping).keyframes)
+    write_keys(action, mouth_curves(_heard_track(whole, sound, fps, playback), settings, mapping).keyframes)
     first, end = int(sound.frame_final_start), int(sound.frame_final_end)
     _set_frame_range(action, first, end)
     if (strip.frame_start, strip.frame_end, strip.action_frame_start, strip.action_frame_end,
@@ -716,7 +737,7 @@ def _fit_adopted_line(scene, obj, strip, record, sound, trim):
         _place_again(obj, strip, first)
     record["keys"].update(fps=fps, start=start)
     record.update(fps=fps, frame=first, sound_frame=int(round(sound.frame_start)),
-                  heard=_heard_frames(sound, fps, speed), speed=speed)
+                  heard=_heard_frames(sound, fps, playback), playback=playback.as_record())
 
 
 def _set_frame_range(action, first, end):
@@ -780,8 +801,8 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
         whole_track = track
         if not is_number(recording_seconds):
             recording_seconds = track.duration
-        speed = sound_speed(adopted, recording_seconds, scene_fps(scene))
-        track = _heard_track(track, adopted, scene_fps(scene), speed)
+        playback = playback_of(adopted, recording_seconds, scene_fps(scene))
+        track = _heard_track(track, adopted, scene_fps(scene), playback)
         audio_path = None
     start_frame = whole_frame(start_frame, "the line's start frame")
     key = pose_key(obj)
@@ -822,7 +843,7 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
         record = record_of(action)
         record["sound"], record["adopted"] = adopted.name, True
         # What keep_sounds_with_lines needs to key the line again when the strip is trimmed anew.
-        record["heard"], record["speed"] = _heard_frames(adopted, fps, speed), speed
+        record["heard"], record["playback"] = _heard_frames(adopted, fps, playback), playback.as_record()
         record["cues"] = [[cue.start, cue.end, cue.shape] for cue in whole_track.contiguous().cues]
         record["duration"], record["closed"] = whole_track.duration, whole_track.closing_shape()
         record["seconds"] = recording_seconds
@@ -846,10 +867,10 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
     if scene_end is not None:
         scene.frame_end = scene_end[1]
     warnings = []
-    if adopted is not None and retimed_in_segments(adopted):
+    if adopted is not None and not playback.known:
         warnings.append(f"the sound strip {adopted.name!r} is retimed in {len(adopted.retiming_keys) - 1} segments, "
                         f"whose speeds Blender does not tell add-ons: the line follows their mean speed "
-                        f"({speed:.3g}x), the words off where the speeds differ; give the strip one speed "
+                        f"({playback.speed:.3g}x), the words off where the speeds differ; give the strip one speed "
                         f"(Strip > Retiming > Reset, then Set Speed) to have them where it plays them")
     overridden = _active_overrides(key, mapping.parameters)
     if overridden:
@@ -881,10 +902,9 @@ def _follow_adopted_sound(scene, obj, strip, record, sound):
     line_start, sound_start = int(round(strip.frame_start)), int(round(sound.frame_start))
     last_line, last_sound = record.get("frame"), record.get("sound_frame")
     moved = line_start != last_line and sound_start == last_sound and last_line is not None
-    speed, last_speed = sound_speed(sound, _recording_seconds(record), fps), record.get("speed", 1.0)
-    heard = _heard_frames(sound, fps, speed)
-    if not (moved or sound_start != last_sound or heard != record.get("heard")
-            or not (is_number(last_speed) and math.isclose(last_speed, speed, rel_tol=1e-9))
+    playback = playback_of(sound, _recording_seconds(record), fps)
+    if not (moved or sound_start != last_sound or _heard_frames(sound, fps, playback) != record.get("heard")
+            or playback.as_record() != record.get("playback", Playback().as_record())
             or not is_number(record.get("fps")) or not math.isclose(record["fps"], fps, rel_tol=1e-9)):
         return False
     trim = _adopted_trim(obj, record)
@@ -970,7 +990,7 @@ def keep_sounds_with_lines(scene):
                 record["frame"], record["sound_frame"] = line_start, sound_start
                 if record.get("adopted"):
                     # (no trim to follow: looked at once)
-                    record["heard"] = _heard_frames(sound, fps, sound_speed(sound, _recording_seconds(record), fps))
+                    record["heard"] = _heard_frames(sound, fps, playback_of(sound, _recording_seconds(record), fps))
             if record != before:
                 strip.action[RECORD] = json.dumps(record)
             if changed:
