@@ -860,6 +860,8 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
             sound.frame_final_duration = int(math.ceil(analysed))
         record = record_of(action)
         record["sound"] = sound.name
+        if seconds:
+            record["seconds"] = seconds  # (what a retimed strip's speed is told by)
         action[RECORD] = json.dumps(record)
         last_frame = max(last_frame, sound.frame_final_end - 1)
         if scene_end is None and extend_scene:  # a Blender without `aud` tells the length only now
@@ -916,14 +918,30 @@ def _follow_adopted_sound(scene, obj, strip, record, sound):
     return True
 
 
+def _follow_speed(strip, record, sound, fps):
+    """A line's own sound strip retimed (Set Speed) since the line was keyed: its NLA strip is
+    scaled by the change of speed, so its keys stay on the words. True where it was. Only one
+    speed from the start is followed (the words' place is then the same scale of the line's)."""
+    playback = playback_of(sound, record.get("seconds"), fps)
+    last = record.get("speed", 1.0)
+    if not (playback.known and not playback.ahead and is_number(last) and last > 0):
+        return False
+    if math.isclose(playback.speed, last, rel_tol=1e-9):
+        return False
+    strip.scale = strip.scale * last / playback.speed
+    record["speed"] = playback.speed
+    return True
+
+
 def keep_sounds_with_lines(scene):
     """A line is its NLA strip and its sound strip: when an animator moves one (G in the NLA editor
     or in the Sequencer), move the other by as many frames, so the mouth stays on the words. The
     depsgraph handler's body; the line's record keeps the frames both were last on, to tell which
     one moved (both moved together: nothing to do). A sound moved where its line cannot go (onto
     another strip of the line's track) goes back. A line placed before lines kept their sound is
-    followed from its first move, keeping whatever offset the animator gave the two. Only moves
-    are followed (a strip scaled in time keeps its sound's speed).
+    followed from its first move, keeping whatever offset the animator gave the two. A line's
+    sound strip retimed to one speed (Set Speed) scales the line's strip by as much; a line's
+    strip scaled in time keeps its sound's speed.
 
     When the scene's frame rate changes, Blender keeps every strip's first frame and plays a sound
     over as many frames as its seconds now take, while a line's keys stay on their frames: the
@@ -987,6 +1005,8 @@ def keep_sounds_with_lines(scene):
                             sound.frame_start = sound_start = last_sound
                         line_start = int(round(strip.frame_start))
                         changed = True
+                if not record.get("adopted") and _follow_speed(strip, record, sound, fps):
+                    changed = True
                 record["frame"], record["sound_frame"] = line_start, sound_start
                 if record.get("adopted"):
                     # (no trim to follow: looked at once)

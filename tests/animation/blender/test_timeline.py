@@ -749,6 +749,27 @@ def test_a_line_from_a_retimed_sound_strip_keeps_the_mouth_on_the_words_it_plays
             assert mouth_open(m, sprite, 206 + frame) == pytest.approx(mouth_open(m, sprite, 506 + frame), abs=1e-3)
 
 
+def test_a_lines_own_sound_strip_retimed_takes_the_line_to_its_speed(m, sprite):
+    """A line lip-synced from a recording has a sound strip of its own; retimed after (Set Speed
+    125%), it plays the words sooner, and the line's keys stayed where they were. The line's
+    strip is now scaled with it: each word's mouth where the strip plays the word."""
+    scene = bpy.context.scene
+    line, _ = run(m.timeline.LipSyncJob(scene, sprite, shared_path(*WATCHING_TV), start_frame=1, name="line"))
+    nla_strip, sound = line.placed
+    set_speed(scene, sound, 125)
+    bpy.context.view_layer.update()
+    playback = m.timeline.playback_of(sound, m.timeline.audio_seconds(shared_path(*WATCHING_TV)), 24.0)
+    assert playback.speed == pytest.approx(1.25, rel=0.01)
+    assert nla_strip.frame_start == 1 and nla_strip.scale == pytest.approx(1 / playback.speed)
+    # Each cue's mouth keys where the strip now plays its words: a cue at c s, at frame 1 + 24 c / speed.
+    m.timeline.place_line(scene, sprite, line.cue_track.scaled(1 / playback.speed), "as played", 300)
+    steady = [frame for frame in range(2, int(sound.frame_final_duration) - 2)
+              if len({round(mouth_open(m, sprite, 300 + frame + step), 3) for step in (-1.5, 0, 1.5)}) == 1]
+    assert len(steady) > 10
+    for frame in steady:  # (where the mouth holds a shape: the scaled keys' blends last longer)
+        assert mouth_open(m, sprite, 1 + frame) == pytest.approx(mouth_open(m, sprite, 300 + frame), abs=1e-3)
+
+
 def test_a_line_from_a_strip_trimmed_then_retimed_follows_it_and_one_retimed_otherwise_says_so(m, sprite):
     """A strip trimmed, then retimed, holds two segments (Blender keys the trim): the one trimmed
     off keeps speed 1, and the line follows the one that plays. A part of a take cut in three,
