@@ -40,8 +40,8 @@ from ..errors import UserError
 from ..input_files import decode_text, not_a_file
 from ..jobs import Job, Progress
 from .audio_formats import (
-    BLENDER_EXTENSIONS, OGG_EXTENSIONS, SOUNDFILE_EXTENSIONS, caf_cut_short, container_header_frames, cut_caf_patch,
-    mp3_cut_mid_frame, mp3_length_tagged, ogg_stream_ended, unsized_wav_data,
+    BLENDER_EXTENSIONS, OGG_EXTENSIONS, SOUNDFILE_EXTENSIONS, caf_cut_short, caf_data, container_header_frames,
+    cut_caf_patch, mp3_cut_mid_frame, mp3_length_tagged, ogg_stream_ended, unsized_wav_data,
 )
 from .cues import MAX_SECONDS, parse_shape_set
 from .shapes import PHONES, animate_step_by_step, cue_track
@@ -147,13 +147,13 @@ def shortfall_note(decoded_frames, rate, promised_frames, damage=None):
 
 
 class PatchedFile(io.RawIOBase):
-    """A file read with the bytes at `offset` replaced by `patch` (a header field), for
-    libsndfile's virtual IO: the file itself is left as it is."""
+    """A file read with the bytes at each (offset, patch) of `patches` replaced by the patch's (a
+    header field), for libsndfile's virtual IO: the file itself is left as it is."""
 
-    def __init__(self, path, offset, patch):
+    def __init__(self, path, patches):
         super().__init__()
         self._file = open(path, "rb")  # noqa: SIM115 - closed with this object
-        self._offset, self._patch = offset, patch
+        self._patches = list(patches)
 
     def readable(self):
         return True
@@ -170,9 +170,10 @@ class PatchedFile(io.RawIOBase):
     def readinto(self, buffer):
         start = self._file.tell()
         count = self._file.readinto(buffer)
-        low, high = max(self._offset, start), min(self._offset + len(self._patch), start + count)
-        if low < high:
-            memoryview(buffer).cast("B")[low - start : high - start] = self._patch[low - self._offset : high - self._offset]
+        for offset, patch in self._patches:
+            low, high = max(offset, start), min(offset + len(patch), start + count)
+            if low < high:
+                memoryview(buffer).cast("B")[low - start : high - start] = patch[low - offset : high - offset]
         return count
 
     def close(self):
@@ -186,15 +187,16 @@ def open_sound(path):
     - a WAV whose header left the audio's size at 0 (audio_formats.unsized_wav_data), with that
       size taken as "to the end of the file";
     - a CAF cut short, which libsndfile refuses as malformed, with its audio's size as what the
-      file holds (audio_formats.cut_caf_patch; the shortfall is then told by reading_notes)."""
+      file holds, and an ALAC one's packet table counting the packets held (audio_formats.
+      cut_caf_patch; the shortfall is then told by reading_notes)."""
     import soundfile
 
     unsized = unsized_wav_data(path)
     # (0xFFFFFFFF: the size of a stream, in either byte order.)
-    patch = (unsized.size_at, b"\xff\xff\xff\xff") if unsized else cut_caf_patch(path)
-    if patch is None:
+    patches = [(unsized.size_at, b"\xff\xff\xff\xff")] if unsized else cut_caf_patch(path)
+    if patches is None:
         return soundfile.SoundFile(str(path))
-    source = PatchedFile(path, *patch)
+    source = PatchedFile(path, patches)
     try:
         # (The SoundFile's callbacks hold the source; it closes when they go, with the SoundFile.)
         return soundfile.SoundFile(source)
@@ -306,9 +308,11 @@ def decoder_reason(error, path=None):
         # libsndfile's word for any file its MP3 decoder gives up on; the file is there.
         reason = "no audio frames could be decoded from it"
     if path is not None and Path(path).suffix.lower() == ".caf" and caf_cut_short(path):
-        # (An uncompressed one is read as far as it goes: open_sound.)
-        reason += ("; the file was cut short, before the end of the audio its header describes, and its "
-                   "compressed audio cannot be read in part")
+        # (One that can be read as far as it goes is: open_sound.)
+        reason += "; the file was cut short, before the end of the audio its header describes"
+        data = caf_data(path)
+        if data is not None and not data.bytes_per_packet and data.packet_table is None:
+            reason += ", and with it the table of its compressed audio's packets, which came after the audio"
     return reason
 
 

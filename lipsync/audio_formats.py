@@ -207,6 +207,8 @@ class CafData(NamedTuple):
     size_at: int  # the file offset of the data chunk's 64-bit size
     start: int  # the file offset of the audio (past the data chunk's edit count)
     size: int  # the audio's size in bytes as the header gives it (-1: to the end of the file)
+    frames_per_packet: int = 0
+    packet_table: Optional[tuple] = None  # (file offset, size) of the pakt chunk's body, where it comes before the data
 
 
 def caf_data(path):
@@ -215,7 +217,7 @@ def caf_data(path):
         with open(path, "rb") as file:
             if file.read(8)[:4] != b"caff":
                 return None
-            bytes_per_packet = frames_per_packet = valid_frames = None
+            bytes_per_packet = frames_per_packet = valid_frames = packet_table = None
             for name, size in _chunks(file, 4, ">q", align=1):
                 if name == b"data":
                     start = file.tell() + 4  # (an edit count comes first)
@@ -224,14 +226,17 @@ def caf_data(path):
                         frames = audio // bytes_per_packet * frames_per_packet if audio >= 0 else None
                     else:
                         frames = valid_frames
-                    return CafData(frames, bytes_per_packet or 0, start - 12, start, audio)
+                    return CafData(frames, bytes_per_packet or 0, start - 12, start, audio, frames_per_packet or 0,
+                                   packet_table)
                 if size < 0:
                     return None
+                at = file.tell()
                 body = file.read(min(size, 32))
                 if name == b"desc" and len(body) >= 32:
                     bytes_per_packet, frames_per_packet = struct.unpack(">II", body[16:24])
-                elif name == b"pakt" and len(body) >= 16:
+                elif name == b"pakt" and len(body) >= 24:
                     valid_frames = struct.unpack(">q", body[8:16])[0]
+                    packet_table = (at, size)
     except (OSError, struct.error):
         return None
     return None
@@ -252,21 +257,80 @@ def container_header_frames(path):
 
 
 def cut_caf_patch(path):
-    """(offset, bytes) to give libsndfile for a CAF of uncompressed audio whose data chunk runs
-    past the end of the file (an interrupted copy or recording): the chunk's size as what the file
-    holds, in whole frames. libsndfile refuses such a file as malformed; players, Blender's FFmpeg
-    among them, play what there is. None for any other file (a cut ALAC file has no such fix: its
-    packet table counts the packets that are gone)."""
+    """[(offset, bytes), ...] to give libsndfile for a CAF whose data chunk runs past the end of
+    the file (an interrupted copy or recording), as if it ended with its last whole frame or
+    packet: the chunk's size as what the file holds, and for compressed audio (ALAC) its packet
+    table's counts of packets and frames as those held. libsndfile refuses such a file as
+    malformed (or, its packet table counting packets that are gone, decodes noise); players,
+    Blender's FFmpeg among them, play what there is. None for any other file, and for one whose
+    packet table came after the audio (gone with it)."""
     data = caf_data(path)
-    if data is None or data.size < 0 or not data.bytes_per_packet:
+    if data is None or data.size < 0:
         return None
     try:
         held = os.path.getsize(path) - data.start
     except OSError:
         return None
-    if held >= data.size or held < data.bytes_per_packet:
+    if held >= data.size:
         return None
-    return data.size_at, struct.pack(">q", held // data.bytes_per_packet * data.bytes_per_packet + 4)
+    if data.bytes_per_packet:
+        if held < data.bytes_per_packet:
+            return None
+        return [(data.size_at, struct.pack(">q", held // data.bytes_per_packet * data.bytes_per_packet + 4))]
+    return _cut_packet_table_patch(path, data, held)
+
+
+def _cut_packet_table_patch(path, data, held):
+    """cut_caf_patch for compressed audio: the packets wholly held, by the sizes its packet table
+    (pakt: counts, then each packet's size as a variable-length number) gives. The table is
+    written anew for them: libsndfile counts the sizes it holds, whatever its count says. What
+    is left of it becomes a free chunk, or, too short for one, leading zeros of the sizes kept."""
+    if data.packet_table is None or not data.frames_per_packet:
+        return None
+    table_at, table_size = data.packet_table
+    with open(path, "rb") as file:
+        file.seek(table_at)
+        table = file.read(min(table_size, data.start - table_at))
+    if len(table) != table_size:
+        return None
+    packets, _valid, priming, _remainder = struct.unpack(">qqii", table[:24])
+    sizes, at, size = [], 24, 0
+    while len(sizes) < packets and at < len(table):
+        size = (size << 7) | (table[at] & 0x7F)
+        if not table[at] & 0x80:  # (the number's last byte)
+            if sum(sizes) + size > held:
+                break
+            sizes.append(size)
+            size = 0
+        at += 1
+    frames = len(sizes) * data.frames_per_packet - priming
+    if frames <= 0:
+        return None
+    header = struct.pack(">qqii", len(sizes), frames, priming, 0)
+    kept = header + b"".join(_variable_length(size) for size in sizes)
+    left = table_size - len(kept)
+    if left >= 12:  # (a free chunk's header)
+        body = kept + b"free" + struct.pack(">q", left - 12) + bytes(left - 12)
+        chunk_size = len(kept)
+    elif left <= 4 * len(sizes):
+        pads = [left // len(sizes) + (i < left % len(sizes)) for i in range(len(sizes))]
+        body = header + b"".join(_variable_length(size, pad) for size, pad in zip(sizes, pads))
+        chunk_size = table_size
+    else:
+        return None
+    return [(table_at - 8, struct.pack(">q", chunk_size) + body),
+            (data.size_at, struct.pack(">q", sum(sizes) + 4))]
+
+
+def _variable_length(number, pad=0):
+    """A packet table's number: 7 bits a byte, the first byte's the highest, every byte but the
+    last with its top bit set; `pad` leading zero bytes."""
+    groups = [number & 0x7F]
+    number >>= 7
+    while number:
+        groups.append(0x80 | (number & 0x7F))
+        number >>= 7
+    return bytes([0x80] * pad + groups[::-1])
 
 
 def caf_cut_short(path):

@@ -335,13 +335,17 @@ def test_a_header_that_leaves_the_length_open_promises_none(tmp_path):
     assert container_header_frames(_speech_file(tmp_path, "line.flac")[0]) is None  # (libsndfile's count)
 
 
-@pytest.mark.parametrize("name, options", [case for case in CONTAINERS if not case[0].startswith("alac")])
+@pytest.mark.parametrize("name, options", CONTAINERS)
 def test_other_containers_cut_short_are_read_as_far_as_they_go_and_say_so(tmp_path, name, options):
     # libsndfile counts the frames an AIFF, Wave64 or AU holds, as a WAV's, and refuses a cut CAF
-    # as malformed (open_sound hands it the size of what is there); players play what there is.
+    # as malformed (open_sound hands it the size of what is there, and of an ALAC one the packets
+    # held: its packet table counted the packets that are gone); players play what there is.
     path, speech, rate = _speech_file(tmp_path, name, **options)
     reader, whole = _read_all(cut_copy(path, tmp_path / ("cut" + path.suffix))), _read_all(path)
-    assert 0.45 < reader.duration / whole.duration < 0.5
+    if name.startswith("alac"):  # (compressed: half its bytes hold more of its time, in packets of 4096 frames)
+        assert 0.45 < reader.duration / whole.duration < 0.7 and reader.duration * rate % 4096 == 0
+    else:
+        assert 0.45 < reader.duration / whole.duration < 0.5
     [note] = reader.notes
     assert (f"the recording ends at {reader.duration:.2f} s, though its header gives {len(speech) / rate:.2f} s: "
             f"the file was cut short") in note
@@ -350,12 +354,36 @@ def test_other_containers_cut_short_are_read_as_far_as_they_go_and_say_so(tmp_pa
     np.testing.assert_allclose(reader.samples[middle], whole.samples[middle], atol=1e-6)
 
 
-def test_a_cut_alac_caf_is_refused_as_cut(tmp_path):
-    # Its packet table counts packets that are gone: read anyway, libsndfile decodes noise.
+@pytest.mark.parametrize("fraction", [0.3, 0.95])
+def test_a_cut_alac_caf_is_read_to_its_last_whole_packet(tmp_path, fraction):
+    # Its packet table (before the audio, as libsndfile and converters write it) counts packets
+    # that are gone, and libsndfile decoded noise for them; it is handed a table of the packets
+    # held. Cut near its end, the few sizes dropped leave too little room for a free chunk.
+    path, speech, rate = _speech_file(tmp_path, "alac.caf", format="CAF", subtype="ALAC_16")
+    reader, whole = _read_all(cut_copy(path, tmp_path / "cut.caf", fraction)), _read_all(path)
+    assert 0 < reader.duration < whole.duration and reader.duration * rate % 4096 == 0
+    assert "the file was cut short" in reader.notes[0]
+    middle = slice(1600, len(reader.samples) - 1600)
+    np.testing.assert_allclose(reader.samples[middle], whole.samples[middle], atol=1e-6)
+
+
+def test_a_cut_alac_caf_whose_packet_table_came_after_the_audio_is_refused_as_cut(tmp_path):
+    # A recorder writes the packet table last, after the audio: cut short, the table is gone too,
+    # and there is no telling where its packets begin.
     path = _speech_file(tmp_path, "alac.caf", format="CAF", subtype="ALAC_16")[0]
-    cut = cut_copy(path, tmp_path / "cut.caf", 0.3)
+    data = path.read_bytes()
+    chunks, at = {}, 8
+    while at < len(data):
+        size = struct.unpack(">q", data[at + 4:at + 12])[0]
+        chunks[data[at:at + 4]] = data[at:at + 12 + size]
+        at += 12 + size
+    last = tmp_path / "table last.caf"
+    last.write_bytes(data[:8] + b"".join(chunks[name] for name in (b"desc", b"kuki", b"data", b"pakt")))
+    assert _read_all(last).duration == pytest.approx(_read_all(path).duration)
+    cut = cut_copy(last, tmp_path / "cut.caf", 0.3)
     with pytest.raises(AudioError, match=r"cut\.caf\. It is not readable Core Audio audio \(.*the file was cut short, "
-                                         r"before the end of the audio its header describes"):
+                                         r"before the end of the audio its header describes, and with it the table "
+                                         r"of its compressed audio's packets"):
         _read_all(cut)
 
 
