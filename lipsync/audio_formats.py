@@ -294,14 +294,14 @@ def _cut_packet_table_patch(path, data, held):
     if len(table) != table_size:
         return None
     packets, _valid, priming, _remainder = struct.unpack(">qqii", table[:24])
-    sizes, at, size = [], 24, 0
+    sizes, total, at, size = [], 0, 24, 0
     while len(sizes) < packets and at < len(table):
         size = (size << 7) | (table[at] & 0x7F)
         if not table[at] & 0x80:  # (the number's last byte)
-            if sum(sizes) + size > held:
+            if total + size > held:
                 break
             sizes.append(size)
-            size = 0
+            total, size = total + size, 0
         at += 1
     frames = len(sizes) * data.frames_per_packet - priming
     if frames <= 0:
@@ -319,7 +319,7 @@ def _cut_packet_table_patch(path, data, held):
     else:
         return None
     return [(table_at - 8, struct.pack(">q", chunk_size) + body),
-            (data.size_at, struct.pack(">q", sum(sizes) + 4))]
+            (data.size_at, struct.pack(">q", total + 4))]
 
 
 def _variable_length(number, pad=0):
