@@ -5,7 +5,8 @@ the chunks and boxes are walked, never the pixels. pose/colour_space.py converts
 
 import struct
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+from ..render.formats.png import PNG_SIGNATURE
+
 # Past this many bytes an AVIF's meta box is none a picture tool wrote (they hold a few KB): it
 # is not read.
 _MOST_HEADER_BYTES = 16 << 20

@@ -119,9 +119,16 @@ def save_avif_with_nclx(values, path, primaries, transfer):
     write sRGB's, 1 and 13: those two numbers are set to the ones asked for). 4:4:4 at quality
     100, so that the colours come back within a level or two."""
     Image.fromarray(np.asarray(values, np.uint8)).save(path, quality=100, subsampling="4:4:4")
+    assert set_nclx(path, primaries, transfer) == (1, 13)
+    return path
+
+
+def set_nclx(path, primaries, transfer):
+    """An AVIF's nclx colour box made to name these H.273 primaries and transfer, in place; the
+    two it named before."""
     data = bytearray(path.read_bytes())
     at = data.index(b"colrnclx") + 8
-    assert struct.unpack_from(">HH", data, at) == (1, 13)
+    before = struct.unpack_from(">HH", data, at)
     struct.pack_into(">HH", data, at, primaries, transfer)
     path.write_bytes(bytes(data))
-    return path
+    return before

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image, ImageCms
 
 from colour_profiles import (CICP_OF_PROFILES, DISPLAY_P3_CHROMATICITY, PROFILES, grey_profile, icc_profile,
-                             png_colour_chunks, save_avif_with_nclx, save_in_profile, save_with_cicp, save_with_gamma)
+                             png_colour_chunks, save_avif_with_nclx, save_in_profile, save_with_cicp, save_with_gamma,
+                             set_nclx)
 from tha_studio.pose.character_image import (
     PICTURE_SUFFIXES,
     CharacterImageError,
@@ -22,6 +23,11 @@ from tha_studio.pose.character_image import (
 )
 from tha_studio.pose.colour_space import linear_to_srgb, srgb_to_linear
 from tha_studio.pose.schema import THA2, THA3
+
+
+def png_chunk(kind, data):
+    """A PNG chunk as its specification writes it: length, kind, data, CRC."""
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 @pytest.fixture(scope="module")
@@ -234,14 +240,11 @@ def test_a_grey_picture_saved_with_a_grey_profile_is_read_in_srgb(tha3_data, tmp
 def save_16_bit_grey_and_alpha_png(path, samples, icc_profile):
     """(H, W, 2) big-endian 16-bit grey and alpha samples as a PNG with an ICC profile (iCCP),
     which Pillow cannot write."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
     height, width = samples.shape[:2]
     rows = b"".join(b"\0" + row.tobytes() for row in samples)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 4, 0, 0, 0))
-                     + chunk(b"iCCP", b"grey\0\0" + zlib.compress(icc_profile))
-                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 4, 0, 0, 0))
+                     + png_chunk(b"iCCP", b"grey\0\0" + zlib.compress(icc_profile))
+                     + png_chunk(b"IDAT", zlib.compress(rows)) + png_chunk(b"IEND", b""))
     return path
 
 
@@ -263,9 +266,6 @@ def test_a_grey_profile_of_srgbs_curve_or_on_a_colour_picture_leaves_it_as_store
 def save_colour_keyed_png(path, samples, depth, key):
     """Grey (H, W) or RGB (H, W, 3) samples of `depth` bits as a PNG whose transparency is the
     colour key `key` (tRNS), as older tools and PngSuite's tbbn/tbwn/tbgn files hold it."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
     samples = np.asarray(samples)
     colour = samples.ndim == 3
     if depth == 16:
@@ -276,9 +276,10 @@ def save_colour_keyed_png(path, samples, depth, key):
     height, width = samples.shape[:2]
     colour_type = 2 if colour else 0  # (RGB or grey, neither with alpha)
     header = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-                     + chunk(b"tRNS", struct.pack(">3H" if colour else ">H", *np.atleast_1d(key)))
-                     + chunk(b"IDAT", zlib.compress(b"".join(b"\0" + row for row in rows))) + chunk(b"IEND", b""))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
+                     + png_chunk(b"tRNS", struct.pack(">3H" if colour else ">H", *np.atleast_1d(key)))
+                     + png_chunk(b"IDAT", zlib.compress(b"".join(b"\0" + row for row in rows)))
+                     + png_chunk(b"IEND", b""))
     return path
 
 
@@ -447,11 +448,10 @@ def test_an_avif_whose_nclx_box_names_another_colour_space_is_read_in_srgb(tha3_
     as_srgb = prepare_character_image(save_avif_with_nclx(values, tmp_path / "srgb.avif", 1, 13), THA3)
     assert np.abs(as_srgb.astype(int) - expected)[shown].max() >= 100
     # A profile ranks above nclx in an AVIF (its nclx then gives only the YUV coding).
-    data = bytearray(profiled.read_bytes())
-    at = data.index(b"colrnclx") + 8
-    data[at:at + 4] = bytes([0, 9, 0, 8])  # (Rec. 2020, linear)
-    (tmp_path / "both.avif").write_bytes(bytes(data))
-    assert np.array_equal(prepare_character_image(tmp_path / "both.avif", THA3), by_profile)
+    both = tmp_path / "both.avif"
+    both.write_bytes(profiled.read_bytes())
+    set_nclx(both, 9, 8)  # (Rec. 2020, linear)
+    assert np.array_equal(prepare_character_image(both, THA3), by_profile)
 
 
 @pytest.mark.parametrize("codes, why", [
@@ -524,12 +524,9 @@ def test_damaged_pictures_are_named(character, tmp_path):
 
 def test_a_picture_declaring_billions_of_pixels_is_refused_by_name(tmp_path):
     """A decompression bomb: a few hundred bytes whose header declares 60000x60000 pixels."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
     bomb = tmp_path / "bomb.png"
-    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 6, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 6, 0, 0, 0))
+                     + png_chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + png_chunk(b"IEND", b""))
     limit = f"{2 * Image.MAX_IMAGE_PIXELS:,}"  # (Pillow's: 178,956,970)
     with pytest.raises(CharacterImageError, match=rf"bomb.png: is too large to read \(3,600,000,000 pixels, past the "
                        rf"{limit} a picture may have\): scale it down$"):

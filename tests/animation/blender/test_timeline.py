@@ -573,6 +573,16 @@ def test_sound_strips_in_the_sequencer_become_lines_where_they_play(m, sprite):
     assert "Anna: whole" in scene.sequence_editor.strips
 
 
+def mixed_down(tmp_path, rate):
+    """Blender's own mixdown of the scene, mono at `rate`: what it plays."""
+    import soundfile
+
+    mix = tmp_path / "mixdown.wav"
+    assert bpy.ops.sound.mixdown(filepath=str(mix), container="WAV", codec="PCM", format="S16", mixrate=rate,
+                                 channels="MONO") == {"FINISHED"}
+    return soundfile.read(mix)[0]
+
+
 def seconds_played(scene, recording, frames, tmp_path):
     """The second of `recording` that Blender's own mixdown of the scene plays at each of
     `frames`: where half a second of the mix from there matches the recording best (to a
@@ -582,10 +592,7 @@ def seconds_played(scene, recording, frames, tmp_path):
     fps = scene.render.fps / scene.render.fps_base
     voice, rate = soundfile.read(recording, always_2d=True)
     voice, window = voice.mean(axis=1), rate // 2
-    mix = tmp_path / "mixdown.wav"
-    assert bpy.ops.sound.mixdown(filepath=str(mix), container="WAV", codec="PCM", format="S16", mixrate=rate,
-                                 channels="MONO") == {"FINISHED"}
-    played = soundfile.read(mix)[0]
+    played = mixed_down(tmp_path, rate)
     seconds = []
     for frame in frames:
         start = int(round((frame - scene.frame_start) / fps * rate))
@@ -651,14 +658,9 @@ def set_speed(scene, strip, percent):
         assert bpy.ops.sequencer.retiming_segment_speed_set(speed=percent) == {"FINISHED"}
 
 
-def beeps_heard(scene, tmp_path, beeps, rate):
+def beeps_heard(scene, tmp_path, rate):
     """The frames (to a hundredth) where Blender's own mixdown of the scene plays each beep."""
-    import soundfile
-
-    mix = tmp_path / "mixdown.wav"
-    assert bpy.ops.sound.mixdown(filepath=str(mix), container="WAV", codec="PCM", format="S16", mixrate=rate,
-                                 channels="MONO") == {"FINISHED"}
-    loud = np.flatnonzero(np.abs(soundfile.read(mix)[0]) > 0.1)
+    loud = np.flatnonzero(np.abs(mixed_down(tmp_path, rate)) > 0.1)
     onsets = [loud[0]] + [after for before, after in zip(loud[:-1], loud[1:]) if after - before > rate // 50]
     fps = scene.render.fps / scene.render.fps_base
     return np.array(onsets) / rate * fps + scene.frame_start
@@ -698,7 +700,7 @@ def test_a_retimed_sound_strip_plays_its_recording_at_the_speed_its_length_tells
     assert len(strip.retiming_keys) == (3 if change == "trimmed first" else 2) and playback.known
     assert playback.speed == pytest.approx(percent / 100, rel=0.01)  # (Blender keeps its retiming keys on whole frames)
     played = strip.frame_start + (beeps * 24 - playback.ahead) / playback.speed + strip.sound_offset * 24
-    heard = beeps_heard(scene, tmp_path, beeps, rate)
+    heard = beeps_heard(scene, tmp_path, rate)
     played, heard = ([frame for frame in frames if strip.frame_final_start + 0.5 < frame < strip.frame_final_end - 0.5]
                      for frames in (played, heard))  # (a beep on the strip's edge may be cut)
     # (after a trim's key Blender plays the words up to half a frame early, at 50%: within a frame)
