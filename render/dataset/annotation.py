@@ -420,8 +420,10 @@ def _subtree(children, root):
     return found
 
 
-def _first_direction(model, children, root):
-    """The direction of the first segment of a bone chain that has length, or None."""
+def _first_direction(model, children, root, min_length):
+    """The direction of the first segment of a bone chain at least `min_length` long, or None.
+    Shorter ones are passed over: Gene's ahoge, which rises over the skull, starts with two joints
+    0.05 mm apart, a segment pointing anywhere."""
     start = np.asarray(model.bones[root].position, np.float64)
     for bone in _subtree(children, root):
         data = model.bones[bone]
@@ -431,17 +433,20 @@ def _first_direction(model, children, root):
             tail = np.asarray(data.position, np.float64) + np.asarray(data.tail_offset, np.float64)
         for point in (np.asarray(data.position, np.float64), tail):
             step = point - start
-            if np.linalg.norm(step) > 1e-4:
+            if np.linalg.norm(step) >= min_length:
                 return step / np.linalg.norm(step)
     return None
 
 
 def upward_chains(model, head):
-    """Bones in chains hanging from the head whose first segment points upward (ahoge, raised tails)."""
+    """Bones in chains hanging from the head whose first segment points upward (ahoge, raised tails).
+    A segment counts from 0.5% of the model's height (8 mm on a 1.6 m character), in any units."""
     children = _children(model)
+    heights = np.asarray(model.positions, np.float64).reshape(-1, 3)[:, 1]
+    min_length = max(0.005 * float(np.ptp(heights)) if len(heights) else 0.0, 1e-9)
     upward = set()
     for child in children[head]:
-        direction = _first_direction(model, children, child)
+        direction = _first_direction(model, children, child, min_length)
         if direction is not None and direction[1] > 0.5:  # within 60 degrees of straight up
             upward.update(_subtree(children, child))
     return upward

@@ -86,11 +86,11 @@ def test_an_avatar_is_annotated_as_its_mmd_original(avatars, ext_module, kind):
     else:  # the VRM expressions that bind them
         expected = {"vrm0": ["Blink_l", "Blink_r", "A"], "vrm1": ["blinkLeft", "blinkRight", "aa"]}[kind]
         assert [names[0] for names in morph.values()] == expected
-    # The head band in metres: the chin and the face's front as the PMX's; the top may differ
-    # by the ahoge (the glTF joints' tails are their children, not the PMX's display tails).
+    # The head band in metres, as the PMX's (the ahoge is left out of both: its first joints lie
+    # 0.05 mm apart, a step in no direction, in MMD units and in metres alike).
     head, mmd = avatar.head_extent, original.head_extent.scaled(MMD_SCALE)
     assert head.bottom == pytest.approx(mmd.bottom, abs=1e-4) and head.front_z == pytest.approx(mmd.front_z, abs=1e-4)
-    assert head.center_x == pytest.approx(mmd.center_x, abs=1e-4) and head.top == pytest.approx(mmd.top, abs=0.015)
+    assert head.center_x == pytest.approx(mmd.center_x, abs=1e-4) and head.top == pytest.approx(mmd.top, abs=1e-4)
 
 
 def render(ext_module, path, annotation, poses, folder):
@@ -169,7 +169,7 @@ def test_avatars_render_into_a_dataset_beside_mmd_models(avatars, ext_module, tm
                 for path in rests}
     assert set(pictures) == {"Gene_light", "gene0", "gene1"}
     for kind in ("gene0", "gene1"):
-        assert overlap(pictures[kind], pictures["Gene_light"]) > 0.93, kind  # (its own head band: the top may differ)
+        assert overlap(pictures[kind], pictures["Gene_light"]) > 0.93, kind
     assert max(magenta(picture) for picture in pictures.values()) == 0.0  # every texture found
     for folder in {path.parent for path in rests}:
         expression = np.asarray(Image.open(folder / "000000_expression.png").convert("RGBA"), np.float64) / 255
@@ -234,6 +234,7 @@ def test_a_character_saved_as_a_blend_is_annotated_as_its_original(blends, ext_m
             assert annotation.bone_for(role) == original.bone_for(role), (kind, role)
         head, mmd = annotation.head_extent, original.head_extent.scaled(scale)
         assert head.bottom == pytest.approx(mmd.bottom, rel=1e-4) and head.front_z == pytest.approx(mmd.front_z, rel=1e-4)
+        assert head.top == pytest.approx(mmd.top, rel=1e-4)
     # Appended beside a model of the same names (a dataset worker's last one), it keeps its own.
     blend_model.append_blend(blends["gltf"])
     imported = blend_model.append_blend(blends["tha"])
@@ -247,22 +248,16 @@ def test_blend_characters_render_into_a_dataset(blends, ext_module, tmp_path):
     """Both .blend files render as the PMX does: textured (the THA one's textures are found from
     its relative paths though the models folder links to it), and without the overlays the
     glTF one hides through its material nodes alone. A .blend copied away from its textures
-    renders untextured, its missing textures named in the manifest."""
+    renders untextured, its missing textures named in the manifest. Each is annotated on its
+    own, in its own units, and finds the same head band."""
     import shutil
 
-    annotations = ext_module("render.dataset.annotation")
-    blend_model = ext_module("render.blender.blend_model")
     models = tmp_path / "models"
     models.mkdir()
     for kind in ("tha", "gltf"):
         (models / blends[kind].name).symlink_to(blends[kind])
     shutil.copyfile(blends["tha"], models / "gene_moved.blend")  # its textures' relative paths now lead nowhere
     (models / "broken.blend").write_text("not a blend file")
-    # One head band for both (the glTF one's top is found a little lower): the same framing.
-    band = annotations.annotate_model_file(blends["tha"], read_model=blend_model.read_blend_model).head_extent
-    gltf = annotations.annotate_model_file(blends["gltf"], read_model=blend_model.read_blend_model)
-    gltf.set_head(band.top * MMD_SCALE, band.bottom * MMD_SCALE)
-    annotations.save_sidecar(gltf, annotations.sidecar_path(models / blends["gltf"].name))
     config = ext_module("render.dataset.plan").DatasetConfig(schema="tha3", poses_per_model=1)
     out = tmp_path / "dataset"
     ext_module("render.blender.dataset_run").DatasetRun(models, out, config, show_progress=False).run()

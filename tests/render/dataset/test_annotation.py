@@ -121,6 +121,41 @@ def test_head_extent_leaves_out_upward_hair_and_hanging_hair():
     assert (plain.top, plain.bottom) == pytest.approx((extent.top, extent.bottom))
 
 
+def curled_ahoge_model(scale):
+    """The ball head with an ahoge that rises from the crown and curls over it, wide at its top,
+    its first two joints a hair apart (0.0007 units, pointing down), as Gene's are; every length
+    times `scale` (1: model units, 0.08: metres)."""
+    model = head_model(with_ahoge=False, with_long_hair=False)
+    joints = [(0.3, 11.95, 0.0), (0.3004, 11.9495, 0.0004), (0.5, 12.25, 0.0), (0.0, 12.4, 0.0), (-0.5, 12.3, 0.0),
+              (-0.9, 11.8, 0.0)]
+    first = len(model.bones)
+    for i, joint in enumerate(joints):
+        tail = first + i + 1 if i + 1 < len(joints) else -1
+        model.bones.append(Bone(f"アホ毛{i}", position=joint, parent=1 if i == 0 else first + i - 1, tail_bone=tail))
+    curl = np.concatenate([np.linspace(a, b, 15) for a, b in zip(joints[1:], joints[2:])])
+    owners = np.concatenate([np.full(15, first + 1 + i) for i in range(len(joints) - 2)])
+    model.positions = np.concatenate([model.positions, curl]).astype(np.float32) * scale
+    bone_indices = np.full((len(owners), 4), -1, np.int32)
+    bone_indices[:, 0] = owners
+    weights = np.zeros((len(owners), 4), np.float32)
+    weights[:, 0] = 1
+    model.bone_indices = np.concatenate([model.bone_indices, bone_indices])
+    model.bone_weights = np.concatenate([model.bone_weights, weights])
+    for bone in model.bones:
+        bone.position = tuple(scale * v for v in bone.position)
+        bone.tail_offset = tuple(scale * v for v in bone.tail_offset)
+    return model
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.08])
+def test_an_ahoge_is_told_by_its_chain_not_by_joints_a_hair_apart(scale):
+    # Gene's ahoge starts with two joints 0.05 mm apart: that step points anywhere (here down), and
+    # the curl, as wide as the skull at its top, was taken for the top in MMD units (not in metres).
+    model = curled_ahoge_model(scale)
+    assert {model.bones[b].name for b in A.upward_chains(model, 1)} == {f"アホ毛{i}" for i in range(6)}
+    assert 11.9 * scale < A.estimate_head(model, 1).top <= 12.0 * scale
+
+
 def test_a_spike_weighted_to_the_head_itself_is_cut_by_its_width():
     model = head_model(with_long_hair=False)
     model.bone_indices[model.bone_indices == 2] = 1  # the ahoge has no bone of its own

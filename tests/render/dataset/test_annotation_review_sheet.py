@@ -28,7 +28,7 @@ def test_annotate_command_writes_sidecars_and_reports_broken_files(shared, tmp_p
     assert f"gone.pmx: a link to {tmp_path / 'deleted.pmx'}, which is not there" in err
     assert "pipe.pmx: a named pipe, not a model file" in err
     # The skull's top where the crown narrows to a quarter of the face's width (measured in front).
-    assert "good/Gene_light.pmx: head 16.66..19.89; eye_wink_left=ウィンク２" in out
+    assert "good/Gene_light.pmx: head 16.66..19.77; eye_wink_left=ウィンク２" in out
     assert "annotated 1 model(s), 3 could not be read" in out
     sidecar = A.load_sidecar(tmp_path / "notes" / "good" / "Gene_light.pmx.tha.json")
     assert sidecar.morphs_for("mouth_aaa") == [("あ", 1.0, None)]
