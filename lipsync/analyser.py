@@ -25,6 +25,9 @@ one static segment fixed), so each lasts well under a second and a cancel takes 
 """
 
 import contextlib
+import functools
+import hashlib
+import importlib.metadata
 import io
 import itertools
 import math
@@ -836,6 +839,25 @@ def noise_stretches(utterance, phones):
 
 # --------------------------------------------------------------------------------------------
 # the job
+
+
+# The modules whose code makes cues from a recording (an analysis kept by an older version of them
+# is made anew: lipsync/analyses.py).
+ANALYSING_MODULES = ("analyser.py", "audio_formats.py", "shapes.py", "cues.py")
+
+
+@functools.cache
+def analyser_version():
+    """What decides the analyser's cues besides the recording and the settings: a digest of its
+    modules' code and pocketsphinx's version (its models come with it)."""
+    digest = hashlib.sha256()
+    for name in ANALYSING_MODULES:
+        digest.update((Path(__file__).parent / name).read_bytes())
+    try:
+        digest.update(importlib.metadata.version("pocketsphinx").encode())
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    return digest.hexdigest()[:16]
 
 
 @dataclass

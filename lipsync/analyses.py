@@ -1,21 +1,46 @@
-"""Analyses of recordings kept for the session (pure: no bpy).
+"""Analyses of recordings kept, so that a recording is analysed once (pure: no bpy).
 
 An animator often records a scene's dialogue in one take, lays it in the Sequencer and cuts it
 into lines (its sound strip split, each part made a line, for one sprite or several). Each line
 is the take's analysis as that part hears it, so the take is analysed once, not once a line: a
 line lip-synced from the same recording, by the same analyser with the same settings, reuses
-the analysis.
+the analysis. Kept in memory for the session and, given a folder (beside a saved .blend), on
+disk as well, so the next session or `sprite-lipsync` run reuses it too: a ten-minute take is
+some 40 s of the built-in analyser's work, and minutes of Rhubarb's.
+
+A file kept on disk is a cache: one that cannot be read (damaged, from another version, another
+key) is analysed anew and written over; one that cannot be written leaves the analysis in memory.
 """
 
+import hashlib
+import json
 from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
 
-from ..atomic_files import sha256_file
+from ..atomic_files import sha256_file, write_text_atomic
+from ..json_text import is_number, loads
+from .cues import Cue, CueError, CueTrack
+
+RECORD_FORMAT = "tha_studio lip-sync analysis 1"
+RECORD_SUFFIX = ".json"
+
+
+@dataclass(frozen=True)
+class KeptAnalysis:
+    """What an analysis of a recording found: its cues, the dialog's words the dictionary did not
+    know, and the notes for the user (a recording cut short, damaged)."""
+
+    track: CueTrack
+    unknown_words: tuple = ()
+    notes: tuple = ()
 
 
 class AnalysisMemo:
-    """The last `size` analyses, each by what decides it: the recording's bytes (a file changed
-    since is analysed anew; a packed sound written out again is the same), the analyser and its
-    settings (the recognizer, the dialog text)."""
+    """The last `size` analyses in memory, and those of a `folder` on disk, each by what decides
+    it: the recording's bytes (a file changed since is analysed anew; a packed sound written out
+    again is the same), the analyser and its settings (the analyser's version, the recognizer,
+    the dialog text)."""
 
     def __init__(self, size=16):
         self.size = size
@@ -23,21 +48,87 @@ class AnalysisMemo:
 
     @staticmethod
     def key(recording, *settings):
-        """The key of an analysis of `recording` (a path) with `settings` (hashable values)."""
+        """The key of an analysis of `recording` (a path) with `settings` (strings or None)."""
         return (sha256_file(recording), *settings)
 
-    def get(self, key):
-        """What was kept under `key`, or None."""
-        if key not in self._kept:
+    def get(self, key, folder=None):
+        """What was kept under `key` (in memory, else in `folder`), or None."""
+        if key in self._kept:
+            self._kept.move_to_end(key)
+            return self._kept[key]
+        if folder is None:
             return None
-        self._kept.move_to_end(key)
-        return self._kept[key]
+        analysis = read_kept(folder, key)
+        if analysis is not None:
+            self._remember(key, analysis)
+        return analysis
 
-    def put(self, key, analysis):
+    def put(self, key, analysis, folder=None):
+        """Keep `analysis` under `key`: in memory, and in `folder` where it is given (a
+        KeptAnalysis there); a folder that cannot be written to is passed over."""
+        self._remember(key, analysis)
+        if folder is not None:
+            try:
+                write_kept(folder, key, analysis)
+            except OSError:
+                pass  # (a read-only project or a full disk: the analysis is kept for the session)
+
+    def _remember(self, key, analysis):
         self._kept[key] = analysis
         self._kept.move_to_end(key)
         while len(self._kept) > self.size:
             self._kept.popitem(last=False)
 
     def clear(self):
+        """Forget the analyses in memory (the files on disk stay)."""
         self._kept.clear()
+
+
+def kept_path(folder, key):
+    """The file of `key`'s analysis in `folder`: named by the key's digest."""
+    digest = hashlib.sha256(json.dumps(list(key), ensure_ascii=True).encode("ascii")).hexdigest()
+    return Path(folder) / f"{digest}{RECORD_SUFFIX}"
+
+
+def write_kept(folder, key, analysis):
+    track = analysis.track
+    record = {
+        "format": RECORD_FORMAT,
+        "key": list(key),
+        "cues": [[cue.start, cue.end, cue.shape] for cue in track.cues],
+        "duration": track.duration,
+        "sound_file": track.sound_file,
+        "closed_shape": track.closed_shape,
+        "source": track.source,
+        "unknown_words": list(analysis.unknown_words),
+        "notes": list(analysis.notes),
+    }
+    write_text_atomic(kept_path(folder, key), json.dumps(record, ensure_ascii=False))
+
+
+def read_kept(folder, key):
+    """The analysis kept for `key` in `folder`, or None where there is none that can be read."""
+    try:
+        record = loads(kept_path(folder, key).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):  # (json's errors are ValueErrors)
+        return None
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT or record.get("key") != list(key):
+        return None
+    strings = [record.get(name) for name in ("sound_file", "source")]
+    lists = [record.get(name) for name in ("cues", "unknown_words", "notes")]
+    if not all(isinstance(value, str) for value in strings) or not all(isinstance(value, list) for value in lists):
+        return None
+    cues, unknown_words, notes = lists
+    if not all(isinstance(text, str) for text in unknown_words + notes):
+        return None
+    if not all(isinstance(cue, list) and len(cue) == 3 and is_number(cue[0]) and is_number(cue[1])
+               and isinstance(cue[2], str) for cue in cues):
+        return None
+    duration, closed_shape = record.get("duration"), record.get("closed_shape")
+    if not is_number(duration) or not (closed_shape is None or isinstance(closed_shape, str)):
+        return None
+    try:
+        track = CueTrack(tuple(Cue(*cue) for cue in cues), duration, strings[0], closed_shape, strings[1])
+    except CueError:
+        return None
+    return KeptAnalysis(track, tuple(unknown_words), tuple(notes))

@@ -42,12 +42,12 @@ from pathlib import Path
 
 import bpy
 
-from ...atomic_files import portable_name
+from ...atomic_files import portable_name, sha256_file
 from ...errors import UserError
 from ...jobs import Job, Progress
 from ...json_text import is_number
-from ...lipsync.analyser import Analysis
-from ...lipsync.analyses import AnalysisMemo
+from ...lipsync.analyser import Analysis, analyser_version
+from ...lipsync.analyses import AnalysisMemo, KeptAnalysis
 from ...lipsync.audio_formats import AUDIO_EXTENSIONS, decoded_by_blender
 from ...lipsync.curves import (DEFAULT_THA1_MAPPING, MAX_FRAME, MIN_FRAME, CurveSettings, Keyframe, MappingError,
                                MouthMapping, mouth_curves)
@@ -59,6 +59,7 @@ from ..core import generators
 from ..core.timeline_record import readable_record, trim_of
 from . import sprite as sprites
 from .audio import DecodedRecording
+from .bake import CACHE_FOLDER
 
 RECORD = "tha_studio_timeline"  # ID property on every action the timeline makes
 MAPPING_PROPERTY = "tha_mouth_mapping"  # ID property on the sprite: its mouth mapping as JSON
@@ -1035,6 +1036,23 @@ def _track_of(key, strip):
 
 # The session's analyses: the lines cut from one take are analysed once (lipsync/analyses.py).
 ANALYSES = AnalysisMemo()
+# Where a saved .blend's analyses are kept for later sessions, in its tha_cache folder beside the
+# sprites' bake folders; none of them is called so (a sprite's folder name has "_" for "-").
+ANALYSES_FOLDER = "lipsync-analyses"
+
+
+def analyses_folder():
+    """The folder of the saved .blend's kept analyses, or None for an unsaved one (kept in memory)."""
+    return Path(bpy.path.abspath(f"//{CACHE_FOLDER}/{ANALYSES_FOLDER}")) if bpy.data.filepath else None
+
+
+def _version_of(executable):
+    """Rhubarb's version as an analysis is kept by: its executable's digest (its path where the
+    file cannot be read, only run)."""
+    try:
+        return sha256_file(executable)
+    except OSError:
+        return str(executable)
 
 
 @dataclass
@@ -1142,11 +1160,12 @@ class LipSyncJob(Job):
         self._check_length(scene, self._seconds or 0.0)
         executable = find_rhubarb(self.rhubarb) if self.rhubarb else find_rhubarb()
         self.analyser = "rhubarb" if executable is not None else "built-in"
-        self._analysis_key = ANALYSES.key(self.source, str(executable), self.recognizer, self.dialog)
-        kept = ANALYSES.get(self._analysis_key)
+        analyser = f"{analyser_version()} Rhubarb {_version_of(executable)}" if executable else analyser_version()
+        self._analysis_key = ANALYSES.key(self.source, analyser, self.recognizer, self.dialog)
+        kept = ANALYSES.get(self._analysis_key, analyses_folder())
         if kept is not None:  # (a line cut from the same take: its analysis as this strip hears it)
-            self._track, self._unknown = kept[0], list(kept[1])
-            self._notes = [f"{self.source.name}: {note}" for note in kept[2]]
+            self._track, self._unknown = kept.track, list(kept.unknown_words)
+            self._notes = [f"{self.source.name}: {note}" for note in kept.notes]
             self._reused = True
             self._remove_copies()
             return
@@ -1205,7 +1224,8 @@ class LipSyncJob(Job):
             self._remove_copies()
             self._unknown = list(getattr(result, "unknown_words", []))
             self._notes = [f"{self.source.name}: {note}" for note in self._inner.notes]  # cut short, damaged
-            ANALYSES.put(self._analysis_key, (self._track, tuple(self._unknown), tuple(self._inner.notes)))
+            ANALYSES.put(self._analysis_key, KeptAnalysis(self._track, tuple(self._unknown), tuple(self._inner.notes)),
+                         analyses_folder())
         scene, obj = self._targets()
         placed = place_line(scene, obj, self._track, self.name, self.start_frame, self.audio,
                             self.curve_settings, self.mapping, self.extend_scene, adopt_sound=self.sound_strip,

@@ -1,8 +1,13 @@
-"""The session's kept analyses: a recording is analysed once for the lines cut from it."""
+"""Kept analyses: a recording is analysed once for the lines cut from it, in a session and, kept
+beside a saved .blend, in the next."""
 
+import json
 import shutil
 
-from tha_studio.lipsync.analyses import AnalysisMemo
+import pytest
+
+from tha_studio.lipsync.analyses import AnalysisMemo, KeptAnalysis, kept_path
+from tha_studio.lipsync.cues import Cue, CueTrack
 
 
 def test_an_analysis_is_kept_by_the_recordings_bytes_and_the_analysers_settings(tmp_path):
@@ -30,3 +35,70 @@ def test_the_memo_keeps_the_last_analyses_used():
     assert (memo.get("a"), memo.get("b"), memo.get("c")) == (1, None, 3)
     memo.clear()
     assert memo.get("a") is None
+
+
+# --- kept on disk (beside a saved .blend): the next session or command-line run reuses them
+
+
+def take_analysis():
+    track = CueTrack((Cue(0.0, 0.12, "X"), Cue(0.12, 0.31, "B"), Cue(0.31, 1 / 3, "D")), 0.5, "take.wav", "X", "analyser")
+    return KeptAnalysis(track, ("zyzzyva",), ("the recording was cut short at 0.50 s",))
+
+
+def test_an_analysis_kept_in_a_folder_is_reused_by_the_next_session(tmp_path):
+    take = tmp_path / "take.wav"
+    take.write_bytes(b"RIFF one take")
+    folder = tmp_path / "tha_cache" / "lipsync-analyses"
+    key = AnalysisMemo.key(take, "built-in 1", "phonetic", "Hi there.")
+    AnalysisMemo().put(key, take_analysis(), folder)
+    [kept] = folder.iterdir()
+    later = AnalysisMemo()  # (a new Blender session, or the next sprite-lipsync run)
+    assert later.get(key) is None  # not without its folder
+    reused = later.get(key, folder)
+    assert reused == take_analysis() and reused.track.cues[2].end == 1 / 3  # (times kept to the last bit)
+    assert later.get(key) == take_analysis()  # and now in memory
+    # Another analyser version, recognizer or dialog text: analysed anew.
+    for other in ((key[0], "built-in 2", *key[2:]), (*key[:2], "words", key[3]), (*key[:3], "Hi.")):
+        assert AnalysisMemo().get(other, folder) is None
+    take.write_bytes(b"RIFF the take recorded again")
+    assert AnalysisMemo().get(AnalysisMemo.key(take, *key[1:]), folder) is None
+
+
+@pytest.mark.parametrize("damage", [
+    b"", b'{"format": "tha_studio lip-sync analysis 1", "key": [', b"\xff\xfe\x00binary", b"[" * 100_000,
+    "another format", "another key", "a cue that is no cue", "cues out of order", "a shape that is no shape",
+    "a duration of true", "notes not text",
+])
+def test_a_damaged_kept_analysis_is_analysed_anew_and_written_over(tmp_path, damage):
+    take = tmp_path / "take.wav"
+    take.write_bytes(b"RIFF one take")
+    key = AnalysisMemo.key(take, "built-in 1", "phonetic", None)
+    AnalysisMemo().put(key, take_analysis(), tmp_path)
+    path = kept_path(tmp_path, key)
+    if isinstance(damage, bytes):
+        path.write_bytes(damage)
+    else:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        change = {"another format": ("format", "tha_studio lip-sync analysis 0"),
+                  "another key": ("key", [key[0], "built-in 0", "phonetic", None]),
+                  "a cue that is no cue": ("cues", [[0.0, "soon", "X"]]),
+                  "cues out of order": ("cues", [[0.5, 0.6, "X"], [0.0, 0.2, "B"]]),
+                  "a shape that is no shape": ("cues", [[0.0, 0.1, "Q"]]),
+                  "a duration of true": ("duration", True),
+                  "notes not text": ("notes", [{"cut": 0.5}])}[damage]
+        record[change[0]] = change[1]
+        path.write_text(json.dumps(record), encoding="utf-8")
+    assert AnalysisMemo().get(key, tmp_path) is None
+    AnalysisMemo().put(key, take_analysis(), tmp_path)
+    assert AnalysisMemo().get(key, tmp_path) == take_analysis()
+
+
+def test_a_folder_that_cannot_be_written_keeps_the_analysis_in_memory(tmp_path):
+    take = tmp_path / "take.wav"
+    take.write_bytes(b"RIFF one take")
+    blocked = tmp_path / "tha_cache"
+    blocked.write_text("a file where the folder would go")
+    key = AnalysisMemo.key(take, "built-in 1", "phonetic", None)
+    memo = AnalysisMemo()
+    memo.put(key, take_analysis(), blocked / "lipsync-analyses")
+    assert memo.get(key) == take_analysis() and blocked.read_text() == "a file where the folder would go"

@@ -845,6 +845,31 @@ def test_the_lines_cut_from_one_take_are_analysed_once_and_lie_side_by_side(m, s
         assert mouth_open(m, bob, frame) == pytest.approx(mouth_open(m, sprite, 400 + second * 30), abs=1e-3)
 
 
+def test_a_saved_blends_analyses_are_kept_beside_it_for_the_next_session(m, sprite, tmp_path):
+    """The lines of a take lip-synced after Blender was restarted (or in another sprite-lipsync
+    run) analysed the take again: some 40 s for ten minutes with the built-in analyser, minutes
+    with Rhubarb. A saved .blend keeps its analyses in its tha_cache folder."""
+    scene = bpy.context.scene
+    recording = shared_path(*WATCHING_TV)
+    assert m.timeline.analyses_folder() is None  # (unsaved: kept in memory only)
+    blend = tmp_path / "scene.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    first, first_steps = run(m.timeline.LipSyncJob(scene, sprite, recording, start_frame=1, name="first",
+                                                   recognizer="phonetic"))
+    [kept] = (tmp_path / "tha_cache" / "lipsync-analyses").iterdir()
+    assert not first.reused and first_steps > 5
+    m.timeline.ANALYSES.clear()  # (the next session)
+    again, steps = run(m.timeline.LipSyncJob(scene, sprite, recording, start_frame=200, name="again",
+                                             recognizer="phonetic"))
+    assert again.reused and steps == 1 and again.cue_track == first.cue_track
+    assert "the same recording, reused" in again.message
+    for frame in range(1, 90):
+        assert mouth_open(m, sprite, 199 + frame) == pytest.approx(mouth_open(m, sprite, frame), abs=1e-4)
+    # Another recognizer is another analysis, kept beside the first.
+    words, _ = run(m.timeline.LipSyncJob(scene, sprite, recording, start_frame=400, name="words", recognizer="words"))
+    assert not words.reused and len(list(kept.parent.iterdir())) == 2
+
+
 def test_a_packed_sound_strip_lip_syncs_and_another_sprites_line_keeps_its_strip(m, sprite, picture, tmp_path):
     import tempfile
 
@@ -1149,14 +1174,16 @@ def test_the_sprite_lipsync_command_puts_a_line_on_a_saved_sprite_or_names_the_b
     done = sprite_lipsync(tmp_path, blend, "--sprite", "Anna", "--from-strip", "Anna: tv", "--recognizer", "phonetic")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "replaced line 'tv' on Anna: frames 40-" in done.stdout and "its sound the strip 'Anna: tv'" in done.stdout
-    # A take cut in two, both parts lip-synced in one run: one analysis of it.
+    assert "reused" not in done.stdout
+    # A take cut in two, both parts lip-synced in one run: no analysis of it, the last run's kept
+    # beside the .blend reused for both.
     bpy.ops.wm.open_mainfile(filepath=str(blend))
     bpy.context.scene.sequence_editor.strips_all["Anna: tv"].split(frame=70, split_method="SOFT").name = "later"
     bpy.ops.wm.save_mainfile()
     done = sprite_lipsync(tmp_path, blend, "--sprite", "Anna", "--from-strip", "Anna: tv", "later", "--recognizer",
                           "phonetic")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "replaced line 'tv' on Anna: frames 40-" in done.stdout
+    assert "(for an earlier line: the same recording, reused); replaced line 'tv' on Anna: frames 40-" in done.stdout
     assert "(for an earlier line: the same recording, reused); placed line 'later' on Anna: frames 70-" in done.stdout
     done = sprite_lipsync(tmp_path, blend, "--sprite", "Anna", "--from-strip", "Anna: tv", "later", "--name", "x")
     assert done.returncode == 1 and "--name is a line's own: give it with one sound strip at a time" in done.stderr
