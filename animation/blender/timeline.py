@@ -921,16 +921,25 @@ def _follow_adopted_sound(scene, obj, strip, record, sound):
 
 def _follow_speed(strip, record, sound, fps):
     """A line's own sound strip retimed (Set Speed) since the line was keyed: its NLA strip is
-    scaled by the change of speed, so its keys stay on the words. True where it was. Only one
-    speed from the start is followed (the words' place is then the same scale of the line's)."""
+    scaled by the change of speed and moved by the change of what plays ahead of it (a strip
+    trimmed, then retimed: the part trimmed off keeps speed 1), so its keys stay on the words
+    it plays. True where it was. A strip retimed in several segments otherwise is not followed."""
     playback = playback_of(sound, record.get("seconds"), fps)
-    last = record.get("speed", 1.0)
-    if not (playback.known and not playback.ahead and is_number(last) and last > 0):
+    speed, ahead = record.get("speed", 1.0), record.get("ahead", 0.0)
+    if not (playback.known and is_number(speed) and speed > 0 and is_number(ahead)):
         return False
-    if math.isclose(playback.speed, last, rel_tol=1e-9):
+    if math.isclose(playback.speed, speed, rel_tol=1e-9) and math.isclose(playback.ahead, ahead, abs_tol=1e-9):
         return False
-    strip.scale = strip.scale * last / playback.speed
-    record["speed"] = playback.speed
+    # The recording's frame c plays at frame_start + (c - ahead) / speed: c's key goes there.
+    start, scale = strip.frame_start, strip.scale
+    wanted = start + ahead / speed - playback.ahead / playback.speed
+    record["speed"], record["ahead"] = playback.speed, playback.ahead  # (looked at once, followed or not)
+    strip.scale = scale * speed / playback.speed
+    if wanted != start:
+        strip.frame_start_ui = wanted
+        if abs(strip.frame_start - wanted) > 1e-3:  # (the NLA keeps the strips of a track apart)
+            strip.frame_start_ui, strip.scale = start, scale
+            return False
     return True
 
 
@@ -941,7 +950,7 @@ def keep_sounds_with_lines(scene):
     one moved (both moved together: nothing to do). A sound moved where its line cannot go (onto
     another strip of the line's track) goes back. A line placed before lines kept their sound is
     followed from its first move, keeping whatever offset the animator gave the two. A line's
-    sound strip retimed to one speed (Set Speed) scales the line's strip by as much; a line's
+    sound strip retimed (Set Speed; trimmed first too) scales the line's strip by as much; a line's
     strip scaled in time keeps its sound's speed.
 
     When the scene's frame rate changes, Blender keeps every strip's first frame and plays a sound
@@ -999,15 +1008,16 @@ def keep_sounds_with_lines(scene):
                         sound.frame_start = sound_start
                         changed = True
                     elif sound_start != last_sound and line_start == last_line:  # the sound was moved
-                        wanted = last_line + sound_start - last_sound
+                        # (from where it is: a line following a trimmed, retimed sound starts between frames)
+                        was, wanted = strip.frame_start, strip.frame_start + sound_start - last_sound
                         strip.frame_start_ui = wanted
-                        if strip.frame_start != wanted:  # the NLA keeps the strips of a track apart
-                            strip.frame_start_ui = line_start
+                        if abs(strip.frame_start - wanted) > 1e-3:  # the NLA keeps the strips of a track apart
+                            strip.frame_start_ui = was
                             sound.frame_start = sound_start = last_sound
                         line_start = int(round(strip.frame_start))
                         changed = True
                 if not record.get("adopted") and _follow_speed(strip, record, sound, fps):
-                    changed = True
+                    line_start, changed = int(round(strip.frame_start)), True
                 record["frame"], record["sound_frame"] = line_start, sound_start
                 if record.get("adopted"):
                     # (no trim to follow: looked at once)

@@ -772,6 +772,43 @@ def test_a_lines_own_sound_strip_retimed_takes_the_line_to_its_speed(m, sprite):
         assert mouth_open(m, sprite, 1 + frame) == pytest.approx(mouth_open(m, sprite, 300 + frame), abs=1e-3)
 
 
+def test_a_lines_own_sound_trimmed_then_retimed_keeps_the_mouth_on_the_words_it_plays(m, sprite):
+    """An animator trims the start of a line's own sound strip, then retimes it (Set Speed 80%):
+    Blender keeps the part trimmed off at speed 1 and plays the rest at 80%. The line was not
+    followed at all (its words ran ever further ahead of the mouth); scaled alone, its keys would
+    run 5 frames early. Its strip is now scaled, and moved by what plays ahead of the speed."""
+    scene = bpy.context.scene
+    scene.frame_end = 600
+    line, _ = run(m.timeline.LipSyncJob(scene, sprite, shared_path(*WATCHING_TV), start_frame=1, name="line"))
+    nla_strip, sound = line.placed
+    sound.frame_offset_start = 20
+    set_speed(scene, sound, 80)
+    bpy.context.view_layer.update()
+    assert len(sound.retiming_keys) == 3
+    playback = m.timeline.playback_of(sound, m.timeline.audio_seconds(shared_path(*WATCHING_TV)), 24.0)
+    assert playback.speed == pytest.approx(0.8, rel=0.01) and playback.ahead == pytest.approx(20 * (1 - playback.speed))
+    assert nla_strip.scale == pytest.approx(1 / playback.speed) and nla_strip.frame_start == pytest.approx(1 + 20 - 20 / playback.speed)
+
+    def follows_the_words():
+        # The same cues played from the trim on at that speed, placed as a line of their own at 300.
+        as_played = line.cue_track.shifted(-20 / 24).scaled(1 / playback.speed)
+        m.timeline.place_line(scene, sprite, as_played, "as played", 300)
+        start = int(sound.frame_final_start)
+        steady = [frame for frame in range(2, int(sound.frame_final_duration) - 2)
+                  if len({round(mouth_open(m, sprite, 300 + frame + step), 3) for step in (-1.5, 0, 1.5)}) == 1]
+        assert len(steady) > 10
+        for frame in steady:  # (where the mouth holds a shape: the scaled keys' blends last longer)
+            assert mouth_open(m, sprite, start + frame) == pytest.approx(mouth_open(m, sprite, 300 + frame), abs=1e-3)
+
+    follows_the_words()
+    # Moved in the Sequencer, it takes the line along from where it is, between frames.
+    before = nla_strip.frame_start
+    sound.frame_start += 10
+    bpy.context.view_layer.update()
+    assert nla_strip.frame_start == pytest.approx(before + 10, abs=1e-4)
+    follows_the_words()
+
+
 def test_a_line_from_a_strip_trimmed_then_retimed_follows_it_and_one_retimed_otherwise_says_so(m, sprite):
     """A strip trimmed, then retimed, holds two segments (Blender keys the trim): the one trimmed
     off keeps speed 1, and the line follows the one that plays. A part of a take cut in three,
