@@ -925,15 +925,16 @@ def _follow_speed(strip, record, sound, fps):
     trimmed, then retimed: the part trimmed off keeps speed 1), so its keys stay on the words
     it plays. True where it was. A strip retimed in several segments otherwise is not followed."""
     playback = playback_of(sound, record.get("seconds"), fps)
-    speed, ahead = record.get("speed", 1.0), record.get("ahead", 0.0)
-    if not (playback.known and is_number(speed) and speed > 0 and is_number(ahead)):
+    speed, ahead = record.get("playback", [record.get("speed", 1.0), 0.0])  # ("speed": a line kept so before)
+    if not (playback.known and is_number(speed) and speed > 0):
         return False
     if math.isclose(playback.speed, speed, rel_tol=1e-9) and math.isclose(playback.ahead, ahead, abs_tol=1e-9):
         return False
     # The recording's frame c plays at frame_start + (c - ahead) / speed: c's key goes there.
     start, scale = strip.frame_start, strip.scale
     wanted = start + ahead / speed - playback.ahead / playback.speed
-    record["speed"], record["ahead"] = playback.speed, playback.ahead  # (looked at once, followed or not)
+    record["playback"] = playback.as_record()  # (looked at once, followed or not)
+    record.pop("speed", None)
     strip.scale = scale * speed / playback.speed
     if wanted != start:
         strip.frame_start_ui = wanted

@@ -30,7 +30,7 @@ def _list(value):
     return isinstance(value, list)
 
 
-def _frame_span(value):
+def _two_numbers(value):
     return isinstance(value, list) and len(value) == 2 and all(is_number(frame) for frame in value)
 
 
@@ -48,8 +48,9 @@ FIELDS = {
     "kind": _text, "name": _text, "source": _text, "generator": _text, "settings": _object,
     "fps": is_number,  # the scene's frame rate the strip was timed at
     "sound": _text, "frame": is_number, "sound_frame": is_number,  # a line's sound strip, and where both were last
-    "adopted": _flag, "heard": _frame_span, "cues": _list, "duration": _number_or_none,
+    "adopted": _flag, "heard": _two_numbers, "cues": _list, "duration": _number_or_none,
     "closed": _text_or_none, "keys": _object,  # an adopted line's trims (trim_of)
+    "seconds": is_number, "playback": _two_numbers,  # the recording's length; its sound's speed, frames ahead
 }
 
 

@@ -440,10 +440,12 @@ def _first_direction(model, children, root, min_length):
 
 def upward_chains(model, head):
     """Bones in chains hanging from the head whose first segment points upward (ahoge, raised tails).
-    A segment counts from 0.5% of the model's height (8 mm on a 1.6 m character), in any units."""
+    A segment counts from 0.5% of the model's height (8 mm on a 1.6 m character), in any units;
+    the height between its 0.5th and 99.5th percentile vertices (a stray vertex far off does not count)."""
     children = _children(model)
     heights = np.asarray(model.positions, np.float64).reshape(-1, 3)[:, 1]
-    min_length = max(0.005 * float(np.ptp(heights)) if len(heights) else 0.0, 1e-9)
+    height = float(np.subtract(*np.percentile(heights, [99.5, 0.5]))) if len(heights) else 0.0
+    min_length = max(0.005 * height, 1e-9)
     upward = set()
     for child in children[head]:
         direction = _first_direction(model, children, child, min_length)

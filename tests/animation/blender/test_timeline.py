@@ -770,6 +770,15 @@ def test_a_lines_own_sound_strip_retimed_takes_the_line_to_its_speed(m, sprite):
     assert len(steady) > 10
     for frame in steady:  # (where the mouth holds a shape: the scaled keys' blends last longer)
         assert mouth_open(m, sprite, 1 + frame) == pytest.approx(mouth_open(m, sprite, 300 + frame), abs=1e-3)
+    # A line whose record says its speed as the last version kept it ("speed" alone) is followed
+    # from that speed when its sound is retimed again.
+    record = json.loads(nla_strip.action[m.timeline.RECORD])
+    record["speed"] = record.pop("playback")[0]
+    nla_strip.action[m.timeline.RECORD] = json.dumps(record)
+    set_speed(scene, sound, 80)
+    bpy.context.view_layer.update()
+    slower = m.timeline.playback_of(sound, m.timeline.audio_seconds(shared_path(*WATCHING_TV)), 24.0)
+    assert nla_strip.frame_start == 1 and nla_strip.scale == pytest.approx(1 / slower.speed)
 
 
 def test_a_lines_own_sound_trimmed_then_retimed_keeps_the_mouth_on_the_words_it_plays(m, sprite):

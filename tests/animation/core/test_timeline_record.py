@@ -5,7 +5,8 @@ import pytest
 from tha_studio.animation.core.timeline_record import readable_record, trim_of
 from tha_studio.lipsync.curves import MouthMapping
 
-TRIM = {"kind": "line", "name": "tv", "sound": "tv take 3", "adopted": True, "heard": [12, 80],
+TRIM = {"kind": "line", "name": "tv", "sound": "tv take 3", "adopted": True, "heard": [12, 80], "seconds": 1.25,
+        "playback": [1.25, 4.0],
         "cues": [[0.0, 0.5, "X"], [0.5, 0.7, "B"], [0.7, 1.0, "E"]], "duration": 1.2, "closed": "X",
         "keys": {"fps": 24.0, "start": 20, "style": "eased", "blend": 0.06,
                  "mapping": MouthMapping.default("tha3").values}}
@@ -26,7 +27,8 @@ def test_no_object_or_no_kind_is_nobodys_record(value):
     ("name", 3), ("sound", ["tv take 3"]), ("sound", {"name": "x"}), ("adopted", "yes"), ("adopted", 1),
     ("fps", "24"), ("fps", float("nan")), ("fps", True), ("frame", "1"), ("sound_frame", [1]),
     ("heard", [12]), ("heard", "12-80"), ("heard", [12, "80"]), ("cues", {"0": 1}), ("duration", "1.2"),
-    ("closed", 0), ("keys", [24, 20]), ("settings", "rate=3"),
+    ("closed", 0), ("keys", [24, 20]), ("settings", "rate=3"), ("seconds", "1.25"), ("seconds", None),
+    ("playback", [1.25]), ("playback", 1.25), ("playback", [1.25, None]),
 ])
 def test_a_field_of_the_wrong_kind_reads_as_absent(field, value):
     record = readable_record({**TRIM, "settings": {}, field: value})

@@ -147,11 +147,16 @@ def curled_ahoge_model(scale):
     return model
 
 
-@pytest.mark.parametrize("scale", [1.0, 0.08])
-def test_an_ahoge_is_told_by_its_chain_not_by_joints_a_hair_apart(scale):
+@pytest.mark.parametrize("scale, stray", [(1.0, False), (0.08, False), (1.0, True)])
+def test_an_ahoge_is_told_by_its_chain_not_by_joints_a_hair_apart(scale, stray):
     # Gene's ahoge starts with two joints 0.05 mm apart: that step points anywhere (here down), and
     # the curl, as wide as the skull at its top, was taken for the top in MMD units (not in metres).
+    # A stray vertex far off (an effect's anchor) does not make the model's height, nor the step.
     model = curled_ahoge_model(scale)
+    if stray:
+        model.positions = np.concatenate([model.positions, [[0.0, 5000.0, 0.0]]]).astype(np.float32)
+        model.bone_indices = np.concatenate([model.bone_indices, [[0, -1, -1, -1]]]).astype(np.int32)
+        model.bone_weights = np.concatenate([model.bone_weights, [[1, 0, 0, 0]]]).astype(np.float32)
     assert {model.bones[b].name for b in A.upward_chains(model, 1)} == {f"アホ毛{i}" for i in range(6)}
     assert 11.9 * scale < A.estimate_head(model, 1).top <= 12.0 * scale
 
