@@ -6,7 +6,7 @@ is the take's analysis as that part hears it, so the take is analysed once, not 
 line lip-synced from the same recording, by the same analyser with the same settings, reuses
 the analysis. Kept in memory for the session and, given a folder (beside a saved .blend), on
 disk as well, so the next session or `sprite-lipsync` run reuses it too: a ten-minute take is
-some 40 s of the built-in analyser's work, and minutes of Rhubarb's.
+20-40 s of the built-in analyser's work (bench/bench_lipsync.py).
 
 A file kept on disk is a cache: one that cannot be read (damaged, from another version, another
 key) is analysed anew and written over; one that cannot be written leaves the analysis in memory.

@@ -893,8 +893,8 @@ def test_the_lines_cut_from_one_take_are_analysed_once_and_lie_side_by_side(m, s
 
 def test_a_saved_blends_analyses_are_kept_beside_it_for_the_next_session(m, sprite, tmp_path):
     """The lines of a take lip-synced after Blender was restarted (or in another sprite-lipsync
-    run) analysed the take again: some 40 s for ten minutes with the built-in analyser, minutes
-    with Rhubarb. A saved .blend keeps its analyses in its tha_cache folder."""
+    run) analysed the take again: 20-40 s for ten minutes with the built-in analyser. A saved
+    .blend keeps its analyses in its tha_cache folder."""
     scene = bpy.context.scene
     recording = shared_path(*WATCHING_TV)
     assert m.timeline.analyses_folder() is None  # (unsaved: kept in memory only)
