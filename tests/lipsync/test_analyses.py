@@ -41,7 +41,8 @@ def test_the_memo_keeps_the_last_analyses_used():
 
 
 def take_analysis():
-    track = CueTrack((Cue(0.0, 0.12, "X"), Cue(0.12, 0.31, "B"), Cue(0.31, 1 / 3, "D")), 0.5, "take.wav", "X", "analyser")
+    cues = (Cue(0.0, 0.12, "X"), Cue(0.12, 0.31, "B"), Cue(0.31, 1 / 3, "D"))
+    track = CueTrack(cues, 0.5, "take.wav", "X", "analyser")
     return KeptAnalysis(track, ("zyzzyva",), ("the recording was cut short at 0.50 s",))
 
 

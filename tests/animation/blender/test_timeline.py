@@ -796,7 +796,8 @@ def test_a_lines_own_sound_trimmed_then_retimed_keeps_the_mouth_on_the_words_it_
     assert len(sound.retiming_keys) == 3
     playback = m.timeline.playback_of(sound, m.timeline.audio_seconds(shared_path(*WATCHING_TV)), 24.0)
     assert playback.speed == pytest.approx(0.8, rel=0.01) and playback.ahead == pytest.approx(20 * (1 - playback.speed))
-    assert nla_strip.scale == pytest.approx(1 / playback.speed) and nla_strip.frame_start == pytest.approx(1 + 20 - 20 / playback.speed)
+    assert nla_strip.scale == pytest.approx(1 / playback.speed)
+    assert nla_strip.frame_start == pytest.approx(1 + 20 - 20 / playback.speed)  # (the trim's words on frame 21)
 
     def follows_the_words():
         # The same cues played from the trim on at that speed, placed as a line of their own at 300.
