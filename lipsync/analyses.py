@@ -20,7 +20,8 @@ from pathlib import Path
 
 from ..atomic_files import sha256_file, write_text_atomic
 from ..json_text import is_number, loads
-from .cues import Cue, CueError, CueTrack
+from .analyser import analyser_version
+from .cues import CueError, CueTrack, cue_rows, cues_from_rows
 
 RECORD_FORMAT = "tha_studio lip-sync analysis 1"
 RECORD_SUFFIX = ".json"
@@ -84,6 +85,18 @@ class AnalysisMemo:
         self._kept.clear()
 
 
+def analyser_identity(rhubarb=None):
+    """What decides an analysis besides the recording and the settings: the built-in analyser's
+    version and, where Rhubarb analyses, its executable's digest (its path where the file cannot
+    be read, only run)."""
+    if rhubarb is None:
+        return analyser_version()
+    try:
+        return f"{analyser_version()} Rhubarb {sha256_file(rhubarb)}"
+    except OSError:
+        return f"{analyser_version()} Rhubarb {rhubarb}"
+
+
 def kept_path(folder, key):
     """The file of `key`'s analysis in `folder`: named by the key's digest."""
     digest = hashlib.sha256(json.dumps(list(key), ensure_ascii=True).encode("ascii")).hexdigest()
@@ -95,7 +108,7 @@ def write_kept(folder, key, analysis):
     record = {
         "format": RECORD_FORMAT,
         "key": list(key),
-        "cues": [[cue.start, cue.end, cue.shape] for cue in track.cues],
+        "cues": cue_rows(track.cues),
         "duration": track.duration,
         "sound_file": track.sound_file,
         "closed_shape": track.closed_shape,
@@ -115,20 +128,17 @@ def read_kept(folder, key):
     if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT or record.get("key") != list(key):
         return None
     strings = [record.get(name) for name in ("sound_file", "source")]
-    lists = [record.get(name) for name in ("cues", "unknown_words", "notes")]
-    if not all(isinstance(value, str) for value in strings) or not all(isinstance(value, list) for value in lists):
+    texts = [record.get(name) for name in ("unknown_words", "notes")]
+    if not all(isinstance(value, str) for value in strings) or not all(isinstance(value, list) for value in texts):
         return None
-    cues, unknown_words, notes = lists
+    unknown_words, notes = texts
     if not all(isinstance(text, str) for text in unknown_words + notes):
-        return None
-    if not all(isinstance(cue, list) and len(cue) == 3 and is_number(cue[0]) and is_number(cue[1])
-               and isinstance(cue[2], str) for cue in cues):
         return None
     duration, closed_shape = record.get("duration"), record.get("closed_shape")
     if not is_number(duration) or not (closed_shape is None or isinstance(closed_shape, str)):
         return None
     try:
-        track = CueTrack(tuple(Cue(*cue) for cue in cues), duration, strings[0], closed_shape, strings[1])
+        track = CueTrack(cues_from_rows(record.get("cues")), duration, strings[0], closed_shape, strings[1])
     except CueError:
         return None
     return KeptAnalysis(track, tuple(unknown_words), tuple(notes))

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from ..errors import UserError
+from ..json_text import is_number
 
 # Rhubarb's mouth shapes: A-F the basic (Hanna-Barbera) set, G, H and X the extended ones.
 BASIC_SHAPES = "ABCDEF"
@@ -255,6 +256,22 @@ class CueTrack:
             else:
                 shapes.append(closed)
         return "".join(shapes)
+
+
+def cue_rows(cues):
+    """Cues as JSON rows [start, end, shape]: how a line's record and a kept analysis store them."""
+    return [[cue.start, cue.end, cue.shape] for cue in cues]
+
+
+def cues_from_rows(rows):
+    """The cues of such rows, read back; CueError for anything that is no list of them (a true or
+    false is no time, though Python takes it for 1 or 0)."""
+    if not isinstance(rows, list):
+        raise CueError("cues must be a list of [start, end, shape] rows")
+    for row in rows:
+        if not (isinstance(row, list) and len(row) == 3 and is_number(row[0]) and is_number(row[1])):
+            raise CueError(f"{row!r:.60} is no [start, end, shape] row of a cue")
+    return tuple(Cue(*row) for row in rows)
 
 
 def seconds_to_frame(seconds, frame_rate, start_frame=0):

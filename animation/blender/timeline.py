@@ -42,13 +42,14 @@ from pathlib import Path
 
 import bpy
 
-from ...atomic_files import portable_name, sha256_file
+from ...atomic_files import portable_name
 from ...errors import UserError
 from ...jobs import Job, Progress
 from ...json_text import is_number
-from ...lipsync.analyser import Analysis, analyser_version
-from ...lipsync.analyses import AnalysisMemo, KeptAnalysis
+from ...lipsync.analyser import Analysis
+from ...lipsync.analyses import AnalysisMemo, KeptAnalysis, analyser_identity
 from ...lipsync.audio_formats import AUDIO_EXTENSIONS, decoded_by_blender
+from ...lipsync.cues import cue_rows
 from ...lipsync.curves import (DEFAULT_THA1_MAPPING, MAX_FRAME, MIN_FRAME, CurveSettings, Keyframe, MappingError,
                                MouthMapping, mouth_curves)
 from ...lipsync.formats import EXTENSIONS as CUE_EXTENSIONS
@@ -845,7 +846,7 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
         record["sound"], record["adopted"] = adopted.name, True
         # What keep_sounds_with_lines needs to key the line again when the strip is trimmed anew.
         record["heard"], record["playback"] = _heard_frames(adopted, fps, playback), playback.as_record()
-        record["cues"] = [[cue.start, cue.end, cue.shape] for cue in whole_track.contiguous().cues]
+        record["cues"] = cue_rows(whole_track.contiguous().cues)
         record["duration"], record["closed"] = whole_track.duration, whole_track.closing_shape()
         record["seconds"] = recording_seconds
         record["keys"] = {"fps": fps, "start": start_frame, "style": settings.style, "blend": settings.blend,
@@ -1057,15 +1058,6 @@ def analyses_folder():
     return Path(bpy.path.abspath(f"//{CACHE_FOLDER}/{ANALYSES_FOLDER}")) if bpy.data.filepath else None
 
 
-def _version_of(executable):
-    """Rhubarb's version as an analysis is kept by: its executable's digest (its path where the
-    file cannot be read, only run)."""
-    try:
-        return sha256_file(executable)
-    except OSError:
-        return str(executable)
-
-
 @dataclass
 class LipSyncResult:
     analyser: str  # "rhubarb", "built-in" or "cue file"
@@ -1171,8 +1163,7 @@ class LipSyncJob(Job):
         self._check_length(scene, self._seconds or 0.0)
         executable = find_rhubarb(self.rhubarb) if self.rhubarb else find_rhubarb()
         self.analyser = "rhubarb" if executable is not None else "built-in"
-        analyser = f"{analyser_version()} Rhubarb {_version_of(executable)}" if executable else analyser_version()
-        self._analysis_key = ANALYSES.key(self.source, analyser, self.recognizer, self.dialog)
+        self._analysis_key = ANALYSES.key(self.source, analyser_identity(executable), self.recognizer, self.dialog)
         kept = ANALYSES.get(self._analysis_key, analyses_folder())
         if kept is not None:  # (a line cut from the same take: its analysis as this strip hears it)
             self._track, self._unknown = kept.track, list(kept.unknown_words)

@@ -10,7 +10,7 @@ stops the panel or the handler that walk every line on every update.
 """
 
 from ...json_text import is_number
-from ...lipsync.cues import Cue, CueTrack
+from ...lipsync.cues import CueTrack, cues_from_rows
 from ...lipsync.curves import CurveSettings
 
 
@@ -67,16 +67,13 @@ def trim_of(record):
     """(the whole CueTrack, CurveSettings, mouth mapping values) that an adopted line is keyed
     again from when its sound strip is trimmed anew; None where the record holds none that reads
     (a line older than trims being followed, or a damaged one)."""
-    keys, cues = record.get("keys"), record.get("cues")
-    if not isinstance(keys, dict) or not isinstance(cues, list):
-        return None
-    if not all(isinstance(cue, list) and len(cue) == 3 for cue in cues):
+    keys = record.get("keys")
+    if not isinstance(keys, dict):
         return None
     if not (is_number(keys.get("fps")) and is_number(keys.get("start")) and _object(keys.get("mapping"))):
         return None
     try:
-        whole = CueTrack(tuple(Cue(start, end, shape) for start, end, shape in cues), record.get("duration"),
-                         closed_shape=record.get("closed"))
+        whole = CueTrack(cues_from_rows(record.get("cues")), record.get("duration"), closed_shape=record.get("closed"))
         settings = CurveSettings(style=keys.get("style"), blend=keys.get("blend"), frame_rate=keys["fps"],
                                  start_frame=float(keys["start"]))
     except ValueError:  # (CueError is one): a cue, shape, style or blend out of its range

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tha_studio.lipsync.analyses import AnalysisMemo, KeptAnalysis, kept_path
+from tha_studio.lipsync.analyses import AnalysisMemo, KeptAnalysis, analyser_identity, kept_path
 from tha_studio.lipsync.cues import Cue, CueTrack
 
 
@@ -103,3 +103,11 @@ def test_a_folder_that_cannot_be_written_keeps_the_analysis_in_memory(tmp_path):
     memo = AnalysisMemo()
     memo.put(key, take_analysis(), blocked / "lipsync-analyses")
     assert memo.get(key) == take_analysis() and blocked.read_text() == "a file where the folder would go"
+
+
+def test_the_analysers_identity_changes_with_rhubarbs_executable(tmp_path):
+    rhubarb = tmp_path / "rhubarb"
+    rhubarb.write_bytes(b"Rhubarb 1.13")
+    built_in, first = analyser_identity(), analyser_identity(rhubarb)
+    rhubarb.write_bytes(b"Rhubarb 1.14")  # (upgraded in place)
+    assert len({built_in, first, analyser_identity(rhubarb)}) == 3

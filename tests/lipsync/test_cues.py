@@ -1,9 +1,11 @@
 """Cue tracks as a sound strip plays their recording: trimmed (heard_between) and started into it
 or slipped (shifted), and retimed (scaled)."""
 
+import json
+
 import pytest
 
-from tha_studio.lipsync.cues import Cue, CueError, CueTrack
+from tha_studio.lipsync.cues import Cue, CueError, CueTrack, cue_rows, cues_from_rows
 
 TRACK = CueTrack((Cue(0.0, 0.5, "X"), Cue(0.5, 1.0, "B"), Cue(1.0, 1.5, "D"), Cue(1.5, 2.0, "X")), 2.5)
 
@@ -47,3 +49,11 @@ def test_a_track_scaled_plays_over_that_many_times_its_seconds():
     for factor in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(CueError, match="time scale"):
             TRACK.scaled(factor)
+
+
+def test_cue_rows_read_back_as_the_cues_and_anything_else_is_refused():
+    cues = (Cue(0.0, 0.12, "X"), Cue(0.12, 1 / 3, "B"))
+    assert cues_from_rows(json.loads(json.dumps(cue_rows(cues)))) == cues
+    for rows in ({"0": 1}, [[0.0, 0.1]], [[0.0, "soon", "X"]], [[True, 0.1, "X"]], [[0.0, 0.1, "Q"]], [7]):
+        with pytest.raises(CueError):
+            cues_from_rows(rows)
