@@ -34,6 +34,14 @@ if os.environ.get("PYTEST_XDIST_WORKER") or "BLENDER_USER_RESOURCES" not in os.e
 
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # for the shared test helpers (shared_assets, ...)
+from worker_threads import THREADS  # noqa: E402
+
+# Before anything imports torch: each worker's torch, and the command lines a test starts, on the
+# worker's share of the cores (tests that need two threads, as the goldens were made, set them).
+# Only in the workers: they inherit the environment of pytest's main process.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+
 import cli  # noqa: E402
 from shared_assets import SHARED, shared_path  # noqa: E402,F401
 

@@ -12,13 +12,14 @@ from tha_studio.neural.train.losses import LossError, PerceptualLoss, vgg16_feat
 from tha_studio.neural.train.trainer import TrainError, TrainOptions, train
 
 from train_datasets import HOLD_OUT
+from worker_threads import THREADS
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 
 
 def options(dataset, out, **changes):
     base = dict(dataset=str(dataset), out=str(out), image_size=32, hold_out=HOLD_OUT, batch_size=2, steps=4,
-                validation_limit=2, threads=2, show_progress=False)
+                validation_limit=2, threads=THREADS, show_progress=False)
     return TrainOptions(**{**base, **changes})
 
 

@@ -14,13 +14,14 @@ from tha_studio.neural.train.trainer import TrainOptions, train
 from tha_studio.neural.weights import open_weights
 
 from train_datasets import cli
+from worker_threads import THREADS
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 
 
 def options(dataset, out, **changes):
     base = dict(dataset=str(dataset), out=str(out), family="tha3", base_weights="tha3", hold_out=4, batch_size=2,
-                threads=2, show_progress=False)
+                threads=THREADS, show_progress=False)
     return TrainOptions(**{**base, **changes})
 
 

@@ -16,12 +16,13 @@ from PIL import Image
 
 from shared_assets import ROOT
 from train_datasets import HOLD_OUT, cli
+from worker_threads import THREADS
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 
 
 def train_args(dataset, out, *extra):
-    return ["train", dataset, out, "--image-size", "64", "--hold-out", HOLD_OUT, "--threads", "2", "--no-progress",
+    return ["train", dataset, out, "--image-size", "64", "--hold-out", HOLD_OUT, "--threads", THREADS, "--no-progress",
             *extra]
 
 
