@@ -43,6 +43,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 
 import cli  # noqa: E402
+from made_once import made_once  # noqa: E402
 from shared_assets import SHARED, shared_path  # noqa: E402,F401
 
 cli.load_package(ROOT)
@@ -114,19 +115,23 @@ def build_extension(out_dir):
     ):
         result = run_ext_tool(*command)
         assert result.returncode == 0, result.stdout + result.stderr
-    zips = {}
-    for zip_path in sorted(Path(out_dir).glob(f"{EXTENSION_ID}-*.zip")):
+    zips = zips_in(out_dir)
+    for zip_path in zips.values():
         result = run_ext_tool("validate", zip_path, "--valid-tags", tags)
         assert result.returncode == 0, result.stdout + result.stderr
-        platform = zip_path.stem.rsplit("-", 1)[1].replace("_", "-")  # tha_studio-0.1.0-linux_x64
-        zips[platform] = zip_path
     return zips
+
+
+def zips_in(out_dir):
+    """{platform: zip path} of the extension's zips in `out_dir`."""
+    return {zip_path.stem.rsplit("-", 1)[1].replace("_", "-"): zip_path  # tha_studio-0.1.0-linux_x64
+            for zip_path in sorted(Path(out_dir).glob(f"{EXTENSION_ID}-*.zip"))}
 
 
 @pytest.fixture(scope="session")
 def extension_zips(tmp_path_factory):
-    """{platform: zip} built by Blender's tool, one zip per platform of the manifest."""
-    return build_extension(str(tmp_path_factory.mktemp("tha_studio_build")))
+    """{platform: zip} built by Blender's tool, one zip per platform of the manifest (once a run)."""
+    return zips_in(made_once(tmp_path_factory, "tha_studio_build", build_extension))
 
 
 @pytest.fixture(scope="session")
