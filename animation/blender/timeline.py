@@ -655,7 +655,7 @@ def playback_of(sound, seconds, fps):
     - trimmed, then retimed (Blender keys the trim): the segments before the trim keep their
       speed of 1 (Set Speed changes the one it is given), the last one plays the rest;
     - retimed otherwise in several segments: unknown, their mean."""
-    keys = [key.timeline_frame for key in sound.retiming_keys]
+    keys = _retiming_frames(sound)
     if len(keys) < 2 or not is_number(seconds) or seconds <= 0 or sound.frame_duration <= 0:
         return Playback()
     held = max(1, round(seconds * fps)) - sound.animation_offset_start - sound.animation_offset_end
@@ -664,11 +664,23 @@ def playback_of(sound, seconds, fps):
     if len(keys) == 2:
         return Playback(held / sound.frame_duration)
     last = keys[-2]  # (the last segment's first key)
-    if (keys[0] == sound.frame_start and not sound.animation_offset_start and last <= sound.frame_final_start
+    if (not sound.animation_offset_start and last <= sound.frame_final_start + 1e-6
             and keys[-1] > last and held > last - keys[0]):
         speed = (held - (last - keys[0])) / (keys[-1] - last)
         return Playback(speed, (last - keys[0]) * (1.0 - speed))
     return Playback(held / sound.frame_duration, known=False)
+
+
+def _retiming_frames(sound):
+    """The frames of a sound strip's retiming keys. Blender 5.0's `timeline_frame` counts them from
+    the Sequencer's first strip (at its rate) wherever there are several, not from their own: a
+    line's sound after another strip read as neither trimmed nor at one speed. The first key is
+    where the strip's content starts and the last `frame_duration` after, which places the others."""
+    frames = [key.timeline_frame for key in sound.retiming_keys]
+    if len(frames) < 2 or frames[-1] == frames[0]:
+        return frames
+    scale = sound.frame_duration / (frames[-1] - frames[0])
+    return [sound.frame_start + (frame - frames[0]) * scale for frame in frames]
 
 
 def _lead_frames(sound, fps, playback=Playback()):
@@ -920,29 +932,52 @@ def _follow_adopted_sound(scene, obj, strip, record, sound):
     return True
 
 
-def _follow_speed(strip, record, sound, fps):
+def _follow_speed(track, strip, record, sound, fps):
     """A line's own sound strip retimed (Set Speed) since the line was keyed: its NLA strip is
     scaled by the change of speed and moved by the change of what plays ahead of it (a strip
     trimmed, then retimed: the part trimmed off keeps speed 1), so its keys stay on the words
-    it plays. True where it was. A strip retimed in several segments otherwise is not followed."""
+    it plays. True where it was. A strip retimed in several segments otherwise is not followed.
+
+    Where another strip of its track is in the way, nothing moves: the record keeps the speed the
+    keys are for and notes the one it waits for (`unfollowed`, shown on the line in the panel),
+    and the line follows on the first update that finds room (or goes back to that speed)."""
     playback = playback_of(sound, record.get("seconds"), fps)
     speed, ahead = record.get("playback", [record.get("speed", 1.0), 0.0])  # ("speed": a line kept so before)
     if not (playback.known and is_number(speed) and speed > 0):
         return False
     if math.isclose(playback.speed, speed, rel_tol=1e-9) and math.isclose(playback.ahead, ahead, abs_tol=1e-9):
+        record.pop("unfollowed", None)
         return False
     # The recording's frame c plays at frame_start + (c - ahead) / speed: c's key goes there.
-    start, scale = strip.frame_start, strip.scale
+    start, scale, ratio = strip.frame_start, strip.scale, speed / playback.speed
     wanted = start + ahead / speed - playback.ahead / playback.speed
-    record["playback"] = playback.as_record()  # (looked at once, followed or not)
+    end = wanted + (strip.frame_end - start) * ratio
+    # (checked first: the NLA refuses a strip onto another, and pushes a later one along as a strip grows)
+    if any(other != strip and other.frame_start < end - 1e-3 and other.frame_end > wanted + 1e-3
+           for other in track.strips):
+        record["unfollowed"] = playback.as_record()
+        return False
+    # Each step within the strip's span before or after: moved left first, scaled first to the right.
+    steps = [("frame_start_ui", wanted), ("scale", scale * ratio)]
+    for name, value in steps if wanted < start else reversed(steps):
+        setattr(strip, name, value)
+    if abs(strip.frame_start - wanted) > 1e-3:  # (refused all the same: put back)
+        strip.frame_start_ui, strip.scale = start, scale
+        record["unfollowed"] = playback.as_record()
+        return False
+    record["playback"] = playback.as_record()
     record.pop("speed", None)
-    strip.scale = scale * speed / playback.speed
-    if wanted != start:
-        strip.frame_start_ui = wanted
-        if abs(strip.frame_start - wanted) > 1e-3:  # (the NLA keeps the strips of a track apart)
-            strip.frame_start_ui, strip.scale = start, scale
-            return False
+    record.pop("unfollowed", None)
     return True
+
+
+def waiting_note(record):
+    """What the panel says of a line whose retimed sound it could not follow (`_follow_speed`), or None."""
+    waiting = record.get("unfollowed")
+    if not (isinstance(waiting, list) and waiting and is_number(waiting[0])):
+        return None
+    return (f"its sound now plays at {waiting[0]:.0%} speed, where another strip of its track is in the way: "
+            "the line follows once there is room")
 
 
 def keep_sounds_with_lines(scene):
@@ -976,7 +1011,7 @@ def keep_sounds_with_lines(scene):
         return []  # (it runs on every depsgraph update: no look at the scene's objects then)
     moved, lines = [], 0
     for obj in sprites.sprites_in(scene):
-        for _track, strip, record in timeline_strips(obj):
+        for track, strip, record in timeline_strips(obj):
             if record.get("kind") not in TIMED_IN_SECONDS:
                 continue
             lines += 1
@@ -1018,7 +1053,7 @@ def keep_sounds_with_lines(scene):
                             sound.frame_start = sound_start = last_sound
                         line_start = int(round(strip.frame_start))
                         changed = True
-                if not record.get("adopted") and _follow_speed(strip, record, sound, fps):
+                if not record.get("adopted") and _follow_speed(track, strip, record, sound, fps):
                     line_start, changed = int(round(strip.frame_start)), True
                 record["frame"], record["sound_frame"] = line_start, sound_start
                 if record.get("adopted"):

@@ -819,6 +819,46 @@ def test_a_lines_own_sound_trimmed_then_retimed_keeps_the_mouth_on_the_words_it_
     follows_the_words()
 
 
+def test_a_retimed_line_with_another_strip_in_the_way_waits_says_so_and_follows_once_there_is_room(m, sprite):
+    """A line's own sound trimmed, then retimed (80%), where its strip would move 5 frames onto the
+    line before it on its track. Before, the line silently stayed put while its record took the
+    new speed: set back to 100%, the strip was then scaled as if it had followed. (And its speed
+    was not known: Blender 5.0 tells a retiming key's frame from the Sequencer's first strip.)"""
+    scene = bpy.context.scene
+    scene.frame_end = 900
+    first, _ = run(m.timeline.LipSyncJob(scene, sprite, shared_path(*WATCHING_TV), start_frame=1, name="first"))
+    first_strip = first.placed[0]
+    start = int(first_strip.frame_end) + 2
+    second, _ = run(m.timeline.LipSyncJob(scene, sprite, shared_path(*WATCHING_TV), start_frame=start, name="second"))
+    nla_strip, sound = second.placed
+    assert nla_strip in list(m.timeline.find_line(sprite, "first")[0].strips)  # (one track)
+
+    def record():
+        return json.loads(nla_strip.action[m.timeline.RECORD])
+
+    sound.frame_offset_start = 20
+    set_speed(scene, sound, 80)
+    bpy.context.view_layer.update()
+    assert (nla_strip.frame_start, nla_strip.scale) == (start, 1.0)  # the line before is in the way
+    assert record().get("playback", [1.0, 0.0]) == [1.0, 0.0]  # (the speed its keys are for)
+    assert "now plays at 80% speed, where another strip of its track is in the way" in m.timeline.waiting_note(record())
+    set_speed(scene, sound, 100)  # back to the speed the keys are for: nothing to follow
+    bpy.context.view_layer.update()
+    assert (nla_strip.frame_start, nla_strip.scale) == (start, 1.0) and m.timeline.waiting_note(record()) is None
+    set_speed(scene, sound, 80)
+    bpy.context.view_layer.update()
+    assert m.timeline.waiting_note(record()) is not None
+
+    first_strip.frame_start_ui -= 10  # room made (the first line's sound goes along)
+    bpy.context.view_layer.update()
+    playback = m.timeline.playback_of(sound, m.timeline.audio_seconds(shared_path(*WATCHING_TV)), 24.0)
+    assert playback.known and playback.speed == pytest.approx(0.8, rel=0.01)
+    assert nla_strip.scale == pytest.approx(1 / playback.speed)
+    assert nla_strip.frame_start == pytest.approx(start + 20 - 20 / playback.speed)
+    assert record()["playback"] == pytest.approx(playback.as_record()) and m.timeline.waiting_note(record()) is None
+    assert first_strip.frame_start == 1 - 10
+
+
 def test_a_line_from_a_strip_trimmed_then_retimed_follows_it_and_one_retimed_otherwise_says_so(m, sprite):
     """A strip trimmed, then retimed, holds two segments (Blender keys the trim): the one trimmed
     off keeps speed 1, and the line follows the one that plays. A part of a take cut in three,
