@@ -10,10 +10,18 @@ disk as well, so the next session or `sprite-lipsync` run reuses it too: a ten-m
 
 A file kept on disk is a cache: one that cannot be read (damaged, from another version, another
 key) is analysed anew and written over; one that cannot be written leaves the analysis in memory.
+Each file is named by the analyser's version and its key's digest. Writing one removes what no
+lookup can reach any more and what has lain unused for months: the files of another version of
+the analyser (every update of it, or of pocketsphinx, would leave the project's analyses behind),
+and those not read for `UNUSED_DAYS` (a dialog text edited since, a recording replaced); a file
+read is marked used (its modification time).
 """
 
 import hashlib
 import json
+import os
+import re
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +33,10 @@ from .cues import CueError, CueTrack, cue_rows, cues_from_rows
 
 RECORD_FORMAT = "tha_studio lip-sync analysis 1"
 RECORD_SUFFIX = ".json"
+UNUSED_DAYS = 90
+# A kept file's name: its analyser's version, then its key's digest (a name before versions led
+# it: the digest alone). Nothing else in the folder is touched (a temporary file being written).
+KEPT_NAME = re.compile(r"(?:(?P<version>[0-9A-Za-z_.]{1,64})-)?[0-9a-f]{64}" + re.escape(RECORD_SUFFIX))
 
 
 @dataclass(frozen=True)
@@ -72,7 +84,8 @@ class AnalysisMemo:
             try:
                 write_kept(folder, key, analysis)
             except OSError:
-                pass  # (a read-only project or a full disk: the analysis is kept for the session)
+                return  # (a read-only project or a full disk: the analysis is kept for the session)
+            prune_kept(folder, key)
 
     def _remember(self, key, analysis):
         self._kept[key] = analysis
@@ -97,10 +110,39 @@ def analyser_identity(rhubarb=None):
         return f"{analyser_version()} Rhubarb {rhubarb}"
 
 
+def analyser_version_of(key):
+    """The version of the analyser that `key` names, as a file name carries it: the first word of
+    its analyser's identity (`analyser_identity`), characters no file name takes as underscores."""
+    words = str(key[1]).split() if len(key) > 1 else []
+    return re.sub(r"[^0-9A-Za-z_.]", "_", words[0])[:64] if words else "_"
+
+
 def kept_path(folder, key):
-    """The file of `key`'s analysis in `folder`: named by the key's digest."""
+    """The file of `key`'s analysis in `folder`: named by the analyser's version and the key's digest."""
     digest = hashlib.sha256(json.dumps(list(key), ensure_ascii=True).encode("ascii")).hexdigest()
-    return Path(folder) / f"{digest}{RECORD_SUFFIX}"
+    return Path(folder) / f"{analyser_version_of(key)}-{digest}{RECORD_SUFFIX}"
+
+
+def prune_kept(folder, key, now=None):
+    """Remove from `folder` the kept analyses that `key`'s analyser cannot use (another version's,
+    or named before versions led the name) and those unused for `UNUSED_DAYS`; other files stay.
+    A file that cannot be removed (another process's, a read-only share) stays too."""
+    version, oldest = analyser_version_of(key), (time.time() if now is None else now) - UNUSED_DAYS * 86400
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        match = KEPT_NAME.fullmatch(entry.name)
+        if match is None:
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            if match["version"] != version or entry.stat(follow_symlinks=False).st_mtime < oldest:
+                os.unlink(entry.path)
+        except OSError:
+            pass
 
 
 def write_kept(folder, key, analysis):
@@ -121,8 +163,9 @@ def write_kept(folder, key, analysis):
 
 def read_kept(folder, key):
     """The analysis kept for `key` in `folder`, or None where there is none that can be read."""
+    path = kept_path(folder, key)
     try:
-        record = loads(kept_path(folder, key).read_text(encoding="utf-8"))
+        record = loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):  # (json's errors are ValueErrors)
         return None
     if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT or record.get("key") != list(key):
@@ -141,4 +184,8 @@ def read_kept(folder, key):
         track = CueTrack(cues_from_rows(record.get("cues")), duration, strings[0], closed_shape, strings[1])
     except CueError:
         return None
+    try:
+        os.utime(path)  # (used: kept by `prune_kept` for another UNUSED_DAYS)
+    except OSError:
+        pass
     return KeptAnalysis(track, tuple(unknown_words), tuple(notes))

@@ -2,11 +2,13 @@
 beside a saved .blend, in the next."""
 
 import json
+import os
 import shutil
+import time
 
 import pytest
 
-from tha_studio.lipsync.analyses import AnalysisMemo, KeptAnalysis, analyser_identity, kept_path
+from tha_studio.lipsync.analyses import UNUSED_DAYS, AnalysisMemo, KeptAnalysis, analyser_identity, kept_path
 from tha_studio.lipsync.cues import Cue, CueTrack
 
 
@@ -111,3 +113,33 @@ def test_the_analysers_identity_changes_with_rhubarbs_executable(tmp_path):
     built_in, first = analyser_identity(), analyser_identity(rhubarb)
     rhubarb.write_bytes(b"Rhubarb 1.14")  # (upgraded in place)
     assert len({built_in, first, analyser_identity(rhubarb)}) == 3
+
+
+
+def test_writing_an_analysis_removes_those_no_lookup_can_reach_and_those_long_unused(tmp_path):
+    take = tmp_path / "take.wav"
+    take.write_bytes(b"RIFF one take")
+    folder = tmp_path / "lipsync-analyses"
+    older = AnalysisMemo.key(take, "0123456789abcdef", "phonetic", None)  # (the analyser before an update)
+    AnalysisMemo().put(older, take_analysis(), folder)
+    legacy = folder / ("7" * 64 + ".json")  # (named before the analyser's version led the name)
+    legacy.write_text("{}", encoding="utf-8")
+    others = [folder / "notes.txt", folder / ("fedcba9876543210-" + "0" * 64 + ".json.123.tmp"), folder / "sub.json"]
+    others[0].write_text("the animator's own file")
+    others[1].write_text("another process's analysis being written")
+    others[2].mkdir()
+    # The analyser updated: its first analysis written removes the older version's and the legacy one.
+    used, unused, current = (AnalysisMemo.key(take, "fedcba9876543210 Rhubarb 42", "auto", text)
+                             for text in ("Hi.", "Hello.", None))
+    AnalysisMemo().put(used, take_analysis(), folder)
+    assert sorted(folder.iterdir()) == sorted([kept_path(folder, used), *others])
+    assert AnalysisMemo().get(older, folder) is None
+    # Months later: what was read since stays, what was not goes when the next analysis is written.
+    AnalysisMemo().put(unused, take_analysis(), folder)
+    months_ago = time.time() - (UNUSED_DAYS + 1) * 86400
+    for key in (used, unused):
+        os.utime(kept_path(folder, key), (months_ago, months_ago))
+    assert AnalysisMemo().get(used, folder) == take_analysis()  # (read: used again)
+    AnalysisMemo().put(current, take_analysis(), folder)
+    assert sorted(folder.iterdir()) == sorted([kept_path(folder, used), kept_path(folder, current), *others])
+    assert AnalysisMemo().get(current, folder) == take_analysis() and AnalysisMemo().get(unused, folder) is None
