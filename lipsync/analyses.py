@@ -123,11 +123,11 @@ def kept_path(folder, key):
     return Path(folder) / f"{analyser_version_of(key)}-{digest}{RECORD_SUFFIX}"
 
 
-def prune_kept(folder, key, now=None):
+def prune_kept(folder, key):
     """Remove from `folder` the kept analyses that `key`'s analyser cannot use (another version's,
     or named before versions led the name) and those unused for `UNUSED_DAYS`; other files stay.
     A file that cannot be removed (another process's, a read-only share) stays too."""
-    version, oldest = analyser_version_of(key), (time.time() if now is None else now) - UNUSED_DAYS * 86400
+    version, oldest = analyser_version_of(key), time.time() - UNUSED_DAYS * 86400
     try:
         entries = list(os.scandir(folder))
     except OSError:
