@@ -490,8 +490,9 @@ class THA_PT_talking_head_timeline(bpy.types.Panel):
             row = box.row(align=True)
             row.label(text=f"{record['name']}  ({int(strip.frame_start)}-{int(strip.frame_end)})", icon="NLA")
             row.operator(THA_OT_remove_line.bl_idname, text="", icon="X").line_name = record["name"]
-            if note := timeline.waiting_note(record):
-                box.label(text=note, icon="ERROR")
+            for note in (timeline.waiting_note(record), timeline.retiming_note(record)):
+                if note:
+                    box.label(text=note, icon="ERROR")
 
         box = layout.box()
         box.label(text="Mouth mapping", icon="MOD_SHRINKWRAP")

@@ -683,6 +683,126 @@ def _retiming_frames(sound):
     return [sound.frame_start + (frame - frames[0]) * scale for frame in frames]
 
 
+def _keys_from_start(sound):
+    """A sound strip's retiming keys, in frames from its `frame_start` (they move with it)."""
+    return [frame - sound.frame_start for frame in _retiming_frames(sound)]
+
+
+def _span_from_start(sound):
+    """The frames a sound strip plays, [first, end) from its `frame_start`."""
+    return [sound.frame_final_start - sound.frame_start, sound.frame_final_end - sound.frame_start]
+
+
+def line_playback(sound, seconds, fps, seen=None):
+    """(Playback, segment): how a line's sound strip plays its recording, where `playback_of`
+    cannot tell from the strip alone what the line's record saw (`seen`, `seen_retiming`).
+
+    A part cut from a take with K (a soft cut: the rest of the take trimmed off, not cut away),
+    then Set Speed: Blender keys both trims, gives the segment between them the speed and leaves
+    the keys after it where they were, so the segment after takes up the difference, and its
+    Python tells no key's place in the recording. Seen before, the segment's keys held what the
+    strip played at its trims (the first key the part's first frame, the moved one the frame at
+    its end, or at an earlier key), which the line's record knows: the segment remembered,
+    [first key, last key, recording frames at each] (past a hard cut's), gives the speed for as
+    long as those keys stay. The segment is None where neither tells (the playback then unknown)."""
+    playback = playback_of(sound, seconds, fps)
+    if playback.known or not isinstance(seen, dict) or seen.get("fps") != fps:
+        return playback, None
+    keys = _keys_from_start(sound)
+    segment = _remembered_segment(keys, seen.get("segment")) or _segment_set_since(sound, keys, seen)
+    if segment is None:
+        return playback, None
+    first, last, played_first, played_last = segment
+    speed = (played_last - played_first) / (last - first)
+    if not speed > 0:
+        return playback, None
+    return Playback(speed, played_first - first * speed), segment
+
+
+def _remembered_segment(keys, segment):
+    """`segment` where its keys are still two neighbours of `keys`, else None."""
+    if not (isinstance(segment, list) and len(segment) == 4 and all(is_number(value) for value in segment)):
+        return None
+    first, last = segment[:2]
+    if any(abs(left - first) < 1e-3 and abs(right - last) < 1e-3 for left, right in zip(keys, keys[1:])):
+        return segment
+    return None
+
+
+def _segment_set_since(sound, keys, seen):
+    """The segment Set Speed retimed since `seen`, where the strip played at one known speed and
+    nothing else changed: the segment from the key at its first frame to the next, which held
+    what the strip played there, and at the first of its old keys past that frame or else at its
+    end frame (where Blender keyed the trim before moving it)."""
+    span, playback, old_keys = seen.get("span"), seen.get("playback"), seen.get("keys")
+    values = [span, playback]
+    if not (all(isinstance(value, list) and len(value) == 2 and all(is_number(v) for v in value) for value in values)
+            and isinstance(old_keys, list) and all(is_number(key) for key in old_keys)):
+        return None
+    start, end = span
+    if any(abs(now - then) > 1e-3 for now, then in zip(_span_from_start(sound), span)):
+        return None  # (trimmed or moved as well: not a Set Speed alone)
+    for left, right in zip(keys, keys[1:]):
+        if abs(left - start) < 1e-3 and right > left:
+            held_to = min([key for key in old_keys if start + 1e-3 < key < end - 1e-3] + [end])
+            speed, ahead = playback
+            return [left, right, start * speed + ahead, held_to * speed + ahead]
+    return None
+
+
+def _keys_changed(sound, seen):
+    """Whether a sound strip's retiming keys moved since `seen` (a record without it: no)."""
+    if not isinstance(seen, dict) or not isinstance(seen.get("keys"), list):
+        return False
+    keys, old = _keys_from_start(sound), seen["keys"]
+    return len(keys) != len(old) or any(not is_number(then) or abs(now - then) > 1e-3 for now, then in zip(keys, old))
+
+
+def seen_retiming(sound, fps, playback, segment=None):
+    """What a line's record keeps of its sound strip's retiming for `line_playback` to follow the
+    next Set Speed: the keys, the frames played, and the playback where it is known all over them."""
+    seen = {"fps": fps, "keys": _keys_from_start(sound), "span": _span_from_start(sound)}
+    if segment is not None:
+        seen["segment"] = segment
+        if (past := played_past_segment(sound, segment)) is not None:
+            seen["past"] = past
+    elif not playback.known:
+        seen["unknown"] = [len(seen["keys"]) - 1, playback.speed]
+    if playback.known and "past" not in seen:
+        seen["playback"] = playback.as_record()
+    return seen
+
+
+def unknown_speeds(name, segments, mean):
+    """Words for a sound strip retimed in `segments` segments whose speeds no one can tell."""
+    return (f"the sound strip {name!r} is retimed in {segments} segments, whose speeds Blender does not tell "
+            f"add-ons: the line follows their mean speed ({mean:.3g}x), the words off where the speeds differ; "
+            f"Strip > Retiming > Reset, then Set Speed, to have them where it plays them (the line follows a "
+            f"speed set while it is there)")
+
+
+def retiming_note(record):
+    """What the panel says of a line whose sound strip's speed it cannot follow, or None."""
+    seen = record.get("retiming")
+    if not isinstance(seen, dict):
+        return None
+    past, unknown = seen.get("past"), seen.get("unknown")
+    if is_number(past):
+        return (f"its sound strip plays on past its retimed part, into the take's next words: trim its end "
+                f"to frame {past:g}")
+    if isinstance(unknown, list) and len(unknown) == 2 and all(is_number(value) for value in unknown):
+        return unknown_speeds(record.get("sound", ""), int(unknown[0]), unknown[1])
+    return None
+
+
+def played_past_segment(sound, segment):
+    """The frame where a strip's remembered retimed segment ends, where the strip plays on past
+    it (sped up, a part cut with K plays on into the take's next words); else None."""
+    if segment is None or sound.frame_final_end <= sound.frame_start + segment[1] + 1e-3:
+        return None
+    return sound.frame_start + segment[1]
+
+
 def _lead_frames(sound, fps, playback=Playback()):
     """Frames of a sound strip's recording before what it plays at its `frame_start` (where its
     line's keys start): the right part of a hard split (Shift+K) or a hold offset starts into the
@@ -739,7 +859,7 @@ def _fit_adopted_line(scene, obj, strip, record, sound, trim):
     again where its frames changed). Updates the record."""
     whole, settings, mapping = trim
     fps = scene_fps(scene)
-    playback = playback_of(sound, _recording_seconds(record), fps)
+    playback, segment = line_playback(sound, _recording_seconds(record), fps, record.get("retiming"))
     start = float(sound.frame_start)
     settings = dataclasses.replace(settings, frame_rate=fps, start_frame=start)
     action = strip.action
@@ -751,7 +871,8 @@ def _fit_adopted_line(scene, obj, strip, record, sound, trim):
         _place_again(obj, strip, first)
     record["keys"].update(fps=fps, start=start)
     record.update(fps=fps, frame=first, sound_frame=int(round(sound.frame_start)),
-                  heard=_heard_frames(sound, fps, playback), playback=playback.as_record())
+                  heard=_heard_frames(sound, fps, playback), playback=playback.as_record(),
+                  retiming=seen_retiming(sound, fps, playback, segment))
 
 
 def _set_frame_range(action, first, end):
@@ -815,7 +936,7 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
         whole_track = track
         if not is_number(recording_seconds):
             recording_seconds = track.duration
-        playback = playback_of(adopted, recording_seconds, scene_fps(scene))
+        playback, segment = line_playback(adopted, recording_seconds, scene_fps(scene))
         track = _heard_track(track, adopted, scene_fps(scene), playback)
         audio_path = None
     start_frame = whole_frame(start_frame, "the line's start frame")
@@ -861,6 +982,7 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
         record["cues"] = cue_rows(whole_track.contiguous().cues)
         record["duration"], record["closed"] = whole_track.duration, whole_track.closing_shape()
         record["seconds"] = recording_seconds
+        record["retiming"] = seen_retiming(adopted, fps, playback, segment)
         record["keys"] = {"fps": fps, "start": start_frame, "style": settings.style, "blend": settings.blend,
                           "mapping": mapping.values}
         action[RECORD] = json.dumps(record)
@@ -876,6 +998,7 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
         record["sound"] = sound.name
         if seconds:
             record["seconds"] = seconds  # (what a retimed strip's speed is told by)
+        record["retiming"] = seen_retiming(sound, fps, Playback())
         action[RECORD] = json.dumps(record)
         last_frame = max(last_frame, sound.frame_final_end - 1)
         if scene_end is None and extend_scene:  # a Blender without `aud` tells the length only now
@@ -884,10 +1007,7 @@ def place_line(scene, obj, track, name, start_frame, audio_path=None, curve_sett
         scene.frame_end = scene_end[1]
     warnings = []
     if adopted is not None and not playback.known:
-        warnings.append(f"the sound strip {adopted.name!r} is retimed in {len(adopted.retiming_keys) - 1} segments, "
-                        f"whose speeds Blender does not tell add-ons: the line follows their mean speed "
-                        f"({playback.speed:.3g}x), the words off where the speeds differ; give the strip one speed "
-                        f"(Strip > Retiming > Reset, then Set Speed) to have them where it plays them")
+        warnings.append(unknown_speeds(adopted.name, len(adopted.retiming_keys) - 1, playback.speed))
     overridden = _active_overrides(key, mapping.parameters)
     if overridden:
         warnings.append(f"{obj.name}'s own keys on {', '.join(overridden)} play over the line "
@@ -918,9 +1038,10 @@ def _follow_adopted_sound(scene, obj, strip, record, sound):
     line_start, sound_start = int(round(strip.frame_start)), int(round(sound.frame_start))
     last_line, last_sound = record.get("frame"), record.get("sound_frame")
     moved = line_start != last_line and sound_start == last_sound and last_line is not None
-    playback = playback_of(sound, _recording_seconds(record), fps)
+    playback, _ = line_playback(sound, _recording_seconds(record), fps, record.get("retiming"))
     if not (moved or sound_start != last_sound or _heard_frames(sound, fps, playback) != record.get("heard")
             or playback.as_record() != record.get("playback", Playback().as_record())
+            or _keys_changed(sound, record.get("retiming"))
             or not is_number(record.get("fps")) or not math.isclose(record["fps"], fps, rel_tol=1e-9)):
         return False
     trim = _adopted_trim(obj, record)
@@ -936,13 +1057,17 @@ def _follow_speed(track, strip, record, sound, fps):
     """A line's own sound strip retimed (Set Speed) since the line was keyed: its NLA strip is
     scaled by the change of speed and moved by the change of what plays ahead of it (a strip
     trimmed, then retimed: the part trimmed off keeps speed 1), so its keys stay on the words
-    it plays. True where it was. A strip retimed in several segments otherwise is not followed.
+    it plays. True where it was. A strip retimed in several segments otherwise is followed where
+    the record saw the segment retimed (`line_playback`), else not (the panel says so:
+    `retiming_note`).
 
     Where another strip of its track is in the way, nothing moves: the record keeps the speed the
     keys are for and notes the one it waits for (`unfollowed`, shown on the line in the panel),
     and the line follows on the first update that finds room (or goes back to that speed)."""
-    playback = playback_of(sound, record.get("seconds"), fps)
+    playback, segment = line_playback(sound, record.get("seconds"), fps, record.get("retiming"))
     speed, ahead = record.get("playback", [record.get("speed", 1.0), 0.0])  # ("speed": a line kept so before)
+    if "retiming" in record or not playback.known:  # (a line placed before: kept from its first retime on)
+        record["retiming"] = seen_retiming(sound, fps, playback, segment)
     if not (playback.known and is_number(speed) and speed > 0):
         return False
     if math.isclose(playback.speed, speed, rel_tol=1e-9) and math.isclose(playback.ahead, ahead, abs_tol=1e-9):

@@ -658,6 +658,16 @@ def set_speed(scene, strip, percent):
         assert bpy.ops.sequencer.retiming_segment_speed_set(speed=percent) == {"FINISHED"}
 
 
+def set_reset(scene, strip):
+    """Strip > Retiming > Reset on one sound strip."""
+    editor = scene.sequence_editor
+    for other in editor.strips_all:
+        other.select = other == strip
+    editor.active_strip = strip
+    with bpy.context.temp_override(scene=scene, sequencer_scene=scene):
+        assert bpy.ops.sequencer.retiming_reset() == {"FINISHED"}
+
+
 def beeps_heard(scene, tmp_path, rate):
     """The frames (to a hundredth) where Blender's own mixdown of the scene plays each beep."""
     loud = np.flatnonzero(np.abs(mixed_down(tmp_path, rate)) > 0.1)
@@ -706,6 +716,53 @@ def test_a_retimed_sound_strip_plays_its_recording_at_the_speed_its_length_tells
     # (after a trim's key Blender plays the words up to half a frame early, at 50%: within a frame)
     assert len(heard) == len(played) > 10
     assert np.abs(np.subtract(heard, played)).max() < (0.6 if change == "trimmed first" else 0.25)
+
+
+@pytest.mark.parametrize("part, percent", [("middle", 50), ("middle", 150), ("first", 80), ("first", 200)])
+def test_a_part_cut_with_k_then_retimed_plays_at_the_speed_its_line_saw_it_set(m, tmp_path, part, percent):
+    """A part of a take cut with K (a soft cut) keeps the rest of the take, trimmed off: Set Speed
+    keys both trims, sets the speed between them and leaves the keys after where they were, so
+    the strip alone no longer tells its speed. Seen before the Set Speed (as a line's record sees
+    it), the part's first frame and the frame at its end tell where the moved key's words are.
+    Blender's own mixdown of beeps 0.125 s apart shows where each is played."""
+    import soundfile
+
+    rate, seconds = 48000, 8.0  # (room after the part: a moved key stops at the next)
+    recording = np.zeros(int(seconds * rate))
+    beeps = np.arange(0.25, 7.9, 0.125)
+    for beep in beeps:
+        at = int(beep * rate)
+        recording[at:at + rate // 200] = 0.5 * np.sin(np.arange(rate // 200) / rate * 2 * np.pi * 1000)
+    soundfile.write(tmp_path / "beeps.wav", recording, rate)
+    scene = bpy.context.scene
+    scene.frame_end = 400
+    editor = scene.sequence_editor_create()
+    take = editor.strips.new_sound("take", str(tmp_path / "beeps.wav"), 2, 1)
+    middle = take.split(frame=30, split_method="SOFT")
+    later = middle.split(frame=70, split_method="SOFT")
+    strip = middle if part == "middle" else take
+    for other in {take, middle, later} - {strip}:
+        editor.strips.remove(other)
+    seen = m.timeline.seen_retiming(strip, 24.0, m.timeline.playback_of(strip, seconds, 24.0))
+    set_speed(scene, strip, percent)
+    assert len(strip.retiming_keys) == (4 if part == "middle" else 3)
+    assert not m.timeline.playback_of(strip, seconds, 24.0).known  # (the strip alone does not tell)
+    playback, segment = m.timeline.line_playback(strip, seconds, 24.0, seen)
+    assert playback.speed == pytest.approx(percent / 100, rel=0.04)  # (Blender keeps its keys on whole frames)
+    end = strip.frame_start + segment[1]  # (sped up, the part plays on past its segment into the take's next words)
+    assert (m.timeline.played_past_segment(strip, segment) is not None) == (percent > 100)
+    played = strip.frame_start + (beeps * 24 - playback.ahead) / playback.speed
+    heard = beeps_heard(scene, tmp_path, rate)
+    first, last = strip.frame_final_start + 0.5, min(strip.frame_final_end, end) - 0.5
+    played, heard = ([frame for frame in frames if first < frame < last] for frames in (played, heard))
+    assert len(heard) == len(played) > 5
+    # (after a trim's key Blender plays the words up to half a frame early, at 50%: within a frame)
+    assert np.abs(np.subtract(heard, played)).max() < 0.6
+    # Remembered, the segment tells the speed for as long as its keys stay (trimmed to it, moved).
+    seen = m.timeline.seen_retiming(strip, 24.0, playback, segment)
+    strip.frame_final_end = min(strip.frame_final_end, int(end))
+    strip.frame_start += 5
+    assert m.timeline.line_playback(strip, seconds, 24.0, seen) == (playback, segment)
 
 
 def test_a_line_from_a_retimed_sound_strip_keeps_the_mouth_on_the_words_it_plays(m, sprite):
@@ -891,6 +948,31 @@ def test_a_line_from_a_strip_trimmed_then_retimed_follows_it_and_one_retimed_oth
     (line,), _ = run(m.timeline.LipSyncStripsJob(scene, sprite, [middle.name]))
     (warning,) = line.placed.warnings
     assert "retimed in 3 segments" in warning and "mean speed" in warning and "Retiming > Reset" in warning
+    [record] = [r for _, _, r in m.timeline.timeline_strips(sprite, "line") if r["sound"] == middle.name]
+    assert m.timeline.retiming_note(record) == warning  # (shown on the line in the panel)
+    # Its retiming reset, then its speed set while the line is there: the line saw where the part
+    # started and ended, so it follows the speed (Blender keys the cuts again: three segments).
+    set_reset(scene, middle)
+    bpy.context.view_layer.update()
+    set_speed(scene, middle, 125)
+    bpy.context.view_layer.update()
+    assert len(middle.retiming_keys) == 4
+    [(nla, record)] = [(strip, r) for _, strip, r in m.timeline.timeline_strips(sprite, "line")
+                       if r["sound"] == middle.name]
+    assert m.timeline.retiming_note(record) is not None  # (sped up, it plays on into the take's next words)
+    middle.frame_final_end = 430 + 24  # (trimmed to its part: 30 frames at 125%)
+    bpy.context.view_layer.update()
+    [(nla, record)] = [(strip, r) for _, strip, r in m.timeline.timeline_strips(sprite, "line")
+                       if r["sound"] == middle.name]
+    assert m.timeline.retiming_note(record) is None and record["playback"][0] == pytest.approx(1.25)
+    assert (nla.frame_start, nla.frame_end) == (430, 454)
+    # The take's cues from the part's first word on at 125%, as a line of its own at 500.
+    at_part = line.cue_track.shifted(-30 / 24).scaled(1 / 1.25)
+    m.timeline.place_line(scene, sprite, at_part, "as played", 500)
+    spoken = [frame for frame in range(1, 23) if mouth_open(m, sprite, 500 + frame) > 0.05]
+    assert len(spoken) > 5
+    for frame in range(1, 23):
+        assert mouth_open(m, sprite, 430 + frame) == pytest.approx(mouth_open(m, sprite, 500 + frame), abs=1e-3)
 
 
 def test_the_lines_cut_from_one_take_are_analysed_once_and_lie_side_by_side(m, sprite, picture):
