@@ -668,6 +668,19 @@ def set_reset(scene, strip):
         assert bpy.ops.sequencer.retiming_reset() == {"FINISHED"}
 
 
+def beeps_recording(path, rate, seconds):
+    """A recording of 5 ms beeps 0.125 s apart from 0.25 s to its last 0.1 s; their times."""
+    import soundfile
+
+    recording = np.zeros(int(seconds * rate))
+    beeps = np.arange(0.25, seconds - 0.1, 0.125)
+    for beep in beeps:
+        at = int(beep * rate)
+        recording[at:at + rate // 200] = 0.5 * np.sin(np.arange(rate // 200) / rate * 2 * np.pi * 1000)
+    soundfile.write(path, recording, rate)
+    return beeps
+
+
 def beeps_heard(scene, tmp_path, rate):
     """The frames (to a hundredth) where Blender's own mixdown of the scene plays each beep."""
     loud = np.flatnonzero(np.abs(mixed_down(tmp_path, rate)) > 0.1)
@@ -685,15 +698,8 @@ def test_a_retimed_sound_strip_plays_its_recording_at_the_speed_its_length_tells
     speed). A strip trimmed first holds two segments (Blender keys the trim): the first plays at
     speed 1, the last the rest of the recording. Beeps 0.125 s apart in a recording show where
     each of its moments is played."""
-    import soundfile
-
     rate, seconds = 48000, 4.0
-    recording = np.zeros(int(seconds * rate))
-    beeps = np.arange(0.25, 3.9, 0.125)
-    for beep in beeps:
-        at = int(beep * rate)
-        recording[at:at + rate // 200] = 0.5 * np.sin(np.arange(rate // 200) / rate * 2 * np.pi * 1000)
-    soundfile.write(tmp_path / "beeps.wav", recording, rate)
+    beeps = beeps_recording(tmp_path / "beeps.wav", rate, seconds)
     scene = bpy.context.scene
     scene.frame_end = 400
     strip = scene.sequence_editor_create().strips.new_sound("beeps", str(tmp_path / "beeps.wav"), 2, 1)
@@ -725,15 +731,8 @@ def test_a_part_cut_with_k_then_retimed_plays_at_the_speed_its_line_saw_it_set(m
     the strip alone no longer tells its speed. Seen before the Set Speed (as a line's record sees
     it), the part's first frame and the frame at its end tell where the moved key's words are.
     Blender's own mixdown of beeps 0.125 s apart shows where each is played."""
-    import soundfile
-
     rate, seconds = 48000, 8.0  # (room after the part: a moved key stops at the next)
-    recording = np.zeros(int(seconds * rate))
-    beeps = np.arange(0.25, 7.9, 0.125)
-    for beep in beeps:
-        at = int(beep * rate)
-        recording[at:at + rate // 200] = 0.5 * np.sin(np.arange(rate // 200) / rate * 2 * np.pi * 1000)
-    soundfile.write(tmp_path / "beeps.wav", recording, rate)
+    beeps = beeps_recording(tmp_path / "beeps.wav", rate, seconds)
     scene = bpy.context.scene
     scene.frame_end = 400
     editor = scene.sequence_editor_create()
