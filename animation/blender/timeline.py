@@ -704,7 +704,9 @@ def line_playback(sound, seconds, fps, seen=None):
     strip played at its trims (the first key the part's first frame, the moved one the frame at
     its end, or at an earlier key), which the line's record knows: the segment remembered,
     [first key, last key, recording frames at each] (past a hard cut's), gives the speed for as
-    long as those keys stay. The segment is None where neither tells (the playback then unknown)."""
+    long as those keys stay (where the moved key would pass the next one, Blender stops it a frame
+    short, and the segment plays at what its keys then give: 0.61 for a 50% asked, as its mixdown
+    plays it). The segment is None where neither tells (the playback then unknown)."""
     playback = playback_of(sound, seconds, fps)
     if playback.known or not isinstance(seen, dict) or seen.get("fps") != fps:
         return playback, None

@@ -835,6 +835,17 @@ def test_a_lines_own_sound_strip_retimed_takes_the_line_to_its_speed(m, sprite):
     bpy.context.view_layer.update()
     slower = m.timeline.playback_of(sound, m.timeline.audio_seconds(shared_path(*WATCHING_TV)), 24.0)
     assert nla_strip.frame_start == 1 and nla_strip.scale == pytest.approx(1 / slower.speed)
+    # Its end trimmed (the line cut short), then slowed to 50%: Blender keys the trim and leaves
+    # the recording's end where it was, so only what the line's record saw tells the speed (from
+    # 80% to 50%: the line's strip scaled by 1.6 more).
+    sound.frame_final_end -= 60  # (room for the moved key: Blender stops it short of the next)
+    bpy.context.view_layer.update()
+    set_speed(scene, sound, 50)
+    bpy.context.view_layer.update()
+    assert len(sound.retiming_keys) == 3
+    assert not m.timeline.playback_of(sound, m.timeline.audio_seconds(shared_path(*WATCHING_TV)), 24.0).known
+    assert nla_strip.frame_start == 1 and nla_strip.scale == pytest.approx(2.0, rel=0.02)
+    assert m.timeline.retiming_note(json.loads(nla_strip.action[m.timeline.RECORD])) is None
 
 
 def test_a_lines_own_sound_trimmed_then_retimed_keeps_the_mouth_on_the_words_it_plays(m, sprite):
