@@ -930,7 +930,8 @@ def test_a_line_from_a_strip_trimmed_then_retimed_follows_it_and_one_retimed_oth
     """A strip trimmed, then retimed, holds two segments (Blender keys the trim): the one trimmed
     off keeps speed 1, and the line follows the one that plays. A part of a take cut in three,
     retimed, holds three, whose speeds Blender's Python does not tell: the line follows their
-    mean speed, and says so."""
+    mean speed, and says so. Reset and retimed while the line is there, it is followed from what
+    the line saw."""
     scene = bpy.context.scene
     editor = scene.sequence_editor_create()
     trimmed = editor.strips.new_sound("trimmed", str(shared_path(*WATCHING_TV)), 2, 1)
@@ -969,8 +970,9 @@ def test_a_line_from_a_strip_trimmed_then_retimed_follows_it_and_one_retimed_oth
     assert len(middle.retiming_keys) == 4
     [(nla, record)] = [(strip, r) for _, strip, r in m.timeline.timeline_strips(sprite, "line")
                        if r["sound"] == middle.name]
-    assert m.timeline.retiming_note(record) is not None  # (sped up, it plays on into the take's next words)
-    middle.frame_final_end = 430 + 24  # (trimmed to its part: 30 frames at 125%)
+    # (sped up, it plays on into the take's next words, past its segment's end: 30 frames at 125%)
+    assert m.timeline.retiming_note(record).endswith("trim its end to frame 454")
+    middle.frame_final_end = 454
     bpy.context.view_layer.update()
     [(nla, record)] = [(strip, r) for _, strip, r in m.timeline.timeline_strips(sprite, "line")
                        if r["sound"] == middle.name]
