@@ -735,7 +735,9 @@ def _segment_set_since(sound, keys, seen):
     """The segment Set Speed retimed since `seen`, where the strip played at one known speed and
     nothing else changed: the segment from the key at its first frame to the next, which held
     what the strip played there, and at the first of its old keys past that frame or else at its
-    end frame (where Blender keyed the trim before moving it)."""
+    end frame (where Blender keyed the trim before moving it). A key still at the end frame with
+    others before it was added (Add Retiming Key keys the trims too, and moves none): not a Set
+    Speed, and what its keys' segments play is not known."""
     span, playback, old_keys = seen.get("span"), seen.get("playback"), seen.get("keys")
     values = [span, playback]
     if not (all(isinstance(value, list) and len(value) == 2 and all(is_number(v) for v in value) for value in values)
@@ -746,6 +748,8 @@ def _segment_set_since(sound, keys, seen):
         return None  # (trimmed or moved as well: not a Set Speed alone)
     for left, right in zip(keys, keys[1:]):
         if abs(left - start) < 1e-3 and right > left:
+            if abs(right - end) > 1e-3 and any(abs(key - end) < 1e-3 for key in keys):
+                return None  # (keyed at its end and between, not moved: Add Retiming Key, then maybe a drag)
             held_to = min([key for key in old_keys if start + 1e-3 < key < end - 1e-3] + [end])
             speed, ahead = playback
             return [left, right, start * speed + ahead, held_to * speed + ahead]

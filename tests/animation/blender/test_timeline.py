@@ -764,6 +764,31 @@ def test_a_part_cut_with_k_then_retimed_plays_at_the_speed_its_line_saw_it_set(m
     assert m.timeline.line_playback(strip, seconds, 24.0, seen) == (playback, segment)
 
 
+@pytest.mark.parametrize("part", ["first", "middle"])
+def test_a_retiming_key_added_to_a_part_cut_with_k_is_not_taken_for_a_set_speed(m, tmp_path, part):
+    """Add Retiming Key on a part cut with K keys its trims too and moves nothing: the first
+    part's keys after the first frame look as a Set Speed's would, but one stays on the part's
+    end. Its segments' speeds are not known (dragged after, they differ): not read as one."""
+    rate, seconds = 48000, 8.0
+    beeps_recording(tmp_path / "beeps.wav", rate, seconds)
+    scene = bpy.context.scene
+    editor = scene.sequence_editor_create()
+    take = editor.strips.new_sound("take", str(tmp_path / "beeps.wav"), 2, 1)
+    middle = take.split(frame=30, split_method="SOFT")
+    middle.split(frame=70, split_method="SOFT")
+    strip = middle if part == "middle" else take
+    seen = m.timeline.seen_retiming(strip, 24.0, m.timeline.playback_of(strip, seconds, 24.0))
+    for other in editor.strips_all:
+        other.select = other == strip
+    editor.active_strip = strip
+    scene.frame_current = 15 if part == "first" else 50
+    with bpy.context.temp_override(scene=scene, sequencer_scene=scene):
+        assert bpy.ops.sequencer.retiming_key_add() == {"FINISHED"}
+    assert strip.frame_final_end in [key.timeline_frame for key in strip.retiming_keys]
+    playback, segment = m.timeline.line_playback(strip, seconds, 24.0, seen)
+    assert segment is None and not playback.known
+
+
 def test_a_line_from_a_retimed_sound_strip_keeps_the_mouth_on_the_words_it_plays(m, sprite):
     """A sound strip retimed (Set Speed: a line spoken too slowly for its shot, played at 125%)
     plays its words over fewer frames; lip-synced from it, the line keyed the recording at its
