@@ -708,7 +708,7 @@ def line_playback(sound, seconds, fps, seen=None):
     short, and the segment plays at what its keys then give: 0.61 for a 50% asked, as its mixdown
     plays it). The segment is None where neither tells (the playback then unknown)."""
     playback = playback_of(sound, seconds, fps)
-    if playback.known or not isinstance(seen, dict) or seen.get("fps") != fps:
+    if playback.known or seen is None or seen["fps"] != fps:
         return playback, None
     keys = _keys_from_start(sound)
     segment = _remembered_segment(keys, seen.get("segment")) or _segment_set_since(sound, keys, seen)
@@ -723,7 +723,7 @@ def line_playback(sound, seconds, fps, seen=None):
 
 def _remembered_segment(keys, segment):
     """`segment` where its keys are still two neighbours of `keys`, else None."""
-    if not (isinstance(segment, list) and len(segment) == 4 and all(is_number(value) for value in segment)):
+    if segment is None:
         return None
     first, last = segment[:2]
     if any(abs(left - first) < 1e-3 and abs(right - last) < 1e-3 for left, right in zip(keys, keys[1:])):
@@ -738,30 +738,27 @@ def _segment_set_since(sound, keys, seen):
     end frame (where Blender keyed the trim before moving it). A key still at the end frame with
     others before it was added (Add Retiming Key keys the trims too, and moves none): not a Set
     Speed, and what its keys' segments play is not known."""
-    span, playback, old_keys = seen.get("span"), seen.get("playback"), seen.get("keys")
-    values = [span, playback]
-    if not (all(isinstance(value, list) and len(value) == 2 and all(is_number(v) for v in value) for value in values)
-            and isinstance(old_keys, list) and all(is_number(key) for key in old_keys)):
-        return None
-    start, end = span
-    if any(abs(now - then) > 1e-3 for now, then in zip(_span_from_start(sound), span)):
+    if "playback" not in seen:
+        return None  # (not known all over the frames played: nothing to tell the keys' words by)
+    (start, end), old_keys = seen["span"], seen["keys"]
+    if any(abs(now - then) > 1e-3 for now, then in zip(_span_from_start(sound), seen["span"])):
         return None  # (trimmed or moved as well: not a Set Speed alone)
     for left, right in zip(keys, keys[1:]):
         if abs(left - start) < 1e-3 and right > left:
             if abs(right - end) > 1e-3 and any(abs(key - end) < 1e-3 for key in keys):
                 return None  # (keyed at its end and between, not moved: Add Retiming Key, then maybe a drag)
             held_to = min([key for key in old_keys if start + 1e-3 < key < end - 1e-3] + [end])
-            speed, ahead = playback
+            speed, ahead = seen["playback"]
             return [left, right, start * speed + ahead, held_to * speed + ahead]
     return None
 
 
 def _keys_changed(sound, seen):
     """Whether a sound strip's retiming keys moved since `seen` (a record without it: no)."""
-    if not isinstance(seen, dict) or not isinstance(seen.get("keys"), list):
+    if seen is None:
         return False
     keys, old = _keys_from_start(sound), seen["keys"]
-    return len(keys) != len(old) or any(not is_number(then) or abs(now - then) > 1e-3 for now, then in zip(keys, old))
+    return len(keys) != len(old) or any(abs(now - then) > 1e-3 for now, then in zip(keys, old))
 
 
 def seen_retiming(sound, fps, playback, segment=None):
@@ -789,15 +786,13 @@ def unknown_speeds(name, segments, mean):
 
 def retiming_note(record):
     """What the panel says of a line whose sound strip's speed it cannot follow, or None."""
-    seen = record.get("retiming")
-    if not isinstance(seen, dict):
-        return None
-    past, unknown = seen.get("past"), seen.get("unknown")
-    if is_number(past):
+    seen = record.get("retiming", {})
+    if "past" in seen:
         return (f"its sound strip plays on past its retimed part, into the take's next words: trim its end "
-                f"to frame {past:g}")
-    if isinstance(unknown, list) and len(unknown) == 2 and all(is_number(value) for value in unknown):
-        return unknown_speeds(record.get("sound", ""), int(unknown[0]), unknown[1])
+                f"to frame {seen['past']:g}")
+    if "unknown" in seen:
+        segments, mean = seen["unknown"]
+        return unknown_speeds(record.get("sound", ""), int(segments), mean)
     return None
 
 
@@ -1104,10 +1099,9 @@ def _follow_speed(track, strip, record, sound, fps):
 
 def waiting_note(record):
     """What the panel says of a line whose retimed sound it could not follow (`_follow_speed`), or None."""
-    waiting = record.get("unfollowed")
-    if not (isinstance(waiting, list) and waiting and is_number(waiting[0])):
+    if "unfollowed" not in record:
         return None
-    return (f"its sound now plays at {waiting[0]:.0%} speed, where another strip of its track is in the way: "
+    return (f"its sound now plays at {record['unfollowed'][0]:.0%} speed, where another strip of its track is in the way: "
             "the line follows once there is room")
 
 

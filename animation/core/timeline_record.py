@@ -34,6 +34,22 @@ def _two_numbers(value):
     return isinstance(value, list) and len(value) == 2 and all(is_number(frame) for frame in value)
 
 
+def _numbers(value, count=None):
+    return isinstance(value, list) and (count is None or len(value) == count) and all(map(is_number, value))
+
+
+def _retiming(value):
+    """What a line saw of its sound strip's retiming (timeline.seen_retiming): the keys and the
+    frames played from the strip's start; the segment it saw retimed, the frame that segment
+    ends at where the strip plays past it, the playback where it is known, or the segments and
+    mean speed where it is not."""
+    optional = {"segment": lambda held: _numbers(held, 4), "past": is_number, "playback": _two_numbers,
+                "unknown": _two_numbers}
+    return (isinstance(value, dict) and is_number(value.get("fps")) and _numbers(value.get("keys"))
+            and _two_numbers(value.get("span"))
+            and all(check(value[name]) for name, check in optional.items() if name in value))
+
+
 def _number_or_none(value):
     return value is None or is_number(value)
 
@@ -51,6 +67,8 @@ FIELDS = {
     "adopted": _flag, "heard": _two_numbers, "cues": _list, "duration": _number_or_none,
     "closed": _text_or_none, "keys": _object,  # an adopted line's trims (trim_of)
     "seconds": is_number, "playback": _two_numbers,  # the recording's length; its sound's speed, frames ahead
+    "unfollowed": _two_numbers,  # the playback a line's own sound waits to be followed at
+    "retiming": _retiming,  # what a line saw of its sound strip's retiming
 }
 
 

@@ -6,7 +6,9 @@ from tha_studio.animation.core.timeline_record import readable_record, trim_of
 from tha_studio.lipsync.curves import MouthMapping
 
 TRIM = {"kind": "line", "name": "tv", "sound": "tv take 3", "adopted": True, "heard": [12, 80], "seconds": 1.25,
-        "playback": [1.25, 4.0],
+        "playback": [1.25, 4.0], "unfollowed": [0.8, 0.0],
+        "retiming": {"fps": 24.0, "keys": [0.0, 29.0, 53.0, 96.0], "span": [29.0, 69.0],
+                     "segment": [29.0, 53.0, 29.0, 69.0], "past": 54.0},
         "cues": [[0.0, 0.5, "X"], [0.5, 0.7, "B"], [0.7, 1.0, "E"]], "duration": 1.2, "closed": "X",
         "keys": {"fps": 24.0, "start": 20, "style": "eased", "blend": 0.06,
                  "mapping": MouthMapping.default("tha3").values}}
@@ -28,7 +30,12 @@ def test_no_object_or_no_kind_is_nobodys_record(value):
     ("fps", "24"), ("fps", float("nan")), ("fps", True), ("frame", "1"), ("sound_frame", [1]),
     ("heard", [12]), ("heard", "12-80"), ("heard", [12, "80"]), ("cues", {"0": 1}), ("duration", "1.2"),
     ("closed", 0), ("keys", [24, 20]), ("settings", "rate=3"), ("seconds", "1.25"), ("seconds", None),
-    ("playback", [1.25]), ("playback", 1.25), ("playback", [1.25, None]),
+    ("playback", [1.25]), ("playback", 1.25), ("playback", [1.25, None]), ("unfollowed", [True, 0.0]),
+    ("unfollowed", []), ("retiming", [24.0]), ("retiming", {"fps": 24.0, "keys": [0.0], "span": [0.0]}),
+    ("retiming", {"keys": [], "span": [0.0, 40.0]}), ("retiming", {"fps": 24.0, "keys": ["0"], "span": [0.0, 40.0]}),
+    ("retiming", {"fps": 24.0, "keys": [], "span": [0.0, 40.0], "segment": [0.0, 40.0, 0.0]}),
+    ("retiming", {"fps": 24.0, "keys": [], "span": [0.0, 40.0], "unknown": [3, "1.0"]}),
+    ("retiming", {"fps": 24.0, "keys": [], "span": [0.0, 40.0], "past": None}),
 ])
 def test_a_field_of_the_wrong_kind_reads_as_absent(field, value):
     record = readable_record({**TRIM, "settings": {}, field: value})
