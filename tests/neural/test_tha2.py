@@ -81,11 +81,13 @@ def test_poser_reproduces_the_official_end_to_end_poses_in_one_batch(end_to_end_
     finally:
         hook.remove()
     assert len(decomposer_calls) == 1, "the eyebrow decomposer should run once per picture, in set_image"
-    exact = float64_reference(end_to_end_weights, image, poses)
-    for name, case, posed, exact_posed in zip(END_TO_END_CASES, cases, images, exact):
-        stored = case["out_00_final_image"][0]
-        # In float64 the pipeline is the official one: it differs from the stored (float32) picture by
-        # what float32 rounding did to the official run, 1.9e-3 to 2.5e-3 (PROTOCOL.md §8), on any CPU.
-        exact_difference = np.abs(exact_posed - stored).max()
-        assert exact_difference < 2.6e-3, f"{name}: in float64 the picture differs by {exact_difference:.2e}"
-        assert_end_to_end_near(name, posed, stored)  # float32: see golden.END_TO_END_ATOL
+    for name, case, posed in zip(END_TO_END_CASES, cases, images):
+        assert_end_to_end_near(name, posed, case["out_00_final_image"][0])  # float32: see golden.END_TO_END_ATOL
+    # In float64 the pipeline is the official one: it differs from the stored (float32) picture by
+    # what float32 rounding did to the official run, 1.9e-3 to 2.5e-3 (PROTOCOL.md §8), on any CPU.
+    # Shown on one case, a wink and a head turn (every case runs all five networks): float64
+    # convolutions run without oneDNN, 20 s a pose on a 2-core VM, 3x that beside a neighbour in CI.
+    index = END_TO_END_CASES.index("wink_head_turn")
+    exact = float64_reference(end_to_end_weights, image, poses[index : index + 1])[0]
+    exact_difference = np.abs(exact - cases[index]["out_00_final_image"][0]).max()
+    assert exact_difference < 2.6e-3, f"wink_head_turn: in float64 the picture differs by {exact_difference:.2e}"
