@@ -86,7 +86,7 @@ def test_poser_reproduces_the_official_end_to_end_poses_in_one_batch(end_to_end_
     # In float64 the pipeline is the official one: it differs from the stored (float32) picture by
     # what float32 rounding did to the official run, 1.9e-3 to 2.5e-3 (PROTOCOL.md §8), on any CPU.
     # Shown on one case, a wink and a head turn (every case runs all five networks): float64
-    # convolutions run without oneDNN, 20 s a pose on a 2-core VM, 3x that beside a neighbour in CI.
+    # convolutions run without oneDNN: 20 s a pose alone on a 2-core VM, 50 s beside a neighbour in CI.
     index = END_TO_END_CASES.index("wink_head_turn")
     exact = float64_reference(end_to_end_weights, image, poses[index : index + 1])[0]
     exact_difference = np.abs(exact - cases[index]["out_00_final_image"][0]).max()

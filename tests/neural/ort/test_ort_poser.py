@@ -97,7 +97,7 @@ def assert_as_close_to_exact_as_torch(weights, image, poses):
 def test_tha3_standard_variant_is_as_exact_as_the_torch_poser():
     weights = synthetic(tha3, "standard_float", "tha3_standard_float", 0.01)
     image = torch.rand(1, 4, 512, 512, generator=torch.Generator().manual_seed(1)) * 2 - 1
-    # One pose that takes every network (float64 convolutions run without oneDNN: a pose costs a minute in CI).
+    # One pose that takes every network (float64 convolutions run without oneDNN: 40 s a pose in CI).
     poses = THA3.vector(mouth_aaa=1.0, head_y=0.4, eye_wink_left=1.0, body_z=-0.5)[None]
     assert_as_close_to_exact_as_torch(weights, image, poses)
 
