@@ -30,12 +30,12 @@ def _list(value):
     return isinstance(value, list)
 
 
-def _two_numbers(value):
-    return isinstance(value, list) and len(value) == 2 and all(is_number(frame) for frame in value)
-
-
 def _numbers(value, count=None):
     return isinstance(value, list) and (count is None or len(value) == count) and all(map(is_number, value))
+
+
+def _two_numbers(value):
+    return _numbers(value, 2)
 
 
 def _retiming(value):
